@@ -228,7 +228,7 @@ public static class BrownCorpus
     /// <summary>
     /// Turns tagged Brown text back into plain text. Each whitespace-separated token is word/tag; the tag (after
     /// the last '/') is dropped. Closing punctuation and clitics attach to the word before, opening brackets and
-    /// quotes to the word after; `` and '' become ". A lone ' is an opening quote when no single quote is open in
+    /// quotes to the word after; `` and '' become "; the doubled semicolons of this copy are collapsed. A lone ' is an opening quote when no single quote is open in
     /// the paragraph, else a closing one. Sentences (lines) of a paragraph are joined by a space; each paragraph
     /// (a line starting with a tab, or after a blank line) becomes one line.
     /// </summary>
@@ -238,6 +238,7 @@ public static class BrownCorpus
         var paragraph = new StringBuilder();
         bool singleQuoteOpen = false;
         bool glueNext = false;
+        string previous = "";
 
         void EndParagraph()
         {
@@ -256,6 +257,9 @@ public static class BrownCorpus
             {
                 int slash = token.LastIndexOf('/');
                 string word = slash > 0 ? token[..slash] : token;
+                // This copy of form C writes every semicolon twice (";/. ;/."); keep one.
+                if (word == ";" && previous == ";") continue;
+                previous = word;
                 bool left = AttachLeft.Contains(word);
                 bool right = AttachRight.Contains(word);
                 if (word == "'")
