@@ -28,8 +28,8 @@ public static class EvalCommand
             var meta = DatasetMeta.Load(Path.Combine(data, "meta.json"));
             if (meta.VocabSize != state.Model.VocabSize)
                 throw new InvalidDataException($"dataset {data} has vocab_size {meta.VocabSize} but checkpoint {dir} has {state.Model.VocabSize}");
-            using var train = TokenFile.Open(Path.Combine(data, "train.bin"), meta.Dtype, meta.VocabSize);
-            using var val = TokenFile.Open(Path.Combine(data, "val.bin"), meta.Dtype, meta.VocabSize);
+            using var train = TokenFile.OpenSplit(data, "train", meta, fullScan: true);
+            using var val = TokenFile.OpenSplit(data, "val", meta, fullScan: true);
             var gpt = Checkpoint.LoadModel(dir, state.Config.BatchSize, state.Config.BlockSize, out _);
             var x = new int[gpt.BatchSize * gpt.SeqLen];
             var y = new int[x.Length];

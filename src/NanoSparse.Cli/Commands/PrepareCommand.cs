@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using NanoSparse.Data;
 using Spectre.Console;
 
@@ -26,10 +27,19 @@ public static class PrepareCommand
                 Corpus = c,
                 Input = i,
                 OutDir = parse.GetValue(outDir)!,
-                Tokenizer = parse.GetValue(tokenizer)!,
             };
-            var result = DatasetPreparer.Prepare(options, null);
-            cli.Console.MarkupLine($"prepared [bold]{Markup.Escape(options.OutDir)}[/]: {Markup.Escape(result.ToString() ?? "")}");
+            var result = DatasetPreparer.Prepare(options, new Progress<(string Stage, double Fraction)>(_ => { }));
+            var meta = result.Meta;
+            var table = new Table().Title($"dataset {Markup.Escape(result.OutDir)}").AddColumn("").AddColumn(new TableColumn("value").RightAligned());
+            table.AddRow("corpus", Markup.Escape(meta.Corpus));
+            table.AddRow("tokenizer", Markup.Escape(meta.Tokenizer));
+            table.AddRow("vocab_size", meta.VocabSize.ToString(CultureInfo.InvariantCulture));
+            table.AddRow("dtype", meta.Dtype.ToString());
+            table.AddRow("train tokens", meta.TrainTokens.ToString("N0", CultureInfo.InvariantCulture));
+            table.AddRow("val tokens", meta.ValTokens.ToString("N0", CultureInfo.InvariantCulture));
+            table.AddRow("documents (train / val)", $"{result.TrainDocuments} / {result.ValDocuments}");
+            table.AddRow("files", Markup.Escape($"{result.TrainPath}, {result.ValPath}, {result.MetaPath}"));
+            cli.Console.Write(table);
             return 0;
         });
         return cmd;

@@ -90,10 +90,11 @@ public sealed class Trainer : IDisposable
         if (Config.BlockSize > modelConfig.BlockSize)
             throw new ArgumentException($"block_size ({Config.BlockSize}) exceeds the checkpoint model's block_size ({modelConfig.BlockSize})");
 
-        _trainFile = TokenFile.Open(Path.Combine(Config.Dataset, "train.bin"), Meta.Dtype, Meta.VocabSize);
+        // Full scan: a token id beyond vocab_size is reported now, naming the file, not mid-run.
+        _trainFile = TokenFile.OpenSplit(Config.Dataset, "train", Meta, fullScan: true);
         try
         {
-            _valFile = TokenFile.Open(Path.Combine(Config.Dataset, "val.bin"), Meta.Dtype, Meta.VocabSize);
+            _valFile = TokenFile.OpenSplit(Config.Dataset, "val", Meta, fullScan: true);
         }
         catch
         {
