@@ -32,8 +32,15 @@ public static class Presets
         var config = preset is not null ? TrainConfig.Load(Find(preset))
                    : configFile is not null ? TrainConfig.Load(configFile)
                    : new TrainConfig();
-        foreach (var s in sets ?? []) config.Set(s);
-        config.Validate("--set");
+        try
+        {
+            foreach (var s in sets ?? []) config.Set(s);
+            config.Validate("config");
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException)
+        {
+            throw new UsageException(e.Message);
+        }
         return config;
     }
 }

@@ -3,6 +3,7 @@ using NanoSparse.Optim;
 
 namespace NanoSparse.Tests.Optim;
 
+[Collection("KernelThreads")]
 public sealed class AdamWTests
 {
     /// <summary>torch.optim.AdamW's update, written out in double precision (torch/optim/adamw.py, single-tensor path).</summary>
