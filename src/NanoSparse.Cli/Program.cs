@@ -58,6 +58,8 @@ public static class Program
         root.Subcommands.Add(EvalCommand.Create(cli));
         root.Subcommands.Add(SampleCommand.Create(cli));
         root.Subcommands.Add(InspectCommand.Create(cli));
+        root.Subcommands.Add(InteropCommands.CreateImportCommand());
+        root.Subcommands.Add(InteropCommands.CreateExportCommand());
         root.Subcommands.Add(BenchCommand.Create(cli));
         return root;
     }
