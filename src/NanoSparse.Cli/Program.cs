@@ -30,7 +30,9 @@ public static class Program
         }
         if (parse.Errors.Count > 0)
         {
-            stderr.WriteLine("error: " + OneLine(parse.Errors[0].Message));
+            // "Required command was not provided" accompanies an unknown command; the specific error says more.
+            var error = parse.Errors.FirstOrDefault(e => !e.Message.StartsWith("Required command", StringComparison.Ordinal)) ?? parse.Errors[0];
+            stderr.WriteLine("error: " + OneLine(error.Message) + " (see nanosparse --help)");
             return 2;
         }
         try
