@@ -149,7 +149,8 @@ public sealed class DatasetMeta
         };
     }
 
-    void Validate(string path) => FromJson(ToJson(), path);
+    // Through text, so values are checked exactly as Load will see them.
+    void Validate(string path) => FromJson(JsonNode.Parse(ToJson().ToJsonString()), path);
 
     static JsonNode? Get(JsonObject obj, string field, string path, string prefix = "")
     {

@@ -35,6 +35,9 @@ public static unsafe class Gemm
     /// <summary>Below this many multiply-adds, one thread does the whole product.</summary>
     const long SerialWork = 1 << 19;
 
+    /// <summary>The instruction set the micro-kernel uses on this machine: avx512, avx2 or scalar.</summary>
+    public static string InstructionSet => GemmMicroKernel.InstructionSet;
+
     [ThreadStatic] static float* _packA;
     [ThreadStatic] static float* _packB;
 
