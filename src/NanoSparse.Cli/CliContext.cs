@@ -31,6 +31,8 @@ public sealed class CliContext
             ColorSystem = interactive ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
             Interactive = interactive ? InteractionSupport.Yes : InteractionSupport.No,
         });
+        // Redirected output (logs, tests) has no terminal width; don't wrap lines at Spectre's default 80 columns.
+        if (!interactive) Console.Profile.Width = 200;
     }
 
     /// <summary>Applies the global --threads to the kernel thread pool; returns the value (0 = unchanged).</summary>

@@ -22,17 +22,19 @@ public static class InspectCommand
             cli.ApplyThreads(parse);
             var console = cli.Console;
             string? dir = parse.GetValue(checkpoint);
-            TrainConfig cfg;
+            TrainConfig? cfg;
             GptConfig model;
             Gpt gpt;
             if (dir is not null)
             {
                 if (parse.GetValue(preset) is not null || parse.GetValue(config) is not null)
                     throw new UsageException("give --checkpoint or --preset/--config, not both");
-                gpt = Checkpoint.LoadModel(dir, 1, 1, out var state);
-                cfg = state.Config;
+                gpt = Checkpoint.LoadAnyModel(dir, 1, 1, out var state);
+                cfg = state?.Config;
                 model = gpt.Config;
-                console.MarkupLine($"checkpoint [bold]{Markup.Escape(dir)}[/]: step {state.IterNum}, best val loss {state.BestValLoss.ToString("F4", CultureInfo.InvariantCulture)}, dataset {Markup.Escape(state.Dataset)}");
+                console.MarkupLine(state is not null
+                    ? $"checkpoint [bold]{Markup.Escape(dir)}[/]: step {state.IterNum}, best val loss {state.BestValLoss.ToString("F4", CultureInfo.InvariantCulture)}, dataset {Markup.Escape(state.Dataset)}"
+                    : $"checkpoint [bold]{Markup.Escape(dir)}[/]: imported model (no training state)");
             }
             else
             {
@@ -52,10 +54,16 @@ public static class InspectCommand
             }
 
             var settings = new Table().Title("config").AddColumn("key").AddColumn("value");
-            foreach (var (k, v) in ModelArgs.From(model) is var m
-                         ? new (string, string)[] { ("vocab_size", m.VocabSize.ToString(CultureInfo.InvariantCulture)) }.Concat(cfg.Entries())
-                         : cfg.Entries())
-                settings.AddRow(k, Markup.Escape(v));
+            var m = ModelArgs.From(model);
+            var entries = cfg is not null
+                ? new[] { ("vocab_size", m.VocabSize.ToString(CultureInfo.InvariantCulture)) }.Concat(cfg.Entries())
+                : new[]
+                {
+                    ("n_layer", m.NLayer.ToString(CultureInfo.InvariantCulture)), ("n_head", m.NHead.ToString(CultureInfo.InvariantCulture)),
+                    ("n_embd", m.NEmbd.ToString(CultureInfo.InvariantCulture)), ("block_size", m.BlockSize.ToString(CultureInfo.InvariantCulture)),
+                    ("vocab_size", m.VocabSize.ToString(CultureInfo.InvariantCulture)), ("bias", m.Bias ? "true" : "false"),
+                };
+            foreach (var (k, v) in entries) settings.AddRow(k, Markup.Escape(v));
             console.Write(settings);
 
             var table = new Table().Title("parameters").AddColumn("name").AddColumn("shape").AddColumn(new TableColumn("count").RightAligned()).AddColumn("decay");

@@ -28,16 +28,17 @@ public static class SampleCommand
             if (!(temp > 0) || !float.IsFinite(temp)) throw new UsageException($"--temperature ({temp}) must be a positive number");
             if (k < 0) throw new UsageException($"--top-k ({k}) must be >= 0");
 
-            var state = Checkpoint.ReadState(dir);
+            var gpt = Checkpoint.LoadAnyModel(dir, 1, int.MaxValue, out var state);
             string metaPath = Path.Combine(dir, Checkpoint.MetaFile);
-            if (!File.Exists(metaPath)) metaPath = Path.Combine(state.Dataset, "meta.json");
+            if (!File.Exists(metaPath) && state is not null) metaPath = Path.Combine(state.Dataset, "meta.json");
+            if (!File.Exists(metaPath))
+                throw new FileNotFoundException($"sampling needs the tokenizer: no {Checkpoint.MetaFile} in {dir}{(state is null ? "" : " or " + state.Dataset)}", metaPath);
             var meta = DatasetMeta.Load(metaPath);
             var tokenizer = meta.CreateTokenizer();
-            if (tokenizer.VocabSize > state.Model.VocabSize)
-                throw new InvalidDataException($"tokenizer in {metaPath} has {tokenizer.VocabSize} symbols but the model's vocab_size is {state.Model.VocabSize}");
+            if (tokenizer.VocabSize > gpt.Config.VocabSize)
+                throw new InvalidDataException($"tokenizer in {metaPath} has {tokenizer.VocabSize} symbols but the model's vocab_size is {gpt.Config.VocabSize}");
             int[] prompt = tokenizer.Encode(parse.GetValue(start) ?? "");
             if (prompt.Length == 0) throw new UsageException("--start must encode to at least one token");
-            var gpt = Checkpoint.LoadModel(dir, 1, state.Model.BlockSize, out _);
             var rng = new Rng(parse.GetValue(seed));
             cli.Out.Write(tokenizer.Decode(prompt));
             Sampler.Generate(gpt, prompt, n, temp, k, rng, id =>

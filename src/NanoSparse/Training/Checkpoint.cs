@@ -111,6 +111,59 @@ public static class Checkpoint
         return gpt;
     }
 
+    /// <summary>
+    /// Loads the model of a training checkpoint (state.json) or of an imported one (`nanosparse import` writes
+    /// model.safetensors + config.json, no training state). <paramref name="state"/> is null for the latter.
+    /// </summary>
+    public static Gpt LoadAnyModel(string dir, int batchSize, int seqLen, out CheckpointState? state)
+    {
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"checkpoint directory {dir} does not exist");
+        if (File.Exists(Path.Combine(dir, StateFile)))
+        {
+            var gpt = LoadModel(dir, batchSize, seqLen, out var s);
+            state = s;
+            return gpt;
+        }
+        state = null;
+        var config = ReadModelConfig(Path.Combine(dir, ConfigFile), dir);
+        var model = new Gpt(config, batchSize, Math.Min(seqLen, config.BlockSize));
+        LoadWeights(dir, model);
+        return model;
+    }
+
+    public const string ConfigFile = "config.json";
+
+    static GptConfig ReadModelConfig(string path, string dir)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint {dir} has neither {StateFile} nor {ConfigFile}", path);
+        System.Text.Json.Nodes.JsonObject? obj;
+        try
+        {
+            obj = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllBytes(path)) as System.Text.Json.Nodes.JsonObject;
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException($"{path}: invalid JSON: {e.Message.Split(". Path:")[0]}", e);
+        }
+        if (obj is null) throw new FormatException($"{path}: expected a JSON object of model settings");
+        if (obj["activation"] is System.Text.Json.Nodes.JsonValue act && act.ToString() != "gelu")
+            throw new NotSupportedException($"{path}: activation '{act}' is not supported by the model (exact GELU only)");
+        obj.Remove("activation");
+        GptConfig? config;
+        try
+        {
+            config = obj.Deserialize<GptConfig>();
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException($"{path}: invalid value{(e.Path is null ? "" : " at " + e.Path)}", e);
+        }
+        if (config is null) throw new FormatException($"{path}: expected a JSON object of model settings");
+        try { config.Validate(); }
+        catch (ArgumentException e) { throw new FormatException($"{path}: {e.Message}", e); }
+        return config;
+    }
+
     /// <summary>Reads model.safetensors into <paramref name="gpt"/>, checking every name, shape and dtype first.</summary>
     public static void LoadWeights(string dir, Gpt gpt)
     {

@@ -204,3 +204,27 @@ public sealed class CliTests : IDisposable
         AssertOneLineError(r.Err, "huge", "baby");
     }
 }
+
+[Collection("KernelThreads")]
+public sealed class CliImportedCheckpointTests : IDisposable
+{
+    readonly string _dir = Path.Combine(Path.GetTempPath(), "nanosparse-cli-import-" + Guid.NewGuid().ToString("N"));
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
+
+    [Fact]
+    public void InspectReadsAnImportedCheckpointWithoutTrainingState()
+    {
+        string weights = Path.Combine(AppContext.BaseDirectory, "Fixtures", "interop", "nanogpt_nobias", "model.safetensors");
+        var o = new StringWriter();
+        var e = new StringWriter();
+        Assert.True(Program.Run(["import", "--format", "nanogpt", weights, "--out", _dir], o, e) == 0, e.ToString());
+        o = new StringWriter();
+        e = new StringWriter();
+        Assert.True(Program.Run(["inspect", "--checkpoint", _dir], o, e) == 0, e.ToString());
+        Assert.Contains("imported model", o.ToString());
+        Assert.Contains("transformer.h.0.attn.c_attn.weight", o.ToString());
+        e = new StringWriter();
+        Assert.Equal(1, Program.Run(["sample", "--checkpoint", _dir], new StringWriter(), e));
+        Assert.Contains("meta.json", e.ToString());
+    }
+}

@@ -49,6 +49,11 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal(a.Params, b2.Params);
         Assert.Equal(a.Evals.Select(e => (e.Step, e.TrainLoss, e.ValLoss)), b1.Evals.Concat(b2.Evals).Select(e => (e.Step, e.TrainLoss, e.ValLoss)));
         Assert.All(a.Losses, l => Assert.True(float.IsFinite(l)));
+
+        // The resumed log.csv reads as the uninterrupted one (timing columns aside).
+        static string[] Logged(string dir) => File.ReadAllLines(Path.Combine(dir, TrainingLog.FileName))
+            .Select(l => string.Join(',', l.Split(',').Take(4))).ToArray();
+        Assert.Equal(Logged(straight.OutDir), Logged(half.OutDir));
     }
 
     [Fact]
