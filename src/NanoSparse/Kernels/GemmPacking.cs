@@ -1,0 +1,121 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace NanoSparse.Kernels;
+
+/// <summary>
+/// Copies blocks of op(A) and op(B) into the contiguous micro-panel order the micro-kernel reads, so that the
+/// kernel's loads are unit-stride whatever the transposes. Rows/columns past the matrix edge are zero-filled
+/// so that edge tiles run the same kernel.
+/// </summary>
+static unsafe class GemmPacking
+{
+    const int MR = GemmMicroKernel.MR;
+    const int NR = GemmMicroKernel.NR;
+
+    /// <summary>
+    /// Packs op(A)[i0..i0+mc, p0..p0+kc] as ceil(mc/MR) micro-panels; panel q holds, for each p, the MR values
+    /// op(A)[i0+q·MR+r, p0+p] (r = 0..MR-1) at dst[q·MR·kc + p·MR + r].
+    /// </summary>
+    public static void PackA(bool transA, float* a, int lda, int i0, int mc, int p0, int kc, float* dst)
+    {
+        for (int ir = 0; ir < mc; ir += MR)
+        {
+            int rows = Math.Min(MR, mc - ir);
+            float* panel = dst + ir * kc;
+            if (transA)
+            {
+                // op(A)(i, p) = a[p·lda + i]: each k step is MR contiguous floats.
+                float* src = a + (long)p0 * lda + i0 + ir;
+                if (rows == MR)
+                {
+                    for (int p = 0; p < kc; p++, src += lda, panel += MR)
+                    {
+                        panel[0] = src[0]; panel[1] = src[1]; panel[2] = src[2];
+                        panel[3] = src[3]; panel[4] = src[4]; panel[5] = src[5];
+                    }
+                }
+                else
+                {
+                    for (int p = 0; p < kc; p++, src += lda, panel += MR)
+                        for (int r = 0; r < MR; r++) panel[r] = r < rows ? src[r] : 0f;
+                }
+            }
+            else
+            {
+                // op(A)(i, p) = a[i·lda + p]: gather one value from each of MR rows per k step.
+                float* s0 = a + (long)(i0 + ir) * lda + p0;
+                if (rows == MR)
+                {
+                    float* s1 = s0 + lda, s2 = s1 + lda, s3 = s2 + lda, s4 = s3 + lda, s5 = s4 + lda;
+                    for (int p = 0; p < kc; p++, panel += MR)
+                    {
+                        panel[0] = s0[p]; panel[1] = s1[p]; panel[2] = s2[p];
+                        panel[3] = s3[p]; panel[4] = s4[p]; panel[5] = s5[p];
+                    }
+                }
+                else
+                {
+                    for (int p = 0; p < kc; p++, panel += MR)
+                        for (int r = 0; r < MR; r++) panel[r] = r < rows ? s0[(long)r * lda + p] : 0f;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs op(B)[p0..p0+kc, j0..j0+nc] as ceil(nc/NR) micro-panels; panel q holds, for each p, the NR values
+    /// op(B)[p0+p, j0+q·NR+j] (j = 0..NR-1) at dst[q·NR·kc + p·NR + j].
+    /// </summary>
+    public static void PackB(bool transB, float* b, int ldb, int p0, int kc, int j0, int nc, float* dst)
+    {
+        for (int jr = 0; jr < nc; jr += NR)
+        {
+            int cols = Math.Min(NR, nc - jr);
+            float* panel = dst + jr * kc;
+            if (!transB)
+            {
+                // op(B)(p, j) = b[p·ldb + j]: each k step is NR contiguous floats.
+                float* src = b + (long)p0 * ldb + j0 + jr;
+                if (cols == NR)
+                {
+                    for (int p = 0; p < kc; p++, src += ldb, panel += NR)
+                    {
+                        Vector256.Store(Vector256.Load(src), panel);
+                        Vector256.Store(Vector256.Load(src + 8), panel + 8);
+                        Vector256.Store(Vector256.Load(src + 16), panel + 16);
+                        Vector256.Store(Vector256.Load(src + 24), panel + 24);
+                    }
+                }
+                else
+                {
+                    for (int p = 0; p < kc; p++, src += ldb, panel += NR)
+                    {
+                        int j = 0;
+                        for (; j < cols; j++) panel[j] = src[j];
+                        for (; j < NR; j++) panel[j] = 0f;
+                    }
+                }
+            }
+            else
+            {
+                // op(B)(p, j) = b[j·ldb + p]: row j of the stored B becomes column j of the panel.
+                float* src = b + (long)(j0 + jr) * ldb + p0;
+                if (cols < NR) new Span<float>(panel, kc * NR).Clear();
+                for (int j = 0; j < cols; j++, src += ldb)
+                {
+                    float* d = panel + j;
+                    int p = 0;
+                    for (; p + 4 <= kc; p += 4)
+                    {
+                        d[(p + 0) * NR] = src[p + 0];
+                        d[(p + 1) * NR] = src[p + 1];
+                        d[(p + 2) * NR] = src[p + 2];
+                        d[(p + 3) * NR] = src[p + 3];
+                    }
+                    for (; p < kc; p++) d[p * NR] = src[p];
+                }
+            }
+        }
+    }
+}
