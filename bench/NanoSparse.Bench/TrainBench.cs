@@ -156,8 +156,10 @@ public static class TrainBench
         var r = TorchPeer.Run(options.Python, "train_torch.py",
         [
             "--preset", options.Preset.Name, "--threads", threads.ToString(), "--iters", options.Iters.ToString(),
-            "--warmup", options.Warmup.ToString(), "--vocab", options.Vocab.ToString(),
+            "--warmup", options.Warmup.ToString(), "--vocab", options.Vocab.ToString(), "--gemm-size", options.GemmSize.ToString(),
         ]);
+        if (r.TryGetProperty("sgemm_gflops", out var mm) && mm.ValueKind == JsonValueKind.Number)
+            AnsiConsole.MarkupLine($"PyTorch torch.mm {options.GemmSize}³ at {threads} thread(s): {mm.GetDouble():F1} GFLOP/s");
         double peerFlops = r.GetProperty("flops_per_token").GetDouble();
         if (threads == options.Threads[0])
             AnsiConsole.MarkupLine($"PyTorch {Markup.Escape(r.GetProperty("torch_version").GetString() ?? "?")}: {r.GetProperty("params").GetInt64():N0} parameters");

@@ -22,6 +22,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_gpt import BROWN_CHAR_VOCAB, GPT, OPTIMIZER, PRESETS, config_for  # noqa: E402
 
 
+def mm_gflops(n):
+    """Dense fp32 torch.mm rate of an n*n*n product (median of repetitions), the peer's own sgemm reference."""
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    c = torch.mm(a, b)
+    times = []
+    start = time.perf_counter()
+    while len(times) < 3 or (time.perf_counter() - start < 0.5 and len(times) < 50):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=c)
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n**3 / statistics.median(times) / 1e9
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), default="baby")
@@ -30,6 +44,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     ap.add_argument("--vocab", type=int, default=BROWN_CHAR_VOCAB)
     ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--gemm-size", type=int, default=1024, help="n of the n*n*n torch.mm reference rate (0: skip)")
     args = ap.parse_args()
     if args.threads < 1 or args.iters < 1 or args.warmup < 0 or args.vocab < 2:
         ap.error(f"need threads >= 1, iters >= 1, warmup >= 0, vocab >= 2; got {vars(args)}")
@@ -69,6 +84,7 @@ def main():
         last_loss = loss.item()
 
     flops_per_token = model.flops_per_token(T)
+    sgemm_gflops = mm_gflops(args.gemm_size) if args.gemm_size > 0 else None
     tokens = B * T
     median = statistics.median(times)
     print(
@@ -93,6 +109,8 @@ def main():
                 "tokens_per_s": tokens / (median / 1e3),
                 "gflops": flops_per_token * tokens / (median / 1e3) / 1e9,
                 "last_loss": last_loss,
+                "sgemm_n": args.gemm_size,
+                "sgemm_gflops": sgemm_gflops,
             }
         )
     )
