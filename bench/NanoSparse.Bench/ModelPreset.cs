@@ -13,7 +13,7 @@ public sealed record ModelPreset(string Name, int NLayer, int NHead, int NEmbd, 
     public const float LearningRate = 1e-3f, Beta1 = 0.9f, Beta2 = 0.99f, WeightDecay = 0.1f, GradClip = 1.0f;
 
     /// <summary>Character vocabulary of the Brown corpus, used when no prepared dataset says otherwise.</summary>
-    public const int BrownCharVocab = 96;
+    public const int BrownCharVocab = 85;
 
     public static readonly ModelPreset Baby = new("baby", 4, 4, 128, 64, 12, false, 0f);
     public static readonly ModelPreset Small = new("small", 6, 6, 384, 256, 64, false, 0.2f);

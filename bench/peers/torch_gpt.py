@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 # Character vocabulary size of the Brown corpus as prepared by `nanosparse prepare` (overridable: --vocab).
-BROWN_CHAR_VOCAB = 96
+BROWN_CHAR_VOCAB = 85
 
 PRESETS = {
     # baby: the 1-2 minute smoke model.
