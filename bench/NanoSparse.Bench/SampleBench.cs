@@ -107,6 +107,9 @@ public static class SampleBench
                 int newTokens = options.Tokens ?? (config.BlockSize <= 64 ? 500 : 256);
                 AnsiConsole.MarkupLine($"[bold]bench sample[/] [cyan]{Markup.Escape(label)}[/]: n_layer {config.NLayer}, n_head {config.NHead}, n_embd {config.NEmbd}, " +
                                        $"block {config.BlockSize}, vocab {config.VocabSize}; {newTokens} new tokens from a 1-token prompt, temperature {Temperature}, top_k {TopK}");
+                if (1 + newTokens > config.BlockSize)
+                    AnsiConsole.MarkupLine($"note: past {config.BlockSize} tokens the context is cropped to block_size as in nanoGPT, " +
+                                           "so every further token refills NanoSparse's KV cache (pass --tokens below block_size to time the cache alone)");
                 var gpt = new Gpt(config, 1, config.BlockSize);
                 if (weights != null) LoadWeights(gpt, weights);
                 else gpt.InitializeWeights(1337);
