@@ -77,17 +77,24 @@ public static class SparseKernelsBench
     static void Run(bool quick, string? jsonPath, string pngPrefix, int threads, int reps, bool peers)
     {
         KernelThreads.Max = threads;
+        OpenBlas.SetThreads(threads);
         var shapes = quick ? new[] { (768, 768), (768, 3072) } : Shapes;
         var ns = quick ? new[] { 1, 128 } : Ns;
         var sparsities = quick ? new[] { 0.7, 0.9 } : Sparsities;
         string dir = Path.Combine(Path.GetTempPath(), $"nanosparse-bench-kernels-{Environment.ProcessId}");
         Directory.CreateDirectory(dir);
         Console.WriteLine($"bench kernels: threads {threads}, reps {reps}, temp {dir}");
+        if (Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { } core)
+            Console.WriteLine($"note: OPENBLAS_CORETYPE={core} is set in this process; the in-process OpenBLAS may be mis-tuned (peers run without it)");
+        PeerServer? python = null, eigen = null;
         try
         {
+            if (peers)
+            {
+                python = PeerServer.StartPython(threads, reps);
+                eigen = PeerServer.StartEigen(threads, reps);
+            }
             var rows = new List<Row>();
-            var manifestDense = new List<Dictionary<string, object>>();
-            var manifestCases = new List<Dictionary<string, object>>();
             foreach (var (m, k) in shapes)
             {
                 var patterns = new List<Pattern>();
@@ -95,56 +102,104 @@ public static class SparseKernelsBench
                 foreach (double sp in sparsities) patterns.Add(Unstructured(m, k, sp, seed++));
                 patterns.Add(TwoFour(m, k, seed++));
                 foreach (var p in patterns) WriteCsr(dir, p);
+                string densePath = Write(dir, $"dense_{m}x{k}.f32", patterns[0].Dense);
                 foreach (int n in ns)
                 {
                     var x = Random(k * n, seed + (ulong)n * 31);
                     var xt = Random(m * n, seed + (ulong)n * 37);
                     string xPath = Write(dir, $"x_{m}x{k}_{n}.f32", x), xtPath = Write(dir, $"xt_{m}x{k}_{n}.f32", xt);
-                    string denseId = $"{m}x{k}_n{n}";
-                    manifestDense.Add(new() { ["id"] = denseId, ["m"] = m, ["k"] = k, ["n"] = n, ["x"] = xPath, ["xt"] = xtPath, ["s"] = Path.Combine(dir, $"dense_{patterns[0].Id}.f32") });
                     double oursDense = TimeOurDense(m, k, n, patterns[0].Dense, x, reps);
-                    Console.WriteLine($"{m}x{k} N={n}: our dense GEMM {oursDense:F3} ms");
+                    // Dense OpenBLAS in this process, one sample before every sparse measurement, so the dense
+                    // yardstick is taken over the same minutes (and the same machine load) as the kernels.
+                    var blas = new DenseBlas(m, k, n, patterns[0].Dense, x, xt);
+                    var group = new List<Row>();
                     foreach (var p in patterns)
                     {
-                        string caseId = $"{p.Id}_n{n}";
-                        manifestCases.Add(new()
-                        {
-                            ["id"] = caseId, ["m"] = m, ["k"] = k, ["n"] = n, ["x"] = xPath,
-                            ["indptr"] = Path.Combine(dir, $"indptr_{p.Id}.i32"), ["indices"] = Path.Combine(dir, $"indices_{p.Id}.i32"), ["data"] = Path.Combine(dir, $"data_{p.Id}.f32"),
-                        });
-                        foreach (var row in TimeKernels(p, n, x, xt, reps))
+                        var mine = TimeKernels(p, n, x, xt, reps, blas).ToList();
+                        var sparsePeers = new Dictionary<string, double>();
+                        string indptr = Path.Combine(dir, $"indptr_{p.Id}.i32"), indices = Path.Combine(dir, $"indices_{p.Id}.i32"), data = Path.Combine(dir, $"data_{p.Id}.f32");
+                        if (python is not null)
+                            foreach (var kv in python.Ask(JsonSerializer.Serialize(new Dictionary<string, object>
+                            {
+                                ["op"] = "sparse", ["m"] = m, ["k"] = k, ["n"] = n, ["x"] = xPath, ["indptr"] = indptr, ["indices"] = indices, ["data"] = data,
+                            })))
+                                sparsePeers[kv.Key] = kv.Value;
+                        if (eigen is not null)
+                            sparsePeers["eigen_csr"] = eigen.AskNumber($"{m} {k} {n} {indptr} {indices} {data} {xPath}");
+                        foreach (var row in mine)
                         {
                             row.OursDenseMs = oursDense;
                             row.SpeedupVsOursDense = oursDense / row.MedianMs;
-                            rows.Add(row);
-                            Tag(row, denseId, caseId);
+                            row.Peers = new(sparsePeers);
+                            group.Add(row);
                         }
                     }
+                    var densePeers = python?.Ask(JsonSerializer.Serialize(new Dictionary<string, object>
+                    {
+                        ["op"] = "dense", ["m"] = m, ["k"] = k, ["n"] = n, ["s"] = densePath, ["x"] = xPath, ["xt"] = xtPath,
+                    }));
+                    foreach (var row in group)
+                    {
+                        if (densePeers is not null) foreach (var kv in densePeers) row.Peers![kv.Key] = kv.Value;
+                        row.OpenBlasDenseMs = MedianOf(blas.Pool(row.Kernel));
+                        row.SpeedupVsOpenBlas = row.OpenBlasDenseMs / row.MedianMs;
+                        if (row.Kernel == "S·X")
+                        {
+                            var best = row.Peers!.Where(kv => kv.Key is "scipy_csr" or "torch_csr" or "eigen_csr").OrderBy(kv => kv.Value).ToList();
+                            if (best.Count > 0)
+                            {
+                                row.BestSparsePeer = best[0].Key;
+                                row.BestSparsePeerMs = best[0].Value;
+                                row.SpeedupVsBestSparsePeer = best[0].Value / row.MedianMs;
+                            }
+                        }
+                    }
+                    rows.AddRange(group);
+                    var csr90 = group.FirstOrDefault(r => r.Kernel == "S·X" && r.Format == "CSR" && r.Pattern == "s0.90");
+                    Console.WriteLine($"{m}x{k} N={n}: our dense GEMM {oursDense:F3} ms, OpenBLAS {MedianOf(blas.Pool("S·X")):F3} ms"
+                        + (csr90 is null ? "" : $"; CSR S·X at 90%: {csr90.MedianMs:F3} ms = {csr90.SpeedupVsOpenBlas:F2}x OpenBLAS, {Fmt(csr90.SpeedupVsBestSparsePeer)}x best sparse peer ({csr90.BestSparsePeer})"));
                 }
             }
-
-            PeerResults? peerResults = null;
-            if (peers)
-            {
-                var manifest = new Dictionary<string, object> { ["threads"] = threads, ["reps"] = reps, ["dense"] = manifestDense, ["cases"] = manifestCases };
-                string manifestPath = Path.Combine(dir, "manifest.json");
-                File.WriteAllText(manifestPath, JsonSerializer.Serialize(manifest));
-                peerResults = RunPeers(manifestPath, Path.Combine(dir, "peers.json"), threads);
-            }
-            Combine(rows, peerResults);
             Print(rows);
             if (jsonPath is not null) WriteJson(jsonPath, rows, threads);
-            Plot(rows, pngPrefix, peerResults is not null);
+            Plot(rows, pngPrefix);
         }
         finally
         {
+            python?.Dispose();
+            eigen?.Dispose();
             try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
         }
     }
 
-    // Rows remember which peer entries they compare with (set by Tag, read by Combine).
-    static readonly Dictionary<Row, (string DenseId, string CaseId)> Tags = new(ReferenceEqualityComparer.Instance);
-    static void Tag(Row row, string denseId, string caseId) => Tags[row] = (denseId, caseId);
+    static double MedianOf(List<double> samples)
+    {
+        if (samples.Count == 0) return double.NaN;
+        var sorted = samples.OrderBy(v => v).ToArray();
+        return sorted[sorted.Length / 2];
+    }
+
+    /// <summary>The dense products each sparse kernel replaces, through OpenBLAS in this process, sampled on demand.</summary>
+    sealed class DenseBlas(int m, int k, int n, float[] s, float[] x, float[] xt)
+    {
+        readonly float[] _y = new float[Math.Max((long)m * n, Math.Max((long)k * n, (long)m * k))];
+        readonly Dictionary<string, List<double>> _pools = new() { ["S·X"] = [], ["Sᵀ·X"] = [], ["SDDMM"] = [] };
+
+        public List<double> Pool(string kernel) => _pools[kernel];
+
+        /// <summary>Times one call (S·X: S@X; Sᵀ·X: Sᵀ@X'; SDDMM: the full X'@Xᵀ) and adds it to that kernel's pool.</summary>
+        public void Sample(string kernel)
+        {
+            Action run = kernel switch
+            {
+                "Sᵀ·X" => () => OpenBlas.Sgemm(true, false, k, n, m, s, k, xt, n, _y, n),
+                "SDDMM" => () => OpenBlas.Sgemm(false, true, m, k, n, xt, n, x, n, _y, k),
+                _ => () => OpenBlas.Sgemm(false, false, m, n, k, s, k, x, n, _y, n),
+            };
+            if (_pools[kernel].Count == 0) run(); // warm-up
+            _pools[kernel].Add(Median(run, 1));
+        }
+    }
 
     static Pattern Unstructured(int m, int k, double sparsity, ulong seed)
     {
@@ -220,7 +275,7 @@ public static class SparseKernelsBench
         return first > 200 ? first : Median(Run, reps);
     }
 
-    static IEnumerable<Row> TimeKernels(Pattern p, int n, float[] x, float[] xt, int reps)
+    static IEnumerable<Row> TimeKernels(Pattern p, int n, float[] x, float[] xt, int reps, DenseBlas blas)
     {
         int m = p.M, k = p.K;
         var csr = p.Csr;
@@ -245,6 +300,7 @@ public static class SparseKernelsBench
         list.Add(("SDDMM", "CSR", nnz, () => Sddmm.Compute(csr, xt, x.AsSpan(0, k * n), n, grad)));
         foreach (var (kernel, format, count, run) in list)
         {
+            blas.Sample(kernel);
             double ms = Median(run, reps);
             yield return new Row
             {
@@ -254,9 +310,7 @@ public static class SparseKernelsBench
         }
     }
 
-    sealed record PeerResults(Dictionary<string, Dictionary<string, double>> Dense, Dictionary<string, Dictionary<string, double>> Cases);
-
-    static string? EnsureEigen()
+    internal static string? EnsureEigen()
     {
         string source = FindPeerFile("eigen_spmm.cpp");
         string cache = Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "nanosparse", "peers");
@@ -273,7 +327,7 @@ public static class SparseKernelsBench
         return binary;
     }
 
-    static string FindPeerFile(string name)
+    internal static string FindPeerFile(string name)
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
         {
@@ -285,52 +339,6 @@ public static class SparseKernelsBench
         throw new FileNotFoundException($"peer file bench/peers/{name} not found above {AppContext.BaseDirectory} or in {Environment.CurrentDirectory}");
     }
 
-    static PeerResults? RunPeers(string manifestPath, string outPath, int threads)
-    {
-        string? eigen = null;
-        try { eigen = EnsureEigen(); } catch (Exception e) { Console.Error.WriteLine($"Eigen peer skipped: {e.Message}"); }
-        var psi = new ProcessStartInfo("/usr/bin/python3", [FindPeerFile("sparse_peers.py"), manifestPath, outPath, eigen ?? "-"]);
-        psi.Environment.Remove("OPENBLAS_CORETYPE");
-        psi.Environment["OPENBLAS_NUM_THREADS"] = threads.ToString();
-        psi.Environment["OMP_NUM_THREADS"] = threads.ToString();
-        psi.Environment["MKL_NUM_THREADS"] = threads.ToString();
-        Console.WriteLine($"running peers: {psi.FileName} {string.Join(' ', psi.ArgumentList)}");
-        using var proc = Process.Start(psi)!;
-        proc.WaitForExit();
-        if (proc.ExitCode != 0 || !File.Exists(outPath)) { Console.Error.WriteLine($"peers failed (exit {proc.ExitCode}); ratios against peers omitted"); return null; }
-        using var doc = JsonDocument.Parse(File.ReadAllText(outPath));
-        static Dictionary<string, Dictionary<string, double>> Read(JsonElement e) =>
-            e.EnumerateObject().ToDictionary(o => o.Name, o => o.Value.EnumerateObject().ToDictionary(v => v.Name, v => v.Value.GetDouble()));
-        return new PeerResults(Read(doc.RootElement.GetProperty("dense")), Read(doc.RootElement.GetProperty("cases")));
-    }
-
-    static void Combine(List<Row> rows, PeerResults? peers)
-    {
-        if (peers is null) return;
-        foreach (var row in rows)
-        {
-            var (denseId, caseId) = Tags[row];
-            var all = new Dictionary<string, double>();
-            if (peers.Dense.TryGetValue(denseId, out var d)) foreach (var kv in d) all[kv.Key] = kv.Value;
-            if (peers.Cases.TryGetValue(caseId, out var c)) foreach (var kv in c) all[kv.Key] = kv.Value;
-            row.Peers = all;
-            // The dense yardstick for each kernel is the dense product computing the same thing:
-            // S·X → S@X, Sᵀ·X → S.T@X', SDDMM → the full A@Bᵀ.
-            string denseKey = row.Kernel switch { "Sᵀ·X" => "numpy_dense_t", "SDDMM" => "numpy_dense_sddmm", _ => "numpy_dense" };
-            if (all.TryGetValue(denseKey, out double ob)) { row.OpenBlasDenseMs = ob; row.SpeedupVsOpenBlas = ob / row.MedianMs; }
-            if (row.Kernel == "S·X")
-            {
-                var sparse = all.Where(kv => kv.Key is "scipy_csr" or "torch_csr" or "eigen_csr").OrderBy(kv => kv.Value).ToList();
-                if (sparse.Count > 0)
-                {
-                    row.BestSparsePeer = sparse[0].Key;
-                    row.BestSparsePeerMs = sparse[0].Value;
-                    row.SpeedupVsBestSparsePeer = sparse[0].Value / row.MedianMs;
-                }
-            }
-        }
-    }
-
     static void Print(List<Row> rows)
     {
         Console.WriteLine();
@@ -338,7 +346,7 @@ public static class SparseKernelsBench
         foreach (var r in rows)
             Console.WriteLine($"{r.M + "x" + r.K,-10} {r.N,4} {r.Pattern,-6} {r.Kernel,-6} {r.Format,-15} {r.MedianMs,9:F4} {r.Gflops,8:F1} {r.SpeedupVsOursDense,9:F2} {Fmt(r.SpeedupVsOpenBlas),9} {Fmt(r.SpeedupVsBestSparsePeer),8} {(r.BestSparsePeer is null ? "" : $"{r.BestSparsePeer} {r.BestSparsePeerMs:F3}"),-16}");
         Console.WriteLine();
-        Console.WriteLine("x = speed-up (their ms / our ms); OpenBLAS = NumPy dense sgemm of the same product; best sparse peer = fastest of SciPy CSR, torch CSR, Eigen.");
+        Console.WriteLine("x = speed-up (their ms / our ms); OpenBLAS = dense sgemm of the same product (in-process, sampled between our kernels); best sparse peer = fastest of SciPy CSR, torch CSR, Eigen.");
     }
 
     static string Fmt(double? v) => v is { } x ? x.ToString("F2") : "-";
@@ -353,8 +361,8 @@ public static class SparseKernelsBench
         Console.WriteLine($"wrote {rows.Count} rows to {path}");
     }
 
-    /// <summary>One PNG per shape: CSR S·X speed-up over dense (OpenBLAS when peers ran, else ours) against sparsity, a line per N.</summary>
-    static void Plot(List<Row> rows, string prefix, bool havePeers)
+    /// <summary>One PNG per shape: CSR S·X speed-up over dense OpenBLAS against sparsity, a line per N.</summary>
+    static void Plot(List<Row> rows, string prefix)
     {
         string? folder = Path.GetDirectoryName(Path.GetFullPath(prefix));
         if (folder is not null) Directory.CreateDirectory(folder);
@@ -367,13 +375,13 @@ public static class SparseKernelsBench
                     .OrderBy(r => r.Sparsity).ToList();
                 if (line.Count == 0) continue;
                 double[] xs = line.Select(r => r.Sparsity).ToArray();
-                double[] ys = line.Select(r => (havePeers ? r.SpeedupVsOpenBlas : r.SpeedupVsOursDense) ?? double.NaN).ToArray();
+                double[] ys = line.Select(r => r.SpeedupVsOpenBlas ?? double.NaN).ToArray();
                 var scatter = plot.Add.Scatter(xs, ys);
                 scatter.LegendText = $"N={n}";
             }
             var one = plot.Add.HorizontalLine(1);
             one.LinePattern = ScottPlot.LinePattern.Dashed;
-            plot.Title($"CSR S·X, S {shape.M}x{shape.K}: speed-up over dense {(havePeers ? "OpenBLAS sgemm" : "NanoSparse GEMM")}");
+            plot.Title($"CSR S·X, S {shape.M}x{shape.K}: speed-up over dense OpenBLAS sgemm");
             plot.XLabel("sparsity");
             plot.YLabel("speed-up (x)");
             plot.ShowLegend();
@@ -381,5 +389,86 @@ public static class SparseKernelsBench
             plot.SavePng(path, 900, 560);
             Console.WriteLine($"wrote {path}");
         }
+    }
+}
+
+/// <summary>Dense sgemm from the system OpenBLAS (the library NumPy uses here), called in-process as the dense yardstick.</summary>
+internal static unsafe class OpenBlas
+{
+    const string Lib = "libopenblas.so.0";
+    [System.Runtime.InteropServices.DllImport(Lib)] static extern void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc);
+    [System.Runtime.InteropServices.DllImport(Lib)] static extern void openblas_set_num_threads(int threads);
+
+    public static void SetThreads(int threads)
+    {
+        try { openblas_set_num_threads(threads); }
+        catch (DllNotFoundException e) { throw new InvalidOperationException($"{Lib} not found: install libopenblas (the dense yardstick); {e.Message}"); }
+    }
+
+    /// <summary>Row-major C (m×n) = op(A)·op(B).</summary>
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float[] a, int lda, float[] b, int ldb, float[] c, int ldc)
+    {
+        fixed (float* pa = a, pb = b, pc = c)
+            cblas_sgemm(101, transA ? 112 : 111, transB ? 112 : 111, m, n, k, 1f, pa, lda, pb, ldb, 0f, pc, ldc);
+    }
+}
+
+/// <summary>A peer process answering one request line with one reply line (sparse_peers.py, eigen_spmm).</summary>
+internal sealed class PeerServer : IDisposable
+{
+    readonly Process _process;
+    readonly string _name;
+
+    PeerServer(string name, ProcessStartInfo psi, int threads)
+    {
+        _name = name;
+        psi.RedirectStandardInput = true;
+        psi.RedirectStandardOutput = true;
+        psi.UseShellExecute = false;
+        psi.Environment.Remove("OPENBLAS_CORETYPE");
+        psi.Environment["OPENBLAS_NUM_THREADS"] = threads.ToString();
+        psi.Environment["OMP_NUM_THREADS"] = threads.ToString();
+        psi.Environment["MKL_NUM_THREADS"] = threads.ToString();
+        _process = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {name}");
+        string? ready = _process.StandardOutput.ReadLine();
+        if (ready is null) throw new InvalidOperationException($"peer {name} exited at start (exit {(_process.HasExited ? _process.ExitCode : -1)})");
+        Console.WriteLine($"peer {name}: {ready}");
+    }
+
+    public static PeerServer? StartPython(int threads, int reps)
+    {
+        try { return new PeerServer("python", new ProcessStartInfo("/usr/bin/python3", [SparseKernelsBench.FindPeerFile("sparse_peers.py"), threads.ToString(), reps.ToString()]), threads); }
+        catch (Exception e) { Console.Error.WriteLine($"Python peers skipped: {e.Message}"); return null; }
+    }
+
+    public static PeerServer? StartEigen(int threads, int reps)
+    {
+        try
+        {
+            string? binary = SparseKernelsBench.EnsureEigen();
+            return binary is null ? null : new PeerServer("eigen", new ProcessStartInfo(binary, [threads.ToString(), reps.ToString()]), threads);
+        }
+        catch (Exception e) { Console.Error.WriteLine($"Eigen peer skipped: {e.Message}"); return null; }
+    }
+
+    string AskLine(string request)
+    {
+        _process.StandardInput.WriteLine(request);
+        _process.StandardInput.Flush();
+        return _process.StandardOutput.ReadLine() ?? throw new InvalidOperationException($"peer {_name} stopped answering (request: {request})");
+    }
+
+    public Dictionary<string, double> Ask(string jsonRequest)
+    {
+        using var doc = JsonDocument.Parse(AskLine(jsonRequest));
+        return doc.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+    }
+
+    public double AskNumber(string request) => double.Parse(AskLine(request), System.Globalization.CultureInfo.InvariantCulture);
+
+    public void Dispose()
+    {
+        try { _process.StandardInput.Close(); if (!_process.WaitForExit(5000)) _process.Kill(); } catch (InvalidOperationException) { }
+        _process.Dispose();
     }
 }

@@ -1,7 +1,7 @@
-// Eigen peer for `nanosparse bench kernels`: Y = S * X with S an Eigen::SparseMatrix<float, RowMajor> built from
-// the CSR files the bench wrote, X dense (K x N). Threads: OpenMP (OMP_NUM_THREADS) via Eigen::setNbThreads.
-// Usage: eigen_spmm MANIFEST.json OUT.json ; writes {case_id: median_ms}.
-// The manifest is parsed with a few string searches (no JSON library on purpose: only our own writer feeds it).
+// Eigen peer for `nanosparse bench kernels`: Y = S * X with S an Eigen::SparseMatrix<float, RowMajor> built from the
+// CSR files the bench wrote and X dense row-major (K x N). Runs as a server so each case is timed right after
+// NanoSparse times it: one request per line on stdin, "M K N INDPTR INDICES DATA X" (paths of raw int32/float32
+// files), one reply per line on stdout: the median ms. Usage: eigen_spmm THREADS REPS (OpenMP threads).
 #include <Eigen/Dense>
 #include <Eigen/Sparse>
 #include <algorithm>
@@ -9,12 +9,8 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 template <typename T>
 static std::vector<T> load(const std::string& path) {
@@ -27,36 +23,18 @@ static std::vector<T> load(const std::string& path) {
     return v;
 }
 
-static std::string field(const std::string& obj, const std::string& name) {
-    std::string key = "\"" + name + "\":";
-    size_t p = obj.find(key);
-    if (p == std::string::npos) { std::cerr << "eigen_spmm: missing field " << name << "\n"; std::exit(2); }
-    p += key.size();
-    if (obj[p] == '"') { size_t e = obj.find('"', p + 1); return obj.substr(p + 1, e - p - 1); }
-    size_t e = obj.find_first_of(",}", p);
-    return obj.substr(p, e - p);
-}
-
 int main(int argc, char** argv) {
-    if (argc < 3) { std::cerr << "usage: eigen_spmm MANIFEST OUT\n"; return 2; }
-    std::ifstream mf(argv[1]);
-    std::stringstream ss; ss << mf.rdbuf();
-    std::string json = ss.str();
-    int threads = std::stoi(field(json, "threads"));
-    int reps = std::stoi(field(json, "reps"));
+    if (argc < 3) { std::cerr << "usage: eigen_spmm THREADS REPS\n"; return 2; }
+    int threads = std::stoi(argv[1]), reps = std::stoi(argv[2]);
     Eigen::setNbThreads(threads);
-    size_t casesAt = json.find("\"cases\":[");
-    std::string out = "{";
-    bool first = true;
-    for (size_t p = json.find('{', casesAt); p != std::string::npos; p = json.find('{', p + 1)) {
-        size_t e = json.find('}', p);
-        std::string obj = json.substr(p, e - p + 1);
-        std::string id = field(obj, "id");
-        int m = std::stoi(field(obj, "m")), k = std::stoi(field(obj, "k")), n = std::stoi(field(obj, "n"));
-        auto indptr = load<int>(field(obj, "indptr"));
-        auto indices = load<int>(field(obj, "indices"));
-        auto data = load<float>(field(obj, "data"));
-        auto xv = load<float>(field(obj, "x"));
+    std::cout << "ready " << Eigen::nbThreads() << std::endl;
+    int m, k, n;
+    std::string indptrPath, indicesPath, dataPath, xPath;
+    while (std::cin >> m >> k >> n >> indptrPath >> indicesPath >> dataPath >> xPath) {
+        auto indptr = load<int>(indptrPath);
+        auto indices = load<int>(indicesPath);
+        auto data = load<float>(dataPath);
+        auto xv = load<float>(xPath);
         Eigen::Map<Eigen::SparseMatrix<float, Eigen::RowMajor>> smap(m, k, (int)data.size(), indptr.data(), indices.data(), data.data());
         Eigen::SparseMatrix<float, Eigen::RowMajor> s = smap;
         Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> x(xv.data(), k, n);
@@ -74,13 +52,8 @@ int main(int argc, char** argv) {
             samples.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count() / iters * 1e3);
         }
         std::sort(samples.begin(), samples.end());
-        char buf[256];
-        std::snprintf(buf, sizeof buf, "%s\"%s\":%.6f", first ? "" : ",", id.c_str(), samples[samples.size() / 2]);
-        out += buf;
-        first = false;
-        p = e;
+        std::printf("%.6f\n", samples[samples.size() / 2]);
+        std::fflush(stdout);
     }
-    out += "}";
-    std::ofstream(argv[2]) << out;
     return 0;
 }

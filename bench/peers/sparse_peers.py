@@ -1,24 +1,20 @@
 #!/usr/bin/env python3
-"""Peers for `nanosparse bench kernels`: times the same cases the C# bench just timed, on the same matrices.
+"""Peers for `nanosparse bench kernels`, run as a server so each case is timed right after NanoSparse times it
+(the machine is shared; back-to-back timings keep the ratios meaningful).
 
-Input: a manifest (JSON) written by bench/NanoSparse.Bench/SparseKernelsBench.cs into a temp dir, naming raw files:
-  per (shape, N):        x (K x N) and xt (M x N), float32 row-major
-  per (shape, pattern):  CSR of S (M x K): indptr int32 (M+1), indices int32, data float32
-Output: JSON {"cases": {case_id: {peer: median_ms}}, "dense": {dense_id: {...}}, "threads": t, "versions": {...}}.
-
-Peers: NumPy/OpenBLAS dense sgemm (S@X, S.T@Xt, Xt@X.T for SDDMM's dense product), SciPy CSR @ X,
-PyTorch dense torch.mm and sparse CSR (torch.sparse.mm), Eigen SparseMatrix<float,RowMajor> * dense (a separate
-binary, run by this script on the same manifest). Thread count: set by the caller through OPENBLAS_NUM_THREADS /
-OMP_NUM_THREADS in the environment (must be set before numpy loads) and torch.set_num_threads here.
+Protocol: one JSON request per line on stdin, one JSON reply per line on stdout ({peer: median_ms}).
+  {"op": "dense",  "m", "k", "n", "s", "x", "xt"}         NumPy/OpenBLAS sgemm S@X, S.T@Xt, Xt@X.T; torch.mm S@X
+  {"op": "sparse", "m", "k", "n", "indptr", "indices", "data", "x"}   SciPy CSR @ X, torch.sparse.mm(CSR, X)
+Files are raw little-endian arrays written by bench/NanoSparse.Bench/SparseKernelsBench.cs: float32 row-major
+matrices, int32 CSR arrays. Usage: sparse_peers.py THREADS REPS. Thread counts: OPENBLAS_NUM_THREADS /
+OMP_NUM_THREADS must be set in the environment by the caller (they are read when numpy loads);
+torch.set_num_threads(THREADS) here.
 """
 import json
-import os
-import subprocess
 import sys
 import time
 
 import numpy as np
-import scipy
 import scipy.sparse as sp
 import torch
 
@@ -29,7 +25,7 @@ def median_ms(fn, reps, min_sample_s=5e-4):
     t0 = time.perf_counter()
     fn()
     once = time.perf_counter() - t0
-    iters = max(1, min(1000, int(min_sample_s / max(once, 1e-9)) + 1)) if once < min_sample_s else 1
+    iters = min(1000, int(min_sample_s / max(once, 1e-9)) + 1) if once < min_sample_s else 1
     samples = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -40,70 +36,54 @@ def median_ms(fn, reps, min_sample_s=5e-4):
     return samples[len(samples) // 2]
 
 
-def load(path, dtype, shape):
+def load(path, dtype, shape=None):
     a = np.fromfile(path, dtype=dtype)
     return a.reshape(shape) if shape is not None else a
 
 
+def dense(req, reps):
+    m, k, n = req["m"], req["k"], req["n"]
+    s = load(req["s"], np.float32, (m, k))
+    x = load(req["x"], np.float32, (k, n))
+    xt = load(req["xt"], np.float32, (m, n))
+    out, out_t, out_s = np.empty((m, n), np.float32), np.empty((k, n), np.float32), np.empty((m, k), np.float32)
+    r = {"numpy_dense": median_ms(lambda: np.matmul(s, x, out=out), reps),
+         "numpy_dense_t": median_ms(lambda: np.matmul(s.T, xt, out=out_t), reps),
+         "numpy_dense_sddmm": median_ms(lambda: np.matmul(xt, x.T, out=out_s), reps)}
+    ts, tx = torch.from_numpy(s), torch.from_numpy(x)
+    with torch.no_grad():
+        r["torch_dense"] = median_ms(lambda: torch.mm(ts, tx), reps)
+    return r
+
+
+def sparse(req, reps):
+    m, k, n = req["m"], req["k"], req["n"]
+    indptr = load(req["indptr"], np.int32)
+    indices = load(req["indices"], np.int32)
+    data = load(req["data"], np.float32)
+    x = load(req["x"], np.float32, (k, n))
+    s = sp.csr_matrix((data, indices, indptr), shape=(m, k))
+    r = {"scipy_csr": median_ms(lambda: s @ x, reps)}
+    tcsr = torch.sparse_csr_tensor(torch.from_numpy(indptr.astype(np.int64)), torch.from_numpy(indices.astype(np.int64)),
+                                   torch.from_numpy(data), size=(m, k))
+    tx = torch.from_numpy(x)
+    with torch.no_grad():
+        r["torch_csr"] = median_ms(lambda: torch.sparse.mm(tcsr, tx), reps)
+    return r
+
+
 def main():
-    manifest_path, out_path = sys.argv[1], sys.argv[2]
-    eigen = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "-" else None
-    with open(manifest_path) as f:
-        manifest = json.load(f)
-    threads = int(manifest["threads"])
-    reps = int(manifest["reps"])
+    threads, reps = int(sys.argv[1]), int(sys.argv[2])
     torch.set_num_threads(threads)
-    result = {"threads": threads, "cases": {}, "dense": {},
-              "versions": {"numpy": np.__version__, "scipy": scipy.__version__, "torch": torch.__version__,
-                           "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS")}}
-
-    for d in manifest["dense"]:
-        m, k, n = d["m"], d["k"], d["n"]
-        x = load(d["x"], np.float32, (k, n))
-        xt = load(d["xt"], np.float32, (m, n))
-        s = load(d["s"], np.float32, (m, k))  # a dense S of this shape (its values do not matter for dense timing)
-        sT = np.ascontiguousarray(s.T)
-        r = {}
-        out = np.empty((m, n), np.float32)
-        r["numpy_dense"] = median_ms(lambda: np.matmul(s, x, out=out), reps)
-        outT = np.empty((k, n), np.float32)
-        r["numpy_dense_t"] = median_ms(lambda: np.matmul(s.T, xt, out=outT), reps)
-        outS = np.empty((m, k), np.float32)
-        r["numpy_dense_sddmm"] = median_ms(lambda: np.matmul(xt, x.T, out=outS), reps)
-        ts, tx = torch.from_numpy(s), torch.from_numpy(x)
-        with torch.no_grad():
-            r["torch_dense"] = median_ms(lambda: torch.mm(ts, tx), reps)
-        result["dense"][d["id"]] = r
-        print(f"  peers dense {m}x{k} N={n}: openblas {r['numpy_dense']:.3f} ms, torch {r['torch_dense']:.3f} ms", flush=True)
-
-    for c in manifest["cases"]:
-        m, k, n = c["m"], c["k"], c["n"]
-        indptr = load(c["indptr"], np.int32, None)
-        indices = load(c["indices"], np.int32, None)
-        data = load(c["data"], np.float32, None)
-        x = load(c["x"], np.float32, (k, n))
-        s = sp.csr_matrix((data, indices, indptr), shape=(m, k))
-        r = {}
-        r["scipy_csr"] = median_ms(lambda: s @ x, reps)
-        tcsr = torch.sparse_csr_tensor(torch.from_numpy(indptr.astype(np.int64)), torch.from_numpy(indices.astype(np.int64)),
-                                       torch.from_numpy(data), size=(m, k))
-        tx = torch.from_numpy(x)
-        with torch.no_grad():
-            r["torch_csr"] = median_ms(lambda: torch.sparse.mm(tcsr, tx), reps)
-        result["cases"][c["id"]] = r
-
-    if eigen:
-        eig_out = out_path + ".eigen.json"
-        env = dict(os.environ)
-        subprocess.run([eigen, manifest_path, eig_out], check=True, env=env)
-        with open(eig_out) as f:
-            for case_id, ms in json.load(f).items():
-                result["cases"].setdefault(case_id, {})["eigen_csr"] = ms
-
-    tmp = out_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f)
-    os.replace(tmp, out_path)
+    import warnings
+    warnings.filterwarnings("ignore")
+    print(json.dumps({"ready": True, "numpy": np.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        reply = dense(req, reps) if req["op"] == "dense" else sparse(req, reps)
+        print(json.dumps(reply), flush=True)
 
 
 if __name__ == "__main__":
