@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace NanoSparse.Kernels;
 
@@ -45,6 +46,11 @@ static unsafe class GemmPacking
             {
                 // op(A)(i, p) = a[i·lda + p]: row r of the block becomes lane r of every k step.
                 float* src = a + (long)(i0 + ir) * lda + p0;
+                if (rows == MR && Sse.IsSupported)
+                {
+                    PackATransposed4x4(src, lda, kc, panel);
+                    continue;
+                }
                 if (rows < MR) new Span<float>(panel, kc * MR).Clear();
                 for (int r = 0; r < rows; r++, src += lda)
                 {
@@ -61,6 +67,37 @@ static unsafe class GemmPacking
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Full MR-row panel of a non-transposed A: 4×4 blocks (4 rows × 4 k steps) are transposed in registers
+    /// (unpack + movlh/movhl, the SSE 4×4 transpose), so loads and stores are 4 floats wide instead of 1.
+    /// </summary>
+    static void PackATransposed4x4(float* src, int lda, int kc, float* panel)
+    {
+        int p = 0;
+        for (; p + 4 <= kc; p += 4)
+        {
+            float* d = panel + p * MR;
+            for (int q = 0; q < MR; q += 4)
+            {
+                float* s0 = src + (long)q * lda + p;
+                var r0 = Sse.LoadVector128(s0);
+                var r1 = Sse.LoadVector128(s0 + lda);
+                var r2 = Sse.LoadVector128(s0 + 2L * lda);
+                var r3 = Sse.LoadVector128(s0 + 3L * lda);
+                var t0 = Sse.UnpackLow(r0, r1);   // a0 b0 a1 b1
+                var t1 = Sse.UnpackLow(r2, r3);   // c0 d0 c1 d1
+                var t2 = Sse.UnpackHigh(r0, r1);  // a2 b2 a3 b3
+                var t3 = Sse.UnpackHigh(r2, r3);  // c2 d2 c3 d3
+                Sse.Store(d + q, Sse.MoveLowToHigh(t0, t1));           // a0 b0 c0 d0
+                Sse.Store(d + MR + q, Sse.MoveHighToLow(t1, t0));      // a1 b1 c1 d1
+                Sse.Store(d + 2 * MR + q, Sse.MoveLowToHigh(t2, t3));  // a2 b2 c2 d2
+                Sse.Store(d + 3 * MR + q, Sse.MoveHighToLow(t3, t2));  // a3 b3 c3 d3
+            }
+        }
+        for (; p < kc; p++)
+            for (int r = 0; r < MR; r++) panel[p * MR + r] = src[(long)r * lda + p];
     }
 
     /// <summary>
