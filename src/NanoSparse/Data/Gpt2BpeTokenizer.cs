@@ -10,7 +10,7 @@ namespace NanoSparse.Data;
 /// <c>'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+</c> (implemented by hand over
 /// Unicode scalar values, so letters outside the BMP count as letters), each pre-token's UTF-8 bytes are mapped to
 /// printable characters (bytes_to_unicode), and merges are applied lowest rank first. Every string encodes;
-/// "&lt;|endoftext|&gt;" in the input is ordinary text, as in GPT-2's encoder.
+/// "&lt;|endoftext|&gt;" in the input is ordinary text, as in GPT-2's encoder. Thread-safe.
 /// </summary>
 public sealed class Gpt2BpeTokenizer : ITokenizer
 {
@@ -120,7 +120,8 @@ public sealed class Gpt2BpeTokenizer : ITokenizer
 
     private int[] EncodePiece(string piece)
     {
-        if (_cache.TryGetValue(piece, out var cached)) return cached;
+        lock (_cache)
+            if (_cache.TryGetValue(piece, out var cached)) return cached;
         byte[] utf8 = Encoding.UTF8.GetBytes(piece);
         var word = new List<int>(utf8.Length);
         foreach (byte b in utf8) word.Add(_byteToId[b]);
@@ -141,8 +142,11 @@ public sealed class Gpt2BpeTokenizer : ITokenizer
             word.RemoveRange(w, word.Count - w);
         }
         var result = word.ToArray();
-        if (_cache.Count >= CacheLimit) _cache.Clear();
-        _cache[piece] = result;
+        lock (_cache)
+        {
+            if (_cache.Count >= CacheLimit) _cache.Clear();
+            _cache[piece] = result;
+        }
         return result;
     }
 

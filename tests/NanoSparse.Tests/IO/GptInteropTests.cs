@@ -6,16 +6,17 @@ namespace NanoSparse.Tests.IO;
 /// <summary>NanoSparse's Gpt on imported weights reproduces the PyTorch reference logits and loss (tools/make_interop_fixture.py).</summary>
 public sealed class GptInteropTests
 {
-    private static (int[] Tokens, int[] Targets, float[] Logits, double Loss) Reference(string model)
+    private static (int[] Tokens, int[] Targets, float[] Logits, double Loss) Reference(string model, string suffix = "")
     {
         using var f = SafeTensorsFile.Open(ModelImporterTests.Fixture(model, "reference.safetensors"));
         int[] Ints(string n) => f.ReadFloat32Array(n).Select(v => (int)v).ToArray();
-        return (Ints("tokens"), Ints("targets"), f.ReadFloat32Array("logits"), double.Parse(f.Metadata["loss"], System.Globalization.CultureInfo.InvariantCulture));
+        return (Ints("tokens"), Ints("targets"), f.ReadFloat32Array("logits" + suffix),
+            double.Parse(f.Metadata["loss" + suffix], System.Globalization.CultureInfo.InvariantCulture));
     }
 
-    private static void AssertMatchesReference(Gpt gpt, string model)
+    private static void AssertMatchesReference(Gpt gpt, string model, string suffix = "")
     {
-        var (tokens, targets, logits, loss) = Reference(model);
+        var (tokens, targets, logits, loss) = Reference(model, suffix);
         Assert.Equal(2 * 16, tokens.Length);
         float got = gpt.Forward(tokens, targets, training: false);
         var mine = gpt.Logits;
@@ -71,6 +72,17 @@ public sealed class GptInteropTests
             }
         }
         finally { try { Directory.Delete(dir, true); } catch { } }
+    }
+
+    [Fact]
+    public void ImportedGpt2WeightsMatchPyTorchWhenBothUseExactGelu()
+    {
+        // Checks names and Conv1D transposes end to end; the fixture also holds the same weights' logits under exact GELU.
+        var (dims, tensors) = ModelImporter.Read(ModelFormat.Gpt2, ModelImporterTests.Fixture("gpt2", "model.safetensors"));
+        Assert.Equal(GptDims.GeluTanh, dims.Activation);
+        var gpt = new Gpt(GptInterop.ToConfig(dims with { Activation = GptDims.GeluExact }), 2, 16);
+        GptInterop.LoadInto(gpt, tensors);
+        AssertMatchesReference(gpt, "gpt2", "_gelu_exact");
     }
 
     [Fact]
