@@ -119,9 +119,16 @@ def save_reference(folder, p, bias, gelu, g):
     idx = torch.randint(0, VOCAB, (B, T + 1), generator=g)
     x, y = idx[:, :-1], idx[:, 1:]
     logits, loss = forward(p, x, y, bias, gelu)
-    save_safetensors(os.path.join(folder, "reference.safetensors"),
-                     [("tokens", x.to(torch.float32)), ("targets", y.to(torch.float32)), ("logits", logits), ("loss", loss.reshape(()))],
-                     {"loss": repr(loss.item()), "gelu": gelu})
+    tensors = [("tokens", x.to(torch.float32)), ("targets", y.to(torch.float32)), ("logits", logits), ("loss", loss.reshape(()))]
+    meta = {"loss": repr(loss.item()), "gelu": gelu}
+    if gelu != "gelu":
+        # The same weights run with the exact GELU: checks the import (names, Conv1D transposes) end to end on a model
+        # that has no tanh-GELU option, and shows how far apart the two activations put the logits.
+        logits_exact, loss_exact = forward(p, x, y, bias, "gelu")
+        tensors += [("logits_gelu_exact", logits_exact), ("loss_gelu_exact", loss_exact.reshape(()))]
+        meta["loss_gelu_exact"] = repr(loss_exact.item())
+        meta["max_abs_logit_diff_gelu_new_vs_exact"] = repr((logits - logits_exact).abs().max().item())
+    save_safetensors(os.path.join(folder, "reference.safetensors"), tensors, meta)
 
 
 def make_nanogpt(name, bias, seed):

@@ -3,7 +3,10 @@ using NanoSparse.IO;
 
 namespace NanoSparse.Cli.Commands;
 
-/// <summary>`nanosparse import` and `nanosparse export`: nanoGPT / Hugging Face GPT-2 checkpoints ↔ NanoSparse checkpoints.</summary>
+/// <summary>
+/// `nanosparse import` and `nanosparse export`: nanoGPT / Hugging Face GPT-2 checkpoints ↔ NanoSparse checkpoints.
+/// Errors propagate as exceptions whose messages name the file, tensor or field; Program.Run prints them as `error: ...`.
+/// </summary>
 public static class InteropCommands
 {
     public static Command CreateImportCommand()
@@ -21,15 +24,17 @@ public static class InteropCommands
         cmd.Options.Add(format);
         cmd.Options.Add(config);
         cmd.Options.Add(output);
-        cmd.SetAction(parse => Run(() =>
+        cmd.SetAction(parse =>
         {
+            var stdout = parse.InvocationConfiguration.Output;
             var f = ModelImporter.ParseFormat(parse.GetValue(format)!);
             string outDir = parse.GetValue(output)!;
             var dims = ModelImporter.Import(f, parse.GetValue(weights)!, parse.GetValue(config), outDir);
-            Console.WriteLine($"imported {f} model (n_layer={dims.NLayer}, n_head={dims.NHead}, n_embd={dims.NEmbd}, block_size={dims.BlockSize}, vocab_size={dims.VocabSize}, bias={dims.Bias.ToString().ToLowerInvariant()}, activation={dims.Activation}) into {outDir}");
+            stdout.WriteLine($"imported {f} model (n_layer={dims.NLayer}, n_head={dims.NHead}, n_embd={dims.NEmbd}, block_size={dims.BlockSize}, vocab_size={dims.VocabSize}, bias={dims.Bias.ToString().ToLowerInvariant()}, activation={dims.Activation}) into {outDir}");
             if (dims.Activation != GptDims.GeluExact)
-                Console.WriteLine($"note: this model uses the {dims.Activation} activation (tanh-approximated GELU), recorded in config.json");
-        }));
+                stdout.WriteLine($"note: this model uses the {dims.Activation} activation (tanh-approximated GELU), recorded in config.json");
+            return 0;
+        });
         return cmd;
     }
 
@@ -46,28 +51,16 @@ public static class InteropCommands
         cmd.Options.Add(format);
         cmd.Options.Add(output);
         cmd.Options.Add(dtype);
-        cmd.SetAction(parse => Run(() =>
+        cmd.SetAction(parse =>
         {
+            var stdout = parse.InvocationConfiguration.Output;
             var f = ModelImporter.ParseFormat(parse.GetValue(format)!);
             var dt = parse.GetValue(dtype) switch { "f16" => SafeTensorsDtype.F16, "bf16" => SafeTensorsDtype.BF16, _ => SafeTensorsDtype.F32 };
             string outDir = parse.GetValue(output)!;
             var dims = ModelImporter.Export(f, parse.GetValue(checkpoint)!, outDir, dt);
-            Console.WriteLine($"exported {dims.NLayer}-layer model as {f} ({dt}) to {outDir}");
-        }));
-        return cmd;
-    }
-
-    private static int Run(Action action)
-    {
-        try
-        {
-            action();
+            stdout.WriteLine($"exported {dims.NLayer}-layer model as {f} ({dt}) to {outDir}");
             return 0;
-        }
-        catch (Exception e) when (e is InvalidDataException or FileNotFoundException or ArgumentException or KeyNotFoundException or IOException)
-        {
-            Console.Error.WriteLine($"error: {e.Message}");
-            return 1;
-        }
+        });
+        return cmd;
     }
 }
