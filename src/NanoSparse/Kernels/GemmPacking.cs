@@ -25,14 +25,14 @@ static unsafe class GemmPacking
             float* panel = dst + ir * kc;
             if (transA)
             {
-                // op(A)(i, p) = a[p·lda + i]: each k step is MR contiguous floats.
+                // op(A)(i, p) = a[p·lda + i]: each k step is MR (12) contiguous floats.
                 float* src = a + (long)p0 * lda + i0 + ir;
                 if (rows == MR)
                 {
                     for (int p = 0; p < kc; p++, src += lda, panel += MR)
                     {
-                        panel[0] = src[0]; panel[1] = src[1]; panel[2] = src[2];
-                        panel[3] = src[3]; panel[4] = src[4]; panel[5] = src[5];
+                        Vector256.Store(Vector256.Load(src), panel);
+                        Vector128.Store(Vector128.Load(src + 8), panel + 8);
                     }
                 }
                 else
@@ -43,21 +43,21 @@ static unsafe class GemmPacking
             }
             else
             {
-                // op(A)(i, p) = a[i·lda + p]: gather one value from each of MR rows per k step.
-                float* s0 = a + (long)(i0 + ir) * lda + p0;
-                if (rows == MR)
+                // op(A)(i, p) = a[i·lda + p]: row r of the block becomes lane r of every k step.
+                float* src = a + (long)(i0 + ir) * lda + p0;
+                if (rows < MR) new Span<float>(panel, kc * MR).Clear();
+                for (int r = 0; r < rows; r++, src += lda)
                 {
-                    float* s1 = s0 + lda, s2 = s1 + lda, s3 = s2 + lda, s4 = s3 + lda, s5 = s4 + lda;
-                    for (int p = 0; p < kc; p++, panel += MR)
+                    float* d = panel + r;
+                    int p = 0;
+                    for (; p + 4 <= kc; p += 4)
                     {
-                        panel[0] = s0[p]; panel[1] = s1[p]; panel[2] = s2[p];
-                        panel[3] = s3[p]; panel[4] = s4[p]; panel[5] = s5[p];
+                        d[(p + 0) * MR] = src[p + 0];
+                        d[(p + 1) * MR] = src[p + 1];
+                        d[(p + 2) * MR] = src[p + 2];
+                        d[(p + 3) * MR] = src[p + 3];
                     }
-                }
-                else
-                {
-                    for (int p = 0; p < kc; p++, panel += MR)
-                        for (int r = 0; r < MR; r++) panel[r] = r < rows ? s0[(long)r * lda + p] : 0f;
+                    for (; p < kc; p++) d[p * MR] = src[p];
                 }
             }
         }
