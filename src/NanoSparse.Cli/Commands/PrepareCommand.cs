@@ -30,7 +30,7 @@ public static class PrepareCommand
             };
             var result = DatasetPreparer.Prepare(options, new Progress<(string Stage, double Fraction)>(_ => { }));
             var meta = result.Meta;
-            var table = new Table().Title($"dataset {Markup.Escape(result.OutDir)}").AddColumn("").AddColumn(new TableColumn("value").RightAligned());
+            var table = new Table().Title($"dataset {Markup.Escape(result.OutDir)}").AddColumn("").AddColumn("value");
             table.AddRow("corpus", Markup.Escape(meta.Corpus));
             table.AddRow("tokenizer", Markup.Escape(meta.Tokenizer));
             table.AddRow("vocab_size", meta.VocabSize.ToString(CultureInfo.InvariantCulture));
@@ -38,7 +38,6 @@ public static class PrepareCommand
             table.AddRow("train tokens", meta.TrainTokens.ToString("N0", CultureInfo.InvariantCulture));
             table.AddRow("val tokens", meta.ValTokens.ToString("N0", CultureInfo.InvariantCulture));
             table.AddRow("documents (train / val)", $"{result.TrainDocuments} / {result.ValDocuments}");
-            table.AddRow("files", Markup.Escape($"{result.TrainPath}, {result.ValPath}, {result.MetaPath}"));
             cli.Console.Write(table);
             return 0;
         });

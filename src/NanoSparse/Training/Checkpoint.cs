@@ -48,14 +48,14 @@ public static class Checkpoint
 
         if (optimizer is not null)
         {
-            var m = optimizer.M.ToArray();
-            var v = optimizer.V.ToArray();
+            var m = optimizer.MMemory;
+            var v = optimizer.VMemory;
             var state2 = new List<SafeTensor>();
             foreach (var p in gpt.Parameters)
             {
                 var seg = AdamW.SegmentOf(gpt.ParameterData, p.Value.Span, p.Decay);
-                state2.Add(new SafeTensor(p.Name + ".exp_avg", (int[])p.Shape.Clone(), m.AsMemory(seg.Offset, seg.Length)));
-                state2.Add(new SafeTensor(p.Name + ".exp_avg_sq", (int[])p.Shape.Clone(), v.AsMemory(seg.Offset, seg.Length)));
+                state2.Add(new SafeTensor(p.Name + ".exp_avg", (int[])p.Shape.Clone(), m.Slice(seg.Offset, seg.Length)));
+                state2.Add(new SafeTensor(p.Name + ".exp_avg_sq", (int[])p.Shape.Clone(), v.Slice(seg.Offset, seg.Length)));
             }
             SafeTensors.Write(Path.Combine(dir, OptimizerFile), state2,
                 new Dictionary<string, string> { ["step"] = optimizer.StepCount.ToString() });

@@ -75,6 +75,36 @@ public sealed class AdamWTests
     }
 
     [Fact]
+    public void MatchesTorchAdamWTrajectoryFixture()
+    {
+        // tools/make_adamw_fixture.py: torch.optim.AdamW with nanoGPT's grouping, five steps, varying lr.
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Fixtures", "optim", "adamw.json")));
+        var root = doc.RootElement;
+        static float[] Floats(System.Text.Json.JsonElement e) => e.EnumerateArray().Select(x => (float)x.GetDouble()).ToArray();
+        float[] Flat(string key) => root.GetProperty(key).EnumerateArray().SelectMany(Floats).ToArray();
+        var decay = root.GetProperty("decay").EnumerateArray().Select(x => x.GetBoolean()).ToArray();
+        var sizes = root.GetProperty("init").EnumerateArray().Select(x => x.GetArrayLength()).ToArray();
+        var segments = new List<AdamW.Segment>();
+        for (int i = 0, off = 0; i < sizes.Length; off += sizes[i], i++) segments.Add(new AdamW.Segment(off, sizes[i], decay[i]));
+        var betas = Floats(root.GetProperty("betas"));
+        var opt = new AdamW(sizes.Sum(), segments, betas[0], betas[1], (float)root.GetProperty("eps").GetDouble(), (float)root.GetProperty("weight_decay").GetDouble());
+        var p = Flat("init");
+        var lrs = root.GetProperty("lrs").EnumerateArray().Select(x => (float)x.GetDouble()).ToArray();
+        var grads = root.GetProperty("grads").EnumerateArray().ToArray();
+        for (int step = 0; step < lrs.Length; step++)
+            opt.Step(p, grads[step].EnumerateArray().SelectMany(Floats).ToArray(), lrs[step]);
+        var final = Flat("final");
+        var m = Flat("exp_avg");
+        var v = Flat("exp_avg_sq");
+        for (int i = 0; i < p.Length; i++)
+        {
+            Assert.True(Math.Abs(p[i] - final[i]) <= 1e-6f + 1e-5f * Math.Abs(final[i]), $"p[{i}] = {p[i]}, torch {final[i]}");
+            Assert.True(Math.Abs(opt.M[i] - m[i]) <= 1e-7f + 1e-5f * Math.Abs(m[i]), $"m[{i}] = {opt.M[i]}, torch {m[i]}");
+            Assert.True(Math.Abs(opt.V[i] - v[i]) <= 1e-9f + 1e-5f * Math.Abs(v[i]), $"v[{i}] = {opt.V[i]}, torch {v[i]}");
+        }
+    }
+
+    [Fact]
     public void ResultIsBitIdenticalForOneAndTwoThreads()
     {
         int n = 300_001;

@@ -137,11 +137,13 @@ public sealed class TrainerTests : IDisposable
         Assert.All(gpt.ParameterData.ToArray(), v => Assert.True(float.IsFinite(v)));
     }
 
-    [Fact]
-    public void TrainIterationAllocatesNothingAfterWarmUp()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TrainIterationAllocatesNothingAfterWarmUp(bool prefetch)
     {
         var c = _data.Config("alloc");
-        c.Prefetch = false;
+        c.Prefetch = prefetch;
         using var t = new Trainer(c);
         for (int i = 0; i < 3; i++) t.TrainIteration(1e-3f, out _);
         long before = GC.GetAllocatedBytesForCurrentThread();
