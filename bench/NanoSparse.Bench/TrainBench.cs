@@ -23,8 +23,8 @@ public static class TrainBench
     {
         var preset = new Option<string>("--preset") { Description = "model and batch shape: baby or small", DefaultValueFactory = _ => "baby" };
         preset.AcceptOnlyFromAmong(ModelPreset.Names);
-        var iters = new Option<int?>("--iters") { Description = "timed iterations per contender (default: baby 20, small 5)" };
-        var warmup = new Option<int>("--warmup") { Description = "untimed iterations first", DefaultValueFactory = _ => 2 };
+        var iters = new Option<int?>("--iters") { Description = "timed iterations per contender (default: baby 20, small 3)" };
+        var warmup = new Option<int?>("--warmup") { Description = "untimed iterations first (default: baby 2, small 1)" };
         var threads = new Option<int[]>("--threads")
         {
             Description = "thread counts to measure, each for both contenders (default: 1 2)",
@@ -44,8 +44,8 @@ public static class TrainBench
             var p = ModelPreset.Get(parseResult.GetValue(preset)!);
             var options = new Options(
                 p,
-                parseResult.GetValue(iters) ?? (p == ModelPreset.Small ? 5 : 20),
-                parseResult.GetValue(warmup),
+                parseResult.GetValue(iters) ?? (p == ModelPreset.Small ? 3 : 20),
+                parseResult.GetValue(warmup) ?? (p == ModelPreset.Small ? 1 : 2),
                 parseResult.GetValue(threads) ?? [1, 2],
                 parseResult.GetValue(vocab) ?? ModelPreset.DefaultVocab(),
                 parseResult.GetValue(gemmSize),
