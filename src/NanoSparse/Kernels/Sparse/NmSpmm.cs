@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using NanoSparse.Sparse;
 
 namespace NanoSparse.Kernels.Sparse;
@@ -39,6 +40,19 @@ public static unsafe class NmSpmm
         public int Rows, K, N, KeptN, M, Bits, Chunks;
     }
 
+    /// <summary>For each byte of 2:4 indices (two groups): the four kept columns relative to the first group's start.</summary>
+    static readonly int[] TwoFourOffsets = BuildTwoFourOffsets();
+
+    static int[] BuildTwoFourOffsets()
+    {
+        var t = new int[256 * 4];
+        for (int b = 0; b < 256; b++)
+        {
+            t[b * 4] = b & 3; t[b * 4 + 1] = (b >> 2) & 3; t[b * 4 + 2] = 4 + ((b >> 4) & 3); t[b * 4 + 3] = 4 + (b >> 6);
+        }
+        return t;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static int InGroup(byte* indices, long slot, int bits)
     {
@@ -47,49 +61,74 @@ public static unsafe class NmSpmm
         return (word >> (int)(bit & 7)) & ((1 << bits) - 1);
     }
 
+    /// <summary>Decodes the absolute columns of slots [slot0, slot0 + count) of one row (slot0 relative to the row).</summary>
+    static void Decode(ref Args a, long rowSlot, int slot0, int count, int* k, int* lut)
+    {
+        // Absolute column of each kept value: group g = slot / N, k = g·M + in-group index.
+        if (a.Bits == 2 && a.KeptN == 2 && a.M == 4 && (rowSlot + slot0) % 4 == 0)
+        {
+            // 2:4: one byte = two groups = four 2-bit indices; a 256-entry table turns a byte into its four
+            // offsets within the 8 columns it covers (one 128-bit load + add + store per byte).
+            byte* bytes = a.Indices + (rowSlot + slot0) / 4;
+            int g0 = slot0 * 2;
+            int q = 0;
+            if (Vector128.IsHardwareAccelerated)
+                for (; q + 4 <= count; q += 4)
+                    (Vector128.Load(lut + bytes[q >> 2] * 4) + Vector128.Create(g0 + q * 2)).Store(k + q);
+            for (; q < count; q++) k[q] = g0 + (q >> 2) * 8 + lut[bytes[q >> 2] * 4 + (q & 3)];
+            return;
+        }
+        for (int q = 0; q < count; q++)
+            k[q] = (slot0 + q) / a.KeptN * a.M + InGroup(a.Indices, rowSlot + slot0 + q, a.Bits);
+    }
+
     static void Body(ref Args a, int chunk)
     {
         int first = (int)((long)a.Rows * chunk / a.Chunks), last = (int)((long)a.Rows * (chunk + 1) / a.Chunks);
-        int perRow = a.K / a.M * a.KeptN;
-        int segment = Math.Min(perRow, Segment / a.KeptN * a.KeptN);
-        int* k = stackalloc int[segment];
-        int tile = SpmmMicroKernel.TileWidth(a.K);
-        for (int i = first; i < last; i++)
+        int groups = a.K / a.M;
+        int perRow = groups * a.KeptN;
+        fixed (int* lut = TwoFourOffsets)
         {
-            long rowSlot = (long)i * perRow;
-            for (int s0 = 0; s0 < perRow; s0 += segment)
+            if (a.N == 1)
             {
-                int count = Math.Min(segment, perRow - s0);
-                // Absolute column of each kept value: group g = slot / N, k = g·M + in-group index.
-                if (a.Bits == 2 && a.KeptN == 2 && a.M == 4 && perRow % 4 == 0)
+                // SpMV: decode a whole row (in segments) and take its gathered dot product with x.
+                int segmentGroups = Math.Max(1, Segment / a.KeptN);
+                int* k1 = stackalloc int[Math.Min(perRow, segmentGroups * a.KeptN)];
+                for (int i = first; i < last; i++)
                 {
-                    // 2:4: one byte = two groups = four 2-bit indices.
-                    byte* bytes = a.Indices + (rowSlot + s0) / 4;
-                    int g0 = s0 / 2;
-                    for (int q = 0; q < count; q += 4)
+                    long rowSlot = (long)i * perRow;
+                    float sum = 0;
+                    for (int g = 0; g < groups; g += segmentGroups)
                     {
-                        int bt = bytes[q >> 2], g = (g0 + (q >> 1)) * 4;
-                        k[q] = g + (bt & 3); k[q + 1] = g + ((bt >> 2) & 3);
-                        if (q + 2 < count) { k[q + 2] = g + 4 + ((bt >> 4) & 3); k[q + 3] = g + 4 + (bt >> 6); }
+                        int count = Math.Min(segmentGroups, groups - g) * a.KeptN;
+                        Decode(ref a, rowSlot, g * a.KeptN, count, k1, lut);
+                        sum += SpmmMicroKernel.RowDot(k1, a.Values + rowSlot + g * a.KeptN, count, a.X);
+                    }
+                    a.Y[i] = sum;
+                }
+                return;
+            }
+
+            // S·X blocked along K: the rows of X for a block of K (blockGroups·M rows × tile columns, ≤ 16 KiB) stay
+            // in L1 while every row of the chunk uses them, so the kernel's X loads come from L1, not L2 (the
+            // bandwidth limit at 50% density); Y's tile is re-loaded and stored once per K block.
+            int tile = a.N >= 128 ? 128 : a.N >= 64 ? 64 : 32;
+            int blockGroups = Math.Max(2, 16384 / (tile * 4) / a.M / 2 * 2);
+            if (blockGroups >= groups) blockGroups = groups;
+            int* k = stackalloc int[blockGroups * a.KeptN];
+            for (int j = 0; j < a.N; j += tile)
+            {
+                int w = Math.Min(tile, a.N - j);
+                for (int g = 0; g < groups; g += blockGroups)
+                {
+                    int count = Math.Min(blockGroups, groups - g) * a.KeptN;
+                    for (int i = first; i < last; i++)
+                    {
+                        long rowSlot = (long)i * perRow;
+                        Decode(ref a, rowSlot, g * a.KeptN, count, k, lut);
+                        SpmmMicroKernel.RowTile(k, a.Values + rowSlot + g * a.KeptN, count, a.X + j, a.N, a.Y + (long)i * a.N + j, w, add: g > 0);
                     }
                 }
-                else
-                {
-                    for (int q = 0; q < count; q++)
-                    {
-                        long slot = rowSlot + s0 + q;
-                        k[q] = (s0 + q) / a.KeptN * a.M + InGroup(a.Indices, slot, a.Bits);
-                    }
-                }
-                float* values = a.Values + rowSlot + s0;
-                if (a.N == 1)
-                {
-                    float dot = SpmmMicroKernel.RowDot(k, values, count, a.X);
-                    a.Y[i] = s0 > 0 ? a.Y[i] + dot : dot;
-                    continue;
-                }
-                for (int j = 0; j < a.N; j += tile)
-                    SpmmMicroKernel.RowTile(k, values, count, a.X + j, a.N, a.Y + (long)i * a.N + j, Math.Min(tile, a.N - j), add: s0 > 0);
             }
         }
     }
