@@ -115,6 +115,29 @@ public sealed class TokenizerCliTests : IDisposable
     }
 
     [Fact]
+    public void ImportCarriesAMetaJsonBesideTheWeights()
+    {
+        // As tools/nanogpt_to_safetensors.py --meta leaves it: weights, config.json and a char meta.json together.
+        // 37 symbols, the fixture model's vocab_size, so every id it samples decodes.
+        const string line = "abcdefghijklmnopqrstuvwxyz0123456789\n";
+        File.WriteAllText(P("in.txt"), string.Concat(Enumerable.Range(0, 10).Select(i => line[i..^1] + line[..i] + "\n")));
+        Assert.Equal(0, Run("prepare", "--input", P("in.txt"), "--out", P("data")).Code);
+        Directory.CreateDirectory(P("export"));
+        foreach (string f in new[] { "model.safetensors", "config.json" })
+            File.Copy(ModelImporterTests.Fixture("nanogpt_nobias", f), P("export/" + f));
+        File.Copy(P("data/meta.json"), P("export/meta.json"));
+
+        var r = Run("import", "--format", "nanogpt", P("export/model.safetensors"), "--out", P("ck"));
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(File.ReadAllText(P("data/meta.json")), File.ReadAllText(P("ck/meta.json")));
+        r = Run("sample", "--checkpoint", P("ck"), "--start", "the", "--tokens", "10", "--seed", "2");
+        Assert.True(r.Code == 0, r.Err);
+        var tok = DatasetMeta.Load(P("data/meta.json")).CreateTokenizer();
+        Assert.Equal(37, tok.VocabSize);
+        Assert.Equal(ExpectedSample(P("ck"), tok, "the", 10, 2) + Environment.NewLine, r.Out);
+    }
+
+    [Fact]
     public void EvalOnAnImportedModelUsesTheGivenDataset()
     {
         string weights = ModelImporterTests.Fixture("nanogpt_bias", "model.safetensors");
