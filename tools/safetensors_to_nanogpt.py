@@ -3,7 +3,9 @@
 nanoGPT's sample.py (init_from='resume') and train.py load: {'model': state_dict, 'model_args': config, ...}.
 Reads safetensors with struct + json (F32, F16 or BF16); the safetensors package is not needed.
 
-Usage: python3 tools/safetensors_to_nanogpt.py EXPORT_DIR out-nanosparse/ckpt.pt
+Usage: python3 tools/safetensors_to_nanogpt.py EXPORT_DIR out-nanosparse/ckpt.pt [DATASET]
+DATASET (e.g. shakespeare_char) is stored as config['dataset'], so sample.py decodes with data/DATASET/meta.pkl;
+without it sample.py uses GPT-2's BPE.
 """
 import json
 import os
@@ -32,9 +34,10 @@ def load_safetensors(path):
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     src, out = sys.argv[1], sys.argv[2]
+    config = {"dataset": sys.argv[3]} if len(sys.argv) == 4 else {}
     state_dict = load_safetensors(os.path.join(src, "model.safetensors"))
     with open(os.path.join(src, "config.json")) as f:
         model_args = json.load(f)
@@ -45,7 +48,7 @@ def main():
         for i in range(model_args["n_layer"]):
             state_dict[f"transformer.h.{i}.attn.bias"] = torch.tril(torch.ones(T, T)).view(1, 1, T, T)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    torch.save({"model": state_dict, "model_args": model_args, "iter_num": 0, "best_val_loss": 1e9, "config": {}}, out)
+    torch.save({"model": state_dict, "model_args": model_args, "iter_num": 0, "best_val_loss": 1e9, "config": config}, out)
     print(f"wrote {out} ({len(state_dict)} tensors, model_args {model_args})")
 
 

@@ -44,9 +44,13 @@ public static class EvalCommand
             // The dataset's ids must mean what the model was trained on: same tokenizer kind when one is known.
             string? expectedKind = parse.GetValue(tokenizerOptions.Kind);
             string? recorded = TokenizerOptions.RecordedMetaPath(dir, state);
-            if (expectedKind is null && recorded is not null) expectedKind = DatasetMeta.Load(recorded).Tokenizer;
+            DatasetMeta? recordedMeta = recorded is null ? null : DatasetMeta.Load(recorded);
+            expectedKind ??= recordedMeta?.Tokenizer;
             if (expectedKind is not null && expectedKind != meta.Tokenizer)
                 throw new InvalidDataException($"dataset {data} is tokenized with {meta.Tokenizer} but the model expects {expectedKind}");
+            // Char vocabularies come from the text: the same kind is not enough, the symbols must be the same too.
+            if (recordedMeta is { Tokenizer: Tokenizers.Char } && meta.Tokenizer == Tokenizers.Char && !recordedMeta.Symbols.SequenceEqual(meta.Symbols))
+                throw new InvalidDataException($"dataset {data} has a different char vocabulary ({meta.VocabSize} symbols) from the model's {recorded} ({recordedMeta.VocabSize} symbols)");
 
             using var train = TokenFile.OpenSplit(data, "train", meta, fullScan: true);
             using var val = TokenFile.OpenSplit(data, "val", meta, fullScan: true);

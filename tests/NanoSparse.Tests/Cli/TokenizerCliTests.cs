@@ -135,6 +135,15 @@ public sealed class TokenizerCliTests : IDisposable
         var tok = DatasetMeta.Load(P("data/meta.json")).CreateTokenizer();
         Assert.Equal(37, tok.VocabSize);
         Assert.Equal(ExpectedSample(P("ck"), tok, "the", 10, 2) + Environment.NewLine, r.Out);
+
+        // eval checks a char dataset against the recorded vocabulary, symbol by symbol.
+        r = Run("eval", "--checkpoint", P("ck"), "--data", P("data"), "--iters", "1", "--batch-size", "1", "--block-size", "8");
+        Assert.True(r.Code == 0, r.Err);
+        File.WriteAllText(P("other.txt"), string.Concat(Enumerable.Repeat("zyx wvu 9876\n", 30)));
+        Assert.Equal(0, Run("prepare", "--input", P("other.txt"), "--out", P("other")).Code);
+        r = Run("eval", "--checkpoint", P("ck"), "--data", P("other"), "--iters", "1", "--batch-size", "1", "--block-size", "8");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("different char vocabulary", r.Err);
     }
 
     [Fact]
