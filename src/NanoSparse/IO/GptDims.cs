@@ -11,8 +11,19 @@ public sealed record GptDims(int NLayer, int NHead, int NEmbd, int BlockSize, in
 {
     /// <summary>Exact erf GELU (nanoGPT's nn.GELU(), NanoSparse's Gpt).</summary>
     public const string GeluExact = "gelu";
-    /// <summary>tanh-approximated GELU, Hugging Face's "gelu_new" used by GPT-2.</summary>
-    public const string GeluTanh = "gelu_new";
+    /// <summary>tanh-approximated GELU used by GPT-2 (Hugging Face "gelu_new"); GptConfig's name for it.</summary>
+    public const string GeluTanh = "gelu_tanh";
+
+    /// <summary>
+    /// The activation for a name found in a config: "gelu" (exact), or "gelu_tanh" and the Hugging Face names of the
+    /// same function ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"). Throws naming the source and the names accepted.
+    /// </summary>
+    public static string ParseActivation(string name, string source) => name switch
+    {
+        GeluExact => GeluExact,
+        GeluTanh or "gelu_new" or "gelu_pytorch_tanh" or "gelu_fast" => GeluTanh,
+        _ => throw new InvalidDataException($"{source}: activation '{name}' is not supported (expected gelu, or gelu_tanh / gelu_new for GPT-2's tanh approximation)"),
+    };
 
     public void Validate(string source)
     {
@@ -31,7 +42,7 @@ public sealed record GptDims(int NLayer, int NHead, int NEmbd, int BlockSize, in
         var root = ReadObject(path);
         var dims = new GptDims(GetInt(root, "n_layer", path), GetInt(root, "n_head", path), GetInt(root, "n_embd", path),
             GetInt(root, "block_size", path), GetInt(root, "vocab_size", path), GetBool(root, "bias", path, fallback: true),
-            root["activation"] is JsonValue a ? a.GetValue<string>() : GeluExact);
+            root["activation"] is JsonValue a ? ParseActivation(a.GetValue<string>(), $"config '{path}'") : GeluExact);
         dims.Validate($"config '{path}'");
         return dims;
     }
@@ -45,13 +56,8 @@ public sealed record GptDims(int NLayer, int NHead, int NEmbd, int BlockSize, in
             throw new InvalidDataException($"config '{path}': n_inner ({inner}) must be 4*n_embd ({4 * nEmbd}) or null");
         if (root["layer_norm_epsilon"] is JsonValue eps && Math.Abs(eps.GetValue<double>() - 1e-5) > 1e-12)
             throw new InvalidDataException($"config '{path}': layer_norm_epsilon ({eps}) must be 1e-5, the value NanoSparse's LayerNorm uses");
-        string act = root["activation_function"] is JsonValue af ? af.GetValue<string>() : GeluTanh;
-        act = act switch
-        {
-            "gelu_new" or "gelu_pytorch_tanh" or "gelu_fast" => GeluTanh,
-            "gelu" => GeluExact,
-            _ => throw new InvalidDataException($"config '{path}': activation_function '{act}' is not supported (expected gelu_new or gelu)"),
-        };
+        // GPT-2's config.json says "gelu_new"; a missing field means the library default, which is also gelu_new.
+        string act = root["activation_function"] is JsonValue af ? ParseActivation(af.GetValue<string>(), $"config '{path}'") : GeluTanh;
         var dims = new GptDims(GetInt(root, "n_layer", path), GetInt(root, "n_head", path), nEmbd,
             GetInt(root, "n_positions", path), GetInt(root, "vocab_size", path), Bias: true, act);
         dims.Validate($"config '{path}'");

@@ -82,7 +82,7 @@ public static class ModelImporter
         int nLayer = 0;
         while (file.Contains($"transformer.h.{nLayer}.ln_1.weight")) nLayer++;
         var dims = new GptDims(nLayer, GptDims.GetInt(cfg, "n_head", cfgPath), wte.Shape[1], wpe.Shape[0], wte.Shape[0],
-            file.Contains("transformer.ln_f.bias"), cfg["activation"] is JsonValue a ? a.GetValue<string>() : GptDims.GeluExact);
+            file.Contains("transformer.ln_f.bias"), cfg["activation"] is JsonValue a ? GptDims.ParseActivation(a.GetValue<string>(), cfgPath) : GptDims.GeluExact);
         dims.Validate($"checkpoint '{dir}'");
         return (dims, NanoGptFormat.Import(file, dims));
     }

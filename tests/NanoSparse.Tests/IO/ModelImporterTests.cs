@@ -66,6 +66,22 @@ public sealed class ModelImporterTests : IDisposable
         Assert.Equal(dims, back);
     }
 
+    [Theory]
+    [InlineData("gelu", GptDims.GeluExact)]
+    [InlineData("gelu_tanh", GptDims.GeluTanh)]
+    [InlineData("gelu_new", GptDims.GeluTanh)]
+    [InlineData("gelu_pytorch_tanh", GptDims.GeluTanh)]
+    public void ActivationNamesMapToTheTwoGelus(string name, string expected) =>
+        Assert.Equal(expected, GptDims.ParseActivation(name, "config 'x.json'"));
+
+    [Fact]
+    public void UnknownActivationNamesTheConfig()
+    {
+        var e = Assert.Throws<InvalidDataException>(() => GptDims.ParseActivation("relu", "config 'x.json'"));
+        Assert.Contains("x.json", e.Message);
+        Assert.Contains("'relu'", e.Message);
+    }
+
     [Fact]
     public void Gpt2ImportTransposesConv1DAndExportRoundTripsBitExactly()
     {
@@ -82,7 +98,7 @@ public sealed class ModelImporterTests : IDisposable
             for (int o = 0; o < 64; o++)
                 Assert.Equal(conv.Data[i * 64 + o], lin.Data[o * 16 + i]);
         AssertBitEqual(source["wte.weight"].Data, ckpt["transformer.wte.weight"].Data, "wte");
-        Assert.Equal("gelu_new", (string?)JsonNode.Parse(File.ReadAllText(P("ckpt", "config.json")))!["activation"]);
+        Assert.Equal("gelu_tanh", (string?)JsonNode.Parse(File.ReadAllText(P("ckpt", "config.json")))!["activation"]);
 
         ModelImporter.Export(ModelFormat.Gpt2, P("ckpt"), P("out"));
         var exported = ReadAll(P("out", "model.safetensors"));
