@@ -198,10 +198,13 @@ internal static unsafe class SpmmMicroKernel
         return lo;
     }
 
-    /// <summary>Chunks to split rows into: a few per thread so the dynamic claiming in KernelThreads evens out skew.</summary>
+    /// <summary>
+    /// Chunks to split rows into: a few per thread so the dynamic claiming in KernelThreads evens out skew.
+    /// Below ~128K multiply-adds (tens of µs on one core) waking a second thread costs more than it saves.
+    /// </summary>
     public static int ChunkCount(int rows, long work)
     {
-        if (rows <= 1 || work < 32_768) return 1;
+        if (rows <= 1 || work < 131_072) return 1;
         int threads = KernelThreads.ThreadsFor(rows);
         return threads <= 1 ? 1 : Math.Min(rows, threads * 4);
     }
