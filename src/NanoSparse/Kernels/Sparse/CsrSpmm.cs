@@ -80,6 +80,11 @@ public static unsafe class CsrSpmm
         }
         int tile = Math.Min(128, n);
         int kBlock = KBlock(rp, a.Rows, a.K, tile);
+        if (kBlock == a.K)
+        {
+            // Unblocked: narrow the tile until the K×tile panel of X fits in L2 (768 KiB), e.g. 64 columns for K = 3072.
+            while (tile > 16 && (long)a.K * tile * 4 > 786432) tile /= 2;
+        }
         if (kBlock < a.K && last - first <= MaxBlockedRows)
         {
             // Long K: blocked along K so the kBlock×tile panel of X (≤ 512 KiB) stays in L2 while every row of the
