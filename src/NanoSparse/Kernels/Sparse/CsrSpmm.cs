@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using NanoSparse.Sparse;
 
@@ -66,6 +67,7 @@ public static unsafe class CsrSpmm
         return density * block >= 64 ? block : k;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body<TIndex>(ref Args<TIndex> a, int chunk) where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
         int* rp = a.RowPointers;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -48,6 +49,7 @@ public static unsafe class Sddmm
         KernelThreads.For(args.Chunks, ref args, &Body);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body<TIndex>(ref Args<TIndex> a, int chunk) where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
         int* rp = a.RowPointers;
@@ -66,6 +68,7 @@ public static unsafe class Sddmm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Dot4(float* x, float* b0, float* b1, float* b2, float* b3, int d, float* output)
     {
         int t = 0;
@@ -107,6 +110,7 @@ public static unsafe class Sddmm
         output[0] = s0; output[1] = s1; output[2] = s2; output[3] = s3;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float Dot(float* x, float* y, int d)
     {
         int t = 0;
