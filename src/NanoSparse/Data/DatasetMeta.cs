@@ -61,7 +61,7 @@ public sealed class DatasetMeta
                 ["name"] = d.Name, ["genre"] = d.Genre, ["split"] = d.Split, ["offset"] = d.Offset, ["count"] = d.Count,
             });
         var symbols = new JsonArray();
-        foreach (string s in Symbols) symbols.Add(s);
+        foreach (string s in Symbols) symbols.Add(JsonValue.Create(s)); // explicit: no reflection (trimming/AOT safe)
         return new JsonObject
         {
             ["vocab_size"] = VocabSize,
@@ -78,8 +78,12 @@ public sealed class DatasetMeta
     public void Save(string path)
     {
         Validate(path);
-        byte[] bytes = JsonSerializer.SerializeToUtf8Bytes(ToJson(), new JsonSerializerOptions { WriteIndented = true });
-        AtomicFile.Write(path, fs => fs.Write(bytes));
+        JsonObject json = ToJson();
+        AtomicFile.Write(path, fs =>
+        {
+            using var writer = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+            json.WriteTo(writer);
+        });
     }
 
     /// <summary>Reads and validates meta.json; every error names the file, the field, the value found and the one expected.</summary>
@@ -149,7 +153,8 @@ public sealed class DatasetMeta
         };
     }
 
-    void Validate(string path) => FromJson(ToJson(), path);
+    // Through text, so values are checked exactly as Load will see them.
+    void Validate(string path) => FromJson(JsonNode.Parse(ToJson().ToJsonString()), path);
 
     static JsonNode? Get(JsonObject obj, string field, string path, string prefix = "")
     {

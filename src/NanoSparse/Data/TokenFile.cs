@@ -5,12 +5,13 @@ namespace NanoSparse.Data;
 
 /// <summary>
 /// A read-only, memory-mapped flat token file (little-endian uint16 or uint32, as nanoGPT's train.bin).
-/// Nothing is copied at open: the OS pages the file in on access. Pages a process has touched stay mapped (and
-/// count in its resident set) until the kernel reclaims them, which with random windows over a multi-GiB file
-/// would grow the resident set to a large part of the file; so on Linux, after every
-/// <see cref="TrimIntervalBytes"/> bytes read the mapping is released with madvise(MADV_DONTNEED) — the data
-/// stays in the page cache and a later access is a cheap minor fault. Resident memory therefore stays bounded
-/// whatever the file size. Every read checks that ids are below the vocabulary size.
+/// Nothing is copied at open: the OS pages the file in on access. But pages a process has mapped stay in its
+/// resident set until the kernel reclaims them, and one page fault maps more than the page asked for (fault-around
+/// maps 64 KiB, a large page-cache folio up to 2 MiB), so random windows over a multi-GiB file would soon make the
+/// whole file resident. Hence on Linux, once the reads since the last release may have mapped
+/// <see cref="TrimIntervalBytes"/> (each read counted as the 2 MiB blocks it touches), the mapping's pages are
+/// released with madvise(MADV_DONTNEED): the data stays in the page cache and the next access is a minor fault.
+/// Resident memory therefore stays bounded whatever the file size. Every read checks ids against the vocabulary.
 /// Reads are safe from several threads at once.
 /// </summary>
 public sealed unsafe class TokenFile : IDisposable
@@ -29,8 +30,11 @@ public sealed unsafe class TokenFile : IDisposable
     /// <summary>Number of tokens.</summary>
     public long Length { get; }
 
-    /// <summary>Bytes read between two releases of the mapping's resident pages (Linux); 0 disables trimming.</summary>
-    public long TrimIntervalBytes { get; set; } = 8L << 20;
+    /// <summary>
+    /// Upper bound on the bytes reads may have mapped before the mapping's resident pages are released (Linux);
+    /// 0 disables releasing. Each read counts as the 2 MiB-aligned blocks it touches.
+    /// </summary>
+    public long TrimIntervalBytes { get; set; } = 32L << 20;
 
     TokenFile(string path, TokenDtype dtype, int vocabSize, long fileBytes)
     {
@@ -142,7 +146,7 @@ public sealed unsafe class TokenFile : IDisposable
         if (badAt >= 0)
             throw new InvalidDataException(
                 $"{Path}: token at offset {offset + badAt} has id {bad}; expected an id below vocab_size {VocabSize}");
-        NoteRead((long)dst.Length * Dtype.SizeInBytes());
+        NoteRead(offset * Dtype.SizeInBytes(), (long)dst.Length * Dtype.SizeInBytes());
     }
 
     /// <summary>Reads one token.</summary>
@@ -151,13 +155,14 @@ public sealed unsafe class TokenFile : IDisposable
         get { Span<int> one = stackalloc int[1]; Read(offset, one); return one[0]; }
     }
 
-    void NoteRead(long bytes)
+    const long MappingBlock = 2L << 20; // the most one page fault maps: a PMD-sized large folio
+
+    void NoteRead(long byteOffset, long bytes)
     {
         long interval = TrimIntervalBytes;
-        if (interval <= 0 || !OperatingSystem.IsLinux()) return;
-        // Each window touches about one page more than its size; count whole pages.
-        long touched = Interlocked.Add(ref _bytesSinceTrim, bytes + 4096);
-        if (touched >= interval)
+        if (interval <= 0 || bytes == 0 || !OperatingSystem.IsLinux()) return;
+        long blocks = (byteOffset + bytes - 1) / MappingBlock - byteOffset / MappingBlock + 1;
+        if (Interlocked.Add(ref _bytesSinceTrim, blocks * MappingBlock) >= interval)
         {
             Interlocked.Exchange(ref _bytesSinceTrim, 0);
             ReleaseResidentPages();

@@ -5,8 +5,11 @@ using System.Text.Json;
 
 namespace NanoSparse.IO;
 
-/// <summary>Element types NanoSparse reads and writes in safetensors files.</summary>
-public enum SafeTensorsDtype { F32, F16, BF16 }
+/// <summary>
+/// Element types of safetensors files. NanoSparse writes and reads (widening to float) F32, F16 and BF16; the others
+/// are recognised so files holding e.g. BOOL mask buffers open, but their values cannot be read as floats.
+/// </summary>
+public enum SafeTensorsDtype { F32, F16, BF16, F64, I64, I32, I16, I8, U64, U32, U16, U8, BOOL, F8_E4M3, F8_E5M2 }
 
 /// <summary>One tensor to write: its name, PyTorch shape, float data (row-major) and the dtype to store it as.</summary>
 public sealed record SafeTensor(string Name, int[] Shape, ReadOnlyMemory<float> Data, SafeTensorsDtype Dtype = SafeTensorsDtype.F32);
@@ -42,6 +45,8 @@ public static class SafeTensors
             if (!names.Add(t.Name)) throw new ArgumentException($"safetensors '{path}': tensor '{t.Name}' appears twice");
             foreach (int d in t.Shape)
                 if (d < 0) throw new ArgumentException($"safetensors '{path}': tensor '{t.Name}' has a negative dimension in shape [{string.Join(", ", t.Shape)}]");
+            if (t.Dtype is not (SafeTensorsDtype.F32 or SafeTensorsDtype.F16 or SafeTensorsDtype.BF16))
+                throw new ArgumentException($"safetensors '{path}': tensor '{t.Name}' cannot be written as {t.Dtype} (supported: F32, F16, BF16)");
             long n = ElementCount(t.Shape);
             if (n != t.Data.Length)
                 throw new ArgumentException($"safetensors '{path}': tensor '{t.Name}' has shape [{string.Join(", ", t.Shape)}] ({n} elements) but {t.Data.Length} values");
@@ -79,6 +84,10 @@ public static class SafeTensors
         SafeTensorsDtype.F32 => 4,
         SafeTensorsDtype.F16 => 2,
         SafeTensorsDtype.BF16 => 2,
+        SafeTensorsDtype.F64 or SafeTensorsDtype.I64 or SafeTensorsDtype.U64 => 8,
+        SafeTensorsDtype.I32 or SafeTensorsDtype.U32 => 4,
+        SafeTensorsDtype.I16 or SafeTensorsDtype.U16 => 2,
+        SafeTensorsDtype.I8 or SafeTensorsDtype.U8 or SafeTensorsDtype.BOOL or SafeTensorsDtype.F8_E4M3 or SafeTensorsDtype.F8_E5M2 => 1,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown safetensors dtype"),
     };
 
@@ -168,14 +177,8 @@ public static class SafeTensors
         }
     }
 
-    internal static bool TryParseDtype(string s, out SafeTensorsDtype dtype)
-    {
-        switch (s)
-        {
-            case "F32": dtype = SafeTensorsDtype.F32; return true;
-            case "F16": dtype = SafeTensorsDtype.F16; return true;
-            case "BF16": dtype = SafeTensorsDtype.BF16; return true;
-            default: dtype = default; return false;
-        }
-    }
+    private static readonly Dictionary<string, SafeTensorsDtype> DtypeNames =
+        Enum.GetValues<SafeTensorsDtype>().ToDictionary(d => d.ToString(), StringComparer.Ordinal);
+
+    internal static bool TryParseDtype(string s, out SafeTensorsDtype dtype) => DtypeNames.TryGetValue(s, out dtype);
 }

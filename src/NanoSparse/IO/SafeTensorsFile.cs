@@ -122,6 +122,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public void ReadInto(string name, Span<float> destination)
     {
         var info = Get(name);
+        if (info.Dtype is not (SafeTensorsDtype.F32 or SafeTensorsDtype.F16 or SafeTensorsDtype.BF16))
+            throw new InvalidOperationException($"safetensors '{Path}': tensor '{name}' is {info.Dtype}; only F32, F16 and BF16 can be read as floats");
         long count = info.ElementCount;
         if (destination.Length != count)
             throw new ArgumentException($"safetensors '{Path}': tensor '{name}' has shape [{string.Join(", ", info.Shape)}] ({count} elements) but the destination holds {destination.Length}");
@@ -140,6 +142,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                 for (int i = 0; i < destination.Length; i++)
                     destination[i] = SafeTensors.BFloat16ToFloat(BinaryPrimitives.ReadUInt16LittleEndian(bytes.Slice(2 * i)));
                 break;
+            default:
+                throw new InvalidOperationException($"safetensors '{Path}': tensor '{name}' is {info.Dtype}; only F32, F16 and BF16 can be read as floats");
         }
     }
 
@@ -216,7 +220,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             throw Bad(path, $"tensor '{name}': field 'dtype' is missing or not a string");
         string dtypeText = dtypeEl.GetString()!;
         if (!SafeTensors.TryParseDtype(dtypeText, out var dtype))
-            throw Bad(path, $"tensor '{name}': unknown or unsupported dtype '{dtypeText}' (supported: F32, F16, BF16)");
+            throw Bad(path, $"tensor '{name}': unknown dtype '{dtypeText}' (known: {string.Join(", ", Enum.GetNames<SafeTensorsDtype>())})");
 
         if (!e.TryGetProperty("shape", out var shapeEl) || shapeEl.ValueKind != JsonValueKind.Array)
             throw Bad(path, $"tensor '{name}': field 'shape' is missing or not an array");

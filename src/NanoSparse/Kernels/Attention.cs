@@ -9,7 +9,8 @@ namespace NanoSparse.Kernels;
 ///   att = dropout(att)
 ///   y = att · v, heads re-assembled                                 // (B, T, C)
 /// Only the log-partition lse (B, NH, T) of each softmax row is kept; the backward pass recomputes att from q, k and
-/// lse (as FlashAttention does), so no (B, NH, T, T) buffer exists. Each (b, h) works in a per-thread scratch of
+/// lse (as FlashAttention does), so no (B, NH, T, T) buffer exists. Queries go in blocks of 64 that only meet the keys
+/// up to the block's end, skipping the GEMM work above the causal diagonal. Each (b, h) works in a per-thread scratch of
 /// T×T floats that stays in cache. The small products go through <see cref="Gemm.Multiply"/>, which runs serially
 /// inside the parallel region over B·NH.
 /// </summary>
@@ -55,31 +56,41 @@ public static unsafe class Attention
         int b = bh / NH, h = bh % NH;
         float scale = 1f / MathF.Sqrt(hs);
         float* q = a.Qkv + (long)b * T * C3 + h * hs, k = q + C, v = q + 2 * C;
-        long strided = (long)(T - 1) * C3 + hs;               // span length of a (T, hs) view with row stride 3C
-        float* att = Scratch(T * T);                          // (T, T) for this head
-        var attSpan = new Span<float>(att, T * T);
-        // att = q · kᵀ / √hs
-        Gemm.Multiply(false, true, T, T, hs, scale, new ReadOnlySpan<float>(q, (int)strided), C3,
-            new ReadOnlySpan<float>(k, (int)strided), C3, 0f, attSpan, T);
+        float* y = a.Out + (long)b * T * C + h * hs;
+        float* att = Scratch(T * T);                          // (T, T) for this head, row stride T
         float* lse = a.Lse + (long)bh * T;
         float keepScale = a.P > 0 ? 1f / (1f - a.P) : 1f;
-        for (int t = 0; t < T; t++)
+        // Query blocks [t0, t1) only meet keys [0, t1): the causal mask skips the blocks above the diagonal.
+        for (int t0 = 0; t0 < T; t0 += QueryBlock)
         {
-            var row = attSpan.Slice(t * T, t + 1);            // keys 0..t (causal)
-            lse[t] = Softmax.Row(row, row);
-            attSpan.Slice(t * T + t + 1, T - t - 1).Clear();  // masked keys get weight 0
-            if (a.P > 0)
+            int t1 = Math.Min(T, t0 + QueryBlock), m = t1 - t0;
+            var attBlock = new Span<float>(att + t0 * T, (m - 1) * T + t1);
+            // att[t0:t1, 0:t1] = q[t0:t1] · k[0:t1]ᵀ / √hs
+            Gemm.Multiply(false, true, m, t1, hs, scale, Strided(q + t0 * C3, m, C3, hs), C3, Strided(k, t1, C3, hs), C3,
+                0f, attBlock, T);
+            for (int t = t0; t < t1; t++)
             {
-                long baseIndex = ((long)bh * T + t) * T;
-                for (int t2 = 0; t2 <= t; t2++)
-                    row[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? row[t2] * keepScale : 0f;
+                var row = new Span<float>(att + t * T, t + 1); // keys 0..t (causal)
+                lse[t] = Softmax.Row(row, row);
+                new Span<float>(att + t * T + t + 1, t1 - t - 1).Clear();   // masked keys get weight 0
+                if (a.P > 0)
+                {
+                    long baseIndex = ((long)bh * T + t) * T;
+                    for (int t2 = 0; t2 <= t; t2++)
+                        row[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? row[t2] * keepScale : 0f;
+                }
             }
+            // y[t0:t1] (m, hs) = att[t0:t1, 0:t1] · v[0:t1], written into columns h·hs of out (B, T, C)
+            Gemm.Multiply(false, false, m, hs, t1, 1f, attBlock, T, Strided(v, t1, C3, hs), C3, 0f,
+                new Span<float>(y + (long)t0 * C, (m - 1) * C + hs), C);
         }
-        // y (T, hs) = att (T, T) · v (T, hs), written into columns h·hs of out (B, T, C)
-        float* y = a.Out + (long)b * T * C + h * hs;
-        Gemm.Multiply(false, false, T, hs, T, 1f, attSpan, T, new ReadOnlySpan<float>(v, (int)strided), C3, 0f,
-            new Span<float>(y, (T - 1) * C + hs), C);
     }
+
+    /// <summary>Rows of a query block: small enough that skipping the masked blocks pays, large enough for GEMM.</summary>
+    const int QueryBlock = 64;
+
+    /// <summary>A (rows, cols) view with row stride ld, as the span GEMM reads.</summary>
+    static Span<float> Strided(float* p, int rows, int ld, int cols) => new(p, (rows - 1) * ld + cols);
 
     /// <summary>
     /// Backward of <see cref="Forward"/>: dqkv (B, T, 3C) is WRITTEN (every element) from dout (B, T, C),
@@ -105,62 +116,72 @@ public static unsafe class Attention
         int b = bh / NH, h = bh % NH;
         float scale = 1f / MathF.Sqrt(hs);
         long offset = (long)b * T * C3 + h * hs;
-        int strided = (T - 1) * C3 + hs, stridedOut = (T - 1) * C + hs;
-        var q = new ReadOnlySpan<float>(a.Qkv + offset, strided);
-        var k = new ReadOnlySpan<float>(a.Qkv + offset + C, strided);
-        var v = new ReadOnlySpan<float>(a.Qkv + offset + 2 * C, strided);
-        var dq = new Span<float>(a.Dqkv + offset, strided);
-        var dk = new Span<float>(a.Dqkv + offset + C, strided);
-        var dv = new Span<float>(a.Dqkv + offset + 2 * C, strided);
-        var dy = new ReadOnlySpan<float>(a.Dout + (long)b * T * C + h * hs, stridedOut);
+        float* q = a.Qkv + offset, k = q + C, v = q + 2 * C;
+        float* dq = a.Dqkv + offset, dk = dq + C, dv = dq + 2 * C;
+        float* dy = a.Dout + (long)b * T * C + h * hs;
         bool dropout = a.P > 0;
         float* scratch = Scratch((dropout ? 3 : 2) * T * T);
-        var att = new Span<float>(scratch, T * T);            // P: softmax probabilities (T, T)
-        var datt = new Span<float>(scratch + T * T, T * T);   // dP, then dS (T, T)
-        var attDropped = dropout ? new Span<float>(scratch + 2 * T * T, T * T) : att;
+        float* att = scratch;                                 // P: softmax probabilities (T, T)
+        float* datt = scratch + T * T;                        // dP, then dS (T, T)
+        float* attDropped = dropout ? scratch + 2 * T * T : att;
         float* lse = a.Lse + (long)bh * T;
         float keepScale = dropout ? 1f / (1f - a.P) : 1f;
+        // dk and dv gather contributions from every query block after theirs.
+        for (int t = 0; t < T; t++)
+        {
+            new Span<float>(dk + (long)t * C3, hs).Clear();
+            new Span<float>(dv + (long)t * C3, hs).Clear();
+        }
+        for (int t0 = 0; t0 < T; t0 += QueryBlock)
+        {
+            int t1 = Math.Min(T, t0 + QueryBlock), m = t1 - t0;
+            var qBlock = Strided(q + t0 * C3, m, C3, hs);
+            var dyBlock = Strided(dy + (long)t0 * C, m, C, hs);
+            var attBlock = new Span<float>(att + t0 * T, (m - 1) * T + t1);
+            var dattBlock = new Span<float>(datt + t0 * T, (m - 1) * T + t1);
+            var droppedBlock = new Span<float>(attDropped + t0 * T, (m - 1) * T + t1);
 
-        // Recompute P = exp(q·kᵀ/√hs − lse) on the causal triangle.
-        Gemm.Multiply(false, true, T, T, hs, scale, q, C3, k, C3, 0f, att, T);
-        for (int t = 0; t < T; t++)
-        {
-            var row = att.Slice(t * T, t + 1);
-            TensorPrimitives.Subtract(row, lse[t], row);
-            TensorPrimitives.Exp(row, row);
-            att.Slice(t * T + t + 1, T - t - 1).Clear();
-            if (dropout)
+            // Recompute P = exp(q·kᵀ/√hs − lse) on the causal part of this block.
+            Gemm.Multiply(false, true, m, t1, hs, scale, qBlock, C3, Strided(k, t1, C3, hs), C3, 0f, attBlock, T);
+            for (int t = t0; t < t1; t++)
             {
-                long baseIndex = ((long)bh * T + t) * T;
-                var dropped = attDropped.Slice(t * T, T);
-                for (int t2 = 0; t2 < T; t2++)
-                    dropped[t2] = t2 <= t && Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? att[t * T + t2] * keepScale : 0f;
+                var row = new Span<float>(att + t * T, t + 1);
+                TensorPrimitives.Subtract(row, lse[t], row);
+                TensorPrimitives.Exp(row, row);
+                new Span<float>(att + t * T + t + 1, t1 - t - 1).Clear();
+                if (dropout)
+                {
+                    long baseIndex = ((long)bh * T + t) * T;
+                    for (int t2 = 0; t2 < t1; t2++)
+                        attDropped[t * T + t2] = t2 <= t && Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? att[t * T + t2] * keepScale : 0f;
+                }
             }
-        }
-        // in the forward pass this was: y = attDropped · v
-        // dv (T, hs) = attDroppedᵀ · dy ; dattDropped (T, T) = dy · vᵀ
-        Gemm.Multiply(true, false, T, hs, T, 1f, attDropped, T, dy, C, 0f, dv, C3);
-        Gemm.Multiply(false, true, T, T, hs, 1f, dy, C, v, C3, 0f, datt, T);
-        for (int t = 0; t < T; t++)
-        {
-            var p = att.Slice(t * T, t + 1);
-            var dp = datt.Slice(t * T, t + 1);
-            if (dropout)
+            // in the forward pass this was: y = attDropped · v
+            // dv[0:t1] += attDroppedᵀ · dy ; dattDropped (m, t1) = dy · vᵀ
+            Gemm.Multiply(true, false, t1, hs, m, 1f, droppedBlock, T, dyBlock, C, 1f, Strided(dv, t1, C3, hs), C3);
+            Gemm.Multiply(false, true, m, t1, hs, 1f, dyBlock, C, Strided(v, t1, C3, hs), C3, 0f, dattBlock, T);
+            for (int t = t0; t < t1; t++)
             {
-                long baseIndex = ((long)bh * T + t) * T;
-                for (int t2 = 0; t2 <= t; t2++)
-                    dp[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? dp[t2] * keepScale : 0f;
+                var p = new ReadOnlySpan<float>(att + t * T, t + 1);
+                var dp = new Span<float>(datt + t * T, t + 1);
+                if (dropout)
+                {
+                    long baseIndex = ((long)bh * T + t) * T;
+                    for (int t2 = 0; t2 <= t; t2++)
+                        dp[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? dp[t2] * keepScale : 0f;
+                }
+                // softmax backward: ds = p ⊙ (dp − Σ p·dp), times the 1/√hs of the scores
+                float dot = TensorPrimitives.Dot(p, dp);
+                TensorPrimitives.Subtract(dp, dot, dp);
+                TensorPrimitives.Multiply(dp, p, dp);
+                TensorPrimitives.Multiply(dp, scale, dp);
+                new Span<float>(datt + t * T + t + 1, t1 - t - 1).Clear();
             }
-            // softmax backward: ds = p ⊙ (dp − Σ p·dp), times the 1/√hs of the scores
-            float dot = TensorPrimitives.Dot(p, dp);
-            TensorPrimitives.Subtract(dp, dot, dp);
-            TensorPrimitives.Multiply(dp, p, dp);
-            TensorPrimitives.Multiply(dp, scale, dp);
-            datt.Slice(t * T + t + 1, T - t - 1).Clear();
+            // in the forward pass this was: s = q · kᵀ (scale already folded into ds)
+            // dq[t0:t1] = ds · k[0:t1] ; dk[0:t1] += dsᵀ · q[t0:t1]
+            Gemm.Multiply(false, false, m, hs, t1, 1f, dattBlock, T, Strided(k, t1, C3, hs), C3, 0f,
+                Strided(dq + t0 * C3, m, C3, hs), C3);
+            Gemm.Multiply(true, false, t1, hs, m, 1f, dattBlock, T, qBlock, C3, 1f, Strided(dk, t1, C3, hs), C3);
         }
-        // in the forward pass this was: s = q · kᵀ (scale already folded into ds)
-        // dq (T, hs) = ds · k ; dk (T, hs) = dsᵀ · q
-        Gemm.Multiply(false, false, T, hs, T, 1f, datt, T, k, C3, 0f, dq, C3);
-        Gemm.Multiply(true, false, T, hs, T, 1f, datt, T, q, C3, 0f, dk, C3);
     }
 }

@@ -6,7 +6,7 @@ namespace NanoSparse.Kernels;
 /// <summary>
 /// Single-precision error function, vectorisable (no table, no branch per element), max abs error about 1.3e-7
 /// over the whole real line (the rounding floor of float near erf = 1).
-/// Two pieces, both least-squares Chebyshev fits made in double precision (tools in the test):
+/// Two pieces, both least-squares Chebyshev fits made in double precision (tools/fit_erf.py):
 ///   |x| &lt;= 1:        erf(x)  = x · P(x²),               P of degree 6
 ///   1 &lt; |x| &lt;= 3.93: erfc(x) = exp(−x²) · Q(1/x),        Q of degree 8
 ///   |x| > 3.93:      erf(x)  = ±1 (erfc(3.93) &lt; 2e-8).

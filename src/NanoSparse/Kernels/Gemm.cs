@@ -14,7 +14,7 @@ namespace NanoSparse.Kernels;
 /// Goto/BLIS layering: C is cut into blocks of at most <see cref="MC"/> rows, which are the parallel work items
 /// (or column blocks when C is wide and short); inside an item, k is cut into <see cref="KC"/> slices and n into
 /// <see cref="NC"/> slices; op(A) (MC×KC) and op(B) (KC×NC) blocks are packed into per-thread buffers allocated
-/// once per thread, and <see cref="GemmMicroKernel"/> computes MR×NR tiles. The A micro-panel (MR×KC, 6 KiB)
+/// once per thread, and <see cref="GemmMicroKernel"/> computes MR×NR tiles. The A micro-panel (MR×KC, 12 KiB)
 /// stays in L1 while B micro-panels stream from the L2-resident B block (KC×NC, 512 KiB).
 /// Tiny products skip packing and threads.
 /// </remarks>
@@ -35,8 +35,20 @@ public static unsafe class Gemm
     /// <summary>Below this many multiply-adds, one thread does the whole product.</summary>
     const long SerialWork = 1 << 19;
 
+    /// <summary>The instruction set the micro-kernel uses on this machine: avx512, avx2 or scalar.</summary>
+    public static string InstructionSet => GemmMicroKernel.InstructionSet;
+
+    static readonly int DevMc = int.Parse(Environment.GetEnvironmentVariable("NS_MC") ?? "192");
+    static readonly bool DevJrOuter = Environment.GetEnvironmentVariable("NS_JR") == "1";
     [ThreadStatic] static float* _packA;
     [ThreadStatic] static float* _packB;
+    [ThreadStatic] static float* _sharedB;
+    [ThreadStatic] static long _sharedBCapacity;
+
+    /// <summary>Largest op(B) (floats) packed once and shared by all items (16 MiB; weights of a Linear fit).</summary>
+    const long SharedBLimit = 4L << 20;
+    /// <summary>Columns per pre-packing work item.</summary>
+    const int PrepackCols = 4 * NR;
 
     public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
@@ -61,12 +73,12 @@ public static unsafe class Gemm
         {
             // Split rows: each extra item packs B again, which costs n·k against m·n·k of work.
             colChunk = n;
-            rowChunk = Math.Min(MC, RoundUp(CeilDiv(m, threads), MR));
+            rowChunk = Math.Min(DevMc, RoundUp(CeilDiv(m, threads), MR));
         }
         else
         {
             // Wide, short C (e.g. dW with few output rows): split columns, so A is what gets packed again.
-            rowChunk = Math.Min(MC, RoundUp(m, MR));
+            rowChunk = Math.Min(DevMc, RoundUp(m, MR));
             colChunk = RoundUp(CeilDiv(n, threads), NR);
         }
 
@@ -82,6 +94,23 @@ public static unsafe class Gemm
                 ColItems = CeilDiv(n, colChunk),
             };
             int items = CeilDiv(m, rowChunk) * args.ColItems;
+
+            // When several items would each pack the same op(B) again, pack all of it once, in parallel, into a
+            // buffer of the calling thread: k slices of KC rows, each a row of NR-column micro-panels.
+            int nPad = RoundUp(n, NR);
+            long sharedFloats = (long)k * nPad;
+            if (items > 1 && sharedFloats <= SharedBLimit)
+            {
+                args.PackedB = EnsureSharedB(sharedFloats);
+                args.NPad = nPad;
+                args.PrepackGroups = CeilDiv(n, PrepackCols);
+                int packItems = CeilDiv(k, KC) * args.PrepackGroups;
+                if (threads == 1)
+                    for (int i = 0; i < packItems; i++) PrepackB(ref args, i);
+                else
+                    KernelThreads.For(packItems, ref args, &PrepackB);
+            }
+
             if (threads == 1)
                 for (int i = 0; i < items; i++) Block(ref args, i);
             else
@@ -96,6 +125,29 @@ public static unsafe class Gemm
         public float Alpha, Beta;
         public bool TransA, TransB;
         public int RowChunk, ColChunk, ColItems;
+        public float* PackedB;          // all of op(B) packed once, or null: each item packs its own
+        public int NPad, PrepackGroups;
+    }
+
+    /// <summary>Packs one KC slice × PrepackCols columns of op(B) into the shared buffer.</summary>
+    static void PrepackB(ref Args g, int item)
+    {
+        int p0 = item / g.PrepackGroups * KC;
+        int jc = item % g.PrepackGroups * PrepackCols;
+        int kc = Math.Min(KC, g.K - p0);
+        int nc = Math.Min(PrepackCols, g.N - jc);
+        GemmPacking.PackB(g.TransB, g.B, g.Ldb, p0, kc, jc, nc, g.PackedB + (long)p0 * g.NPad + (long)jc * kc);
+    }
+
+    static float* EnsureSharedB(long floats)
+    {
+        if (_sharedBCapacity < floats)
+        {
+            if (_sharedB != null) NativeMemory.AlignedFree(_sharedB);
+            _sharedB = AllocatePackBuffer(floats);
+            _sharedBCapacity = floats;
+        }
+        return _sharedB;
     }
 
     /// <summary>One work item: rows [i0, i0+RowChunk) × columns [j0, j0+ColChunk) of C, all of k.</summary>
@@ -106,9 +158,9 @@ public static unsafe class Gemm
         int mc = Math.Min(g.RowChunk, g.M - i0);
         int jEnd = Math.Min(j0 + g.ColChunk, g.N);
         float* packA = _packA;
-        if (packA == null) packA = _packA = AllocatePackBuffer(MC * KC);
+        if (packA == null) packA = _packA = AllocatePackBuffer(MC * KC * 4);
         float* packB = _packB;
-        if (packB == null) packB = _packB = AllocatePackBuffer(KC * NC);
+        if (packB == null) packB = _packB = AllocatePackBuffer(KC * NC * 2);
 
         for (int p0 = 0; p0 < g.K; p0 += KC)
         {
@@ -118,7 +170,28 @@ public static unsafe class Gemm
             for (int jc = j0; jc < jEnd; jc += NC)
             {
                 int nc = Math.Min(NC, jEnd - jc);
-                GemmPacking.PackB(g.TransB, g.B, g.Ldb, p0, kc, jc, nc, packB);
+                float* bBlock;
+                if (g.PackedB != null) bBlock = g.PackedB + (long)p0 * g.NPad + (long)jc * kc;
+                else GemmPacking.PackB(g.TransB, g.B, g.Ldb, p0, kc, jc, nc, bBlock = packB);
+                if (DevJrOuter)
+                {
+                    for (int jr = 0; jr < nc; jr += NR)
+                    {
+                        int cols = Math.Min(NR, nc - jr);
+                        float* bp = bBlock + jr * kc;
+                        for (int ir = 0; ir < mc; ir += MR)
+                        {
+                            int rows = Math.Min(MR, mc - ir);
+                            float* ap = packA + ir * kc;
+                            float* cc = g.C + (long)(i0 + ir) * g.Ldc + jc + jr;
+                            if (rows == MR && cols == NR)
+                                GemmMicroKernel.Run(kc, ap, bp, cc, g.Ldc, g.Alpha, beta);
+                            else
+                                EdgeTile(kc, ap, bp, cc, g.Ldc, rows, cols, g.Alpha, beta);
+                        }
+                    }
+                }
+                else
                 for (int ir = 0; ir < mc; ir += MR)
                 {
                     int rows = Math.Min(MR, mc - ir);
@@ -127,7 +200,7 @@ public static unsafe class Gemm
                     for (int jr = 0; jr < nc; jr += NR)
                     {
                         int cols = Math.Min(NR, nc - jr);
-                        float* bp = packB + jr * kc;
+                        float* bp = bBlock + jr * kc;
                         if (rows == MR && cols == NR)
                             GemmMicroKernel.Run(kc, ap, bp, cRow + jr, g.Ldc, g.Alpha, beta);
                         else
@@ -156,7 +229,7 @@ public static unsafe class Gemm
 
     /// <summary>Per-thread packing buffer, allocated once for the life of the thread (workers never exit), 64-byte aligned.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    static float* AllocatePackBuffer(int floats) => (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
+    static float* AllocatePackBuffer(long floats) => (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
 
     /// <summary>
     /// Direct loops for tiny products and m == 1 (one token through a layer): packing would cost more than it saves.

@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 namespace NanoSparse.Kernels;
 
 /// <summary>
-/// The register-blocked inner kernel of <see cref="Gemm"/>: one MR×NR tile of C from a packed A micro-panel
+/// The register-blocked inner kernel of <see cref="Gemm"/>: one MR×NR (12×32) tile of C from a packed A micro-panel
 /// (kc steps of MR values, one per row, broadcast) and a packed B micro-panel (kc steps of NR values, loaded as
 /// vectors). Per k step: 2 vector loads of B, MR broadcasts of A, 2·MR fused multiply-adds (Goto and van de
 /// Geijn, "Anatomy of High-Performance Matrix Multiplication", 2008; BLIS micro-kernel of Van Zee et al.).
@@ -14,7 +14,7 @@ namespace NanoSparse.Kernels;
 static unsafe class GemmMicroKernel
 {
     /// <summary>Rows of the C tile (broadcast dimension).</summary>
-    public const int MR = 6;
+    public const int MR = 12;
     /// <summary>Columns of the C tile (vector dimension): two 16-float vectors.</summary>
     public const int NR = 32;
 
@@ -27,66 +27,85 @@ static unsafe class GemmMicroKernel
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Run(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
     {
-        if (UseAvx512) Kernel6x32Avx512(kc, ap, bp, c, ldc, alpha, beta);
+        if (UseAvx512) Kernel12x32Avx512(kc, ap, bp, c, ldc, alpha, beta);
         else if (UseAvx2)
         {
-            // 16 ymm registers hold a 6×16 tile (12 accumulators), so the 6×32 tile is two passes.
+            // 16 ymm registers hold a 6×16 tile (12 accumulators), so the 12×32 tile is four passes.
+            float* c6 = c + 6 * ldc;
             Kernel6x16Avx2(kc, ap, bp, MR, c, ldc, alpha, beta);
             Kernel6x16Avx2(kc, ap, bp + 16, MR, c + 16, ldc, alpha, beta);
+            Kernel6x16Avx2(kc, ap + 6, bp, MR, c6, ldc, alpha, beta);
+            Kernel6x16Avx2(kc, ap + 6, bp + 16, MR, c6 + 16, ldc, alpha, beta);
         }
         else KernelScalar(kc, ap, bp, c, ldc, alpha, beta);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel6x32Avx512(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    static void Kernel12x32Avx512(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
     {
+        // 24 accumulators + 2 B vectors + 1 broadcast = 27 of the 32 zmm registers.
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
+        Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector512.Load(bp);
             var b1 = Vector512.Load(bp + 16);
             var a = Vector512.Create(ap[0]);
-            c00 = Avx512F.FusedMultiplyAdd(a, b0, c00);
-            c01 = Avx512F.FusedMultiplyAdd(a, b1, c01);
+            c00 = Avx512F.FusedMultiplyAdd(a, b0, c00); c01 = Avx512F.FusedMultiplyAdd(a, b1, c01);
             a = Vector512.Create(ap[1]);
-            c10 = Avx512F.FusedMultiplyAdd(a, b0, c10);
-            c11 = Avx512F.FusedMultiplyAdd(a, b1, c11);
+            c10 = Avx512F.FusedMultiplyAdd(a, b0, c10); c11 = Avx512F.FusedMultiplyAdd(a, b1, c11);
             a = Vector512.Create(ap[2]);
-            c20 = Avx512F.FusedMultiplyAdd(a, b0, c20);
-            c21 = Avx512F.FusedMultiplyAdd(a, b1, c21);
+            c20 = Avx512F.FusedMultiplyAdd(a, b0, c20); c21 = Avx512F.FusedMultiplyAdd(a, b1, c21);
             a = Vector512.Create(ap[3]);
-            c30 = Avx512F.FusedMultiplyAdd(a, b0, c30);
-            c31 = Avx512F.FusedMultiplyAdd(a, b1, c31);
+            c30 = Avx512F.FusedMultiplyAdd(a, b0, c30); c31 = Avx512F.FusedMultiplyAdd(a, b1, c31);
             a = Vector512.Create(ap[4]);
-            c40 = Avx512F.FusedMultiplyAdd(a, b0, c40);
-            c41 = Avx512F.FusedMultiplyAdd(a, b1, c41);
+            c40 = Avx512F.FusedMultiplyAdd(a, b0, c40); c41 = Avx512F.FusedMultiplyAdd(a, b1, c41);
             a = Vector512.Create(ap[5]);
-            c50 = Avx512F.FusedMultiplyAdd(a, b0, c50);
-            c51 = Avx512F.FusedMultiplyAdd(a, b1, c51);
+            c50 = Avx512F.FusedMultiplyAdd(a, b0, c50); c51 = Avx512F.FusedMultiplyAdd(a, b1, c51);
+            a = Vector512.Create(ap[6]);
+            c60 = Avx512F.FusedMultiplyAdd(a, b0, c60); c61 = Avx512F.FusedMultiplyAdd(a, b1, c61);
+            a = Vector512.Create(ap[7]);
+            c70 = Avx512F.FusedMultiplyAdd(a, b0, c70); c71 = Avx512F.FusedMultiplyAdd(a, b1, c71);
+            a = Vector512.Create(ap[8]);
+            c80 = Avx512F.FusedMultiplyAdd(a, b0, c80); c81 = Avx512F.FusedMultiplyAdd(a, b1, c81);
+            a = Vector512.Create(ap[9]);
+            c90 = Avx512F.FusedMultiplyAdd(a, b0, c90); c91 = Avx512F.FusedMultiplyAdd(a, b1, c91);
+            a = Vector512.Create(ap[10]);
+            ca0 = Avx512F.FusedMultiplyAdd(a, b0, ca0); ca1 = Avx512F.FusedMultiplyAdd(a, b1, ca1);
+            a = Vector512.Create(ap[11]);
+            cb0 = Avx512F.FusedMultiplyAdd(a, b0, cb0); cb1 = Avx512F.FusedMultiplyAdd(a, b1, cb1);
             ap += MR;
             bp += NR;
         }
         var va = Vector512.Create(alpha);
         if (beta == 0)
         {
-            Vector512.Store(c00 * va, c); Vector512.Store(c01 * va, c + 16); c += ldc;
-            Vector512.Store(c10 * va, c); Vector512.Store(c11 * va, c + 16); c += ldc;
-            Vector512.Store(c20 * va, c); Vector512.Store(c21 * va, c + 16); c += ldc;
-            Vector512.Store(c30 * va, c); Vector512.Store(c31 * va, c + 16); c += ldc;
-            Vector512.Store(c40 * va, c); Vector512.Store(c41 * va, c + 16); c += ldc;
-            Vector512.Store(c50 * va, c); Vector512.Store(c51 * va, c + 16);
+            Put(c, c00, c01, va); c += ldc; Put(c, c10, c11, va); c += ldc;
+            Put(c, c20, c21, va); c += ldc; Put(c, c30, c31, va); c += ldc;
+            Put(c, c40, c41, va); c += ldc; Put(c, c50, c51, va); c += ldc;
+            Put(c, c60, c61, va); c += ldc; Put(c, c70, c71, va); c += ldc;
+            Put(c, c80, c81, va); c += ldc; Put(c, c90, c91, va); c += ldc;
+            Put(c, ca0, ca1, va); c += ldc; Put(c, cb0, cb1, va);
         }
         else
         {
             var vb = Vector512.Create(beta);
-            Update(c, c00, c01, va, vb); c += ldc;
-            Update(c, c10, c11, va, vb); c += ldc;
-            Update(c, c20, c21, va, vb); c += ldc;
-            Update(c, c30, c31, va, vb); c += ldc;
-            Update(c, c40, c41, va, vb); c += ldc;
-            Update(c, c50, c51, va, vb);
+            Update(c, c00, c01, va, vb); c += ldc; Update(c, c10, c11, va, vb); c += ldc;
+            Update(c, c20, c21, va, vb); c += ldc; Update(c, c30, c31, va, vb); c += ldc;
+            Update(c, c40, c41, va, vb); c += ldc; Update(c, c50, c51, va, vb); c += ldc;
+            Update(c, c60, c61, va, vb); c += ldc; Update(c, c70, c71, va, vb); c += ldc;
+            Update(c, c80, c81, va, vb); c += ldc; Update(c, c90, c91, va, vb); c += ldc;
+            Update(c, ca0, ca1, va, vb); c += ldc; Update(c, cb0, cb1, va, vb);
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Put(float* c, Vector512<float> x0, Vector512<float> x1, Vector512<float> va)
+    {
+        Vector512.Store(x0 * va, c);
+        Vector512.Store(x1 * va, c + 16);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace NanoSparse.Kernels;
 
@@ -25,14 +26,14 @@ static unsafe class GemmPacking
             float* panel = dst + ir * kc;
             if (transA)
             {
-                // op(A)(i, p) = a[p·lda + i]: each k step is MR contiguous floats.
+                // op(A)(i, p) = a[p·lda + i]: each k step is MR (12) contiguous floats.
                 float* src = a + (long)p0 * lda + i0 + ir;
                 if (rows == MR)
                 {
                     for (int p = 0; p < kc; p++, src += lda, panel += MR)
                     {
-                        panel[0] = src[0]; panel[1] = src[1]; panel[2] = src[2];
-                        panel[3] = src[3]; panel[4] = src[4]; panel[5] = src[5];
+                        Vector256.Store(Vector256.Load(src), panel);
+                        Vector128.Store(Vector128.Load(src + 8), panel + 8);
                     }
                 }
                 else
@@ -43,24 +44,60 @@ static unsafe class GemmPacking
             }
             else
             {
-                // op(A)(i, p) = a[i·lda + p]: gather one value from each of MR rows per k step.
-                float* s0 = a + (long)(i0 + ir) * lda + p0;
-                if (rows == MR)
+                // op(A)(i, p) = a[i·lda + p]: row r of the block becomes lane r of every k step.
+                float* src = a + (long)(i0 + ir) * lda + p0;
+                if (rows == MR && Sse.IsSupported)
                 {
-                    float* s1 = s0 + lda, s2 = s1 + lda, s3 = s2 + lda, s4 = s3 + lda, s5 = s4 + lda;
-                    for (int p = 0; p < kc; p++, panel += MR)
-                    {
-                        panel[0] = s0[p]; panel[1] = s1[p]; panel[2] = s2[p];
-                        panel[3] = s3[p]; panel[4] = s4[p]; panel[5] = s5[p];
-                    }
+                    PackATransposed4x4(src, lda, kc, panel);
+                    continue;
                 }
-                else
+                if (rows < MR) new Span<float>(panel, kc * MR).Clear();
+                for (int r = 0; r < rows; r++, src += lda)
                 {
-                    for (int p = 0; p < kc; p++, panel += MR)
-                        for (int r = 0; r < MR; r++) panel[r] = r < rows ? s0[(long)r * lda + p] : 0f;
+                    float* d = panel + r;
+                    int p = 0;
+                    for (; p + 4 <= kc; p += 4)
+                    {
+                        d[(p + 0) * MR] = src[p + 0];
+                        d[(p + 1) * MR] = src[p + 1];
+                        d[(p + 2) * MR] = src[p + 2];
+                        d[(p + 3) * MR] = src[p + 3];
+                    }
+                    for (; p < kc; p++) d[p * MR] = src[p];
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Full MR-row panel of a non-transposed A: 4×4 blocks (4 rows × 4 k steps) are transposed in registers
+    /// (unpack + movlh/movhl, the SSE 4×4 transpose), so loads and stores are 4 floats wide instead of 1.
+    /// </summary>
+    static void PackATransposed4x4(float* src, int lda, int kc, float* panel)
+    {
+        int p = 0;
+        for (; p + 4 <= kc; p += 4)
+        {
+            float* d = panel + p * MR;
+            for (int q = 0; q < MR; q += 4)
+            {
+                float* s0 = src + (long)q * lda + p;
+                var r0 = Sse.LoadVector128(s0);
+                var r1 = Sse.LoadVector128(s0 + lda);
+                var r2 = Sse.LoadVector128(s0 + 2L * lda);
+                var r3 = Sse.LoadVector128(s0 + 3L * lda);
+                var t0 = Sse.UnpackLow(r0, r1);   // a0 b0 a1 b1
+                var t1 = Sse.UnpackLow(r2, r3);   // c0 d0 c1 d1
+                var t2 = Sse.UnpackHigh(r0, r1);  // a2 b2 a3 b3
+                var t3 = Sse.UnpackHigh(r2, r3);  // c2 d2 c3 d3
+                Sse.Store(d + q, Sse.MoveLowToHigh(t0, t1));           // a0 b0 c0 d0
+                Sse.Store(d + MR + q, Sse.MoveHighToLow(t1, t0));      // a1 b1 c1 d1
+                Sse.Store(d + 2 * MR + q, Sse.MoveLowToHigh(t2, t3));  // a2 b2 c2 d2
+                Sse.Store(d + 3 * MR + q, Sse.MoveHighToLow(t3, t2));  // a3 b3 c3 d3
+            }
+        }
+        for (; p < kc; p++)
+            for (int r = 0; r < MR; r++) panel[p * MR + r] = src[(long)r * lda + p];
     }
 
     /// <summary>

@@ -84,11 +84,24 @@ public static unsafe class LayerNorm
         }
     }
 
+    [ThreadStatic] static float[]? _wideScratch;
+
     static void BackwardRows(ref Args a, int start, int end)
     {
         int C = a.C;
-        Span<float> xhat = C <= 4096 ? stackalloc float[C] : new float[C];
-        Span<float> dnorm = C <= 4096 ? stackalloc float[C] : new float[C];
+        // Two rows of scratch per thread: on the stack for usual widths, else a per-thread array made once.
+        Span<float> xhat, dnorm;
+        if (C <= 2048)
+        {
+            xhat = stackalloc float[C];
+            dnorm = stackalloc float[C];
+        }
+        else
+        {
+            if (_wideScratch == null || _wideScratch.Length < 2 * C) _wideScratch = new float[2 * C];
+            xhat = _wideScratch.AsSpan(0, C);
+            dnorm = _wideScratch.AsSpan(C, C);
+        }
         var w = new ReadOnlySpan<float>(a.Weight, C);
         for (int n = start; n < end; n++)
         {

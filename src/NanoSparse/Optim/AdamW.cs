@@ -30,6 +30,9 @@ public sealed unsafe class AdamW
     public int Length => _m.Length;
     public Span<float> M => _m;
     public Span<float> V => _v;
+    /// <summary>The moments as memory, for writing checkpoints without copying.</summary>
+    public ReadOnlyMemory<float> MMemory => _m;
+    public ReadOnlyMemory<float> VMemory => _v;
     public IReadOnlyList<Segment> Segments => _segments;
 
     public AdamW(int length, IEnumerable<Segment> segments, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f, float weightDecay = 0.01f)

@@ -252,3 +252,27 @@ public sealed class SafeTensorsTests : IDisposable
         Assert.Contains("must be a JSON object", e2.Message);
     }
 }
+
+public sealed class SafeTensorsOtherDtypeTests
+{
+    [Fact]
+    public void NonFloatDtypesOpenButCannotBeReadAsFloats()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"nanosparse-st-bool-{Guid.NewGuid():N}.safetensors");
+        var h = Encoding.UTF8.GetBytes("""{"mask":{"dtype":"BOOL","shape":[2,2],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}""");
+        var bytes = new byte[8 + h.Length + 8];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)h.Length);
+        h.CopyTo(bytes, 8);
+        File.WriteAllBytes(path, bytes);
+        try
+        {
+            using var f = SafeTensorsFile.Open(path);
+            Assert.Equal(SafeTensorsDtype.BOOL, f.Get("mask").Dtype);
+            var e = Assert.Throws<InvalidOperationException>(() => f.ReadInto("mask", new float[4]));
+            Assert.Contains("'mask'", e.Message);
+            Assert.Equal(0f, f.GetFloat32("w")[0]);
+        }
+        finally { File.Delete(path); }
+        Assert.Throws<ArgumentException>(() => SafeTensors.Write(path, [new SafeTensor("x", [1], new float[1], SafeTensorsDtype.I32)]));
+    }
+}

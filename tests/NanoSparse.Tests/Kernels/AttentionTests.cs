@@ -39,6 +39,7 @@ public class AttentionTests
     [Theory]
     [InlineData(2, 5, 8, 2)]
     [InlineData(1, 17, 12, 3)]
+    [InlineData(2, 150, 8, 2)]   // several query blocks of 64, the last one short
     public void ForwardMatchesDoubleReference(int B, int T, int C, int NH)
     {
         var r = new Random(T * C);
@@ -53,6 +54,8 @@ public class AttentionTests
     [InlineData(2, 5, 8, 2, 0f)]
     [InlineData(1, 6, 6, 3, 0f)]
     [InlineData(2, 5, 8, 2, 0.3f)]
+    [InlineData(1, 140, 4, 2, 0f)]
+    [InlineData(1, 130, 4, 1, 0.2f)]
     public void BackwardMatchesFiniteDifferences(int B, int T, int C, int NH, float dropout)
     {
         var r = new Random(B + T + C);

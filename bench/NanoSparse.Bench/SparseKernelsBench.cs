@@ -1,0 +1,487 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using NanoSparse.Kernels;
+using NanoSparse.Kernels.Sparse;
+using NanoSparse.Numerics;
+using NanoSparse.Sparse;
+
+namespace NanoSparse.Bench;
+
+/// <summary>
+/// `nanosparse bench kernels`: every sparse format and kernel against our dense GEMM and, in the same run, against
+/// NumPy/OpenBLAS dense sgemm, SciPy CSR, PyTorch dense and sparse CSR and Eigen (bench/peers/sparse_peers.py,
+/// bench/peers/eigen_spmm.cpp), all on the same thread count and the same matrices (written here to a temp dir).
+/// Cases: S (M×K) in {(768,768), (3072,768), (768,3072)}, X (K×N) with N in {1,16,128,512}, sparsity in
+/// {0, .5, .7, .8, .9, .95, .98} with uniformly random positions, plus 2:4 by magnitude.
+/// Effective GFLOP/s counts useful work only: 2·nnz·N.
+/// </summary>
+public static class SparseKernelsBench
+{
+    static readonly (int M, int K)[] Shapes = [(768, 768), (3072, 768), (768, 3072)];
+    static readonly int[] Ns = [1, 16, 128, 512];
+    static readonly double[] Sparsities = [0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98];
+
+    public static Command CreateCommand()
+    {
+        var quick = new Option<bool>("--quick") { Description = "a small subset: (768,768) and (768,3072), N in {1,128}, sparsity {0.7, 0.9, 2:4}" };
+        var json = new Option<string?>("--json") { Description = "write every row to this JSON file" };
+        var png = new Option<string?>("--png") { Description = "speed-up plot path prefix (default bench-results/sparse_kernels)" };
+        var threads = new Option<int>("--threads") { Description = "threads for us and every peer (default 2)", DefaultValueFactory = _ => 2 };
+        var reps = new Option<int>("--reps") { Description = "timed repetitions per measurement (median reported)", DefaultValueFactory = _ => 5 };
+        var noPeers = new Option<bool>("--no-peers") { Description = "skip the Python/Eigen peers" };
+        var command = new Command("kernels", "sparse formats and kernels vs dense GEMM, OpenBLAS, SciPy, PyTorch, Eigen");
+        command.Options.Add(quick);
+        command.Options.Add(json);
+        command.Options.Add(png);
+        command.Options.Add(threads);
+        command.Options.Add(reps);
+        command.Options.Add(noPeers);
+        command.SetAction(r =>
+        {
+            int t = r.GetValue(threads);
+            if (t < 1) throw new ArgumentException($"--threads must be at least 1, got {t}");
+            Run(r.GetValue(quick), r.GetValue(json), r.GetValue(png) ?? "bench-results/sparse_kernels", t, Math.Max(1, r.GetValue(reps)), !r.GetValue(noPeers));
+            return 0;
+        });
+        return command;
+    }
+
+    sealed record Pattern(int M, int K, string Label, double Sparsity, CsrMatrix Csr, float[] Dense, NmSparseMatrix? Nm)
+    {
+        public string Id => $"{M}x{K}_{Label}";
+    }
+
+    sealed class Row
+    {
+        public int M { get; set; }
+        public int K { get; set; }
+        public int N { get; set; }
+        public string Pattern { get; set; } = "";
+        public double Sparsity { get; set; }
+        public string Kernel { get; set; } = "";
+        public string Format { get; set; } = "";
+        public long Nnz { get; set; }
+        public double MedianMs { get; set; }
+        public double MinMs { get; set; }
+        public double Gflops { get; set; }
+        public double OursDenseMs { get; set; }
+        public double SpeedupVsOursDense { get; set; }
+        public double? OpenBlasDenseMs { get; set; }
+        public double? SpeedupVsOpenBlas { get; set; }
+        public double? OpenBlasDenseMinMs { get; set; }
+        public double? SpeedupVsOpenBlasOfMins { get; set; }
+        public double? BestSparsePeerMs { get; set; }
+        public string? BestSparsePeer { get; set; }
+        public double? SpeedupVsBestSparsePeer { get; set; }
+        public Dictionary<string, double>? Peers { get; set; }
+    }
+
+    static void Run(bool quick, string? jsonPath, string pngPrefix, int threads, int reps, bool peers)
+    {
+        KernelThreads.Max = threads;
+        OpenBlas.SetThreads(threads);
+        var shapes = quick ? new[] { (768, 768), (768, 3072) } : Shapes;
+        var ns = quick ? new[] { 1, 128 } : Ns;
+        var sparsities = quick ? new[] { 0.7, 0.9 } : Sparsities;
+        string dir = Path.Combine(Path.GetTempPath(), $"nanosparse-bench-kernels-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        Console.WriteLine($"bench kernels: threads {threads}, reps {reps}, temp {dir}");
+        if (Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { } core)
+            Console.WriteLine($"note: OPENBLAS_CORETYPE={core} is set in this process; the in-process OpenBLAS may be mis-tuned (peers run without it)");
+        PeerServer? python = null, eigen = null;
+        try
+        {
+            if (peers)
+            {
+                python = PeerServer.StartPython(threads, reps);
+                eigen = PeerServer.StartEigen(threads, reps);
+            }
+            var rows = new List<Row>();
+            foreach (var (m, k) in shapes)
+            {
+                var patterns = new List<Pattern>();
+                ulong seed = (ulong)(m * 7919 + k);
+                foreach (double sp in sparsities) patterns.Add(Unstructured(m, k, sp, seed++));
+                patterns.Add(TwoFour(m, k, seed++));
+                foreach (var p in patterns) WriteCsr(dir, p);
+                string densePath = Write(dir, $"dense_{m}x{k}.f32", patterns[0].Dense);
+                foreach (int n in ns)
+                {
+                    var x = Random(k * n, seed + (ulong)n * 31);
+                    var xt = Random(m * n, seed + (ulong)n * 37);
+                    string xPath = Write(dir, $"x_{m}x{k}_{n}.f32", x), xtPath = Write(dir, $"xt_{m}x{k}_{n}.f32", xt);
+                    double oursDense = TimeOurDense(m, k, n, patterns[0].Dense, x, reps);
+                    // Dense OpenBLAS in this process, one sample before every sparse measurement, so the dense
+                    // yardstick is taken over the same minutes (and the same machine load) as the kernels.
+                    var blas = new DenseBlas(m, k, n, patterns[0].Dense, x, xt);
+                    var group = new List<Row>();
+                    foreach (var p in patterns)
+                    {
+                        var mine = TimeKernels(p, n, x, xt, reps, blas).ToList();
+                        var sparsePeers = new Dictionary<string, double>();
+                        string indptr = Path.Combine(dir, $"indptr_{p.Id}.i32"), indices = Path.Combine(dir, $"indices_{p.Id}.i32"), data = Path.Combine(dir, $"data_{p.Id}.f32");
+                        if (python is not null)
+                            foreach (var kv in python.Ask(JsonSerializer.Serialize(new Dictionary<string, object>
+                            {
+                                ["op"] = "sparse", ["m"] = m, ["k"] = k, ["n"] = n, ["x"] = xPath, ["indptr"] = indptr, ["indices"] = indices, ["data"] = data,
+                            })))
+                                sparsePeers[kv.Key] = kv.Value;
+                        if (eigen is not null)
+                            sparsePeers["eigen_csr"] = eigen.AskNumber($"{m} {k} {n} {indptr} {indices} {data} {xPath}");
+                        foreach (var row in mine)
+                        {
+                            row.OursDenseMs = oursDense;
+                            row.SpeedupVsOursDense = oursDense / row.MedianMs;
+                            row.Peers = new(sparsePeers);
+                            group.Add(row);
+                        }
+                    }
+                    var densePeers = python?.Ask(JsonSerializer.Serialize(new Dictionary<string, object>
+                    {
+                        ["op"] = "dense", ["m"] = m, ["k"] = k, ["n"] = n, ["s"] = densePath, ["x"] = xPath, ["xt"] = xtPath,
+                    }));
+                    foreach (var row in group)
+                    {
+                        if (densePeers is not null) foreach (var kv in densePeers) row.Peers![kv.Key] = kv.Value;
+                        row.OpenBlasDenseMs = MedianOf(blas.Pool(row.Kernel));
+                        row.SpeedupVsOpenBlas = row.OpenBlasDenseMs / row.MedianMs;
+                        row.OpenBlasDenseMinMs = blas.Min(row.Kernel);
+                        row.SpeedupVsOpenBlasOfMins = row.OpenBlasDenseMinMs / row.MinMs;
+                        if (row.Kernel == "S·X")
+                        {
+                            var best = row.Peers!.Where(kv => kv.Key is "scipy_csr" or "torch_csr" or "eigen_csr").OrderBy(kv => kv.Value).ToList();
+                            if (best.Count > 0)
+                            {
+                                row.BestSparsePeer = best[0].Key;
+                                row.BestSparsePeerMs = best[0].Value;
+                                row.SpeedupVsBestSparsePeer = best[0].Value / row.MedianMs;
+                            }
+                        }
+                    }
+                    rows.AddRange(group);
+                    var csr90 = group.FirstOrDefault(r => r.Kernel == "S·X" && r.Format == "CSR" && r.Pattern == "s0.90");
+                    Console.WriteLine($"{m}x{k} N={n}: our dense GEMM {oursDense:F3} ms, OpenBLAS {MedianOf(blas.Pool("S·X")):F3} ms"
+                        + (csr90 is null ? "" : $"; CSR S·X at 90%: {csr90.MedianMs:F3} ms = {csr90.SpeedupVsOpenBlas:F2}x OpenBLAS, {Fmt(csr90.SpeedupVsBestSparsePeer)}x best sparse peer ({csr90.BestSparsePeer})"));
+                }
+            }
+            Print(rows);
+            if (jsonPath is not null) WriteJson(jsonPath, rows, threads);
+            Plot(rows, pngPrefix);
+        }
+        finally
+        {
+            python?.Dispose();
+            eigen?.Dispose();
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    static double MedianOf(List<double> samples)
+    {
+        if (samples.Count == 0) return double.NaN;
+        var sorted = samples.OrderBy(v => v).ToArray();
+        return sorted[sorted.Length / 2];
+    }
+
+    /// <summary>The dense products each sparse kernel replaces, through OpenBLAS in this process, sampled on demand.</summary>
+    sealed class DenseBlas(int m, int k, int n, float[] s, float[] x, float[] xt)
+    {
+        readonly float[] _y = new float[Math.Max((long)m * n, Math.Max((long)k * n, (long)m * k))];
+        readonly Dictionary<string, List<double>> _pools = new() { ["S·X"] = [], ["Sᵀ·X"] = [], ["SDDMM"] = [] };
+
+        readonly Dictionary<string, double> _mins = new();
+
+        public List<double> Pool(string kernel) => _pools[kernel];
+        public double Min(string kernel) => _mins.GetValueOrDefault(kernel, double.NaN);
+
+        /// <summary>Times one call (S·X: S@X; Sᵀ·X: Sᵀ@X'; SDDMM: the full X'@Xᵀ) and adds it to that kernel's pool.</summary>
+        public void Sample(string kernel)
+        {
+            Action run = kernel switch
+            {
+                "Sᵀ·X" => () => OpenBlas.Sgemm(true, false, k, n, m, s, k, xt, n, _y, n),
+                "SDDMM" => () => OpenBlas.Sgemm(false, true, m, k, n, xt, n, x, n, _y, k),
+                _ => () => OpenBlas.Sgemm(false, false, m, n, k, s, k, x, n, _y, n),
+            };
+            if (_pools[kernel].Count == 0) run(); // warm-up
+            var (median, min) = MedianAndMin(run, 1);
+            _pools[kernel].Add(median);
+            _mins[kernel] = Math.Min(_mins.GetValueOrDefault(kernel, double.MaxValue), min);
+        }
+    }
+
+    static Pattern Unstructured(int m, int k, double sparsity, ulong seed)
+    {
+        // Uniformly random positions: each element kept with probability 1 - sparsity; values N(0, 1).
+        var rng = new Rng(seed);
+        var dense = new float[m * k];
+        for (int i = 0; i < dense.Length; i++)
+            if (rng.NextDouble() >= sparsity) { float v = (float)rng.NextGaussian(); dense[i] = v == 0 ? 1e-3f : v; }
+        return new Pattern(m, k, $"s{sparsity:0.00}", sparsity, CsrMatrix.FromDense(dense, m, k), dense, null);
+    }
+
+    static Pattern TwoFour(int m, int k, ulong seed)
+    {
+        var full = Random(m * k, seed);
+        var nm = NmSparseMatrix.Prune(full, m, k, 2, 4);
+        var dense = nm.ToDense();
+        return new Pattern(m, k, "2:4", 0.5, CsrMatrix.FromDense(dense, m, k), dense, nm);
+    }
+
+    static float[] Random(int length, ulong seed)
+    {
+        var rng = new Rng(seed);
+        var a = new float[length];
+        for (int i = 0; i < a.Length; i++) a[i] = (float)rng.NextGaussian();
+        return a;
+    }
+
+    static string Write(string dir, string name, ReadOnlySpan<float> data)
+    {
+        string path = Path.Combine(dir, name);
+        File.WriteAllBytes(path, System.Runtime.InteropServices.MemoryMarshal.AsBytes(data).ToArray());
+        return path;
+    }
+
+    static void WriteCsr(string dir, Pattern p)
+    {
+        var csr = p.Csr;
+        var indices = new int[csr.NonZeroCount];
+        for (int q = 0; q < indices.Length; q++) indices[q] = csr.ColumnIndex(q);
+        File.WriteAllBytes(Path.Combine(dir, $"indptr_{p.Id}.i32"), System.Runtime.InteropServices.MemoryMarshal.AsBytes(csr.RowPointers.AsSpan()).ToArray());
+        File.WriteAllBytes(Path.Combine(dir, $"indices_{p.Id}.i32"), System.Runtime.InteropServices.MemoryMarshal.AsBytes(indices.AsSpan()).ToArray());
+        Write(dir, $"data_{p.Id}.f32", csr.Values);
+        Write(dir, $"dense_{p.Id}.f32", p.Dense);
+    }
+
+    /// <summary>Median ms per call; each sample repeats the call until it lasts ≥ 0.5 ms (µs-scale SpMV).</summary>
+    static double Median(Action run, int reps) => MedianAndMin(run, reps).Median;
+
+    /// <summary>Median and fastest sample (ms per call). On a loaded machine the minimum is the better estimate of speed.</summary>
+    static (double Median, double Min) MedianAndMin(Action run, int reps)
+    {
+        run();
+        var sw = Stopwatch.StartNew();
+        run();
+        double once = sw.Elapsed.TotalMilliseconds;
+        int iters = once < 0.5 ? Math.Min(1000, (int)(0.5 / Math.Max(once, 1e-6)) + 1) : 1;
+        var samples = new double[reps];
+        for (int r = 0; r < reps; r++)
+        {
+            sw.Restart();
+            for (int i = 0; i < iters; i++) run();
+            samples[r] = sw.Elapsed.TotalMilliseconds / iters;
+        }
+        Array.Sort(samples);
+        return (samples[reps / 2], samples[0]);
+    }
+
+    static double TimeOurDense(int m, int k, int n, float[] s, float[] x, int reps)
+    {
+        var y = new float[m * n];
+        void Run() => Gemm.Multiply(false, false, m, n, k, 1f, s, k, x, n, 0f, y, n);
+        // A slow placeholder GEMM would dominate the run: one timed call is enough when a call takes > 0.2 s.
+        var sw = Stopwatch.StartNew();
+        Run();
+        double first = sw.Elapsed.TotalMilliseconds;
+        return first > 200 ? first : Median(Run, reps);
+    }
+
+    static IEnumerable<Row> TimeKernels(Pattern p, int n, float[] x, float[] xt, int reps, DenseBlas blas)
+    {
+        int m = p.M, k = p.K;
+        var csr = p.Csr;
+        long nnz = csr.NonZeroCount;
+        var y = new float[m * n];
+        var yt = new float[k * n];
+        var list = new List<(string Kernel, string Format, long Nnz, Action Run)>();
+        list.Add(("S·X", "CSR", nnz, () => CsrSpmm.Multiply(csr, x, n, y)));
+        if (p.Nm is { } nm) list.Add(("S·X", "2:4", nnz, () => NmSpmm.Multiply(nm, x, n, y)));
+        var coo = csr.ToCoo();
+        list.Add(("S·X", "COO", nnz, () => CooSpmm.Multiply(coo, x, n, y)));
+        var csc = csr.ToCsc();
+        list.Add(("S·X", "CSC", nnz, () => CscSpmm.Multiply(csc, x, n, y)));
+        var bitmap = BitmapMatrix.FromCsr(csr);
+        list.Add(("S·X", "Bitmap", nnz, () => BitmapSpmm.Multiply(bitmap, x, n, y)));
+        var bsr = BsrMatrix.FromDense(p.Dense, m, k, 4, 4);
+        list.Add(("S·X", "BSR4x4", nnz, () => BsrSpmm.Multiply(bsr, x, n, y)));
+        list.Add(("S·X", "dense-zero-skip", nnz, () => ZeroSkippingGemm.Multiply(m, n, k, p.Dense, x, y)));
+        list.Add(("Sᵀ·X", "CSR", nnz, () => CsrSpmmTransposed.Multiply(csr, xt, n, yt)));
+        list.Add(("Sᵀ·X", "CSC", nnz, () => CscSpmm.MultiplyTransposed(csc, xt, n, yt)));
+        var grad = new float[nnz];
+        list.Add(("SDDMM", "CSR", nnz, () => Sddmm.Compute(csr, xt, x.AsSpan(0, k * n), n, grad)));
+        foreach (var (kernel, format, count, run) in list)
+        {
+            blas.Sample(kernel);
+            var (ms, min) = MedianAndMin(run, reps);
+            yield return new Row
+            {
+                M = m, K = k, N = n, Pattern = p.Label, Sparsity = p.Sparsity, Kernel = kernel, Format = format, Nnz = count,
+                MedianMs = ms, MinMs = min, Gflops = 2.0 * count * n / (ms * 1e6),
+            };
+        }
+    }
+
+    internal static string? EnsureEigen()
+    {
+        string source = FindPeerFile("eigen_spmm.cpp");
+        string cache = Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "nanosparse", "peers");
+        Directory.CreateDirectory(cache);
+        string binary = Path.Combine(cache, "eigen_spmm");
+        if (File.Exists(binary) && File.GetLastWriteTimeUtc(binary) >= File.GetLastWriteTimeUtc(source)) return binary;
+        Console.WriteLine($"compiling Eigen peer into {binary}");
+        var psi = new ProcessStartInfo("g++", ["-O3", "-march=native", "-fopenmp", "-DNDEBUG", "-I/usr/include/eigen3", "-o", binary + ".tmp", source]) { RedirectStandardError = true };
+        using var proc = Process.Start(psi)!;
+        string err = proc.StandardError.ReadToEnd();
+        proc.WaitForExit();
+        if (proc.ExitCode != 0) { Console.Error.WriteLine($"Eigen peer did not compile (g++ exit {proc.ExitCode}): {err}"); return null; }
+        File.Move(binary + ".tmp", binary, overwrite: true);
+        return binary;
+    }
+
+    internal static string FindPeerFile(string name)
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+        {
+            string candidate = Path.Combine(d.FullName, "bench", "peers", name);
+            if (File.Exists(candidate)) return candidate;
+        }
+        string cwd = Path.Combine(Environment.CurrentDirectory, "bench", "peers", name);
+        if (File.Exists(cwd)) return cwd;
+        throw new FileNotFoundException($"peer file bench/peers/{name} not found above {AppContext.BaseDirectory} or in {Environment.CurrentDirectory}");
+    }
+
+    static void Print(List<Row> rows)
+    {
+        Console.WriteLine();
+        Console.WriteLine($"{"shape",-10} {"N",4} {"pattern",-6} {"kernel",-6} {"format",-15} {"ms",9} {"GFLOP/s",8} {"xOurDense",9} {"xOpenBLAS",9} {"xBestSp",8} {"xOB(min)",8} {"best sparse peer",-16}");
+        foreach (var r in rows)
+            Console.WriteLine($"{r.M + "x" + r.K,-10} {r.N,4} {r.Pattern,-6} {r.Kernel,-6} {r.Format,-15} {r.MedianMs,9:F4} {r.Gflops,8:F1} {r.SpeedupVsOursDense,9:F2} {Fmt(r.SpeedupVsOpenBlas),9} {Fmt(r.SpeedupVsBestSparsePeer),8} {Fmt(r.SpeedupVsOpenBlasOfMins),8} {(r.BestSparsePeer is null ? "" : $"{r.BestSparsePeer} {r.BestSparsePeerMs:F3}"),-16}");
+        Console.WriteLine();
+        Console.WriteLine("x = speed-up (their ms / our ms); OpenBLAS = dense sgemm of the same product (in-process, sampled between our kernels); best sparse peer = fastest of SciPy CSR, torch CSR, Eigen; xOB(min) = the same ratio from the fastest samples (less sensitive to a loaded machine).");
+    }
+
+    static string Fmt(double? v) => v is { } x ? x.ToString("F2") : "-";
+
+    static void WriteJson(string path, List<Row> rows, int threads)
+    {
+        string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (folder is not null) Directory.CreateDirectory(folder);
+        string tmp = path + ".tmp";
+        File.WriteAllText(tmp, JsonSerializer.Serialize(new { threads, rows }, new JsonSerializerOptions { WriteIndented = true }));
+        File.Move(tmp, path, overwrite: true);
+        Console.WriteLine($"wrote {rows.Count} rows to {path}");
+    }
+
+    /// <summary>One PNG per shape: CSR S·X speed-up over dense OpenBLAS against sparsity, a line per N.</summary>
+    static void Plot(List<Row> rows, string prefix)
+    {
+        string? folder = Path.GetDirectoryName(Path.GetFullPath(prefix));
+        if (folder is not null) Directory.CreateDirectory(folder);
+        foreach (var shape in rows.Select(r => (r.M, r.K)).Distinct())
+        {
+            var plot = new ScottPlot.Plot();
+            foreach (int n in rows.Select(r => r.N).Distinct())
+            {
+                var line = rows.Where(r => r.M == shape.M && r.K == shape.K && r.N == n && r.Kernel == "S·X" && r.Format == "CSR" && r.Pattern != "2:4")
+                    .OrderBy(r => r.Sparsity).ToList();
+                if (line.Count == 0) continue;
+                double[] xs = line.Select(r => r.Sparsity).ToArray();
+                double[] ys = line.Select(r => r.SpeedupVsOpenBlas ?? double.NaN).ToArray();
+                var scatter = plot.Add.Scatter(xs, ys);
+                scatter.LegendText = $"N={n}";
+            }
+            var one = plot.Add.HorizontalLine(1);
+            one.LinePattern = ScottPlot.LinePattern.Dashed;
+            plot.Title($"CSR S·X, S {shape.M}x{shape.K}: speed-up over dense OpenBLAS sgemm");
+            plot.XLabel("sparsity");
+            plot.YLabel("speed-up (x)");
+            plot.ShowLegend();
+            string path = $"{prefix}_{shape.M}x{shape.K}.png";
+            plot.SavePng(path, 900, 560);
+            Console.WriteLine($"wrote {path}");
+        }
+    }
+}
+
+/// <summary>Dense sgemm from the system OpenBLAS (the library NumPy uses here), called in-process as the dense yardstick.</summary>
+internal static unsafe class OpenBlas
+{
+    const string Lib = "libopenblas.so.0";
+    [System.Runtime.InteropServices.DllImport(Lib)] static extern void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc);
+    [System.Runtime.InteropServices.DllImport(Lib)] static extern void openblas_set_num_threads(int threads);
+
+    public static void SetThreads(int threads)
+    {
+        try { openblas_set_num_threads(threads); }
+        catch (DllNotFoundException e) { throw new InvalidOperationException($"{Lib} not found: install libopenblas (the dense yardstick); {e.Message}"); }
+    }
+
+    /// <summary>Row-major C (m×n) = op(A)·op(B).</summary>
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float[] a, int lda, float[] b, int ldb, float[] c, int ldc)
+    {
+        fixed (float* pa = a, pb = b, pc = c)
+            cblas_sgemm(101, transA ? 112 : 111, transB ? 112 : 111, m, n, k, 1f, pa, lda, pb, ldb, 0f, pc, ldc);
+    }
+}
+
+/// <summary>A peer process answering one request line with one reply line (sparse_peers.py, eigen_spmm).</summary>
+internal sealed class PeerServer : IDisposable
+{
+    readonly Process _process;
+    readonly string _name;
+
+    PeerServer(string name, ProcessStartInfo psi, int threads)
+    {
+        _name = name;
+        psi.RedirectStandardInput = true;
+        psi.RedirectStandardOutput = true;
+        psi.UseShellExecute = false;
+        psi.Environment.Remove("OPENBLAS_CORETYPE");
+        psi.Environment["OPENBLAS_NUM_THREADS"] = threads.ToString();
+        psi.Environment["OMP_NUM_THREADS"] = threads.ToString();
+        psi.Environment["MKL_NUM_THREADS"] = threads.ToString();
+        _process = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {name}");
+        string? ready = _process.StandardOutput.ReadLine();
+        if (ready is null) throw new InvalidOperationException($"peer {name} exited at start (exit {(_process.HasExited ? _process.ExitCode : -1)})");
+        Console.WriteLine($"peer {name}: {ready}");
+    }
+
+    public static PeerServer? StartPython(int threads, int reps)
+    {
+        try { return new PeerServer("python", new ProcessStartInfo("/usr/bin/python3", [SparseKernelsBench.FindPeerFile("sparse_peers.py"), threads.ToString(), reps.ToString()]), threads); }
+        catch (Exception e) { Console.Error.WriteLine($"Python peers skipped: {e.Message}"); return null; }
+    }
+
+    public static PeerServer? StartEigen(int threads, int reps)
+    {
+        try
+        {
+            string? binary = SparseKernelsBench.EnsureEigen();
+            return binary is null ? null : new PeerServer("eigen", new ProcessStartInfo(binary, [threads.ToString(), reps.ToString()]), threads);
+        }
+        catch (Exception e) { Console.Error.WriteLine($"Eigen peer skipped: {e.Message}"); return null; }
+    }
+
+    string AskLine(string request)
+    {
+        _process.StandardInput.WriteLine(request);
+        _process.StandardInput.Flush();
+        return _process.StandardOutput.ReadLine() ?? throw new InvalidOperationException($"peer {_name} stopped answering (request: {request})");
+    }
+
+    public Dictionary<string, double> Ask(string jsonRequest)
+    {
+        using var doc = JsonDocument.Parse(AskLine(jsonRequest));
+        return doc.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+    }
+
+    public double AskNumber(string request) => double.Parse(AskLine(request), System.Globalization.CultureInfo.InvariantCulture);
+
+    public void Dispose()
+    {
+        try { _process.StandardInput.Close(); if (!_process.WaitForExit(5000)) _process.Kill(); } catch (InvalidOperationException) { }
+        _process.Dispose();
+    }
+}

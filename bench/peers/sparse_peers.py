@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Peers for `nanosparse bench kernels`, run as a server so each case is timed right after NanoSparse times it
+(the machine is shared; back-to-back timings keep the ratios meaningful).
+
+Protocol: one JSON request per line on stdin, one JSON reply per line on stdout ({peer: median_ms}).
+  {"op": "dense",  "m", "k", "n", "s", "x", "xt"}         NumPy/OpenBLAS sgemm S@X, S.T@Xt, Xt@X.T; torch.mm S@X
+  {"op": "sparse", "m", "k", "n", "indptr", "indices", "data", "x"}   SciPy CSR @ X, torch.sparse.mm(CSR, X)
+Files are raw little-endian arrays written by bench/NanoSparse.Bench/SparseKernelsBench.cs: float32 row-major
+matrices, int32 CSR arrays. Usage: sparse_peers.py THREADS REPS. Thread counts: OPENBLAS_NUM_THREADS /
+OMP_NUM_THREADS must be set in the environment by the caller (they are read when numpy loads);
+torch.set_num_threads(THREADS) here.
+"""
+import json
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def median_ms(fn, reps, min_sample_s=5e-4):
+    """Median wall time of fn() in ms; each sample repeats fn enough times to last >= min_sample_s."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = time.perf_counter() - t0
+    iters = min(1000, int(min_sample_s / max(once, 1e-9)) + 1) if once < min_sample_s else 1
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        samples.append((time.perf_counter() - t0) / iters * 1e3)
+    samples.sort()
+    return samples[len(samples) // 2]
+
+
+def load(path, dtype, shape=None):
+    a = np.fromfile(path, dtype=dtype)
+    return a.reshape(shape) if shape is not None else a
+
+
+def dense(req, reps):
+    m, k, n = req["m"], req["k"], req["n"]
+    s = load(req["s"], np.float32, (m, k))
+    x = load(req["x"], np.float32, (k, n))
+    xt = load(req["xt"], np.float32, (m, n))
+    out, out_t, out_s = np.empty((m, n), np.float32), np.empty((k, n), np.float32), np.empty((m, k), np.float32)
+    r = {"numpy_dense": median_ms(lambda: np.matmul(s, x, out=out), reps),
+         "numpy_dense_t": median_ms(lambda: np.matmul(s.T, xt, out=out_t), reps),
+         "numpy_dense_sddmm": median_ms(lambda: np.matmul(xt, x.T, out=out_s), reps)}
+    ts, tx = torch.from_numpy(s), torch.from_numpy(x)
+    with torch.no_grad():
+        r["torch_dense"] = median_ms(lambda: torch.mm(ts, tx), reps)
+    return r
+
+
+def sparse(req, reps):
+    m, k, n = req["m"], req["k"], req["n"]
+    indptr = load(req["indptr"], np.int32)
+    indices = load(req["indices"], np.int32)
+    data = load(req["data"], np.float32)
+    x = load(req["x"], np.float32, (k, n))
+    s = sp.csr_matrix((data, indices, indptr), shape=(m, k))
+    r = {"scipy_csr": median_ms(lambda: s @ x, reps)}
+    tcsr = torch.sparse_csr_tensor(torch.from_numpy(indptr.astype(np.int64)), torch.from_numpy(indices.astype(np.int64)),
+                                   torch.from_numpy(data), size=(m, k))
+    tx = torch.from_numpy(x)
+    with torch.no_grad():
+        r["torch_csr"] = median_ms(lambda: torch.sparse.mm(tcsr, tx), reps)
+    return r
+
+
+def main():
+    threads, reps = int(sys.argv[1]), int(sys.argv[2])
+    torch.set_num_threads(threads)
+    import warnings
+    warnings.filterwarnings("ignore")
+    print(json.dumps({"ready": True, "numpy": np.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        reply = dense(req, reps) if req["op"] == "dense" else sparse(req, reps)
+        print(json.dumps(reply), flush=True)
+
+
+if __name__ == "__main__":
+    main()

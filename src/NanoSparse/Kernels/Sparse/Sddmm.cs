@@ -1,0 +1,107 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
+using NanoSparse.Sparse;
+
+namespace NanoSparse.Kernels.Sparse;
+
+/// <summary>
+/// Sampled dense-dense matrix product: out[p] = Σ_t A[i,t]·B[j,t] = (A·Bᵀ)[i,j] for every nonzero p = (i, j) of S,
+/// with S (M×K) in CSR, A (M×D) and B (K×D) row-major; out is aligned with S.Values. This is a sparse weight's
+/// gradient: for Y = S·X, dS = (dY·Xᵀ) sampled at S's pattern, i.e. A = dY (M×N), B = X (K×N), D = N.
+/// Layout: both operands row-major so each nonzero is a dot product of two contiguous rows. Four nonzeros of a row
+/// are done together so each load of A[i, t..t+16] feeds four FMAs. Rows are split into chunks of equal nnz.
+/// </summary>
+public static unsafe class Sddmm
+{
+    public static void Compute(CsrMatrix s, ReadOnlySpan<float> a, ReadOnlySpan<float> b, int d, Span<float> output)
+    {
+        if (d < 0) throw new ArgumentOutOfRangeException(nameof(d), d, "inner dimension must be non-negative");
+        if (a.Length < (long)s.Rows * d) throw new ArgumentException($"A has {a.Length} elements, expected M*D = {s.Rows}*{d}", nameof(a));
+        if (b.Length < (long)s.Cols * d) throw new ArgumentException($"B has {b.Length} elements, expected K*D = {s.Cols}*{d}", nameof(b));
+        if (output.Length < s.NonZeroCount) throw new ArgumentException($"output has {output.Length} elements, expected nnz = {s.NonZeroCount}", nameof(output));
+        fixed (int* rp = s.RowPointers)
+        fixed (float* pa = a, pb = b, po = output)
+        {
+            if (s.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) Run(s.Rows, rp, ci, pa, pb, d, po);
+            else fixed (int* ci = s.ColumnIndices32) Run(s.Rows, rp, ci, pa, pb, d, po);
+        }
+    }
+
+    struct Args<TIndex> where TIndex : unmanaged
+    {
+        public int* RowPointers;
+        public TIndex* Index;
+        public float* A, B, Output;
+        public int Rows, D, Chunks;
+    }
+
+    static void Run<TIndex>(int rows, int* rp, TIndex* index, float* a, float* b, int d, float* output)
+        where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        if (rows == 0) return;
+        var args = new Args<TIndex>
+        {
+            RowPointers = rp, Index = index, A = a, B = b, Output = output, Rows = rows, D = d,
+            Chunks = SpmmMicroKernel.ChunkCount(rows, ((long)rp[rows] + rows) * Math.Max(d, 1)),
+        };
+        KernelThreads.For(args.Chunks, ref args, &Body);
+    }
+
+    static void Body<TIndex>(ref Args<TIndex> a, int chunk) where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        int* rp = a.RowPointers;
+        int first = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk, a.Chunks);
+        int last = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk + 1, a.Chunks);
+        int d = a.D;
+        for (int i = first; i < last; i++)
+        {
+            float* ai = a.A + (long)i * d;
+            int p = rp[i], end = rp[i + 1];
+            for (; p + 3 < end; p += 4)
+                Dot4(ai, a.B + (long)int.CreateTruncating(a.Index[p]) * d, a.B + (long)int.CreateTruncating(a.Index[p + 1]) * d,
+                    a.B + (long)int.CreateTruncating(a.Index[p + 2]) * d, a.B + (long)int.CreateTruncating(a.Index[p + 3]) * d, d, a.Output + p);
+            for (; p < end; p++)
+                a.Output[p] = Dot(ai, a.B + (long)int.CreateTruncating(a.Index[p]) * d, d);
+        }
+    }
+
+    static void Dot4(float* x, float* b0, float* b1, float* b2, float* b3, int d, float* output)
+    {
+        int t = 0;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        if (Vector512.IsHardwareAccelerated && d >= 16)
+        {
+            var c0 = Vector512<float>.Zero; var c1 = Vector512<float>.Zero;
+            var c2 = Vector512<float>.Zero; var c3 = Vector512<float>.Zero;
+            for (; t + 16 <= d; t += 16)
+            {
+                var xv = Vector512.Load(x + t);
+                c0 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(b0 + t), c0);
+                c1 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(b1 + t), c1);
+                c2 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(b2 + t), c2);
+                c3 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(b3 + t), c3);
+            }
+            s0 = Vector512.Sum(c0); s1 = Vector512.Sum(c1); s2 = Vector512.Sum(c2); s3 = Vector512.Sum(c3);
+        }
+        for (; t < d; t++)
+        {
+            float xv = x[t];
+            s0 += xv * b0[t]; s1 += xv * b1[t]; s2 += xv * b2[t]; s3 += xv * b3[t];
+        }
+        output[0] = s0; output[1] = s1; output[2] = s2; output[3] = s3;
+    }
+
+    static float Dot(float* x, float* y, int d)
+    {
+        int t = 0;
+        float s = 0;
+        if (Vector512.IsHardwareAccelerated && d >= 16)
+        {
+            var c = Vector512<float>.Zero;
+            for (; t + 16 <= d; t += 16) c = Vector512.FusedMultiplyAdd(Vector512.Load(x + t), Vector512.Load(y + t), c);
+            s = Vector512.Sum(c);
+        }
+        for (; t < d; t++) s += x[t] * y[t];
+        return s;
+    }
+}

@@ -1,0 +1,208 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace NanoSparse.Kernels.Sparse;
+
+/// <summary>
+/// The inner loops every sparse·dense kernel shares. One output row tile y[0..w) (w ≤ 128 columns) is
+///   y[j] = (add ? y[j] : 0) + Σ_p values[p] · x[index[p]·ldx + j]
+/// i.e. a weighted sum of rows of a row-major X, which are contiguous, so each nonzero is a broadcast and
+/// w/16 Vector512 FMAs. The accumulators live in up to 8 zmm registers across all of the row's nonzeros and are
+/// stored once at the end: Y is written once per tile instead of once per nonzero (this is the gain over a
+/// scatter, and why callers tile N to ≤ 128 columns).
+/// </summary>
+internal static unsafe class SpmmMicroKernel
+{
+    /// <summary>Columns of Y per tile: 128 (8 registers) while a K×128 panel of X fits in L2, narrower for long K.</summary>
+    public static int TileWidth(int k) => k <= 1280 ? 128 : 64;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static int At<TIndex>(TIndex* index, int p) where TIndex : unmanaged, IBinaryInteger<TIndex> => int.CreateTruncating(index[p]);
+
+    /// <summary>y[0..w) (=|+=) Σ_p values[p]·x[index[p]·ldx + 0..w).</summary>
+    public static void RowTile<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, int w, bool add)
+        where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; j + 128 <= w; j += 128) Row8(index, values, count, x + j, ldx, y + j, add);
+            if (j + 64 <= w) { Row4(index, values, count, x + j, ldx, y + j, add); j += 64; }
+            if (j + 32 <= w) { Row2(index, values, count, x + j, ldx, y + j, add); j += 32; }
+            if (j + 16 <= w) { Row1(index, values, count, x + j, ldx, y + j, add); j += 16; }
+        }
+        for (; j < w; j++)
+        {
+            float s = add ? y[j] : 0;
+            for (int p = 0; p < count; p++) s += values[p] * x[(long)At(index, p) * ldx + j];
+            y[j] = s;
+        }
+    }
+
+    static void Row8<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
+        where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        Vector512<float> a0, a1, a2, a3, a4, a5, a6, a7;
+        if (add)
+        {
+            a0 = Vector512.Load(y); a1 = Vector512.Load(y + 16); a2 = Vector512.Load(y + 32); a3 = Vector512.Load(y + 48);
+            a4 = Vector512.Load(y + 64); a5 = Vector512.Load(y + 80); a6 = Vector512.Load(y + 96); a7 = Vector512.Load(y + 112);
+        }
+        else a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = Vector512<float>.Zero;
+        for (int p = 0; p < count; p++)
+        {
+            float* r = x + (long)At(index, p) * ldx;
+            var v = Vector512.Create(values[p]);
+            a0 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r), a0);
+            a1 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 32), a2);
+            a3 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 48), a3);
+            a4 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 64), a4);
+            a5 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 80), a5);
+            a6 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 96), a6);
+            a7 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 112), a7);
+        }
+        a0.Store(y); a1.Store(y + 16); a2.Store(y + 32); a3.Store(y + 48);
+        a4.Store(y + 64); a5.Store(y + 80); a6.Store(y + 96); a7.Store(y + 112);
+    }
+
+    static void Row4<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
+        where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        Vector512<float> a0, a1, a2, a3;
+        if (add) { a0 = Vector512.Load(y); a1 = Vector512.Load(y + 16); a2 = Vector512.Load(y + 32); a3 = Vector512.Load(y + 48); }
+        else a0 = a1 = a2 = a3 = Vector512<float>.Zero;
+        for (int p = 0; p < count; p++)
+        {
+            float* r = x + (long)At(index, p) * ldx;
+            var v = Vector512.Create(values[p]);
+            a0 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r), a0);
+            a1 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 32), a2);
+            a3 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 48), a3);
+        }
+        a0.Store(y); a1.Store(y + 16); a2.Store(y + 32); a3.Store(y + 48);
+    }
+
+    static void Row2<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
+        where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        Vector512<float> a0, a1;
+        if (add) { a0 = Vector512.Load(y); a1 = Vector512.Load(y + 16); }
+        else a0 = a1 = Vector512<float>.Zero;
+        // Two nonzeros per iteration: with only 2 accumulators the FMA latency would otherwise stall the loop.
+        Vector512<float> b0 = Vector512<float>.Zero, b1 = Vector512<float>.Zero;
+        int p = 0;
+        for (; p + 1 < count; p += 2)
+        {
+            float* r = x + (long)At(index, p) * ldx;
+            float* s = x + (long)At(index, p + 1) * ldx;
+            var v = Vector512.Create(values[p]);
+            var u = Vector512.Create(values[p + 1]);
+            a0 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r), a0);
+            a1 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 16), a1);
+            b0 = Vector512.FusedMultiplyAdd(u, Vector512.Load(s), b0);
+            b1 = Vector512.FusedMultiplyAdd(u, Vector512.Load(s + 16), b1);
+        }
+        if (p < count)
+        {
+            float* r = x + (long)At(index, p) * ldx;
+            var v = Vector512.Create(values[p]);
+            a0 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r), a0);
+            a1 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 16), a1);
+        }
+        (a0 + b0).Store(y); (a1 + b1).Store(y + 16);
+    }
+
+    static void Row1<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
+        where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        Vector512<float> a0 = add ? Vector512.Load(y) : Vector512<float>.Zero;
+        Vector512<float> a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+        int p = 0;
+        for (; p + 3 < count; p += 4)
+        {
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Create(values[p]), Vector512.Load(x + (long)At(index, p) * ldx), a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.Create(values[p + 1]), Vector512.Load(x + (long)At(index, p + 1) * ldx), a1);
+            a2 = Vector512.FusedMultiplyAdd(Vector512.Create(values[p + 2]), Vector512.Load(x + (long)At(index, p + 2) * ldx), a2);
+            a3 = Vector512.FusedMultiplyAdd(Vector512.Create(values[p + 3]), Vector512.Load(x + (long)At(index, p + 3) * ldx), a3);
+        }
+        for (; p < count; p++)
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Create(values[p]), Vector512.Load(x + (long)At(index, p) * ldx), a0);
+        ((a0 + a1) + (a2 + a3)).Store(y);
+    }
+
+    /// <summary>
+    /// SpMV row: Σ_p values[p]·x[index[p]] (N = 1, so X is a vector and each nonzero touches one float: a gather
+    /// of 8 x's per instruction instead of 16 scalar loads).
+    /// </summary>
+    public static float RowDot<TIndex>(TIndex* index, float* values, int count, float* x)
+        where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        int p = 0;
+        float sum = 0;
+        if (Avx2.IsSupported && count >= 8)
+        {
+            // .NET exposes gathers as AVX2 (8 lanes); two chains hide the gather latency.
+            var a0 = Vector256<float>.Zero;
+            var a1 = Vector256<float>.Zero;
+            for (; p + 15 < count; p += 16)
+            {
+                a0 = Vector256.FusedMultiplyAdd(Vector256.Load(values + p), Avx2.GatherVector256(x, Indices8(index, p), 4), a0);
+                a1 = Vector256.FusedMultiplyAdd(Vector256.Load(values + p + 8), Avx2.GatherVector256(x, Indices8(index, p + 8), 4), a1);
+            }
+            for (; p + 7 < count; p += 8)
+                a0 = Vector256.FusedMultiplyAdd(Vector256.Load(values + p), Avx2.GatherVector256(x, Indices8(index, p), 4), a0);
+            sum = Vector256.Sum(a0 + a1);
+        }
+        float s1 = 0, s2 = 0, s3 = 0;
+        for (; p + 3 < count; p += 4)
+        {
+            sum += values[p] * x[At(index, p)];
+            s1 += values[p + 1] * x[At(index, p + 1)];
+            s2 += values[p + 2] * x[At(index, p + 2)];
+            s3 += values[p + 3] * x[At(index, p + 3)];
+        }
+        for (; p < count; p++) sum += values[p] * x[At(index, p)];
+        return sum + s1 + (s2 + s3);
+    }
+
+    /// <summary>8 indices starting at p, widened to int32 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<int> Indices8<TIndex>(TIndex* index, int p) where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        if (typeof(TIndex) == typeof(ushort)) return Avx2.ConvertToVector256Int32((ushort*)index + p);
+        if (typeof(TIndex) == typeof(int)) return Vector256.Load((int*)index + p);
+        throw new NotSupportedException(typeof(TIndex).Name);
+    }
+
+    /// <summary>
+    /// The first row of the chunk <paramref name="chunk"/> of <paramref name="chunks"/> when rows are split so each
+    /// chunk holds about the same nnz + rows (rows cost a little even when empty): the smallest i with
+    /// rowPointers[i] + i ≥ chunk·(nnz + rows)/chunks. Threads are balanced by nonzeros, not by rows.
+    /// </summary>
+    public static int ChunkStart(int* rowPointers, int rows, int chunk, int chunks)
+    {
+        if (chunk <= 0) return 0;
+        if (chunk >= chunks) return rows;
+        long total = (long)rowPointers[rows] + rows;
+        long target = total * chunk / chunks;
+        int lo = 0, hi = rows;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if ((long)rowPointers[mid] + mid >= target) hi = mid; else lo = mid + 1;
+        }
+        return lo;
+    }
+
+    /// <summary>Chunks to split rows into: a few per thread so the dynamic claiming in KernelThreads evens out skew.</summary>
+    public static int ChunkCount(int rows, long work)
+    {
+        if (rows <= 1 || work < 32_768) return 1;
+        int threads = KernelThreads.ThreadsFor(rows);
+        return threads <= 1 ? 1 : Math.Min(rows, threads * 4);
+    }
+}

@@ -1,0 +1,226 @@
+using FsCheck.Xunit;
+using NanoSparse.Kernels.Sparse;
+using NanoSparse.Sparse;
+using NanoSparse.Tests.Sparse;
+
+namespace NanoSparse.Tests.Kernels.Sparse;
+
+/// <summary>Every sparse kernel against a double-precision dense reference.</summary>
+public class SparseKernelTests
+{
+    static readonly int[] Ns = [0, 1, 2, 15, 16, 17, 33, 64, 129, 200];
+
+    /// <summary>Y = op(S)·X in double; also Σ|s||x| per output for a rounding-aware tolerance.</summary>
+    static (double[] Y, double[] Abs) Reference(float[] s, int m, int k, float[] x, int n, bool transposeS)
+    {
+        int rows = transposeS ? k : m, inner = transposeS ? m : k;
+        var y = new double[rows * n];
+        var abs = new double[rows * n];
+        for (int i = 0; i < rows; i++)
+            for (int t = 0; t < inner; t++)
+            {
+                double sv = transposeS ? s[t * k + i] : s[i * k + t];
+                if (sv == 0) continue;
+                for (int j = 0; j < n; j++)
+                {
+                    y[i * n + j] += sv * x[t * n + j];
+                    abs[i * n + j] += Math.Abs(sv * x[t * n + j]);
+                }
+            }
+        return (y, abs);
+    }
+
+    static void AssertClose(double[] expected, double[] abs, ReadOnlySpan<float> actual, string what)
+    {
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double tol = 1e-5 * abs[i] + 1e-6;
+            if (!(Math.Abs(actual[i] - expected[i]) <= tol))
+                Assert.Fail($"{what}: element {i}: got {actual[i]}, expected {expected[i]} (tolerance {tol})");
+        }
+    }
+
+    static float[] Poisoned(int length)
+    {
+        var y = new float[length];
+        Array.Fill(y, float.NaN); // kernels overwrite Y; a skipped element would stay NaN
+        return y;
+    }
+
+    static void CheckAllFormats(int m, int k, double density, int n, ulong seed)
+    {
+        var dense = SparseTestData.RandomDense(m, k, density, seed);
+        var x = SparseTestData.RandomDense(k, n, 1, seed + 1);
+        var (yRef, abs) = Reference(dense, m, k, x, n, transposeS: false);
+        string what = $"{m}x{k} d={density} N={n}";
+
+        foreach (bool shortIdx in k <= 65536 ? new[] { true, false } : new[] { false })
+        {
+            var csr = CsrMatrix.FromDense(dense, m, k, shortIdx);
+            var y = Poisoned(m * n);
+            CsrSpmm.Multiply(csr, x, n, y);
+            AssertClose(yRef, abs, y, "CSR S·X " + what);
+
+            var csc = csr.ToCsc(shortIdx && m <= 65536);
+            y = Poisoned(m * n);
+            CscSpmm.Multiply(csc, x, n, y);
+            AssertClose(yRef, abs, y, "CSC S·X " + what);
+        }
+
+        var yc = Poisoned(m * n);
+        CooSpmm.Multiply(CooMatrix.FromDense(dense, m, k), x, n, yc);
+        AssertClose(yRef, abs, yc, "COO S·X " + what);
+
+        var yb = Poisoned(m * n);
+        BitmapSpmm.Multiply(BitmapMatrix.FromDense(dense, m, k), x, n, yb);
+        AssertClose(yRef, abs, yb, "Bitmap S·X " + what);
+
+        var yz = Poisoned(m * n);
+        ZeroSkippingGemm.Multiply(m, n, k, dense, x, yz);
+        AssertClose(yRef, abs, yz, "zero-skipping GEMM " + what);
+
+        // Sᵀ·X with X (M×N).
+        var xt = SparseTestData.RandomDense(m, n, 1, seed + 2);
+        var (ytRef, tAbs) = Reference(dense, m, k, xt, n, transposeS: true);
+        foreach (bool shortIdx in k <= 65536 ? new[] { true, false } : new[] { false })
+        {
+            var csr = CsrMatrix.FromDense(dense, m, k, shortIdx);
+            var yt = Poisoned(k * n);
+            CsrSpmmTransposed.Multiply(csr, xt, n, yt);
+            AssertClose(ytRef, tAbs, yt, "CSR Sᵀ·X " + what);
+            yt = Poisoned(k * n);
+            CscSpmm.MultiplyTransposed(csr.ToCsc(shortIdx && m <= 65536), xt, n, yt);
+            AssertClose(ytRef, tAbs, yt, "CSC Sᵀ·X " + what);
+        }
+    }
+
+    [Property(MaxTest = 60)]
+    public bool UnstructuredKernelsMatchDenseReference(int a, int b, int c, int nPick)
+    {
+        var (m, k, d) = SparseTestData.Shape(a, b, c, 40);
+        CheckAllFormats(m, k, d, Ns[Math.Abs(nPick % Ns.Length)], (ulong)(a * 7 + b * 3 + c));
+        return true;
+    }
+
+    [Theory]
+    [InlineData(300, 1500, 0.1, 130)]  // long K: 64-column tiles; enough work for several threads
+    [InlineData(513, 768, 0.05, 1)]    // SpMV, gathers over 16-bit indices
+    [InlineData(257, 300, 0.3, 128)]
+    [InlineData(64, 70000, 0.001, 3)]  // K > 65536: 32-bit indices only
+    [InlineData(5, 9000, 0.9, 17)]     // rows longer than one stack segment (bitmap, zero-skipping)
+    public void LargerShapesMatchDenseReference(int m, int k, double density, int n) => CheckAllFormats(m, k, density, n, 99);
+
+    [Theory]
+    [InlineData(2, 4, 0, 0, 5)]
+    [InlineData(2, 4, 1, 4, 1)]
+    [InlineData(2, 4, 3, 12, 16)]     // K/2 not a multiple of 4: general index decoding
+    [InlineData(2, 4, 37, 64, 130)]
+    [InlineData(2, 4, 200, 768, 128)]
+    [InlineData(1, 4, 19, 40, 33)]
+    [InlineData(2, 8, 23, 80, 1)]
+    [InlineData(2, 8, 23, 80, 64)]
+    [InlineData(3, 8, 10, 9000, 17)]  // rows longer than one stack segment
+    [InlineData(5, 16, 7, 96, 20)]
+    public void NmKernelMatchesDenseReference(int keep, int group, int m, int k, int n)
+    {
+        var dense = SparseTestData.RandomDense(m, k, 1, (ulong)(m + k + n));
+        var nm = NmSparseMatrix.Prune(dense, m, k, keep, group);
+        var pruned = nm.ToDense();
+        var x = SparseTestData.RandomDense(k, n, 1, 5);
+        var (yRef, abs) = Reference(pruned, m, k, x, n, false);
+        var y = Poisoned(m * n);
+        NmSpmm.Multiply(nm, x, n, y);
+        AssertClose(yRef, abs, y, $"{keep}:{group} S·X {m}x{k} N={n}");
+    }
+
+    [Theory]
+    [InlineData(8, 12, 1, 1, 5)]
+    [InlineData(8, 12, 2, 3, 16)]
+    [InlineData(64, 96, 4, 4, 130)]
+    [InlineData(128, 1536, 8, 1, 1)]
+    [InlineData(32, 64, 4, 8, 40)]
+    public void BsrKernelMatchesDenseReference(int m, int k, int br, int bc, int n)
+    {
+        // Block-structured pattern: about a quarter of the blocks present, each partly filled.
+        var blocks = SparseTestData.RandomDense(m / br, k / bc, 0.25, 3);
+        var fill = SparseTestData.RandomDense(m, k, 0.7, 4);
+        var dense = new float[m * k];
+        for (int i = 0; i < m; i++) for (int j = 0; j < k; j++) if (blocks[(i / br) * (k / bc) + j / bc] != 0) dense[i * k + j] = fill[i * k + j];
+        var x = SparseTestData.RandomDense(k, n, 1, 6);
+        var (yRef, abs) = Reference(dense, m, k, x, n, false);
+        var y = Poisoned(m * n);
+        BsrSpmm.Multiply(BsrMatrix.FromDense(dense, m, k, br, bc), x, n, y);
+        AssertClose(yRef, abs, y, $"BSR {br}x{bc} S·X {m}x{k} N={n}");
+    }
+
+    [Property(MaxTest = 60)]
+    public bool SddmmMatchesDenseProductAtTheNonzeros(int a, int b, int c, int dPick)
+    {
+        var (m, k, density) = SparseTestData.Shape(a, b, c, 40);
+        int d = Ns[Math.Abs(dPick % Ns.Length)];
+        CheckSddmm(m, k, density, d, (ulong)(a + b + c));
+        return true;
+    }
+
+    [Theory]
+    [InlineData(400, 700, 0.1, 128)]
+    [InlineData(100, 70000, 0.001, 20)]
+    public void SddmmLargerShapes(int m, int k, double density, int d) => CheckSddmm(m, k, density, d, 8);
+
+    static void CheckSddmm(int m, int k, double density, int d, ulong seed)
+    {
+        var pattern = SparseTestData.RandomDense(m, k, density, seed);
+        var a = SparseTestData.RandomDense(m, d, 1, seed + 1);
+        var bm = SparseTestData.RandomDense(k, d, 1, seed + 2);
+        foreach (bool shortIdx in k <= 65536 ? new[] { true, false } : new[] { false })
+        {
+            var s = CsrMatrix.FromDense(pattern, m, k, shortIdx);
+            var output = Poisoned(s.NonZeroCount);
+            Sddmm.Compute(s, a, bm, d, output);
+            for (int i = 0; i < m; i++)
+                for (int p = s.RowPointers[i]; p < s.RowPointers[i + 1]; p++)
+                {
+                    int j = s.ColumnIndex(p);
+                    double sum = 0, abs = 0;
+                    for (int t = 0; t < d; t++) { sum += (double)a[i * d + t] * bm[j * d + t]; abs += Math.Abs((double)a[i * d + t] * bm[j * d + t]); }
+                    Assert.True(Math.Abs(output[p] - sum) <= 1e-5 * abs + 1e-6, $"SDDMM ({i},{j}) d={d}: got {output[p]}, expected {sum}");
+                }
+        }
+    }
+
+    [Fact]
+    public void KernelsRejectShortBuffersNamingTheOperand()
+    {
+        var s = CsrMatrix.FromDense(new float[] { 1, 0, 0, 2 }, 2, 2);
+        var e = Assert.Throws<ArgumentException>(() => CsrSpmm.Multiply(s, new float[3], 2, new float[4]));
+        Assert.Contains("X has 3 elements", e.Message);
+        e = Assert.Throws<ArgumentException>(() => Sddmm.Compute(s, new float[4], new float[4], 2, new float[1]));
+        Assert.Contains("output", e.Message);
+    }
+
+    [Fact]
+    public void KernelsAllocateNothing()
+    {
+        var dense = SparseTestData.RandomDense(256, 512, 0.1, 1);
+        var csr = CsrMatrix.FromDense(dense, 256, 512);
+        var nm = NmSparseMatrix.Prune(dense, 256, 512, 2, 4);
+        var x = SparseTestData.RandomDense(512, 64, 1, 2);
+        var xt = SparseTestData.RandomDense(256, 64, 1, 3);
+        var y = new float[256 * 64];
+        var yt = new float[512 * 64];
+        var grad = new float[csr.NonZeroCount];
+        void All()
+        {
+            CsrSpmm.Multiply(csr, x, 64, y);
+            CsrSpmm.Multiply(csr, x, 1, y);
+            CsrSpmmTransposed.Multiply(csr, xt, 64, yt);
+            Sddmm.Compute(csr, y, x, 64, grad);
+            NmSpmm.Multiply(nm, x, 64, y);
+            ZeroSkippingGemm.Multiply(256, 64, 512, dense, x, y);
+        }
+        All();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int r = 0; r < 3; r++) All();
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+}
