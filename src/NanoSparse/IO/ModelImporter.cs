@@ -32,11 +32,25 @@ public static class ModelImporter
         return (dims, tensors);
     }
 
-    /// <summary>import: foreign checkpoint → NanoSparse checkpoint directory (model.safetensors + config.json).</summary>
+    /// <summary>
+    /// import: foreign checkpoint → NanoSparse checkpoint directory (model.safetensors + config.json). A meta.json
+    /// beside the weights (a tokenizer, e.g. from tools/nanogpt_to_safetensors.py --meta) is validated and copied too,
+    /// with GPT-2's encoder.json/vocab.bpe when present, so sample decodes without --tokenizer.
+    /// </summary>
     public static GptDims Import(ModelFormat format, string weightsPath, string? configPath, string outDir)
     {
         var (dims, tensors) = Read(format, weightsPath, configPath);
+        string sourceDir = Path.GetDirectoryName(Path.GetFullPath(weightsPath))!;
+        string metaPath = Path.Combine(sourceDir, Data.DatasetMeta.FileName);
+        Data.DatasetMeta? meta = File.Exists(metaPath) ? Data.DatasetMeta.Load(metaPath) : null;
+        if (meta != null && meta.VocabSize > dims.VocabSize)
+            throw new InvalidDataException($"{metaPath}: vocab_size {meta.VocabSize} exceeds the model's vocab_size {dims.VocabSize}");
         WriteCheckpoint(outDir, dims, tensors);
+        if (meta != null && Path.GetFullPath(outDir) != sourceDir)
+        {
+            meta.Save(Path.Combine(outDir, Data.DatasetMeta.FileName));
+            if (Data.Gpt2Vocabulary.IsPresent(sourceDir)) Data.DatasetPreparer.CopyGpt2Files(sourceDir, outDir);
+        }
         return dims;
     }
 

@@ -64,7 +64,12 @@ public static class Checkpoint
 
         if (metaPath is not null && File.Exists(metaPath) &&
             Path.GetFullPath(metaPath) != Path.GetFullPath(Path.Combine(dir, MetaFile)))
+        {
             WriteAtomic(Path.Combine(dir, MetaFile), File.ReadAllBytes(metaPath));
+            // A gpt2 dataset's vocabulary files travel with its meta.json, so sample decodes offline.
+            string dataDir = Path.GetDirectoryName(Path.GetFullPath(metaPath))!;
+            if (Data.Gpt2Vocabulary.IsPresent(dataDir)) Data.DatasetPreparer.CopyGpt2Files(dataDir, dir);
+        }
 
         WriteAtomic(Path.Combine(dir, StateFile), JsonSerializer.SerializeToUtf8Bytes(state, Json));
     }

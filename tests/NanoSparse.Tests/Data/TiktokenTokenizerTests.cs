@@ -21,7 +21,7 @@ public sealed class TiktokenTokenizerTests
     {
         var tok = TiktokenTokenizer.Create(encoding);
         Assert.Equal(vocabSize, tok.VocabSize);
-        Assert.Equal("tiktoken:" + encoding, tok.Kind);
+        Assert.Equal(encoding, tok.Kind);
         var cases = Cases(encoding);
         Assert.True(cases.Sum(c => c.Text.Length) > 4000);
         foreach (var (text, ids) in cases)
