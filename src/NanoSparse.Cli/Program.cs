@@ -1,14 +1,78 @@
 using System.CommandLine;
+using NanoSparse.Cli.Commands;
 
 namespace NanoSparse.Cli;
 
+/// <summary>A usage mistake the parser cannot see (e.g. two options that exclude each other): exit code 2.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
 public static class Program
 {
-    public static int Main(string[] args)
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error, interactive: !Console.IsOutputRedirected);
+
+    /// <summary>
+    /// The whole CLI, testable in-process. Returns the exit code: 0 success, 1 failure, 2 usage error. Every failure
+    /// prints exactly one line <c>error: message</c> on <paramref name="stderr"/>.
+    /// </summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, bool interactive = false)
+    {
+        var cli = new CliContext(stdout, stderr, interactive);
+        var root = BuildRoot(cli);
+        ParseResult parse;
+        try
+        {
+            parse = root.Parse(args);
+        }
+        catch (Exception e)
+        {
+            stderr.WriteLine("error: " + OneLine(e.Message));
+            return 2;
+        }
+        if (parse.Errors.Count > 0)
+        {
+            // "Required command was not provided" accompanies an unknown command; the specific error says more.
+            var error = parse.Errors.FirstOrDefault(e => !e.Message.StartsWith("Required command", StringComparison.Ordinal)) ?? parse.Errors[0];
+            stderr.WriteLine("error: " + OneLine(error.Message) + " (see nanosparse --help)");
+            return 2;
+        }
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine("error: " + OneLine(e.Message));
+            return 2;
+        }
+        catch (Exception e)
+        {
+            stderr.WriteLine("error: " + OneLine(Describe(e)));
+            return 1;
+        }
+    }
+
+    public static RootCommand BuildRoot(CliContext cli)
     {
         var root = new RootCommand("nanosparse: train, sparsify and run GPT-style models on the CPU");
-        var bench = new Command("bench", "benchmarks that run NanoSparse beside its peers and print ratios");
-        root.Subcommands.Add(bench);
-        return root.Parse(args).Invoke();
+        root.Options.Add(cli.ThreadsOption);
+        root.Subcommands.Add(PrepareCommand.Create(cli));
+        root.Subcommands.Add(TrainCommand.Create(cli));
+        root.Subcommands.Add(EvalCommand.Create(cli));
+        root.Subcommands.Add(SampleCommand.Create(cli));
+        root.Subcommands.Add(InspectCommand.Create(cli));
+        root.Subcommands.Add(InteropCommands.CreateImportCommand());
+        root.Subcommands.Add(InteropCommands.CreateExportCommand());
+        root.Subcommands.Add(BenchCommand.Create(cli));
+        return root;
     }
+
+    static string Describe(Exception e)
+    {
+        // Unwrap reflection/aggregate wrappers: the inner message is the one that names the file or field.
+        while (e is System.Reflection.TargetInvocationException or AggregateException && e.InnerException is not null)
+            e = e.InnerException;
+        return e is OperationCanceledException ? "cancelled" : e.Message;
+    }
+
+    static string OneLine(string message) => string.Join(" ", message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 }

@@ -1,3 +1,7 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Numerics.Tensors;
+
 namespace NanoSparse.Kernels;
 
 /// <summary>
@@ -6,23 +10,304 @@ namespace NanoSparse.Kernels;
 /// A is stored m×k (row stride lda) or, when transA, k×m; B is stored k×n (ldb) or, when transB, n×k.
 /// When beta == 0, C is not read (NaN in C does not propagate).
 /// </summary>
-public static class Gemm
+/// <remarks>
+/// Goto/BLIS layering: C is cut into blocks of at most <see cref="MC"/> rows, which are the parallel work items
+/// (or column blocks when C is wide and short); inside an item, k is cut into <see cref="KC"/> slices and n into
+/// <see cref="NC"/> slices; op(A) (MC×KC) and op(B) (KC×NC) blocks are packed into per-thread buffers allocated
+/// once per thread, and <see cref="GemmMicroKernel"/> computes MR×NR tiles. The A micro-panel (MR×KC, 12 KiB)
+/// stays in L1 while B micro-panels stream from the L2-resident B block (KC×NC, 512 KiB).
+/// Tiny products skip packing and threads.
+/// </remarks>
+public static unsafe class Gemm
 {
+    /// <summary>Depth of a packed block (k slice).</summary>
+    public const int KC = 256;
+    /// <summary>Most rows of C per work item (rows of a packed A block); a multiple of MR.</summary>
+    public const int MC = 192;
+    /// <summary>Most columns of a packed B block; a multiple of NR.</summary>
+    public const int NC = 512;
+
+    const int MR = GemmMicroKernel.MR;
+    const int NR = GemmMicroKernel.NR;
+
+    /// <summary>Below this many multiply-adds (m·n·k), the direct loops win over packing.</summary>
+    const long SmallWork = 1 << 16;
+    /// <summary>Below this many multiply-adds, one thread does the whole product.</summary>
+    const long SerialWork = 1 << 19;
+
+    /// <summary>The instruction set the micro-kernel uses on this machine: avx512, avx2 or scalar.</summary>
+    public static string InstructionSet => GemmMicroKernel.InstructionSet;
+
+    static readonly int DevMc = int.Parse(Environment.GetEnvironmentVariable("NS_MC") ?? "192");
+    static readonly bool DevJrOuter = Environment.GetEnvironmentVariable("NS_JR") == "1";
+    [ThreadStatic] static float* _packA;
+    [ThreadStatic] static float* _packB;
+    [ThreadStatic] static float* _sharedB;
+    [ThreadStatic] static long _sharedBCapacity;
+
+    /// <summary>Largest op(B) (floats) packed once and shared by all items (16 MiB; weights of a Linear fit).</summary>
+    const long SharedBLimit = 4L << 20;
+    /// <summary>Columns per pre-packing work item.</summary>
+    const int PrepackCols = 4 * NR;
+
     public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
     {
-        // Placeholder: a plain triple loop. Replaced by the blocked, packed, SIMD kernel.
-        for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++)
+        Validate(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        if (m == 0 || n == 0) return;
+        if (k == 0 || alpha == 0)
         {
-            float sum = 0;
-            for (int p = 0; p < k; p++)
+            ScaleC(m, n, beta, c, ldc);
+            return;
+        }
+        long work = (long)m * n * k;
+        if (m == 1 || work < SmallWork)
+        {
+            MultiplySmall(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+
+        int threads = work < SerialWork || KernelThreads.InsideRegion ? 1 : KernelThreads.Max;
+        int rowChunk, colChunk;
+        if (threads == 1 || m >= n)
+        {
+            // Split rows: each extra item packs B again, which costs n·k against m·n·k of work.
+            colChunk = n;
+            rowChunk = Math.Min(DevMc, RoundUp(CeilDiv(m, threads), MR));
+        }
+        else
+        {
+            // Wide, short C (e.g. dW with few output rows): split columns, so A is what gets packed again.
+            rowChunk = Math.Min(DevMc, RoundUp(m, MR));
+            colChunk = RoundUp(CeilDiv(n, threads), NR);
+        }
+
+        fixed (float* pa = a)
+        fixed (float* pb = b)
+        fixed (float* pc = c)
+        {
+            var args = new Args
             {
-                float av = transA ? a[p * lda + i] : a[i * lda + p];
-                float bv = transB ? b[j * ldb + p] : b[p * ldb + j];
-                sum += av * bv;
+                A = pa, B = pb, C = pc, Lda = lda, Ldb = ldb, Ldc = ldc,
+                M = m, N = n, K = k, Alpha = alpha, Beta = beta, TransA = transA, TransB = transB,
+                RowChunk = rowChunk, ColChunk = colChunk,
+                ColItems = CeilDiv(n, colChunk),
+            };
+            int items = CeilDiv(m, rowChunk) * args.ColItems;
+
+            // When several items would each pack the same op(B) again, pack all of it once, in parallel, into a
+            // buffer of the calling thread: k slices of KC rows, each a row of NR-column micro-panels.
+            int nPad = RoundUp(n, NR);
+            long sharedFloats = (long)k * nPad;
+            if (items > 1 && sharedFloats <= SharedBLimit)
+            {
+                args.PackedB = EnsureSharedB(sharedFloats);
+                args.NPad = nPad;
+                args.PrepackGroups = CeilDiv(n, PrepackCols);
+                int packItems = CeilDiv(k, KC) * args.PrepackGroups;
+                if (threads == 1)
+                    for (int i = 0; i < packItems; i++) PrepackB(ref args, i);
+                else
+                    KernelThreads.For(packItems, ref args, &PrepackB);
             }
-            c[i * ldc + j] = beta == 0 ? alpha * sum : alpha * sum + beta * c[i * ldc + j];
+
+            if (threads == 1)
+                for (int i = 0; i < items; i++) Block(ref args, i);
+            else
+                KernelThreads.For(items, ref args, &Block);
         }
     }
+
+    struct Args
+    {
+        public float* A, B, C;
+        public int Lda, Ldb, Ldc, M, N, K;
+        public float Alpha, Beta;
+        public bool TransA, TransB;
+        public int RowChunk, ColChunk, ColItems;
+        public float* PackedB;          // all of op(B) packed once, or null: each item packs its own
+        public int NPad, PrepackGroups;
+    }
+
+    /// <summary>Packs one KC slice × PrepackCols columns of op(B) into the shared buffer.</summary>
+    static void PrepackB(ref Args g, int item)
+    {
+        int p0 = item / g.PrepackGroups * KC;
+        int jc = item % g.PrepackGroups * PrepackCols;
+        int kc = Math.Min(KC, g.K - p0);
+        int nc = Math.Min(PrepackCols, g.N - jc);
+        GemmPacking.PackB(g.TransB, g.B, g.Ldb, p0, kc, jc, nc, g.PackedB + (long)p0 * g.NPad + (long)jc * kc);
+    }
+
+    static float* EnsureSharedB(long floats)
+    {
+        if (_sharedBCapacity < floats)
+        {
+            if (_sharedB != null) NativeMemory.AlignedFree(_sharedB);
+            _sharedB = AllocatePackBuffer(floats);
+            _sharedBCapacity = floats;
+        }
+        return _sharedB;
+    }
+
+    /// <summary>One work item: rows [i0, i0+RowChunk) × columns [j0, j0+ColChunk) of C, all of k.</summary>
+    static void Block(ref Args g, int item)
+    {
+        int i0 = item / g.ColItems * g.RowChunk;
+        int j0 = item % g.ColItems * g.ColChunk;
+        int mc = Math.Min(g.RowChunk, g.M - i0);
+        int jEnd = Math.Min(j0 + g.ColChunk, g.N);
+        float* packA = _packA;
+        if (packA == null) packA = _packA = AllocatePackBuffer(MC * KC * 4);
+        float* packB = _packB;
+        if (packB == null) packB = _packB = AllocatePackBuffer(KC * NC * 2);
+
+        for (int p0 = 0; p0 < g.K; p0 += KC)
+        {
+            int kc = Math.Min(KC, g.K - p0);
+            float beta = p0 == 0 ? g.Beta : 1f; // later k slices accumulate onto the first
+            GemmPacking.PackA(g.TransA, g.A, g.Lda, i0, mc, p0, kc, packA);
+            for (int jc = j0; jc < jEnd; jc += NC)
+            {
+                int nc = Math.Min(NC, jEnd - jc);
+                float* bBlock;
+                if (g.PackedB != null) bBlock = g.PackedB + (long)p0 * g.NPad + (long)jc * kc;
+                else GemmPacking.PackB(g.TransB, g.B, g.Ldb, p0, kc, jc, nc, bBlock = packB);
+                if (DevJrOuter)
+                {
+                    for (int jr = 0; jr < nc; jr += NR)
+                    {
+                        int cols = Math.Min(NR, nc - jr);
+                        float* bp = bBlock + jr * kc;
+                        for (int ir = 0; ir < mc; ir += MR)
+                        {
+                            int rows = Math.Min(MR, mc - ir);
+                            float* ap = packA + ir * kc;
+                            float* cc = g.C + (long)(i0 + ir) * g.Ldc + jc + jr;
+                            if (rows == MR && cols == NR)
+                                GemmMicroKernel.Run(kc, ap, bp, cc, g.Ldc, g.Alpha, beta);
+                            else
+                                EdgeTile(kc, ap, bp, cc, g.Ldc, rows, cols, g.Alpha, beta);
+                        }
+                    }
+                }
+                else
+                for (int ir = 0; ir < mc; ir += MR)
+                {
+                    int rows = Math.Min(MR, mc - ir);
+                    float* ap = packA + ir * kc;
+                    float* cRow = g.C + (long)(i0 + ir) * g.Ldc + jc;
+                    for (int jr = 0; jr < nc; jr += NR)
+                    {
+                        int cols = Math.Min(NR, nc - jr);
+                        float* bp = bBlock + jr * kc;
+                        if (rows == MR && cols == NR)
+                            GemmMicroKernel.Run(kc, ap, bp, cRow + jr, g.Ldc, g.Alpha, beta);
+                        else
+                            EdgeTile(kc, ap, bp, cRow + jr, g.Ldc, rows, cols, g.Alpha, beta);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>A tile cut by the edge of C: the kernel writes a full tile on the stack, the valid part is merged.</summary>
+    static void EdgeTile(int kc, float* ap, float* bp, float* c, int ldc, int rows, int cols, float alpha, float beta)
+    {
+        float* tile = stackalloc float[MR * NR];
+        GemmMicroKernel.Run(kc, ap, bp, tile, NR, 1f, 0f);
+        for (int r = 0; r < rows; r++)
+        {
+            float* cr = c + (long)r * ldc;
+            float* tr = tile + r * NR;
+            if (beta == 0)
+                for (int j = 0; j < cols; j++) cr[j] = alpha * tr[j];
+            else
+                for (int j = 0; j < cols; j++) cr[j] = alpha * tr[j] + beta * cr[j];
+        }
+    }
+
+    /// <summary>Per-thread packing buffer, allocated once for the life of the thread (workers never exit), 64-byte aligned.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static float* AllocatePackBuffer(long floats) => (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
+
+    /// <summary>
+    /// Direct loops for tiny products and m == 1 (one token through a layer): packing would cost more than it saves.
+    /// </summary>
+    static void MultiplySmall(bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
+    {
+        for (int i = 0; i < m; i++)
+        {
+            var cRow = c.Slice(i * ldc, n);
+            if (transB)
+            {
+                // C[i, j] = Σ_p op(A)[i, p] · B[j, p]: dot products with the stored rows of B.
+                if (!transA)
+                {
+                    var aRow = a.Slice(i * lda, k);
+                    for (int j = 0; j < n; j++)
+                    {
+                        float dot = TensorPrimitives.Dot(aRow, b.Slice(j * ldb, k));
+                        cRow[j] = beta == 0 ? alpha * dot : alpha * dot + beta * cRow[j];
+                    }
+                }
+                else
+                {
+                    for (int j = 0; j < n; j++)
+                    {
+                        var bRow = b.Slice(j * ldb, k);
+                        float dot = 0;
+                        for (int p = 0; p < k; p++) dot += a[p * lda + i] * bRow[p];
+                        cRow[j] = beta == 0 ? alpha * dot : alpha * dot + beta * cRow[j];
+                    }
+                }
+            }
+            else
+            {
+                // C[i, :] = beta·C[i, :] + Σ_p (alpha·op(A)[i, p]) · B[p, :]: row updates with the stored rows of B.
+                if (beta == 0) cRow.Clear();
+                else if (beta != 1) TensorPrimitives.Multiply(cRow, beta, cRow);
+                for (int p = 0; p < k; p++)
+                {
+                    float av = alpha * (transA ? a[p * lda + i] : a[i * lda + p]);
+                    TensorPrimitives.MultiplyAdd(b.Slice(p * ldb, n), av, cRow, cRow);
+                }
+            }
+        }
+    }
+
+    static void ScaleC(int m, int n, float beta, Span<float> c, int ldc)
+    {
+        for (int i = 0; i < m; i++)
+        {
+            var row = c.Slice(i * ldc, n);
+            if (beta == 0) row.Clear();
+            else if (beta != 1) TensorPrimitives.Multiply(row, beta, row);
+        }
+    }
+
+    static void Validate(bool transA, bool transB, int m, int n, int k,
+        int aLength, int lda, int bLength, int ldb, int cLength, int ldc)
+    {
+        if (m < 0) throw new ArgumentOutOfRangeException(nameof(m), m, "m must be >= 0");
+        if (n < 0) throw new ArgumentOutOfRangeException(nameof(n), n, "n must be >= 0");
+        if (k < 0) throw new ArgumentOutOfRangeException(nameof(k), k, "k must be >= 0");
+        CheckOperand("a", "lda", transA ? k : m, transA ? m : k, aLength, lda);
+        CheckOperand("b", "ldb", transB ? n : k, transB ? k : n, bLength, ldb);
+        CheckOperand("c", "ldc", m, n, cLength, ldc);
+    }
+
+    static void CheckOperand(string name, string ldName, int rows, int cols, int length, int ld)
+    {
+        if (ld < Math.Max(1, cols))
+            throw new ArgumentOutOfRangeException(ldName, ld, $"{ldName} ({ld}) must be at least the stored row length of {name} ({cols})");
+        if (rows == 0 || cols == 0) return;
+        long needed = (long)(rows - 1) * ld + cols;
+        if (length < needed)
+            throw new ArgumentException($"{name} has {length} elements but a {rows}×{cols} matrix with row stride {ldName} = {ld} needs {needed}", name);
+    }
+
+    static int CeilDiv(int x, int y) => (x + y - 1) / y;
+    static int RoundUp(int x, int y) => CeilDiv(x, y) * y;
 }

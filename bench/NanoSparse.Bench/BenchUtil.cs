@@ -1,0 +1,107 @@
+using System.Diagnostics;
+
+namespace NanoSparse.Bench;
+
+/// <summary>Timing and peer-process helpers shared by the benchmark suites.</summary>
+public static class BenchUtil
+{
+    /// <summary>Seconds of each of <paramref name="reps"/> calls, after <paramref name="warmup"/> untimed calls.</summary>
+    public static double[] Time(Action action, int warmup, int reps)
+    {
+        for (int i = 0; i < warmup; i++) action();
+        var seconds = new double[reps];
+        for (int r = 0; r < reps; r++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            action();
+            seconds[r] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        }
+        return seconds;
+    }
+
+    /// <summary>
+    /// Seconds per call, one value per rep; a rep repeats the call until it has run at least
+    /// <paramref name="minSeconds"/>, so that short calls are not lost in timer and scheduler noise.
+    /// </summary>
+    public static double[] TimePerCall(Action action, int warmup, int reps, double minSeconds = 0.02, bool cpuTime = false)
+    {
+        for (int i = 0; i < Math.Max(1, warmup); i++) action();
+        double once = Time(action, 0, 1)[0];
+        int inner = (int)Math.Clamp(minSeconds / Math.Max(once, 1e-9), 1, 1_000_000);
+        var seconds = new double[reps];
+        for (int r = 0; r < reps; r++)
+        {
+            double t0 = Now(cpuTime);
+            for (int i = 0; i < inner; i++) action();
+            seconds[r] = (Now(cpuTime) - t0) / inner;
+        }
+        return seconds;
+    }
+
+    /// <summary>
+    /// Seconds on the wall clock, or of CPU time used by the whole process (steadier than wall time on a machine
+    /// shared with other jobs, but it counts every thread, spinning ones included: meaningful for one thread).
+    /// </summary>
+    public static double Now(bool cpuTime) => cpuTime
+        ? Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds
+        : Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency;
+
+    public static double Median(IReadOnlyList<double> values)
+    {
+        if (values.Count == 0) return double.NaN;
+        var sorted = values.OrderBy(v => v).ToArray();
+        int h = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[h] : 0.5 * (sorted[h - 1] + sorted[h]);
+    }
+
+    /// <summary>Finds bench/peers/<paramref name="script"/> above the current directory or the executable.</summary>
+    public static string FindPeer(string script)
+    {
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+        {
+            for (var dir = new DirectoryInfo(start); dir != null; dir = dir.Parent)
+            {
+                var candidate = Path.Combine(dir.FullName, "bench", "peers", script);
+                if (File.Exists(candidate)) return candidate;
+            }
+        }
+        throw new FileNotFoundException($"peer script bench/peers/{script} not found above {Directory.GetCurrentDirectory()} or {AppContext.BaseDirectory}");
+    }
+
+    /// <summary>
+    /// Runs a peer script with /usr/bin/python3 (or the interpreter its extension asks for) and returns its stdout.
+    /// The environment pins the BLAS/OpenMP thread count to <paramref name="threads"/> and drops OPENBLAS_CORETYPE so
+    /// OpenBLAS picks its own kernels for this CPU.
+    /// </summary>
+    public static string RunPeer(string script, string args, int threads, string? stdin = null)
+    {
+        var path = File.Exists(script) ? script : FindPeer(script);
+        var info = new ProcessStartInfo("/usr/bin/python3")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = stdin != null,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(path);
+        foreach (var a in args.Split(' ', StringSplitOptions.RemoveEmptyEntries)) info.ArgumentList.Add(a);
+        info.Environment.Remove("OPENBLAS_CORETYPE");
+        var t = threads.ToString();
+        info.Environment["OPENBLAS_NUM_THREADS"] = t;
+        info.Environment["OMP_NUM_THREADS"] = t;
+        info.Environment["MKL_NUM_THREADS"] = t;
+
+        using var process = Process.Start(info) ?? throw new InvalidOperationException($"could not start /usr/bin/python3 {path}");
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (stdin != null)
+        {
+            process.StandardInput.Write(stdin);
+            process.StandardInput.Close();
+        }
+        var stdout = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        if (process.ExitCode != 0)
+            throw new InvalidOperationException($"peer {path} exited with code {process.ExitCode}: {stderr.Result}");
+        return stdout;
+    }
+}

@@ -1,0 +1,52 @@
+using System.Text.Json;
+using NanoSparse.Nn;
+
+namespace NanoSparse.Bench;
+
+/// <summary>
+/// The model and batch shapes of the training presets (configs/baby.json, configs/small.json), as the benchmarks
+/// and their PyTorch peers (bench/peers/torch_gpt.py PRESETS) build them. Both presets train with AdamW lr 1e-3,
+/// betas (0.9, 0.99), weight decay 0.1 on 2-D parameters, gradient clipping at 1.0.
+/// </summary>
+public sealed record ModelPreset(string Name, int NLayer, int NHead, int NEmbd, int BlockSize, int BatchSize, bool Bias, float Dropout)
+{
+    public const float LearningRate = 1e-3f, Beta1 = 0.9f, Beta2 = 0.99f, WeightDecay = 0.1f, GradClip = 1.0f;
+
+    /// <summary>Character vocabulary of the Brown corpus, used when no prepared dataset says otherwise.</summary>
+    public const int BrownCharVocab = 85;
+
+    public static readonly ModelPreset Baby = new("baby", 4, 4, 128, 64, 12, false, 0f);
+    public static readonly ModelPreset Small = new("small", 6, 6, 384, 256, 64, false, 0.2f);
+    public static readonly string[] Names = ["baby", "small"];
+
+    public static ModelPreset Get(string name) => name switch
+    {
+        "baby" => Baby,
+        "small" => Small,
+        _ => throw new ArgumentException($"preset '{name}' is unknown; expected one of: {string.Join(", ", Names)}"),
+    };
+
+    public GptConfig ToConfig(int vocabSize) => new()
+    {
+        NLayer = NLayer, NHead = NHead, NEmbd = NEmbd, BlockSize = BlockSize, VocabSize = vocabSize, Bias = Bias, Dropout = Dropout,
+    };
+
+    /// <summary>
+    /// nanoGPT's estimate_mfu FLOPs per token of forward + backward: 6·N + 12·L·H·Q·T, with N the parameter count less
+    /// the position embedding (nanoGPT's get_num_params(non_embedding=True)) and Q the head size.
+    /// </summary>
+    public static double FlopsPerToken(long parameterCount, GptConfig c, int seqLen)
+    {
+        long n = parameterCount - (long)c.BlockSize * c.NEmbd;
+        return 6.0 * n + 12.0 * c.NLayer * c.NHead * (c.NEmbd / c.NHead) * seqLen;
+    }
+
+    /// <summary>vocab_size of data/brown/meta.json when that dataset is prepared, else <see cref="BrownCharVocab"/>.</summary>
+    public static int DefaultVocab(string metaPath = "data/brown/meta.json")
+    {
+        if (!File.Exists(metaPath)) return BrownCharVocab;
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(metaPath));
+        if (doc.RootElement.TryGetProperty("vocab_size", out var v) && v.TryGetInt32(out int vocab) && vocab >= 2) return vocab;
+        throw new InvalidDataException($"{metaPath}: field vocab_size is missing or not an integer >= 2");
+    }
+}

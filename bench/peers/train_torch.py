@@ -1,0 +1,120 @@
+"""Times nanoGPT's training step in PyTorch for a NanoSparse preset; prints one JSON object.
+
+One iteration is exactly the body of nanoGPT train.py's loop (gradient_accumulation_steps = 1, no
+scaler, no compile): forward with targets, loss.backward(), clip_grad_norm_(grad_clip),
+optimizer.step(), optimizer.zero_grad(set_to_none=True).
+Data loading is excluded: the random token batches are made before timing starts and iteration i uses
+batch i % len(batches), so both sides time only the step.
+
+Run: env -u OPENBLAS_CORETYPE /usr/bin/python3 bench/peers/train_torch.py --preset baby --threads 2 --iters 20
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_gpt import BROWN_CHAR_VOCAB, GPT, OPTIMIZER, PRESETS, config_for  # noqa: E402
+
+
+def mm_gflops(n):
+    """Dense fp32 torch.mm rate of an n*n*n product (median of repetitions), the peer's own sgemm reference."""
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    c = torch.mm(a, b)
+    times = []
+    start = time.perf_counter()
+    while len(times) < 3 or (time.perf_counter() - start < 0.5 and len(times) < 50):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=c)
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n**3 / statistics.median(times) / 1e9
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="baby")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=20, help="timed iterations")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
+    ap.add_argument("--vocab", type=int, default=BROWN_CHAR_VOCAB)
+    ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--gemm-size", type=int, default=1024, help="n of the n*n*n torch.mm reference rate (0: skip)")
+    args = ap.parse_args()
+    if args.threads < 1 or args.iters < 1 or args.warmup < 0 or args.vocab < 2:
+        ap.error(f"need threads >= 1, iters >= 1, warmup >= 0, vocab >= 2; got {vars(args)}")
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    preset = PRESETS[args.preset]
+    config = config_for(args.preset, args.vocab)
+    B, T = preset["batch_size"], config.block_size
+    model = GPT(config)
+    model.train()
+    optimizer = model.configure_optimizers(
+        OPTIMIZER["weight_decay"], OPTIMIZER["learning_rate"], (OPTIMIZER["beta1"], OPTIMIZER["beta2"])
+    )
+
+    # batches made up front: data loading is not timed (same on the NanoSparse side)
+    nbatches = 4
+    xs = [torch.randint(0, args.vocab, (B, T), dtype=torch.long) for _ in range(nbatches)]
+    ys = [torch.randint(0, args.vocab, (B, T), dtype=torch.long) for _ in range(nbatches)]
+
+    def step(i):
+        _, loss = model(xs[i % nbatches], ys[i % nbatches])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), OPTIMIZER["grad_clip"])
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    for i in range(args.warmup):
+        step(i)
+    times = []
+    last_loss = float("nan")
+    for i in range(args.iters):
+        t0 = time.perf_counter()
+        loss = step(i)
+        times.append((time.perf_counter() - t0) * 1e3)
+        last_loss = loss.item()
+
+    flops_per_token = model.flops_per_token(T)
+    sgemm_gflops = mm_gflops(args.gemm_size) if args.gemm_size > 0 else None
+    tokens = B * T
+    median = statistics.median(times)
+    print(
+        json.dumps(
+            {
+                "contender": "pytorch",
+                "torch_version": torch.__version__,
+                "preset": args.preset,
+                "threads": args.threads,
+                "torch_threads": torch.get_num_threads(),
+                "batch_size": B,
+                "block_size": T,
+                "vocab_size": args.vocab,
+                "params": model.get_num_params(non_embedding=False),
+                "params_non_embedding": model.get_num_params(),
+                "tokens_per_iter": tokens,
+                "flops_per_token": flops_per_token,
+                "flops_per_iter": flops_per_token * tokens,
+                "warmup": args.warmup,
+                "iters_ms": [round(t, 3) for t in times],
+                "median_ms": round(median, 3),
+                "tokens_per_s": tokens / (median / 1e3),
+                "gflops": flops_per_token * tokens / (median / 1e3) / 1e9,
+                "last_loss": last_loss,
+                "sgemm_n": args.gemm_size,
+                "sgemm_gflops": sgemm_gflops,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+using System.CommandLine;
+using System.Globalization;
+using NanoSparse.Data;
+using NanoSparse.Nn;
+using NanoSparse.Training;
+using Spectre.Console;
+
+namespace NanoSparse.Cli.Commands;
+
+public static class InspectCommand
+{
+    public static Command Create(CliContext cli)
+    {
+        var checkpoint = new Option<string?>("--checkpoint") { Description = "checkpoint directory" };
+        var preset = new Option<string?>("--preset") { Description = "named config in configs/" };
+        var config = new Option<string?>("--config") { Description = "path of a JSON config" };
+        var set = new Option<string[]>("--set") { Description = "override a config key (repeatable)", DefaultValueFactory = _ => [] };
+        var cmd = new Command("inspect", "show a checkpoint's or config's settings and parameter table");
+        foreach (var o in new Option[] { checkpoint, preset, config, set }) cmd.Options.Add(o);
+        cmd.SetAction(parse =>
+        {
+            cli.ApplyThreads(parse);
+            var console = cli.Console;
+            string? dir = parse.GetValue(checkpoint);
+            TrainConfig? cfg;
+            GptConfig model;
+            Gpt gpt;
+            if (dir is not null)
+            {
+                if (parse.GetValue(preset) is not null || parse.GetValue(config) is not null)
+                    throw new UsageException("give --checkpoint or --preset/--config, not both");
+                gpt = Checkpoint.LoadAnyModel(dir, 1, 1, out var state);
+                cfg = state?.Config;
+                model = gpt.Config;
+                console.MarkupLine(state is not null
+                    ? $"checkpoint [bold]{Markup.Escape(dir)}[/]: step {state.IterNum}, best val loss {state.BestValLoss.ToString("F4", CultureInfo.InvariantCulture)}, dataset {Markup.Escape(state.Dataset)}"
+                    : $"checkpoint [bold]{Markup.Escape(dir)}[/]: imported model (no training state)");
+            }
+            else
+            {
+                if (parse.GetValue(preset) is null && parse.GetValue(config) is null)
+                    throw new UsageException("give --checkpoint DIR, --preset NAME or --config FILE");
+                cfg = Presets.Resolve(parse.GetValue(preset), parse.GetValue(config), parse.GetValue(set));
+                string metaPath = Path.Combine(cfg.Dataset, "meta.json");
+                int vocab = File.Exists(metaPath) ? DatasetMeta.Load(metaPath).VocabSize : new GptConfig().VocabSize;
+                model = new GptConfig
+                {
+                    NLayer = cfg.NLayer, NHead = cfg.NHead, NEmbd = cfg.NEmbd, BlockSize = cfg.BlockSize,
+                    VocabSize = vocab, Bias = cfg.Bias, Dropout = cfg.Dropout,
+                };
+                model.Validate();
+                gpt = new Gpt(model, 1, 1);
+                console.MarkupLine($"config: vocab_size {vocab} {(File.Exists(metaPath) ? "from " + Markup.Escape(metaPath) : "(default; dataset not prepared)")}");
+            }
+
+            var settings = new Table().Title("config").AddColumn("key").AddColumn("value");
+            var m = ModelArgs.From(model);
+            var entries = cfg is not null
+                ? new[] { ("vocab_size", m.VocabSize.ToString(CultureInfo.InvariantCulture)) }.Concat(cfg.Entries())
+                : new[]
+                {
+                    ("n_layer", m.NLayer.ToString(CultureInfo.InvariantCulture)), ("n_head", m.NHead.ToString(CultureInfo.InvariantCulture)),
+                    ("n_embd", m.NEmbd.ToString(CultureInfo.InvariantCulture)), ("block_size", m.BlockSize.ToString(CultureInfo.InvariantCulture)),
+                    ("vocab_size", m.VocabSize.ToString(CultureInfo.InvariantCulture)), ("bias", m.Bias ? "true" : "false"),
+                };
+            foreach (var (k, v) in entries) settings.AddRow(k, Markup.Escape(v));
+            console.Write(settings);
+
+            var table = new Table().Title("parameters").AddColumn("name").AddColumn("shape").AddColumn(new TableColumn("count").RightAligned()).AddColumn("decay");
+            long total = 0;
+            foreach (var p in gpt.Parameters)
+            {
+                total += p.Length;
+                table.AddRow(p.Name, "(" + string.Join(", ", p.Shape) + ")", p.Length.ToString("N0", CultureInfo.InvariantCulture), p.Decay ? "yes" : "no");
+            }
+            table.AddRow("[bold]total[/]", "", $"[bold]{gpt.ParameterCount.ToString("N0", CultureInfo.InvariantCulture)}[/]", "");
+            console.Write(table);
+            return 0;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,54 @@
+using System.CommandLine;
+using NanoSparse.Data;
+using NanoSparse.Numerics;
+using NanoSparse.Training;
+
+namespace NanoSparse.Cli.Commands;
+
+public static class SampleCommand
+{
+    public static Command Create(CliContext cli)
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "checkpoint directory", Required = true };
+        var start = new Option<string>("--start") { Description = "prompt text", DefaultValueFactory = _ => "\n" };
+        var tokens = new Option<int>("--tokens") { Description = "new tokens to generate", DefaultValueFactory = _ => 200 };
+        var temperature = new Option<float>("--temperature") { Description = "softmax temperature (> 0)", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { Description = "sample among the k most likely tokens (0 = all)", DefaultValueFactory = _ => 200 };
+        var seed = new Option<ulong>("--seed") { Description = "random seed", DefaultValueFactory = _ => 1337UL };
+        var tokenizerOptions = new TokenizerOptions();
+        var cmd = new Command("sample", "generate text from a checkpoint (trained, or imported with --tokenizer)");
+        foreach (var o in new Option[] { checkpoint, start, tokens, temperature, topK, seed }) cmd.Options.Add(o);
+        tokenizerOptions.AddTo(cmd);
+        cmd.SetAction(parse =>
+        {
+            cli.ApplyThreads(parse);
+            string dir = parse.GetValue(checkpoint)!;
+            int n = parse.GetValue(tokens);
+            float temp = parse.GetValue(temperature);
+            int k = parse.GetValue(topK);
+            if (n < 0) throw new UsageException($"--tokens ({n}) must be >= 0");
+            if (!(temp > 0) || !float.IsFinite(temp)) throw new UsageException($"--temperature ({temp}) must be a positive number");
+            if (k < 0) throw new UsageException($"--top-k ({k}) must be >= 0");
+
+            var gpt = Checkpoint.LoadAnyModel(dir, 1, int.MaxValue, out var state);
+            var tokenizer = tokenizerOptions.Resolve(parse, dir, state);
+            if (tokenizer.VocabSize > gpt.Config.VocabSize)
+                throw new InvalidDataException($"the {tokenizer.Kind} tokenizer has {tokenizer.VocabSize} tokens but the model's vocab_size is {gpt.Config.VocabSize}");
+            int[] prompt = tokenizer.Encode(parse.GetValue(start) ?? "");
+            if (prompt.Length == 0) throw new UsageException("--start must encode to at least one token");
+            var rng = new Rng(parse.GetValue(seed));
+            cli.Out.Write(tokenizer.Decode(prompt));
+            // Byte-level tokenizers can cut a character between tokens: print whole characters only.
+            var decoder = new StreamingDecoder(tokenizer);
+            Sampler.Generate(gpt, prompt, n, temp, k, rng, id =>
+            {
+                cli.Out.Write(decoder.Push(id));
+                cli.Out.Flush();
+            });
+            cli.Out.Write(decoder.Flush());
+            cli.Out.WriteLine();
+            return 0;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,124 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace NanoSparse.IO;
+
+public enum ModelFormat { NanoGpt, Gpt2 }
+
+/// <summary>
+/// Converts between foreign checkpoints (nanoGPT state_dict, Hugging Face GPT-2) and a NanoSparse checkpoint
+/// directory: model.safetensors (canonical nanoGPT names, F32, no tied lm_head) + config.json (GptConfig, snake_case).
+/// </summary>
+public static class ModelImporter
+{
+    public const string ModelFile = "model.safetensors";
+    public const string ConfigFile = "config.json";
+    public const string StateFile = "state.json";
+
+    public static ModelFormat ParseFormat(string text) => text.ToLowerInvariant() switch
+    {
+        "nanogpt" => ModelFormat.NanoGpt,
+        "gpt2" or "gpt-2" or "hf" => ModelFormat.Gpt2,
+        _ => throw new ArgumentException($"unknown model format '{text}' (expected nanogpt or gpt2)"),
+    };
+
+    /// <summary>Reads foreign weights + config and returns the dims and canonical tensors.</summary>
+    public static (GptDims Dims, List<SafeTensor> Tensors) Read(ModelFormat format, string weightsPath, string? configPath = null)
+    {
+        configPath ??= Path.Combine(Path.GetDirectoryName(Path.GetFullPath(weightsPath))!, ConfigFile);
+        var dims = format == ModelFormat.NanoGpt ? GptDims.ReadNanoGptConfig(configPath) : GptDims.ReadGpt2Config(configPath);
+        using var file = SafeTensorsFile.Open(weightsPath);
+        var tensors = format == ModelFormat.NanoGpt ? NanoGptFormat.Import(file, dims) : Gpt2Format.Import(file, dims);
+        return (dims, tensors);
+    }
+
+    /// <summary>
+    /// import: foreign checkpoint → NanoSparse checkpoint directory (model.safetensors + config.json). A meta.json
+    /// beside the weights (a tokenizer, e.g. from tools/nanogpt_to_safetensors.py --meta) is validated and copied too,
+    /// with GPT-2's encoder.json/vocab.bpe when present, so sample decodes without --tokenizer.
+    /// </summary>
+    public static GptDims Import(ModelFormat format, string weightsPath, string? configPath, string outDir)
+    {
+        var (dims, tensors) = Read(format, weightsPath, configPath);
+        string sourceDir = Path.GetDirectoryName(Path.GetFullPath(weightsPath))!;
+        string metaPath = Path.Combine(sourceDir, Data.DatasetMeta.FileName);
+        Data.DatasetMeta? meta = File.Exists(metaPath) ? Data.DatasetMeta.Load(metaPath) : null;
+        if (meta != null && meta.VocabSize > dims.VocabSize)
+            throw new InvalidDataException($"{metaPath}: vocab_size {meta.VocabSize} exceeds the model's vocab_size {dims.VocabSize}");
+        WriteCheckpoint(outDir, dims, tensors);
+        if (meta != null && Path.GetFullPath(outDir) != sourceDir)
+        {
+            meta.Save(Path.Combine(outDir, Data.DatasetMeta.FileName));
+            if (Data.Gpt2Vocabulary.IsPresent(sourceDir)) Data.DatasetPreparer.CopyGpt2Files(sourceDir, outDir);
+        }
+        return dims;
+    }
+
+    public static void WriteCheckpoint(string dir, GptDims dims, IReadOnlyList<SafeTensor> canonical)
+    {
+        Directory.CreateDirectory(dir);
+        SafeTensors.Write(Path.Combine(dir, ModelFile), canonical, new Dictionary<string, string> { ["format"] = "pt" });
+        GptDims.WriteJsonAtomic(Path.Combine(dir, ConfigFile), dims.ToNanoSparseJson());
+    }
+
+    /// <summary>
+    /// Reads a NanoSparse checkpoint directory. Sizes come from the tensors themselves; n_head (which shapes cannot
+    /// tell) and the activation come from config.json, or from the trainer's state.json.
+    /// </summary>
+    public static (GptDims Dims, List<SafeTensor> Tensors) ReadCheckpoint(string dir)
+    {
+        string model = Path.Combine(dir, ModelFile);
+        if (!File.Exists(model)) throw new FileNotFoundException($"checkpoint '{dir}' has no {ModelFile}", model);
+        JsonObject? cfg = null;
+        string cfgPath = Path.Combine(dir, ConfigFile);
+        string statePath = Path.Combine(dir, StateFile);
+        if (File.Exists(cfgPath)) cfg = GptDims.ReadObject(cfgPath);
+        else if (File.Exists(statePath)) { cfgPath = statePath; cfg = FindObjectWith(GptDims.ReadObject(statePath), "n_head"); }
+        if (cfg == null) throw new FileNotFoundException($"checkpoint '{dir}' has neither {ConfigFile} nor a {StateFile} holding n_head", cfgPath);
+
+        using var file = SafeTensorsFile.Open(model);
+        var wte = file.Get(NanoGptFormat.Wte);
+        var wpe = file.Get("transformer.wpe.weight");
+        int nLayer = 0;
+        while (file.Contains($"transformer.h.{nLayer}.ln_1.weight")) nLayer++;
+        var dims = new GptDims(nLayer, GptDims.GetInt(cfg, "n_head", cfgPath), wte.Shape[1], wpe.Shape[0], wte.Shape[0],
+            file.Contains("transformer.ln_f.bias"), cfg["activation"] is JsonValue a ? a.GetValue<string>() : GptDims.GeluExact);
+        dims.Validate($"checkpoint '{dir}'");
+        return (dims, NanoGptFormat.Import(file, dims));
+    }
+
+    /// <summary>export: NanoSparse checkpoint directory → foreign format in outDir (model.safetensors + config.json).</summary>
+    public static GptDims Export(ModelFormat format, string checkpointDir, string outDir, SafeTensorsDtype dtype = SafeTensorsDtype.F32)
+    {
+        var (dims, tensors) = ReadCheckpoint(checkpointDir);
+        Write(format, dims, tensors, outDir, dtype);
+        return dims;
+    }
+
+    public static void Write(ModelFormat format, GptDims dims, IReadOnlyList<SafeTensor> canonical, string outDir, SafeTensorsDtype dtype = SafeTensorsDtype.F32)
+    {
+        Directory.CreateDirectory(outDir);
+        var meta = new Dictionary<string, string> { ["format"] = "pt" }; // transformers refuses safetensors files without it
+        if (format == ModelFormat.NanoGpt)
+        {
+            SafeTensors.Write(Path.Combine(outDir, ModelFile), NanoGptFormat.Export(canonical, dtype), meta);
+            GptDims.WriteJsonAtomic(Path.Combine(outDir, ConfigFile), dims.ToNanoGptJson());
+        }
+        else
+        {
+            if (!dims.Bias) throw new ArgumentException("GPT-2 models always have biases; this model has bias=false and cannot be exported as gpt2");
+            SafeTensors.Write(Path.Combine(outDir, ModelFile), Gpt2Format.Export(canonical, dtype), meta);
+            GptDims.WriteJsonAtomic(Path.Combine(outDir, ConfigFile), dims.ToGpt2Json());
+        }
+    }
+
+    private static JsonObject? FindObjectWith(JsonNode? node, string key)
+    {
+        if (node is JsonObject o)
+        {
+            if (o.ContainsKey(key)) return o;
+            foreach (var (_, v) in o) if (FindObjectWith(v, key) is { } found) return found;
+        }
+        return null;
+    }
+}

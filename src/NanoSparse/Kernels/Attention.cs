@@ -1,0 +1,187 @@
+using System.Numerics.Tensors;
+
+namespace NanoSparse.Kernels;
+
+/// <summary>
+/// Causal multi-head self-attention core (everything between c_attn and c_proj), fused per (batch, head):
+///   q, k, v = split(qkv (B, T, 3C)) into NH heads of hs = C / NH   // (B, NH, T, hs)
+///   att = softmax(mask(q · kᵀ / √hs))                               // (B, NH, T, T), causal: key t2 ≤ query t
+///   att = dropout(att)
+///   y = att · v, heads re-assembled                                 // (B, T, C)
+/// Only the log-partition lse (B, NH, T) of each softmax row is kept; the backward pass recomputes att from q, k and
+/// lse (as FlashAttention does), so no (B, NH, T, T) buffer exists. Queries go in blocks of 64 that only meet the keys
+/// up to the block's end, skipping the GEMM work above the causal diagonal. Each (b, h) works in a per-thread scratch of
+/// T×T floats that stays in cache. The small products go through <see cref="Gemm.Multiply"/>, which runs serially
+/// inside the parallel region over B·NH.
+/// </summary>
+public static unsafe class Attention
+{
+    struct Args
+    {
+        public float* Out, Lse, Qkv, Dout, Dqkv;
+        public int B, T, C, NH;
+        public float P;
+        public ulong Seed;
+    }
+
+    [ThreadStatic] static float[]? _scratch;
+
+    static float* Scratch(int length)
+    {
+        if (_scratch == null || _scratch.Length < length)
+            _scratch = GC.AllocateUninitializedArray<float>(length, pinned: true);
+        return (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _scratch[0]);
+    }
+
+    /// <summary>
+    /// out (B, T, C) and lse (B, NH, T) from qkv (B, T, 3C). dropoutP is the attention-weight dropout (0 for none)
+    /// with its mask drawn from <paramref name="seed"/>.
+    /// </summary>
+    public static void Forward(Span<float> output, Span<float> lse, ReadOnlySpan<float> qkv, int B, int T, int C, int NH,
+        float dropoutP = 0f, ulong seed = 0)
+    {
+        Check.Length(qkv, (long)B * T * 3 * C, nameof(qkv));
+        Check.Length(output, (long)B * T * C, nameof(output));
+        Check.Length(lse, (long)B * NH * T, nameof(lse));
+        fixed (float* o = output, l = lse, x = qkv)
+        {
+            var a = new Args { Out = o, Lse = l, Qkv = x, B = B, T = T, C = C, NH = NH, P = dropoutP, Seed = seed };
+            KernelThreads.For(B * NH, ref a, &ForwardHead);
+        }
+    }
+
+    static void ForwardHead(ref Args a, int bh)
+    {
+        int T = a.T, C = a.C, NH = a.NH, hs = C / NH, C3 = 3 * C;
+        int b = bh / NH, h = bh % NH;
+        float scale = 1f / MathF.Sqrt(hs);
+        float* q = a.Qkv + (long)b * T * C3 + h * hs, k = q + C, v = q + 2 * C;
+        float* y = a.Out + (long)b * T * C + h * hs;
+        float* att = Scratch(T * T);                          // (T, T) for this head, row stride T
+        float* lse = a.Lse + (long)bh * T;
+        float keepScale = a.P > 0 ? 1f / (1f - a.P) : 1f;
+        // Query blocks [t0, t1) only meet keys [0, t1): the causal mask skips the blocks above the diagonal.
+        for (int t0 = 0; t0 < T; t0 += QueryBlock)
+        {
+            int t1 = Math.Min(T, t0 + QueryBlock), m = t1 - t0;
+            var attBlock = new Span<float>(att + t0 * T, (m - 1) * T + t1);
+            // att[t0:t1, 0:t1] = q[t0:t1] · k[0:t1]ᵀ / √hs
+            Gemm.Multiply(false, true, m, t1, hs, scale, Strided(q + t0 * C3, m, C3, hs), C3, Strided(k, t1, C3, hs), C3,
+                0f, attBlock, T);
+            for (int t = t0; t < t1; t++)
+            {
+                var row = new Span<float>(att + t * T, t + 1); // keys 0..t (causal)
+                lse[t] = Softmax.Row(row, row);
+                new Span<float>(att + t * T + t + 1, t1 - t - 1).Clear();   // masked keys get weight 0
+                if (a.P > 0)
+                {
+                    long baseIndex = ((long)bh * T + t) * T;
+                    for (int t2 = 0; t2 <= t; t2++)
+                        row[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? row[t2] * keepScale : 0f;
+                }
+            }
+            // y[t0:t1] (m, hs) = att[t0:t1, 0:t1] · v[0:t1], written into columns h·hs of out (B, T, C)
+            Gemm.Multiply(false, false, m, hs, t1, 1f, attBlock, T, Strided(v, t1, C3, hs), C3, 0f,
+                new Span<float>(y + (long)t0 * C, (m - 1) * C + hs), C);
+        }
+    }
+
+    /// <summary>Rows of a query block: small enough that skipping the masked blocks pays, large enough for GEMM.</summary>
+    const int QueryBlock = 64;
+
+    /// <summary>A (rows, cols) view with row stride ld, as the span GEMM reads.</summary>
+    static Span<float> Strided(float* p, int rows, int ld, int cols) => new(p, (rows - 1) * ld + cols);
+
+    /// <summary>
+    /// Backward of <see cref="Forward"/>: dqkv (B, T, 3C) is WRITTEN (every element) from dout (B, T, C),
+    /// qkv (B, T, 3C) and lse (B, NH, T). Dropout settings must equal the forward call's.
+    /// </summary>
+    public static void Backward(Span<float> dqkv, ReadOnlySpan<float> dout, ReadOnlySpan<float> qkv, ReadOnlySpan<float> lse,
+        int B, int T, int C, int NH, float dropoutP = 0f, ulong seed = 0)
+    {
+        Check.Length(qkv, (long)B * T * 3 * C, nameof(qkv));
+        Check.Length(dqkv, (long)B * T * 3 * C, nameof(dqkv));
+        Check.Length(dout, (long)B * T * C, nameof(dout));
+        Check.Length(lse, (long)B * NH * T, nameof(lse));
+        fixed (float* d = dqkv, g = dout, x = qkv, l = lse)
+        {
+            var a = new Args { Dqkv = d, Dout = g, Qkv = x, Lse = l, B = B, T = T, C = C, NH = NH, P = dropoutP, Seed = seed };
+            KernelThreads.For(B * NH, ref a, &BackwardHead);
+        }
+    }
+
+    static void BackwardHead(ref Args a, int bh)
+    {
+        int T = a.T, C = a.C, NH = a.NH, hs = C / NH, C3 = 3 * C;
+        int b = bh / NH, h = bh % NH;
+        float scale = 1f / MathF.Sqrt(hs);
+        long offset = (long)b * T * C3 + h * hs;
+        float* q = a.Qkv + offset, k = q + C, v = q + 2 * C;
+        float* dq = a.Dqkv + offset, dk = dq + C, dv = dq + 2 * C;
+        float* dy = a.Dout + (long)b * T * C + h * hs;
+        bool dropout = a.P > 0;
+        float* scratch = Scratch((dropout ? 3 : 2) * T * T);
+        float* att = scratch;                                 // P: softmax probabilities (T, T)
+        float* datt = scratch + T * T;                        // dP, then dS (T, T)
+        float* attDropped = dropout ? scratch + 2 * T * T : att;
+        float* lse = a.Lse + (long)bh * T;
+        float keepScale = dropout ? 1f / (1f - a.P) : 1f;
+        // dk and dv gather contributions from every query block after theirs.
+        for (int t = 0; t < T; t++)
+        {
+            new Span<float>(dk + (long)t * C3, hs).Clear();
+            new Span<float>(dv + (long)t * C3, hs).Clear();
+        }
+        for (int t0 = 0; t0 < T; t0 += QueryBlock)
+        {
+            int t1 = Math.Min(T, t0 + QueryBlock), m = t1 - t0;
+            var qBlock = Strided(q + t0 * C3, m, C3, hs);
+            var dyBlock = Strided(dy + (long)t0 * C, m, C, hs);
+            var attBlock = new Span<float>(att + t0 * T, (m - 1) * T + t1);
+            var dattBlock = new Span<float>(datt + t0 * T, (m - 1) * T + t1);
+            var droppedBlock = new Span<float>(attDropped + t0 * T, (m - 1) * T + t1);
+
+            // Recompute P = exp(q·kᵀ/√hs − lse) on the causal part of this block.
+            Gemm.Multiply(false, true, m, t1, hs, scale, qBlock, C3, Strided(k, t1, C3, hs), C3, 0f, attBlock, T);
+            for (int t = t0; t < t1; t++)
+            {
+                var row = new Span<float>(att + t * T, t + 1);
+                TensorPrimitives.Subtract(row, lse[t], row);
+                TensorPrimitives.Exp(row, row);
+                new Span<float>(att + t * T + t + 1, t1 - t - 1).Clear();
+                if (dropout)
+                {
+                    long baseIndex = ((long)bh * T + t) * T;
+                    for (int t2 = 0; t2 < t1; t2++)
+                        attDropped[t * T + t2] = t2 <= t && Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? att[t * T + t2] * keepScale : 0f;
+                }
+            }
+            // in the forward pass this was: y = attDropped · v
+            // dv[0:t1] += attDroppedᵀ · dy ; dattDropped (m, t1) = dy · vᵀ
+            Gemm.Multiply(true, false, t1, hs, m, 1f, droppedBlock, T, dyBlock, C, 1f, Strided(dv, t1, C3, hs), C3);
+            Gemm.Multiply(false, true, m, t1, hs, 1f, dyBlock, C, Strided(v, t1, C3, hs), C3, 0f, dattBlock, T);
+            for (int t = t0; t < t1; t++)
+            {
+                var p = new ReadOnlySpan<float>(att + t * T, t + 1);
+                var dp = new Span<float>(datt + t * T, t + 1);
+                if (dropout)
+                {
+                    long baseIndex = ((long)bh * T + t) * T;
+                    for (int t2 = 0; t2 <= t; t2++)
+                        dp[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? dp[t2] * keepScale : 0f;
+                }
+                // softmax backward: ds = p ⊙ (dp − Σ p·dp), times the 1/√hs of the scores
+                float dot = TensorPrimitives.Dot(p, dp);
+                TensorPrimitives.Subtract(dp, dot, dp);
+                TensorPrimitives.Multiply(dp, p, dp);
+                TensorPrimitives.Multiply(dp, scale, dp);
+                new Span<float>(datt + t * T + t + 1, t1 - t - 1).Clear();
+            }
+            // in the forward pass this was: s = q · kᵀ (scale already folded into ds)
+            // dq[t0:t1] = ds · k[0:t1] ; dk[0:t1] += dsᵀ · q[t0:t1]
+            Gemm.Multiply(false, false, m, hs, t1, 1f, dattBlock, T, Strided(k, t1, C3, hs), C3, 0f,
+                Strided(dq + t0 * C3, m, C3, hs), C3);
+            Gemm.Multiply(true, false, t1, hs, m, 1f, dattBlock, T, qBlock, C3, 1f, Strided(dk, t1, C3, hs), C3);
+        }
+    }
+}

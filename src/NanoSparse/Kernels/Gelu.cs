@@ -1,0 +1,78 @@
+using System.Runtime.Intrinsics;
+
+namespace NanoSparse.Kernels;
+
+/// <summary>
+/// Exact GELU as PyTorch's nn.GELU(): gelu(x) = 0.5 · x · (1 + erf(x / √2)).
+/// Derivative: gelu'(x) = 0.5 · (1 + erf(x / √2)) + x · φ(x), with φ(x) = exp(−x²/2) / √(2π).
+/// </summary>
+public static unsafe class Gelu
+{
+    const float InvSqrt2 = 0.70710678118654752f;
+    const float InvSqrt2Pi = 0.39894228040143268f;
+    // Elements are split into blocks of this many so RowParallel can hand out coarse chunks.
+    const int Block = 1024;
+
+    struct Args { public float* Out; public float* Inp; public float* Dout; public int N; }
+
+    public static float Forward(float x) => 0.5f * x * (1f + Erf.Evaluate(x * InvSqrt2));
+
+    public static float Derivative(float x) =>
+        0.5f * (1f + Erf.Evaluate(x * InvSqrt2)) + x * InvSqrt2Pi * MathF.Exp(-0.5f * x * x);
+
+    /// <summary>out (N) = gelu(inp (N)). out may alias inp (in place).</summary>
+    public static void Forward(Span<float> output, ReadOnlySpan<float> input)
+    {
+        Check.Length(output, input.Length, nameof(output));
+        fixed (float* o = output, i = input)
+        {
+            var a = new Args { Out = o, Inp = i, N = input.Length };
+            RowParallel.For((input.Length + Block - 1) / Block, Block * 20, ref a, &ForwardBody);
+        }
+    }
+
+    /// <summary>dinp (N) = dout (N) · gelu'(inp (N)); written, not accumulated. dinp may alias dout (in place).</summary>
+    public static void Backward(Span<float> dinp, ReadOnlySpan<float> input, ReadOnlySpan<float> dout)
+    {
+        Check.Length(dinp, input.Length, nameof(dinp));
+        Check.Length(dout, input.Length, nameof(dout));
+        fixed (float* d = dinp, i = input, g = dout)
+        {
+            var a = new Args { Out = d, Inp = i, Dout = g, N = input.Length };
+            RowParallel.For((input.Length + Block - 1) / Block, Block * 30, ref a, &BackwardBody);
+        }
+    }
+
+    static void ForwardBody(ref Args a, int startBlock, int endBlock)
+    {
+        int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
+        float* o = a.Out, x = a.Inp;
+        var half = Vector512.Create(0.5f);
+        var c = Vector512.Create(InvSqrt2);
+        for (; i + 16 <= end; i += 16)
+        {
+            var v = Vector512.Load(x + i);
+            (half * v * (Vector512<float>.One + Erf.Evaluate(v * c))).Store(o + i);
+        }
+        for (; i < end; i++) o[i] = Forward(x[i]);
+    }
+
+    static void BackwardBody(ref Args a, int startBlock, int endBlock)
+    {
+        int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
+        float* d = a.Out, x = a.Inp, g = a.Dout;
+        var half = Vector512.Create(0.5f);
+        var c = Vector512.Create(InvSqrt2);
+        var pdf = Vector512.Create(InvSqrt2Pi);
+        for (; i + 16 <= end; i += 16)
+        {
+            var v = Vector512.Load(x + i);
+            // in the forward pass this was: out = 0.5 * x * (1 + erf(x / sqrt 2))
+            var e = VectorExp.Exp(-(half * v * v));      // exp(-x²/2) = exp(-(x/√2)²): shared by erf and φ
+            var cdfTerm = half * (Vector512<float>.One + Erf.Evaluate(v * c, e));
+            var pdfTerm = v * pdf * e;
+            ((cdfTerm + pdfTerm) * Vector512.Load(g + i)).Store(d + i);
+        }
+        for (; i < end; i++) d[i] = Derivative(x[i]) * g[i];
+    }
+}

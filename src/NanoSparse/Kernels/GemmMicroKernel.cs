@@ -1,0 +1,190 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace NanoSparse.Kernels;
+
+/// <summary>
+/// The register-blocked inner kernel of <see cref="Gemm"/>: one MR×NR (12×32) tile of C from a packed A micro-panel
+/// (kc steps of MR values, one per row, broadcast) and a packed B micro-panel (kc steps of NR values, loaded as
+/// vectors). Per k step: 2 vector loads of B, MR broadcasts of A, 2·MR fused multiply-adds (Goto and van de
+/// Geijn, "Anatomy of High-Performance Matrix Multiplication", 2008; BLIS micro-kernel of Van Zee et al.).
+/// Tile = alpha·acc + beta·tile (beta == 0: the tile is not read).
+/// </summary>
+static unsafe class GemmMicroKernel
+{
+    /// <summary>Rows of the C tile (broadcast dimension).</summary>
+    public const int MR = 12;
+    /// <summary>Columns of the C tile (vector dimension): two 16-float vectors.</summary>
+    public const int NR = 32;
+
+    static readonly bool UseAvx512 = Avx512F.IsSupported;
+    static readonly bool UseAvx2 = Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>Name of the instruction set the kernel runs with, for benchmark tables.</summary>
+    public static string InstructionSet => UseAvx512 ? "avx512" : UseAvx2 ? "avx2" : "scalar";
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Run(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    {
+        if (UseAvx512) Kernel12x32Avx512(kc, ap, bp, c, ldc, alpha, beta);
+        else if (UseAvx2)
+        {
+            // 16 ymm registers hold a 6×16 tile (12 accumulators), so the 12×32 tile is four passes.
+            float* c6 = c + 6 * ldc;
+            Kernel6x16Avx2(kc, ap, bp, MR, c, ldc, alpha, beta);
+            Kernel6x16Avx2(kc, ap, bp + 16, MR, c + 16, ldc, alpha, beta);
+            Kernel6x16Avx2(kc, ap + 6, bp, MR, c6, ldc, alpha, beta);
+            Kernel6x16Avx2(kc, ap + 6, bp + 16, MR, c6 + 16, ldc, alpha, beta);
+        }
+        else KernelScalar(kc, ap, bp, c, ldc, alpha, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Kernel12x32Avx512(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    {
+        // 24 accumulators + 2 B vectors + 1 broadcast = 27 of the 32 zmm registers.
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
+        Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(bp);
+            var b1 = Vector512.Load(bp + 16);
+            var a = Vector512.Create(ap[0]);
+            c00 = Avx512F.FusedMultiplyAdd(a, b0, c00); c01 = Avx512F.FusedMultiplyAdd(a, b1, c01);
+            a = Vector512.Create(ap[1]);
+            c10 = Avx512F.FusedMultiplyAdd(a, b0, c10); c11 = Avx512F.FusedMultiplyAdd(a, b1, c11);
+            a = Vector512.Create(ap[2]);
+            c20 = Avx512F.FusedMultiplyAdd(a, b0, c20); c21 = Avx512F.FusedMultiplyAdd(a, b1, c21);
+            a = Vector512.Create(ap[3]);
+            c30 = Avx512F.FusedMultiplyAdd(a, b0, c30); c31 = Avx512F.FusedMultiplyAdd(a, b1, c31);
+            a = Vector512.Create(ap[4]);
+            c40 = Avx512F.FusedMultiplyAdd(a, b0, c40); c41 = Avx512F.FusedMultiplyAdd(a, b1, c41);
+            a = Vector512.Create(ap[5]);
+            c50 = Avx512F.FusedMultiplyAdd(a, b0, c50); c51 = Avx512F.FusedMultiplyAdd(a, b1, c51);
+            a = Vector512.Create(ap[6]);
+            c60 = Avx512F.FusedMultiplyAdd(a, b0, c60); c61 = Avx512F.FusedMultiplyAdd(a, b1, c61);
+            a = Vector512.Create(ap[7]);
+            c70 = Avx512F.FusedMultiplyAdd(a, b0, c70); c71 = Avx512F.FusedMultiplyAdd(a, b1, c71);
+            a = Vector512.Create(ap[8]);
+            c80 = Avx512F.FusedMultiplyAdd(a, b0, c80); c81 = Avx512F.FusedMultiplyAdd(a, b1, c81);
+            a = Vector512.Create(ap[9]);
+            c90 = Avx512F.FusedMultiplyAdd(a, b0, c90); c91 = Avx512F.FusedMultiplyAdd(a, b1, c91);
+            a = Vector512.Create(ap[10]);
+            ca0 = Avx512F.FusedMultiplyAdd(a, b0, ca0); ca1 = Avx512F.FusedMultiplyAdd(a, b1, ca1);
+            a = Vector512.Create(ap[11]);
+            cb0 = Avx512F.FusedMultiplyAdd(a, b0, cb0); cb1 = Avx512F.FusedMultiplyAdd(a, b1, cb1);
+            ap += MR;
+            bp += NR;
+        }
+        var va = Vector512.Create(alpha);
+        if (beta == 0)
+        {
+            Put(c, c00, c01, va); c += ldc; Put(c, c10, c11, va); c += ldc;
+            Put(c, c20, c21, va); c += ldc; Put(c, c30, c31, va); c += ldc;
+            Put(c, c40, c41, va); c += ldc; Put(c, c50, c51, va); c += ldc;
+            Put(c, c60, c61, va); c += ldc; Put(c, c70, c71, va); c += ldc;
+            Put(c, c80, c81, va); c += ldc; Put(c, c90, c91, va); c += ldc;
+            Put(c, ca0, ca1, va); c += ldc; Put(c, cb0, cb1, va);
+        }
+        else
+        {
+            var vb = Vector512.Create(beta);
+            Update(c, c00, c01, va, vb); c += ldc; Update(c, c10, c11, va, vb); c += ldc;
+            Update(c, c20, c21, va, vb); c += ldc; Update(c, c30, c31, va, vb); c += ldc;
+            Update(c, c40, c41, va, vb); c += ldc; Update(c, c50, c51, va, vb); c += ldc;
+            Update(c, c60, c61, va, vb); c += ldc; Update(c, c70, c71, va, vb); c += ldc;
+            Update(c, c80, c81, va, vb); c += ldc; Update(c, c90, c91, va, vb); c += ldc;
+            Update(c, ca0, ca1, va, vb); c += ldc; Update(c, cb0, cb1, va, vb);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Put(float* c, Vector512<float> x0, Vector512<float> x1, Vector512<float> va)
+    {
+        Vector512.Store(x0 * va, c);
+        Vector512.Store(x1 * va, c + 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Update(float* c, Vector512<float> x0, Vector512<float> x1, Vector512<float> va, Vector512<float> vb)
+    {
+        Vector512.Store(Avx512F.FusedMultiplyAdd(x0, va, Vector512.Load(c) * vb), c);
+        Vector512.Store(Avx512F.FusedMultiplyAdd(x1, va, Vector512.Load(c + 16) * vb), c + 16);
+    }
+
+    /// <summary>6×16 tile at columns [0,16) of a packed B micro-panel of row stride NR.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Kernel6x16Avx2(int kc, float* ap, float* bp, int mr, float* c, int ldc, float alpha, float beta)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector256.Load(bp);
+            var b1 = Vector256.Load(bp + 8);
+            var a = Vector256.Create(ap[0]);
+            c00 = Fma.MultiplyAdd(a, b0, c00); c01 = Fma.MultiplyAdd(a, b1, c01);
+            a = Vector256.Create(ap[1]);
+            c10 = Fma.MultiplyAdd(a, b0, c10); c11 = Fma.MultiplyAdd(a, b1, c11);
+            a = Vector256.Create(ap[2]);
+            c20 = Fma.MultiplyAdd(a, b0, c20); c21 = Fma.MultiplyAdd(a, b1, c21);
+            a = Vector256.Create(ap[3]);
+            c30 = Fma.MultiplyAdd(a, b0, c30); c31 = Fma.MultiplyAdd(a, b1, c31);
+            a = Vector256.Create(ap[4]);
+            c40 = Fma.MultiplyAdd(a, b0, c40); c41 = Fma.MultiplyAdd(a, b1, c41);
+            a = Vector256.Create(ap[5]);
+            c50 = Fma.MultiplyAdd(a, b0, c50); c51 = Fma.MultiplyAdd(a, b1, c51);
+            ap += mr;
+            bp += NR;
+        }
+        var va = Vector256.Create(alpha);
+        var vb = Vector256.Create(beta);
+        Store(c, c00, c01, va, vb, beta); c += ldc;
+        Store(c, c10, c11, va, vb, beta); c += ldc;
+        Store(c, c20, c21, va, vb, beta); c += ldc;
+        Store(c, c30, c31, va, vb, beta); c += ldc;
+        Store(c, c40, c41, va, vb, beta); c += ldc;
+        Store(c, c50, c51, va, vb, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Store(float* c, Vector256<float> x0, Vector256<float> x1, Vector256<float> va, Vector256<float> vb, float beta)
+    {
+        if (beta == 0)
+        {
+            Vector256.Store(x0 * va, c);
+            Vector256.Store(x1 * va, c + 8);
+        }
+        else
+        {
+            Vector256.Store(Fma.MultiplyAdd(x0, va, Vector256.Load(c) * vb), c);
+            Vector256.Store(Fma.MultiplyAdd(x1, va, Vector256.Load(c + 8) * vb), c + 8);
+        }
+    }
+
+    static void KernelScalar(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    {
+        float* acc = stackalloc float[MR * NR];
+        new Span<float>(acc, MR * NR).Clear();
+        for (int p = 0; p < kc; p++)
+        {
+            for (int r = 0; r < MR; r++)
+            {
+                float av = ap[r];
+                float* row = acc + r * NR;
+                for (int j = 0; j < NR; j++) row[j] += av * bp[j];
+            }
+            ap += MR;
+            bp += NR;
+        }
+        for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++)
+        {
+            float* cr = c + r * ldc + j;
+            *cr = beta == 0 ? alpha * acc[r * NR + j] : alpha * acc[r * NR + j] + beta * *cr;
+        }
+    }
+}

@@ -1,0 +1,158 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace NanoSparse.Kernels;
+
+/// <summary>
+/// Copies blocks of op(A) and op(B) into the contiguous micro-panel order the micro-kernel reads, so that the
+/// kernel's loads are unit-stride whatever the transposes. Rows/columns past the matrix edge are zero-filled
+/// so that edge tiles run the same kernel.
+/// </summary>
+static unsafe class GemmPacking
+{
+    const int MR = GemmMicroKernel.MR;
+    const int NR = GemmMicroKernel.NR;
+
+    /// <summary>
+    /// Packs op(A)[i0..i0+mc, p0..p0+kc] as ceil(mc/MR) micro-panels; panel q holds, for each p, the MR values
+    /// op(A)[i0+q·MR+r, p0+p] (r = 0..MR-1) at dst[q·MR·kc + p·MR + r].
+    /// </summary>
+    public static void PackA(bool transA, float* a, int lda, int i0, int mc, int p0, int kc, float* dst)
+    {
+        for (int ir = 0; ir < mc; ir += MR)
+        {
+            int rows = Math.Min(MR, mc - ir);
+            float* panel = dst + ir * kc;
+            if (transA)
+            {
+                // op(A)(i, p) = a[p·lda + i]: each k step is MR (12) contiguous floats.
+                float* src = a + (long)p0 * lda + i0 + ir;
+                if (rows == MR)
+                {
+                    for (int p = 0; p < kc; p++, src += lda, panel += MR)
+                    {
+                        Vector256.Store(Vector256.Load(src), panel);
+                        Vector128.Store(Vector128.Load(src + 8), panel + 8);
+                    }
+                }
+                else
+                {
+                    for (int p = 0; p < kc; p++, src += lda, panel += MR)
+                        for (int r = 0; r < MR; r++) panel[r] = r < rows ? src[r] : 0f;
+                }
+            }
+            else
+            {
+                // op(A)(i, p) = a[i·lda + p]: row r of the block becomes lane r of every k step.
+                float* src = a + (long)(i0 + ir) * lda + p0;
+                if (rows == MR && Sse.IsSupported)
+                {
+                    PackATransposed4x4(src, lda, kc, panel);
+                    continue;
+                }
+                if (rows < MR) new Span<float>(panel, kc * MR).Clear();
+                for (int r = 0; r < rows; r++, src += lda)
+                {
+                    float* d = panel + r;
+                    int p = 0;
+                    for (; p + 4 <= kc; p += 4)
+                    {
+                        d[(p + 0) * MR] = src[p + 0];
+                        d[(p + 1) * MR] = src[p + 1];
+                        d[(p + 2) * MR] = src[p + 2];
+                        d[(p + 3) * MR] = src[p + 3];
+                    }
+                    for (; p < kc; p++) d[p * MR] = src[p];
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Full MR-row panel of a non-transposed A: 4×4 blocks (4 rows × 4 k steps) are transposed in registers
+    /// (unpack + movlh/movhl, the SSE 4×4 transpose), so loads and stores are 4 floats wide instead of 1.
+    /// </summary>
+    static void PackATransposed4x4(float* src, int lda, int kc, float* panel)
+    {
+        int p = 0;
+        for (; p + 4 <= kc; p += 4)
+        {
+            float* d = panel + p * MR;
+            for (int q = 0; q < MR; q += 4)
+            {
+                float* s0 = src + (long)q * lda + p;
+                var r0 = Sse.LoadVector128(s0);
+                var r1 = Sse.LoadVector128(s0 + lda);
+                var r2 = Sse.LoadVector128(s0 + 2L * lda);
+                var r3 = Sse.LoadVector128(s0 + 3L * lda);
+                var t0 = Sse.UnpackLow(r0, r1);   // a0 b0 a1 b1
+                var t1 = Sse.UnpackLow(r2, r3);   // c0 d0 c1 d1
+                var t2 = Sse.UnpackHigh(r0, r1);  // a2 b2 a3 b3
+                var t3 = Sse.UnpackHigh(r2, r3);  // c2 d2 c3 d3
+                Sse.Store(d + q, Sse.MoveLowToHigh(t0, t1));           // a0 b0 c0 d0
+                Sse.Store(d + MR + q, Sse.MoveHighToLow(t1, t0));      // a1 b1 c1 d1
+                Sse.Store(d + 2 * MR + q, Sse.MoveLowToHigh(t2, t3));  // a2 b2 c2 d2
+                Sse.Store(d + 3 * MR + q, Sse.MoveHighToLow(t3, t2));  // a3 b3 c3 d3
+            }
+        }
+        for (; p < kc; p++)
+            for (int r = 0; r < MR; r++) panel[p * MR + r] = src[(long)r * lda + p];
+    }
+
+    /// <summary>
+    /// Packs op(B)[p0..p0+kc, j0..j0+nc] as ceil(nc/NR) micro-panels; panel q holds, for each p, the NR values
+    /// op(B)[p0+p, j0+q·NR+j] (j = 0..NR-1) at dst[q·NR·kc + p·NR + j].
+    /// </summary>
+    public static void PackB(bool transB, float* b, int ldb, int p0, int kc, int j0, int nc, float* dst)
+    {
+        for (int jr = 0; jr < nc; jr += NR)
+        {
+            int cols = Math.Min(NR, nc - jr);
+            float* panel = dst + jr * kc;
+            if (!transB)
+            {
+                // op(B)(p, j) = b[p·ldb + j]: each k step is NR contiguous floats.
+                float* src = b + (long)p0 * ldb + j0 + jr;
+                if (cols == NR)
+                {
+                    for (int p = 0; p < kc; p++, src += ldb, panel += NR)
+                    {
+                        Vector256.Store(Vector256.Load(src), panel);
+                        Vector256.Store(Vector256.Load(src + 8), panel + 8);
+                        Vector256.Store(Vector256.Load(src + 16), panel + 16);
+                        Vector256.Store(Vector256.Load(src + 24), panel + 24);
+                    }
+                }
+                else
+                {
+                    for (int p = 0; p < kc; p++, src += ldb, panel += NR)
+                    {
+                        int j = 0;
+                        for (; j < cols; j++) panel[j] = src[j];
+                        for (; j < NR; j++) panel[j] = 0f;
+                    }
+                }
+            }
+            else
+            {
+                // op(B)(p, j) = b[j·ldb + p]: row j of the stored B becomes column j of the panel.
+                float* src = b + (long)(j0 + jr) * ldb + p0;
+                if (cols < NR) new Span<float>(panel, kc * NR).Clear();
+                for (int j = 0; j < cols; j++, src += ldb)
+                {
+                    float* d = panel + j;
+                    int p = 0;
+                    for (; p + 4 <= kc; p += 4)
+                    {
+                        d[(p + 0) * NR] = src[p + 0];
+                        d[(p + 1) * NR] = src[p + 1];
+                        d[(p + 2) * NR] = src[p + 2];
+                        d[(p + 3) * NR] = src[p + 3];
+                    }
+                    for (; p < kc; p++) d[p * NR] = src[p];
+                }
+            }
+        }
+    }
+}

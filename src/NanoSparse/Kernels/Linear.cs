@@ -1,0 +1,95 @@
+using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+
+namespace NanoSparse.Kernels;
+
+/// <summary>
+/// Fully connected layer as torch.nn.Linear: out = inp · weightᵀ + bias, weight stored (OC, C) like PyTorch.
+/// The products go through <see cref="Gemm.Multiply"/>; only the bias work is done here.
+/// </summary>
+public static unsafe class Linear
+{
+    const int ColumnBlock = 64;
+
+    struct Args { public float* Out, Bias, Dout, Dbias; public int N, OC; }
+
+    /// <summary>out (N, OC) = inp (N, C) · weight (OC, C)ᵀ + bias (OC, or empty without bias).</summary>
+    public static void Forward(Span<float> output, ReadOnlySpan<float> input, ReadOnlySpan<float> weight,
+        ReadOnlySpan<float> bias, int N, int C, int OC)
+    {
+        Check.Length(input, (long)N * C, nameof(input));
+        Check.Length(weight, (long)OC * C, nameof(weight));
+        Check.Length(output, (long)N * OC, nameof(output));
+        Gemm.Multiply(false, true, N, OC, C, 1f, input, C, weight, C, 0f, output, OC);
+        if (bias.IsEmpty) return;
+        Check.Length(bias, OC, nameof(bias));
+        fixed (float* o = output, b = bias)
+        {
+            var a = new Args { Out = o, Bias = b, N = N, OC = OC };
+            RowParallel.For(N, OC, ref a, &AddBiasRows);
+        }
+    }
+
+    static void AddBiasRows(ref Args a, int start, int end)
+    {
+        var b = new ReadOnlySpan<float>(a.Bias, a.OC);
+        for (int n = start; n < end; n++)
+        {
+            var row = new Span<float>(a.Out + (long)n * a.OC, a.OC);
+            TensorPrimitives.Add(row, b, row);
+        }
+    }
+
+    /// <summary>
+    /// Backward of <see cref="Forward"/>, given dout (N, OC):
+    ///   dweight (OC, C) += doutᵀ · inp        (accumulated)
+    ///   dbias (OC)      += Σ_n dout[n, :]     (accumulated; skipped when dbias is empty)
+    ///   dinp (N, C)      = dout · weight       (written; skipped when dinp is empty)
+    /// The weight gradient is formed first, so dinp may alias inp (the activation is no longer needed after).
+    /// </summary>
+    public static void Backward(Span<float> dinp, Span<float> dweight, Span<float> dbias, ReadOnlySpan<float> dout,
+        ReadOnlySpan<float> input, ReadOnlySpan<float> weight, int N, int C, int OC)
+    {
+        Check.Length(dout, (long)N * OC, nameof(dout));
+        Check.Length(input, (long)N * C, nameof(input));
+        Check.Length(dweight, (long)OC * C, nameof(dweight));
+        Gemm.Multiply(true, false, OC, C, N, 1f, dout, OC, input, C, 1f, dweight, C);
+        if (!dbias.IsEmpty)
+        {
+            Check.Length(dbias, OC, nameof(dbias));
+            fixed (float* g = dout, db = dbias)
+            {
+                var a = new Args { Dout = g, Dbias = db, N = N, OC = OC };
+                RowParallel.For((OC + ColumnBlock - 1) / ColumnBlock, (long)N * ColumnBlock, ref a, &BiasGradColumns);
+            }
+        }
+        if (!dinp.IsEmpty)
+        {
+            Check.Length(dinp, (long)N * C, nameof(dinp));
+            Gemm.Multiply(false, false, N, C, OC, 1f, dout, OC, weight, C, 0f, dinp, C);
+        }
+    }
+
+    /// <summary>dbias[oc] += Σ_n dout[n, oc] for a block of columns, so tasks never share an output.</summary>
+    static void BiasGradColumns(ref Args a, int startBlock, int endBlock)
+    {
+        Span<float> acc = stackalloc float[ColumnBlock];
+        for (int blk = startBlock; blk < endBlock; blk++)
+        {
+            int c0 = blk * ColumnBlock, c1 = Math.Min(a.OC, c0 + ColumnBlock);
+            acc.Clear();
+            fixed (float* s = acc)
+            {
+                for (int n = 0; n < a.N; n++)
+                {
+                    float* g = a.Dout + (long)n * a.OC;
+                    int c = c0;
+                    for (; c + 16 <= c1; c += 16)
+                        (Vector512.Load(s + c - c0) + Vector512.Load(g + c)).Store(s + c - c0);
+                    for (; c < c1; c++) s[c - c0] += g[c];
+                }
+            }
+            for (int c = c0; c < c1; c++) a.Dbias[c] += acc[c - c0];
+        }
+    }
+}

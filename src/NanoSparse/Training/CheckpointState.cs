@@ -1,0 +1,73 @@
+using System.Text.Json.Serialization;
+using NanoSparse.Nn;
+using NanoSparse.Numerics;
+
+namespace NanoSparse.Training;
+
+/// <summary>The JSON half of a checkpoint (state.json): everything except the tensors.</summary>
+public sealed class CheckpointState
+{
+    public const string FormatName = "nanosparse-checkpoint";
+
+    [JsonPropertyName("format")] public string Format { get; set; } = FormatName;
+    [JsonPropertyName("version")] public int Version { get; set; } = 1;
+    [JsonPropertyName("model_args")] public ModelArgs Model { get; set; } = new();
+    [JsonPropertyName("config")] public TrainConfig Config { get; set; } = new();
+    /// <summary>nanoGPT's iter_num: the iteration the run continues from.</summary>
+    [JsonPropertyName("iter_num")] public int IterNum { get; set; }
+    [JsonPropertyName("best_val_loss")] public float BestValLoss { get; set; } = 1e9f;
+    [JsonPropertyName("optimizer_step")] public long OptimizerStep { get; set; }
+    [JsonPropertyName("dataset")] public string Dataset { get; set; } = "";
+    [JsonPropertyName("tokenizer")] public string Tokenizer { get; set; } = "char";
+    [JsonPropertyName("dropout_rng")] public RngStateJson DropoutRng { get; set; } = new();
+    [JsonPropertyName("train_sampler")] public RngStateJson TrainSampler { get; set; } = new();
+}
+
+/// <summary>nanoGPT's model_args, in its key names.</summary>
+public sealed class ModelArgs
+{
+    [JsonPropertyName("n_layer")] public int NLayer { get; set; }
+    [JsonPropertyName("n_head")] public int NHead { get; set; }
+    [JsonPropertyName("n_embd")] public int NEmbd { get; set; }
+    [JsonPropertyName("block_size")] public int BlockSize { get; set; }
+    [JsonPropertyName("vocab_size")] public int VocabSize { get; set; }
+    [JsonPropertyName("bias")] public bool Bias { get; set; }
+    [JsonPropertyName("dropout")] public float Dropout { get; set; }
+
+    public static ModelArgs From(GptConfig c) => new()
+    {
+        NLayer = c.NLayer, NHead = c.NHead, NEmbd = c.NEmbd, BlockSize = c.BlockSize,
+        VocabSize = c.VocabSize, Bias = c.Bias, Dropout = c.Dropout,
+    };
+
+    public GptConfig ToConfig() => new()
+    {
+        NLayer = NLayer, NHead = NHead, NEmbd = NEmbd, BlockSize = BlockSize,
+        VocabSize = VocabSize, Bias = Bias, Dropout = Dropout,
+    };
+}
+
+/// <summary>An <see cref="RngState"/> as JSON. Words are decimal strings so that no JSON reader rounds them.</summary>
+public sealed class RngStateJson
+{
+    [JsonPropertyName("s")] public string[] S { get; set; } = ["0", "0", "0", "0"];
+    [JsonPropertyName("has_spare")] public bool HasSpare { get; set; }
+    /// <summary>The cached Gaussian as the hex of its IEEE bits: bit-exact across write and read.</summary>
+    [JsonPropertyName("spare_bits")] public string SpareBits { get; set; } = "0";
+
+    public static RngStateJson From(RngState s) => new()
+    {
+        S = [s.S0.ToString(), s.S1.ToString(), s.S2.ToString(), s.S3.ToString()],
+        HasSpare = s.HasSpare,
+        SpareBits = BitConverter.DoubleToUInt64Bits(s.Spare).ToString("x16"),
+    };
+
+    public RngState ToState(string field)
+    {
+        if (S is not { Length: 4 } || !S.All(w => ulong.TryParse(w, out _)))
+            throw new FormatException($"{field}.s must hold four unsigned 64-bit integers as strings");
+        if (!ulong.TryParse(SpareBits, System.Globalization.NumberStyles.HexNumber, null, out ulong bits))
+            throw new FormatException($"{field}.spare_bits ('{SpareBits}') must be hexadecimal");
+        return new RngState(ulong.Parse(S[0]), ulong.Parse(S[1]), ulong.Parse(S[2]), ulong.Parse(S[3]), HasSpare, BitConverter.UInt64BitsToDouble(bits));
+    }
+}

@@ -1,0 +1,189 @@
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace NanoSparse.Training;
+
+/// <summary>
+/// The training run's configuration: nanoGPT train.py's variables, one property each, same snake_case names in
+/// JSON and in <c>--set key=value</c>. Defaults are train.py's except where a CPU run needs smaller ones
+/// (model size, block_size, iterations, warm-up, eval cadence, gradient_accumulation_steps 1).
+/// </summary>
+public sealed class TrainConfig
+{
+    // I/O
+    [JsonPropertyName("out_dir")] public string OutDir { get; set; } = "out";
+    [JsonPropertyName("eval_interval")] public int EvalInterval { get; set; } = 250;
+    [JsonPropertyName("log_interval")] public int LogInterval { get; set; } = 1;
+    [JsonPropertyName("eval_iters")] public int EvalIters { get; set; } = 20;
+    [JsonPropertyName("eval_only")] public bool EvalOnly { get; set; }
+    [JsonPropertyName("always_save_checkpoint")] public bool AlwaysSaveCheckpoint { get; set; } = true;
+    [JsonPropertyName("init_from")] public string InitFrom { get; set; } = "scratch";
+    // data
+    [JsonPropertyName("dataset")] public string Dataset { get; set; } = "data/brown";
+    [JsonPropertyName("gradient_accumulation_steps")] public int GradientAccumulationSteps { get; set; } = 1;
+    [JsonPropertyName("batch_size")] public int BatchSize { get; set; } = 12;
+    [JsonPropertyName("block_size")] public int BlockSize { get; set; } = 64;
+    // model
+    [JsonPropertyName("n_layer")] public int NLayer { get; set; } = 4;
+    [JsonPropertyName("n_head")] public int NHead { get; set; } = 4;
+    [JsonPropertyName("n_embd")] public int NEmbd { get; set; } = 128;
+    [JsonPropertyName("dropout")] public float Dropout { get; set; } = 0f;
+    [JsonPropertyName("bias")] public bool Bias { get; set; }
+    // AdamW
+    [JsonPropertyName("learning_rate")] public float LearningRate { get; set; } = 6e-4f;
+    [JsonPropertyName("max_iters")] public int MaxIters { get; set; } = 2000;
+    [JsonPropertyName("weight_decay")] public float WeightDecay { get; set; } = 0.1f;
+    [JsonPropertyName("beta1")] public float Beta1 { get; set; } = 0.9f;
+    [JsonPropertyName("beta2")] public float Beta2 { get; set; } = 0.95f;
+    [JsonPropertyName("grad_clip")] public float GradClip { get; set; } = 1.0f;
+    // learning-rate schedule
+    [JsonPropertyName("decay_lr")] public bool DecayLr { get; set; } = true;
+    [JsonPropertyName("warmup_iters")] public int WarmupIters { get; set; } = 100;
+    [JsonPropertyName("lr_decay_iters")] public int LrDecayIters { get; set; } = 2000;
+    [JsonPropertyName("min_lr")] public float MinLr { get; set; } = 6e-5f;
+    // system
+    [JsonPropertyName("seed")] public ulong Seed { get; set; } = 1337;
+    /// <summary>Kernel threads; 0 means all cores.</summary>
+    [JsonPropertyName("threads")] public int Threads { get; set; }
+    /// <summary>Build the next batch on a background thread while this one computes.</summary>
+    [JsonPropertyName("prefetch")] public bool Prefetch { get; set; } = true;
+
+    public TrainConfig Clone() => (TrainConfig)MemberwiseClone();
+
+    static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+    };
+
+    /// <summary>Every key with its property, in declaration order.</summary>
+    static readonly (string Key, PropertyInfo Property)[] Keys = typeof(TrainConfig)
+        .GetProperties(BindingFlags.Public | BindingFlags.Instance)
+        .Where(p => p.GetCustomAttribute<JsonPropertyNameAttribute>() is not null)
+        .Select(p => (p.GetCustomAttribute<JsonPropertyNameAttribute>()!.Name, p))
+        .ToArray();
+
+    public static IReadOnlyList<string> KeyNames => Keys.Select(k => k.Key).ToArray();
+
+    /// <summary>The (key, value) pairs as they would appear in JSON, for tables and logs.</summary>
+    public IEnumerable<(string Key, string Value)> Entries() =>
+        Keys.Select(k => (k.Key, FormatValue(k.Property.GetValue(this))));
+
+    static string FormatValue(object? value) => value switch
+    {
+        null => "",
+        bool b => b ? "true" : "false",
+        float f => f.ToString("R", CultureInfo.InvariantCulture),
+        IFormattable x => x.ToString(null, CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? "",
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    /// <summary>Parses JSON text (unknown keys are errors), then validates. <paramref name="source"/> names the origin in messages.</summary>
+    public static TrainConfig FromJson(string json, string source = "config")
+    {
+        TrainConfig? config;
+        try
+        {
+            config = JsonSerializer.Deserialize<TrainConfig>(json, Json);
+        }
+        catch (JsonException e)
+        {
+            string where = e.Path is null ? "" : $" at {e.Path}";
+            string why = e.Message.Contains("could not be mapped", StringComparison.Ordinal)
+                ? $"unknown key{where.Replace(" at $.", " '")}{(where.Length > 0 ? "'" : "")}; valid keys: {string.Join(", ", KeyNames)}"
+                : $"invalid value{where}: {e.Message.Split(". Path:")[0]}";
+            throw new FormatException($"{source}: {why}", e);
+        }
+        if (config is null) throw new FormatException($"{source}: the JSON is null, expected an object of training settings");
+        config.Validate(source);
+        return config;
+    }
+
+    public static TrainConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"config file {path} does not exist", path);
+        return FromJson(File.ReadAllText(path), path);
+    }
+
+    /// <summary>Applies one <c>key=value</c> override; an unknown key or unparsable value is an error naming both.</summary>
+    public void Set(string assignment)
+    {
+        int eq = assignment.IndexOf('=');
+        if (eq <= 0) throw new FormatException($"--set expects key=value, got '{assignment}'");
+        Set(assignment[..eq].Trim(), assignment[(eq + 1)..].Trim());
+    }
+
+    public void Set(string key, string value)
+    {
+        var entry = Keys.FirstOrDefault(k => k.Key == key);
+        if (entry.Property is null)
+            throw new FormatException($"unknown config key '{key}'; valid keys: {string.Join(", ", KeyNames)}");
+        var type = entry.Property.PropertyType;
+        object? parsed = null;
+        var inv = CultureInfo.InvariantCulture;
+        bool ok = true;
+        if (type == typeof(string)) parsed = value;
+        else if (type == typeof(int)) { ok = int.TryParse(value, NumberStyles.Integer, inv, out int x); parsed = x; }
+        else if (type == typeof(ulong)) { ok = ulong.TryParse(value, NumberStyles.Integer, inv, out ulong x); parsed = x; }
+        else if (type == typeof(float)) { ok = float.TryParse(value, NumberStyles.Float, inv, out float x); parsed = x; }
+        else if (type == typeof(bool))
+        {
+            switch (value.ToLowerInvariant())
+            {
+                case "true" or "1" or "yes": parsed = true; break;
+                case "false" or "0" or "no": parsed = false; break;
+                default: ok = false; break;
+            }
+        }
+        else throw new InvalidOperationException($"config key {key} has unsupported type {type.Name}");
+        if (!ok) throw new FormatException($"invalid value '{value}' for config key '{key}': expected {TypeWord(type)}");
+        entry.Property.SetValue(this, parsed);
+    }
+
+    static string TypeWord(Type t) =>
+        t == typeof(int) ? "an integer" : t == typeof(ulong) ? "a non-negative integer" : t == typeof(float) ? "a number" : t == typeof(bool) ? "true or false" : "a string";
+
+    /// <summary>Checks ranges and relations; throws ArgumentException naming the key, the value and what is allowed.</summary>
+    public void Validate(string source = "config")
+    {
+        void Fail(string message) => throw new ArgumentException($"{source}: {message}");
+        void Positive(string key, int v) { if (v <= 0) Fail($"{key} ({v}) must be positive"); }
+        void NonNegative(string key, int v) { if (v < 0) Fail($"{key} ({v}) must be >= 0"); }
+        void Finite(string key, float v, float min, float max, bool maxInclusive = true)
+        {
+            if (!float.IsFinite(v) || v < min || (maxInclusive ? v > max : v >= max))
+                Fail($"{key} ({v.ToString(CultureInfo.InvariantCulture)}) must be in [{min.ToString(CultureInfo.InvariantCulture)}, {max.ToString(CultureInfo.InvariantCulture)}{(maxInclusive ? "]" : ")")}");
+        }
+
+        if (string.IsNullOrWhiteSpace(OutDir)) Fail("out_dir must not be empty");
+        if (string.IsNullOrWhiteSpace(Dataset)) Fail("dataset must not be empty");
+        if (InitFrom is not ("scratch" or "resume")) Fail($"init_from ('{InitFrom}') must be 'scratch' or 'resume'");
+        Positive("eval_interval", EvalInterval);
+        Positive("log_interval", LogInterval);
+        Positive("eval_iters", EvalIters);
+        Positive("gradient_accumulation_steps", GradientAccumulationSteps);
+        Positive("batch_size", BatchSize);
+        Positive("block_size", BlockSize);
+        Positive("n_layer", NLayer);
+        Positive("n_head", NHead);
+        Positive("n_embd", NEmbd);
+        if (NEmbd % NHead != 0) Fail($"n_embd ({NEmbd}) must be divisible by n_head ({NHead})");
+        Finite("dropout", Dropout, 0, 1, maxInclusive: false);
+        Finite("learning_rate", LearningRate, 0, float.MaxValue);
+        NonNegative("max_iters", MaxIters);
+        Finite("weight_decay", WeightDecay, 0, float.MaxValue);
+        Finite("beta1", Beta1, 0, 1, maxInclusive: false);
+        Finite("beta2", Beta2, 0, 1, maxInclusive: false);
+        Finite("grad_clip", GradClip, 0, float.MaxValue);
+        NonNegative("warmup_iters", WarmupIters);
+        Finite("min_lr", MinLr, 0, float.MaxValue);
+        if (DecayLr && LrDecayIters <= WarmupIters) Fail($"lr_decay_iters ({LrDecayIters}) must be greater than warmup_iters ({WarmupIters}) when decay_lr is true");
+        NonNegative("threads", Threads);
+    }
+}

@@ -1,0 +1,261 @@
+using System.Diagnostics;
+using System.Numerics.Tensors;
+using NanoSparse.Data;
+using NanoSparse.Kernels;
+using NanoSparse.Nn;
+using NanoSparse.Optim;
+
+namespace NanoSparse.Training;
+
+/// <summary>One training iteration's numbers (step is the 0-based iteration, as nanoGPT's "iter k" lines).</summary>
+public readonly record struct StepReport(int Step, int MaxIters, float Loss, double LearningRate, double GradNorm, double MsPerIter, double TokensPerSecond);
+
+/// <summary>An evaluation after <see cref="Step"/> updates; <see cref="Saved"/> says whether a checkpoint was written.</summary>
+public sealed record EvalReport(int Step, float TrainLoss, float ValLoss, double LearningRate, bool Saved, float BestValLoss);
+
+public sealed record TrainSummary(int StartStep, int FinalStep, float LastLoss, float BestValLoss, EvalReport? LastEval,
+    double Seconds, double MeanMsPerIter, double TokensPerSecond, long ParameterCount, string OutDir);
+
+/// <summary>A loss, gradient norm or evaluation became NaN or infinite. The last good checkpoint stays as it was.</summary>
+public sealed class TrainingDivergedException(int step, string message) : Exception(message)
+{
+    public int Step { get; } = step;
+}
+
+/// <summary>
+/// nanoGPT's train.py as a class. Per iteration:
+///   lr = schedule(it); for each of gradient_accumulation_steps micro-batches: forward, backward (gradients add up);
+///   g ← g / accumulation; clip to grad_clip by global norm; AdamW step.
+/// Every eval_interval updates (and at max_iters) the train and val losses are estimated over eval_iters batches and
+/// a checkpoint is written when val improves (or always, with always_save_checkpoint).
+/// Deterministic for a seed and thread count; a resumed run continues bit-identically (RNG and sampler states,
+/// AdamW moments and step are in the checkpoint).
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    const ulong DropoutSalt = 0x64726F706F75745FUL;
+
+    readonly TokenFile _trainFile, _valFile;
+    readonly BatchSampler _sampler;
+    readonly Prefetcher? _prefetcher;
+    readonly CosineSchedule _schedule;
+    readonly int[] _x, _y;
+    readonly string _metaPath;
+    readonly bool _resumed;
+
+    public TrainConfig Config { get; }
+    public DatasetMeta Meta { get; }
+    public Gpt Model { get; }
+    public AdamW Optimizer { get; }
+    /// <summary>Updates done so far (nanoGPT's iter_num).</summary>
+    public int Step { get; private set; }
+    public float BestValLoss { get; private set; } = 1e9f;
+    /// <summary>Every iteration's training loss of this session, in order (index = iteration − start).</summary>
+    public List<float> Losses { get; } = [];
+    public List<EvalReport> Evaluations { get; } = [];
+    public int TokensPerIteration => Config.BatchSize * Config.BlockSize * Config.GradientAccumulationSteps;
+
+    public Action<StepReport>? StepCompleted { get; set; }
+    public Action<EvalReport>? Evaluated { get; set; }
+
+    public Trainer(TrainConfig config)
+    {
+        config.Validate();
+        Config = config.Clone();
+        if (Config.Threads > 0) KernelThreads.Max = Config.Threads;
+
+        if (!Directory.Exists(Config.Dataset))
+            throw new DirectoryNotFoundException($"dataset directory {Config.Dataset} does not exist (run `nanosparse prepare` first)");
+        _metaPath = Path.Combine(Config.Dataset, "meta.json");
+        Meta = DatasetMeta.Load(_metaPath);
+
+        CheckpointState? resume = null;
+        GptConfig modelConfig;
+        if (Config.InitFrom == "resume")
+        {
+            resume = Checkpoint.ReadState(Config.OutDir);
+            modelConfig = resume.Model.ToConfig();   // as nanoGPT: the checkpoint's model args win
+            if (modelConfig.VocabSize != Meta.VocabSize)
+                throw new InvalidDataException($"checkpoint {Config.OutDir} has vocab_size {modelConfig.VocabSize} but dataset {_metaPath} has {Meta.VocabSize}");
+        }
+        else
+        {
+            modelConfig = new GptConfig
+            {
+                NLayer = Config.NLayer, NHead = Config.NHead, NEmbd = Config.NEmbd, BlockSize = Config.BlockSize,
+                VocabSize = Meta.VocabSize, Bias = Config.Bias, Dropout = Config.Dropout,
+            };
+        }
+        modelConfig.Validate();
+        if (Config.BlockSize > modelConfig.BlockSize)
+            throw new ArgumentException($"block_size ({Config.BlockSize}) exceeds the checkpoint model's block_size ({modelConfig.BlockSize})");
+
+        // Full scan: a token id beyond vocab_size is reported now, naming the file, not mid-run.
+        _trainFile = TokenFile.OpenSplit(Config.Dataset, "train", Meta, fullScan: true);
+        try
+        {
+            _valFile = TokenFile.OpenSplit(Config.Dataset, "val", Meta, fullScan: true);
+        }
+        catch
+        {
+            _trainFile.Dispose();
+            throw;
+        }
+
+        Model = new Gpt(modelConfig, Config.BatchSize, Config.BlockSize);
+        var gpt = Model;
+        Optimizer = new AdamW(Model.ParameterData.Length,
+            Model.Parameters.Select(p => AdamW.SegmentOf(gpt.ParameterData, p.Value.Span, p.Decay)),
+            Config.Beta1, Config.Beta2, 1e-8f, Config.WeightDecay);
+        _schedule = new CosineSchedule(Config.LearningRate, Config.MinLr, Config.WarmupIters, Config.LrDecayIters, Config.DecayLr);
+        _sampler = new BatchSampler(_trainFile, Config.BatchSize, Config.BlockSize, Config.Seed);
+
+        if (resume is not null)
+        {
+            Checkpoint.LoadWeights(Config.OutDir, Model);
+            Checkpoint.LoadOptimizer(Config.OutDir, Model, Optimizer, resume.OptimizerStep);
+            Step = resume.IterNum;
+            BestValLoss = resume.BestValLoss;
+            Model.DropoutRng.State = resume.DropoutRng.ToState("dropout_rng");
+            _sampler.State = resume.TrainSampler.ToState("train_sampler");
+            _resumed = true;
+        }
+        else
+        {
+            Model.InitializeWeights(Config.Seed);
+            Model.DropoutRng.Reseed(Config.Seed ^ DropoutSalt);
+        }
+        if (Config.Prefetch) _prefetcher = new Prefetcher(_sampler);
+        _x = new int[Config.BatchSize * Config.BlockSize];
+        _y = new int[Config.BatchSize * Config.BlockSize];
+    }
+
+    public double LearningRateAt(int iter) => _schedule.At(iter);
+
+    /// <summary>Runs until max_iters (or once, with eval_only). Throws <see cref="TrainingDivergedException"/> on NaN/Inf.</summary>
+    public TrainSummary Run(CancellationToken cancellation = default)
+    {
+        using var log = new TrainingLog(Config.OutDir, _resumed ? Step : null);
+        int start = Step;
+        long runStart = Stopwatch.GetTimestamp();
+        double trainSeconds = 0;
+        int iterations = 0;
+        float lastLoss = float.NaN;
+        EvalReport? lastEval = null;
+        Losses.EnsureCapacity(Math.Max(0, Config.MaxIters - start));
+
+        while (true)
+        {
+            double lr = _schedule.At(Step);
+            // The resumed run skips the evaluation at its first step: the run that wrote the checkpoint did it.
+            bool evalDue = Step % Config.EvalInterval == 0 || Step == Config.MaxIters;
+            if (Config.EvalOnly || (evalDue && !(_resumed && Step == start)))
+            {
+                lastEval = EvaluateAndCheckpoint(lr, log, mayCheckpoint: !Config.EvalOnly && Step > start);
+                if (Config.EvalOnly) break;
+            }
+            if (Step >= Config.MaxIters) break;
+            cancellation.ThrowIfCancellationRequested();
+
+            long t0 = Stopwatch.GetTimestamp();
+            float loss = TrainIteration((float)lr, out double gradNorm);
+            double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            trainSeconds += seconds;
+            iterations++;
+            lastLoss = loss;
+            Losses.Add(loss);
+            int it = Step;
+            Step++;
+            double ms = seconds * 1e3, tps = TokensPerIteration / Math.Max(seconds, 1e-9);
+            if (it % Config.LogInterval == 0) log.Iteration(it, loss, lr, ms, tps);
+            StepCompleted?.Invoke(new StepReport(it, Config.MaxIters, loss, lr, gradNorm, ms, tps));
+        }
+
+        double total = Stopwatch.GetElapsedTime(runStart).TotalSeconds;
+        return new TrainSummary(start, Step, lastLoss, BestValLoss, lastEval, total,
+            iterations > 0 ? trainSeconds * 1e3 / iterations : 0,
+            iterations > 0 ? (double)TokensPerIteration * iterations / trainSeconds : 0,
+            Model.ParameterCount, Config.OutDir);
+    }
+
+    /// <summary>
+    /// One update: accumulated micro-batch gradients, divided by the number of micro-batches, clipped, AdamW step.
+    /// Returns the mean micro-batch loss. Allocates nothing. Throws before touching the weights if the loss or
+    /// the gradient norm is not finite.
+    /// </summary>
+    public float TrainIteration(float learningRate, out double gradNorm)
+    {
+        Model.ZeroGrad();
+        int accumulation = Config.GradientAccumulationSteps;
+        double sum = 0;
+        for (int micro = 0; micro < accumulation; micro++)
+        {
+            if (_prefetcher is not null) _prefetcher.Next(_x, _y);
+            else _sampler.Next(_x, _y);
+            float loss = Model.Forward(_x, _y, training: true);
+            if (!float.IsFinite(loss))
+                throw new TrainingDivergedException(Step, $"training loss became {loss} at step {Step}; stopped before updating the weights (last good checkpoint in {Config.OutDir} is untouched)");
+            sum += loss;
+            Model.Backward();
+        }
+        var grads = Model.GradientData;
+        if (accumulation > 1) TensorPrimitives.Multiply(grads, 1f / accumulation, grads);
+        gradNorm = GradientClipping.ClipByGlobalNorm(grads, Config.GradClip);
+        if (!double.IsFinite(gradNorm))
+            throw new TrainingDivergedException(Step, $"gradient norm became {gradNorm} at step {Step}; stopped before updating the weights (last good checkpoint in {Config.OutDir} is untouched)");
+        Optimizer.Step(Model.ParameterData, grads, learningRate);
+        return (float)(sum / accumulation);
+    }
+
+    /// <summary>Train and val loss over eval_iters fixed batches each, in eval mode.</summary>
+    public (float Train, float Val) Evaluate()
+    {
+        float train = Evaluator.MeanLoss(Model, _trainFile, Config.EvalIters, Evaluator.SplitSeed(Config.Seed, "train"), _x, _y);
+        float val = Evaluator.MeanLoss(Model, _valFile, Config.EvalIters, Evaluator.SplitSeed(Config.Seed, "val"), _x, _y);
+        return (train, val);
+    }
+
+    EvalReport EvaluateAndCheckpoint(double lr, TrainingLog log, bool mayCheckpoint)
+    {
+        var (train, val) = Evaluate();
+        if (!float.IsFinite(train) || !float.IsFinite(val))
+            throw new TrainingDivergedException(Step, $"evaluation at step {Step} gave train loss {train}, val loss {val}; stopped without writing a checkpoint");
+        bool improved = val < BestValLoss;
+        if (improved) BestValLoss = val;
+        bool saved = false;
+        if (mayCheckpoint && Step > 0 && (improved || Config.AlwaysSaveCheckpoint))
+        {
+            SaveCheckpoint(Config.OutDir);
+            saved = true;
+        }
+        log.Evaluation(Step, train, val, lr);
+        var report = new EvalReport(Step, train, val, lr, saved, BestValLoss);
+        Evaluations.Add(report);
+        Evaluated?.Invoke(report);
+        return report;
+    }
+
+    /// <summary>Writes the full training state to <paramref name="dir"/> (see <see cref="Checkpoint"/>).</summary>
+    public void SaveCheckpoint(string dir)
+    {
+        var state = new CheckpointState
+        {
+            Model = ModelArgs.From(Model.Config),
+            Config = Config.Clone(),
+            IterNum = Step,
+            BestValLoss = BestValLoss,
+            Dataset = Config.Dataset,
+            Tokenizer = Meta.Tokenizer,
+            DropoutRng = RngStateJson.From(Model.DropoutRng.State),
+            TrainSampler = RngStateJson.From(_prefetcher is not null ? _prefetcher.State : _sampler.State),
+        };
+        Checkpoint.Save(dir, Model, Optimizer, state, _metaPath);
+    }
+
+    public void Dispose()
+    {
+        _prefetcher?.Dispose();
+        _trainFile.Dispose();
+        _valFile.Dispose();
+    }
+}

@@ -1,0 +1,53 @@
+using System.Globalization;
+
+namespace NanoSparse.Training;
+
+/// <summary>
+/// log.csv in the run folder: one row per logged iteration (val_loss empty) and one per evaluation (train_loss is
+/// the eval estimate, ms/iter and tokens/s empty). Columns: step,train_loss,val_loss,lr,ms_per_iter,tokens_per_s.
+/// </summary>
+public sealed class TrainingLog : IDisposable
+{
+    public const string FileName = "log.csv";
+    public const string Header = "step,train_loss,val_loss,lr,ms_per_iter,tokens_per_s";
+    readonly StreamWriter _writer;
+
+    /// <summary>Starts a new log, or appends when resuming (dropping rows after <paramref name="resumeStep"/>, which a crashed run may have left).</summary>
+    public TrainingLog(string outDir, int? resumeStep)
+    {
+        Directory.CreateDirectory(outDir);
+        string path = Path.Combine(outDir, FileName);
+        if (resumeStep is int from && File.Exists(path))
+        {
+            var kept = File.ReadAllLines(path).Where((line, i) => i == 0 || RowStep(line) is int s && s < from || RowStep(line) == from && IsEval(line)).ToList();
+            if (kept.Count == 0 || kept[0] != Header) kept.Insert(0, Header);
+            File.WriteAllLines(path, kept);
+            _writer = new StreamWriter(path, append: true);
+        }
+        else
+        {
+            _writer = new StreamWriter(path, append: false);
+            _writer.WriteLine(Header);
+        }
+        _writer.Flush();
+    }
+
+    static int? RowStep(string line) => int.TryParse(line.AsSpan(0, Math.Max(0, line.IndexOf(','))), out int s) ? s : null;
+    static bool IsEval(string line) => line.Split(',') is { Length: 6 } f && f[2].Length > 0;
+
+    static string F(double v) => v.ToString("G9", CultureInfo.InvariantCulture);
+
+    public void Iteration(int step, float loss, double lr, double msPerIter, double tokensPerSecond)
+    {
+        _writer.WriteLine($"{step},{F(loss)},,{F(lr)},{msPerIter.ToString("F2", CultureInfo.InvariantCulture)},{tokensPerSecond.ToString("F1", CultureInfo.InvariantCulture)}");
+        _writer.Flush();
+    }
+
+    public void Evaluation(int step, float trainLoss, float valLoss, double lr)
+    {
+        _writer.WriteLine($"{step},{F(trainLoss)},{F(valLoss)},{F(lr)},,");
+        _writer.Flush();
+    }
+
+    public void Dispose() => _writer.Dispose();
+}

@@ -1,0 +1,98 @@
+using NanoSparse.Kernels;
+using NanoSparse.Tests.Nn;
+
+namespace NanoSparse.Tests.Kernels;
+
+public class AttentionTests
+{
+    /// <summary>Naive causal attention in double: softmax(q kᵀ/√hs masked) v, head by head.</summary>
+    static double[] Reference(float[] qkv, int B, int T, int C, int NH)
+    {
+        int hs = C / NH;
+        var y = new double[B * T * C];
+        for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+        for (int t = 0; t < T; t++)
+        {
+            var s = new double[t + 1];
+            double max = double.NegativeInfinity;
+            for (int t2 = 0; t2 <= t; t2++)
+            {
+                double dot = 0;
+                for (int i = 0; i < hs; i++)
+                    dot += (double)qkv[(b * T + t) * 3 * C + h * hs + i] * qkv[(b * T + t2) * 3 * C + C + h * hs + i];
+                s[t2] = dot / Math.Sqrt(hs);
+                max = Math.Max(max, s[t2]);
+            }
+            double sum = 0;
+            for (int t2 = 0; t2 <= t; t2++) sum += s[t2] = Math.Exp(s[t2] - max);
+            for (int i = 0; i < hs; i++)
+            {
+                double acc = 0;
+                for (int t2 = 0; t2 <= t; t2++) acc += s[t2] / sum * qkv[(b * T + t2) * 3 * C + 2 * C + h * hs + i];
+                y[(b * T + t) * C + h * hs + i] = acc;
+            }
+        }
+        return y;
+    }
+
+    [Theory]
+    [InlineData(2, 5, 8, 2)]
+    [InlineData(1, 17, 12, 3)]
+    [InlineData(2, 150, 8, 2)]   // several query blocks of 64, the last one short
+    public void ForwardMatchesDoubleReference(int B, int T, int C, int NH)
+    {
+        var r = new Random(T * C);
+        var qkv = GradCheck.RandomArray(r, B * T * 3 * C, 1.5);
+        var y = new float[B * T * C];
+        var lse = new float[B * NH * T];
+        Attention.Forward(y, lse, qkv, B, T, C, NH);
+        GradCheck.AssertClose(y, Reference(qkv, B, T, C, NH), 1e-5, "attention out");
+    }
+
+    [Theory]
+    [InlineData(2, 5, 8, 2, 0f)]
+    [InlineData(1, 6, 6, 3, 0f)]
+    [InlineData(2, 5, 8, 2, 0.3f)]
+    [InlineData(1, 140, 4, 2, 0f)]
+    [InlineData(1, 130, 4, 1, 0.2f)]
+    public void BackwardMatchesFiniteDifferences(int B, int T, int C, int NH, float dropout)
+    {
+        var r = new Random(B + T + C);
+        var qkv = GradCheck.RandomArray(r, B * T * 3 * C, 1.0);
+        var dout = GradCheck.RandomArray(r, B * T * C);
+        var y = new float[B * T * C];
+        var lse = new float[B * NH * T];
+        const ulong seed = 12345;   // the dropout mask is a function of the seed, so the loss is deterministic
+        double Loss()
+        {
+            Attention.Forward(y, lse, qkv, B, T, C, NH, dropout, seed);
+            return GradCheck.WeightedSum(y, dout);
+        }
+        Loss();
+        var dqkv = new float[qkv.Length];
+        dqkv.AsSpan().Fill(float.NaN);   // every element must be written
+        Attention.Backward(dqkv, dout, qkv, lse, B, T, C, NH, dropout, seed);
+        GradCheck.Assert("dqkv", qkv, dqkv, Loss, eps: 1e-3);
+    }
+
+    [Fact]
+    public void DropoutZeroesSomeWeightsAndKeepsTheRestScaled()
+    {
+        int B = 1, T = 8, C = 4, NH = 1;
+        var qkv = new float[B * T * 3 * C];
+        // q = k = 0 gives uniform attention; v = 1 everywhere makes y[t] = (kept count) / (t + 1) / (1 - p).
+        for (int t = 0; t < T; t++) for (int i = 0; i < C; i++) qkv[t * 3 * C + 2 * C + i] = 1f;
+        var y = new float[B * T * C];
+        var lse = new float[T];
+        Attention.Forward(y, lse, qkv, B, T, C, NH, 0.5f, 7);
+        bool anyDropped = false;
+        for (int t = 0; t < T; t++)
+        {
+            double kept = y[t * C] * (t + 1) * 0.5;
+            Assert.Equal(Math.Round(kept), kept, 4);
+            if (kept < t + 1 - 0.5) anyDropped = true;
+        }
+        Assert.True(anyDropped);
+    }
+}

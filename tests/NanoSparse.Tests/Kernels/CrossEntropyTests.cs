@@ -1,0 +1,42 @@
+using NanoSparse.Kernels;
+using NanoSparse.Tests.Nn;
+
+namespace NanoSparse.Tests.Kernels;
+
+public class CrossEntropyTests
+{
+    [Fact]
+    public void ForwardMatchesDoubleAndBackwardMatchesFiniteDifferences()
+    {
+        int N = 6, V = 11;
+        var r = new Random(5);
+        var logits = GradCheck.RandomArray(r, N * V, 4);
+        var targets = Enumerable.Range(0, N).Select(i => r.Next(V)).ToArray();
+        var losses = new float[N];
+        var lse = new float[N];
+        float loss = CrossEntropy.Forward(losses, lse, logits, targets, N, V);
+        double expected = 0;
+        for (int n = 0; n < N; n++)
+        {
+            double sum = 0;
+            for (int v = 0; v < V; v++) sum += Math.Exp(logits[n * V + v]);
+            expected += Math.Log(sum) - logits[n * V + targets[n]];
+        }
+        expected /= N;
+        Assert.Equal(expected, loss, 5);
+
+        double Loss() => CrossEntropy.Forward(losses, lse, logits, targets, N, V);
+        var grad = (float[])logits.Clone();
+        CrossEntropy.Forward(losses, lse, grad, targets, N, V);
+        CrossEntropy.BackwardInPlace(grad, lse, targets, N, V);
+        GradCheck.Assert("dlogits", logits, grad, Loss, eps: 1e-3, atol: 2e-4);
+    }
+
+    [Fact]
+    public void TargetOutsideVocabularyIsRejectedWithItsIndex()
+    {
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            CrossEntropy.Forward(new float[2], new float[2], new float[6], [0, 3], 2, 3));
+        Assert.Contains("index 1", ex.Message);
+    }
+}
