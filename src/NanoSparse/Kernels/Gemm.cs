@@ -38,15 +38,17 @@ public static unsafe class Gemm
     /// <summary>The instruction set the micro-kernel uses on this machine: avx512, avx2 or scalar.</summary>
     public static string InstructionSet => GemmMicroKernel.InstructionSet;
 
-    static readonly int DevMc = int.Parse(Environment.GetEnvironmentVariable("NS_MC") ?? "192");
-    static readonly bool DevJrOuter = Environment.GetEnvironmentVariable("NS_JR") == "1";
     [ThreadStatic] static float* _packA;
     [ThreadStatic] static float* _packB;
     [ThreadStatic] static float* _sharedB;
     [ThreadStatic] static long _sharedBCapacity;
 
-    /// <summary>Largest op(B) (floats) packed once and shared by all items (16 MiB; weights of a Linear fit).</summary>
-    const long SharedBLimit = 4L << 20;
+    /// <summary>
+    /// Largest op(B), in floats, that is packed once per call into a buffer of the calling thread and shared by all
+    /// work items (default 8 Mi floats = 32 MiB: every weight matrix, and the activations X of dW = dYᵀ·X for
+    /// B·T·C up to 8 Mi). Larger op(B) is packed block by block inside each item. Tuning knob; results do not depend on it.
+    /// </summary>
+    public static long SharedPackLimit { get; set; } = 8L << 20;
     /// <summary>Columns per pre-packing work item.</summary>
     const int PrepackCols = 4 * NR;
 
@@ -73,12 +75,12 @@ public static unsafe class Gemm
         {
             // Split rows: each extra item packs B again, which costs n·k against m·n·k of work.
             colChunk = n;
-            rowChunk = Math.Min(DevMc, RoundUp(CeilDiv(m, threads), MR));
+            rowChunk = Math.Min(MC, RoundUp(CeilDiv(m, threads), MR));
         }
         else
         {
             // Wide, short C (e.g. dW with few output rows): split columns, so A is what gets packed again.
-            rowChunk = Math.Min(DevMc, RoundUp(m, MR));
+            rowChunk = Math.Min(MC, RoundUp(m, MR));
             colChunk = RoundUp(CeilDiv(n, threads), NR);
         }
 
@@ -99,7 +101,7 @@ public static unsafe class Gemm
             // buffer of the calling thread: k slices of KC rows, each a row of NR-column micro-panels.
             int nPad = RoundUp(n, NR);
             long sharedFloats = (long)k * nPad;
-            if (items > 1 && sharedFloats <= SharedBLimit)
+            if (items > 1 && sharedFloats <= SharedPackLimit)
             {
                 args.PackedB = EnsureSharedB(sharedFloats);
                 args.NPad = nPad;
@@ -158,9 +160,9 @@ public static unsafe class Gemm
         int mc = Math.Min(g.RowChunk, g.M - i0);
         int jEnd = Math.Min(j0 + g.ColChunk, g.N);
         float* packA = _packA;
-        if (packA == null) packA = _packA = AllocatePackBuffer(MC * KC * 4);
+        if (packA == null) packA = _packA = AllocatePackBuffer(MC * KC);
         float* packB = _packB;
-        if (packB == null) packB = _packB = AllocatePackBuffer(KC * NC * 2);
+        if (packB == null) packB = _packB = AllocatePackBuffer(KC * NC);
 
         for (int p0 = 0; p0 < g.K; p0 += KC)
         {
@@ -173,25 +175,6 @@ public static unsafe class Gemm
                 float* bBlock;
                 if (g.PackedB != null) bBlock = g.PackedB + (long)p0 * g.NPad + (long)jc * kc;
                 else GemmPacking.PackB(g.TransB, g.B, g.Ldb, p0, kc, jc, nc, bBlock = packB);
-                if (DevJrOuter)
-                {
-                    for (int jr = 0; jr < nc; jr += NR)
-                    {
-                        int cols = Math.Min(NR, nc - jr);
-                        float* bp = bBlock + jr * kc;
-                        for (int ir = 0; ir < mc; ir += MR)
-                        {
-                            int rows = Math.Min(MR, mc - ir);
-                            float* ap = packA + ir * kc;
-                            float* cc = g.C + (long)(i0 + ir) * g.Ldc + jc + jr;
-                            if (rows == MR && cols == NR)
-                                GemmMicroKernel.Run(kc, ap, bp, cc, g.Ldc, g.Alpha, beta);
-                            else
-                                EdgeTile(kc, ap, bp, cc, g.Ldc, rows, cols, g.Alpha, beta);
-                        }
-                    }
-                }
-                else
                 for (int ir = 0; ir < mc; ir += MR)
                 {
                     int rows = Math.Min(MR, mc - ir);
@@ -215,7 +198,9 @@ public static unsafe class Gemm
     static void EdgeTile(int kc, float* ap, float* bp, float* c, int ldc, int rows, int cols, float alpha, float beta)
     {
         float* tile = stackalloc float[MR * NR];
-        GemmMicroKernel.Run(kc, ap, bp, tile, NR, 1f, 0f);
+        // A panel of at most 16 valid columns (e.g. the last 4 of n = V = 100) needs only half the multiply-adds.
+        if (cols <= NR / 2) GemmMicroKernel.RunHalf(kc, ap, bp, tile, NR, 1f, 0f);
+        else GemmMicroKernel.Run(kc, ap, bp, tile, NR, 1f, 0f);
         for (int r = 0; r < rows; r++)
         {
             float* cr = c + (long)r * ldc;
