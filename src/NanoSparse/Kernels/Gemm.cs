@@ -11,12 +11,15 @@ namespace NanoSparse.Kernels;
 /// When beta == 0, C is not read (NaN in C does not propagate).
 /// </summary>
 /// <remarks>
-/// Goto/BLIS layering: C is cut into blocks of at most <see cref="MC"/> rows, which are the parallel work items
-/// (or column blocks when C is wide and short); inside an item, k is cut into <see cref="KC"/> slices and n into
-/// <see cref="NC"/> slices; op(A) (MC×KC) and op(B) (KC×NC) blocks are packed into per-thread buffers allocated
-/// once per thread, and <see cref="GemmMicroKernel"/> computes MR×NR tiles. The A micro-panel (MR×KC, 12 KiB)
-/// stays in L1 while B micro-panels stream from the L2-resident B block (KC×NC, 512 KiB).
-/// Tiny products skip packing and threads.
+/// Goto/BLIS layering (Goto and van de Geijn 2008; Van Zee and van de Geijn 2015). C is cut into blocks of at most
+/// <see cref="MC"/> rows, which are the parallel work items (column blocks instead when C is wide and short, as in
+/// dW = dYᵀ·X with few output rows). op(B) is packed once per call into NR-column micro-panels shared by all items
+/// (when it fits <see cref="SharedPackLimit"/>; otherwise each item packs KC×NC blocks itself). Inside an item, k is
+/// cut into <see cref="KC"/> slices; the item packs its op(A) block (MC×KC) into MR-row micro-panels in a buffer
+/// allocated once per thread, and <see cref="GemmMicroKernel"/> computes 12×32 tiles with 24 zmm accumulators:
+/// the A micro-panel (MR×KC, 12 KiB) stays in L1 while B micro-panels stream from L2/L3. Tiles cut by the edge of C
+/// run the same kernel on zero-padded panels into a stack tile. Tiny products and m = 1 skip packing and threads.
+/// </remarks>
 /// </remarks>
 public static unsafe class Gemm
 {
