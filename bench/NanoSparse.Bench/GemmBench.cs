@@ -106,10 +106,11 @@ public static class GemmBench
         {
             foreach (int threads in threadCounts)
             {
-                var peer = RunNumpy(shapes, threads, reps, cpuTime);
                 KernelThreads.Max = threads;
                 foreach (var s in shapes)
                 {
+                    // One peer process per shape, timed right before ours, so that both see the same machine load.
+                    var peer = RunNumpy([s], threads, reps, cpuTime);
                     Func<IReadOnlyList<double>, double> pick = best ? x => x.Min() : BenchUtil.Median;
                     double ours = s.Flops / pick(TimeOurs(s, RepsFor(s, reps), cpuTime)) / 1e9;
                     double theirs = peer.Seconds.TryGetValue(s.Name, out var sec) ? s.Flops / pick(sec) / 1e9 : double.NaN;

@@ -135,6 +135,7 @@ public static unsafe class Gemm
     }
 
     /// <summary>Packs one KC slice × PrepackCols columns of op(B) into the shared buffer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no tier-0 phase
     static void PrepackB(ref Args g, int item)
     {
         int p0 = item / g.PrepackGroups * KC;
@@ -156,6 +157,7 @@ public static unsafe class Gemm
     }
 
     /// <summary>One work item: rows [i0, i0+RowChunk) × columns [j0, j0+ColChunk) of C, all of k.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no tier-0 phase
     static void Block(ref Args g, int item)
     {
         int i0 = item / g.ColItems * g.RowChunk;
@@ -198,6 +200,7 @@ public static unsafe class Gemm
     }
 
     /// <summary>A tile cut by the edge of C: the kernel writes a full tile on the stack, the valid part is merged.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no tier-0 phase
     static void EdgeTile(int kc, float* ap, float* bp, float* c, int ldc, int rows, int cols, float alpha, float beta)
     {
         float* tile = stackalloc float[MR * NR];
