@@ -76,13 +76,13 @@ public static unsafe class Gemm
         int rowChunk, colChunk;
         if (threads == 1 || m >= n)
         {
-            // Split rows: each extra item packs B again, which costs n·k against m·n·k of work.
+            // Split rows (the B·T rows of a layer): items share the packed op(B) and each packs only its op(A) rows.
             colChunk = n;
             rowChunk = Math.Min(MC, RoundUp(CeilDiv(m, threads), MR));
         }
         else
         {
-            // Wide, short C (e.g. dW with few output rows): split columns, so A is what gets packed again.
+            // Wide, short C (e.g. dW with few output rows): split columns, so the small op(A) is what gets packed again.
             rowChunk = Math.Min(MC, RoundUp(m, MR));
             colChunk = RoundUp(CeilDiv(n, threads), NR);
         }
@@ -98,13 +98,16 @@ public static unsafe class Gemm
                 RowChunk = rowChunk, ColChunk = colChunk,
                 ColItems = CeilDiv(n, colChunk),
             };
-            int items = CeilDiv(m, rowChunk) * args.ColItems;
+            int rowItems = CeilDiv(m, rowChunk);
+            int items = rowItems * args.ColItems;
 
-            // When several items would each pack the same op(B) again, pack all of it once, in parallel, into a
-            // buffer of the calling thread: k slices of KC rows, each a row of NR-column micro-panels.
+            // When several row items would each pack the same op(B) columns again, pack all of op(B) once, in
+            // parallel, into a buffer of the calling thread: k slices of KC rows, each a row of NR-column
+            // micro-panels. Items of one row block own disjoint columns and pack their blocks themselves, which
+            // keeps those blocks in cache (a shared pack of a large op(B) would go through memory twice).
             int nPad = RoundUp(n, NR);
             long sharedFloats = (long)k * nPad;
-            if (items > 1 && sharedFloats <= SharedPackLimit)
+            if (rowItems > 1 && sharedFloats <= SharedPackLimit)
             {
                 args.PackedB = EnsureSharedB(sharedFloats);
                 args.NPad = nPad;
