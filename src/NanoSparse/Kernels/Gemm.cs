@@ -27,6 +27,8 @@ public static unsafe class Gemm
     public const int KC = 256;
     /// <summary>Most rows of C per work item (rows of a packed A block); a multiple of MR.</summary>
     public const int MC = 192;
+    /// <summary>Most rows per work item when op(B) is too large to share (see <see cref="SharedPackLimit"/>).</summary>
+    const int MaxRowChunk = 4 * MC;
     /// <summary>Most columns of a packed B block; a multiple of NR.</summary>
     public const int NC = 512;
 
@@ -73,12 +75,16 @@ public static unsafe class Gemm
         }
 
         int threads = work < SerialWork || KernelThreads.InsideRegion ? 1 : KernelThreads.Max;
+        long sharedFloats = (long)k * RoundUp(n, NR);
         int rowChunk, colChunk;
         if (threads == 1 || m >= n)
         {
             // Split rows (the B·T rows of a layer): items share the packed op(B) and each packs only its op(A) rows.
+            // An op(B) too large to share is packed again by every item: then items take up to MaxRowChunk rows
+            // (the A block only has to fit L3: its micro-panels are what sits in L1) so it is repacked less often.
             colChunk = n;
-            rowChunk = Math.Min(MC, RoundUp(CeilDiv(m, threads), MR));
+            int most = sharedFloats <= SharedPackLimit ? MC : MaxRowChunk;
+            rowChunk = Math.Min(most, RoundUp(CeilDiv(m, threads), MR));
         }
         else
         {
@@ -106,7 +112,6 @@ public static unsafe class Gemm
             // micro-panels. Items of one row block own disjoint columns and pack their blocks themselves, which
             // keeps those blocks in cache (a shared pack of a large op(B) would go through memory twice).
             int nPad = RoundUp(n, NR);
-            long sharedFloats = (long)k * nPad;
             if (rowItems > 1 && sharedFloats <= SharedPackLimit)
             {
                 args.PackedB = EnsureSharedB(sharedFloats);
@@ -168,7 +173,7 @@ public static unsafe class Gemm
         int mc = Math.Min(g.RowChunk, g.M - i0);
         int jEnd = Math.Min(j0 + g.ColChunk, g.N);
         float* packA = _packA;
-        if (packA == null) packA = _packA = AllocatePackBuffer(MC * KC);
+        if (packA == null) packA = _packA = AllocatePackBuffer(MaxRowChunk * KC);
         float* packB = _packB;
         if (packB == null) packB = _packB = AllocatePackBuffer(KC * NC);
 
