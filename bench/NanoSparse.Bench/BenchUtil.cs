@@ -25,7 +25,9 @@ public static class BenchUtil
     /// </summary>
     public static double[] TimePerCall(Action action, int warmup, int reps, double minSeconds = 0.02, bool cpuTime = false)
     {
-        for (int i = 0; i < Math.Max(1, warmup); i++) action();
+        // Warm up for at least `warmup` calls and 0.25 s, so tiered JIT compilation has reached its final code.
+        long start = Stopwatch.GetTimestamp();
+        for (int i = 0; i < Math.Max(1, warmup) || Stopwatch.GetElapsedTime(start).TotalSeconds < 0.25; i++) action();
         double once = Time(action, 0, 1)[0];
         int inner = (int)Math.Clamp(minSeconds / Math.Max(once, 1e-9), 1, 1_000_000);
         var seconds = new double[reps];

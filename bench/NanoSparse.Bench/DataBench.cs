@@ -22,17 +22,20 @@ public static class DataBench
         var batchSize = new Option<int>("--batch-size") { DefaultValueFactory = _ => 12, Description = "B" };
         var blockSizes = new Option<int[]>("--block-size") { DefaultValueFactory = _ => [64, 1024], Description = "T (repeatable)", AllowMultipleArgumentsPerToken = true };
         var keep = new Option<bool>("--keep") { Description = "keep the token file" };
-        var stepMs = new Option<double>("--simulated-step-ms") { DefaultValueFactory = _ => 2.0, Description = "compute time of a stand-in training step (busy wait) for the prefetch on/off comparison; 0 skips it" };
+        var stepMs = new Option<double>("--simulated-step-ms") { DefaultValueFactory = _ => 0.0, Description = "use a stand-in training step (busy wait of this many ms) instead of the baby preset's real step for the prefetch on/off comparison" };
+        var noPrefetch = new Option<bool>("--no-prefetch-bench") { Description = "skip the prefetch on/off comparison" };
         var cmd = new Command("data", "memory-mapped token file: resident memory growth and batch time on a multi-GiB file");
-        foreach (var o in new Option[] { sizeGib, dir, batches, batchSize, blockSizes, keep, stepMs }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { sizeGib, dir, batches, batchSize, blockSizes, keep, stepMs, noPrefetch }) cmd.Options.Add(o);
         cmd.SetAction(pr => Run(pr.GetValue(sizeGib), pr.GetValue(dir), pr.GetValue(batches), pr.GetValue(batchSize),
-            pr.GetValue(blockSizes) ?? [64], pr.GetValue(keep), pr.GetValue(stepMs)));
+            pr.GetValue(blockSizes) ?? [64], pr.GetValue(keep), pr.GetValue(stepMs), !pr.GetValue(noPrefetch)));
         return cmd;
     }
 
-    const int Vocab = 50257; // GPT-2's vocabulary: ids need uint16
+    // Token ids are drawn from the Brown character vocabulary so that the baby preset's real step can train on the
+    // same file for the prefetch comparison; the file is uint16 either way, so memory figures do not depend on it.
+    const int Vocab = ModelPreset.BrownCharVocab;
 
-    static int Run(double sizeGib, string? dir, int batches, int B, int[] blockSizes, bool keep, double stepMs)
+    static int Run(double sizeGib, string? dir, int batches, int B, int[] blockSizes, bool keep, double stepMs, bool prefetchBench)
     {
         if (sizeGib <= 0) { Console.Error.WriteLine($"--size-gib {sizeGib} must be positive"); return 2; }
         dir ??= Path.GetTempPath();
@@ -53,19 +56,27 @@ public static class DataBench
             // Without releasing mapped pages, every page touched stays in the resident set: the reason for the trim.
             Measure(path, tokens, B, blockSizes[0], batches, prefetch: false, trim: false);
             Console.WriteLine("target: RSS growth < 64 MiB with trimming on (resident memory must not grow with the file size)");
-            if (stepMs > 0)
+            if (prefetchBench)
             {
-                // Stand-in for a training step until the trainer's baby preset is wired in here (see MeasurePrefetch).
+                // The baby preset's training step (B=12, T=64) on batches drawn from the file, prefetcher off and on.
                 using var file = TokenFile.Open(path, TokenDtype.UInt16, Vocab);
-                int T = blockSizes[^1];
-                long spin = (long)(stepMs * Stopwatch.Frequency / 1000);
-                double[] ms = MeasurePrefetch(file, B, T, iters: 200, repeats: 5, (x, y) =>
+                var preset = ModelPreset.Baby;
+                Action<int[], int[]> step;
+                string what;
+                if (stepMs > 0)
                 {
-                    long end = Stopwatch.GetTimestamp() + spin;
-                    while (Stopwatch.GetTimestamp() < end) { }
-                });
-                Console.WriteLine($"simulated {stepMs} ms step, B={B} T={T}: {ms[0]:F3} ms/iter prefetch off, {ms[1]:F3} ms/iter on " +
-                                  $"(median of 5 x 200; sampling cost hidden: {ms[0] - ms[1]:F3} ms/iter)");
+                    long spin = (long)(stepMs * Stopwatch.Frequency / 1000);
+                    step = (x, y) => { long end = Stopwatch.GetTimestamp() + spin; while (Stopwatch.GetTimestamp() < end) { } };
+                    what = $"simulated {stepMs} ms step";
+                }
+                else
+                {
+                    step = TrainBench.CreatePresetStep(preset, Vocab);
+                    what = "baby preset step";
+                }
+                double[] ms = MeasurePrefetch(file, preset.BatchSize, preset.BlockSize, iters: 100, repeats: 5, step);
+                Console.WriteLine($"{what}, B={preset.BatchSize} T={preset.BlockSize}: {ms[0]:F3} ms/iter prefetch off, {ms[1]:F3} ms/iter on " +
+                                  $"(median of 5 x 100); throughput with prefetch = {ms[0] / ms[1]:F3}x without");
             }
             return 0;
         }

@@ -388,15 +388,21 @@ public static class SparseKernelsBench
                     .OrderBy(r => r.Sparsity).ToList();
                 if (line.Count == 0) continue;
                 double[] xs = line.Select(r => r.Sparsity).ToArray();
-                double[] ys = line.Select(r => r.SpeedupVsOpenBlas ?? double.NaN).ToArray();
+                // Log scale: speed-ups span 0.1x to 100x.
+                double[] ys = line.Select(r => Math.Log10(r.SpeedupVsOpenBlas ?? double.NaN)).ToArray();
                 var scatter = plot.Add.Scatter(xs, ys);
                 scatter.LegendText = $"N={n}";
             }
-            var one = plot.Add.HorizontalLine(1);
+            var one = plot.Add.HorizontalLine(0);
+            plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic
+            {
+                MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
+                LabelFormatter = y => $"{Math.Pow(10, y):0.##}x",
+            };
             one.LinePattern = ScottPlot.LinePattern.Dashed;
             plot.Title($"CSR S·X, S {shape.M}x{shape.K}: speed-up over dense OpenBLAS sgemm");
             plot.XLabel("sparsity");
-            plot.YLabel("speed-up (x)");
+            plot.YLabel("speed-up (log scale; 1x = as fast as dense)");
             plot.ShowLegend();
             string path = $"{prefix}_{shape.M}x{shape.K}.png";
             plot.SavePng(path, 900, 560);

@@ -110,6 +110,26 @@ public static class TrainBench
         return ToJson(options, config, gpt.ParameterCount, flopsPerIter, measurements, sgemm);
     }
 
+    /// <summary>
+    /// One training step of a preset on a given batch, as nanoGPT's loop body (forward, backward, clip, AdamW step);
+    /// gradients are zeroed before the backward that accumulates. Used where a real step is needed (bench data).
+    /// </summary>
+    public static Action<int[], int[]> CreatePresetStep(ModelPreset preset, int vocab, ulong seed = 1337)
+    {
+        var gpt = new Gpt(preset.ToConfig(vocab), preset.BatchSize, preset.BlockSize);
+        gpt.InitializeWeights(seed);
+        var segments = gpt.Parameters.Select(q => AdamW.SegmentOf(gpt.ParameterData, q.Value.Span, q.Decay));
+        var optimizer = new AdamW(gpt.ParameterData.Length, segments, ModelPreset.Beta1, ModelPreset.Beta2, 1e-8f, ModelPreset.WeightDecay);
+        return (x, y) =>
+        {
+            gpt.ZeroGrad();
+            gpt.Forward(x, y, training: true);
+            gpt.Backward();
+            GradientClipping.ClipByGlobalNorm(gpt.GradientData, ModelPreset.GradClip);
+            optimizer.Step(gpt.ParameterData, gpt.GradientData, ModelPreset.LearningRate);
+        };
+    }
+
     static Measurement MeasureNanoSparse(Gpt gpt, Options options, int threads, double flopsPerIter)
     {
         var p = options.Preset;

@@ -15,9 +15,15 @@ public static class SampleCommand
         var temperature = new Option<float>("--temperature") { Description = "softmax temperature (> 0)", DefaultValueFactory = _ => 0.8f };
         var topK = new Option<int>("--top-k") { Description = "sample among the k most likely tokens (0 = all)", DefaultValueFactory = _ => 200 };
         var seed = new Option<ulong>("--seed") { Description = "random seed", DefaultValueFactory = _ => 1337UL };
+        var cropTo = new Option<int>("--crop-to")
+        {
+            Description = "when the context reaches block_size, keep this many tokens and go on with the KV cache " +
+                          "(0 = nanoGPT's exact full window, which recomputes the whole window for every further token)",
+            DefaultValueFactory = _ => 0,
+        };
         var tokenizerOptions = new TokenizerOptions();
         var cmd = new Command("sample", "generate text from a checkpoint (trained, or imported with --tokenizer)");
-        foreach (var o in new Option[] { checkpoint, start, tokens, temperature, topK, seed }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { checkpoint, start, tokens, temperature, topK, seed, cropTo }) cmd.Options.Add(o);
         tokenizerOptions.AddTo(cmd);
         cmd.SetAction(parse =>
         {
@@ -36,6 +42,8 @@ public static class SampleCommand
                 throw new InvalidDataException($"the {tokenizer.Kind} tokenizer has {tokenizer.VocabSize} tokens but the model's vocab_size is {gpt.Config.VocabSize}");
             int[] prompt = tokenizer.Encode(parse.GetValue(start) ?? "");
             if (prompt.Length == 0) throw new UsageException("--start must encode to at least one token");
+            int crop = parse.GetValue(cropTo);
+            if (crop < 0 || crop > gpt.Config.BlockSize) throw new UsageException($"--crop-to ({crop}) must lie in [0, block_size ({gpt.Config.BlockSize})]");
             var rng = new Rng(parse.GetValue(seed));
             cli.Out.Write(tokenizer.Decode(prompt));
             // Byte-level tokenizers can cut a character between tokens: print whole characters only.
@@ -44,7 +52,7 @@ public static class SampleCommand
             {
                 cli.Out.Write(decoder.Push(id));
                 cli.Out.Flush();
-            });
+            }, parse.GetValue(cropTo));
             cli.Out.Write(decoder.Flush());
             cli.Out.WriteLine();
             return 0;

@@ -37,7 +37,11 @@ public static class Erf
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Evaluate(Vector512<float> x)
+    public static Vector512<float> Evaluate(Vector512<float> x) => Evaluate(x, VectorExp.Exp(-(x * x)));
+
+    /// <summary>erf(x) given exp(−x²), which GELU's backward pass needs anyway for the normal density.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Evaluate(Vector512<float> x, Vector512<float> expMinusXSquared)
     {
         var ax = Vector512.Abs(x);
         var t = x * x;
@@ -61,7 +65,7 @@ public static class Erf
         q = q * s + Vector512.Create(Q2);
         q = q * s + Vector512.Create(Q1);
         q = q * s + Vector512.Create(Q0);
-        var large = Vector512<float>.One - Vector512.Exp(-(ax * ax)) * q;
+        var large = Vector512<float>.One - expMinusXSquared * q;
         large = Vector512.ConditionalSelect(Vector512.GreaterThan(ax, Vector512.Create(3.93f)), Vector512<float>.One, large);
         large = Vector512.CopySign(large, x);
         return Vector512.ConditionalSelect(Vector512.LessThanOrEqual(ax, Vector512<float>.One), small, large);

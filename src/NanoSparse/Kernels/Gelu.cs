@@ -68,8 +68,9 @@ public static unsafe class Gelu
         {
             var v = Vector512.Load(x + i);
             // in the forward pass this was: out = 0.5 * x * (1 + erf(x / sqrt 2))
-            var cdfTerm = half * (Vector512<float>.One + Erf.Evaluate(v * c));
-            var pdfTerm = v * pdf * Vector512.Exp(-(half * v * v));
+            var e = VectorExp.Exp(-(half * v * v));      // exp(-x²/2) = exp(-(x/√2)²): shared by erf and φ
+            var cdfTerm = half * (Vector512<float>.One + Erf.Evaluate(v * c, e));
+            var pdfTerm = v * pdf * e;
             ((cdfTerm + pdfTerm) * Vector512.Load(g + i)).Store(d + i);
         }
         for (; i < end; i++) d[i] = Derivative(x[i]) * g[i];

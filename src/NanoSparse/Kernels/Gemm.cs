@@ -11,12 +11,15 @@ namespace NanoSparse.Kernels;
 /// When beta == 0, C is not read (NaN in C does not propagate).
 /// </summary>
 /// <remarks>
-/// Goto/BLIS layering: C is cut into blocks of at most <see cref="MC"/> rows, which are the parallel work items
-/// (or column blocks when C is wide and short); inside an item, k is cut into <see cref="KC"/> slices and n into
-/// <see cref="NC"/> slices; op(A) (MC×KC) and op(B) (KC×NC) blocks are packed into per-thread buffers allocated
-/// once per thread, and <see cref="GemmMicroKernel"/> computes MR×NR tiles. The A micro-panel (MR×KC, 12 KiB)
-/// stays in L1 while B micro-panels stream from the L2-resident B block (KC×NC, 512 KiB).
-/// Tiny products skip packing and threads.
+/// Goto/BLIS layering (Goto and van de Geijn 2008; Van Zee and van de Geijn 2015). C is cut into blocks of at most
+/// <see cref="MC"/> rows, which are the parallel work items (column blocks instead when C is wide and short, as in
+/// dW = dYᵀ·X with few output rows). op(B) is packed once per call into NR-column micro-panels shared by all items
+/// (when it fits <see cref="SharedPackLimit"/>; otherwise each item packs KC×NC blocks itself). Inside an item, k is
+/// cut into <see cref="KC"/> slices; the item packs its op(A) block (MC×KC) into MR-row micro-panels in a buffer
+/// allocated once per thread, and <see cref="GemmMicroKernel"/> computes 12×32 tiles with 24 zmm accumulators:
+/// the A micro-panel (MR×KC, 12 KiB) stays in L1 while B micro-panels stream from L2/L3. Tiles cut by the edge of C
+/// run the same kernel on zero-padded panels into a stack tile. Tiny products and m = 1 skip packing and threads.
+/// </remarks>
 /// </remarks>
 public static unsafe class Gemm
 {
@@ -24,6 +27,8 @@ public static unsafe class Gemm
     public const int KC = 256;
     /// <summary>Most rows of C per work item (rows of a packed A block); a multiple of MR.</summary>
     public const int MC = 192;
+    /// <summary>Most rows per work item when op(B) is too large to share (see <see cref="SharedPackLimit"/>).</summary>
+    const int MaxRowChunk = 4 * MC;
     /// <summary>Most columns of a packed B block; a multiple of NR.</summary>
     public const int NC = 512;
 
@@ -38,15 +43,17 @@ public static unsafe class Gemm
     /// <summary>The instruction set the micro-kernel uses on this machine: avx512, avx2 or scalar.</summary>
     public static string InstructionSet => GemmMicroKernel.InstructionSet;
 
-    static readonly int DevMc = int.Parse(Environment.GetEnvironmentVariable("NS_MC") ?? "192");
-    static readonly bool DevJrOuter = Environment.GetEnvironmentVariable("NS_JR") == "1";
     [ThreadStatic] static float* _packA;
     [ThreadStatic] static float* _packB;
     [ThreadStatic] static float* _sharedB;
     [ThreadStatic] static long _sharedBCapacity;
 
-    /// <summary>Largest op(B) (floats) packed once and shared by all items (16 MiB; weights of a Linear fit).</summary>
-    const long SharedBLimit = 4L << 20;
+    /// <summary>
+    /// Largest op(B), in floats, that is packed once per call into a buffer of the calling thread and shared by all
+    /// work items (default 8 Mi floats = 32 MiB: every weight matrix, and the activations X of dW = dYᵀ·X for
+    /// B·T·C up to 8 Mi). Larger op(B) is packed block by block inside each item. Tuning knob; results do not depend on it.
+    /// </summary>
+    public static long SharedPackLimit { get; set; } = 8L << 20;
     /// <summary>Columns per pre-packing work item.</summary>
     const int PrepackCols = 4 * NR;
 
@@ -68,17 +75,21 @@ public static unsafe class Gemm
         }
 
         int threads = work < SerialWork || KernelThreads.InsideRegion ? 1 : KernelThreads.Max;
+        long sharedFloats = (long)k * RoundUp(n, NR);
         int rowChunk, colChunk;
         if (threads == 1 || m >= n)
         {
-            // Split rows: each extra item packs B again, which costs n·k against m·n·k of work.
+            // Split rows (the B·T rows of a layer): items share the packed op(B) and each packs only its op(A) rows.
+            // An op(B) too large to share is packed again by every item: then items take up to MaxRowChunk rows
+            // (the A block only has to fit L3: its micro-panels are what sits in L1) so it is repacked less often.
             colChunk = n;
-            rowChunk = Math.Min(DevMc, RoundUp(CeilDiv(m, threads), MR));
+            int most = sharedFloats <= SharedPackLimit ? MC : MaxRowChunk;
+            rowChunk = Math.Min(most, RoundUp(CeilDiv(m, threads), MR));
         }
         else
         {
-            // Wide, short C (e.g. dW with few output rows): split columns, so A is what gets packed again.
-            rowChunk = Math.Min(DevMc, RoundUp(m, MR));
+            // Wide, short C (e.g. dW with few output rows): split columns, so the small op(A) is what gets packed again.
+            rowChunk = Math.Min(MC, RoundUp(m, MR));
             colChunk = RoundUp(CeilDiv(n, threads), NR);
         }
 
@@ -93,13 +104,15 @@ public static unsafe class Gemm
                 RowChunk = rowChunk, ColChunk = colChunk,
                 ColItems = CeilDiv(n, colChunk),
             };
-            int items = CeilDiv(m, rowChunk) * args.ColItems;
+            int rowItems = CeilDiv(m, rowChunk);
+            int items = rowItems * args.ColItems;
 
-            // When several items would each pack the same op(B) again, pack all of it once, in parallel, into a
-            // buffer of the calling thread: k slices of KC rows, each a row of NR-column micro-panels.
+            // When several row items would each pack the same op(B) columns again, pack all of op(B) once, in
+            // parallel, into a buffer of the calling thread: k slices of KC rows, each a row of NR-column
+            // micro-panels. Items of one row block own disjoint columns and pack their blocks themselves, which
+            // keeps those blocks in cache (a shared pack of a large op(B) would go through memory twice).
             int nPad = RoundUp(n, NR);
-            long sharedFloats = (long)k * nPad;
-            if (items > 1 && sharedFloats <= SharedBLimit)
+            if (rowItems > 1 && sharedFloats <= SharedPackLimit)
             {
                 args.PackedB = EnsureSharedB(sharedFloats);
                 args.NPad = nPad;
@@ -130,6 +143,7 @@ public static unsafe class Gemm
     }
 
     /// <summary>Packs one KC slice × PrepackCols columns of op(B) into the shared buffer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no tier-0 phase
     static void PrepackB(ref Args g, int item)
     {
         int p0 = item / g.PrepackGroups * KC;
@@ -151,6 +165,7 @@ public static unsafe class Gemm
     }
 
     /// <summary>One work item: rows [i0, i0+RowChunk) × columns [j0, j0+ColChunk) of C, all of k.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no tier-0 phase
     static void Block(ref Args g, int item)
     {
         int i0 = item / g.ColItems * g.RowChunk;
@@ -158,9 +173,9 @@ public static unsafe class Gemm
         int mc = Math.Min(g.RowChunk, g.M - i0);
         int jEnd = Math.Min(j0 + g.ColChunk, g.N);
         float* packA = _packA;
-        if (packA == null) packA = _packA = AllocatePackBuffer(MC * KC * 4);
+        if (packA == null) packA = _packA = AllocatePackBuffer(MaxRowChunk * KC);
         float* packB = _packB;
-        if (packB == null) packB = _packB = AllocatePackBuffer(KC * NC * 2);
+        if (packB == null) packB = _packB = AllocatePackBuffer(KC * NC);
 
         for (int p0 = 0; p0 < g.K; p0 += KC)
         {
@@ -173,25 +188,6 @@ public static unsafe class Gemm
                 float* bBlock;
                 if (g.PackedB != null) bBlock = g.PackedB + (long)p0 * g.NPad + (long)jc * kc;
                 else GemmPacking.PackB(g.TransB, g.B, g.Ldb, p0, kc, jc, nc, bBlock = packB);
-                if (DevJrOuter)
-                {
-                    for (int jr = 0; jr < nc; jr += NR)
-                    {
-                        int cols = Math.Min(NR, nc - jr);
-                        float* bp = bBlock + jr * kc;
-                        for (int ir = 0; ir < mc; ir += MR)
-                        {
-                            int rows = Math.Min(MR, mc - ir);
-                            float* ap = packA + ir * kc;
-                            float* cc = g.C + (long)(i0 + ir) * g.Ldc + jc + jr;
-                            if (rows == MR && cols == NR)
-                                GemmMicroKernel.Run(kc, ap, bp, cc, g.Ldc, g.Alpha, beta);
-                            else
-                                EdgeTile(kc, ap, bp, cc, g.Ldc, rows, cols, g.Alpha, beta);
-                        }
-                    }
-                }
-                else
                 for (int ir = 0; ir < mc; ir += MR)
                 {
                     int rows = Math.Min(MR, mc - ir);
@@ -212,10 +208,13 @@ public static unsafe class Gemm
     }
 
     /// <summary>A tile cut by the edge of C: the kernel writes a full tile on the stack, the valid part is merged.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no tier-0 phase
     static void EdgeTile(int kc, float* ap, float* bp, float* c, int ldc, int rows, int cols, float alpha, float beta)
     {
         float* tile = stackalloc float[MR * NR];
-        GemmMicroKernel.Run(kc, ap, bp, tile, NR, 1f, 0f);
+        // A panel of at most 16 valid columns (e.g. the last 4 of n = V = 100) needs only half the multiply-adds.
+        if (cols <= NR / 2) GemmMicroKernel.RunHalf(kc, ap, bp, tile, NR, 1f, 0f);
+        else GemmMicroKernel.Run(kc, ap, bp, tile, NR, 1f, 0f);
         for (int r = 0; r < rows; r++)
         {
             float* cr = c + (long)r * ldc;

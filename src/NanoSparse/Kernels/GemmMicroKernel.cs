@@ -40,6 +40,58 @@ static unsafe class GemmMicroKernel
         else KernelScalar(kc, ap, bp, c, ldc, alpha, beta);
     }
 
+    /// <summary>The MR×16 tile of the first 16 columns of the B micro-panel (for panels cut by the edge of C).</summary>
+    public static void RunHalf(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    {
+        if (UseAvx512) Kernel12x16Avx512(kc, ap, bp, c, ldc, alpha, beta);
+        else if (UseAvx2)
+        {
+            Kernel6x16Avx2(kc, ap, bp, MR, c, ldc, alpha, beta);
+            Kernel6x16Avx2(kc, ap + 6, bp, MR, c + 6 * ldc, ldc, alpha, beta);
+        }
+        else KernelScalar(kc, ap, bp, c, ldc, alpha, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Kernel12x16Avx512(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    {
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
+        Vector512<float> c6 = default, c7 = default, c8 = default, c9 = default, ca = default, cb = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(bp);
+            c0 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[0]), b0, c0);
+            c1 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[1]), b0, c1);
+            c2 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[2]), b0, c2);
+            c3 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[3]), b0, c3);
+            c4 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[4]), b0, c4);
+            c5 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[5]), b0, c5);
+            c6 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[6]), b0, c6);
+            c7 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[7]), b0, c7);
+            c8 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[8]), b0, c8);
+            c9 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[9]), b0, c9);
+            ca = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[10]), b0, ca);
+            cb = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[11]), b0, cb);
+            ap += MR;
+            bp += NR;
+        }
+        var va = Vector512.Create(alpha);
+        var vb = Vector512.Create(beta);
+        Put16(c, c0, va, vb, beta); c += ldc; Put16(c, c1, va, vb, beta); c += ldc;
+        Put16(c, c2, va, vb, beta); c += ldc; Put16(c, c3, va, vb, beta); c += ldc;
+        Put16(c, c4, va, vb, beta); c += ldc; Put16(c, c5, va, vb, beta); c += ldc;
+        Put16(c, c6, va, vb, beta); c += ldc; Put16(c, c7, va, vb, beta); c += ldc;
+        Put16(c, c8, va, vb, beta); c += ldc; Put16(c, c9, va, vb, beta); c += ldc;
+        Put16(c, ca, va, vb, beta); c += ldc; Put16(c, cb, va, vb, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Put16(float* c, Vector512<float> x, Vector512<float> va, Vector512<float> vb, float beta)
+    {
+        if (beta == 0) Vector512.Store(x * va, c);
+        else Vector512.Store(Avx512F.FusedMultiplyAdd(x, va, Vector512.Load(c) * vb), c);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Kernel12x32Avx512(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
     {

@@ -18,6 +18,7 @@ static unsafe class GemmPacking
     /// Packs op(A)[i0..i0+mc, p0..p0+kc] as ceil(mc/MR) micro-panels; panel q holds, for each p, the MR values
     /// op(A)[i0+q·MR+r, p0+p] (r = 0..MR-1) at dst[q·MR·kc + p·MR + r].
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackA(bool transA, float* a, int lda, int i0, int mc, int p0, int kc, float* dst)
     {
         for (int ir = 0; ir < mc; ir += MR)
@@ -73,6 +74,7 @@ static unsafe class GemmPacking
     /// Full MR-row panel of a non-transposed A: 4×4 blocks (4 rows × 4 k steps) are transposed in registers
     /// (unpack + movlh/movhl, the SSE 4×4 transpose), so loads and stores are 4 floats wide instead of 1.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackATransposed4x4(float* src, int lda, int kc, float* panel)
     {
         int p = 0;
@@ -104,6 +106,7 @@ static unsafe class GemmPacking
     /// Packs op(B)[p0..p0+kc, j0..j0+nc] as ceil(nc/NR) micro-panels; panel q holds, for each p, the NR values
     /// op(B)[p0+p, j0+q·NR+j] (j = 0..NR-1) at dst[q·NR·kc + p·NR + j].
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackB(bool transB, float* b, int ldb, int p0, int kc, int j0, int nc, float* dst)
     {
         for (int jr = 0; jr < nc; jr += NR)

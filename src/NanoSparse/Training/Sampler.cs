@@ -12,10 +12,14 @@ public static class Sampler
     /// Each step: logits of the last position / temperature; with topK &gt; 0 all logits below the k-th largest
     /// become −∞; softmax; one multinomial draw from <paramref name="rng"/>. The context is the last block_size
     /// tokens: when the cache is full, it is refilled from the cropped window (positions restart at 0), exactly
-    /// what nanoGPT's idx[:, -block_size:] computes.
+    /// what nanoGPT's idx[:, -block_size:] computes. Past that point every token costs a whole window, because with
+    /// learned absolute positions a cropped window shifts every position. <paramref name="cropTo"/> &gt; 0 trades
+    /// exactness for speed: when the cache is full it is refilled from the last cropTo tokens only, and the next
+    /// block_size − cropTo tokens are again one position's work each (the context then varies between cropTo and
+    /// block_size tokens instead of staying at block_size).
     /// </summary>
     public static int[] Generate(Gpt gpt, ReadOnlySpan<int> prompt, int maxNewTokens, float temperature, int topK, Rng rng,
-        Action<int>? onToken = null)
+        Action<int>? onToken = null, int cropTo = 0)
     {
         ArgumentNullException.ThrowIfNull(gpt);
         ArgumentNullException.ThrowIfNull(rng);
@@ -24,6 +28,9 @@ public static class Sampler
         if (!(temperature > 0) || float.IsInfinity(temperature))
             throw new ArgumentException($"temperature ({temperature}) must be positive and finite", nameof(temperature));
         int blockSize = gpt.Config.BlockSize, V = gpt.Config.VocabSize;
+        if (cropTo < 0 || cropTo > blockSize)
+            throw new ArgumentException($"crop_to ({cropTo}) must lie in [0, block_size ({blockSize})]; 0 keeps nanoGPT's full window", nameof(cropTo));
+        int keep = cropTo == 0 ? blockSize : cropTo;
         var ids = new List<int>(prompt.Length + maxNewTokens);
         foreach (int t in prompt) ids.Add(t);
         if (maxNewTokens == 0) return ids.ToArray();
@@ -48,7 +55,7 @@ public static class Sampler
             else
             {
                 cache.Reset();
-                var window = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ids)[^blockSize..];
+                var window = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ids)[^keep..];
                 logits = gpt.ForwardCached(cache, window);
             }
         }

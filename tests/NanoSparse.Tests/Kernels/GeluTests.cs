@@ -62,6 +62,21 @@ public class GeluTests
     }
 
     [Fact]
+    public void VectorExpIsAccurateToAFewUlp()
+    {
+        var lanes = new float[16];
+        double worst = 0;
+        for (int i = -86992; i + 15 <= 88000; i += 16)   // inside the clamp range [-87, 88]
+        {
+            for (int j = 0; j < 16; j++) lanes[j] = (i + j) * 1e-3f;
+            var v = VectorExp.Exp(Vector512.Create(lanes));
+            for (int j = 0; j < 16; j++)
+                worst = Math.Max(worst, Math.Abs(v[j] - Math.Exp(lanes[j])) / Math.Exp(lanes[j]));
+        }
+        Assert.True(worst < 5e-7, $"relative error {worst:g3}");
+    }
+
+    [Fact]
     public void ForwardMatchesExactGeluInDouble()
     {
         var r = new Random(3);

@@ -142,6 +142,32 @@ public sealed class GemmTests
         finally { KernelThreads.Max = saved; }
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void ItemsPackingTheirOwnBMatchReference(int threads)
+    {
+        // With the shared-pack limit at 0 every work item packs its own blocks of op(B) (the path for huge op(B)).
+        int savedThreads = KernelThreads.Max;
+        long savedLimit = Gemm.SharedPackLimit;
+        try
+        {
+            KernelThreads.Max = threads;
+            Gemm.SharedPackLimit = 0;
+            foreach (bool ta in new[] { false, true })
+            foreach (bool tb in new[] { false, true })
+            {
+                Check(ta, tb, 400, 100, 300, 1, 0);
+                Check(ta, tb, 30, 600, 520, 0.5f, 2, pad: 2);
+            }
+        }
+        finally
+        {
+            KernelThreads.Max = savedThreads;
+            Gemm.SharedPackLimit = savedLimit;
+        }
+    }
+
     [Fact]
     public void SecondCallAllocatesNothing()
     {

@@ -69,4 +69,28 @@ public class SamplerTests
     {
         Assert.Throws<ArgumentException>(() => Sampler.Generate(Model(), [1], 3, 0f, 0, new Rng(1)));
     }
+
+    [Fact]
+    public void CropToRefillsFromTheLastTokensAndThenGrowsTheContextAgain()
+    {
+        var gpt = Model();
+        int[] prompt = [1, 2, 3];
+        var result = Sampler.Generate(gpt, prompt, 20, 1f, 1, new Rng(1), cropTo: 4);
+        // Reference without a cache: the context grows to block_size (8), then restarts from its last 4 tokens
+        // and grows again; greedy decoding over that context each step.
+        var ids = prompt.ToList();
+        int contextLength = ids.Count;
+        for (int step = 0; step < 20; step++)
+        {
+            var context = ids.Skip(ids.Count - contextLength).ToArray();
+            var model = new Gpt(gpt.Config, 1, context.Length);
+            gpt.ParameterData.CopyTo(model.ParameterData);
+            model.Forward(context, [], false);
+            var last = model.Logits.Slice((context.Length - 1) * 13, 13).ToArray();
+            ids.Add(Array.IndexOf(last, last.Max()));
+            contextLength = contextLength == 8 ? 4 : contextLength + 1;
+        }
+        Assert.Equal(ids.ToArray(), result);
+        Assert.Throws<ArgumentException>(() => Sampler.Generate(gpt, prompt, 2, 1f, 1, new Rng(1), cropTo: 9));
+    }
 }

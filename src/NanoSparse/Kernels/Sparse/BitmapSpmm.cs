@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using NanoSparse.Sparse;
 
@@ -38,6 +39,7 @@ public static unsafe class BitmapSpmm
         public int Rows, K, N, Words, Chunks;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body(ref Args a, int chunk)
     {
         int first = SpmmMicroKernel.ChunkStart(a.Offsets, a.Rows, chunk, a.Chunks);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using NanoSparse.Sparse;
 
 namespace NanoSparse.Kernels.Sparse;
@@ -44,6 +45,7 @@ public static unsafe class BsrSpmm
         public int BlockRowCount, R, C, K, N, Chunks;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body(ref Args a, int chunk)
     {
         int first = SpmmMicroKernel.ChunkStart(a.Pointers, a.BlockRowCount, chunk, a.Chunks);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using NanoSparse.Sparse;
 
 namespace NanoSparse.Kernels.Sparse;
@@ -45,6 +46,7 @@ public static unsafe class CooSpmm
 
     static int RowAt(ref Args a, int p, int c) => c <= 0 ? 0 : c >= a.Chunks || p >= a.Nnz ? a.RowCount : a.Rows[p];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body(ref Args a, int chunk)
     {
         int p0 = EntryStart(ref a, chunk), p1 = EntryStart(ref a, chunk + 1);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using NanoSparse.Sparse;
 
@@ -51,6 +52,22 @@ public static unsafe class CsrSpmm
         KernelThreads.For(args.Chunks, ref args, &Body);
     }
 
+    const int MaxBlockedRows = 16384;
+
+    /// <summary>
+    /// Rows of X per K block: all of K while the K×tile panel of X fits 256 KiB of L2 or while rows are so sparse
+    /// that a block would hold fewer than 64 of a row's nonzeros (then reloading Y's tile per block costs more
+    /// than the cache misses it saves); else the block that fits.
+    /// </summary>
+    static int KBlock(int* rp, int rows, int k, int tile)
+    {
+        int block = Math.Max(64, 262144 / (tile * 4) / 64 * 64);
+        if (k <= block) return k;
+        double density = (double)rp[rows] / ((double)rows * k);
+        return density * block >= 64 ? block : k;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body<TIndex>(ref Args<TIndex> a, int chunk) where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
         int* rp = a.RowPointers;
@@ -63,7 +80,38 @@ public static unsafe class CsrSpmm
                 a.Y[i] = SpmmMicroKernel.RowDot(a.Index + rp[i], a.Values + rp[i], rp[i + 1] - rp[i], a.X);
             return;
         }
-        int tile = SpmmMicroKernel.TileWidth(a.K);
+        int tile = Math.Min(128, n);
+        int kBlock = KBlock(rp, a.Rows, a.K, tile);
+        if (kBlock == a.K)
+        {
+            // Unblocked: narrow the tile until the K×tile panel of X fits in L2 (768 KiB), e.g. 64 columns for K = 3072.
+            while (tile > 16 && (long)a.K * tile * 4 > 786432) tile /= 2;
+        }
+        if (kBlock < a.K && last - first <= MaxBlockedRows)
+        {
+            // Long K: blocked along K so the kBlock×tile panel of X (≤ 512 KiB) stays in L2 while every row of the
+            // chunk takes its nonzeros in that K range (per-row cursors advance through the sorted columns); Y's
+            // tile is accumulated across blocks (reloaded once per block, cheap next to a block's nonzeros).
+            int* cursor = stackalloc int[last - first];
+            for (int j = 0; j < n; j += tile)
+            {
+                int w = Math.Min(tile, n - j);
+                for (int i = first; i < last; i++) cursor[i - first] = rp[i];
+                for (int k0 = 0; k0 < a.K; k0 += kBlock)
+                {
+                    int kEnd = k0 + kBlock;
+                    for (int i = first; i < last; i++)
+                    {
+                        int start = cursor[i - first], end = rp[i + 1], p = start;
+                        while (p < end && int.CreateTruncating(a.Index[p]) < kEnd) p++;
+                        cursor[i - first] = p;
+                        if (p > start || k0 == 0)
+                            SpmmMicroKernel.RowTile(a.Index + start, a.Values + start, p - start, a.X + j, n, a.Y + (long)i * n + j, w, add: k0 > 0);
+                    }
+                }
+            }
+            return;
+        }
         for (int j = 0; j < n; j += tile)
         {
             int w = Math.Min(tile, n - j);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using System.Runtime.Intrinsics;
 using NanoSparse.Sparse;
@@ -46,6 +47,7 @@ public static unsafe class CsrSpmmTransposed
         KernelThreads.For((n + tile - 1) / tile, ref args, &Body);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body<TIndex>(ref Args<TIndex> a, int item) where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
         int j0 = item * a.Tile;
@@ -63,6 +65,7 @@ public static unsafe class CsrSpmmTransposed
     }
 
     /// <summary>y[index[p]·ldy + 0..w) += values[p]·xRow[0..w) for every p.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Scatter<TIndex>(TIndex* index, float* values, int count, float* xRow, float* y, int ldy, int w)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {

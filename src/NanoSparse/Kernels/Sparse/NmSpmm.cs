@@ -62,6 +62,7 @@ public static unsafe class NmSpmm
     }
 
     /// <summary>Decodes the absolute columns of slots [slot0, slot0 + count) of one row (slot0 relative to the row).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Decode(ref Args a, long rowSlot, int slot0, int count, int* k, int* lut)
     {
         // Absolute column of each kept value: group g = slot / N, k = g·M + in-group index.
@@ -82,6 +83,7 @@ public static unsafe class NmSpmm
             k[q] = (slot0 + q) / a.KeptN * a.M + InGroup(a.Indices, rowSlot + slot0 + q, a.Bits);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body(ref Args a, int chunk)
     {
         int first = (int)((long)a.Rows * chunk / a.Chunks), last = (int)((long)a.Rows * (chunk + 1) / a.Chunks);

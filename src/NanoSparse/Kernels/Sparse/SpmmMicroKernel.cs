@@ -12,6 +12,8 @@ namespace NanoSparse.Kernels.Sparse;
 /// w/16 Vector512 FMAs. The accumulators live in up to 8 zmm registers across all of the row's nonzeros and are
 /// stored once at the end: Y is written once per tile instead of once per nonzero (this is the gain over a
 /// scatter, and why callers tile N to ≤ 128 columns).
+/// Kernel methods in this folder are [AggressiveOptimization]: tier-0 code runs Vector512 operations as calls,
+/// ~10x slower, and a kernel called a few times (a benchmark, the first training steps) would never tier up.
 /// </summary>
 internal static unsafe class SpmmMicroKernel
 {
@@ -22,6 +24,7 @@ internal static unsafe class SpmmMicroKernel
     static int At<TIndex>(TIndex* index, int p) where TIndex : unmanaged, IBinaryInteger<TIndex> => int.CreateTruncating(index[p]);
 
     /// <summary>y[0..w) (=|+=) Σ_p values[p]·x[index[p]·ldx + 0..w).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RowTile<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, int w, bool add)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
@@ -41,6 +44,7 @@ internal static unsafe class SpmmMicroKernel
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Row8<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
@@ -68,6 +72,7 @@ internal static unsafe class SpmmMicroKernel
         a4.Store(y + 64); a5.Store(y + 80); a6.Store(y + 96); a7.Store(y + 112);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Row4<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
@@ -86,6 +91,7 @@ internal static unsafe class SpmmMicroKernel
         a0.Store(y); a1.Store(y + 16); a2.Store(y + 32); a3.Store(y + 48);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Row2<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
@@ -116,6 +122,7 @@ internal static unsafe class SpmmMicroKernel
         (a0 + b0).Store(y); (a1 + b1).Store(y + 16);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Row1<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
@@ -138,6 +145,7 @@ internal static unsafe class SpmmMicroKernel
     /// SpMV row: Σ_p values[p]·x[index[p]] (N = 1, so X is a vector and each nonzero touches one float: a gather
     /// of 8 x's per instruction instead of 16 scalar loads).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float RowDot<TIndex>(TIndex* index, float* values, int count, float* x)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
@@ -198,10 +206,13 @@ internal static unsafe class SpmmMicroKernel
         return lo;
     }
 
-    /// <summary>Chunks to split rows into: a few per thread so the dynamic claiming in KernelThreads evens out skew.</summary>
+    /// <summary>
+    /// Chunks to split rows into: a few per thread so the dynamic claiming in KernelThreads evens out skew.
+    /// Below ~128K multiply-adds (tens of µs on one core) waking a second thread costs more than it saves.
+    /// </summary>
     public static int ChunkCount(int rows, long work)
     {
-        if (rows <= 1 || work < 32_768) return 1;
+        if (rows <= 1 || work < 131_072) return 1;
         int threads = KernelThreads.ThreadsFor(rows);
         return threads <= 1 ? 1 : Math.Min(rows, threads * 4);
     }

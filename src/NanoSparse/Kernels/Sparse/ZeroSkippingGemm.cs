@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using System.Runtime.Intrinsics;
 
@@ -34,6 +35,7 @@ public static unsafe class ZeroSkippingGemm
         public int M, N, K, Chunks;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body(ref Args a, int chunk)
     {
         int first = (int)((long)a.M * chunk / a.Chunks), last = (int)((long)a.M * (chunk + 1) / a.Chunks);

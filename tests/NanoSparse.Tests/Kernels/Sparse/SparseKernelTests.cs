@@ -108,6 +108,7 @@ public class SparseKernelTests
     [InlineData(257, 300, 0.3, 128)]
     [InlineData(64, 70000, 0.001, 3)]  // K > 65536: 32-bit indices only
     [InlineData(5, 9000, 0.9, 17)]     // rows longer than one stack segment (bitmap, zero-skipping)
+    [InlineData(200, 1300, 0.3, 200)]  // CSR blocked along K (dense-enough rows, K×tile panel beyond L2 budget)
     public void LargerShapesMatchDenseReference(int m, int k, double density, int n) => CheckAllFormats(m, k, density, n, 99);
 
     [Theory]
