@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using NanoSparse.Sparse;
 
 namespace NanoSparse.Kernels.Sparse;
@@ -21,6 +22,11 @@ public static unsafe class NmSpmm
         CsrSpmm.Check(s.Rows, s.Cols, x.Length, n, y.Length);
         if (s.Rows == 0 || n == 0) return;
         if (s.Cols == 0) { y.Slice(0, s.Rows * n).Clear(); return; }
+        if (UseBlocked24(s, n))
+        {
+            MultiplyBlocked24(s, x, n, y);
+            return;
+        }
         fixed (float* v = s.Values, px = x, py = y)
         fixed (byte* idx = s.Indices)
         {
@@ -37,7 +43,7 @@ public static unsafe class NmSpmm
     {
         public float* Values, X, Y;
         public byte* Indices;
-        public int Rows, K, N, KeptN, M, Bits, Chunks;
+        public int Rows, K, N, KeptN, M, Bits, Chunks, RowStart;
     }
 
     /// <summary>For each byte of 2:4 indices (two groups): the four kept columns relative to the first group's start.</summary>
@@ -86,7 +92,8 @@ public static unsafe class NmSpmm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body(ref Args a, int chunk)
     {
-        int first = (int)((long)a.Rows * chunk / a.Chunks), last = (int)((long)a.Rows * (chunk + 1) / a.Chunks);
+        int rows = a.Rows - a.RowStart;
+        int first = a.RowStart + (int)((long)rows * chunk / a.Chunks), last = a.RowStart + (int)((long)rows * (chunk + 1) / a.Chunks);
         int groups = a.K / a.M;
         int perRow = groups * a.KeptN;
         fixed (int* lut = TwoFourOffsets)
@@ -130,6 +137,226 @@ public static unsafe class NmSpmm
                         Decode(ref a, rowSlot, g * a.KeptN, count, k, lut);
                         SpmmMicroKernel.RowTile(k, a.Values + rowSlot + g * a.KeptN, count, a.X + j, a.N, a.Y + (long)i * a.N + j, w, add: g > 0);
                     }
+                }
+            }
+        }
+    }
+
+    // ---- 2:4 register-blocked path -------------------------------------------------------------------------------
+    // 16 rows of S at once, one Vector512 lane per row: accumulator a_j holds Y[r0..r0+16, j] (a column of a 16×16
+    // tile of Y). For group g the four rows X[4g..4g+4, j] are one 128-bit load broadcast to the four lanes of a zmm;
+    // an in-lane permute (vpermilps) by each row's in-group index picks X[4g + idx_r, j] for lane r, so
+    //   a_j += v0 ⊙ perm(x4, idx0) + v1 ⊙ perm(x4, idx1)
+    // costs 2 FMAs per 16 rows and column: exactly the 2:4 FLOPs, with X loads shared by 16 rows (the per-nonzero
+    // broadcast path is bound by one X load per FMA). X is repacked once per call so X[4g..4g+4, j] is contiguous
+    // (Xp[(g·Np + j)·4 + i], Np = N rounded up to 16, zero-padded); S is repacked per 16-row block and K block on the
+    // stack (values as v0/v1 lanes, indices as int32 permute controls).
+
+    const int RowBlock = 16, ColTile = 16, GroupBlock = 64, Panel = 256;
+
+    static bool UseBlocked24(NmSparseMatrix s, int n) =>
+        Avx512F.IsSupported && s.N == 2 && s.M == 4 && n >= 16 && s.Rows >= RowBlock && s.Cols % 8 == 0 && s.Cols >= 8;
+
+    [ThreadStatic] static float[]? _packedX;
+
+    struct Args24
+    {
+        public float* Values, Xp, Y;
+        public byte* Indices;
+        public int Rows, K, N, Np, Chunks;
+    }
+
+    static void MultiplyBlocked24(NmSparseMatrix s, ReadOnlySpan<float> x, int n, Span<float> y)
+    {
+        int k = s.Cols, groups = k / 4, np = (n + ColTile - 1) / ColTile * ColTile;
+        long need = (long)groups * np * 4;
+        if (_packedX is null || _packedX.Length < need) _packedX = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
+        int blocks = s.Rows / RowBlock;
+        fixed (float* v = s.Values, px = x, py = y, xp = _packedX)
+        fixed (byte* idx = s.Indices)
+        {
+            PackX(px, k, n, np, xp);
+            var args = new Args24
+            {
+                Values = v, Indices = idx, Xp = xp, Y = py, Rows = s.Rows, K = k, N = n, Np = np,
+                Chunks = SpmmMicroKernel.ChunkCount(blocks, (long)blocks * RowBlock * k / 2 * n),
+            };
+            KernelThreads.For(args.Chunks, ref args, &Body24);
+            if (blocks * RowBlock < s.Rows)
+            {
+                // Leftover rows (< 16): the per-row path.
+                var rest = new Args
+                {
+                    Values = v, Indices = idx, X = px, Y = py, Rows = s.Rows, K = k, N = n, KeptN = 2, M = 4,
+                    Bits = 2, Chunks = 1, RowStart = blocks * RowBlock,
+                };
+                Body(ref rest, 0);
+            }
+        }
+    }
+
+    /// <summary>Xp[(g·np + j)·4 + i] = X[(4g + i)·n + j]; columns n..np are zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackX(float* x, int k, int n, int np, float* xp)
+    {
+        for (int g = 0; g < k / 4; g++)
+        {
+            float* r0 = x + (long)4 * g * n, r1 = r0 + n, r2 = r1 + n, r3 = r2 + n;
+            float* d = xp + (long)g * np * 4;
+            int j = 0;
+            if (Sse.IsSupported)
+                for (; j + 4 <= n; j += 4)
+                {
+                    // 4×4 transpose: rows 4g..4g+4 × columns j..j+4 → four (x0, x1, x2, x3) column quads.
+                    var q0 = Sse.LoadVector128(r0 + j); var q1 = Sse.LoadVector128(r1 + j);
+                    var q2 = Sse.LoadVector128(r2 + j); var q3 = Sse.LoadVector128(r3 + j);
+                    var t0 = Sse.UnpackLow(q0, q1); var t1 = Sse.UnpackLow(q2, q3);
+                    var t2 = Sse.UnpackHigh(q0, q1); var t3 = Sse.UnpackHigh(q2, q3);
+                    Sse.Store(d + j * 4, Sse.MoveLowToHigh(t0, t1));
+                    Sse.Store(d + j * 4 + 4, Sse.MoveHighToLow(t1, t0));
+                    Sse.Store(d + j * 4 + 8, Sse.MoveLowToHigh(t2, t3));
+                    Sse.Store(d + j * 4 + 12, Sse.MoveHighToLow(t3, t2));
+                }
+            for (; j < n; j++) { d[j * 4] = r0[j]; d[j * 4 + 1] = r1[j]; d[j * 4 + 2] = r2[j]; d[j * 4 + 3] = r3[j]; }
+            for (; j < np; j++) { d[j * 4] = 0; d[j * 4 + 1] = 0; d[j * 4 + 2] = 0; d[j * 4 + 3] = 0; }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Body24(ref Args24 a, int chunk)
+    {
+        int blocks = a.Rows / RowBlock;
+        int firstBlock = (int)((long)blocks * chunk / a.Chunks), lastBlock = (int)((long)blocks * (chunk + 1) / a.Chunks);
+        int groups = a.K / 4, perRow = a.K / 2, indexBytesPerRow = a.K / 8;
+        // Per 16-row block and K block: values (v0 | v1, 32 floats per group) and controls (c0 | c1, 32 ints per group).
+        float* vp = stackalloc float[GroupBlock * 32];
+        int* cp = stackalloc int[GroupBlock * 32];
+        // Y's (16 rows × panel) block, transposed (yt[j·16 + r]), accumulated across K blocks in vector loads/stores
+        // and transposed into Y once.
+        float* ytp = stackalloc float[Panel * RowBlock];
+        for (int b = firstBlock; b < lastBlock; b++)
+        {
+            int r0 = b * RowBlock;
+            for (int p0 = 0; p0 < a.N; p0 += Panel)
+            {
+                int pw = Math.Min(Panel, a.Np - p0);
+                for (int g0 = 0; g0 < groups; g0 += GroupBlock)
+                {
+                    int gc = Math.Min(GroupBlock, groups - g0);
+                    bool first = g0 == 0;
+                    for (int r = 0; r < RowBlock; r++)
+                    {
+                        float* rv = a.Values + (long)(r0 + r) * perRow + g0 * 2;
+                        byte* ri = a.Indices + (long)(r0 + r) * indexBytesPerRow + g0 / 2;
+                        for (int g = 0; g < gc; g++)
+                        {
+                            int bits = ri[g >> 1] >> ((g & 1) * 4);
+                            vp[g * 32 + r] = rv[2 * g];
+                            vp[g * 32 + 16 + r] = rv[2 * g + 1];
+                            cp[g * 32 + r] = bits & 3;
+                            cp[g * 32 + 16 + r] = (bits >> 2) & 3;
+                        }
+                    }
+                    for (int jt = 0; jt < pw; jt += ColTile)
+                    {
+                        float* yt = ytp + jt * RowBlock;
+                        Vector512<float> a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15;
+                        a0 = first ? Vector512<float>.Zero : Vector512.Load(yt + 0);
+                        a1 = first ? Vector512<float>.Zero : Vector512.Load(yt + 16);
+                        a2 = first ? Vector512<float>.Zero : Vector512.Load(yt + 32);
+                        a3 = first ? Vector512<float>.Zero : Vector512.Load(yt + 48);
+                        a4 = first ? Vector512<float>.Zero : Vector512.Load(yt + 64);
+                        a5 = first ? Vector512<float>.Zero : Vector512.Load(yt + 80);
+                        a6 = first ? Vector512<float>.Zero : Vector512.Load(yt + 96);
+                        a7 = first ? Vector512<float>.Zero : Vector512.Load(yt + 112);
+                        a8 = first ? Vector512<float>.Zero : Vector512.Load(yt + 128);
+                        a9 = first ? Vector512<float>.Zero : Vector512.Load(yt + 144);
+                        a10 = first ? Vector512<float>.Zero : Vector512.Load(yt + 160);
+                        a11 = first ? Vector512<float>.Zero : Vector512.Load(yt + 176);
+                        a12 = first ? Vector512<float>.Zero : Vector512.Load(yt + 192);
+                        a13 = first ? Vector512<float>.Zero : Vector512.Load(yt + 208);
+                        a14 = first ? Vector512<float>.Zero : Vector512.Load(yt + 224);
+                        a15 = first ? Vector512<float>.Zero : Vector512.Load(yt + 240);
+                        for (int g = 0; g < gc; g++)
+                        {
+                            var v0 = Vector512.Load(vp + g * 32);
+                            var v1 = Vector512.Load(vp + g * 32 + 16);
+                            var c0 = Vector512.Load(cp + g * 32);
+                            var c1 = Vector512.Load(cp + g * 32 + 16);
+                            float* xg = a.Xp + ((long)(g0 + g) * a.Np + p0 + jt) * 4;
+                            Vector512<float> x4;
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 0);
+                            a0 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a0);
+                            a0 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a0);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 4);
+                            a1 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a1);
+                            a1 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a1);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 8);
+                            a2 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a2);
+                            a2 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a2);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 12);
+                            a3 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a3);
+                            a3 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a3);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 16);
+                            a4 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a4);
+                            a4 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a4);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 20);
+                            a5 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a5);
+                            a5 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a5);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 24);
+                            a6 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a6);
+                            a6 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a6);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 28);
+                            a7 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a7);
+                            a7 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a7);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 32);
+                            a8 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a8);
+                            a8 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a8);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 36);
+                            a9 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a9);
+                            a9 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a9);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 40);
+                            a10 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a10);
+                            a10 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a10);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 44);
+                            a11 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a11);
+                            a11 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a11);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 48);
+                            a12 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a12);
+                            a12 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a12);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 52);
+                            a13 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a13);
+                            a13 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a13);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 56);
+                            a14 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a14);
+                            a14 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a14);
+                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 60);
+                            a15 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a15);
+                            a15 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a15);
+                        }
+                        a0.Store(yt + 0);
+                        a1.Store(yt + 16);
+                        a2.Store(yt + 32);
+                        a3.Store(yt + 48);
+                        a4.Store(yt + 64);
+                        a5.Store(yt + 80);
+                        a6.Store(yt + 96);
+                        a7.Store(yt + 112);
+                        a8.Store(yt + 128);
+                        a9.Store(yt + 144);
+                        a10.Store(yt + 160);
+                        a11.Store(yt + 176);
+                        a12.Store(yt + 192);
+                        a13.Store(yt + 208);
+                        a14.Store(yt + 224);
+                        a15.Store(yt + 240);
+                    }
+                }
+                int w = Math.Min(Panel, a.N - p0);
+                for (int r = 0; r < RowBlock; r++)
+                {
+                    float* yr = a.Y + (long)(r0 + r) * a.N + p0;
+                    for (int j = 0; j < w; j++) yr[j] = ytp[j * 16 + r];
                 }
             }
         }

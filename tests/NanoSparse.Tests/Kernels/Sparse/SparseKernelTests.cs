@@ -122,6 +122,10 @@ public class SparseKernelTests
     [InlineData(2, 8, 23, 80, 64)]
     [InlineData(3, 8, 10, 9000, 17)]  // rows longer than one stack segment
     [InlineData(5, 16, 7, 96, 20)]
+    [InlineData(2, 4, 16, 8, 16)]      // 2:4 register-blocked path (16-row blocks): smallest case
+    [InlineData(2, 4, 35, 264, 37)]    // blocked path: 3 leftover rows, N not a multiple of 16, K over one K block
+    [InlineData(2, 4, 48, 1032, 300)]  // blocked path: several K blocks and column panels, padded last tile
+    [InlineData(2, 4, 32, 12, 64)]     // K not a multiple of 8: per-row path
     public void NmKernelMatchesDenseReference(int keep, int group, int m, int k, int n)
     {
         var dense = SparseTestData.RandomDense(m, k, 1, (ulong)(m + k + n));
