@@ -10,7 +10,8 @@ namespace NanoSparse.Kernels.Sparse;
 /// (groups of M along K, N kept each); the kernel decodes the row's packed in-group indices (2 bits each for 2:4)
 /// into absolute K indices k = g·M + idx once per row, in a stack buffer, then accumulates the kept rows of X
 /// exactly as the CSR kernel does (Vector512 FMAs into register tiles of Y). Every row has the same nnz, so rows
-/// are split evenly.
+/// are split evenly. 2:4 with N ≥ 16, ≥ 16 rows and K % 8 == 0 on AVX-512 takes the 16-row register-blocked path
+/// below instead (rows of S in vector lanes, X rows selected by permutes).
 /// </summary>
 public static unsafe class NmSpmm
 {
@@ -144,15 +145,18 @@ public static unsafe class NmSpmm
 
     // ---- 2:4 register-blocked path -------------------------------------------------------------------------------
     // 16 rows of S at once, one Vector512 lane per row: accumulator a_j holds Y[r0..r0+16, j] (a column of a 16×16
-    // tile of Y). For group g the four rows X[4g..4g+4, j] are one 128-bit load broadcast to the four lanes of a zmm;
-    // an in-lane permute (vpermilps) by each row's in-group index picks X[4g + idx_r, j] for lane r, so
-    //   a_j += v0 ⊙ perm(x4, idx0) + v1 ⊙ perm(x4, idx1)
-    // costs 2 FMAs per 16 rows and column: exactly the 2:4 FLOPs, with X loads shared by 16 rows (the per-nonzero
-    // broadcast path is bound by one X load per FMA). X is repacked once per call so X[4g..4g+4, j] is contiguous
-    // (Xp[(g·Np + j)·4 + i], Np = N rounded up to 16, zero-padded); S is repacked per 16-row block and K block on the
-    // stack (values as v0/v1 lanes, indices as int32 permute controls).
+    // tile of Y). X is repacked once per call so the 4 rows of a group are contiguous per column:
+    // Xp[(g·Np + j)·4 + i] = X[4g + i, j] (Np = N rounded up to 16, zero-padded), so one 64-byte load holds the
+    // group's quads of 4 columns. A cross-lane permute (vpermps, data straight from memory) with control
+    // idx_r + 4c picks X[4g + idx_r, j + c] for each row lane r, so
+    //   a_j += v0 ⊙ perm(Xp quad, idx0 + 4c) + v1 ⊙ perm(Xp quad, idx1 + 4c)
+    // costs 2 FMAs per 16 rows and column: exactly the 2:4 FLOPs, and X loads are shared by 16 rows (the per-nonzero
+    // broadcast path is bound by one X load per FMA). The permutes share the FP pipes with the FMAs and are what
+    // keeps this near dense speed rather than 2x. S is repacked per 16-row block and K block on the stack (v0/v1 as
+    // row lanes, in-group indices as int32 permute controls), with gathers across the 16 rows when K % 32 == 0.
+    // Y's 16-row block is accumulated transposed on the stack across K blocks and transposed into Y once.
 
-    const int RowBlock = 16, ColTile = 16, GroupBlock = 64, Panel = 256;
+    const int RowBlock = 16, ColTile = 16, GroupBlock = 64, Panel = 512;
 
     static bool UseBlocked24(NmSparseMatrix s, int n) =>
         Avx512F.IsSupported && s.N == 2 && s.M == 4 && n >= 16 && s.Rows >= RowBlock && s.Cols % 8 == 0 && s.Cols >= 8;
@@ -222,6 +226,10 @@ public static unsafe class NmSpmm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Gather16(float* b, Vector256<int> lo, Vector256<int> hi) =>
+        Vector512.Create(Avx2.GatherVector256(b, lo, 4), Avx2.GatherVector256(b, hi, 4));
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body24(ref Args24 a, int chunk)
     {
@@ -234,6 +242,11 @@ public static unsafe class NmSpmm
         // Y's (16 rows × panel) block, transposed (yt[j·16 + r]), accumulated across K blocks in vector loads/stores
         // and transposed into Y once.
         float* ytp = stackalloc float[Panel * RowBlock];
+        var lane = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
+        // Offsets of the 16 rows (lanes 0..8, 8..16): floats of their values, bytes of their indices.
+        var rowValuesLo = lane * perRow; var rowValuesHi = (lane + Vector256.Create(8)) * perRow;
+        var rowBytesLo = lane * indexBytesPerRow; var rowBytesHi = (lane + Vector256.Create(8)) * indexBytesPerRow;
+        var three = Vector512.Create(3);
         for (int b = firstBlock; b < lastBlock; b++)
         {
             int r0 = b * RowBlock;
@@ -244,17 +257,39 @@ public static unsafe class NmSpmm
                 {
                     int gc = Math.Min(GroupBlock, groups - g0);
                     bool first = g0 == 0;
-                    for (int r = 0; r < RowBlock; r++)
+                    if (a.K % 32 == 0)
                     {
-                        float* rv = a.Values + (long)(r0 + r) * perRow + g0 * 2;
-                        byte* ri = a.Indices + (long)(r0 + r) * indexBytesPerRow + g0 / 2;
-                        for (int g = 0; g < gc; g++)
+                        // Gathers across the 16 rows: values at row·perRow + 2g (+1); index words (4 bytes = 8 groups,
+                        // aligned and inside the row because K/8 is a multiple of 4), 4 bits per group (idx0 | idx1 << 2).
+                        float* vb = a.Values + (long)r0 * perRow + g0 * 2;
+                        byte* ib = a.Indices + (long)r0 * indexBytesPerRow + g0 / 2;
+                        for (int g = 0; g < gc; g += 8)
                         {
-                            int bits = ri[g >> 1] >> ((g & 1) * 4);
-                            vp[g * 32 + r] = rv[2 * g];
-                            vp[g * 32 + 16 + r] = rv[2 * g + 1];
-                            cp[g * 32 + r] = bits & 3;
-                            cp[g * 32 + 16 + r] = (bits >> 2) & 3;
+                            var words = Vector512.Create(Avx2.GatherVector256((int*)(ib + g / 2), rowBytesLo, 1), Avx2.GatherVector256((int*)(ib + g / 2), rowBytesHi, 1));
+                            for (int t = 0; t < 8; t++)
+                            {
+                                var bits = Vector512.ShiftRightLogical(words, 4 * t);
+                                (bits & three).Store(cp + (g + t) * 32);
+                                (Vector512.ShiftRightLogical(bits, 2) & three).Store(cp + (g + t) * 32 + 16);
+                                Gather16(vb + 2 * (g + t), rowValuesLo, rowValuesHi).Store(vp + (g + t) * 32);
+                                Gather16(vb + 2 * (g + t) + 1, rowValuesLo, rowValuesHi).Store(vp + (g + t) * 32 + 16);
+                            }
+                        }
+                    }
+                    else
+                    {
+                        for (int r = 0; r < RowBlock; r++)
+                        {
+                            float* rv = a.Values + (long)(r0 + r) * perRow + g0 * 2;
+                            byte* ri = a.Indices + (long)(r0 + r) * indexBytesPerRow + g0 / 2;
+                            for (int g = 0; g < gc; g++)
+                            {
+                                int bits = ri[g >> 1] >> ((g & 1) * 4);
+                                vp[g * 32 + r] = rv[2 * g];
+                                vp[g * 32 + 16 + r] = rv[2 * g + 1];
+                                cp[g * 32 + r] = bits & 3;
+                                cp[g * 32 + 16 + r] = (bits >> 2) & 3;
+                            }
                         }
                     }
                     for (int jt = 0; jt < pw; jt += ColTile)
@@ -281,58 +316,46 @@ public static unsafe class NmSpmm
                         {
                             var v0 = Vector512.Load(vp + g * 32);
                             var v1 = Vector512.Load(vp + g * 32 + 16);
-                            var c0 = Vector512.Load(cp + g * 32);
-                            var c1 = Vector512.Load(cp + g * 32 + 16);
+                            // Cross-lane permute straight from memory: 16 floats = the X quads of 4 columns, and
+                            // control idx + 4c picks X[4g + idx_r, j + c] for each row lane r.
+                            var c00 = Vector512.Load(cp + g * 32);
+                            var c10 = Vector512.Load(cp + g * 32 + 16);
+                            var four = Vector512.Create(4);
+                            var c01 = c00 + four; var c02 = c01 + four; var c03 = c02 + four;
+                            var c11 = c10 + four; var c12 = c11 + four; var c13 = c12 + four;
                             float* xg = a.Xp + ((long)(g0 + g) * a.Np + p0 + jt) * 4;
-                            Vector512<float> x4;
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 0);
-                            a0 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a0);
-                            a0 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a0);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 4);
-                            a1 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a1);
-                            a1 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a1);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 8);
-                            a2 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a2);
-                            a2 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a2);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 12);
-                            a3 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a3);
-                            a3 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a3);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 16);
-                            a4 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a4);
-                            a4 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a4);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 20);
-                            a5 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a5);
-                            a5 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a5);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 24);
-                            a6 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a6);
-                            a6 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a6);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 28);
-                            a7 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a7);
-                            a7 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a7);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 32);
-                            a8 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a8);
-                            a8 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a8);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 36);
-                            a9 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a9);
-                            a9 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a9);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 40);
-                            a10 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a10);
-                            a10 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a10);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 44);
-                            a11 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a11);
-                            a11 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a11);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 48);
-                            a12 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a12);
-                            a12 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a12);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 52);
-                            a13 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a13);
-                            a13 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a13);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 56);
-                            a14 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a14);
-                            a14 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a14);
-                            x4 = Avx512F.BroadcastVector128ToVector512(xg + 60);
-                            a15 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar4x32(x4, c0), a15);
-                            a15 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar4x32(x4, c1), a15);
+                            a0 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c00), a0);
+                            a0 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c10), a0);
+                            a1 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c01), a1);
+                            a1 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c11), a1);
+                            a2 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c02), a2);
+                            a2 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c12), a2);
+                            a3 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c03), a3);
+                            a3 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c13), a3);
+                            a4 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c00), a4);
+                            a4 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c10), a4);
+                            a5 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c01), a5);
+                            a5 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c11), a5);
+                            a6 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c02), a6);
+                            a6 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c12), a6);
+                            a7 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c03), a7);
+                            a7 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c13), a7);
+                            a8 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c00), a8);
+                            a8 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c10), a8);
+                            a9 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c01), a9);
+                            a9 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c11), a9);
+                            a10 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c02), a10);
+                            a10 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c12), a10);
+                            a11 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c03), a11);
+                            a11 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c13), a11);
+                            a12 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c00), a12);
+                            a12 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c10), a12);
+                            a13 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c01), a13);
+                            a13 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c11), a13);
+                            a14 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c02), a14);
+                            a14 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c12), a14);
+                            a15 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c03), a15);
+                            a15 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c13), a15);
                         }
                         a0.Store(yt + 0);
                         a1.Store(yt + 16);

@@ -123,9 +123,12 @@ public class SparseKernelTests
     [InlineData(3, 8, 10, 9000, 17)]  // rows longer than one stack segment
     [InlineData(5, 16, 7, 96, 20)]
     [InlineData(2, 4, 16, 8, 16)]      // 2:4 register-blocked path (16-row blocks): smallest case
-    [InlineData(2, 4, 35, 264, 37)]    // blocked path: 3 leftover rows, N not a multiple of 16, K over one K block
-    [InlineData(2, 4, 48, 1032, 300)]  // blocked path: several K blocks and column panels, padded last tile
+    [InlineData(2, 4, 35, 264, 37)]    // blocked path: 3 leftover rows, N not a multiple of 16, K over one K block (scalar S packing)
+    [InlineData(2, 4, 48, 1032, 300)]  // blocked path: several K blocks, padded last tile (scalar S packing)
+    [InlineData(2, 4, 33, 288, 40)]    // blocked path, gathered S packing: a short last K block (8 groups)
+    [InlineData(2, 4, 35, 1280, 530)]  // blocked path, gathered S packing: 5 K blocks, two column panels, leftover rows
     [InlineData(2, 4, 32, 12, 64)]     // K not a multiple of 8: per-row path
+    [InlineData(2, 4, 17, 296, 20)]    // blocked path, K % 32 != 0: scalar packing of S's block
     public void NmKernelMatchesDenseReference(int keep, int group, int m, int k, int n)
     {
         var dense = SparseTestData.RandomDense(m, k, 1, (ulong)(m + k + n));
