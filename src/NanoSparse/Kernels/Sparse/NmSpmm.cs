@@ -99,6 +99,13 @@ public static unsafe class NmSpmm
         int perRow = groups * a.KeptN;
         fixed (int* lut = TwoFourOffsets)
         {
+            if (a.N == 1 && a.KeptN == 2 && a.M == 4 && a.K % 32 == 0 && Avx512F.IsSupported)
+            {
+                // 2:4 SpMV: a row's K bits of indices start on a 4-byte boundary (K % 32 == 0).
+                for (int i = first; i < last; i++)
+                    a.Y[i] = RowDot24(a.Values + (long)i * perRow, (uint*)(a.Indices + (long)i * (a.K / 8)), a.K / 32, a.X);
+                return;
+            }
             if (a.N == 1)
             {
                 // SpMV: decode a whole row (in segments) and take its gathered dot product with x.
@@ -141,6 +148,39 @@ public static unsafe class NmSpmm
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// 2:4 SpMV row without gathers: 16 kept values (8 groups) are one Vector512 of values and one 32-bit word of
+    /// 2-bit indices; the 8 groups span x[32t .. 32t + 32) (two registers), and a two-source permute (vpermt2ps) with
+    /// control 4·(lane / 2) + idx_lane picks x[4g + idx] for all 16 lanes at once. idx_lane = (word >> 2·lane) & 3.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static float RowDot24(float* values, uint* words, int iterations, float* x)
+    {
+        var shifts = Vector512.Create(0u, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        var bases = Vector512.Create(0u, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+        var three = Vector512.Create(3u);
+        Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero;
+        int t = 0;
+        for (; t + 1 < iterations; t += 2)
+        {
+            var c0 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(words[t]), shifts) & three) + bases;
+            var c1 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(words[t + 1]), shifts) & three) + bases;
+            float* x0 = x + 32 * t;
+            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(values + 16 * t),
+                Avx512F.PermuteVar16x32x2(Vector512.Load(x0), c0.AsInt32(), Vector512.Load(x0 + 16)), s0);
+            s1 = Avx512F.FusedMultiplyAdd(Vector512.Load(values + 16 * t + 16),
+                Avx512F.PermuteVar16x32x2(Vector512.Load(x0 + 32), c1.AsInt32(), Vector512.Load(x0 + 48)), s1);
+        }
+        if (t < iterations)
+        {
+            var c0 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(words[t]), shifts) & three) + bases;
+            float* x0 = x + 32 * t;
+            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(values + 16 * t),
+                Avx512F.PermuteVar16x32x2(Vector512.Load(x0), c0.AsInt32(), Vector512.Load(x0 + 16)), s0);
+        }
+        return Vector512.Sum(s0 + s1);
     }
 
     // ---- 2:4 register-blocked path -------------------------------------------------------------------------------

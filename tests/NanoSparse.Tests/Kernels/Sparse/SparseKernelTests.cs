@@ -128,6 +128,9 @@ public class SparseKernelTests
     [InlineData(2, 4, 33, 288, 40)]    // blocked path, gathered S packing: a short last K block (8 groups)
     [InlineData(2, 4, 35, 1280, 530)]  // blocked path, gathered S packing: 5 K blocks, two column panels, leftover rows
     [InlineData(2, 4, 32, 12, 64)]     // K not a multiple of 8: per-row path
+    [InlineData(2, 4, 3, 32, 1)]       // 2:4 SpMV permute path: one 16-value step per row
+    [InlineData(2, 4, 37, 96, 1)]      // 2:4 SpMV permute path: odd step count (tail step)
+    [InlineData(2, 4, 40, 768, 1)]     // 2:4 SpMV permute path: even step count
     [InlineData(2, 4, 17, 296, 20)]    // blocked path, K % 32 != 0: scalar packing of S's block
     public void NmKernelMatchesDenseReference(int keep, int group, int m, int k, int n)
     {
