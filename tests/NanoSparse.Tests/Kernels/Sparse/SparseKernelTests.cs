@@ -104,7 +104,7 @@ public class SparseKernelTests
 
     [Theory]
     [InlineData(300, 1500, 0.1, 130)]  // long K: 64-column tiles; enough work for several threads
-    [InlineData(513, 768, 0.05, 1)]    // SpMV, gathers over 16-bit indices
+    [InlineData(513, 768, 0.05, 1)]    // SpMV over 16-bit indices (8-way unrolled row dot + tail)
     [InlineData(257, 300, 0.3, 128)]
     [InlineData(64, 70000, 0.001, 3)]  // K > 65536: 32-bit indices only
     [InlineData(5, 9000, 0.9, 17)]     // rows longer than one stack segment (bitmap, zero-skipping)
