@@ -219,7 +219,9 @@ public static unsafe class NmSpmm
         fixed (float* v = s.Values, px = x, py = y, xp = _packedX)
         fixed (byte* idx = s.Indices)
         {
-            PackX(px, k, n, np, xp);
+            // X's repacking is K·N moves: split over the threads by groups when it is big enough to pay for a wake-up.
+            var pack = new PackArgs { X = px, Xp = xp, Groups = k / 4, N = n, Np = np, Chunks = (long)k * n >= 262144 ? KernelThreads.ThreadsFor(k / 4) : 1 };
+            KernelThreads.For(pack.Chunks, ref pack, &PackBody);
             var args = new Args24
             {
                 Values = v, Indices = idx, Xp = xp, Y = py, Rows = s.Rows, K = k, N = n, Np = np,
@@ -239,11 +241,20 @@ public static unsafe class NmSpmm
         }
     }
 
-    /// <summary>Xp[(g·np + j)·4 + i] = X[(4g + i)·n + j]; columns n..np are zero.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void PackX(float* x, int k, int n, int np, float* xp)
+    struct PackArgs
     {
-        for (int g = 0; g < k / 4; g++)
+        public float* X, Xp;
+        public int Groups, N, Np, Chunks;
+    }
+
+    static void PackBody(ref PackArgs a, int chunk) =>
+        PackX(a.X, a.N, a.Np, a.Xp, (int)((long)a.Groups * chunk / a.Chunks), (int)((long)a.Groups * (chunk + 1) / a.Chunks));
+
+    /// <summary>Xp[(g·np + j)·4 + i] = X[(4g + i)·n + j] for groups [firstGroup, lastGroup); columns n..np are zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackX(float* x, int n, int np, float* xp, int firstGroup, int lastGroup)
+    {
+        for (int g = firstGroup; g < lastGroup; g++)
         {
             float* r0 = x + (long)4 * g * n, r1 = r0 + n, r2 = r1 + n, r3 = r2 + n;
             float* d = xp + (long)g * np * 4;
