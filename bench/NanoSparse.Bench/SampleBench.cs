@@ -164,7 +164,7 @@ public static class SampleBench
             "--temperature", Temperature.ToString(System.Globalization.CultureInfo.InvariantCulture), "--top-k", TopK.ToString(),
         };
         if (weights != null) { args.Add("--checkpoint"); args.Add(weights); }
-        var r = TorchPeer.Run(options.Python, "sample_torch.py", args);
+        var r = TorchPeer.Run(options.Python, "sample_torch.py", args, blasThreads: threads);
         var seconds = r.GetProperty("seconds").EnumerateArray().Select(e => e.GetDouble()).ToArray();
         return new Measurement(label, "PyTorch (no KV)", threads, newTokens, seconds, newTokens / TrainBench.Median(seconds));
     }

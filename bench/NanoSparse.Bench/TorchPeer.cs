@@ -28,7 +28,7 @@ public static class TorchPeer
     }
 
     /// <summary>Runs <c>python bench/peers/{script} args...</c>; stderr lines are passed to <paramref name="onStderr"/>.</summary>
-    public static JsonElement Run(string python, string script, IEnumerable<string> args, Action<string>? onStderr = null)
+    public static JsonElement Run(string python, string script, IEnumerable<string> args, Action<string>? onStderr = null, int? blasThreads = null)
     {
         var path = Path.Combine(PeersDirectory(), script);
         var psi = new ProcessStartInfo(python)
@@ -40,6 +40,10 @@ public static class TorchPeer
         psi.ArgumentList.Add(path);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment.Remove("OPENBLAS_CORETYPE");
+        // Debian's torch multiplies through OpenBLAS, whose own thread pool ignores torch.set_num_threads: without
+        // this, a "1-thread" PyTorch still runs its GEMMs on every core.
+        if (blasThreads is int bt) psi.Environment["OPENBLAS_NUM_THREADS"] = bt.ToString();
+        else psi.Environment.Remove("OPENBLAS_NUM_THREADS");
 
         using var process = Process.Start(psi) ?? throw new InvalidOperationException($"could not start '{python}'");
         var stderr = new System.Text.StringBuilder();

@@ -51,7 +51,8 @@ public static unsafe class Gemm
     /// <summary>
     /// Largest op(B), in floats, that is packed once per call into a buffer of the calling thread and shared by all
     /// work items (default 8 Mi floats = 32 MiB: every weight matrix, and the activations X of dW = dYᵀ·X for
-    /// B·T·C up to 8 Mi). Larger op(B) is packed block by block inside each item. Tuning knob; results do not depend on it.
+    /// B·T·C up to 8 Mi), per thread taking part. Larger op(B) is packed block by block inside each item. Tuning knob;
+    /// results do not depend on it.
     /// </summary>
     public static long SharedPackLimit { get; set; } = 8L << 20;
     /// <summary>Columns per pre-packing work item.</summary>
@@ -76,6 +77,9 @@ public static unsafe class Gemm
 
         int threads = work < SerialWork || KernelThreads.InsideRegion ? 1 : KernelThreads.Max;
         long sharedFloats = (long)k * RoundUp(n, NR);
+        // The shared pack is filled by all threads at once, so the limit scales with them: on one thread a large op(B)
+        // is better packed block by block (it stays in cache); on several, packing it once beats every item repacking it.
+        long shareLimit = SharedPackLimit * threads;
         int rowChunk, colChunk;
         if (threads == 1 || m >= n)
         {
@@ -83,7 +87,7 @@ public static unsafe class Gemm
             // An op(B) too large to share is packed again by every item: then items take up to MaxRowChunk rows
             // (the A block only has to fit L3: its micro-panels are what sits in L1) so it is repacked less often.
             colChunk = n;
-            int most = sharedFloats <= SharedPackLimit ? MC : MaxRowChunk;
+            int most = sharedFloats <= shareLimit ? MC : MaxRowChunk;
             rowChunk = Math.Min(most, RoundUp(CeilDiv(m, threads), MR));
         }
         else
@@ -112,7 +116,7 @@ public static unsafe class Gemm
             // micro-panels. Items of one row block own disjoint columns and pack their blocks themselves, which
             // keeps those blocks in cache (a shared pack of a large op(B) would go through memory twice).
             int nPad = RoundUp(n, NR);
-            if (rowItems > 1 && sharedFloats <= SharedPackLimit)
+            if (rowItems > 1 && sharedFloats <= shareLimit)
             {
                 args.PackedB = EnsureSharedB(sharedFloats);
                 args.NPad = nPad;

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using NanoSparse.Sparse;
 
 namespace NanoSparse.Kernels.Sparse;
@@ -9,7 +10,8 @@ namespace NanoSparse.Kernels.Sparse;
 /// (groups of M along K, N kept each); the kernel decodes the row's packed in-group indices (2 bits each for 2:4)
 /// into absolute K indices k = g·M + idx once per row, in a stack buffer, then accumulates the kept rows of X
 /// exactly as the CSR kernel does (Vector512 FMAs into register tiles of Y). Every row has the same nnz, so rows
-/// are split evenly.
+/// are split evenly. 2:4 with N ≥ 16, ≥ 16 rows and K % 8 == 0 on AVX-512 takes the 16-row register-blocked path
+/// below instead (rows of S in vector lanes, X rows selected by permutes).
 /// </summary>
 public static unsafe class NmSpmm
 {
@@ -21,6 +23,11 @@ public static unsafe class NmSpmm
         CsrSpmm.Check(s.Rows, s.Cols, x.Length, n, y.Length);
         if (s.Rows == 0 || n == 0) return;
         if (s.Cols == 0) { y.Slice(0, s.Rows * n).Clear(); return; }
+        if (UseBlocked24(s, n))
+        {
+            MultiplyBlocked24(s, x, n, y);
+            return;
+        }
         fixed (float* v = s.Values, px = x, py = y)
         fixed (byte* idx = s.Indices)
         {
@@ -37,7 +44,7 @@ public static unsafe class NmSpmm
     {
         public float* Values, X, Y;
         public byte* Indices;
-        public int Rows, K, N, KeptN, M, Bits, Chunks;
+        public int Rows, K, N, KeptN, M, Bits, Chunks, RowStart;
     }
 
     /// <summary>For each byte of 2:4 indices (two groups): the four kept columns relative to the first group's start.</summary>
@@ -86,11 +93,19 @@ public static unsafe class NmSpmm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body(ref Args a, int chunk)
     {
-        int first = (int)((long)a.Rows * chunk / a.Chunks), last = (int)((long)a.Rows * (chunk + 1) / a.Chunks);
+        int rows = a.Rows - a.RowStart;
+        int first = a.RowStart + (int)((long)rows * chunk / a.Chunks), last = a.RowStart + (int)((long)rows * (chunk + 1) / a.Chunks);
         int groups = a.K / a.M;
         int perRow = groups * a.KeptN;
         fixed (int* lut = TwoFourOffsets)
         {
+            if (a.N == 1 && a.KeptN == 2 && a.M == 4 && a.K % 32 == 0 && Avx512F.IsSupported)
+            {
+                // 2:4 SpMV: a row's K bits of indices start on a 4-byte boundary (K % 32 == 0).
+                for (int i = first; i < last; i++)
+                    a.Y[i] = RowDot24(a.Values + (long)i * perRow, (uint*)(a.Indices + (long)i * (a.K / 8)), a.K / 32, a.X);
+                return;
+            }
             if (a.N == 1)
             {
                 // SpMV: decode a whole row (in segments) and take its gathered dot product with x.
@@ -130,6 +145,292 @@ public static unsafe class NmSpmm
                         Decode(ref a, rowSlot, g * a.KeptN, count, k, lut);
                         SpmmMicroKernel.RowTile(k, a.Values + rowSlot + g * a.KeptN, count, a.X + j, a.N, a.Y + (long)i * a.N + j, w, add: g > 0);
                     }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// 2:4 SpMV row without gathers: 16 kept values (8 groups) are one Vector512 of values and one 32-bit word of
+    /// 2-bit indices; the 8 groups span x[32t .. 32t + 32) (two registers), and a two-source permute (vpermt2ps) with
+    /// control 4·(lane / 2) + idx_lane picks x[4g + idx] for all 16 lanes at once. idx_lane = (word >> 2·lane) & 3.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static float RowDot24(float* values, uint* words, int iterations, float* x)
+    {
+        var shifts = Vector512.Create(0u, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        var bases = Vector512.Create(0u, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+        var three = Vector512.Create(3u);
+        Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero;
+        int t = 0;
+        for (; t + 1 < iterations; t += 2)
+        {
+            var c0 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(words[t]), shifts) & three) + bases;
+            var c1 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(words[t + 1]), shifts) & three) + bases;
+            float* x0 = x + 32 * t;
+            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(values + 16 * t),
+                Avx512F.PermuteVar16x32x2(Vector512.Load(x0), c0.AsInt32(), Vector512.Load(x0 + 16)), s0);
+            s1 = Avx512F.FusedMultiplyAdd(Vector512.Load(values + 16 * t + 16),
+                Avx512F.PermuteVar16x32x2(Vector512.Load(x0 + 32), c1.AsInt32(), Vector512.Load(x0 + 48)), s1);
+        }
+        if (t < iterations)
+        {
+            var c0 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(words[t]), shifts) & three) + bases;
+            float* x0 = x + 32 * t;
+            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(values + 16 * t),
+                Avx512F.PermuteVar16x32x2(Vector512.Load(x0), c0.AsInt32(), Vector512.Load(x0 + 16)), s0);
+        }
+        return Vector512.Sum(s0 + s1);
+    }
+
+    // ---- 2:4 register-blocked path -------------------------------------------------------------------------------
+    // 16 rows of S at once, one Vector512 lane per row: accumulator a_j holds Y[r0..r0+16, j] (a column of a 16×16
+    // tile of Y). X is repacked once per call so the 4 rows of a group are contiguous per column:
+    // Xp[(g·Np + j)·4 + i] = X[4g + i, j] (Np = N rounded up to 16, zero-padded), so one 64-byte load holds the
+    // group's quads of 4 columns. A cross-lane permute (vpermps, data straight from memory) with control
+    // idx_r + 4c picks X[4g + idx_r, j + c] for each row lane r, so
+    //   a_j += v0 ⊙ perm(Xp quad, idx0 + 4c) + v1 ⊙ perm(Xp quad, idx1 + 4c)
+    // costs 2 FMAs per 16 rows and column: exactly the 2:4 FLOPs, and X loads are shared by 16 rows (the per-nonzero
+    // broadcast path is bound by one X load per FMA). The permutes share the FP pipes with the FMAs and are what
+    // keeps this near dense speed rather than 2x. S is repacked per 16-row block and K block on the stack (v0/v1 as
+    // row lanes, in-group indices as int32 permute controls), with gathers across the 16 rows when K % 32 == 0.
+    // Y's 16-row block is accumulated transposed on the stack across K blocks and transposed into Y once.
+
+    const int RowBlock = 16, ColTile = 16, GroupBlock = 64, Panel = 512;
+
+    static bool UseBlocked24(NmSparseMatrix s, int n) =>
+        Avx512F.IsSupported && s.N == 2 && s.M == 4 && n >= 16 && s.Rows >= RowBlock && s.Cols % 8 == 0 && s.Cols >= 8;
+
+    [ThreadStatic] static float[]? _packedX;
+
+    struct Args24
+    {
+        public float* Values, Xp, Y;
+        public byte* Indices;
+        public int Rows, K, N, Np, Chunks;
+    }
+
+    static void MultiplyBlocked24(NmSparseMatrix s, ReadOnlySpan<float> x, int n, Span<float> y)
+    {
+        int k = s.Cols, groups = k / 4, np = (n + ColTile - 1) / ColTile * ColTile;
+        long need = (long)groups * np * 4;
+        if (_packedX is null || _packedX.Length < need) _packedX = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
+        int blocks = s.Rows / RowBlock;
+        fixed (float* v = s.Values, px = x, py = y, xp = _packedX)
+        fixed (byte* idx = s.Indices)
+        {
+            // X's repacking is K·N moves: split over the threads by groups when it is big enough to pay for a wake-up.
+            var pack = new PackArgs { X = px, Xp = xp, Groups = k / 4, N = n, Np = np, Chunks = (long)k * n >= 262144 ? KernelThreads.ThreadsFor(k / 4) : 1 };
+            KernelThreads.For(pack.Chunks, ref pack, &PackBody);
+            var args = new Args24
+            {
+                Values = v, Indices = idx, Xp = xp, Y = py, Rows = s.Rows, K = k, N = n, Np = np,
+                Chunks = SpmmMicroKernel.ChunkCount(blocks, (long)blocks * RowBlock * k / 2 * n),
+            };
+            KernelThreads.For(args.Chunks, ref args, &Body24);
+            if (blocks * RowBlock < s.Rows)
+            {
+                // Leftover rows (< 16): the per-row path.
+                var rest = new Args
+                {
+                    Values = v, Indices = idx, X = px, Y = py, Rows = s.Rows, K = k, N = n, KeptN = 2, M = 4,
+                    Bits = 2, Chunks = 1, RowStart = blocks * RowBlock,
+                };
+                Body(ref rest, 0);
+            }
+        }
+    }
+
+    struct PackArgs
+    {
+        public float* X, Xp;
+        public int Groups, N, Np, Chunks;
+    }
+
+    static void PackBody(ref PackArgs a, int chunk) =>
+        PackX(a.X, a.N, a.Np, a.Xp, (int)((long)a.Groups * chunk / a.Chunks), (int)((long)a.Groups * (chunk + 1) / a.Chunks));
+
+    /// <summary>Xp[(g·np + j)·4 + i] = X[(4g + i)·n + j] for groups [firstGroup, lastGroup); columns n..np are zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackX(float* x, int n, int np, float* xp, int firstGroup, int lastGroup)
+    {
+        for (int g = firstGroup; g < lastGroup; g++)
+        {
+            float* r0 = x + (long)4 * g * n, r1 = r0 + n, r2 = r1 + n, r3 = r2 + n;
+            float* d = xp + (long)g * np * 4;
+            int j = 0;
+            if (Sse.IsSupported)
+                for (; j + 4 <= n; j += 4)
+                {
+                    // 4×4 transpose: rows 4g..4g+4 × columns j..j+4 → four (x0, x1, x2, x3) column quads.
+                    var q0 = Sse.LoadVector128(r0 + j); var q1 = Sse.LoadVector128(r1 + j);
+                    var q2 = Sse.LoadVector128(r2 + j); var q3 = Sse.LoadVector128(r3 + j);
+                    var t0 = Sse.UnpackLow(q0, q1); var t1 = Sse.UnpackLow(q2, q3);
+                    var t2 = Sse.UnpackHigh(q0, q1); var t3 = Sse.UnpackHigh(q2, q3);
+                    Sse.Store(d + j * 4, Sse.MoveLowToHigh(t0, t1));
+                    Sse.Store(d + j * 4 + 4, Sse.MoveHighToLow(t1, t0));
+                    Sse.Store(d + j * 4 + 8, Sse.MoveLowToHigh(t2, t3));
+                    Sse.Store(d + j * 4 + 12, Sse.MoveHighToLow(t3, t2));
+                }
+            for (; j < n; j++) { d[j * 4] = r0[j]; d[j * 4 + 1] = r1[j]; d[j * 4 + 2] = r2[j]; d[j * 4 + 3] = r3[j]; }
+            for (; j < np; j++) { d[j * 4] = 0; d[j * 4 + 1] = 0; d[j * 4 + 2] = 0; d[j * 4 + 3] = 0; }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Gather16(float* b, Vector256<int> lo, Vector256<int> hi) =>
+        Vector512.Create(Avx2.GatherVector256(b, lo, 4), Avx2.GatherVector256(b, hi, 4));
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Body24(ref Args24 a, int chunk)
+    {
+        int blocks = a.Rows / RowBlock;
+        int firstBlock = (int)((long)blocks * chunk / a.Chunks), lastBlock = (int)((long)blocks * (chunk + 1) / a.Chunks);
+        int groups = a.K / 4, perRow = a.K / 2, indexBytesPerRow = a.K / 8;
+        // Per 16-row block and K block: values (v0 | v1, 32 floats per group) and controls (c0 | c1, 32 ints per group).
+        float* vp = stackalloc float[GroupBlock * 32];
+        int* cp = stackalloc int[GroupBlock * 32];
+        // Y's (16 rows × panel) block, transposed (yt[j·16 + r]), accumulated across K blocks in vector loads/stores
+        // and transposed into Y once.
+        float* ytp = stackalloc float[Panel * RowBlock];
+        var lane = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
+        // Offsets of the 16 rows (lanes 0..8, 8..16): floats of their values, bytes of their indices.
+        var rowValuesLo = lane * perRow; var rowValuesHi = (lane + Vector256.Create(8)) * perRow;
+        var rowBytesLo = lane * indexBytesPerRow; var rowBytesHi = (lane + Vector256.Create(8)) * indexBytesPerRow;
+        var three = Vector512.Create(3);
+        for (int b = firstBlock; b < lastBlock; b++)
+        {
+            int r0 = b * RowBlock;
+            for (int p0 = 0; p0 < a.N; p0 += Panel)
+            {
+                int pw = Math.Min(Panel, a.Np - p0);
+                for (int g0 = 0; g0 < groups; g0 += GroupBlock)
+                {
+                    int gc = Math.Min(GroupBlock, groups - g0);
+                    bool first = g0 == 0;
+                    if (a.K % 32 == 0)
+                    {
+                        // Gathers across the 16 rows: values at row·perRow + 2g (+1); index words (4 bytes = 8 groups,
+                        // aligned and inside the row because K/8 is a multiple of 4), 4 bits per group (idx0 | idx1 << 2).
+                        float* vb = a.Values + (long)r0 * perRow + g0 * 2;
+                        byte* ib = a.Indices + (long)r0 * indexBytesPerRow + g0 / 2;
+                        for (int g = 0; g < gc; g += 8)
+                        {
+                            var words = Vector512.Create(Avx2.GatherVector256((int*)(ib + g / 2), rowBytesLo, 1), Avx2.GatherVector256((int*)(ib + g / 2), rowBytesHi, 1));
+                            for (int t = 0; t < 8; t++)
+                            {
+                                var bits = Vector512.ShiftRightLogical(words, 4 * t);
+                                (bits & three).Store(cp + (g + t) * 32);
+                                (Vector512.ShiftRightLogical(bits, 2) & three).Store(cp + (g + t) * 32 + 16);
+                                Gather16(vb + 2 * (g + t), rowValuesLo, rowValuesHi).Store(vp + (g + t) * 32);
+                                Gather16(vb + 2 * (g + t) + 1, rowValuesLo, rowValuesHi).Store(vp + (g + t) * 32 + 16);
+                            }
+                        }
+                    }
+                    else
+                    {
+                        for (int r = 0; r < RowBlock; r++)
+                        {
+                            float* rv = a.Values + (long)(r0 + r) * perRow + g0 * 2;
+                            byte* ri = a.Indices + (long)(r0 + r) * indexBytesPerRow + g0 / 2;
+                            for (int g = 0; g < gc; g++)
+                            {
+                                int bits = ri[g >> 1] >> ((g & 1) * 4);
+                                vp[g * 32 + r] = rv[2 * g];
+                                vp[g * 32 + 16 + r] = rv[2 * g + 1];
+                                cp[g * 32 + r] = bits & 3;
+                                cp[g * 32 + 16 + r] = (bits >> 2) & 3;
+                            }
+                        }
+                    }
+                    for (int jt = 0; jt < pw; jt += ColTile)
+                    {
+                        float* yt = ytp + jt * RowBlock;
+                        Vector512<float> a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15;
+                        a0 = first ? Vector512<float>.Zero : Vector512.Load(yt + 0);
+                        a1 = first ? Vector512<float>.Zero : Vector512.Load(yt + 16);
+                        a2 = first ? Vector512<float>.Zero : Vector512.Load(yt + 32);
+                        a3 = first ? Vector512<float>.Zero : Vector512.Load(yt + 48);
+                        a4 = first ? Vector512<float>.Zero : Vector512.Load(yt + 64);
+                        a5 = first ? Vector512<float>.Zero : Vector512.Load(yt + 80);
+                        a6 = first ? Vector512<float>.Zero : Vector512.Load(yt + 96);
+                        a7 = first ? Vector512<float>.Zero : Vector512.Load(yt + 112);
+                        a8 = first ? Vector512<float>.Zero : Vector512.Load(yt + 128);
+                        a9 = first ? Vector512<float>.Zero : Vector512.Load(yt + 144);
+                        a10 = first ? Vector512<float>.Zero : Vector512.Load(yt + 160);
+                        a11 = first ? Vector512<float>.Zero : Vector512.Load(yt + 176);
+                        a12 = first ? Vector512<float>.Zero : Vector512.Load(yt + 192);
+                        a13 = first ? Vector512<float>.Zero : Vector512.Load(yt + 208);
+                        a14 = first ? Vector512<float>.Zero : Vector512.Load(yt + 224);
+                        a15 = first ? Vector512<float>.Zero : Vector512.Load(yt + 240);
+                        for (int g = 0; g < gc; g++)
+                        {
+                            var v0 = Vector512.Load(vp + g * 32);
+                            var v1 = Vector512.Load(vp + g * 32 + 16);
+                            // Cross-lane permute straight from memory: 16 floats = the X quads of 4 columns, and
+                            // control idx + 4c picks X[4g + idx_r, j + c] for each row lane r.
+                            var c00 = Vector512.Load(cp + g * 32);
+                            var c10 = Vector512.Load(cp + g * 32 + 16);
+                            var four = Vector512.Create(4);
+                            var c01 = c00 + four; var c02 = c01 + four; var c03 = c02 + four;
+                            var c11 = c10 + four; var c12 = c11 + four; var c13 = c12 + four;
+                            float* xg = a.Xp + ((long)(g0 + g) * a.Np + p0 + jt) * 4;
+                            a0 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c00), a0);
+                            a0 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c10), a0);
+                            a1 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c01), a1);
+                            a1 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c11), a1);
+                            a2 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c02), a2);
+                            a2 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c12), a2);
+                            a3 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c03), a3);
+                            a3 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c13), a3);
+                            a4 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c00), a4);
+                            a4 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c10), a4);
+                            a5 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c01), a5);
+                            a5 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c11), a5);
+                            a6 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c02), a6);
+                            a6 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c12), a6);
+                            a7 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c03), a7);
+                            a7 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 16), c13), a7);
+                            a8 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c00), a8);
+                            a8 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c10), a8);
+                            a9 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c01), a9);
+                            a9 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c11), a9);
+                            a10 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c02), a10);
+                            a10 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c12), a10);
+                            a11 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c03), a11);
+                            a11 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 32), c13), a11);
+                            a12 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c00), a12);
+                            a12 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c10), a12);
+                            a13 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c01), a13);
+                            a13 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c11), a13);
+                            a14 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c02), a14);
+                            a14 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c12), a14);
+                            a15 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c03), a15);
+                            a15 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 48), c13), a15);
+                        }
+                        a0.Store(yt + 0);
+                        a1.Store(yt + 16);
+                        a2.Store(yt + 32);
+                        a3.Store(yt + 48);
+                        a4.Store(yt + 64);
+                        a5.Store(yt + 80);
+                        a6.Store(yt + 96);
+                        a7.Store(yt + 112);
+                        a8.Store(yt + 128);
+                        a9.Store(yt + 144);
+                        a10.Store(yt + 160);
+                        a11.Store(yt + 176);
+                        a12.Store(yt + 192);
+                        a13.Store(yt + 208);
+                        a14.Store(yt + 224);
+                        a15.Store(yt + 240);
+                    }
+                }
+                int w = Math.Min(Panel, a.N - p0);
+                for (int r = 0; r < RowBlock; r++)
+                {
+                    float* yr = a.Y + (long)(r0 + r) * a.N + p0;
+                    for (int j = 0; j < w; j++) yr[j] = ytp[j * 16 + r];
                 }
             }
         }

@@ -104,7 +104,7 @@ public class SparseKernelTests
 
     [Theory]
     [InlineData(300, 1500, 0.1, 130)]  // long K: 64-column tiles; enough work for several threads
-    [InlineData(513, 768, 0.05, 1)]    // SpMV, gathers over 16-bit indices
+    [InlineData(513, 768, 0.05, 1)]    // SpMV over 16-bit indices (8-way unrolled row dot + tail)
     [InlineData(257, 300, 0.3, 128)]
     [InlineData(64, 70000, 0.001, 3)]  // K > 65536: 32-bit indices only
     [InlineData(5, 9000, 0.9, 17)]     // rows longer than one stack segment (bitmap, zero-skipping)
@@ -122,6 +122,16 @@ public class SparseKernelTests
     [InlineData(2, 8, 23, 80, 64)]
     [InlineData(3, 8, 10, 9000, 17)]  // rows longer than one stack segment
     [InlineData(5, 16, 7, 96, 20)]
+    [InlineData(2, 4, 16, 8, 16)]      // 2:4 register-blocked path (16-row blocks): smallest case
+    [InlineData(2, 4, 35, 264, 37)]    // blocked path: 3 leftover rows, N not a multiple of 16, K over one K block (scalar S packing)
+    [InlineData(2, 4, 48, 1032, 300)]  // blocked path: several K blocks, padded last tile (scalar S packing)
+    [InlineData(2, 4, 33, 288, 40)]    // blocked path, gathered S packing: a short last K block (8 groups)
+    [InlineData(2, 4, 35, 1280, 530)]  // blocked path, gathered S packing: 5 K blocks, two column panels, leftover rows
+    [InlineData(2, 4, 32, 12, 64)]     // K not a multiple of 8: per-row path
+    [InlineData(2, 4, 3, 32, 1)]       // 2:4 SpMV permute path: one 16-value step per row
+    [InlineData(2, 4, 37, 96, 1)]      // 2:4 SpMV permute path: odd step count (tail step)
+    [InlineData(2, 4, 40, 768, 1)]     // 2:4 SpMV permute path: even step count
+    [InlineData(2, 4, 17, 296, 20)]    // blocked path, K % 32 != 0: scalar packing of S's block
     public void NmKernelMatchesDenseReference(int keep, int group, int m, int k, int n)
     {
         var dense = SparseTestData.RandomDense(m, k, 1, (ulong)(m + k + n));
