@@ -61,7 +61,7 @@ public static class InspectCommand
                 {
                     ("n_layer", m.NLayer.ToString(CultureInfo.InvariantCulture)), ("n_head", m.NHead.ToString(CultureInfo.InvariantCulture)),
                     ("n_embd", m.NEmbd.ToString(CultureInfo.InvariantCulture)), ("block_size", m.BlockSize.ToString(CultureInfo.InvariantCulture)),
-                    ("vocab_size", m.VocabSize.ToString(CultureInfo.InvariantCulture)), ("bias", m.Bias ? "true" : "false"),
+                    ("vocab_size", m.VocabSize.ToString(CultureInfo.InvariantCulture)), ("bias", m.Bias ? "true" : "false"), ("activation", m.Activation),
                 };
             foreach (var (k, v) in entries) settings.AddRow(k, Markup.Escape(v));
             console.Write(settings);

@@ -5,17 +5,20 @@ namespace NanoSparse.IO;
 /// <summary>Moves canonical (nanoGPT-named) tensors into and out of a NanoSparse.Nn.Gpt.</summary>
 public static class GptInterop
 {
-    /// <summary>The GptConfig for dims. Throws NotSupportedException for an activation Gpt does not implement.</summary>
+    /// <summary>The GptConfig for dims (GPT-2's tanh GELU becomes activation "gelu_tanh").</summary>
     public static GptConfig ToConfig(GptDims d)
     {
-        if (d.Activation != GptDims.GeluExact)
-            throw new NotSupportedException($"the model uses the '{d.Activation}' activation (tanh-approximated GELU) but NanoSparse's Gpt implements only the exact erf GELU");
-        var config = new GptConfig { NLayer = d.NLayer, NHead = d.NHead, NEmbd = d.NEmbd, BlockSize = d.BlockSize, VocabSize = d.VocabSize, Bias = d.Bias };
+        var config = new GptConfig
+        {
+            NLayer = d.NLayer, NHead = d.NHead, NEmbd = d.NEmbd, BlockSize = d.BlockSize, VocabSize = d.VocabSize, Bias = d.Bias,
+            Activation = d.Activation == GptDims.GeluTanh ? GptConfig.GeluTanh : GptConfig.Gelu,
+        };
         config.Validate();
         return config;
     }
 
-    public static GptDims ToDims(GptConfig c) => new(c.NLayer, c.NHead, c.NEmbd, c.BlockSize, c.VocabSize, c.Bias);
+    public static GptDims ToDims(GptConfig c) => new(c.NLayer, c.NHead, c.NEmbd, c.BlockSize, c.VocabSize, c.Bias,
+        c.Activation == GptConfig.GeluTanh ? GptDims.GeluTanh : GptDims.GeluExact);
 
     /// <summary>Copies canonical tensors into the model's parameters; every parameter must be present with its shape.</summary>
     public static void LoadInto(Gpt gpt, IReadOnlyList<SafeTensor> canonical)

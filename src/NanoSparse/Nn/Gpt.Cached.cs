@@ -73,7 +73,7 @@ public sealed partial class Gpt
             Residual.Add(x, tmp, x);
             LayerNorm.Forward(ln, mean, rstd, x, P(lp.Ln2W, C), P(lp.Ln2B, C), n, C);
             Linear.Forward(fch, ln, P(lp.FcW, 4 * C * C), P(lp.FcB, 4 * C), n, C, 4 * C);
-            Gelu.Forward(fch, fch);
+            ActivationForward(fch, fch);
             Linear.Forward(tmp, fch, P(lp.FcProjW, 4 * C * C), P(lp.FcProjB, C), n, 4 * C, C);
             Residual.Add(x, tmp, x);
         }

@@ -48,6 +48,7 @@ public sealed partial class Gpt
     // Dropout seeds of the last forward pass: [0] embeddings, then per layer attention weights, attn resid, mlp resid.
     readonly ulong[] _seeds;
     bool _dropoutActive, _hasTargets, _logitsAreGradients;
+    readonly bool _geluTanh;   // config.Activation == "gelu_tanh" (GPT-2) instead of the exact GELU
 
     public Gpt(GptConfig config, int batchSize, int seqLen)
     {
@@ -57,6 +58,7 @@ public sealed partial class Gpt
         if (seqLen <= 0 || seqLen > config.BlockSize)
             throw new ArgumentException($"sequence length ({seqLen}) must lie in [1, block_size ({config.BlockSize})]", nameof(seqLen));
         Config = config;
+        _geluTanh = config.Activation == GptConfig.GeluTanh;
         BatchSize = batchSize;
         SeqLen = seqLen;
         int L = config.NLayer, C = config.NEmbd, V = config.VocabSize, NH = config.NHead;
@@ -235,7 +237,7 @@ public sealed partial class Gpt
 
             LayerNorm.Forward(ln2, A(la.Ln2Mean, N), A(la.Ln2Rstd, N), res2, P(lp.Ln2W, C), P(lp.Ln2B, C), N, C);
             Linear.Forward(fch, ln2, P(lp.FcW, 4 * C * C), P(lp.FcB, 4 * C), N, C, 4 * C);
-            Gelu.Forward(g, fch);                                        // recomputed in backward, not stored per layer
+            ActivationForward(g, fch);                                   // recomputed in backward, not stored per layer
             Linear.Forward(res3, g, P(lp.FcProjW, 4 * C * C), P(lp.FcProjB, C), N, 4 * C, C);
             if (_dropoutActive) Dropout.Apply(res3, p, _seeds[3 + 3 * l]);
             Residual.Add(res3, res3, res2);                              // x = x + mlp(...)
@@ -301,9 +303,9 @@ public sealed partial class Gpt
                 Dropout.Apply(dmasked, p, _seeds[3 + 3 * l]);
                 dproj = dmasked;
             }
-            Gelu.Forward(g, fch);
+            ActivationForward(g, fch);
             Linear.Backward(g, Gr(lp.FcProjW, 4 * C * C), Gr(lp.FcProjB, C), dproj, g, P(lp.FcProjW, 4 * C * C), N, 4 * C, C);
-            Gelu.Backward(g, fch, g);                                    // g now holds d fch
+            ActivationBackward(g, fch, g);                               // g now holds d fch
             Linear.Backward(dc, Gr(lp.FcW, 4 * C * C), Gr(lp.FcB, 4 * C), g, A(la.Ln2, (long)N * C), P(lp.FcW, 4 * C * C), N, C, 4 * C);
             LayerNorm.Backward(dres, Gr(lp.Ln2W, C), Gr(lp.Ln2B, C), dc, res2, P(lp.Ln2W, C), A(la.Ln2Mean, N), A(la.Ln2Rstd, N), N, C);
 
@@ -325,5 +327,18 @@ public sealed partial class Gpt
         // in the forward pass this was: encoded = dropout(wte[idx] + wpe[pos])
         if (_dropoutActive) Dropout.Apply(dres, p, _seeds[0]);
         Embedding.Backward(Gr(_wte, V * C), Gr(_wpe, T * C), dres, _tokens, B, T, C);
+    }
+
+    // The MLP's activation (config.Activation): out (N) = act(inp (N)); dinp (N) = dout (N) · act'(inp (N)).
+    void ActivationForward(Span<float> output, ReadOnlySpan<float> input)
+    {
+        if (_geluTanh) GeluTanh.Forward(output, input);
+        else Gelu.Forward(output, input);
+    }
+
+    void ActivationBackward(Span<float> dinp, ReadOnlySpan<float> input, ReadOnlySpan<float> dout)
+    {
+        if (_geluTanh) GeluTanh.Backward(dinp, input, dout);
+        else Gelu.Backward(dinp, input, dout);
     }
 }

@@ -13,6 +13,11 @@ public sealed record GptConfig
     /// <summary>Biases in Linear layers and LayerNorms (nanoGPT: False is a bit better and faster).</summary>
     [JsonPropertyName("bias")] public bool Bias { get; init; } = false;
     [JsonPropertyName("dropout")] public float Dropout { get; init; } = 0f;
+    /// <summary>MLP activation: "gelu" (exact erf GELU, nanoGPT's nn.GELU()) or "gelu_tanh" (GPT-2's tanh approximation).</summary>
+    [JsonPropertyName("activation")] public string Activation { get; init; } = Gelu;
+
+    public const string Gelu = "gelu";
+    public const string GeluTanh = "gelu_tanh";
 
     /// <summary>Throws an ArgumentException naming the first field that is out of range.</summary>
     public void Validate()
@@ -26,6 +31,8 @@ public sealed record GptConfig
             throw new ArgumentException($"n_embd ({NEmbd}) must be divisible by n_head ({NHead})");
         if (!(Dropout >= 0f && Dropout < 1f))
             throw new ArgumentException($"dropout ({Dropout}) must lie in [0, 1)");
+        if (Activation is not (Gelu or GeluTanh))
+            throw new ArgumentException($"activation (\"{Activation}\") must be \"{Gelu}\" or \"{GeluTanh}\"");
     }
 
     static void Positive(int value, string field)

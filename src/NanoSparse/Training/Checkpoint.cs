@@ -151,9 +151,12 @@ public static class Checkpoint
             throw new FormatException($"{path}: invalid JSON: {e.Message.Split(". Path:")[0]}", e);
         }
         if (obj is null) throw new FormatException($"{path}: expected a JSON object of model settings");
-        if (obj["activation"] is System.Text.Json.Nodes.JsonValue act && act.ToString() != "gelu")
-            throw new NotSupportedException($"{path}: activation '{act}' is not supported by the model (exact GELU only)");
-        obj.Remove("activation");
+        // Hugging Face names of GPT-2's tanh GELU ("gelu_new", ...) are accepted as "gelu_tanh".
+        if (obj["activation"] is System.Text.Json.Nodes.JsonValue act && act.TryGetValue(out string? actName))
+        {
+            try { obj["activation"] = GptDims.ParseActivation(actName, path); }
+            catch (InvalidDataException e) { throw new FormatException(e.Message, e); }
+        }
         GptConfig? config;
         try
         {

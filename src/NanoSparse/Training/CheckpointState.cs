@@ -33,17 +33,19 @@ public sealed class ModelArgs
     [JsonPropertyName("vocab_size")] public int VocabSize { get; set; }
     [JsonPropertyName("bias")] public bool Bias { get; set; }
     [JsonPropertyName("dropout")] public float Dropout { get; set; }
+    /// <summary>MLP activation, "gelu" or "gelu_tanh" (absent in older state.json files: "gelu").</summary>
+    [JsonPropertyName("activation")] public string Activation { get; set; } = GptConfig.Gelu;
 
     public static ModelArgs From(GptConfig c) => new()
     {
         NLayer = c.NLayer, NHead = c.NHead, NEmbd = c.NEmbd, BlockSize = c.BlockSize,
-        VocabSize = c.VocabSize, Bias = c.Bias, Dropout = c.Dropout,
+        VocabSize = c.VocabSize, Bias = c.Bias, Dropout = c.Dropout, Activation = c.Activation,
     };
 
     public GptConfig ToConfig() => new()
     {
         NLayer = NLayer, NHead = NHead, NEmbd = NEmbd, BlockSize = BlockSize,
-        VocabSize = VocabSize, Bias = Bias, Dropout = Dropout,
+        VocabSize = VocabSize, Bias = Bias, Dropout = Dropout, Activation = Activation,
     };
 }
 

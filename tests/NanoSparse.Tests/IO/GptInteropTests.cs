@@ -86,17 +86,28 @@ public sealed class GptInteropTests
     }
 
     [Fact]
-    public void Gpt2ActivationIsRefusedUntilGptSupportsIt()
-    {
-        var e = Assert.Throws<NotSupportedException>(() =>
-            GptInterop.Load(ModelFormat.Gpt2, ModelImporterTests.Fixture("gpt2", "model.safetensors"), null, 2, 16));
-        Assert.Contains("gelu_tanh", e.Message);
-    }
-
-    [Fact(Skip = "needs a tanh-GELU (gelu_new) option in GptConfig/Gpt; then build the Gpt with it and call AssertMatchesReference(gpt, \"gpt2\")")]
     public void ImportedGpt2MatchesPyTorchLogitsAndLoss()
     {
         var gpt = GptInterop.Load(ModelFormat.Gpt2, ModelImporterTests.Fixture("gpt2", "model.safetensors"), null, 2, 16);
+        Assert.Equal(GptConfig.GeluTanh, gpt.Config.Activation);
         AssertMatchesReference(gpt, "gpt2");
+    }
+
+    [Fact]
+    public void ImportedGpt2CheckpointDirectoryKeepsTheTanhGelu()
+    {
+        // import writes "activation": "gelu_tanh" into config.json; the trainer's loader (used by sample, eval,
+        // inspect) builds the same model from it.
+        string dir = Path.Combine(Path.GetTempPath(), "nanosparse-gptio-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            ModelImporter.Import(ModelFormat.Gpt2, ModelImporterTests.Fixture("gpt2", "model.safetensors"), null, dir);
+            var gpt = NanoSparse.Training.Checkpoint.LoadAnyModel(dir, 2, 16, out var state);
+            Assert.Null(state);
+            Assert.Equal(GptConfig.GeluTanh, gpt.Config.Activation);
+            AssertMatchesReference(gpt, "gpt2");
+            Assert.Equal(GptDims.GeluTanh, GptInterop.ToDims(gpt.Config).Activation);
+        }
+        finally { try { Directory.Delete(dir, true); } catch { } }
     }
 }

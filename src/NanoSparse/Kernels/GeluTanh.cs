@@ -1,0 +1,94 @@
+using System.Runtime.Intrinsics;
+
+namespace NanoSparse.Kernels;
+
+/// <summary>
+/// tanh-approximated GELU (Hendrycks and Gimpel 2016), GPT-2's activation (Hugging Face "gelu_new", PyTorch
+/// nn.GELU(approximate="tanh")): gelu(x) = 0.5 · x · (1 + tanh(u)), u = √(2/π) · (x + 0.044715 · x³).
+/// Computed as x · σ(2u), since 0.5 · (1 + tanh(u)) = σ(2u) = 1 / (1 + exp(−2u)), which saturates cleanly to 0 and 1.
+/// Derivative: gelu'(x) = s + x · s · (1 − s) · 2u', with s = σ(2u) and u' = √(2/π) · (1 + 3 · 0.044715 · x²).
+/// </summary>
+public static unsafe class GeluTanh
+{
+    const float SqrtTwoOverPi = 0.79788456080286536f;
+    const float Cubic = 0.044715f;
+    // Elements are split into blocks of this many so RowParallel can hand out coarse chunks.
+    const int Block = 1024;
+
+    struct Args { public float* Out; public float* Inp; public float* Dout; public int N; }
+
+    static float Sigmoid2U(float x)
+    {
+        float u = SqrtTwoOverPi * (x + Cubic * x * x * x);
+        return 1f / (1f + MathF.Exp(-2f * u));
+    }
+
+    public static float Forward(float x) => x * Sigmoid2U(x);
+
+    public static float Derivative(float x)
+    {
+        float s = Sigmoid2U(x);
+        float du = SqrtTwoOverPi * (1f + 3f * Cubic * x * x);
+        return s + x * s * (1f - s) * 2f * du;
+    }
+
+    /// <summary>out (N) = gelu_tanh(inp (N)). out may alias inp (in place).</summary>
+    public static void Forward(Span<float> output, ReadOnlySpan<float> input)
+    {
+        Check.Length(output, input.Length, nameof(output));
+        fixed (float* o = output, i = input)
+        {
+            var a = new Args { Out = o, Inp = i, N = input.Length };
+            RowParallel.For((input.Length + Block - 1) / Block, Block * 20, ref a, &ForwardBody);
+        }
+    }
+
+    /// <summary>dinp (N) = dout (N) · gelu_tanh'(inp (N)); written, not accumulated. dinp may alias dout (in place).</summary>
+    public static void Backward(Span<float> dinp, ReadOnlySpan<float> input, ReadOnlySpan<float> dout)
+    {
+        Check.Length(dinp, input.Length, nameof(dinp));
+        Check.Length(dout, input.Length, nameof(dout));
+        fixed (float* d = dinp, i = input, g = dout)
+        {
+            var a = new Args { Out = d, Inp = i, Dout = g, N = input.Length };
+            RowParallel.For((input.Length + Block - 1) / Block, Block * 30, ref a, &BackwardBody);
+        }
+    }
+
+    // σ(2u) for 16 lanes; exp(−2u) overflows to +inf for very negative x, giving exactly 0.
+    static Vector512<float> Sigmoid2U(Vector512<float> x)
+    {
+        var u = Vector512.Create(SqrtTwoOverPi) * (x + Vector512.Create(Cubic) * x * x * x);
+        return Vector512<float>.One / (Vector512<float>.One + VectorExp.Exp(Vector512.Create(-2f) * u));
+    }
+
+    static void ForwardBody(ref Args a, int startBlock, int endBlock)
+    {
+        int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
+        float* o = a.Out, x = a.Inp;
+        for (; i + 16 <= end; i += 16)
+        {
+            var v = Vector512.Load(x + i);
+            (v * Sigmoid2U(v)).Store(o + i);
+        }
+        for (; i < end; i++) o[i] = Forward(x[i]);
+    }
+
+    static void BackwardBody(ref Args a, int startBlock, int endBlock)
+    {
+        int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
+        float* d = a.Out, x = a.Inp, g = a.Dout;
+        var one = Vector512<float>.One;
+        var twoC = Vector512.Create(2f * SqrtTwoOverPi);
+        var threeCubic = Vector512.Create(3f * Cubic);
+        for (; i + 16 <= end; i += 16)
+        {
+            var v = Vector512.Load(x + i);
+            // in the forward pass this was: out = x * sigmoid(2u), u = sqrt(2/pi) * (x + 0.044715 x^3)
+            var s = Sigmoid2U(v);
+            var du2 = twoC * (one + threeCubic * v * v);
+            ((s + v * s * (one - s) * du2) * Vector512.Load(g + i)).Store(d + i);
+        }
+        for (; i < end; i++) d[i] = Derivative(x[i]) * g[i];
+    }
+}
