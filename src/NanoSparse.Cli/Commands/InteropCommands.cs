@@ -59,6 +59,8 @@ public static class InteropCommands
             string outDir = parse.GetValue(output)!;
             var dims = ModelImporter.Export(f, parse.GetValue(checkpoint)!, outDir, dt);
             stdout.WriteLine($"exported {dims.NLayer}-layer model as {f} ({dt}) to {outDir}");
+            if (f == ModelFormat.NanoGpt && dims.Activation != GptDims.GeluExact)
+                stdout.WriteLine($"note: the model uses {dims.Activation}; nanoGPT's MLP computes the exact GELU (nn.GELU()), so change its model.py to nn.GELU(approximate='tanh') to reproduce it");
             return 0;
         });
         return cmd;
