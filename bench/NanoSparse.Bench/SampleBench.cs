@@ -140,7 +140,8 @@ public static class SampleBench
     {
         int[] prompt = [0];
         var rng = new Rng(1337);
-        Sampler.Generate(gpt, prompt, Math.Min(8, newTokens), Temperature, TopK, rng); // warm-up (JIT, caches)
+        // Warm-up: the same work once, untimed, so every kernel has reached optimised (tier-1) code and the caches are warm.
+        for (int w = 0; w < 2; w++) Sampler.Generate(gpt, prompt, newTokens, Temperature, TopK, rng, cropTo: cropTo);
         var seconds = new double[repeats];
         for (int r = 0; r < repeats; r++)
         {
