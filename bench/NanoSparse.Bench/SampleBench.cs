@@ -141,7 +141,10 @@ public static class SampleBench
         int[] prompt = [0];
         var rng = new Rng(1337);
         // Warm-up: the same work once, untimed, so every kernel has reached optimised (tier-1) code and the caches are warm.
-        for (int w = 0; w < 2; w++) Sampler.Generate(gpt, prompt, newTokens, Temperature, TopK, rng, cropTo: cropTo);
+        // At least a second of it: tiered compilation installs optimised code ~100 ms after a method gets hot, in the
+        // background, so a short warm-up would time part of the run on unoptimised code.
+        long warmEnd = Stopwatch.GetTimestamp() + Stopwatch.Frequency;
+        for (int w = 0; w < 2 || Stopwatch.GetTimestamp() < warmEnd; w++) Sampler.Generate(gpt, prompt, newTokens, Temperature, TopK, rng, cropTo: cropTo);
         var seconds = new double[repeats];
         for (int r = 0; r < repeats; r++)
         {
