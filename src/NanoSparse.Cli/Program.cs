@@ -37,6 +37,8 @@ public static class Program
         }
         try
         {
+            // The global --threads caps every kernel, also in commands (bench suites) that do not read it themselves.
+            cli.ApplyThreads(parse);
             return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
         }
         catch (UsageException e)
