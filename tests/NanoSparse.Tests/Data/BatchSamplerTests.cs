@@ -147,7 +147,7 @@ public class BatchSamplerTests : IDisposable
         using var pf = new Prefetcher(new BatchSampler(_file, B, T, seed: 9));
         var x = new int[B * T];
         var y = new int[B * T];
-        for (int i = 0; i < 20; i++) pf.Next(x, y); // warm-up
+        for (int i = 0; i < 100; i++) pf.Next(x, y); // warm-up, past the first release of mapped pages
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 200; i++) pf.Next(x, y);
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
@@ -159,7 +159,9 @@ public class BatchSamplerTests : IDisposable
         var s = new BatchSampler(_file, 4, 32, seed: 9);
         var x = new int[128];
         var y = new int[128];
-        s.Next(x, y);
+        // Warm-up past the first release of mapped pages (every TrimIntervalBytes of reads): its first P/Invoke
+        // call binds the native stub, which allocates once; the measured loop below still includes several releases.
+        for (int i = 0; i < 100; i++) s.Next(x, y);
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 200; i++) s.Next(x, y);
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
