@@ -148,7 +148,7 @@ public class BatchSamplerTests : IDisposable
         var x = new int[B * T];
         var y = new int[B * T];
         for (int i = 0; i < 100; i++) pf.Next(x, y); // warm-up, past the first release of mapped pages
-        Assert.Equal(0, SteadyStateAllocation(() => pf.Next(x, y)));
+        Assert.Equal(0, Allocations.SteadyState(() => { for (int i = 0; i < 200; i++) pf.Next(x, y); }));
     }
 
     [Fact]
@@ -160,24 +160,7 @@ public class BatchSamplerTests : IDisposable
         // Warm-up past the first release of mapped pages (every TrimIntervalBytes of reads): its first P/Invoke
         // call binds the native stub, which allocates once; the measured windows still include several releases.
         for (int i = 0; i < 100; i++) s.Next(x, y);
-        Assert.Equal(0, SteadyStateAllocation(() => s.Next(x, y)));
-    }
-
-    /// <summary>
-    /// Bytes allocated on this thread by the least-allocating of a few windows of 200 calls. The runtime itself may
-    /// allocate once on the calling thread while it tiers up hot methods (its tiering timer); a per-call allocation
-    /// would show in every window, so the minimum is the steady state.
-    /// </summary>
-    static long SteadyStateAllocation(Action call)
-    {
-        long least = long.MaxValue;
-        for (int window = 0; window < 5 && least != 0; window++)
-        {
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < 200; i++) call();
-            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
-        }
-        return least;
+        Assert.Equal(0, Allocations.SteadyState(() => { for (int i = 0; i < 200; i++) s.Next(x, y); }));
     }
 
     [Fact]

@@ -151,14 +151,15 @@ public class GptTests
             gpt.Forward(tokens, targets, true);
             gpt.Backward();
         }
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 3; i++)
+        long allocated = Allocations.SteadyState(() =>
         {
-            gpt.ZeroGrad();
-            gpt.Forward(tokens, targets, true);
-            gpt.Backward();
-        }
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            for (int i = 0; i < 3; i++)
+            {
+                gpt.ZeroGrad();
+                gpt.Forward(tokens, targets, true);
+                gpt.Backward();
+            }
+        });
         Assert.Equal(0, allocated);
     }
 
