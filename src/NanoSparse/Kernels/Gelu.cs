@@ -10,10 +10,7 @@ public static unsafe class Gelu
 {
     const float InvSqrt2 = 0.70710678118654752f;
     const float InvSqrt2Pi = 0.39894228040143268f;
-    // Elements are split into blocks of this many so RowParallel can hand out coarse chunks.
-    const int Block = 1024;
-
-    struct Args { public float* Out; public float* Inp; public float* Dout; public int N; }
+    const int Block = Elementwise.Block;
 
     public static float Forward(float x) => 0.5f * x * (1f + Erf.Evaluate(x * InvSqrt2));
 
@@ -21,29 +18,14 @@ public static unsafe class Gelu
         0.5f * (1f + Erf.Evaluate(x * InvSqrt2)) + x * InvSqrt2Pi * MathF.Exp(-0.5f * x * x);
 
     /// <summary>out (N) = gelu(inp (N)). out may alias inp (in place).</summary>
-    public static void Forward(Span<float> output, ReadOnlySpan<float> input)
-    {
-        Check.Length(output, input.Length, nameof(output));
-        fixed (float* o = output, i = input)
-        {
-            var a = new Args { Out = o, Inp = i, N = input.Length };
-            RowParallel.For((input.Length + Block - 1) / Block, Block * 20, ref a, &ForwardBody);
-        }
-    }
+    public static void Forward(Span<float> output, ReadOnlySpan<float> input) =>
+        Elementwise.Forward(output, input, 20, &ForwardBody);
 
     /// <summary>dinp (N) = dout (N) · gelu'(inp (N)); written, not accumulated. dinp may alias dout (in place).</summary>
-    public static void Backward(Span<float> dinp, ReadOnlySpan<float> input, ReadOnlySpan<float> dout)
-    {
-        Check.Length(dinp, input.Length, nameof(dinp));
-        Check.Length(dout, input.Length, nameof(dout));
-        fixed (float* d = dinp, i = input, g = dout)
-        {
-            var a = new Args { Out = d, Inp = i, Dout = g, N = input.Length };
-            RowParallel.For((input.Length + Block - 1) / Block, Block * 30, ref a, &BackwardBody);
-        }
-    }
+    public static void Backward(Span<float> dinp, ReadOnlySpan<float> input, ReadOnlySpan<float> dout) =>
+        Elementwise.Backward(dinp, input, dout, 30, &BackwardBody);
 
-    static void ForwardBody(ref Args a, int startBlock, int endBlock)
+    static void ForwardBody(ref ElementwiseArgs a, int startBlock, int endBlock)
     {
         int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
         float* o = a.Out, x = a.Inp;
@@ -57,7 +39,7 @@ public static unsafe class Gelu
         for (; i < end; i++) o[i] = Forward(x[i]);
     }
 
-    static void BackwardBody(ref Args a, int startBlock, int endBlock)
+    static void BackwardBody(ref ElementwiseArgs a, int startBlock, int endBlock)
     {
         int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
         float* d = a.Out, x = a.Inp, g = a.Dout;

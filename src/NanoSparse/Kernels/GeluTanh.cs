@@ -12,10 +12,7 @@ public static unsafe class GeluTanh
 {
     const float SqrtTwoOverPi = 0.79788456080286536f;
     const float Cubic = 0.044715f;
-    // Elements are split into blocks of this many so RowParallel can hand out coarse chunks.
-    const int Block = 1024;
-
-    struct Args { public float* Out; public float* Inp; public float* Dout; public int N; }
+    const int Block = Elementwise.Block;
 
     static float Sigmoid2U(float x)
     {
@@ -33,27 +30,12 @@ public static unsafe class GeluTanh
     }
 
     /// <summary>out (N) = gelu_tanh(inp (N)). out may alias inp (in place).</summary>
-    public static void Forward(Span<float> output, ReadOnlySpan<float> input)
-    {
-        Check.Length(output, input.Length, nameof(output));
-        fixed (float* o = output, i = input)
-        {
-            var a = new Args { Out = o, Inp = i, N = input.Length };
-            RowParallel.For((input.Length + Block - 1) / Block, Block * 20, ref a, &ForwardBody);
-        }
-    }
+    public static void Forward(Span<float> output, ReadOnlySpan<float> input) =>
+        Elementwise.Forward(output, input, 20, &ForwardBody);
 
     /// <summary>dinp (N) = dout (N) · gelu_tanh'(inp (N)); written, not accumulated. dinp may alias dout (in place).</summary>
-    public static void Backward(Span<float> dinp, ReadOnlySpan<float> input, ReadOnlySpan<float> dout)
-    {
-        Check.Length(dinp, input.Length, nameof(dinp));
-        Check.Length(dout, input.Length, nameof(dout));
-        fixed (float* d = dinp, i = input, g = dout)
-        {
-            var a = new Args { Out = d, Inp = i, Dout = g, N = input.Length };
-            RowParallel.For((input.Length + Block - 1) / Block, Block * 30, ref a, &BackwardBody);
-        }
-    }
+    public static void Backward(Span<float> dinp, ReadOnlySpan<float> input, ReadOnlySpan<float> dout) =>
+        Elementwise.Backward(dinp, input, dout, 30, &BackwardBody);
 
     // σ(2u) for 16 lanes; exp(−2u) overflows to +inf for very negative x, giving exactly 0.
     static Vector512<float> Sigmoid2U(Vector512<float> x)
@@ -62,7 +44,7 @@ public static unsafe class GeluTanh
         return Vector512<float>.One / (Vector512<float>.One + VectorExp.Exp(Vector512.Create(-2f) * u));
     }
 
-    static void ForwardBody(ref Args a, int startBlock, int endBlock)
+    static void ForwardBody(ref ElementwiseArgs a, int startBlock, int endBlock)
     {
         int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
         float* o = a.Out, x = a.Inp;
@@ -74,7 +56,7 @@ public static unsafe class GeluTanh
         for (; i < end; i++) o[i] = Forward(x[i]);
     }
 
-    static void BackwardBody(ref Args a, int startBlock, int endBlock)
+    static void BackwardBody(ref ElementwiseArgs a, int startBlock, int endBlock)
     {
         int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
         float* d = a.Out, x = a.Inp, g = a.Dout;
