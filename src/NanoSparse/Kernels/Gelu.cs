@@ -25,6 +25,36 @@ public static unsafe class Gelu
     public static void Backward(Span<float> dinp, ReadOnlySpan<float> input, ReadOnlySpan<float> dout) =>
         Elementwise.Backward(dinp, input, dout, 30, &BackwardBody);
 
+    /// <summary>
+    /// out (N) = gelu(x) and x (N) overwritten with gelu'(x): one evaluation of erf and exp serves both, and the
+    /// backward pass becomes dx = dout · gelu'(x) (<see cref="Elementwise.MultiplyByDerivative"/>).
+    /// </summary>
+    public static void ForwardWithDerivative(Span<float> output, Span<float> inputThenDerivative) =>
+        Elementwise.ForwardWithDerivative(output, inputThenDerivative, 24, &ForwardWithDerivativeBody);
+
+    static void ForwardWithDerivativeBody(ref ElementwiseArgs a, int startBlock, int endBlock)
+    {
+        int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
+        float* o = a.Out, x = a.Inp;
+        var half = Vector512.Create(0.5f);
+        var c = Vector512.Create(InvSqrt2);
+        var pdf = Vector512.Create(InvSqrt2Pi);
+        for (; i + 16 <= end; i += 16)
+        {
+            var v = Vector512.Load(x + i);
+            var e = VectorExp.Exp(-(half * v * v));      // exp(-x²/2) = exp(-(x/√2)²): shared by erf and φ
+            var cdf = half * (Vector512<float>.One + Erf.Evaluate(v * c, e));
+            (v * cdf).Store(o + i);
+            Vector512.FusedMultiplyAdd(v * pdf, e, cdf).Store(x + i);
+        }
+        for (; i < end; i++)
+        {
+            float v = x[i];
+            o[i] = Forward(v);
+            x[i] = Derivative(v);
+        }
+    }
+
     static void ForwardBody(ref ElementwiseArgs a, int startBlock, int endBlock)
     {
         int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);

@@ -22,6 +22,14 @@ public static unsafe class GeluTanh
 
     public static float Forward(float x) => x * Sigmoid2U(x);
 
+    static float AccurateDerivative(float x)
+    {
+        float e = MathF.Exp(-2f * SqrtTwoOverPi * (x + Cubic * x * x * x));
+        float s = 1f / (1f + e);
+        float oneMinusS = s > 0.5f ? e * s : 1f - s;
+        return s + x * s * oneMinusS * 2f * SqrtTwoOverPi * (1f + 3f * Cubic * x * x);
+    }
+
     public static float Derivative(float x)
     {
         float s = Sigmoid2U(x);
@@ -42,6 +50,36 @@ public static unsafe class GeluTanh
     {
         var u = Vector512.Create(SqrtTwoOverPi) * (x + Vector512.Create(Cubic) * x * x * x);
         return Vector512<float>.One / (Vector512<float>.One + VectorExp.Exp(Vector512.Create(-2f) * u));
+    }
+
+    /// <summary>out (N) = gelu_tanh(x) and x (N) overwritten with gelu_tanh'(x), from one sigmoid evaluation.</summary>
+    public static void ForwardWithDerivative(Span<float> output, Span<float> inputThenDerivative) =>
+        Elementwise.ForwardWithDerivative(output, inputThenDerivative, 26, &ForwardWithDerivativeBody);
+
+    static void ForwardWithDerivativeBody(ref ElementwiseArgs a, int startBlock, int endBlock)
+    {
+        int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
+        float* o = a.Out, x = a.Inp;
+        var one = Vector512<float>.One;
+        var twoC = Vector512.Create(2f * SqrtTwoOverPi);
+        var threeCubic = Vector512.Create(3f * Cubic);
+        for (; i + 16 <= end; i += 16)
+        {
+            var v = Vector512.Load(x + i);
+            var e = VectorExp.Exp(Vector512.Create(-2f * SqrtTwoOverPi) * (v + Vector512.Create(Cubic) * v * v * v));
+            var s = one / (one + e);
+            // 1 − s as e·s where s is near 1: the subtraction would cancel (x·(1 − s) is not small there).
+            var oneMinusS = Vector512.ConditionalSelect(Vector512.GreaterThan(s, Vector512.Create(0.5f)), e * s, one - s);
+            var du2 = twoC * (one + threeCubic * v * v);
+            (v * s).Store(o + i);
+            (s + v * s * oneMinusS * du2).Store(x + i);
+        }
+        for (; i < end; i++)
+        {
+            float v = x[i];
+            o[i] = Forward(v);
+            x[i] = AccurateDerivative(v);
+        }
     }
 
     static void ForwardBody(ref ElementwiseArgs a, int startBlock, int endBlock)

@@ -20,16 +20,16 @@ public static class VectorExp
     {
         x = Vector512.Min(Vector512.Max(x, Vector512.Create(-87f)), Vector512.Create(88f));
         var n = Vector512.Round(x * Vector512.Create(Log2E));
-        var r = x - n * Vector512.Create(Ln2Hi);
-        r -= n * Vector512.Create(Ln2Lo);
+        var r = Vector512.FusedMultiplyAdd(-n, Vector512.Create(Ln2Hi), x);
+        r = Vector512.FusedMultiplyAdd(-n, Vector512.Create(Ln2Lo), r);
         var p = Vector512.Create(1f / 5040f);
-        p = p * r + Vector512.Create(1f / 720f);
-        p = p * r + Vector512.Create(1f / 120f);
-        p = p * r + Vector512.Create(1f / 24f);
-        p = p * r + Vector512.Create(1f / 6f);
-        p = p * r + Vector512.Create(0.5f);
-        p = p * r + Vector512<float>.One;
-        p = p * r + Vector512<float>.One;
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 720f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 120f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 24f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 6f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(0.5f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
         var scale = (Vector512.ConvertToInt32(n) + Vector512.Create(127)) << 23;   // 2^n as float bits
         return p * scale.AsSingle();
     }

@@ -30,7 +30,8 @@ public sealed partial class Gpt
         public int AttLse;                  // (B, NH, T) softmax log-partition per query
         public int Res2;                    // (N, C) x after the attention half
         public int Ln2, Ln2Mean, Ln2Rstd;   // (N, C), (N), (N)
-        public int Fch;                     // (N, 4C) c_fc output before GELU
+        public int Fch;                     // (N, 4C) c_fc output before GELU, then (forward) GELU' of it
+        public int G;                       // (N, 4C) GELU output: c_proj's input
         public int Res3;                    // (N, C) x after the MLP half (block output)
     }
 
@@ -130,6 +131,7 @@ public sealed partial class Gpt
             la.Res2 = Act(N * C);
             la.Ln2 = Act(N * C); la.Ln2Mean = Act(N); la.Ln2Rstd = Act(N);
             la.Fch = Act(N * 4 * C);
+            la.G = Act(N * 4 * C);
             la.Res3 = Act(N * C);
         }
         _lnf = Act(N * C); _lnfMean = Act(N); _lnfRstd = Act(N);
@@ -226,7 +228,7 @@ public sealed partial class Gpt
             var ln2 = A(la.Ln2, (long)N * C);
             var fch = A(la.Fch, (long)N * 4 * C);
             var res3 = A(la.Res3, (long)N * C);
-            var g = A(_g, (long)N * 4 * C);
+            var g = A(la.G, (long)N * 4 * C);
 
             LayerNorm.Forward(ln1, A(la.Ln1Mean, N), A(la.Ln1Rstd, N), residual, P(lp.Ln1W, C), P(lp.Ln1B, C), N, C);
             Linear.Forward(qkv, ln1, P(lp.AttnW, 3 * C * C), P(lp.AttnB, 3 * C), N, C, 3 * C);
@@ -237,7 +239,7 @@ public sealed partial class Gpt
 
             LayerNorm.Forward(ln2, A(la.Ln2Mean, N), A(la.Ln2Rstd, N), res2, P(lp.Ln2W, C), P(lp.Ln2B, C), N, C);
             Linear.Forward(fch, ln2, P(lp.FcW, 4 * C * C), P(lp.FcB, 4 * C), N, C, 4 * C);
-            ActivationForward(g, fch);                                   // recomputed in backward, not stored per layer
+            ActivationForwardWithDerivative(g, fch);                     // fch now holds act'(c_fc output)
             Linear.Forward(res3, g, P(lp.FcProjW, 4 * C * C), P(lp.FcProjB, C), N, 4 * C, C);
             if (_dropoutActive) Dropout.Apply(res3, p, _seeds[3 + 3 * l]);
             Residual.Add(res3, res3, res2);                              // x = x + mlp(...)
@@ -303,9 +305,8 @@ public sealed partial class Gpt
                 Dropout.Apply(dmasked, p, _seeds[3 + 3 * l]);
                 dproj = dmasked;
             }
-            ActivationForward(g, fch);
-            Linear.Backward(g, Gr(lp.FcProjW, 4 * C * C), Gr(lp.FcProjB, C), dproj, g, P(lp.FcProjW, 4 * C * C), N, 4 * C, C);
-            ActivationBackward(g, fch, g);                               // g now holds d fch
+            Linear.Backward(g, Gr(lp.FcProjW, 4 * C * C), Gr(lp.FcProjB, C), dproj, A(la.G, (long)N * 4 * C), P(lp.FcProjW, 4 * C * C), N, 4 * C, C);
+            Elementwise.MultiplyByDerivative(g, fch, g);                 // g now holds d fch (fch holds act')
             Linear.Backward(dc, Gr(lp.FcW, 4 * C * C), Gr(lp.FcB, 4 * C), g, A(la.Ln2, (long)N * C), P(lp.FcW, 4 * C * C), N, C, 4 * C);
             LayerNorm.Backward(dres, Gr(lp.Ln2W, C), Gr(lp.Ln2B, C), dc, res2, P(lp.Ln2W, C), A(la.Ln2Mean, N), A(la.Ln2Rstd, N), N, C);
 
@@ -329,16 +330,17 @@ public sealed partial class Gpt
         Embedding.Backward(Gr(_wte, V * C), Gr(_wpe, T * C), dres, _tokens, B, T, C);
     }
 
-    // The MLP's activation (config.Activation): out (N) = act(inp (N)); dinp (N) = dout (N) · act'(inp (N)).
+    // The MLP's activation (config.Activation): out (N) = act(inp (N)).
     void ActivationForward(Span<float> output, ReadOnlySpan<float> input)
     {
         if (_geluTanh) GeluTanh.Forward(output, input);
         else Gelu.Forward(output, input);
     }
 
-    void ActivationBackward(Span<float> dinp, ReadOnlySpan<float> input, ReadOnlySpan<float> dout)
+    // The same, and x overwritten with act'(x) for Backward.
+    void ActivationForwardWithDerivative(Span<float> output, Span<float> inputThenDerivative)
     {
-        if (_geluTanh) GeluTanh.Backward(dinp, input, dout);
-        else Gelu.Backward(dinp, input, dout);
+        if (_geluTanh) GeluTanh.ForwardWithDerivative(output, inputThenDerivative);
+        else Gelu.ForwardWithDerivative(output, inputThenDerivative);
     }
 }

@@ -61,4 +61,22 @@ public class GeluTanhTests
         GeluTanh.Backward(inPlace, x, inPlace);
         Assert.Equal(dx, inPlace);
     }
+
+    [Fact]
+    public void ForwardWithDerivativeMatchesTheFormulaAndItsDerivativeInDouble()
+    {
+        var r = new Random(8);
+        var x = GradCheck.RandomArray(r, 1000, 6);   // vector body and scalar tail
+        x[0] = 30f; x[1] = -30f; x[2] = 0f;
+        var o = new float[x.Length];
+        var d = (float[])x.Clone();
+        GeluTanh.ForwardWithDerivative(o, d);
+        static double Derivative(double v)
+        {
+            double c = Math.Sqrt(2 / Math.PI), th = Math.Tanh(c * (v + 0.044715 * v * v * v));
+            return 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * c * (1 + 3 * 0.044715 * v * v);
+        }
+        GradCheck.AssertClose(o, x.Select(v => Reference(v)).ToArray(), 5e-7, "gelu_tanh");
+        GradCheck.AssertClose(d, x.Select(v => Derivative(v)).ToArray(), 1e-6, "gelu_tanh'");
+    }
 }

@@ -107,4 +107,24 @@ public class GeluTests
         Gelu.Backward(inPlace, x, inPlace);
         Assert.Equal(dx, inPlace);
     }
+
+    [Fact]
+    public void ForwardWithDerivativeMatchesGeluAndItsDerivativeInDouble()
+    {
+        var r = new Random(5);
+        var x = GradCheck.RandomArray(r, 1000, 6);   // vector body and scalar tail
+        var o = new float[x.Length];
+        var d = (float[])x.Clone();
+        Gelu.ForwardWithDerivative(o, d);
+        var expected = x.Select(v => 0.5 * v * (1 + ErfReference(v / Math.Sqrt(2)))).ToArray();
+        var expectedDerivative = x.Select(v =>
+            0.5 * (1 + ErfReference(v / Math.Sqrt(2))) + v * Math.Exp(-0.5 * v * v) / Math.Sqrt(2 * Math.PI)).ToArray();
+        GradCheck.AssertClose(o, expected, 5e-7, "gelu");
+        GradCheck.AssertClose(d, expectedDerivative, 1e-6, "gelu'");
+        // The stored derivative times dout equals the backward pass from x.
+        var dout = GradCheck.RandomArray(r, x.Length);
+        var viaBackward = new float[x.Length];
+        Gelu.Backward(viaBackward, x, dout);
+        GradCheck.AssertClose(d.Zip(dout, (a, b) => a * b).ToArray(), viaBackward.Select(v => (double)v).ToArray(), 1e-6, "dout·gelu'");
+    }
 }
