@@ -26,6 +26,11 @@ public static unsafe class Attention
 
     [ThreadStatic] static float[]? _scratch;
 
+    /// <summary>Whether heads of a size that is a multiple of 16 use <see cref="AttentionTiles"/> (tests compare both paths).</summary>
+    internal static bool UseTiles { get; set; } = true;
+
+    static bool Tiled(int hs) => UseTiles && hs % 16 == 0 && System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated;
+
     static float* Scratch(int length)
     {
         if (_scratch == null || _scratch.Length < length)
@@ -46,7 +51,8 @@ public static unsafe class Attention
         fixed (float* o = output, l = lse, x = qkv)
         {
             var a = new Args { Out = o, Lse = l, Qkv = x, B = B, T = T, C = C, NH = NH, P = dropoutP, Seed = seed };
-            KernelThreads.For(B * NH, ref a, &ForwardHead);
+            if (Tiled(C / NH)) KernelThreads.For(B * NH, ref a, &ForwardHeadTiled);
+            else KernelThreads.For(B * NH, ref a, &ForwardHead);
         }
     }
 
@@ -106,7 +112,8 @@ public static unsafe class Attention
         fixed (float* d = dqkv, g = dout, x = qkv, l = lse)
         {
             var a = new Args { Dqkv = d, Dout = g, Qkv = x, Lse = l, B = B, T = T, C = C, NH = NH, P = dropoutP, Seed = seed };
-            KernelThreads.For(B * NH, ref a, &BackwardHead);
+            if (Tiled(C / NH)) KernelThreads.For(B * NH, ref a, &BackwardHeadTiled);
+            else KernelThreads.For(B * NH, ref a, &BackwardHead);
         }
     }
 
@@ -184,4 +191,130 @@ public static unsafe class Attention
             Gemm.Multiply(true, false, t1, hs, m, 1f, dattBlock, T, qBlock, C3, 1f, Strided(dk, t1, C3, hs), C3);
         }
     }
+
+    // ---- Heads whose size is a multiple of 16: register tiles of 4 query (or key) rows, see AttentionTiles. ----
+    // Scores live in a per-thread (T, Tp) scratch, Tp = T rounded up to 16; a 4-row tile only computes the key
+    // columns up to its last row (rounded up to a vector), which skips the masked triangle.
+
+    static void ForwardHeadTiled(ref Args a, int bh)
+    {
+        int T = a.T, C = a.C, NH = a.NH, hs = C / NH, C3 = 3 * C, Tp = (T + 15) & ~15;
+        int b = bh / NH, h = bh % NH;
+        float scale = 1f / MathF.Sqrt(hs);
+        float* q = a.Qkv + (long)b * T * C3 + h * hs, k = q + C, v = q + 2 * C;
+        float* y = a.Out + (long)b * T * C + h * hs;
+        float* kt = Scratch(hs * Tp + T * Tp + Math.Max(Tp, hs));
+        float* att = kt + hs * Tp;                            // (T, Tp): scores, then probabilities
+        float* discard = att + T * Tp;                        // output row of tile rows past T
+        float* lse = a.Lse + (long)bh * T;
+        float keepScale = a.P > 0 ? 1f / (1f - a.P) : 1f;
+        AttentionTiles.Transpose(k, T, hs, C3, kt, Tp);
+        for (int i0 = 0; i0 < T; i0 += 4)
+        {
+            int rows = Math.Min(4, T - i0), kEnd = Math.Min(T, i0 + 4), cols = (kEnd + 15) & ~15;
+            // att[i0:i0+4, 0:cols] = q[i0:i0+4] · kᵀ / √hs
+            AttentionTiles.Rows4(hs, q + Row(i0, 0, rows) * C3, q + Row(i0, 1, rows) * C3, q + Row(i0, 2, rows) * C3,
+                q + Row(i0, 3, rows) * C3, 1, kt, Tp, cols,
+                Out(att, Tp, i0, 0, rows, discard), Out(att, Tp, i0, 1, rows, discard),
+                Out(att, Tp, i0, 2, rows, discard), Out(att, Tp, i0, 3, rows, discard), scale, false);
+            for (int t = i0; t < i0 + rows; t++)
+            {
+                float* row = att + t * Tp;
+                lse[t] = AttentionTiles.SoftmaxRow(row, t, cols);   // keys 0..t (causal); masked keys get weight 0
+                if (a.P > 0)
+                {
+                    long baseIndex = ((long)bh * T + t) * T;
+                    for (int t2 = 0; t2 <= t; t2++)
+                        row[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? row[t2] * keepScale : 0f;
+                }
+            }
+            // y[i0:i0+4] = att[i0:i0+4, 0:kEnd] · v[0:kEnd]
+            AttentionTiles.Rows4(kEnd, att + Row(i0, 0, rows) * Tp, att + Row(i0, 1, rows) * Tp, att + Row(i0, 2, rows) * Tp,
+                att + Row(i0, 3, rows) * Tp, 1, v, C3, hs,
+                Out(y, C, i0, 0, rows, discard), Out(y, C, i0, 1, rows, discard),
+                Out(y, C, i0, 2, rows, discard), Out(y, C, i0, 3, rows, discard), 1f, false);
+        }
+    }
+
+    static void BackwardHeadTiled(ref Args a, int bh)
+    {
+        int T = a.T, C = a.C, NH = a.NH, hs = C / NH, C3 = 3 * C, Tp = (T + 15) & ~15;
+        int b = bh / NH, h = bh % NH;
+        float scale = 1f / MathF.Sqrt(hs);
+        long offset = (long)b * T * C3 + h * hs;
+        float* q = a.Qkv + offset, k = q + C, v = q + 2 * C;
+        float* dq = a.Dqkv + offset, dk = dq + C, dv = dq + 2 * C;
+        float* dy = a.Dout + (long)b * T * C + h * hs;
+        bool dropout = a.P > 0;
+        float* kt = Scratch(2 * hs * Tp + (dropout ? 3 : 2) * T * Tp + Math.Max(Tp, hs));
+        float* vt = kt + hs * Tp;
+        float* att = vt + hs * Tp;                            // P (T, Tp)
+        float* ds = att + T * Tp;                             // dP, then dS (T, Tp)
+        float* dropped = dropout ? ds + T * Tp : att;         // dropout(P): what multiplied v
+        float* discard = (dropout ? dropped : ds) + T * Tp;
+        float* lse = a.Lse + (long)bh * T;
+        float keepScale = dropout ? 1f / (1f - a.P) : 1f;
+        AttentionTiles.Transpose(k, T, hs, C3, kt, Tp);
+        AttentionTiles.Transpose(v, T, hs, C3, vt, Tp);
+
+        // Query tiles: recompute P, then dS, then dq (written).
+        for (int i0 = 0; i0 < T; i0 += 4)
+        {
+            int rows = Math.Min(4, T - i0), kEnd = Math.Min(T, i0 + 4), cols = (kEnd + 15) & ~15;
+            AttentionTiles.Rows4(hs, q + Row(i0, 0, rows) * C3, q + Row(i0, 1, rows) * C3, q + Row(i0, 2, rows) * C3,
+                q + Row(i0, 3, rows) * C3, 1, kt, Tp, cols,
+                Out(att, Tp, i0, 0, rows, discard), Out(att, Tp, i0, 1, rows, discard),
+                Out(att, Tp, i0, 2, rows, discard), Out(att, Tp, i0, 3, rows, discard), scale, false);
+            // in the forward pass this was: y = dropout(P) · v, so d dropout(P) = dy · vᵀ
+            AttentionTiles.Rows4(hs, dy + Row(i0, 0, rows) * C, dy + Row(i0, 1, rows) * C, dy + Row(i0, 2, rows) * C,
+                dy + Row(i0, 3, rows) * C, 1, vt, Tp, cols,
+                Out(ds, Tp, i0, 0, rows, discard), Out(ds, Tp, i0, 1, rows, discard),
+                Out(ds, Tp, i0, 2, rows, discard), Out(ds, Tp, i0, 3, rows, discard), 1f, false);
+            for (int t = i0; t < i0 + rows; t++)
+            {
+                float* p = att + t * Tp, dp = ds + t * Tp;
+                AttentionTiles.ExpRow(p, t, cols, lse[t]);
+                if (dropout)
+                {
+                    long baseIndex = ((long)bh * T + t) * T;
+                    float* pd = dropped + t * Tp;
+                    for (int t2 = 0; t2 <= t; t2++)
+                    {
+                        bool keep = Dropout.Keep(a.Seed, baseIndex + t2, a.P);
+                        pd[t2] = keep ? p[t2] * keepScale : 0f;
+                        dp[t2] = keep ? dp[t2] * keepScale : 0f;
+                    }
+                    new Span<float>(pd + t + 1, cols - t - 1).Clear();
+                }
+                // softmax backward: ds = p ⊙ (dp − Σ p·dp), times the 1/√hs of the scores (0 past key t, as p)
+                AttentionTiles.SoftmaxGradRow(p, dp, cols, scale);
+            }
+            // in the forward pass this was: s = q · kᵀ (scale folded into ds), so dq = ds · k
+            AttentionTiles.Rows4(kEnd, ds + Row(i0, 0, rows) * Tp, ds + Row(i0, 1, rows) * Tp, ds + Row(i0, 2, rows) * Tp,
+                ds + Row(i0, 3, rows) * Tp, 1, k, C3, hs,
+                Out(dq, C3, i0, 0, rows, discard), Out(dq, C3, i0, 1, rows, discard),
+                Out(dq, C3, i0, 2, rows, discard), Out(dq, C3, i0, 3, rows, discard), 1f, false);
+        }
+
+        // Key tiles: dv = dropout(P)ᵀ · dy and dk = dSᵀ · q, summing over the queries t ≥ j0 that can see them.
+        for (int j0 = 0; j0 < T; j0 += 4)
+        {
+            int rows = Math.Min(4, T - j0), kLen = T - j0;
+            float* pd = dropped + (long)j0 * Tp, dsj = ds + (long)j0 * Tp;
+            AttentionTiles.Rows4(kLen, pd + Row(j0, 0, rows), pd + Row(j0, 1, rows), pd + Row(j0, 2, rows),
+                pd + Row(j0, 3, rows), Tp, dy + (long)j0 * C, C, hs,
+                Out(dv, C3, j0, 0, rows, discard), Out(dv, C3, j0, 1, rows, discard),
+                Out(dv, C3, j0, 2, rows, discard), Out(dv, C3, j0, 3, rows, discard), 1f, false);
+            AttentionTiles.Rows4(kLen, dsj + Row(j0, 0, rows), dsj + Row(j0, 1, rows), dsj + Row(j0, 2, rows),
+                dsj + Row(j0, 3, rows), Tp, q + (long)j0 * C3, C3, hs,
+                Out(dk, C3, j0, 0, rows, discard), Out(dk, C3, j0, 1, rows, discard),
+                Out(dk, C3, j0, 2, rows, discard), Out(dk, C3, j0, 3, rows, discard), 1f, false);
+        }
+    }
+
+    /// <summary>Index of tile row r (of a tile starting at i0 with `rows` valid rows), clamped to the last valid row.</summary>
+    static long Row(int i0, int r, int rows) => i0 + Math.Min(r, rows - 1);
+
+    /// <summary>Output row r of a tile: row i0 + r of a matrix with row stride ld, or the discard row past the end.</summary>
+    static float* Out(float* c, int ld, int i0, int r, int rows, float* discard) => r < rows ? c + (long)(i0 + r) * ld : discard;
 }

@@ -40,6 +40,10 @@ public class AttentionTests
     [InlineData(2, 5, 8, 2)]
     [InlineData(1, 17, 12, 3)]
     [InlineData(2, 150, 8, 2)]   // several query blocks of 64, the last one short
+    [InlineData(2, 5, 32, 2)]    // head size 16: the register-tiled path, T not a multiple of 4
+    [InlineData(1, 1, 16, 1)]    // tiled, one token
+    [InlineData(1, 70, 64, 2)]   // tiled, head size 32, T past a vector of keys
+    [InlineData(1, 150, 64, 1)]  // tiled, head size 64 (4-vector tiles)
     public void ForwardMatchesDoubleReference(int B, int T, int C, int NH)
     {
         var r = new Random(T * C);
@@ -56,6 +60,9 @@ public class AttentionTests
     [InlineData(2, 5, 8, 2, 0.3f)]
     [InlineData(1, 140, 4, 2, 0f)]
     [InlineData(1, 130, 4, 1, 0.2f)]
+    [InlineData(1, 7, 32, 2, 0f)]     // register-tiled heads (head size 16)
+    [InlineData(2, 6, 32, 1, 0.3f)]   // tiled, head size 32, with dropout
+    [InlineData(1, 37, 16, 1, 0f)]    // tiled, several key vectors, T not a multiple of 4
     public void BackwardMatchesFiniteDifferences(int B, int T, int C, int NH, float dropout)
     {
         var r = new Random(B + T + C);
@@ -94,5 +101,37 @@ public class AttentionTests
             if (kept < t + 1 - 0.5) anyDropped = true;
         }
         Assert.True(anyDropped);
+    }
+
+    [Theory]
+    [InlineData(3, 67, 64, 2, 0f)]
+    [InlineData(2, 64, 128, 4, 0f)]    // the baby preset's head shape
+    [InlineData(1, 45, 192, 3, 0.2f)]  // head size 64 with dropout
+    public void TiledHeadsMatchTheGeneralPath(int B, int T, int C, int NH, float dropout)
+    {
+        var r = new Random(T + C);
+        var qkv = GradCheck.RandomArray(r, B * T * 3 * C, 1.5);
+        var dout = GradCheck.RandomArray(r, B * T * C);
+        (float[] Y, float[] Lse, float[] Dqkv) Run(bool tiles)
+        {
+            bool saved = Attention.UseTiles;
+            Attention.UseTiles = tiles;
+            try
+            {
+                var y = new float[B * T * C];
+                var lse = new float[B * NH * T];
+                var dqkv = new float[qkv.Length];
+                dqkv.AsSpan().Fill(float.NaN);
+                Attention.Forward(y, lse, qkv, B, T, C, NH, dropout, 99);
+                Attention.Backward(dqkv, dout, qkv, lse, B, T, C, NH, dropout, 99);
+                return (y, lse, dqkv);
+            }
+            finally { Attention.UseTiles = saved; }
+        }
+        var tiled = Run(true);
+        var general = Run(false);
+        GradCheck.AssertClose(tiled.Y, general.Y.Select(v => (double)v).ToArray(), 2e-5, "y");
+        GradCheck.AssertClose(tiled.Lse, general.Lse.Select(v => (double)v).ToArray(), 2e-5, "lse");
+        GradCheck.AssertClose(tiled.Dqkv, general.Dqkv.Select(v => (double)v).ToArray(), 2e-5, "dqkv");
     }
 }

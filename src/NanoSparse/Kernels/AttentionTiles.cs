@@ -1,0 +1,183 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace NanoSparse.Kernels;
+
+/// <summary>
+/// Register-tiled products for one attention head whose size is a multiple of 16 (AVX-512). A head's products are
+/// tiny (T×T×hs, e.g. 64×64×32): through the general GEMM they pay for packing and dispatch more than for the math.
+/// Here every product is "4 rows of C += Σ_p a_r[p] · (row p of B)": the B rows (K or V transposed into a scratch,
+/// or V, K, Q, dY read in place) are loaded as whole vectors, the four A entries are broadcast, and the four output
+/// rows stay in 4·NV zmm accumulators for the whole reduction. The A entries of row r sit at a_r + p·aStep, so the
+/// same tile serves A (aStep = 1, rows of a row-major matrix) and Aᵀ (aStep = lda, columns): no transposed copies of
+/// P or dS. Rows past the end of a block point at a valid row for A and at a discard row for C.
+/// </summary>
+internal static unsafe class AttentionTiles
+{
+    /// <summary>Column vectors per tile: 4 (64 floats) when that many columns remain, then 2, then 1.</summary>
+    public static void Rows4(int kLen, float* a0, float* a1, float* a2, float* a3, int aStep, float* b, int ldb,
+        int cols, float* c0, float* c1, float* c2, float* c3, float alpha, bool accumulate)
+    {
+        int j = 0;
+        for (; j + 64 <= cols; j += 64)
+            Tile4x4(kLen, a0, a1, a2, a3, aStep, b + j, ldb, c0 + j, c1 + j, c2 + j, c3 + j, alpha, accumulate);
+        for (; j + 32 <= cols; j += 32)
+            Tile4x2(kLen, a0, a1, a2, a3, aStep, b + j, ldb, c0 + j, c1 + j, c2 + j, c3 + j, alpha, accumulate);
+        for (; j < cols; j += 16)
+            Tile4x1(kLen, a0, a1, a2, a3, aStep, b + j, ldb, c0 + j, c1 + j, c2 + j, c3 + j, alpha, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile4x4(int kLen, float* a0, float* a1, float* a2, float* a3, int aStep, float* b, int ldb,
+        float* c0, float* c1, float* c2, float* c3, float alpha, bool accumulate)
+    {
+        Vector512<float> x00 = default, x01 = default, x02 = default, x03 = default;
+        Vector512<float> x10 = default, x11 = default, x12 = default, x13 = default;
+        Vector512<float> x20 = default, x21 = default, x22 = default, x23 = default;
+        Vector512<float> x30 = default, x31 = default, x32 = default, x33 = default;
+        for (int p = 0; p < kLen; p++)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var b2 = Vector512.Load(b + 32);
+            var b3 = Vector512.Load(b + 48);
+            var s = Vector512.Create(*a0);
+            x00 = Vector512.FusedMultiplyAdd(s, b0, x00); x01 = Vector512.FusedMultiplyAdd(s, b1, x01);
+            x02 = Vector512.FusedMultiplyAdd(s, b2, x02); x03 = Vector512.FusedMultiplyAdd(s, b3, x03);
+            s = Vector512.Create(*a1);
+            x10 = Vector512.FusedMultiplyAdd(s, b0, x10); x11 = Vector512.FusedMultiplyAdd(s, b1, x11);
+            x12 = Vector512.FusedMultiplyAdd(s, b2, x12); x13 = Vector512.FusedMultiplyAdd(s, b3, x13);
+            s = Vector512.Create(*a2);
+            x20 = Vector512.FusedMultiplyAdd(s, b0, x20); x21 = Vector512.FusedMultiplyAdd(s, b1, x21);
+            x22 = Vector512.FusedMultiplyAdd(s, b2, x22); x23 = Vector512.FusedMultiplyAdd(s, b3, x23);
+            s = Vector512.Create(*a3);
+            x30 = Vector512.FusedMultiplyAdd(s, b0, x30); x31 = Vector512.FusedMultiplyAdd(s, b1, x31);
+            x32 = Vector512.FusedMultiplyAdd(s, b2, x32); x33 = Vector512.FusedMultiplyAdd(s, b3, x33);
+            a0 += aStep; a1 += aStep; a2 += aStep; a3 += aStep;
+            b += ldb;
+        }
+        Store(c0, x00, alpha, accumulate); Store(c0 + 16, x01, alpha, accumulate); Store(c0 + 32, x02, alpha, accumulate); Store(c0 + 48, x03, alpha, accumulate);
+        Store(c1, x10, alpha, accumulate); Store(c1 + 16, x11, alpha, accumulate); Store(c1 + 32, x12, alpha, accumulate); Store(c1 + 48, x13, alpha, accumulate);
+        Store(c2, x20, alpha, accumulate); Store(c2 + 16, x21, alpha, accumulate); Store(c2 + 32, x22, alpha, accumulate); Store(c2 + 48, x23, alpha, accumulate);
+        Store(c3, x30, alpha, accumulate); Store(c3 + 16, x31, alpha, accumulate); Store(c3 + 32, x32, alpha, accumulate); Store(c3 + 48, x33, alpha, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile4x2(int kLen, float* a0, float* a1, float* a2, float* a3, int aStep, float* b, int ldb,
+        float* c0, float* c1, float* c2, float* c3, float alpha, bool accumulate)
+    {
+        Vector512<float> x00 = default, x01 = default, x10 = default, x11 = default;
+        Vector512<float> x20 = default, x21 = default, x30 = default, x31 = default;
+        for (int p = 0; p < kLen; p++)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var s = Vector512.Create(*a0);
+            x00 = Vector512.FusedMultiplyAdd(s, b0, x00); x01 = Vector512.FusedMultiplyAdd(s, b1, x01);
+            s = Vector512.Create(*a1);
+            x10 = Vector512.FusedMultiplyAdd(s, b0, x10); x11 = Vector512.FusedMultiplyAdd(s, b1, x11);
+            s = Vector512.Create(*a2);
+            x20 = Vector512.FusedMultiplyAdd(s, b0, x20); x21 = Vector512.FusedMultiplyAdd(s, b1, x21);
+            s = Vector512.Create(*a3);
+            x30 = Vector512.FusedMultiplyAdd(s, b0, x30); x31 = Vector512.FusedMultiplyAdd(s, b1, x31);
+            a0 += aStep; a1 += aStep; a2 += aStep; a3 += aStep;
+            b += ldb;
+        }
+        Store(c0, x00, alpha, accumulate); Store(c0 + 16, x01, alpha, accumulate);
+        Store(c1, x10, alpha, accumulate); Store(c1 + 16, x11, alpha, accumulate);
+        Store(c2, x20, alpha, accumulate); Store(c2 + 16, x21, alpha, accumulate);
+        Store(c3, x30, alpha, accumulate); Store(c3 + 16, x31, alpha, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile4x1(int kLen, float* a0, float* a1, float* a2, float* a3, int aStep, float* b, int ldb,
+        float* c0, float* c1, float* c2, float* c3, float alpha, bool accumulate)
+    {
+        Vector512<float> x0 = default, x1 = default, x2 = default, x3 = default;
+        for (int p = 0; p < kLen; p++)
+        {
+            var b0 = Vector512.Load(b);
+            x0 = Vector512.FusedMultiplyAdd(Vector512.Create(*a0), b0, x0);
+            x1 = Vector512.FusedMultiplyAdd(Vector512.Create(*a1), b0, x1);
+            x2 = Vector512.FusedMultiplyAdd(Vector512.Create(*a2), b0, x2);
+            x3 = Vector512.FusedMultiplyAdd(Vector512.Create(*a3), b0, x3);
+            a0 += aStep; a1 += aStep; a2 += aStep; a3 += aStep;
+            b += ldb;
+        }
+        Store(c0, x0, alpha, accumulate); Store(c1, x1, alpha, accumulate);
+        Store(c2, x2, alpha, accumulate); Store(c3, x3, alpha, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Store(float* c, Vector512<float> x, float alpha, bool accumulate)
+    {
+        x *= Vector512.Create(alpha);
+        if (accumulate) x += Vector512.Load(c);
+        x.Store(c);
+    }
+
+    /// <summary>dst (cols × rowsPadded) = srcᵀ for src (rows × cols, row stride ld); columns rows..rowsPadded are 0.</summary>
+    public static void Transpose(float* src, int rows, int cols, int ld, float* dst, int rowsPadded)
+    {
+        for (int p = 0; p < cols; p++)
+        {
+            float* d = dst + (long)p * rowsPadded;
+            for (int t = 0; t < rows; t++) d[t] = src[(long)t * ld + p];
+            for (int t = rows; t < rowsPadded; t++) d[t] = 0f;
+        }
+    }
+
+    static readonly Vector512<int> Iota = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+
+    /// <summary>Lanes j0..j0+15 that are causal keys of query t (j ≤ t).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Causal(int j0, int t) =>
+        Vector512.LessThanOrEqual(Iota + Vector512.Create(j0), Vector512.Create(t)).AsSingle();
+
+    /// <summary>
+    /// Softmax of the scores row[0..t] in place, the rest of the row up to cols (a multiple of 16) set to 0; returns
+    /// the log-partition max + log Σ exp(s − max). One call and three vector passes instead of a library call per step.
+    /// </summary>
+    public static float SoftmaxRow(float* row, int t, int cols)
+    {
+        var ninf = Vector512.Create(float.NegativeInfinity);
+        var mx = ninf;
+        for (int j = 0; j <= t; j += 16)
+            mx = Vector512.Max(mx, Vector512.ConditionalSelect(Causal(j, t), Vector512.Load(row + j), ninf));
+        float max = Vector512.Max(mx, ninf).GetElement(0);
+        for (int i = 1; i < 16; i++) max = MathF.Max(max, mx.GetElement(i));
+        var m = Vector512.Create(max);
+        var sum = Vector512<float>.Zero;
+        for (int j = 0; j < cols; j += 16)
+        {
+            var e = Vector512.ConditionalSelect(Causal(j, t), VectorExp.Exp(Vector512.Load(row + j) - m), Vector512<float>.Zero);
+            e.Store(row + j);
+            sum += e;
+        }
+        float total = Vector512.Sum(sum);
+        var inv = Vector512.Create(1f / total);
+        for (int j = 0; j <= t; j += 16) (Vector512.Load(row + j) * inv).Store(row + j);
+        return max + MathF.Log(total);
+    }
+
+    /// <summary>p[0..cols) = exp(s − lse) for keys j ≤ t, 0 past them: the forward's probabilities, recomputed.</summary>
+    public static void ExpRow(float* row, int t, int cols, float lse)
+    {
+        var l = Vector512.Create(lse);
+        for (int j = 0; j < cols; j += 16)
+            Vector512.ConditionalSelect(Causal(j, t), VectorExp.Exp(Vector512.Load(row + j) - l), Vector512<float>.Zero).Store(row + j);
+    }
+
+    /// <summary>
+    /// Softmax backward over a row of cols (p is 0 past the causal keys): ds = p ⊙ (dp − Σ p·dp) · scale, in place of dp.
+    /// </summary>
+    public static void SoftmaxGradRow(float* p, float* dp, int cols, float scale)
+    {
+        var acc = Vector512<float>.Zero;
+        for (int j = 0; j < cols; j += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(p + j), Vector512.Load(dp + j), acc);
+        var dot = Vector512.Create(Vector512.Sum(acc));
+        var sc = Vector512.Create(scale);
+        for (int j = 0; j < cols; j += 16)
+            (Vector512.Load(p + j) * (Vector512.Load(dp + j) - dot) * sc).Store(dp + j);
+    }
+}
