@@ -21,7 +21,25 @@ static unsafe class GemmPacking
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackA(bool transA, float* a, int lda, int i0, int mc, int p0, int kc, float* dst)
     {
-        for (int ir = 0; ir < mc; ir += MR)
+        int full = mc / MR * MR;
+        if (transA && full > 0)
+        {
+            // op(A)(i, p) = a[p·lda + i]: source row p holds the k step p of every panel, so read each source row
+            // once, front to back, and deal its 12-float pieces out to the panels (a panel-by-panel walk would
+            // stride through the rows again for every panel).
+            float* srcRow = a + (long)p0 * lda + i0;
+            for (int p = 0; p < kc; p++, srcRow += lda)
+            {
+                float* d = dst + p * MR;
+                for (int ir = 0; ir < full; ir += MR, d += MR * kc)
+                {
+                    Vector256.Store(Vector256.Load(srcRow + ir), d);
+                    Vector128.Store(Vector128.Load(srcRow + ir + 8), d + 8);
+                }
+            }
+            if (full == mc) return;
+        }
+        for (int ir = transA ? full : 0; ir < mc; ir += MR)
         {
             int rows = Math.Min(MR, mc - ir);
             float* panel = dst + ir * kc;
@@ -49,7 +67,7 @@ static unsafe class GemmPacking
                 float* src = a + (long)(i0 + ir) * lda + p0;
                 if (rows == MR && Sse.IsSupported)
                 {
-                    PackATransposed4x4(src, lda, kc, panel);
+                    Transpose4x4Panel(src, lda, MR, kc, panel, MR);
                     continue;
                 }
                 if (rows < MR) new Span<float>(panel, kc * MR).Clear();
@@ -71,35 +89,37 @@ static unsafe class GemmPacking
     }
 
     /// <summary>
-    /// Full MR-row panel of a non-transposed A: 4×4 blocks (4 rows × 4 k steps) are transposed in registers
-    /// (unpack + movlh/movhl, the SSE 4×4 transpose), so loads and stores are 4 floats wide instead of 1.
+    /// rows (a multiple of 4) stored rows of length ≥ kc become the lanes of a panel: panel[p·width + r] = src[r·ld + p].
+    /// 4×4 blocks (4 rows × 4 k steps) are transposed in registers (unpack + movlh/movhl, the SSE 4×4 transpose), so
+    /// loads and stores are 4 floats wide instead of 1. Serves full A panels (width MR) and full panels of a
+    /// transposed B (width NR: the weights of Y = X·Wᵀ).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void PackATransposed4x4(float* src, int lda, int kc, float* panel)
+    static void Transpose4x4Panel(float* src, int ld, int rows, int kc, float* panel, int width)
     {
         int p = 0;
         for (; p + 4 <= kc; p += 4)
         {
-            float* d = panel + p * MR;
-            for (int q = 0; q < MR; q += 4)
+            float* d = panel + p * width;
+            for (int q = 0; q < rows; q += 4)
             {
-                float* s0 = src + (long)q * lda + p;
+                float* s0 = src + (long)q * ld + p;
                 var r0 = Sse.LoadVector128(s0);
-                var r1 = Sse.LoadVector128(s0 + lda);
-                var r2 = Sse.LoadVector128(s0 + 2L * lda);
-                var r3 = Sse.LoadVector128(s0 + 3L * lda);
+                var r1 = Sse.LoadVector128(s0 + ld);
+                var r2 = Sse.LoadVector128(s0 + 2L * ld);
+                var r3 = Sse.LoadVector128(s0 + 3L * ld);
                 var t0 = Sse.UnpackLow(r0, r1);   // a0 b0 a1 b1
                 var t1 = Sse.UnpackLow(r2, r3);   // c0 d0 c1 d1
                 var t2 = Sse.UnpackHigh(r0, r1);  // a2 b2 a3 b3
                 var t3 = Sse.UnpackHigh(r2, r3);  // c2 d2 c3 d3
-                Sse.Store(d + q, Sse.MoveLowToHigh(t0, t1));           // a0 b0 c0 d0
-                Sse.Store(d + MR + q, Sse.MoveHighToLow(t1, t0));      // a1 b1 c1 d1
-                Sse.Store(d + 2 * MR + q, Sse.MoveLowToHigh(t2, t3));  // a2 b2 c2 d2
-                Sse.Store(d + 3 * MR + q, Sse.MoveHighToLow(t3, t2));  // a3 b3 c3 d3
+                Sse.Store(d + q, Sse.MoveLowToHigh(t0, t1));              // a0 b0 c0 d0
+                Sse.Store(d + width + q, Sse.MoveHighToLow(t1, t0));      // a1 b1 c1 d1
+                Sse.Store(d + 2 * width + q, Sse.MoveLowToHigh(t2, t3));  // a2 b2 c2 d2
+                Sse.Store(d + 3 * width + q, Sse.MoveHighToLow(t3, t2));  // a3 b3 c3 d3
             }
         }
         for (; p < kc; p++)
-            for (int r = 0; r < MR; r++) panel[p * MR + r] = src[(long)r * lda + p];
+            for (int r = 0; r < rows; r++) panel[p * width + r] = src[(long)r * ld + p];
     }
 
     /// <summary>
@@ -141,6 +161,11 @@ static unsafe class GemmPacking
             {
                 // op(B)(p, j) = b[j·ldb + p]: row j of the stored B becomes column j of the panel.
                 float* src = b + (long)(j0 + jr) * ldb + p0;
+                if (cols == NR && Sse.IsSupported)
+                {
+                    Transpose4x4Panel(src, ldb, NR, kc, panel, NR);
+                    continue;
+                }
                 if (cols < NR) new Span<float>(panel, kc * NR).Clear();
                 for (int j = 0; j < cols; j++, src += ldb)
                 {
