@@ -45,7 +45,8 @@ public static unsafe class Linear
     ///   dweight (OC, C) += doutᵀ · inp        (accumulated)
     ///   dbias (OC)      += Σ_n dout[n, :]     (accumulated; skipped when dbias is empty)
     ///   dinp (N, C)      = dout · weight       (written; skipped when dinp is empty)
-    /// The weight gradient is formed first, so dinp may alias inp (the activation is no longer needed after).
+    /// dinp may alias inp (the activation is no longer needed after): the weight gradient is then formed first.
+    /// On exactly two threads, non-aliased dW and dinp run concurrently, one whole product per thread.
     /// </summary>
     public static void Backward(Span<float> dinp, Span<float> dweight, Span<float> dbias, ReadOnlySpan<float> dout,
         ReadOnlySpan<float> input, ReadOnlySpan<float> weight, int N, int C, int OC)
@@ -53,16 +54,22 @@ public static unsafe class Linear
         Check.Length(dout, (long)N * OC, nameof(dout));
         Check.Length(input, (long)N * C, nameof(input));
         Check.Length(dweight, (long)OC * C, nameof(dweight));
-        Gemm.Multiply(true, false, OC, C, N, 1f, dout, OC, input, C, 1f, dweight, C);
-        if (!dbias.IsEmpty)
+        if (!dinp.IsEmpty && KernelThreads.Max == 2 && !KernelThreads.InsideRegion && !dinp.Overlaps(input))
         {
-            Check.Length(dbias, OC, nameof(dbias));
-            fixed (float* g = dout, db = dbias)
+            // Two threads: dW and dX are independent products of the same size (OC·C·N multiply-adds each), so
+            // each runs whole on its own thread: one parallel region instead of two split GEMMs (each with a shared
+            // pack and a join), and neither thread waits for the other's half of a small product.
+            Check.Length(dinp, (long)N * C, nameof(dinp));
+            fixed (float* di = dinp, dw = dweight, g = dout, x = input, w = weight)
             {
-                var a = new Args { Dout = g, Dbias = db, N = N, OC = OC };
-                RowParallel.For((OC + ColumnBlock - 1) / ColumnBlock, (long)N * ColumnBlock, ref a, &BiasGradColumns);
+                var pair = new PairArgs { Dinp = di, Dweight = dw, Dout = g, Input = x, Weight = w, N = N, C = C, OC = OC };
+                KernelThreads.For(2, ref pair, &BackwardPair);
             }
+            if (!dbias.IsEmpty) BiasGrad(dbias, dout, N, OC);
+            return;
         }
+        Gemm.Multiply(true, false, OC, C, N, 1f, dout, OC, input, C, 1f, dweight, C);
+        if (!dbias.IsEmpty) BiasGrad(dbias, dout, N, OC);
         if (!dinp.IsEmpty)
         {
             Check.Length(dinp, (long)N * C, nameof(dinp));
@@ -71,6 +78,28 @@ public static unsafe class Linear
     }
 
     /// <summary>dbias[oc] += Σ_n dout[n, oc] for a block of columns, so tasks never share an output.</summary>
+    struct PairArgs { public float* Dinp, Dweight, Dout, Input, Weight; public int N, C, OC; }
+
+    static void BackwardPair(ref PairArgs a, int item)
+    {
+        if (item == 0)   // dW (OC, C) += doutᵀ · input
+            Gemm.Multiply(true, false, a.OC, a.C, a.N, 1f, new ReadOnlySpan<float>(a.Dout, a.N * a.OC), a.OC,
+                new ReadOnlySpan<float>(a.Input, a.N * a.C), a.C, 1f, new Span<float>(a.Dweight, a.OC * a.C), a.C);
+        else             // dinp (N, C) = dout · W
+            Gemm.Multiply(false, false, a.N, a.C, a.OC, 1f, new ReadOnlySpan<float>(a.Dout, a.N * a.OC), a.OC,
+                new ReadOnlySpan<float>(a.Weight, a.OC * a.C), a.C, 0f, new Span<float>(a.Dinp, a.N * a.C), a.C);
+    }
+
+    static void BiasGrad(Span<float> dbias, ReadOnlySpan<float> dout, int N, int OC)
+    {
+        Check.Length(dbias, OC, nameof(dbias));
+        fixed (float* g = dout, db = dbias)
+        {
+            var a = new Args { Dout = g, Dbias = db, N = N, OC = OC };
+            RowParallel.For((OC + ColumnBlock - 1) / ColumnBlock, (long)N * ColumnBlock, ref a, &BiasGradColumns);
+        }
+    }
+
     static void BiasGradColumns(ref Args a, int startBlock, int endBlock)
     {
         Span<float> acc = stackalloc float[ColumnBlock];

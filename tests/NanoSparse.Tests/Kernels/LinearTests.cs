@@ -3,6 +3,7 @@ using NanoSparse.Tests.Nn;
 
 namespace NanoSparse.Tests.Kernels;
 
+[Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
 public class LinearTests
 {
     [Theory]
@@ -39,5 +40,55 @@ public class LinearTests
         GradCheck.Assert("dinp", x, dx, Loss);
         GradCheck.Assert("dweight", w, dw, Loss);
         if (bias) GradCheck.Assert("dbias", b, db, Loss);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]   // two threads: dW and dinp run concurrently, one whole product each
+    [InlineData(3)]
+    public void BackwardGivesTheSameBitsOnAnyThreadCountAndWhenDinpAliasesInp(int threads)
+    {
+        const int N = 200, C = 48, OC = 96;
+        var r = new Random(11);
+        var x = GradCheck.RandomArray(r, N * C);
+        var w = GradCheck.RandomArray(r, OC * C);
+        var dout = GradCheck.RandomArray(r, N * OC);
+        var dw0 = GradCheck.RandomArray(r, OC * C);   // dW accumulates onto what is there
+        (float[] Dx, float[] Dw, float[] Db) Run(int t, bool alias)
+        {
+            int saved = KernelThreads.Max;
+            try
+            {
+                KernelThreads.Max = t;
+                var dw = (float[])dw0.Clone();
+                var db = new float[OC];
+                var input = (float[])x.Clone();
+                var dx = alias ? input : new float[N * C];
+                Linear.Backward(dx, dw, db, dout, input, w, N, C, OC);
+                return (dx, dw, db);
+            }
+            finally { KernelThreads.Max = saved; }
+        }
+        var reference = Run(1, false);
+        // dinp and dW against a double-precision reference
+        var expectedDx = new double[N * C];
+        var expectedDw = new double[OC * C];
+        for (int n = 0; n < N; n++)
+        for (int oc = 0; oc < OC; oc++)
+        for (int c = 0; c < C; c++)
+        {
+            expectedDx[n * C + c] += (double)dout[n * OC + oc] * w[oc * C + c];
+            expectedDw[oc * C + c] += (double)dout[n * OC + oc] * x[n * C + c];
+        }
+        for (int i = 0; i < expectedDw.Length; i++) expectedDw[i] += dw0[i];
+        GradCheck.AssertClose(reference.Dx, expectedDx, 1e-4, "dinp");
+        GradCheck.AssertClose(reference.Dw, expectedDw, 1e-3, "dweight");
+        foreach (bool alias in new[] { false, true })
+        {
+            var got = Run(threads, alias);
+            Assert.Equal(reference.Dx, got.Dx);
+            Assert.Equal(reference.Dw, got.Dw);
+            Assert.Equal(reference.Db, got.Db);
+        }
     }
 }
