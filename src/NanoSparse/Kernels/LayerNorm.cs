@@ -38,22 +38,39 @@ public static unsafe class LayerNorm
         }
     }
 
+    // Rows are short (C = 128..1024 in GPT-2 sizes): one loop of 16-lane vectors per pass (scalar tail for C not a
+    // multiple of 16) instead of a library call per step, whose per-call cost is comparable to a 128-float row's work.
     static void ForwardRows(ref Args a, int start, int end)
     {
-        int C = a.C;
-        var w = new ReadOnlySpan<float>(a.Weight, C);
-        var b = a.Bias == null ? default : new ReadOnlySpan<float>(a.Bias, C);
+        int C = a.C, cv = C & ~15;
+        float* w = a.Weight, b = a.Bias;
         for (int n = start; n < end; n++)
         {
-            var x = new ReadOnlySpan<float>(a.Inp + (long)n * C, C);
-            var o = new Span<float>(a.Out + (long)n * C, C);
-            float m = TensorPrimitives.Sum(x) / C;
-            TensorPrimitives.Subtract(x, m, o);                        // o = x - mean
-            float variance = TensorPrimitives.SumOfSquares(o) / C;     // two-pass variance: no cancellation
-            float s = 1f / MathF.Sqrt(variance + Eps);
-            TensorPrimitives.Multiply(o, s, o);                        // o = xhat
-            if (b.IsEmpty) TensorPrimitives.Multiply(o, w, o);
-            else TensorPrimitives.FusedMultiplyAdd(o, w, b, o);
+            float* x = a.Inp + (long)n * C, o = a.Out + (long)n * C;
+            var acc = Vector512<float>.Zero;
+            int c = 0;
+            for (; c < cv; c += 16) acc += Vector512.Load(x + c);
+            float sum = Vector512.Sum(acc);
+            for (; c < C; c++) sum += x[c];
+            float m = sum / C;
+            var mv = Vector512.Create(m);
+            acc = Vector512<float>.Zero;
+            for (c = 0; c < cv; c += 16)
+            {
+                var d = Vector512.Load(x + c) - mv;
+                acc = Vector512.FusedMultiplyAdd(d, d, acc);
+            }
+            float sq = Vector512.Sum(acc);
+            for (; c < C; c++) sq += (x[c] - m) * (x[c] - m);
+            float s = 1f / MathF.Sqrt(sq / C + Eps);                     // two-pass variance: no cancellation
+            var sv = Vector512.Create(s);
+            for (c = 0; c < cv; c += 16)
+            {
+                var y = (Vector512.Load(x + c) - mv) * sv * Vector512.Load(w + c);
+                if (b != null) y += Vector512.Load(b + c);
+                y.Store(o + c);
+            }
+            for (; c < C; c++) o[c] = (x[c] - m) * s * w[c] + (b != null ? b[c] : 0f);
             a.Mean[n] = m;
             a.Rstd[n] = s;
         }
@@ -84,41 +101,50 @@ public static unsafe class LayerNorm
         }
     }
 
-    [ThreadStatic] static float[]? _wideScratch;
-
     static void BackwardRows(ref Args a, int start, int end)
     {
-        int C = a.C;
-        // Two rows of scratch per thread: on the stack for usual widths, else a per-thread array made once.
-        Span<float> xhat, dnorm;
-        if (C <= 2048)
-        {
-            xhat = stackalloc float[C];
-            dnorm = stackalloc float[C];
-        }
-        else
-        {
-            if (_wideScratch == null || _wideScratch.Length < 2 * C) _wideScratch = new float[2 * C];
-            xhat = _wideScratch.AsSpan(0, C);
-            dnorm = _wideScratch.AsSpan(C, C);
-        }
-        var w = new ReadOnlySpan<float>(a.Weight, C);
+        int C = a.C, cv = C & ~15;
+        float* w = a.Weight;
         for (int n = start; n < end; n++)
         {
-            var x = new ReadOnlySpan<float>(a.Inp + (long)n * C, C);
-            var g = new ReadOnlySpan<float>(a.Dout + (long)n * C, C);
-            var dx = new Span<float>(a.Dinp + (long)n * C, C);
+            float* x = a.Inp + (long)n * C, g = a.Dout + (long)n * C, dx = a.Dinp + (long)n * C;
             float m = a.Mean[n], s = a.Rstd[n];
-            // in the forward pass this was: out = xhat * w + b, xhat = (x - mean) * rstd
-            TensorPrimitives.Subtract(x, m, xhat);
-            TensorPrimitives.Multiply(xhat, s, xhat);
-            TensorPrimitives.Multiply(g, w, dnorm);                          // dL/dxhat
-            float dnormMean = TensorPrimitives.Sum(dnorm) / C;
-            float dnormXhatMean = TensorPrimitives.Dot(dnorm, xhat) / C;
+            var mv = Vector512.Create(m);
+            var sv = Vector512.Create(s);
+            // in the forward pass this was: out = xhat * w + b, xhat = (x - mean) * rstd; dnorm = dL/dxhat = g * w
+            var accN = Vector512<float>.Zero;
+            var accNX = Vector512<float>.Zero;
+            int c = 0;
+            for (; c < cv; c += 16)
+            {
+                var xhat = (Vector512.Load(x + c) - mv) * sv;
+                var dnorm = Vector512.Load(g + c) * Vector512.Load(w + c);
+                accN += dnorm;
+                accNX = Vector512.FusedMultiplyAdd(dnorm, xhat, accNX);
+            }
+            float sumN = Vector512.Sum(accN), sumNX = Vector512.Sum(accNX);
+            for (; c < C; c++)
+            {
+                float dnorm = g[c] * w[c];
+                sumN += dnorm;
+                sumNX += dnorm * (x[c] - m) * s;
+            }
+            float meanN = sumN / C, meanNX = sumNX / C;
             // dx += (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) * rstd
-            TensorPrimitives.Subtract(dnorm, dnormMean, dnorm);
-            TensorPrimitives.MultiplyAdd(xhat, -dnormXhatMean, dnorm, dnorm);
-            TensorPrimitives.MultiplyAdd(dnorm, s, dx, dx);
+            var mN = Vector512.Create(meanN);
+            var mNX = Vector512.Create(meanNX);
+            for (c = 0; c < cv; c += 16)
+            {
+                var xhat = (Vector512.Load(x + c) - mv) * sv;
+                var dnorm = Vector512.Load(g + c) * Vector512.Load(w + c);
+                var t = dnorm - mN - xhat * mNX;
+                Vector512.FusedMultiplyAdd(t, sv, Vector512.Load(dx + c)).Store(dx + c);
+            }
+            for (; c < C; c++)
+            {
+                float xhat = (x[c] - m) * s;
+                dx[c] += (g[c] * w[c] - meanN - xhat * meanNX) * s;
+            }
         }
     }
 
