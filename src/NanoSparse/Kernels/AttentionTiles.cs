@@ -116,13 +116,37 @@ internal static unsafe class AttentionTiles
         x.Store(c);
     }
 
-    /// <summary>dst (cols × rowsPadded) = srcᵀ for src (rows × cols, row stride ld); columns rows..rowsPadded are 0.</summary>
+    /// <summary>
+    /// dst (cols × rowsPadded) = srcᵀ for src (rows × cols, row stride ld; cols a multiple of 4); columns
+    /// rows..rowsPadded of dst are 0. 4×4 blocks go through registers (the SSE unpack/movlh/movhl transpose).
+    /// </summary>
     public static void Transpose(float* src, int rows, int cols, int ld, float* dst, int rowsPadded)
     {
+        int full = rows & ~3;
+        for (int t = 0; t < full; t += 4)
+        {
+            float* s0 = src + (long)t * ld;
+            for (int p = 0; p < cols; p += 4)
+            {
+                var r0 = Vector128.Load(s0 + p);
+                var r1 = Vector128.Load(s0 + ld + p);
+                var r2 = Vector128.Load(s0 + 2L * ld + p);
+                var r3 = Vector128.Load(s0 + 3L * ld + p);
+                var t0 = System.Runtime.Intrinsics.X86.Sse.UnpackLow(r0, r1);   // a0 b0 a1 b1
+                var t1 = System.Runtime.Intrinsics.X86.Sse.UnpackLow(r2, r3);   // c0 d0 c1 d1
+                var t2 = System.Runtime.Intrinsics.X86.Sse.UnpackHigh(r0, r1);  // a2 b2 a3 b3
+                var t3 = System.Runtime.Intrinsics.X86.Sse.UnpackHigh(r2, r3);  // c2 d2 c3 d3
+                float* d = dst + (long)p * rowsPadded + t;
+                System.Runtime.Intrinsics.X86.Sse.MoveLowToHigh(t0, t1).Store(d);
+                System.Runtime.Intrinsics.X86.Sse.MoveHighToLow(t1, t0).Store(d + rowsPadded);
+                System.Runtime.Intrinsics.X86.Sse.MoveLowToHigh(t2, t3).Store(d + 2L * rowsPadded);
+                System.Runtime.Intrinsics.X86.Sse.MoveHighToLow(t3, t2).Store(d + 3L * rowsPadded);
+            }
+        }
         for (int p = 0; p < cols; p++)
         {
             float* d = dst + (long)p * rowsPadded;
-            for (int t = 0; t < rows; t++) d[t] = src[(long)t * ld + p];
+            for (int t = full; t < rows; t++) d[t] = src[(long)t * ld + p];
             for (int t = rows; t < rowsPadded; t++) d[t] = 0f;
         }
     }
