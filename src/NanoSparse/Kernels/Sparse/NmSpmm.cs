@@ -193,7 +193,10 @@ public static unsafe class NmSpmm
     // costs 2 FMAs per 16 rows and column: exactly the 2:4 FLOPs, and X loads are shared by 16 rows (the per-nonzero
     // broadcast path is bound by one X load per FMA). The permutes share the FP pipes with the FMAs and are what
     // keeps this near dense speed rather than 2x. S is repacked per 16-row block and K block on the stack (v0/v1 as
-    // row lanes, in-group indices as int32 permute controls), with gathers across the 16 rows when K % 32 == 0.
+    // row lanes, in-group indices as int32 permute controls): when K % 32 == 0 the values by a 16×16 register
+    // transpose of 16 rows' contiguous values and the indices by gathering one 32-bit word per row. S is not cached
+    // in this layout because its values are mutable (training writes them in place); the transpose makes the
+    // per-call packing a few % of the product.
     // Y's 16-row block is accumulated transposed on the stack across K blocks and transposed into Y once.
 
     const int RowBlock = 16, ColTile = 16, GroupBlock = 64, Panel = 512;
@@ -277,9 +280,63 @@ public static unsafe class NmSpmm
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Gather16(float* b, Vector256<int> lo, Vector256<int> hi) =>
-        Vector512.Create(Avx2.GatherVector256(b, lo, 4), Avx2.GatherVector256(b, hi, 4));
+    /// <summary>
+    /// The values of 8 groups × 16 rows into row lanes: src row r holds 16 kept values (v0, v1 of groups 0..8) at
+    /// src + r·stride; value t of every row goes to dst[(t / 2)·32 + (t % 2)·16 + r]. A 16×16 transpose in registers
+    /// (unpack 32-bit, unpack 64-bit, two rounds of 128-bit lane shuffles: 64 shuffles for 256 values) instead of
+    /// 16-lane gathers (32 eight-lane gathers), which were most of the per-call packing of S.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void TransposeValues16(float* src, int stride, float* dst)
+    {
+        // 32-bit unpacks of row pairs.
+        Pair(src, stride, 0, out var r0, out var r1); Pair(src, stride, 2, out var r2, out var r3);
+        Pair(src, stride, 4, out var r4, out var r5); Pair(src, stride, 6, out var r6, out var r7);
+        Pair(src, stride, 8, out var r8, out var r9); Pair(src, stride, 10, out var r10, out var r11);
+        Pair(src, stride, 12, out var r12, out var r13); Pair(src, stride, 14, out var r14, out var r15);
+        // 64-bit unpacks: u[4i + j] holds, in 128-bit lane L, column 4L + j of rows 4i..4i+4.
+        Quad(r0, r1, r2, r3, out var u0, out var u1, out var u2, out var u3);
+        Quad(r4, r5, r6, r7, out var u4, out var u5, out var u6, out var u7);
+        Quad(r8, r9, r10, r11, out var u8, out var u9, out var u10, out var u11);
+        Quad(r12, r13, r14, r15, out var u12, out var u13, out var u14, out var u15);
+        Lanes(dst, 0, u0, u4, u8, u12);
+        Lanes(dst, 1, u1, u5, u9, u13);
+        Lanes(dst, 2, u2, u6, u10, u14);
+        Lanes(dst, 3, u3, u7, u11, u15);
+
+        static void Pair(float* src, int stride, int i, out Vector512<float> lo, out Vector512<float> hi)
+        {
+            var a = Vector512.Load(src + (long)i * stride);
+            var b = Vector512.Load(src + (long)(i + 1) * stride);
+            lo = Avx512F.UnpackLow(a, b);
+            hi = Avx512F.UnpackHigh(a, b);
+        }
+
+        static void Quad(Vector512<float> t0, Vector512<float> t1, Vector512<float> t2, Vector512<float> t3,
+            out Vector512<float> u0, out Vector512<float> u1, out Vector512<float> u2, out Vector512<float> u3)
+        {
+            u0 = Avx512F.UnpackLow(t0.AsDouble(), t2.AsDouble()).AsSingle();
+            u1 = Avx512F.UnpackHigh(t0.AsDouble(), t2.AsDouble()).AsSingle();
+            u2 = Avx512F.UnpackLow(t1.AsDouble(), t3.AsDouble()).AsSingle();
+            u3 = Avx512F.UnpackHigh(t1.AsDouble(), t3.AsDouble()).AsSingle();
+        }
+
+        // Columns j, 4 + j, 8 + j, 12 + j from the four row quads' u_j (lane L of each = column 4L + j).
+        static void Lanes(float* dst, int j, Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+        {
+            var w0 = Avx512F.Shuffle4x128(a, b, 0x44);
+            var w1 = Avx512F.Shuffle4x128(a, b, 0xEE);
+            var w2 = Avx512F.Shuffle4x128(c, d, 0x44);
+            var w3 = Avx512F.Shuffle4x128(c, d, 0xEE);
+            Store(dst, j, Avx512F.Shuffle4x128(w0, w2, 0x88));
+            Store(dst, 4 + j, Avx512F.Shuffle4x128(w0, w2, 0xDD));
+            Store(dst, 8 + j, Avx512F.Shuffle4x128(w1, w3, 0x88));
+            Store(dst, 12 + j, Avx512F.Shuffle4x128(w1, w3, 0xDD));
+        }
+
+        // Value t of a row segment is v0 (t even) or v1 (t odd) of group t / 2.
+        static void Store(float* dst, int t, Vector512<float> column) => column.Store(dst + (t >> 1) * 32 + (t & 1) * 16);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Body24(ref Args24 a, int chunk)
@@ -294,8 +351,7 @@ public static unsafe class NmSpmm
         // and transposed into Y once.
         float* ytp = stackalloc float[Panel * RowBlock];
         var lane = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
-        // Offsets of the 16 rows (lanes 0..8, 8..16): floats of their values, bytes of their indices.
-        var rowValuesLo = lane * perRow; var rowValuesHi = (lane + Vector256.Create(8)) * perRow;
+        // Byte offsets of the 16 rows' indices (lanes 0..8, 8..16).
         var rowBytesLo = lane * indexBytesPerRow; var rowBytesHi = (lane + Vector256.Create(8)) * indexBytesPerRow;
         var three = Vector512.Create(3);
         for (int b = firstBlock; b < lastBlock; b++)
@@ -310,8 +366,8 @@ public static unsafe class NmSpmm
                     bool first = g0 == 0;
                     if (a.K % 32 == 0)
                     {
-                        // Gathers across the 16 rows: values at row·perRow + 2g (+1); index words (4 bytes = 8 groups,
-                        // aligned and inside the row because K/8 is a multiple of 4), 4 bits per group (idx0 | idx1 << 2).
+                        // Index words gathered across the 16 rows (4 bytes = 8 groups, aligned and inside the row
+                        // because K/8 is a multiple of 4), 4 bits per group (idx0 | idx1 << 2); values transposed.
                         float* vb = a.Values + (long)r0 * perRow + g0 * 2;
                         byte* ib = a.Indices + (long)r0 * indexBytesPerRow + g0 / 2;
                         for (int g = 0; g < gc; g += 8)
@@ -322,9 +378,8 @@ public static unsafe class NmSpmm
                                 var bits = Vector512.ShiftRightLogical(words, 4 * t);
                                 (bits & three).Store(cp + (g + t) * 32);
                                 (Vector512.ShiftRightLogical(bits, 2) & three).Store(cp + (g + t) * 32 + 16);
-                                Gather16(vb + 2 * (g + t), rowValuesLo, rowValuesHi).Store(vp + (g + t) * 32);
-                                Gather16(vb + 2 * (g + t) + 1, rowValuesLo, rowValuesHi).Store(vp + (g + t) * 32 + 16);
                             }
+                            TransposeValues16(vb + 2 * g, perRow, vp + g * 32);
                         }
                     }
                     else

@@ -193,11 +193,13 @@ internal static unsafe class SpmmMicroKernel
 
     /// <summary>
     /// Chunks to split rows into: a few per thread so the dynamic claiming in KernelThreads evens out skew.
-    /// Below ~128K multiply-adds (tens of µs on one core) waking a second thread costs more than it saves.
+    /// Below ~128K multiply-adds (tens of µs on one core) waking a second thread costs more than it saves;
+    /// callers whose work item is cheaper than a vector FMA (SpMV: one scalar multiply-add per nonzero) pass a
+    /// lower <paramref name="minWork"/>.
     /// </summary>
-    public static int ChunkCount(int rows, long work)
+    public static int ChunkCount(int rows, long work, long minWork = 131_072)
     {
-        if (rows <= 1 || work < 131_072) return 1;
+        if (rows <= 1 || work < minWork) return 1;
         int threads = KernelThreads.ThreadsFor(rows);
         return threads <= 1 ? 1 : Math.Min(rows, threads * 4);
     }

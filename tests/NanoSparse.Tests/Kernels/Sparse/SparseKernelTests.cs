@@ -104,7 +104,9 @@ public class SparseKernelTests
 
     [Theory]
     [InlineData(300, 1500, 0.1, 130)]  // long K: 64-column tiles; enough work for several threads
-    [InlineData(513, 768, 0.05, 1)]    // SpMV over 16-bit indices (8-way unrolled row dot + tail)
+    [InlineData(513, 768, 0.05, 1)]    // SpMV over 16-bit indices (8-way unrolled row dot + tail), parallel (≥ 16K nonzeros)
+    [InlineData(2000, 40, 0.2, 1)]     // SpMV split over threads, many short and some empty rows
+    [InlineData(300, 300, 0.1, 1)]     // SpMV below the parallel threshold (one chunk)
     [InlineData(257, 300, 0.3, 128)]
     [InlineData(64, 70000, 0.001, 3)]  // K > 65536: 32-bit indices only
     [InlineData(5, 9000, 0.9, 17)]     // rows longer than one stack segment (bitmap, zero-skipping)
