@@ -151,7 +151,11 @@ public class SparseKernelTests
     [InlineData(8, 12, 2, 3, 16)]
     [InlineData(64, 96, 4, 4, 130)]
     [InlineData(128, 1536, 8, 1, 1)]
-    [InlineData(32, 64, 4, 8, 40)]
+    [InlineData(32, 64, 4, 8, 40)]     // register-blocked: two 16-column tiles of 4 rows, 8 scalar columns
+    [InlineData(24, 48, 6, 2, 80)]     // 6-row blocks: 4 rows at once + 2 single rows; a 64- and a 16-column tile
+    [InlineData(12, 30, 3, 5, 64)]     // 3-row blocks: single rows only
+    [InlineData(16, 16, 4, 4, 17)]     // one 16-column tile + 1 scalar column
+    [InlineData(200, 256, 4, 4, 128)]  // several chunks over threads
     public void BsrKernelMatchesDenseReference(int m, int k, int br, int bc, int n)
     {
         // Block-structured pattern: about a quarter of the blocks present, each partly filled.
@@ -161,9 +165,12 @@ public class SparseKernelTests
         for (int i = 0; i < m; i++) for (int j = 0; j < k; j++) if (blocks[(i / br) * (k / bc) + j / bc] != 0) dense[i * k + j] = fill[i * k + j];
         var x = SparseTestData.RandomDense(k, n, 1, 6);
         var (yRef, abs) = Reference(dense, m, k, x, n, false);
-        var y = Poisoned(m * n);
-        BsrSpmm.Multiply(BsrMatrix.FromDense(dense, m, k, br, bc), x, n, y);
-        AssertClose(yRef, abs, y, $"BSR {br}x{bc} S·X {m}x{k} N={n}");
+        foreach (bool shortIdx in new[] { true, false })
+        {
+            var y = Poisoned(m * n);
+            BsrSpmm.Multiply(BsrMatrix.FromDense(dense, m, k, br, bc, shortIdx), x, n, y);
+            AssertClose(yRef, abs, y, $"BSR {br}x{bc} S·X {m}x{k} N={n} short={shortIdx}");
+        }
     }
 
     [Property(MaxTest = 60)]
