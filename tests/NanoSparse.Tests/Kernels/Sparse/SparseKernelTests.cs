@@ -94,6 +94,19 @@ public class SparseKernelTests
         }
     }
 
+    [Theory]
+    [InlineData(400, 48, 0.5, 33, true)]
+    [InlineData(2000, 20, 0.1, 200, true)]
+    [InlineData(200, 3000, 0.05, 128, true)]
+    [InlineData(768, 768, 0.1, 16, false)]  // X small (48 KiB) and rows used < 128 times: in place
+    [InlineData(40, 400, 0.1, 16, false)]   // rows of X used < 8 times: in place
+    public void PackedXCasesTakeThePackedPath(int m, int k, double density, int n, bool packed)
+    {
+        // Keeps the packed-X cases above meaningful: they must reach the path they are named for.
+        long nnz = CsrMatrix.FromDense(SparseTestData.RandomDense(m, k, density, 99), m, k).NonZeroCount;
+        Assert.Equal(packed && System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated, CsrSpmm.PackPays(nnz, k, n));
+    }
+
     [Property(MaxTest = 60)]
     public bool UnstructuredKernelsMatchDenseReference(int a, int b, int c, int nPick)
     {
@@ -111,6 +124,9 @@ public class SparseKernelTests
     [InlineData(64, 70000, 0.001, 3)]  // K > 65536: 32-bit indices only
     [InlineData(5, 9000, 0.9, 17)]     // rows longer than one stack segment (bitmap, zero-skipping)
     [InlineData(200, 1300, 0.3, 200)]  // CSR blocked along K (dense-enough rows, K×tile panel beyond L2 budget)
+    [InlineData(400, 48, 0.5, 33)]     // CSR over packed X: one 33-column panel (row stride 48), a scalar column
+    [InlineData(2000, 20, 0.1, 200)]   // packed X: panels of 128 and 72 columns; ~12% empty rows
+    [InlineData(200, 3000, 0.05, 128)] // packed X, tile narrowed to 64 for long K: two panels
     public void LargerShapesMatchDenseReference(int m, int k, double density, int n) => CheckAllFormats(m, k, density, n, 99);
 
     [Theory]
