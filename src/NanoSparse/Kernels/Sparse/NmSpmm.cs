@@ -199,7 +199,7 @@ public static unsafe class NmSpmm
     // per-call packing a few % of the product.
     // Y's 16-row block is accumulated transposed on the stack across K blocks and transposed into Y once.
 
-    const int RowBlock = 16, ColTile = 16, GroupBlock = 64, Panel = 512;
+    const int RowBlock = 16, ColTile = 16, GroupBlock = 32, Panel = 512;
 
     static bool UseBlocked24(NmSparseMatrix s, int n) =>
         Avx512F.IsSupported && s.N == 2 && s.M == 4 && n >= 16 && s.Rows >= RowBlock && s.Cols % 8 == 0 && s.Cols >= 8;
@@ -216,12 +216,15 @@ public static unsafe class NmSpmm
     static void MultiplyBlocked24(NmSparseMatrix s, ReadOnlySpan<float> x, int n, Span<float> y)
     {
         int k = s.Cols, groups = k / 4, np = (n + ColTile - 1) / ColTile * ColTile;
-        long need = (long)groups * np * 4;
+        // +16 floats: the packed X starts on a 64-byte boundary (an array is only 8/16-byte aligned), so each quad load
+        // below is one cache line, not two.
+        long need = (long)groups * np * 4 + 16;
         if (_packedX is null || _packedX.Length < need) _packedX = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
         int blocks = s.Rows / RowBlock;
-        fixed (float* v = s.Values, px = x, py = y, xp = _packedX)
+        fixed (float* v = s.Values, px = x, py = y, xpArray = _packedX)
         fixed (byte* idx = s.Indices)
         {
+            float* xp = (float*)(((nint)xpArray + 63) & ~(nint)63);
             // X's repacking is K·N moves: split over the threads by groups when it is big enough to pay for a wake-up.
             var pack = new PackArgs { X = px, Xp = xp, Groups = k / 4, N = n, Np = np, Chunks = (long)k * n >= 262144 ? KernelThreads.ThreadsFor(k / 4) : 1 };
             KernelThreads.For(pack.Chunks, ref pack, &PackBody);
@@ -346,7 +349,9 @@ public static unsafe class NmSpmm
         int groups = a.K / 4, perRow = a.K / 2, indexBytesPerRow = a.K / 8;
         // Per 16-row block and K block: values (v0 | v1, 32 floats per group) and controls (c0 | c1, 32 ints per group).
         float* vp = stackalloc float[GroupBlock * 32];
-        int* cp = stackalloc int[GroupBlock * 32];
+        // Controls per group: idx0 + 4c and idx1 + 4c for c = 0..4 (8 vectors, 128 ints), precomputed so the inner
+        // loop spends no FP-pipe adds on them (the FMAs and permutes already saturate those pipes).
+        int* cp = stackalloc int[GroupBlock * 128];
         // Y's (16 rows × panel) block, transposed (yt[j·16 + r]), accumulated across K blocks in vector loads/stores
         // and transposed into Y once.
         float* ytp = stackalloc float[Panel * RowBlock];
@@ -354,6 +359,7 @@ public static unsafe class NmSpmm
         // Byte offsets of the 16 rows' indices (lanes 0..8, 8..16).
         var rowBytesLo = lane * indexBytesPerRow; var rowBytesHi = (lane + Vector256.Create(8)) * indexBytesPerRow;
         var three = Vector512.Create(3);
+        var four = Vector512.Create(4); var eight = Vector512.Create(8); var twelve = Vector512.Create(12);
         for (int b = firstBlock; b < lastBlock; b++)
         {
             int r0 = b * RowBlock;
@@ -376,8 +382,11 @@ public static unsafe class NmSpmm
                             for (int t = 0; t < 8; t++)
                             {
                                 var bits = Vector512.ShiftRightLogical(words, 4 * t);
-                                (bits & three).Store(cp + (g + t) * 32);
-                                (Vector512.ShiftRightLogical(bits, 2) & three).Store(cp + (g + t) * 32 + 16);
+                                var i0 = bits & three;
+                                var i1 = Vector512.ShiftRightLogical(bits, 2) & three;
+                                int* c = cp + (g + t) * 128;
+                                i0.Store(c); (i0 + four).Store(c + 16); (i0 + eight).Store(c + 32); (i0 + twelve).Store(c + 48);
+                                i1.Store(c + 64); (i1 + four).Store(c + 80); (i1 + eight).Store(c + 96); (i1 + twelve).Store(c + 112);
                             }
                             TransposeValues16(vb + 2 * g, perRow, vp + g * 32);
                         }
@@ -393,8 +402,11 @@ public static unsafe class NmSpmm
                                 int bits = ri[g >> 1] >> ((g & 1) * 4);
                                 vp[g * 32 + r] = rv[2 * g];
                                 vp[g * 32 + 16 + r] = rv[2 * g + 1];
-                                cp[g * 32 + r] = bits & 3;
-                                cp[g * 32 + 16 + r] = (bits >> 2) & 3;
+                                for (int c = 0; c < 4; c++)
+                                {
+                                    cp[g * 128 + c * 16 + r] = (bits & 3) + 4 * c;
+                                    cp[g * 128 + 64 + c * 16 + r] = ((bits >> 2) & 3) + 4 * c;
+                                }
                             }
                         }
                     }
@@ -424,11 +436,11 @@ public static unsafe class NmSpmm
                             var v1 = Vector512.Load(vp + g * 32 + 16);
                             // Cross-lane permute straight from memory: 16 floats = the X quads of 4 columns, and
                             // control idx + 4c picks X[4g + idx_r, j + c] for each row lane r.
-                            var c00 = Vector512.Load(cp + g * 32);
-                            var c10 = Vector512.Load(cp + g * 32 + 16);
-                            var four = Vector512.Create(4);
-                            var c01 = c00 + four; var c02 = c01 + four; var c03 = c02 + four;
-                            var c11 = c10 + four; var c12 = c11 + four; var c13 = c12 + four;
+                            int* c = cp + g * 128;
+                            var c00 = Vector512.Load(c); var c01 = Vector512.Load(c + 16);
+                            var c02 = Vector512.Load(c + 32); var c03 = Vector512.Load(c + 48);
+                            var c10 = Vector512.Load(c + 64); var c11 = Vector512.Load(c + 80);
+                            var c12 = Vector512.Load(c + 96); var c13 = Vector512.Load(c + 112);
                             float* xg = a.Xp + ((long)(g0 + g) * a.Np + p0 + jt) * 4;
                             a0 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c00), a0);
                             a0 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c10), a0);
