@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Numerics;
-using System.Runtime.Intrinsics;
 using NanoSparse.Sparse;
 
 namespace NanoSparse.Kernels.Sparse;
@@ -38,8 +37,8 @@ public static unsafe class CsrSpmm
         public TIndex* Index;
         public float* Values, X, Y;
         public int Rows, K, N, Chunks, Tile, KBlock;
-        // X copied into 64-byte-aligned column panels (null: X used in place): panel t holds columns
-        // [t·Tile, t·Tile + Tile) of every row of X with row stride PanelLd, at Packed + t·K·PanelLd.
+        // X copied into 64-byte-aligned column panels when that pays (see AlignedPanels; null: X used in place):
+        // panel t holds columns [t·Tile, t·Tile + Tile) of every row of X, row stride PanelLd, at Packed + t·K·PanelLd.
         public float* Packed;
         public int PanelLd;
     }
@@ -64,21 +63,10 @@ public static unsafe class CsrSpmm
                 while (tile > 16 && (long)k * tile * 4 > 786432) tile /= 2;
             args.Tile = tile;
             args.KBlock = kBlock;
-            if (PackPays(nnz, k, n))
+            if (AlignedPanels.Pays(nnz, k, n))
             {
-                int ld = (tile + 15) / 16 * 16;
-                int panels = (n + tile - 1) / tile;
-                long need = (long)panels * k * ld + 16;
-                if (_packed is null || _packed.Length < need) _packed = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
-                fixed (float* buffer = _packed)
-                {
-                    args.Packed = (float*)(((nint)buffer + 63) & ~(nint)63);
-                    args.PanelLd = ld;
-                    var pack = new PackArgs { X = x, Packed = args.Packed, K = k, N = n, Tile = tile, Ld = ld, Chunks = SpmmMicroKernel.ChunkCount(k, (long)k * n, 262_144) };
-                    KernelThreads.For(pack.Chunks, ref pack, &PackBody);
-                    KernelThreads.For(args.Chunks, ref args, &Body);
-                }
-                return;
+                args.Packed = AlignedPanels.Pack(x, k, n, tile);
+                args.PanelLd = AlignedPanels.Ld(tile);
             }
         }
         KernelThreads.For(args.Chunks, ref args, &Body);
@@ -104,48 +92,6 @@ public static unsafe class CsrSpmm
         if (k <= block) return k;
         double density = (double)rp[rows] / ((double)rows * k);
         return density * block >= 64 ? block : k;
-    }
-
-    // ---- X packing -------------------------------------------------------------------------------------------------
-    // A Vector512 load of X[k, j..j+16) straddles two cache lines unless X's row starts are 64-byte aligned, and a
-    // .NET array is only 8- or 16-byte aligned: measured on Zen 4 (one thread, 90% sparse, N = 128), the same kernel
-    // over a 64-byte-aligned copy of X is 1.15x (768×768) to 1.3x (3072×768) faster than over X at a 16-byte offset.
-    // So X is copied once per call into aligned panels of Tile columns (each contiguous, so a narrowed tile does not
-    // drag the rest of each X row through the cache either). The copy is K·N floats against nnz·N multiply-adds, so
-    // it pays once each row of X is used by several nonzeros.
-
-    /// <summary>
-    /// Packing pays when X's rows are used ≥ 8 times on average (the copy is then ≤ 1/8 of the X traffic) and X is
-    /// not so small that it sits in L1/L2 either way: measured at 90% sparsity, 2 threads, packed/in place is 0.92x
-    /// for 768×768 N=16 (X 48 KiB, rows used 77 times), 1.3x for 3072×768 N=16 (same X, used 307 times), 1.05–1.3x
-    /// for 768×768 N=32 and 1.7x for 768×3072 N=16.
-    /// </summary>
-    internal static bool PackPays(long nnz, int k, int n) =>
-        n >= 16 && Vector512.IsHardwareAccelerated && nnz >= 8L * k && ((long)k * n > 16_384 || nnz >= 128L * k);
-
-    [ThreadStatic] static float[]? _packed;
-
-    struct PackArgs
-    {
-        public float* X, Packed;
-        public int K, N, Tile, Ld, Chunks;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void PackBody(ref PackArgs a, int chunk)
-    {
-        int first = (int)((long)a.K * chunk / a.Chunks), last = (int)((long)a.K * (chunk + 1) / a.Chunks);
-        for (int j = 0, t = 0; j < a.N; j += a.Tile, t++)
-        {
-            int w = Math.Min(a.Tile, a.N - j);
-            float* panel = a.Packed + (long)t * a.K * a.Ld;
-            for (int r = first; r < last; r++)
-            {
-                float* dst = panel + (long)r * a.Ld;
-                Buffer.MemoryCopy(a.X + (long)r * a.N + j, dst, (long)w * 4, (long)w * 4);
-                for (int c = w; c < a.Ld; c++) dst[c] = 0;
-            }
-        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -104,7 +104,7 @@ public class SparseKernelTests
     {
         // Keeps the packed-X cases above meaningful: they must reach the path they are named for.
         long nnz = CsrMatrix.FromDense(SparseTestData.RandomDense(m, k, density, 99), m, k).NonZeroCount;
-        Assert.Equal(packed && System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated, CsrSpmm.PackPays(nnz, k, n));
+        Assert.Equal(packed && System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated, AlignedPanels.Pays(nnz, k, n));
     }
 
     [Property(MaxTest = 60)]
@@ -201,6 +201,7 @@ public class SparseKernelTests
     [Theory]
     [InlineData(400, 700, 0.1, 128)]
     [InlineData(100, 70000, 0.001, 20)]
+    [InlineData(1000, 100, 0.2, 40)]   // B packed into aligned rows of 48 (D not a multiple of 16: scalar tail)
     public void SddmmLargerShapes(int m, int k, double density, int d) => CheckSddmm(m, k, density, d, 8);
 
     static void CheckSddmm(int m, int k, double density, int d, ulong seed)
