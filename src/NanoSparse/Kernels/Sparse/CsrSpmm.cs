@@ -63,7 +63,7 @@ public static unsafe class CsrSpmm
                 while (tile > 16 && (long)k * tile * 4 > 786432) tile /= 2;
             args.Tile = tile;
             args.KBlock = kBlock;
-            if (AlignedPanels.Pays(nnz, k, n))
+            if (AlignedPanels.Pays(nnz, k, n) && !AlignedPanels.AlreadyAligned(x, n, tile))
             {
                 args.Packed = AlignedPanels.Pack(x, k, n, tile);
                 args.PanelLd = AlignedPanels.Ld(tile);

@@ -47,7 +47,7 @@ public static unsafe class Sddmm
             Chunks = SpmmMicroKernel.ChunkCount(rows, ((long)rp[rows] + rows) * Math.Max(d, 1)),
         };
         // B's rows are loaded once per nonzero of their column: aligned (one panel of all D columns) when that pays.
-        if (AlignedPanels.Pays(rp[rows], cols, d))
+        if (AlignedPanels.Pays(rp[rows], cols, d) && !AlignedPanels.AlreadyAligned(b, d, d))
         {
             args.B = AlignedPanels.Pack(b, cols, d, d);
             args.LdB = AlignedPanels.Ld(d);

@@ -107,6 +107,44 @@ public class SparseKernelTests
         Assert.Equal(packed && System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated, AlignedPanels.Pays(nnz, k, n));
     }
 
+    [Theory]
+    [InlineData(0)]   // 64-byte aligned, N % 16 == 0: X used in place
+    [InlineData(4)]
+    [InlineData(16)]
+    [InlineData(48)]
+    public unsafe void CsrAndSddmmMatchReferenceWhateverTheAlignmentOfTheDenseOperand(int offsetBytes)
+    {
+        const int m = 400, k = 48, n = 32;
+        var dense = SparseTestData.RandomDense(m, k, 0.5, 21);
+        var x = SparseTestData.RandomDense(k, n, 1, 22);
+        var (yRef, abs) = Reference(dense, m, k, x, n, transposeS: false);
+        var s = CsrMatrix.FromDense(dense, m, k);
+        Assert.True(AlignedPanels.Pays(s.NonZeroCount, k, n) || !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated);
+        byte* raw = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(x.Length * 4 + 64), 64);
+        try
+        {
+            var xs = new Span<float>(raw + offsetBytes, x.Length);
+            x.CopyTo(xs);
+            var y = Poisoned(m * n);
+            CsrSpmm.Multiply(s, xs, n, y);
+            AssertClose(yRef, abs, y, $"CSR S·X, X at +{offsetBytes} bytes");
+
+            // SDDMM with B = X at the same offset, A = Y's reference rounded to float.
+            var a = Array.ConvertAll(yRef, v => (float)v);
+            var output = Poisoned(s.NonZeroCount);
+            Sddmm.Compute(s, a, xs, n, output);
+            for (int i = 0; i < m; i++)
+                for (int p = s.RowPointers[i]; p < s.RowPointers[i + 1]; p++)
+                {
+                    int j = s.ColumnIndex(p);
+                    double sum = 0, sumAbs = 0;
+                    for (int t = 0; t < n; t++) { sum += (double)a[i * n + t] * x[j * n + t]; sumAbs += Math.Abs((double)a[i * n + t] * x[j * n + t]); }
+                    Assert.True(Math.Abs(output[p] - sum) <= 1e-5 * sumAbs + 1e-6, $"SDDMM ({i},{j}), B at +{offsetBytes}: got {output[p]}, expected {sum}");
+                }
+        }
+        finally { System.Runtime.InteropServices.NativeMemory.AlignedFree(raw); }
+    }
+
     [Property(MaxTest = 60)]
     public bool UnstructuredKernelsMatchDenseReference(int a, int b, int c, int nPick)
     {
