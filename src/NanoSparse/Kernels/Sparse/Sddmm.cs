@@ -44,7 +44,8 @@ public static unsafe class Sddmm
         var args = new Args<TIndex>
         {
             RowPointers = rp, Index = index, A = a, B = b, Output = output, Rows = rows, D = d, LdB = d,
-            Chunks = SpmmMicroKernel.ChunkCount(rows, ((long)rp[rows] + rows) * Math.Max(d, 1)),
+            // D = 1 costs a scalar multiply per nonzero, like SpMV: parallel from the same 16K (see CsrSpmm).
+            Chunks = SpmmMicroKernel.ChunkCount(rows, ((long)rp[rows] + rows) * Math.Max(d, 1), d == 1 ? 16_384 : 131_072),
         };
         // B's rows are loaded once per nonzero of their column: aligned (one panel of all D columns) when that pays.
         if (AlignedPanels.Pays(rp[rows], cols, d) && !AlignedPanels.AlreadyAligned(b, d, d))
@@ -62,6 +63,16 @@ public static unsafe class Sddmm
         int first = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk, a.Chunks);
         int last = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk + 1, a.Chunks);
         int d = a.D, ldb = a.LdB;
+        if (d == 1)
+        {
+            // A rank-1 product sampled at the nonzeros: one multiply each, no dot-product machinery.
+            for (int i = first; i < last; i++)
+            {
+                float ai = a.A[i];
+                for (int p = rp[i]; p < rp[i + 1]; p++) a.Output[p] = ai * a.B[(uint)int.CreateTruncating(a.Index[p])];
+            }
+            return;
+        }
         for (int i = first; i < last; i++)
         {
             float* ai = a.A + (long)i * d;

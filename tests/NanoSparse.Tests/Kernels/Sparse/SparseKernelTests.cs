@@ -241,6 +241,7 @@ public class SparseKernelTests
     [InlineData(100, 70000, 0.001, 20)]
     [InlineData(1000, 100, 0.2, 40)]   // B packed into aligned rows of 48 (D not a multiple of 16: scalar tail)
     [InlineData(400, 1600, 0.05, 200)] // B packed, K×D beyond L2 (one panel: splitting D measured slower)
+    [InlineData(2000, 300, 0.05, 1)]   // D = 1 (scalar products), split over threads
     public void SddmmLargerShapes(int m, int k, double density, int d) => CheckSddmm(m, k, density, d, 8);
 
     static void CheckSddmm(int m, int k, double density, int d, ulong seed)
