@@ -30,6 +30,10 @@ public static class SparseKernelsBench
         var threads = new Option<int>("--threads") { Description = "threads for us and every peer (default 2)", DefaultValueFactory = _ => 2 };
         var reps = new Option<int>("--reps") { Description = "timed repetitions per measurement (median reported)", DefaultValueFactory = _ => 5 };
         var noPeers = new Option<bool>("--no-peers") { Description = "skip the Python/Eigen peers" };
+        var shapesOpt = new Option<string?>("--shapes") { Description = "only these shapes, MxK comma-separated (e.g. 768x768,768x3072)" };
+        var nsOpt = new Option<string?>("--ns") { Description = "only these N, comma-separated (e.g. 1,128)" };
+        var patternsOpt = new Option<string?>("--patterns") { Description = "only these patterns, comma-separated (e.g. s0.90,2:4)" };
+        var formatsOpt = new Option<string?>("--formats") { Description = "only these kernel/format rows, comma-separated: a format (CSR, 2:4, BSR4x4, ...) or kernel:format with kernel sx, stx or sddmm (e.g. sx:CSR,sddmm:CSR)" };
         var command = new Command("kernels", "sparse formats and kernels vs dense GEMM, OpenBLAS, SciPy, PyTorch, Eigen");
         command.Options.Add(quick);
         command.Options.Add(json);
@@ -37,14 +41,62 @@ public static class SparseKernelsBench
         command.Options.Add(threads);
         command.Options.Add(reps);
         command.Options.Add(noPeers);
+        command.Options.Add(shapesOpt);
+        command.Options.Add(nsOpt);
+        command.Options.Add(patternsOpt);
+        command.Options.Add(formatsOpt);
         command.SetAction(r =>
         {
             int t = r.GetValue(threads);
             if (t < 1) throw new ArgumentException($"--threads must be at least 1, got {t}");
-            Run(r.GetValue(quick), r.GetValue(json), r.GetValue(png) ?? "bench-results/sparse_kernels", t, Math.Max(1, r.GetValue(reps)), !r.GetValue(noPeers));
+            var filter = Filter.Parse(r.GetValue(shapesOpt), r.GetValue(nsOpt), r.GetValue(patternsOpt), r.GetValue(formatsOpt));
+            Run(r.GetValue(quick), r.GetValue(json), r.GetValue(png) ?? "bench-results/sparse_kernels", t, Math.Max(1, r.GetValue(reps)), !r.GetValue(noPeers), filter);
             return 0;
         });
         return command;
+    }
+
+    /// <summary>Which cases to run (narrow A/B runs while tuning one kernel); null lists mean all.</summary>
+    sealed record Filter((int M, int K)[]? Shapes, int[]? Ns, string[]? Patterns, (string? Kernel, string Format)[]? Formats)
+    {
+        public static readonly Filter All = new(null, null, null, null);
+
+        static string[]? Split(string? list) =>
+            string.IsNullOrWhiteSpace(list) ? null : list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+        public static Filter Parse(string? shapes, string? ns, string? patterns, string? formats) => new(
+            Split(shapes)?.Select(ParseShape).ToArray(),
+            Split(ns)?.Select(v => int.TryParse(v, out int n) && n >= 1 ? n : throw new ArgumentException($"--ns: '{v}' is not a positive integer")).ToArray(),
+            Split(patterns),
+            Split(formats)?.Select(ParseFormat).ToArray());
+
+        static (int, int) ParseShape(string v)
+        {
+            var parts = v.Split('x');
+            if (parts.Length == 2 && int.TryParse(parts[0], out int m) && int.TryParse(parts[1], out int k) && m > 0 && k > 0) return (m, k);
+            throw new ArgumentException($"--shapes: '{v}' is not MxK (e.g. 768x3072)");
+        }
+
+        static (string?, string) ParseFormat(string v)
+        {
+            int colon = v.IndexOf(':');
+            // "2:4" is a format, not kernel:format.
+            if (colon < 0 || v == "2:4") return (null, v);
+            string kernel = v[..colon].ToLowerInvariant() switch
+            {
+                "sx" or "s·x" => "S·X",
+                "stx" or "sᵀ·x" => "Sᵀ·X",
+                "sddmm" => "SDDMM",
+                var other => throw new ArgumentException($"--formats: kernel '{other}' in '{v}' is not sx, stx or sddmm"),
+            };
+            return (kernel, v[(colon + 1)..]);
+        }
+
+        public bool Shape(int m, int k) => Shapes is null || Shapes.Contains((m, k));
+        public bool N(int n) => Ns is null || Ns.Contains(n);
+        public bool Pattern(string label) => Patterns is null || Patterns.Contains(label, StringComparer.OrdinalIgnoreCase);
+        public bool Row(string kernel, string format) => Formats is null
+            || Formats.Any(f => (f.Kernel is null || f.Kernel == kernel) && string.Equals(f.Format, format, StringComparison.OrdinalIgnoreCase));
     }
 
     sealed record Pattern(int M, int K, string Label, double Sparsity, CsrMatrix Csr, float[] Dense, NmSparseMatrix? Nm)
@@ -77,12 +129,12 @@ public static class SparseKernelsBench
         public Dictionary<string, double>? Peers { get; set; }
     }
 
-    static void Run(bool quick, string? jsonPath, string pngPrefix, int threads, int reps, bool peers)
+    static void Run(bool quick, string? jsonPath, string pngPrefix, int threads, int reps, bool peers, Filter filter)
     {
         KernelThreads.Max = threads;
         OpenBlas.SetThreads(threads);
-        var shapes = quick ? new[] { (768, 768), (768, 3072) } : Shapes;
-        var ns = quick ? new[] { 1, 128 } : Ns;
+        var shapes = (quick ? new[] { (768, 768), (768, 3072) } : Shapes).Where(s => filter.Shape(s.Item1, s.Item2)).ToArray();
+        var ns = (quick ? new[] { 1, 128 } : Ns).Where(filter.N).ToArray();
         var sparsities = quick ? new[] { 0.7, 0.9 } : Sparsities;
         string dir = Path.Combine(Path.GetTempPath(), $"nanosparse-bench-kernels-{Environment.ProcessId}");
         Directory.CreateDirectory(dir);
@@ -118,16 +170,20 @@ public static class SparseKernelsBench
                     var group = new List<Row>();
                     foreach (var p in patterns)
                     {
-                        var mine = TimeKernels(p, n, x, xt, reps, blas).ToList();
+                        // The dense pattern (s0.00) is generated even when filtered out: it is the dense yardstick.
+                        if (!filter.Pattern(p.Label)) continue;
+                        var mine = TimeKernels(p, n, x, xt, reps, blas, filter).ToList();
+                        if (mine.Count == 0) continue;
                         var sparsePeers = new Dictionary<string, double>();
                         string indptr = Path.Combine(dir, $"indptr_{p.Id}.i32"), indices = Path.Combine(dir, $"indices_{p.Id}.i32"), data = Path.Combine(dir, $"data_{p.Id}.f32");
-                        if (python is not null)
+                        bool spmm = mine.Any(r => r.Kernel == "S·X");
+                        if (python is not null && spmm)
                             foreach (var kv in python.Ask(JsonSerializer.Serialize(new Dictionary<string, object>
                             {
                                 ["op"] = "sparse", ["m"] = m, ["k"] = k, ["n"] = n, ["x"] = xPath, ["indptr"] = indptr, ["indices"] = indices, ["data"] = data,
                             })))
                                 sparsePeers[kv.Key] = kv.Value;
-                        if (eigen is not null)
+                        if (eigen is not null && spmm)
                             sparsePeers["eigen_csr"] = eigen.AskNumber($"{m} {k} {n} {indptr} {indices} {data} {xPath}");
                         foreach (var row in mine)
                         {
@@ -137,6 +193,7 @@ public static class SparseKernelsBench
                             group.Add(row);
                         }
                     }
+                    if (group.Count == 0) continue;
                     var densePeers = python?.Ask(JsonSerializer.Serialize(new Dictionary<string, object>
                     {
                         ["op"] = "dense", ["m"] = m, ["k"] = k, ["n"] = n, ["s"] = densePath, ["x"] = xPath, ["xt"] = xtPath,
@@ -167,7 +224,7 @@ public static class SparseKernelsBench
             }
             Print(rows);
             if (jsonPath is not null) WriteJson(jsonPath, rows, threads);
-            Plot(rows, pngPrefix);
+            if (filter == Filter.All) Plot(rows, pngPrefix);
         }
         finally
         {
@@ -288,31 +345,35 @@ public static class SparseKernelsBench
         return first > 200 ? first : Median(Run, reps);
     }
 
-    static IEnumerable<Row> TimeKernels(Pattern p, int n, float[] x, float[] xt, int reps, DenseBlas blas)
+    static IEnumerable<Row> TimeKernels(Pattern p, int n, float[] x, float[] xt, int reps, DenseBlas blas, Filter filter)
     {
         int m = p.M, k = p.K;
         var csr = p.Csr;
         long nnz = csr.NonZeroCount;
         var y = new float[m * n];
         var yt = new float[k * n];
-        var list = new List<(string Kernel, string Format, long Nnz, Action Run)>();
-        list.Add(("S·X", "CSR", nnz, () => CsrSpmm.Multiply(csr, x, n, y)));
-        if (p.Nm is { } nm) list.Add(("S·X", "2:4", nnz, () => NmSpmm.Multiply(nm, x, n, y)));
-        var coo = csr.ToCoo();
-        list.Add(("S·X", "COO", nnz, () => CooSpmm.Multiply(coo, x, n, y)));
-        var csc = csr.ToCsc();
-        list.Add(("S·X", "CSC", nnz, () => CscSpmm.Multiply(csc, x, n, y)));
-        var bitmap = BitmapMatrix.FromCsr(csr);
-        list.Add(("S·X", "Bitmap", nnz, () => BitmapSpmm.Multiply(bitmap, x, n, y)));
-        var bsr = BsrMatrix.FromDense(p.Dense, m, k, 4, 4);
-        list.Add(("S·X", "BSR4x4", nnz, () => BsrSpmm.Multiply(bsr, x, n, y)));
-        list.Add(("S·X", "dense-zero-skip", nnz, () => ZeroSkippingGemm.Multiply(m, n, k, p.Dense, x, y)));
-        list.Add(("Sᵀ·X", "CSR", nnz, () => CsrSpmmTransposed.Multiply(csr, xt, n, yt)));
-        list.Add(("Sᵀ·X", "CSC", nnz, () => CscSpmm.MultiplyTransposed(csc, xt, n, yt)));
         var grad = new float[nnz];
-        list.Add(("SDDMM", "CSR", nnz, () => Sddmm.Compute(csr, xt, x.AsSpan(0, k * n), n, grad)));
-        foreach (var (kernel, format, count, run) in list)
+        // Conversions are lazy so a filtered run builds only the formats it times.
+        var coo = new Lazy<CooMatrix>(csr.ToCoo);
+        var csc = new Lazy<CscMatrix>(() => csr.ToCsc());
+        var list = new List<(string Kernel, string Format, Func<Action> Make)>
         {
+            ("S·X", "CSR", () => () => CsrSpmm.Multiply(csr, x, n, y)),
+        };
+        if (p.Nm is { } nm) list.Add(("S·X", "2:4", () => () => NmSpmm.Multiply(nm, x, n, y)));
+        list.Add(("S·X", "COO", () => { var c = coo.Value; return () => CooSpmm.Multiply(c, x, n, y); }));
+        list.Add(("S·X", "CSC", () => { var c = csc.Value; return () => CscSpmm.Multiply(c, x, n, y); }));
+        list.Add(("S·X", "Bitmap", () => { var b = BitmapMatrix.FromCsr(csr); return () => BitmapSpmm.Multiply(b, x, n, y); }));
+        list.Add(("S·X", "BSR4x4", () => { var b = BsrMatrix.FromDense(p.Dense, m, k, 4, 4); return () => BsrSpmm.Multiply(b, x, n, y); }));
+        list.Add(("S·X", "dense-zero-skip", () => () => ZeroSkippingGemm.Multiply(m, n, k, p.Dense, x, y)));
+        list.Add(("Sᵀ·X", "CSR", () => () => CsrSpmmTransposed.Multiply(csr, xt, n, yt)));
+        list.Add(("Sᵀ·X", "CSC", () => { var c = csc.Value; return () => CscSpmm.MultiplyTransposed(c, xt, n, yt); }));
+        list.Add(("SDDMM", "CSR", () => () => Sddmm.Compute(csr, xt, x.AsSpan(0, k * n), n, grad)));
+        foreach (var (kernel, format, make) in list)
+        {
+            if (!filter.Row(kernel, format)) continue;
+            var run = make();
+            long count = nnz;
             blas.Sample(kernel);
             var (ms, min) = MedianAndMin(run, reps);
             yield return new Row

@@ -193,10 +193,13 @@ public static unsafe class NmSpmm
     // costs 2 FMAs per 16 rows and column: exactly the 2:4 FLOPs, and X loads are shared by 16 rows (the per-nonzero
     // broadcast path is bound by one X load per FMA). The permutes share the FP pipes with the FMAs and are what
     // keeps this near dense speed rather than 2x. S is repacked per 16-row block and K block on the stack (v0/v1 as
-    // row lanes, in-group indices as int32 permute controls), with gathers across the 16 rows when K % 32 == 0.
+    // row lanes, in-group indices as int32 permute controls): when K % 32 == 0 the values by a 16×16 register
+    // transpose of 16 rows' contiguous values and the indices by gathering one 32-bit word per row. S is not cached
+    // in this layout because its values are mutable (training writes them in place); the transpose makes the
+    // per-call packing a few % of the product.
     // Y's 16-row block is accumulated transposed on the stack across K blocks and transposed into Y once.
 
-    const int RowBlock = 16, ColTile = 16, GroupBlock = 64, Panel = 512;
+    const int RowBlock = 16, ColTile = 16, GroupBlock = 32, Panel = 512;
 
     static bool UseBlocked24(NmSparseMatrix s, int n) =>
         Avx512F.IsSupported && s.N == 2 && s.M == 4 && n >= 16 && s.Rows >= RowBlock && s.Cols % 8 == 0 && s.Cols >= 8;
@@ -213,12 +216,15 @@ public static unsafe class NmSpmm
     static void MultiplyBlocked24(NmSparseMatrix s, ReadOnlySpan<float> x, int n, Span<float> y)
     {
         int k = s.Cols, groups = k / 4, np = (n + ColTile - 1) / ColTile * ColTile;
-        long need = (long)groups * np * 4;
+        // +16 floats: the packed X starts on a 64-byte boundary (an array is only 8/16-byte aligned), so each quad load
+        // below is one cache line, not two.
+        long need = (long)groups * np * 4 + 16;
         if (_packedX is null || _packedX.Length < need) _packedX = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
         int blocks = s.Rows / RowBlock;
-        fixed (float* v = s.Values, px = x, py = y, xp = _packedX)
+        fixed (float* v = s.Values, px = x, py = y, xpArray = _packedX)
         fixed (byte* idx = s.Indices)
         {
+            float* xp = (float*)(((nint)xpArray + 63) & ~(nint)63);
             // X's repacking is K·N moves: split over the threads by groups when it is big enough to pay for a wake-up.
             var pack = new PackArgs { X = px, Xp = xp, Groups = k / 4, N = n, Np = np, Chunks = (long)k * n >= 262144 ? KernelThreads.ThreadsFor(k / 4) : 1 };
             KernelThreads.For(pack.Chunks, ref pack, &PackBody);
@@ -277,11 +283,67 @@ public static unsafe class NmSpmm
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Gather16(float* b, Vector256<int> lo, Vector256<int> hi) =>
-        Vector512.Create(Avx2.GatherVector256(b, lo, 4), Avx2.GatherVector256(b, hi, 4));
-
+    /// <summary>
+    /// The values of 8 groups × 16 rows into row lanes: src row r holds 16 kept values (v0, v1 of groups 0..8) at
+    /// src + r·stride; value t of every row goes to dst[(t / 2)·32 + (t % 2)·16 + r]. A 16×16 transpose in registers
+    /// (unpack 32-bit, unpack 64-bit, two rounds of 128-bit lane shuffles: 64 shuffles for 256 values) instead of
+    /// 16-lane gathers (32 eight-lane gathers), which were most of the per-call packing of S.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void TransposeValues16(float* src, int stride, float* dst)
+    {
+        // 32-bit unpacks of row pairs.
+        Pair(src, stride, 0, out var r0, out var r1); Pair(src, stride, 2, out var r2, out var r3);
+        Pair(src, stride, 4, out var r4, out var r5); Pair(src, stride, 6, out var r6, out var r7);
+        Pair(src, stride, 8, out var r8, out var r9); Pair(src, stride, 10, out var r10, out var r11);
+        Pair(src, stride, 12, out var r12, out var r13); Pair(src, stride, 14, out var r14, out var r15);
+        // 64-bit unpacks: u[4i + j] holds, in 128-bit lane L, column 4L + j of rows 4i..4i+4.
+        Quad(r0, r1, r2, r3, out var u0, out var u1, out var u2, out var u3);
+        Quad(r4, r5, r6, r7, out var u4, out var u5, out var u6, out var u7);
+        Quad(r8, r9, r10, r11, out var u8, out var u9, out var u10, out var u11);
+        Quad(r12, r13, r14, r15, out var u12, out var u13, out var u14, out var u15);
+        Lanes(dst, 0, u0, u4, u8, u12);
+        Lanes(dst, 1, u1, u5, u9, u13);
+        Lanes(dst, 2, u2, u6, u10, u14);
+        Lanes(dst, 3, u3, u7, u11, u15);
+
+        static void Pair(float* src, int stride, int i, out Vector512<float> lo, out Vector512<float> hi)
+        {
+            var a = Vector512.Load(src + (long)i * stride);
+            var b = Vector512.Load(src + (long)(i + 1) * stride);
+            lo = Avx512F.UnpackLow(a, b);
+            hi = Avx512F.UnpackHigh(a, b);
+        }
+
+        static void Quad(Vector512<float> t0, Vector512<float> t1, Vector512<float> t2, Vector512<float> t3,
+            out Vector512<float> u0, out Vector512<float> u1, out Vector512<float> u2, out Vector512<float> u3)
+        {
+            u0 = Avx512F.UnpackLow(t0.AsDouble(), t2.AsDouble()).AsSingle();
+            u1 = Avx512F.UnpackHigh(t0.AsDouble(), t2.AsDouble()).AsSingle();
+            u2 = Avx512F.UnpackLow(t1.AsDouble(), t3.AsDouble()).AsSingle();
+            u3 = Avx512F.UnpackHigh(t1.AsDouble(), t3.AsDouble()).AsSingle();
+        }
+
+        // Columns j, 4 + j, 8 + j, 12 + j from the four row quads' u_j (lane L of each = column 4L + j).
+        static void Lanes(float* dst, int j, Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+        {
+            var w0 = Avx512F.Shuffle4x128(a, b, 0x44);
+            var w1 = Avx512F.Shuffle4x128(a, b, 0xEE);
+            var w2 = Avx512F.Shuffle4x128(c, d, 0x44);
+            var w3 = Avx512F.Shuffle4x128(c, d, 0xEE);
+            Store(dst, j, Avx512F.Shuffle4x128(w0, w2, 0x88));
+            Store(dst, 4 + j, Avx512F.Shuffle4x128(w0, w2, 0xDD));
+            Store(dst, 8 + j, Avx512F.Shuffle4x128(w1, w3, 0x88));
+            Store(dst, 12 + j, Avx512F.Shuffle4x128(w1, w3, 0xDD));
+        }
+
+        // Value t of a row segment is v0 (t even) or v1 (t odd) of group t / 2.
+        static void Store(float* dst, int t, Vector512<float> column) => column.Store(dst + (t >> 1) * 32 + (t & 1) * 16);
+    }
+
+    // SkipLocalsInit: the 56 KiB of stack buffers below are written before they are read; zeroing them cost a
+    // memset per chunk.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     static void Body24(ref Args24 a, int chunk)
     {
         int blocks = a.Rows / RowBlock;
@@ -289,15 +351,17 @@ public static unsafe class NmSpmm
         int groups = a.K / 4, perRow = a.K / 2, indexBytesPerRow = a.K / 8;
         // Per 16-row block and K block: values (v0 | v1, 32 floats per group) and controls (c0 | c1, 32 ints per group).
         float* vp = stackalloc float[GroupBlock * 32];
-        int* cp = stackalloc int[GroupBlock * 32];
+        // Controls per group: idx0 + 4c and idx1 + 4c for c = 0..4 (8 vectors, 128 ints), precomputed so the inner
+        // loop spends no FP-pipe adds on them (the FMAs and permutes already saturate those pipes).
+        int* cp = stackalloc int[GroupBlock * 128];
         // Y's (16 rows × panel) block, transposed (yt[j·16 + r]), accumulated across K blocks in vector loads/stores
         // and transposed into Y once.
         float* ytp = stackalloc float[Panel * RowBlock];
         var lane = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
-        // Offsets of the 16 rows (lanes 0..8, 8..16): floats of their values, bytes of their indices.
-        var rowValuesLo = lane * perRow; var rowValuesHi = (lane + Vector256.Create(8)) * perRow;
+        // Byte offsets of the 16 rows' indices (lanes 0..8, 8..16).
         var rowBytesLo = lane * indexBytesPerRow; var rowBytesHi = (lane + Vector256.Create(8)) * indexBytesPerRow;
         var three = Vector512.Create(3);
+        var four = Vector512.Create(4); var eight = Vector512.Create(8); var twelve = Vector512.Create(12);
         for (int b = firstBlock; b < lastBlock; b++)
         {
             int r0 = b * RowBlock;
@@ -310,8 +374,8 @@ public static unsafe class NmSpmm
                     bool first = g0 == 0;
                     if (a.K % 32 == 0)
                     {
-                        // Gathers across the 16 rows: values at row·perRow + 2g (+1); index words (4 bytes = 8 groups,
-                        // aligned and inside the row because K/8 is a multiple of 4), 4 bits per group (idx0 | idx1 << 2).
+                        // Index words gathered across the 16 rows (4 bytes = 8 groups, aligned and inside the row
+                        // because K/8 is a multiple of 4), 4 bits per group (idx0 | idx1 << 2); values transposed.
                         float* vb = a.Values + (long)r0 * perRow + g0 * 2;
                         byte* ib = a.Indices + (long)r0 * indexBytesPerRow + g0 / 2;
                         for (int g = 0; g < gc; g += 8)
@@ -320,11 +384,13 @@ public static unsafe class NmSpmm
                             for (int t = 0; t < 8; t++)
                             {
                                 var bits = Vector512.ShiftRightLogical(words, 4 * t);
-                                (bits & three).Store(cp + (g + t) * 32);
-                                (Vector512.ShiftRightLogical(bits, 2) & three).Store(cp + (g + t) * 32 + 16);
-                                Gather16(vb + 2 * (g + t), rowValuesLo, rowValuesHi).Store(vp + (g + t) * 32);
-                                Gather16(vb + 2 * (g + t) + 1, rowValuesLo, rowValuesHi).Store(vp + (g + t) * 32 + 16);
+                                var i0 = bits & three;
+                                var i1 = Vector512.ShiftRightLogical(bits, 2) & three;
+                                int* c = cp + (g + t) * 128;
+                                i0.Store(c); (i0 + four).Store(c + 16); (i0 + eight).Store(c + 32); (i0 + twelve).Store(c + 48);
+                                i1.Store(c + 64); (i1 + four).Store(c + 80); (i1 + eight).Store(c + 96); (i1 + twelve).Store(c + 112);
                             }
+                            TransposeValues16(vb + 2 * g, perRow, vp + g * 32);
                         }
                     }
                     else
@@ -338,8 +404,11 @@ public static unsafe class NmSpmm
                                 int bits = ri[g >> 1] >> ((g & 1) * 4);
                                 vp[g * 32 + r] = rv[2 * g];
                                 vp[g * 32 + 16 + r] = rv[2 * g + 1];
-                                cp[g * 32 + r] = bits & 3;
-                                cp[g * 32 + 16 + r] = (bits >> 2) & 3;
+                                for (int c = 0; c < 4; c++)
+                                {
+                                    cp[g * 128 + c * 16 + r] = (bits & 3) + 4 * c;
+                                    cp[g * 128 + 64 + c * 16 + r] = ((bits >> 2) & 3) + 4 * c;
+                                }
                             }
                         }
                     }
@@ -369,11 +438,11 @@ public static unsafe class NmSpmm
                             var v1 = Vector512.Load(vp + g * 32 + 16);
                             // Cross-lane permute straight from memory: 16 floats = the X quads of 4 columns, and
                             // control idx + 4c picks X[4g + idx_r, j + c] for each row lane r.
-                            var c00 = Vector512.Load(cp + g * 32);
-                            var c10 = Vector512.Load(cp + g * 32 + 16);
-                            var four = Vector512.Create(4);
-                            var c01 = c00 + four; var c02 = c01 + four; var c03 = c02 + four;
-                            var c11 = c10 + four; var c12 = c11 + four; var c13 = c12 + four;
+                            int* c = cp + g * 128;
+                            var c00 = Vector512.Load(c); var c01 = Vector512.Load(c + 16);
+                            var c02 = Vector512.Load(c + 32); var c03 = Vector512.Load(c + 48);
+                            var c10 = Vector512.Load(c + 64); var c11 = Vector512.Load(c + 80);
+                            var c12 = Vector512.Load(c + 96); var c13 = Vector512.Load(c + 112);
                             float* xg = a.Xp + ((long)(g0 + g) * a.Np + p0 + jt) * 4;
                             a0 = Avx512F.FusedMultiplyAdd(v0, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c00), a0);
                             a0 = Avx512F.FusedMultiplyAdd(v1, Avx512F.PermuteVar16x32(Vector512.Load(xg + 0), c10), a0);

@@ -24,8 +24,8 @@ public static unsafe class Sddmm
         fixed (int* rp = s.RowPointers)
         fixed (float* pa = a, pb = b, po = output)
         {
-            if (s.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) Run(s.Rows, rp, ci, pa, pb, d, po);
-            else fixed (int* ci = s.ColumnIndices32) Run(s.Rows, rp, ci, pa, pb, d, po);
+            if (s.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) Run(s.Rows, s.Cols, rp, ci, pa, pb, d, po);
+            else fixed (int* ci = s.ColumnIndices32) Run(s.Rows, s.Cols, rp, ci, pa, pb, d, po);
         }
     }
 
@@ -34,18 +34,25 @@ public static unsafe class Sddmm
         public int* RowPointers;
         public TIndex* Index;
         public float* A, B, Output;
-        public int Rows, D, Chunks;
+        public int Rows, D, LdB, Chunks;
     }
 
-    static void Run<TIndex>(int rows, int* rp, TIndex* index, float* a, float* b, int d, float* output)
+    static void Run<TIndex>(int rows, int cols, int* rp, TIndex* index, float* a, float* b, int d, float* output)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
         if (rows == 0) return;
         var args = new Args<TIndex>
         {
-            RowPointers = rp, Index = index, A = a, B = b, Output = output, Rows = rows, D = d,
-            Chunks = SpmmMicroKernel.ChunkCount(rows, ((long)rp[rows] + rows) * Math.Max(d, 1)),
+            RowPointers = rp, Index = index, A = a, B = b, Output = output, Rows = rows, D = d, LdB = d,
+            // D = 1 costs a scalar multiply per nonzero, like SpMV: parallel from the same 16K (see CsrSpmm).
+            Chunks = SpmmMicroKernel.ChunkCount(rows, ((long)rp[rows] + rows) * Math.Max(d, 1), d == 1 ? 16_384 : 131_072),
         };
+        // B's rows are loaded once per nonzero of their column: aligned (one panel of all D columns) when that pays.
+        if (AlignedPanels.Pays(rp[rows], cols, d) && !AlignedPanels.AlreadyAligned(b, d, d))
+        {
+            args.B = AlignedPanels.Pack(b, cols, d, d);
+            args.LdB = AlignedPanels.Ld(d);
+        }
         KernelThreads.For(args.Chunks, ref args, &Body);
     }
 
@@ -55,16 +62,26 @@ public static unsafe class Sddmm
         int* rp = a.RowPointers;
         int first = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk, a.Chunks);
         int last = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk + 1, a.Chunks);
-        int d = a.D;
+        int d = a.D, ldb = a.LdB;
+        if (d == 1)
+        {
+            // A rank-1 product sampled at the nonzeros: one multiply each, no dot-product machinery.
+            for (int i = first; i < last; i++)
+            {
+                float ai = a.A[i];
+                for (int p = rp[i]; p < rp[i + 1]; p++) a.Output[p] = ai * a.B[(uint)int.CreateTruncating(a.Index[p])];
+            }
+            return;
+        }
         for (int i = first; i < last; i++)
         {
             float* ai = a.A + (long)i * d;
             int p = rp[i], end = rp[i + 1];
             for (; p + 3 < end; p += 4)
-                Dot4(ai, a.B + (long)int.CreateTruncating(a.Index[p]) * d, a.B + (long)int.CreateTruncating(a.Index[p + 1]) * d,
-                    a.B + (long)int.CreateTruncating(a.Index[p + 2]) * d, a.B + (long)int.CreateTruncating(a.Index[p + 3]) * d, d, a.Output + p);
+                Dot4(ai, a.B + (long)int.CreateTruncating(a.Index[p]) * ldb, a.B + (long)int.CreateTruncating(a.Index[p + 1]) * ldb,
+                    a.B + (long)int.CreateTruncating(a.Index[p + 2]) * ldb, a.B + (long)int.CreateTruncating(a.Index[p + 3]) * ldb, d, a.Output + p);
             for (; p < end; p++)
-                a.Output[p] = Dot(ai, a.B + (long)int.CreateTruncating(a.Index[p]) * d, d);
+                a.Output[p] = Dot(ai, a.B + (long)int.CreateTruncating(a.Index[p]) * ldb, d);
         }
     }
 

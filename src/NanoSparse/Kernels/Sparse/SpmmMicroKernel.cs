@@ -148,26 +148,24 @@ internal static unsafe class SpmmMicroKernel
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
         // Scalar loads beat AVX2 gathers here (measured on Zen 4: a gather of 8 is slower than 8 scalar
-        // index + value + x loads, 3 loads/cycle); eight independent sums hide the add latency.
+        // index + value + x loads, 3 loads/cycle); eight independent sums hide the add latency. The index is
+        // widened as unsigned (column indices are never negative: no sign extension per load) and the tail goes
+        // one at a time; together these measured 1.07–1.19x over a signed index and a 2-way tail step (90% sparse,
+        // 768 and 3072 rows of 768, 2 threads).
         int p = 0;
         float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
         for (; p + 7 < count; p += 8)
         {
-            s0 += values[p] * x[At(index, p)];
-            s1 += values[p + 1] * x[At(index, p + 1)];
-            s2 += values[p + 2] * x[At(index, p + 2)];
-            s3 += values[p + 3] * x[At(index, p + 3)];
-            s4 += values[p + 4] * x[At(index, p + 4)];
-            s5 += values[p + 5] * x[At(index, p + 5)];
-            s6 += values[p + 6] * x[At(index, p + 6)];
-            s7 += values[p + 7] * x[At(index, p + 7)];
+            s0 += values[p] * x[(uint)At(index, p)];
+            s1 += values[p + 1] * x[(uint)At(index, p + 1)];
+            s2 += values[p + 2] * x[(uint)At(index, p + 2)];
+            s3 += values[p + 3] * x[(uint)At(index, p + 3)];
+            s4 += values[p + 4] * x[(uint)At(index, p + 4)];
+            s5 += values[p + 5] * x[(uint)At(index, p + 5)];
+            s6 += values[p + 6] * x[(uint)At(index, p + 6)];
+            s7 += values[p + 7] * x[(uint)At(index, p + 7)];
         }
-        for (; p + 1 < count; p += 2)
-        {
-            s0 += values[p] * x[At(index, p)];
-            s1 += values[p + 1] * x[At(index, p + 1)];
-        }
-        if (p < count) s2 += values[p] * x[At(index, p)];
+        for (; p < count; p++) s0 += values[p] * x[(uint)At(index, p)];
         return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
     }
 
@@ -193,11 +191,13 @@ internal static unsafe class SpmmMicroKernel
 
     /// <summary>
     /// Chunks to split rows into: a few per thread so the dynamic claiming in KernelThreads evens out skew.
-    /// Below ~128K multiply-adds (tens of µs on one core) waking a second thread costs more than it saves.
+    /// Below ~128K multiply-adds (tens of µs on one core) waking a second thread costs more than it saves;
+    /// callers whose work item is cheaper than a vector FMA (SpMV: one scalar multiply-add per nonzero) pass a
+    /// lower <paramref name="minWork"/>.
     /// </summary>
-    public static int ChunkCount(int rows, long work)
+    public static int ChunkCount(int rows, long work, long minWork = 131_072)
     {
-        if (rows <= 1 || work < 131_072) return 1;
+        if (rows <= 1 || work < minWork) return 1;
         int threads = KernelThreads.ThreadsFor(rows);
         return threads <= 1 ? 1 : Math.Min(rows, threads * 4);
     }

@@ -94,6 +94,57 @@ public class SparseKernelTests
         }
     }
 
+    [Theory]
+    [InlineData(400, 48, 0.5, 33, true)]
+    [InlineData(2000, 20, 0.1, 200, true)]
+    [InlineData(200, 3000, 0.05, 128, true)]
+    [InlineData(768, 768, 0.1, 16, false)]  // X small (48 KiB) and rows used < 128 times: in place
+    [InlineData(40, 400, 0.1, 16, false)]   // rows of X used < 8 times: in place
+    public void PackedXCasesTakeThePackedPath(int m, int k, double density, int n, bool packed)
+    {
+        // Keeps the packed-X cases above meaningful: they must reach the path they are named for.
+        long nnz = CsrMatrix.FromDense(SparseTestData.RandomDense(m, k, density, 99), m, k).NonZeroCount;
+        Assert.Equal(packed && System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated, AlignedPanels.Pays(nnz, k, n));
+    }
+
+    [Theory]
+    [InlineData(0)]   // 64-byte aligned, N % 16 == 0: X used in place
+    [InlineData(4)]
+    [InlineData(16)]
+    [InlineData(48)]
+    public unsafe void CsrAndSddmmMatchReferenceWhateverTheAlignmentOfTheDenseOperand(int offsetBytes)
+    {
+        const int m = 400, k = 48, n = 32;
+        var dense = SparseTestData.RandomDense(m, k, 0.5, 21);
+        var x = SparseTestData.RandomDense(k, n, 1, 22);
+        var (yRef, abs) = Reference(dense, m, k, x, n, transposeS: false);
+        var s = CsrMatrix.FromDense(dense, m, k);
+        Assert.True(AlignedPanels.Pays(s.NonZeroCount, k, n) || !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated);
+        byte* raw = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(x.Length * 4 + 64), 64);
+        try
+        {
+            var xs = new Span<float>(raw + offsetBytes, x.Length);
+            x.CopyTo(xs);
+            var y = Poisoned(m * n);
+            CsrSpmm.Multiply(s, xs, n, y);
+            AssertClose(yRef, abs, y, $"CSR S·X, X at +{offsetBytes} bytes");
+
+            // SDDMM with B = X at the same offset, A = Y's reference rounded to float.
+            var a = Array.ConvertAll(yRef, v => (float)v);
+            var output = Poisoned(s.NonZeroCount);
+            Sddmm.Compute(s, a, xs, n, output);
+            for (int i = 0; i < m; i++)
+                for (int p = s.RowPointers[i]; p < s.RowPointers[i + 1]; p++)
+                {
+                    int j = s.ColumnIndex(p);
+                    double sum = 0, sumAbs = 0;
+                    for (int t = 0; t < n; t++) { sum += (double)a[i * n + t] * x[j * n + t]; sumAbs += Math.Abs((double)a[i * n + t] * x[j * n + t]); }
+                    Assert.True(Math.Abs(output[p] - sum) <= 1e-5 * sumAbs + 1e-6, $"SDDMM ({i},{j}), B at +{offsetBytes}: got {output[p]}, expected {sum}");
+                }
+        }
+        finally { System.Runtime.InteropServices.NativeMemory.AlignedFree(raw); }
+    }
+
     [Property(MaxTest = 60)]
     public bool UnstructuredKernelsMatchDenseReference(int a, int b, int c, int nPick)
     {
@@ -104,11 +155,16 @@ public class SparseKernelTests
 
     [Theory]
     [InlineData(300, 1500, 0.1, 130)]  // long K: 64-column tiles; enough work for several threads
-    [InlineData(513, 768, 0.05, 1)]    // SpMV over 16-bit indices (8-way unrolled row dot + tail)
+    [InlineData(513, 768, 0.05, 1)]    // SpMV over 16-bit indices (8-way unrolled row dot + tail), parallel (≥ 16K nonzeros)
+    [InlineData(2000, 40, 0.2, 1)]     // SpMV split over threads, many short and some empty rows
+    [InlineData(300, 300, 0.1, 1)]     // SpMV below the parallel threshold (one chunk)
     [InlineData(257, 300, 0.3, 128)]
     [InlineData(64, 70000, 0.001, 3)]  // K > 65536: 32-bit indices only
     [InlineData(5, 9000, 0.9, 17)]     // rows longer than one stack segment (bitmap, zero-skipping)
     [InlineData(200, 1300, 0.3, 200)]  // CSR blocked along K (dense-enough rows, K×tile panel beyond L2 budget)
+    [InlineData(400, 48, 0.5, 33)]     // CSR over packed X: one 33-column panel (row stride 48), a scalar column
+    [InlineData(2000, 20, 0.1, 200)]   // packed X: panels of 128 and 72 columns; ~12% empty rows
+    [InlineData(200, 3000, 0.05, 128)] // packed X, tile narrowed to 64 for long K: two panels
     public void LargerShapesMatchDenseReference(int m, int k, double density, int n) => CheckAllFormats(m, k, density, n, 99);
 
     [Theory]
@@ -149,7 +205,11 @@ public class SparseKernelTests
     [InlineData(8, 12, 2, 3, 16)]
     [InlineData(64, 96, 4, 4, 130)]
     [InlineData(128, 1536, 8, 1, 1)]
-    [InlineData(32, 64, 4, 8, 40)]
+    [InlineData(32, 64, 4, 8, 40)]     // register-blocked: two 16-column tiles of 4 rows, 8 scalar columns
+    [InlineData(24, 48, 6, 2, 80)]     // 6-row blocks: 4 rows at once + 2 single rows; a 64- and a 16-column tile
+    [InlineData(12, 30, 3, 5, 64)]     // 3-row blocks: single rows only
+    [InlineData(16, 16, 4, 4, 17)]     // one 16-column tile + 1 scalar column
+    [InlineData(200, 256, 4, 4, 128)]  // several chunks over threads
     public void BsrKernelMatchesDenseReference(int m, int k, int br, int bc, int n)
     {
         // Block-structured pattern: about a quarter of the blocks present, each partly filled.
@@ -159,9 +219,12 @@ public class SparseKernelTests
         for (int i = 0; i < m; i++) for (int j = 0; j < k; j++) if (blocks[(i / br) * (k / bc) + j / bc] != 0) dense[i * k + j] = fill[i * k + j];
         var x = SparseTestData.RandomDense(k, n, 1, 6);
         var (yRef, abs) = Reference(dense, m, k, x, n, false);
-        var y = Poisoned(m * n);
-        BsrSpmm.Multiply(BsrMatrix.FromDense(dense, m, k, br, bc), x, n, y);
-        AssertClose(yRef, abs, y, $"BSR {br}x{bc} S·X {m}x{k} N={n}");
+        foreach (bool shortIdx in new[] { true, false })
+        {
+            var y = Poisoned(m * n);
+            BsrSpmm.Multiply(BsrMatrix.FromDense(dense, m, k, br, bc, shortIdx), x, n, y);
+            AssertClose(yRef, abs, y, $"BSR {br}x{bc} S·X {m}x{k} N={n} short={shortIdx}");
+        }
     }
 
     [Property(MaxTest = 60)]
@@ -176,6 +239,9 @@ public class SparseKernelTests
     [Theory]
     [InlineData(400, 700, 0.1, 128)]
     [InlineData(100, 70000, 0.001, 20)]
+    [InlineData(1000, 100, 0.2, 40)]   // B packed into aligned rows of 48 (D not a multiple of 16: scalar tail)
+    [InlineData(400, 1600, 0.05, 200)] // B packed, K×D beyond L2 (one panel: splitting D measured slower)
+    [InlineData(2000, 300, 0.05, 1)]   // D = 1 (scalar products), split over threads
     public void SddmmLargerShapes(int m, int k, double density, int d) => CheckSddmm(m, k, density, d, 8);
 
     static void CheckSddmm(int m, int k, double density, int d, ulong seed)
