@@ -213,10 +213,7 @@ public static unsafe class Attention
         {
             int rows = Math.Min(4, T - i0), kEnd = Math.Min(T, i0 + 4), cols = (kEnd + 15) & ~15;
             // att[i0:i0+4, 0:cols] = q[i0:i0+4] · kᵀ / √hs
-            AttentionTiles.Rows4(hs, q + Row(i0, 0, rows) * C3, q + Row(i0, 1, rows) * C3, q + Row(i0, 2, rows) * C3,
-                q + Row(i0, 3, rows) * C3, 1, kt, Tp, cols,
-                Out(att, Tp, i0, 0, rows, discard), Out(att, Tp, i0, 1, rows, discard),
-                Out(att, Tp, i0, 2, rows, discard), Out(att, Tp, i0, 3, rows, discard), scale, false);
+            Tile(hs, q, C3, 1, i0, rows, kt, Tp, cols, att, Tp, discard, scale);
             for (int t = i0; t < i0 + rows; t++)
             {
                 float* row = att + t * Tp;
@@ -229,10 +226,7 @@ public static unsafe class Attention
                 }
             }
             // y[i0:i0+4] = att[i0:i0+4, 0:kEnd] · v[0:kEnd]
-            AttentionTiles.Rows4(kEnd, att + Row(i0, 0, rows) * Tp, att + Row(i0, 1, rows) * Tp, att + Row(i0, 2, rows) * Tp,
-                att + Row(i0, 3, rows) * Tp, 1, v, C3, hs,
-                Out(y, C, i0, 0, rows, discard), Out(y, C, i0, 1, rows, discard),
-                Out(y, C, i0, 2, rows, discard), Out(y, C, i0, 3, rows, discard), 1f, false);
+            Tile(kEnd, att, Tp, 1, i0, rows, v, C3, hs, y, C, discard, 1f);
         }
     }
 
@@ -261,15 +255,9 @@ public static unsafe class Attention
         for (int i0 = 0; i0 < T; i0 += 4)
         {
             int rows = Math.Min(4, T - i0), kEnd = Math.Min(T, i0 + 4), cols = (kEnd + 15) & ~15;
-            AttentionTiles.Rows4(hs, q + Row(i0, 0, rows) * C3, q + Row(i0, 1, rows) * C3, q + Row(i0, 2, rows) * C3,
-                q + Row(i0, 3, rows) * C3, 1, kt, Tp, cols,
-                Out(att, Tp, i0, 0, rows, discard), Out(att, Tp, i0, 1, rows, discard),
-                Out(att, Tp, i0, 2, rows, discard), Out(att, Tp, i0, 3, rows, discard), scale, false);
+            Tile(hs, q, C3, 1, i0, rows, kt, Tp, cols, att, Tp, discard, scale);
             // in the forward pass this was: y = dropout(P) · v, so d dropout(P) = dy · vᵀ
-            AttentionTiles.Rows4(hs, dy + Row(i0, 0, rows) * C, dy + Row(i0, 1, rows) * C, dy + Row(i0, 2, rows) * C,
-                dy + Row(i0, 3, rows) * C, 1, vt, Tp, cols,
-                Out(ds, Tp, i0, 0, rows, discard), Out(ds, Tp, i0, 1, rows, discard),
-                Out(ds, Tp, i0, 2, rows, discard), Out(ds, Tp, i0, 3, rows, discard), 1f, false);
+            Tile(hs, dy, C, 1, i0, rows, vt, Tp, cols, ds, Tp, discard, 1f);
             for (int t = i0; t < i0 + rows; t++)
             {
                 float* p = att + t * Tp, dp = ds + t * Tp;
@@ -290,10 +278,7 @@ public static unsafe class Attention
                 AttentionTiles.SoftmaxGradRow(p, dp, cols, scale);
             }
             // in the forward pass this was: s = q · kᵀ (scale folded into ds), so dq = ds · k
-            AttentionTiles.Rows4(kEnd, ds + Row(i0, 0, rows) * Tp, ds + Row(i0, 1, rows) * Tp, ds + Row(i0, 2, rows) * Tp,
-                ds + Row(i0, 3, rows) * Tp, 1, k, C3, hs,
-                Out(dq, C3, i0, 0, rows, discard), Out(dq, C3, i0, 1, rows, discard),
-                Out(dq, C3, i0, 2, rows, discard), Out(dq, C3, i0, 3, rows, discard), 1f, false);
+            Tile(kEnd, ds, Tp, 1, i0, rows, k, C3, hs, dq, C3, discard, 1f);
         }
 
         // Key tiles: dv = dropout(P)ᵀ · dy and dk = dSᵀ · q, summing over the queries t ≥ j0 that can see them.
@@ -301,16 +286,21 @@ public static unsafe class Attention
         {
             int rows = Math.Min(4, T - j0), kLen = T - j0;
             float* pd = dropped + (long)j0 * Tp, dsj = ds + (long)j0 * Tp;
-            AttentionTiles.Rows4(kLen, pd + Row(j0, 0, rows), pd + Row(j0, 1, rows), pd + Row(j0, 2, rows),
-                pd + Row(j0, 3, rows), Tp, dy + (long)j0 * C, C, hs,
-                Out(dv, C3, j0, 0, rows, discard), Out(dv, C3, j0, 1, rows, discard),
-                Out(dv, C3, j0, 2, rows, discard), Out(dv, C3, j0, 3, rows, discard), 1f, false);
-            AttentionTiles.Rows4(kLen, dsj + Row(j0, 0, rows), dsj + Row(j0, 1, rows), dsj + Row(j0, 2, rows),
-                dsj + Row(j0, 3, rows), Tp, q + (long)j0 * C3, C3, hs,
-                Out(dk, C3, j0, 0, rows, discard), Out(dk, C3, j0, 1, rows, discard),
-                Out(dk, C3, j0, 2, rows, discard), Out(dk, C3, j0, 3, rows, discard), 1f, false);
+            Tile(kLen, pd, 1, Tp, j0, rows, dy + (long)j0 * C, C, hs, dv, C3, discard, 1f);
+            Tile(kLen, dsj, 1, Tp, j0, rows, q + (long)j0 * C3, C3, hs, dk, C3, discard, 1f);
         }
     }
+
+    /// <summary>
+    /// One 4-row tile: rows i0.. of C (row stride ldc; rows past `rows` go to the discard row) = alpha · Σ_p a_r[p·aStep]
+    /// · (row p of B), with a_r = a + (i0 + r)·lda clamped to the last valid row.
+    /// </summary>
+    static void Tile(int kLen, float* a, long lda, int aStep, int i0, int rows, float* b, int ldb, int cols,
+        float* c, int ldc, float* discard, float alpha) =>
+        AttentionTiles.Rows4(kLen, a + Row(i0, 0, rows) * lda, a + Row(i0, 1, rows) * lda, a + Row(i0, 2, rows) * lda,
+            a + Row(i0, 3, rows) * lda, aStep, b, ldb, cols,
+            Out(c, ldc, i0, 0, rows, discard), Out(c, ldc, i0, 1, rows, discard),
+            Out(c, ldc, i0, 2, rows, discard), Out(c, ldc, i0, 3, rows, discard), alpha, false);
 
     /// <summary>Index of tile row r (of a tile starting at i0 with `rows` valid rows), clamped to the last valid row.</summary>
     static long Row(int i0, int r, int rows) => i0 + Math.Min(r, rows - 1);
