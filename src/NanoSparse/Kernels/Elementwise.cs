@@ -47,27 +47,12 @@ internal static unsafe class Elementwise
     /// pass is one multiply instead of a second evaluation.
     /// </summary>
     public static void ForwardWithDerivative(Span<float> output, Span<float> inputThenDerivative, int workPerElement,
-        delegate*<ref ElementwiseArgs, int, int, void> body)
-    {
-        Check.Length(output, inputThenDerivative.Length, nameof(output));
-        fixed (float* o = output, i = inputThenDerivative)
-        {
-            var a = new ElementwiseArgs { Out = o, Inp = i, N = inputThenDerivative.Length };
-            RowParallel.For((a.N + Block - 1) / Block, Block * workPerElement, ref a, body);
-        }
-    }
+        delegate*<ref ElementwiseArgs, int, int, void> body) =>
+        Forward(output, inputThenDerivative, workPerElement, body);   // the body writes f' back through Inp
 
     /// <summary>dinp (N) = dout (N) · derivative (N), in parallel; dinp may alias either input.</summary>
-    public static void MultiplyByDerivative(Span<float> dinp, ReadOnlySpan<float> derivative, ReadOnlySpan<float> dout)
-    {
-        Check.Length(dinp, derivative.Length, nameof(dinp));
-        Check.Length(dout, derivative.Length, nameof(dout));
-        fixed (float* d = dinp, i = derivative, g = dout)
-        {
-            var a = new ElementwiseArgs { Out = d, Inp = i, Dout = g, N = derivative.Length };
-            RowParallel.For((a.N + Block - 1) / Block, Block * 2, ref a, &MultiplyBody);
-        }
-    }
+    public static void MultiplyByDerivative(Span<float> dinp, ReadOnlySpan<float> derivative, ReadOnlySpan<float> dout) =>
+        Backward(dinp, derivative, dout, 2, &MultiplyBody);
 
     static void MultiplyBody(ref ElementwiseArgs a, int startBlock, int endBlock)
     {

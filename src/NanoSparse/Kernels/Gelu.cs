@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace NanoSparse.Kernels;
@@ -32,20 +33,26 @@ public static unsafe class Gelu
     public static void ForwardWithDerivative(Span<float> output, Span<float> inputThenDerivative) =>
         Elementwise.ForwardWithDerivative(output, inputThenDerivative, 24, &ForwardWithDerivativeBody);
 
+    // Φ(x) = 0.5 · (1 + erf(x/√2)) and gelu'(x) = Φ(x) + x · φ(x) for 16 lanes; exp(−x²/2) serves erf and φ.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> CdfAndDerivative(Vector512<float> v, out Vector512<float> derivative)
+    {
+        var half = Vector512.Create(0.5f);
+        var e = VectorExp.Exp(-(half * v * v));
+        var cdf = half * (Vector512<float>.One + Erf.Evaluate(v * Vector512.Create(InvSqrt2), e));
+        derivative = Vector512.FusedMultiplyAdd(v * Vector512.Create(InvSqrt2Pi), e, cdf);
+        return cdf;
+    }
+
     static void ForwardWithDerivativeBody(ref ElementwiseArgs a, int startBlock, int endBlock)
     {
         int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
         float* o = a.Out, x = a.Inp;
-        var half = Vector512.Create(0.5f);
-        var c = Vector512.Create(InvSqrt2);
-        var pdf = Vector512.Create(InvSqrt2Pi);
         for (; i + 16 <= end; i += 16)
         {
             var v = Vector512.Load(x + i);
-            var e = VectorExp.Exp(-(half * v * v));      // exp(-x²/2) = exp(-(x/√2)²): shared by erf and φ
-            var cdf = half * (Vector512<float>.One + Erf.Evaluate(v * c, e));
-            (v * cdf).Store(o + i);
-            Vector512.FusedMultiplyAdd(v * pdf, e, cdf).Store(x + i);
+            (v * CdfAndDerivative(v, out var derivative)).Store(o + i);
+            derivative.Store(x + i);
         }
         for (; i < end; i++)
         {
@@ -73,17 +80,11 @@ public static unsafe class Gelu
     {
         int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
         float* d = a.Out, x = a.Inp, g = a.Dout;
-        var half = Vector512.Create(0.5f);
-        var c = Vector512.Create(InvSqrt2);
-        var pdf = Vector512.Create(InvSqrt2Pi);
         for (; i + 16 <= end; i += 16)
         {
-            var v = Vector512.Load(x + i);
             // in the forward pass this was: out = 0.5 * x * (1 + erf(x / sqrt 2))
-            var e = VectorExp.Exp(-(half * v * v));      // exp(-x²/2) = exp(-(x/√2)²): shared by erf and φ
-            var cdfTerm = half * (Vector512<float>.One + Erf.Evaluate(v * c, e));
-            var pdfTerm = v * pdf * e;
-            ((cdfTerm + pdfTerm) * Vector512.Load(g + i)).Store(d + i);
+            CdfAndDerivative(Vector512.Load(x + i), out var derivative);
+            (derivative * Vector512.Load(g + i)).Store(d + i);
         }
         for (; i < end; i++) d[i] = Derivative(x[i]) * g[i];
     }

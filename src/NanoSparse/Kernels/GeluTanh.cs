@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace NanoSparse.Kernels;
@@ -22,19 +23,12 @@ public static unsafe class GeluTanh
 
     public static float Forward(float x) => x * Sigmoid2U(x);
 
-    static float AccurateDerivative(float x)
+    public static float Derivative(float x)
     {
         float e = MathF.Exp(-2f * SqrtTwoOverPi * (x + Cubic * x * x * x));
         float s = 1f / (1f + e);
-        float oneMinusS = s > 0.5f ? e * s : 1f - s;
+        float oneMinusS = s > 0.5f ? e * s : 1f - s;   // 1 − s as e·s near 1, where the subtraction cancels
         return s + x * s * oneMinusS * 2f * SqrtTwoOverPi * (1f + 3f * Cubic * x * x);
-    }
-
-    public static float Derivative(float x)
-    {
-        float s = Sigmoid2U(x);
-        float du = SqrtTwoOverPi * (1f + 3f * Cubic * x * x);
-        return s + x * s * (1f - s) * 2f * du;
     }
 
     /// <summary>out (N) = gelu_tanh(inp (N)). out may alias inp (in place).</summary>
@@ -56,29 +50,35 @@ public static unsafe class GeluTanh
     public static void ForwardWithDerivative(Span<float> output, Span<float> inputThenDerivative) =>
         Elementwise.ForwardWithDerivative(output, inputThenDerivative, 26, &ForwardWithDerivativeBody);
 
+    // s = σ(2u) and gelu_tanh'(x) = s + x · s · (1 − s) · 2u' for 16 lanes, from one exp.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> SigmoidAndDerivative(Vector512<float> v, out Vector512<float> derivative)
+    {
+        var one = Vector512<float>.One;
+        var e = VectorExp.Exp(Vector512.Create(-2f * SqrtTwoOverPi) * (v + Vector512.Create(Cubic) * v * v * v));
+        var s = one / (one + e);
+        // 1 − s as e·s where s is near 1: the subtraction would cancel (x·(1 − s) is not small there).
+        var oneMinusS = Vector512.ConditionalSelect(Vector512.GreaterThan(s, Vector512.Create(0.5f)), e * s, one - s);
+        var du2 = Vector512.Create(2f * SqrtTwoOverPi) * (one + Vector512.Create(3f * Cubic) * v * v);
+        derivative = s + v * s * oneMinusS * du2;
+        return s;
+    }
+
     static void ForwardWithDerivativeBody(ref ElementwiseArgs a, int startBlock, int endBlock)
     {
         int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
         float* o = a.Out, x = a.Inp;
-        var one = Vector512<float>.One;
-        var twoC = Vector512.Create(2f * SqrtTwoOverPi);
-        var threeCubic = Vector512.Create(3f * Cubic);
         for (; i + 16 <= end; i += 16)
         {
             var v = Vector512.Load(x + i);
-            var e = VectorExp.Exp(Vector512.Create(-2f * SqrtTwoOverPi) * (v + Vector512.Create(Cubic) * v * v * v));
-            var s = one / (one + e);
-            // 1 − s as e·s where s is near 1: the subtraction would cancel (x·(1 − s) is not small there).
-            var oneMinusS = Vector512.ConditionalSelect(Vector512.GreaterThan(s, Vector512.Create(0.5f)), e * s, one - s);
-            var du2 = twoC * (one + threeCubic * v * v);
-            (v * s).Store(o + i);
-            (s + v * s * oneMinusS * du2).Store(x + i);
+            (v * SigmoidAndDerivative(v, out var derivative)).Store(o + i);
+            derivative.Store(x + i);
         }
         for (; i < end; i++)
         {
             float v = x[i];
             o[i] = Forward(v);
-            x[i] = AccurateDerivative(v);
+            x[i] = Derivative(v);
         }
     }
 
@@ -98,16 +98,11 @@ public static unsafe class GeluTanh
     {
         int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
         float* d = a.Out, x = a.Inp, g = a.Dout;
-        var one = Vector512<float>.One;
-        var twoC = Vector512.Create(2f * SqrtTwoOverPi);
-        var threeCubic = Vector512.Create(3f * Cubic);
         for (; i + 16 <= end; i += 16)
         {
-            var v = Vector512.Load(x + i);
             // in the forward pass this was: out = x * sigmoid(2u), u = sqrt(2/pi) * (x + 0.044715 x^3)
-            var s = Sigmoid2U(v);
-            var du2 = twoC * (one + threeCubic * v * v);
-            ((s + v * s * (one - s) * du2) * Vector512.Load(g + i)).Store(d + i);
+            SigmoidAndDerivative(Vector512.Load(x + i), out var derivative);
+            (derivative * Vector512.Load(g + i)).Store(d + i);
         }
         for (; i < end; i++) d[i] = Derivative(x[i]) * g[i];
     }

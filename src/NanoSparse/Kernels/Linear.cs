@@ -53,28 +53,26 @@ public static unsafe class Linear
     {
         Check.Length(dout, (long)N * OC, nameof(dout));
         Check.Length(input, (long)N * C, nameof(input));
+        Check.Length(weight, (long)OC * C, nameof(weight));
         Check.Length(dweight, (long)OC * C, nameof(dweight));
-        if (!dinp.IsEmpty && KernelThreads.Max == 2 && !KernelThreads.InsideRegion && !dinp.Overlaps(input))
+        if (!dinp.IsEmpty) Check.Length(dinp, (long)N * C, nameof(dinp));
+        fixed (float* di = dinp, dw = dweight, g = dout, x = input, w = weight)
         {
-            // Two threads: dW and dX are independent products of the same size (OC·C·N multiply-adds each), so
-            // each runs whole on its own thread: one parallel region instead of two split GEMMs (each with a shared
-            // pack and a join), and neither thread waits for the other's half of a small product.
-            Check.Length(dinp, (long)N * C, nameof(dinp));
-            fixed (float* di = dinp, dw = dweight, g = dout, x = input, w = weight)
+            var pair = new PairArgs { Dinp = di, Dweight = dw, Dout = g, Input = x, Weight = w, N = N, C = C, OC = OC };
+            if (!dinp.IsEmpty && KernelThreads.Max == 2 && !KernelThreads.InsideRegion && !dinp.Overlaps(input))
             {
-                var pair = new PairArgs { Dinp = di, Dweight = dw, Dout = g, Input = x, Weight = w, N = N, C = C, OC = OC };
+                // Two threads: dW and dX are independent products of the same size (OC·C·N multiply-adds each), so
+                // each runs whole on its own thread: one parallel region instead of two split GEMMs (each with a
+                // shared pack and a join), and neither thread waits for the other's half of a small product.
                 KernelThreads.For(2, ref pair, &BackwardPair);
             }
-            if (!dbias.IsEmpty) BiasGrad(dbias, dout, N, OC);
-            return;
+            else
+            {
+                BackwardPair(ref pair, 0);                       // dW first: dinp may overwrite inp
+                if (!dinp.IsEmpty) BackwardPair(ref pair, 1);
+            }
         }
-        Gemm.Multiply(true, false, OC, C, N, 1f, dout, OC, input, C, 1f, dweight, C);
         if (!dbias.IsEmpty) BiasGrad(dbias, dout, N, OC);
-        if (!dinp.IsEmpty)
-        {
-            Check.Length(dinp, (long)N * C, nameof(dinp));
-            Gemm.Multiply(false, false, N, C, OC, 1f, dout, OC, weight, C, 0f, dinp, C);
-        }
     }
 
     /// <summary>dbias[oc] += Σ_n dout[n, oc] for a block of columns, so tasks never share an output.</summary>
