@@ -20,6 +20,7 @@ public static unsafe class Attention
     {
         public float* Out, Lse, Qkv, Dout, Dqkv;
         public int B, T, C, NH;
+        public long MaskBase;   // dropout mask index of this call's first (b, h, t, t2): b0·NH·T·T for a batch slice from b0
         public float P;
         public ulong Seed;
     }
@@ -40,17 +41,19 @@ public static unsafe class Attention
 
     /// <summary>
     /// out (B, T, C) and lse (B, NH, T) from qkv (B, T, 3C). dropoutP is the attention-weight dropout (0 for none)
-    /// with its mask drawn from <paramref name="seed"/>.
+    /// with its mask drawn from <paramref name="seed"/>. A call on a batch slice that starts at sequence
+    /// <paramref name="batchOffset"/> of a larger batch draws the same mask as the whole-batch call would there.
     /// </summary>
     public static void Forward(Span<float> output, Span<float> lse, ReadOnlySpan<float> qkv, int B, int T, int C, int NH,
-        float dropoutP = 0f, ulong seed = 0)
+        float dropoutP = 0f, ulong seed = 0, int batchOffset = 0)
     {
         Check.Length(qkv, (long)B * T * 3 * C, nameof(qkv));
         Check.Length(output, (long)B * T * C, nameof(output));
         Check.Length(lse, (long)B * NH * T, nameof(lse));
         fixed (float* o = output, l = lse, x = qkv)
         {
-            var a = new Args { Out = o, Lse = l, Qkv = x, B = B, T = T, C = C, NH = NH, P = dropoutP, Seed = seed };
+            var a = new Args { Out = o, Lse = l, Qkv = x, B = B, T = T, C = C, NH = NH, P = dropoutP, Seed = seed,
+                MaskBase = (long)batchOffset * NH * T * T };
             if (Tiled(C / NH)) KernelThreads.For(B * NH, ref a, &ForwardHeadTiled);
             else KernelThreads.For(B * NH, ref a, &ForwardHead);
         }
@@ -81,7 +84,7 @@ public static unsafe class Attention
                 new Span<float>(att + t * T + t + 1, t1 - t - 1).Clear();   // masked keys get weight 0
                 if (a.P > 0)
                 {
-                    long baseIndex = ((long)bh * T + t) * T;
+                    long baseIndex = a.MaskBase + ((long)bh * T + t) * T;
                     for (int t2 = 0; t2 <= t; t2++)
                         row[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? row[t2] * keepScale : 0f;
                 }
@@ -103,7 +106,7 @@ public static unsafe class Attention
     /// qkv (B, T, 3C) and lse (B, NH, T). Dropout settings must equal the forward call's.
     /// </summary>
     public static void Backward(Span<float> dqkv, ReadOnlySpan<float> dout, ReadOnlySpan<float> qkv, ReadOnlySpan<float> lse,
-        int B, int T, int C, int NH, float dropoutP = 0f, ulong seed = 0)
+        int B, int T, int C, int NH, float dropoutP = 0f, ulong seed = 0, int batchOffset = 0)
     {
         Check.Length(qkv, (long)B * T * 3 * C, nameof(qkv));
         Check.Length(dqkv, (long)B * T * 3 * C, nameof(dqkv));
@@ -111,7 +114,8 @@ public static unsafe class Attention
         Check.Length(lse, (long)B * NH * T, nameof(lse));
         fixed (float* d = dqkv, g = dout, x = qkv, l = lse)
         {
-            var a = new Args { Dqkv = d, Dout = g, Qkv = x, Lse = l, B = B, T = T, C = C, NH = NH, P = dropoutP, Seed = seed };
+            var a = new Args { Dqkv = d, Dout = g, Qkv = x, Lse = l, B = B, T = T, C = C, NH = NH, P = dropoutP, Seed = seed,
+                MaskBase = (long)batchOffset * NH * T * T };
             if (Tiled(C / NH)) KernelThreads.For(B * NH, ref a, &BackwardHeadTiled);
             else KernelThreads.For(B * NH, ref a, &BackwardHead);
         }
@@ -158,7 +162,7 @@ public static unsafe class Attention
                 new Span<float>(att + t * T + t + 1, t1 - t - 1).Clear();
                 if (dropout)
                 {
-                    long baseIndex = ((long)bh * T + t) * T;
+                    long baseIndex = a.MaskBase + ((long)bh * T + t) * T;
                     for (int t2 = 0; t2 < t1; t2++)
                         attDropped[t * T + t2] = t2 <= t && Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? att[t * T + t2] * keepScale : 0f;
                 }
@@ -173,7 +177,7 @@ public static unsafe class Attention
                 var dp = new Span<float>(datt + t * T, t + 1);
                 if (dropout)
                 {
-                    long baseIndex = ((long)bh * T + t) * T;
+                    long baseIndex = a.MaskBase + ((long)bh * T + t) * T;
                     for (int t2 = 0; t2 <= t; t2++)
                         dp[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? dp[t2] * keepScale : 0f;
                 }
@@ -220,7 +224,7 @@ public static unsafe class Attention
                 lse[t] = AttentionTiles.SoftmaxRow(row, t, cols);   // keys 0..t (causal); masked keys get weight 0
                 if (a.P > 0)
                 {
-                    long baseIndex = ((long)bh * T + t) * T;
+                    long baseIndex = a.MaskBase + ((long)bh * T + t) * T;
                     for (int t2 = 0; t2 <= t; t2++)
                         row[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? row[t2] * keepScale : 0f;
                 }
@@ -264,7 +268,7 @@ public static unsafe class Attention
                 AttentionTiles.ExpRow(p, t, cols, lse[t]);
                 if (dropout)
                 {
-                    long baseIndex = ((long)bh * T + t) * T;
+                    long baseIndex = a.MaskBase + ((long)bh * T + t) * T;
                     float* pd = dropped + t * Tp;
                     for (int t2 = 0; t2 <= t; t2++)
                     {

@@ -16,6 +16,10 @@ public static unsafe class CrossEntropy
     /// returns the mean loss, summed in double.
     /// </summary>
     public static float Forward(Span<float> losses, Span<float> lse, ReadOnlySpan<float> logits, ReadOnlySpan<int> targets,
+        int N, int V) => (float)(ForwardSum(losses, lse, logits, targets, N, V) / N);
+
+    /// <summary>As <see cref="Forward"/>, but returns the sum of the N losses in double (for a slice of a batch).</summary>
+    public static double ForwardSum(Span<float> losses, Span<float> lse, ReadOnlySpan<float> logits, ReadOnlySpan<int> targets,
         int N, int V)
     {
         Check.Length(logits, (long)N * V, nameof(logits));
@@ -33,7 +37,7 @@ public static unsafe class CrossEntropy
         }
         double sum = 0;
         for (int n = 0; n < N; n++) sum += losses[n];
-        return (float)(sum / N);
+        return sum;
     }
 
     static void ForwardRows(ref Args a, int start, int end)
@@ -54,15 +58,18 @@ public static unsafe class CrossEntropy
 
     /// <summary>
     /// Backward with dloss = 1 for the mean loss, IN PLACE: logits (N, V) become
-    /// dlogits = (softmax(logits) − onehot(target)) / N. lse from <see cref="Forward"/>.
+    /// dlogits = (softmax(logits) − onehot(target)) / meanOver. lse from <see cref="Forward"/>. meanOver is the number
+    /// of positions the mean runs over: N (0 means N), or the whole batch's count when these N rows are a slice of it.
     /// </summary>
-    public static void BackwardInPlace(Span<float> logits, ReadOnlySpan<float> lse, ReadOnlySpan<int> targets, int N, int V)
+    public static void BackwardInPlace(Span<float> logits, ReadOnlySpan<float> lse, ReadOnlySpan<int> targets, int N, int V,
+        int meanOver = 0)
     {
+        if (meanOver < 0) throw new ArgumentOutOfRangeException(nameof(meanOver), meanOver, "must be 0 (meaning N) or positive");
         Check.Length(logits, (long)N * V, nameof(logits));
         fixed (float* l = logits, s = lse)
         fixed (int* t = targets)
         {
-            var a = new Args { Logits = l, Lse = s, Targets = t, V = V, Scale = 1f / N };
+            var a = new Args { Logits = l, Lse = s, Targets = t, V = V, Scale = 1f / (meanOver == 0 ? N : meanOver) };
             RowParallel.For(N, 4L * V, ref a, &BackwardRows);
         }
     }

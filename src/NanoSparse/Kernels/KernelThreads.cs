@@ -6,7 +6,8 @@ namespace NanoSparse.Kernels;
 /// The one place that decides how kernels use threads. A fixed set of worker threads is started once;
 /// <see cref="For{TArgs}"/> hands them a range of work items through a function pointer and a pointer to the
 /// caller's argument struct, so a parallel region allocates nothing (the training step must allocate nothing).
-/// The calling thread takes part in the work. Nested calls from inside a region run serially.
+/// The calling thread takes part in the work. Nested calls from inside a region run serially. An exception in any
+/// item is rethrown on the calling thread once every thread has left the region.
 /// </summary>
 public static unsafe class KernelThreads
 {
@@ -21,6 +22,7 @@ public static unsafe class KernelThreads
     static int _next;
     static int _pending;          // workers that have not finished the current job
     static int _activeWorkers;    // workers taking part in the current job
+    static Exception? _error;     // the first exception an item of the current job threw
 
     [ThreadStatic] static bool _insideRegion;
 
@@ -72,14 +74,18 @@ public static unsafe class KernelThreads
             Volatile.Write(ref _pending, threads - 1);
             for (int w = 0; w < threads - 1; w++) _workers[w].Signal();
 
+            _error = null;
             _insideRegion = true;
             try { Drain(); }
+            catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
             finally { _insideRegion = false; }
 
             var spinner = new SpinWait();
             while (Volatile.Read(ref _pending) != 0) spinner.SpinOnce(-1);
             _body = null;
             _args = null;
+            var error = Interlocked.Exchange(ref _error, null);
+            if (error != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
         }
     }
 
@@ -134,6 +140,7 @@ public static unsafe class KernelThreads
                 _wake.Wait();
                 _signalled = false;
                 try { Drain(); }
+                catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
                 finally { Interlocked.Decrement(ref _pending); }
             }
         }

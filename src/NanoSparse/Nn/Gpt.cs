@@ -168,8 +168,9 @@ public sealed partial class Gpt
     public ReadOnlySpan<float> Logits => _acts.AsSpan(_logits, BatchSize * SeqLen * Config.VocabSize);
 
     Span<float> P(int offset, int length) => offset < 0 ? default : _params.AsSpan(offset, length);
-    Span<float> Gr(int offset, int length) => offset < 0 ? default : _grads.AsSpan(offset, length);
-    Span<float> A(int offset, long length) => offset < 0 ? default : _acts.AsSpan(offset, (int)length);
+    // The rows of slice r in an activation buffer at offset with width floats per row (position).
+    Span<float> A(int offset, int width, Rows r) => offset < 0 ? default : _acts.AsSpan(offset + r.R0 * width, r.N * width);
+    static Span<float> G(float[] grads, int offset, int length) => offset < 0 ? default : grads.AsSpan(offset, length);
 
     /// <summary>nanoGPT's _init_weights: N(0, 0.02) for Linear and Embedding weights, N(0, 0.02/√(2·n_layer)) for
     /// the c_proj weights (GPT-2's scaled residual init), biases 0, LayerNorm weight 1 and bias 0.</summary>
@@ -199,63 +200,87 @@ public sealed partial class Gpt
     /// </summary>
     public float Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, bool training)
     {
-        int B = BatchSize, T = SeqLen, C = Config.NEmbd, NH = Config.NHead, V = Config.VocabSize, L = Config.NLayer;
+        int B = BatchSize, T = SeqLen, V = Config.VocabSize;
         int N = B * T;
         if (tokens.Length != N)
             throw new ArgumentException($"tokens has {tokens.Length} elements but the model was built for batch_size {B} × seq_len {T} = {N}", nameof(tokens));
         if (targets.Length != 0 && targets.Length != N)
             throw new ArgumentException($"targets has {targets.Length} elements but must be empty or {N} (batch_size × seq_len)", nameof(targets));
+        // Checked here, before the shards start, so the message gives the position in the whole batch.
+        for (int i = 0; i < N; i++)
+            if ((uint)tokens[i] >= (uint)V)
+                throw new ArgumentOutOfRangeException(nameof(tokens), tokens[i], $"token at index {i} must lie in [0, {V}) (vocab_size)");
+        for (int i = 0; i < targets.Length; i++)
+            if ((uint)targets[i] >= (uint)V)
+                throw new ArgumentOutOfRangeException(nameof(targets), targets[i], $"target at index {i} must lie in [0, {V}) (vocab_size)");
         tokens.CopyTo(_tokens);
-        float p = Config.Dropout;
-        _dropoutActive = training && p > 0;
+        _hasTargets = targets.Length == N;
+        if (_hasTargets) targets.CopyTo(_targets);
+        _dropoutActive = training && Config.Dropout > 0;
         if (_dropoutActive)
             for (int i = 0; i < _seeds.Length; i++) _seeds[i] = DropoutRng.NextUInt64();
-        float pa = _dropoutActive ? p : 0f;
 
-        var encoded = A(_encoded, (long)N * C);
-        Embedding.Forward(encoded, _tokens, P(_wte, V * C), P(_wpe, T * C), B, T, C);
-        if (_dropoutActive) Dropout.Apply(encoded, p, _seeds[0]);
+        _shards = KernelThreads.ThreadsFor(B);
+        if (_shardLoss.Length < _shards) _shardLoss = new double[_shards];
+        if (_shards == 1) _shardLoss[0] = ForwardSlice(new Rows(0, B, T));
+        else RunShards(ShardPhase.Forward, _shards);
+        _logitsAreGradients = false;
+
+        if (!_hasTargets) return float.NaN;
+        double sum = 0;
+        for (int s = 0; s < _shards; s++) sum += _shardLoss[s];
+        return (float)(sum / N);
+    }
+
+    // The forward pass over the sequences of one slice; returns the slice's summed loss (0 without targets).
+    double ForwardSlice(Rows r)
+    {
+        int T = SeqLen, C = Config.NEmbd, NH = Config.NHead, V = Config.VocabSize, L = Config.NLayer;
+        int N = r.N;
+        float p = Config.Dropout;
+        float pa = _dropoutActive ? p : 0f;
+        long maskOffset = (long)r.R0 * C;   // dropout masks of (N, C) sites are indexed over the whole batch
+
+        var encoded = A(_encoded, C, r);
+        Embedding.Forward(encoded, _tokens.AsSpan(r.R0, N), P(_wte, V * C), P(_wpe, T * C), r.Nb, T, C);
+        if (_dropoutActive) Dropout.Apply(encoded, p, _seeds[0], maskOffset);
 
         for (int l = 0; l < L; l++)
         {
             ref readonly var lp = ref _lp[l];
             ref readonly var la = ref _la[l];
-            var residual = l == 0 ? encoded : A(_la[l - 1].Res3, (long)N * C);
-            var ln1 = A(la.Ln1, (long)N * C);
-            var qkv = A(la.Qkv, (long)N * 3 * C);
-            var atty = A(la.Atty, (long)N * C);
-            var res2 = A(la.Res2, (long)N * C);
-            var ln2 = A(la.Ln2, (long)N * C);
-            var fch = A(la.Fch, (long)N * 4 * C);
-            var res3 = A(la.Res3, (long)N * C);
-            var g = A(la.G, (long)N * 4 * C);
+            var residual = l == 0 ? encoded : A(_la[l - 1].Res3, C, r);
+            var ln1 = A(la.Ln1, C, r);
+            var qkv = A(la.Qkv, 3 * C, r);
+            var atty = A(la.Atty, C, r);
+            var res2 = A(la.Res2, C, r);
+            var ln2 = A(la.Ln2, C, r);
+            var fch = A(la.Fch, 4 * C, r);
+            var res3 = A(la.Res3, C, r);
+            var g = A(la.G, 4 * C, r);
 
-            LayerNorm.Forward(ln1, A(la.Ln1Mean, N), A(la.Ln1Rstd, N), residual, P(lp.Ln1W, C), P(lp.Ln1B, C), N, C);
+            LayerNorm.Forward(ln1, A(la.Ln1Mean, 1, r), A(la.Ln1Rstd, 1, r), residual, P(lp.Ln1W, C), P(lp.Ln1B, C), N, C);
             Linear.Forward(qkv, ln1, P(lp.AttnW, 3 * C * C), P(lp.AttnB, 3 * C), N, C, 3 * C);
-            Attention.Forward(atty, A(la.AttLse, (long)B * NH * T), qkv, B, T, C, NH, pa, _seeds[1 + 3 * l]);
+            Attention.Forward(atty, A(la.AttLse, NH, r), qkv, r.Nb, T, C, NH, pa, _seeds[1 + 3 * l], r.B0);
             Linear.Forward(res2, atty, P(lp.AttnProjW, C * C), P(lp.AttnProjB, C), N, C, C);
-            if (_dropoutActive) Dropout.Apply(res2, p, _seeds[2 + 3 * l]);
+            if (_dropoutActive) Dropout.Apply(res2, p, _seeds[2 + 3 * l], maskOffset);
             Residual.Add(res2, res2, residual);                          // x = x + attn(...)
 
-            LayerNorm.Forward(ln2, A(la.Ln2Mean, N), A(la.Ln2Rstd, N), res2, P(lp.Ln2W, C), P(lp.Ln2B, C), N, C);
+            LayerNorm.Forward(ln2, A(la.Ln2Mean, 1, r), A(la.Ln2Rstd, 1, r), res2, P(lp.Ln2W, C), P(lp.Ln2B, C), N, C);
             Linear.Forward(fch, ln2, P(lp.FcW, 4 * C * C), P(lp.FcB, 4 * C), N, C, 4 * C);
             ActivationForwardWithDerivative(g, fch);                     // fch now holds act'(c_fc output)
             Linear.Forward(res3, g, P(lp.FcProjW, 4 * C * C), P(lp.FcProjB, C), N, 4 * C, C);
-            if (_dropoutActive) Dropout.Apply(res3, p, _seeds[3 + 3 * l]);
+            if (_dropoutActive) Dropout.Apply(res3, p, _seeds[3 + 3 * l], maskOffset);
             Residual.Add(res3, res3, res2);                              // x = x + mlp(...)
         }
 
-        var xL = L == 0 ? encoded : A(_la[L - 1].Res3, (long)N * C);
-        var lnf = A(_lnf, (long)N * C);
-        LayerNorm.Forward(lnf, A(_lnfMean, N), A(_lnfRstd, N), xL, P(_lnfW, C), P(_lnfB, C), N, C);
-        var logits = A(_logits, (long)N * V);
+        var xL = L == 0 ? encoded : A(_la[L - 1].Res3, C, r);
+        var lnf = A(_lnf, C, r);
+        LayerNorm.Forward(lnf, A(_lnfMean, 1, r), A(_lnfRstd, 1, r), xL, P(_lnfW, C), P(_lnfB, C), N, C);
+        var logits = A(_logits, V, r);
         Gemm.Multiply(false, true, N, V, C, 1f, lnf, C, P(_wte, V * C), C, 0f, logits, V);   // lm_head = wte
-        _logitsAreGradients = false;
-
-        _hasTargets = targets.Length == N;
-        if (!_hasTargets) return float.NaN;
-        targets.CopyTo(_targets);
-        return CrossEntropy.Forward(A(_losses, N), A(_ceLse, N), logits, _targets, N, V);
+        if (!_hasTargets) return 0;
+        return CrossEntropy.ForwardSum(A(_losses, 1, r), A(_ceLse, 1, r), logits, _targets.AsSpan(r.R0, N), N, V);
     }
 
     /// <summary>
@@ -267,34 +292,54 @@ public sealed partial class Gpt
         if (!_hasTargets || _logitsAreGradients)
             throw new InvalidOperationException("Backward needs a Forward with targets first (and runs once per Forward)");
         _logitsAreGradients = true;
-        int B = BatchSize, T = SeqLen, C = Config.NEmbd, NH = Config.NHead, V = Config.VocabSize, L = Config.NLayer;
-        int N = B * T;
+        if (_shards == 1)
+        {
+            BackwardSlice(new Rows(0, BatchSize, SeqLen), _grads);
+            return;
+        }
+        if (_shardGrads.Length < _shards - 1)
+        {
+            var grown = new float[_shards - 1][];
+            for (int s = 0; s < grown.Length; s++) grown[s] = s < _shardGrads.Length ? _shardGrads[s] : new float[_grads.Length];
+            _shardGrads = grown;
+        }
+        RunShards(ShardPhase.Backward, _shards);
+        RunShards(ShardPhase.Reduce, _shards);
+    }
+
+    // The backward pass over one slice's sequences, accumulating parameter gradients into grads.
+    void BackwardSlice(Rows r, float[] grads)
+    {
+        int T = SeqLen, C = Config.NEmbd, NH = Config.NHead, V = Config.VocabSize, L = Config.NLayer;
+        int N = r.N;
         float p = Config.Dropout;
         float pa = _dropoutActive ? p : 0f;
+        long maskOffset = (long)r.R0 * C;
+        var tokens = _tokens.AsSpan(r.R0, N);
 
-        var dlogits = A(_logits, (long)N * V);
-        CrossEntropy.BackwardInPlace(dlogits, A(_ceLse, N), _targets, N, V);
-        var lnf = A(_lnf, (long)N * C);
-        var dc = A(_dc, (long)N * C);
+        var dlogits = A(_logits, V, r);
+        CrossEntropy.BackwardInPlace(dlogits, A(_ceLse, 1, r), _targets.AsSpan(r.R0, N), N, V, BatchSize * T);
+        var lnf = A(_lnf, C, r);
+        var dc = A(_dc, C, r);
         // in the forward pass this was: logits = lnf · wteᵀ
-        Linear.Backward(dc, Gr(_wte, V * C), default, dlogits, lnf, P(_wte, V * C), N, C, V);
+        Linear.Backward(dc, G(grads, _wte, V * C), default, dlogits, lnf, P(_wte, V * C), N, C, V);
 
-        var dres = A(_dres, (long)N * C);
+        var dres = A(_dres, C, r);
         dres.Clear();
-        var encoded = A(_encoded, (long)N * C);
-        var xL = L == 0 ? encoded : A(_la[L - 1].Res3, (long)N * C);
-        LayerNorm.Backward(dres, Gr(_lnfW, C), Gr(_lnfB, C), dc, xL, P(_lnfW, C), A(_lnfMean, N), A(_lnfRstd, N), N, C);
+        var encoded = A(_encoded, C, r);
+        var xL = L == 0 ? encoded : A(_la[L - 1].Res3, C, r);
+        LayerNorm.Backward(dres, G(grads, _lnfW, C), G(grads, _lnfB, C), dc, xL, P(_lnfW, C), A(_lnfMean, 1, r), A(_lnfRstd, 1, r), N, C);
 
-        var dmasked = A(_dmasked, (long)N * C);
-        var g = A(_g, (long)N * 4 * C);
-        var dqkv = A(_dqkv, (long)N * 3 * C);
+        var dmasked = A(_dmasked, C, r);
+        var g = A(_g, 4 * C, r);
+        var dqkv = A(_dqkv, 3 * C, r);
         for (int l = L - 1; l >= 0; l--)
         {
             ref readonly var lp = ref _lp[l];
             ref readonly var la = ref _la[l];
-            var residual = l == 0 ? encoded : A(_la[l - 1].Res3, (long)N * C);
-            var fch = A(la.Fch, (long)N * 4 * C);
-            var res2 = A(la.Res2, (long)N * C);
+            var residual = l == 0 ? encoded : A(_la[l - 1].Res3, C, r);
+            var fch = A(la.Fch, 4 * C, r);
+            var res2 = A(la.Res2, C, r);
 
             // in the forward pass this was: res3 = res2 + dropout(c_proj(gelu(c_fc(ln_2(res2)))))
             // dres carries d res3 and, unchanged, the direct path into d res2.
@@ -302,32 +347,98 @@ public sealed partial class Gpt
             if (_dropoutActive)
             {
                 dres.CopyTo(dmasked);
-                Dropout.Apply(dmasked, p, _seeds[3 + 3 * l]);
+                Dropout.Apply(dmasked, p, _seeds[3 + 3 * l], maskOffset);
                 dproj = dmasked;
             }
-            Linear.Backward(g, Gr(lp.FcProjW, 4 * C * C), Gr(lp.FcProjB, C), dproj, A(la.G, (long)N * 4 * C), P(lp.FcProjW, 4 * C * C), N, 4 * C, C);
+            Linear.Backward(g, G(grads, lp.FcProjW, 4 * C * C), G(grads, lp.FcProjB, C), dproj, A(la.G, 4 * C, r), P(lp.FcProjW, 4 * C * C), N, 4 * C, C);
             Elementwise.MultiplyByDerivative(g, fch, g);                 // g now holds d fch (fch holds act')
-            Linear.Backward(dc, Gr(lp.FcW, 4 * C * C), Gr(lp.FcB, 4 * C), g, A(la.Ln2, (long)N * C), P(lp.FcW, 4 * C * C), N, C, 4 * C);
-            LayerNorm.Backward(dres, Gr(lp.Ln2W, C), Gr(lp.Ln2B, C), dc, res2, P(lp.Ln2W, C), A(la.Ln2Mean, N), A(la.Ln2Rstd, N), N, C);
+            Linear.Backward(dc, G(grads, lp.FcW, 4 * C * C), G(grads, lp.FcB, 4 * C), g, A(la.Ln2, C, r), P(lp.FcW, 4 * C * C), N, C, 4 * C);
+            LayerNorm.Backward(dres, G(grads, lp.Ln2W, C), G(grads, lp.Ln2B, C), dc, res2, P(lp.Ln2W, C), A(la.Ln2Mean, 1, r), A(la.Ln2Rstd, 1, r), N, C);
 
             // in the forward pass this was: res2 = residual + dropout(c_proj(attn(ln_1(residual))))
             dproj = dres;
             if (_dropoutActive)
             {
                 dres.CopyTo(dmasked);
-                Dropout.Apply(dmasked, p, _seeds[2 + 3 * l]);
+                Dropout.Apply(dmasked, p, _seeds[2 + 3 * l], maskOffset);
                 dproj = dmasked;
             }
-            var atty = A(la.Atty, (long)N * C);
-            Linear.Backward(dc, Gr(lp.AttnProjW, C * C), Gr(lp.AttnProjB, C), dproj, atty, P(lp.AttnProjW, C * C), N, C, C);
-            Attention.Backward(dqkv, dc, A(la.Qkv, (long)N * 3 * C), A(la.AttLse, (long)B * NH * T), B, T, C, NH, pa, _seeds[1 + 3 * l]);
-            Linear.Backward(dc, Gr(lp.AttnW, 3 * C * C), Gr(lp.AttnB, 3 * C), dqkv, A(la.Ln1, (long)N * C), P(lp.AttnW, 3 * C * C), N, C, 3 * C);
-            LayerNorm.Backward(dres, Gr(lp.Ln1W, C), Gr(lp.Ln1B, C), dc, residual, P(lp.Ln1W, C), A(la.Ln1Mean, N), A(la.Ln1Rstd, N), N, C);
+            var atty = A(la.Atty, C, r);
+            Linear.Backward(dc, G(grads, lp.AttnProjW, C * C), G(grads, lp.AttnProjB, C), dproj, atty, P(lp.AttnProjW, C * C), N, C, C);
+            Attention.Backward(dqkv, dc, A(la.Qkv, 3 * C, r), A(la.AttLse, NH, r), r.Nb, T, C, NH, pa, _seeds[1 + 3 * l], r.B0);
+            Linear.Backward(dc, G(grads, lp.AttnW, 3 * C * C), G(grads, lp.AttnB, 3 * C), dqkv, A(la.Ln1, C, r), P(lp.AttnW, 3 * C * C), N, C, 3 * C);
+            LayerNorm.Backward(dres, G(grads, lp.Ln1W, C), G(grads, lp.Ln1B, C), dc, residual, P(lp.Ln1W, C), A(la.Ln1Mean, 1, r), A(la.Ln1Rstd, 1, r), N, C);
         }
 
         // in the forward pass this was: encoded = dropout(wte[idx] + wpe[pos])
-        if (_dropoutActive) Dropout.Apply(dres, p, _seeds[0]);
-        Embedding.Backward(Gr(_wte, V * C), Gr(_wpe, T * C), dres, _tokens, B, T, C);
+        if (_dropoutActive) Dropout.Apply(dres, p, _seeds[0], maskOffset);
+        Embedding.Backward(G(grads, _wte, V * C), G(grads, _wpe, T * C), dres, tokens, r.Nb, T, C);
+    }
+
+    // Data-parallel shards. With more than one thread, Forward and Backward split the batch into one slice of whole
+    // sequences per thread and run each slice's entire pass on its own thread, the kernels inside running
+    // single-threaded. A step then opens three parallel regions instead of one per kernel call (about 150 for the
+    // baby preset), and no thread waits for another in the middle of a pass. Every activation buffer is laid out
+    // row by row over the batch, so a slice's activations are contiguous ranges of the same workspace. Slice s > 0
+    // accumulates parameter gradients into a buffer of its own; the Reduce phase adds those into the gradients in
+    // slice order (and zeroes them for the next Backward), so a given thread count gives the same bits every run.
+    // Dropout masks are indexed over the whole batch, so they do not depend on the slicing.
+    enum ShardPhase { Forward, Backward, Reduce }
+
+    const int ReduceChunk = 16384;
+
+    readonly record struct Rows(int B0, int Nb, int T)
+    {
+        public int R0 => B0 * T;   // first row (position) of the slice
+        public int N => Nb * T;    // rows in the slice
+    }
+
+    int _shards = 1;                    // slices of the last Forward
+    double[] _shardLoss = new double[1];
+    float[][] _shardGrads = [];
+
+    Rows Shard(int s, int shards)
+    {
+        int b0 = (int)((long)BatchSize * s / shards), b1 = (int)((long)BatchSize * (s + 1) / shards);
+        return new Rows(b0, b1 - b0, SeqLen);
+    }
+
+    struct ShardArgs { public IntPtr Model; public ShardPhase Phase; public int Shards; }
+
+    unsafe void RunShards(ShardPhase phase, int shards)
+    {
+        int count = phase == ShardPhase.Reduce ? (_grads.Length + ReduceChunk - 1) / ReduceChunk : shards;
+        var handle = System.Runtime.InteropServices.GCHandle.Alloc(this);
+        try
+        {
+            var a = new ShardArgs { Model = System.Runtime.InteropServices.GCHandle.ToIntPtr(handle), Phase = phase, Shards = shards };
+            KernelThreads.For(count, ref a, &ShardItem);
+        }
+        finally { handle.Free(); }
+    }
+
+    static void ShardItem(ref ShardArgs a, int item)
+    {
+        var model = (Gpt)System.Runtime.InteropServices.GCHandle.FromIntPtr(a.Model).Target!;
+        switch (a.Phase)
+        {
+            case ShardPhase.Forward:
+                model._shardLoss[item] = model.ForwardSlice(model.Shard(item, a.Shards));
+                break;
+            case ShardPhase.Backward:
+                model.BackwardSlice(model.Shard(item, a.Shards), item == 0 ? model._grads : model._shardGrads[item - 1]);
+                break;
+            default:
+                int start = item * ReduceChunk, length = Math.Min(ReduceChunk, model._grads.Length - start);
+                var sum = model._grads.AsSpan(start, length);
+                for (int s = 0; s < a.Shards - 1; s++)
+                {
+                    var part = model._shardGrads[s].AsSpan(start, length);
+                    System.Numerics.Tensors.TensorPrimitives.Add(sum, part, sum);
+                    part.Clear();
+                }
+                break;
+        }
     }
 
     // The MLP's activation (config.Activation): out (N) = act(inp (N)).

@@ -33,6 +33,31 @@ public class CrossEntropyTests
     }
 
     [Fact]
+    public void SlicesOfABatchGiveTheWholeBatchsSumAndGradient()
+    {
+        int N = 7, V = 5, split = 3;
+        var r = new Random(9);
+        var logits = GradCheck.RandomArray(r, N * V, 3);
+        var targets = Enumerable.Range(0, N).Select(i => r.Next(V)).ToArray();
+        var whole = (float[])logits.Clone();
+        var lse = new float[N];
+        float mean = CrossEntropy.Forward(new float[N], lse, whole, targets, N, V);
+        CrossEntropy.BackwardInPlace(whole, lse, targets, N, V);
+
+        var parts = (float[])logits.Clone();
+        var lse2 = new float[N];
+        double sum = 0;
+        foreach (var (start, count) in new[] { (0, split), (split, N - split) })
+        {
+            var slice = parts.AsSpan(start * V, count * V);
+            sum += CrossEntropy.ForwardSum(new float[count], lse2.AsSpan(start, count), slice, targets.AsSpan(start, count), count, V);
+            CrossEntropy.BackwardInPlace(slice, lse2.AsSpan(start, count), targets.AsSpan(start, count), count, V, meanOver: N);
+        }
+        Assert.Equal(mean, (float)(sum / N), 6);
+        for (int i = 0; i < whole.Length; i++) Assert.Equal(whole[i], parts[i], 7);
+    }
+
+    [Fact]
     public void TargetOutsideVocabularyIsRejectedWithItsIndex()
     {
         var ex = Assert.Throws<ArgumentOutOfRangeException>(() =>
