@@ -168,8 +168,7 @@ internal static unsafe class AttentionTiles
         var mx = ninf;
         for (int j = 0; j <= t; j += 16)
             mx = Vector512.Max(mx, Vector512.ConditionalSelect(Causal(j, t), Vector512.Load(row + j), ninf));
-        float max = Vector512.Max(mx, ninf).GetElement(0);
-        for (int i = 1; i < 16; i++) max = MathF.Max(max, mx.GetElement(i));
+        float max = HorizontalMax(mx);
         var m = Vector512.Create(max);
         var sum = Vector512<float>.Zero;
         for (int j = 0; j < cols; j += 16)
@@ -182,6 +181,16 @@ internal static unsafe class AttentionTiles
         var inv = Vector512.Create(1f / total);
         for (int j = 0; j <= t; j += 16) (Vector512.Load(row + j) * inv).Store(row + j);
         return max + MathF.Log(total);
+    }
+
+    /// <summary>The largest of 16 lanes by halving (4 steps instead of 15 lane extracts).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float HorizontalMax(Vector512<float> x)
+    {
+        var m8 = Vector256.Max(x.GetLower(), x.GetUpper());
+        var m4 = Vector128.Max(m8.GetLower(), m8.GetUpper());
+        var m2 = Vector128.Max(m4, Vector128.Shuffle(m4, Vector128.Create(2, 3, 0, 1)));
+        return MathF.Max(m2.ToScalar(), m2.GetElement(1));
     }
 
     /// <summary>p[0..cols) = exp(s − lse) for keys j ≤ t, 0 past them: the forward's probabilities, recomputed.</summary>

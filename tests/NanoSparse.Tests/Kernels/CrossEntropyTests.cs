@@ -5,10 +5,14 @@ namespace NanoSparse.Tests.Kernels;
 
 public class CrossEntropyTests
 {
-    [Fact]
-    public void ForwardMatchesDoubleAndBackwardMatchesFiniteDifferences()
+    [Theory]
+    [InlineData(11)]   // shorter than a vector: the scalar loop
+    [InlineData(32)]   // whole vectors
+    [InlineData(37)]   // vectors and a masked tail
+    [InlineData(85)]   // the Brown character vocabulary
+    public void ForwardMatchesDoubleAndBackwardMatchesFiniteDifferences(int V)
     {
-        int N = 6, V = 11;
+        int N = 6;
         var r = new Random(5);
         var logits = GradCheck.RandomArray(r, N * V, 4);
         var targets = Enumerable.Range(0, N).Select(i => r.Next(V)).ToArray();
