@@ -19,6 +19,7 @@ public static unsafe class Attention
     struct Args
     {
         public float* Out, Lse, Qkv, Dout, Dqkv;
+        public float* Probs;    // (B, NH, T, Tp) softmax probabilities kept from the forward pass, or null
         public int B, T, C, NH;
         public long MaskBase;   // dropout mask index of this call's first (b, h, t, t2): b0·NH·T·T for a batch slice from b0
         public float P;
@@ -32,6 +33,16 @@ public static unsafe class Attention
 
     static bool Tiled(int hs) => UseTiles && hs % 16 == 0 && System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated;
 
+    /// <summary>
+    /// Whether a caller should keep the softmax probabilities between <see cref="Forward"/> and <see cref="Backward"/>
+    /// (the probs argument): only the tiled kernels use them, and only while they take no more memory than the qkv
+    /// activation (T rounded up to 16 ≤ 3·head size). The backward pass then skips recomputing Q·Kᵀ and its exp.
+    /// </summary>
+    public static bool KeepsProbabilities(int T, int C, int NH) => Tiled(C / NH) && ((T + 15) & ~15) <= 3 * (C / NH);
+
+    /// <summary>Floats of the probabilities buffer for B sequences: (B, NH, T, T rounded up to 16).</summary>
+    public static long ProbabilitiesLength(int B, int T, int NH) => (long)B * NH * T * ((T + 15) & ~15);
+
     static float* Scratch(int length)
     {
         if (_scratch == null || _scratch.Length < length)
@@ -43,16 +54,19 @@ public static unsafe class Attention
     /// out (B, T, C) and lse (B, NH, T) from qkv (B, T, 3C). dropoutP is the attention-weight dropout (0 for none)
     /// with its mask drawn from <paramref name="seed"/>. A call on a batch slice that starts at sequence
     /// <paramref name="batchOffset"/> of a larger batch draws the same mask as the whole-batch call would there.
+    /// probs, when not empty (see <see cref="KeepsProbabilities"/>), receives the softmax probabilities (before
+    /// dropout), <see cref="ProbabilitiesLength"/> floats, for the backward pass.
     /// </summary>
     public static void Forward(Span<float> output, Span<float> lse, ReadOnlySpan<float> qkv, int B, int T, int C, int NH,
-        float dropoutP = 0f, ulong seed = 0, int batchOffset = 0)
+        float dropoutP = 0f, ulong seed = 0, int batchOffset = 0, Span<float> probs = default)
     {
+        if (!probs.IsEmpty) Check.Length(probs, ProbabilitiesLength(B, T, NH), nameof(probs));
         Check.Length(qkv, (long)B * T * 3 * C, nameof(qkv));
         Check.Length(output, (long)B * T * C, nameof(output));
         Check.Length(lse, (long)B * NH * T, nameof(lse));
-        fixed (float* o = output, l = lse, x = qkv)
+        fixed (float* o = output, l = lse, x = qkv, pr = probs)
         {
-            var a = new Args { Out = o, Lse = l, Qkv = x, B = B, T = T, C = C, NH = NH, P = dropoutP, Seed = seed,
+            var a = new Args { Out = o, Lse = l, Qkv = x, Probs = pr, B = B, T = T, C = C, NH = NH, P = dropoutP, Seed = seed,
                 MaskBase = (long)batchOffset * NH * T * T };
             if (Tiled(C / NH)) KernelThreads.For(B * NH, ref a, &ForwardHeadTiled);
             else KernelThreads.For(B * NH, ref a, &ForwardHead);
@@ -103,18 +117,20 @@ public static unsafe class Attention
 
     /// <summary>
     /// Backward of <see cref="Forward"/>: dqkv (B, T, 3C) is WRITTEN (every element) from dout (B, T, C),
-    /// qkv (B, T, 3C) and lse (B, NH, T). Dropout settings must equal the forward call's.
+    /// qkv (B, T, 3C) and lse (B, NH, T). Dropout settings must equal the forward call's, and so must probs: the
+    /// probabilities the forward call wrote, or empty to recompute them.
     /// </summary>
     public static void Backward(Span<float> dqkv, ReadOnlySpan<float> dout, ReadOnlySpan<float> qkv, ReadOnlySpan<float> lse,
-        int B, int T, int C, int NH, float dropoutP = 0f, ulong seed = 0, int batchOffset = 0)
+        int B, int T, int C, int NH, float dropoutP = 0f, ulong seed = 0, int batchOffset = 0, ReadOnlySpan<float> probs = default)
     {
+        if (!probs.IsEmpty) Check.Length(probs, ProbabilitiesLength(B, T, NH), nameof(probs));
         Check.Length(qkv, (long)B * T * 3 * C, nameof(qkv));
         Check.Length(dqkv, (long)B * T * 3 * C, nameof(dqkv));
         Check.Length(dout, (long)B * T * C, nameof(dout));
         Check.Length(lse, (long)B * NH * T, nameof(lse));
-        fixed (float* d = dqkv, g = dout, x = qkv, l = lse)
+        fixed (float* d = dqkv, g = dout, x = qkv, l = lse, pr = probs)
         {
-            var a = new Args { Dqkv = d, Dout = g, Qkv = x, Lse = l, B = B, T = T, C = C, NH = NH, P = dropoutP, Seed = seed,
+            var a = new Args { Dqkv = d, Dout = g, Qkv = x, Lse = l, Probs = pr, B = B, T = T, C = C, NH = NH, P = dropoutP, Seed = seed,
                 MaskBase = (long)batchOffset * NH * T * T };
             if (Tiled(C / NH)) KernelThreads.For(B * NH, ref a, &BackwardHeadTiled);
             else KernelThreads.For(B * NH, ref a, &BackwardHead);
@@ -207,30 +223,40 @@ public static unsafe class Attention
         float scale = 1f / MathF.Sqrt(hs);
         float* q = a.Qkv + (long)b * T * C3 + h * hs, k = q + C, v = q + 2 * C;
         float* y = a.Out + (long)b * T * C + h * hs;
-        float* kt = Scratch(hs * Tp + T * Tp + Math.Max(Tp, hs));
-        float* att = kt + hs * Tp;                            // (T, Tp): scores, then probabilities
-        float* discard = att + T * Tp;                        // output row of tile rows past T
+        bool dropout = a.P > 0;
+        float* kt = Scratch(hs * Tp + 2 * T * Tp + Math.Max(Tp, hs));
+        // (T, Tp) scores, then probabilities: kept for the backward pass when the caller asked, else scratch
+        float* att = a.Probs != null ? a.Probs + (long)bh * T * Tp : kt + hs * Tp;
+        float* dropped = kt + hs * Tp + T * Tp;                // dropout(P), what multiplies v (P itself without dropout)
+        float* discard = dropped + T * Tp;                     // output row of tile rows past T
+        float* weights = dropout ? dropped : att;
         float* lse = a.Lse + (long)bh * T;
-        float keepScale = a.P > 0 ? 1f / (1f - a.P) : 1f;
+        float keepScale = dropout ? 1f / (1f - a.P) : 1f;
         AttentionTiles.Transpose(k, T, hs, C3, kt, Tp);
-        for (int i0 = 0; i0 < T; i0 += 4)
+        for (int i0 = 0; i0 < T; i0 += 8)
         {
-            int rows = Math.Min(4, T - i0), kEnd = Math.Min(T, i0 + 4), cols = (kEnd + 15) & ~15;
-            // att[i0:i0+4, 0:cols] = q[i0:i0+4] · kᵀ / √hs
-            Tile(hs, q, C3, 1, i0, rows, kt, Tp, cols, att, Tp, discard, scale);
+            // 8 query rows: scores as two 4-row tiles (each up to its own last key), one 8-row tile for P·V.
+            int rows = Math.Min(8, T - i0), kEnd = Math.Min(T, i0 + 8);
+            int colsA = (Math.Min(T, i0 + 4) + 15) & ~15, colsB = (kEnd + 15) & ~15;   // colsA ≥ kEnd: i0 is a multiple of 8
+            // att[i0:i0+8, 0:cols] = q[i0:i0+8] · kᵀ / √hs
+            Tile(hs, q, C3, 1, i0, Math.Min(4, rows), kt, Tp, colsA, att, Tp, discard, scale);
+            if (rows > 4) Tile(hs, q, C3, 1, i0 + 4, rows - 4, kt, Tp, colsB, att, Tp, discard, scale);
             for (int t = i0; t < i0 + rows; t++)
             {
+                int cols = t < i0 + 4 ? colsA : colsB;
                 float* row = att + t * Tp;
                 lse[t] = AttentionTiles.SoftmaxRow(row, t, cols);   // keys 0..t (causal); masked keys get weight 0
-                if (a.P > 0)
+                if (dropout)
                 {
                     long baseIndex = a.MaskBase + ((long)bh * T + t) * T;
+                    float* pd = dropped + t * Tp;
                     for (int t2 = 0; t2 <= t; t2++)
-                        row[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? row[t2] * keepScale : 0f;
+                        pd[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? row[t2] * keepScale : 0f;
+                    new Span<float>(pd + t + 1, cols - t - 1).Clear();
                 }
             }
-            // y[i0:i0+4] = att[i0:i0+4, 0:kEnd] · v[0:kEnd]
-            Tile(kEnd, att, Tp, 1, i0, rows, v, C3, hs, y, C, discard, 1f);
+            // y[i0:i0+8] = weights[i0:i0+8, 0:kEnd] · v[0:kEnd]
+            AttentionTiles.Rows8(kEnd, weights + (long)i0 * Tp, Tp, 1, rows, v, C3, hs, y + (long)i0 * C, C, discard, 1f);
         }
     }
 
@@ -243,29 +269,36 @@ public static unsafe class Attention
         float* q = a.Qkv + offset, k = q + C, v = q + 2 * C;
         float* dq = a.Dqkv + offset, dk = dq + C, dv = dq + 2 * C;
         float* dy = a.Dout + (long)b * T * C + h * hs;
-        bool dropout = a.P > 0;
-        float* kt = Scratch(2 * hs * Tp + (dropout ? 3 : 2) * T * Tp + Math.Max(Tp, hs));
+        bool dropout = a.P > 0, kept = a.Probs != null;
+        float* kt = Scratch(2 * hs * Tp + 3 * T * Tp + Math.Max(Tp, hs));
         float* vt = kt + hs * Tp;
-        float* att = vt + hs * Tp;                            // P (T, Tp)
-        float* ds = att + T * Tp;                             // dP, then dS (T, Tp)
+        float* att = kept ? a.Probs + (long)bh * T * Tp : vt + hs * Tp;   // P (T, Tp): the forward's, or recomputed
+        float* ds = vt + hs * Tp + T * Tp;                    // dP, then dS (T, Tp)
         float* dropped = dropout ? ds + T * Tp : att;         // dropout(P): what multiplied v
-        float* discard = (dropout ? dropped : ds) + T * Tp;
+        float* discard = ds + 2 * T * Tp;
         float* lse = a.Lse + (long)bh * T;
         float keepScale = dropout ? 1f / (1f - a.P) : 1f;
-        AttentionTiles.Transpose(k, T, hs, C3, kt, Tp);
+        if (!kept) AttentionTiles.Transpose(k, T, hs, C3, kt, Tp);
         AttentionTiles.Transpose(v, T, hs, C3, vt, Tp);
 
-        // Query tiles: recompute P, then dS, then dq (written).
-        for (int i0 = 0; i0 < T; i0 += 4)
+        // Query tiles of 8 rows: recompute P, then dS (as two 4-row tiles, each up to its own last key), then dq (written).
+        for (int i0 = 0; i0 < T; i0 += 8)
         {
-            int rows = Math.Min(4, T - i0), kEnd = Math.Min(T, i0 + 4), cols = (kEnd + 15) & ~15;
-            Tile(hs, q, C3, 1, i0, rows, kt, Tp, cols, att, Tp, discard, scale);
+            int rows = Math.Min(8, T - i0), kEnd = Math.Min(T, i0 + 8);
+            int colsA = (Math.Min(T, i0 + 4) + 15) & ~15, colsB = (kEnd + 15) & ~15;   // colsA ≥ kEnd: i0 is a multiple of 8
+            if (!kept) Tile(hs, q, C3, 1, i0, Math.Min(4, rows), kt, Tp, colsA, att, Tp, discard, scale);
             // in the forward pass this was: y = dropout(P) · v, so d dropout(P) = dy · vᵀ
-            Tile(hs, dy, C, 1, i0, rows, vt, Tp, cols, ds, Tp, discard, 1f);
+            Tile(hs, dy, C, 1, i0, Math.Min(4, rows), vt, Tp, colsA, ds, Tp, discard, 1f);
+            if (rows > 4)
+            {
+                if (!kept) Tile(hs, q, C3, 1, i0 + 4, rows - 4, kt, Tp, colsB, att, Tp, discard, scale);
+                Tile(hs, dy, C, 1, i0 + 4, rows - 4, vt, Tp, colsB, ds, Tp, discard, 1f);
+            }
             for (int t = i0; t < i0 + rows; t++)
             {
+                int cols = t < i0 + 4 ? colsA : colsB;
                 float* p = att + t * Tp, dp = ds + t * Tp;
-                AttentionTiles.ExpRow(p, t, cols, lse[t]);
+                if (!kept) AttentionTiles.ExpRow(p, t, cols, lse[t]);
                 if (dropout)
                 {
                     long baseIndex = a.MaskBase + ((long)bh * T + t) * T;
@@ -282,16 +315,17 @@ public static unsafe class Attention
                 AttentionTiles.SoftmaxGradRow(p, dp, cols, scale);
             }
             // in the forward pass this was: s = q · kᵀ (scale folded into ds), so dq = ds · k
-            Tile(kEnd, ds, Tp, 1, i0, rows, k, C3, hs, dq, C3, discard, 1f);
+            AttentionTiles.Rows8(kEnd, ds + (long)i0 * Tp, Tp, 1, rows, k, C3, hs, dq + (long)i0 * C3, C3, discard, 1f);
         }
 
-        // Key tiles: dv = dropout(P)ᵀ · dy and dk = dSᵀ · q, summing over the queries t ≥ j0 that can see them.
-        for (int j0 = 0; j0 < T; j0 += 4)
+        // Key tiles of 8 rows: dv = dropout(P)ᵀ · dy and dk = dSᵀ · q, summing over the queries t ≥ j0 that can see
+        // them (column j of P is read down its rows: lda 1, step Tp).
+        for (int j0 = 0; j0 < T; j0 += 8)
         {
-            int rows = Math.Min(4, T - j0), kLen = T - j0;
-            float* pd = dropped + (long)j0 * Tp, dsj = ds + (long)j0 * Tp;
-            Tile(kLen, pd, 1, Tp, j0, rows, dy + (long)j0 * C, C, hs, dv, C3, discard, 1f);
-            Tile(kLen, dsj, 1, Tp, j0, rows, q + (long)j0 * C3, C3, hs, dk, C3, discard, 1f);
+            int rows = Math.Min(8, T - j0), kLen = T - j0;
+            long corner = (long)j0 * Tp + j0;
+            AttentionTiles.Rows8(kLen, dropped + corner, 1, Tp, rows, dy + (long)j0 * C, C, hs, dv + (long)j0 * C3, C3, discard, 1f);
+            AttentionTiles.Rows8(kLen, ds + corner, 1, Tp, rows, q + (long)j0 * C3, C3, hs, dk + (long)j0 * C3, C3, discard, 1f);
         }
     }
 

@@ -108,6 +108,72 @@ internal static unsafe class AttentionTiles
         Store(c2, x2, alpha, accumulate); Store(c3, x3, alpha, accumulate);
     }
 
+    /// <summary>
+    /// Eight rows of C (c + r·ldc, r &lt; rows; the rest go to discard) = alpha · Σ_p a_r[p·aStep] · (row p of B) with
+    /// a_r = a + min(r, rows − 1)·lda, over cols (a multiple of 16) columns. For the products whose output is one head
+    /// wide (P·V, dS·K, Pᵀ·dY, dSᵀ·Q): 8 rows × 2 vectors keep 16 accumulators, so each loaded B vector feeds 8
+    /// multiply-adds instead of the 4-row tile's 4.
+    /// </summary>
+    public static void Rows8(int kLen, float* a, long lda, int aStep, int rows, float* b, int ldb, int cols,
+        float* c, int ldc, float* discard, float alpha)
+    {
+        float* a0 = a, a1 = a + Math.Min(1, rows - 1) * lda, a2 = a + Math.Min(2, rows - 1) * lda, a3 = a + Math.Min(3, rows - 1) * lda;
+        float* a4 = a + Math.Min(4, rows - 1) * lda, a5 = a + Math.Min(5, rows - 1) * lda, a6 = a + Math.Min(6, rows - 1) * lda;
+        float* a7 = a + Math.Min(7, rows - 1) * lda;
+        var rowsOut = stackalloc float*[8];
+        for (int r = 0; r < 8; r++) rowsOut[r] = r < rows ? c + (long)r * ldc : discard;
+        int j = 0;
+        for (; j + 32 <= cols; j += 32)
+            Tile8x2(kLen, a0, a1, a2, a3, a4, a5, a6, a7, aStep, b + j, ldb, rowsOut, j, alpha);
+        for (; j < cols; j += 16)
+        {
+            Tile4x1(kLen, a0, a1, a2, a3, aStep, b + j, ldb, rowsOut[0] + j, rowsOut[1] + j, rowsOut[2] + j, rowsOut[3] + j, alpha, false);
+            Tile4x1(kLen, a4, a5, a6, a7, aStep, b + j, ldb, rowsOut[4] + j, rowsOut[5] + j, rowsOut[6] + j, rowsOut[7] + j, alpha, false);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile8x2(int kLen, float* a0, float* a1, float* a2, float* a3, float* a4, float* a5, float* a6, float* a7,
+        int aStep, float* b, int ldb, float** c, int j, float alpha)
+    {
+        Vector512<float> x00 = default, x01 = default, x10 = default, x11 = default;
+        Vector512<float> x20 = default, x21 = default, x30 = default, x31 = default;
+        Vector512<float> x40 = default, x41 = default, x50 = default, x51 = default;
+        Vector512<float> x60 = default, x61 = default, x70 = default, x71 = default;
+        long off = 0;
+        for (int p = 0; p < kLen; p++, off += aStep)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var s = Vector512.Create(a0[off]);
+            x00 = Vector512.FusedMultiplyAdd(s, b0, x00); x01 = Vector512.FusedMultiplyAdd(s, b1, x01);
+            s = Vector512.Create(a1[off]);
+            x10 = Vector512.FusedMultiplyAdd(s, b0, x10); x11 = Vector512.FusedMultiplyAdd(s, b1, x11);
+            s = Vector512.Create(a2[off]);
+            x20 = Vector512.FusedMultiplyAdd(s, b0, x20); x21 = Vector512.FusedMultiplyAdd(s, b1, x21);
+            s = Vector512.Create(a3[off]);
+            x30 = Vector512.FusedMultiplyAdd(s, b0, x30); x31 = Vector512.FusedMultiplyAdd(s, b1, x31);
+            s = Vector512.Create(a4[off]);
+            x40 = Vector512.FusedMultiplyAdd(s, b0, x40); x41 = Vector512.FusedMultiplyAdd(s, b1, x41);
+            s = Vector512.Create(a5[off]);
+            x50 = Vector512.FusedMultiplyAdd(s, b0, x50); x51 = Vector512.FusedMultiplyAdd(s, b1, x51);
+            s = Vector512.Create(a6[off]);
+            x60 = Vector512.FusedMultiplyAdd(s, b0, x60); x61 = Vector512.FusedMultiplyAdd(s, b1, x61);
+            s = Vector512.Create(a7[off]);
+            x70 = Vector512.FusedMultiplyAdd(s, b0, x70); x71 = Vector512.FusedMultiplyAdd(s, b1, x71);
+            b += ldb;
+        }
+        var va = Vector512.Create(alpha);
+        (x00 * va).Store(c[0] + j); (x01 * va).Store(c[0] + j + 16);
+        (x10 * va).Store(c[1] + j); (x11 * va).Store(c[1] + j + 16);
+        (x20 * va).Store(c[2] + j); (x21 * va).Store(c[2] + j + 16);
+        (x30 * va).Store(c[3] + j); (x31 * va).Store(c[3] + j + 16);
+        (x40 * va).Store(c[4] + j); (x41 * va).Store(c[4] + j + 16);
+        (x50 * va).Store(c[5] + j); (x51 * va).Store(c[5] + j + 16);
+        (x60 * va).Store(c[6] + j); (x61 * va).Store(c[6] + j + 16);
+        (x70 * va).Store(c[7] + j); (x71 * va).Store(c[7] + j + 16);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Store(float* c, Vector512<float> x, float alpha, bool accumulate)
     {

@@ -28,6 +28,7 @@ public sealed partial class Gpt
         public int Qkv;                     // (N, 3C)
         public int Atty;                    // (N, C) attention output before c_proj
         public int AttLse;                  // (B, NH, T) softmax log-partition per query
+        public int AttP;                    // (B, NH, T, Tp) softmax probabilities for the backward pass, or -1
         public int Res2;                    // (N, C) x after the attention half
         public int Ln2, Ln2Mean, Ln2Rstd;   // (N, C), (N), (N)
         public int Fch;                     // (N, 4C) c_fc output before GELU, then (forward) GELU' of it
@@ -49,6 +50,8 @@ public sealed partial class Gpt
     // Dropout seeds of the last forward pass: [0] embeddings, then per layer attention weights, attn resid, mlp resid.
     readonly ulong[] _seeds;
     bool _dropoutActive, _hasTargets, _logitsAreGradients;
+    readonly bool _keepProbs;  // attention keeps its softmax probabilities from forward to backward (AttP)
+    readonly int _probsWidth;  // floats of AttP per position: NH · T rounded up to 16
     readonly bool _geluTanh;   // config.Activation == "gelu_tanh" (GPT-2) instead of the exact GELU
 
     public Gpt(GptConfig config, int batchSize, int seqLen)
@@ -112,6 +115,8 @@ public sealed partial class Gpt
 
         // Activation workspace.
         long N = (long)batchSize * seqLen;
+        _keepProbs = Attention.KeepsProbabilities(seqLen, C, NH);
+        _probsWidth = NH * ((seqLen + 15) & ~15);
         long acount = 0;
         int Act(long len)
         {
@@ -128,6 +133,7 @@ public sealed partial class Gpt
             la.Qkv = Act(N * 3 * C);
             la.Atty = Act(N * C);
             la.AttLse = Act((long)batchSize * NH * seqLen);
+            la.AttP = _keepProbs ? Act(Attention.ProbabilitiesLength(batchSize, seqLen, NH)) : -1;
             la.Res2 = Act(N * C);
             la.Ln2 = Act(N * C); la.Ln2Mean = Act(N); la.Ln2Rstd = Act(N);
             la.Fch = Act(N * 4 * C);
@@ -261,7 +267,7 @@ public sealed partial class Gpt
 
             LayerNorm.Forward(ln1, A(la.Ln1Mean, 1, r), A(la.Ln1Rstd, 1, r), residual, P(lp.Ln1W, C), P(lp.Ln1B, C), N, C);
             Linear.Forward(qkv, ln1, P(lp.AttnW, 3 * C * C), P(lp.AttnB, 3 * C), N, C, 3 * C);
-            Attention.Forward(atty, A(la.AttLse, NH, r), qkv, r.Nb, T, C, NH, pa, _seeds[1 + 3 * l], r.B0);
+            Attention.Forward(atty, A(la.AttLse, NH, r), qkv, r.Nb, T, C, NH, pa, _seeds[1 + 3 * l], r.B0, A(la.AttP, _probsWidth, r));
             Linear.Forward(res2, atty, P(lp.AttnProjW, C * C), P(lp.AttnProjB, C), N, C, C);
             if (_dropoutActive) Dropout.Apply(res2, p, _seeds[2 + 3 * l], maskOffset);
             Residual.Add(res2, res2, residual);                          // x = x + attn(...)
@@ -365,7 +371,8 @@ public sealed partial class Gpt
             }
             var atty = A(la.Atty, C, r);
             Linear.Backward(dc, G(grads, lp.AttnProjW, C * C), G(grads, lp.AttnProjB, C), dproj, atty, P(lp.AttnProjW, C * C), N, C, C);
-            Attention.Backward(dqkv, dc, A(la.Qkv, 3 * C, r), A(la.AttLse, NH, r), r.Nb, T, C, NH, pa, _seeds[1 + 3 * l], r.B0);
+            Attention.Backward(dqkv, dc, A(la.Qkv, 3 * C, r), A(la.AttLse, NH, r), r.Nb, T, C, NH, pa, _seeds[1 + 3 * l], r.B0,
+                A(la.AttP, _probsWidth, r));
             Linear.Backward(dc, G(grads, lp.AttnW, 3 * C * C), G(grads, lp.AttnB, 3 * C), dqkv, A(la.Ln1, C, r), P(lp.AttnW, 3 * C * C), N, C, 3 * C);
             LayerNorm.Backward(dres, G(grads, lp.Ln1W, C), G(grads, lp.Ln1B, C), dc, residual, P(lp.Ln1W, C), A(la.Ln1Mean, 1, r), A(la.Ln1Rstd, 1, r), N, C);
         }

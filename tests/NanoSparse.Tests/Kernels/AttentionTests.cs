@@ -3,6 +3,7 @@ using NanoSparse.Tests.Nn;
 
 namespace NanoSparse.Tests.Kernels;
 
+[Collection(nameof(GemmCollection))]   // switches Attention.UseTiles, which Gpt's attention calls also read
 public class AttentionTests
 {
     /// <summary>Naive causal attention in double: softmax(q kᵀ/√hs masked) v, head by head.</summary>
@@ -133,5 +134,49 @@ public class AttentionTests
         GradCheck.AssertClose(tiled.Y, general.Y.Select(v => (double)v).ToArray(), 2e-5, "y");
         GradCheck.AssertClose(tiled.Lse, general.Lse.Select(v => (double)v).ToArray(), 2e-5, "lse");
         GradCheck.AssertClose(tiled.Dqkv, general.Dqkv.Select(v => (double)v).ToArray(), 2e-5, "dqkv");
+    }
+
+    [Theory]
+    [InlineData(2, 6, 32, 1, 0f)]
+    [InlineData(2, 6, 32, 1, 0.3f)]
+    [InlineData(1, 37, 32, 2, 0f)]     // head size 16, T not a multiple of 8
+    [InlineData(1, 21, 64, 1, 0.2f)]   // head size 64, dropout
+    public void BackwardWithKeptProbabilitiesMatchesFiniteDifferences(int B, int T, int C, int NH, float dropout)
+    {
+        Assert.True(Attention.KeepsProbabilities(T, C, NH));
+        var r = new Random(B * T + C);
+        var qkv = GradCheck.RandomArray(r, B * T * 3 * C, 1.0);
+        var dout = GradCheck.RandomArray(r, B * T * C);
+        var y = new float[B * T * C];
+        var lse = new float[B * NH * T];
+        var probs = new float[Attention.ProbabilitiesLength(B, T, NH)];
+        const ulong seed = 777;
+        double Loss()
+        {
+            Attention.Forward(y, lse, qkv, B, T, C, NH, dropout, seed, 0, probs);
+            return GradCheck.WeightedSum(y, dout);
+        }
+        Loss();
+        var dqkv = new float[qkv.Length];
+        dqkv.AsSpan().Fill(float.NaN);
+        Attention.Backward(dqkv, dout, qkv, lse, B, T, C, NH, dropout, seed, 0, probs);
+        GradCheck.Assert("dqkv", qkv, dqkv, Loss, eps: 1e-3);
+
+        // and the same as recomputing the probabilities
+        var recomputed = new float[qkv.Length];
+        Attention.Backward(recomputed, dout, qkv, lse, B, T, C, NH, dropout, seed);
+        GradCheck.AssertClose(dqkv, recomputed.Select(v => (double)v).ToArray(), 1e-5, "dqkv kept vs recomputed");
+    }
+
+    [Fact]
+    public void ProbabilitiesAreKeptOnlyWhileNoLargerThanQkv()
+    {
+        Assert.True(Attention.KeepsProbabilities(64, 128, 4));    // baby: T 64 ≤ 3·32
+        Assert.False(Attention.KeepsProbabilities(256, 384, 6));  // small: T 256 > 3·64
+        Assert.False(Attention.KeepsProbabilities(8, 12, 3));     // head size 4: not tiled
+        Assert.Equal(2L * 4 * 20 * 32, Attention.ProbabilitiesLength(2, 20, 4));
+        var ex = Assert.Throws<ArgumentException>(() =>
+            Attention.Forward(new float[40], new float[10], new float[120], 1, 10, 4, 1, probs: new float[5]));
+        Assert.Contains("probs", ex.Message);
     }
 }
