@@ -55,7 +55,7 @@ public static class Program
 
     public static RootCommand BuildRoot(CliContext cli)
     {
-        var root = new RootCommand("nanosparse: train, sparsify and run GPT-style models on the CPU");
+        var root = new RootCommand("nanosparse: train, sparsify and run GPT-style models on the CPU") { HelpName = "nanosparse" };
         root.Options.Add(cli.ThreadsOption);
         root.Subcommands.Add(PrepareCommand.Create(cli));
         root.Subcommands.Add(TrainCommand.Create(cli));

@@ -53,6 +53,15 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void HelpNamesTheCommandNanosparse()
+    {
+        var help = Run("bench", "train", "--help");
+        Assert.Equal(0, help.Code);
+        Assert.Contains("nanosparse bench train [options]", help.Out);
+        Assert.DoesNotContain("NanoSparse.Cli", help.Out);
+    }
+
+    [Fact]
     public void TrainThenInspectEvalAndSample()
     {
         string cfg = ConfigFile("run");
