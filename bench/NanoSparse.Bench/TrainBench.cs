@@ -36,9 +36,15 @@ public static class TrainBench
         var json = new Option<FileInfo?>("--json") { Description = "also write the results to this JSON file" };
         var python = new Option<string>("--python") { Description = "Python with torch for the peer", DefaultValueFactory = _ => TorchPeer.DefaultPython };
         var noPeer = new Option<bool>("--no-peer") { Description = "measure NanoSparse only" };
+        var rounds = new Option<int?>("--rounds")
+        {
+            Description = "measure every contender this many times in turn, each time --iters iterations; a figure is the " +
+                          "median over all rounds, so a machine that slows down or speeds up meets every contender alike " +
+                          "(default: baby 3, small 1)",
+        };
 
         var command = new Command("train", "training step ms/iter: NanoSparse vs PyTorch (nanoGPT loop), same preset and threads");
-        foreach (var o in new Option[] { preset, iters, warmup, threads, vocab, gemmSize, json, python, noPeer }) command.Options.Add(o);
+        foreach (var o in new Option[] { preset, iters, warmup, threads, vocab, gemmSize, json, python, noPeer, rounds }) command.Options.Add(o);
         command.SetAction(parseResult =>
         {
             var p = ModelPreset.Get(parseResult.GetValue(preset)!);
@@ -50,7 +56,8 @@ public static class TrainBench
                 parseResult.GetValue(vocab) ?? ModelPreset.DefaultVocab(),
                 parseResult.GetValue(gemmSize),
                 parseResult.GetValue(python)!,
-                !parseResult.GetValue(noPeer));
+                !parseResult.GetValue(noPeer),
+                parseResult.GetValue(rounds) ?? (p == ModelPreset.Small ? 1 : 3));
             var result = Run(options);
             var file = parseResult.GetValue(json);
             if (file != null) WriteJson(file.FullName, result);
@@ -59,10 +66,12 @@ public static class TrainBench
         return command;
     }
 
-    public sealed record Options(ModelPreset Preset, int Iters, int Warmup, int[] Threads, int Vocab, int GemmSize, string Python, bool RunPeer)
+    public sealed record Options(ModelPreset Preset, int Iters, int Warmup, int[] Threads, int Vocab, int GemmSize, string Python, bool RunPeer,
+        int Rounds = 1)
     {
         public void Validate()
         {
+            if (Rounds < 1) throw new ArgumentException($"--rounds ({Rounds}) must be at least 1");
             if (Iters < 1) throw new ArgumentException($"--iters ({Iters}) must be at least 1");
             if (Warmup < 0) throw new ArgumentException($"--warmup ({Warmup}) must be at least 0");
             if (Threads.Length == 0 || Threads.Any(t => t < 1)) throw new ArgumentException($"--threads ({string.Join(" ", Threads)}) must be one or more counts >= 1");
@@ -82,7 +91,8 @@ public static class TrainBench
         int B = p.BatchSize, T = p.BlockSize;
         int tokens = B * T;
         AnsiConsole.MarkupLine($"[bold]bench train[/] preset [cyan]{p.Name}[/]: n_layer {p.NLayer}, n_head {p.NHead}, n_embd {p.NEmbd}, " +
-                               $"block {T}, batch {B}, vocab {options.Vocab}, dropout {p.Dropout}; {options.Iters} iters after {options.Warmup} warm-up; " +
+                               $"block {T}, batch {B}, vocab {options.Vocab}, dropout {p.Dropout}; {options.Iters} iters after {options.Warmup} warm-up, " +
+                               $"{options.Rounds} round(s) of every contender in turn; " +
                                "random batches made before timing (data loading excluded on both sides)");
 
         var gpt = new Gpt(config, B, T);
@@ -91,24 +101,29 @@ public static class TrainBench
         double flopsPerIter = flopsPerToken * tokens;
         AnsiConsole.MarkupLine($"parameters {gpt.ParameterCount:N0}; {flopsPerIter / 1e9:F2} GFLOP per iteration ({flopsPerToken / 1e6:F2} MFLOP/token)");
 
-        var measurements = new List<Measurement>();
+        var rounds = new List<Measurement>();
         var sgemm = new Dictionary<int, double>();
         int savedMax = KernelThreads.Max;
         try
         {
-            foreach (int threads in options.Threads)
+            for (int round = 0; round < options.Rounds; round++)
             {
-                KernelThreads.Max = threads;
-                sgemm[threads] = SgemmGflops(options.GemmSize);
-                measurements.Add(MeasureNanoSparse(gpt, options, threads, flopsPerIter));
-                if (options.RunPeer) measurements.Add(MeasurePyTorch(options, threads, flopsPerToken, threads));
+                if (options.Rounds > 1) AnsiConsole.MarkupLine($"[grey]round {round + 1} of {options.Rounds}[/]");
+                foreach (int threads in options.Threads)
+                {
+                    KernelThreads.Max = threads;
+                    if (round == 0) sgemm[threads] = SgemmGflops(options.GemmSize);
+                    rounds.Add(MeasureNanoSparse(gpt, options, threads, flopsPerIter));
+                    if (options.RunPeer) rounds.Add(MeasurePyTorch(options, threads, flopsPerToken, threads, round == 0));
+                }
+                // PyTorch's default on Debian with torch.set_num_threads(1): its own ops on one thread, OpenBLAS's GEMMs on
+                // every core. Often its fastest setting for small models, so it is measured too and counts as a peer.
+                if (options.RunPeer && options.Threads.Max() > 1)
+                    rounds.Add(MeasurePyTorch(options, 1, flopsPerToken, options.Threads.Max(), round == 0));
             }
-            // PyTorch's default on Debian with torch.set_num_threads(1): its own ops on one thread, OpenBLAS's GEMMs on
-            // every core. Often its fastest setting for small models, so it is measured too and counts as a peer.
-            if (options.RunPeer && options.Threads.Max() > 1)
-                measurements.Add(MeasurePyTorch(options, 1, flopsPerToken, options.Threads.Max()));
         }
         finally { KernelThreads.Max = savedMax; }
+        var measurements = MergeRounds(rounds);
 
         Render(measurements, sgemm, options);
         return ToJson(options, config, gpt.ParameterCount, flopsPerIter, measurements, sgemm);
@@ -175,18 +190,31 @@ public static class TrainBench
         return new Measurement("NanoSparse", threads, times, median, B * T / (median / 1e3), flopsPerIter / (median / 1e3) / 1e9, allocPerIter);
     }
 
-    static Measurement MeasurePyTorch(Options options, int threads, double flopsPerToken, int blasThreads)
+    /// <summary>One row per (contender, threads): the timed iterations of all its rounds and their median; rates
+    /// scale with the median; allocation is the largest of any round.</summary>
+    static List<Measurement> MergeRounds(List<Measurement> rounds) =>
+        rounds.GroupBy(m => (m.Contender, m.Threads)).Select(g =>
+        {
+            var first = g.First();
+            var all = g.SelectMany(m => m.IterationsMs).ToArray();
+            double median = Median(all);
+            double speed = first.MedianMs / median;
+            return new Measurement(first.Contender, first.Threads, all, median, first.TokensPerSecond * speed, first.Gflops * speed,
+                g.Max(m => m.AllocatedBytesPerIter));
+        }).ToList();
+
+    static Measurement MeasurePyTorch(Options options, int threads, double flopsPerToken, int blasThreads, bool describe = true)
     {
         var r = TorchPeer.Run(options.Python, "train_torch.py",
         [
             "--preset", options.Preset.Name, "--threads", threads.ToString(), "--iters", options.Iters.ToString(),
-            "--warmup", options.Warmup.ToString(), "--vocab", options.Vocab.ToString(), "--gemm-size", options.GemmSize.ToString(),
+            "--warmup", options.Warmup.ToString(), "--vocab", options.Vocab.ToString(), "--gemm-size", (describe ? options.GemmSize : 0).ToString(),
         ], blasThreads: blasThreads);
         string contender = blasThreads == threads ? "PyTorch" : $"PyTorch (OpenBLAS {blasThreads} threads)";
-        if (r.TryGetProperty("sgemm_gflops", out var mm) && mm.ValueKind == JsonValueKind.Number)
+        if (describe && r.TryGetProperty("sgemm_gflops", out var mm) && mm.ValueKind == JsonValueKind.Number)
             AnsiConsole.MarkupLine($"{Markup.Escape(contender)} torch.mm {options.GemmSize}³ at {threads} thread(s): {mm.GetDouble():F1} GFLOP/s");
         double peerFlops = r.GetProperty("flops_per_token").GetDouble();
-        if (threads == options.Threads[0])
+        if (describe && threads == options.Threads[0])
             AnsiConsole.MarkupLine($"PyTorch {Markup.Escape(r.GetProperty("torch_version").GetString() ?? "?")}: {r.GetProperty("params").GetInt64():N0} parameters");
         if (threads == options.Threads[0] && Math.Abs(peerFlops - flopsPerToken) > 1e-6 * flopsPerToken)
             AnsiConsole.MarkupLine($"[yellow]warning:[/] PyTorch counts {peerFlops:N0} FLOPs/token, NanoSparse {flopsPerToken:N0}: the models differ in size");
@@ -232,7 +260,7 @@ public static class TrainBench
                 $"{100 * m.Gflops / sgemm[m.Threads]:F0}%", double.IsNaN(m.AllocatedBytesPerIter) ? "-" : $"{m.AllocatedBytesPerIter:N0}");
         }
         AnsiConsole.Write(table);
-        AnsiConsole.MarkupLine("median of the timed iterations; GFLOP/s counts nanoGPT's 6N + 12·L·H·Q·T FLOPs per token; " +
+        AnsiConsole.MarkupLine("median of the timed iterations of all rounds; GFLOP/s counts nanoGPT's 6N + 12·L·H·Q·T FLOPs per token; " +
                                "'of sgemm' is that rate over NanoSparse's dense sgemm rate at the same threads");
         foreach (var (threads, rate) in sgemm)
             AnsiConsole.MarkupLine($"NanoSparse sgemm {options.GemmSize}³ at {threads} thread(s): {rate:F1} GFLOP/s");
@@ -273,7 +301,7 @@ public static class TrainBench
             ["bench"] = "train", ["preset"] = options.Preset.Name, ["n_layer"] = config.NLayer, ["n_head"] = config.NHead,
             ["n_embd"] = config.NEmbd, ["block_size"] = config.BlockSize, ["batch_size"] = options.Preset.BatchSize,
             ["vocab_size"] = config.VocabSize, ["dropout"] = config.Dropout, ["parameters"] = parameterCount,
-            ["flops_per_iter"] = flopsPerIter, ["iters"] = options.Iters, ["warmup"] = options.Warmup,
+            ["flops_per_iter"] = flopsPerIter, ["iters"] = options.Iters, ["warmup"] = options.Warmup, ["rounds"] = options.Rounds,
             ["data_loading"] = "excluded (random batches made before timing, both sides)",
             ["sgemm_n"] = options.GemmSize,
             ["sgemm_gflops"] = new JsonObject(sgemm.Select(kv => KeyValuePair.Create(kv.Key.ToString(), (JsonNode?)kv.Value))),
