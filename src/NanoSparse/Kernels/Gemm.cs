@@ -216,9 +216,8 @@ public static unsafe class Gemm
     static void EdgeTile(int kc, float* ap, float* bp, float* c, int ldc, int rows, int cols, float alpha, float beta)
     {
         float* tile = stackalloc float[MR * NR];
-        // A panel of at most 16 valid columns (e.g. the last 4 of n = V = 100) needs only half the multiply-adds.
-        if (cols <= NR / 2) GemmMicroKernel.RunHalf(kc, ap, bp, tile, NR, 1f, 0f);
-        else GemmMicroKernel.Run(kc, ap, bp, tile, NR, 1f, 0f);
+        // Only as many columns as the panel has, rounded up to 8 (e.g. the last 21 of n = V = 85 run 24, not 32).
+        GemmMicroKernel.RunColumns(cols, kc, ap, bp, tile, NR, 1f, 0f);
         for (int r = 0; r < rows; r++)
         {
             float* cr = c + (long)r * ldc;

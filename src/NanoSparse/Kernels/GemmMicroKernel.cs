@@ -52,6 +52,116 @@ static unsafe class GemmMicroKernel
         else KernelScalar(kc, ap, bp, c, ldc, alpha, beta);
     }
 
+    /// <summary>
+    /// The MR×w tile of the first w ≥ cols columns of the B micro-panel, w the narrowest of 8, 16, 24 and 32 that
+    /// holds cols (for panels cut by the edge of C: a 21-column tail runs 24 columns, not 32; a 4-column tail 8, not 16).
+    /// </summary>
+    public static void RunColumns(int cols, int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    {
+        if (UseAvx512 && cols <= 8) Kernel12x8Avx512(kc, ap, bp, c, ldc, alpha, beta);
+        else if (cols <= NR / 2) RunHalf(kc, ap, bp, c, ldc, alpha, beta);
+        else if (UseAvx512 && cols <= 24) Kernel12x24Avx512(kc, ap, bp, c, ldc, alpha, beta);
+        else Run(kc, ap, bp, c, ldc, alpha, beta);
+    }
+
+    // 8 columns: ymm accumulators (half the multiply-add cost of a zmm on this kind of core).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Kernel12x8Avx512(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    {
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
+        Vector256<float> c6 = default, c7 = default, c8 = default, c9 = default, ca = default, cb = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector256.Load(bp);
+            c0 = Fma.MultiplyAdd(Vector256.Create(ap[0]), b0, c0);
+            c1 = Fma.MultiplyAdd(Vector256.Create(ap[1]), b0, c1);
+            c2 = Fma.MultiplyAdd(Vector256.Create(ap[2]), b0, c2);
+            c3 = Fma.MultiplyAdd(Vector256.Create(ap[3]), b0, c3);
+            c4 = Fma.MultiplyAdd(Vector256.Create(ap[4]), b0, c4);
+            c5 = Fma.MultiplyAdd(Vector256.Create(ap[5]), b0, c5);
+            c6 = Fma.MultiplyAdd(Vector256.Create(ap[6]), b0, c6);
+            c7 = Fma.MultiplyAdd(Vector256.Create(ap[7]), b0, c7);
+            c8 = Fma.MultiplyAdd(Vector256.Create(ap[8]), b0, c8);
+            c9 = Fma.MultiplyAdd(Vector256.Create(ap[9]), b0, c9);
+            ca = Fma.MultiplyAdd(Vector256.Create(ap[10]), b0, ca);
+            cb = Fma.MultiplyAdd(Vector256.Create(ap[11]), b0, cb);
+            ap += MR;
+            bp += NR;
+        }
+        var va = Vector256.Create(alpha);
+        var vb = Vector256.Create(beta);
+        Put8(c, c0, va, vb, beta); c += ldc; Put8(c, c1, va, vb, beta); c += ldc;
+        Put8(c, c2, va, vb, beta); c += ldc; Put8(c, c3, va, vb, beta); c += ldc;
+        Put8(c, c4, va, vb, beta); c += ldc; Put8(c, c5, va, vb, beta); c += ldc;
+        Put8(c, c6, va, vb, beta); c += ldc; Put8(c, c7, va, vb, beta); c += ldc;
+        Put8(c, c8, va, vb, beta); c += ldc; Put8(c, c9, va, vb, beta); c += ldc;
+        Put8(c, ca, va, vb, beta); c += ldc; Put8(c, cb, va, vb, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Put8(float* c, Vector256<float> x, Vector256<float> va, Vector256<float> vb, float beta)
+    {
+        if (beta == 0) Vector256.Store(x * va, c);
+        else Vector256.Store(Fma.MultiplyAdd(x, va, Vector256.Load(c) * vb), c);
+    }
+
+    // 24 columns: a zmm and a ymm accumulator per row (the ymm multiply-adds cost half).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Kernel12x24Avx512(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    {
+        Vector512<float> c00 = default, c10 = default, c20 = default, c30 = default, c40 = default, c50 = default;
+        Vector512<float> c60 = default, c70 = default, c80 = default, c90 = default, ca0 = default, cb0 = default;
+        Vector256<float> c01 = default, c11 = default, c21 = default, c31 = default, c41 = default, c51 = default;
+        Vector256<float> c61 = default, c71 = default, c81 = default, c91 = default, ca1 = default, cb1 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(bp);
+            var b1 = Vector256.Load(bp + 16);
+            var a = Vector512.Create(ap[0]);
+            c00 = Avx512F.FusedMultiplyAdd(a, b0, c00); c01 = Fma.MultiplyAdd(a.GetLower(), b1, c01);
+            a = Vector512.Create(ap[1]);
+            c10 = Avx512F.FusedMultiplyAdd(a, b0, c10); c11 = Fma.MultiplyAdd(a.GetLower(), b1, c11);
+            a = Vector512.Create(ap[2]);
+            c20 = Avx512F.FusedMultiplyAdd(a, b0, c20); c21 = Fma.MultiplyAdd(a.GetLower(), b1, c21);
+            a = Vector512.Create(ap[3]);
+            c30 = Avx512F.FusedMultiplyAdd(a, b0, c30); c31 = Fma.MultiplyAdd(a.GetLower(), b1, c31);
+            a = Vector512.Create(ap[4]);
+            c40 = Avx512F.FusedMultiplyAdd(a, b0, c40); c41 = Fma.MultiplyAdd(a.GetLower(), b1, c41);
+            a = Vector512.Create(ap[5]);
+            c50 = Avx512F.FusedMultiplyAdd(a, b0, c50); c51 = Fma.MultiplyAdd(a.GetLower(), b1, c51);
+            a = Vector512.Create(ap[6]);
+            c60 = Avx512F.FusedMultiplyAdd(a, b0, c60); c61 = Fma.MultiplyAdd(a.GetLower(), b1, c61);
+            a = Vector512.Create(ap[7]);
+            c70 = Avx512F.FusedMultiplyAdd(a, b0, c70); c71 = Fma.MultiplyAdd(a.GetLower(), b1, c71);
+            a = Vector512.Create(ap[8]);
+            c80 = Avx512F.FusedMultiplyAdd(a, b0, c80); c81 = Fma.MultiplyAdd(a.GetLower(), b1, c81);
+            a = Vector512.Create(ap[9]);
+            c90 = Avx512F.FusedMultiplyAdd(a, b0, c90); c91 = Fma.MultiplyAdd(a.GetLower(), b1, c91);
+            a = Vector512.Create(ap[10]);
+            ca0 = Avx512F.FusedMultiplyAdd(a, b0, ca0); ca1 = Fma.MultiplyAdd(a.GetLower(), b1, ca1);
+            a = Vector512.Create(ap[11]);
+            cb0 = Avx512F.FusedMultiplyAdd(a, b0, cb0); cb1 = Fma.MultiplyAdd(a.GetLower(), b1, cb1);
+            ap += MR;
+            bp += NR;
+        }
+        var va = Vector512.Create(alpha);
+        var vb = Vector512.Create(beta);
+        var va8 = va.GetLower();
+        var vb8 = vb.GetLower();
+        Put16(c, c00, va, vb, beta); Put8(c + 16, c01, va8, vb8, beta); c += ldc;
+        Put16(c, c10, va, vb, beta); Put8(c + 16, c11, va8, vb8, beta); c += ldc;
+        Put16(c, c20, va, vb, beta); Put8(c + 16, c21, va8, vb8, beta); c += ldc;
+        Put16(c, c30, va, vb, beta); Put8(c + 16, c31, va8, vb8, beta); c += ldc;
+        Put16(c, c40, va, vb, beta); Put8(c + 16, c41, va8, vb8, beta); c += ldc;
+        Put16(c, c50, va, vb, beta); Put8(c + 16, c51, va8, vb8, beta); c += ldc;
+        Put16(c, c60, va, vb, beta); Put8(c + 16, c61, va8, vb8, beta); c += ldc;
+        Put16(c, c70, va, vb, beta); Put8(c + 16, c71, va8, vb8, beta); c += ldc;
+        Put16(c, c80, va, vb, beta); Put8(c + 16, c81, va8, vb8, beta); c += ldc;
+        Put16(c, c90, va, vb, beta); Put8(c + 16, c91, va8, vb8, beta); c += ldc;
+        Put16(c, ca0, va, vb, beta); Put8(c + 16, ca1, va8, vb8, beta); c += ldc;
+        Put16(c, cb0, va, vb, beta); Put8(c + 16, cb1, va8, vb8, beta);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Kernel12x16Avx512(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
     {
