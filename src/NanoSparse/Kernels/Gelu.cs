@@ -33,13 +33,33 @@ public static unsafe class Gelu
     public static void ForwardWithDerivative(Span<float> output, Span<float> inputThenDerivative) =>
         Elementwise.ForwardWithDerivative(output, inputThenDerivative, 24, &ForwardWithDerivativeBody);
 
-    // Φ(x) = 0.5 · (1 + erf(x/√2)) and gelu'(x) = Φ(x) + x · φ(x) for 16 lanes; exp(−x²/2) serves erf and φ.
+    // R(z), z = 1 / (1 + u/2): erfcx(u) = erfc(u) · exp(u²) for u ≥ 0 to 4.6e-8 relative (tools/fit_erf.py, piece R).
+    const float R0 = -0.00010100513463839889f, R1 = 0.28399968147277832f, R2 = 0.26676693558692932f,
+        R3 = 0.3150535523891449f, R4 = -0.0038842258509248495f, R5 = 0.35670557618141174f, R6 = -0.18221214413642883f,
+        R7 = -0.14188337326049805f, R8 = 0.13746638596057892f, R9 = -0.031911406666040421f;
+
+    // Φ(x) = ½ · erfc(−x/√2) for 16 lanes, and gelu'(x) = Φ(x) + x · φ(x). One piece for every x: with u = |x|/√2,
+    // ½ erfc(u) = ½ · exp(−u²) · R(1 / (1 + u/2)), and Φ is that or 1 minus it by the sign of x. exp(−u²) = exp(−x²/2)
+    // also gives φ. (The erf of Erf.Evaluate needs two polynomials and a select for the same result.)
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector512<float> CdfAndDerivative(Vector512<float> v, out Vector512<float> derivative)
     {
-        var half = Vector512.Create(0.5f);
-        var e = VectorExp.Exp(-(half * v * v));
-        var cdf = half * (Vector512<float>.One + Erf.Evaluate(v * Vector512.Create(InvSqrt2), e));
+        var one = Vector512<float>.One;
+        var u = Vector512.Abs(v) * Vector512.Create(InvSqrt2);
+        var e = VectorExp.Exp(-(u * u));
+        var z = one / Vector512.FusedMultiplyAdd(u, Vector512.Create(0.5f), one);
+        var r = Vector512.Create(R9);
+        r = Vector512.FusedMultiplyAdd(r, z, Vector512.Create(R8));
+        r = Vector512.FusedMultiplyAdd(r, z, Vector512.Create(R7));
+        r = Vector512.FusedMultiplyAdd(r, z, Vector512.Create(R6));
+        r = Vector512.FusedMultiplyAdd(r, z, Vector512.Create(R5));
+        r = Vector512.FusedMultiplyAdd(r, z, Vector512.Create(R4));
+        r = Vector512.FusedMultiplyAdd(r, z, Vector512.Create(R3));
+        r = Vector512.FusedMultiplyAdd(r, z, Vector512.Create(R2));
+        r = Vector512.FusedMultiplyAdd(r, z, Vector512.Create(R1));
+        r = Vector512.FusedMultiplyAdd(r, z, Vector512.Create(R0));
+        var halfErfc = Vector512.Create(0.5f) * e * r;
+        var cdf = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(v, Vector512<float>.Zero), one - halfErfc, halfErfc);
         derivative = Vector512.FusedMultiplyAdd(v * Vector512.Create(InvSqrt2Pi), e, cdf);
         return cdf;
     }
@@ -66,12 +86,10 @@ public static unsafe class Gelu
     {
         int i = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
         float* o = a.Out, x = a.Inp;
-        var half = Vector512.Create(0.5f);
-        var c = Vector512.Create(InvSqrt2);
         for (; i + 16 <= end; i += 16)
         {
             var v = Vector512.Load(x + i);
-            (half * v * (Vector512<float>.One + Erf.Evaluate(v * c))).Store(o + i);
+            (v * CdfAndDerivative(v, out _)).Store(o + i);   // the unused derivative costs two operations
         }
         for (; i < end; i++) o[i] = Forward(x[i]);
     }

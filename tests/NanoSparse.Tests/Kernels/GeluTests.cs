@@ -127,4 +127,21 @@ public class GeluTests
         Gelu.Backward(viaBackward, x, dout);
         GradCheck.AssertClose(d.Zip(dout, (a, b) => a * b).ToArray(), viaBackward.Select(v => (double)v).ToArray(), 1e-6, "dout·gelu'");
     }
+
+    [Fact]
+    public void LargeInputsSaturateWithoutNaN()
+    {
+        // 16 lanes (the vector body): far tails on both sides, where exp(−x²/2) underflows to the clamp.
+        float[] x = [-1000f, -100f, -30f, -12f, -9f, -6.5f, -0.001f, 0f, 0.001f, 6.5f, 9f, 12f, 30f, 100f, 1000f, 3.5f];
+        var o = new float[x.Length];
+        var d = (float[])x.Clone();
+        Gelu.ForwardWithDerivative(o, d);
+        for (int i = 0; i < x.Length; i++)
+        {
+            double v = x[i], phi = 0.5 * (1 + ErfReference(v / Math.Sqrt(2)));
+            Assert.True(Math.Abs(o[i] - v * phi) <= 5e-7 * Math.Max(1, Math.Abs(v)), $"gelu({v}) = {o[i]}, expected {v * phi}");
+            double dRef = phi + v * Math.Exp(-0.5 * v * v) / Math.Sqrt(2 * Math.PI);
+            Assert.True(Math.Abs(d[i] - dRef) <= 1e-6, $"gelu'({v}) = {d[i]}, expected {dRef}");
+        }
+    }
 }
