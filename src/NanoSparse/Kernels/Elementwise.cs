@@ -49,16 +49,4 @@ internal static unsafe class Elementwise
     public static void ForwardWithDerivative(Span<float> output, Span<float> inputThenDerivative, int workPerElement,
         delegate*<ref ElementwiseArgs, int, int, void> body) =>
         Forward(output, inputThenDerivative, workPerElement, body);   // the body writes f' back through Inp
-
-    /// <summary>dinp (N) = dout (N) · derivative (N), in parallel; dinp may alias either input.</summary>
-    public static void MultiplyByDerivative(Span<float> dinp, ReadOnlySpan<float> derivative, ReadOnlySpan<float> dout) =>
-        Backward(dinp, derivative, dout, 2, &MultiplyBody);
-
-    static void MultiplyBody(ref ElementwiseArgs a, int startBlock, int endBlock)
-    {
-        int start = startBlock * Block, end = Math.Min(a.N, endBlock * Block);
-        System.Numerics.Tensors.TensorPrimitives.Multiply(
-            new ReadOnlySpan<float>(a.Inp + start, end - start), new ReadOnlySpan<float>(a.Dout + start, end - start),
-            new Span<float>(a.Out + start, end - start));
-    }
 }

@@ -28,7 +28,8 @@ public static unsafe class Gelu
 
     /// <summary>
     /// out (N) = gelu(x) and x (N) overwritten with gelu'(x): one evaluation of erf and exp serves both, and the
-    /// backward pass becomes dx = dout · gelu'(x) (<see cref="Elementwise.MultiplyByDerivative"/>).
+    /// backward pass becomes dx = dout · gelu'(x) (Gpt applies it to the tiles of the product that makes dout, see
+    /// <see cref="Linear.Backward"/>'s dinpScale).
     /// </summary>
     public static void ForwardWithDerivative(Span<float> output, Span<float> inputThenDerivative) =>
         Elementwise.ForwardWithDerivative(output, inputThenDerivative, 24, &ForwardWithDerivativeBody);

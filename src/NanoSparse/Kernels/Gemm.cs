@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Numerics.Tensors;
 
 namespace NanoSparse.Kernels;
@@ -59,19 +60,51 @@ public static unsafe class Gemm
     const int PrepackCols = 4 * NR;
 
     public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha,
-        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc) =>
+        Multiply(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Epilogue.None, default, 0);
+
+    /// <summary>
+    /// C (m×n) = alpha · op(A) · op(B) + R, with R (m×n, row stride ldr) added to each tile of C while the tile is still
+    /// in cache (a residual connection without a separate pass over C). R must not overlap C.
+    /// </summary>
+    public static void MultiplyAdd(bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, ReadOnlySpan<float> addend, int ldr, Span<float> c, int ldc) =>
+        Multiply(transA, transB, m, n, k, alpha, a, lda, b, ldb, 0f, c, ldc, Epilogue.Add, addend, ldr);
+
+    /// <summary>
+    /// C (m×n) = (alpha · op(A) · op(B)) ⊙ S, elementwise with S (m×n, row stride lds), applied to each tile of C while
+    /// it is still in cache (e.g. a gradient times an activation's derivative). S must not overlap C.
+    /// </summary>
+    public static void MultiplyScaled(bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, ReadOnlySpan<float> scale, int lds, Span<float> c, int ldc) =>
+        Multiply(transA, transB, m, n, k, alpha, a, lda, b, ldb, 0f, c, ldc, Epilogue.Multiply, scale, lds);
+
+    /// <summary>What is done to each finished tile of C with a second matrix E.</summary>
+    enum Epilogue { None, Add, Multiply }
+
+    static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
+        Epilogue epilogue, ReadOnlySpan<float> e, int lde)
     {
         Validate(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
         if (m == 0 || n == 0) return;
+        if (epilogue != Epilogue.None)
+        {
+            string name = epilogue == Epilogue.Add ? "addend" : "scale";
+            CheckOperand(name, epilogue == Epilogue.Add ? "ldr" : "lds", m, n, e.Length, lde);
+            if (e.Overlaps(c)) throw new ArgumentException($"{name} must not overlap c", name);
+        }
         if (k == 0 || alpha == 0)
         {
             ScaleC(m, n, beta, c, ldc);
+            ApplyEpilogue(m, n, c, ldc, epilogue, e, lde);
             return;
         }
         long work = (long)m * n * k;
         if (m == 1 || work < SmallWork)
         {
             MultiplySmall(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            ApplyEpilogue(m, n, c, ldc, epilogue, e, lde);
             return;
         }
 
@@ -100,10 +133,11 @@ public static unsafe class Gemm
         fixed (float* pa = a)
         fixed (float* pb = b)
         fixed (float* pc = c)
+        fixed (float* pe = e)
         {
             var args = new Args
             {
-                A = pa, B = pb, C = pc, Lda = lda, Ldb = ldb, Ldc = ldc,
+                A = pa, B = pb, C = pc, Lda = lda, Ldb = ldb, Ldc = ldc, E = pe, Lde = lde, Epilogue = epilogue,
                 M = m, N = n, K = k, Alpha = alpha, Beta = beta, TransA = transA, TransB = transB,
                 RowChunk = rowChunk, ColChunk = colChunk,
                 ColItems = CeilDiv(n, colChunk),
@@ -143,6 +177,9 @@ public static unsafe class Gemm
         public bool TransA, TransB;
         public int RowChunk, ColChunk, ColItems;
         public float* PackedB;          // all of op(B) packed once, or null: each item packs its own
+        public float* E;                // the epilogue's matrix (row stride Lde), applied to finished tiles
+        public int Lde;
+        public Epilogue Epilogue;
         public int NPad, PrepackGroups;
     }
 
@@ -205,6 +242,8 @@ public static unsafe class Gemm
                             GemmMicroKernel.Run(kc, ap, bp, cRow + jr, g.Ldc, g.Alpha, beta);
                         else
                             EdgeTile(kc, ap, bp, cRow + jr, g.Ldc, rows, cols, g.Alpha, beta);
+                        if (g.Epilogue != Epilogue.None && p0 + kc == g.K)   // the tile is final and still in L1
+                            TileEpilogue(cRow + jr, g.Ldc, g.E + (long)(i0 + ir) * g.Lde + jc + jr, g.Lde, rows, cols, g.Epilogue);
                     }
                 }
             }
@@ -226,6 +265,36 @@ public static unsafe class Gemm
                 for (int j = 0; j < cols; j++) cr[j] = alpha * tr[j];
             else
                 for (int j = 0; j < cols; j++) cr[j] = alpha * tr[j] + beta * cr[j];
+        }
+    }
+
+    /// <summary>c (rows×cols, stride ldc) += e or *= e (stride lde), a tile at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void TileEpilogue(float* c, int ldc, float* e, int lde, int rows, int cols, Epilogue kind)
+    {
+        bool add = kind == Epilogue.Add;
+        for (int r = 0; r < rows; r++, c += ldc, e += lde)
+        {
+            int j = 0;
+            if (Vector512.IsHardwareAccelerated)
+                for (; j + 16 <= cols; j += 16)
+                {
+                    var x = Vector512.Load(c + j);
+                    var y = Vector512.Load(e + j);
+                    (add ? x + y : x * y).Store(c + j);
+                }
+            for (; j < cols; j++) c[j] = add ? c[j] + e[j] : c[j] * e[j];
+        }
+    }
+
+    static void ApplyEpilogue(int m, int n, Span<float> c, int ldc, Epilogue kind, ReadOnlySpan<float> e, int lde)
+    {
+        if (kind == Epilogue.None) return;
+        for (int i = 0; i < m; i++)
+        {
+            var row = c.Slice(i * ldc, n);
+            if (kind == Epilogue.Add) TensorPrimitives.Add(row, e.Slice(i * lde, n), row);
+            else TensorPrimitives.Multiply(row, e.Slice(i * lde, n), row);
         }
     }
 

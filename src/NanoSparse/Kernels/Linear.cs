@@ -13,14 +13,23 @@ public static unsafe class Linear
 
     struct Args { public float* Out, Bias, Dout, Dbias; public int N, OC; }
 
-    /// <summary>out (N, OC) = inp (N, C) · weight (OC, C)ᵀ + bias (OC, or empty without bias).</summary>
+    /// <summary>
+    /// out (N, OC) = inp (N, C) · weight (OC, C)ᵀ + bias (OC, or empty without bias) + residual (N, OC, or empty). The
+    /// residual is added to each tile of the product while it is in cache (x + proj(...) without a pass of its own);
+    /// it must not overlap out.
+    /// </summary>
     public static void Forward(Span<float> output, ReadOnlySpan<float> input, ReadOnlySpan<float> weight,
-        ReadOnlySpan<float> bias, int N, int C, int OC)
+        ReadOnlySpan<float> bias, int N, int C, int OC, ReadOnlySpan<float> residual = default)
     {
         Check.Length(input, (long)N * C, nameof(input));
         Check.Length(weight, (long)OC * C, nameof(weight));
         Check.Length(output, (long)N * OC, nameof(output));
-        Gemm.Multiply(false, true, N, OC, C, 1f, input, C, weight, C, 0f, output, OC);
+        if (residual.IsEmpty) Gemm.Multiply(false, true, N, OC, C, 1f, input, C, weight, C, 0f, output, OC);
+        else
+        {
+            Check.Length(residual, (long)N * OC, nameof(residual));
+            Gemm.MultiplyAdd(false, true, N, OC, C, 1f, input, C, weight, C, residual, OC, output, OC);
+        }
         if (bias.IsEmpty) return;
         Check.Length(bias, OC, nameof(bias));
         fixed (float* o = output, b = bias)
@@ -45,20 +54,28 @@ public static unsafe class Linear
     ///   dweight (OC, C) += doutᵀ · inp        (accumulated)
     ///   dbias (OC)      += Σ_n dout[n, :]     (accumulated; skipped when dbias is empty)
     ///   dinp (N, C)      = dout · weight       (written; skipped when dinp is empty)
+    ///                      ⊙ dinpScale (N, C)  when given: the derivative of the activation that produced inp, applied
+    ///                                          to each tile while in cache (it must not overlap dinp)
     /// dinp may alias inp (the activation is no longer needed after): the weight gradient is then formed first.
     /// On exactly two threads, non-aliased dW and dinp run concurrently, one whole product per thread.
     /// </summary>
     public static void Backward(Span<float> dinp, Span<float> dweight, Span<float> dbias, ReadOnlySpan<float> dout,
-        ReadOnlySpan<float> input, ReadOnlySpan<float> weight, int N, int C, int OC)
+        ReadOnlySpan<float> input, ReadOnlySpan<float> weight, int N, int C, int OC, ReadOnlySpan<float> dinpScale = default)
     {
+        if (!dinpScale.IsEmpty)
+        {
+            if (dinp.IsEmpty) throw new ArgumentException("dinpScale needs dinp", nameof(dinpScale));
+            Check.Length(dinpScale, (long)N * C, nameof(dinpScale));
+            if (dinpScale.Overlaps(dinp)) throw new ArgumentException("dinpScale must not overlap dinp", nameof(dinpScale));
+        }
         Check.Length(dout, (long)N * OC, nameof(dout));
         Check.Length(input, (long)N * C, nameof(input));
         Check.Length(weight, (long)OC * C, nameof(weight));
         Check.Length(dweight, (long)OC * C, nameof(dweight));
         if (!dinp.IsEmpty) Check.Length(dinp, (long)N * C, nameof(dinp));
-        fixed (float* di = dinp, dw = dweight, g = dout, x = input, w = weight)
+        fixed (float* di = dinp, dw = dweight, g = dout, x = input, w = weight, sc = dinpScale)
         {
-            var pair = new PairArgs { Dinp = di, Dweight = dw, Dout = g, Input = x, Weight = w, N = N, C = C, OC = OC };
+            var pair = new PairArgs { Dinp = di, Dweight = dw, Dout = g, Input = x, Weight = w, DinpScale = sc, N = N, C = C, OC = OC };
             if (!dinp.IsEmpty && KernelThreads.Max == 2 && !KernelThreads.InsideRegion && !dinp.Overlaps(input))
             {
                 // Two threads: dW and dX are independent products of the same size (OC·C·N multiply-adds each), so
@@ -76,16 +93,20 @@ public static unsafe class Linear
     }
 
     /// <summary>dbias[oc] += Σ_n dout[n, oc] for a block of columns, so tasks never share an output.</summary>
-    struct PairArgs { public float* Dinp, Dweight, Dout, Input, Weight; public int N, C, OC; }
+    struct PairArgs { public float* Dinp, Dweight, Dout, Input, Weight, DinpScale; public int N, C, OC; }
 
     static void BackwardPair(ref PairArgs a, int item)
     {
         if (item == 0)   // dW (OC, C) += doutᵀ · input
             Gemm.Multiply(true, false, a.OC, a.C, a.N, 1f, new ReadOnlySpan<float>(a.Dout, a.N * a.OC), a.OC,
                 new ReadOnlySpan<float>(a.Input, a.N * a.C), a.C, 1f, new Span<float>(a.Dweight, a.OC * a.C), a.C);
-        else             // dinp (N, C) = dout · W
+        else if (a.DinpScale == null)   // dinp (N, C) = dout · W
             Gemm.Multiply(false, false, a.N, a.C, a.OC, 1f, new ReadOnlySpan<float>(a.Dout, a.N * a.OC), a.OC,
                 new ReadOnlySpan<float>(a.Weight, a.OC * a.C), a.C, 0f, new Span<float>(a.Dinp, a.N * a.C), a.C);
+        else                            // dinp (N, C) = (dout · W) ⊙ scale
+            Gemm.MultiplyScaled(false, false, a.N, a.C, a.OC, 1f, new ReadOnlySpan<float>(a.Dout, a.N * a.OC), a.OC,
+                new ReadOnlySpan<float>(a.Weight, a.OC * a.C), a.C, new ReadOnlySpan<float>(a.DinpScale, a.N * a.C), a.C,
+                new Span<float>(a.Dinp, a.N * a.C), a.C);
     }
 
     static void BiasGrad(Span<float> dbias, ReadOnlySpan<float> dout, int N, int OC)

@@ -268,16 +268,24 @@ public sealed partial class Gpt
             LayerNorm.Forward(ln1, A(la.Ln1Mean, 1, r), A(la.Ln1Rstd, 1, r), residual, P(lp.Ln1W, C), P(lp.Ln1B, C), N, C);
             Linear.Forward(qkv, ln1, P(lp.AttnW, 3 * C * C), P(lp.AttnB, 3 * C), N, C, 3 * C);
             Attention.Forward(atty, A(la.AttLse, NH, r), qkv, r.Nb, T, C, NH, pa, _seeds[1 + 3 * l], r.B0, A(la.AttP, _probsWidth, r));
-            Linear.Forward(res2, atty, P(lp.AttnProjW, C * C), P(lp.AttnProjB, C), N, C, C);
-            if (_dropoutActive) Dropout.Apply(res2, p, _seeds[2 + 3 * l], maskOffset);
-            Residual.Add(res2, res2, residual);                          // x = x + attn(...)
+            if (_dropoutActive)
+            {
+                Linear.Forward(res2, atty, P(lp.AttnProjW, C * C), P(lp.AttnProjB, C), N, C, C);
+                Dropout.Apply(res2, p, _seeds[2 + 3 * l], maskOffset);
+                Residual.Add(res2, res2, residual);                      // x = x + dropout(attn(...))
+            }
+            else Linear.Forward(res2, atty, P(lp.AttnProjW, C * C), P(lp.AttnProjB, C), N, C, C, residual);   // x = x + attn(...)
 
             LayerNorm.Forward(ln2, A(la.Ln2Mean, 1, r), A(la.Ln2Rstd, 1, r), res2, P(lp.Ln2W, C), P(lp.Ln2B, C), N, C);
             Linear.Forward(fch, ln2, P(lp.FcW, 4 * C * C), P(lp.FcB, 4 * C), N, C, 4 * C);
             ActivationForwardWithDerivative(g, fch);                     // fch now holds act'(c_fc output)
-            Linear.Forward(res3, g, P(lp.FcProjW, 4 * C * C), P(lp.FcProjB, C), N, 4 * C, C);
-            if (_dropoutActive) Dropout.Apply(res3, p, _seeds[3 + 3 * l], maskOffset);
-            Residual.Add(res3, res3, res2);                              // x = x + mlp(...)
+            if (_dropoutActive)
+            {
+                Linear.Forward(res3, g, P(lp.FcProjW, 4 * C * C), P(lp.FcProjB, C), N, 4 * C, C);
+                Dropout.Apply(res3, p, _seeds[3 + 3 * l], maskOffset);
+                Residual.Add(res3, res3, res2);                          // x = x + dropout(mlp(...))
+            }
+            else Linear.Forward(res3, g, P(lp.FcProjW, 4 * C * C), P(lp.FcProjB, C), N, 4 * C, C, res2);   // x = x + mlp(...)
         }
 
         var xL = L == 0 ? encoded : A(_la[L - 1].Res3, C, r);
@@ -356,8 +364,8 @@ public sealed partial class Gpt
                 Dropout.Apply(dmasked, p, _seeds[3 + 3 * l], maskOffset);
                 dproj = dmasked;
             }
-            Linear.Backward(g, G(grads, lp.FcProjW, 4 * C * C), G(grads, lp.FcProjB, C), dproj, A(la.G, 4 * C, r), P(lp.FcProjW, 4 * C * C), N, 4 * C, C);
-            Elementwise.MultiplyByDerivative(g, fch, g);                 // g now holds d fch (fch holds act')
+            // d fch = (dproj · W) ⊙ act'(fch), the derivative stored in fch by the forward pass
+            Linear.Backward(g, G(grads, lp.FcProjW, 4 * C * C), G(grads, lp.FcProjB, C), dproj, A(la.G, 4 * C, r), P(lp.FcProjW, 4 * C * C), N, 4 * C, C, fch);
             Linear.Backward(dc, G(grads, lp.FcW, 4 * C * C), G(grads, lp.FcB, 4 * C), g, A(la.Ln2, C, r), P(lp.FcW, 4 * C * C), N, C, 4 * C);
             LayerNorm.Backward(dres, G(grads, lp.Ln2W, C), G(grads, lp.Ln2B, C), dc, res2, P(lp.Ln2W, C), A(la.Ln2Mean, 1, r), A(la.Ln2Rstd, 1, r), N, C);
 

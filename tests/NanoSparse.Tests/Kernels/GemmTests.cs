@@ -106,6 +106,44 @@ public sealed class GemmTests
         }
     }
 
+    [Theory]
+    [InlineData(false, true, 7, 13, 5, true)]        // tiny: the direct loops, then the epilogue pass
+    [InlineData(false, true, 97, 85, 131, true)]     // packed, edge tiles in both directions
+    [InlineData(false, false, 97, 85, 131, false)]
+    [InlineData(true, false, 40, 53, 300, true)]
+    [InlineData(false, false, 384, 512, 128, false)] // several row items and a shared op(B) pack
+    [InlineData(true, true, 130, 100, 600, false)]   // k sliced: the epilogue runs once, after the last slice
+    public void EpiloguesAddOrMultiplyTheFinishedProduct(bool transA, bool transB, int m, int n, int k, bool add)
+    {
+        var rng = new Random(m + n + k);
+        int lda = (transA ? m : k) + 1, ldb = (transB ? k : n) + 2, ldc = n + 3, lde = n + 1;
+        var a = Random((transA ? k : m) * lda, rng);
+        var b = Random((transB ? n : k) * ldb, rng);
+        var e = Random(m * lde, rng);
+        var c = Enumerable.Repeat(float.NaN, m * ldc).ToArray();
+        var product = Reference(transA, transB, m, n, k, 0.5f, a, lda, b, ldb, 0f, new float[m * n], n);
+        if (add) Gemm.MultiplyAdd(transA, transB, m, n, k, 0.5f, a, lda, b, ldb, e, lde, c, ldc);
+        else Gemm.MultiplyScaled(transA, transB, m, n, k, 0.5f, a, lda, b, ldb, e, lde, c, ldc);
+        double tolerance = 2e-6 * k + 1e-5;
+        for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+        {
+            double want = add ? product[i * n + j] + e[i * lde + j] : product[i * n + j] * e[i * lde + j];
+            Assert.True(Math.Abs(c[i * ldc + j] - want) <= tolerance * (1 + Math.Abs(want)),
+                $"{(add ? "add" : "multiply")} C[{i},{j}] = {c[i * ldc + j]}, expected {want}");
+        }
+    }
+
+    [Fact]
+    public void EpilogueMatrixMustNotOverlapC()
+    {
+        var a = new float[64 * 64];
+        var c = new float[64 * 64];
+        var ex = Assert.Throws<ArgumentException>(() => Gemm.MultiplyAdd(false, false, 64, 64, 64, 1f, a, 64, a, 64, c, 64, c, 64));
+        Assert.Contains("overlap", ex.Message);
+        Assert.Throws<ArgumentException>(() => Gemm.MultiplyScaled(false, false, 64, 64, 64, 1f, a, 64, a, 64, new float[10], 64, c, 64));
+    }
+
     [Fact]
     public void BetaZeroIgnoresNaNInC()
     {

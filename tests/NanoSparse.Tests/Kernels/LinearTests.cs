@@ -91,4 +91,45 @@ public class LinearTests
             Assert.Equal(reference.Db, got.Db);
         }
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void ResidualAndDinpScaleEqualTheSeparatePasses(int threads)
+    {
+        const int N = 150, C = 40, OC = 70;
+        var r = new Random(21);
+        var x = GradCheck.RandomArray(r, N * C);
+        var w = GradCheck.RandomArray(r, OC * C);
+        var b = GradCheck.RandomArray(r, OC);
+        var residual = GradCheck.RandomArray(r, N * OC);
+        var dout = GradCheck.RandomArray(r, N * OC);
+        var scale = GradCheck.RandomArray(r, N * C);
+        int saved = KernelThreads.Max;
+        try
+        {
+            KernelThreads.Max = threads;
+            // out = x·Wᵀ + b + residual
+            var fused = new float[N * OC];
+            Linear.Forward(fused, x, w, b, N, C, OC, residual);
+            var separate = new float[N * OC];
+            Linear.Forward(separate, x, w, b, N, C, OC);
+            GradCheck.AssertClose(fused, separate.Zip(residual, (p, q) => (double)p + q).ToArray(), 2e-6, "out + residual");
+
+            // dinp = (dout·W) ⊙ scale; dW and dbias as without the scale
+            var dx = new float[N * C];
+            var dw = new float[OC * C];
+            var db = new float[OC];
+            Linear.Backward(dx, dw, db, dout, x, w, N, C, OC, scale);
+            var dxPlain = new float[N * C];
+            var dwPlain = new float[OC * C];
+            var dbPlain = new float[OC];
+            Linear.Backward(dxPlain, dwPlain, dbPlain, dout, x, w, N, C, OC);
+            GradCheck.AssertClose(dx, dxPlain.Zip(scale, (p, q) => (double)p * q).ToArray(), 2e-6, "dinp ⊙ scale");
+            Assert.Equal(dwPlain, dw);
+            Assert.Equal(dbPlain, db);
+        }
+        finally { KernelThreads.Max = saved; }
+        Assert.Throws<ArgumentException>(() => Linear.Backward(default, new float[OC * C], default, dout, x, w, N, C, OC, scale));
+    }
 }
