@@ -250,6 +250,10 @@ public class SparseKernelTests
     [InlineData(1000, 100, 0.2, 40)]   // B packed into aligned rows of 48 (D not a multiple of 16: scalar tail)
     [InlineData(400, 1600, 0.05, 200)] // B packed, K×D beyond L2 (one panel: splitting D measured slower)
     [InlineData(2000, 300, 0.05, 1)]   // D = 1 (scalar products), split over threads
+    [InlineData(90, 1600, 0.1, 130)]   // B beyond the L2 budget: 256-row K blocks (short last block), D % 16 != 0
+    [InlineData(1, 2000, 0.6, 100)]    // K-blocked, one row: runs of 4 split across block edges
+    [InlineData(900, 800, 0.05, 256)]  // B beyond the budget but M > K: unblocked
+    [InlineData(300, 700, 0.08, 512)]  // K-blocked at D = 512 (B 1.4 MiB), several chunks
     public void SddmmLargerShapes(int m, int k, double density, int d) => CheckSddmm(m, k, density, d, 8);
 
     static void CheckSddmm(int m, int k, double density, int d, ulong seed)
