@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Numerics;
-using System.Runtime.Intrinsics;
 using NanoSparse.Sparse;
 
 namespace NanoSparse.Kernels.Sparse;
@@ -59,19 +58,8 @@ public static unsafe class CsrSpmm
         {
             int tile = Math.Min(128, n);
             int kBlock = KBlock(rowPointers, rows, k, tile);
-            if (n >= 64 && k > NarrowKBlock && Vector512.IsHardwareAccelerated && nnz * 16 >= (long)rows * k)
-            {
-                // Density ≥ 1/16: 64-column tiles over 256-row K blocks (a 64 KiB panel of X), ≥ 16 nonzeros per row and
-                // block on average. The unblocked loop reads a 512-byte X row per nonzero from a 384 KiB–1.5 MiB panel
-                // and is L2-bandwidth bound (~50 GFLOP/s per core ≈ 28 B/cycle; the same loop with every X row in L1
-                // runs at ~90). Measured on Zen 4, one thread, 90% sparse, N = 128 (medians of 3, min of 15 each):
-                // 768×768 260 µs against 296 µs, 3072×768 1.05 ms against 1.16 ms, 768×3072 1.22 ms against 1.27 ms.
-                // 128- or 192-row blocks and 16- or 32-column tiles were slower (more, shorter segments).
-                tile = 64;
-                kBlock = NarrowKBlock;
-            }
             // Unblocked: narrow the tile until the K×tile panel of X fits in L2 (768 KiB), e.g. 64 columns for K = 3072.
-            else if (kBlock == k)
+            if (kBlock == k)
                 while (tile > 16 && (long)k * tile * 4 > 786432) tile /= 2;
             args.Tile = tile;
             args.KBlock = kBlock;
@@ -85,9 +73,6 @@ public static unsafe class CsrSpmm
     }
 
     const int MaxBlockedRows = 16384;
-
-    /// <summary>Rows of X per K block in the 64-column blocked path (see Run).</summary>
-    const int NarrowKBlock = 256;
 
     /// <summary>
     /// SpMV goes parallel from ~16K nonzeros: a row dot costs ~0.28 ns per nonzero (SpmmMicroKernel.RowDot), so
@@ -141,14 +126,6 @@ public static unsafe class CsrSpmm
                     for (int i = first; i < last; i++)
                     {
                         int start = cursor[i - first], end = rp[i + 1], p = start;
-                        if (w == 64 && Vector512.IsHardwareAccelerated)
-                        {
-                            // Fused: the segment's end is found by the FMA loop itself (no separate pass over indices).
-                            if (k0 == 0 || (p < end && int.CreateTruncating(a.Index[p]) < kEnd))
-                                p = SpmmMicroKernel.Row4Until(a.Index, a.Values, p, end, kEnd, x, ldx, a.Y + (long)i * n + j, add: k0 > 0);
-                            cursor[i - first] = p;
-                            continue;
-                        }
                         while (p < end && int.CreateTruncating(a.Index[p]) < kEnd) p++;
                         cursor[i - first] = p;
                         if (p > start || k0 == 0)

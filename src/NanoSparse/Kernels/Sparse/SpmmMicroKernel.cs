@@ -90,32 +90,6 @@ internal static unsafe class SpmmMicroKernel
         a0.Store(y); a1.Store(y + 16); a2.Store(y + 32); a3.Store(y + 48);
     }
 
-    /// <summary>
-    /// y[0..64) (=|+=) Σ values[q]·x[index[q]·ldx + 0..64) over q from <paramref name="p"/> while q &lt; end and
-    /// index[q] &lt; kEnd (the row's nonzeros in one K block; columns are sorted); returns the first q not taken.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static int Row4Until<TIndex>(TIndex* index, float* values, int p, int end, int kEnd, float* x, int ldx, float* y, bool add)
-        where TIndex : unmanaged, IBinaryInteger<TIndex>
-    {
-        Vector512<float> a0, a1, a2, a3;
-        if (add) { a0 = Vector512.Load(y); a1 = Vector512.Load(y + 16); a2 = Vector512.Load(y + 32); a3 = Vector512.Load(y + 48); }
-        else a0 = a1 = a2 = a3 = Vector512<float>.Zero;
-        for (; p < end; p++)
-        {
-            int c = At(index, p);
-            if (c >= kEnd) break;
-            float* r = x + (long)c * ldx;
-            var v = Vector512.Create(values[p]);
-            a0 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r), a0);
-            a1 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 16), a1);
-            a2 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 32), a2);
-            a3 = Vector512.FusedMultiplyAdd(v, Vector512.Load(r + 48), a3);
-        }
-        a0.Store(y); a1.Store(y + 16); a2.Store(y + 32); a3.Store(y + 48);
-        return p;
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Row2<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
         where TIndex : unmanaged, IBinaryInteger<TIndex>

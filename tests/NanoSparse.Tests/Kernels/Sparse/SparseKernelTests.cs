@@ -165,10 +165,10 @@ public class SparseKernelTests
     [InlineData(400, 48, 0.5, 33)]     // CSR over packed X: one 33-column panel (row stride 48), a scalar column
     [InlineData(2000, 20, 0.1, 200)]   // packed X: panels of 128 and 72 columns; ~12% empty rows
     [InlineData(200, 3000, 0.05, 128)] // packed X, tile narrowed to 64 for long K: two panels
-    [InlineData(300, 1000, 0.1, 64)]   // 64-column tiles over 256-row K blocks (density ≥ 1/16): one tile, a short last block
-    [InlineData(97, 600, 0.07, 130)]   // 64-column blocked path: two fused tiles and a 2-column scalar tile; empty segments
-    [InlineData(1, 2000, 0.5, 100)]    // 64-column blocked path, one row: a fused tile and a 36-column tile
-    [InlineData(150, 257, 0.9, 64)]    // K one past a block: the second block holds one column
+    [InlineData(300, 1000, 0.1, 64)]   // N = 64: one tile over all of K
+    [InlineData(97, 600, 0.07, 130)]   // a 128-column tile and a 2-column scalar tile
+    [InlineData(1, 2000, 0.5, 100)]    // one row, K blocked (dense row)
+    [InlineData(150, 257, 0.9, 64)]    // dense-ish rows, K = 257
     public void LargerShapesMatchDenseReference(int m, int k, double density, int n) => CheckAllFormats(m, k, density, n, 99);
 
     [Theory]
