@@ -10,8 +10,9 @@ namespace NanoSparse.Kernels.Sparse;
 /// (groups of M along K, N kept each); the kernel decodes the row's packed in-group indices (2 bits each for 2:4)
 /// into absolute K indices k = g·M + idx once per row, in a stack buffer, then accumulates the kept rows of X
 /// exactly as the CSR kernel does (Vector512 FMAs into register tiles of Y). Every row has the same nnz, so rows
-/// are split evenly. 2:4 with N ≥ 16, ≥ 16 rows and K % 8 == 0 on AVX-512 takes the 16-row register-blocked path
-/// below instead (rows of S in vector lanes, X rows selected by permutes).
+/// are split evenly. 2:4 with K % 8 == 0 on AVX-512 takes one of two paths below instead: N a multiple of 64, the
+/// L1-tiled path (X in 64-column panels, K in 128-row blocks); else with N ≥ 16 and ≥ 16 rows, the 16-row
+/// register-blocked path (rows of S in vector lanes, X rows selected by permutes).
 /// </summary>
 public static unsafe class NmSpmm
 {
@@ -23,6 +24,11 @@ public static unsafe class NmSpmm
         CsrSpmm.Check(s.Rows, s.Cols, x.Length, n, y.Length);
         if (s.Rows == 0 || n == 0) return;
         if (s.Cols == 0) { y.Slice(0, s.Rows * n).Clear(); return; }
+        if (UseTiled24(s, n))
+        {
+            MultiplyTiled24(s, x, n, y);
+            return;
+        }
         if (UseBlocked24(s, n))
         {
             MultiplyBlocked24(s, x, n, y);
@@ -181,6 +187,95 @@ public static unsafe class NmSpmm
                 Avx512F.PermuteVar16x32x2(Vector512.Load(x0), c0.AsInt32(), Vector512.Load(x0 + 16)), s0);
         }
         return Vector512.Sum(s0 + s1);
+    }
+
+    // ---- 2:4 L1-tiled path (N a multiple of 64) ---------------------------------------------------------------------
+    // The per-nonzero broadcast form (each kept value times a 64-column slice of its X row, 4 FMAs into Y's row tile),
+    // with the loop order chosen so those X rows come from L1: X is packed into 64-column panels (AlignedPanels) and
+    // K is cut into 128-row blocks, so one block of a panel is 32 KiB, and every row of S takes its kept values in
+    // that block before the next block is touched. The in-group indices are decoded in the loop, one byte (two groups,
+    // four kept values) at a time. Per kept value: 1 broadcast + 4 X loads + 4 FMAs, no permutes, so it runs near the
+    // FMA rate at half the dense FLOPs. Measured on Zen 4, one thread, N = 128 (dense-equivalent GFLOP/s, medians of
+    // 2–3 runs): 768×768 154 against 97 for the register-blocked path below, 3072×768 145 against 91, 768×3072 121
+    // against 87; N = 512: 113 against 104. 64- and 256-row K blocks were slower (64: more Y reloads; 256: 64 KiB
+    // misses L1).
+
+    const int Tile24 = 64, KBlock24 = 128;
+
+    static bool UseTiled24(NmSparseMatrix s, int n) =>
+        Vector512.IsHardwareAccelerated && s.N == 2 && s.M == 4 && n % Tile24 == 0 && n > 0 && s.Cols % 8 == 0 && s.Cols >= 8;
+
+    struct ArgsTiled24
+    {
+        public float* Values, Packed, Y;
+        public byte* Indices;
+        public int Rows, K, N, Chunks;
+    }
+
+    static void MultiplyTiled24(NmSparseMatrix s, ReadOnlySpan<float> x, int n, Span<float> y)
+    {
+        fixed (float* v = s.Values, px = x, py = y)
+        fixed (byte* idx = s.Indices)
+        {
+            var args = new ArgsTiled24
+            {
+                Values = v, Indices = idx, Y = py, Rows = s.Rows, K = s.Cols, N = n,
+                Packed = AlignedPanels.Pack(px, s.Cols, n, Tile24),
+                Chunks = SpmmMicroKernel.ChunkCount(s.Rows, (long)s.Rows * s.Cols / 2 * n),
+            };
+            KernelThreads.For(args.Chunks, ref args, &BodyTiled24);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void BodyTiled24(ref ArgsTiled24 a, int chunk)
+    {
+        int first = (int)((long)a.Rows * chunk / a.Chunks), last = (int)((long)a.Rows * (chunk + 1) / a.Chunks);
+        int k = a.K, perRow = k / 2, indexBytesPerRow = k / 8;
+        for (int j = 0; j < a.N; j += Tile24)
+        {
+            // Panel j / 64: rows of 64 floats (AlignedPanels.Ld(64) = 64).
+            float* panel = a.Packed + (long)(j / Tile24) * k * Tile24;
+            for (int k0 = 0; k0 < k; k0 += KBlock24)
+            {
+                int bytes = (Math.Min(k, k0 + KBlock24) - k0) / 8;
+                for (int i = first; i < last; i++)
+                    RowTiled24(a.Values + (long)i * perRow + k0 / 2, a.Indices + (long)i * indexBytesPerRow + k0 / 8, bytes,
+                        panel + (long)k0 * Tile24, a.Y + (long)i * a.N + j, add: k0 > 0);
+            }
+        }
+    }
+
+    /// <summary>
+    /// y[0..64) (=|+=) Σ over <paramref name="bytes"/> index bytes (8 columns of X each, rows of 64 floats from x) of the
+    /// four kept values times their X rows: byte b holds idx0 | idx1 &lt;&lt; 2 of the first group and the same of the
+    /// second in its high nibble.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void RowTiled24(float* v, byte* ib, int bytes, float* x, float* y, bool add)
+    {
+        Vector512<float> a0, a1, a2, a3;
+        if (add) { a0 = Vector512.Load(y); a1 = Vector512.Load(y + 16); a2 = Vector512.Load(y + 32); a3 = Vector512.Load(y + 48); }
+        else a0 = a1 = a2 = a3 = Vector512<float>.Zero;
+        // Two accumulator sets (the first and second kept value of each group): 8 independent FMA chains.
+        Vector512<float> b0 = Vector512<float>.Zero, b1 = Vector512<float>.Zero, b2 = Vector512<float>.Zero, b3 = Vector512<float>.Zero;
+        for (int q = 0; q < bytes; q++, v += 4, x += 8 * Tile24)
+        {
+            uint b = ib[q];
+            float* r0 = x + (b & 3) * Tile24, r1 = x + ((b >> 2) & 3) * Tile24;
+            float* r2 = x + (4 + ((b >> 4) & 3)) * Tile24, r3 = x + (4 + (b >> 6)) * Tile24;
+            var v0 = Vector512.Create(v[0]); var v1 = Vector512.Create(v[1]);
+            var v2 = Vector512.Create(v[2]); var v3 = Vector512.Create(v[3]);
+            a0 = Vector512.FusedMultiplyAdd(v0, Vector512.Load(r0), a0); a1 = Vector512.FusedMultiplyAdd(v0, Vector512.Load(r0 + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(v0, Vector512.Load(r0 + 32), a2); a3 = Vector512.FusedMultiplyAdd(v0, Vector512.Load(r0 + 48), a3);
+            b0 = Vector512.FusedMultiplyAdd(v1, Vector512.Load(r1), b0); b1 = Vector512.FusedMultiplyAdd(v1, Vector512.Load(r1 + 16), b1);
+            b2 = Vector512.FusedMultiplyAdd(v1, Vector512.Load(r1 + 32), b2); b3 = Vector512.FusedMultiplyAdd(v1, Vector512.Load(r1 + 48), b3);
+            a0 = Vector512.FusedMultiplyAdd(v2, Vector512.Load(r2), a0); a1 = Vector512.FusedMultiplyAdd(v2, Vector512.Load(r2 + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(v2, Vector512.Load(r2 + 32), a2); a3 = Vector512.FusedMultiplyAdd(v2, Vector512.Load(r2 + 48), a3);
+            b0 = Vector512.FusedMultiplyAdd(v3, Vector512.Load(r3), b0); b1 = Vector512.FusedMultiplyAdd(v3, Vector512.Load(r3 + 16), b1);
+            b2 = Vector512.FusedMultiplyAdd(v3, Vector512.Load(r3 + 32), b2); b3 = Vector512.FusedMultiplyAdd(v3, Vector512.Load(r3 + 48), b3);
+        }
+        (a0 + b0).Store(y); (a1 + b1).Store(y + 16); (a2 + b2).Store(y + 32); (a3 + b3).Store(y + 48);
     }
 
     // ---- 2:4 register-blocked path -------------------------------------------------------------------------------

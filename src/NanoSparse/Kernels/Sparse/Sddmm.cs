@@ -34,8 +34,20 @@ public static unsafe class Sddmm
         public int* RowPointers;
         public TIndex* Index;
         public float* A, B, Output;
-        public int Rows, D, LdB, Chunks;
+        public int Rows, Cols, D, LdB, Chunks, KBlock;
     }
+
+    /// <summary>
+    /// Columns of S (rows of B) per block when B is beyond the L2 budget (K·D floats > 768 KiB, e.g. 768×512 or
+    /// 3072×128): every row of a chunk takes its nonzeros in one 256-row block of B (≤ 512 KiB at D = 512) before the
+    /// next. Measured on Zen 4, one thread, 90% sparse: 768×3072 D = 128 1.45–1.5 ms against 1.7–2.2 ms unblocked;
+    /// D = 512: 768×768 1.23–1.26 ms against 1.31–1.39 ms (aligned operands), 768×3072 5.95–6.0 against 6.8–7.1 ms.
+    /// Below the budget blocking measured 0–10% slower (shorter runs of nonzeros, more tails), and with more rows than
+    /// columns (3072×768, D = 512: 6.3–7.4 ms against 6.0) too: each block pass re-reads the chunk's rows of A, then
+    /// the larger operand.
+    /// </summary>
+    const int KBlock = 256;
+    const int MaxBlockedRows = 16384;
 
     static void Run<TIndex>(int rows, int cols, int* rp, TIndex* index, float* a, float* b, int d, float* output)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
@@ -43,7 +55,7 @@ public static unsafe class Sddmm
         if (rows == 0) return;
         var args = new Args<TIndex>
         {
-            RowPointers = rp, Index = index, A = a, B = b, Output = output, Rows = rows, D = d, LdB = d,
+            RowPointers = rp, Index = index, A = a, B = b, Output = output, Rows = rows, Cols = cols, D = d, LdB = d,
             // D = 1 costs a scalar multiply per nonzero, like SpMV: parallel from the same 16K (see CsrSpmm).
             Chunks = SpmmMicroKernel.ChunkCount(rows, ((long)rp[rows] + rows) * Math.Max(d, 1), d == 1 ? 16_384 : 131_072),
         };
@@ -53,6 +65,7 @@ public static unsafe class Sddmm
             args.B = AlignedPanels.Pack(b, cols, d, d);
             args.LdB = AlignedPanels.Ld(d);
         }
+        args.KBlock = d >= 16 && cols > 2 * KBlock && cols >= rows && (long)cols * args.LdB * 4 > 786432 ? KBlock : cols;
         KernelThreads.For(args.Chunks, ref args, &Body);
     }
 
@@ -70,6 +83,28 @@ public static unsafe class Sddmm
             {
                 float ai = a.A[i];
                 for (int p = rp[i]; p < rp[i + 1]; p++) a.Output[p] = ai * a.B[(uint)int.CreateTruncating(a.Index[p])];
+            }
+            return;
+        }
+        if (a.KBlock < a.Cols && last - first <= MaxBlockedRows)
+        {
+            // Per-row cursors advance through the sorted columns, one block of B's rows at a time.
+            int* cursor = stackalloc int[last - first];
+            for (int i = first; i < last; i++) cursor[i - first] = rp[i];
+            for (int k0 = 0; k0 < a.Cols; k0 += a.KBlock)
+            {
+                int kEnd = k0 + a.KBlock;
+                for (int i = first; i < last; i++)
+                {
+                    float* ai = a.A + (long)i * d;
+                    int p = cursor[i - first], end = rp[i + 1];
+                    for (; p + 3 < end && int.CreateTruncating(a.Index[p + 3]) < kEnd; p += 4)
+                        Dot4(ai, a.B + (long)int.CreateTruncating(a.Index[p]) * ldb, a.B + (long)int.CreateTruncating(a.Index[p + 1]) * ldb,
+                            a.B + (long)int.CreateTruncating(a.Index[p + 2]) * ldb, a.B + (long)int.CreateTruncating(a.Index[p + 3]) * ldb, d, a.Output + p);
+                    for (; p < end && int.CreateTruncating(a.Index[p]) < kEnd; p++)
+                        a.Output[p] = Dot(ai, a.B + (long)int.CreateTruncating(a.Index[p]) * ldb, d);
+                    cursor[i - first] = p;
+                }
             }
             return;
         }

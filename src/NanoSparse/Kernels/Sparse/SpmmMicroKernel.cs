@@ -147,27 +147,46 @@ internal static unsafe class SpmmMicroKernel
     public static float RowDot<TIndex>(TIndex* index, float* values, int count, float* x)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
-        // Scalar loads beat AVX2 gathers here (measured on Zen 4: a gather of 8 is slower than 8 scalar
-        // index + value + x loads, 3 loads/cycle); eight independent sums hide the add latency. The index is
-        // widened as unsigned (column indices are never negative: no sign extension per load) and the tail goes
-        // one at a time; together these measured 1.07–1.19x over a signed index and a 2-way tail step (90% sparse,
-        // 768 and 3072 rows of 768, 2 threads).
+        // A scalar dot costs three loads per nonzero (index, value, x) and runs at the load ports' 3/cycle. Here four
+        // x elements are assembled into a Vector128 (vinsertps) and multiplied by four values taken with one load: ~2.25
+        // loads per nonzero, the inserts go to the shuffle ports. Measured on Zen 4, one thread, 90% sparse 3072×768:
+        // 61 µs against 87 µs for eight scalar sums. Wider (Vector256 of 8) was slower (70 µs: the 128→256 merge is one
+        // more shuffle per 8), and AVX2 gathers slower still (96 µs). The index is widened as unsigned (no sign extension).
         int p = 0;
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-        for (; p + 7 < count; p += 8)
+        float s0 = 0;
+        if (Vector128.IsHardwareAccelerated)
         {
-            s0 += values[p] * x[(uint)At(index, p)];
-            s1 += values[p + 1] * x[(uint)At(index, p + 1)];
-            s2 += values[p + 2] * x[(uint)At(index, p + 2)];
-            s3 += values[p + 3] * x[(uint)At(index, p + 3)];
-            s4 += values[p + 4] * x[(uint)At(index, p + 4)];
-            s5 += values[p + 5] * x[(uint)At(index, p + 5)];
-            s6 += values[p + 6] * x[(uint)At(index, p + 6)];
-            s7 += values[p + 7] * x[(uint)At(index, p + 7)];
+            Vector128<float> a0 = Vector128<float>.Zero, a1 = Vector128<float>.Zero, a2 = Vector128<float>.Zero, a3 = Vector128<float>.Zero;
+            for (; p + 15 < count; p += 16)
+            {
+                a0 = Vector128.FusedMultiplyAdd(Vector128.Load(values + p), Gather4(index + p, x), a0);
+                a1 = Vector128.FusedMultiplyAdd(Vector128.Load(values + p + 4), Gather4(index + p + 4, x), a1);
+                a2 = Vector128.FusedMultiplyAdd(Vector128.Load(values + p + 8), Gather4(index + p + 8, x), a2);
+                a3 = Vector128.FusedMultiplyAdd(Vector128.Load(values + p + 12), Gather4(index + p + 12, x), a3);
+            }
+            for (; p + 3 < count; p += 4)
+                a0 = Vector128.FusedMultiplyAdd(Vector128.Load(values + p), Gather4(index + p, x), a0);
+            s0 = Vector128.Sum((a0 + a1) + (a2 + a3));
+        }
+        else
+        {
+            float s1 = 0, s2 = 0, s3 = 0;
+            for (; p + 3 < count; p += 4)
+            {
+                s0 += values[p] * x[(uint)At(index, p)];
+                s1 += values[p + 1] * x[(uint)At(index, p + 1)];
+                s2 += values[p + 2] * x[(uint)At(index, p + 2)];
+                s3 += values[p + 3] * x[(uint)At(index, p + 3)];
+            }
+            s0 = (s0 + s1) + (s2 + s3);
         }
         for (; p < count; p++) s0 += values[p] * x[(uint)At(index, p)];
-        return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+        return s0;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector128<float> Gather4<TIndex>(TIndex* index, float* x) where TIndex : unmanaged, IBinaryInteger<TIndex> =>
+        Vector128.Create(x[(uint)At(index, 0)], x[(uint)At(index, 1)], x[(uint)At(index, 2)], x[(uint)At(index, 3)]);
 
     /// <summary>
     /// The first row of the chunk <paramref name="chunk"/> of <paramref name="chunks"/> when rows are split so each

@@ -165,6 +165,10 @@ public class SparseKernelTests
     [InlineData(400, 48, 0.5, 33)]     // CSR over packed X: one 33-column panel (row stride 48), a scalar column
     [InlineData(2000, 20, 0.1, 200)]   // packed X: panels of 128 and 72 columns; ~12% empty rows
     [InlineData(200, 3000, 0.05, 128)] // packed X, tile narrowed to 64 for long K: two panels
+    [InlineData(300, 1000, 0.1, 64)]   // N = 64: one tile over all of K
+    [InlineData(97, 600, 0.07, 130)]   // a 128-column tile and a 2-column scalar tile
+    [InlineData(1, 2000, 0.5, 100)]    // one row, K blocked (dense row)
+    [InlineData(150, 257, 0.9, 64)]    // dense-ish rows, K = 257
     public void LargerShapesMatchDenseReference(int m, int k, double density, int n) => CheckAllFormats(m, k, density, n, 99);
 
     [Theory]
@@ -188,6 +192,10 @@ public class SparseKernelTests
     [InlineData(2, 4, 37, 96, 1)]      // 2:4 SpMV permute path: odd step count (tail step)
     [InlineData(2, 4, 40, 768, 1)]     // 2:4 SpMV permute path: even step count
     [InlineData(2, 4, 17, 296, 20)]    // blocked path, K % 32 != 0: scalar packing of S's block
+    [InlineData(2, 4, 37, 264, 64)]    // 2:4 L1-tiled path (N % 64 == 0): three K blocks, the last 8 columns
+    [InlineData(2, 4, 1, 136, 128)]    // L1-tiled path, one row: two 64-column panels, a 128- and an 8-column K block
+    [InlineData(2, 4, 5, 8, 192)]      // L1-tiled path, K = 8: one index byte per row, three panels
+    [InlineData(2, 4, 40, 1024, 512)]  // L1-tiled path, several chunks over threads
     public void NmKernelMatchesDenseReference(int keep, int group, int m, int k, int n)
     {
         var dense = SparseTestData.RandomDense(m, k, 1, (ulong)(m + k + n));
@@ -242,6 +250,10 @@ public class SparseKernelTests
     [InlineData(1000, 100, 0.2, 40)]   // B packed into aligned rows of 48 (D not a multiple of 16: scalar tail)
     [InlineData(400, 1600, 0.05, 200)] // B packed, K×D beyond L2 (one panel: splitting D measured slower)
     [InlineData(2000, 300, 0.05, 1)]   // D = 1 (scalar products), split over threads
+    [InlineData(90, 1600, 0.1, 130)]   // B beyond the L2 budget: 256-row K blocks (short last block), D % 16 != 0
+    [InlineData(1, 2000, 0.6, 100)]    // K-blocked, one row: runs of 4 split across block edges
+    [InlineData(900, 800, 0.05, 256)]  // B beyond the budget but M > K: unblocked
+    [InlineData(300, 700, 0.08, 512)]  // K-blocked at D = 512 (B 1.4 MiB), several chunks
     public void SddmmLargerShapes(int m, int k, double density, int d) => CheckSddmm(m, k, density, d, 8);
 
     static void CheckSddmm(int m, int k, double density, int d, ulong seed)
