@@ -338,7 +338,7 @@ public static unsafe class Attention
         AttentionTiles.Rows4(kLen, a + Row(i0, 0, rows) * lda, a + Row(i0, 1, rows) * lda, a + Row(i0, 2, rows) * lda,
             a + Row(i0, 3, rows) * lda, aStep, b, ldb, cols,
             Out(c, ldc, i0, 0, rows, discard), Out(c, ldc, i0, 1, rows, discard),
-            Out(c, ldc, i0, 2, rows, discard), Out(c, ldc, i0, 3, rows, discard), alpha, false);
+            Out(c, ldc, i0, 2, rows, discard), Out(c, ldc, i0, 3, rows, discard), alpha);
 
     /// <summary>Index of tile row r (of a tile starting at i0 with `rows` valid rows), clamped to the last valid row.</summary>
     static long Row(int i0, int r, int rows) => i0 + Math.Min(r, rows - 1);

@@ -16,20 +16,20 @@ internal static unsafe class AttentionTiles
 {
     /// <summary>Column vectors per tile: 4 (64 floats) when that many columns remain, then 2, then 1.</summary>
     public static void Rows4(int kLen, float* a0, float* a1, float* a2, float* a3, int aStep, float* b, int ldb,
-        int cols, float* c0, float* c1, float* c2, float* c3, float alpha, bool accumulate)
+        int cols, float* c0, float* c1, float* c2, float* c3, float alpha)
     {
         int j = 0;
         for (; j + 64 <= cols; j += 64)
-            Tile4x4(kLen, a0, a1, a2, a3, aStep, b + j, ldb, c0 + j, c1 + j, c2 + j, c3 + j, alpha, accumulate);
+            Tile4x4(kLen, a0, a1, a2, a3, aStep, b + j, ldb, c0 + j, c1 + j, c2 + j, c3 + j, alpha);
         for (; j + 32 <= cols; j += 32)
-            Tile4x2(kLen, a0, a1, a2, a3, aStep, b + j, ldb, c0 + j, c1 + j, c2 + j, c3 + j, alpha, accumulate);
+            Tile4x2(kLen, a0, a1, a2, a3, aStep, b + j, ldb, c0 + j, c1 + j, c2 + j, c3 + j, alpha);
         for (; j < cols; j += 16)
-            Tile4x1(kLen, a0, a1, a2, a3, aStep, b + j, ldb, c0 + j, c1 + j, c2 + j, c3 + j, alpha, accumulate);
+            Tile4x1(kLen, a0, a1, a2, a3, aStep, b + j, ldb, c0 + j, c1 + j, c2 + j, c3 + j, alpha);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Tile4x4(int kLen, float* a0, float* a1, float* a2, float* a3, int aStep, float* b, int ldb,
-        float* c0, float* c1, float* c2, float* c3, float alpha, bool accumulate)
+        float* c0, float* c1, float* c2, float* c3, float alpha)
     {
         Vector512<float> x00 = default, x01 = default, x02 = default, x03 = default;
         Vector512<float> x10 = default, x11 = default, x12 = default, x13 = default;
@@ -56,15 +56,15 @@ internal static unsafe class AttentionTiles
             a0 += aStep; a1 += aStep; a2 += aStep; a3 += aStep;
             b += ldb;
         }
-        Store(c0, x00, alpha, accumulate); Store(c0 + 16, x01, alpha, accumulate); Store(c0 + 32, x02, alpha, accumulate); Store(c0 + 48, x03, alpha, accumulate);
-        Store(c1, x10, alpha, accumulate); Store(c1 + 16, x11, alpha, accumulate); Store(c1 + 32, x12, alpha, accumulate); Store(c1 + 48, x13, alpha, accumulate);
-        Store(c2, x20, alpha, accumulate); Store(c2 + 16, x21, alpha, accumulate); Store(c2 + 32, x22, alpha, accumulate); Store(c2 + 48, x23, alpha, accumulate);
-        Store(c3, x30, alpha, accumulate); Store(c3 + 16, x31, alpha, accumulate); Store(c3 + 32, x32, alpha, accumulate); Store(c3 + 48, x33, alpha, accumulate);
+        Store(c0, x00, alpha); Store(c0 + 16, x01, alpha); Store(c0 + 32, x02, alpha); Store(c0 + 48, x03, alpha);
+        Store(c1, x10, alpha); Store(c1 + 16, x11, alpha); Store(c1 + 32, x12, alpha); Store(c1 + 48, x13, alpha);
+        Store(c2, x20, alpha); Store(c2 + 16, x21, alpha); Store(c2 + 32, x22, alpha); Store(c2 + 48, x23, alpha);
+        Store(c3, x30, alpha); Store(c3 + 16, x31, alpha); Store(c3 + 32, x32, alpha); Store(c3 + 48, x33, alpha);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Tile4x2(int kLen, float* a0, float* a1, float* a2, float* a3, int aStep, float* b, int ldb,
-        float* c0, float* c1, float* c2, float* c3, float alpha, bool accumulate)
+        float* c0, float* c1, float* c2, float* c3, float alpha)
     {
         Vector512<float> x00 = default, x01 = default, x10 = default, x11 = default;
         Vector512<float> x20 = default, x21 = default, x30 = default, x31 = default;
@@ -83,15 +83,15 @@ internal static unsafe class AttentionTiles
             a0 += aStep; a1 += aStep; a2 += aStep; a3 += aStep;
             b += ldb;
         }
-        Store(c0, x00, alpha, accumulate); Store(c0 + 16, x01, alpha, accumulate);
-        Store(c1, x10, alpha, accumulate); Store(c1 + 16, x11, alpha, accumulate);
-        Store(c2, x20, alpha, accumulate); Store(c2 + 16, x21, alpha, accumulate);
-        Store(c3, x30, alpha, accumulate); Store(c3 + 16, x31, alpha, accumulate);
+        Store(c0, x00, alpha); Store(c0 + 16, x01, alpha);
+        Store(c1, x10, alpha); Store(c1 + 16, x11, alpha);
+        Store(c2, x20, alpha); Store(c2 + 16, x21, alpha);
+        Store(c3, x30, alpha); Store(c3 + 16, x31, alpha);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Tile4x1(int kLen, float* a0, float* a1, float* a2, float* a3, int aStep, float* b, int ldb,
-        float* c0, float* c1, float* c2, float* c3, float alpha, bool accumulate)
+        float* c0, float* c1, float* c2, float* c3, float alpha)
     {
         Vector512<float> x0 = default, x1 = default, x2 = default, x3 = default;
         for (int p = 0; p < kLen; p++)
@@ -104,8 +104,8 @@ internal static unsafe class AttentionTiles
             a0 += aStep; a1 += aStep; a2 += aStep; a3 += aStep;
             b += ldb;
         }
-        Store(c0, x0, alpha, accumulate); Store(c1, x1, alpha, accumulate);
-        Store(c2, x2, alpha, accumulate); Store(c3, x3, alpha, accumulate);
+        Store(c0, x0, alpha); Store(c1, x1, alpha);
+        Store(c2, x2, alpha); Store(c3, x3, alpha);
     }
 
     /// <summary>
@@ -127,8 +127,8 @@ internal static unsafe class AttentionTiles
             Tile8x2(kLen, a0, a1, a2, a3, a4, a5, a6, a7, aStep, b + j, ldb, rowsOut, j, alpha);
         for (; j < cols; j += 16)
         {
-            Tile4x1(kLen, a0, a1, a2, a3, aStep, b + j, ldb, rowsOut[0] + j, rowsOut[1] + j, rowsOut[2] + j, rowsOut[3] + j, alpha, false);
-            Tile4x1(kLen, a4, a5, a6, a7, aStep, b + j, ldb, rowsOut[4] + j, rowsOut[5] + j, rowsOut[6] + j, rowsOut[7] + j, alpha, false);
+            Tile4x1(kLen, a0, a1, a2, a3, aStep, b + j, ldb, rowsOut[0] + j, rowsOut[1] + j, rowsOut[2] + j, rowsOut[3] + j, alpha);
+            Tile4x1(kLen, a4, a5, a6, a7, aStep, b + j, ldb, rowsOut[4] + j, rowsOut[5] + j, rowsOut[6] + j, rowsOut[7] + j, alpha);
         }
     }
 
@@ -175,12 +175,7 @@ internal static unsafe class AttentionTiles
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Store(float* c, Vector512<float> x, float alpha, bool accumulate)
-    {
-        x *= Vector512.Create(alpha);
-        if (accumulate) x += Vector512.Load(c);
-        x.Store(c);
-    }
+    static void Store(float* c, Vector512<float> x, float alpha) => (x * Vector512.Create(alpha)).Store(c);
 
     /// <summary>
     /// dst (cols × rowsPadded) = srcᵀ for src (rows × cols, row stride ld; cols a multiple of 4); columns

@@ -37,12 +37,9 @@ public static class Erf
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Evaluate(Vector512<float> x) => Evaluate(x, VectorExp.Exp(-(x * x)));
-
-    /// <summary>erf(x) given exp(−x²), which GELU's backward pass needs anyway for the normal density.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Evaluate(Vector512<float> x, Vector512<float> expMinusXSquared)
+    public static Vector512<float> Evaluate(Vector512<float> x)
     {
+        var expMinusXSquared = VectorExp.Exp(-(x * x));
         var ax = Vector512.Abs(x);
         var t = x * x;
         var p = Vector512.Create(P6);

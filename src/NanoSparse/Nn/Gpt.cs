@@ -50,8 +50,7 @@ public sealed partial class Gpt
     // Dropout seeds of the last forward pass: [0] embeddings, then per layer attention weights, attn resid, mlp resid.
     readonly ulong[] _seeds;
     bool _dropoutActive, _hasTargets, _logitsAreGradients;
-    readonly bool _keepProbs;  // attention keeps its softmax probabilities from forward to backward (AttP)
-    readonly int _probsWidth;  // floats of AttP per position: NH · T rounded up to 16
+    readonly int _probsWidth;  // floats of AttP per position (attention's padded probability rows for all heads)
     readonly bool _geluTanh;   // config.Activation == "gelu_tanh" (GPT-2) instead of the exact GELU
 
     public Gpt(GptConfig config, int batchSize, int seqLen)
@@ -115,8 +114,8 @@ public sealed partial class Gpt
 
         // Activation workspace.
         long N = (long)batchSize * seqLen;
-        _keepProbs = Attention.KeepsProbabilities(seqLen, C, NH);
-        _probsWidth = NH * ((seqLen + 15) & ~15);
+        bool keepProbs = Attention.KeepsProbabilities(seqLen, C, NH);   // kept from forward to backward (AttP)
+        _probsWidth = (int)(Attention.ProbabilitiesLength(1, seqLen, NH) / seqLen);
         long acount = 0;
         int Act(long len)
         {
@@ -133,7 +132,7 @@ public sealed partial class Gpt
             la.Qkv = Act(N * 3 * C);
             la.Atty = Act(N * C);
             la.AttLse = Act((long)batchSize * NH * seqLen);
-            la.AttP = _keepProbs ? Act(Attention.ProbabilitiesLength(batchSize, seqLen, NH)) : -1;
+            la.AttP = keepProbs ? Act(Attention.ProbabilitiesLength(batchSize, seqLen, NH)) : -1;
             la.Res2 = Act(N * C);
             la.Ln2 = Act(N * C); la.Ln2Mean = Act(N); la.Ln2Rstd = Act(N);
             la.Fch = Act(N * 4 * C);
