@@ -56,6 +56,8 @@ public static unsafe class Gemm
     /// results do not depend on it.
     /// </summary>
     public static long SharedPackLimit { get; set; } = 8L << 20;
+    /// <summary>Largest row stride (floats) of an operand read in place rather than packed.</summary>
+    const int InPlaceStride = 1024;
     /// <summary>Columns per pre-packing work item.</summary>
     const int PrepackCols = 4 * NR;
 
@@ -144,6 +146,13 @@ public static unsafe class Gemm
             };
             int rowItems = CeilDiv(m, rowChunk);
             int items = rowItems * args.ColItems;
+            // op(A) read in place (see Block): as Aᵀ when its rows are short enough to keep a micro-panel's k steps
+            // close together; as A when the rows kernel exists, no column panel is partial (edge tiles take packed
+            // panels) and the 12 rows do not all fall into the same L1 sets (a row stride of a multiple of 4 KiB).
+            bool aInPlace = transA
+                ? lda <= InPlaceStride
+                : GemmMicroKernel.HasRowsKernel && n % NR == 0 && lda % 1024 != 0;
+            args.AMode = aInPlace ? AMode.InPlace : AMode.Packed;
 
             // When several row items would each pack the same op(B) columns again, pack all of op(B) once, in
             // parallel, into a buffer of the calling thread: k slices of KC rows, each a row of NR-column
@@ -181,7 +190,11 @@ public static unsafe class Gemm
         public int Lde;
         public Epilogue Epilogue;
         public int NPad, PrepackGroups;
+        public AMode AMode;
     }
+
+    /// <summary>How full MR-row panels of op(A) reach the micro-kernel.</summary>
+    enum AMode { Packed, InPlace }
 
     /// <summary>Packs one KC slice × PrepackCols columns of op(B) into the shared buffer.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no tier-0 phase
@@ -217,12 +230,17 @@ public static unsafe class Gemm
         if (packA == null) packA = _packA = AllocatePackBuffer(MaxRowChunk * KC);
         float* packB = _packB;
         if (packB == null) packB = _packB = AllocatePackBuffer(KC * NC);
+        int fullRows = mc / MR * MR;
+        long lda = g.Lda;
 
         for (int p0 = 0; p0 < g.K; p0 += KC)
         {
             int kc = Math.Min(KC, g.K - p0);
             float beta = p0 == 0 ? g.Beta : 1f; // later k slices accumulate onto the first
-            GemmPacking.PackA(g.TransA, g.A, g.Lda, i0, mc, p0, kc, packA);
+            // op(A): full MR-row panels are read in place when the layout allows (see AMode); the partial last
+            // panel, or all of them otherwise, are packed, each at offset ir·kc of packA.
+            if (g.AMode == AMode.Packed) GemmPacking.PackA(g.TransA, g.A, g.Lda, i0, mc, p0, kc, packA);
+            else if (fullRows < mc) GemmPacking.PackA(g.TransA, g.A, g.Lda, i0 + fullRows, mc - fullRows, p0, kc, packA + fullRows * kc);
             for (int jc = j0; jc < jEnd; jc += NC)
             {
                 int nc = Math.Min(NC, jEnd - jc);
@@ -232,17 +250,31 @@ public static unsafe class Gemm
                 for (int ir = 0; ir < mc; ir += MR)
                 {
                     int rows = Math.Min(MR, mc - ir);
-                    float* ap = packA + ir * kc;
                     float* cRow = g.C + (long)(i0 + ir) * g.Ldc + jc;
+                    // The A micro-panel and its k step: packed (MR), or in place: op(A) = Aᵀ has each k step as MR
+                    // contiguous floats of a stored row (step lda); op(A) = A is 12 stored rows (the rows kernel).
+                    float* ap = packA + ir * kc;
+                    int aStep = MR;
+                    bool rowsKernel = false;
+                    if (rows == MR && g.AMode == AMode.InPlace)
+                    {
+                        if (g.TransA) { ap = g.A + (long)p0 * lda + i0 + ir; aStep = g.Lda; }
+                        else { ap = g.A + (i0 + ir) * lda + p0; rowsKernel = true; }
+                    }
                     for (int jr = 0; jr < nc; jr += NR)
                     {
                         int cols = Math.Min(NR, nc - jr);
                         float* bp = bBlock + jr * kc;
+                        bool last = g.Epilogue != Epilogue.None && p0 + kc == g.K;
+                        if (last) PrefetchRows(g.E + (long)(i0 + ir) * g.Lde + jc + jr, g.Lde, rows);
                         if (rows == MR && cols == NR)
-                            GemmMicroKernel.Run(kc, ap, bp, cRow + jr, g.Ldc, g.Alpha, beta);
+                        {
+                            if (rowsKernel) GemmMicroKernel.Kernel12x32RowsAvx512(kc, ap, lda, bp, cRow + jr, g.Ldc, g.Alpha, beta);
+                            else GemmMicroKernel.Run(kc, ap, aStep, bp, cRow + jr, g.Ldc, g.Alpha, beta);
+                        }
                         else
-                            EdgeTile(kc, ap, bp, cRow + jr, g.Ldc, rows, cols, g.Alpha, beta);
-                        if (g.Epilogue != Epilogue.None && p0 + kc == g.K)   // the tile is final and still in L1
+                            EdgeTile(kc, ap, aStep, bp, cRow + jr, g.Ldc, rows, cols, g.Alpha, beta);
+                        if (last)   // the tile is final and still in L1
                             TileEpilogue(cRow + jr, g.Ldc, g.E + (long)(i0 + ir) * g.Lde + jc + jr, g.Lde, rows, cols, g.Epilogue);
                     }
                 }
@@ -252,11 +284,11 @@ public static unsafe class Gemm
 
     /// <summary>A tile cut by the edge of C: the kernel writes a full tile on the stack, the valid part is merged.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no tier-0 phase
-    static void EdgeTile(int kc, float* ap, float* bp, float* c, int ldc, int rows, int cols, float alpha, float beta)
+    static void EdgeTile(int kc, float* ap, int aStep, float* bp, float* c, int ldc, int rows, int cols, float alpha, float beta)
     {
         float* tile = stackalloc float[MR * NR];
         // Only as many columns as the panel has, rounded up to 8 (e.g. the last 21 of n = V = 85 run 24, not 32).
-        GemmMicroKernel.RunColumns(cols, kc, ap, bp, tile, NR, 1f, 0f);
+        GemmMicroKernel.RunColumns(cols, kc, ap, aStep, bp, tile, NR, 1f, 0f);
         for (int r = 0; r < rows; r++)
         {
             float* cr = c + (long)r * ldc;
@@ -265,6 +297,18 @@ public static unsafe class Gemm
                 for (int j = 0; j < cols; j++) cr[j] = alpha * tr[j];
             else
                 for (int j = 0; j < cols; j++) cr[j] = alpha * tr[j] + beta * cr[j];
+        }
+    }
+
+    /// <summary>Starts loading 128 bytes of each of the rows of an epilogue tile, which the kernel's k loop then hides.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void PrefetchRows(float* e, int lde, int rows)
+    {
+        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported) return;
+        for (int r = 0; r < rows; r++, e += lde)
+        {
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(e);
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(e + 16);
         }
     }
 

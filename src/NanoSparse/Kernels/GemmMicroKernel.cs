@@ -25,48 +25,48 @@ static unsafe class GemmMicroKernel
     public static string InstructionSet => UseAvx512 ? "avx512" : UseAvx2 ? "avx2" : "scalar";
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Run(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    public static void Run(int kc, float* ap, int aStep, float* bp, float* c, int ldc, float alpha, float beta)
     {
-        if (UseAvx512) Kernel12x32Avx512(kc, ap, bp, c, ldc, alpha, beta);
+        if (UseAvx512) Kernel12x32Avx512(kc, ap, aStep, bp, c, ldc, alpha, beta);
         else if (UseAvx2)
         {
             // 16 ymm registers hold a 6×16 tile (12 accumulators), so the 12×32 tile is four passes.
             float* c6 = c + 6 * ldc;
-            Kernel6x16Avx2(kc, ap, bp, MR, c, ldc, alpha, beta);
-            Kernel6x16Avx2(kc, ap, bp + 16, MR, c + 16, ldc, alpha, beta);
-            Kernel6x16Avx2(kc, ap + 6, bp, MR, c6, ldc, alpha, beta);
-            Kernel6x16Avx2(kc, ap + 6, bp + 16, MR, c6 + 16, ldc, alpha, beta);
+            Kernel6x16Avx2(kc, ap, aStep, bp, c, ldc, alpha, beta);
+            Kernel6x16Avx2(kc, ap, aStep, bp + 16, c + 16, ldc, alpha, beta);
+            Kernel6x16Avx2(kc, ap + 6, aStep, bp, c6, ldc, alpha, beta);
+            Kernel6x16Avx2(kc, ap + 6, aStep, bp + 16, c6 + 16, ldc, alpha, beta);
         }
-        else KernelScalar(kc, ap, bp, c, ldc, alpha, beta);
+        else KernelScalar(kc, ap, aStep, bp, c, ldc, alpha, beta);
     }
 
     /// <summary>The MR×16 tile of the first 16 columns of the B micro-panel (for panels cut by the edge of C).</summary>
-    public static void RunHalf(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    public static void RunHalf(int kc, float* ap, int aStep, float* bp, float* c, int ldc, float alpha, float beta)
     {
-        if (UseAvx512) Kernel12x16Avx512(kc, ap, bp, c, ldc, alpha, beta);
+        if (UseAvx512) Kernel12x16Avx512(kc, ap, aStep, bp, c, ldc, alpha, beta);
         else if (UseAvx2)
         {
-            Kernel6x16Avx2(kc, ap, bp, MR, c, ldc, alpha, beta);
-            Kernel6x16Avx2(kc, ap + 6, bp, MR, c + 6 * ldc, ldc, alpha, beta);
+            Kernel6x16Avx2(kc, ap, aStep, bp, c, ldc, alpha, beta);
+            Kernel6x16Avx2(kc, ap + 6, aStep, bp, c + 6 * ldc, ldc, alpha, beta);
         }
-        else KernelScalar(kc, ap, bp, c, ldc, alpha, beta);
+        else KernelScalar(kc, ap, aStep, bp, c, ldc, alpha, beta);
     }
 
     /// <summary>
     /// The MR×w tile of the first w ≥ cols columns of the B micro-panel, w the narrowest of 8, 16, 24 and 32 that
     /// holds cols (for panels cut by the edge of C: a 21-column tail runs 24 columns, not 32; a 4-column tail 8, not 16).
     /// </summary>
-    public static void RunColumns(int cols, int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    public static void RunColumns(int cols, int kc, float* ap, int aStep, float* bp, float* c, int ldc, float alpha, float beta)
     {
-        if (UseAvx512 && cols <= 8) Kernel12x8Avx512(kc, ap, bp, c, ldc, alpha, beta);
-        else if (cols <= NR / 2) RunHalf(kc, ap, bp, c, ldc, alpha, beta);
-        else if (UseAvx512 && cols <= 24) Kernel12x24Avx512(kc, ap, bp, c, ldc, alpha, beta);
-        else Run(kc, ap, bp, c, ldc, alpha, beta);
+        if (UseAvx512 && cols <= 8) Kernel12x8Avx512(kc, ap, aStep, bp, c, ldc, alpha, beta);
+        else if (cols <= NR / 2) RunHalf(kc, ap, aStep, bp, c, ldc, alpha, beta);
+        else if (UseAvx512 && cols <= 24) Kernel12x24Avx512(kc, ap, aStep, bp, c, ldc, alpha, beta);
+        else Run(kc, ap, aStep, bp, c, ldc, alpha, beta);
     }
 
     // 8 columns: ymm accumulators (half the multiply-add cost of a zmm on this kind of core).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel12x8Avx512(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    static void Kernel12x8Avx512(int kc, float* ap, int aStep, float* bp, float* c, int ldc, float alpha, float beta)
     {
         Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
         Vector256<float> c6 = default, c7 = default, c8 = default, c9 = default, ca = default, cb = default;
@@ -85,7 +85,7 @@ static unsafe class GemmMicroKernel
             c9 = Fma.MultiplyAdd(Vector256.Create(ap[9]), b0, c9);
             ca = Fma.MultiplyAdd(Vector256.Create(ap[10]), b0, ca);
             cb = Fma.MultiplyAdd(Vector256.Create(ap[11]), b0, cb);
-            ap += MR;
+            ap += aStep;
             bp += NR;
         }
         var va = Vector256.Create(alpha);
@@ -107,7 +107,7 @@ static unsafe class GemmMicroKernel
 
     // 24 columns: a zmm and a ymm accumulator per row (the ymm multiply-adds cost half).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel12x24Avx512(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    static void Kernel12x24Avx512(int kc, float* ap, int aStep, float* bp, float* c, int ldc, float alpha, float beta)
     {
         Vector512<float> c00 = default, c10 = default, c20 = default, c30 = default, c40 = default, c50 = default;
         Vector512<float> c60 = default, c70 = default, c80 = default, c90 = default, ca0 = default, cb0 = default;
@@ -141,7 +141,7 @@ static unsafe class GemmMicroKernel
             ca0 = Avx512F.FusedMultiplyAdd(a, b0, ca0); ca1 = Fma.MultiplyAdd(a.GetLower(), b1, ca1);
             a = Vector512.Create(ap[11]);
             cb0 = Avx512F.FusedMultiplyAdd(a, b0, cb0); cb1 = Fma.MultiplyAdd(a.GetLower(), b1, cb1);
-            ap += MR;
+            ap += aStep;
             bp += NR;
         }
         var va = Vector512.Create(alpha);
@@ -163,7 +163,7 @@ static unsafe class GemmMicroKernel
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel12x16Avx512(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    static void Kernel12x16Avx512(int kc, float* ap, int aStep, float* bp, float* c, int ldc, float alpha, float beta)
     {
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
         Vector512<float> c6 = default, c7 = default, c8 = default, c9 = default, ca = default, cb = default;
@@ -182,7 +182,7 @@ static unsafe class GemmMicroKernel
             c9 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[9]), b0, c9);
             ca = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[10]), b0, ca);
             cb = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[11]), b0, cb);
-            ap += MR;
+            ap += aStep;
             bp += NR;
         }
         var va = Vector512.Create(alpha);
@@ -203,13 +203,14 @@ static unsafe class GemmMicroKernel
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel12x32Avx512(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    static void Kernel12x32Avx512(int kc, float* ap, int aStep, float* bp, float* c, int ldc, float alpha, float beta)
     {
         // 24 accumulators + 2 B vectors + 1 broadcast = 27 of the 32 zmm registers.
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
         Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
+        PrefetchTile(c, ldc);
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector512.Load(bp);
@@ -238,7 +239,7 @@ static unsafe class GemmMicroKernel
             ca0 = Avx512F.FusedMultiplyAdd(a, b0, ca0); ca1 = Avx512F.FusedMultiplyAdd(a, b1, ca1);
             a = Vector512.Create(ap[11]);
             cb0 = Avx512F.FusedMultiplyAdd(a, b0, cb0); cb1 = Avx512F.FusedMultiplyAdd(a, b1, cb1);
-            ap += MR;
+            ap += aStep;
             bp += NR;
         }
         var va = Vector512.Create(alpha);
@@ -263,6 +264,92 @@ static unsafe class GemmMicroKernel
         }
     }
 
+    /// <summary>
+    /// The 12×32 tile with A read in place from 12 stored rows (row stride lda, k steps contiguous) instead of a packed
+    /// micro-panel: op(A) row-major needs no transposing copy. The 12 row addresses are 4 pointers (rows 0, 3, 6, 9)
+    /// plus 0, lda or 2·lda, so each broadcast is one load with a base + scaled index address. AVX-512 only.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Kernel12x32RowsAvx512(int kc, float* a, long lda, float* bp, float* c, int ldc, float alpha, float beta)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
+        Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
+        PrefetchTile(c, ldc);
+        float* a0 = a, a3 = a + 3 * lda, a6 = a + 6 * lda, a9 = a + 9 * lda;
+        long l2 = 2 * lda;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(bp);
+            var b1 = Vector512.Load(bp + 16);
+            var x = Vector512.Create(a0[0]);
+            c00 = Avx512F.FusedMultiplyAdd(x, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a0[lda]);
+            c10 = Avx512F.FusedMultiplyAdd(x, b0, c10); c11 = Avx512F.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a0[l2]);
+            c20 = Avx512F.FusedMultiplyAdd(x, b0, c20); c21 = Avx512F.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a3[0]);
+            c30 = Avx512F.FusedMultiplyAdd(x, b0, c30); c31 = Avx512F.FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(a3[lda]);
+            c40 = Avx512F.FusedMultiplyAdd(x, b0, c40); c41 = Avx512F.FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(a3[l2]);
+            c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
+            x = Vector512.Create(a6[0]);
+            c60 = Avx512F.FusedMultiplyAdd(x, b0, c60); c61 = Avx512F.FusedMultiplyAdd(x, b1, c61);
+            x = Vector512.Create(a6[lda]);
+            c70 = Avx512F.FusedMultiplyAdd(x, b0, c70); c71 = Avx512F.FusedMultiplyAdd(x, b1, c71);
+            x = Vector512.Create(a6[l2]);
+            c80 = Avx512F.FusedMultiplyAdd(x, b0, c80); c81 = Avx512F.FusedMultiplyAdd(x, b1, c81);
+            x = Vector512.Create(a9[0]);
+            c90 = Avx512F.FusedMultiplyAdd(x, b0, c90); c91 = Avx512F.FusedMultiplyAdd(x, b1, c91);
+            x = Vector512.Create(a9[lda]);
+            ca0 = Avx512F.FusedMultiplyAdd(x, b0, ca0); ca1 = Avx512F.FusedMultiplyAdd(x, b1, ca1);
+            x = Vector512.Create(a9[l2]);
+            cb0 = Avx512F.FusedMultiplyAdd(x, b0, cb0); cb1 = Avx512F.FusedMultiplyAdd(x, b1, cb1);
+            a0++; a3++; a6++; a9++;
+            bp += NR;
+        }
+        var va = Vector512.Create(alpha);
+        if (beta == 0)
+        {
+            Put(c, c00, c01, va); c += ldc; Put(c, c10, c11, va); c += ldc;
+            Put(c, c20, c21, va); c += ldc; Put(c, c30, c31, va); c += ldc;
+            Put(c, c40, c41, va); c += ldc; Put(c, c50, c51, va); c += ldc;
+            Put(c, c60, c61, va); c += ldc; Put(c, c70, c71, va); c += ldc;
+            Put(c, c80, c81, va); c += ldc; Put(c, c90, c91, va); c += ldc;
+            Put(c, ca0, ca1, va); c += ldc; Put(c, cb0, cb1, va);
+        }
+        else
+        {
+            var vb = Vector512.Create(beta);
+            Update(c, c00, c01, va, vb); c += ldc; Update(c, c10, c11, va, vb); c += ldc;
+            Update(c, c20, c21, va, vb); c += ldc; Update(c, c30, c31, va, vb); c += ldc;
+            Update(c, c40, c41, va, vb); c += ldc; Update(c, c50, c51, va, vb); c += ldc;
+            Update(c, c60, c61, va, vb); c += ldc; Update(c, c70, c71, va, vb); c += ldc;
+            Update(c, c80, c81, va, vb); c += ldc; Update(c, c90, c91, va, vb); c += ldc;
+            Update(c, ca0, ca1, va, vb); c += ldc; Update(c, cb0, cb1, va, vb);
+        }
+    }
+
+    /// <summary>
+    /// Starts loading the tile's 12 rows × 128 bytes of C, which the kernel stores (or reads and stores) only after its
+    /// k loop: in a model step C is often a buffer last touched a whole pass ago, out in L3, and without this each
+    /// store would wait for its line.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void PrefetchTile(float* c, int ldc)
+    {
+        for (int r = 0; r < MR; r++, c += ldc)
+        {
+            Sse.Prefetch0(c);
+            Sse.Prefetch0(c + 16);
+        }
+    }
+
+    /// <summary>Whether <see cref="Kernel12x32RowsAvx512"/> can run on this machine.</summary>
+    public static bool HasRowsKernel => UseAvx512;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Put(float* c, Vector512<float> x0, Vector512<float> x1, Vector512<float> va)
     {
@@ -279,7 +366,7 @@ static unsafe class GemmMicroKernel
 
     /// <summary>6×16 tile at columns [0,16) of a packed B micro-panel of row stride NR.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel6x16Avx2(int kc, float* ap, float* bp, int mr, float* c, int ldc, float alpha, float beta)
+    static void Kernel6x16Avx2(int kc, float* ap, int aStep, float* bp, float* c, int ldc, float alpha, float beta)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -299,7 +386,7 @@ static unsafe class GemmMicroKernel
             c40 = Fma.MultiplyAdd(a, b0, c40); c41 = Fma.MultiplyAdd(a, b1, c41);
             a = Vector256.Create(ap[5]);
             c50 = Fma.MultiplyAdd(a, b0, c50); c51 = Fma.MultiplyAdd(a, b1, c51);
-            ap += mr;
+            ap += aStep;
             bp += NR;
         }
         var va = Vector256.Create(alpha);
@@ -327,7 +414,7 @@ static unsafe class GemmMicroKernel
         }
     }
 
-    static void KernelScalar(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
+    static void KernelScalar(int kc, float* ap, int aStep, float* bp, float* c, int ldc, float alpha, float beta)
     {
         float* acc = stackalloc float[MR * NR];
         new Span<float>(acc, MR * NR).Clear();
@@ -339,7 +426,7 @@ static unsafe class GemmMicroKernel
                 float* row = acc + r * NR;
                 for (int j = 0; j < NR; j++) row[j] += av * bp[j];
             }
-            ap += MR;
+            ap += aStep;
             bp += NR;
         }
         for (int r = 0; r < MR; r++)

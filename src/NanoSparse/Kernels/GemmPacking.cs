@@ -129,7 +129,28 @@ static unsafe class GemmPacking
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackB(bool transB, float* b, int ldb, int p0, int kc, int j0, int nc, float* dst)
     {
-        for (int jr = 0; jr < nc; jr += NR)
+        int full = nc / NR * NR;
+        if (!transB && full > 0)
+        {
+            // op(B)(p, j) = b[p·ldb + j]: read each stored row once, front to back (a stream the hardware prefetches
+            // well when B is cold, as a layer's saved input is in the backward pass), dealing its 32-float pieces out
+            // to the panels; a panel-by-panel walk would return to every row once per panel.
+            float* srcRow = b + (long)p0 * ldb + j0;
+            for (int p = 0; p < kc; p++, srcRow += ldb)
+            {
+                float* d = dst + p * NR;
+                for (int jr = 0; jr < full; jr += NR, d += NR * kc)
+                {
+                    float* src = srcRow + jr;
+                    Vector256.Store(Vector256.Load(src), d);
+                    Vector256.Store(Vector256.Load(src + 8), d + 8);
+                    Vector256.Store(Vector256.Load(src + 16), d + 16);
+                    Vector256.Store(Vector256.Load(src + 24), d + 24);
+                }
+            }
+            if (full == nc) return;
+        }
+        for (int jr = transB ? 0 : full; jr < nc; jr += NR)
         {
             int cols = Math.Min(NR, nc - jr);
             float* panel = dst + jr * kc;

@@ -91,6 +91,23 @@ public sealed class GemmTests
         Check(transA, transB, m, n, k, alpha: 0.5f, beta: 1, pad: 3, seed: 2);
     }
 
+    // Full 12-row panels of op(A) are read in place: A row-major through the rows kernel when n is a multiple of 32,
+    // Aᵀ with each k step a run of 12 stored floats. Partial last panels, edge columns, several k slices and padded
+    // rows mix the in-place and packed paths; row strides of 1024 (rows kernel) or over 1024 (Aᵀ) take the packed path.
+    [Theory]
+    [InlineData(false, true, 61, 96, 300, 0)]
+    [InlineData(false, false, 50, 64, 520, 3)]
+    [InlineData(false, true, 36, 64, 64, 0)]
+    [InlineData(true, false, 61, 40, 300, 0)]
+    [InlineData(true, true, 100, 64, 270, 5)]
+    [InlineData(false, true, 24, 32, 1024, 0)]
+    [InlineData(true, false, 30, 32, 100, 1000)]
+    public void ReadsFullPanelsOfAInPlace(bool transA, bool transB, int m, int n, int k, int pad)
+    {
+        Check(transA, transB, m, n, k, 0.5f, 0f, pad);
+        Check(transA, transB, m, n, k, -1.25f, 1.5f, pad, seed: 2);
+    }
+
     [Theory]
     [InlineData(1f, 1f)]
     [InlineData(-2f, 0.25f)]
