@@ -232,6 +232,7 @@ public static unsafe class Attention
         float* weights = dropout ? dropped : att;
         float* lse = a.Lse + (long)bh * T;
         float keepScale = dropout ? 1f / (1f - a.P) : 1f;
+        PrefetchHead(ref a, bh + 1, backward: false);
         AttentionTiles.Transpose(k, T, hs, C3, kt, Tp);
         for (int i0 = 0; i0 < T; i0 += 8)
         {
@@ -278,6 +279,7 @@ public static unsafe class Attention
         float* discard = ds + 2 * T * Tp;
         float* lse = a.Lse + (long)bh * T;
         float keepScale = dropout ? 1f / (1f - a.P) : 1f;
+        PrefetchHead(ref a, bh + 1, backward: true);
         if (!kept) AttentionTiles.Transpose(k, T, hs, C3, kt, Tp);
         AttentionTiles.Transpose(v, T, hs, C3, vt, Tp);
 
@@ -327,6 +329,41 @@ public static unsafe class Attention
             AttentionTiles.Rows8(kLen, dropped + corner, 1, Tp, rows, dy + (long)j0 * C, C, hs, dv + (long)j0 * C3, C3, discard, 1f);
             AttentionTiles.Rows8(kLen, ds + corner, 1, Tp, rows, q + (long)j0 * C3, C3, hs, dk + (long)j0 * C3, C3, discard, 1f);
         }
+    }
+
+    /// <summary>
+    /// Starts loading into L2 what head bh reads and writes (its q, k, v columns, kept probabilities, and output rows;
+    /// in the backward pass also dout and dqkv), so that a thread moving on to the next head finds it there: in a model
+    /// step these are buffers last touched a layer or a whole pass ago.
+    /// </summary>
+    static void PrefetchHead(ref Args a, int bh, bool backward)
+    {
+        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported || bh >= a.B * a.NH) return;
+        int T = a.T, C = a.C, NH = a.NH, hs = C / NH, C3 = 3 * C, Tp = (T + 15) & ~15;
+        int b = bh / NH, h = bh % NH;
+        long qkvOffset = (long)b * T * C3 + h * hs, outOffset = (long)b * T * C + h * hs;
+        for (int t = 0; t < T; t++)
+        {
+            PrefetchRun(a.Qkv + qkvOffset + (long)t * C3, hs);
+            PrefetchRun(a.Qkv + qkvOffset + (long)t * C3 + C, hs);
+            PrefetchRun(a.Qkv + qkvOffset + (long)t * C3 + 2 * C, hs);
+            if (!backward) PrefetchRun(a.Out + outOffset + (long)t * C, hs);
+            else
+            {
+                PrefetchRun(a.Dout + outOffset + (long)t * C, hs);
+                PrefetchRun(a.Dqkv + qkvOffset + (long)t * C3, hs);
+                PrefetchRun(a.Dqkv + qkvOffset + (long)t * C3 + C, hs);
+                PrefetchRun(a.Dqkv + qkvOffset + (long)t * C3 + 2 * C, hs);
+            }
+        }
+        if (a.Probs != null) PrefetchRun(a.Probs + (long)bh * T * Tp, T * Tp);
+    }
+
+    /// <summary>Prefetches (into L2) the cache lines of n floats from p.</summary>
+    static void PrefetchRun(float* p, int n)
+    {
+        for (int i = 0; i < n; i += 16) System.Runtime.Intrinsics.X86.Sse.Prefetch1(p + i);
+        System.Runtime.Intrinsics.X86.Sse.Prefetch1(p + n - 1);
     }
 
     /// <summary>
