@@ -40,7 +40,7 @@ public static class TrainBench
         {
             Description = "measure every contender this many times in turn, each time --iters iterations; a figure is the " +
                           "median over all rounds, so a machine that slows down or speeds up meets every contender alike " +
-                          "(default: baby 3, small 1)",
+                          "(default: baby 5, small 1)",
         };
 
         var command = new Command("train", "training step ms/iter: NanoSparse vs PyTorch (nanoGPT loop), same preset and threads");
@@ -57,7 +57,7 @@ public static class TrainBench
                 parseResult.GetValue(gemmSize),
                 parseResult.GetValue(python)!,
                 !parseResult.GetValue(noPeer),
-                parseResult.GetValue(rounds) ?? (p == ModelPreset.Small ? 1 : 3));
+                parseResult.GetValue(rounds) ?? (p == ModelPreset.Small ? 1 : 5));
             var result = Run(options);
             var file = parseResult.GetValue(json);
             if (file != null) WriteJson(file.FullName, result);
