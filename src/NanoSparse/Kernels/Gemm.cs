@@ -147,11 +147,11 @@ public static unsafe class Gemm
             int rowItems = CeilDiv(m, rowChunk);
             int items = rowItems * args.ColItems;
             // op(A) read in place (see Block): as Aᵀ when its rows are short enough to keep a micro-panel's k steps
-            // close together; as A when the rows kernel exists, no column panel is partial (edge tiles take packed
+            // close together; as A when the strided 12×32 kernel exists, no column panel is partial (edge tiles take packed
             // panels) and the 12 rows do not all fall into the same L1 sets (a row stride of a multiple of 4 KiB).
             bool aInPlace = transA
                 ? lda <= InPlaceStride
-                : GemmMicroKernel.HasRowsKernel && n % NR == 0 && lda % 1024 != 0;
+                : GemmMicroKernel.HasStridedKernel && n % NR == 0 && lda % 1024 != 0;
             args.AMode = aInPlace ? AMode.InPlace : AMode.Packed;
 
             // When several row items would each pack the same op(B) columns again, pack all of op(B) once, in
@@ -252,7 +252,7 @@ public static unsafe class Gemm
                     int rows = Math.Min(MR, mc - ir);
                     float* cRow = g.C + (long)(i0 + ir) * g.Ldc + jc;
                     // The A micro-panel and its k step: packed (MR), or in place: op(A) = Aᵀ has each k step as MR
-                    // contiguous floats of a stored row (step lda); op(A) = A is 12 stored rows (the rows kernel).
+                    // contiguous floats of a stored row (step lda); op(A) = A is 12 stored rows (row stride lda).
                     float* ap = packA + ir * kc;
                     int aStep = MR;
                     bool rowsKernel = false;
@@ -269,7 +269,7 @@ public static unsafe class Gemm
                         if (last) PrefetchRows(g.E + (long)(i0 + ir) * g.Lde + jc + jr, g.Lde, rows);
                         if (rows == MR && cols == NR)
                         {
-                            if (rowsKernel) GemmMicroKernel.Kernel12x32RowsAvx512(kc, ap, lda, bp, cRow + jr, g.Ldc, g.Alpha, beta);
+                            if (rowsKernel) GemmMicroKernel.Kernel12x32Avx512(kc, ap, lda, 1, bp, cRow + jr, g.Ldc, g.Alpha, beta);
                             else GemmMicroKernel.Run(kc, ap, aStep, bp, cRow + jr, g.Ldc, g.Alpha, beta);
                         }
                         else

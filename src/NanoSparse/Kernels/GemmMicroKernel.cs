@@ -27,7 +27,7 @@ static unsafe class GemmMicroKernel
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Run(int kc, float* ap, int aStep, float* bp, float* c, int ldc, float alpha, float beta)
     {
-        if (UseAvx512) Kernel12x32Avx512(kc, ap, aStep, bp, c, ldc, alpha, beta);
+        if (UseAvx512) Kernel12x32Avx512(kc, ap, 1, aStep, bp, c, ldc, alpha, beta);
         else if (UseAvx2)
         {
             // 16 ymm registers hold a 6×16 tile (12 accumulators), so the 12×32 tile is four passes.
@@ -202,8 +202,14 @@ static unsafe class GemmMicroKernel
         else Vector512.Store(Avx512F.FusedMultiplyAdd(x, va, Vector512.Load(c) * vb), c);
     }
 
+    /// <summary>
+    /// The 12×32 tile with A element (r, p) at a[r·rowStride + p·kStep]: a packed micro-panel (1, MR), Aᵀ read in
+    /// place (1, lda: each k step is 12 contiguous floats of a stored row) or A read in place (lda, 1: 12 stored rows,
+    /// no transposing copy). The 12 row addresses are 4 pointers (rows 0, 3, 6, 9) plus 0, rowStride or 2·rowStride,
+    /// so each broadcast is one load with a base + scaled index address, and a k step advances the 4 pointers.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel12x32Avx512(int kc, float* ap, int aStep, float* bp, float* c, int ldc, float alpha, float beta)
+    public static void Kernel12x32Avx512(int kc, float* a, long rowStride, long kStep, float* bp, float* c, int ldc, float alpha, float beta)
     {
         // 24 accumulators + 2 B vectors + 1 broadcast = 27 of the 32 zmm registers.
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -211,103 +217,37 @@ static unsafe class GemmMicroKernel
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
         Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
         PrefetchTile(c, ldc);
-        for (int p = 0; p < kc; p++)
-        {
-            var b0 = Vector512.Load(bp);
-            var b1 = Vector512.Load(bp + 16);
-            var a = Vector512.Create(ap[0]);
-            c00 = Avx512F.FusedMultiplyAdd(a, b0, c00); c01 = Avx512F.FusedMultiplyAdd(a, b1, c01);
-            a = Vector512.Create(ap[1]);
-            c10 = Avx512F.FusedMultiplyAdd(a, b0, c10); c11 = Avx512F.FusedMultiplyAdd(a, b1, c11);
-            a = Vector512.Create(ap[2]);
-            c20 = Avx512F.FusedMultiplyAdd(a, b0, c20); c21 = Avx512F.FusedMultiplyAdd(a, b1, c21);
-            a = Vector512.Create(ap[3]);
-            c30 = Avx512F.FusedMultiplyAdd(a, b0, c30); c31 = Avx512F.FusedMultiplyAdd(a, b1, c31);
-            a = Vector512.Create(ap[4]);
-            c40 = Avx512F.FusedMultiplyAdd(a, b0, c40); c41 = Avx512F.FusedMultiplyAdd(a, b1, c41);
-            a = Vector512.Create(ap[5]);
-            c50 = Avx512F.FusedMultiplyAdd(a, b0, c50); c51 = Avx512F.FusedMultiplyAdd(a, b1, c51);
-            a = Vector512.Create(ap[6]);
-            c60 = Avx512F.FusedMultiplyAdd(a, b0, c60); c61 = Avx512F.FusedMultiplyAdd(a, b1, c61);
-            a = Vector512.Create(ap[7]);
-            c70 = Avx512F.FusedMultiplyAdd(a, b0, c70); c71 = Avx512F.FusedMultiplyAdd(a, b1, c71);
-            a = Vector512.Create(ap[8]);
-            c80 = Avx512F.FusedMultiplyAdd(a, b0, c80); c81 = Avx512F.FusedMultiplyAdd(a, b1, c81);
-            a = Vector512.Create(ap[9]);
-            c90 = Avx512F.FusedMultiplyAdd(a, b0, c90); c91 = Avx512F.FusedMultiplyAdd(a, b1, c91);
-            a = Vector512.Create(ap[10]);
-            ca0 = Avx512F.FusedMultiplyAdd(a, b0, ca0); ca1 = Avx512F.FusedMultiplyAdd(a, b1, ca1);
-            a = Vector512.Create(ap[11]);
-            cb0 = Avx512F.FusedMultiplyAdd(a, b0, cb0); cb1 = Avx512F.FusedMultiplyAdd(a, b1, cb1);
-            ap += aStep;
-            bp += NR;
-        }
-        var va = Vector512.Create(alpha);
-        if (beta == 0)
-        {
-            Put(c, c00, c01, va); c += ldc; Put(c, c10, c11, va); c += ldc;
-            Put(c, c20, c21, va); c += ldc; Put(c, c30, c31, va); c += ldc;
-            Put(c, c40, c41, va); c += ldc; Put(c, c50, c51, va); c += ldc;
-            Put(c, c60, c61, va); c += ldc; Put(c, c70, c71, va); c += ldc;
-            Put(c, c80, c81, va); c += ldc; Put(c, c90, c91, va); c += ldc;
-            Put(c, ca0, ca1, va); c += ldc; Put(c, cb0, cb1, va);
-        }
-        else
-        {
-            var vb = Vector512.Create(beta);
-            Update(c, c00, c01, va, vb); c += ldc; Update(c, c10, c11, va, vb); c += ldc;
-            Update(c, c20, c21, va, vb); c += ldc; Update(c, c30, c31, va, vb); c += ldc;
-            Update(c, c40, c41, va, vb); c += ldc; Update(c, c50, c51, va, vb); c += ldc;
-            Update(c, c60, c61, va, vb); c += ldc; Update(c, c70, c71, va, vb); c += ldc;
-            Update(c, c80, c81, va, vb); c += ldc; Update(c, c90, c91, va, vb); c += ldc;
-            Update(c, ca0, ca1, va, vb); c += ldc; Update(c, cb0, cb1, va, vb);
-        }
-    }
-
-    /// <summary>
-    /// The 12×32 tile with A read in place from 12 stored rows (row stride lda, k steps contiguous) instead of a packed
-    /// micro-panel: op(A) row-major needs no transposing copy. The 12 row addresses are 4 pointers (rows 0, 3, 6, 9)
-    /// plus 0, lda or 2·lda, so each broadcast is one load with a base + scaled index address. AVX-512 only.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Kernel12x32RowsAvx512(int kc, float* a, long lda, float* bp, float* c, int ldc, float alpha, float beta)
-    {
-        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
-        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
-        Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
-        PrefetchTile(c, ldc);
-        float* a0 = a, a3 = a + 3 * lda, a6 = a + 6 * lda, a9 = a + 9 * lda;
-        long l2 = 2 * lda;
+        long r1 = rowStride, r2 = 2 * rowStride;
+        float* a0 = a, a3 = a + 3 * rowStride, a6 = a + 6 * rowStride, a9 = a + 9 * rowStride;
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector512.Load(bp);
             var b1 = Vector512.Load(bp + 16);
             var x = Vector512.Create(a0[0]);
             c00 = Avx512F.FusedMultiplyAdd(x, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x, b1, c01);
-            x = Vector512.Create(a0[lda]);
+            x = Vector512.Create(a0[r1]);
             c10 = Avx512F.FusedMultiplyAdd(x, b0, c10); c11 = Avx512F.FusedMultiplyAdd(x, b1, c11);
-            x = Vector512.Create(a0[l2]);
+            x = Vector512.Create(a0[r2]);
             c20 = Avx512F.FusedMultiplyAdd(x, b0, c20); c21 = Avx512F.FusedMultiplyAdd(x, b1, c21);
             x = Vector512.Create(a3[0]);
             c30 = Avx512F.FusedMultiplyAdd(x, b0, c30); c31 = Avx512F.FusedMultiplyAdd(x, b1, c31);
-            x = Vector512.Create(a3[lda]);
+            x = Vector512.Create(a3[r1]);
             c40 = Avx512F.FusedMultiplyAdd(x, b0, c40); c41 = Avx512F.FusedMultiplyAdd(x, b1, c41);
-            x = Vector512.Create(a3[l2]);
+            x = Vector512.Create(a3[r2]);
             c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
             x = Vector512.Create(a6[0]);
             c60 = Avx512F.FusedMultiplyAdd(x, b0, c60); c61 = Avx512F.FusedMultiplyAdd(x, b1, c61);
-            x = Vector512.Create(a6[lda]);
+            x = Vector512.Create(a6[r1]);
             c70 = Avx512F.FusedMultiplyAdd(x, b0, c70); c71 = Avx512F.FusedMultiplyAdd(x, b1, c71);
-            x = Vector512.Create(a6[l2]);
+            x = Vector512.Create(a6[r2]);
             c80 = Avx512F.FusedMultiplyAdd(x, b0, c80); c81 = Avx512F.FusedMultiplyAdd(x, b1, c81);
             x = Vector512.Create(a9[0]);
             c90 = Avx512F.FusedMultiplyAdd(x, b0, c90); c91 = Avx512F.FusedMultiplyAdd(x, b1, c91);
-            x = Vector512.Create(a9[lda]);
+            x = Vector512.Create(a9[r1]);
             ca0 = Avx512F.FusedMultiplyAdd(x, b0, ca0); ca1 = Avx512F.FusedMultiplyAdd(x, b1, ca1);
-            x = Vector512.Create(a9[l2]);
+            x = Vector512.Create(a9[r2]);
             cb0 = Avx512F.FusedMultiplyAdd(x, b0, cb0); cb1 = Avx512F.FusedMultiplyAdd(x, b1, cb1);
-            a0++; a3++; a6++; a9++;
+            a0 += kStep; a3 += kStep; a6 += kStep; a9 += kStep;
             bp += NR;
         }
         var va = Vector512.Create(alpha);
@@ -347,8 +287,8 @@ static unsafe class GemmMicroKernel
         }
     }
 
-    /// <summary>Whether <see cref="Kernel12x32RowsAvx512"/> can run on this machine.</summary>
-    public static bool HasRowsKernel => UseAvx512;
+    /// <summary>Whether <see cref="Kernel12x32Avx512"/> can run on this machine (A read as stored rows needs it).</summary>
+    public static bool HasStridedKernel => UseAvx512;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Put(float* c, Vector512<float> x0, Vector512<float> x1, Vector512<float> va)
