@@ -359,11 +359,11 @@ public static unsafe class Attention
         if (a.Probs != null) PrefetchRun(a.Probs + (long)bh * T * Tp, T * Tp);
     }
 
-    /// <summary>Prefetches (into L2) the cache lines of n floats from p.</summary>
+    /// <summary>Prefetches (into L2) each 64-byte cache line that holds some of the n floats from p, once.</summary>
     static void PrefetchRun(float* p, int n)
     {
-        for (int i = 0; i < n; i += 16) System.Runtime.Intrinsics.X86.Sse.Prefetch1(p + i);
-        System.Runtime.Intrinsics.X86.Sse.Prefetch1(p + n - 1);
+        byte* line = (byte*)((nuint)p & ~(nuint)63), end = (byte*)(p + n);
+        for (; line < end; line += 64) System.Runtime.Intrinsics.X86.Sse.Prefetch1(line);
     }
 
     /// <summary>
