@@ -16,11 +16,12 @@ namespace NanoSparse.Kernels;
 /// <see cref="MC"/> rows, which are the parallel work items (column blocks instead when C is wide and short, as in
 /// dW = dYᵀ·X with few output rows). op(B) is packed once per call into NR-column micro-panels shared by all items
 /// (when it fits <see cref="SharedPackLimit"/>; otherwise each item packs KC×NC blocks itself). Inside an item, k is
-/// cut into <see cref="KC"/> slices; the item packs its op(A) block (MC×KC) into MR-row micro-panels in a buffer
-/// allocated once per thread, and <see cref="GemmMicroKernel"/> computes 12×32 tiles with 24 zmm accumulators:
-/// the A micro-panel (MR×KC, 12 KiB) stays in L1 while B micro-panels stream from L2/L3. Tiles cut by the edge of C
-/// run the same kernel on zero-padded panels into a stack tile. Tiny products and m = 1 skip packing and threads.
-/// </remarks>
+/// cut into <see cref="KC"/> slices; <see cref="GemmMicroKernel"/> computes 12×32 tiles with 24 zmm accumulators,
+/// the A micro-panel (MR×KC, 12 KiB) staying in L1 while B micro-panels stream from L2/L3. Full A micro-panels are
+/// read where op(A) is stored (row-major A as 12 rows, Aᵀ with each k step 12 contiguous floats); otherwise, and for
+/// the partial last panel, the item packs them into MR-row micro-panels in a buffer allocated once per thread. Tiles
+/// cut by the edge of C run the same kernel on zero-padded panels into a stack tile. Tiny products and m = 1 skip
+/// packing and threads.
 /// </remarks>
 public static unsafe class Gemm
 {
