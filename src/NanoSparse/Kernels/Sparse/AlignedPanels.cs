@@ -49,6 +49,29 @@ internal static unsafe class AlignedPanels
         return packed;
     }
 
+    [ThreadStatic] static float[]? _private;
+
+    /// <summary>
+    /// Copies rows [0, rows) of x (row stride n, n columns) into this thread's own 64-byte-aligned buffer with row
+    /// stride Ld(n) (zero-padded) and returns it; the buffer is reused by the next call on the same thread. For a
+    /// kernel's worker threads: each packs what it reads itself, so the copy lands in its own L2 instead of being
+    /// written by one core and read by another (see Sddmm).
+    /// </summary>
+    public static float* CopyToThreadBuffer(float* x, int rows, int n)
+    {
+        int ld = Ld(n);
+        long need = (long)rows * ld + 16;
+        if (_private is null || _private.Length < need) _private = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
+        float* packed = (float*)(((nint)Unsafe.AsPointer(ref _private[0]) + 63) & ~(nint)63);
+        for (int r = 0; r < rows; r++)
+        {
+            float* dst = packed + (long)r * ld;
+            Buffer.MemoryCopy(x + (long)r * n, dst, (long)n * 4, (long)n * 4);
+            for (int c = n; c < ld; c++) dst[c] = 0;
+        }
+        return packed;
+    }
+
     struct Args
     {
         public float* X, Packed;

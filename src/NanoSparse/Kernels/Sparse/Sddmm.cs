@@ -35,6 +35,9 @@ public static unsafe class Sddmm
         public TIndex* Index;
         public float* A, B, Output;
         public int Rows, Cols, D, LdB, Chunks, KBlock;
+        // B's blocks copied by each thread into its own aligned buffer (AlignedPanels.CopyToThreadBuffer) instead
+        // of one shared copy of all of B.
+        public bool PackPerThread;
     }
 
     /// <summary>
@@ -60,12 +63,24 @@ public static unsafe class Sddmm
             Chunks = SpmmMicroKernel.ChunkCount(rows, ((long)rp[rows] + rows) * Math.Max(d, 1), d == 1 ? 16_384 : 131_072),
         };
         // B's rows are loaded once per nonzero of their column: aligned (one panel of all D columns) when that pays.
-        if (AlignedPanels.Pays(rp[rows], cols, d) && !AlignedPanels.AlreadyAligned(b, d, d))
+        bool pack = AlignedPanels.Pays(rp[rows], cols, d) && !AlignedPanels.AlreadyAligned(b, d, d);
+        int ld = pack ? AlignedPanels.Ld(d) : d;
+        args.KBlock = d >= 16 && cols > 2 * KBlock && cols >= rows && (long)cols * ld * 4 > 786432 ? KBlock : cols;
+        if (pack && args.KBlock < cols && args.Chunks > 1)
+        {
+            // K-blocked on several threads: each thread copies every 256-row block of B it is about to use into its
+            // own aligned buffer (one chunk per thread, so each block is copied once per thread). A shared copy of
+            // all of B is written half by each core and then read whole by both, across cores: measured (scratch,
+            // 2 threads, 90% sparse) 768×3072 D = 128 0.81 ms against 0.72 ms with B already aligned (no copy).
+            args.PackPerThread = true;
+            args.LdB = ld;
+            args.Chunks = KernelThreads.ThreadsFor(rows);
+        }
+        else if (pack)
         {
             args.B = AlignedPanels.Pack(b, cols, d, d);
-            args.LdB = AlignedPanels.Ld(d);
+            args.LdB = ld;
         }
-        args.KBlock = d >= 16 && cols > 2 * KBlock && cols >= rows && (long)cols * args.LdB * 4 > 786432 ? KBlock : cols;
         KernelThreads.For(args.Chunks, ref args, &Body);
     }
 
@@ -86,26 +101,13 @@ public static unsafe class Sddmm
             }
             return;
         }
-        if (a.KBlock < a.Cols && last - first <= MaxBlockedRows)
+        if (a.KBlock < a.Cols)
         {
-            // Per-row cursors advance through the sorted columns, one block of B's rows at a time.
-            int* cursor = stackalloc int[last - first];
-            for (int i = first; i < last; i++) cursor[i - first] = rp[i];
-            for (int k0 = 0; k0 < a.Cols; k0 += a.KBlock)
-            {
-                int kEnd = k0 + a.KBlock;
-                for (int i = first; i < last; i++)
-                {
-                    float* ai = a.A + (long)i * d;
-                    int p = cursor[i - first], end = rp[i + 1];
-                    for (; p + 3 < end && int.CreateTruncating(a.Index[p + 3]) < kEnd; p += 4)
-                        Dot4(ai, a.B + (long)int.CreateTruncating(a.Index[p]) * ldb, a.B + (long)int.CreateTruncating(a.Index[p + 1]) * ldb,
-                            a.B + (long)int.CreateTruncating(a.Index[p + 2]) * ldb, a.B + (long)int.CreateTruncating(a.Index[p + 3]) * ldb, d, a.Output + p);
-                    for (; p < end && int.CreateTruncating(a.Index[p]) < kEnd; p++)
-                        a.Output[p] = Dot(ai, a.B + (long)int.CreateTruncating(a.Index[p]) * ldb, d);
-                    cursor[i - first] = p;
-                }
-            }
+            // Per-row cursors advance through the sorted columns, one block of B's rows at a time; at most
+            // MaxBlockedRows rows at once (the cursors live on the stack).
+            int* cursor = stackalloc int[Math.Min(last - first, MaxBlockedRows)];
+            for (int f = first; f < last; f += MaxBlockedRows)
+                BlockedRows(ref a, f, Math.Min(last, f + MaxBlockedRows), cursor);
             return;
         }
         for (int i = first; i < last; i++)
@@ -117,6 +119,32 @@ public static unsafe class Sddmm
                     a.B + (long)int.CreateTruncating(a.Index[p + 2]) * ldb, a.B + (long)int.CreateTruncating(a.Index[p + 3]) * ldb, d, a.Output + p);
             for (; p < end; p++)
                 a.Output[p] = Dot(ai, a.B + (long)int.CreateTruncating(a.Index[p]) * ldb, d);
+        }
+    }
+
+    /// <summary>Rows [first, last) of the K-blocked product; <paramref name="cursor"/> has room for last − first.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void BlockedRows<TIndex>(ref Args<TIndex> a, int first, int last, int* cursor) where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        int* rp = a.RowPointers;
+        int d = a.D, ldb = a.LdB;
+        for (int i = first; i < last; i++) cursor[i - first] = rp[i];
+        for (int k0 = 0; k0 < a.Cols; k0 += a.KBlock)
+        {
+            int kEnd = Math.Min(a.Cols, k0 + a.KBlock);
+            // b + j·ldb is row j of B, here or in this thread's copy of the block (whose row 0 is B's row k0).
+            float* b = a.PackPerThread ? AlignedPanels.CopyToThreadBuffer(a.B + (long)k0 * d, kEnd - k0, d) - (long)k0 * ldb : a.B;
+            for (int i = first; i < last; i++)
+            {
+                float* ai = a.A + (long)i * d;
+                int p = cursor[i - first], end = rp[i + 1];
+                for (; p + 3 < end && int.CreateTruncating(a.Index[p + 3]) < kEnd; p += 4)
+                    Dot4(ai, b + (long)int.CreateTruncating(a.Index[p]) * ldb, b + (long)int.CreateTruncating(a.Index[p + 1]) * ldb,
+                        b + (long)int.CreateTruncating(a.Index[p + 2]) * ldb, b + (long)int.CreateTruncating(a.Index[p + 3]) * ldb, d, a.Output + p);
+                for (; p < end && int.CreateTruncating(a.Index[p]) < kEnd; p++)
+                    a.Output[p] = Dot(ai, b + (long)int.CreateTruncating(a.Index[p]) * ldb, d);
+                cursor[i - first] = p;
+            }
         }
     }
 
