@@ -52,22 +52,22 @@ internal static unsafe class AlignedPanels
     [ThreadStatic] static float[]? _private;
 
     /// <summary>
-    /// Copies rows [0, rows) of x (row stride n, n columns) into this thread's own 64-byte-aligned buffer with row
-    /// stride Ld(n) (zero-padded) and returns it; the buffer is reused by the next call on the same thread. For a
-    /// kernel's worker threads: each packs what it reads itself, so the copy lands in its own L2 instead of being
-    /// written by one core and read by another (see Sddmm).
+    /// Copies <paramref name="cols"/> columns of rows [0, rows) of x (row stride ldx) into this thread's own
+    /// 64-byte-aligned buffer with row stride Ld(cols) (zero-padded) and returns it; the buffer is reused by the next
+    /// call on the same thread. For a kernel's worker threads: each copies what it reads itself, so the copy lands in
+    /// its own L2 instead of being written half by one core and read whole by the other (see Sddmm, CsrSpmm).
     /// </summary>
-    public static float* CopyToThreadBuffer(float* x, int rows, int n)
+    public static float* CopyToThreadBuffer(float* x, int rows, int cols, int ldx)
     {
-        int ld = Ld(n);
+        int ld = Ld(cols);
         long need = (long)rows * ld + 16;
         if (_private is null || _private.Length < need) _private = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
         float* packed = (float*)(((nint)Unsafe.AsPointer(ref _private[0]) + 63) & ~(nint)63);
         for (int r = 0; r < rows; r++)
         {
             float* dst = packed + (long)r * ld;
-            Buffer.MemoryCopy(x + (long)r * n, dst, (long)n * 4, (long)n * 4);
-            for (int c = n; c < ld; c++) dst[c] = 0;
+            Buffer.MemoryCopy(x + (long)r * ldx, dst, (long)cols * 4, (long)cols * 4);
+            for (int c = cols; c < ld; c++) dst[c] = 0;
         }
         return packed;
     }

@@ -41,6 +41,8 @@ public static unsafe class CsrSpmm
         // panel t holds columns [t·Tile, t·Tile + Tile) of every row of X, row stride PanelLd, at Packed + t·K·PanelLd.
         public float* Packed;
         public int PanelLd;
+        // Each thread copies the panels (or K blocks of them) it reads into its own aligned buffer instead.
+        public bool PackPerThread;
     }
 
     /// <summary>Core over raw CSR arrays (also used for CSC's transposed product).</summary>
@@ -65,8 +67,17 @@ public static unsafe class CsrSpmm
             args.KBlock = kBlock;
             if (AlignedPanels.Pays(nnz, k, n) && !AlignedPanels.AlreadyAligned(x, n, tile))
             {
-                args.Packed = AlignedPanels.Pack(x, k, n, tile);
                 args.PanelLd = AlignedPanels.Ld(tile);
+                if (args.Chunks > 1)
+                {
+                    // On several threads each copies what it reads (one chunk per thread, so every panel or K block
+                    // is copied once per thread): a shared copy is written half by each core and then read whole by
+                    // both, across cores. Scratch, 2 threads, 90% sparse 768×768 N = 128: 0.17 ms with the shared
+                    // copy against 0.14 ms with X already aligned (no copy).
+                    args.PackPerThread = true;
+                    args.Chunks = KernelThreads.ThreadsFor(rows);
+                }
+                else args.Packed = AlignedPanels.Pack(x, k, n, tile);
             }
         }
         KernelThreads.For(args.Chunks, ref args, &Body);
@@ -118,11 +129,13 @@ public static unsafe class CsrSpmm
             {
                 int w = Math.Min(tile, n - j);
                 float* x = a.Packed != null ? a.Packed + (long)(j / tile) * a.K * a.PanelLd : a.X + j;
-                int ldx = a.Packed != null ? a.PanelLd : n;
+                int ldx = a.PackPerThread ? AlignedPanels.Ld(w) : a.Packed != null ? a.PanelLd : n;
                 for (int i = first; i < last; i++) cursor[i - first] = rp[i];
                 for (int k0 = 0; k0 < a.K; k0 += kBlock)
                 {
-                    int kEnd = k0 + kBlock;
+                    int kEnd = Math.Min(a.K, k0 + kBlock);
+                    // This thread's copy of rows [k0, kEnd) of the tile, addressed as if it held all of X's rows.
+                    if (a.PackPerThread) x = AlignedPanels.CopyToThreadBuffer(a.X + (long)k0 * n + j, kEnd - k0, w, n) - (long)k0 * ldx;
                     for (int i = first; i < last; i++)
                     {
                         int start = cursor[i - first], end = rp[i + 1], p = start;
@@ -139,7 +152,8 @@ public static unsafe class CsrSpmm
         {
             int w = Math.Min(tile, n - j);
             float* x = a.Packed != null ? a.Packed + (long)(j / tile) * a.K * a.PanelLd : a.X + j;
-            int ldx = a.Packed != null ? a.PanelLd : n;
+            int ldx = a.PackPerThread ? AlignedPanels.Ld(w) : a.Packed != null ? a.PanelLd : n;
+            if (a.PackPerThread) x = AlignedPanels.CopyToThreadBuffer(a.X + j, a.K, w, n);
             for (int i = first; i < last; i++)
                 SpmmMicroKernel.RowTile(a.Index + rp[i], a.Values + rp[i], rp[i + 1] - rp[i], x, ldx, a.Y + (long)i * n + j, w, add: false);
         }

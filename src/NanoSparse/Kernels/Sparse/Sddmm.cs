@@ -133,7 +133,7 @@ public static unsafe class Sddmm
         {
             int kEnd = Math.Min(a.Cols, k0 + a.KBlock);
             // b + j·ldb is row j of B, here or in this thread's copy of the block (whose row 0 is B's row k0).
-            float* b = a.PackPerThread ? AlignedPanels.CopyToThreadBuffer(a.B + (long)k0 * d, kEnd - k0, d) - (long)k0 * ldb : a.B;
+            float* b = a.PackPerThread ? AlignedPanels.CopyToThreadBuffer(a.B + (long)k0 * d, kEnd - k0, d, d) - (long)k0 * ldb : a.B;
             for (int i = first; i < last; i++)
             {
                 float* ai = a.A + (long)i * d;
