@@ -41,8 +41,12 @@ public static unsafe class CsrSpmm
         // panel t holds columns [t·Tile, t·Tile + Tile) of every row of X, row stride PanelLd, at Packed + t·K·PanelLd.
         public float* Packed;
         public int PanelLd;
-        // Each thread copies the panels (or K blocks of them) it reads into its own aligned buffer instead.
+        // Unblocked on several threads: instead, each thread copies the panel it reads into its own aligned buffer
+        // (AlignedPanels.CopyToThreadBuffer, tagged with Call so a thread copies each panel once per call). Work
+        // items are then (panel, chunk) pairs, panel-major, so a thread moves through the panels in order.
         public bool PackPerThread;
+        public long Call;
+        public int Items;
     }
 
     /// <summary>Core over raw CSR arrays (also used for CSC's transposed product).</summary>
@@ -67,20 +71,24 @@ public static unsafe class CsrSpmm
             args.KBlock = kBlock;
             if (AlignedPanels.Pays(nnz, k, n) && !AlignedPanels.AlreadyAligned(x, n, tile))
             {
-                args.PanelLd = AlignedPanels.Ld(tile);
-                if (args.Chunks > 1)
+                if (args.Chunks > 1 && kBlock == k)
                 {
-                    // On several threads each copies what it reads (one chunk per thread, so every panel or K block
-                    // is copied once per thread): a shared copy is written half by each core and then read whole by
-                    // both, across cores. Scratch, 2 threads, 90% sparse 768×768 N = 128: 0.17 ms with the shared
-                    // copy against 0.14 ms with X already aligned (no copy).
+                    // A shared copy is written half by each core and then read whole by both, across cores; a copy
+                    // per thread stays in that core's L2. Scratch, 2 threads, 90% sparse 768×768 N = 128: 0.171–0.172
+                    // ms with the shared copy, 0.159–0.162 ms with copies per thread, 0.137–0.142 ms with X already
+                    // aligned (no copy at all).
                     args.PackPerThread = true;
-                    args.Chunks = KernelThreads.ThreadsFor(rows);
+                    args.Call = AlignedPanels.NextCall();
                 }
-                else args.Packed = AlignedPanels.Pack(x, k, n, tile);
+                else
+                {
+                    args.Packed = AlignedPanels.Pack(x, k, n, tile);
+                    args.PanelLd = AlignedPanels.Ld(tile);
+                }
             }
         }
-        KernelThreads.For(args.Chunks, ref args, &Body);
+        args.Items = args.PackPerThread ? (n + args.Tile - 1) / args.Tile * args.Chunks : args.Chunks;
+        KernelThreads.For(args.Items, ref args, &Body);
     }
 
     const int MaxBlockedRows = 16384;
@@ -106,9 +114,21 @@ public static unsafe class CsrSpmm
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Body<TIndex>(ref Args<TIndex> a, int chunk) where TIndex : unmanaged, IBinaryInteger<TIndex>
+    static void Body<TIndex>(ref Args<TIndex> a, int item) where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
         int* rp = a.RowPointers;
+        if (a.PackPerThread)
+        {
+            // Item = panel t, then chunk: this thread's copy of panel t (all K rows of columns [t·Tile, t·Tile + w)).
+            int t = item / a.Chunks, c = item % a.Chunks;
+            int from = SpmmMicroKernel.ChunkStart(rp, a.Rows, c, a.Chunks), to = SpmmMicroKernel.ChunkStart(rp, a.Rows, c + 1, a.Chunks);
+            int j0 = t * a.Tile, width = Math.Min(a.Tile, a.N - j0);
+            float* panel = AlignedPanels.CopyToThreadBuffer(a.X + j0, a.K, width, a.N, a.Call, t);
+            for (int i = from; i < to; i++)
+                SpmmMicroKernel.RowTile(a.Index + rp[i], a.Values + rp[i], rp[i + 1] - rp[i], panel, AlignedPanels.Ld(width), a.Y + (long)i * a.N + j0, width, add: false);
+            return;
+        }
+        int chunk = item;
         int first = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk, a.Chunks);
         int last = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk + 1, a.Chunks);
         int n = a.N;
@@ -129,13 +149,11 @@ public static unsafe class CsrSpmm
             {
                 int w = Math.Min(tile, n - j);
                 float* x = a.Packed != null ? a.Packed + (long)(j / tile) * a.K * a.PanelLd : a.X + j;
-                int ldx = a.PackPerThread ? AlignedPanels.Ld(w) : a.Packed != null ? a.PanelLd : n;
+                int ldx = a.Packed != null ? a.PanelLd : n;
                 for (int i = first; i < last; i++) cursor[i - first] = rp[i];
                 for (int k0 = 0; k0 < a.K; k0 += kBlock)
                 {
-                    int kEnd = Math.Min(a.K, k0 + kBlock);
-                    // This thread's copy of rows [k0, kEnd) of the tile, addressed as if it held all of X's rows.
-                    if (a.PackPerThread) x = AlignedPanels.CopyToThreadBuffer(a.X + (long)k0 * n + j, kEnd - k0, w, n) - (long)k0 * ldx;
+                    int kEnd = k0 + kBlock;
                     for (int i = first; i < last; i++)
                     {
                         int start = cursor[i - first], end = rp[i + 1], p = start;
@@ -152,8 +170,7 @@ public static unsafe class CsrSpmm
         {
             int w = Math.Min(tile, n - j);
             float* x = a.Packed != null ? a.Packed + (long)(j / tile) * a.K * a.PanelLd : a.X + j;
-            int ldx = a.PackPerThread ? AlignedPanels.Ld(w) : a.Packed != null ? a.PanelLd : n;
-            if (a.PackPerThread) x = AlignedPanels.CopyToThreadBuffer(a.X + j, a.K, w, n);
+            int ldx = a.Packed != null ? a.PanelLd : n;
             for (int i = first; i < last; i++)
                 SpmmMicroKernel.RowTile(a.Index + rp[i], a.Values + rp[i], rp[i + 1] - rp[i], x, ldx, a.Y + (long)i * n + j, w, add: false);
         }

@@ -35,9 +35,8 @@ public static unsafe class Sddmm
         public TIndex* Index;
         public float* A, B, Output;
         public int Rows, Cols, D, LdB, Chunks, KBlock;
-        // B's blocks copied by each thread into its own aligned buffer (AlignedPanels.CopyToThreadBuffer) instead
-        // of one shared copy of all of B.
-        public bool PackPerThread;
+        // BodyPerThreadCopy's tag for this call's copies of B (AlignedPanels.CopyToThreadBuffer).
+        public long Call;
     }
 
     /// <summary>
@@ -66,22 +65,69 @@ public static unsafe class Sddmm
         bool pack = AlignedPanels.Pays(rp[rows], cols, d) && !AlignedPanels.AlreadyAligned(b, d, d);
         int ld = pack ? AlignedPanels.Ld(d) : d;
         args.KBlock = d >= 16 && cols > 2 * KBlock && cols >= rows && (long)cols * ld * 4 > 786432 ? KBlock : cols;
-        if (pack && args.KBlock < cols && args.Chunks > 1)
+        int blocks = args.KBlock > 0 ? (cols + args.KBlock - 1) / args.KBlock : 1;
+        if (pack && args.Chunks > 1 && (blocks > 1 || (long)cols * ld * 4 <= 786432))
         {
-            // K-blocked on several threads: each thread copies every 256-row block of B it is about to use into its
-            // own aligned buffer (one chunk per thread, so each block is copied once per thread). A shared copy of
-            // all of B is written half by each core and then read whole by both, across cores: measured (scratch,
-            // 2 threads, 90% sparse) 768×3072 D = 128 0.81 ms against 0.72 ms with B already aligned (no copy).
-            args.PackPerThread = true;
+            // On several threads each copies the blocks of B it reads into its own aligned buffer: a shared copy of
+            // all of B is written half by each core and then read whole by both, across cores. Scratch, 2 threads,
+            // 90% sparse, B already aligned (no copy) against the shared copy: 768×3072 D = 128 0.72 against 0.81 ms,
+            // 768×768 D = 512 0.65 against 0.73 ms.
+            args.Call = AlignedPanels.NextCall();
             args.LdB = ld;
-            args.Chunks = KernelThreads.ThreadsFor(rows);
+            KernelThreads.For(blocks * args.Chunks, ref args, &BodyPerThreadCopy);
+            return;
         }
-        else if (pack)
+        if (pack)
         {
             args.B = AlignedPanels.Pack(b, cols, d, d);
             args.LdB = ld;
         }
         KernelThreads.For(args.Chunks, ref args, &Body);
+    }
+
+    /// <summary>
+    /// Work item = K block, then chunk of rows: the nonzeros of the chunk's rows whose columns fall in the block,
+    /// against this thread's copy of the block (made once per block per thread). Each row's run of nonzeros in the
+    /// block is found by binary search over its sorted columns, so items are independent (outputs are disjoint).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void BodyPerThreadCopy<TIndex>(ref Args<TIndex> a, int item) where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        int* rp = a.RowPointers;
+        int block = item / a.Chunks, c = item % a.Chunks;
+        int first = SpmmMicroKernel.ChunkStart(rp, a.Rows, c, a.Chunks), last = SpmmMicroKernel.ChunkStart(rp, a.Rows, c + 1, a.Chunks);
+        int d = a.D, ldb = a.LdB;
+        int k0 = block * a.KBlock, kEnd = Math.Min(a.Cols, k0 + a.KBlock);
+        bool whole = k0 == 0 && kEnd == a.Cols;
+        // b + j·ldb is row j of B in this thread's copy of the block (whose row 0 is B's row k0).
+        float* b = AlignedPanels.CopyToThreadBuffer(a.B + (long)k0 * d, kEnd - k0, d, d, a.Call, block) - (long)k0 * ldb;
+        for (int i = first; i < last; i++)
+        {
+            float* ai = a.A + (long)i * d;
+            int p = rp[i], end = rp[i + 1];
+            if (!whole)
+            {
+                p = LowerBound(a.Index, p, end, k0);
+                end = LowerBound(a.Index, p, end, kEnd);
+            }
+            for (; p + 3 < end; p += 4)
+                Dot4(ai, b + (long)int.CreateTruncating(a.Index[p]) * ldb, b + (long)int.CreateTruncating(a.Index[p + 1]) * ldb,
+                    b + (long)int.CreateTruncating(a.Index[p + 2]) * ldb, b + (long)int.CreateTruncating(a.Index[p + 3]) * ldb, d, a.Output + p);
+            for (; p < end; p++)
+                a.Output[p] = Dot(ai, b + (long)int.CreateTruncating(a.Index[p]) * ldb, d);
+        }
+    }
+
+    /// <summary>The first p in [lo, hi) with index[p] ≥ column (hi if none); index[lo..hi) is sorted.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static int LowerBound<TIndex>(TIndex* index, int lo, int hi, int column) where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (int.CreateTruncating(index[mid]) < column) lo = mid + 1; else hi = mid;
+        }
+        return lo;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -131,9 +177,8 @@ public static unsafe class Sddmm
         for (int i = first; i < last; i++) cursor[i - first] = rp[i];
         for (int k0 = 0; k0 < a.Cols; k0 += a.KBlock)
         {
-            int kEnd = Math.Min(a.Cols, k0 + a.KBlock);
-            // b + j·ldb is row j of B, here or in this thread's copy of the block (whose row 0 is B's row k0).
-            float* b = a.PackPerThread ? AlignedPanels.CopyToThreadBuffer(a.B + (long)k0 * d, kEnd - k0, d, d) - (long)k0 * ldb : a.B;
+            int kEnd = k0 + a.KBlock;
+            float* b = a.B;
             for (int i = first; i < last; i++)
             {
                 float* ai = a.A + (long)i * d;
