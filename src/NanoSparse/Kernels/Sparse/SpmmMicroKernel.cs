@@ -208,6 +208,22 @@ internal static unsafe class SpmmMicroKernel
         return s;
     }
 
+    /// <summary>output[p] = scale · x[index[p]] for p in [0, count): SDDMM with D = 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ScaledLookup<TIndex>(float scale, TIndex* index, int count, float* x, float* output)
+        where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        int p = 0;
+        if (typeof(TIndex) == typeof(ushort) && Vector128.IsHardwareAccelerated)
+        {
+            // Four 16-bit indices per 64-bit load, as in RowDot.
+            var s = Vector128.Create(scale);
+            ushort* short16 = (ushort*)index;
+            for (; p + 3 < count; p += 4) (s * Gather4(*(ulong*)(short16 + p), x)).Store(output + p);
+        }
+        for (; p < count; p++) output[p] = scale * x[(uint)At(index, p)];
+    }
+
     /// <summary>x at the four 16-bit indices packed in <paramref name="q"/> (lowest first).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector128<float> Gather4(ulong q, float* x) =>
