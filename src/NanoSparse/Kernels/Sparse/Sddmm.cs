@@ -67,12 +67,14 @@ public static unsafe class Sddmm
         int ld = pack ? AlignedPanels.Ld(d) : d;
         args.KBlock = d >= 16 && cols > 2 * KBlock && cols >= rows && (long)cols * ld * 4 > 786432 ? KBlock : cols;
         int blocks = args.KBlock > 0 ? (cols + args.KBlock - 1) / args.KBlock : 1;
-        if (pack && args.Chunks > 1 && (blocks > 1 || (long)cols * ld * 4 <= 786432))
+        if (pack && args.Chunks > 1 && (blocks > 1 ? d >= 256 : (long)cols * ld * 4 <= 786432))
         {
             // On several threads each copies the blocks of B it reads into its own aligned buffer: a shared copy of
-            // all of B is written half by each core and then read whole by both, across cores. Scratch, 2 threads,
-            // 90% sparse, B already aligned (no copy) against the shared copy: 768×3072 D = 128 0.72 against 0.81 ms,
-            // 768×768 D = 512 0.65 against 0.73 ms.
+            // all of B is written half by each core and then read whole by both, across cores. Measured (scratch,
+            // 2 threads, 90% sparse, the two alternated 8 times in one process, best per-thread/best shared): B
+            // unblocked 768×768 D = 128 0.89, 3072×768 D = 128 0.96; K-blocked 768×768 D = 512 0.95, 768×3072 D = 512
+            // 0.98 (medians 0.96); but K-blocked 768×3072 D = 128 1.11 (its 128 KiB blocks are copied by both threads
+            // for 12 short runs of nonzeros per row), so blocks of D < 256 keep the shared copy.
             args.Call = AlignedPanels.NextCall();
             args.LdB = ld;
             KernelThreads.For(blocks * args.Chunks, ref args, &BodyPerThreadCopy);

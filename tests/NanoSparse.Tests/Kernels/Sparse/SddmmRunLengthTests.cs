@@ -19,7 +19,7 @@ public class SddmmRunLengthTests
     [InlineData(63, 300, 1, false)]
     [InlineData(630, 2000, 512, true)]  // B 3.9 MiB: K-blocked; too few nonzeros to copy B (cursors over B in place)
     [InlineData(2000, 2000, 512, true)] // K-blocked, each thread copying the blocks it reads
-    [InlineData(2000, 2000, 128, false)] // the same at D = 128 (B 1 MiB), 32-bit indices
+    [InlineData(2000, 2000, 128, false)] // K-blocked at D = 128 (B 1 MiB) over one shared copy, 32-bit indices
     [InlineData(630, 700, 17, true)]    // D % 16 != 0: four at a time with a scalar tail
     public void EveryRunLengthMatchesDoubleReference(int m, int k, int d, bool shortIndices)
     {
