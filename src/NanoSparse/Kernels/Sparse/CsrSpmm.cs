@@ -74,9 +74,10 @@ public static unsafe class CsrSpmm
                 if (args.Chunks > 1 && kBlock == k)
                 {
                     // A shared copy is written half by each core and then read whole by both, across cores; a copy
-                    // per thread stays in that core's L2. Scratch, 2 threads, 90% sparse 768×768 N = 128: 0.171–0.172
-                    // ms with the shared copy, 0.159–0.162 ms with copies per thread, 0.137–0.142 ms with X already
-                    // aligned (no copy at all).
+                    // per thread stays in that core's L2. Scratch, 2 threads, 90% sparse, the two alternated 8 times
+                    // in one process, best per-thread/best shared: N = 16 0.83–0.86 (3072×768, 768×3072), N = 128
+                    // 0.87 (768×768), 0.97 (3072×768), 0.91 (768×3072), N = 512 0.91–0.92; X already aligned (no
+                    // copy at all) is faster still: 768×768 N = 128 0.137–0.142 ms against 0.159–0.167 ms.
                     args.PackPerThread = true;
                     args.Call = AlignedPanels.NextCall();
                 }
