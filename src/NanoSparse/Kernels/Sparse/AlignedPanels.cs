@@ -49,6 +49,43 @@ internal static unsafe class AlignedPanels
         return packed;
     }
 
+    [ThreadStatic] static float[]? _private;
+    [ThreadStatic] static long _privateCall;
+    [ThreadStatic] static int _privatePart;
+    static long _calls;
+
+    /// <summary>A fresh tag for one kernel call's per-thread copies (see <see cref="CopyToThreadBuffer"/>).</summary>
+    public static long NextCall() => Interlocked.Increment(ref _calls);
+
+    /// <summary>
+    /// Copies <paramref name="cols"/> columns of rows [0, rows) of x (row stride ldx) into this thread's own
+    /// 64-byte-aligned buffer with row stride Ld(cols) (zero-padded) and returns it, unless the buffer already holds
+    /// part <paramref name="part"/> of call <paramref name="call"/> (a thread that takes several work items of the same
+    /// part copies it once). For a kernel's worker threads: each copies what it reads itself, so the copy lands in its
+    /// own L2 instead of being written half by one core and read whole by the other (see Sddmm, CsrSpmm).
+    /// </summary>
+    public static float* CopyToThreadBuffer(float* x, int rows, int cols, int ldx, long call, int part)
+    {
+        int ld = Ld(cols);
+        long need = (long)rows * ld + 16;
+        if (_private is null || _private.Length < need)
+        {
+            _private = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
+            _privateCall = 0;
+        }
+        float* packed = (float*)(((nint)Unsafe.AsPointer(ref _private[0]) + 63) & ~(nint)63);
+        if (_privateCall == call && _privatePart == part) return packed;
+        _privateCall = call;
+        _privatePart = part;
+        for (int r = 0; r < rows; r++)
+        {
+            float* dst = packed + (long)r * ld;
+            Buffer.MemoryCopy(x + (long)r * ldx, dst, (long)cols * 4, (long)cols * 4);
+            for (int c = cols; c < ld; c++) dst[c] = 0;
+        }
+        return packed;
+    }
+
     struct Args
     {
         public float* X, Packed;

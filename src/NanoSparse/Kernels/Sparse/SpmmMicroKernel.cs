@@ -152,6 +152,11 @@ internal static unsafe class SpmmMicroKernel
         // loads per nonzero, the inserts go to the shuffle ports. Measured on Zen 4, one thread, 90% sparse 3072×768:
         // 61 µs against 87 µs for eight scalar sums. Wider (Vector256 of 8) was slower (70 µs: the 128→256 merge is one
         // more shuffle per 8), and AVX2 gathers slower still (96 µs). The index is widened as unsigned (no sign extension).
+        // With 16-bit indices four of them come in one 64-bit load and are split with shifts (ALU ports, which have
+        // room) instead of four 16-bit loads: 1.5 loads per nonzero instead of 2.25. Measured on Zen 4 (scratch, 90%
+        // sparse 768×768, one thread): 15.1–15.3 µs against 16.1–16.2 µs; 768×3072 55–56 against 62–63 µs.
+        if (typeof(TIndex) == typeof(ushort) && Vector128.IsHardwareAccelerated)
+            return RowDotShort((ushort*)index, values, count, x);
         int p = 0;
         float s0 = 0;
         if (Vector128.IsHardwareAccelerated)
@@ -183,6 +188,46 @@ internal static unsafe class SpmmMicroKernel
         for (; p < count; p++) s0 += values[p] * x[(uint)At(index, p)];
         return s0;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static float RowDotShort(ushort* index, float* values, int count, float* x)
+    {
+        int p = 0;
+        Vector128<float> a0 = Vector128<float>.Zero, a1 = Vector128<float>.Zero, a2 = Vector128<float>.Zero, a3 = Vector128<float>.Zero;
+        for (; p + 15 < count; p += 16)
+        {
+            a0 = Vector128.FusedMultiplyAdd(Vector128.Load(values + p), Gather4(*(ulong*)(index + p), x), a0);
+            a1 = Vector128.FusedMultiplyAdd(Vector128.Load(values + p + 4), Gather4(*(ulong*)(index + p + 4), x), a1);
+            a2 = Vector128.FusedMultiplyAdd(Vector128.Load(values + p + 8), Gather4(*(ulong*)(index + p + 8), x), a2);
+            a3 = Vector128.FusedMultiplyAdd(Vector128.Load(values + p + 12), Gather4(*(ulong*)(index + p + 12), x), a3);
+        }
+        for (; p + 3 < count; p += 4)
+            a0 = Vector128.FusedMultiplyAdd(Vector128.Load(values + p), Gather4(*(ulong*)(index + p), x), a0);
+        float s = Vector128.Sum((a0 + a1) + (a2 + a3));
+        for (; p < count; p++) s += values[p] * x[index[p]];
+        return s;
+    }
+
+    /// <summary>output[p] = scale · x[index[p]] for p in [0, count): SDDMM with D = 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ScaledLookup<TIndex>(float scale, TIndex* index, int count, float* x, float* output)
+        where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        int p = 0;
+        if (typeof(TIndex) == typeof(ushort) && Vector128.IsHardwareAccelerated)
+        {
+            // Four 16-bit indices per 64-bit load, as in RowDot.
+            var s = Vector128.Create(scale);
+            ushort* short16 = (ushort*)index;
+            for (; p + 3 < count; p += 4) (s * Gather4(*(ulong*)(short16 + p), x)).Store(output + p);
+        }
+        for (; p < count; p++) output[p] = scale * x[(uint)At(index, p)];
+    }
+
+    /// <summary>x at the four 16-bit indices packed in <paramref name="q"/> (lowest first).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector128<float> Gather4(ulong q, float* x) =>
+        Vector128.Create(x[(ushort)q], x[(ushort)(q >> 16)], x[(ushort)(q >> 32)], x[q >> 48]);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector128<float> Gather4<TIndex>(TIndex* index, float* x) where TIndex : unmanaged, IBinaryInteger<TIndex> =>

@@ -1,5 +1,6 @@
 using FsCheck.Xunit;
 using NanoSparse.Kernels.Sparse;
+using NanoSparse.Numerics;
 using NanoSparse.Sparse;
 using NanoSparse.Tests.Sparse;
 
@@ -255,6 +256,39 @@ public class SparseKernelTests
     [InlineData(900, 800, 0.05, 256)]  // B beyond the budget but M > K: unblocked
     [InlineData(300, 700, 0.08, 512)]  // K-blocked at D = 512 (B 1.4 MiB), several chunks
     public void SddmmLargerShapes(int m, int k, double density, int d) => CheckSddmm(m, k, density, d, 8);
+
+    [Fact]
+    public void SddmmKBlockedWithMoreRowsPerChunkThanTheCursorsHold()
+    {
+        // 40000 rows, K = 40000, D = 16 (B 2.4 MiB): K-blocked; a chunk holds more than the 16384 rows whose cursors
+        // fit on the stack at once, so rows are taken in several runs, each copying B's blocks again.
+        const int m = 40000, k = 40000, d = 16;
+        var rng = new Rng(31);
+        var rowPointers = new int[m + 1];
+        var columns = new List<int>();
+        for (int i = 0; i < m; i++)
+        {
+            var picked = new SortedSet<int>();
+            int count = i % 5;
+            while (picked.Count < count) picked.Add((int)(rng.NextDouble() * k));
+            columns.AddRange(picked);
+            rowPointers[i + 1] = columns.Count;
+        }
+        var values = new float[columns.Count];
+        var s = CsrMatrix.Create(m, k, rowPointers, columns.ToArray(), values);
+        var a = SparseTestData.RandomDense(m, d, 1, 32);
+        var b = SparseTestData.RandomDense(k, d, 1, 33);
+        var output = Poisoned(s.NonZeroCount);
+        Sddmm.Compute(s, a, b, d, output);
+        for (int i = 0; i < m; i++)
+            for (int p = rowPointers[i]; p < rowPointers[i + 1]; p++)
+            {
+                int j = columns[p];
+                double sum = 0, abs = 0;
+                for (int t = 0; t < d; t++) { sum += (double)a[i * d + t] * b[j * d + t]; abs += Math.Abs((double)a[i * d + t] * b[j * d + t]); }
+                Assert.True(Math.Abs(output[p] - sum) <= 1e-5 * abs + 1e-6, $"SDDMM ({i},{j}): got {output[p]}, expected {sum}");
+            }
+    }
 
     static void CheckSddmm(int m, int k, double density, int d, ulong seed)
     {

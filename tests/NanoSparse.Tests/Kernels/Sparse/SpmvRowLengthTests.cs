@@ -16,6 +16,7 @@ public class SpmvRowLengthTests
     [InlineData(1, 300, true)]      // one row
     [InlineData(2050, 700, true)]   // enough nonzeros (~41K) for several threads
     [InlineData(2050, 70000, false)] // 32-bit indices (K > 65536)
+    [InlineData(41, 65536, true)]   // 16-bit indices up to 65535: four split from one 64-bit load, top bits included
     public void EveryRowLengthMatchesDoubleReference(int m, int k, bool shortIndices)
     {
         var rng = new Rng(5);
