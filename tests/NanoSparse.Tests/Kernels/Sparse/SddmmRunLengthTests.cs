@@ -40,13 +40,6 @@ public class SddmmRunLengthTests
         var output = new float[columns.Count];
         Array.Fill(output, float.NaN);
         Sddmm.Compute(s, a, b, d, output);
-        for (int i = 0; i < m; i++)
-            for (int p = rowPointers[i]; p < rowPointers[i + 1]; p++)
-            {
-                int j = columns[p];
-                double sum = 0, abs = 0;
-                for (int t = 0; t < d; t++) { sum += (double)a[i * d + t] * b[j * d + t]; abs += Math.Abs((double)a[i * d + t] * b[j * d + t]); }
-                Assert.True(Math.Abs(output[p] - sum) <= 1e-5 * abs + 1e-6, $"({i},{j}), row of {rowPointers[i + 1] - rowPointers[i]}, D = {d}: got {output[p]}, expected {sum}");
-            }
+        SparseTestData.AssertSddmm(m, rowPointers, columns, a, b, d, output);
     }
 }

@@ -280,14 +280,7 @@ public class SparseKernelTests
         var b = SparseTestData.RandomDense(k, d, 1, 33);
         var output = Poisoned(s.NonZeroCount);
         Sddmm.Compute(s, a, b, d, output);
-        for (int i = 0; i < m; i++)
-            for (int p = rowPointers[i]; p < rowPointers[i + 1]; p++)
-            {
-                int j = columns[p];
-                double sum = 0, abs = 0;
-                for (int t = 0; t < d; t++) { sum += (double)a[i * d + t] * b[j * d + t]; abs += Math.Abs((double)a[i * d + t] * b[j * d + t]); }
-                Assert.True(Math.Abs(output[p] - sum) <= 1e-5 * abs + 1e-6, $"SDDMM ({i},{j}): got {output[p]}, expected {sum}");
-            }
+        SparseTestData.AssertSddmm(m, rowPointers, columns, a, b, d, output);
     }
 
     static void CheckSddmm(int m, int k, double density, int d, ulong seed)
