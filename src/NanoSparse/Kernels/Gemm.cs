@@ -153,7 +153,7 @@ public static unsafe class Gemm
             bool aInPlace = transA
                 ? lda <= InPlaceStride
                 : GemmMicroKernel.HasStridedKernel && n % NR == 0 && lda % 1024 != 0;
-            args.AMode = aInPlace ? AMode.InPlace : AMode.Packed;
+            args.AInPlace = aInPlace;
 
             // When several row items would each pack the same op(B) columns again, pack all of op(B) once, in
             // parallel, into a buffer of the calling thread: k slices of KC rows, each a row of NR-column
@@ -191,11 +191,8 @@ public static unsafe class Gemm
         public int Lde;
         public Epilogue Epilogue;
         public int NPad, PrepackGroups;
-        public AMode AMode;
+        public bool AInPlace;           // full MR-row panels of op(A) are read where they are stored (see Block)
     }
-
-    /// <summary>How full MR-row panels of op(A) reach the micro-kernel.</summary>
-    enum AMode { Packed, InPlace }
 
     /// <summary>Packs one KC slice × PrepackCols columns of op(B) into the shared buffer.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first call: no tier-0 phase
@@ -238,9 +235,10 @@ public static unsafe class Gemm
         {
             int kc = Math.Min(KC, g.K - p0);
             float beta = p0 == 0 ? g.Beta : 1f; // later k slices accumulate onto the first
-            // op(A): full MR-row panels are read in place when the layout allows (see AMode); the partial last
+            // op(A): full MR-row panels are read in place when the layout allows (see AInPlace); the partial last
             // panel, or all of them otherwise, are packed, each at offset ir·kc of packA.
-            if (g.AMode == AMode.Packed) GemmPacking.PackA(g.TransA, g.A, g.Lda, i0, mc, p0, kc, packA);
+            bool last = g.Epilogue != Epilogue.None && p0 + kc == g.K;   // the epilogue runs after the last k slice
+            if (!g.AInPlace) GemmPacking.PackA(g.TransA, g.A, g.Lda, i0, mc, p0, kc, packA);
             else if (fullRows < mc) GemmPacking.PackA(g.TransA, g.A, g.Lda, i0 + fullRows, mc - fullRows, p0, kc, packA + fullRows * kc);
             for (int jc = j0; jc < jEnd; jc += NC)
             {
@@ -257,7 +255,7 @@ public static unsafe class Gemm
                     float* ap = packA + ir * kc;
                     int aStep = MR;
                     bool rowsKernel = false;
-                    if (rows == MR && g.AMode == AMode.InPlace)
+                    if (rows == MR && g.AInPlace)
                     {
                         if (g.TransA) { ap = g.A + (long)p0 * lda + i0 + ir; aStep = g.Lda; }
                         else { ap = g.A + (i0 + ir) * lda + p0; rowsKernel = true; }
@@ -266,8 +264,7 @@ public static unsafe class Gemm
                     {
                         int cols = Math.Min(NR, nc - jr);
                         float* bp = bBlock + jr * kc;
-                        bool last = g.Epilogue != Epilogue.None && p0 + kc == g.K;
-                        if (last) PrefetchRows(g.E + (long)(i0 + ir) * g.Lde + jc + jr, g.Lde, rows);
+                        if (last) GemmMicroKernel.PrefetchRows(g.E + (long)(i0 + ir) * g.Lde + jc + jr, g.Lde, rows);
                         if (rows == MR && cols == NR)
                         {
                             if (rowsKernel) GemmMicroKernel.Kernel12x32Avx512(kc, ap, lda, 1, bp, cRow + jr, g.Ldc, g.Alpha, beta);
@@ -298,18 +295,6 @@ public static unsafe class Gemm
                 for (int j = 0; j < cols; j++) cr[j] = alpha * tr[j];
             else
                 for (int j = 0; j < cols; j++) cr[j] = alpha * tr[j] + beta * cr[j];
-        }
-    }
-
-    /// <summary>Starts loading 128 bytes of each of the rows of an epilogue tile, which the kernel's k loop then hides.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void PrefetchRows(float* e, int lde, int rows)
-    {
-        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported) return;
-        for (int r = 0; r < rows; r++, e += lde)
-        {
-            System.Runtime.Intrinsics.X86.Sse.Prefetch0(e);
-            System.Runtime.Intrinsics.X86.Sse.Prefetch0(e + 16);
         }
     }
 

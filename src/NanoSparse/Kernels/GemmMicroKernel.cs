@@ -216,7 +216,7 @@ static unsafe class GemmMicroKernel
         Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
         Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
-        PrefetchTile(c, ldc);
+        PrefetchRows(c, ldc, MR);
         long r1 = rowStride, r2 = 2 * rowStride;
         float* a0 = a, a3 = a + 3 * rowStride, a6 = a + 6 * rowStride, a9 = a + 9 * rowStride;
         for (int p = 0; p < kc; p++)
@@ -273,14 +273,15 @@ static unsafe class GemmMicroKernel
     }
 
     /// <summary>
-    /// Starts loading the tile's 12 rows × 128 bytes of C, which the kernel stores (or reads and stores) only after its
-    /// k loop: in a model step C is often a buffer last touched a whole pass ago, out in L3, and without this each
-    /// store would wait for its line.
+    /// Starts loading the first 128 bytes of each of `rows` rows (stride ld): a tile of C, which a kernel stores (or
+    /// reads and stores) only after its k loop, or an epilogue's tile. In a model step these are often buffers last
+    /// touched a whole pass ago, out in L3; the k loop hides the loads.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void PrefetchTile(float* c, int ldc)
+    public static void PrefetchRows(float* c, int ld, int rows)
     {
-        for (int r = 0; r < MR; r++, c += ldc)
+        if (!Sse.IsSupported) return;
+        for (int r = 0; r < rows; r++, c += ld)
         {
             Sse.Prefetch0(c);
             Sse.Prefetch0(c + 16);
