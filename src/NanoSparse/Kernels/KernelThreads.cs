@@ -15,13 +15,20 @@ public static unsafe class KernelThreads
     static Worker[] _workers = [];
     static readonly object Gate = new();
 
-    // The job being run: items [0, _count) are claimed one by one through _next.
+    // The job being run: items [0, _count), split into one contiguous range per thread (thread 0 is the caller,
+    // worker w is thread w + 1). A thread claims its own range's items in order through its cursor, then steals from
+    // the other ranges through theirs, so every item runs exactly once. Own ranges first: a kernel called again with
+    // the same shape (the same layer next step, a benchmark's repetitions) gives each thread the same rows, whose
+    // operands are still in that core's L2; items handed out first-come-first-served land on either core each call.
     static delegate*<void*, int, void> _body;
     static void* _args;
     static int _count;
-    static int _next;
+    static int _threads;
+    // Thread t's cursor is _cursor[t·Stride] and its range ends at _end[t·Stride]: one cache line per thread.
+    const int Stride = 16;
+    static int[] _cursor = new int[Stride];
+    static int[] _end = new int[Stride];
     static int _pending;          // workers that have not finished the current job
-    static int _activeWorkers;    // workers taking part in the current job
     static Exception? _error;     // the first exception an item of the current job threw
 
     [ThreadStatic] static bool _insideRegion;
@@ -69,19 +76,24 @@ public static unsafe class KernelThreads
             _body = body;
             _args = args;
             _count = count;
-            _next = 0;
-            _activeWorkers = threads - 1;
+            _threads = threads;
+            for (int t = 0; t < threads; t++)
+            {
+                _cursor[t * Stride] = (int)((long)count * t / threads);
+                _end[t * Stride] = (int)((long)count * (t + 1) / threads);
+            }
+            _error = null;
             Volatile.Write(ref _pending, threads - 1);
             for (int w = 0; w < threads - 1; w++) _workers[w].Signal();
 
-            _error = null;
             _insideRegion = true;
-            try { Drain(); }
+            try { Drain(0); }
             catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
             finally { _insideRegion = false; }
 
-            var spinner = new SpinWait();
-            while (Volatile.Read(ref _pending) != 0) spinner.SpinOnce(-1);
+            // The workers are busy on the other cores: poll with pause, no yields (a sched_yield that is in flight
+            // when the last worker finishes delays the return by a system call).
+            while (Volatile.Read(ref _pending) != 0) Thread.SpinWait(4);
             _body = null;
             _args = null;
             var error = Interlocked.Exchange(ref _error, null);
@@ -90,43 +102,61 @@ public static unsafe class KernelThreads
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Drain()
+    static void Drain(int self)
     {
         var body = _body;
         var args = _args;
-        int count = _count;
-        while (true)
+        int threads = _threads;
+        for (int k = 0; k < threads; k++)
         {
-            int i = Interlocked.Increment(ref _next) - 1;
-            if (i >= count) break;
-            body(args, i);
+            int t = self + k < threads ? self + k : self + k - threads;
+            int end = _end[t * Stride];
+            while (true)
+            {
+                int i = Interlocked.Increment(ref _cursor[t * Stride]) - 1;
+                if (i >= end) break;
+                body(args, i);
+            }
         }
     }
 
     static void EnsureWorkers(int needed)
     {
         if (_workers.Length >= needed) return;
+        _cursor = new int[Stride * (needed + 1)];
+        _end = new int[Stride * (needed + 1)];
         var grown = new Worker[needed];
         Array.Copy(_workers, grown, _workers.Length);
         for (int w = _workers.Length; w < needed; w++) grown[w] = new Worker(w);
         _workers = grown;
     }
 
+    /// <summary>
+    /// How long an idle worker polls for the next job before it blocks: regions of a training step or of repeated
+    /// small kernels (SpMV, ~10 µs) follow each other within microseconds, and a blocked worker costs a futex wake
+    /// (several µs) where a polling one reacts in well under one. After this it sleeps, so an idle process burns no CPU.
+    /// </summary>
+    static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 10_000; // 100 µs
+
     sealed class Worker
     {
         readonly SemaphoreSlim _wake = new(0);
-        volatile bool _signalled;
+        readonly int _self;
+        int _signalled;   // 1: a job is waiting for this worker
+        int _sleeping;    // 1: the worker is (about to be) blocked in _wake; whoever resets it to 0 owns the wake-up
 
         public Worker(int index)
         {
+            _self = index + 1;
             var thread = new Thread(Loop) { IsBackground = true, Name = $"nanosparse-kernel-{index}" };
             thread.Start();
         }
 
         public void Signal()
         {
-            _signalled = true;
-            _wake.Release();
+            Volatile.Write(ref _signalled, 1);
+            // Full fence between the write above and the read of _sleeping (Dekker with the worker's side below).
+            if (Interlocked.Exchange(ref _sleeping, 0) == 1) _wake.Release();
         }
 
         void Loop()
@@ -134,14 +164,27 @@ public static unsafe class KernelThreads
             _insideRegion = true;
             while (true)
             {
-                // Spin briefly before blocking: a training step starts many short regions back to back.
-                var spinner = new SpinWait();
-                for (int s = 0; s < 200 && !_signalled; s++) spinner.SpinOnce(-1);
-                _wake.Wait();
-                _signalled = false;
-                try { Drain(); }
+                WaitForJob();
+                Volatile.Write(ref _signalled, 0);
+                try { Drain(_self); }
                 catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
                 finally { Interlocked.Decrement(ref _pending); }
+            }
+        }
+
+        void WaitForJob()
+        {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            while (Volatile.Read(ref _signalled) == 0)
+            {
+                Thread.SpinWait(4);
+                if (System.Diagnostics.Stopwatch.GetTimestamp() - start < SpinTicks) continue;
+                Interlocked.Exchange(ref _sleeping, 1);
+                if (Volatile.Read(ref _signalled) == 0) { _wake.Wait(); return; }
+                // A job arrived while going to sleep: take the flag back, unless Signal already took it (then its
+                // Release is on the way and must be consumed, or the next sleep would return at once).
+                if (Interlocked.Exchange(ref _sleeping, 0) == 0) _wake.Wait();
+                return;
             }
         }
     }
