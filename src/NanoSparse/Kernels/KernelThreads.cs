@@ -91,13 +91,27 @@ public static unsafe class KernelThreads
             catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
             finally { _insideRegion = false; }
 
-            // The workers are busy on the other cores: poll with pause, no yields (a sched_yield that is in flight
-            // when the last worker finishes delays the return by a system call).
-            while (Volatile.Read(ref _pending) != 0) Thread.SpinWait(4);
+            WaitForWorkers();
             _body = null;
             _args = null;
             var error = Interlocked.Exchange(ref _error, null);
             if (error != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+        }
+    }
+
+    /// <summary>
+    /// Polls with pause while the workers finish on the other cores (a sched_yield in flight when the last one finishes
+    /// would delay the return by a system call), but yields after <see cref="YieldTicks"/>: when another process keeps
+    /// a core busy the scheduler may queue a worker on this core, and a caller that never yields would hold it off
+    /// until the next scheduler tick (4 ms here: such stalls showed as samples of exactly 4.0 ms).
+    /// </summary>
+    static void WaitForWorkers()
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        while (Volatile.Read(ref _pending) != 0)
+        {
+            if (System.Diagnostics.Stopwatch.GetTimestamp() - start < YieldTicks) Thread.SpinWait(4);
+            else Thread.Yield();
         }
     }
 
@@ -138,6 +152,9 @@ public static unsafe class KernelThreads
     /// </summary>
     static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 10_000; // 100 µs
 
+    /// <summary>Pure polling (no yield) lasts at most this long at a time: 20 µs.</summary>
+    static readonly long YieldTicks = System.Diagnostics.Stopwatch.Frequency / 50_000;
+
     sealed class Worker
     {
         readonly SemaphoreSlim _wake = new(0);
@@ -174,11 +191,18 @@ public static unsafe class KernelThreads
 
         void WaitForJob()
         {
-            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            long start = System.Diagnostics.Stopwatch.GetTimestamp(), yielded = start;
             while (Volatile.Read(ref _signalled) == 0)
             {
                 Thread.SpinWait(4);
-                if (System.Diagnostics.Stopwatch.GetTimestamp() - start < SpinTicks) continue;
+                long now = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (now - yielded >= YieldTicks)
+                {
+                    // Let a thread queued on this core (the caller, if the scheduler put both here) run.
+                    Thread.Yield();
+                    yielded = now;
+                }
+                if (now - start < SpinTicks) continue;
                 Interlocked.Exchange(ref _sleeping, 1);
                 if (Volatile.Read(ref _signalled) == 0) { _wake.Wait(); return; }
                 // A job arrived while going to sleep: take the flag back, unless Signal already took it (then its

@@ -43,6 +43,44 @@ internal static unsafe class SpmmMicroKernel
         }
     }
 
+    /// <summary>
+    /// Rows [first, last) of a 32-column tile: y[i·ldy + 0..32) = Σ_p values[p]·panel[index[p]·32 + 0..32) over row i's
+    /// nonzeros, with panel a 64-byte-aligned K×32 copy of X's columns (row stride 32, so a nonzero's partner is two
+    /// aligned vectors at index·128 bytes). Two nonzeros per step into four accumulators keep two FMA chains per
+    /// register pair in flight; the row loop is here rather than one call per row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void RowsNarrow<TIndex>(int* rowPointers, int first, int last, TIndex* index, float* values, float* panel, float* y, int ldy)
+        where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        for (int i = first; i < last; i++)
+        {
+            int p = rowPointers[i], end = rowPointers[i + 1];
+            Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, b0 = a0, b1 = a0;
+            for (; p + 1 < end; p += 2)
+            {
+                float* r = panel + ((nint)(uint)At(index, p) << 5);
+                float* s = panel + ((nint)(uint)At(index, p + 1) << 5);
+                var u = Vector512.Create(values[p]);
+                var v = Vector512.Create(values[p + 1]);
+                a0 = Vector512.FusedMultiplyAdd(u, Vector512.LoadAligned(r), a0);
+                a1 = Vector512.FusedMultiplyAdd(u, Vector512.LoadAligned(r + 16), a1);
+                b0 = Vector512.FusedMultiplyAdd(v, Vector512.LoadAligned(s), b0);
+                b1 = Vector512.FusedMultiplyAdd(v, Vector512.LoadAligned(s + 16), b1);
+            }
+            if (p < end)
+            {
+                float* r = panel + ((nint)(uint)At(index, p) << 5);
+                var u = Vector512.Create(values[p]);
+                a0 = Vector512.FusedMultiplyAdd(u, Vector512.LoadAligned(r), a0);
+                a1 = Vector512.FusedMultiplyAdd(u, Vector512.LoadAligned(r + 16), a1);
+            }
+            float* yi = y + (long)i * ldy;
+            (a0 + b0).Store(yi);
+            (a1 + b1).Store(yi + 16);
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Row8<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
