@@ -28,7 +28,12 @@ public static unsafe class KernelThreads
     const int Stride = 16;
     static int[] _cursor = new int[Stride];
     static int[] _end = new int[Stride];
-    static int _pending;          // workers that have not finished the current job
+    // 1 while the caller accepts helpers for the current job. A worker counts itself in _joined, then checks _open:
+    // the caller closes the job once it has no items left to claim and waits only for the workers that joined. A
+    // worker that was not scheduled in time (another process on its core, or both threads on one core) therefore
+    // costs nothing: the caller has run its items, and the late worker finds the job closed and backs off.
+    static int _open;
+    static int _joined;
     static Exception? _error;     // the first exception an item of the current job threw
 
     [ThreadStatic] static bool _insideRegion;
@@ -83,7 +88,7 @@ public static unsafe class KernelThreads
                 _end[t * Stride] = (int)((long)count * (t + 1) / threads);
             }
             _error = null;
-            Volatile.Write(ref _pending, threads - 1);
+            Volatile.Write(ref _open, 1);
             for (int w = 0; w < threads - 1; w++) _workers[w].Signal();
 
             _insideRegion = true;
@@ -91,6 +96,9 @@ public static unsafe class KernelThreads
             catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
             finally { _insideRegion = false; }
 
+            // Every item is claimed (Drain took the rest): close the job (a full fence, paired with the workers'
+            // increment of _joined before they read _open), then wait for the workers still running items.
+            Interlocked.Exchange(ref _open, 0);
             WaitForWorkers();
             _body = null;
             _args = null;
@@ -108,7 +116,7 @@ public static unsafe class KernelThreads
     static void WaitForWorkers()
     {
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
-        while (Volatile.Read(ref _pending) != 0)
+        while (Volatile.Read(ref _joined) != 0)
         {
             if (System.Diagnostics.Stopwatch.GetTimestamp() - start < YieldTicks) Thread.SpinWait(4);
             else Thread.Yield();
@@ -183,9 +191,15 @@ public static unsafe class KernelThreads
             {
                 WaitForJob();
                 Volatile.Write(ref _signalled, 0);
-                try { Drain(_self); }
+                Interlocked.Increment(ref _joined);
+                try
+                {
+                    // A signal can outlive its job (the caller finished without this worker); then the job is closed,
+                    // or a later job is open and this worker helps with it, if it is one of that job's threads.
+                    if (Volatile.Read(ref _open) != 0 && _self < _threads) Drain(_self);
+                }
                 catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
-                finally { Interlocked.Decrement(ref _pending); }
+                finally { Interlocked.Decrement(ref _joined); }
             }
         }
 
