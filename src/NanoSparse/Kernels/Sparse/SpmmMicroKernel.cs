@@ -44,18 +44,19 @@ internal static unsafe class SpmmMicroKernel
     }
 
     /// <summary>
-    /// Rows [first, last) of a 32-column tile: y[i·ldy + 0..32) = Σ_p values[p]·panel[index[p]·32 + 0..32) over row i's
-    /// nonzeros, with panel a 64-byte-aligned K×32 copy of X's columns (row stride 32, so a nonzero's partner is two
-    /// aligned vectors at index·128 bytes). Two nonzeros per step into four accumulators keep two FMA chains per
-    /// register pair in flight; the row loop is here rather than one call per row.
+    /// <paramref name="count"/> rows of a 32-column tile: y[r·ldy + 0..32) (=|+=) Σ_p values[p]·panel[index[p]·32 + 0..32)
+    /// over p in [split[r·stride], split[r·stride + 1]) (stride 1 over row pointers: whole rows), with panel a
+    /// 64-byte-aligned copy of X's 32 columns (row stride 32, so a nonzero's partner is two aligned vectors at index·128
+    /// bytes). Two nonzeros per step into four accumulators keep two FMA chains per register pair in flight; the row loop
+    /// is here rather than one call per row.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void RowsNarrow<TIndex>(int* rowPointers, int first, int last, TIndex* index, float* values, float* panel, float* y, int ldy)
+    public static void RowsNarrow<TIndex>(int* split, int stride, int count, TIndex* index, float* values, float* panel, float* y, int ldy, bool add)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
-        for (int i = first; i < last; i++)
+        for (int row = 0; row < count; row++, split += stride)
         {
-            int p = rowPointers[i], end = rowPointers[i + 1];
+            int p = split[0], end = split[1];
             Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, b0 = a0, b1 = a0;
             for (; p + 1 < end; p += 2)
             {
@@ -75,9 +76,12 @@ internal static unsafe class SpmmMicroKernel
                 a0 = Vector512.FusedMultiplyAdd(u, Vector512.LoadAligned(r), a0);
                 a1 = Vector512.FusedMultiplyAdd(u, Vector512.LoadAligned(r + 16), a1);
             }
-            float* yi = y + (long)i * ldy;
-            (a0 + b0).Store(yi);
-            (a1 + b1).Store(yi + 16);
+            float* yi = y + (long)row * ldy;
+            a0 += b0;
+            a1 += b1;
+            if (add) { a0 += Vector512.Load(yi); a1 += Vector512.Load(yi + 16); }
+            a0.Store(yi);
+            a1.Store(yi + 16);
         }
     }
 

@@ -6,8 +6,8 @@ using NanoSparse.Tests.Sparse;
 namespace NanoSparse.Tests.Kernels.Sparse;
 
 /// <summary>
-/// CSR S·X over 32-column panels (N ≥ 32, K ≤ 1536): full panels through SpmmMicroKernel.RowsNarrow, a narrower last
-/// panel through the general row tile, rows of every parity and empty rows, at 1, 2 and 3 threads (one row range per
+/// CSR S·X over 32-column panels (N ≥ 32; K > 1536 in blocks of 768 rows of X with each row split at the block
+/// boundaries): full panels through SpmmMicroKernel.RowsNarrow, a narrower last panel through the general row tile, rows of every parity and empty rows, at 1, 2 and 3 threads (one row range per
 /// thread, items stolen across ranges), both index widths; against a double-precision reference.
 /// </summary>
 [Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
@@ -18,7 +18,10 @@ public class CsrNarrowPanelTests
     [InlineData(257, 1000, 0.2, 48)]   // a full panel and a 16-column one
     [InlineData(120, 1536, 0.1, 100)]  // K at the limit; three full panels and a 4-column scalar one
     [InlineData(90, 64, 0.5, 32)]      // one panel, short K
-    [InlineData(1000, 1537, 0.05, 64)] // K past the limit: the 128/64-column tiles (comparison case)
+    [InlineData(1000, 1537, 0.05, 64)] // K past the limit: blocks of 768, 768 and 1 rows of X (32-bit indices: the tiles)
+    [InlineData(300, 3072, 0.1, 128)]  // four K blocks, four panels
+    [InlineData(200, 2000, 0.2, 48)]   // three K blocks (the last short), a full and a 16-column panel
+    [InlineData(50, 2304, 0.6, 33)]    // dense rows: every row crosses every boundary; a 1-column scalar panel
     [InlineData(3, 200, 0.3, 64)]      // fewer rows than some thread counts' ranges would like
     public void MatchesDoubleReference(int m, int k, double density, int n)
     {
