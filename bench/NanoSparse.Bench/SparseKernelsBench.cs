@@ -30,6 +30,7 @@ public static class SparseKernelsBench
         var threads = new Option<int>("--threads") { Description = "threads for us and every peer (default 2)", DefaultValueFactory = _ => 2 };
         var reps = new Option<int>("--reps") { Description = "timed repetitions per measurement (median reported)", DefaultValueFactory = _ => 5 };
         var noPeers = new Option<bool>("--no-peers") { Description = "skip the Python/Eigen peers" };
+        var rounds = new Option<int>("--rounds") { Description = "measure every case this many times in turn and report per-case medians across rounds (ratios: the median of the per-round ratios)", DefaultValueFactory = _ => 1 };
         var shapesOpt = new Option<string?>("--shapes") { Description = "only these shapes, MxK comma-separated (e.g. 768x768,768x3072)" };
         var nsOpt = new Option<string?>("--ns") { Description = "only these N, comma-separated (e.g. 1,128)" };
         var patternsOpt = new Option<string?>("--patterns") { Description = "only these patterns, comma-separated (e.g. s0.90,2:4)" };
@@ -41,6 +42,7 @@ public static class SparseKernelsBench
         command.Options.Add(threads);
         command.Options.Add(reps);
         command.Options.Add(noPeers);
+        command.Options.Add(rounds);
         command.Options.Add(shapesOpt);
         command.Options.Add(nsOpt);
         command.Options.Add(patternsOpt);
@@ -50,7 +52,9 @@ public static class SparseKernelsBench
             int t = r.GetValue(threads);
             if (t < 1) throw new ArgumentException($"--threads must be at least 1, got {t}");
             var filter = Filter.Parse(r.GetValue(shapesOpt), r.GetValue(nsOpt), r.GetValue(patternsOpt), r.GetValue(formatsOpt));
-            Run(r.GetValue(quick), r.GetValue(json), r.GetValue(png) ?? "bench-results/sparse_kernels", t, Math.Max(1, r.GetValue(reps)), !r.GetValue(noPeers), filter);
+            int rc = r.GetValue(rounds);
+            if (rc < 1) throw new ArgumentException($"--rounds must be at least 1, got {rc}");
+            Run(r.GetValue(quick), r.GetValue(json), r.GetValue(png) ?? "bench-results/sparse_kernels", t, Math.Max(1, r.GetValue(reps)), !r.GetValue(noPeers), filter, rc);
             return 0;
         });
         return command;
@@ -129,7 +133,7 @@ public static class SparseKernelsBench
         public Dictionary<string, double>? Peers { get; set; }
     }
 
-    static void Run(bool quick, string? jsonPath, string pngPrefix, int threads, int reps, bool peers, Filter filter)
+    static void Run(bool quick, string? jsonPath, string pngPrefix, int threads, int reps, bool peers, Filter filter, int rounds)
     {
         KernelThreads.Max = threads;
         OpenBlas.SetThreads(threads);
@@ -138,7 +142,7 @@ public static class SparseKernelsBench
         var sparsities = quick ? new[] { 0.7, 0.9 } : Sparsities;
         string dir = Path.Combine(Path.GetTempPath(), $"nanosparse-bench-kernels-{Environment.ProcessId}");
         Directory.CreateDirectory(dir);
-        Console.WriteLine($"bench kernels: threads {threads}, reps {reps}, temp {dir}");
+        Console.WriteLine($"bench kernels: threads {threads}, reps {reps}, rounds {rounds}, temp {dir}");
         if (Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { } core)
             Console.WriteLine($"note: OPENBLAS_CORETYPE={core} is set in this process; the in-process OpenBLAS may be mis-tuned (peers run without it)");
         PeerServer? python = null, eigen = null;
@@ -149,82 +153,89 @@ public static class SparseKernelsBench
                 python = PeerServer.StartPython(threads, reps);
                 eigen = PeerServer.StartEigen(threads, reps);
             }
-            var rows = new List<Row>();
-            foreach (var (m, k) in shapes)
+            var perRound = new List<List<Row>>();
+            for (int round = 1; round <= rounds; round++)
             {
-                var patterns = new List<Pattern>();
-                ulong seed = (ulong)(m * 7919 + k);
-                foreach (double sp in sparsities) patterns.Add(Unstructured(m, k, sp, seed++));
-                patterns.Add(TwoFour(m, k, seed++));
-                foreach (var p in patterns) WriteCsr(dir, p);
-                string densePath = Write(dir, $"dense_{m}x{k}.f32", patterns[0].Dense);
-                foreach (int n in ns)
+                var rows = new List<Row>();
+                perRound.Add(rows);
+                foreach (var (m, k) in shapes)
                 {
-                    var x = Random(k * n, seed + (ulong)n * 31);
-                    var xt = Random(m * n, seed + (ulong)n * 37);
-                    string xPath = Write(dir, $"x_{m}x{k}_{n}.f32", x), xtPath = Write(dir, $"xt_{m}x{k}_{n}.f32", xt);
-                    double oursDense = TimeOurDense(m, k, n, patterns[0].Dense, x, reps);
-                    // Dense OpenBLAS in this process, one sample before every sparse measurement, so the dense
-                    // yardstick is taken over the same minutes (and the same machine load) as the kernels.
-                    var blas = new DenseBlas(m, k, n, patterns[0].Dense, x, xt);
-                    var group = new List<Row>();
-                    foreach (var p in patterns)
+                    var patterns = new List<Pattern>();
+                    ulong seed = (ulong)(m * 7919 + k);
+                    foreach (double sp in sparsities) patterns.Add(Unstructured(m, k, sp, seed++));
+                    patterns.Add(TwoFour(m, k, seed++));
+                    foreach (var p in patterns) WriteCsr(dir, p);
+                    string densePath = Write(dir, $"dense_{m}x{k}.f32", patterns[0].Dense);
+                    foreach (int n in ns)
                     {
-                        // The dense pattern (s0.00) is generated even when filtered out: it is the dense yardstick.
-                        if (!filter.Pattern(p.Label)) continue;
-                        var mine = TimeKernels(p, n, x, xt, reps, blas, filter).ToList();
-                        if (mine.Count == 0) continue;
-                        var sparsePeers = new Dictionary<string, double>();
-                        string indptr = Path.Combine(dir, $"indptr_{p.Id}.i32"), indices = Path.Combine(dir, $"indices_{p.Id}.i32"), data = Path.Combine(dir, $"data_{p.Id}.f32");
-                        bool spmm = mine.Any(r => r.Kernel == "S·X");
-                        if (python is not null && spmm)
-                            foreach (var kv in python.Ask(JsonSerializer.Serialize(new Dictionary<string, object>
-                            {
-                                ["op"] = "sparse", ["m"] = m, ["k"] = k, ["n"] = n, ["x"] = xPath, ["indptr"] = indptr, ["indices"] = indices, ["data"] = data,
-                            })))
-                                sparsePeers[kv.Key] = kv.Value;
-                        if (eigen is not null && spmm)
-                            sparsePeers["eigen_csr"] = eigen.AskNumber($"{m} {k} {n} {indptr} {indices} {data} {xPath}");
-                        foreach (var row in mine)
+                        var x = Random(k * n, seed + (ulong)n * 31);
+                        var xt = Random(m * n, seed + (ulong)n * 37);
+                        string xPath = Write(dir, $"x_{m}x{k}_{n}.f32", x), xtPath = Write(dir, $"xt_{m}x{k}_{n}.f32", xt);
+                        double oursDense = TimeOurDense(m, k, n, patterns[0].Dense, x, reps);
+                        // Dense OpenBLAS in this process, one sample before every sparse measurement, so the dense
+                        // yardstick is taken over the same minutes (and the same machine load) as the kernels.
+                        var blas = new DenseBlas(m, k, n, patterns[0].Dense, x, xt);
+                        var group = new List<Row>();
+                        foreach (var p in patterns)
                         {
-                            row.OursDenseMs = oursDense;
-                            row.SpeedupVsOursDense = oursDense / row.MedianMs;
-                            row.Peers = new(sparsePeers);
-                            group.Add(row);
-                        }
-                    }
-                    if (group.Count == 0) continue;
-                    var densePeers = python?.Ask(JsonSerializer.Serialize(new Dictionary<string, object>
-                    {
-                        ["op"] = "dense", ["m"] = m, ["k"] = k, ["n"] = n, ["s"] = densePath, ["x"] = xPath, ["xt"] = xtPath,
-                    }));
-                    foreach (var row in group)
-                    {
-                        if (densePeers is not null) foreach (var kv in densePeers) row.Peers![kv.Key] = kv.Value;
-                        row.OpenBlasDenseMs = MedianOf(blas.Pool(row.Kernel));
-                        row.SpeedupVsOpenBlas = row.OpenBlasDenseMs / row.MedianMs;
-                        row.OpenBlasDenseMinMs = blas.Min(row.Kernel);
-                        row.SpeedupVsOpenBlasOfMins = row.OpenBlasDenseMinMs / row.MinMs;
-                        if (row.Kernel == "S·X")
-                        {
-                            var best = row.Peers!.Where(kv => kv.Key is "scipy_csr" or "torch_csr" or "eigen_csr").OrderBy(kv => kv.Value).ToList();
-                            if (best.Count > 0)
+                            // The dense pattern (s0.00) is generated even when filtered out: it is the dense yardstick.
+                            if (!filter.Pattern(p.Label)) continue;
+                            var mine = TimeKernels(p, n, x, xt, reps, blas, filter).ToList();
+                            if (mine.Count == 0) continue;
+                            var sparsePeers = new Dictionary<string, double>();
+                            string indptr = Path.Combine(dir, $"indptr_{p.Id}.i32"), indices = Path.Combine(dir, $"indices_{p.Id}.i32"), data = Path.Combine(dir, $"data_{p.Id}.f32");
+                            bool spmm = mine.Any(r => r.Kernel == "S·X");
+                            if (python is not null && spmm)
+                                foreach (var kv in python.Ask(JsonSerializer.Serialize(new Dictionary<string, object>
+                                {
+                                    ["op"] = "sparse", ["m"] = m, ["k"] = k, ["n"] = n, ["x"] = xPath, ["indptr"] = indptr, ["indices"] = indices, ["data"] = data,
+                                })))
+                                    sparsePeers[kv.Key] = kv.Value;
+                            if (eigen is not null && spmm)
+                                sparsePeers["eigen_csr"] = eigen.AskNumber($"{m} {k} {n} {indptr} {indices} {data} {xPath}");
+                            foreach (var row in mine)
                             {
-                                row.BestSparsePeer = best[0].Key;
-                                row.BestSparsePeerMs = best[0].Value;
-                                row.SpeedupVsBestSparsePeer = best[0].Value / row.MedianMs;
+                                row.OursDenseMs = oursDense;
+                                row.SpeedupVsOursDense = oursDense / row.MedianMs;
+                                row.Peers = new(sparsePeers);
+                                group.Add(row);
                             }
                         }
+                        if (group.Count == 0) continue;
+                        var densePeers = python?.Ask(JsonSerializer.Serialize(new Dictionary<string, object>
+                        {
+                            ["op"] = "dense", ["m"] = m, ["k"] = k, ["n"] = n, ["s"] = densePath, ["x"] = xPath, ["xt"] = xtPath,
+                        }));
+                        foreach (var row in group)
+                        {
+                            if (densePeers is not null) foreach (var kv in densePeers) row.Peers![kv.Key] = kv.Value;
+                            row.OpenBlasDenseMs = MedianOf(blas.Pool(row.Kernel));
+                            row.SpeedupVsOpenBlas = row.OpenBlasDenseMs / row.MedianMs;
+                            row.OpenBlasDenseMinMs = blas.Min(row.Kernel);
+                            row.SpeedupVsOpenBlasOfMins = row.OpenBlasDenseMinMs / row.MinMs;
+                            if (row.Kernel == "S·X")
+                            {
+                                var best = row.Peers!.Where(kv => kv.Key is "scipy_csr" or "torch_csr" or "eigen_csr").OrderBy(kv => kv.Value).ToList();
+                                if (best.Count > 0)
+                                {
+                                    row.BestSparsePeer = best[0].Key;
+                                    row.BestSparsePeerMs = best[0].Value;
+                                    row.SpeedupVsBestSparsePeer = best[0].Value / row.MedianMs;
+                                }
+                            }
+                        }
+                        rows.AddRange(group);
+                        var csr90 = group.FirstOrDefault(r => r.Kernel == "S·X" && r.Format == "CSR" && r.Pattern == "s0.90");
+                        Console.WriteLine((rounds > 1 ? $"round {round}/{rounds} " : "") + $"{m}x{k} N={n}: our dense GEMM {oursDense:F3} ms, OpenBLAS {MedianOf(blas.Pool("S·X")):F3} ms"
+                            + (csr90 is null ? "" : $"; CSR S·X at 90%: {csr90.MedianMs:F3} ms = {csr90.SpeedupVsOpenBlas:F2}x OpenBLAS, {Fmt(csr90.SpeedupVsBestSparsePeer)}x best sparse peer ({csr90.BestSparsePeer})"));
                     }
-                    rows.AddRange(group);
-                    var csr90 = group.FirstOrDefault(r => r.Kernel == "S·X" && r.Format == "CSR" && r.Pattern == "s0.90");
-                    Console.WriteLine($"{m}x{k} N={n}: our dense GEMM {oursDense:F3} ms, OpenBLAS {MedianOf(blas.Pool("S·X")):F3} ms"
-                        + (csr90 is null ? "" : $"; CSR S·X at 90%: {csr90.MedianMs:F3} ms = {csr90.SpeedupVsOpenBlas:F2}x OpenBLAS, {Fmt(csr90.SpeedupVsBestSparsePeer)}x best sparse peer ({csr90.BestSparsePeer})"));
                 }
             }
-            Print(rows);
-            if (jsonPath is not null) WriteJson(jsonPath, rows, threads);
-            if (filter == Filter.All) Plot(rows, pngPrefix);
+            var result = rounds == 1 ? perRound[0] : MedianAcrossRounds(perRound);
+            if (rounds > 1) Console.WriteLine($"medians across {rounds} rounds (ratios: median of the per-round ratios; min columns: fastest sample of any round):");
+            Print(result);
+            if (jsonPath is not null) WriteJson(jsonPath, result, threads, rounds);
+            if (filter == Filter.All) Plot(result, pngPrefix);
         }
         finally
         {
@@ -232,6 +243,44 @@ public static class SparseKernelsBench
             eigen?.Dispose();
             try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
         }
+    }
+
+    /// <summary>
+    /// One row per case from several rounds of the same cases: times and every ratio are the medians over rounds (a
+    /// ratio's median is taken over its per-round values, each from one round's back-to-back measurements, so a slow
+    /// stretch of the machine that hits one round does not skew it); the min columns keep the fastest sample.
+    /// </summary>
+    static List<Row> MedianAcrossRounds(List<List<Row>> rounds)
+    {
+        static double Med(IEnumerable<double> v) => MedianOf(v.ToList());
+        static double? MedOpt(IEnumerable<double?> v) { var l = v.Where(x => x.HasValue).Select(x => x!.Value).ToList(); return l.Count == 0 ? null : MedianOf(l); }
+        var result = new List<Row>();
+        foreach (var first in rounds[0])
+        {
+            var same = rounds.Select(r => r.Find(x => x.M == first.M && x.K == first.K && x.N == first.N && x.Pattern == first.Pattern
+                && x.Kernel == first.Kernel && x.Format == first.Format)).Where(x => x is not null).Select(x => x!).ToList();
+            var row = new Row
+            {
+                M = first.M, K = first.K, N = first.N, Pattern = first.Pattern, Sparsity = first.Sparsity, Kernel = first.Kernel,
+                Format = first.Format, Nnz = first.Nnz,
+                MedianMs = Med(same.Select(x => x.MedianMs)),
+                MinMs = same.Min(x => x.MinMs),
+                OursDenseMs = Med(same.Select(x => x.OursDenseMs)),
+                SpeedupVsOursDense = Med(same.Select(x => x.SpeedupVsOursDense)),
+                OpenBlasDenseMs = MedOpt(same.Select(x => x.OpenBlasDenseMs)),
+                SpeedupVsOpenBlas = MedOpt(same.Select(x => x.SpeedupVsOpenBlas)),
+                OpenBlasDenseMinMs = same.Any(x => x.OpenBlasDenseMinMs.HasValue) ? same.Where(x => x.OpenBlasDenseMinMs.HasValue).Min(x => x.OpenBlasDenseMinMs) : null,
+                BestSparsePeerMs = MedOpt(same.Select(x => x.BestSparsePeerMs)),
+                SpeedupVsBestSparsePeer = MedOpt(same.Select(x => x.SpeedupVsBestSparsePeer)),
+                BestSparsePeer = same.Where(x => x.BestSparsePeer is not null).GroupBy(x => x.BestSparsePeer).OrderByDescending(g => g.Count()).FirstOrDefault()?.Key,
+            };
+            row.Gflops = 2.0 * row.Nnz * row.N / (row.MedianMs * 1e6);
+            row.SpeedupVsOpenBlasOfMins = row.OpenBlasDenseMinMs / row.MinMs;
+            if (same.Any(x => x.Peers is not null))
+                row.Peers = same.Where(x => x.Peers is not null).SelectMany(x => x.Peers!).GroupBy(kv => kv.Key).ToDictionary(g => g.Key, g => Med(g.Select(kv => kv.Value)));
+            result.Add(row);
+        }
+        return result;
     }
 
     static double MedianOf(List<double> samples)
@@ -425,12 +474,12 @@ public static class SparseKernelsBench
 
     static string Fmt(double? v) => v is { } x ? x.ToString("F2") : "-";
 
-    static void WriteJson(string path, List<Row> rows, int threads)
+    static void WriteJson(string path, List<Row> rows, int threads, int rounds)
     {
         string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
         if (folder is not null) Directory.CreateDirectory(folder);
         string tmp = path + ".tmp";
-        File.WriteAllText(tmp, JsonSerializer.Serialize(new { threads, rows }, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(tmp, JsonSerializer.Serialize(new { threads, rounds, rows }, new JsonSerializerOptions { WriteIndented = true }));
         File.Move(tmp, path, overwrite: true);
         Console.WriteLine($"wrote {rows.Count} rows to {path}");
     }
