@@ -111,7 +111,7 @@ public static unsafe class Sddmm
             if (!whole)
             {
                 p = LowerBound(a.Index, p, end, k0);
-                end = LowerBound(a.Index, p, end, kEnd);
+                end = ScanTo(a.Index, p, end, kEnd);
             }
             RowRun(ai, b, ldb, a.Index, p, end, d, a.Output);
         }
@@ -126,6 +126,40 @@ public static unsafe class Sddmm
             int mid = (lo + hi) >>> 1;
             if (int.CreateTruncating(index[mid]) < column) lo = mid + 1; else hi = mid;
         }
+        return lo;
+    }
+
+    /// <summary>
+    /// The first p in [lo, hi) with index[p] ≥ column (hi if none), index[lo..hi) sorted, scanning forward from lo
+    /// sixteen (or eight) indices per compare: a row's run in one K block is short (~26 nonzeros at 90% sparsity), so
+    /// its end is found in two or three predictable steps where a binary search over the rest of the row (up to ~300
+    /// nonzeros) takes 8–9 unpredictable branches. Measured (scratch, 90% sparse, against LowerBound, alternated in one
+    /// process, best of 8–10 rounds): 768×3072 D = 128 (K-blocked over the shared copy) 1.26 against 1.37 ms on one
+    /// thread, 1.10 against 1.15 ms on two; D = 512 (per-thread copies, one search per row and block) 1–2%.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static int ScanTo<TIndex>(TIndex* index, int lo, int hi, int column) where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        if (Vector256.IsHardwareAccelerated && typeof(TIndex) == typeof(ushort))
+        {
+            if (column > ushort.MaxValue) return hi;
+            var limit = Vector256.Create((ushort)column);
+            for (; lo + 16 <= hi; lo += 16)
+            {
+                uint below = Vector256.LessThan(Vector256.Load((ushort*)index + lo), limit).ExtractMostSignificantBits();
+                if (below != 0xFFFF) return lo + BitOperations.TrailingZeroCount(~below);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated && typeof(TIndex) == typeof(int))
+        {
+            var limit = Vector256.Create(column);
+            for (; lo + 8 <= hi; lo += 8)
+            {
+                uint below = Vector256.LessThan(Vector256.Load((int*)index + lo), limit).ExtractMostSignificantBits();
+                if (below != 0xFF) return lo + BitOperations.TrailingZeroCount(~below);
+            }
+        }
+        while (lo < hi && int.CreateTruncating(index[lo]) < column) lo++;
         return lo;
     }
 
@@ -176,7 +210,7 @@ public static unsafe class Sddmm
             for (int i = first; i < last; i++)
             {
                 float* ai = a.A + (long)i * d;
-                int p = cursor[i - first], end = LowerBound(a.Index, p, rp[i + 1], kEnd);
+                int p = cursor[i - first], end = ScanTo(a.Index, p, rp[i + 1], kEnd);
                 RowRun(ai, b, ldb, a.Index, p, end, d, a.Output);
                 cursor[i - first] = end;
             }
