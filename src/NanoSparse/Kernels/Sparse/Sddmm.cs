@@ -47,7 +47,14 @@ public static unsafe class Sddmm
     /// D = 512: 768×768 1.23–1.26 ms against 1.31–1.39 ms (aligned operands), 768×3072 5.95–6.0 against 6.8–7.1 ms.
     /// Below the budget blocking measured 0–10% slower (shorter runs of nonzeros, more tails), and with more rows than
     /// columns (3072×768, D = 512: 6.3–7.4 ms against 6.0) too: each block pass re-reads the chunk's rows of A, then
-    /// the larger operand.
+    /// the larger operand (re-measured with the dot products inlined: 5.86 ms with 256-row blocks, 5.56 with 384,
+    /// against 5.52–5.58 unblocked). Splitting D instead (B in panels of 64–256 columns, each pass adding into out, one
+    /// pass at a time over all rows) measured no better either (scratch, one thread): 768×768 D = 512 1.34–1.40 ms
+    /// against 1.32, 3072×768 D = 512 6.0–7.4 against 5.6, 768×3072 D = 512 6.6–7.0 against 6.0 ms; L1-sized tiles
+    /// (32–128 columns by 48–192 rows) 2–2.5x slower. Each D pass pays one more reduction and output update per
+    /// nonzero, and the kernel's speed hardly depends on where B's rows come from: ~45 GFLOP/s per core with B in L2,
+    /// 42–43 from L3, 64 only with all of B in L1 (80% dense rows; every B element is used by one FMA, so one 64-byte
+    /// load per FMA either way).
     /// </summary>
     const int KBlock = 256;
     const int MaxBlockedRows = 16384;
@@ -225,7 +232,9 @@ public static unsafe class Sddmm
     /// (scratch, 2 threads, 90% sparse, best of 12 rounds, called/inlined Dot8 alternated in one process): D = 16
     /// 0.093/0.077 ms (768×768), 0.168/0.135 (3072×768), 0.169/0.135 (768×3072); D = 128 0.181/0.167, 0.689/0.621,
     /// 0.81/0.78; D = 512 0.705/0.675, 2.90/2.83, 3.18/3.07 ms. Inlining Dot4 and Dot as well: another 1–3% (3072×768
-    /// D = 16 0.134/0.130, 768×3072 D = 128 0.750/0.733, D = 512 2.89/2.83 ms).
+    /// D = 16 0.134/0.130, 768×3072 D = 128 0.750/0.733, D = 512 2.89/2.83 ms). Tried without gain (scratch): software
+    /// prefetch of the next group's eight rows (first line of each: 0–4% slower; more lines: 5–50% slower), sixteen
+    /// nonzeros per A load (16 accumulators: 1–15% slower), row strides padded off 2 KiB at D = 512 (no change).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void RowRun<TIndex>(float* ai, float* b, int ldb, TIndex* index, int p, int end, int d, float* output)
