@@ -232,7 +232,6 @@ public static class SparseKernelsBench
                 }
             }
             var result = rounds == 1 ? perRound[0] : MedianAcrossRounds(perRound);
-            Console.WriteLine($"waited {Quiet.TotalWaitMs / 1000:F1} s in all for peers and OpenBLAS threads to go idle before timing the next contender");
             if (rounds > 1) Console.WriteLine($"medians across {rounds} rounds (ratios: median of the per-round ratios; min columns: fastest sample of any round):");
             Print(result);
             if (jsonPath is not null) WriteJson(jsonPath, result, threads, rounds);
@@ -425,7 +424,6 @@ public static class SparseKernelsBench
             var run = make();
             long count = nnz;
             blas.Sample(kernel);
-            Quiet.WaitFor(Environment.ProcessId, excludeCallingThread: true);
             var (ms, min) = MedianAndMin(run, reps);
             yield return new Row
             {
@@ -586,9 +584,7 @@ internal sealed class PeerServer : IDisposable
     {
         _process.StandardInput.WriteLine(request);
         _process.StandardInput.Flush();
-        string reply = _process.StandardOutput.ReadLine() ?? throw new InvalidOperationException($"peer {_name} stopped answering (request: {request})");
-        Quiet.WaitFor(_process.Id, excludeCallingThread: false);
-        return reply;
+        return _process.StandardOutput.ReadLine() ?? throw new InvalidOperationException($"peer {_name} stopped answering (request: {request})");
     }
 
     public Dictionary<string, double> Ask(string jsonRequest)
@@ -603,70 +599,5 @@ internal sealed class PeerServer : IDisposable
     {
         try { _process.StandardInput.Close(); if (!_process.WaitForExit(5000)) _process.Kill(); } catch (InvalidOperationException) { }
         _process.Dispose();
-    }
-}
-
-/// <summary>
-/// Waits until a process's threads stop using CPU. Thread pools of BLAS and OpenMP libraries keep polling for a while
-/// after a call returns (OpenMP's spin count, OpenBLAS's thread timeout: milliseconds to ~0.1 s), which on a 2-core
-/// machine takes a core from whatever is timed next: the scheduler then put NanoSparse's two threads on one core (seen
-/// as both threads last running on the same CPU in ~20% of samples, and kernels at one thread's speed). Waiting for the
-/// peer (or this process's own OpenBLAS threads) to go idle before the next timing changes nothing in how either side
-/// runs; it only stops one contender's leftover polling from landing in the other's measurement.
-/// </summary>
-internal static class Quiet
-{
-    const double WindowMs = 5, MaxWaitMs = 2000, IdleCpuMs = 0.25;
-
-    public static double TotalWaitMs { get; private set; }
-
-    public static void WaitFor(int pid, bool excludeCallingThread)
-    {
-        if (!OperatingSystem.IsLinux()) return;
-        string? skip = excludeCallingThread ? CurrentTid() : null;
-        var sw = Stopwatch.StartNew();
-        long last = RunNs(pid, skip);
-        if (last < 0) return;
-        double windowStart = 0;
-        while (sw.Elapsed.TotalMilliseconds < MaxWaitMs)
-        {
-            Thread.Sleep(1);
-            long now = RunNs(pid, skip);
-            if (now < 0) break;
-            double t = sw.Elapsed.TotalMilliseconds;
-            if (now - last > IdleCpuMs * 1e6) { last = now; windowStart = t; }
-            else if (t - windowStart >= WindowMs) break;
-        }
-        TotalWaitMs += sw.Elapsed.TotalMilliseconds;
-    }
-
-    static string? CurrentTid()
-    {
-        try { return File.ReadAllText("/proc/thread-self/stat").Split(' ')[0]; }
-        catch (IOException) { return null; }
-    }
-
-    /// <summary>Sum of the run time (ns, /proc/PID/task/*/schedstat) of the process's threads but <paramref name="skip"/>; −1 if unreadable.</summary>
-    static long RunNs(int pid, string? skip)
-    {
-        try
-        {
-            long sum = 0;
-            foreach (var task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
-            {
-                if (skip is not null && Path.GetFileName(task) == skip) continue;
-                try
-                {
-                    string stat = File.ReadAllText(Path.Combine(task, "schedstat"));
-                    int space = stat.IndexOf(' ');
-                    sum += long.Parse(space < 0 ? stat : stat[..space]);
-                }
-                catch (IOException) { }        // the thread exited between listing and reading
-                catch (UnauthorizedAccessException) { }
-            }
-            return sum;
-        }
-        catch (IOException) { return -1; }
-        catch (UnauthorizedAccessException) { return -1; }
     }
 }
