@@ -62,6 +62,14 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void BenchKernelsRejectsAnImpossibleRoundCountByName()
+    {
+        var r = Run("bench", "kernels", "--rounds", "0", "--no-peers");
+        Assert.NotEqual(0, r.Code);
+        AssertOneLineError(r.Err, "--rounds", "0");
+    }
+
+    [Fact]
     public void TrainThenInspectEvalAndSample()
     {
         string cfg = ConfigFile("run");
