@@ -13,6 +13,7 @@ namespace NanoSparse.Tests.Kernels.Sparse;
 /// vector at every offset, rows that end inside a block). Both blocked bodies: per-thread copies (D = 512) and cursors
 /// over one shared copy or B in place (D = 128, D = 16), on one and two threads.
 /// </summary>
+[Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
 public class SddmmBlockRunTests
 {
     [Theory]
