@@ -15,14 +15,13 @@ public static unsafe class KernelThreads
     static Worker[] _workers = [];
     static readonly object Gate = new();
 
-    // The job being run: items [0, _count), split into one contiguous range per thread (thread 0 is the caller,
+    // The job being run: its items [0, count), split into one contiguous range per thread (thread 0 is the caller,
     // worker w is thread w + 1). A thread claims its own range's items in order through its cursor, then steals from
     // the other ranges through theirs, so every item runs exactly once. Own ranges first: a kernel called again with
     // the same shape (the same layer next step, a benchmark's repetitions) gives each thread the same rows, whose
     // operands are still in that core's L2; items handed out first-come-first-served land on either core each call.
     static delegate*<void*, int, void> _body;
     static void* _args;
-    static int _count;
     static int _threads;
     // Thread t's cursor is _cursor[t·Stride] and its range ends at _end[t·Stride]: one cache line per thread.
     const int Stride = 16;
@@ -80,7 +79,6 @@ public static unsafe class KernelThreads
             EnsureWorkers(threads - 1);
             _body = body;
             _args = args;
-            _count = count;
             _threads = threads;
             for (int t = 0; t < threads; t++)
             {

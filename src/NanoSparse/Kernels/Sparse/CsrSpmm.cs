@@ -48,11 +48,10 @@ public static unsafe class CsrSpmm
         public bool PackPerThread;
         public long Call;
         public int Items;
-        // Narrow panels (see NarrowPanelMaxK): items are (chunk, panel) pairs, chunk-major, one chunk per thread.
-        public bool Narrow;
-        public int Panels;
-        // Narrow panels blocked along K (K > NarrowPanelMaxK): blocks of NarrowKBlock rows of X, NarrowBlocks of them.
+        // Narrow panels (see NarrowPanelMaxK) when NarrowBlocks > 0: items are (chunk, panel) pairs, chunk-major, one
+        // chunk per thread; K in NarrowBlocks blocks (one: all of K; more: NarrowKBlock rows of X each).
         public int NarrowBlocks;
+        public int Panels;
     }
 
     /// <summary>
@@ -98,9 +97,7 @@ public static unsafe class CsrSpmm
         if (n >= 32 && narrowBlocks > 0 && Vector512.IsHardwareAccelerated && AlignedPanels.Pays(nnz, k, n)
             && (narrowBlocks == 1 || (long)rows * (narrowBlocks + 1) <= MaxNarrowSplitInts))
         {
-            args.Narrow = true;
             args.NarrowBlocks = narrowBlocks;
-            args.Tile = 32;
             args.Panels = (n + 31) / 32;
             args.Call = AlignedPanels.NextCall();
             // One range of rows per thread, so each thread copies each panel once (KernelThreads gives thread t the
@@ -202,39 +199,35 @@ public static unsafe class CsrSpmm
     static void Body<TIndex>(ref Args<TIndex> a, int item) where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
         int* rp = a.RowPointers;
-        if (a.Narrow)
+        if (a.NarrowBlocks > 0)
         {
             int c = item / a.Panels, t = item % a.Panels;
             int from = SpmmMicroKernel.ChunkStart(rp, a.Rows, c, a.Chunks), to = SpmmMicroKernel.ChunkStart(rp, a.Rows, c + 1, a.Chunks);
             int j0 = t * 32, width = Math.Min(32, a.N - j0), ld = AlignedPanels.Ld(width);
             float* yTile = a.Y + (long)from * a.N + j0;
-            int nb = a.NarrowBlocks;
-            if (nb == 1)
+            int nb = a.NarrowBlocks, blockRows = nb == 1 ? a.K : NarrowKBlock;
+            // Row r's nonzeros in block b are [split[(r − from)·stride + b], split[(r − from)·stride + b + 1]): the row
+            // pointers themselves for one block, else this thread's table of where the rows cross the boundaries.
+            int stride = nb == 1 ? 1 : nb + 1;
+            int[]? table = nb == 1 ? null : SplitTable(rp, from, to, (ushort*)a.Index, nb, a.Call, c);
+            fixed (int* pinned = table)
             {
-                float* panel = AlignedPanels.CopyToThreadBuffer(a.X + j0, a.K, width, a.N, a.Call, t);
-                if (width == 32)
-                    SpmmMicroKernel.RowsNarrow(rp + from, 1, to - from, a.Index, a.Values, panel, yTile, a.N, add: false);
-                else
-                    for (int i = from; i < to; i++)
-                        SpmmMicroKernel.RowTile(a.Index + rp[i], a.Values + rp[i], rp[i + 1] - rp[i], panel, ld, a.Y + (long)i * a.N + j0, width, add: false);
-                return;
-            }
-            // Row r's nonzeros in block b are [split[r·(nb+1) + b], split[r·(nb+1) + b + 1]).
-            fixed (int* split = SplitTable(rp, from, to, (ushort*)a.Index, nb, a.Call, c))
+                int* split = nb == 1 ? rp + from : pinned;
                 for (int b = 0; b < nb; b++)
                 {
-                    int k0 = b * NarrowKBlock, kc = Math.Min(NarrowKBlock, a.K - k0);
-                    // This block's rows of the panel; x + index·ld is X's row index (index ≥ k0) within it.
+                    int k0 = b * blockRows, kc = Math.Min(blockRows, a.K - k0);
+                    // This block's rows of the panel, copied aligned; x + index·ld is X's row index (index ≥ k0) within it.
                     float* x = AlignedPanels.CopyToThreadBuffer(a.X + (long)k0 * a.N + j0, kc, width, a.N, a.Call, t * nb + b) - (long)k0 * ld;
                     if (width == 32)
-                        SpmmMicroKernel.RowsNarrow(split + b, nb + 1, to - from, a.Index, a.Values, x, yTile, a.N, add: b > 0);
+                        SpmmMicroKernel.RowsNarrow(split + b, stride, to - from, a.Index, a.Values, x, yTile, a.N, add: b > 0);
                     else
                         for (int i = from; i < to; i++)
                         {
-                            int* row = split + (long)(i - from) * (nb + 1) + b;
+                            int* row = split + (long)(i - from) * stride + b;
                             SpmmMicroKernel.RowTile(a.Index + row[0], a.Values + row[0], row[1] - row[0], x, ld, a.Y + (long)i * a.N + j0, width, add: b > 0);
                         }
                 }
+            }
             return;
         }
         if (a.PackPerThread)
