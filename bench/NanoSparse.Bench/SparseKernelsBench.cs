@@ -413,6 +413,7 @@ public static class SparseKernelsBench
         list.Add(("S·X", "COO", () => { var c = coo.Value; return () => CooSpmm.Multiply(c, x, n, y); }));
         list.Add(("S·X", "CSC", () => { var c = csc.Value; return () => CscSpmm.Multiply(c, x, n, y); }));
         list.Add(("S·X", "Bitmap", () => { var b = BitmapMatrix.FromCsr(csr); return () => BitmapSpmm.Multiply(b, x, n, y); }));
+        list.Add(("S·X", "SELL", () => { var q = SellMatrix.FromCsr(csr); return () => SellSpmm.Multiply(q, x, n, y); }));
         list.Add(("S·X", "BSR4x4", () => { var b = BsrMatrix.FromDense(p.Dense, m, k, 4, 4); return () => BsrSpmm.Multiply(b, x, n, y); }));
         list.Add(("S·X", "dense-zero-skip", () => () => ZeroSkippingGemm.Multiply(m, n, k, p.Dense, x, y)));
         list.Add(("Sᵀ·X", "CSR", () => () => CsrSpmmTransposed.Multiply(csr, xt, n, yt)));

@@ -55,6 +55,18 @@ public class FormatRoundTripTests
             && BitmapMatrix.FromCsr(CsrMatrix.FromDense(dense, rows, cols)).ToDense().AsSpan().SequenceEqual(dense);
     }
 
+    [Property(MaxTest = 200)]
+    public bool SellRoundTripsDenseAndCsr(int a, int b, int c)
+    {
+        // Up to 150 rows and columns: several slices of 16 rows and blocks of 32 columns, partial ones included.
+        var (rows, cols, d) = SparseTestData.Shape(a, b, c, 150);
+        var dense = SparseTestData.RandomDense(rows, cols, d, (ulong)(a * 17 + b + c * 3));
+        var sell = SellMatrix.FromDense(dense, rows, cols);
+        return sell.ToDense().AsSpan().SequenceEqual(dense) && sell.ToCsr().ToDense().AsSpan().SequenceEqual(dense)
+            && sell.NonZeroCount == dense.Count(v => v != 0) && sell.StoredSlots >= sell.NonZeroCount
+            && sell.Validate() == sell.NonZeroCount;
+    }
+
     [Theory]
     [InlineData(2, 4)]
     [InlineData(1, 4)]

@@ -92,4 +92,50 @@ public class ValidationTests
         Rejects("value count = set bits", () => new BitmapMatrix(1, 10, [3UL], [0, 2], new float[1]));
         Rejects("row offset length = rows + 1", () => new BitmapMatrix(1, 10, [3UL], [0], new float[2]));
     }
+
+    [Fact]
+    public void SellRejectsBrokenStructure()
+    {
+        // 20×40: two slices (the second with 4 real rows), two blocks (the second with 8 real columns).
+        // Row 0: columns 0, 5 (block 0, steps 0-1) and 33 (block 1); row 17: column 1. Other rows empty.
+        var dense = new float[20 * 40];
+        dense[0] = 1; dense[5] = 2; dense[33] = 3; dense[17 * 40 + 1] = 4;
+        var good = SellMatrix.FromDense(dense, 20, 40);
+        Assert.Equal(4, good.NonZeroCount);
+        Assert.Equal(new byte[] { 2, 1, 1, 0 }, good.Steps);
+        int slice1 = 64 * good.GroupStart[1];
+        SellMatrix Build(Action<byte[], int[], int[], byte[], float[]> mutate, int extraIndices = 0, int extraValues = 0)
+        {
+            byte[] steps = (byte[])good.Steps.Clone();
+            int[] stepStart = (int[])good.StepStart.Clone(), groupStart = (int[])good.GroupStart.Clone();
+            byte[] idx = new byte[good.Indices.Length + extraIndices];
+            Array.Fill(idx, SellMatrix.Padding);
+            good.Indices.CopyTo(idx);
+            float[] val = new float[good.Values.Length + extraValues];
+            good.Values.CopyTo(val);
+            mutate(steps, stepStart, groupStart, idx, val);
+            return new SellMatrix(20, 40, steps, stepStart, groupStart, idx, val);
+        }
+        Assert.Equal(4, Build((_, _, _, _, _) => { }).NonZeroCount);
+        Rejects("steps length = slices x blocks", () => new SellMatrix(20, 40, new byte[3], [0, 0, 0], [0, 0, 0], [], []));
+        Rejects("step start length = slices + 1", () => new SellMatrix(20, 40, new byte[4], [0, 0], [0, 0, 0], [], []));
+        Rejects("group start length = slices + 1", () => new SellMatrix(20, 40, new byte[4], [0, 0, 0], [0, 0], [], []));
+        Rejects("step and group starts begin at 0", () => Build((_, st, _, _, _) => st[0] = 1));
+        Rejects("steps per block <= block width (32)", () => Build((steps, _, _, _, _) => steps[0] = 33));
+        Rejects("step start = steps of the slices before", () => Build((_, st, _, _, _) => st[1]++));
+        Rejects("group start = index groups of the slices before", () => Build((_, _, gs, _, _) => gs[1]++));
+        Rejects("index bytes = 64 x groups", () => Build((_, _, _, _, _) => { }, extraIndices: 64));
+        Rejects("values = 16 x steps", () => Build((_, _, _, _, _) => { }, extraValues: 16));
+        Rejects("padding holds +0", () => Build((_, _, _, _, v) => v[2] = 1));                     // row 2, step 0
+        Rejects("padding holds +0", () => Build((_, _, _, _, v) => v[2] = -0f));
+        Rejects("index byte is a column in the block (< 32) or padding (0x80)", () => Build((_, _, _, i, _) => i[0] = 40));
+        Rejects("a lane's padding comes after its entries", () => Build((_, _, _, i, v) => { i[0] = SellMatrix.Padding; v[0] = 0; }));
+        Rejects("sorted unique columns per lane and block", () => Build((_, _, _, i, _) => i[1] = 0));
+        Rejects("rows past the last hold only padding", () => Build((_, _, _, i, v) => { i[slice1 + 4 * 5] = 2; v[16 * good.StepStart[1] + 5] = 1; }));
+        Rejects("column index in range", () => Build((_, _, _, i, _) => i[64] = 10));            // row 0's column 33 → 42
+        Rejects("unused bytes of a block's last group are padding", () => Build((_, _, _, i, _) => i[2] = 1));
+        Rejects("a block's steps = its longest lane", () => Build((_, _, _, i, v) => { i[slice1 + 4 * 1] = SellMatrix.Padding; v[16 * good.StepStart[1] + 1] = 0; }));
+        var e = Assert.Throws<SparseFormatException>(() => Build((_, _, _, i, _) => i[1] = 0));
+        Assert.Contains("slice 0, block 0, row 0, step 1", e.Message);
+    }
 }

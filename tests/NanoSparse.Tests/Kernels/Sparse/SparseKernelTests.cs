@@ -76,6 +76,10 @@ public class SparseKernelTests
         BitmapSpmm.Multiply(BitmapMatrix.FromDense(dense, m, k), x, n, yb);
         AssertClose(yRef, abs, yb, "Bitmap S·X " + what);
 
+        var ys = Poisoned(m * n);
+        SellSpmm.Multiply(SellMatrix.FromDense(dense, m, k), x, n, ys);
+        AssertClose(yRef, abs, ys, "SELL S·X " + what);
+
         var yz = Poisoned(m * n);
         ZeroSkippingGemm.Multiply(m, n, k, dense, x, yz);
         AssertClose(yRef, abs, yz, "zero-skipping GEMM " + what);
