@@ -310,8 +310,9 @@ public static class SparseKernelsBench
                 "SDDMM" => () => OpenBlas.Sgemm(false, true, m, k, n, xt, n, x, n, _y, k),
                 _ => () => OpenBlas.Sgemm(false, false, m, n, k, s, k, x, n, _y, n),
             };
-            if (_pools[kernel].Count == 0) run(); // warm-up
+            Settle.Before("openblas");
             var (median, min) = MedianAndMin(run, 1);
+            Settle.After("openblas");
             _pools[kernel].Add(median);
             _mins[kernel] = Math.Min(_mins.GetValueOrDefault(kernel, double.MaxValue), min);
         }
@@ -361,14 +362,24 @@ public static class SparseKernelsBench
         Write(dir, $"dense_{p.Id}.f32", p.Dense);
     }
 
+    /// <summary>
+    /// Every contender (ours, OpenBLAS here, the Python and Eigen peers) runs untimed for this long before its samples.
+    /// On these virtual machines a core that sat idle (during a peer's turn, or a <see cref="Settle"/> wait) runs a
+    /// two-thread kernel at about one thread's speed for its first few ms: CSR S·X 768×768 N = 128 at 90% after a
+    /// 150 ms sleep measured 263 µs per call (median of 40, scratch) with no warm-up, 180 µs after 10 ms and 142 µs
+    /// after 30–100 ms of calls, against 147 µs with no sleep at all.
+    /// </summary>
+    const double WarmupMs = 30;
+
     /// <summary>Median ms per call; each sample repeats the call until it lasts ≥ 0.5 ms (µs-scale SpMV).</summary>
     static double Median(Action run, int reps) => MedianAndMin(run, reps).Median;
 
     /// <summary>Median and fastest sample (ms per call). On a loaded machine the minimum is the better estimate of speed.</summary>
     static (double Median, double Min) MedianAndMin(Action run, int reps)
     {
-        run();
         var sw = Stopwatch.StartNew();
+        do run(); while (sw.Elapsed.TotalMilliseconds < WarmupMs);
+        sw.Restart();
         run();
         double once = sw.Elapsed.TotalMilliseconds;
         int iters = once < 0.5 ? Math.Min(1000, (int)(0.5 / Math.Max(once, 1e-6)) + 1) : 1;
@@ -388,10 +399,13 @@ public static class SparseKernelsBench
         var y = new float[m * n];
         void Run() => Gemm.Multiply(false, false, m, n, k, 1f, s, k, x, n, 0f, y, n);
         // A slow placeholder GEMM would dominate the run: one timed call is enough when a call takes > 0.2 s.
+        Settle.Before("ours");
         var sw = Stopwatch.StartNew();
         Run();
         double first = sw.Elapsed.TotalMilliseconds;
-        return first > 200 ? first : Median(Run, reps);
+        double ms = first > 200 ? first : Median(Run, reps);
+        Settle.After("ours");
+        return ms;
     }
 
     static IEnumerable<Row> TimeKernels(Pattern p, int n, float[] x, float[] xt, int reps, DenseBlas blas, Filter filter)
@@ -425,7 +439,9 @@ public static class SparseKernelsBench
             var run = make();
             long count = nnz;
             blas.Sample(kernel);
+            Settle.Before("ours");
             var (ms, min) = MedianAndMin(run, reps);
+            Settle.After("ours");
             yield return new Row
             {
                 M = m, K = k, N = n, Pattern = p.Label, Sparsity = p.Sparsity, Kernel = kernel, Format = format, Nnz = count,
@@ -543,6 +559,34 @@ internal static unsafe class OpenBlas
     }
 }
 
+/// <summary>
+/// Keeps contenders from being timed while another one's idle threads still spin. After a call, OpenBLAS's worker
+/// threads (in this process and in the Python peer) busy-wait for 2^28 TSC cycles before they sleep: measured here,
+/// 11 ms of CPU per 10 ms for 95–99 ms after one sgemm. Timed inside that window, a two-thread kernel shares a core
+/// with the spinning thread: CSR S·X 768×768 N = 128 at 90% measured 283–288 µs per call right after an sgemm, against
+/// 145–151 µs with OPENBLAS_THREAD_TIMEOUT=4 (scratch, medians of 40 samples). So before timing one contender, wait
+/// until every other one has been idle for its spin time: 150 ms for OpenBLAS and the peers (OpenMP's spin is
+/// shorter), 1 ms for NanoSparse (its workers spin 100 µs). No contender's own spinning is cut short.
+/// </summary>
+internal static class Settle
+{
+    static readonly Stopwatch Clock = Stopwatch.StartNew();
+    static readonly Dictionary<string, double> LastMs = new();
+
+    static double SpinMs(string who) => who == "ours" ? 1 : 150;
+
+    public static void Before(string who)
+    {
+        double until = 0;
+        foreach (var (other, last) in LastMs)
+            if (other != who) until = Math.Max(until, last + SpinMs(other));
+        double wait = until - Clock.Elapsed.TotalMilliseconds;
+        if (wait > 0) Thread.Sleep(TimeSpan.FromMilliseconds(wait));
+    }
+
+    public static void After(string who) => LastMs[who] = Clock.Elapsed.TotalMilliseconds;
+}
+
 /// <summary>A peer process answering one request line with one reply line (sparse_peers.py, eigen_spmm).</summary>
 internal sealed class PeerServer : IDisposable
 {
@@ -583,9 +627,12 @@ internal sealed class PeerServer : IDisposable
 
     string AskLine(string request)
     {
+        Settle.Before(_name);
         _process.StandardInput.WriteLine(request);
         _process.StandardInput.Flush();
-        return _process.StandardOutput.ReadLine() ?? throw new InvalidOperationException($"peer {_name} stopped answering (request: {request})");
+        string? reply = _process.StandardOutput.ReadLine();
+        Settle.After(_name);
+        return reply ?? throw new InvalidOperationException($"peer {_name} stopped answering (request: {request})");
     }
 
     public Dictionary<string, double> Ask(string jsonRequest)
