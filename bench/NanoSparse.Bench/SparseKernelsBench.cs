@@ -366,8 +366,8 @@ public static class SparseKernelsBench
     /// Every contender (ours, OpenBLAS here, the Python and Eigen peers) runs untimed for this long before its samples.
     /// On these virtual machines a core that sat idle (during a peer's turn, or a <see cref="Settle"/> wait) runs a
     /// two-thread kernel at about one thread's speed for its first few ms: CSR S·X 768×768 N = 128 at 90% after a
-    /// 150 ms sleep measured 263 µs per call (median of 40, scratch) with no warm-up, 180 µs after 10 ms and 142 µs
-    /// after 30–100 ms of calls, against 147 µs with no sleep at all.
+    /// 150 ms sleep measured 263–361 µs per call (medians of 40, scratch) with no warm-up, 181–185 µs after 10 ms and
+    /// 142 µs after 30–100 ms of calls, against 147–152 µs with no sleep at all.
     /// </summary>
     const double WarmupMs = 30;
 
@@ -563,8 +563,8 @@ internal static unsafe class OpenBlas
 /// Keeps contenders from being timed while another one's idle threads still spin. After a call, OpenBLAS's worker
 /// threads (in this process and in the Python peer) busy-wait for 2^28 TSC cycles before they sleep: measured here,
 /// 11 ms of CPU per 10 ms for 95–99 ms after one sgemm. Timed inside that window, a two-thread kernel shares a core
-/// with the spinning thread: CSR S·X 768×768 N = 128 at 90% measured 283–288 µs per call right after an sgemm, against
-/// 145–151 µs with OPENBLAS_THREAD_TIMEOUT=4 (scratch, medians of 40 samples). So before timing one contender, wait
+/// with the spinning thread: CSR S·X 768×768 N = 128 at 90% measured 287–395 µs per call right after an sgemm, against
+/// 148–151 µs with OPENBLAS_THREAD_TIMEOUT=4 and 147–152 µs with no OpenBLAS (scratch, medians of 40 samples per run). So before timing one contender, wait
 /// until every other one has been idle for its spin time: 150 ms for OpenBLAS and the peers (OpenMP's spin is
 /// shorter), 1 ms for NanoSparse (its workers spin 100 µs). No contender's own spinning is cut short.
 /// </summary>
