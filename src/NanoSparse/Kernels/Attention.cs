@@ -99,8 +99,7 @@ public static unsafe class Attention
                 if (a.P > 0)
                 {
                     long baseIndex = a.MaskBase + ((long)bh * T + t) * T;
-                    for (int t2 = 0; t2 <= t; t2++)
-                        row[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? row[t2] * keepScale : 0f;
+                    fixed (float* pr = row) Dropout.ApplyRow(pr, pr, t + 1, a.Seed, baseIndex, a.P, keepScale);
                 }
             }
             // y[t0:t1] (m, hs) = att[t0:t1, 0:t1] · v[0:t1], written into columns h·hs of out (B, T, C)
@@ -179,8 +178,8 @@ public static unsafe class Attention
                 if (dropout)
                 {
                     long baseIndex = a.MaskBase + ((long)bh * T + t) * T;
-                    for (int t2 = 0; t2 < t1; t2++)
-                        attDropped[t * T + t2] = t2 <= t && Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? att[t * T + t2] * keepScale : 0f;
+                    Dropout.ApplyRow(attDropped + t * T, att + t * T, t + 1, a.Seed, baseIndex, a.P, keepScale);
+                    new Span<float>(attDropped + t * T + t + 1, t1 - t - 1).Clear();
                 }
             }
             // in the forward pass this was: y = attDropped · v
@@ -194,8 +193,7 @@ public static unsafe class Attention
                 if (dropout)
                 {
                     long baseIndex = a.MaskBase + ((long)bh * T + t) * T;
-                    for (int t2 = 0; t2 <= t; t2++)
-                        dp[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? dp[t2] * keepScale : 0f;
+                    fixed (float* pdp = dp) Dropout.ApplyRow(pdp, pdp, t + 1, a.Seed, baseIndex, a.P, keepScale);
                 }
                 // softmax backward: ds = p ⊙ (dp − Σ p·dp), times the 1/√hs of the scores
                 float dot = TensorPrimitives.Dot(p, dp);
@@ -251,8 +249,7 @@ public static unsafe class Attention
                 {
                     long baseIndex = a.MaskBase + ((long)bh * T + t) * T;
                     float* pd = dropped + t * Tp;
-                    for (int t2 = 0; t2 <= t; t2++)
-                        pd[t2] = Dropout.Keep(a.Seed, baseIndex + t2, a.P) ? row[t2] * keepScale : 0f;
+                    Dropout.ApplyRow(pd, row, t + 1, a.Seed, baseIndex, a.P, keepScale);
                     new Span<float>(pd + t + 1, cols - t - 1).Clear();
                 }
             }
@@ -305,12 +302,7 @@ public static unsafe class Attention
                 {
                     long baseIndex = a.MaskBase + ((long)bh * T + t) * T;
                     float* pd = dropped + t * Tp;
-                    for (int t2 = 0; t2 <= t; t2++)
-                    {
-                        bool keep = Dropout.Keep(a.Seed, baseIndex + t2, a.P);
-                        pd[t2] = keep ? p[t2] * keepScale : 0f;
-                        dp[t2] = keep ? dp[t2] * keepScale : 0f;
-                    }
+                    Dropout.ApplyRowPair(pd, p, dp, t + 1, a.Seed, baseIndex, a.P, keepScale);
                     new Span<float>(pd + t + 1, cols - t - 1).Clear();
                 }
                 // softmax backward: ds = p ⊙ (dp − Σ p·dp), times the 1/√hs of the scores (0 past key t, as p)
