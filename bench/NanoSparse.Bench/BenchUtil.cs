@@ -56,7 +56,11 @@ public static class BenchUtil
         return sorted.Length % 2 == 1 ? sorted[h] : 0.5 * (sorted[h - 1] + sorted[h]);
     }
 
-    /// <summary>Finds bench/peers/<paramref name="script"/> above the current directory or the executable.</summary>
+    /// <summary>
+    /// Finds bench/peers/<paramref name="script"/> (a peer script or source) in the first bench/peers folder that holds
+    /// it, looking from the current directory upward (a checkout), then from the executable's directory upward (a build
+    /// in a checkout, or the installed tool, whose package carries bench/peers beside NanoSparse.Cli.dll).
+    /// </summary>
     public static string FindPeer(string script)
     {
         foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
@@ -67,7 +71,9 @@ public static class BenchUtil
                 if (File.Exists(candidate)) return candidate;
             }
         }
-        throw new FileNotFoundException($"peer script bench/peers/{script} not found above {Directory.GetCurrentDirectory()} or {AppContext.BaseDirectory}");
+        throw new FileNotFoundException(
+            $"peer file bench/peers/{script} not found in a bench/peers folder above '{Directory.GetCurrentDirectory()}' or '{AppContext.BaseDirectory}'; " +
+            "run from a NanoSparse checkout, or reinstall the nanosparse tool (its package carries bench/peers)", script);
     }
 
     /// <summary>

@@ -452,7 +452,7 @@ public static class SparseKernelsBench
 
     internal static string? EnsureEigen()
     {
-        string source = FindPeerFile("eigen_spmm.cpp");
+        string source = BenchUtil.FindPeer("eigen_spmm.cpp");
         string cache = Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "nanosparse", "peers");
         Directory.CreateDirectory(cache);
         string binary = Path.Combine(cache, "eigen_spmm");
@@ -465,18 +465,6 @@ public static class SparseKernelsBench
         if (proc.ExitCode != 0) { Console.Error.WriteLine($"Eigen peer did not compile (g++ exit {proc.ExitCode}): {err}"); return null; }
         File.Move(binary + ".tmp", binary, overwrite: true);
         return binary;
-    }
-
-    internal static string FindPeerFile(string name)
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-        {
-            string candidate = Path.Combine(d.FullName, "bench", "peers", name);
-            if (File.Exists(candidate)) return candidate;
-        }
-        string cwd = Path.Combine(Environment.CurrentDirectory, "bench", "peers", name);
-        if (File.Exists(cwd)) return cwd;
-        throw new FileNotFoundException($"peer file bench/peers/{name} not found above {AppContext.BaseDirectory} or in {Environment.CurrentDirectory}");
     }
 
     static void Print(List<Row> rows)
@@ -611,7 +599,7 @@ internal sealed class PeerServer : IDisposable
 
     public static PeerServer? StartPython(int threads, int reps)
     {
-        try { return new PeerServer("python", new ProcessStartInfo("/usr/bin/python3", [SparseKernelsBench.FindPeerFile("sparse_peers.py"), threads.ToString(), reps.ToString()]), threads); }
+        try { return new PeerServer("python", new ProcessStartInfo("/usr/bin/python3", [BenchUtil.FindPeer("sparse_peers.py"), threads.ToString(), reps.ToString()]), threads); }
         catch (Exception e) { Console.Error.WriteLine($"Python peers skipped: {e.Message}"); return null; }
     }
 

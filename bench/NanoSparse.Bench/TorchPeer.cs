@@ -12,25 +12,10 @@ public static class TorchPeer
 {
     public const string DefaultPython = "/usr/bin/python3";
 
-    /// <summary>bench/peers, found from the working directory or the executable's directory upward.</summary>
-    public static string PeersDirectory()
-    {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            for (var dir = new DirectoryInfo(start); dir != null; dir = dir.Parent)
-            {
-                var candidate = Path.Combine(dir.FullName, "bench", "peers");
-                if (File.Exists(Path.Combine(candidate, "torch_gpt.py"))) return candidate;
-            }
-        }
-        throw new DirectoryNotFoundException(
-            $"bench/peers/torch_gpt.py not found above '{Directory.GetCurrentDirectory()}' or '{AppContext.BaseDirectory}'; run from the repository");
-    }
-
     /// <summary>Runs <c>python bench/peers/{script} args...</c>; stderr lines are passed to <paramref name="onStderr"/>.</summary>
     public static JsonElement Run(string python, string script, IEnumerable<string> args, Action<string>? onStderr = null, int? blasThreads = null)
     {
-        var path = Path.Combine(PeersDirectory(), script);
+        var path = BenchUtil.FindPeer(script);
         var psi = new ProcessStartInfo(python)
         {
             RedirectStandardOutput = true,

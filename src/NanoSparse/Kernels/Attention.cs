@@ -11,7 +11,7 @@ namespace NanoSparse.Kernels;
 /// Only the log-partition lse (B, NH, T) of each softmax row is kept; the backward pass recomputes att from q, k and
 /// lse (as FlashAttention does), so no (B, NH, T, T) buffer exists. Queries go in blocks of 64 that only meet the keys
 /// up to the block's end, skipping the GEMM work above the causal diagonal. Each (b, h) works in a per-thread scratch of
-/// T×T floats that stays in cache. The small products go through <see cref="Gemm.Multiply"/>, which runs serially
+/// T×T floats that stays in cache. The small products go through <c>Gemm.Multiply</c>, which runs serially
 /// inside the parallel region over B·NH.
 /// </summary>
 public static unsafe class Attention

@@ -5,7 +5,7 @@ namespace NanoSparse.Kernels;
 
 /// <summary>
 /// Fully connected layer as torch.nn.Linear: out = inp · weightᵀ + bias, weight stored (OC, C) like PyTorch.
-/// The products go through <see cref="Gemm.Multiply"/>; only the bias work is done here.
+/// The products go through <c>Gemm.Multiply</c>; only the bias work is done here.
 /// </summary>
 public static unsafe class Linear
 {

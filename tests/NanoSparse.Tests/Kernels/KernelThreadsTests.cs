@@ -43,13 +43,23 @@ public unsafe class KernelThreadsTests
         finally { KernelThreads.Max = saved; }
     }
 
-    struct StealArgs { public int* Hits; public int* RanOn; public int SlowItem; }
+    struct StealArgs { public int* Hits; public int Count, Done, OthersDoneFirst; }
 
-    static void SlowBody(ref StealArgs a, int i)
+    /// <summary>
+    /// Item 0 holds the thread that claims it until every other item has run (at most 30 s): the rest of that thread's
+    /// range can then only run on threads that finished their own. Whether the caller or a worker claims item 0 is up to
+    /// the scheduler (a worker woken before the caller reaches its range may steal it), so the test does not assume it.
+    /// </summary>
+    static void HeldBody(ref StealArgs a, int i)
     {
-        if (i == a.SlowItem) Thread.Sleep(200);
-        a.RanOn[i] = Environment.CurrentManagedThreadId;
+        if (i == 0)
+        {
+            long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + 30 * System.Diagnostics.Stopwatch.Frequency;
+            while (Volatile.Read(ref a.Done) < a.Count - 1 && System.Diagnostics.Stopwatch.GetTimestamp() < deadline) Thread.Sleep(1);
+            a.OthersDoneFirst = Volatile.Read(ref a.Done) == a.Count - 1 ? 1 : 0;
+        }
         Interlocked.Increment(ref a.Hits[i]);
+        Interlocked.Increment(ref a.Done);
     }
 
     [Theory]
@@ -65,25 +75,23 @@ public unsafe class KernelThreadsTests
         {
             KernelThreads.Max = threads;
             var hits = new int[count];
-            var ranOn = new int[count];
-            fixed (int* h = hits, r = ranOn)
+            fixed (int* h = hits)
             {
-                // Item 0 opens the caller's range (thread 0's range is [0, count/threads)) and blocks it; the
-                // workers finish their ranges and must take the rest of the caller's.
-                var a = new StealArgs { Hits = h, RanOn = r, SlowItem = 0 };
-                KernelThreads.For(count, ref a, &SlowBody);
+                // Item 0 opens thread 0's range [0, count/threads); while it is held, the threads that finish their own
+                // ranges must run the rest of it, or item 0 waits out its deadline.
+                var a = new StealArgs { Hits = h, Count = count };
+                KernelThreads.For(count, ref a, &HeldBody);
                 Assert.All(hits, x => Assert.Equal(1, x));
-                int caller = Environment.CurrentManagedThreadId;
-                Assert.Equal(caller, ranOn[0]);
-                int ownEnd = count / Math.Min(threads, count);
-                for (int i = 1; i < ownEnd; i++) Assert.NotEqual(caller, ranOn[i]);
+                Assert.Equal(1, a.OthersDoneFirst);
 
-                // After the workers have gone to sleep (they poll ~100 µs, then block), a region still wakes them.
+                // After the workers have gone to sleep (they poll ~100 µs, then block), a region still wakes them: the
+                // other items again run while item 0 is held.
                 Thread.Sleep(20);
                 Array.Clear(hits);
-                a.SlowItem = -1;
-                KernelThreads.For(count, ref a, &SlowBody);
+                a = new StealArgs { Hits = h, Count = count };
+                KernelThreads.For(count, ref a, &HeldBody);
                 Assert.All(hits, x => Assert.Equal(1, x));
+                Assert.Equal(1, a.OthersDoneFirst);
             }
         }
         finally { KernelThreads.Max = saved; }

@@ -159,7 +159,7 @@ public static unsafe class NmSpmm
     /// <summary>
     /// 2:4 SpMV row without gathers: 16 kept values (8 groups) are one Vector512 of values and one 32-bit word of
     /// 2-bit indices; the 8 groups span x[32t .. 32t + 32) (two registers), and a two-source permute (vpermt2ps) with
-    /// control 4·(lane / 2) + idx_lane picks x[4g + idx] for all 16 lanes at once. idx_lane = (word >> 2·lane) & 3.
+    /// control 4·(lane / 2) + idx_lane picks x[4g + idx] for all 16 lanes at once. idx_lane = (word >> 2·lane) &amp; 3.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float RowDot24(float* values, uint* words, int iterations, float* x)
