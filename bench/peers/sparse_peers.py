@@ -3,19 +3,22 @@
 (the machine is shared; back-to-back timings keep the ratios meaningful).
 
 Protocol: one JSON request per line on stdin, one JSON reply per line on stdout ({peer: median_ms}).
-  {"op": "dense",  "m", "k", "n", "s", "x", "xt"}         NumPy/OpenBLAS sgemm S@X, S.T@Xt, Xt@X.T; torch.mm S@X
+  {"op": "dense",  "m", "k", "n", "s", "x", "xt"}         NumPy/OpenBLAS sgemm S@X, S.T@Xt, Xt@X.T; torch.mm S@X;
+                                                           at N = 1 sgemv S@x, S.T@xt, SciPy sger (+= xt x^T); torch.mv
   {"op": "sparse", "m", "k", "n", "indptr", "indices", "data", "x"}   SciPy CSR @ X, torch.sparse.mm(CSR, X)
 Files are raw little-endian arrays written by bench/NanoSparse.Bench/SparseKernelsBench.cs: float32 row-major
 matrices, int32 CSR arrays. Usage: sparse_peers.py THREADS REPS. Thread counts: OPENBLAS_NUM_THREADS /
 OMP_NUM_THREADS must be set in the environment by the caller (they are read when numpy loads);
 torch.set_num_threads(THREADS) here.
 """
+import ctypes
 import json
 import sys
 import time
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg.blas import sger
 import torch
 
 
@@ -56,6 +59,8 @@ def dense(req, reps):
     s = load(req["s"], np.float32, (m, k))
     x = load(req["x"], np.float32, (k, n))
     xt = load(req["xt"], np.float32, (m, n))
+    if n == 1:
+        return dense_vector(s, x.reshape(k), xt.reshape(m), reps)
     out, out_t, out_s = np.empty((m, n), np.float32), np.empty((k, n), np.float32), np.empty((m, k), np.float32)
     r = {"numpy_dense": median_ms(lambda: np.matmul(s, x, out=out), reps),
          "numpy_dense_t": median_ms(lambda: np.matmul(s.T, xt, out=out_t), reps),
@@ -64,6 +69,37 @@ def dense(req, reps):
     with torch.no_grad():
         r["torch_dense"] = median_ms(lambda: torch.mm(ts, tx), reps)
     return r
+
+
+def dense_vector(s, x, xt, reps):
+    """N = 1: the level-2 BLAS routines a dense layer runs at batch 1, the same ones the in-process yardstick calls.
+
+    NumPy's matmul of a 2-D and a 1-D float32 array calls cblas_sgemv, S.T @ xt included (the transposed flag, no
+    copy); torch.mv calls sgemv_ (torch.mm with a (K, 1) operand calls sgemm_ instead). Both checked with gdb
+    breakpoints on numpy 1.24 / torch 1.13 here. SDDMM's dense counterpart at D = 1 is the rank-1 update
+    G += xt x^T (sger), through SciPy into a kept Fortran-ordered k x m array: the same memory as the row-major m x k
+    gradient of the in-process sger, updated in place (overwrite_a; no copy).
+    """
+    m, k = s.shape
+    y, yt = np.empty(m, np.float32), np.empty(k, np.float32)
+    grad = np.zeros((k, m), np.float32, order="F")
+    r = {"numpy_dense": median_ms(lambda: np.matmul(s, x, out=y), reps),
+         "numpy_dense_t": median_ms(lambda: np.matmul(s.T, xt, out=yt), reps),
+         "numpy_dense_sddmm": median_ms(lambda: sger(1.0, x, xt, a=grad, overwrite_a=1), reps)}
+    ts, tx = torch.from_numpy(s), torch.from_numpy(x)
+    with torch.no_grad():
+        r["torch_dense"] = median_ms(lambda: torch.mv(ts, tx), reps)
+    return r
+
+
+def openblas_core():
+    """Kernel set of the OpenBLAS that NumPy loaded (the same libopenblas.so.0 the bench calls in-process)."""
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return None
 
 
 def sparse(req, reps):
@@ -87,7 +123,8 @@ def main():
     torch.set_num_threads(threads)
     import warnings
     warnings.filterwarnings("ignore")
-    print(json.dumps({"ready": True, "numpy": np.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}), flush=True)
+    print(json.dumps({"ready": True, "numpy": np.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                      "openblas_core": openblas_core()}), flush=True)
     for line in sys.stdin:
         if not line.strip():
             continue
