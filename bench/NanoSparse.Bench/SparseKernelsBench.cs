@@ -242,7 +242,7 @@ public static class SparseKernelsBench
             var result = rounds == 1 ? perRound[0] : MedianAcrossRounds(perRound);
             if (rounds > 1) Console.WriteLine($"medians across {rounds} rounds (ratios: median of the per-round ratios; min columns: fastest sample of any round):");
             Print(result);
-            var checks = YardstickCheck.Compare(result.Select(r => (r.M, r.K, r.N, r.Kernel, r.OpenBlasDenseMs, (IReadOnlyDictionary<string, double>?)r.Peers)));
+            var checks = YardstickCheck.Compare(result.Select(r => new YardstickCheck.Case(r.M, r.K, r.N, r.Kernel, r.OpenBlasDenseMs, r.OpenBlasDenseMinMs, r.Peers)));
             PrintCheck(checks, warnings);
             if (jsonPath is not null) WriteJson(jsonPath, result, threads, rounds, core, checks, warnings);
             if (filter == Filter.All) Plot(result, pngPrefix);
@@ -288,7 +288,8 @@ public static class SparseKernelsBench
             row.Gflops = 2.0 * row.Nnz * row.N / (row.MedianMs * 1e6);
             row.SpeedupVsOpenBlasOfMins = row.OpenBlasDenseMinMs / row.MinMs;
             if (same.Any(x => x.Peers is not null))
-                row.Peers = same.Where(x => x.Peers is not null).SelectMany(x => x.Peers!).GroupBy(kv => kv.Key).ToDictionary(g => g.Key, g => Med(g.Select(kv => kv.Value)));
+                row.Peers = same.Where(x => x.Peers is not null).SelectMany(x => x.Peers!).GroupBy(kv => kv.Key)
+                    .ToDictionary(g => g.Key, g => g.Key.EndsWith(YardstickCheck.MinSuffix) ? g.Min(kv => kv.Value) : Med(g.Select(kv => kv.Value)));
             result.Add(row);
         }
         return result;
@@ -518,9 +519,10 @@ public static class SparseKernelsBench
         {
             Console.WriteLine();
             Console.WriteLine($"dense yardstick check (in-process OpenBLAS vs NumPy, same product, same run; allowed: within {YardstickCheck.Tolerance * 100:0}%):");
-            Console.WriteLine($"{"shape",-10} {"N",4} {"kernel",-6} {"routine",-7} {"in-process ms",13} {"NumPy ms",9} {"ratio",6}");
+            Console.WriteLine($"{"shape",-10} {"N",4} {"kernel",-6} {"routine",-7} {"in-process ms",13} {"NumPy ms",9} {"ratio",6} {"min ratio",9}");
             foreach (var c in checks)
-                Console.WriteLine($"{c.M + "x" + c.K,-10} {c.N,4} {c.Kernel,-6} {c.Routine,-7} {c.InProcessMs,13:F4} {c.NumPyMs,9:F4} {c.Ratio,6:F2}{(c.Within ? "" : "  <- outside")}");
+                Console.WriteLine($"{c.M + "x" + c.K,-10} {c.N,4} {c.Kernel,-6} {c.Routine,-7} {c.InProcessMs,13:F4} {c.NumPyMs,9:F4} {c.Ratio,6:F2} {Fmt(c.MinRatio),9}{(c.Within ? "" : "  <- outside")}");
+            Console.WriteLine("ratio = in-process ms / NumPy ms (medians; the check); min ratio = the same from the fastest samples (near 1 while the ratio is not: the machine's load, not the routine)");
         }
         foreach (var c in checks.Where(c => !c.Within)) warnings.Add(c.Warning);
         foreach (var w in warnings) Console.WriteLine(w);
@@ -534,7 +536,7 @@ public static class SparseKernelsBench
         string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
         if (folder is not null) Directory.CreateDirectory(folder);
         string tmp = path + ".tmp";
-        var check = yardstickCheck.Select(c => new { c.M, c.K, c.N, c.Kernel, c.Routine, c.InProcessMs, c.NumPyMs, c.Ratio, c.Within });
+        var check = yardstickCheck.Select(c => new { c.M, c.K, c.N, c.Kernel, c.Routine, c.InProcessMs, c.NumPyMs, c.Ratio, c.Within, c.InProcessMinMs, c.NumPyMinMs, c.MinRatio });
         File.WriteAllText(tmp, JsonSerializer.Serialize(new { threads, rounds, openBlasCore, tolerance = YardstickCheck.Tolerance, yardstickCheck = check, warnings, rows },
             new JsonSerializerOptions { WriteIndented = true }));
         File.Move(tmp, path, overwrite: true);

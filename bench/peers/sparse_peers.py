@@ -2,7 +2,8 @@
 """Peers for `nanosparse bench kernels`, run as a server so each case is timed right after NanoSparse times it
 (the machine is shared; back-to-back timings keep the ratios meaningful).
 
-Protocol: one JSON request per line on stdin, one JSON reply per line on stdout ({peer: median_ms}).
+Protocol: one JSON request per line on stdin, one JSON reply per line on stdout ({peer: median_ms}; the NumPy
+dense products also as {peer_min: fastest sample ms}, for the bench's check of its in-process OpenBLAS yardstick).
   {"op": "dense",  "m", "k", "n", "s", "x", "xt"}         NumPy/OpenBLAS sgemm S@X, S.T@Xt, Xt@X.T; torch.mm S@X;
                                                            at N = 1 sgemv S@x, S.T@xt, SciPy sger (+= xt x^T); torch.mv
   {"op": "sparse", "m", "k", "n", "indptr", "indices", "data", "x"}   SciPy CSR @ X, torch.sparse.mm(CSR, X)
@@ -26,7 +27,11 @@ WARMUP_S = 0.03
 
 
 def median_ms(fn, reps, min_sample_s=5e-4):
-    """Median wall time of fn() in ms; each sample repeats fn enough times to last >= min_sample_s.
+    return median_and_min_ms(fn, reps, min_sample_s)[0]
+
+
+def median_and_min_ms(fn, reps, min_sample_s=5e-4):
+    """Median and fastest sample of fn()'s wall time in ms; each sample repeats fn enough times to last >= min_sample_s.
 
     fn first runs untimed for WARMUP_S (30 ms), as every contender of `nanosparse bench kernels` does: on these
     virtual machines an idle core takes some 10-30 ms of work to run at full speed again.
@@ -46,7 +51,15 @@ def median_ms(fn, reps, min_sample_s=5e-4):
             fn()
         samples.append((time.perf_counter() - t0) / iters * 1e3)
     samples.sort()
-    return samples[len(samples) // 2]
+    return samples[len(samples) // 2], samples[0]
+
+
+def numpy_products(products, reps):
+    """{name: median ms, name_min: fastest sample ms} for each NumPy product the bench compares its yardstick with."""
+    r = {}
+    for name, fn in products.items():
+        r[name], r[name + "_min"] = median_and_min_ms(fn, reps)
+    return r
 
 
 def load(path, dtype, shape=None):
@@ -62,9 +75,9 @@ def dense(req, reps):
     if n == 1:
         return dense_vector(s, x.reshape(k), xt.reshape(m), reps)
     out, out_t, out_s = np.empty((m, n), np.float32), np.empty((k, n), np.float32), np.empty((m, k), np.float32)
-    r = {"numpy_dense": median_ms(lambda: np.matmul(s, x, out=out), reps),
-         "numpy_dense_t": median_ms(lambda: np.matmul(s.T, xt, out=out_t), reps),
-         "numpy_dense_sddmm": median_ms(lambda: np.matmul(xt, x.T, out=out_s), reps)}
+    r = numpy_products({"numpy_dense": lambda: np.matmul(s, x, out=out),
+                        "numpy_dense_t": lambda: np.matmul(s.T, xt, out=out_t),
+                        "numpy_dense_sddmm": lambda: np.matmul(xt, x.T, out=out_s)}, reps)
     ts, tx = torch.from_numpy(s), torch.from_numpy(x)
     with torch.no_grad():
         r["torch_dense"] = median_ms(lambda: torch.mm(ts, tx), reps)
@@ -83,9 +96,9 @@ def dense_vector(s, x, xt, reps):
     m, k = s.shape
     y, yt = np.empty(m, np.float32), np.empty(k, np.float32)
     grad = np.zeros((k, m), np.float32, order="F")
-    r = {"numpy_dense": median_ms(lambda: np.matmul(s, x, out=y), reps),
-         "numpy_dense_t": median_ms(lambda: np.matmul(s.T, xt, out=yt), reps),
-         "numpy_dense_sddmm": median_ms(lambda: sger(1.0, x, xt, a=grad, overwrite_a=1), reps)}
+    r = numpy_products({"numpy_dense": lambda: np.matmul(s, x, out=y),
+                        "numpy_dense_t": lambda: np.matmul(s.T, xt, out=yt),
+                        "numpy_dense_sddmm": lambda: sger(1.0, x, xt, a=grad, overwrite_a=1)}, reps)
     ts, tx = torch.from_numpy(s), torch.from_numpy(x)
     with torch.no_grad():
         r["torch_dense"] = median_ms(lambda: torch.mv(ts, tx), reps)
@@ -109,7 +122,10 @@ def sparse(req, reps):
     data = load(req["data"], np.float32)
     x = load(req["x"], np.float32, (k, n))
     s = sp.csr_matrix((data, indices, indptr), shape=(m, k))
-    r = {"scipy_csr": median_ms(lambda: s @ x, reps)}
+    # N = 1: a 1-D x, SciPy's matrix-vector path (csr_matvec), as a user writes SpMV. torch's CSR has no mv here
+    # (Debian's 1.13 wants MKL for a sparse addmv), so torch stays on sparse.mm with a (K, 1) operand.
+    xs = x.reshape(k) if n == 1 else x
+    r = {"scipy_csr": median_ms(lambda: s @ xs, reps)}
     tcsr = torch.sparse_csr_tensor(torch.from_numpy(indptr.astype(np.int64)), torch.from_numpy(indices.astype(np.int64)),
                                    torch.from_numpy(data), size=(m, k))
     tx = torch.from_numpy(x)

@@ -47,15 +47,18 @@ public class YardstickCheckTests
     [Fact]
     public void CompareKeepsOneComparisonPerShapeNAndKernelAndSkipsCasesWithoutBothTimes()
     {
-        var peers = new Dictionary<string, double> { ["numpy_dense"] = 0.070, ["numpy_dense_sddmm"] = 0.50, ["scipy_csr"] = 0.02 };
-        var cases = new (int, int, int, string, double?, IReadOnlyDictionary<string, double>?)[]
+        var peers = new Dictionary<string, double>
         {
-            (3072, 768, 1, "S·X", 0.065, peers),      // CSR row
-            (3072, 768, 1, "S·X", 0.065, peers),      // SELL row of the same case: no second comparison
-            (3072, 768, 1, "SDDMM", 0.80, peers),     // 1.6x slower than NumPy: outside
-            (3072, 768, 1, "Sᵀ·X", 0.07, peers),      // the peer sent no numpy_dense_t: left out
-            (768, 768, 1, "S·X", null, peers),        // no in-process time: left out
-            (768, 768, 16, "S·X", 0.2, null),         // peers off: left out
+            ["numpy_dense"] = 0.070, ["numpy_dense_min"] = 0.066, ["numpy_dense_sddmm"] = 0.50, ["scipy_csr"] = 0.02,
+        };
+        var cases = new YardstickCheck.Case[]
+        {
+            new(3072, 768, 1, "S·X", 0.065, 0.0627, peers),   // CSR row
+            new(3072, 768, 1, "S·X", 0.065, 0.0627, peers),   // SELL row of the same case: no second comparison
+            new(3072, 768, 1, "SDDMM", 0.80, 0.6, peers),     // 1.6x slower than NumPy: outside; no NumPy minimum sent
+            new(3072, 768, 1, "Sᵀ·X", 0.07, 0.07, peers),     // the peer sent no numpy_dense_t: left out
+            new(768, 768, 1, "S·X", null, null, peers),       // no in-process time: left out
+            new(768, 768, 16, "S·X", 0.2, 0.2, null),         // peers off: left out
         };
         var checks = YardstickCheck.Compare(cases);
         Assert.Equal(2, checks.Count);
@@ -63,11 +66,14 @@ public class YardstickCheckTests
         Assert.Equal(("S·X", "sgemv", 0.065, 0.070), (sx.Kernel, sx.Routine, sx.InProcessMs, sx.NumPyMs));
         Assert.True(sx.Within);
         Assert.Equal(0.065 / 0.070, sx.Ratio, 12);
+        Assert.Equal(0.95, sx.MinRatio!.Value, 12);
         var sddmm = checks[1];
         Assert.Equal("sger", sddmm.Routine);
         Assert.False(sddmm.Within);
+        Assert.Null(sddmm.MinRatio);
         Assert.StartsWith("WARNING:", sddmm.Warning);
         Assert.Contains("3072x768 N=1 SDDMM (sger)", sddmm.Warning);
-        Assert.Contains("ratio 1.60", sddmm.Warning);
+        Assert.EndsWith("ratio 1.60, outside the 10% allowed", sddmm.Warning);
+        Assert.EndsWith("(fastest samples: ratio 0.95)", (sx with { InProcessMs = 1 }).Warning);
     }
 }
