@@ -509,7 +509,7 @@ public static class SparseKernelsBench
         foreach (var r in rows)
             Console.WriteLine($"{r.M + "x" + r.K,-10} {r.N,4} {r.Pattern,-6} {r.Kernel,-6} {r.Format,-15} {r.MedianMs,9:F4} {r.Gflops,8:F1} {r.SpeedupVsOursDense,9:F2} {Fmt(r.SpeedupVsOpenBlas),9} {Fmt(r.SpeedupVsBestSparsePeer),8} {Fmt(r.SpeedupVsOpenBlasOfMins),8} {(r.BestSparsePeer is null ? "" : $"{r.BestSparsePeer} {r.BestSparsePeerMs:F3}"),-16}");
         Console.WriteLine();
-        Console.WriteLine("x = speed-up (their ms / our ms); OpenBLAS = the dense product through OpenBLAS (in-process, sampled between our kernels): sgemm for N > 1, sgemv at N = 1 (SDDMM: sger); best sparse peer = fastest of SciPy CSR, torch CSR, Eigen; xOB(min) = the same ratio from the fastest samples (less sensitive to a loaded machine).");
+        Console.WriteLine("x = speed-up (their ms / our ms); OurDense = our dense GEMM (at N = 1 too: NanoSparse has no dense matrix-vector kernel); OpenBLAS = the dense product through OpenBLAS (in-process, sampled between our kernels): sgemm for N > 1, sgemv at N = 1 (SDDMM: sger); best sparse peer = fastest of SciPy CSR, torch CSR, Eigen; xOB(min) = the same ratio from the fastest samples (less sensitive to a loaded machine).");
     }
 
     /// <summary>The in-process dense yardstick against NumPy's time for the same product, and a WARNING line for each miss.</summary>
