@@ -179,9 +179,9 @@ public static class SparseKernelsBench
                         var xt = Random(m * n, seed + (ulong)n * 37);
                         string xPath = Write(dir, $"x_{m}x{k}_{n}.f32", x), xtPath = Write(dir, $"xt_{m}x{k}_{n}.f32", xt);
                         double oursDense = TimeOurDense(m, k, n, patterns[0].Dense, x, reps);
-                        // Dense OpenBLAS in this process, one sample before every sparse measurement, so the dense
+                        // Dense OpenBLAS in this process, timed before every sparse measurement, so the dense
                         // yardstick is taken over the same minutes (and the same machine load) as the kernels.
-                        var blas = new DenseBlas(m, k, n, patterns[0].Dense, x, xt);
+                        var blas = new DenseBlas(m, k, n, patterns[0].Dense, x, xt, reps);
                         var group = new List<Row>();
                         foreach (var p in patterns)
                         {
@@ -302,10 +302,14 @@ public static class SparseKernelsBench
         return sorted[sorted.Length / 2];
     }
 
-    /// <summary>The dense products each sparse kernel replaces, through OpenBLAS in this process, sampled on demand.</summary>
-    sealed class DenseBlas(int m, int k, int n, float[] s, float[] x, float[] xt)
+    /// <summary>
+    /// The dense products each sparse kernel replaces, through OpenBLAS in this process, sampled on demand. Operands
+    /// and result are 64-byte-aligned copies (<see cref="AlignedBuffer"/>), as in the Python peer.
+    /// </summary>
+    sealed class DenseBlas(int m, int k, int n, float[] dense, float[] xSource, float[] xtSource, int reps)
     {
-        readonly float[] _y = new float[Math.Max((long)m * n, Math.Max((long)k * n, (long)m * k))];
+        readonly AlignedBuffer s = new(dense), x = new(xSource), xt = new(xtSource);
+        readonly AlignedBuffer _y = new((int)Math.Max((long)m * n, Math.Max((long)k * n, (long)m * k)));
         readonly Dictionary<string, List<double>> _pools = new() { ["S·X"] = [], ["Sᵀ·X"] = [], ["SDDMM"] = [] };
 
         readonly Dictionary<string, double> _mins = new();
@@ -314,7 +318,8 @@ public static class SparseKernelsBench
         public double Min(string kernel) => _mins.GetValueOrDefault(kernel, double.NaN);
 
         /// <summary>
-        /// Times one call and adds it to that kernel's pool. N &gt; 1: sgemm of S@X, Sᵀ@X' and the full X'@Xᵀ.
+        /// Times the product (the median of <c>reps</c> samples after the warm-up, as the peers time theirs) and adds
+        /// it to that kernel's pool. N &gt; 1: sgemm of S@X, Sᵀ@X' and the full X'@Xᵀ.
         /// N = 1: sgemv for S·x and Sᵀ·x' (as NumPy's S @ x with a 1-D x, and torch.mv), and for SDDMM the rank-1
         /// update G += x'·xᵀ by sger. That is how a dense layer forms its weight gradient at batch 1 (it accumulates
         /// into the gradient, so no zeroing pass is owed), and it was the fastest dense way to get all M·K products:
@@ -334,7 +339,7 @@ public static class SparseKernelsBench
                 _ => () => OpenBlas.Sgemm(false, false, m, n, k, s, k, x, n, _y, n),
             };
             Settle.Before("openblas");
-            var (median, min) = MedianAndMin(run, 1);
+            var (median, min) = MedianAndMin(run, reps);
             Settle.After("openblas");
             _pools[kernel].Add(median);
             _mins[kernel] = Math.Min(_mins.GetValueOrDefault(kernel, double.MaxValue), min);
@@ -625,25 +630,16 @@ internal static unsafe class OpenBlas
     public static string CoreName => System.Runtime.InteropServices.Marshal.PtrToStringAnsi(openblas_get_corename()) ?? "?";
 
     /// <summary>Row-major C (m×n) = op(A)·op(B).</summary>
-    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float[] a, int lda, float[] b, int ldb, float[] c, int ldc)
-    {
-        fixed (float* pa = a, pb = b, pc = c)
-            cblas_sgemm(RowMajor, transA ? Trans : NoTrans, transB ? Trans : NoTrans, m, n, k, 1f, pa, lda, pb, ldb, 0f, pc, ldc);
-    }
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, AlignedBuffer a, int lda, AlignedBuffer b, int ldb, AlignedBuffer c, int ldc) =>
+        cblas_sgemm(RowMajor, transA ? Trans : NoTrans, transB ? Trans : NoTrans, m, n, k, 1f, a.Pointer, lda, b.Pointer, ldb, 0f, c.Pointer, ldc);
 
     /// <summary>y = A·x (y has m entries) or, with <paramref name="trans"/>, y = Aᵀ·x (k entries); A is row-major m×k.</summary>
-    public static void Sgemv(bool trans, int m, int k, float[] a, float[] x, float[] y)
-    {
-        fixed (float* pa = a, px = x, py = y)
-            cblas_sgemv(RowMajor, trans ? Trans : NoTrans, m, k, 1f, pa, k, px, 1, 0f, py, 1);
-    }
+    public static void Sgemv(bool trans, int m, int k, AlignedBuffer a, AlignedBuffer x, AlignedBuffer y) =>
+        cblas_sgemv(RowMajor, trans ? Trans : NoTrans, m, k, 1f, a.Pointer, k, x.Pointer, 1, 0f, y.Pointer, 1);
 
     /// <summary>A += x·yᵀ with A row-major m×k, x m entries, y k entries (the rank-1 update).</summary>
-    public static void Sger(int m, int k, float[] x, float[] y, float[] a)
-    {
-        fixed (float* pa = a, px = x, py = y)
-            cblas_sger(RowMajor, m, k, 1f, px, 1, py, 1, pa, k);
-    }
+    public static void Sger(int m, int k, AlignedBuffer x, AlignedBuffer y, AlignedBuffer a) =>
+        cblas_sger(RowMajor, m, k, 1f, x.Pointer, 1, y.Pointer, 1, a.Pointer, k);
 }
 
 /// <summary>
