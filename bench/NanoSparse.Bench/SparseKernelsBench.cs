@@ -123,6 +123,7 @@ public static class SparseKernelsBench
         public double Gflops { get; set; }
         public double OursDenseMs { get; set; }
         public double SpeedupVsOursDense { get; set; }
+        public string? OpenBlasRoutine { get; set; }
         public double? OpenBlasDenseMs { get; set; }
         public double? SpeedupVsOpenBlas { get; set; }
         public double? OpenBlasDenseMinMs { get; set; }
@@ -143,8 +144,10 @@ public static class SparseKernelsBench
         string dir = Path.Combine(Path.GetTempPath(), $"nanosparse-bench-kernels-{Environment.ProcessId}");
         Directory.CreateDirectory(dir);
         Console.WriteLine($"bench kernels: threads {threads}, reps {reps}, rounds {rounds}, temp {dir}");
-        if (Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { } core)
-            Console.WriteLine($"note: OPENBLAS_CORETYPE={core} is set in this process; the in-process OpenBLAS may be mis-tuned (peers run without it)");
+        string core = OpenBlas.CoreName;
+        Console.WriteLine($"in-process OpenBLAS: {core} kernels" + (OpenBlas.RemovedCoreType is { } removed
+            ? $" (OPENBLAS_CORETYPE={removed} removed before it loaded, as for the peers)" : ""));
+        var warnings = new List<string>();
         PeerServer? python = null, eigen = null;
         try
         {
@@ -152,6 +155,10 @@ public static class SparseKernelsBench
             {
                 python = PeerServer.StartPython(threads, reps);
                 eigen = PeerServer.StartEigen(threads, reps);
+                string? peerCore = python?.ReadyField("openblas_core");
+                if (peerCore is not null && peerCore != core)
+                    warnings.Add($"WARNING: the in-process OpenBLAS runs {core} kernels, NumPy's runs {peerCore}: the dense yardstick is not NumPy's");
+                foreach (var w in warnings) Console.WriteLine(w);
             }
             var perRound = new List<List<Row>>();
             for (int round = 1; round <= rounds; round++)
@@ -172,9 +179,9 @@ public static class SparseKernelsBench
                         var xt = Random(m * n, seed + (ulong)n * 37);
                         string xPath = Write(dir, $"x_{m}x{k}_{n}.f32", x), xtPath = Write(dir, $"xt_{m}x{k}_{n}.f32", xt);
                         double oursDense = TimeOurDense(m, k, n, patterns[0].Dense, x, reps);
-                        // Dense OpenBLAS in this process, one sample before every sparse measurement, so the dense
+                        // Dense OpenBLAS in this process, timed before every sparse measurement, so the dense
                         // yardstick is taken over the same minutes (and the same machine load) as the kernels.
-                        var blas = new DenseBlas(m, k, n, patterns[0].Dense, x, xt);
+                        var blas = new DenseBlas(m, k, n, patterns[0].Dense, x, xt, reps);
                         var group = new List<Row>();
                         foreach (var p in patterns)
                         {
@@ -209,6 +216,7 @@ public static class SparseKernelsBench
                         foreach (var row in group)
                         {
                             if (densePeers is not null) foreach (var kv in densePeers) row.Peers![kv.Key] = kv.Value;
+                            row.OpenBlasRoutine = YardstickCheck.Routine(row.Kernel, n);
                             row.OpenBlasDenseMs = MedianOf(blas.Pool(row.Kernel));
                             row.SpeedupVsOpenBlas = row.OpenBlasDenseMs / row.MedianMs;
                             row.OpenBlasDenseMinMs = blas.Min(row.Kernel);
@@ -234,7 +242,9 @@ public static class SparseKernelsBench
             var result = rounds == 1 ? perRound[0] : MedianAcrossRounds(perRound);
             if (rounds > 1) Console.WriteLine($"medians across {rounds} rounds (ratios: median of the per-round ratios; min columns: fastest sample of any round):");
             Print(result);
-            if (jsonPath is not null) WriteJson(jsonPath, result, threads, rounds);
+            var checks = YardstickCheck.Compare(result.Select(r => new YardstickCheck.Case(r.M, r.K, r.N, r.Kernel, r.OpenBlasDenseMs, r.OpenBlasDenseMinMs, r.Peers)));
+            PrintCheck(checks, warnings);
+            if (jsonPath is not null) WriteJson(jsonPath, result, threads, rounds, core, checks, warnings);
             if (filter == Filter.All) Plot(result, pngPrefix);
         }
         finally
@@ -267,6 +277,7 @@ public static class SparseKernelsBench
                 MinMs = same.Min(x => x.MinMs),
                 OursDenseMs = Med(same.Select(x => x.OursDenseMs)),
                 SpeedupVsOursDense = Med(same.Select(x => x.SpeedupVsOursDense)),
+                OpenBlasRoutine = first.OpenBlasRoutine,
                 OpenBlasDenseMs = MedOpt(same.Select(x => x.OpenBlasDenseMs)),
                 SpeedupVsOpenBlas = MedOpt(same.Select(x => x.SpeedupVsOpenBlas)),
                 OpenBlasDenseMinMs = same.Any(x => x.OpenBlasDenseMinMs.HasValue) ? same.Where(x => x.OpenBlasDenseMinMs.HasValue).Min(x => x.OpenBlasDenseMinMs) : null,
@@ -277,7 +288,8 @@ public static class SparseKernelsBench
             row.Gflops = 2.0 * row.Nnz * row.N / (row.MedianMs * 1e6);
             row.SpeedupVsOpenBlasOfMins = row.OpenBlasDenseMinMs / row.MinMs;
             if (same.Any(x => x.Peers is not null))
-                row.Peers = same.Where(x => x.Peers is not null).SelectMany(x => x.Peers!).GroupBy(kv => kv.Key).ToDictionary(g => g.Key, g => Med(g.Select(kv => kv.Value)));
+                row.Peers = same.Where(x => x.Peers is not null).SelectMany(x => x.Peers!).GroupBy(kv => kv.Key)
+                    .ToDictionary(g => g.Key, g => g.Key.EndsWith(YardstickCheck.MinSuffix) ? g.Min(kv => kv.Value) : Med(g.Select(kv => kv.Value)));
             result.Add(row);
         }
         return result;
@@ -290,10 +302,14 @@ public static class SparseKernelsBench
         return sorted[sorted.Length / 2];
     }
 
-    /// <summary>The dense products each sparse kernel replaces, through OpenBLAS in this process, sampled on demand.</summary>
-    sealed class DenseBlas(int m, int k, int n, float[] s, float[] x, float[] xt)
+    /// <summary>
+    /// The dense products each sparse kernel replaces, through OpenBLAS in this process, sampled on demand. Operands
+    /// and result are 64-byte-aligned copies (<see cref="AlignedBuffer"/>), as in the Python peer.
+    /// </summary>
+    sealed class DenseBlas(int m, int k, int n, float[] dense, float[] xSource, float[] xtSource, int reps)
     {
-        readonly float[] _y = new float[Math.Max((long)m * n, Math.Max((long)k * n, (long)m * k))];
+        readonly AlignedBuffer s = new(dense), x = new(xSource), xt = new(xtSource);
+        readonly AlignedBuffer _y = new((int)Math.Max((long)m * n, Math.Max((long)k * n, (long)m * k)));
         readonly Dictionary<string, List<double>> _pools = new() { ["S·X"] = [], ["Sᵀ·X"] = [], ["SDDMM"] = [] };
 
         readonly Dictionary<string, double> _mins = new();
@@ -301,17 +317,29 @@ public static class SparseKernelsBench
         public List<double> Pool(string kernel) => _pools[kernel];
         public double Min(string kernel) => _mins.GetValueOrDefault(kernel, double.NaN);
 
-        /// <summary>Times one call (S·X: S@X; Sᵀ·X: Sᵀ@X'; SDDMM: the full X'@Xᵀ) and adds it to that kernel's pool.</summary>
+        /// <summary>
+        /// Times the product (the median of <c>reps</c> samples after the warm-up, as the peers time theirs) and adds
+        /// it to that kernel's pool. N &gt; 1: sgemm of S@X, Sᵀ@X' and the full X'@Xᵀ.
+        /// N = 1: sgemv for S·x and Sᵀ·x' (as NumPy's S @ x with a 1-D x, and torch.mv), and for SDDMM the rank-1
+        /// update G += x'·xᵀ by sger. That is how a dense layer forms its weight gradient at batch 1 (it accumulates
+        /// into the gradient, so no zeroing pass is owed), and it was the fastest dense way to get all M·K products:
+        /// SciPy's sger into a kept array against sgemm with k = 1 and beta = 0 (which zeroes C, then adds into it),
+        /// fastest samples of 15 on the shared machine, 2 threads, Cooperlake kernels: 768×768 0.027–0.030 against
+        /// 0.032 ms, 3072×768 0.14–0.72 against 0.73–1.77 ms, 768×3072 0.18–0.35 against 1.37–4.7 ms.
+        /// </summary>
         public void Sample(string kernel)
         {
-            Action run = kernel switch
+            Action run = (kernel, n) switch
             {
-                "Sᵀ·X" => () => OpenBlas.Sgemm(true, false, k, n, m, s, k, xt, n, _y, n),
-                "SDDMM" => () => OpenBlas.Sgemm(false, true, m, k, n, xt, n, x, n, _y, k),
+                ("Sᵀ·X", 1) => () => OpenBlas.Sgemv(true, m, k, s, xt, _y),
+                ("SDDMM", 1) => () => OpenBlas.Sger(m, k, xt, x, _y),
+                (_, 1) => () => OpenBlas.Sgemv(false, m, k, s, x, _y),
+                ("Sᵀ·X", _) => () => OpenBlas.Sgemm(true, false, k, n, m, s, k, xt, n, _y, n),
+                ("SDDMM", _) => () => OpenBlas.Sgemm(false, true, m, k, n, xt, n, x, n, _y, k),
                 _ => () => OpenBlas.Sgemm(false, false, m, n, k, s, k, x, n, _y, n),
             };
             Settle.Before("openblas");
-            var (median, min) = MedianAndMin(run, 1);
+            var (median, min) = MedianAndMin(run, reps);
             Settle.After("openblas");
             _pools[kernel].Add(median);
             _mins[kernel] = Math.Min(_mins.GetValueOrDefault(kernel, double.MaxValue), min);
@@ -474,17 +502,36 @@ public static class SparseKernelsBench
         foreach (var r in rows)
             Console.WriteLine($"{r.M + "x" + r.K,-10} {r.N,4} {r.Pattern,-6} {r.Kernel,-6} {r.Format,-15} {r.MedianMs,9:F4} {r.Gflops,8:F1} {r.SpeedupVsOursDense,9:F2} {Fmt(r.SpeedupVsOpenBlas),9} {Fmt(r.SpeedupVsBestSparsePeer),8} {Fmt(r.SpeedupVsOpenBlasOfMins),8} {(r.BestSparsePeer is null ? "" : $"{r.BestSparsePeer} {r.BestSparsePeerMs:F3}"),-16}");
         Console.WriteLine();
-        Console.WriteLine("x = speed-up (their ms / our ms); OpenBLAS = dense sgemm of the same product (in-process, sampled between our kernels); best sparse peer = fastest of SciPy CSR, torch CSR, Eigen; xOB(min) = the same ratio from the fastest samples (less sensitive to a loaded machine).");
+        Console.WriteLine("x = speed-up (their ms / our ms); OurDense = our dense GEMM (at N = 1 too: NanoSparse has no dense matrix-vector kernel); OpenBLAS = the dense product through OpenBLAS (in-process, sampled between our kernels): sgemm for N > 1, sgemv at N = 1 (SDDMM: sger); best sparse peer = fastest of SciPy CSR, torch CSR, Eigen; xOB(min) = the same ratio from the fastest samples (less sensitive to a loaded machine).");
+    }
+
+    /// <summary>The in-process dense yardstick against NumPy's time for the same product, and a WARNING line for each miss.</summary>
+    static void PrintCheck(List<YardstickCheck.Comparison> checks, List<string> warnings)
+    {
+        if (checks.Count > 0)
+        {
+            Console.WriteLine();
+            Console.WriteLine($"dense yardstick check (in-process OpenBLAS vs NumPy, same product, same run; allowed: within {YardstickCheck.Tolerance * 100:0}%):");
+            Console.WriteLine($"{"shape",-10} {"N",4} {"kernel",-6} {"routine",-7} {"in-process ms",13} {"NumPy ms",9} {"ratio",6} {"min ratio",9}");
+            foreach (var c in checks)
+                Console.WriteLine($"{c.M + "x" + c.K,-10} {c.N,4} {c.Kernel,-6} {c.Routine,-7} {c.InProcessMs,13:F4} {c.NumPyMs,9:F4} {c.Ratio,6:F2} {Fmt(c.MinRatio),9}{(c.Within ? "" : "  <- outside")}");
+            Console.WriteLine("ratio = in-process ms / NumPy ms (medians; the check); min ratio = the same from the fastest samples (near 1 while the ratio is not: the machine's load, not the routine)");
+        }
+        foreach (var c in checks.Where(c => !c.Within)) warnings.Add(c.Warning);
+        foreach (var w in warnings) Console.WriteLine(w);
+        if (checks.Count > 0 && checks.All(c => c.Within)) Console.WriteLine($"dense yardstick check: all {checks.Count} within {YardstickCheck.Tolerance * 100:0}% of NumPy");
     }
 
     static string Fmt(double? v) => v is { } x ? x.ToString("F2") : "-";
 
-    static void WriteJson(string path, List<Row> rows, int threads, int rounds)
+    static void WriteJson(string path, List<Row> rows, int threads, int rounds, string openBlasCore, List<YardstickCheck.Comparison> yardstickCheck, List<string> warnings)
     {
         string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
         if (folder is not null) Directory.CreateDirectory(folder);
         string tmp = path + ".tmp";
-        File.WriteAllText(tmp, JsonSerializer.Serialize(new { threads, rounds, rows }, new JsonSerializerOptions { WriteIndented = true }));
+        var check = yardstickCheck.Select(c => new { c.M, c.K, c.N, c.Kernel, c.Routine, c.InProcessMs, c.NumPyMs, c.Ratio, c.Within, c.InProcessMinMs, c.NumPyMinMs, c.MinRatio });
+        File.WriteAllText(tmp, JsonSerializer.Serialize(new { threads, rounds, openBlasCore, tolerance = YardstickCheck.Tolerance, yardstickCheck = check, warnings, rows },
+            new JsonSerializerOptions { WriteIndented = true }));
         File.Move(tmp, path, overwrite: true);
         Console.WriteLine($"wrote {rows.Count} rows to {path}");
     }
@@ -515,7 +562,7 @@ public static class SparseKernelsBench
                 LabelFormatter = y => $"{Math.Pow(10, y):0.##}x",
             };
             one.LinePattern = ScottPlot.LinePattern.Dashed;
-            plot.Title($"CSR S·X, S {shape.M}x{shape.K}: speed-up over dense OpenBLAS sgemm");
+            plot.Title($"CSR S·X, S {shape.M}x{shape.K}: speed-up over dense OpenBLAS (sgemm; sgemv at N = 1)");
             plot.XLabel("sparsity");
             plot.YLabel("speed-up (log scale; 1x = as fast as dense)");
             plot.ShowLegend();
@@ -526,12 +573,40 @@ public static class SparseKernelsBench
     }
 }
 
-/// <summary>Dense sgemm from the system OpenBLAS (the library NumPy uses here), called in-process as the dense yardstick.</summary>
+/// <summary>
+/// Dense BLAS from the system OpenBLAS (the library NumPy uses here), called in-process as the dense yardstick: sgemm
+/// for N &gt; 1, and at N = 1 the level-2 routines a dense layer runs at batch 1 (sgemv for S·x and Sᵀ·x, sger for the
+/// rank-1 gradient). OpenBLAS 0.3.21's sgemm with n = 1 does not hand over to its matrix-vector kernel (issue 16: at
+/// 3072×768, 0.34–0.59 ms against sgemv's 0.065–0.069 ms), so an sgemm yardstick at N = 1 flattered SpMV about 5x.
+/// </summary>
 internal static unsafe class OpenBlas
 {
     const string Lib = "libopenblas.so.0";
+    const int RowMajor = 101, NoTrans = 111, Trans = 112;
     [System.Runtime.InteropServices.DllImport(Lib)] static extern void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc);
+    [System.Runtime.InteropServices.DllImport(Lib)] static extern void cblas_sgemv(int order, int trans, int m, int n, float alpha, float* a, int lda, float* x, int incx, float beta, float* y, int incy);
+    [System.Runtime.InteropServices.DllImport(Lib)] static extern void cblas_sger(int order, int m, int n, float alpha, float* x, int incx, float* y, int incy, float* a, int lda);
     [System.Runtime.InteropServices.DllImport(Lib)] static extern void openblas_set_num_threads(int threads);
+    [System.Runtime.InteropServices.DllImport(Lib)] static extern nint openblas_get_corename();
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "unsetenv")] static extern int UnsetNativeEnvironmentVariable(string name);
+
+    /// <summary>The OPENBLAS_CORETYPE this process started with (removed before OpenBLAS loaded), or null.</summary>
+    public static readonly string? RemovedCoreType = Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE");
+
+    /// <summary>
+    /// OpenBLAS picks its kernels once, when the library loads, and obeys OPENBLAS_CORETYPE if set. This machine sets it
+    /// to Haswell (AVX2 kernels) while the peers run without it, so NumPy gets the kernels OpenBLAS detects for the CPU
+    /// (Cooperlake, AVX-512, on the development machine). The variable is removed from the C library's environment
+    /// before the first call here loads OpenBLAS, so both run the same kernels (<see cref="CoreName"/> says which).
+    /// Environment.SetEnvironmentVariable would not do: on Linux it changes only .NET's own copy of the environment.
+    /// This runs in the static constructor, i.e. before any P/Invoke of this class (they are all reached through
+    /// the public methods below); if something else in the process loaded OpenBLAS earlier the removal comes too late,
+    /// which the core name printed by the bench, and its check against NumPy's timings, would show.
+    /// </summary>
+    static OpenBlas()
+    {
+        if (RemovedCoreType is not null && !OperatingSystem.IsWindows()) UnsetNativeEnvironmentVariable("OPENBLAS_CORETYPE");
+    }
 
     public static void SetThreads(int threads)
     {
@@ -539,12 +614,20 @@ internal static unsafe class OpenBlas
         catch (DllNotFoundException e) { throw new InvalidOperationException($"{Lib} not found: install libopenblas (the dense yardstick); {e.Message}"); }
     }
 
+    /// <summary>The kernel set OpenBLAS chose when it loaded (e.g. Cooperlake, SkylakeX, Zen, Haswell).</summary>
+    public static string CoreName => System.Runtime.InteropServices.Marshal.PtrToStringAnsi(openblas_get_corename()) ?? "?";
+
     /// <summary>Row-major C (m×n) = op(A)·op(B).</summary>
-    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float[] a, int lda, float[] b, int ldb, float[] c, int ldc)
-    {
-        fixed (float* pa = a, pb = b, pc = c)
-            cblas_sgemm(101, transA ? 112 : 111, transB ? 112 : 111, m, n, k, 1f, pa, lda, pb, ldb, 0f, pc, ldc);
-    }
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, AlignedBuffer a, int lda, AlignedBuffer b, int ldb, AlignedBuffer c, int ldc) =>
+        cblas_sgemm(RowMajor, transA ? Trans : NoTrans, transB ? Trans : NoTrans, m, n, k, 1f, a.Pointer, lda, b.Pointer, ldb, 0f, c.Pointer, ldc);
+
+    /// <summary>y = A·x (y has m entries) or, with <paramref name="trans"/>, y = Aᵀ·x (k entries); A is row-major m×k.</summary>
+    public static void Sgemv(bool trans, int m, int k, AlignedBuffer a, AlignedBuffer x, AlignedBuffer y) =>
+        cblas_sgemv(RowMajor, trans ? Trans : NoTrans, m, k, 1f, a.Pointer, k, x.Pointer, 1, 0f, y.Pointer, 1);
+
+    /// <summary>A += x·yᵀ with A row-major m×k, x m entries, y k entries (the rank-1 update).</summary>
+    public static void Sger(int m, int k, AlignedBuffer x, AlignedBuffer y, AlignedBuffer a) =>
+        cblas_sger(RowMajor, m, k, 1f, x.Pointer, 1, y.Pointer, 1, a.Pointer, k);
 }
 
 /// <summary>
@@ -580,6 +663,7 @@ internal sealed class PeerServer : IDisposable
 {
     readonly Process _process;
     readonly string _name;
+    readonly string _ready;
 
     PeerServer(string name, ProcessStartInfo psi, int threads)
     {
@@ -595,6 +679,18 @@ internal sealed class PeerServer : IDisposable
         string? ready = _process.StandardOutput.ReadLine();
         if (ready is null) throw new InvalidOperationException($"peer {name} exited at start (exit {(_process.HasExited ? _process.ExitCode : -1)})");
         Console.WriteLine($"peer {name}: {ready}");
+        _ready = ready;
+    }
+
+    /// <summary>A string field of the peer's first line (a JSON object for the Python peer), or null.</summary>
+    public string? ReadyField(string name)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(_ready);
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+        }
+        catch (JsonException) { return null; }
     }
 
     public static PeerServer? StartPython(int threads, int reps)
