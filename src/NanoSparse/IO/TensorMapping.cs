@@ -45,7 +45,7 @@ internal static class TensorMapping
             file.ReadInto(info.Name, data);
             int bad = FirstNonFinite(data);
             if (bad >= 0)
-                throw new InvalidDataException($"{format} weights '{file.Path}': tensor '{info.Name}' holds {data[bad]} at element {bad}; NaN and infinite weights are refused");
+                throw new InvalidDataException($"{format} weights '{file.Path}': tensor '{info.Name}' holds {Show(data[bad])} at element {bad}; NaN and infinite weights are refused");
             if (t) data = Transpose(data, want[0], want[1]);
             result.Add(new SafeTensor(spec.Name, spec.Shape, data));
         }
@@ -64,6 +64,8 @@ internal static class TensorMapping
         }
         return result;
     }
+
+    static string Show(float v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Index of the first NaN or infinity, or -1.</summary>
     public static int FirstNonFinite(ReadOnlySpan<float> values)
@@ -84,13 +86,13 @@ internal static class TensorMapping
             var v = t.Data.Span;
             int bad = FirstNonFinite(v);
             if (bad >= 0)
-                throw new InvalidDataException($"{path}: tensor '{t.Name}' holds {v[bad]} at element {bad}; NaN and infinite weights are refused");
+                throw new InvalidDataException($"{path}: tensor '{t.Name}' holds {Show(v[bad])} at element {bad}; NaN and infinite weights are refused");
             if (dtype == SafeTensorsDtype.F32) continue;
             for (int i = 0; i < v.Length; i++)
             {
                 float narrowed = dtype == SafeTensorsDtype.F16 ? (float)(Half)v[i] : SafeTensors.BFloat16ToFloat(SafeTensors.FloatToBFloat16(v[i]));
                 if (!float.IsFinite(narrowed))
-                    throw new InvalidDataException($"{path}: tensor '{t.Name}' holds {v[i]} at element {i}, beyond the range of {dtype} (it would be stored as {narrowed}); export as f32");
+                    throw new InvalidDataException($"{path}: tensor '{t.Name}' holds {Show(v[i])} at element {i}, beyond the range of {dtype} (it would be stored as {Show(narrowed)}); export as f32");
             }
         }
     }

@@ -53,7 +53,7 @@ public static class GptSize
         double N = (double)d.B * d.T, C = d.C;
         double Tp = Math.Ceiling(d.T / 16.0) * 16;
         bool keepProbs = d.T <= (1 << 30) && Attention.KeepsProbabilities(d.T, d.C, d.NH);
-        double perLayer = 15 * N * C + 4 * N + (double)d.B * d.NH * d.T + (keepProbs ? (double)d.B * d.NH * d.T * Tp : 0);
+        double perLayer = 16 * N * C + 4 * N + (double)d.B * d.NH * d.T + (keepProbs ? (double)d.B * d.NH * d.T * Tp : 0);
         return N * C                       // encoded
              + d.L * perLayer
              + N * C + 2 * N               // ln_f and its statistics
@@ -122,7 +122,7 @@ public static class GptSize
     /// <summary>
     /// Throws an ArgumentException when the buffers for <paramref name="use"/> break a limit. The message names the
     /// key that is out of proportion (the one whose value exceeds by the largest factor the most it could be with the
-    /// others unchanged), its value, what it would need and the limit, e.g. "block_size (100000000) is too large: ...;
+    /// others unchanged; of near ties, the largest value), its value, what it would need and the limit, e.g. "block_size (100000000) is too large: ...;
     /// with the other settings as given block_size can be at most 3,577".
     /// </summary>
     public static void Check(Dims dims, GptUse use, IReadOnlyList<Key> keys, string source = "", long? availableBytes = null, int? threads = null)
@@ -132,9 +132,7 @@ public static class GptSize
         string? problem = FirstProblem(dims, use, available, t);
         if (problem is null) return;
 
-        Key? blamed = null;
-        int blamedMax = 0;
-        double worst = 1;
+        var candidates = new List<(Key Key, int Max, double Factor)>();
         foreach (var key in keys)
         {
             if (key.Value <= 1) continue;
@@ -147,12 +145,17 @@ public static class GptSize
                 else hi = mid - 1;
             }
             if (lo == 0) continue;   // even 1 does not fit: this key alone cannot fix it
-            double factor = (double)key.Value / lo;
-            if (factor > worst) { worst = factor; blamed = key; blamedMax = lo; }
+            candidates.Add((key, lo, (double)key.Value / lo));
         }
-        if (blamed is not null)
+        if (candidates.Count > 0)
+        {
+            // A product such as vocab_size × n_embd gives its factors about the same excess; of those within 2x of
+            // the largest excess, the largest value is the one out of proportion.
+            double worst = candidates.Max(c => c.Factor);
+            var (blamed, blamedMax, _) = candidates.Where(c => c.Factor >= worst / 2).MaxBy(c => c.Key.Value);
             throw new ArgumentException(
                 $"{source}{blamed.Name} ({blamed.Value}) is too large: {problem}; with the other settings as given {blamed.Name} can be at most {Count(blamedMax)}");
+        }
         throw new ArgumentException(
             $"{source}{string.Join(", ", keys.Select(k => $"{k.Name} {k.Value}"))} are too large together: {problem}");
     }
