@@ -247,7 +247,7 @@ public static class SampleBench
             foreach (var name in new[] { "state.json", "config.json" })
             {
                 var path = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(weights))!, name);
-                if (heads == null && File.Exists(path)) heads = FindInt(JsonNode.Parse(File.ReadAllText(path)), "n_head");
+                if (heads == null && File.Exists(path)) heads = FindInt(JsonNode.Parse(NanoSparse.IO.JsonText.ReadFile(path)), "n_head");
             }
         }
         if (heads == null) throw new InvalidDataException($"{weights}: n_head not found in metadata, state.json or config.json; pass --n-head");

@@ -71,6 +71,15 @@ public sealed class ErrorContractCliTests : IDisposable
     }
 
     [Fact]
+    public void ArgumentErrorsCarryNoCSharpParameterName()
+    {
+        // BatchSampler throws ArgumentException(paramName: "file"); the CLI line is the message alone.
+        var r = Run("train", "--config", ConfigFile("long"), "--set", "block_size=20000");
+        Assert.Equal(1, r.Code);
+        AssertOneLineError(r.Err, "train.bin", "block_size + 1 = 20001");
+    }
+
+    [Fact]
     public void TrainConfigFileWithInvalidUtf8IsNamed()
     {
         string path = ConfigFile("bad");
