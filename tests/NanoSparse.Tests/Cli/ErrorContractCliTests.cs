@@ -79,6 +79,16 @@ public sealed class ErrorContractCliTests : IDisposable
         AssertOneLineError(r.Err, "train.bin", "block_size + 1 = 20001");
     }
 
+    [Theory]
+    [InlineData("n_layer=100000", "n_layer (100000) is too large")]
+    [InlineData("n_embd=1000000", "n_embd (1000000) is too large")]
+    public void InspectRefusesAModelWhoseParametersCannotBeBuilt(string set, string expected)
+    {
+        var r = Run("inspect", "--preset", "baby", "--set", set, "--set", "n_head=1");
+        Assert.Equal(2, r.Code);
+        AssertOneLineError(r.Err, "config: " + expected, "one array holds");
+    }
+
     [Fact]
     public void TrainConfigFileWithInvalidUtf8IsNamed()
     {
