@@ -5,6 +5,36 @@ namespace NanoSparse.Bench;
 /// <summary>Timing and peer-process helpers shared by the benchmark suites.</summary>
 public static class BenchUtil
 {
+    /// <summary>
+    /// Most timed repetitions, iterations or rounds one option may ask for: timings are kept in arrays sized by the
+    /// count (2^31 − 1 would ask for 16 GiB up front), and a million of the cheapest measurement already runs for hours.
+    /// </summary>
+    public const int MaxRepetitions = 1_000_000;
+
+    /// <summary>Largest n of an n×n matrix whose elements fit one array (n² ≤ Array.MaxLength).</summary>
+    public static int MaxSquareSide => (int)Math.Sqrt(Array.MaxLength);
+
+    /// <summary>Throws an ArgumentException "--option (value) must lie in [min, max] (why)" when value is outside.</summary>
+    public static void CheckRange(string option, long value, long min, long max, string why)
+    {
+        if (value < min || value > max)
+            throw new ArgumentException($"{option} ({value}) must lie in [{min}, {max:N0}] ({why})");
+    }
+
+    /// <summary>Refuses a count of repetitions (iterations, rounds, batches) above <see cref="MaxRepetitions"/>, naming the option.</summary>
+    public static void CheckRepetitions(string option, long value, long min = 1) =>
+        CheckRange(option, value, min, MaxRepetitions, "a million repetitions already run for hours");
+
+    /// <summary>
+    /// Refuses a --vocab whose model would not fit (parameters, activations, attention scratch: see GptSize), naming
+    /// the option and the largest vocabulary that fits with the preset's other sizes.
+    /// </summary>
+    public static void CheckVocab(string option, NanoSparse.Nn.GptConfig config, int batchSize, int seqLen, NanoSparse.Nn.GptUse use)
+    {
+        var d = NanoSparse.Nn.GptSize.DimsOf(config with { VocabSize = 1 }, batchSize, seqLen) with { V = config.VocabSize };
+        NanoSparse.Nn.GptSize.Check(d, use, [new(option, config.VocabSize, (dims, v) => dims with { V = v })]);
+    }
+
     /// <summary>Seconds of each of <paramref name="reps"/> calls, after <paramref name="warmup"/> untimed calls.</summary>
     public static double[] Time(Action action, int warmup, int reps)
     {

@@ -38,8 +38,20 @@ public static class DataBench
     static int Run(double sizeGib, string? dir, int batches, int B, int[] blockSizes, bool keep, double stepMs, bool prefetchBench)
     {
         if (sizeGib <= 0) { Console.Error.WriteLine($"--size-gib {sizeGib} must be positive"); return 2; }
+        BenchUtil.CheckRepetitions("--batches", batches);
+        BenchUtil.CheckRange("--batch-size", B, 1, int.MaxValue, "sequences per batch");
+        foreach (int T in blockSizes)
+        {
+            BenchUtil.CheckRange("--block-size", T, 1, int.MaxValue - 1, "a window reads T + 1 tokens");
+            // x and y of one batch are int arrays of B·T tokens.
+            if ((long)B * T > Array.MaxLength)
+                throw new ArgumentException($"--batch-size ({B}) × --block-size ({T}) = {(long)B * T:N0} tokens per batch, more than the {Array.MaxLength:N0} one array holds");
+        }
         dir ??= Path.GetTempPath();
         Directory.CreateDirectory(dir);
+        long free = new DriveInfo(Path.GetFullPath(dir)).AvailableFreeSpace;
+        if (sizeGib * (1L << 30) > free)
+            throw new ArgumentException($"--size-gib ({sizeGib}) is more than the {free / (double)(1L << 30):F1} GiB free in {dir}");
         string path = Path.Combine(dir, $"nanosparse-databench-{Environment.ProcessId}.bin");
         long tokens = (long)(sizeGib * (1L << 30)) / 2;
         try

@@ -82,6 +82,7 @@ public static class GemmBench
             var threads = parse.GetValue(threadsOption) ?? [1, 2];
             int reps = parse.GetValue(repsOption);
             if (reps < 1) throw new ArgumentOutOfRangeException("--reps", reps, "--reps must be at least 1");
+            BenchUtil.CheckRepetitions("--reps", reps);
             var filter = parse.GetValue(filterOption);
             var shapes = DefaultShapes().Where(s => filter == null || s.Name.Contains(filter, StringComparison.OrdinalIgnoreCase)).ToList();
             var results = Run(shapes, threads, reps, parse.GetValue(cpuOption), parse.GetValue(bestOption));

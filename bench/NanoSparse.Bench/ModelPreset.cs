@@ -45,7 +45,7 @@ public sealed record ModelPreset(string Name, int NLayer, int NHead, int NEmbd, 
     public static int DefaultVocab(string metaPath = "data/brown/meta.json")
     {
         if (!File.Exists(metaPath)) return BrownCharVocab;
-        using var doc = JsonDocument.Parse(File.ReadAllBytes(metaPath));
+        using var doc = JsonDocument.Parse(NanoSparse.IO.JsonText.ReadFile(metaPath));
         if (doc.RootElement.TryGetProperty("vocab_size", out var v) && v.TryGetInt32(out int vocab) && vocab >= 2) return vocab;
         throw new InvalidDataException($"{metaPath}: field vocab_size is missing or not an integer >= 2");
     }

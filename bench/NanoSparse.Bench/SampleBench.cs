@@ -74,6 +74,15 @@ public static class SampleBench
             if (Repeats < 1) throw new ArgumentException($"--repeats ({Repeats}) must be at least 1");
             if (Threads.Length == 0 || Threads.Any(t => t < 1)) throw new ArgumentException($"--threads ({string.Join(" ", Threads)}) must be one or more counts >= 1");
             if (Vocab < 2) throw new ArgumentException($"--vocab ({Vocab}) must be at least 2");
+            BenchUtil.CheckRepetitions("--repeats", Repeats);
+            // Sampler.Generate returns prompt + new tokens as one array.
+            if (Tokens is int n) BenchUtil.CheckRange("--tokens", n, 1, Array.MaxLength - 1, "the prompt and the new tokens must fit one array");
+            if (Checkpoint is null)
+                foreach (var name in Presets)
+                {
+                    var p = ModelPreset.Get(name);
+                    BenchUtil.CheckVocab("--vocab", p.ToConfig(Vocab), 1, p.BlockSize, NanoSparse.Nn.GptUse.Decoding);
+                }
         }
     }
 
@@ -238,7 +247,7 @@ public static class SampleBench
             foreach (var name in new[] { "state.json", "config.json" })
             {
                 var path = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(weights))!, name);
-                if (heads == null && File.Exists(path)) heads = FindInt(JsonNode.Parse(File.ReadAllText(path)), "n_head");
+                if (heads == null && File.Exists(path)) heads = FindInt(JsonNode.Parse(NanoSparse.IO.JsonText.ReadFile(path)), "n_head");
             }
         }
         if (heads == null) throw new InvalidDataException($"{weights}: n_head not found in metadata, state.json or config.json; pass --n-head");

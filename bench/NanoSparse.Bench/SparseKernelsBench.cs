@@ -54,6 +54,8 @@ public static class SparseKernelsBench
             var filter = Filter.Parse(r.GetValue(shapesOpt), r.GetValue(nsOpt), r.GetValue(patternsOpt), r.GetValue(formatsOpt));
             int rc = r.GetValue(rounds);
             if (rc < 1) throw new ArgumentException($"--rounds must be at least 1, got {rc}");
+            BenchUtil.CheckRepetitions("--rounds", rc);
+            BenchUtil.CheckRepetitions("--reps", Math.Max(1, r.GetValue(reps)));
             Run(r.GetValue(quick), r.GetValue(json), r.GetValue(png) ?? "bench-results/sparse_kernels", t, Math.Max(1, r.GetValue(reps)), !r.GetValue(noPeers), filter, rc);
             return 0;
         });

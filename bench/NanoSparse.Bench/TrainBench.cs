@@ -74,9 +74,14 @@ public static class TrainBench
             if (Rounds < 1) throw new ArgumentException($"--rounds ({Rounds}) must be at least 1");
             if (Iters < 1) throw new ArgumentException($"--iters ({Iters}) must be at least 1");
             if (Warmup < 0) throw new ArgumentException($"--warmup ({Warmup}) must be at least 0");
+            BenchUtil.CheckRepetitions("--rounds", Rounds);
+            BenchUtil.CheckRepetitions("--iters", Iters);
+            BenchUtil.CheckRepetitions("--warmup", Warmup, min: 0);
             if (Threads.Length == 0 || Threads.Any(t => t < 1)) throw new ArgumentException($"--threads ({string.Join(" ", Threads)}) must be one or more counts >= 1");
             if (Vocab < 2) throw new ArgumentException($"--vocab ({Vocab}) must be at least 2");
             if (GemmSize < 1) throw new ArgumentException($"--gemm-size ({GemmSize}) must be at least 1");
+            BenchUtil.CheckRange("--gemm-size", GemmSize, 1, BenchUtil.MaxSquareSide, "an n×n matrix must fit one array");
+            BenchUtil.CheckVocab("--vocab", Preset.ToConfig(Vocab), Preset.BatchSize, Preset.BlockSize, NanoSparse.Nn.GptUse.Training);
         }
     }
 

@@ -73,7 +73,11 @@ public static class Program
         // Unwrap reflection/aggregate wrappers: the inner message is the one that names the file or field.
         while (e is System.Reflection.TargetInvocationException or AggregateException && e.InnerException is not null)
             e = e.InnerException;
-        return e is OperationCanceledException ? "cancelled" : e.Message;
+        if (e is OperationCanceledException) return "cancelled";
+        // ArgumentException appends " (Parameter 'name')", a C# parameter name that means nothing to a CLI user.
+        if (e is ArgumentException { ParamName: { } name } && e.Message.Contains($" (Parameter '{name}')", StringComparison.Ordinal))
+            return e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal);
+        return e.Message;
     }
 
     static string OneLine(string message) => string.Join(" ", message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));

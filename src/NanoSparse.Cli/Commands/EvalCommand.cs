@@ -56,6 +56,15 @@ public static class EvalCommand
             using var val = TokenFile.OpenSplit(data, "val", meta, fullScan: true);
             int t = parse.GetValue(blockSize) ?? state?.Config.BlockSize ?? int.MaxValue;
             if (t <= 0) throw new UsageException($"--block-size ({t}) must be positive");
+            // Buffer sizes in long before anything is allocated: a huge --batch-size or --block-size is refused by name.
+            var modelConfig = state?.Model.ToConfig() ?? Checkpoint.ReadAnyConfig(dir);
+            int seqLen = Math.Min(t, modelConfig.BlockSize);
+            try
+            {
+                GptSize.Check(GptSize.DimsOf(modelConfig, b, seqLen), GptUse.Evaluation,
+                    [new("--batch-size", b, (d, v) => d with { B = v }), new("--block-size", seqLen, (d, v) => d with { T = v })]);
+            }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
             var gpt = Checkpoint.LoadAnyModel(dir, b, t, out _);
             if (state is not null ? meta.VocabSize != gpt.Config.VocabSize : meta.VocabSize > gpt.Config.VocabSize)
                 throw new InvalidDataException($"dataset {data} has vocab_size {meta.VocabSize} but checkpoint {dir} has {gpt.Config.VocabSize}");

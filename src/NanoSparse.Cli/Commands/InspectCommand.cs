@@ -29,6 +29,9 @@ public static class InspectCommand
             {
                 if (parse.GetValue(preset) is not null || parse.GetValue(config) is not null)
                     throw new UsageException("give --checkpoint or --preset/--config, not both");
+                // Parameters and gradients must fit this machine before the model is built.
+                var stored = Checkpoint.ReadAnyConfig(dir);
+                GptSize.Check(GptSize.DimsOf(stored, 1, 1), GptUse.Evaluation, GptSize.ModelKeys(stored), $"checkpoint {dir}: ");
                 gpt = Checkpoint.LoadAnyModel(dir, 1, 1, out var state);
                 cfg = state?.Config;
                 model = gpt.Config;
@@ -48,7 +51,12 @@ public static class InspectCommand
                     NLayer = cfg.NLayer, NHead = cfg.NHead, NEmbd = cfg.NEmbd, BlockSize = cfg.BlockSize,
                     VocabSize = vocab, Bias = cfg.Bias, Dropout = cfg.Dropout,
                 };
-                model.Validate();
+                try
+                {
+                    model.Validate();
+                    GptSize.Check(GptSize.DimsOf(model, 1, 1), GptUse.Evaluation, GptSize.ModelKeys(model));
+                }
+                catch (ArgumentException e) { throw new UsageException("config: " + e.Message); }
                 gpt = new Gpt(model, 1, 1);
                 console.MarkupLine($"config: vocab_size {vocab} {(File.Exists(metaPath) ? "from " + Markup.Escape(metaPath) : "(default; dataset not prepared)")}");
             }

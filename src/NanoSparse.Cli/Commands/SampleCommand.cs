@@ -1,5 +1,6 @@
 using System.CommandLine;
 using NanoSparse.Data;
+using NanoSparse.Nn;
 using NanoSparse.Numerics;
 using NanoSparse.Training;
 
@@ -35,13 +36,20 @@ public static class SampleCommand
             if (n < 0) throw new UsageException($"--tokens ({n}) must be >= 0");
             if (!(temp > 0) || !float.IsFinite(temp)) throw new UsageException($"--temperature ({temp}) must be a positive number");
             if (k < 0) throw new UsageException($"--top-k ({k}) must be >= 0");
+            // The sampler returns prompt + new tokens as one array, and the prompt has at least one token.
+            if (n > Array.MaxLength - 1) throw new UsageException($"--tokens ({n}) must be at most {Array.MaxLength - 1:N0} (the prompt and the new tokens must fit one array)");
 
+            // The model, its activations for one window and the KV cache must fit before any is allocated.
+            var modelConfig = Checkpoint.ReadAnyConfig(dir);
+            GptSize.Check(GptSize.DimsOf(modelConfig, 1, modelConfig.BlockSize), GptUse.Decoding, GptSize.ModelKeys(modelConfig), $"checkpoint {dir}: ");
             var gpt = Checkpoint.LoadAnyModel(dir, 1, int.MaxValue, out var state);
             var tokenizer = tokenizerOptions.Resolve(parse, dir, state);
             if (tokenizer.VocabSize > gpt.Config.VocabSize)
                 throw new InvalidDataException($"the {tokenizer.Kind} tokenizer has {tokenizer.VocabSize} tokens but the model's vocab_size is {gpt.Config.VocabSize}");
             int[] prompt = tokenizer.Encode(parse.GetValue(start) ?? "");
             if (prompt.Length == 0) throw new UsageException("--start must encode to at least one token");
+            if ((long)prompt.Length + n > Array.MaxLength)
+                throw new UsageException($"--tokens ({n}) plus the prompt's {prompt.Length} tokens exceed {Array.MaxLength:N0}, the most tokens one sample holds");
             int crop = parse.GetValue(cropTo);
             if (crop < 0 || crop > gpt.Config.BlockSize) throw new UsageException($"--crop-to ({crop}) must lie in [0, block_size ({gpt.Config.BlockSize})]");
             var rng = new Rng(parse.GetValue(seed));

@@ -25,7 +25,7 @@ public sealed class BatchSampler
         if (seqLen <= 0) throw new ArgumentOutOfRangeException(nameof(seqLen), seqLen, "block_size must be positive");
         if (file.Length < seqLen + 1L)
             throw new ArgumentException(
-                $"{file.Path}: holds {file.Length} tokens, fewer than block_size + 1 = {seqLen + 1} needed for one window", nameof(file));
+                $"{file.Path}: holds {file.Length} tokens, fewer than block_size + 1 = {seqLen + 1L} needed for one window", nameof(file));
         _file = file;
         BatchSize = batchSize;
         SeqLen = seqLen;

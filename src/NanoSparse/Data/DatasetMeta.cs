@@ -108,7 +108,7 @@ public sealed class DatasetMeta
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: dataset metadata file not found", path);
         JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllBytes(path)); }
+        try { root = JsonNode.Parse(NanoSparse.IO.JsonText.ReadFile(path)); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e); }
         return FromJson(root, path, Path.GetDirectoryName(Path.GetFullPath(path)));
     }

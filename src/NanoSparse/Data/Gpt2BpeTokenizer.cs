@@ -66,7 +66,7 @@ public sealed class Gpt2BpeTokenizer : ITokenizer
         Dictionary<string, int> encoder;
         try
         {
-            encoder = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(encoderJsonPath))
+            encoder = JsonSerializer.Deserialize<Dictionary<string, int>>(NanoSparse.IO.JsonText.ReadFile(encoderJsonPath))
                 ?? throw new InvalidDataException($"'{encoderJsonPath}' holds null");
         }
         catch (JsonException e)
@@ -76,7 +76,9 @@ public sealed class Gpt2BpeTokenizer : ITokenizer
         if (encoder.Count == 0) throw new InvalidDataException($"'{encoderJsonPath}' has no tokens");
         var merges = new List<(string, string)>();
         int lineNo = 0;
-        foreach (string line in File.ReadLines(vocabBpePath, Encoding.UTF8))
+        byte[] bpeBytes = File.ReadAllBytes(vocabBpePath);
+        NanoSparse.IO.JsonText.CheckUtf8(bpeBytes, $"'{vocabBpePath}'", "the merge list");
+        foreach (string line in Encoding.UTF8.GetString(bpeBytes).TrimStart('\uFEFF').Split('\n').Select(l => l.TrimEnd('\r')))
         {
             lineNo++;
             if (lineNo == 1 && line.StartsWith("#version", StringComparison.Ordinal)) continue;

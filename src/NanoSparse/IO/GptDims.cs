@@ -124,7 +124,7 @@ public sealed record GptDims(int NLayer, int NHead, int NEmbd, int BlockSize, in
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"config file '{path}' does not exist", path);
         JsonNode? node;
-        try { node = JsonNode.Parse(File.ReadAllText(path)); }
+        try { node = JsonNode.Parse(JsonText.ReadFile(path)); }
         catch (JsonException e) { throw new InvalidDataException($"config '{path}' is not valid JSON: {e.Message}"); }
         return node as JsonObject ?? throw new InvalidDataException($"config '{path}' must hold a JSON object");
     }

@@ -56,6 +56,7 @@ public static class ModelImporter
 
     public static void WriteCheckpoint(string dir, GptDims dims, IReadOnlyList<SafeTensor> canonical)
     {
+        TensorMapping.EnsureWritable(canonical, Path.Combine(dir, ModelFile), SafeTensorsDtype.F32);
         Directory.CreateDirectory(dir);
         SafeTensors.Write(Path.Combine(dir, ModelFile), canonical, new Dictionary<string, string> { ["format"] = "pt" });
         GptDims.WriteJsonAtomic(Path.Combine(dir, ConfigFile), dims.ToNanoSparseJson());
@@ -97,6 +98,7 @@ public static class ModelImporter
 
     public static void Write(ModelFormat format, GptDims dims, IReadOnlyList<SafeTensor> canonical, string outDir, SafeTensorsDtype dtype = SafeTensorsDtype.F32)
     {
+        TensorMapping.EnsureWritable(canonical, Path.Combine(outDir, ModelFile), dtype);
         Directory.CreateDirectory(outDir);
         var meta = new Dictionary<string, string> { ["format"] = "pt" }; // transformers refuses safetensors files without it
         if (format == ModelFormat.NanoGpt)

@@ -172,6 +172,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
     private static (Dictionary<string, string>, List<SafeTensorInfo>) ParseHeader(string path, byte[] header, long dataLength)
     {
+        // The format requires a UTF-8 header; System.Text.Json would only notice bad bytes when a name is read.
+        JsonText.Check(header, $"safetensors '{path}'", "the header");
         JsonDocument doc;
         try
         {

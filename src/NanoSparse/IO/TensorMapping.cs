@@ -43,6 +43,9 @@ internal static class TensorMapping
                 throw new InvalidDataException($"{format} weights '{file.Path}': tensor '{info.Name}' has shape [{string.Join(", ", info.Shape)}] but the config needs [{string.Join(", ", want)}]");
             var data = new float[info.ElementCount];
             file.ReadInto(info.Name, data);
+            int bad = FirstNonFinite(data);
+            if (bad >= 0)
+                throw new InvalidDataException($"{format} weights '{file.Path}': tensor '{info.Name}' holds {Show(data[bad])} at element {bad}; NaN and infinite weights are refused");
             if (t) data = Transpose(data, want[0], want[1]);
             result.Add(new SafeTensor(spec.Name, spec.Shape, data));
         }
@@ -60,6 +63,38 @@ internal static class TensorMapping
                     throw new InvalidDataException($"{format} weights '{file.Path}': tensor '{lmHead.Name}' differs from transformer.wte.weight at element {i} ({head[i]} vs {wte[i]}); NanoSparse needs the output head tied to the embedding");
         }
         return result;
+    }
+
+    static string Show(float v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Index of the first NaN or infinity, or -1.</summary>
+    public static int FirstNonFinite(ReadOnlySpan<float> values)
+    {
+        for (int i = 0; i < values.Length; i++)
+            if (!float.IsFinite(values[i])) return i;
+        return -1;
+    }
+
+    /// <summary>
+    /// Refuses to write a tensor holding NaN or infinity, or a finite value that <paramref name="dtype"/> cannot hold
+    /// (above 65,504 in magnitude for F16 it rounds to infinity; near float's limit for BF16), naming the file and tensor.
+    /// </summary>
+    public static void EnsureWritable(IEnumerable<SafeTensor> tensors, string path, SafeTensorsDtype dtype)
+    {
+        foreach (var t in tensors)
+        {
+            var v = t.Data.Span;
+            int bad = FirstNonFinite(v);
+            if (bad >= 0)
+                throw new InvalidDataException($"{path}: tensor '{t.Name}' holds {Show(v[bad])} at element {bad}; NaN and infinite weights are refused");
+            if (dtype == SafeTensorsDtype.F32) continue;
+            for (int i = 0; i < v.Length; i++)
+            {
+                float narrowed = dtype == SafeTensorsDtype.F16 ? (float)(Half)v[i] : SafeTensors.BFloat16ToFloat(SafeTensors.FloatToBFloat16(v[i]));
+                if (!float.IsFinite(narrowed))
+                    throw new InvalidDataException($"{path}: tensor '{t.Name}' holds {Show(v[i])} at element {i}, beyond the range of {dtype} (it would be stored as {Show(narrowed)}); export as f32");
+            }
+        }
     }
 
     /// <summary>(rows, cols) row-major → (cols, rows) row-major.</summary>

@@ -19,7 +19,7 @@ public sealed record GptConfig
     public const string Gelu = "gelu";
     public const string GeluTanh = "gelu_tanh";
 
-    /// <summary>Throws an ArgumentException naming the first field that is out of range.</summary>
+    /// <summary>Throws an ArgumentException naming the first field that is out of range (or too large for the parameters to fit one array).</summary>
     public void Validate()
     {
         Positive(NLayer, "n_layer");
@@ -33,6 +33,7 @@ public sealed record GptConfig
             throw new ArgumentException($"dropout ({Dropout}) must lie in [0, 1)");
         if (Activation is not (Gelu or GeluTanh))
             throw new ArgumentException($"activation (\"{Activation}\") must be \"{Gelu}\" or \"{GeluTanh}\"");
+        GptSize.CheckParameters(this);
     }
 
     static void Positive(int value, string field)

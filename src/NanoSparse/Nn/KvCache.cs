@@ -10,6 +10,9 @@ public sealed class KvCache
     {
         Config = config;
         int C = config.NEmbd, Tmax = config.BlockSize;
+        // The largest buffer (Fch) holds 4 × block_size × n_embd floats; sizes below are int products.
+        if (4L * Tmax * C > Array.MaxLength)
+            throw new ArgumentException($"block_size ({Tmax}) × n_embd ({C}) is too large for a KV cache: its MLP buffer needs 4 × {Tmax} × {C} = {4L * Tmax * C} floats, more than the {Array.MaxLength} one array holds");
         Keys = new float[config.NLayer][];
         Values = new float[config.NLayer][];
         for (int l = 0; l < config.NLayer; l++)

@@ -138,13 +138,20 @@ public static class Checkpoint
 
     public const string ConfigFile = "config.json";
 
+    /// <summary>The model config of a training checkpoint (state.json) or an imported one (config.json); loads no weights.</summary>
+    public static GptConfig ReadAnyConfig(string dir)
+    {
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"checkpoint directory {dir} does not exist");
+        return File.Exists(Path.Combine(dir, StateFile)) ? ReadState(dir).Model.ToConfig() : ReadModelConfig(Path.Combine(dir, ConfigFile), dir);
+    }
+
     static GptConfig ReadModelConfig(string path, string dir)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint {dir} has neither {StateFile} nor {ConfigFile}", path);
         System.Text.Json.Nodes.JsonObject? obj;
         try
         {
-            obj = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllBytes(path)) as System.Text.Json.Nodes.JsonObject;
+            obj = System.Text.Json.Nodes.JsonNode.Parse(JsonText.ReadFile(path)) as System.Text.Json.Nodes.JsonObject;
         }
         catch (JsonException e)
         {
@@ -179,6 +186,7 @@ public static class Checkpoint
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint {dir} has no {ModelFile}", path);
         using var file = SafeTensorsFile.Open(path);
         foreach (var p in gpt.Parameters) CheckTensor(file, path, p.Name, p.Shape, allowHalf: true);
+        CheckTiedHead(file, path);
         foreach (var p in gpt.Parameters) file.ReadInto(p.Name, p.Value.Span);
         EnsureFinite(gpt.ParameterData, $"{path} parameters", null);
     }
@@ -212,6 +220,23 @@ public static class Checkpoint
             throw new FormatException($"{path}: tensor '{name}' has shape {Shape(info.Shape)}, expected {Shape(expected)}");
         if (info.Dtype != SafeTensorsDtype.F32 && !allowHalf)
             throw new FormatException($"{path}: tensor '{name}' has dtype {info.Dtype}, expected F32");
+    }
+
+    /// <summary>
+    /// A stored lm_head.weight must equal transformer.wte.weight bit for bit: the model ties the output head to the
+    /// embedding, so a different head (an untied or edited checkpoint) would be silently replaced by wte.
+    /// </summary>
+    static void CheckTiedHead(SafeTensorsFile file, string path)
+    {
+        if (!file.TryGet(LmHeadName, out var head)) return;
+        var wteInfo = file.Get(WteName);
+        if (!head.Shape.AsSpan().SequenceEqual(wteInfo.Shape))
+            throw new FormatException($"{path}: tensor '{LmHeadName}' has shape {Shape(head.Shape)} but must equal the tied '{WteName}' {Shape(wteInfo.Shape)}");
+        var h = file.ReadFloat32Array(LmHeadName);
+        var w = file.ReadFloat32Array(WteName);
+        for (int i = 0; i < h.Length; i++)
+            if (BitConverter.SingleToInt32Bits(h[i]) != BitConverter.SingleToInt32Bits(w[i]))
+                throw new FormatException($"{path}: tensor '{LmHeadName}' differs from the tied '{WteName}' at element {i} ({h[i]} vs {w[i]}); the model ties its output head to the embedding, so the two must be equal");
     }
 
     static string Shape(int[] s) => "[" + string.Join(", ", s) + "]";

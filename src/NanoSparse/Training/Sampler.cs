@@ -30,8 +30,11 @@ public static class Sampler
         int blockSize = gpt.Config.BlockSize, V = gpt.Config.VocabSize;
         if (cropTo < 0 || cropTo > blockSize)
             throw new ArgumentException($"crop_to ({cropTo}) must lie in [0, block_size ({blockSize})]; 0 keeps nanoGPT's full window", nameof(cropTo));
+        if ((long)prompt.Length + maxNewTokens > Array.MaxLength)
+            throw new ArgumentException($"max_new_tokens ({maxNewTokens}) plus the prompt's {prompt.Length} tokens exceed {Array.MaxLength}, the most one array holds", nameof(maxNewTokens));
         int keep = cropTo == 0 ? blockSize : cropTo;
-        var ids = new List<int>(prompt.Length + maxNewTokens);
+        // Capacity grows with the output, so a long run does not reserve all its memory up front.
+        var ids = new List<int>((int)Math.Min((long)prompt.Length + maxNewTokens, prompt.Length + 65536L));
         foreach (int t in prompt) ids.Add(t);
         if (maxNewTokens == 0) return ids.ToArray();
 

@@ -108,7 +108,7 @@ public sealed class TrainConfig
     public static TrainConfig Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"config file {path} does not exist", path);
-        return FromJson(File.ReadAllText(path), path);
+        return FromJson(NanoSparse.IO.JsonText.ReadAllText(path), path);
     }
 
     /// <summary>Applies one <c>key=value</c> override; an unknown key or unparsable value is an error naming both.</summary>

@@ -53,7 +53,7 @@ public sealed class Trainer : IDisposable
     /// <summary>Every iteration's training loss of this session, in order (index = iteration − start).</summary>
     public List<float> Losses { get; } = [];
     public List<EvalReport> Evaluations { get; } = [];
-    public int TokensPerIteration => Config.BatchSize * Config.BlockSize * Config.GradientAccumulationSteps;
+    public long TokensPerIteration => (long)Config.BatchSize * Config.BlockSize * Config.GradientAccumulationSteps;
 
     public Action<StepReport>? StepCompleted { get; set; }
     public Action<EvalReport>? Evaluated { get; set; }
@@ -86,9 +86,19 @@ public sealed class Trainer : IDisposable
                 VocabSize = Meta.VocabSize, Bias = Config.Bias, Dropout = Config.Dropout,
             };
         }
-        modelConfig.Validate();
+        try { modelConfig.Validate(); }
+        catch (ArgumentException e) when (resume is null) { throw new ArgumentException("config: " + e.Message, e); }
         if (Config.BlockSize > modelConfig.BlockSize)
             throw new ArgumentException($"block_size ({Config.BlockSize}) exceeds the checkpoint model's block_size ({modelConfig.BlockSize})");
+        // Sizes in long before anything is allocated: a huge batch_size or block_size is refused by name here.
+        var sizeKeys = new List<GptSize.Key> { new("batch_size", Config.BatchSize, (d, v) => d with { B = v }) };
+        if (resume is null)
+        {
+            sizeKeys.Add(new("block_size", Config.BlockSize, (d, v) => d with { T = v, BlockSize = v }));
+            sizeKeys.AddRange(GptSize.ModelKeys(modelConfig, includeBlockSize: false));
+        }
+        else sizeKeys.Add(new("block_size", Config.BlockSize, (d, v) => d with { T = v }));
+        GptSize.Check(GptSize.DimsOf(modelConfig, Config.BatchSize, Config.BlockSize), GptUse.Training, sizeKeys, "config: ");
 
         // Full scan: a token id beyond vocab_size is reported now, naming the file, not mid-run.
         _trainFile = TokenFile.OpenSplit(Config.Dataset, "train", Meta, fullScan: true);
@@ -142,7 +152,7 @@ public sealed class Trainer : IDisposable
         int iterations = 0;
         float lastLoss = float.NaN;
         EvalReport? lastEval = null;
-        Losses.EnsureCapacity(Math.Max(0, Config.MaxIters - start));
+        Losses.EnsureCapacity(Math.Clamp(Config.MaxIters - start, 0, 1 << 20));   // grows further if max_iters is larger
 
         while (true)
         {
