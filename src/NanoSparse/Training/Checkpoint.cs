@@ -143,8 +143,8 @@ public static class Checkpoint
 
     /// <summary>
     /// Reads and validates state.json: its JSON shape (no nulls, no wrong kinds, valid UTF-8), format and version,
-    /// counters, configs, RNG states, and — for a save with an id — that every file it lists has the recorded size
-    /// (and SHA-256, for all but the safetensors files, which carry the id themselves).
+    /// counters, configs, RNG states, and — for a save with an id — that every file it lists exists, and has the
+    /// recorded size and SHA-256 unless it is a safetensors file (those carry the id, checked when they are read).
     /// </summary>
     public static CheckpointState ReadState(string dir)
     {
@@ -211,10 +211,13 @@ public static class Checkpoint
             string file = Path.Combine(dir, name);
             if (!File.Exists(file))
                 throw new FileNotFoundException($"checkpoint {dir} has no {name}, but {statePath} (save {state.SaveId}) lists it", file);
+            // The safetensors files carry the save id, checked when they are read (after their tensors' names and
+            // shapes, whose errors say more); hashing them here would read every weight twice.
+            if (name.EndsWith(".safetensors", StringComparison.Ordinal)) continue;
             long length = new FileInfo(file).Length;
             if (length != info.Bytes)
                 throw new InvalidDataException($"{file} has {length} bytes, but {statePath} (save {state.SaveId}) records {info.Bytes} in field files.{name}: the folder mixes files of different saves");
-            if (!name.EndsWith(".safetensors", StringComparison.Ordinal) && !Describe(file).Sha256.Equals(info.Sha256, StringComparison.OrdinalIgnoreCase))
+            if (!Describe(file).Sha256.Equals(info.Sha256, StringComparison.OrdinalIgnoreCase))
                 throw new InvalidDataException($"{file} does not match the SHA-256 that {statePath} (save {state.SaveId}) records in field files.{name}: the folder mixes files of different saves");
         }
     }
@@ -304,8 +307,8 @@ public static class Checkpoint
         if (Directory.Exists(dir)) RedoJournal.Recover(dir);
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint {dir} has no {ModelFile}", path);
         using var file = SafeTensorsFile.Open(path);
-        CheckSaveId(file, path, state);
         foreach (var p in gpt.Parameters) CheckTensor(file, path, p.Name, p.Shape, allowHalf: true);
+        CheckSaveId(file, path, state);
         foreach (var p in gpt.Parameters) file.ReadInto(p.Name, p.Value.Span);
         EnsureFinite(gpt.ParameterData, $"{path} parameters", null);
     }
@@ -321,16 +324,16 @@ public static class Checkpoint
         if (Directory.Exists(dir)) RedoJournal.Recover(dir);
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint {dir} has no {OptimizerFile}", path);
         using var file = SafeTensorsFile.Open(path);
-        CheckSaveId(file, path, state);
-        if (!file.Metadata.TryGetValue("step", out string? stepText))
-            throw new InvalidDataException($"{path}: metadata step is missing; expected the AdamW step count ({state.OptimizerStep}, state.json's optimizer_step)");
-        if (!long.TryParse(stepText, NumberStyles.None, CultureInfo.InvariantCulture, out long fileStep) || fileStep != state.OptimizerStep)
-            throw new InvalidDataException($"{path}: metadata step is '{stepText}', but {StateFile} has optimizer_step {state.OptimizerStep}: the folder mixes files of different saves");
         foreach (var p in gpt.Parameters)
         {
             CheckTensor(file, path, p.Name + ".exp_avg", p.Shape, allowHalf: false);
             CheckTensor(file, path, p.Name + ".exp_avg_sq", p.Shape, allowHalf: false);
         }
+        CheckSaveId(file, path, state);
+        if (!file.Metadata.TryGetValue("step", out string? stepText))
+            throw new InvalidDataException($"{path}: metadata step is missing; expected the AdamW step count ({state.OptimizerStep}, state.json's optimizer_step)");
+        if (!long.TryParse(stepText, NumberStyles.None, CultureInfo.InvariantCulture, out long fileStep) || fileStep != state.OptimizerStep)
+            throw new InvalidDataException($"{path}: metadata step is '{stepText}', but {StateFile} has optimizer_step {state.OptimizerStep}: the folder mixes files of different saves");
         foreach (var p in gpt.Parameters)
         {
             var seg = AdamW.SegmentOf(gpt.ParameterData, p.Value.Span, p.Decay);
