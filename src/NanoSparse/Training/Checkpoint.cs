@@ -112,7 +112,9 @@ public static class Checkpoint
         WriteAtomic(save.StagedPath(StateFile), JsonSerializer.SerializeToUtf8Bytes(state, Json));
         written.Add(StateFile);
 
-        save.Commit(written, previous.Except(written).ToArray());
+        // A meta.json that is the dataset's own (out_dir = dataset folder) is never deleted.
+        bool metaIsSource = metaPath is not null && Path.GetFullPath(metaPath) == Path.GetFullPath(Path.Combine(dir, MetaFile));
+        save.Commit(written, previous.Except(written).Where(n => !(n == MetaFile && metaIsSource)).ToArray());
     }
 
     static CheckpointFile Describe(string path)
@@ -123,7 +125,8 @@ public static class Checkpoint
 
     /// <summary>
     /// The files of the save in <paramref name="dir"/> that the next one must delete when it does not write them:
-    /// those its state.json lists; for a folder written before saves had ids, the two that carry an id.
+    /// those its state.json lists; for a folder written before saves had ids, optimizer.safetensors (otherwise a
+    /// stale one would sit beside a save that wrote none).
     /// </summary>
     static IEnumerable<string> PreviousFiles(string dir)
     {
