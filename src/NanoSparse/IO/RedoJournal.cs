@@ -115,7 +115,15 @@ public sealed class RedoJournal : IDisposable
     {
         string path = Path.Combine(dir, JournalFile);
         if (!File.Exists(path)) return false;
-        var entry = Read(path);
+        Entry entry;
+        try
+        {
+            entry = Read(path);
+        }
+        catch (FileNotFoundException)
+        {
+            return false;   // the writer (or another reader) finished it meanwhile
+        }
         try
         {
             Apply(dir, entry);
@@ -158,7 +166,11 @@ public sealed class RedoJournal : IDisposable
         return entry;
     }
 
-    /// <summary>Step 3. Every action is skipped when already done, so applying twice is the same as once.</summary>
+    /// <summary>
+    /// Step 3. Every action is skipped when already done, so applying twice is the same as once, and a reader and
+    /// the writer may apply the same journal at the same time (a file or folder the other moved or deleted first is
+    /// not an error).
+    /// </summary>
     static void Apply(string dir, Entry entry)
     {
         string staging = Path.Combine(dir, entry.Staging);
@@ -167,7 +179,11 @@ public sealed class RedoJournal : IDisposable
             string source = Path.Combine(staging, name);
             if (!File.Exists(source)) continue;   // moved before a crash
             Step("move " + name);
-            File.Move(source, Path.Combine(dir, name), overwrite: true);
+            try
+            {
+                File.Move(source, Path.Combine(dir, name), overwrite: true);
+            }
+            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException && !File.Exists(source)) { }
         }
         foreach (var name in entry.Remove)
         {
@@ -182,7 +198,11 @@ public sealed class RedoJournal : IDisposable
         if (Directory.Exists(staging))
         {
             Step("delete staging folder");
-            Directory.Delete(staging, recursive: true);
+            try
+            {
+                Directory.Delete(staging, recursive: true);
+            }
+            catch (DirectoryNotFoundException) { }
         }
     }
 

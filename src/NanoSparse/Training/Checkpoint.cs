@@ -235,12 +235,55 @@ public static class Checkpoint
     }
 
     /// <summary>Builds a model from the checkpoint's model_args and loads its weights.</summary>
+    /// <remarks>
+    /// A save that commits while this reads (sample during a training run) can replace a file between two reads of
+    /// it, or between reading state.json and the weights. Every such commit shows afterwards (a journal is pending,
+    /// or state.json has another save id), so the read is checked after it is done and made again, up to
+    /// <see cref="ReadAttempts"/> times.
+    /// </remarks>
     public static Gpt LoadModel(string dir, int batchSize, int seqLen, out CheckpointState state)
     {
-        state = ReadState(dir);
-        var gpt = new Gpt(state.Model.ToConfig(), batchSize, Math.Min(seqLen, state.Model.BlockSize));
-        LoadWeights(dir, gpt, state);
-        return gpt;
+        for (int attempt = 1; ; attempt++)
+        {
+            string? before = CurrentSaveId(dir);
+            Gpt? gpt = null;
+            Exception? failure = null;
+            state = null!;
+            try
+            {
+                state = ReadState(dir);
+                gpt = new Gpt(state.Model.ToConfig(), batchSize, Math.Min(seqLen, state.Model.BlockSize));
+                LoadWeights(dir, gpt, state);
+            }
+            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or FormatException)
+            {
+                failure = e;
+            }
+            bool changed = RedoJournal.IsPending(dir) || CurrentSaveId(dir) != (failure is null ? state.SaveId : before);
+            if (!changed)
+            {
+                if (failure is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+                return gpt!;
+            }
+            if (attempt == ReadAttempts)
+                throw new IOException($"checkpoint {dir} changed while it was read ({ReadAttempts} times: a training run is saving into it); try again");
+            Thread.Sleep(10 * attempt);
+        }
+    }
+
+    const int ReadAttempts = 8;
+
+    /// <summary>state.json's save_id as it is now, or null (no file, no id, unreadable).</summary>
+    static string? CurrentSaveId(string dir)
+    {
+        try
+        {
+            return JsonNode.Parse(File.ReadAllBytes(Path.Combine(dir, StateFile)))?["save_id"]?.GetValue<string>();
+        }
+        catch (Exception e) when (e is JsonException or IOException or InvalidOperationException or FormatException)
+        {
+            return null;
+        }
     }
 
     /// <summary>

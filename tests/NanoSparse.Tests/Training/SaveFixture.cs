@@ -23,6 +23,8 @@ public sealed class SaveFixture
     readonly TinyDataset _data;
     public TrainConfig BaseConfig { get; }
     public string OldDir => BaseConfig.OutDir;
+    /// <summary>The step-6 save (resumed from a copy of the old one).</summary>
+    public string NewDir { get; }
     public ResumedRun FromOld { get; }
     public ResumedRun FromNew { get; }
     int _copies;
@@ -32,10 +34,10 @@ public sealed class SaveFixture
         _data = data;
         BaseConfig = data.Config("old", maxIters: OldStep);
         using (var t = new Trainer(BaseConfig)) t.Run();
-        string newDir = Copy("new");
-        using (var t = new Trainer(Resume(newDir, NewStep))) t.Run();
+        NewDir = Copy("new");
+        using (var t = new Trainer(Resume(NewDir, NewStep))) t.Run();
         FromOld = LoadAndResume(Copy("from-old"));
-        FromNew = LoadAndResume(Copy(newDir, "from-new"));
+        FromNew = LoadAndResume(Copy(NewDir, "from-new"));
         Assert.Equal(OldStep, FromOld.Save.IterNum);
         Assert.Equal(NewStep, FromNew.Save.IterNum);
         Assert.Equal(FromOld.Final, FromNew.Final);   // bit-identical resume, the premise of the comparisons
