@@ -8,7 +8,11 @@ public sealed class UsageException(string message) : Exception(message);
 
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error, interactive: !Console.IsOutputRedirected);
+    public static int Main(string[] args)
+    {
+        SaveFaultInjection.InstallFromEnvironment();
+        return Run(args, Console.Out, Console.Error, interactive: !Console.IsOutputRedirected);
+    }
 
     /// <summary>
     /// The whole CLI, testable in-process. Returns the exit code: 0 success, 1 failure, 2 usage error. Every failure

@@ -68,6 +68,7 @@ public static class ModelImporter
     /// </summary>
     public static (GptDims Dims, List<SafeTensor> Tensors) ReadCheckpoint(string dir)
     {
+        if (Directory.Exists(dir)) RedoJournal.Recover(dir);   // a training save interrupted after its commit
         string model = Path.Combine(dir, ModelFile);
         if (!File.Exists(model)) throw new FileNotFoundException($"checkpoint '{dir}' has no {ModelFile}", model);
         JsonObject? cfg = null;

@@ -21,6 +21,20 @@ public sealed class CheckpointState
     [JsonPropertyName("tokenizer")] public string Tokenizer { get; set; } = "char";
     [JsonPropertyName("dropout_rng")] public RngStateJson DropoutRng { get; set; } = new();
     [JsonPropertyName("train_sampler")] public RngStateJson TrainSampler { get; set; } = new();
+    /// <summary>
+    /// The id of the save that wrote this file; model.safetensors and optimizer.safetensors carry it in their
+    /// metadata (absent in checkpoints written before saves had ids).
+    /// </summary>
+    [JsonPropertyName("save_id"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? SaveId { get; set; }
+    /// <summary>Every other file of the save, with its size and SHA-256 (absent in checkpoints written before saves had ids).</summary>
+    [JsonPropertyName("files"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public Dictionary<string, CheckpointFile>? Files { get; set; }
+}
+
+/// <summary>One file of a save as state.json records it: its size in bytes and the SHA-256 of its contents (hex).</summary>
+public sealed class CheckpointFile
+{
+    [JsonPropertyName("bytes")] public long Bytes { get; set; }
+    [JsonPropertyName("sha256")] public string Sha256 { get; set; } = "";
 }
 
 /// <summary>nanoGPT's model_args, in its key names.</summary>

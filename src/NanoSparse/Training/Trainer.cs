@@ -122,8 +122,8 @@ public sealed class Trainer : IDisposable
 
         if (resume is not null)
         {
-            Checkpoint.LoadWeights(Config.OutDir, Model);
-            Checkpoint.LoadOptimizer(Config.OutDir, Model, Optimizer, resume.OptimizerStep);
+            Checkpoint.LoadWeights(Config.OutDir, Model, resume);
+            Checkpoint.LoadOptimizer(Config.OutDir, Model, Optimizer, resume);
             Step = resume.IterNum;
             BestValLoss = resume.BestValLoss;
             Model.DropoutRng.State = resume.DropoutRng.ToState("dropout_rng");

@@ -83,6 +83,22 @@ public sealed class CheckpointTests : IDisposable
         Assert.Contains("state.json", e.Message);
     }
 
+    [Fact]
+    public void SaveDeletesThePreviousSavesFilesItDoesNotWrite()
+    {
+        string dir = TrainedCheckpoint(out var p, out _, out _);
+        Assert.True(File.Exists(Path.Combine(dir, Checkpoint.OptimizerFile)));
+        var gpt = Checkpoint.LoadModel(dir, 1, 16, out var state);
+        Checkpoint.Save(dir, gpt, optimizer: null, state, metaPath: null);
+
+        Assert.False(File.Exists(Path.Combine(dir, Checkpoint.OptimizerFile)));
+        Assert.False(File.Exists(Path.Combine(dir, Checkpoint.MetaFile)));
+        var after = Checkpoint.ReadState(dir);
+        Assert.Equal([Checkpoint.ModelFile], after.Files!.Keys);
+        Assert.Equal(p, Checkpoint.LoadModel(dir, 1, 16, out _).ParameterData.ToArray());
+        Assert.True(File.Exists(Path.Combine(dir, TrainingLog.FileName)));   // not a checkpoint file: kept
+    }
+
     /// <summary>Writes the file back without <paramref name="drop"/>, or with <paramref name="reshape"/> (16, 16) stored as (8, 32).</summary>
     static void Rewrite(string path, string? drop, string? reshape)
     {
