@@ -20,7 +20,9 @@ public sealed record GptConfig
     /// "attn.c_proj", "mlp.c_fc", "mlp.c_proj" for every layer, or "h.{layer}.mlp.c_fc" (and so on) for one layer,
     /// which wins. Weights not named are "dense"; null (the default) makes them all dense.
     /// </summary>
-    [JsonPropertyName("weight_layouts")] public IReadOnlyDictionary<string, string>? WeightLayouts { get; init; }
+    [JsonPropertyName("weight_layouts")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyDictionary<string, string>? WeightLayouts { get; init; }
 
     public const string Gelu = "gelu";
     public const string GeluTanh = "gelu_tanh";
