@@ -1,13 +1,27 @@
 using System.Numerics.Tensors;
 using NanoSparse.Kernels;
+using NanoSparse.Nn.Parts;
 
 namespace NanoSparse.Nn;
 
-// Incremental decoding with a KV cache: the same model, run one sequence a few positions at a time.
+// Incremental decoding with a KV cache: the same model and parts, run one sequence a few positions at a time.
 public sealed partial class Gpt
 {
     /// <summary>A key/value cache for incremental decoding of one sequence (batch 1) up to block_size positions.</summary>
-    public KvCache CreateKvCache() => new(Config);
+    public KvCache CreateKvCache()
+    {
+        int C = Config.NEmbd, Tmax = Config.BlockSize;
+        var layers = new IKvCache[_blocks.Length];
+        long scratch = 0;
+        for (int l = 0; l < _blocks.Length; l++)
+        {
+            layers[l] = new DenseKvCache(Tmax, C);
+            scratch = Math.Max(scratch, Math.Max(_blocks[l].Attention.DecodeScratchFloats(Tmax), _blocks[l].FeedForward.DecodeScratchFloats(Tmax)));
+        }
+        long workspace = 0;
+        foreach (var w in _linearWeights) workspace = Math.Max(workspace, w.WorkspaceFloats(Tmax));
+        return new KvCache(Config, layers, scratch, workspace);
+    }
 
     /// <summary>
     /// Appends newTokens at the next positions of <paramref name="cache"/> (a prefill of many, or one at a time),
@@ -19,7 +33,7 @@ public sealed partial class Gpt
         ArgumentNullException.ThrowIfNull(cache);
         if (cache.Config != Config) throw new ArgumentException("the KV cache was made for a different model configuration", nameof(cache));
         int n = newTokens.Length, pos0 = cache.Length;
-        int C = Config.NEmbd, NH = Config.NHead, hs = C / NH, V = Config.VocabSize, L = Config.NLayer;
+        int C = Config.NEmbd, V = Config.VocabSize;
         if (n == 0) throw new ArgumentException("newTokens is empty", nameof(newTokens));
         if (pos0 + n > Config.BlockSize)
             throw new ArgumentException($"the KV cache holds {pos0} positions; {n} more exceed block_size ({Config.BlockSize}): reset it and crop the context", nameof(newTokens));
@@ -27,59 +41,23 @@ public sealed partial class Gpt
             if ((uint)newTokens[i] >= (uint)V)
                 throw new ArgumentOutOfRangeException(nameof(newTokens), newTokens[i], $"token at index {i} must lie in [0, {V}) (vocab_size)");
 
+        var decoding = new Decoding(_params, cache.Scratch, cache.Workspace, pos0, n);
         var x = cache.X.AsSpan(0, n * C);
         var ln = cache.Ln.AsSpan(0, n * C);
         var mean = cache.Mean.AsSpan(0, n);
         var rstd = cache.Rstd.AsSpan(0, n);
-        var qkv = cache.Qkv.AsSpan(0, n * 3 * C);
-        var atty = cache.Atty.AsSpan(0, n * C);
-        var tmp = cache.Tmp.AsSpan(0, n * C);
-        var fch = cache.Fch.AsSpan(0, n * 4 * C);
-        var wte = P(_wte, V * C);
-        var wpe = P(_wpe, Config.BlockSize * C);
-        for (int i = 0; i < n; i++)
+        var branch = cache.Branch.AsSpan(0, n * C);
+        var wte = decoding.Param(_wte);
+        var wpe = decoding.Param(_wpe);
+        for (int i = 0; i < n; i++)   // x = wte[idx] + wpe[pos]
             TensorPrimitives.Add(wte.Slice(newTokens[i] * C, C), wpe.Slice((pos0 + i) * C, C), x.Slice(i * C, C));
 
-        float scale = 1f / MathF.Sqrt(hs);
-        for (int l = 0; l < L; l++)
-        {
-            ref readonly var lp = ref _lp[l];
-            LayerNorm.Forward(ln, mean, rstd, x, P(lp.Ln1W, C), P(lp.Ln1B, C), n, C);
-            Linear.Forward(qkv, ln, P(lp.AttnW, 3 * C * C), P(lp.AttnB, 3 * C), n, C, 3 * C);
-            var keys = cache.Keys[l];
-            var values = cache.Values[l];
-            for (int i = 0; i < n; i++)
-            {
-                qkv.Slice(i * 3 * C + C, C).CopyTo(keys.AsSpan((pos0 + i) * C, C));
-                qkv.Slice(i * 3 * C + 2 * C, C).CopyTo(values.AsSpan((pos0 + i) * C, C));
-            }
-            for (int i = 0; i < n; i++)
-            {
-                int pos = pos0 + i;
-                for (int h = 0; h < NH; h++)
-                {
-                    var q = qkv.Slice(i * 3 * C + h * hs, hs);
-                    var scores = cache.Scores.AsSpan(0, pos + 1);
-                    for (int j = 0; j <= pos; j++)
-                        scores[j] = TensorPrimitives.Dot(q, keys.AsSpan(j * C + h * hs, hs)) * scale;
-                    Softmax.Row(scores, scores);
-                    var y = atty.Slice(i * C + h * hs, hs);
-                    y.Clear();
-                    for (int j = 0; j <= pos; j++)
-                        TensorPrimitives.MultiplyAdd(values.AsSpan(j * C + h * hs, hs), scores[j], y, y);
-                }
-            }
-            Linear.Forward(tmp, atty, P(lp.AttnProjW, C * C), P(lp.AttnProjB, C), n, C, C);
-            Residual.Add(x, tmp, x);
-            LayerNorm.Forward(ln, mean, rstd, x, P(lp.Ln2W, C), P(lp.Ln2B, C), n, C);
-            Linear.Forward(fch, ln, P(lp.FcW, 4 * C * C), P(lp.FcB, 4 * C), n, C, 4 * C);
-            ActivationForward(fch, fch);
-            Linear.Forward(tmp, fch, P(lp.FcProjW, 4 * C * C), P(lp.FcProjB, C), n, 4 * C, C);
-            Residual.Add(x, tmp, x);
-        }
-        var last = x.Slice((n - 1) * C, C);
-        LayerNorm.Forward(ln.Slice(0, C), mean.Slice(0, 1), rstd.Slice(0, 1), last, P(_lnfW, C), P(_lnfB, C), 1, C);
-        Gemm.Multiply(false, true, 1, V, C, 1f, ln.Slice(0, C), C, wte, C, 0f, cache.Logits, V);
+        for (int l = 0; l < _blocks.Length; l++)
+            _blocks[l].Decode(x, ln, mean, rstd, branch, cache.Layers[l], decoding);
+
+        // Only the last position's logits are needed: (1, V) = ln_f(x[n-1]) · wteᵀ
+        var last = _lnf.Decode(ln.Slice(0, C), mean.Slice(0, 1), rstd.Slice(0, 1), x.Slice((n - 1) * C, C), 1, decoding);
+        Gemm.Multiply(false, true, 1, V, C, 1f, last, C, wte, C, 0f, cache.Logits, V);
         cache.Length = pos0 + n;
         return cache.Logits;
     }

@@ -1,57 +1,40 @@
 using NanoSparse.Kernels;
+using NanoSparse.Nn.Parts;
 using NanoSparse.Numerics;
 
 namespace NanoSparse.Nn;
 
 /// <summary>
 /// nanoGPT's GPT with an explicit forward and backward pass, llm.c style: parameters, gradients and all
-/// activations for a fixed (B, T) live in three flat buffers allocated once, so a training step allocates nothing.
+/// activations for a fixed (B, T) live in flat buffers allocated once, so a training step allocates nothing.
 /// Architecture (pre-LN):
 ///   x = dropout(wte[idx] + wpe[pos])                                  // (B, T, C)
-///   for each block: x = x + dropout(c_proj(attn(ln_1(x))))
-///                   x = x + dropout(mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))))
+///   for each block: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))       // see Block
 ///   logits = ln_f(x) · wteᵀ                                            // (B, T, V), lm_head tied to wte
 ///   loss = cross_entropy(logits, targets)
+/// The blocks' parts (attention, MLP, the storage of each Linear weight) declare their parameters and workspace in a
+/// <see cref="BufferLayout"/>; the model allocates the buffers and hands every part its slice of them.
 /// </summary>
 public sealed partial class Gpt
 {
-    // Offsets into the flat parameter (and gradient) buffer; -1 marks an absent bias.
-    struct LayerParams
-    {
-        public int Ln1W, Ln1B, AttnW, AttnB, AttnProjW, AttnProjB, Ln2W, Ln2B, FcW, FcB, FcProjW, FcProjB;
-    }
-
-    // Offsets into the activation workspace for one block; shapes with N = B·T.
-    struct LayerActs
-    {
-        public int Ln1, Ln1Mean, Ln1Rstd;   // (N, C), (N), (N)
-        public int Qkv;                     // (N, 3C)
-        public int Atty;                    // (N, C) attention output before c_proj
-        public int AttLse;                  // (B, NH, T) softmax log-partition per query
-        public int AttP;                    // (B, NH, T, Tp) softmax probabilities for the backward pass, or -1
-        public int Res2;                    // (N, C) x after the attention half
-        public int Ln2, Ln2Mean, Ln2Rstd;   // (N, C), (N), (N)
-        public int Fch;                     // (N, 4C) c_fc output before GELU, then (forward) GELU' of it
-        public int G;                       // (N, 4C) GELU output: c_proj's input
-        public int Res3;                    // (N, C) x after the MLP half (block output)
-    }
-
     readonly float[] _params;
     readonly float[] _grads;
-    readonly float[] _acts;
+    readonly float[] _acts;      // kept activations (B·T rows each)
+    readonly float[] _scratch;   // the parts' scratch (B·T rows of the widest part's scratch)
+    readonly int _scratchWidth;
     readonly int[] _tokens;
     readonly int[] _targets;
     readonly Parameter[] _parameters;
-    readonly LayerParams[] _lp;
-    readonly LayerActs[] _la;
-    readonly int _wte, _wpe, _lnfW, _lnfB;
-    readonly int _encoded, _lnf, _lnfMean, _lnfRstd, _logits, _ceLse, _losses;
-    readonly int _dres, _dmasked, _dc, _dqkv, _g;
-    // Dropout seeds of the last forward pass: [0] embeddings, then per layer attention weights, attn resid, mlp resid.
+    readonly Block[] _blocks;
+    readonly LayerNormPart _lnf;
+    readonly ILinearWeight[] _linearWeights;
+    readonly ParameterSlot _wte, _wpe;
+    readonly ActivationSlot _encoded, _logits, _ceLse, _losses;   // (N, C), (N, V), (N), (N)
+    readonly ActivationSlot _dres, _dbranch;                      // (N, C): the residual stream's gradient, a branch's
+    readonly int _embeddingSeed;
+    // Dropout seeds of the last forward pass, one per dropout site (BufferLayout.DropoutSeed).
     readonly ulong[] _seeds;
     bool _dropoutActive, _hasTargets, _logitsAreGradients;
-    readonly int _probsWidth;  // floats of AttP per position (attention's padded probability rows for all heads)
-    readonly bool _geluTanh;   // config.Activation == "gelu_tanh" (GPT-2) instead of the exact GELU
 
     public Gpt(GptConfig config, int batchSize, int seqLen)
     {
@@ -61,99 +44,40 @@ public sealed partial class Gpt
         if (seqLen <= 0 || seqLen > config.BlockSize)
             throw new ArgumentException($"sequence length ({seqLen}) must lie in [1, block_size ({config.BlockSize})]", nameof(seqLen));
         Config = config;
-        _geluTanh = config.Activation == GptConfig.GeluTanh;
         BatchSize = batchSize;
         SeqLen = seqLen;
-        int L = config.NLayer, C = config.NEmbd, V = config.VocabSize, NH = config.NHead;
-        bool bias = config.Bias;
+        int L = config.NLayer, C = config.NEmbd, V = config.VocabSize;
 
-        // Parameters in nanoGPT state_dict order.
-        var specs = new List<(string Name, int[] Shape)>();
-        long pcount = 0;
-        int Add(string name, params int[] shape)
-        {
-            long len = 1;
-            foreach (int d in shape) len *= d;
-            int offset = checked((int)pcount);
-            specs.Add((name, shape));
-            pcount += len;
-            return offset;
-        }
-        _wte = Add("transformer.wte.weight", V, C);
-        _wpe = Add("transformer.wpe.weight", config.BlockSize, C);
-        _lp = new LayerParams[L];
-        for (int l = 0; l < L; l++)
-        {
-            string p = $"transformer.h.{l}.";
-            ref var lp = ref _lp[l];
-            lp.Ln1W = Add(p + "ln_1.weight", C);
-            lp.Ln1B = bias ? Add(p + "ln_1.bias", C) : -1;
-            lp.AttnW = Add(p + "attn.c_attn.weight", 3 * C, C);
-            lp.AttnB = bias ? Add(p + "attn.c_attn.bias", 3 * C) : -1;
-            lp.AttnProjW = Add(p + "attn.c_proj.weight", C, C);
-            lp.AttnProjB = bias ? Add(p + "attn.c_proj.bias", C) : -1;
-            lp.Ln2W = Add(p + "ln_2.weight", C);
-            lp.Ln2B = bias ? Add(p + "ln_2.bias", C) : -1;
-            lp.FcW = Add(p + "mlp.c_fc.weight", 4 * C, C);
-            lp.FcB = bias ? Add(p + "mlp.c_fc.bias", 4 * C) : -1;
-            lp.FcProjW = Add(p + "mlp.c_proj.weight", C, 4 * C);
-            lp.FcProjB = bias ? Add(p + "mlp.c_proj.bias", C) : -1;
-        }
-        _lnfW = Add("transformer.ln_f.weight", C);
-        _lnfB = bias ? Add("transformer.ln_f.bias", C) : -1;
-        ParameterCount = pcount;
-        _params = new float[checked((int)pcount)];
+        // Parts in data order: parameters follow nanoGPT's state_dict order.
+        var layout = new BufferLayout(batchSize, seqLen);
+        _wte = layout.Parameter("transformer.wte.weight", V, C);
+        _wpe = layout.Parameter("transformer.wpe.weight", config.BlockSize, C);
+        _embeddingSeed = layout.DropoutSeed();
+        _encoded = layout.Activation(C);
+        _blocks = new Block[L];
+        for (int l = 0; l < L; l++) _blocks[l] = new Block(config, l, layout);
+        _lnf = new LayerNormPart("transformer.ln_f", C, config.Bias, layout);
+        _logits = layout.Activation(V);
+        _ceLse = layout.Activation(1);
+        _losses = layout.Activation(1);
+        _dres = layout.Activation(C);
+        _dbranch = layout.Activation(C);
+
+        ParameterCount = layout.ParameterFloats;
+        _params = new float[layout.ParameterFloats];
         _grads = new float[_params.Length];
-        _parameters = new Parameter[specs.Count];
-        int offsetSoFar = 0;
-        for (int i = 0; i < specs.Count; i++)
-        {
-            _parameters[i] = new Parameter(specs[i].Name, specs[i].Shape, _params, _grads, offsetSoFar);
-            offsetSoFar += _parameters[i].Length;
-        }
-
-        // Activation workspace.
-        long N = (long)batchSize * seqLen;
-        bool keepProbs = Attention.KeepsProbabilities(seqLen, C, NH);   // kept from forward to backward (AttP)
-        _probsWidth = (int)(Attention.ProbabilitiesLength(1, seqLen, NH) / seqLen);
-        long acount = 0;
-        int Act(long len)
-        {
-            int offset = checked((int)acount);
-            acount += len;
-            return offset;
-        }
-        _encoded = Act(N * C);
-        _la = new LayerActs[L];
-        for (int l = 0; l < L; l++)
-        {
-            ref var la = ref _la[l];
-            la.Ln1 = Act(N * C); la.Ln1Mean = Act(N); la.Ln1Rstd = Act(N);
-            la.Qkv = Act(N * 3 * C);
-            la.Atty = Act(N * C);
-            la.AttLse = Act((long)batchSize * NH * seqLen);
-            la.AttP = keepProbs ? Act(Attention.ProbabilitiesLength(batchSize, seqLen, NH)) : -1;
-            la.Res2 = Act(N * C);
-            la.Ln2 = Act(N * C); la.Ln2Mean = Act(N); la.Ln2Rstd = Act(N);
-            la.Fch = Act(N * 4 * C);
-            la.G = Act(N * 4 * C);
-            la.Res3 = Act(N * C);
-        }
-        _lnf = Act(N * C); _lnfMean = Act(N); _lnfRstd = Act(N);
-        _logits = Act(N * V);
-        _ceLse = Act(N);
-        _losses = Act(N);
-        _g = Act(N * 4 * C);
-        _dres = Act(N * C);
-        _dmasked = config.Dropout > 0 ? Act(N * C) : -1;
-        _dc = Act(N * C);
-        _dqkv = Act(N * 3 * C);
-        if (acount > Array.MaxLength)
-            throw new ArgumentException($"activations for batch_size {batchSize} × seq_len {seqLen} need {acount} floats, more than one array holds");
-        _acts = new float[acount];
-        _tokens = new int[N];
-        _targets = new int[N];
-        _seeds = new ulong[1 + 3 * L];
+        _parameters = layout.Parameters.Select(p => new Parameter(p.Name, p.Shape, _params, _grads, p.Offset, p.Weight)).ToArray();
+        _linearWeights = layout.LinearWeights.ToArray();
+        long scratch = layout.Rows * layout.ScratchWidth;
+        if (layout.ActivationFloats > Array.MaxLength || scratch > Array.MaxLength)
+            throw new ArgumentException($"activations for batch_size {batchSize} × seq_len {seqLen} need {layout.ActivationFloats + scratch} floats, more than one array holds");
+        _acts = new float[layout.ActivationFloats];
+        _scratch = new float[scratch];
+        _scratchWidth = layout.ScratchWidth;
+        _tokens = new int[batchSize * seqLen];
+        _targets = new int[batchSize * seqLen];
+        _seeds = new ulong[layout.DropoutSeeds];
+        _workspaces = [WorkspaceFor(batchSize * seqLen)];
     }
 
     public GptConfig Config { get; }
@@ -163,6 +87,8 @@ public sealed partial class Gpt
     public Span<float> ParameterData => _params;
     public Span<float> GradientData => _grads;
     public long ParameterCount { get; }
+    /// <summary>The transformer blocks, whose parts sparsity methods work on.</summary>
+    public IReadOnlyList<Block> Blocks => _blocks;
     /// <summary>Draws the dropout seeds; its state belongs in checkpoints.</summary>
     public Rng DropoutRng { get; } = new(0x5EED_D50FUL);
 
@@ -170,15 +96,11 @@ public sealed partial class Gpt
     /// Logits (B, T, V) of the last <see cref="Forward"/>. <see cref="Backward"/> turns this buffer into dlogits in
     /// place, so read the logits before calling it.
     /// </summary>
-    public ReadOnlySpan<float> Logits => _acts.AsSpan(_logits, BatchSize * SeqLen * Config.VocabSize);
-
-    Span<float> P(int offset, int length) => offset < 0 ? default : _params.AsSpan(offset, length);
-    // The rows of slice r in an activation buffer at offset with width floats per row (position).
-    Span<float> A(int offset, int width, Rows r) => offset < 0 ? default : _acts.AsSpan(offset + r.R0 * width, r.N * width);
-    static Span<float> G(float[] grads, int offset, int length) => offset < 0 ? default : grads.AsSpan(offset, length);
+    public ReadOnlySpan<float> Logits => _acts.AsSpan(checked((int)_logits.Offset), BatchSize * SeqLen * Config.VocabSize);
 
     /// <summary>nanoGPT's _init_weights: N(0, 0.02) for Linear and Embedding weights, N(0, 0.02/√(2·n_layer)) for
-    /// the c_proj weights (GPT-2's scaled residual init), biases 0, LayerNorm weight 1 and bias 0.</summary>
+    /// the c_proj weights (GPT-2's scaled residual init), biases 0, LayerNorm weight 1 and bias 0. A sparse weight
+    /// draws its stored values only.</summary>
     public void InitializeWeights(ulong seed)
     {
         var rng = new Rng(seed);
@@ -227,8 +149,12 @@ public sealed partial class Gpt
 
         _shards = KernelThreads.ThreadsFor(B);
         if (_shardLoss.Length < _shards) _shardLoss = new double[_shards];
-        if (_shards == 1) _shardLoss[0] = ForwardSlice(new Rows(0, B, T));
-        else RunShards(ShardPhase.Forward, _shards);
+        if (_shards == 1) _shardLoss[0] = ForwardSlice(SlicePass(0, 1, _grads));
+        else
+        {
+            EnsureWorkspaces(_shards);
+            RunShards(ShardPhase.Forward, _shards);
+        }
         _logitsAreGradients = false;
 
         if (!_hasTargets) return float.NaN;
@@ -238,62 +164,24 @@ public sealed partial class Gpt
     }
 
     // The forward pass over the sequences of one slice; returns the slice's summed loss (0 without targets).
-    double ForwardSlice(Rows r)
+    double ForwardSlice(in Pass pass)
     {
-        int T = SeqLen, C = Config.NEmbd, NH = Config.NHead, V = Config.VocabSize, L = Config.NLayer;
-        int N = r.N;
-        float p = Config.Dropout;
-        float pa = _dropoutActive ? p : 0f;
-        long maskOffset = (long)r.R0 * C;   // dropout masks of (N, C) sites are indexed over the whole batch
+        int T = SeqLen, C = Config.NEmbd, V = Config.VocabSize;
+        int N = pass.Rows;
 
-        var encoded = A(_encoded, C, r);
-        Embedding.Forward(encoded, _tokens.AsSpan(r.R0, N), P(_wte, V * C), P(_wpe, T * C), r.Nb, T, C);
-        if (_dropoutActive) Dropout.Apply(encoded, p, _seeds[0], maskOffset);
+        // x = dropout(wte[idx] + wpe[pos])   (N, C)
+        var encoded = pass.Act(_encoded);
+        Embedding.Forward(encoded, _tokens.AsSpan(pass.FirstRow, N), pass.Param(_wte), pass.Param(_wpe).Slice(0, T * C), pass.Sequences, T, C);
+        if (pass.DropoutActive) Dropout.Apply(encoded, pass.Dropout, pass.Seed(_embeddingSeed), pass.MaskOffset(C));
 
-        for (int l = 0; l < L; l++)
-        {
-            ref readonly var lp = ref _lp[l];
-            ref readonly var la = ref _la[l];
-            var residual = l == 0 ? encoded : A(_la[l - 1].Res3, C, r);
-            var ln1 = A(la.Ln1, C, r);
-            var qkv = A(la.Qkv, 3 * C, r);
-            var atty = A(la.Atty, C, r);
-            var res2 = A(la.Res2, C, r);
-            var ln2 = A(la.Ln2, C, r);
-            var fch = A(la.Fch, 4 * C, r);
-            var res3 = A(la.Res3, C, r);
-            var g = A(la.G, 4 * C, r);
+        ReadOnlySpan<float> x = encoded;
+        foreach (var block in _blocks) x = block.Forward(x, pass);
 
-            LayerNorm.Forward(ln1, A(la.Ln1Mean, 1, r), A(la.Ln1Rstd, 1, r), residual, P(lp.Ln1W, C), P(lp.Ln1B, C), N, C);
-            Linear.Forward(qkv, ln1, P(lp.AttnW, 3 * C * C), P(lp.AttnB, 3 * C), N, C, 3 * C);
-            Attention.Forward(atty, A(la.AttLse, NH, r), qkv, r.Nb, T, C, NH, pa, _seeds[1 + 3 * l], r.B0, A(la.AttP, _probsWidth, r));
-            if (_dropoutActive)
-            {
-                Linear.Forward(res2, atty, P(lp.AttnProjW, C * C), P(lp.AttnProjB, C), N, C, C);
-                Dropout.Apply(res2, p, _seeds[2 + 3 * l], maskOffset);
-                Residual.Add(res2, res2, residual);                      // x = x + dropout(attn(...))
-            }
-            else Linear.Forward(res2, atty, P(lp.AttnProjW, C * C), P(lp.AttnProjB, C), N, C, C, residual);   // x = x + attn(...)
-
-            LayerNorm.Forward(ln2, A(la.Ln2Mean, 1, r), A(la.Ln2Rstd, 1, r), res2, P(lp.Ln2W, C), P(lp.Ln2B, C), N, C);
-            Linear.Forward(fch, ln2, P(lp.FcW, 4 * C * C), P(lp.FcB, 4 * C), N, C, 4 * C);
-            ActivationForwardWithDerivative(g, fch);                     // fch now holds act'(c_fc output)
-            if (_dropoutActive)
-            {
-                Linear.Forward(res3, g, P(lp.FcProjW, 4 * C * C), P(lp.FcProjB, C), N, 4 * C, C);
-                Dropout.Apply(res3, p, _seeds[3 + 3 * l], maskOffset);
-                Residual.Add(res3, res3, res2);                          // x = x + dropout(mlp(...))
-            }
-            else Linear.Forward(res3, g, P(lp.FcProjW, 4 * C * C), P(lp.FcProjB, C), N, 4 * C, C, res2);   // x = x + mlp(...)
-        }
-
-        var xL = L == 0 ? encoded : A(_la[L - 1].Res3, C, r);
-        var lnf = A(_lnf, C, r);
-        LayerNorm.Forward(lnf, A(_lnfMean, 1, r), A(_lnfRstd, 1, r), xL, P(_lnfW, C), P(_lnfB, C), N, C);
-        var logits = A(_logits, V, r);
-        Gemm.Multiply(false, true, N, V, C, 1f, lnf, C, P(_wte, V * C), C, 0f, logits, V);   // lm_head = wte
+        var lnf = _lnf.Forward(x, pass);
+        var logits = pass.Act(_logits);
+        Gemm.Multiply(false, true, N, V, C, 1f, lnf, C, pass.Param(_wte), C, 0f, logits, V);   // lm_head = wte: (N, V)
         if (!_hasTargets) return 0;
-        return CrossEntropy.ForwardSum(A(_losses, 1, r), A(_ceLse, 1, r), logits, _targets.AsSpan(r.R0, N), N, V);
+        return CrossEntropy.ForwardSum(pass.Act(_losses), pass.Act(_ceLse), logits, _targets.AsSpan(pass.FirstRow, N), N, V);
     }
 
     /// <summary>
@@ -307,7 +195,7 @@ public sealed partial class Gpt
         _logitsAreGradients = true;
         if (_shards == 1)
         {
-            BackwardSlice(new Rows(0, BatchSize, SeqLen), _grads);
+            BackwardSlice(SlicePass(0, 1, _grads));
             return;
         }
         if (_shardGrads.Length < _shards - 1)
@@ -320,152 +208,28 @@ public sealed partial class Gpt
         RunShards(ShardPhase.Reduce, _shards);
     }
 
-    // The backward pass over one slice's sequences, accumulating parameter gradients into grads.
-    void BackwardSlice(Rows r, float[] grads)
+    // The backward pass over one slice's sequences, accumulating parameter gradients into the pass's gradients.
+    void BackwardSlice(in Pass pass)
     {
-        int T = SeqLen, C = Config.NEmbd, NH = Config.NHead, V = Config.VocabSize, L = Config.NLayer;
-        int N = r.N;
-        float p = Config.Dropout;
-        float pa = _dropoutActive ? p : 0f;
-        long maskOffset = (long)r.R0 * C;
-        var tokens = _tokens.AsSpan(r.R0, N);
+        int T = SeqLen, C = Config.NEmbd, V = Config.VocabSize, L = Config.NLayer;
+        int N = pass.Rows;
 
-        var dlogits = A(_logits, V, r);
-        CrossEntropy.BackwardInPlace(dlogits, A(_ceLse, 1, r), _targets.AsSpan(r.R0, N), N, V, BatchSize * T);
-        var lnf = A(_lnf, C, r);
-        var dc = A(_dc, C, r);
+        var dlogits = pass.Act(_logits);
+        CrossEntropy.BackwardInPlace(dlogits, pass.Act(_ceLse), _targets.AsSpan(pass.FirstRow, N), N, V, BatchSize * T);
+        var dbranch = pass.Act(_dbranch);
         // in the forward pass this was: logits = lnf · wteᵀ
-        Linear.Backward(dc, G(grads, _wte, V * C), default, dlogits, lnf, P(_wte, V * C), N, C, V);
+        Linear.Backward(dbranch, pass.Grad(_wte), default, dlogits, _lnf.Output(pass), pass.Param(_wte), N, C, V);
 
-        var dres = A(_dres, C, r);
+        var dres = pass.Act(_dres);
         dres.Clear();
-        var encoded = A(_encoded, C, r);
-        var xL = L == 0 ? encoded : A(_la[L - 1].Res3, C, r);
-        LayerNorm.Backward(dres, G(grads, _lnfW, C), G(grads, _lnfB, C), dc, xL, P(_lnfW, C), A(_lnfMean, 1, r), A(_lnfRstd, 1, r), N, C);
+        var encoded = pass.Act(_encoded);
+        _lnf.Backward(dres, dbranch, L == 0 ? encoded : _blocks[L - 1].Output(pass), pass);
 
-        var dmasked = A(_dmasked, C, r);
-        var g = A(_g, 4 * C, r);
-        var dqkv = A(_dqkv, 3 * C, r);
         for (int l = L - 1; l >= 0; l--)
-        {
-            ref readonly var lp = ref _lp[l];
-            ref readonly var la = ref _la[l];
-            var residual = l == 0 ? encoded : A(_la[l - 1].Res3, C, r);
-            var fch = A(la.Fch, 4 * C, r);
-            var res2 = A(la.Res2, C, r);
-
-            // in the forward pass this was: res3 = res2 + dropout(c_proj(gelu(c_fc(ln_2(res2)))))
-            // dres carries d res3 and, unchanged, the direct path into d res2.
-            ReadOnlySpan<float> dproj = dres;
-            if (_dropoutActive)
-            {
-                dres.CopyTo(dmasked);
-                Dropout.Apply(dmasked, p, _seeds[3 + 3 * l], maskOffset);
-                dproj = dmasked;
-            }
-            // d fch = (dproj · W) ⊙ act'(fch), the derivative stored in fch by the forward pass
-            Linear.Backward(g, G(grads, lp.FcProjW, 4 * C * C), G(grads, lp.FcProjB, C), dproj, A(la.G, 4 * C, r), P(lp.FcProjW, 4 * C * C), N, 4 * C, C, fch);
-            Linear.Backward(dc, G(grads, lp.FcW, 4 * C * C), G(grads, lp.FcB, 4 * C), g, A(la.Ln2, C, r), P(lp.FcW, 4 * C * C), N, C, 4 * C);
-            LayerNorm.Backward(dres, G(grads, lp.Ln2W, C), G(grads, lp.Ln2B, C), dc, res2, P(lp.Ln2W, C), A(la.Ln2Mean, 1, r), A(la.Ln2Rstd, 1, r), N, C);
-
-            // in the forward pass this was: res2 = residual + dropout(c_proj(attn(ln_1(residual))))
-            dproj = dres;
-            if (_dropoutActive)
-            {
-                dres.CopyTo(dmasked);
-                Dropout.Apply(dmasked, p, _seeds[2 + 3 * l], maskOffset);
-                dproj = dmasked;
-            }
-            var atty = A(la.Atty, C, r);
-            Linear.Backward(dc, G(grads, lp.AttnProjW, C * C), G(grads, lp.AttnProjB, C), dproj, atty, P(lp.AttnProjW, C * C), N, C, C);
-            Attention.Backward(dqkv, dc, A(la.Qkv, 3 * C, r), A(la.AttLse, NH, r), r.Nb, T, C, NH, pa, _seeds[1 + 3 * l], r.B0,
-                A(la.AttP, _probsWidth, r));
-            Linear.Backward(dc, G(grads, lp.AttnW, 3 * C * C), G(grads, lp.AttnB, 3 * C), dqkv, A(la.Ln1, C, r), P(lp.AttnW, 3 * C * C), N, C, 3 * C);
-            LayerNorm.Backward(dres, G(grads, lp.Ln1W, C), G(grads, lp.Ln1B, C), dc, residual, P(lp.Ln1W, C), A(la.Ln1Mean, 1, r), A(la.Ln1Rstd, 1, r), N, C);
-        }
+            _blocks[l].Backward(dres, dbranch, l == 0 ? encoded : _blocks[l - 1].Output(pass), pass);
 
         // in the forward pass this was: encoded = dropout(wte[idx] + wpe[pos])
-        if (_dropoutActive) Dropout.Apply(dres, p, _seeds[0], maskOffset);
-        Embedding.Backward(G(grads, _wte, V * C), G(grads, _wpe, T * C), dres, tokens, r.Nb, T, C);
-    }
-
-    // Data-parallel shards. With more than one thread, Forward and Backward split the batch into one slice of whole
-    // sequences per thread and run each slice's entire pass on its own thread, the kernels inside running
-    // single-threaded. A step then opens three parallel regions instead of one per kernel call (about 150 for the
-    // baby preset), and no thread waits for another in the middle of a pass. Every activation buffer is laid out
-    // row by row over the batch, so a slice's activations are contiguous ranges of the same workspace. Slice s > 0
-    // accumulates parameter gradients into a buffer of its own; the Reduce phase adds those into the gradients in
-    // slice order (and zeroes them for the next Backward), so a given thread count gives the same bits every run.
-    // Dropout masks are indexed over the whole batch, so they do not depend on the slicing.
-    enum ShardPhase { Forward, Backward, Reduce }
-
-    const int ReduceChunk = 16384;
-
-    readonly record struct Rows(int B0, int Nb, int T)
-    {
-        public int R0 => B0 * T;   // first row (position) of the slice
-        public int N => Nb * T;    // rows in the slice
-    }
-
-    int _shards = 1;                    // slices of the last Forward
-    double[] _shardLoss = new double[1];
-    float[][] _shardGrads = [];
-
-    Rows Shard(int s, int shards)
-    {
-        int b0 = (int)((long)BatchSize * s / shards), b1 = (int)((long)BatchSize * (s + 1) / shards);
-        return new Rows(b0, b1 - b0, SeqLen);
-    }
-
-    struct ShardArgs { public IntPtr Model; public ShardPhase Phase; public int Shards; }
-
-    unsafe void RunShards(ShardPhase phase, int shards)
-    {
-        int count = phase == ShardPhase.Reduce ? (_grads.Length + ReduceChunk - 1) / ReduceChunk : shards;
-        var handle = System.Runtime.InteropServices.GCHandle.Alloc(this);
-        try
-        {
-            var a = new ShardArgs { Model = System.Runtime.InteropServices.GCHandle.ToIntPtr(handle), Phase = phase, Shards = shards };
-            KernelThreads.For(count, ref a, &ShardItem);
-        }
-        finally { handle.Free(); }
-    }
-
-    static void ShardItem(ref ShardArgs a, int item)
-    {
-        var model = (Gpt)System.Runtime.InteropServices.GCHandle.FromIntPtr(a.Model).Target!;
-        switch (a.Phase)
-        {
-            case ShardPhase.Forward:
-                model._shardLoss[item] = model.ForwardSlice(model.Shard(item, a.Shards));
-                break;
-            case ShardPhase.Backward:
-                model.BackwardSlice(model.Shard(item, a.Shards), item == 0 ? model._grads : model._shardGrads[item - 1]);
-                break;
-            default:
-                int start = item * ReduceChunk, length = Math.Min(ReduceChunk, model._grads.Length - start);
-                var sum = model._grads.AsSpan(start, length);
-                for (int s = 0; s < a.Shards - 1; s++)
-                {
-                    var part = model._shardGrads[s].AsSpan(start, length);
-                    System.Numerics.Tensors.TensorPrimitives.Add(sum, part, sum);
-                    part.Clear();
-                }
-                break;
-        }
-    }
-
-    // The MLP's activation (config.Activation): out (N) = act(inp (N)).
-    void ActivationForward(Span<float> output, ReadOnlySpan<float> input)
-    {
-        if (_geluTanh) GeluTanh.Forward(output, input);
-        else Gelu.Forward(output, input);
-    }
-
-    // The same, and x overwritten with act'(x) for Backward.
-    void ActivationForwardWithDerivative(Span<float> output, Span<float> inputThenDerivative)
-    {
-        if (_geluTanh) GeluTanh.ForwardWithDerivative(output, inputThenDerivative);
-        else Gelu.ForwardWithDerivative(output, inputThenDerivative);
+        if (pass.DropoutActive) Dropout.Apply(dres, pass.Dropout, pass.Seed(_embeddingSeed), pass.MaskOffset(C));
+        Embedding.Backward(pass.Grad(_wte), pass.Grad(_wpe).Slice(0, T * C), dres, _tokens.AsSpan(pass.FirstRow, N), pass.Sequences, T, C);
     }
 }

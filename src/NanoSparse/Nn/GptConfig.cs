@@ -15,9 +15,30 @@ public sealed record GptConfig
     [JsonPropertyName("dropout")] public float Dropout { get; init; } = 0f;
     /// <summary>MLP activation: "gelu" (exact erf GELU, nanoGPT's nn.GELU()) or "gelu_tanh" (GPT-2's tanh approximation).</summary>
     [JsonPropertyName("activation")] public string Activation { get; init; } = Gelu;
+    /// <summary>
+    /// Storage layout of the blocks' Linear weights (see Parts.LinearWeightLayouts), by weight name: "attn.c_attn",
+    /// "attn.c_proj", "mlp.c_fc", "mlp.c_proj" for every layer, or "h.{layer}.mlp.c_fc" (and so on) for one layer,
+    /// which wins. Weights not named are "dense"; null (the default) makes them all dense.
+    /// </summary>
+    [JsonPropertyName("weight_layouts")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyDictionary<string, string>? WeightLayouts { get; init; }
 
     public const string Gelu = "gelu";
     public const string GeluTanh = "gelu_tanh";
+    /// <summary>The Linear weights of a block, by their state_dict names inside it.</summary>
+    public static readonly IReadOnlyList<string> BlockWeights = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"];
+
+    /// <summary>The layout name of Linear weight <paramref name="name"/> (one of <see cref="BlockWeights"/>) of a layer.</summary>
+    public string WeightLayout(int layer, string name)
+    {
+        if (WeightLayouts is null) return Parts.LinearWeightLayouts.Dense;
+        if (WeightLayouts.TryGetValue($"h.{layer}.{name}", out var layout)) return layout;
+        return WeightLayouts.TryGetValue(name, out layout) ? layout : Parts.LinearWeightLayouts.Dense;
+    }
+
+    /// <summary>True when every Linear weight is dense (whatever <see cref="WeightLayouts"/> spells out).</summary>
+    public bool AllWeightsDense => WeightLayouts is null || WeightLayouts.Values.All(v => v == Parts.LinearWeightLayouts.Dense);
 
     /// <summary>Throws an ArgumentException naming the first field that is out of range (or too large for the parameters to fit one array).</summary>
     public void Validate()
@@ -33,7 +54,39 @@ public sealed record GptConfig
             throw new ArgumentException($"dropout ({Dropout}) must lie in [0, 1)");
         if (Activation is not (Gelu or GeluTanh))
             throw new ArgumentException($"activation (\"{Activation}\") must be \"{Gelu}\" or \"{GeluTanh}\"");
+        if (WeightLayouts is not null)
+            foreach (var (key, value) in WeightLayouts)
+            {
+                if (!IsWeightKey(key))
+                    throw new ArgumentException($"weight_layouts key \"{key}\" must be one of {string.Join(", ", BlockWeights)}, optionally prefixed h.<layer>. with layer in [0, {NLayer})");
+                if (!Parts.LinearWeightLayouts.IsRegistered(value))
+                    throw new ArgumentException($"weight_layouts[\"{key}\"] (\"{value}\") must be one of: {string.Join(", ", Parts.LinearWeightLayouts.Names)}");
+            }
         GptSize.CheckParameters(this);
+    }
+
+    bool IsWeightKey(string key)
+    {
+        if (BlockWeights.Contains(key)) return true;
+        if (!key.StartsWith("h.")) return false;
+        int dot = key.IndexOf('.', 2);
+        return dot > 2 && int.TryParse(key.AsSpan(2, dot - 2), System.Globalization.NumberStyles.None, null, out int layer)
+            && layer < NLayer && BlockWeights.Contains(key[(dot + 1)..]);
+    }
+
+    // Value equality over the layouts' entries too (a record compares a dictionary by reference).
+    public bool Equals(GptConfig? other) =>
+        other is not null && NLayer == other.NLayer && NHead == other.NHead && NEmbd == other.NEmbd && BlockSize == other.BlockSize
+        && VocabSize == other.VocabSize && Bias == other.Bias && Dropout.Equals(other.Dropout) && Activation == other.Activation
+        && SameLayouts(WeightLayouts, other.WeightLayouts);
+
+    public override int GetHashCode() =>
+        HashCode.Combine(NLayer, NHead, NEmbd, BlockSize, VocabSize, Bias, Dropout, HashCode.Combine(Activation, WeightLayouts?.Count ?? 0));
+
+    static bool SameLayouts(IReadOnlyDictionary<string, string>? a, IReadOnlyDictionary<string, string>? b)
+    {
+        if (a is null || b is null) return ReferenceEquals(a, b) || (a ?? b)!.Count == 0;
+        return a.Count == b.Count && a.All(kv => b.TryGetValue(kv.Key, out var v) && v == kv.Value);
     }
 
     static void Positive(int value, string field)

@@ -49,17 +49,22 @@ public sealed class ModelArgs
     [JsonPropertyName("dropout")] public float Dropout { get; set; }
     /// <summary>MLP activation, "gelu" or "gelu_tanh" (absent in older state.json files: "gelu").</summary>
     [JsonPropertyName("activation")] public string Activation { get; set; } = GptConfig.Gelu;
+    /// <summary>GptConfig.WeightLayouts; written only when some Linear weight is not dense (absent: all dense).</summary>
+    [JsonPropertyName("weight_layouts")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Dictionary<string, string>? WeightLayouts { get; set; }
 
     public static ModelArgs From(GptConfig c) => new()
     {
         NLayer = c.NLayer, NHead = c.NHead, NEmbd = c.NEmbd, BlockSize = c.BlockSize,
         VocabSize = c.VocabSize, Bias = c.Bias, Dropout = c.Dropout, Activation = c.Activation,
+        WeightLayouts = c.AllWeightsDense ? null : new Dictionary<string, string>(c.WeightLayouts!),
     };
 
     public GptConfig ToConfig() => new()
     {
         NLayer = NLayer, NHead = NHead, NEmbd = NEmbd, BlockSize = BlockSize,
-        VocabSize = VocabSize, Bias = Bias, Dropout = Dropout, Activation = Activation,
+        VocabSize = VocabSize, Bias = Bias, Dropout = Dropout, Activation = Activation, WeightLayouts = WeightLayouts,
     };
 }
 

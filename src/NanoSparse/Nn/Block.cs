@@ -1,0 +1,82 @@
+using NanoSparse.Kernels;
+using NanoSparse.Nn.Parts;
+
+namespace NanoSparse.Nn;
+
+/// <summary>
+/// One transformer block (pre-LN), nanoGPT's Block:
+///   x = x + attn(ln_1(x))
+///   x = x + mlp(ln_2(x))
+/// The data flow is written here once; what attention and the feed-forward do, and how their Linear weights are
+/// stored, is the parts' business. Every buffer is (N, C) with N the rows (positions) of the pass.
+/// </summary>
+public sealed class Block
+{
+    readonly LayerNormPart _ln1, _ln2;
+    readonly ActivationSlot _h, _y;   // (N, C): x after the attention half, then after the MLP half (the block's output)
+
+    internal Block(GptConfig config, int layer, BufferLayout layout)
+    {
+        int C = config.NEmbd;
+        string p = $"transformer.h.{layer}.";
+        Layer = layer;
+        // Built in data order, so the parameters come in nanoGPT's state_dict order.
+        _ln1 = new LayerNormPart(p + "ln_1", C, config.Bias, layout);
+        Attention = new CausalSelfAttention(config, p + "attn",
+            Weight(config, layer, "attn.c_attn", 3 * C, C), Weight(config, layer, "attn.c_proj", C, C), layout);
+        _h = layout.Activation(C);
+        _ln2 = new LayerNormPart(p + "ln_2", C, config.Bias, layout);
+        FeedForward = new Mlp(config, p + "mlp",
+            Weight(config, layer, "mlp.c_fc", 4 * C, C), Weight(config, layer, "mlp.c_proj", C, 4 * C), layout);
+        _y = layout.Activation(C);
+    }
+
+    static ILinearWeight Weight(GptConfig config, int layer, string name, int outFeatures, int inFeatures) =>
+        LinearWeightLayouts.Create(config.WeightLayout(layer, name), LinearWeightSpec.Full(outFeatures, inFeatures));
+
+    public int Layer { get; }
+    public IAttention Attention { get; }
+    public IFeedForward FeedForward { get; }
+
+    /// <summary>Runs the block on x (N, C) and returns its output (N, C), kept for the backward pass.</summary>
+    public ReadOnlySpan<float> Forward(ReadOnlySpan<float> x, scoped in Pass pass)
+    {
+        var h = pass.Act(_h);
+        var y = pass.Act(_y);
+        Attention.Forward(h, _ln1.Forward(x, pass), x, pass);      // x = x + attn(ln_1(x))
+        FeedForward.Forward(y, _ln2.Forward(h, pass), h, pass);    // x = x + mlp(ln_2(x))
+        return y;
+    }
+
+    /// <summary>The output of the last Forward (N, C).</summary>
+    public ReadOnlySpan<float> Output(scoped in Pass pass) => pass.Act(_y);
+
+    /// <summary>
+    /// dx (N, C) holds d output on entry and d x on exit (the residual stream's gradient, updated in place);
+    /// dbranch (N, C) is scratch for the gradient entering each half's branch. x as in Forward.
+    /// </summary>
+    public void Backward(Span<float> dx, Span<float> dbranch, ReadOnlySpan<float> x, in Pass pass)
+    {
+        var h = pass.Act(_h);
+        // in the forward pass this was: y = h + mlp(ln_2(h)); dx carries dy and, unchanged, the direct path into dh
+        FeedForward.Backward(dbranch, dx, _ln2.Output(pass), pass);
+        _ln2.Backward(dx, dbranch, h, pass);
+        // in the forward pass this was: h = x + attn(ln_1(x))
+        Attention.Backward(dbranch, dx, _ln1.Output(pass), pass);
+        _ln1.Backward(dx, dbranch, x, pass);
+    }
+
+    /// <summary>
+    /// Incremental decoding: x (n, C), the residual stream of n new positions, updated in place; ln (n, C), mean and
+    /// rstd (n) and branch (n, C) are scratch; the attention half appends the positions to cache.
+    /// </summary>
+    public void Decode(Span<float> x, Span<float> ln, Span<float> mean, Span<float> rstd, Span<float> branch, IKvCache cache,
+        in Decoding decoding)
+    {
+        int n = decoding.Rows;
+        Attention.Decode(branch, _ln1.Decode(ln, mean, rstd, x, n, decoding), cache, decoding);   // x = x + attn(ln_1(x))
+        Residual.Add(x, branch, x);
+        FeedForward.Decode(branch, _ln2.Decode(ln, mean, rstd, x, n, decoding), decoding);      // x = x + mlp(ln_2(x))
+        Residual.Add(x, branch, x);
+    }
+}

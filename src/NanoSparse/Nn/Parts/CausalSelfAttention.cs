@@ -1,0 +1,129 @@
+using System.Numerics.Tensors;
+using NanoSparse.Kernels;
+
+namespace NanoSparse.Nn.Parts;
+
+/// <summary>
+/// nanoGPT's CausalSelfAttention: every query attends to every earlier position (dense causal softmax attention).
+///   qkv = c_attn(x)                                  // (N, 3C): q, k, v side by side, heads side by side in each
+///   y = softmax(q·kᵀ/√hs + causal mask) · v          // (N, C), per head, attention-weight dropout when training
+///   out = residual + dropout(c_proj(y))              // (N, C)
+/// </summary>
+public sealed class CausalSelfAttention : IAttention
+{
+    readonly int _channels, _heads, _blockSize;
+    readonly ILinearWeight _cAttn, _cProj;
+    readonly ParameterSlot _cAttnWeight, _cAttnBias, _cProjWeight, _cProjBias;
+    readonly ActivationSlot _qkv, _y, _lse, _probs;   // kept: (N, 3C), (N, C), (B, NH, T), (B, NH, T, Tp) or absent
+    readonly ActivationSlot _dmasked, _dqkv;          // scratch: (N, C) when dropout, (N, 3C)
+    readonly int _attentionSeed, _residualSeed;
+
+    /// <param name="name">state_dict prefix, e.g. transformer.h.0.attn</param>
+    public CausalSelfAttention(GptConfig config, string name, ILinearWeight cAttn, ILinearWeight cProj, BufferLayout layout)
+    {
+        int C = config.NEmbd, NH = config.NHead, T = layout.SeqLen;
+        if (cAttn.OutFeatures != 3 * C || cAttn.InFeatures != C)
+            throw new ArgumentException($"{name}.c_attn must be ({3 * C}, {C}), got ({cAttn.OutFeatures}, {cAttn.InFeatures})", nameof(cAttn));
+        if (cProj.OutFeatures != C || cProj.InFeatures != C)
+            throw new ArgumentException($"{name}.c_proj must be ({C}, {C}), got ({cProj.OutFeatures}, {cProj.InFeatures})", nameof(cProj));
+        _channels = C;
+        _heads = NH;
+        _blockSize = config.BlockSize;
+        _cAttn = cAttn;
+        _cProj = cProj;
+        _cAttnWeight = layout.LinearWeight(name + ".c_attn.weight", cAttn);
+        _cAttnBias = layout.OptionalParameter(config.Bias, name + ".c_attn.bias", 3 * C);
+        _cProjWeight = layout.LinearWeight(name + ".c_proj.weight", cProj);
+        _cProjBias = layout.OptionalParameter(config.Bias, name + ".c_proj.bias", C);
+
+        _qkv = layout.Activation(3 * C);
+        _y = layout.Activation(C);
+        _lse = layout.Activation(NH);
+        // The probabilities are kept from forward to backward where the attention kernel finds that cheaper than
+        // recomputing them; per position a row of (NH, T rounded up) floats.
+        _probs = layout.OptionalActivation(Attention.KeepsProbabilities(T, C, NH), (int)(Attention.ProbabilitiesLength(1, T, NH) / T));
+        var scratch = layout.Scratch(config.Dropout > 0 ? C : 0, 3 * C);
+        _dmasked = scratch[0];
+        _dqkv = scratch[1];
+        _attentionSeed = layout.DropoutSeed();
+        _residualSeed = layout.DropoutSeed();
+    }
+
+    public ILinearWeight CAttn => _cAttn;
+    public ILinearWeight CProj => _cProj;
+
+    public void Forward(Span<float> output, ReadOnlySpan<float> input, ReadOnlySpan<float> residual, in Pass pass)
+    {
+        int N = pass.Rows, C = _channels;
+        var qkv = pass.Act(_qkv);
+        var y = pass.Act(_y);
+        _cAttn.Forward(qkv, input, pass.Param(_cAttnWeight), pass.Param(_cAttnBias), default, N, pass.Workspace);
+        Attention.Forward(y, pass.Act(_lse), qkv, pass.Sequences, pass.SeqLen, C, _heads, pass.Dropout, pass.Seed(_attentionSeed),
+            pass.FirstSequence, pass.Act(_probs));
+        if (pass.DropoutActive)
+        {
+            _cProj.Forward(output, y, pass.Param(_cProjWeight), pass.Param(_cProjBias), default, N, pass.Workspace);
+            Dropout.Apply(output, pass.Dropout, pass.Seed(_residualSeed), pass.MaskOffset(C));
+            Residual.Add(output, output, residual);
+        }
+        else _cProj.Forward(output, y, pass.Param(_cProjWeight), pass.Param(_cProjBias), residual, N, pass.Workspace);
+    }
+
+    public void Backward(Span<float> dinput, ReadOnlySpan<float> doutput, ReadOnlySpan<float> input, in Pass pass)
+    {
+        int N = pass.Rows, C = _channels;
+        // in the forward pass this was: out = residual + dropout(c_proj(y))
+        ReadOnlySpan<float> dproj = doutput;
+        if (pass.DropoutActive)
+        {
+            var dmasked = pass.Act(_dmasked);
+            doutput.CopyTo(dmasked);
+            Dropout.Apply(dmasked, pass.Dropout, pass.Seed(_residualSeed), pass.MaskOffset(C));
+            dproj = dmasked;
+        }
+        var dy = dinput;   // d y (N, C) lives in dinput until c_attn's backward overwrites it with d input
+        _cProj.Backward(dy, pass.Grad(_cProjWeight), pass.Grad(_cProjBias), dproj, pass.Act(_y), pass.Param(_cProjWeight), default, N,
+            pass.Workspace);
+        var dqkv = pass.Act(_dqkv);
+        var qkv = pass.Act(_qkv);
+        Attention.Backward(dqkv, dy, qkv, pass.Act(_lse), pass.Sequences, pass.SeqLen, C, _heads, pass.Dropout, pass.Seed(_attentionSeed),
+            pass.FirstSequence, pass.Act(_probs));
+        _cAttn.Backward(dinput, pass.Grad(_cAttnWeight), pass.Grad(_cAttnBias), dqkv, input, pass.Param(_cAttnWeight), default, N,
+            pass.Workspace);
+    }
+
+    // qkv (rows, 3C), y (rows, C), scores (block_size)
+    public long DecodeScratchFloats(int rows) => (long)rows * 4 * _channels + _blockSize;
+
+    public void Decode(Span<float> output, ReadOnlySpan<float> input, IKvCache cache, in Decoding decoding)
+    {
+        int n = decoding.Rows, pos0 = decoding.Position, C = _channels, NH = _heads, hs = C / NH;
+        var qkv = decoding.Scratch.Slice(0, n * 3 * C);
+        var y = decoding.Scratch.Slice(n * 3 * C, n * C);
+        var scoresBuffer = decoding.Scratch.Slice(n * 4 * C, _blockSize);
+        _cAttn.Forward(qkv, input, decoding.Param(_cAttnWeight), decoding.Param(_cAttnBias), default, n, decoding.Workspace);
+        for (int i = 0; i < n; i++)
+            cache.Write(pos0 + i, qkv.Slice(i * 3 * C + C, C), qkv.Slice(i * 3 * C + 2 * C, C));
+        var keys = cache.Keys(pos0 + n);
+        var values = cache.Values(pos0 + n);
+        float scale = 1f / MathF.Sqrt(hs);
+        for (int i = 0; i < n; i++)
+        {
+            int pos = pos0 + i;
+            for (int h = 0; h < NH; h++)
+            {
+                // y[i, h] = softmax(q·kᵀ · scale over positions 0..pos) · v
+                var q = qkv.Slice(i * 3 * C + h * hs, hs);
+                var scores = scoresBuffer.Slice(0, pos + 1);
+                for (int j = 0; j <= pos; j++)
+                    scores[j] = TensorPrimitives.Dot(q, keys.Slice(j * C + h * hs, hs)) * scale;
+                Softmax.Row(scores, scores);
+                var yh = y.Slice(i * C + h * hs, hs);
+                yh.Clear();
+                for (int j = 0; j <= pos; j++)
+                    TensorPrimitives.MultiplyAdd(values.Slice(j * C + h * hs, hs), scores[j], yh, yh);
+            }
+        }
+        _cProj.Forward(output, y, decoding.Param(_cProjWeight), decoding.Param(_cProjBias), default, n, decoding.Workspace);
+    }
+}

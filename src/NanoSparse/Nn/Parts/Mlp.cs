@@ -1,0 +1,103 @@
+using NanoSparse.Kernels;
+
+namespace NanoSparse.Nn.Parts;
+
+/// <summary>
+/// nanoGPT's MLP:
+///   h = c_fc(x)                                      // (N, 4C)
+///   out = residual + dropout(c_proj(gelu(h)))        // (N, C)
+/// GELU is the exact erf form (nanoGPT's nn.GELU()) or GPT-2's tanh approximation (config.Activation).
+/// </summary>
+public sealed class Mlp : IFeedForward
+{
+    readonly int _channels;
+    readonly bool _geluTanh;
+    readonly ILinearWeight _cFc, _cProj;
+    readonly ParameterSlot _cFcWeight, _cFcBias, _cProjWeight, _cProjBias;
+    readonly ActivationSlot _h, _g;             // kept: (N, 4C) c_fc output, overwritten by GELU'(it); (N, 4C) GELU output
+    readonly ActivationSlot _dmasked, _dg;      // scratch: (N, C) when dropout, (N, 4C)
+    readonly int _residualSeed;
+
+    /// <param name="name">state_dict prefix, e.g. transformer.h.0.mlp</param>
+    public Mlp(GptConfig config, string name, ILinearWeight cFc, ILinearWeight cProj, BufferLayout layout)
+    {
+        int C = config.NEmbd, H = cFc.OutFeatures;
+        if (cFc.InFeatures != C)
+            throw new ArgumentException($"{name}.c_fc must take {C} features, got ({cFc.OutFeatures}, {cFc.InFeatures})", nameof(cFc));
+        if (cProj.OutFeatures != C || cProj.InFeatures != H)
+            throw new ArgumentException($"{name}.c_proj must be ({C}, {H}), got ({cProj.OutFeatures}, {cProj.InFeatures})", nameof(cProj));
+        _channels = C;
+        _geluTanh = config.Activation == GptConfig.GeluTanh;
+        _cFc = cFc;
+        _cProj = cProj;
+        _cFcWeight = layout.LinearWeight(name + ".c_fc.weight", cFc);
+        _cFcBias = layout.OptionalParameter(config.Bias, name + ".c_fc.bias", H);
+        _cProjWeight = layout.LinearWeight(name + ".c_proj.weight", cProj);
+        _cProjBias = layout.OptionalParameter(config.Bias, name + ".c_proj.bias", C);
+        _h = layout.Activation(H);
+        _g = layout.Activation(H);
+        var scratch = layout.Scratch(config.Dropout > 0 ? C : 0, H);
+        _dmasked = scratch[0];
+        _dg = scratch[1];
+        _residualSeed = layout.DropoutSeed();
+    }
+
+    public ILinearWeight CFc => _cFc;
+    public ILinearWeight CProj => _cProj;
+    int Hidden => _cFc.OutFeatures;
+
+    public void Forward(Span<float> output, ReadOnlySpan<float> input, ReadOnlySpan<float> residual, in Pass pass)
+    {
+        int N = pass.Rows;
+        var h = pass.Act(_h);
+        var g = pass.Act(_g);
+        _cFc.Forward(h, input, pass.Param(_cFcWeight), pass.Param(_cFcBias), default, N, pass.Workspace);
+        ActivationForwardWithDerivative(g, h);   // h now holds GELU'(c_fc output) for the backward pass
+        if (pass.DropoutActive)
+        {
+            _cProj.Forward(output, g, pass.Param(_cProjWeight), pass.Param(_cProjBias), default, N, pass.Workspace);
+            Dropout.Apply(output, pass.Dropout, pass.Seed(_residualSeed), pass.MaskOffset(_channels));
+            Residual.Add(output, output, residual);
+        }
+        else _cProj.Forward(output, g, pass.Param(_cProjWeight), pass.Param(_cProjBias), residual, N, pass.Workspace);
+    }
+
+    public void Backward(Span<float> dinput, ReadOnlySpan<float> doutput, ReadOnlySpan<float> input, in Pass pass)
+    {
+        int N = pass.Rows;
+        // in the forward pass this was: out = residual + dropout(c_proj(gelu(h)))
+        ReadOnlySpan<float> dproj = doutput;
+        if (pass.DropoutActive)
+        {
+            var dmasked = pass.Act(_dmasked);
+            doutput.CopyTo(dmasked);
+            Dropout.Apply(dmasked, pass.Dropout, pass.Seed(_residualSeed), pass.MaskOffset(_channels));
+            dproj = dmasked;
+        }
+        // d h = (dproj · W) ⊙ GELU'(h), the derivative the forward pass left in h
+        var dh = pass.Act(_dg);
+        _cProj.Backward(dh, pass.Grad(_cProjWeight), pass.Grad(_cProjBias), dproj, pass.Act(_g), pass.Param(_cProjWeight), pass.Act(_h), N,
+            pass.Workspace);
+        _cFc.Backward(dinput, pass.Grad(_cFcWeight), pass.Grad(_cFcBias), dh, input, pass.Param(_cFcWeight), default, N, pass.Workspace);
+    }
+
+    // h (rows, 4C)
+    public long DecodeScratchFloats(int rows) => (long)rows * Hidden;
+
+    public void Decode(Span<float> output, ReadOnlySpan<float> input, in Decoding decoding)
+    {
+        int n = decoding.Rows;
+        var h = decoding.Scratch.Slice(0, n * Hidden);
+        _cFc.Forward(h, input, decoding.Param(_cFcWeight), decoding.Param(_cFcBias), default, n, decoding.Workspace);
+        if (_geluTanh) GeluTanh.Forward(h, h);
+        else Gelu.Forward(h, h);
+        _cProj.Forward(output, h, decoding.Param(_cProjWeight), decoding.Param(_cProjBias), default, n, decoding.Workspace);
+    }
+
+    // out = gelu(x), and x overwritten with gelu'(x)
+    void ActivationForwardWithDerivative(Span<float> output, Span<float> inputThenDerivative)
+    {
+        if (_geluTanh) GeluTanh.ForwardWithDerivative(output, inputThenDerivative);
+        else Gelu.ForwardWithDerivative(output, inputThenDerivative);
+    }
+}
