@@ -8,13 +8,13 @@ namespace NanoSparse.Tests.Nn.Parts;
 /// <summary>
 /// Every sparse Linear weight layout against a masked-dense reference written here in double precision: forward
 /// (with and without bias and residual), dx (with and without dxScale, and aliasing x), dValues and dBias (both
-/// accumulated), for rows 1, 3 and 64 on one and two threads; central finite differences on a tiny case; ToDense
+/// accumulated), for rows 1, 3, 13 and 64 (13: transposes with partial 8×8 tiles) on one and two threads; central finite differences on a tiny case; ToDense
 /// round trips. A layout is one line in <see cref="Layouts"/> plus its case in <see cref="Make"/>.
 /// </summary>
 [Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
 public class SparseLinearWeightTests
 {
-    public static TheoryData<string> Layouts => ["csr"];
+    public static TheoryData<string> Layouts => ["csr", "nm2:4", "nm1:4", "nm2:8", "nm4:8", "bsr4x8", "bsr1x16", "bsr16x4"];
 
     /// <summary>
     /// The layout named <paramref name="layout"/> built from a random dense (Out × In) matrix whose zeros follow that
@@ -31,6 +31,33 @@ public class SparseLinearWeightTests
                 for (int i = 0; i < dense.Length; i++)
                     if (rng.NextDouble() < 0.3) dense[i] = Nonzero(rng);
                 var (w, values) = CsrLinearWeight.FromDense(outFeatures, inFeatures, dense);
+                return (w, values, dense);
+            }
+            case "nm2:4" or "nm1:4" or "nm2:8" or "nm4:8":
+            {
+                int n = layout[2] - '0', m = layout[4] - '0';
+                // Exactly N nonzeros per group of M, at random positions.
+                for (int g0 = 0; g0 < dense.Length; g0 += m)
+                    for (int kept = 0; kept < n;)
+                    {
+                        int j = rng.NextInt(m);
+                        if (dense[g0 + j] == 0) { dense[g0 + j] = Nonzero(rng); kept++; }
+                    }
+                var (w, values) = NmLinearWeight.FromDense(outFeatures, inFeatures, n, m, dense);
+                return (w, values, dense);
+            }
+            case "bsr4x8" or "bsr1x16" or "bsr16x4":
+            {
+                var shape = layout[3..].Split('x');
+                int r = int.Parse(shape[0]), c = int.Parse(shape[1]);
+                // A random third of the blocks, every element of a stored block nonzero.
+                for (int b = 0; b < outFeatures / r; b++)
+                    for (int k = 0; k < inFeatures / c; k++)
+                        if (rng.NextDouble() < 0.35 || (b == 0 && k == 0))
+                            for (int i = 0; i < r; i++)
+                                for (int j = 0; j < c; j++)
+                                    dense[(b * r + i) * inFeatures + k * c + j] = Nonzero(rng);
+                var (w, values) = BsrLinearWeight.FromDense(outFeatures, inFeatures, r, c, dense);
                 return (w, values, dense);
             }
             default: throw new ArgumentException($"unknown layout {layout}");
@@ -83,7 +110,7 @@ public class SparseLinearWeightTests
         try
         {
             foreach (int threads in new[] { 1, 2 })
-            foreach (int rows in new[] { 1, 3, 64 })
+            foreach (int rows in new[] { 1, 3, 13, 64 })
             foreach (bool extras in new[] { false, true })
             foreach (bool alias in new[] { false, true })
             {
@@ -194,7 +221,7 @@ public class SparseLinearWeightTests
     [MemberData(nameof(Layouts))]
     public void GradientsMatchFiniteDifferences(string layout)
     {
-        const int outFeatures = 8, inFeatures = 16, rows = 3;
+        const int outFeatures = 16, inFeatures = 16, rows = 3;
         var (w, values, _) = Make(layout, outFeatures, inFeatures, 3);
         var rng = new Rng(17);
         var x = RandomArray(rng, rows * inFeatures);
@@ -224,7 +251,7 @@ public class SparseLinearWeightTests
         var back = new float[dense.Length];
         w.ToDense(values, back);
         Assert.Equal(dense, back);
-        Assert.Equal(layout.Split(':')[0].TrimEnd('0', '1', '2', '3', '4', '5', '6', '7', '8', '9'), w.Layout);
+        Assert.Equal(layout[..Math.Min(3, layout.Length)].TrimEnd('2', '1', '4'), w.Layout);
     }
 
     [Theory]
