@@ -16,7 +16,7 @@ namespace NanoSparse.Kernels;
 /// </summary>
 public static unsafe class Transpose
 {
-    struct Args { public float* Src, Dst, Bias, Add, Scale; public int Rows, Cols; }
+    struct Args { public float* Src, Dst, Bias, Add, Scale; public int Rows, Cols, LdSrc, LdDst; }
 
     const int RowsPerItem = 16;
 
@@ -24,22 +24,33 @@ public static unsafe class Transpose
     const long ParallelMinElements = 1 << 16;
 
     public static void Run(ReadOnlySpan<float> src, int rows, int cols, Span<float> dst,
+        ReadOnlySpan<float> bias = default, ReadOnlySpan<float> add = default, ReadOnlySpan<float> scale = default) =>
+        Run(src, rows, rows, cols, dst, cols, bias, add, scale);
+
+    /// <summary>
+    /// As <see cref="Run(ReadOnlySpan{float}, int, int, Span{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float})"/>
+    /// with row strides: src row c at c·ldSrc (ldSrc ≥ rows), dst, add and scale row r at r·ldDst (ldDst ≥ cols); the
+    /// columns of dst past cols are not written.
+    /// </summary>
+    public static void Run(ReadOnlySpan<float> src, int ldSrc, int rows, int cols, Span<float> dst, int ldDst,
         ReadOnlySpan<float> bias = default, ReadOnlySpan<float> add = default, ReadOnlySpan<float> scale = default)
     {
         if (rows < 0 || cols < 0) throw new ArgumentOutOfRangeException(nameof(rows), $"shape ({rows}, {cols}) must be non-negative");
-        long count = (long)rows * cols;
-        Check.Length(src, count, nameof(src));
-        Check.Length(dst, count, nameof(dst));
+        if (ldSrc < rows) throw new ArgumentOutOfRangeException(nameof(ldSrc), ldSrc, $"ldSrc must be at least rows = {rows}");
+        if (ldDst < cols) throw new ArgumentOutOfRangeException(nameof(ldDst), ldDst, $"ldDst must be at least cols = {cols}");
+        if (rows == 0 || cols == 0) return;
+        long srcCount = (long)(cols - 1) * ldSrc + rows, dstCount = (long)(rows - 1) * ldDst + cols;
+        Check.Length(src, srcCount, nameof(src));
+        Check.Length(dst, dstCount, nameof(dst));
         if (!bias.IsEmpty) Check.Length(bias, cols, nameof(bias));
-        if (!add.IsEmpty) Check.Length(add, count, nameof(add));
-        if (!scale.IsEmpty) Check.Length(scale, count, nameof(scale));
-        if (count == 0) return;
-        if (src.Slice(0, (int)count).Overlaps(dst.Slice(0, (int)count))) throw new ArgumentException("src must not overlap dst", nameof(src));
+        if (!add.IsEmpty) Check.Length(add, dstCount, nameof(add));
+        if (!scale.IsEmpty) Check.Length(scale, dstCount, nameof(scale));
+        if (src.Slice(0, (int)srcCount).Overlaps(dst.Slice(0, (int)dstCount))) throw new ArgumentException("src must not overlap dst", nameof(src));
         fixed (float* s = src, d = dst, b = bias, a = add, sc = scale)
         {
-            var args = new Args { Src = s, Dst = d, Bias = b, Add = a, Scale = sc, Rows = rows, Cols = cols };
+            var args = new Args { Src = s, Dst = d, Bias = b, Add = a, Scale = sc, Rows = rows, Cols = cols, LdSrc = ldSrc, LdDst = ldDst };
             int items = (rows + RowsPerItem - 1) / RowsPerItem;
-            if (count < ParallelMinElements)
+            if ((long)rows * cols < ParallelMinElements)
                 for (int i = 0; i < items; i++) Body(ref args, i);
             else
                 KernelThreads.For(items, ref args, &Body);
@@ -65,8 +76,8 @@ public static unsafe class Transpose
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Element(ref Args a, int r, int c)
     {
-        long at = (long)r * a.Cols + c;
-        float v = a.Src[(long)c * a.Rows + r];
+        long at = (long)r * a.LdDst + c;
+        float v = a.Src[(long)c * a.LdSrc + r];
         if (a.Bias != null) v += a.Bias[c];
         if (a.Add != null) v += a.Add[at];
         if (a.Scale != null) v *= a.Scale[at];
@@ -77,7 +88,7 @@ public static unsafe class Transpose
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Tile8(ref Args a, int r, int c)
     {
-        long ld = a.Rows;
+        long ld = a.LdSrc;
         float* s = a.Src + (long)c * ld + r;
         var x0 = Avx.LoadVector256(s);
         var x1 = Avx.LoadVector256(s + ld);
@@ -109,7 +120,7 @@ public static unsafe class Transpose
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Store(ref Args a, int r, int c, Vector256<float> v)
     {
-        long at = (long)r * a.Cols + c;
+        long at = (long)r * a.LdDst + c;
         if (a.Bias != null) v += Vector256.Load(a.Bias + c);
         if (a.Add != null) v += Vector256.Load(a.Add + at);
         if (a.Scale != null) v *= Vector256.Load(a.Scale + at);

@@ -129,11 +129,12 @@ public sealed class BsrLinearWeight : ILinearWeight
             LinearChecks.AddBiasResidual(y, product, bias, residual, rows, m);
             return;
         }
-        var xT = workspace.Slice(0, rows * n);                  // (In, rows)
-        var yT = workspace.Slice(rows * n, rows * m);           // (Out, rows)
-        Transpose.Run(x, n, rows, xT);
-        BsrSpmm.Multiply(_bsr, values, xT, rows, yT);
-        Transpose.Run(yT, rows, m, y, bias, residual);
+        int columns = FeatureMajor.Columns(rows);
+        var xT = workspace.Slice(0, columns * n);               // (In, columns)
+        var yT = workspace.Slice(columns * n, columns * m);     // (Out, columns)
+        FeatureMajor.From(x, rows, n, xT);
+        BsrSpmm.Multiply(_bsr, values, xT, columns, yT);
+        FeatureMajor.To(yT, rows, m, y, bias, residual);
     }
 
     public void Backward(Span<float> dx, Span<float> dValues, Span<float> dBias, ReadOnlySpan<float> dy, ReadOnlySpan<float> x,

@@ -51,10 +51,12 @@ public sealed unsafe class CsrLinearWeight : ILinearWeight
     public CsrMatrix Structure => _w;
 
     /// <summary>
-    /// Forward at this many rows or fewer runs one SpMV per row on x as it is; more rows go through the transposes and
-    /// CsrSpmm. Measured (bench linear, see README): see the default's comment at its use.
+    /// Forward at this many rows or fewer runs one SpMV per row on x as it is (also the N:M and BSR layouts); more rows
+    /// go through the transposes (padded to 16 columns) and the S·X kernel. Measured with `bench linear --forward-only
+    /// --rowwise-max R` (768×3072, one thread, 50% dense): row-wise 2 rows 3.2 ms, 4 rows 6.4 ms, against 3.1 ms for
+    /// 16 rows through CsrSpmm, so only rows = 1 (decode) is row-wise by default.
     /// </summary>
-    public static int RowwiseMaxRows { get; set; } = 4;
+    public static int RowwiseMaxRows { get; set; } = 1;
 
     /// <summary>
     /// From W's CSR structure: row pointers (Out + 1) and column indices (nnz), sorted and unique within each row.
@@ -173,8 +175,8 @@ public sealed unsafe class CsrLinearWeight : ILinearWeight
             throw new ArgumentException($"{Name} weight ({OutFeatures}x{InFeatures}): values span has {length} elements, expected the stored count {StoredCount}", "values");
     }
 
-    /// <summary>Forward: rows·(In + Out) for the transposed activations (none up to RowwiseMaxRows but Out·rows). Backward: rows·(In + Out) + nnz.</summary>
-    public long WorkspaceFloats(int rows) => (long)rows * (InFeatures + OutFeatures) + StoredCount;
+    /// <summary>The feature-major x and y (or dy), FeatureMajor.Columns(rows) columns each, and nnz floats (backward: dW, then Wᵀ's values).</summary>
+    public long WorkspaceFloats(int rows) => (long)FeatureMajor.Columns(rows) * (InFeatures + OutFeatures) + StoredCount;
 
     public void Forward(Span<float> y, ReadOnlySpan<float> x, ReadOnlySpan<float> values, ReadOnlySpan<float> bias,
         ReadOnlySpan<float> residual, int rows, Span<float> workspace)
@@ -200,12 +202,13 @@ public sealed unsafe class CsrLinearWeight : ILinearWeight
             LinearChecks.AddBiasResidual(y, product, bias, residual, rows, m);
             return;
         }
-        var xT = workspace.Slice(0, rows * n);                  // (In, rows)
-        var yT = workspace.Slice(rows * n, rows * m);           // (Out, rows)
-        Transpose.Run(x, n, rows, xT);
+        int columns = FeatureMajor.Columns(rows);
+        var xT = workspace.Slice(0, columns * n);               // (In, columns)
+        var yT = workspace.Slice(columns * n, columns * m);     // (Out, columns)
+        FeatureMajor.From(x, rows, n, xT);
         fixed (float* v = values, px = xT, py = yT)
-            Multiply(v, px, rows, py);
-        Transpose.Run(yT, rows, m, y, bias, residual);
+            Multiply(v, px, columns, py);
+        FeatureMajor.To(yT, rows, m, y, bias, residual);
     }
 
     /// <summary>yᵀ (Out × cols) = W · xᵀ (In × cols) with W's values from <paramref name="values"/>.</summary>
@@ -225,31 +228,32 @@ public sealed unsafe class CsrLinearWeight : ILinearWeight
         _sell = null;   // training: values are about to change
         if (rows == 0) return;
         int n = InFeatures, m = OutFeatures, nnz = StoredCount;
-        var xT = workspace.Slice(0, rows * n);                  // (In, rows); later dxᵀ
-        var dyT = workspace.Slice(rows * n, rows * m);          // (Out, rows)
-        var entries = workspace.Slice(rows * (n + m), nnz);     // dW at the entries, then Wᵀ's values
-        Transpose.Run(x, n, rows, xT);
-        Transpose.Run(dy, m, rows, dyT);
+        int columns = FeatureMajor.Columns(rows);
+        var xT = workspace.Slice(0, columns * n);               // (In, columns); later dxᵀ
+        var dyT = workspace.Slice(columns * n, columns * m);    // (Out, columns)
+        var entries = workspace.Slice(columns * (n + m), nnz);  // dW at the entries, then Wᵀ's values
+        FeatureMajor.From(x, rows, n, xT);
+        FeatureMajor.From(dy, rows, m, dyT);
         // In the forward pass this was: y[t, o] = Σ_j W[o, j]·x[t, j], so dW[o, j] = Σ_t dy[t, o]·x[t, j] at the entries.
         fixed (int* rp = _w.RowPointers)
         fixed (float* a = dyT, b = xT, output = entries)
         {
-            if (_w.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) Sddmm.Run(m, n, rp, ci, a, b, rows, output);
-            else fixed (int* ci = _w.ColumnIndices32) Sddmm.Run(m, n, rp, ci, a, b, rows, output);
+            if (_w.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
+            else fixed (int* ci = _w.ColumnIndices32) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
         }
         TensorPrimitives.Add(dValues, entries, dValues);
         if (!dBias.IsEmpty)
-            for (int o = 0; o < m; o++) dBias[o] += TensorPrimitives.Sum(dyT.Slice(o * rows, rows));
+            for (int o = 0; o < m; o++) dBias[o] += TensorPrimitives.Sum(dyT.Slice(o * columns, rows));
         if (dx.IsEmpty) return;
         // dx[t, j] = Σ_o dy[t, o]·W[o, j]: dxᵀ = Wᵀ · dyᵀ, with Wᵀ's values in its own (column-major for W) order.
         for (int q = 0; q < entries.Length; q++) entries[q] = values[_wtSource[q]];
         fixed (int* rp = _wtPointers)
         fixed (float* v = entries, px = dyT, py = xT)
         {
-            if (_wtIndex16 is { } c16) fixed (ushort* ci = c16) CsrSpmm.Run(n, m, rp, ci, v, px, rows, py);
-            else fixed (int* ci = _wtIndex32) CsrSpmm.Run(n, m, rp, ci, v, px, rows, py);
+            if (_wtIndex16 is { } c16) fixed (ushort* ci = c16) CsrSpmm.Run(n, m, rp, ci, v, px, columns, py);
+            else fixed (int* ci = _wtIndex32) CsrSpmm.Run(n, m, rp, ci, v, px, columns, py);
         }
-        Transpose.Run(xT, rows, n, dx, scale: dxScale);
+        FeatureMajor.To(xT, rows, n, dx, scale: dxScale);
     }
 
     /// <summary>
