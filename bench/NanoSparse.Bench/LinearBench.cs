@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using NanoSparse.Kernels;
+using NanoSparse.Kernels.Sparse;
 using NanoSparse.Nn.Parts;
 using NanoSparse.Numerics;
 
@@ -23,14 +24,23 @@ public static class LinearBench
         var layoutsOpt = new Option<string>("--layouts") { Description = "layouts: csr:DENSITY, nm:N:M, bsr:RxC:DENSITY; csr-nosell:DENSITY times decode without the SELL copy", DefaultValueFactory = _ => "csr:0.5,csr:0.3,csr:0.2,csr:0.1,csr:0.05,nm:2:4" };
         var roundsOpt = new Option<int>("--rounds") { Description = "rounds (every case once per round)", DefaultValueFactory = _ => 3 };
         var forwardOpt = new Option<bool>("--forward-only") { Description = "time the forward pass only, at every rows" };
+        var partsOpt = new Option<bool>("--parts") { Description = "instead: time the pieces of the CSR layout's training pass (transposes, S·X, SDDMM, Wᵀ·dY) at each csr density" };
+        var panelOpt = new Option<int?>("--panel-rows") { Description = "FeatureMajor.PanelRows for this run (token rows per transposed panel)" };
         var rowwiseOpt = new Option<int?>("--rowwise-max") { Description = "CsrLinearWeight.RowwiseMaxRows for this run (forward: SpMV per row up to this many rows)" };
         var command = new Command("linear", "sparse Linear weight layouts (csr, nm, bsr) forward+backward vs the dense Linear");
-        foreach (var o in new Option[] { shapesOpt, rowsOpt, threadsOpt, layoutsOpt, roundsOpt, forwardOpt, rowwiseOpt }) command.Options.Add(o);
+        foreach (var o in new Option[] { shapesOpt, rowsOpt, threadsOpt, layoutsOpt, roundsOpt, forwardOpt, rowwiseOpt, partsOpt, panelOpt }) command.Options.Add(o);
         command.SetAction(r =>
         {
             int rounds = r.GetValue(roundsOpt);
             if (rounds < 1) throw new ArgumentException($"--rounds must be at least 1, got {rounds}");
             if (r.GetValue(rowwiseOpt) is int rw) CsrLinearWeight.RowwiseMaxRows = rw;
+            if (r.GetValue(panelOpt) is int pr) FeatureMajor.PanelRows = pr >= 1 ? pr : throw new ArgumentException($"--panel-rows must be at least 1, got {pr}");
+            if (r.GetValue(partsOpt))
+            {
+                Parts(ParseShapes(r.GetValue(shapesOpt)!), ParseInts(r.GetValue(rowsOpt)!, "--rows"), ParseInts(r.GetValue(threadsOpt)!, "--threads-list"),
+                    r.GetValue(layoutsOpt)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+                return 0;
+            }
             Run(ParseShapes(r.GetValue(shapesOpt)!), ParseInts(r.GetValue(rowsOpt)!, "--rows"), ParseInts(r.GetValue(threadsOpt)!, "--threads-list"),
                 r.GetValue(layoutsOpt)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), rounds, r.GetValue(forwardOpt));
             return 0;
@@ -79,7 +89,7 @@ public static class LinearBench
 
     static void Run((int In, int Out)[] shapes, int[] rowsList, int[] threadsList, string[] layouts, int rounds, bool forwardOnly)
     {
-        Console.WriteLine($"bench linear: rounds {rounds}, RowwiseMaxRows {CsrLinearWeight.RowwiseMaxRows}, processors {Environment.ProcessorCount}");
+        Console.WriteLine($"bench linear: rounds {rounds}, RowwiseMaxRows {CsrLinearWeight.RowwiseMaxRows}, PanelRows {FeatureMajor.PanelRows}, processors {Environment.ProcessorCount}");
         var cases = new List<Case>();
         foreach (var (inF, outF) in shapes)
             foreach (int rows in rowsList)
@@ -146,6 +156,41 @@ public static class LinearBench
     }
 
     static double Median(double[] values) => BenchUtil.Median(values);
+
+    /// <summary>The CSR layout's training pass piece by piece, through the public kernels (ms, median of 5).</summary>
+    static void Parts((int In, int Out)[] shapes, int[] rowsList, int[] threadsList, string[] layouts)
+    {
+        int saved = KernelThreads.Max;
+        try
+        {
+            foreach (var (inF, outF) in shapes)
+            foreach (int rows in rowsList)
+            foreach (int threads in threadsList)
+            foreach (var spec in layouts.Where(l => l.StartsWith("csr:", StringComparison.Ordinal)))
+            {
+                KernelThreads.Max = threads;
+                var rng = new Rng(1);
+                var w = CsrLinearWeight.Random(outF, inF, double.Parse(spec[4..], CultureInfo.InvariantCulture), rng).Structure;
+                for (int i = 0; i < w.Values.Length; i++) w.Values[i] = (float)rng.NextGaussian();
+                var wt = w.Transpose();
+                var x = Random(rng, rows * inF);
+                var dy = Random(rng, rows * outF);
+                var xT = new float[rows * inF];
+                var yT = new float[rows * outF];
+                var y = new float[rows * outF];
+                var dW = new float[w.NonZeroCount];
+                double Ms(Action a) => 1e3 * Median(BenchUtil.TimePerCall(a, 1, 5, 0.05));
+                double tx = Ms(() => Transpose.Run(x, inF, rows, xT));
+                double ty = Ms(() => Transpose.Run(yT, rows, outF, y));
+                double sx = Ms(() => CsrSpmm.Multiply(w, xT, rows, yT));
+                double sd = Ms(() => Sddmm.Compute(w, yT, xT, rows, dW));
+                double st = Ms(() => CsrSpmm.Multiply(wt, yT, rows, xT));
+                double stx = Ms(() => CsrSpmmTransposed.Multiply(w, yT, rows, xT));
+                Console.WriteLine($"{inF}x{outF} rows {rows} t{threads} {spec}: transpose x {tx:F2} ms, y {ty:F2} ms (x2 each per step); W·xT {sx:F2}; SDDMM {sd:F2}; Wt·dyT (CSR of Wt) {st:F2}; (CsrSpmmTransposed {stx:F2})");
+            }
+        }
+        finally { KernelThreads.Max = saved; }
+    }
 
     static float[] Random(Rng rng, int length, double scale = 1)
     {

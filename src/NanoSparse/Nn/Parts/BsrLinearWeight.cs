@@ -129,12 +129,15 @@ public sealed class BsrLinearWeight : ILinearWeight
             LinearChecks.AddBiasResidual(y, product, bias, residual, rows, m);
             return;
         }
-        int columns = FeatureMajor.Columns(rows);
-        var xT = workspace.Slice(0, columns * n);               // (In, columns)
-        var yT = workspace.Slice(columns * n, columns * m);     // (Out, columns)
-        FeatureMajor.From(x, rows, n, xT);
-        BsrSpmm.Multiply(_bsr, values, xT, columns, yT);
-        FeatureMajor.To(yT, rows, m, y, bias, residual);
+        var xT = workspace.Slice(0, (int)FeatureMajor.PanelFloats(rows, n));              // (In, columns) per panel
+        var yT = workspace.Slice(xT.Length, (int)FeatureMajor.PanelFloats(rows, m));      // (Out, columns)
+        for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
+        {
+            int r = Math.Min(FeatureMajor.PanelRows, rows - t0), columns = FeatureMajor.Columns(r);
+            FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
+            BsrSpmm.Multiply(_bsr, values, xT.Slice(0, columns * n), columns, yT.Slice(0, columns * m));
+            FeatureMajor.To(yT, r, m, y.Slice(t0 * m, r * m), bias, residual.IsEmpty ? default : residual.Slice(t0 * m, r * m));
+        }
     }
 
     public void Backward(Span<float> dx, Span<float> dValues, Span<float> dBias, ReadOnlySpan<float> dy, ReadOnlySpan<float> x,

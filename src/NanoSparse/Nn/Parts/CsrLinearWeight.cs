@@ -175,8 +175,8 @@ public sealed unsafe class CsrLinearWeight : ILinearWeight
             throw new ArgumentException($"{Name} weight ({OutFeatures}x{InFeatures}): values span has {length} elements, expected the stored count {StoredCount}", "values");
     }
 
-    /// <summary>The feature-major x and y (or dy), FeatureMajor.Columns(rows) columns each, and nnz floats (backward: dW, then Wᵀ's values).</summary>
-    public long WorkspaceFloats(int rows) => (long)FeatureMajor.Columns(rows) * (InFeatures + OutFeatures) + StoredCount;
+    /// <summary>One panel of feature-major x and y (or dy), and 2·nnz floats (backward: one panel's dW, Wᵀ's values).</summary>
+    public long WorkspaceFloats(int rows) => FeatureMajor.PanelFloats(rows, InFeatures) + FeatureMajor.PanelFloats(rows, OutFeatures) + 2L * StoredCount;
 
     public void Forward(Span<float> y, ReadOnlySpan<float> x, ReadOnlySpan<float> values, ReadOnlySpan<float> bias,
         ReadOnlySpan<float> residual, int rows, Span<float> workspace)
@@ -202,13 +202,16 @@ public sealed unsafe class CsrLinearWeight : ILinearWeight
             LinearChecks.AddBiasResidual(y, product, bias, residual, rows, m);
             return;
         }
-        int columns = FeatureMajor.Columns(rows);
-        var xT = workspace.Slice(0, columns * n);               // (In, columns)
-        var yT = workspace.Slice(columns * n, columns * m);     // (Out, columns)
-        FeatureMajor.From(x, rows, n, xT);
-        fixed (float* v = values, px = xT, py = yT)
-            Multiply(v, px, columns, py);
-        FeatureMajor.To(yT, rows, m, y, bias, residual);
+        var xT = workspace.Slice(0, (int)FeatureMajor.PanelFloats(rows, n));   // (In, columns) per panel
+        var yT = workspace.Slice(xT.Length, (int)FeatureMajor.PanelFloats(rows, m));   // (Out, columns)
+        for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
+        {
+            int r = Math.Min(FeatureMajor.PanelRows, rows - t0), columns = FeatureMajor.Columns(r);
+            FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
+            fixed (float* v = values, px = xT, py = yT)
+                Multiply(v, px, columns, py);
+            FeatureMajor.To(yT, r, m, y.Slice(t0 * m, r * m), bias, residual.IsEmpty ? default : residual.Slice(t0 * m, r * m));
+        }
     }
 
     /// <summary>yᵀ (Out × cols) = W · xᵀ (In × cols) with W's values from <paramref name="values"/>.</summary>
@@ -228,32 +231,37 @@ public sealed unsafe class CsrLinearWeight : ILinearWeight
         _sell = null;   // training: values are about to change
         if (rows == 0) return;
         int n = InFeatures, m = OutFeatures, nnz = StoredCount;
-        int columns = FeatureMajor.Columns(rows);
-        var xT = workspace.Slice(0, columns * n);               // (In, columns); later dxᵀ
-        var dyT = workspace.Slice(columns * n, columns * m);    // (Out, columns)
-        var entries = workspace.Slice(columns * (n + m), nnz);  // dW at the entries, then Wᵀ's values
-        FeatureMajor.From(x, rows, n, xT);
-        FeatureMajor.From(dy, rows, m, dyT);
-        // In the forward pass this was: y[t, o] = Σ_j W[o, j]·x[t, j], so dW[o, j] = Σ_t dy[t, o]·x[t, j] at the entries.
-        fixed (int* rp = _w.RowPointers)
-        fixed (float* a = dyT, b = xT, output = entries)
+        var xT = workspace.Slice(0, (int)FeatureMajor.PanelFloats(rows, n));            // (In, columns) per panel; later dxᵀ
+        var dyT = workspace.Slice(xT.Length, (int)FeatureMajor.PanelFloats(rows, m));   // (Out, columns)
+        var gradient = workspace.Slice(xT.Length + dyT.Length, nnz);               // dW at the entries, one panel
+        var transposed = workspace.Slice(xT.Length + dyT.Length + nnz, nnz);      // Wᵀ's values (its own order)
+        if (!dx.IsEmpty)
+            for (int q = 0; q < transposed.Length; q++) transposed[q] = values[_wtSource[q]];
+        for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
         {
-            if (_w.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
-            else fixed (int* ci = _w.ColumnIndices32) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
+            int r = Math.Min(FeatureMajor.PanelRows, rows - t0), columns = FeatureMajor.Columns(r);
+            FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
+            FeatureMajor.From(dy.Slice(t0 * m, r * m), r, m, dyT);
+            // In the forward pass this was: y[t, o] = Σ_j W[o, j]·x[t, j], so dW[o, j] = Σ_t dy[t, o]·x[t, j] at the entries.
+            fixed (int* rp = _w.RowPointers)
+            fixed (float* a = dyT, b = xT, output = gradient)
+            {
+                if (_w.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
+                else fixed (int* ci = _w.ColumnIndices32) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
+            }
+            TensorPrimitives.Add(dValues, gradient, dValues);
+            if (!dBias.IsEmpty)
+                for (int o = 0; o < m; o++) dBias[o] += TensorPrimitives.Sum(dyT.Slice(o * columns, r));
+            if (dx.IsEmpty) continue;
+            // dx[t, j] = Σ_o dy[t, o]·W[o, j]: dxᵀ = Wᵀ · dyᵀ. dx may alias x: this panel's rows of x are in xT already.
+            fixed (int* rp = _wtPointers)
+            fixed (float* v = transposed, px = dyT, py = xT)
+            {
+                if (_wtIndex16 is { } c16) fixed (ushort* ci = c16) CsrSpmm.Run(n, m, rp, ci, v, px, columns, py);
+                else fixed (int* ci = _wtIndex32) CsrSpmm.Run(n, m, rp, ci, v, px, columns, py);
+            }
+            FeatureMajor.To(xT, r, n, dx.Slice(t0 * n, r * n), scale: dxScale.IsEmpty ? default : dxScale.Slice(t0 * n, r * n));
         }
-        TensorPrimitives.Add(dValues, entries, dValues);
-        if (!dBias.IsEmpty)
-            for (int o = 0; o < m; o++) dBias[o] += TensorPrimitives.Sum(dyT.Slice(o * columns, rows));
-        if (dx.IsEmpty) return;
-        // dx[t, j] = Σ_o dy[t, o]·W[o, j]: dxᵀ = Wᵀ · dyᵀ, with Wᵀ's values in its own (column-major for W) order.
-        for (int q = 0; q < entries.Length; q++) entries[q] = values[_wtSource[q]];
-        fixed (int* rp = _wtPointers)
-        fixed (float* v = entries, px = dyT, py = xT)
-        {
-            if (_wtIndex16 is { } c16) fixed (ushort* ci = c16) CsrSpmm.Run(n, m, rp, ci, v, px, columns, py);
-            else fixed (int* ci = _wtIndex32) CsrSpmm.Run(n, m, rp, ci, v, px, columns, py);
-        }
-        FeatureMajor.To(xT, rows, n, dx, scale: dxScale);
     }
 
     /// <summary>

@@ -8,8 +8,18 @@ namespace NanoSparse.Nn.Parts;
 /// X takes their scalar tails, which measured 3–8x slower per column than padding (768×3072 at 50%, one thread:
 /// 8 rows 24 ms unpadded, 16 rows 3.1 ms).
 /// </summary>
-internal static class FeatureMajor
+public static class FeatureMajor
 {
+    /// <summary>
+    /// Token rows per panel: a layer's pass runs panel by panel (transpose in, product, transpose out), so the
+    /// feature-major copies stay cache-sized and SDDMM's operands (xᵀ: In × columns) fit L2 (768 × 256 floats =
+    /// 768 KiB) instead of streaming from memory once per nonzero (In × 2048 = 6 MiB).
+    /// </summary>
+    public static int PanelRows { get; set; } = 256;
+
+    /// <summary>Floats of one panel's feature-major copy of <paramref name="features"/> features for a call with <paramref name="rows"/> rows.</summary>
+    public static long PanelFloats(int rows, int features) => (long)Columns(Math.Min(rows, PanelRows)) * features;
+
     /// <summary>Columns of the feature-major copy of <paramref name="rows"/> token rows.</summary>
     public static int Columns(int rows) => (rows + 15) / 16 * 16;
 

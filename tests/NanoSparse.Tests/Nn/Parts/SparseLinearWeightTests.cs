@@ -8,7 +8,8 @@ namespace NanoSparse.Tests.Nn.Parts;
 /// <summary>
 /// Every sparse Linear weight layout against a masked-dense reference written here in double precision: forward
 /// (with and without bias and residual), dx (with and without dxScale, and aliasing x), dValues and dBias (both
-/// accumulated), for rows 1, 3, 13 and 64 (13: transposes with partial 8×8 tiles) on one and two threads; central finite differences on a tiny case; ToDense
+/// accumulated), for rows 1, 3, 13, 40 and 64 (13: transposes with partial 8×8 tiles; 40 in panels of 16: a padded
+/// last panel) on one and two threads; central finite differences on a tiny case; ToDense
 /// round trips. A layout is one line in <see cref="Layouts"/> plus its case in <see cref="Make"/>.
 /// </summary>
 [Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
@@ -106,16 +107,18 @@ public class SparseLinearWeightTests
         const int outFeatures = 48, inFeatures = 64;
         var (w, values, dense) = Make(layout, outFeatures, inFeatures, 11);
         var positions = Positions(w);
-        int saved = KernelThreads.Max;
+        int saved = KernelThreads.Max, savedPanel = FeatureMajor.PanelRows;
         try
         {
             foreach (int threads in new[] { 1, 2 })
-            foreach (int rows in new[] { 1, 3, 13, 64 })
+            foreach (int panel in new[] { 256, 16 })
+            foreach (int rows in new[] { 1, 3, 13, 40, 64 })
             foreach (bool extras in new[] { false, true })
             foreach (bool alias in new[] { false, true })
             {
                 KernelThreads.Max = threads;
-                string at = $"{layout}, {threads} threads, rows {rows}, bias/residual/dxScale {extras}, dx aliasing x {alias}";
+                FeatureMajor.PanelRows = panel;
+                string at = $"{layout}, {threads} threads, panels of {panel} rows, rows {rows}, bias/residual/dxScale {extras}, dx aliasing x {alias}";
                 var rng = new Rng((ulong)(rows * 7 + threads + (extras ? 100 : 0) + (alias ? 1000 : 0)));
                 var x = RandomArray(rng, rows * inFeatures);
                 var bias = extras ? RandomArray(rng, outFeatures) : [];
@@ -194,7 +197,7 @@ public class SparseLinearWeightTests
                 if (!alias) Assert.Equal(xCopy, x);
             }
         }
-        finally { KernelThreads.Max = saved; }
+        finally { KernelThreads.Max = saved; FeatureMajor.PanelRows = savedPanel; }
     }
 
     [Theory]
