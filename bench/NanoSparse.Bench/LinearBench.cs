@@ -25,10 +25,11 @@ public static class LinearBench
         var roundsOpt = new Option<int>("--rounds") { Description = "rounds (every case once per round)", DefaultValueFactory = _ => 3 };
         var forwardOpt = new Option<bool>("--forward-only") { Description = "time the forward pass only, at every rows" };
         var partsOpt = new Option<bool>("--parts") { Description = "instead: time the pieces of the CSR layout's training pass (transposes, S·X, SDDMM, Wᵀ·dY) at each csr density" };
+        var cpuOpt = new Option<bool>("--cpu-time") { Description = "one-thread cases: time by the process's CPU time instead of the wall clock (steadier on a shared machine)" };
         var panelOpt = new Option<int?>("--panel-rows") { Description = "FeatureMajor.PanelRows for this run (token rows per transposed panel)" };
         var rowwiseOpt = new Option<int?>("--rowwise-max") { Description = "CsrLinearWeight.RowwiseMaxRows for this run (forward: SpMV per row up to this many rows)" };
         var command = new Command("linear", "sparse Linear weight layouts (csr, nm, bsr) forward+backward vs the dense Linear");
-        foreach (var o in new Option[] { shapesOpt, rowsOpt, threadsOpt, layoutsOpt, roundsOpt, forwardOpt, rowwiseOpt, partsOpt, panelOpt }) command.Options.Add(o);
+        foreach (var o in new Option[] { shapesOpt, rowsOpt, threadsOpt, layoutsOpt, roundsOpt, forwardOpt, rowwiseOpt, partsOpt, panelOpt, cpuOpt }) command.Options.Add(o);
         command.SetAction(r =>
         {
             int rounds = r.GetValue(roundsOpt);
@@ -38,11 +39,11 @@ public static class LinearBench
             if (r.GetValue(partsOpt))
             {
                 Parts(ParseShapes(r.GetValue(shapesOpt)!), ParseInts(r.GetValue(rowsOpt)!, "--rows"), ParseInts(r.GetValue(threadsOpt)!, "--threads-list"),
-                    r.GetValue(layoutsOpt)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+                    r.GetValue(layoutsOpt)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), r.GetValue(cpuOpt));
                 return 0;
             }
             Run(ParseShapes(r.GetValue(shapesOpt)!), ParseInts(r.GetValue(rowsOpt)!, "--rows"), ParseInts(r.GetValue(threadsOpt)!, "--threads-list"),
-                r.GetValue(layoutsOpt)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), rounds, r.GetValue(forwardOpt));
+                r.GetValue(layoutsOpt)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), rounds, r.GetValue(forwardOpt), r.GetValue(cpuOpt));
             return 0;
         });
         return command;
@@ -87,9 +88,9 @@ public static class LinearBench
 
     sealed record Case(string Label, int In, int Out, int Rows, int Threads, string Layout);
 
-    static void Run((int In, int Out)[] shapes, int[] rowsList, int[] threadsList, string[] layouts, int rounds, bool forwardOnly)
+    static void Run((int In, int Out)[] shapes, int[] rowsList, int[] threadsList, string[] layouts, int rounds, bool forwardOnly, bool cpuTime)
     {
-        Console.WriteLine($"bench linear: rounds {rounds}, RowwiseMaxRows {CsrLinearWeight.RowwiseMaxRows}, PanelRows {FeatureMajor.PanelRows}, processors {Environment.ProcessorCount}");
+        Console.WriteLine($"bench linear: {(cpuTime ? "CPU time (one-thread cases)" : "wall clock")}, rounds {rounds}, RowwiseMaxRows {CsrLinearWeight.RowwiseMaxRows}, PanelRows {FeatureMajor.PanelRows}, processors {Environment.ProcessorCount}");
         var cases = new List<Case>();
         foreach (var (inF, outF) in shapes)
             foreach (int rows in rowsList)
@@ -122,7 +123,7 @@ public static class LinearBench
                     {
                         Linear.Forward(y, x, wDense, bias, rows, inF, outF);
                         if (!fwdOnly) Linear.Backward(dx, dW, dBias, dy, x, wDense, rows, inF, outF);
-                    }, 2, 5, 0.05));
+                    }, 2, 5, 0.05, cpuTime && threads == 1));
                     foreach (var c in group)
                     {
                         var (w, values, sell) = Build(c.Layout, inF, outF, new Rng((ulong)(inF * 7 + outF)));
@@ -133,7 +134,7 @@ public static class LinearBench
                         {
                             w.Forward(y, x, values, bias, [], rows, workspace);
                             if (!fwdOnly) w.Backward(dx, dValues, dBias, dy, x, values, [], rows, workspace);
-                        }, 2, 5, 0.05));
+                        }, 2, 5, 0.05, cpuTime && threads == 1));
                         sparseTimes[c].Add(t);
                         denseTimes[c].Add(dense);
                     }
@@ -158,7 +159,7 @@ public static class LinearBench
     static double Median(double[] values) => BenchUtil.Median(values);
 
     /// <summary>The CSR layout's training pass piece by piece, through the public kernels (ms, median of 5).</summary>
-    static void Parts((int In, int Out)[] shapes, int[] rowsList, int[] threadsList, string[] layouts)
+    static void Parts((int In, int Out)[] shapes, int[] rowsList, int[] threadsList, string[] layouts, bool cpuTime)
     {
         int saved = KernelThreads.Max;
         try
@@ -179,7 +180,7 @@ public static class LinearBench
                 var yT = new float[rows * outF];
                 var y = new float[rows * outF];
                 var dW = new float[w.NonZeroCount];
-                double Ms(Action a) => 1e3 * Median(BenchUtil.TimePerCall(a, 1, 5, 0.05));
+                double Ms(Action a) => 1e3 * Median(BenchUtil.TimePerCall(a, 1, 5, 0.05, cpuTime && threads == 1));
                 double tx = Ms(() => Transpose.Run(x, inF, rows, xT));
                 double ty = Ms(() => Transpose.Run(yT, rows, outF, y));
                 double sx = Ms(() => CsrSpmm.Multiply(w, xT, rows, yT));
