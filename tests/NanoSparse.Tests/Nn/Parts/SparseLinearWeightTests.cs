@@ -202,6 +202,39 @@ public class SparseLinearWeightTests
 
     [Theory]
     [MemberData(nameof(Layouts))]
+    public void ForwardAndBackwardAllocateNothingAfterWarmUp(string layout)
+    {
+        var (w, values, _) = Make(layout, 48, 64, 31);
+        int saved = KernelThreads.Max;
+        try
+        {
+            foreach (int threads in new[] { 1, 2 })
+            foreach (int rows in new[] { 1, 40 })
+            {
+                KernelThreads.Max = threads;
+                var rng = new Rng(3);
+                var x = RandomArray(rng, rows * 64);
+                var dy = RandomArray(rng, rows * 48);
+                var y = new float[rows * 48];
+                var dx = new float[rows * 64];
+                var dValues = new float[w.StoredCount];
+                var dBias = new float[48];
+                var bias = RandomArray(rng, 48);
+                var workspace = new float[w.WorkspaceFloats(rows)];
+                void Step()
+                {
+                    w.Forward(y, x, values, bias, y, rows, workspace);
+                    w.Backward(dx, dValues, dBias, dy, x, values, x, rows, workspace);
+                }
+                Step();
+                Assert.Equal(0, Allocations.SteadyState(Step));
+            }
+        }
+        finally { KernelThreads.Max = saved; }
+    }
+
+    [Theory]
+    [MemberData(nameof(Layouts))]
     public void ResidualMayBeTheOutputItself(string layout)
     {
         const int outFeatures = 48, inFeatures = 64;
