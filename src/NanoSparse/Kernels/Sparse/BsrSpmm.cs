@@ -17,12 +17,16 @@ public static unsafe class BsrSpmm
 {
     const int Segment = 4096;
 
-    public static void Multiply(BsrMatrix s, ReadOnlySpan<float> x, int n, Span<float> y)
+    public static void Multiply(BsrMatrix s, ReadOnlySpan<float> x, int n, Span<float> y) => Multiply(s, s.Values, x, n, y);
+
+    /// <summary>As <see cref="Multiply(BsrMatrix, ReadOnlySpan{float}, int, Span{float})"/> with the block values taken from <paramref name="values"/> (S.Values' layout) instead of S.Values.</summary>
+    internal static void Multiply(BsrMatrix s, ReadOnlySpan<float> values, ReadOnlySpan<float> x, int n, Span<float> y)
     {
+        if (values.Length != s.Values.Length) throw new ArgumentException($"values has {values.Length} elements, expected the {s.Values.Length} block values", nameof(values));
         CsrSpmm.Check(s.Rows, s.Cols, x.Length, n, y.Length);
         if (s.Rows == 0 || n == 0) return;
         fixed (int* bp = s.BlockRowPointers)
-        fixed (float* v = s.Values, px = x, py = y)
+        fixed (float* v = values, px = x, py = y)
         {
             int[] idx32 = s.BlockColumnIndices32 ?? [];
             ushort[] idx16 = s.BlockColumnIndices16 ?? [];

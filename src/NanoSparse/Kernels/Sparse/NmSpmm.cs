@@ -19,22 +19,26 @@ public static unsafe class NmSpmm
     /// <summary>Longest row decoded at once (floats on the stack = 4 bytes each); longer rows run in segments.</summary>
     const int Segment = 4096;
 
-    public static void Multiply(NmSparseMatrix s, ReadOnlySpan<float> x, int n, Span<float> y)
+    public static void Multiply(NmSparseMatrix s, ReadOnlySpan<float> x, int n, Span<float> y) => Multiply(s, s.Values, x, n, y);
+
+    /// <summary>As <see cref="Multiply(NmSparseMatrix, ReadOnlySpan{float}, int, Span{float})"/> with S's kept values taken from <paramref name="values"/> (S.Values' layout) instead of S.Values.</summary>
+    internal static void Multiply(NmSparseMatrix s, ReadOnlySpan<float> values, ReadOnlySpan<float> x, int n, Span<float> y)
     {
+        if (values.Length != s.Values.Length) throw new ArgumentException($"values has {values.Length} elements, expected the {s.Values.Length} kept values", nameof(values));
         CsrSpmm.Check(s.Rows, s.Cols, x.Length, n, y.Length);
         if (s.Rows == 0 || n == 0) return;
         if (s.Cols == 0) { y.Slice(0, s.Rows * n).Clear(); return; }
         if (UseTiled24(s, n))
         {
-            MultiplyTiled24(s, x, n, y);
+            MultiplyTiled24(s, values, x, n, y);
             return;
         }
         if (UseBlocked24(s, n))
         {
-            MultiplyBlocked24(s, x, n, y);
+            MultiplyBlocked24(s, values, x, n, y);
             return;
         }
-        fixed (float* v = s.Values, px = x, py = y)
+        fixed (float* v = values, px = x, py = y)
         fixed (byte* idx = s.Indices)
         {
             var args = new Args
@@ -212,9 +216,9 @@ public static unsafe class NmSpmm
         public int Rows, K, N, Chunks;
     }
 
-    static void MultiplyTiled24(NmSparseMatrix s, ReadOnlySpan<float> x, int n, Span<float> y)
+    static void MultiplyTiled24(NmSparseMatrix s, ReadOnlySpan<float> values, ReadOnlySpan<float> x, int n, Span<float> y)
     {
-        fixed (float* v = s.Values, px = x, py = y)
+        fixed (float* v = values, px = x, py = y)
         fixed (byte* idx = s.Indices)
         {
             var args = new ArgsTiled24
@@ -308,7 +312,7 @@ public static unsafe class NmSpmm
         public int Rows, K, N, Np, Chunks;
     }
 
-    static void MultiplyBlocked24(NmSparseMatrix s, ReadOnlySpan<float> x, int n, Span<float> y)
+    static void MultiplyBlocked24(NmSparseMatrix s, ReadOnlySpan<float> values, ReadOnlySpan<float> x, int n, Span<float> y)
     {
         int k = s.Cols, groups = k / 4, np = (n + ColTile - 1) / ColTile * ColTile;
         // +16 floats: the packed X starts on a 64-byte boundary (an array is only 8/16-byte aligned), so each quad load
@@ -316,7 +320,7 @@ public static unsafe class NmSpmm
         long need = (long)groups * np * 4 + 16;
         if (_packedX is null || _packedX.Length < need) _packedX = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
         int blocks = s.Rows / RowBlock;
-        fixed (float* v = s.Values, px = x, py = y, xpArray = _packedX)
+        fixed (float* v = values, px = x, py = y, xpArray = _packedX)
         fixed (byte* idx = s.Indices)
         {
             float* xp = (float*)(((nint)xpArray + 63) & ~(nint)63);

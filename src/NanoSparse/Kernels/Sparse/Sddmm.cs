@@ -59,7 +59,7 @@ public static unsafe class Sddmm
     const int KBlock = 256;
     const int MaxBlockedRows = 16384;
 
-    static void Run<TIndex>(int rows, int cols, int* rp, TIndex* index, float* a, float* b, int d, float* output)
+    internal static void Run<TIndex>(int rows, int cols, int* rp, TIndex* index, float* a, float* b, int d, float* output)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
         if (rows == 0) return;

@@ -1,0 +1,155 @@
+using NanoSparse.Kernels;
+using NanoSparse.Kernels.Sparse;
+using NanoSparse.Numerics;
+using NanoSparse.Sparse;
+
+namespace NanoSparse.Nn.Parts;
+
+/// <summary>
+/// Block-sparse W (Out × In) in BSR with blocks of BlockRows × BlockCols (dividing Out and In). Stored values: the
+/// stored blocks in block-row order (block columns ascending), each dense row-major.
+/// Forward: yᵀ = W · xᵀ with BsrSpmm on the transposed activations (rows ≤ <see cref="CsrLinearWeight.RowwiseMaxRows"/>:
+/// one BsrSpmm SpMV per row). Backward: through the CSR layout over the stored blocks' elements (SDDMM for dW at
+/// every element of a stored block, CsrSpmm on Wᵀ for dx), its values gathered from and its dW scattered back to
+/// the block order through a fixed permutation (2·nnz moves per call).
+/// </summary>
+public sealed class BsrLinearWeight : ILinearWeight
+{
+    const string Name = "bsr";
+
+    readonly BsrMatrix _bsr;               // block structure; its Values array is not the model's values
+    readonly CsrLinearWeight _csr;         // every element of the stored blocks, in CSR order
+    readonly int[] _blockOrder;            // CSR entry q is stored value _blockOrder[q]
+
+    public string Layout => Name;
+    public int OutFeatures { get; }
+    public int InFeatures { get; }
+    public int StoredCount { get; }
+    public int BlockRows => _bsr.BlockRows;
+    public int BlockCols => _bsr.BlockCols;
+
+    BsrLinearWeight(BsrMatrix bsr)
+    {
+        _bsr = bsr;
+        OutFeatures = bsr.Rows;
+        InFeatures = bsr.Cols;
+        StoredCount = bsr.Values.Length;
+        int r = bsr.BlockRows, c = bsr.BlockCols;
+        var ones = new float[(long)OutFeatures * InFeatures];
+        _blockOrder = new int[StoredCount];
+        int q = 0;
+        for (int b = 0; b < bsr.BlockRowCount; b++)
+            for (int row = 0; row < r; row++)
+                for (int p = bsr.BlockRowPointers[b]; p < bsr.BlockRowPointers[b + 1]; p++)
+                {
+                    int column0 = bsr.BlockColumnIndex(p) * c;
+                    for (int s = 0; s < c; s++)
+                    {
+                        ones[(long)(b * r + row) * InFeatures + column0 + s] = 1;
+                        _blockOrder[q++] = p * r * c + row * c + s;
+                    }
+                }
+        _csr = CsrLinearWeight.FromDense(OutFeatures, InFeatures, ones).Weight;
+    }
+
+    static void CheckBlocks(int outFeatures, int inFeatures, int blockRows, int blockCols)
+    {
+        if (outFeatures < 1) throw new ArgumentOutOfRangeException(nameof(outFeatures), outFeatures, "out features must be at least 1");
+        if (inFeatures < 1) throw new ArgumentOutOfRangeException(nameof(inFeatures), inFeatures, "in features must be at least 1");
+        if (blockRows < 1 || outFeatures % blockRows != 0)
+            throw new ArgumentException($"BSR block rows must be positive and divide the out features {outFeatures}, got {blockRows}", nameof(blockRows));
+        if (blockCols < 1 || inFeatures % blockCols != 0)
+            throw new ArgumentException($"BSR block cols must be positive and divide the in features {inFeatures}, got {blockCols}", nameof(blockCols));
+    }
+
+    /// <summary>Every block of <paramref name="dense"/> holding a nonzero is stored (with its zeros); values in stored order.</summary>
+    public static (BsrLinearWeight Weight, float[] Values) FromDense(int outFeatures, int inFeatures, int blockRows, int blockCols, ReadOnlySpan<float> dense)
+    {
+        CheckBlocks(outFeatures, inFeatures, blockRows, blockCols);
+        if (dense.Length != (long)outFeatures * inFeatures)
+            throw new ArgumentException($"dense has {dense.Length} elements, expected out x in = {outFeatures} x {inFeatures} = {(long)outFeatures * inFeatures}", nameof(dense));
+        var bsr = BsrMatrix.FromDense(dense, outFeatures, inFeatures, blockRows, blockCols);
+        if (bsr.BlockCount == 0) throw new ArgumentException("dense has no nonzero: a BSR weight needs at least one block", nameof(dense));
+        return (new BsrLinearWeight(bsr), (float[])bsr.Values.Clone());
+    }
+
+    /// <summary>A uniformly random set of exactly round(density · blocks) blocks (at least one).</summary>
+    public static BsrLinearWeight Random(int outFeatures, int inFeatures, int blockRows, int blockCols, double density, Rng rng)
+    {
+        CheckBlocks(outFeatures, inFeatures, blockRows, blockCols);
+        ArgumentNullException.ThrowIfNull(rng);
+        if (!(density > 0 && density <= 1))
+            throw new ArgumentOutOfRangeException(nameof(density), density, "density must be in (0, 1]");
+        int blockRowCount = outFeatures / blockRows, blockColCount = inFeatures / blockCols;
+        long blocks = (long)blockRowCount * blockColCount;
+        var chosen = CsrLinearWeight.RandomSubset(blocks, Math.Max(1, (long)Math.Round(density * blocks)), rng);
+        var pointers = new int[blockRowCount + 1];
+        foreach (long b in chosen) pointers[b / blockColCount + 1]++;
+        for (int b = 0; b < blockRowCount; b++) pointers[b + 1] += pointers[b];
+        var columns = new int[chosen.Length];
+        for (int i = 0; i < chosen.Length; i++) columns[i] = (int)(chosen[i] % blockColCount);
+        var values = new float[checked(chosen.Length * blockRows * blockCols)];
+        var bsr = CsrMatrix.ShortIndicesFit(blockColCount)
+            ? new BsrMatrix(outFeatures, inFeatures, blockRows, blockCols, pointers, columns.Select(c => (ushort)c).ToArray(), values)
+            : new BsrMatrix(outFeatures, inFeatures, blockRows, blockCols, pointers, columns, values);
+        return new BsrLinearWeight(bsr);
+    }
+
+    /// <summary>values (StoredCount) = dense (Out × In) at the stored positions.</summary>
+    public void Gather(ReadOnlySpan<float> dense, Span<float> values)
+    {
+        LinearChecks.Values(this, values);
+        var csrValues = new float[StoredCount];
+        _csr.Gather(dense, csrValues);
+        for (int q = 0; q < csrValues.Length; q++) values[_blockOrder[q]] = csrValues[q];
+    }
+
+    public void ToDense(ReadOnlySpan<float> values, Span<float> dense)
+    {
+        LinearChecks.Values(this, values);
+        var csrValues = new float[StoredCount];
+        for (int q = 0; q < csrValues.Length; q++) csrValues[q] = values[_blockOrder[q]];
+        _csr.ToDense(csrValues, dense);
+    }
+
+    /// <summary>The CSR layout's workspace plus the values and dW in CSR order.</summary>
+    public long WorkspaceFloats(int rows) => _csr.WorkspaceFloats(rows) + 2L * StoredCount;
+
+    public void Forward(Span<float> y, ReadOnlySpan<float> x, ReadOnlySpan<float> values, ReadOnlySpan<float> bias,
+        ReadOnlySpan<float> residual, int rows, Span<float> workspace)
+    {
+        LinearChecks.Forward(this, y, x, values, bias, residual, rows, workspace);
+        if (rows == 0) return;
+        int n = InFeatures, m = OutFeatures;
+        if (rows <= CsrLinearWeight.RowwiseMaxRows)
+        {
+            var product = workspace.Slice(0, rows * m);
+            for (int t = 0; t < rows; t++)
+                BsrSpmm.Multiply(_bsr, values, x.Slice(t * n, n), 1, product.Slice(t * m, m));
+            LinearChecks.AddBiasResidual(y, product, bias, residual, rows, m);
+            return;
+        }
+        var xT = workspace.Slice(0, (int)FeatureMajor.PanelFloats(rows, n));              // (In, columns) per panel
+        var yT = workspace.Slice(xT.Length, (int)FeatureMajor.PanelFloats(rows, m));      // (Out, columns)
+        for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
+        {
+            int r = Math.Min(FeatureMajor.PanelRows, rows - t0), columns = FeatureMajor.Columns(r);
+            FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
+            BsrSpmm.Multiply(_bsr, values, xT.Slice(0, columns * n), columns, yT.Slice(0, columns * m));
+            FeatureMajor.To(yT, r, m, y.Slice(t0 * m, r * m), bias, residual.IsEmpty ? default : residual.Slice(t0 * m, r * m));
+        }
+    }
+
+    public void Backward(Span<float> dx, Span<float> dValues, Span<float> dBias, ReadOnlySpan<float> dy, ReadOnlySpan<float> x,
+        ReadOnlySpan<float> values, ReadOnlySpan<float> dxScale, int rows, Span<float> workspace)
+    {
+        LinearChecks.Backward(this, dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
+        long inner = _csr.WorkspaceFloats(rows);
+        var csrValues = workspace.Slice((int)inner, StoredCount);
+        var csrGrad = workspace.Slice((int)inner + StoredCount, StoredCount);
+        for (int q = 0; q < StoredCount; q++) csrValues[q] = values[_blockOrder[q]];
+        csrGrad.Clear();
+        _csr.Backward(dx, csrGrad, dBias, dy, x, csrValues, dxScale, rows, workspace.Slice(0, (int)inner));
+        for (int q = 0; q < StoredCount; q++) dValues[_blockOrder[q]] += csrGrad[q];
+    }
+}

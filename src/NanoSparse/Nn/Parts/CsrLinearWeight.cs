@@ -1,0 +1,300 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using NanoSparse.Kernels;
+using NanoSparse.Kernels.Sparse;
+using NanoSparse.Numerics;
+using NanoSparse.Sparse;
+
+namespace NanoSparse.Nn.Parts;
+
+/// <summary>
+/// Unstructured sparse W (Out × In) in CSR (16-bit column indices when In ≤ 65536). The stored values are W's
+/// nonzeros in CSR order (row-major, columns ascending within a row); the layout keeps only the structure.
+/// <para>
+/// The CSR kernels take X feature-major (K × N), while activations are row-major (rows × features), so:
+///   forward   yᵀ (Out × rows) = W · xᵀ           CsrSpmm on xᵀ, transposed into the workspace; yᵀ transposed back
+///                                                with bias and residual added in the same pass;
+///             at rows ≤ <see cref="RowwiseMaxRows"/>: one SpMV per row of x instead (no transposes).
+///   backward  dW = (dyᵀ · x) at W's entries      SDDMM of dyᵀ (Out × rows) and xᵀ (In × rows), D = rows;
+///             dBias += row sums of dyᵀ;
+///             dxᵀ (In × rows) = Wᵀ · dyᵀ         CsrSpmm on a CSR copy of Wᵀ's structure (made once), its values
+///                                                gathered from the values span each call (nnz floats, a few % of the
+///                                                product at training sizes); transposed back with dxScale applied.
+///   decode    (rows = 1) SpMV; after <see cref="PrepareForInference"/> a SELL copy (SellSpmm, one permute fetches x
+///             for 16 rows) while the values still match the ones it was made from.
+/// </para>
+/// Every call's scratch lives in the workspace; the layout holds no per-call state, so data-parallel shards may call
+/// it concurrently (except <see cref="PrepareForInference"/>).
+/// </summary>
+public sealed unsafe class CsrLinearWeight : ILinearWeight
+{
+    const string Name = "csr";
+
+    readonly CsrMatrix _w;                 // W's structure; its Values hold the values given to PrepareForInference
+    readonly int[] _wtPointers;            // Wᵀ (In × Out) in CSR: row pointers (In + 1)
+    readonly ushort[]? _wtIndex16;         // Wᵀ's column indices (rows of W), 16-bit when Out ≤ 65536
+    readonly int[]? _wtIndex32;
+    readonly int[] _wtSource;              // entry q of Wᵀ is entry _wtSource[q] of W
+
+    SellMatrix? _sell;                     // decode copy made by PrepareForInference (null: none, or invalidated)
+    nint _sellValuesAddress;
+    float[] _sellFingerprint = [];
+
+    public string Layout => Name;
+    public int OutFeatures { get; }
+    public int InFeatures { get; }
+    public int StoredCount { get; }
+    public double Density => (double)StoredCount / ((double)OutFeatures * InFeatures);
+
+    /// <summary>W's structure (row pointers, column indices); its Values array is not the model's values.</summary>
+    public CsrMatrix Structure => _w;
+
+    /// <summary>
+    /// Forward at this many rows or fewer runs one SpMV per row on x as it is (also the N:M and BSR layouts); more rows
+    /// go through the transposes (padded to 16 columns) and the S·X kernel. Measured with `bench linear --forward-only
+    /// --rowwise-max R` (768×3072, one thread, 50% dense): row-wise 2 rows 3.2 ms, 4 rows 6.4 ms, against 3.1 ms for
+    /// 16 rows through CsrSpmm, so only rows = 1 (decode) is row-wise by default.
+    /// </summary>
+    public static int RowwiseMaxRows { get; set; } = 1;
+
+    /// <summary>
+    /// From W's CSR structure: row pointers (Out + 1) and column indices (nnz), sorted and unique within each row.
+    /// A broken invariant throws <see cref="SparseFormatException"/> (an ArgumentException) naming it.
+    /// </summary>
+    public CsrLinearWeight(int outFeatures, int inFeatures, int[] rowPointers, int[] columnIndices)
+        : this(CsrMatrix.Create(Positive(outFeatures, nameof(outFeatures)), Positive(inFeatures, nameof(inFeatures)),
+            rowPointers, columnIndices, new float[columnIndices.Length]))
+    {
+    }
+
+    CsrLinearWeight(CsrMatrix structure)
+    {
+        _w = structure;
+        OutFeatures = structure.Rows;
+        InFeatures = structure.Cols;
+        StoredCount = structure.NonZeroCount;
+        // Wᵀ's structure by a counting sort of W's entries by column; rows of W come out ascending within each column.
+        int nnz = StoredCount;
+        _wtPointers = new int[InFeatures + 1];
+        for (int p = 0; p < nnz; p++) _wtPointers[_w.ColumnIndex(p) + 1]++;
+        for (int j = 0; j < InFeatures; j++) _wtPointers[j + 1] += _wtPointers[j];
+        var next = (int[])_wtPointers.Clone();
+        _wtSource = new int[nnz];
+        bool narrow = CsrMatrix.ShortIndicesFit(OutFeatures);
+        if (narrow) _wtIndex16 = new ushort[nnz]; else _wtIndex32 = new int[nnz];
+        for (int o = 0; o < OutFeatures; o++)
+            for (int p = _w.RowPointers[o]; p < _w.RowPointers[o + 1]; p++)
+            {
+                int q = next[_w.ColumnIndex(p)]++;
+                _wtSource[q] = p;
+                if (narrow) _wtIndex16![q] = (ushort)o; else _wtIndex32![q] = o;
+            }
+    }
+
+    static int Positive(int value, string name) =>
+        value >= 1 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be at least 1");
+
+    /// <summary>The pattern of <paramref name="dense"/> (Out × In, row-major): its nonzeros, whose values are returned in CSR order.</summary>
+    public static (CsrLinearWeight Weight, float[] Values) FromDense(int outFeatures, int inFeatures, ReadOnlySpan<float> dense)
+    {
+        Positive(outFeatures, nameof(outFeatures));
+        Positive(inFeatures, nameof(inFeatures));
+        if (dense.Length != (long)outFeatures * inFeatures)
+            throw new ArgumentException($"dense has {dense.Length} elements, expected out x in = {outFeatures} x {inFeatures} = {(long)outFeatures * inFeatures}", nameof(dense));
+        var csr = CsrMatrix.FromDense(dense, outFeatures, inFeatures);
+        var values = (float[])csr.Values.Clone();
+        return (new CsrLinearWeight(csr), values);
+    }
+
+    /// <summary>
+    /// A uniformly random pattern with exactly round(density · Out · In) entries (a random subset of all positions,
+    /// drawn by a partial Fisher–Yates shuffle of the cells; rows end up with binomially distributed lengths).
+    /// </summary>
+    public static CsrLinearWeight Random(int outFeatures, int inFeatures, double density, Rng rng)
+    {
+        Positive(outFeatures, nameof(outFeatures));
+        Positive(inFeatures, nameof(inFeatures));
+        ArgumentNullException.ThrowIfNull(rng);
+        if (!(density > 0 && density <= 1))
+            throw new ArgumentOutOfRangeException(nameof(density), density, "density must be in (0, 1]");
+        long cells = (long)outFeatures * inFeatures;
+        long count = Math.Max(1, (long)Math.Round(density * cells));
+        var chosen = RandomSubset(cells, count, rng);
+        var rowPointers = new int[outFeatures + 1];
+        foreach (long c in chosen) rowPointers[c / inFeatures + 1]++;
+        for (int o = 0; o < outFeatures; o++) rowPointers[o + 1] += rowPointers[o];
+        var columns = new int[chosen.Length];
+        for (int i = 0; i < chosen.Length; i++) columns[i] = (int)(chosen[i] % inFeatures);   // chosen is sorted: row-major order
+        return new CsrLinearWeight(outFeatures, inFeatures, rowPointers, columns);
+    }
+
+    /// <summary><paramref name="count"/> distinct cells of [0, cells), sorted; a sparse Fisher–Yates over a dictionary of swaps.</summary>
+    internal static long[] RandomSubset(long cells, long count, Rng rng)
+    {
+        if (count > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(count), count, "at most 2^31 - 1 stored values");
+        var swapped = new Dictionary<long, long>();
+        var result = new long[count];
+        for (long i = 0; i < count; i++)
+        {
+            long j = i + rng.NextInt64(cells - i);
+            long atJ = swapped.TryGetValue(j, out long vj) ? vj : j;
+            long atI = swapped.TryGetValue(i, out long vi) ? vi : i;
+            swapped[j] = atI;
+            result[i] = atJ;
+        }
+        Array.Sort(result);
+        return result;
+    }
+
+    /// <summary>values (StoredCount) = dense (Out × In) at the stored positions.</summary>
+    public void Gather(ReadOnlySpan<float> dense, Span<float> values)
+    {
+        CheckValues(values.Length);
+        if (dense.Length != (long)OutFeatures * InFeatures)
+            throw new ArgumentException($"dense has {dense.Length} elements, expected out x in = {OutFeatures} x {InFeatures}", nameof(dense));
+        for (int o = 0; o < OutFeatures; o++)
+            for (int p = _w.RowPointers[o]; p < _w.RowPointers[o + 1]; p++)
+                values[p] = dense[o * InFeatures + _w.ColumnIndex(p)];
+    }
+
+    public void ToDense(ReadOnlySpan<float> values, Span<float> dense)
+    {
+        CheckValues(values.Length);
+        if (dense.Length != (long)OutFeatures * InFeatures)
+            throw new ArgumentException($"dense has {dense.Length} elements, expected out x in = {OutFeatures} x {InFeatures}", nameof(dense));
+        dense.Clear();
+        for (int o = 0; o < OutFeatures; o++)
+            for (int p = _w.RowPointers[o]; p < _w.RowPointers[o + 1]; p++)
+                dense[o * InFeatures + _w.ColumnIndex(p)] = values[p];
+    }
+
+    internal void CheckValues(int length)
+    {
+        if (length != StoredCount)
+            throw new ArgumentException($"{Name} weight ({OutFeatures}x{InFeatures}): values span has {length} elements, expected the stored count {StoredCount}", "values");
+    }
+
+    /// <summary>One panel of feature-major x and y (or dy), and 2·nnz floats (backward: one panel's dW, Wᵀ's values).</summary>
+    public long WorkspaceFloats(int rows) => FeatureMajor.PanelFloats(rows, InFeatures) + FeatureMajor.PanelFloats(rows, OutFeatures) + 2L * StoredCount;
+
+    public void Forward(Span<float> y, ReadOnlySpan<float> x, ReadOnlySpan<float> values, ReadOnlySpan<float> bias,
+        ReadOnlySpan<float> residual, int rows, Span<float> workspace)
+    {
+        LinearChecks.Forward(this, y, x, values, bias, residual, rows, workspace);
+        if (rows == 0) return;
+        int n = InFeatures, m = OutFeatures;
+        if (rows == 1 && _sell is { } sell && SellMatches(values))
+        {
+            var product = workspace.Slice(0, m);
+            SellSpmm.Multiply(sell, x.Slice(0, n), 1, product);
+            LinearChecks.AddBiasResidual(y, product, bias, residual, 1, m);
+            return;
+        }
+        if (rows <= RowwiseMaxRows)
+        {
+            // One SpMV per row, on x's rows as they are: at a handful of rows the two transposes cost more than
+            // reading W's indices once per row.
+            var product = workspace.Slice(0, rows * m);
+            fixed (float* v = values, px = x, py = product)
+                for (int t = 0; t < rows; t++)
+                    Multiply(v, px + (long)t * n, 1, py + (long)t * m);
+            LinearChecks.AddBiasResidual(y, product, bias, residual, rows, m);
+            return;
+        }
+        var xT = workspace.Slice(0, (int)FeatureMajor.PanelFloats(rows, n));   // (In, columns) per panel
+        var yT = workspace.Slice(xT.Length, (int)FeatureMajor.PanelFloats(rows, m));   // (Out, columns)
+        for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
+        {
+            int r = Math.Min(FeatureMajor.PanelRows, rows - t0), columns = FeatureMajor.Columns(r);
+            FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
+            fixed (float* v = values, px = xT, py = yT)
+                Multiply(v, px, columns, py);
+            FeatureMajor.To(yT, r, m, y.Slice(t0 * m, r * m), bias, residual.IsEmpty ? default : residual.Slice(t0 * m, r * m));
+        }
+    }
+
+    /// <summary>yᵀ (Out × cols) = W · xᵀ (In × cols) with W's values from <paramref name="values"/>.</summary>
+    void Multiply(float* values, float* xT, int cols, float* yT)
+    {
+        fixed (int* rp = _w.RowPointers)
+        {
+            if (_w.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) CsrSpmm.Run(OutFeatures, InFeatures, rp, ci, values, xT, cols, yT);
+            else fixed (int* ci = _w.ColumnIndices32) CsrSpmm.Run(OutFeatures, InFeatures, rp, ci, values, xT, cols, yT);
+        }
+    }
+
+    public void Backward(Span<float> dx, Span<float> dValues, Span<float> dBias, ReadOnlySpan<float> dy, ReadOnlySpan<float> x,
+        ReadOnlySpan<float> values, ReadOnlySpan<float> dxScale, int rows, Span<float> workspace)
+    {
+        LinearChecks.Backward(this, dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
+        _sell = null;   // training: values are about to change
+        if (rows == 0) return;
+        int n = InFeatures, m = OutFeatures, nnz = StoredCount;
+        var xT = workspace.Slice(0, (int)FeatureMajor.PanelFloats(rows, n));            // (In, columns) per panel; later dxᵀ
+        var dyT = workspace.Slice(xT.Length, (int)FeatureMajor.PanelFloats(rows, m));   // (Out, columns)
+        var gradient = workspace.Slice(xT.Length + dyT.Length, nnz);               // dW at the entries, one panel
+        var transposed = workspace.Slice(xT.Length + dyT.Length + nnz, nnz);      // Wᵀ's values (its own order)
+        if (!dx.IsEmpty)
+            for (int q = 0; q < transposed.Length; q++) transposed[q] = values[_wtSource[q]];
+        for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
+        {
+            int r = Math.Min(FeatureMajor.PanelRows, rows - t0), columns = FeatureMajor.Columns(r);
+            FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
+            FeatureMajor.From(dy.Slice(t0 * m, r * m), r, m, dyT);
+            // In the forward pass this was: y[t, o] = Σ_j W[o, j]·x[t, j], so dW[o, j] = Σ_t dy[t, o]·x[t, j] at the entries.
+            fixed (int* rp = _w.RowPointers)
+            fixed (float* a = dyT, b = xT, output = gradient)
+            {
+                if (_w.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
+                else fixed (int* ci = _w.ColumnIndices32) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
+            }
+            TensorPrimitives.Add(dValues, gradient, dValues);
+            if (!dBias.IsEmpty)
+                for (int o = 0; o < m; o++) dBias[o] += TensorPrimitives.Sum(dyT.Slice(o * columns, r));
+            if (dx.IsEmpty) continue;
+            // dx[t, j] = Σ_o dy[t, o]·W[o, j]: dxᵀ = Wᵀ · dyᵀ. dx may alias x: this panel's rows of x are in xT already.
+            fixed (int* rp = _wtPointers)
+            fixed (float* v = transposed, px = dyT, py = xT)
+            {
+                if (_wtIndex16 is { } c16) fixed (ushort* ci = c16) CsrSpmm.Run(n, m, rp, ci, v, px, columns, py);
+                else fixed (int* ci = _wtIndex32) CsrSpmm.Run(n, m, rp, ci, v, px, columns, py);
+            }
+            FeatureMajor.To(xT, r, n, dx.Slice(t0 * n, r * n), scale: dxScale.IsEmpty ? default : dxScale.Slice(t0 * n, r * n));
+        }
+    }
+
+    /// <summary>
+    /// Builds the SELL copy used for rows = 1 from these values (inference: they no longer change). It is used while
+    /// the values span passed to Forward is the same memory and a sample of 64 of its values is unchanged; Backward
+    /// drops it. After changing values in place by other means (pruning), call this again.
+    /// </summary>
+    public void PrepareForInference(ReadOnlySpan<float> values)
+    {
+        CheckValues(values.Length);
+        values.CopyTo(_w.Values);
+        _sell = SellMatrix.FromCsr(_w);
+        _sellValuesAddress = Address(values);
+        _sellFingerprint = Fingerprint(values);
+    }
+
+    static nint Address(ReadOnlySpan<float> values) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(values));
+
+    float[] Fingerprint(ReadOnlySpan<float> values)
+    {
+        int count = Math.Min(64, values.Length);
+        var sample = new float[count];
+        for (int i = 0; i < count; i++) sample[i] = values[(int)((long)i * values.Length / count)];
+        return sample;
+    }
+
+    bool SellMatches(ReadOnlySpan<float> values)
+    {
+        if (Address(values) != _sellValuesAddress) return false;
+        var sample = _sellFingerprint;
+        for (int i = 0; i < sample.Length; i++)
+            if (BitConverter.SingleToInt32Bits(values[(int)((long)i * values.Length / sample.Length)]) != BitConverter.SingleToInt32Bits(sample[i]))
+                return false;
+        return true;
+    }
+}

@@ -1,0 +1,131 @@
+using NanoSparse.Kernels;
+using NanoSparse.Kernels.Sparse;
+using NanoSparse.Numerics;
+using NanoSparse.Sparse;
+
+namespace NanoSparse.Nn.Parts;
+
+/// <summary>
+/// N:M semi-structured W (Out × In): along the reduction dimension In, every group of M consecutive inputs of an
+/// output row keeps exactly N weights (2:4, 1:4, 2:8, 4:8; N &lt; M, M divides In). Stored values: N per group,
+/// row-major, ascending input index within a group, which is also W's CSR order, so the backward pass is the CSR
+/// layout's (SDDMM for dW at the kept positions, CsrSpmm on Wᵀ's structure for dx) over the same values span.
+/// Forward: yᵀ = W · xᵀ with NmSpmm (2:4 has its own tiled/register-blocked paths and a permute-based SpMV); at
+/// rows ≤ <see cref="CsrLinearWeight.RowwiseMaxRows"/> one NmSpmm SpMV per row of x, without transposes.
+/// </summary>
+public sealed class NmLinearWeight : ILinearWeight
+{
+    const string Name = "nm";
+
+    readonly NmSparseMatrix _nm;           // the in-group indices; its Values array is not the model's values
+    readonly CsrLinearWeight _csr;         // the same positions in CSR (same value order): backward and ToDense
+
+    public string Layout => Name;
+    public int OutFeatures { get; }
+    public int InFeatures { get; }
+    public int StoredCount { get; }
+    public int N => _nm.N;
+    public int M => _nm.M;
+
+    NmLinearWeight(NmSparseMatrix nm)
+    {
+        _nm = nm;
+        OutFeatures = nm.Rows;
+        InFeatures = nm.Cols;
+        StoredCount = checked((int)nm.SlotCount);
+        // The kept positions as a 0/1 matrix (explicit zeros included: they are stored values that training updates).
+        var ones = new float[(long)OutFeatures * InFeatures];
+        int groups = nm.GroupsPerRow;
+        for (int o = 0; o < OutFeatures; o++)
+            for (int g = 0; g < groups; g++)
+                for (int s = 0; s < nm.N; s++)
+                    ones[(long)o * InFeatures + g * nm.M + nm.Index(((long)o * groups + g) * nm.N + s)] = 1;
+        _csr = CsrLinearWeight.FromDense(OutFeatures, InFeatures, ones).Weight;
+        if (_csr.StoredCount != StoredCount)
+            throw new InvalidOperationException($"N:M pattern gave {_csr.StoredCount} CSR entries for {StoredCount} slots");
+    }
+
+    static void CheckPattern(int outFeatures, int inFeatures, int n, int m)
+    {
+        if (outFeatures < 1) throw new ArgumentOutOfRangeException(nameof(outFeatures), outFeatures, "out features must be at least 1");
+        if (inFeatures < 1) throw new ArgumentOutOfRangeException(nameof(inFeatures), inFeatures, "in features must be at least 1");
+        if (m < 2 || m > 256)
+            throw new ArgumentOutOfRangeException(nameof(m), m, $"N:M group size M must be in [2, 256], got M = {m}");
+        if (n < 1 || n >= m)
+            throw new ArgumentOutOfRangeException(nameof(n), n, $"N:M kept count N must be in [1, M - 1] = [1, {m - 1}], got N = {n}");
+        if (inFeatures % m != 0)
+            throw new ArgumentException($"N:M {n}:{m}: M = {m} must divide the in features (the reduction dimension), got in = {inFeatures}", nameof(inFeatures));
+    }
+
+    /// <summary>
+    /// The N:M pattern of <paramref name="dense"/> (Out × In): every group of M inputs must hold at most N nonzeros
+    /// (a group with fewer keeps explicit zeros at its first free positions). Returns the values in stored order.
+    /// </summary>
+    public static (NmLinearWeight Weight, float[] Values) FromDense(int outFeatures, int inFeatures, int n, int m, ReadOnlySpan<float> dense)
+    {
+        CheckPattern(outFeatures, inFeatures, n, m);
+        if (dense.Length != (long)outFeatures * inFeatures)
+            throw new ArgumentException($"dense has {dense.Length} elements, expected out x in = {outFeatures} x {inFeatures} = {(long)outFeatures * inFeatures}", nameof(dense));
+        var nm = NmSparseMatrix.FromDense(dense, outFeatures, inFeatures, n, m);
+        return (new NmLinearWeight(nm), (float[])nm.Values.Clone());
+    }
+
+    /// <summary>Each group of M inputs keeps N positions drawn uniformly (a partial Fisher–Yates shuffle of the group).</summary>
+    public static NmLinearWeight Random(int outFeatures, int inFeatures, int n, int m, Rng rng)
+    {
+        CheckPattern(outFeatures, inFeatures, n, m);
+        ArgumentNullException.ThrowIfNull(rng);
+        var ones = new float[(long)outFeatures * inFeatures];
+        Span<int> order = stackalloc int[m];
+        for (long g0 = 0; g0 < ones.Length; g0 += m)
+        {
+            for (int j = 0; j < m; j++) order[j] = j;
+            for (int s = 0; s < n; s++)
+            {
+                int pick = s + rng.NextInt(m - s);
+                (order[s], order[pick]) = (order[pick], order[s]);
+                ones[g0 + order[s]] = 1;
+            }
+        }
+        return new NmLinearWeight(NmSparseMatrix.FromDense(ones, outFeatures, inFeatures, n, m));
+    }
+
+    /// <summary>values (StoredCount) = dense (Out × In) at the stored positions.</summary>
+    public void Gather(ReadOnlySpan<float> dense, Span<float> values) => _csr.Gather(dense, values);
+
+    public void ToDense(ReadOnlySpan<float> values, Span<float> dense) => _csr.ToDense(values, dense);
+
+    public long WorkspaceFloats(int rows) => _csr.WorkspaceFloats(rows);
+
+    public void Forward(Span<float> y, ReadOnlySpan<float> x, ReadOnlySpan<float> values, ReadOnlySpan<float> bias,
+        ReadOnlySpan<float> residual, int rows, Span<float> workspace)
+    {
+        LinearChecks.Forward(this, y, x, values, bias, residual, rows, workspace);
+        if (rows == 0) return;
+        int n = InFeatures, m = OutFeatures;
+        if (rows <= CsrLinearWeight.RowwiseMaxRows)
+        {
+            var product = workspace.Slice(0, rows * m);
+            for (int t = 0; t < rows; t++)
+                NmSpmm.Multiply(_nm, values, x.Slice(t * n, n), 1, product.Slice(t * m, m));
+            LinearChecks.AddBiasResidual(y, product, bias, residual, rows, m);
+            return;
+        }
+        var xT = workspace.Slice(0, (int)FeatureMajor.PanelFloats(rows, n));              // (In, columns) per panel
+        var yT = workspace.Slice(xT.Length, (int)FeatureMajor.PanelFloats(rows, m));      // (Out, columns)
+        for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
+        {
+            int r = Math.Min(FeatureMajor.PanelRows, rows - t0), columns = FeatureMajor.Columns(r);
+            FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
+            NmSpmm.Multiply(_nm, values, xT.Slice(0, columns * n), columns, yT.Slice(0, columns * m));
+            FeatureMajor.To(yT, r, m, y.Slice(t0 * m, r * m), bias, residual.IsEmpty ? default : residual.Slice(t0 * m, r * m));
+        }
+    }
+
+    public void Backward(Span<float> dx, Span<float> dValues, Span<float> dBias, ReadOnlySpan<float> dy, ReadOnlySpan<float> x,
+        ReadOnlySpan<float> values, ReadOnlySpan<float> dxScale, int rows, Span<float> workspace)
+    {
+        LinearChecks.Backward(this, dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
+        _csr.Backward(dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
+    }
+}
