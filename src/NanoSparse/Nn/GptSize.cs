@@ -59,9 +59,8 @@ public static class GptSize
              + N * C + 2 * N               // ln_f and its statistics
              + N * d.V                     // logits
              + 2 * N                       // cross-entropy log-partition and losses
-             + 4 * N * C + N * C           // GELU output scratch, residual gradient
-             + (d.Dropout ? N * C : 0)
-             + N * C + 3 * N * C;          // dc, dqkv
+             + 2 * N * C                   // the residual stream's gradient and a branch's
+             + N * (4 * C + (d.Dropout ? C : 0));   // the parts' shared scratch: the MLP's (N, 4C) gradient (+ dropout's (N, C))
     }
 
     /// <summary>
