@@ -527,7 +527,7 @@ public static class SparseKernelsBench
             Console.WriteLine($"{"shape",-10} {"N",4} {"kernel",-6} {"routine",-7} {"in-process ms",13} {"NumPy ms",9} {"ratio",6} {"min ratio",9}");
             foreach (var c in checks)
                 Console.WriteLine($"{c.M + "x" + c.K,-10} {c.N,4} {c.Kernel,-6} {c.Routine,-7} {c.InProcessMs,13:F4} {c.NumPyMs,9:F4} {c.Ratio,6:F2} {Fmt(c.MinRatio),9}{(c.Within ? "" : "  <- outside")}");
-            Console.WriteLine("ratio = in-process ms / NumPy ms (medians; the check); min ratio = the same from the fastest samples (near 1 while the ratio is not: the machine's load, not the routine)");
+            Console.WriteLine("ratio = in-process ms / NumPy ms (medians; the check); min ratio = the same from the fastest samples (near 1 while the ratio is not: the machine's load, not the routine; the in-process side samples before every kernel row, so with many rows its fastest sample comes from more tries)");
         }
         foreach (var c in checks.Where(c => !c.Within)) warnings.Add(c.Warning);
         foreach (var w in warnings) Console.WriteLine(w);
