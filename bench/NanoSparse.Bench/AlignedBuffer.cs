@@ -5,7 +5,7 @@ namespace NanoSparse.Bench;
 /// <summary>
 /// Floats whose first element sits on a 64-byte boundary (one cache line, one AVX-512 vector), in a pinned array so the
 /// offset stays valid. The dense yardstick's operands live in these, as the Python peer's do: OpenBLAS's sger measured
-/// 1.45–1.6x slower on rows that start mid-line (768×768: 0.031 against 0.044–0.045 ms; 768×3072: 0.12–0.13 against
+/// 1.4–1.65x slower on rows that start mid-line (768×768: 0.031 against 0.043–0.045 ms; 768×3072: 0.12–0.13 against
 /// 0.20–0.21 ms; one thread, fastest of 25 samples, the same library from Python), and a .NET array's elements start
 /// 16 bytes past an 8-byte-aligned header, so most arrays are misaligned.
 /// </summary>

@@ -310,7 +310,7 @@ public static class SparseKernelsBench
     /// </summary>
     sealed class DenseBlas(int m, int k, int n, float[] dense, float[] xSource, float[] xtSource, int reps)
     {
-        readonly AlignedBuffer s = new(dense), x = new(xSource), xt = new(xtSource);
+        readonly AlignedBuffer _s = new(dense), _x = new(xSource), _xt = new(xtSource);
         readonly AlignedBuffer _y = new((int)Math.Max((long)m * n, Math.Max((long)k * n, (long)m * k)));
         readonly Dictionary<string, List<double>> _pools = new() { ["S·X"] = [], ["Sᵀ·X"] = [], ["SDDMM"] = [] };
 
@@ -325,20 +325,20 @@ public static class SparseKernelsBench
         /// N = 1: sgemv for S·x and Sᵀ·x' (as NumPy's S @ x with a 1-D x, and torch.mv), and for SDDMM the rank-1
         /// update G += x'·xᵀ by sger. That is how a dense layer forms its weight gradient at batch 1 (it accumulates
         /// into the gradient, so no zeroing pass is owed), and it was the fastest dense way to get all M·K products:
-        /// SciPy's sger into a kept array against sgemm with k = 1 and beta = 0 (which zeroes C, then adds into it),
-        /// fastest samples of 15 on the shared machine, 2 threads, Cooperlake kernels: 768×768 0.027–0.030 against
-        /// 0.032 ms, 3072×768 0.14–0.72 against 0.73–1.77 ms, 768×3072 0.18–0.35 against 1.37–4.7 ms.
+        /// SciPy's sger into a kept array against sgemm with inner dimension 1 and beta = 0 (which zeroes C, then adds
+        /// into it), fastest samples of 15 on the shared machine, 2 threads, Cooperlake kernels: 768×768 0.027–0.030
+        /// against 0.032 ms, 3072×768 0.14–0.72 against 0.73–1.77 ms, 768×3072 0.18–0.35 against 1.37–4.7 ms.
         /// </summary>
         public void Sample(string kernel)
         {
             Action run = (kernel, n) switch
             {
-                ("Sᵀ·X", 1) => () => OpenBlas.Sgemv(true, m, k, s, xt, _y),
-                ("SDDMM", 1) => () => OpenBlas.Sger(m, k, xt, x, _y),
-                (_, 1) => () => OpenBlas.Sgemv(false, m, k, s, x, _y),
-                ("Sᵀ·X", _) => () => OpenBlas.Sgemm(true, false, k, n, m, s, k, xt, n, _y, n),
-                ("SDDMM", _) => () => OpenBlas.Sgemm(false, true, m, k, n, xt, n, x, n, _y, k),
-                _ => () => OpenBlas.Sgemm(false, false, m, n, k, s, k, x, n, _y, n),
+                ("Sᵀ·X", 1) => () => OpenBlas.Sgemv(true, m, k, _s, _xt, _y),
+                ("SDDMM", 1) => () => OpenBlas.Sger(m, k, _xt, _x, _y),
+                (_, 1) => () => OpenBlas.Sgemv(false, m, k, _s, _x, _y),
+                ("Sᵀ·X", _) => () => OpenBlas.Sgemm(true, false, k, n, m, _s, k, _xt, n, _y, n),
+                ("SDDMM", _) => () => OpenBlas.Sgemm(false, true, m, k, n, _xt, n, _x, n, _y, k),
+                _ => () => OpenBlas.Sgemm(false, false, m, n, k, _s, k, _x, n, _y, n),
             };
             Settle.Before("openblas");
             var (median, min) = MedianAndMin(run, reps);
@@ -517,7 +517,7 @@ public static class SparseKernelsBench
             Console.WriteLine($"{"shape",-10} {"N",4} {"kernel",-6} {"routine",-7} {"in-process ms",13} {"NumPy ms",9} {"ratio",6} {"min ratio",9}");
             foreach (var c in checks)
                 Console.WriteLine($"{c.M + "x" + c.K,-10} {c.N,4} {c.Kernel,-6} {c.Routine,-7} {c.InProcessMs,13:F4} {c.NumPyMs,9:F4} {c.Ratio,6:F2} {Fmt(c.MinRatio),9}{(c.Within ? "" : "  <- outside")}");
-            Console.WriteLine("ratio = in-process ms / NumPy ms (medians; the check); min ratio = the same from the fastest samples (near 1 while the ratio is not: the machine's load, not the routine)");
+            Console.WriteLine("ratio = in-process ms / NumPy ms (medians; the check); min ratio = the same from the fastest samples (near 1 while the ratio is not: the machine's load, not the routine; the in-process side samples before every kernel row, so with many rows its fastest sample comes from more tries)");
         }
         foreach (var c in checks.Where(c => !c.Within)) warnings.Add(c.Warning);
         foreach (var w in warnings) Console.WriteLine(w);

@@ -69,7 +69,7 @@ def load(path, dtype, shape=None):
 
 def aligned(shape, order="C", fill=None):
     """A float32 array whose data starts on a 64-byte boundary, as the bench's in-process yardstick operands
-    (AlignedBuffer.cs): OpenBLAS's sger measured 1.45-1.6x slower on misaligned rows, and NumPy's own alignment of a
+    (AlignedBuffer.cs): OpenBLAS's sger measured 1.4-1.65x slower on misaligned rows, and NumPy's own alignment of a
     large array depends on the allocator."""
     size = int(np.prod(shape))
     buf = np.empty(size + 16, np.float32)
