@@ -91,9 +91,17 @@ public sealed class NmLinearWeight : ILinearWeight
     }
 
     /// <summary>values (StoredCount) = dense (Out × In) at the stored positions.</summary>
-    public void Gather(ReadOnlySpan<float> dense, Span<float> values) => _csr.Gather(dense, values);
+    public void Gather(ReadOnlySpan<float> dense, Span<float> values)
+    {
+        LinearChecks.Values(this, values);   // errors name this layout, not the CSR copy
+        _csr.Gather(dense, values);
+    }
 
-    public void ToDense(ReadOnlySpan<float> values, Span<float> dense) => _csr.ToDense(values, dense);
+    public void ToDense(ReadOnlySpan<float> values, Span<float> dense)
+    {
+        LinearChecks.Values(this, values);
+        _csr.ToDense(values, dense);
+    }
 
     public long WorkspaceFloats(int rows) => _csr.WorkspaceFloats(rows);
 
