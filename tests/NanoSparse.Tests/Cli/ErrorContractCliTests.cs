@@ -182,7 +182,7 @@ public sealed class ErrorContractCliTests : IDisposable
                 tensors.Add(new SafeTensor(info.Name, info.Shape, d));
             }
         SafeTensors.Write(model, tensors);
-        foreach (var args in new[] { new[] { "sample", "--checkpoint", _data.Run("tied"), "--tokens", "3" }, ["eval", "--checkpoint", _data.Run("tied")] })
+        foreach (var args in new[] { new[] { "sample", "--checkpoint", _data.Run("tied"), "--tokens", "3" }, ["eval", "--checkpoint", _data.Run("tied")], ["inspect", "--checkpoint", _data.Run("tied")] })
         {
             r = Run(args);
             Assert.Equal(1, r.Code);
