@@ -171,14 +171,17 @@ public static class GptSize
         Check(d with { T = 0, B = 0 }, GptUse.Evaluation, ModelKeys(c), "", availableBytes: 0, threads: 1);
     }
 
-    /// <summary>The model's own fields as keys (block_size only when it is not the sequence length's key too).</summary>
-    public static List<Key> ModelKeys(GptConfig c, bool includeBlockSize = true)
+    /// <summary>
+    /// The model's own fields as keys (block_size only when it is not the sequence length's key too);
+    /// <paramref name="vocabName"/> names vocab_size where it comes from another file (a dataset's meta.json).
+    /// </summary>
+    public static List<Key> ModelKeys(GptConfig c, bool includeBlockSize = true, string vocabName = "vocab_size")
     {
         var keys = new List<Key>
         {
             new("n_layer", c.NLayer, (d, v) => d with { L = v }),
             new("n_embd", c.NEmbd, (d, v) => d with { C = v }),
-            new("vocab_size", c.VocabSize, (d, v) => d with { V = v }),
+            new(vocabName, c.VocabSize, (d, v) => d with { V = v }),
         };
         if (includeBlockSize) keys.Add(new("block_size", c.BlockSize, (d, v) => d with { BlockSize = v }));
         return keys;
