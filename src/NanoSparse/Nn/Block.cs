@@ -1,5 +1,6 @@
 using NanoSparse.Kernels;
 using NanoSparse.Nn.Parts;
+using NanoSparse.Numerics;
 
 namespace NanoSparse.Nn;
 
@@ -31,8 +32,28 @@ public sealed class Block
         _y = layout.Activation(C);
     }
 
-    static ILinearWeight Weight(GptConfig config, int layer, string name, int outFeatures, int inFeatures) =>
-        LinearWeightLayouts.Create(config.WeightLayout(layer, name), LinearWeightSpec.Full(outFeatures, inFeatures));
+    // A layout that draws its pattern gets an Rng seeded from the weight's state_dict name, so one config always
+    // builds the same patterns.
+    static ILinearWeight Weight(GptConfig config, int layer, string name, int outFeatures, int inFeatures)
+    {
+        string parameter = $"transformer.h.{layer}.{name}.weight", layout = config.WeightLayout(layer, name);
+        try
+        {
+            return LinearWeightLayouts.Create(layout, LinearWeightSpec.Full(outFeatures, inFeatures) with { Rng = new Rng(PatternSeed(parameter)) });
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"weight_layouts: {parameter} ({outFeatures}, {inFeatures}) as \"{layout}\": {e.Message}", e);
+        }
+    }
+
+    // FNV-1a (64-bit) of the name: a seed that stays the same across runs and .NET versions (string.GetHashCode does not).
+    static ulong PatternSeed(string name)
+    {
+        ulong h = 14695981039346656037UL;
+        foreach (char c in name) h = (h ^ c) * 1099511628211UL;
+        return h;
+    }
 
     public int Layer { get; }
     public IAttention Attention { get; }

@@ -4,9 +4,11 @@ namespace NanoSparse.Nn.Parts;
 public delegate ILinearWeight LinearWeightFactory(LinearWeightSpec spec);
 
 /// <summary>
-/// The registry of Linear weight layouts by name, the names configs use (GptConfig.WeightLayouts). A new layout is
-/// one class implementing <see cref="ILinearWeight"/> plus one line in <see cref="Factories"/>; code outside the
-/// library (and tests) can add one with <see cref="Register"/>.
+/// The registry of Linear weight layouts by name. Configs (GptConfig.WeightLayouts) name a layout with a layout
+/// string, its registered name optionally followed by the layout's own parameters: "dense", "csr:0.1", "nm:2:4";
+/// the factory receives them as <see cref="LinearWeightSpec.Arguments"/>. A new layout is one class implementing
+/// <see cref="ILinearWeight"/> plus one line in <see cref="Factories"/>; code outside the library (and tests) can add
+/// one with <see cref="Register"/>.
 /// </summary>
 public static class LinearWeightLayouts
 {
@@ -14,8 +16,18 @@ public static class LinearWeightLayouts
 
     static readonly Dictionary<string, LinearWeightFactory> Factories = new()
     {
-        [Dense] = spec => new DenseLinearWeight(spec.OutFeatures, spec.InFeatures),
+        [Dense] = spec => spec.Arguments.Count == 0
+            ? new DenseLinearWeight(spec.OutFeatures, spec.InFeatures)
+            : throw new ArgumentException($"weight layout \"dense\" takes no parameters, got \"{string.Join(':', spec.Arguments)}\""),
     };
+
+    /// <summary>Splits a layout string into its registered name and its parameters: "nm:2:4" → ("nm", ["2", "4"]).</summary>
+    public static (string Name, string[] Arguments) Parse(string layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        int colon = layout.IndexOf(':');
+        return colon < 0 ? (layout, []) : (layout[..colon], layout[(colon + 1)..].Split(':'));
+    }
 
     /// <summary>The registered names, in registration order.</summary>
     public static IReadOnlyList<string> Names
@@ -23,31 +35,39 @@ public static class LinearWeightLayouts
         get { lock (Factories) return Factories.Keys.ToArray(); }
     }
 
-    public static bool IsRegistered(string name)
+    /// <summary>Whether the name of a layout string ("csr" of "csr:0.1") is registered.</summary>
+    public static bool IsRegistered(string layout)
     {
-        if (name is null) return false;
+        if (layout is null) return false;
+        string name = Parse(layout).Name;
         lock (Factories) return Factories.ContainsKey(name);
     }
 
-    /// <summary>Adds a layout under a new name (a name already registered is refused).</summary>
+    /// <summary>Adds a layout under a new name (a name already registered, or one with a ':', is refused).</summary>
     public static void Register(string name, LinearWeightFactory factory)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        if (name.Contains(':')) throw new ArgumentException($"weight layout name \"{name}\" must not contain ':' (it separates the parameters)", nameof(name));
         ArgumentNullException.ThrowIfNull(factory);
         lock (Factories)
             if (!Factories.TryAdd(name, factory))
                 throw new ArgumentException($"weight layout \"{name}\" is already registered", nameof(name));
     }
 
-    /// <summary>The layout <paramref name="name"/> built from <paramref name="spec"/>.</summary>
-    public static ILinearWeight Create(string name, LinearWeightSpec spec)
+    /// <summary>
+    /// The layout a layout string names ("dense", "csr:0.1", ...) built from <paramref name="spec"/>; the string's
+    /// parameters, when it has any, replace the spec's <see cref="LinearWeightSpec.Arguments"/>.
+    /// </summary>
+    public static ILinearWeight Create(string layout, LinearWeightSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        if (layout is null) throw new ArgumentNullException(nameof(layout));
+        var (name, arguments) = Parse(layout);
         LinearWeightFactory? factory;
         lock (Factories)
-            if (name is null || !Factories.TryGetValue(name, out factory))
-                throw new ArgumentException($"weight layout \"{name}\" is not one of: {string.Join(", ", Factories.Keys)}", nameof(name));
-        var weight = factory(spec);
+            if (!Factories.TryGetValue(name, out factory))
+                throw new ArgumentException($"weight layout \"{layout}\": \"{name}\" is not one of: {string.Join(", ", Factories.Keys)}", nameof(layout));
+        var weight = factory(arguments.Length > 0 ? spec with { Arguments = arguments } : spec);
         if (weight.OutFeatures != spec.OutFeatures || weight.InFeatures != spec.InFeatures)
             throw new InvalidOperationException($"layout \"{name}\" built a ({weight.OutFeatures}, {weight.InFeatures}) weight for a ({spec.OutFeatures}, {spec.InFeatures}) spec");
         return weight;

@@ -6,7 +6,9 @@ namespace NanoSparse.Nn.Parts;
 /// What a Linear weight layout is built from: its shape (Out, In) and where its stored positions come from, either
 ///   a pattern: a dense (Out, In) matrix whose nonzeros are the positions to store (e.g. a pruned dense weight), or
 ///   a density: the fraction of the Out·In positions to store, drawn with <see cref="Rng"/> (sparse from scratch).
-/// The dense layout stores every position whatever the spec says.
+/// The layout's own parameters (N and M of N:M, a block shape, a density) come from the layout string a config names,
+/// "name:arg:arg" ("csr:0.1", "nm:2:4", "bsr:4x4:0.25"): <see cref="Arguments"/>. The dense layout stores every
+/// position whatever the spec says.
 /// </summary>
 public sealed record LinearWeightSpec
 {
@@ -16,8 +18,10 @@ public sealed record LinearWeightSpec
     public ReadOnlyMemory<float> Pattern { get; init; }
     /// <summary>Fraction of positions stored, in (0, 1]; used when <see cref="Pattern"/> is empty.</summary>
     public double Density { get; init; } = 1.0;
-    /// <summary>Draws the positions when built from a density below 1.</summary>
+    /// <summary>Draws the positions when they are drawn (a density, or a layout's own random pattern).</summary>
     public Rng? Rng { get; init; }
+    /// <summary>The layout string's parameters after its name: "nm:2:4" gives ["2", "4"]; empty for a bare name.</summary>
+    public IReadOnlyList<string> Arguments { get; init; } = [];
 
     public bool HasPattern => !Pattern.IsEmpty;
 
