@@ -6,7 +6,15 @@ optimizer.step(), optimizer.zero_grad(set_to_none=True).
 Data loading is excluded: the random token batches are made before timing starts and iteration i uses
 batch i % len(batches), so both sides time only the step.
 
-Run: env -u OPENBLAS_CORETYPE /usr/bin/python3 bench/peers/train_torch.py --preset baby --threads 2 --iters 20
+Threads: torch 1.13 on Debian has two pools. --threads is torch's own (torch.set_num_threads, OpenMP); every
+matmul runs on OpenBLAS's pool instead, sized only by OPENBLAS_NUM_THREADS in the environment (default: every
+core). `nanosparse bench train` sets both, as OMP_NUM_THREADS / OPENBLAS_NUM_THREADS do for nanoGPT's train.py.
+
+Warm-up: the first iterations of a step this size page-fault fresh memory (glibc malloc raises its mmap
+threshold only as large blocks are freed), so the step's steady speed, which train.py's log shows, comes
+after a few of them; the default warm-up is 5 (train.py's MFU skips 5 too).
+
+Run: env -u OPENBLAS_CORETYPE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=2 /usr/bin/python3 bench/peers/train_torch.py --preset baby --threads 1 --iters 20
 """
 
 import argparse
@@ -41,7 +49,7 @@ def main():
     ap.add_argument("--preset", choices=sorted(PRESETS), default="baby")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=20, help="timed iterations")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
     ap.add_argument("--vocab", type=int, default=BROWN_CHAR_VOCAB)
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--gemm-size", type=int, default=1024, help="n of the n*n*n torch.mm reference rate (0: skip)")
@@ -95,6 +103,7 @@ def main():
                 "preset": args.preset,
                 "threads": args.threads,
                 "torch_threads": torch.get_num_threads(),
+                "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
                 "batch_size": B,
                 "block_size": T,
                 "vocab_size": args.vocab,
