@@ -79,9 +79,9 @@ public static class TrainBench
         return command;
     }
 
-    /// <summary>Untimed iterations before the timed ones. Measured on the 2-core machine (issue 16): PyTorch's small
-    /// step spends its first 3-4 iterations page-faulting fresh memory (1.9x, 1.35x, 1.0x of the steady step's CPU time
-    /// in iterations 2-4 at batch 8), so one warm-up iteration timed the start-up, not the loop.</summary>
+    /// <summary>Untimed iterations before the timed ones. A fresh PyTorch process page-faults its memory in over its first
+    /// 3-4 steps (issue 16, small widths at batch 32, train.py: 20.0, 15.5, 11.9, 11.1 CPU-s in iterations 1-4), so one
+    /// warm-up iteration timed the start-up; nanoGPT's train.py also skips 5 before it reports MFU.</summary>
     public const int DefaultWarmup = 5;
 
     public sealed record Options(ModelPreset Preset, int Iters, int Warmup, int[] Threads, int Vocab, int GemmSize, string Python, bool RunPeer,
@@ -128,7 +128,7 @@ public static class TrainBench
         AnsiConsole.MarkupLine($"[bold]bench train[/] preset [cyan]{p.Name}[/]: n_layer {p.NLayer}, n_head {p.NHead}, n_embd {p.NEmbd}, " +
                                $"block {T}, batch {B}, vocab {options.Vocab}, dropout {p.Dropout}; {options.Iters} iters after {options.Warmup} warm-up, " +
                                $"{options.Rounds} round(s) of every contender in turn; " +
-                               "random batches made before timing (data loading excluded on both sides)");
+                               "random batches made before timing for NanoSparse and the peer (data loading excluded)");
 
         var gpt = new Gpt(config, B, T);
         gpt.InitializeWeights(1337);
