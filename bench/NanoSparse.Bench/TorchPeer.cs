@@ -46,7 +46,8 @@ public static class TorchPeer
     /// <summary>
     /// The environment that sets PyTorch's two thread pools on Debian's torch 1.13: OMP_NUM_THREADS is torch's
     /// intra-op pool (OpenMP; what torch.set_num_threads changes), OPENBLAS_NUM_THREADS is OpenBLAS's own pool, which
-    /// runs every matmul and which torch.set_num_threads does not change.
+    /// runs every matmul and which torch.set_num_threads does not change (OpenBLAS falls back to OMP_NUM_THREADS, then
+    /// to every core, when it is unset).
     /// </summary>
     public static Dictionary<string, string?> ThreadEnvironment(int torchThreads, int blasThreads) => new()
     {

@@ -30,7 +30,7 @@ public static class TrainBench
         var warmup = new Option<int?>("--warmup")
         {
             Description = $"untimed iterations first, every contender (default {DefaultWarmup}: a PyTorch step reaches its steady " +
-                          "speed only after the first few, as glibc's malloc settles; train.py's MFU skips 5 too)",
+                          "speed only after its first few page-fault their memory in; train.py's MFU skips 5 too)",
         };
         var threads = new Option<int[]>("--threads")
         {

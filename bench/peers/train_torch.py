@@ -7,12 +7,14 @@ Data loading is excluded: the random token batches are made before timing starts
 batch i % len(batches), so both sides time only the step.
 
 Threads: torch 1.13 on Debian has two pools. --threads is torch's own (torch.set_num_threads, OpenMP); every
-matmul runs on OpenBLAS's pool instead, sized only by OPENBLAS_NUM_THREADS in the environment (default: every
-core). `nanosparse bench train` sets both, as OMP_NUM_THREADS / OPENBLAS_NUM_THREADS do for nanoGPT's train.py.
+matmul runs on OpenBLAS's pool instead, sized at start-up by OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS, else
+every core, and not by torch.set_num_threads. With neither variable set (a plain `python train.py`) torch runs one
+thread per physical core and OpenBLAS one per logical core: torch 1 / BLAS 2 on the 2-core development machine.
+`nanosparse bench train` sets both variables, for this script and for nanoGPT's train.py alike.
 
-Warm-up: the first iterations of a step this size page-fault fresh memory (glibc malloc raises its mmap
-threshold only as large blocks are freed), so the step's steady speed, which train.py's log shows, comes
-after a few of them; the default warm-up is 5 (train.py's MFU skips 5 too).
+Warm-up: a fresh process's first iterations page-fault their memory in (measured on small's widths: minor
+faults and system time fall for 3-4 iterations), so the step's steady speed, which train.py's log shows,
+comes after a few of them; the default warm-up is 5 (train.py's MFU skips 5 too).
 
 Run: env -u OPENBLAS_CORETYPE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=2 /usr/bin/python3 bench/peers/train_torch.py --preset baby --threads 1 --iters 20
 """
