@@ -79,9 +79,10 @@ public static class TrainBench
         return command;
     }
 
-    /// <summary>Untimed iterations before the timed ones. A fresh PyTorch process page-faults its memory in over its first
-    /// 3-4 steps (issue 16, small widths at batch 32, train.py: 20.0, 15.5, 11.9, 11.1 CPU-s in iterations 1-4), so one
-    /// warm-up iteration timed the start-up; nanoGPT's train.py also skips 5 before it reports MFU.</summary>
+    /// <summary>Untimed iterations before the timed ones (run by the same loop that is timed, see train_torch.py). A fresh
+    /// PyTorch process page-faults its memory in over its first 3-4 steps (issue 16, small widths at batch 32, train.py:
+    /// 20.0, 15.5, 11.9, 11.1 CPU-s in iterations 1-4), so one warm-up iteration timed the start-up; nanoGPT's train.py
+    /// also skips 5 before it reports MFU.</summary>
     public const int DefaultWarmup = 5;
 
     public sealed record Options(ModelPreset Preset, int Iters, int Warmup, int[] Threads, int Vocab, int GemmSize, string Python, bool RunPeer,
