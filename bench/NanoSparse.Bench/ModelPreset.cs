@@ -32,6 +32,26 @@ public sealed record ModelPreset(string Name, int NLayer, int NHead, int NEmbd, 
     };
 
     /// <summary>
+    /// The preset as nanoGPT train.py's <c>--key=value</c> overrides: model shape, batch, dropout, bias and the optimizer
+    /// (constant learning rate, as the benchmark's step uses). configurator.py literal_evals each value and asserts it has
+    /// the default's type, so floats always carry a decimal point and booleans are Python's True/False.
+    /// </summary>
+    public List<string> NanoGptOverrides() =>
+    [
+        $"--batch_size={BatchSize}", $"--block_size={BlockSize}", $"--n_layer={NLayer}", $"--n_head={NHead}", $"--n_embd={NEmbd}",
+        $"--dropout={PythonFloat(Dropout)}", $"--bias={(Bias ? "True" : "False")}", "--gradient_accumulation_steps=1",
+        $"--learning_rate={PythonFloat(LearningRate)}", "--decay_lr=False", $"--beta1={PythonFloat(Beta1)}", $"--beta2={PythonFloat(Beta2)}",
+        $"--weight_decay={PythonFloat(WeightDecay)}", $"--grad_clip={PythonFloat(GradClip)}",
+    ];
+
+    /// <summary>A float as a Python float literal: the shortest round-trip digits, with ".0" added to an integral value.</summary>
+    public static string PythonFloat(float value)
+    {
+        var s = value.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        return s.Contains('.') || s.Contains('E') || s.Contains('e') || s.Contains("Infinity") || s.Contains("NaN") ? s : s + ".0";
+    }
+
+    /// <summary>
     /// nanoGPT's estimate_mfu FLOPs per token of forward + backward: 6·N + 12·L·H·Q·T, with N the parameter count less
     /// the position embedding (nanoGPT's get_num_params(non_embedding=True)) and Q the head size.
     /// </summary>

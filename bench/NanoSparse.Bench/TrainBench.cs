@@ -11,8 +11,11 @@ namespace NanoSparse.Bench;
 
 /// <summary>
 /// <c>nanosparse bench train</c>: the training step of a preset (forward + backward + gradient clipping + AdamW step),
-/// NanoSparse beside PyTorch running nanoGPT's loop body (bench/peers/train_torch.py) in the same run, same shapes,
-/// same thread counts. Data loading is excluded on both sides: random token batches are made before timing.
+/// NanoSparse beside PyTorch running nanoGPT's loop body (bench/peers/train_torch.py) in the same run, same shapes.
+/// PyTorch has two thread pools (its own intra-op pool and OpenBLAS's, which runs the matmuls); the peer runs at every
+/// pair (torch threads, BLAS threads) of the --threads counts and its best counts as "PyTorch best". With
+/// <c>--nanogpt DIR</c>, nanoGPT's own train.py from that checkout runs at the same pairs too (<see cref="NanoGptTrainPy"/>).
+/// Data loading is excluded from NanoSparse and the peer: random token batches are made before timing.
 /// Prints ms/iter, tokens/s and achieved GFLOP/s (nanoGPT's 6N + 12·L·H·Q·T FLOPs per token), the ratio
 /// NanoSparse / PyTorch of the best ms/iter (target ≤ 0.5), and the step's rate as a fraction of dense sgemm
 /// measured in the same run.
@@ -24,10 +27,14 @@ public static class TrainBench
         var preset = new Option<string>("--preset") { Description = "model and batch shape: baby or small", DefaultValueFactory = _ => "baby" };
         preset.AcceptOnlyFromAmong(ModelPreset.Names);
         var iters = new Option<int?>("--iters") { Description = "timed iterations per contender (default: baby 20, small 3)" };
-        var warmup = new Option<int?>("--warmup") { Description = "untimed iterations first (default: baby 2, small 1)" };
+        var warmup = new Option<int?>("--warmup")
+        {
+            Description = $"untimed iterations first, every contender (default {DefaultWarmup}: a PyTorch step reaches its steady " +
+                          "speed only after its first few page-fault their memory in; train.py's MFU skips 5 too)",
+        };
         var threads = new Option<int[]>("--threads")
         {
-            Description = "thread counts to measure, each for both contenders (default: 1 2)",
+            Description = "thread counts to measure: NanoSparse at each, PyTorch at each pair (torch threads, OpenBLAS threads) (default: 1 2)",
             DefaultValueFactory = _ => [1, 2],
             AllowMultipleArgumentsPerToken = true,
         };
@@ -36,6 +43,11 @@ public static class TrainBench
         var json = new Option<FileInfo?>("--json") { Description = "also write the results to this JSON file" };
         var python = new Option<string>("--python") { Description = "Python with torch for the peer", DefaultValueFactory = _ => TorchPeer.DefaultPython };
         var noPeer = new Option<bool>("--no-peer") { Description = "measure NanoSparse only" };
+        var nanoGpt = new Option<DirectoryInfo?>("--nanogpt")
+        {
+            Description = "a karpathy/nanoGPT checkout: also run its own train.py (cpu, float32, no compile) on a random dataset " +
+                          "at every thread pair and print its ms/iter beside the peer's",
+        };
         var rounds = new Option<int?>("--rounds")
         {
             Description = "measure every contender this many times in turn, each time --iters iterations; a figure is the " +
@@ -44,20 +56,21 @@ public static class TrainBench
         };
 
         var command = new Command("train", "training step ms/iter: NanoSparse vs PyTorch (nanoGPT loop), same preset and threads");
-        foreach (var o in new Option[] { preset, iters, warmup, threads, vocab, gemmSize, json, python, noPeer, rounds }) command.Options.Add(o);
+        foreach (var o in new Option[] { preset, iters, warmup, threads, vocab, gemmSize, json, python, noPeer, nanoGpt, rounds }) command.Options.Add(o);
         command.SetAction(parseResult =>
         {
             var p = ModelPreset.Get(parseResult.GetValue(preset)!);
             var options = new Options(
                 p,
                 parseResult.GetValue(iters) ?? (p == ModelPreset.Small ? 3 : 20),
-                parseResult.GetValue(warmup) ?? (p == ModelPreset.Small ? 1 : 2),
+                parseResult.GetValue(warmup) ?? DefaultWarmup,
                 parseResult.GetValue(threads) ?? [1, 2],
                 parseResult.GetValue(vocab) ?? ModelPreset.DefaultVocab(),
                 parseResult.GetValue(gemmSize),
                 parseResult.GetValue(python)!,
                 !parseResult.GetValue(noPeer),
-                parseResult.GetValue(rounds) ?? (p == ModelPreset.Small ? 1 : 5));
+                parseResult.GetValue(rounds) ?? (p == ModelPreset.Small ? 1 : 5),
+                parseResult.GetValue(nanoGpt)?.ToString());
             var result = Run(options);
             var file = parseResult.GetValue(json);
             if (file != null) WriteJson(file.FullName, result);
@@ -66,8 +79,14 @@ public static class TrainBench
         return command;
     }
 
+    /// <summary>Untimed iterations before the timed ones (run by the same loop that is timed, see train_torch.py). A fresh
+    /// PyTorch process page-faults its memory in over its first 3-4 steps (issue 16, small widths at batch 32, train.py:
+    /// 20.0, 15.5, 11.9, 11.1 CPU-s in iterations 1-4), so one warm-up iteration timed the start-up; nanoGPT's train.py
+    /// also skips 5 before it reports MFU.</summary>
+    public const int DefaultWarmup = 5;
+
     public sealed record Options(ModelPreset Preset, int Iters, int Warmup, int[] Threads, int Vocab, int GemmSize, string Python, bool RunPeer,
-        int Rounds = 1)
+        int Rounds = 1, string? NanoGptDir = null)
     {
         public void Validate()
         {
@@ -82,10 +101,27 @@ public static class TrainBench
             if (GemmSize < 1) throw new ArgumentException($"--gemm-size ({GemmSize}) must be at least 1");
             BenchUtil.CheckRange("--gemm-size", GemmSize, 1, BenchUtil.MaxSquareSide, "an n×n matrix must fit one array");
             BenchUtil.CheckVocab("--vocab", Preset.ToConfig(Vocab), Preset.BatchSize, Preset.BlockSize, NanoSparse.Nn.GptUse.Training);
+            if (NanoGptDir != null)
+            {
+                NanoGptTrainPy.CheckDirectory(NanoGptDir);
+                if (Vocab > 65536) throw new ArgumentException($"--vocab ({Vocab}) must be at most 65536 with --nanogpt (uint16 token files)");
+            }
         }
+
+        /// <summary>The (torch threads, BLAS threads) pairs PyTorch runs at: every pair of the --threads counts.</summary>
+        public (int Torch, int Blas)[] ThreadPairs() =>
+            Threads.Distinct().SelectMany(t => Threads.Distinct().Select(b => (t, b))).ToArray();
     }
 
-    public sealed record Measurement(string Contender, int Threads, double[] IterationsMs, double MedianMs, double TokensPerSecond, double Gflops, double AllocatedBytesPerIter);
+    public const string NanoSparseName = "NanoSparse", PeerName = "PyTorch peer", NanoGptName = "nanoGPT train.py";
+
+    /// <summary>One contender at one thread setting; <paramref name="BlasThreads"/> is OpenBLAS's pool for PyTorch
+    /// (equal to <paramref name="Threads"/> for NanoSparse, which has one pool).</summary>
+    public sealed record Measurement(string Contender, int Threads, int BlasThreads, double[] IterationsMs, double MedianMs, double TokensPerSecond,
+        double Gflops, double AllocatedBytesPerIter)
+    {
+        public string Setting => Contender == NanoSparseName ? $"{Threads}" : $"torch {Threads} / BLAS {BlasThreads}";
+    }
 
     public static JsonObject Run(Options options)
     {
@@ -98,13 +134,24 @@ public static class TrainBench
         AnsiConsole.MarkupLine($"[bold]bench train[/] preset [cyan]{p.Name}[/]: n_layer {p.NLayer}, n_head {p.NHead}, n_embd {p.NEmbd}, " +
                                $"block {T}, batch {B}, vocab {options.Vocab}, dropout {p.Dropout}; {options.Iters} iters after {options.Warmup} warm-up, " +
                                $"{options.Rounds} round(s) of every contender in turn; " +
-                               "random batches made before timing (data loading excluded on both sides)");
+                               "random batches made before timing for NanoSparse and the peer (data loading excluded)");
 
         var gpt = new Gpt(config, B, T);
         gpt.InitializeWeights(1337);
         double flopsPerToken = ModelPreset.FlopsPerToken(gpt.ParameterCount, config, T);
         double flopsPerIter = flopsPerToken * tokens;
         AnsiConsole.MarkupLine($"parameters {gpt.ParameterCount:N0}; {flopsPerIter / 1e9:F2} GFLOP per iteration ({flopsPerToken / 1e6:F2} MFLOP/token)");
+
+        string? nanoGptDir = options.NanoGptDir == null ? null : NanoGptTrainPy.CheckDirectory(options.NanoGptDir);
+        string? scratch = null;
+        string? datasetDir = null;
+        if (nanoGptDir != null)
+        {
+            scratch = Path.Combine(Path.GetTempPath(), $"nanosparse-nanogpt-{Environment.ProcessId}-{Guid.NewGuid():N}");
+            datasetDir = NanoGptTrainPy.PrepareDataset(scratch, options.Vocab);
+            AnsiConsole.MarkupLine($"nanoGPT train.py from [cyan]{Markup.Escape(nanoGptDir)}[/] on random tokens in {Markup.Escape(datasetDir)} " +
+                                   "(its times include get_batch; iteration 0, with start-up and one eval batch, is never timed)");
+        }
 
         var rounds = new List<Measurement>();
         var sgemm = new Dictionary<int, double>();
@@ -119,19 +166,34 @@ public static class TrainBench
                     KernelThreads.Max = threads;
                     if (round == 0) sgemm[threads] = SgemmGflops(options.GemmSize);
                     rounds.Add(MeasureNanoSparse(gpt, options, threads, flopsPerIter));
-                    if (options.RunPeer) rounds.Add(MeasurePyTorch(options, threads, flopsPerToken, threads, round == 0));
                 }
-                // PyTorch's default on Debian with torch.set_num_threads(1): its own ops on one thread, OpenBLAS's GEMMs on
-                // every core. Often its fastest setting for small models, so it is measured too and counts as a peer.
-                if (options.RunPeer && options.Threads.Max() > 1)
-                    rounds.Add(MeasurePyTorch(options, 1, flopsPerToken, options.Threads.Max(), round == 0));
+                foreach (var (torchThreads, blasThreads) in options.ThreadPairs())
+                {
+                    // the peer and train.py at the same pair back to back, so that the machine's drift meets both alike
+                    if (options.RunPeer) rounds.Add(MeasurePyTorch(options, torchThreads, blasThreads, flopsPerToken, round == 0));
+                    if (nanoGptDir != null)
+                        rounds.Add(MeasureNanoGpt(options, nanoGptDir, datasetDir!, Path.Combine(scratch!, "out"), torchThreads, blasThreads, flopsPerToken));
+                }
             }
         }
-        finally { KernelThreads.Max = savedMax; }
+        finally
+        {
+            KernelThreads.Max = savedMax;
+            if (scratch != null) TryDelete(scratch);
+        }
         var measurements = MergeRounds(rounds);
 
         Render(measurements, sgemm, options);
         return ToJson(options, config, gpt.ParameterCount, flopsPerIter, measurements, sgemm);
+    }
+
+    static void TryDelete(string dir)
+    {
+        try { Directory.Delete(dir, recursive: true); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            AnsiConsole.MarkupLine($"[yellow]warning:[/] could not delete {Markup.Escape(dir)}: {Markup.Escape(e.Message)}");
+        }
     }
 
     /// <summary>
@@ -192,42 +254,54 @@ public static class TrainBench
         }
         double allocPerIter = (GC.GetAllocatedBytesForCurrentThread() - allocated) / (double)options.Iters;
         double median = Median(times);
-        return new Measurement("NanoSparse", threads, times, median, B * T / (median / 1e3), flopsPerIter / (median / 1e3) / 1e9, allocPerIter);
+        return new Measurement(NanoSparseName, threads, threads, times, median, B * T / (median / 1e3), flopsPerIter / (median / 1e3) / 1e9, allocPerIter);
     }
 
-    /// <summary>One row per (contender, threads): the timed iterations of all its rounds and their median; rates
-    /// scale with the median; allocation is the largest of any round.</summary>
+    /// <summary>One row per (contender, threads, BLAS threads): the timed iterations of all its rounds and their median;
+    /// rates scale with the median; allocation is the largest of any round.</summary>
     static List<Measurement> MergeRounds(List<Measurement> rounds) =>
-        rounds.GroupBy(m => (m.Contender, m.Threads)).Select(g =>
+        rounds.GroupBy(m => (m.Contender, m.Threads, m.BlasThreads)).Select(g =>
         {
             var first = g.First();
             var all = g.SelectMany(m => m.IterationsMs).ToArray();
             double median = Median(all);
             double speed = first.MedianMs / median;
-            return new Measurement(first.Contender, first.Threads, all, median, first.TokensPerSecond * speed, first.Gflops * speed,
+            return new Measurement(first.Contender, first.Threads, first.BlasThreads, all, median, first.TokensPerSecond * speed, first.Gflops * speed,
                 g.Max(m => m.AllocatedBytesPerIter));
         }).ToList();
 
-    static Measurement MeasurePyTorch(Options options, int threads, double flopsPerToken, int blasThreads, bool describe = true)
+    static Measurement MeasurePyTorch(Options options, int threads, int blasThreads, double flopsPerToken, bool describe)
     {
         var r = TorchPeer.Run(options.Python, "train_torch.py",
         [
             "--preset", options.Preset.Name, "--threads", threads.ToString(), "--iters", options.Iters.ToString(),
             "--warmup", options.Warmup.ToString(), "--vocab", options.Vocab.ToString(), "--gemm-size", (describe ? options.GemmSize : 0).ToString(),
-        ], blasThreads: blasThreads);
-        string contender = blasThreads == threads ? "PyTorch" : $"PyTorch (OpenBLAS {blasThreads} threads)";
+        ], blasThreads: blasThreads, torchThreads: threads);
+        string setting = $"torch {threads} / BLAS {blasThreads}";
         if (describe && r.TryGetProperty("sgemm_gflops", out var mm) && mm.ValueKind == JsonValueKind.Number)
-            AnsiConsole.MarkupLine($"{Markup.Escape(contender)} torch.mm {options.GemmSize}³ at {threads} thread(s): {mm.GetDouble():F1} GFLOP/s");
+            AnsiConsole.MarkupLine($"PyTorch torch.mm {options.GemmSize}³ at {setting} threads: {mm.GetDouble():F1} GFLOP/s");
         double peerFlops = r.GetProperty("flops_per_token").GetDouble();
-        if (describe && threads == options.Threads[0])
+        bool first = threads == options.Threads[0] && blasThreads == options.Threads[0];
+        if (describe && first)
             AnsiConsole.MarkupLine($"PyTorch {Markup.Escape(r.GetProperty("torch_version").GetString() ?? "?")}: {r.GetProperty("params").GetInt64():N0} parameters");
-        if (threads == options.Threads[0] && Math.Abs(peerFlops - flopsPerToken) > 1e-6 * flopsPerToken)
+        if (first && Math.Abs(peerFlops - flopsPerToken) > 1e-6 * flopsPerToken)
             AnsiConsole.MarkupLine($"[yellow]warning:[/] PyTorch counts {peerFlops:N0} FLOPs/token, NanoSparse {flopsPerToken:N0}: the models differ in size");
         var times = r.GetProperty("iters_ms").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        return PeerMeasurement(PeerName, options, threads, blasThreads, times, peerFlops);
+    }
+
+    static Measurement MeasureNanoGpt(Options options, string nanoGptDir, string datasetDir, string outDir, int threads, int blasThreads,
+        double flopsPerToken)
+    {
+        var times = NanoGptTrainPy.Run(options.Python, nanoGptDir, options.Preset, datasetDir, outDir, options.Warmup, options.Iters, threads, blasThreads);
+        return PeerMeasurement(NanoGptName, options, threads, blasThreads, times, flopsPerToken);
+    }
+
+    static Measurement PeerMeasurement(string contender, Options options, int threads, int blasThreads, double[] times, double flopsPerToken)
+    {
         double median = Median(times);
         int tokens = options.Preset.BatchSize * options.Preset.BlockSize;
-        return new Measurement(contender, threads, times, median,
-            tokens / (median / 1e3), peerFlops * tokens / (median / 1e3) / 1e9, double.NaN);
+        return new Measurement(contender, threads, blasThreads, times, median, tokens / (median / 1e3), flopsPerToken * tokens / (median / 1e3) / 1e9, double.NaN);
     }
 
     /// <summary>Dense sgemm rate (GFLOP/s) of an n×n×n <see cref="Gemm.Multiply"/>, median of repetitions.</summary>
@@ -261,57 +335,93 @@ public static class TrainBench
         foreach (var m in ms)
         {
             table.AddRow(
-                Markup.Escape(m.Contender), m.Threads.ToString(), $"{m.MedianMs:F2}", $"{m.TokensPerSecond:N0}", $"{m.Gflops:F1}",
-                $"{100 * m.Gflops / sgemm[m.Threads]:F0}%", double.IsNaN(m.AllocatedBytesPerIter) ? "-" : $"{m.AllocatedBytesPerIter:N0}");
+                Markup.Escape(m.Contender), m.Setting, $"{m.MedianMs:F2}", $"{m.TokensPerSecond:N0}", $"{m.Gflops:F1}",
+                $"{100 * m.Gflops / SgemmAt(sgemm, m):F0}%", double.IsNaN(m.AllocatedBytesPerIter) ? "-" : $"{m.AllocatedBytesPerIter:N0}");
         }
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine("median of the timed iterations of all rounds; GFLOP/s counts nanoGPT's 6N + 12·L·H·Q·T FLOPs per token; " +
-                               "'of sgemm' is that rate over NanoSparse's dense sgemm rate at the same threads");
+                               "'of sgemm' is that rate over NanoSparse's dense sgemm rate at the same (larger) thread count");
         foreach (var (threads, rate) in sgemm)
             AnsiConsole.MarkupLine($"NanoSparse sgemm {options.GemmSize}³ at {threads} thread(s): {rate:F1} GFLOP/s");
 
-        var ns = ms.Where(m => m.Contender == "NanoSparse").ToList();
-        var pt = ms.Where(m => m.Contender != "NanoSparse").ToList();
-        if (pt.Count == 0) return;
-        foreach (int threads in options.Threads)
+        var ns = ms.Where(m => m.Contender == NanoSparseName).ToList();
+        var pt = ms.Where(m => m.Contender == PeerName).ToList();
+        var ng = ms.Where(m => m.Contender == NanoGptName).ToList();
+        if (pt.Count > 0 && ng.Count > 0)
         {
-            double r = ns.First(m => m.Threads == threads).MedianMs / pt.First(m => m.Threads == threads && m.Contender == "PyTorch").MedianMs;
-            AnsiConsole.MarkupLine($"ratio at {threads} thread(s): NanoSparse / PyTorch ms/iter = {r:F3}");
+            var side = new Table().Border(TableBorder.Rounded).AddColumn("torch / BLAS threads")
+                .AddColumn(new TableColumn("peer ms/iter").RightAligned()).AddColumn(new TableColumn("train.py ms/iter").RightAligned())
+                .AddColumn(new TableColumn("peer / train.py").RightAligned());
+            foreach (var p in pt)
+            {
+                var n = ng.FirstOrDefault(x => x.Threads == p.Threads && x.BlasThreads == p.BlasThreads);
+                if (n != null) side.AddRow($"{p.Threads} / {p.BlasThreads}", $"{p.MedianMs:F2}", $"{n.MedianMs:F2}", $"{p.MedianMs / n.MedianMs:F3}");
+            }
+            AnsiConsole.Write(side);
         }
-        var bestPeer = pt.MinBy(m => m.MedianMs)!;
-        AnsiConsole.MarkupLine($"fastest peer: {Markup.Escape(bestPeer.Contender)} at {bestPeer.Threads} thread(s), {bestPeer.MedianMs:F2} ms/iter");
-        double best = ns.Min(m => m.MedianMs) / bestPeer.MedianMs;
-        var color = best <= 0.5 ? "green" : "red";
-        AnsiConsole.MarkupLine($"[bold]ratio NanoSparse best / PyTorch best ms/iter = [{color}]{best:F3}[/][/] (target ≤ 0.5)");
+        foreach (int threads in options.Threads.Distinct())
+        {
+            var p = pt.FirstOrDefault(m => m.Threads == threads && m.BlasThreads == threads);
+            if (p == null) continue;
+            double r = ns.First(m => m.Threads == threads).MedianMs / p.MedianMs;
+            AnsiConsole.MarkupLine($"ratio at {threads} thread(s): NanoSparse / PyTorch (torch {threads} / BLAS {threads}) ms/iter = {r:F3}");
+        }
+        double nsBest = ns.Min(m => m.MedianMs);
+        if (pt.Count > 0)
+        {
+            var bestPeer = pt.MinBy(m => m.MedianMs)!;
+            AnsiConsole.MarkupLine($"PyTorch best: peer at {bestPeer.Setting} threads, {bestPeer.MedianMs:F2} ms/iter");
+            double best = nsBest / bestPeer.MedianMs;
+            var color = best <= 0.5 ? "green" : "red";
+            AnsiConsole.MarkupLine($"[bold]ratio NanoSparse best / PyTorch best ms/iter = [{color}]{best:F3}[/][/] (target ≤ 0.5)");
+        }
+        if (ng.Count > 0)
+        {
+            var bestNg = ng.MinBy(m => m.MedianMs)!;
+            AnsiConsole.MarkupLine($"nanoGPT train.py best: {bestNg.Setting} threads, {bestNg.MedianMs:F2} ms/iter");
+            AnsiConsole.MarkupLine($"[bold]ratio NanoSparse best / nanoGPT train.py best ms/iter = {nsBest / bestNg.MedianMs:F3}[/]");
+            if (pt.Count > 0)
+                AnsiConsole.MarkupLine($"ratio PyTorch peer best / nanoGPT train.py best ms/iter = {pt.Min(m => m.MedianMs) / bestNg.MedianMs:F3} " +
+                                       "(1 when the peer times what train.py does)");
+        }
     }
+
+    /// <summary>NanoSparse's sgemm rate at a row's larger pool (PyTorch's GEMMs run on OpenBLAS's pool).</summary>
+    static double SgemmAt(Dictionary<int, double> sgemm, Measurement m) => sgemm[Math.Max(m.Threads, m.BlasThreads)];
 
     static JsonObject ToJson(Options options, GptConfig config, long parameterCount, double flopsPerIter, List<Measurement> ms, Dictionary<int, double> sgemm)
     {
-        var ns = ms.Where(m => m.Contender == "NanoSparse").ToList();
-        var pt = ms.Where(m => m.Contender != "NanoSparse").ToList();
+        var ns = ms.Where(m => m.Contender == NanoSparseName).ToList();
+        var pt = ms.Where(m => m.Contender == PeerName).ToList();
+        var ng = ms.Where(m => m.Contender == NanoGptName).ToList();
         var rows = new JsonArray();
         foreach (var m in ms)
         {
             rows.Add(new JsonObject
             {
-                ["contender"] = m.Contender, ["threads"] = m.Threads, ["median_ms"] = m.MedianMs,
+                ["contender"] = m.Contender, ["threads"] = m.Threads,
+                ["blas_threads"] = m.Contender == NanoSparseName ? null : m.BlasThreads, ["median_ms"] = m.MedianMs,
                 ["iters_ms"] = new JsonArray(m.IterationsMs.Select(t => (JsonNode)t).ToArray()),
                 ["tokens_per_s"] = m.TokensPerSecond, ["gflops"] = m.Gflops,
-                ["fraction_of_sgemm"] = m.Gflops / sgemm[m.Threads],
+                ["fraction_of_sgemm"] = m.Gflops / SgemmAt(sgemm, m),
                 ["allocated_bytes_per_iter"] = double.IsNaN(m.AllocatedBytesPerIter) ? null : m.AllocatedBytesPerIter,
             });
         }
+        double nsBest = ns.Min(m => m.MedianMs);
         return new JsonObject
         {
             ["bench"] = "train", ["preset"] = options.Preset.Name, ["n_layer"] = config.NLayer, ["n_head"] = config.NHead,
             ["n_embd"] = config.NEmbd, ["block_size"] = config.BlockSize, ["batch_size"] = options.Preset.BatchSize,
             ["vocab_size"] = config.VocabSize, ["dropout"] = config.Dropout, ["parameters"] = parameterCount,
             ["flops_per_iter"] = flopsPerIter, ["iters"] = options.Iters, ["warmup"] = options.Warmup, ["rounds"] = options.Rounds,
-            ["data_loading"] = "excluded (random batches made before timing, both sides)",
+            ["data_loading"] = "excluded for NanoSparse and the peer (random batches made before timing); train.py's times include its get_batch",
+            ["nanogpt_dir"] = options.NanoGptDir == null ? null : Path.GetFullPath(options.NanoGptDir),
             ["sgemm_n"] = options.GemmSize,
             ["sgemm_gflops"] = new JsonObject(sgemm.Select(kv => KeyValuePair.Create(kv.Key.ToString(), (JsonNode?)kv.Value))),
             ["results"] = rows,
-            ["ratio_best_ms"] = pt.Count == 0 ? null : ns.Min(m => m.MedianMs) / pt.Min(m => m.MedianMs),
+            ["ratio_best_ms"] = pt.Count == 0 ? null : nsBest / pt.Min(m => m.MedianMs),
+            ["ratio_best_vs_nanogpt_ms"] = ng.Count == 0 ? null : nsBest / ng.Min(m => m.MedianMs),
+            ["ratio_peer_best_vs_nanogpt_best_ms"] = ng.Count == 0 || pt.Count == 0 ? null : pt.Min(m => m.MedianMs) / ng.Min(m => m.MedianMs),
             ["machine"] = $"{Environment.ProcessorCount} logical cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
         };
     }

@@ -6,7 +6,17 @@ optimizer.step(), optimizer.zero_grad(set_to_none=True).
 Data loading is excluded: the random token batches are made before timing starts and iteration i uses
 batch i % len(batches), so both sides time only the step.
 
-Run: env -u OPENBLAS_CORETYPE /usr/bin/python3 bench/peers/train_torch.py --preset baby --threads 2 --iters 20
+Threads: torch 1.13 on Debian has two pools. --threads is torch's own (torch.set_num_threads, OpenMP); every
+matmul runs on OpenBLAS's pool instead, sized at start-up by OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS, else
+every core, and not by torch.set_num_threads. With neither variable set (a plain `python train.py`) torch runs one
+thread per physical core and OpenBLAS one per logical core: torch 1 / BLAS 2 on the 2-core development machine.
+`nanosparse bench train` sets both variables, for this script and for nanoGPT's train.py alike.
+
+Warm-up: a fresh process's first iterations page-fault their memory in (measured on small's widths: minor
+faults and system time fall for 3-4 iterations), so the step's steady speed, which train.py's log shows,
+comes after a few of them; the default warm-up is 5 (train.py's MFU skips 5 too).
+
+Run: env -u OPENBLAS_CORETYPE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=2 /usr/bin/python3 bench/peers/train_torch.py --preset baby --threads 1 --iters 20
 """
 
 import argparse
@@ -41,7 +51,7 @@ def main():
     ap.add_argument("--preset", choices=sorted(PRESETS), default="baby")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=20, help="timed iterations")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
     ap.add_argument("--vocab", type=int, default=BROWN_CHAR_VOCAB)
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--gemm-size", type=int, default=1024, help="n of the n*n*n torch.mm reference rate (0: skip)")
@@ -65,23 +75,24 @@ def main():
     xs = [torch.randint(0, args.vocab, (B, T), dtype=torch.long) for _ in range(nbatches)]
     ys = [torch.randint(0, args.vocab, (B, T), dtype=torch.long) for _ in range(nbatches)]
 
-    def step(i):
-        _, loss = model(xs[i % nbatches], ys[i % nbatches])
+    # One loop for warm-up and timed iterations, with train.py's variable lifetimes: logits and loss of one
+    # iteration stay alive until the next forward returns. Measured (small widths, batch 16): a timed loop that
+    # differed from its warm-up only in keeping `loss` page-faulted again in its first iterations (64k, 159k, 85k,
+    # then 0 minor faults) exactly as train.py does after its first one; presumably the allocator's heap settles on
+    # the exact sequence of allocations and frees, so warm-up must run the very loop that is timed.
+    times = []
+    last_loss = float("nan")
+    for it in range(args.warmup + args.iters):
+        t0 = time.perf_counter()
+        logits, loss = model(xs[it % nbatches], ys[it % nbatches])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), OPTIMIZER["grad_clip"])
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return loss
-
-    for i in range(args.warmup):
-        step(i)
-    times = []
-    last_loss = float("nan")
-    for i in range(args.iters):
-        t0 = time.perf_counter()
-        loss = step(i)
-        times.append((time.perf_counter() - t0) * 1e3)
-        last_loss = loss.item()
+        last_loss = loss.item()  # train.py reads the loss each iteration it logs (every one in the bench)
+        dt = (time.perf_counter() - t0) * 1e3
+        if it >= args.warmup:
+            times.append(dt)
 
     flops_per_token = model.flops_per_token(T)
     sgemm_gflops = mm_gflops(args.gemm_size) if args.gemm_size > 0 else None
@@ -95,6 +106,7 @@ def main():
                 "preset": args.preset,
                 "threads": args.threads,
                 "torch_threads": torch.get_num_threads(),
+                "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
                 "batch_size": B,
                 "block_size": T,
                 "vocab_size": args.vocab,
