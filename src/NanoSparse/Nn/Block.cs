@@ -1,5 +1,6 @@
 using NanoSparse.Kernels;
 using NanoSparse.Nn.Parts;
+using NanoSparse.Numerics;
 
 namespace NanoSparse.Nn;
 
@@ -31,8 +32,16 @@ public sealed class Block
         _y = layout.Activation(C);
     }
 
-    static ILinearWeight Weight(GptConfig config, int layer, string name, int outFeatures, int inFeatures) =>
-        LinearWeightLayouts.Create(config.WeightLayout(layer, name), LinearWeightSpec.Full(outFeatures, inFeatures));
+    // A sparse layout drawn from a density takes its positions from an Rng seeded by the config's sparsity_seed and the
+    // weight's name, so the same config rebuilds the same structure (resume, eval, sample).
+    static ILinearWeight Weight(GptConfig config, int layer, string name, int outFeatures, int inFeatures)
+    {
+        string layout = config.WeightLayout(layer, name);
+        var spec = layout == LinearWeightLayouts.Dense
+            ? LinearWeightSpec.Full(outFeatures, inFeatures)
+            : LinearWeightSpec.Random(outFeatures, inFeatures, config.WeightDensity(layer, name), new Rng(config.WeightSeed(layer, name)));
+        return LinearWeightLayouts.Create(layout, spec);
+    }
 
     public int Layer { get; }
     public IAttention Attention { get; }
