@@ -40,7 +40,17 @@ public sealed class Block
         var spec = layout == LinearWeightLayouts.Dense
             ? LinearWeightSpec.Full(outFeatures, inFeatures)
             : LinearWeightSpec.Random(outFeatures, inFeatures, config.WeightDensity(layer, name), new Rng(config.WeightSeed(layer, name)));
-        return LinearWeightLayouts.Create(layout, spec);
+        try { return LinearWeightLayouts.Create(layout, spec); }
+        catch (ArgumentException e)
+        {
+            // One line naming the config entry: the layouts' own messages may carry a parameter name and a second line.
+            string why = e.Message;
+            int cut = why.IndexOf(" (Parameter '", StringComparison.Ordinal);
+            if (cut >= 0) why = why[..cut];
+            cut = why.IndexOf('\n');
+            if (cut >= 0) why = why[..cut].TrimEnd();
+            throw new ArgumentException($"weight_layouts: \"{layout}\" for h.{layer}.{name} ({outFeatures}x{inFeatures}) at density {config.WeightDensity(layer, name).ToString(System.Globalization.CultureInfo.InvariantCulture)}: {why}", e);
+        }
     }
 
     public int Layer { get; }

@@ -132,3 +132,20 @@ public class SparseModelConfigTests
         Assert.Contains("must be in (0, 1]", e.Message);
     }
 }
+
+public class SparseWeightLayoutErrorTests
+{
+    [Theory]
+    [InlineData("csr:0.5", "expected csr, got 1 argument(s)")]
+    [InlineData("nm:2:5", "M = 5 must divide the in features")]
+    [InlineData("bsr:3x3", "BSR block rows must be positive and divide the out features 64")]
+    public void ALayoutThatCannotBeBuiltIsOneLineNamingTheWeight(string layout, string message)
+    {
+        var config = new GptConfig { NLayer = 1, NHead = 2, NEmbd = 16, BlockSize = 8, VocabSize = 11,
+            WeightLayouts = new Dictionary<string, string> { ["mlp.c_fc"] = layout } };
+        var e = Assert.ThrowsAny<ArgumentException>(() => new Gpt(config, 1, 8));
+        Assert.StartsWith($"weight_layouts: \"{layout}\" for h.0.mlp.c_fc (64x16)", e.Message);
+        Assert.Contains(message, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+}
