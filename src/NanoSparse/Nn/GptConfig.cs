@@ -18,7 +18,8 @@ public sealed record GptConfig
     /// <summary>
     /// Storage layout of the blocks' Linear weights (see Parts.LinearWeightLayouts), by weight name: "attn.c_attn",
     /// "attn.c_proj", "mlp.c_fc", "mlp.c_proj" for every layer, or "h.{layer}.mlp.c_fc" (and so on) for one layer,
-    /// which wins. Weights not named are "dense"; null (the default) makes them all dense.
+    /// which wins. A value is a layout string: a registered name and optionally the layout's parameters after ':'
+    /// ("nm:2:4"). Weights not named are "dense"; null (the default) makes them all dense.
     /// </summary>
     [JsonPropertyName("weight_layouts")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
@@ -97,7 +98,7 @@ public sealed record GptConfig
                 if (!IsWeightKey(key))
                     throw new ArgumentException($"weight_layouts key \"{key}\" must be one of {string.Join(", ", BlockWeights)}, optionally prefixed h.<layer>. with layer in [0, {NLayer})");
                 if (!Parts.LinearWeightLayouts.IsRegistered(value))
-                    throw new ArgumentException($"weight_layouts[\"{key}\"] (\"{value}\") must be one of: {string.Join(", ", Parts.LinearWeightLayouts.Names)}");
+                    throw new ArgumentException($"weight_layouts[\"{key}\"] (\"{value}\") must name one of: {string.Join(", ", Parts.LinearWeightLayouts.Names)} (optionally with \":\" and the layout's parameters)");
             }
         if (WeightDensities is not null)
             foreach (var (key, value) in WeightDensities)

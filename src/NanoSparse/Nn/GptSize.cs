@@ -79,8 +79,11 @@ public static class GptSize
     public static (double Total, double Largest) KvCacheCount(Dims d)
     {
         double Tmax = d.BlockSize, C = d.C;
-        double total = d.L * 2 * Tmax * C + 4 * Tmax * C + 2 * Tmax + 3 * Tmax * C + 4 * Tmax * C + Tmax + d.V;
-        return (total, 4 * Tmax * C);
+        // keys and values (L × 2 × (Tmax, C)); x, ln, branch (Tmax, C) and mean, rstd (Tmax); the parts' decode scratch,
+        // the larger of attention's qkv, y and scores (Tmax·4C + Tmax) and the MLP's h (Tmax·4C); logits (V)
+        double scratch = 4 * Tmax * C + Tmax;
+        double total = d.L * 2 * Tmax * C + 3 * Tmax * C + 2 * Tmax + scratch + d.V;
+        return (total, scratch);
     }
 
     public static Dims DimsOf(GptConfig c, int batchSize, int seqLen) =>
@@ -104,7 +107,7 @@ public static class GptSize
         if (use == GptUse.Decoding)
         {
             var (total, largest) = KvCacheCount(d);
-            if (largest > Math.Min(max, int.MaxValue)) return OneArray("the KV cache's MLP buffer (4 × block_size × n_embd)", largest, plural: false);
+            if (largest > Math.Min(max, int.MaxValue)) return OneArray("the KV cache's decode scratch (4 × block_size × n_embd + block_size)", largest, plural: false);
             bytes += 4 * total;
         }
         else
@@ -171,14 +174,17 @@ public static class GptSize
         Check(d with { T = 0, B = 0 }, GptUse.Evaluation, ModelKeys(c), "", availableBytes: 0, threads: 1);
     }
 
-    /// <summary>The model's own fields as keys (block_size only when it is not the sequence length's key too).</summary>
-    public static List<Key> ModelKeys(GptConfig c, bool includeBlockSize = true)
+    /// <summary>
+    /// The model's own fields as keys (block_size only when it is not the sequence length's key too);
+    /// <paramref name="vocabName"/> names vocab_size where it comes from another file (a dataset's meta.json).
+    /// </summary>
+    public static List<Key> ModelKeys(GptConfig c, bool includeBlockSize = true, string vocabName = "vocab_size")
     {
         var keys = new List<Key>
         {
             new("n_layer", c.NLayer, (d, v) => d with { L = v }),
             new("n_embd", c.NEmbd, (d, v) => d with { C = v }),
-            new("vocab_size", c.VocabSize, (d, v) => d with { V = v }),
+            new(vocabName, c.VocabSize, (d, v) => d with { V = v }),
         };
         if (includeBlockSize) keys.Add(new("block_size", c.BlockSize, (d, v) => d with { BlockSize = v }));
         return keys;

@@ -14,9 +14,9 @@ public sealed class KvCache
         Config = config;
         Layers = layers;
         int C = config.NEmbd, Tmax = config.BlockSize;
-        // The largest buffer (Fch) holds 4 × block_size × n_embd floats; sizes below are int products.
-        if (4L * Tmax * C > Array.MaxLength)
-            throw new ArgumentException($"block_size ({Tmax}) × n_embd ({C}) is too large for a KV cache: its MLP buffer needs 4 × {Tmax} × {C} = {4L * Tmax * C} floats, more than the {Array.MaxLength} one array holds");
+        // The largest buffer (the parts' decode scratch) holds about 4 × block_size × n_embd floats.
+        if (scratchFloats > Array.MaxLength)
+            throw new ArgumentException($"block_size ({Tmax}) × n_embd ({C}) is too large for a KV cache: its decode scratch needs {scratchFloats} floats (4 × {Tmax} × {C} + {Tmax}), more than the {Array.MaxLength} one array holds");
         X = new float[Tmax * C];
         Ln = new float[Tmax * C];
         Mean = new float[Tmax];

@@ -123,7 +123,7 @@ public static class SparseModelConfig
     {
         if (string.IsNullOrEmpty(format) || !LinearWeightLayouts.IsRegistered(format))
             throw new ArgumentException($"sparse_format ('{format}') must be one of csr, bsr:RxC (e.g. bsr:4x4), or another registered layout: {string.Join(", ", LinearWeightLayouts.Names)}");
-        string name = LinearWeightLayouts.NameOf(format);
+        string name = LinearWeightLayouts.Parse(format).Name;
         if (name == LinearWeightLayouts.Dense)
             throw new ArgumentException($"sparse_format ('{format}') must be a sparse layout (csr, bsr:RxC, ...); for a dense model set sparsity=0");
         if (name == LinearWeightLayouts.Nm)

@@ -135,7 +135,8 @@ public static class JsonShape
         t == typeof(long) ? "an integer (64-bit)" :
         t == typeof(ulong) ? "a non-negative integer (64-bit)" :
         t == typeof(float) || t == typeof(double) ? "a finite number" :
-        t.IsArray ? $"an array of {Expected(t.GetElementType()!).Replace("a ", "").Replace("an ", "")}s" :
+        t == typeof(string[]) ? "an array of strings" :
+        t.IsArray ? "an array" :
         "an object";
 
     /// <summary>What a JSON value is, in words, with the value itself when it is short.</summary>

@@ -86,25 +86,26 @@ public sealed class Trainer : IDisposable
                 VocabSize = Meta.VocabSize, Bias = Config.Bias, Dropout = Config.Dropout,
             };
         }
-        try
-        {
-            // Static sparse training: the sparsity keys choose the blocks' weight layouts and densities (a resumed run
-            // keeps the checkpoint's, which model_args record, and rebuilds the same positions from sparsity_seed).
-            if (resume is null) modelConfig = Config.ApplySparsity(modelConfig);
-            modelConfig.Validate();
-        }
-        catch (ArgumentException e) when (resume is null) { throw new ArgumentException("config: " + e.Message, e); }
         if (Config.BlockSize > modelConfig.BlockSize)
             throw new ArgumentException($"block_size ({Config.BlockSize}) exceeds the checkpoint model's block_size ({modelConfig.BlockSize})");
-        // Sizes in long before anything is allocated: a huge batch_size or block_size is refused by name here.
+        // Sizes in long before anything is allocated: a huge batch_size, block_size, n_layer, n_embd or vocabulary is
+        // refused by name here (the config's other fields were validated above, or with the checkpoint's state).
         var sizeKeys = new List<GptSize.Key> { new("batch_size", Config.BatchSize, (d, v) => d with { B = v }) };
         if (resume is null)
         {
             sizeKeys.Add(new("block_size", Config.BlockSize, (d, v) => d with { T = v, BlockSize = v }));
-            sizeKeys.AddRange(GptSize.ModelKeys(modelConfig, includeBlockSize: false));
+            sizeKeys.AddRange(GptSize.ModelKeys(modelConfig, includeBlockSize: false, vocabName: $"vocab_size of {_metaPath}"));
         }
         else sizeKeys.Add(new("block_size", Config.BlockSize, (d, v) => d with { T = v }));
         GptSize.Check(GptSize.DimsOf(modelConfig, Config.BatchSize, Config.BlockSize), GptUse.Training, sizeKeys, "config: ");
+        // Static sparse training: the sparsity keys choose the blocks' weight layouts and densities (a resumed run keeps
+        // the checkpoint's, which model_args record, and rebuilds the same positions from sparsity_seed).
+        if (resume is null)
+        {
+            try { modelConfig = Config.ApplySparsity(modelConfig); }
+            catch (ArgumentException e) { throw new ArgumentException("config: " + e.Message, e); }
+        }
+        modelConfig.Validate();
 
         // Full scan: a token id beyond vocab_size is reported now, naming the file, not mid-run.
         _trainFile = TokenFile.OpenSplit(Config.Dataset, "train", Meta, fullScan: true);

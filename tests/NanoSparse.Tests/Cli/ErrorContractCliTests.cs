@@ -90,6 +90,27 @@ public sealed class ErrorContractCliTests : IDisposable
     }
 
     [Fact]
+    public void HugeVocabularyInMetaJsonIsBlamedOnThatFile()
+    {
+        string ds = Path.Combine(_data.Root, "bigvocab");
+        Directory.CreateDirectory(ds);
+        foreach (var f in Directory.GetFiles(_data.DataDir)) File.Copy(f, Path.Combine(ds, Path.GetFileName(f)));
+        string meta = Path.Combine(ds, "meta.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(meta))!;
+        json["vocab_size"] = 2_000_000_000;
+        json["dtype"] = "uint32";
+        json["tokenizer"] = new System.Text.Json.Nodes.JsonObject { ["kind"] = "cl100k_base" };
+        File.WriteAllText(meta, json.ToJsonString());
+        var c = _data.Config("bigvocab", maxIters: 2);
+        c.Dataset = ds;
+        string cfg = Path.Combine(_data.Root, "bigvocab.json");
+        File.WriteAllText(cfg, c.ToJson());
+        var r = Run("train", "--config", cfg);
+        Assert.Equal(1, r.Code);
+        AssertOneLineError(r.Err, $"vocab_size of {meta} (2000000000) is too large", "at most");
+    }
+
+    [Fact]
     public void TrainConfigFileWithInvalidUtf8IsNamed()
     {
         string path = ConfigFile("bad");
@@ -161,7 +182,7 @@ public sealed class ErrorContractCliTests : IDisposable
                 tensors.Add(new SafeTensor(info.Name, info.Shape, d));
             }
         SafeTensors.Write(model, tensors);
-        foreach (var args in new[] { new[] { "sample", "--checkpoint", _data.Run("tied"), "--tokens", "3" }, ["eval", "--checkpoint", _data.Run("tied")] })
+        foreach (var args in new[] { new[] { "sample", "--checkpoint", _data.Run("tied"), "--tokens", "3" }, ["eval", "--checkpoint", _data.Run("tied")], ["inspect", "--checkpoint", _data.Run("tied")] })
         {
             r = Run(args);
             Assert.Equal(1, r.Code);

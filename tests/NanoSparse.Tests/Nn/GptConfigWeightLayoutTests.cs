@@ -28,7 +28,7 @@ public class GptConfigWeightLayoutTests
     [InlineData("mlp.c_fx", "dense", "weight_layouts key \"mlp.c_fx\"")]
     [InlineData("h.4.mlp.c_fc", "dense", "weight_layouts key \"h.4.mlp.c_fc\"")]   // n_layer is 4
     [InlineData("h.x.mlp.c_fc", "dense", "weight_layouts key \"h.x.mlp.c_fc\"")]
-    [InlineData("attn.c_attn", "no-such-layout", "weight_layouts[\"attn.c_attn\"] (\"no-such-layout\") must be one of: dense")]
+    [InlineData("attn.c_attn", "no-such-layout", "weight_layouts[\"attn.c_attn\"] (\"no-such-layout\") must name one of: dense")]
     public void RejectsUnknownWeightsLayersAndLayoutsNamingThem(string key, string layout, string message)
     {
         var config = new GptConfig { WeightLayouts = new Dictionary<string, string> { [key] = layout } };

@@ -144,7 +144,7 @@ public class SparseWeightLayoutErrorTests
         var config = new GptConfig { NLayer = 1, NHead = 2, NEmbd = 16, BlockSize = 8, VocabSize = 11,
             WeightLayouts = new Dictionary<string, string> { ["mlp.c_fc"] = layout } };
         var e = Assert.ThrowsAny<ArgumentException>(() => new Gpt(config, 1, 8));
-        Assert.StartsWith($"weight_layouts: \"{layout}\" for h.0.mlp.c_fc (64x16)", e.Message);
+        Assert.StartsWith($"weight_layouts: transformer.h.0.mlp.c_fc.weight (64, 16) as \"{layout}\": ", e.Message);
         Assert.Contains(message, e.Message);
         Assert.DoesNotContain('\n', e.Message);
     }

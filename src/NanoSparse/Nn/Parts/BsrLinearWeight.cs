@@ -121,7 +121,7 @@ public sealed class BsrLinearWeight : ILinearWeight
         LinearChecks.Forward(this, y, x, values, bias, residual, rows, workspace);
         if (rows == 0) return;
         int n = InFeatures, m = OutFeatures;
-        if (rows <= CsrLinearWeight.RowwiseMaxRows)
+        if (rows <= Math.Min(CsrLinearWeight.RowwiseMaxRows, FeatureMajor.PanelRows))
         {
             var product = workspace.Slice(0, rows * m);
             for (int t = 0; t < rows; t++)

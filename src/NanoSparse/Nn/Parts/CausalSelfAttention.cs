@@ -18,7 +18,7 @@ public sealed class CausalSelfAttention : IAttention
     readonly ActivationSlot _dmasked, _dqkv;          // scratch: (N, C) when dropout, (N, 3C)
     readonly int _attentionSeed, _residualSeed;
 
-    /// <param name="name">state_dict prefix, e.g. transformer.h.0.attn</param>
+    // name: the state_dict prefix, e.g. transformer.h.0.attn
     public CausalSelfAttention(GptConfig config, string name, ILinearWeight cAttn, ILinearWeight cProj, BufferLayout layout)
     {
         int C = config.NEmbd, NH = config.NHead, T = layout.SeqLen;

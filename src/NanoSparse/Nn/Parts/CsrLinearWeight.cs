@@ -56,7 +56,13 @@ public sealed unsafe class CsrLinearWeight : ILinearWeight
     /// --rowwise-max R` (768×3072, one thread, 50% dense): row-wise 2 rows 3.2 ms, 4 rows 6.4 ms, against 3.1 ms for
     /// 16 rows through CsrSpmm, so only rows = 1 (decode) is row-wise by default.
     /// </summary>
-    public static int RowwiseMaxRows { get; set; } = 1;
+    public static int RowwiseMaxRows
+    {
+        get => _rowwiseMaxRows;
+        set => _rowwiseMaxRows = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "row-wise rows must be non-negative");
+    }
+
+    static int _rowwiseMaxRows = 1;
 
     /// <summary>
     /// From W's CSR structure: row pointers (Out + 1) and column indices (nnz), sorted and unique within each row.
@@ -191,7 +197,7 @@ public sealed unsafe class CsrLinearWeight : ILinearWeight
             LinearChecks.AddBiasResidual(y, product, bias, residual, 1, m);
             return;
         }
-        if (rows <= RowwiseMaxRows)
+        if (rows <= Math.Min(RowwiseMaxRows, FeatureMajor.PanelRows))
         {
             // One SpMV per row, on x's rows as they are: at a handful of rows the two transposes cost more than
             // reading W's indices once per row.

@@ -15,7 +15,13 @@ public static class FeatureMajor
     /// feature-major copies stay cache-sized and SDDMM's operands (xᵀ: In × columns) fit L2 (768 × 256 floats =
     /// 768 KiB) instead of streaming from memory once per nonzero (In × 2048 = 6 MiB).
     /// </summary>
-    public static int PanelRows { get; set; } = 256;
+    public static int PanelRows
+    {
+        get => _panelRows;
+        set => _panelRows = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "panel rows must be at least 1");
+    }
+
+    static int _panelRows = 256;
 
     /// <summary>Floats of one panel's feature-major copy of <paramref name="features"/> features for a call with <paramref name="rows"/> rows.</summary>
     public static long PanelFloats(int rows, int features) => (long)Columns(Math.Min(rows, PanelRows)) * features;

@@ -12,7 +12,7 @@ public sealed class LayerNormPart
     readonly ParameterSlot _weight, _bias;
     readonly ActivationSlot _output, _mean, _rstd;
 
-    /// <param name="name">state_dict prefix, e.g. transformer.h.0.ln_1</param>
+    // name: the state_dict prefix, e.g. transformer.h.0.ln_1
     public LayerNormPart(string name, int channels, bool bias, BufferLayout layout)
     {
         _channels = channels;

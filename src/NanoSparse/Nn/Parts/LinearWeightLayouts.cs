@@ -27,7 +27,9 @@ public static class LinearWeightLayouts
 
     static readonly Dictionary<string, LinearWeightFactory> Factories = new()
     {
-        [Dense] = spec => { spec.ExpectArguments(0, "dense"); return new DenseLinearWeight(spec.OutFeatures, spec.InFeatures); },
+        [Dense] = spec => spec.Arguments.Count == 0
+            ? new DenseLinearWeight(spec.OutFeatures, spec.InFeatures)
+            : throw new ArgumentException($"weight layout \"dense\" takes no parameters, got \"{string.Join(':', spec.Arguments)}\""),
         [Csr] = spec =>
         {
             spec.ExpectArguments(0, "csr");
@@ -59,14 +61,19 @@ public static class LinearWeightLayouts
         get { lock (Factories) return Factories.Keys.ToArray(); }
     }
 
-    /// <summary>The registered name of a layout string: the part before the first ':'.</summary>
-    public static string NameOf(string layout) => layout.Split(':')[0];
+    /// <summary>Splits a layout string into its registered name and its parameters: "nm:2:4" → ("nm", ["2", "4"]).</summary>
+    public static (string Name, string[] Arguments) Parse(string layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        int colon = layout.IndexOf(':');
+        return colon < 0 ? (layout, []) : (layout[..colon], layout[(colon + 1)..].Split(':'));
+    }
 
     /// <summary>Whether the name of <paramref name="layout"/> (a layout string, arguments allowed) is registered.</summary>
     public static bool IsRegistered(string layout)
     {
         if (layout is null) return false;
-        lock (Factories) return Factories.ContainsKey(NameOf(layout));
+        lock (Factories) return Factories.ContainsKey(Parse(layout).Name);
     }
 
     /// <summary>Adds a layout under a new name (a name already registered, or one containing ':', is refused).</summary>
@@ -82,17 +89,19 @@ public static class LinearWeightLayouts
 
     /// <summary>
     /// The layout that <paramref name="layout"/> ("csr", "nm:2:4", "bsr:4x4", ...) names, built from
-    /// <paramref name="spec"/> (whose own arguments are replaced by the string's).
+    /// <paramref name="spec"/>; the string's parameters, when it has any, replace the spec's
+    /// <see cref="LinearWeightSpec.Arguments"/>.
     /// </summary>
     public static ILinearWeight Create(string layout, LinearWeightSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        if (layout is null) throw new ArgumentNullException(nameof(layout));
+        var (name, arguments) = Parse(layout);
         LinearWeightFactory? factory;
-        string[] parts = layout?.Split(':') ?? [""];
         lock (Factories)
-            if (layout is null || !Factories.TryGetValue(parts[0], out factory))
-                throw new ArgumentException($"weight layout \"{layout}\" is not one of: {string.Join(", ", Factories.Keys)}", nameof(layout));
-        var weight = factory(spec with { Layout = layout, Arguments = parts[1..] });
+            if (!Factories.TryGetValue(name, out factory))
+                throw new ArgumentException($"weight layout \"{layout}\": \"{name}\" is not one of: {string.Join(", ", Factories.Keys)}", nameof(layout));
+        var weight = factory(arguments.Length > 0 ? spec with { Layout = layout, Arguments = arguments } : spec with { Layout = layout });
         if (weight.OutFeatures != spec.OutFeatures || weight.InFeatures != spec.InFeatures)
             throw new InvalidOperationException($"layout \"{layout}\" built a ({weight.OutFeatures}, {weight.InFeatures}) weight for a ({spec.OutFeatures}, {spec.InFeatures}) spec");
         return weight;

@@ -7,7 +7,9 @@ namespace NanoSparse.Nn.Parts;
 /// What a Linear weight layout is built from: its shape (Out, In) and where its stored positions come from, either
 ///   a pattern: a dense (Out, In) matrix whose nonzeros are the positions to store (e.g. a pruned dense weight), or
 ///   a density: the fraction of the Out·In positions to store, drawn with <see cref="Rng"/> (sparse from scratch).
-/// The dense layout stores every position whatever the spec says.
+/// The layout's own structural parameters (N and M of N:M, a block shape) come from the layout string a config names,
+/// "name:arg:arg" ("csr", "nm:2:4", "bsr:4x4"): <see cref="Arguments"/>; the density is <see cref="Density"/> (a model
+/// config's weight_densities). The dense layout stores every position whatever the spec says.
 /// </summary>
 public sealed record LinearWeightSpec
 {
@@ -17,13 +19,13 @@ public sealed record LinearWeightSpec
     public ReadOnlyMemory<float> Pattern { get; init; }
     /// <summary>Fraction of positions stored, in (0, 1]; used when <see cref="Pattern"/> is empty.</summary>
     public double Density { get; init; } = 1.0;
-    /// <summary>Draws the positions when built from a density below 1.</summary>
+    /// <summary>Draws the positions when they are drawn (a density, or a layout's own random pattern).</summary>
     public Rng? Rng { get; init; }
+    /// <summary>The layout string's parameters after its name: "nm:2:4" gives ["2", "4"]; empty for a bare name.</summary>
+    public IReadOnlyList<string> Arguments { get; init; } = [];
 
     /// <summary>The layout string being built ("nm:2:4"), set by LinearWeightLayouts.Create; for messages.</summary>
     public string Layout { get; init; } = "";
-    /// <summary>The layout string's arguments after its name ("nm:2:4" → ["2", "4"]), set by LinearWeightLayouts.Create.</summary>
-    public IReadOnlyList<string> Arguments { get; init; } = [];
 
     public bool HasPattern => !Pattern.IsEmpty;
 

@@ -18,7 +18,7 @@ public sealed class Mlp : IFeedForward
     readonly ActivationSlot _dmasked, _dg;      // scratch: (N, C) when dropout, (N, 4C)
     readonly int _residualSeed;
 
-    /// <param name="name">state_dict prefix, e.g. transformer.h.0.mlp</param>
+    // name: the state_dict prefix, e.g. transformer.h.0.mlp
     public Mlp(GptConfig config, string name, ILinearWeight cFc, ILinearWeight cProj, BufferLayout layout)
     {
         int C = config.NEmbd, H = cFc.OutFeatures;

@@ -91,9 +91,17 @@ public sealed class NmLinearWeight : ILinearWeight
     }
 
     /// <summary>values (StoredCount) = dense (Out × In) at the stored positions.</summary>
-    public void Gather(ReadOnlySpan<float> dense, Span<float> values) => _csr.Gather(dense, values);
+    public void Gather(ReadOnlySpan<float> dense, Span<float> values)
+    {
+        LinearChecks.Values(this, values);   // errors name this layout, not the CSR copy
+        _csr.Gather(dense, values);
+    }
 
-    public void ToDense(ReadOnlySpan<float> values, Span<float> dense) => _csr.ToDense(values, dense);
+    public void ToDense(ReadOnlySpan<float> values, Span<float> dense)
+    {
+        LinearChecks.Values(this, values);
+        _csr.ToDense(values, dense);
+    }
 
     public long WorkspaceFloats(int rows) => _csr.WorkspaceFloats(rows);
 
@@ -103,7 +111,7 @@ public sealed class NmLinearWeight : ILinearWeight
         LinearChecks.Forward(this, y, x, values, bias, residual, rows, workspace);
         if (rows == 0) return;
         int n = InFeatures, m = OutFeatures;
-        if (rows <= CsrLinearWeight.RowwiseMaxRows)
+        if (rows <= Math.Min(CsrLinearWeight.RowwiseMaxRows, FeatureMajor.PanelRows))
         {
             var product = workspace.Slice(0, rows * m);
             for (int t = 0; t < rows; t++)

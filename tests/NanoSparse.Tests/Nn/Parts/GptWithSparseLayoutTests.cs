@@ -182,4 +182,35 @@ public class GptWithSparseLayoutTests
         Assert.Equal(T, cache.Length);
         Assert.Equal(config.NLayer, cache.Layers.Count);
     }
+
+    [Fact]
+    public void PatternsDrawnFromTheConfigAreTheSameEveryBuildAndDifferPerWeight()
+    {
+        var config = Config(sparse: false) with
+        {
+            WeightLayouts = new Dictionary<string, string> { ["mlp.c_fc"] = MaskedLinearWeight.Name + ":random" },
+        };
+        float[] Pattern(Gpt gpt, int layer)
+        {
+            var p = gpt.Parameters.Single(q => q.Name == $"transformer.h.{layer}.mlp.c_fc.weight");
+            var kept = new float[p.LogicalLength];
+            p.Layout!.ToDense(Enumerable.Repeat(1f, p.Length).ToArray(), kept);
+            return kept;
+        }
+        var a = new Gpt(config, 1, 4);
+        var b = new Gpt(config, 2, 6);
+        Assert.Equal(Pattern(a, 0), Pattern(b, 0));
+        Assert.Equal(Pattern(a, 1), Pattern(b, 1));
+        Assert.NotEqual(Pattern(a, 0), Pattern(a, 1));
+        Assert.InRange(Pattern(a, 0).Sum(), 0.3 * 256, 0.7 * 256);   // (32, 8), half kept
+    }
+
+    [Fact]
+    public void ABadLayoutParameterNamesTheWeightAndTheLayoutString()
+    {
+        var config = Config(sparse: false) with { WeightLayouts = new Dictionary<string, string> { ["h.1.mlp.c_proj"] = MaskedLinearWeight.Name + ":x" } };
+        var e = Assert.Throws<ArgumentException>(() => new Gpt(config, 1, 4));
+        Assert.Contains("transformer.h.1.mlp.c_proj.weight (8, 32) as \"test-masked:x\"", e.Message);
+        Assert.Contains("('x') must be an integer", e.Message);
+    }
 }

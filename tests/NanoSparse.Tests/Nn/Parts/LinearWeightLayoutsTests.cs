@@ -47,4 +47,23 @@ public class LinearWeightLayoutsTests
         Assert.Throws<ArgumentException>(() => LinearWeightSpec.Full(0, 3));
         Assert.Equal(1.0, LinearWeightSpec.Full(2, 3).Density);
     }
+
+    [Fact]
+    public void ALayoutStringIsTheNameThenTheLayoutsParameters()
+    {
+        var (name, arguments) = LinearWeightLayouts.Parse("nm:2:4");
+        Assert.Equal("nm", name);
+        Assert.Equal(["2", "4"], arguments);
+        (name, arguments) = LinearWeightLayouts.Parse("dense");
+        Assert.Equal("dense", name);
+        Assert.Empty(arguments);
+        Assert.True(LinearWeightLayouts.IsRegistered("dense"));
+        MaskedLinearWeight.EnsureRegistered();
+        Assert.True(LinearWeightLayouts.IsRegistered("test-masked:2"));
+        int half = LinearWeightLayouts.Create("test-masked:2", LinearWeightSpec.Full(8, 8)).StoredCount;
+        int threeQuarters = LinearWeightLayouts.Create("test-masked", LinearWeightSpec.Full(8, 8)).StoredCount;
+        Assert.Equal((32, 48), (half, threeQuarters));
+        Assert.Contains("takes no parameters", Assert.Throws<ArgumentException>(() => LinearWeightLayouts.Create("dense:1", LinearWeightSpec.Full(2, 2))).Message);
+        Assert.Throws<ArgumentException>(() => LinearWeightLayouts.Register("a:b", spec => new DenseLinearWeight(spec.OutFeatures, spec.InFeatures)));
+    }
 }

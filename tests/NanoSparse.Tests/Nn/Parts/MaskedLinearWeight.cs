@@ -28,15 +28,30 @@ sealed class MaskedLinearWeight : ILinearWeight
         _positions = positions.ToArray();
     }
 
-    /// <summary>Registers the layout as "test-masked": from a pattern when the spec has one, else about 3/4 kept.</summary>
+    /// <summary>
+    /// Registers the layout as "test-masked": from a pattern when the spec has one; else "test-masked:random" keeps
+    /// each position with probability 1/2 drawn from the spec's Rng, "test-masked:M" keeps (7·o + 3·i) mod M ≠ 0,
+    /// and a bare "test-masked" is "test-masked:4" (3/4 kept).
+    /// </summary>
     public static void EnsureRegistered()
     {
         lock (Gate)
         {
             if (_registered) return;
-            LinearWeightLayouts.Register(Name, spec => spec.HasPattern
-                ? new MaskedLinearWeight(spec.OutFeatures, spec.InFeatures, (o, i) => spec.Pattern.Span[o * spec.InFeatures + i] != 0)
-                : new MaskedLinearWeight(spec.OutFeatures, spec.InFeatures, (o, i) => (o * 7 + i * 3) % 4 != 0));
+            LinearWeightLayouts.Register(Name, spec =>
+            {
+                if (spec.HasPattern)
+                    return new MaskedLinearWeight(spec.OutFeatures, spec.InFeatures, (o, i) => spec.Pattern.Span[o * spec.InFeatures + i] != 0);
+                string argument = spec.Arguments.Count > 0 ? spec.Arguments[0] : "4";
+                if (argument == "random")
+                {
+                    var rng = spec.Rng ?? throw new ArgumentException("test-masked:random needs an Rng");
+                    return new MaskedLinearWeight(spec.OutFeatures, spec.InFeatures, (o, i) => rng.NextDouble() < 0.5);
+                }
+                if (!int.TryParse(argument, out int m) || m < 2)
+                    throw new ArgumentException($"test-masked:M: M ('{argument}') must be an integer of at least 2");
+                return new MaskedLinearWeight(spec.OutFeatures, spec.InFeatures, (o, i) => (o * 7 + i * 3) % m != 0);
+            });
             _registered = true;
         }
     }

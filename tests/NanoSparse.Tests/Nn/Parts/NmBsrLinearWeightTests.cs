@@ -98,7 +98,7 @@ public class NmBsrLinearWeightTests
     [InlineData("nm:2", "expected nm:N:M")]
     [InlineData("bsr", "expected bsr:RxC")]
     [InlineData("bsr:4by4", "is not RxC")]
-    [InlineData("dense:2", "expected dense")]
+    [InlineData("dense:2", "takes no parameters")]
     public void BadLayoutStringsAreRejected(string layout, string message)
     {
         var e = Assert.ThrowsAny<ArgumentException>(() => LinearWeightLayouts.Create(layout, LinearWeightSpec.Random(48, 64, 0.5, new Rng(7))));

@@ -313,5 +313,6 @@ public class SparseLinearWeightTests
         var d = new float[48 * 64];
         e = Assert.ThrowsAny<ArgumentException>(() => w.ToDense(values.AsSpan(0, values.Length - 1), d));
         Assert.Contains("values", e.Message);
+        Assert.StartsWith($"{w.Layout} weight", e.Message);
     }
 }
