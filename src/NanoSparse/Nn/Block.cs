@@ -32,27 +32,28 @@ public sealed class Block
         _y = layout.Activation(C);
     }
 
-    // A layout that draws its pattern gets an Rng seeded from the weight's state_dict name, so one config always
-    // builds the same patterns.
+    // A layout that draws its positions (from a density, or its own random pattern) gets an Rng seeded from the
+    // config's sparsity_seed and the weight's name, so one config always builds the same structure (resume, eval, sample).
     static ILinearWeight Weight(GptConfig config, int layer, string name, int outFeatures, int inFeatures)
     {
         string parameter = $"transformer.h.{layer}.{name}.weight", layout = config.WeightLayout(layer, name);
         try
         {
-            return LinearWeightLayouts.Create(layout, LinearWeightSpec.Full(outFeatures, inFeatures) with { Rng = new Rng(PatternSeed(parameter)) });
+            var spec = layout == LinearWeightLayouts.Dense
+                ? LinearWeightSpec.Full(outFeatures, inFeatures)
+                : LinearWeightSpec.Random(outFeatures, inFeatures, config.WeightDensity(layer, name), new Rng(config.WeightSeed(layer, name)));
+            return LinearWeightLayouts.Create(layout, spec);
         }
         catch (ArgumentException e)
         {
-            throw new ArgumentException($"weight_layouts: {parameter} ({outFeatures}, {inFeatures}) as \"{layout}\": {e.Message}", e);
+            // One line: the layouts' own messages may carry a parameter name and a second line.
+            string why = e.Message;
+            int cut = why.IndexOf(" (Parameter '", StringComparison.Ordinal);
+            if (cut >= 0) why = why[..cut];
+            cut = why.IndexOf('\n');
+            if (cut >= 0) why = why[..cut].TrimEnd();
+            throw new ArgumentException($"weight_layouts: {parameter} ({outFeatures}, {inFeatures}) as \"{layout}\": {why}", e);
         }
-    }
-
-    // FNV-1a (64-bit) of the name: a seed that stays the same across runs and .NET versions (string.GetHashCode does not).
-    static ulong PatternSeed(string name)
-    {
-        ulong h = 14695981039346656037UL;
-        foreach (char c in name) h = (h ^ c) * 1099511628211UL;
-        return h;
     }
 
     public int Layer { get; }

@@ -98,6 +98,13 @@ public sealed class Trainer : IDisposable
         }
         else sizeKeys.Add(new("block_size", Config.BlockSize, (d, v) => d with { T = v }));
         GptSize.Check(GptSize.DimsOf(modelConfig, Config.BatchSize, Config.BlockSize), GptUse.Training, sizeKeys, "config: ");
+        // Static sparse training: the sparsity keys choose the blocks' weight layouts and densities (a resumed run keeps
+        // the checkpoint's, which model_args record, and rebuilds the same positions from sparsity_seed).
+        if (resume is null)
+        {
+            try { modelConfig = Config.ApplySparsity(modelConfig); }
+            catch (ArgumentException e) { throw new ArgumentException("config: " + e.Message, e); }
+        }
         modelConfig.Validate();
 
         // Full scan: a token id beyond vocab_size is reported now, naming the file, not mid-run.

@@ -1,3 +1,4 @@
+using System.Globalization;
 using NanoSparse.Numerics;
 
 namespace NanoSparse.Nn.Parts;
@@ -6,9 +7,9 @@ namespace NanoSparse.Nn.Parts;
 /// What a Linear weight layout is built from: its shape (Out, In) and where its stored positions come from, either
 ///   a pattern: a dense (Out, In) matrix whose nonzeros are the positions to store (e.g. a pruned dense weight), or
 ///   a density: the fraction of the Out·In positions to store, drawn with <see cref="Rng"/> (sparse from scratch).
-/// The layout's own parameters (N and M of N:M, a block shape, a density) come from the layout string a config names,
-/// "name:arg:arg" ("csr:0.1", "nm:2:4", "bsr:4x4:0.25"): <see cref="Arguments"/>. The dense layout stores every
-/// position whatever the spec says.
+/// The layout's own structural parameters (N and M of N:M, a block shape) come from the layout string a config names,
+/// "name:arg:arg" ("csr", "nm:2:4", "bsr:4x4"): <see cref="Arguments"/>; the density is <see cref="Density"/> (a model
+/// config's weight_densities). The dense layout stores every position whatever the spec says.
 /// </summary>
 public sealed record LinearWeightSpec
 {
@@ -23,7 +24,34 @@ public sealed record LinearWeightSpec
     /// <summary>The layout string's parameters after its name: "nm:2:4" gives ["2", "4"]; empty for a bare name.</summary>
     public IReadOnlyList<string> Arguments { get; init; } = [];
 
+    /// <summary>The layout string being built ("nm:2:4"), set by LinearWeightLayouts.Create; for messages.</summary>
+    public string Layout { get; init; } = "";
+
     public bool HasPattern => !Pattern.IsEmpty;
+
+    /// <summary>Throws unless the layout string has exactly <paramref name="count"/> arguments (<paramref name="form"/> names the expected form).</summary>
+    public void ExpectArguments(int count, string form)
+    {
+        if (Arguments.Count != count)
+            throw new ArgumentException($"weight layout \"{Layout}\": expected {form}, got {Arguments.Count} argument(s) after the name");
+    }
+
+    /// <summary>Argument <paramref name="index"/> as an integer.</summary>
+    public int IntArgument(int index, string form)
+    {
+        string v = Arguments[index];
+        return int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n)
+            ? n : throw new ArgumentException($"weight layout \"{Layout}\" ({form}): '{v}' is not an integer");
+    }
+
+    /// <summary>Argument <paramref name="index"/> as a block shape RxC.</summary>
+    public (int Rows, int Cols) BlockArgument(int index, string form)
+    {
+        var p = Arguments[index].Split('x');
+        return p.Length == 2 && int.TryParse(p[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int r)
+            && int.TryParse(p[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int c)
+            ? (r, c) : throw new ArgumentException($"weight layout \"{Layout}\" ({form}): block '{Arguments[index]}' is not RxC");
+    }
 
     /// <summary>Every position stored.</summary>
     public static LinearWeightSpec Full(int outFeatures, int inFeatures) =>
