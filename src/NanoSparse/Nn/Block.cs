@@ -15,7 +15,7 @@ public sealed class Block
     readonly LayerNormPart _ln1, _ln2;
     readonly ActivationSlot _h, _y;   // (N, C): x after the attention half, then after the MLP half (the block's output)
 
-    internal Block(GptConfig config, int layer, BufferLayout layout)
+    internal Block(GptConfig config, int layer, BufferLayout layout, IReadOnlyDictionary<string, ILinearWeight>? weights = null)
     {
         int C = config.NEmbd;
         string p = $"transformer.h.{layer}.";
@@ -23,16 +23,27 @@ public sealed class Block
         // Built in data order, so the parameters come in nanoGPT's state_dict order.
         _ln1 = new LayerNormPart(p + "ln_1", C, config.Bias, layout);
         Attention = new CausalSelfAttention(config, p + "attn",
-            Weight(config, layer, "attn.c_attn", 3 * C, C), Weight(config, layer, "attn.c_proj", C, C), layout);
+            Weight(config, layer, "attn.c_attn", 3 * C, C, weights), Weight(config, layer, "attn.c_proj", C, C, weights), layout);
         _h = layout.Activation(C);
         _ln2 = new LayerNormPart(p + "ln_2", C, config.Bias, layout);
         FeedForward = new Mlp(config, p + "mlp",
-            Weight(config, layer, "mlp.c_fc", 4 * C, C), Weight(config, layer, "mlp.c_proj", C, 4 * C), layout);
+            Weight(config, layer, "mlp.c_fc", 4 * C, C, weights), Weight(config, layer, "mlp.c_proj", C, 4 * C, weights), layout);
         _y = layout.Activation(C);
     }
 
-    static ILinearWeight Weight(GptConfig config, int layer, string name, int outFeatures, int inFeatures) =>
-        LinearWeightLayouts.Create(config.WeightLayout(layer, name), LinearWeightSpec.Full(outFeatures, inFeatures));
+    /// <summary>The given layout of this weight (e.g. rebuilt from a checkpoint's structure), or the config's built from a spec.</summary>
+    static ILinearWeight Weight(GptConfig config, int layer, string name, int outFeatures, int inFeatures,
+        IReadOnlyDictionary<string, ILinearWeight>? weights)
+    {
+        string key = $"transformer.h.{layer}.{name}.weight";
+        if (weights is not null && weights.TryGetValue(key, out var given))
+        {
+            if (given.OutFeatures != outFeatures || given.InFeatures != inFeatures)
+                throw new ArgumentException($"weight '{key}' is ({given.OutFeatures}, {given.InFeatures}), expected ({outFeatures}, {inFeatures})");
+            return given;
+        }
+        return LinearWeightLayouts.Create(config.WeightLayout(layer, name), LinearWeightSpec.Full(outFeatures, inFeatures));
+    }
 
     public int Layer { get; }
     public IAttention Attention { get; }
