@@ -104,7 +104,8 @@ public sealed class RedoJournal : IDisposable
         File.Move(tmp, path, overwrite: false);
         _committed = true;
         SyncDirectory(_dir);
-        Apply(_dir, Read(path));
+        // The entry just written, not read back: a reader's Recover may already have applied and deleted the journal.
+        Apply(_dir, new Entry(_id, StagingPrefix + _id, files.ToArray(), remove.ToArray()));
     }
 
     /// <summary>

@@ -60,7 +60,7 @@ public sealed record GptConfig
                 if (!IsWeightKey(key))
                     throw new ArgumentException($"weight_layouts key \"{key}\" must be one of {string.Join(", ", BlockWeights)}, optionally prefixed h.<layer>. with layer in [0, {NLayer})");
                 // A layout a checkpoint stores (Parts.SparseLinearFormats) is rebuilt from the file's structure.
-                if (!Parts.LinearWeightLayouts.IsRegistered(value) && !Parts.SparseLinearFormats.IsRegistered(value))
+                if (!Parts.LinearWeightLayouts.IsRegistered(value) && !Parts.SparseLinearFormats.IsRegistered(value.Split(':')[0]))
                     throw new ArgumentException($"weight_layouts[\"{key}\"] (\"{value}\") must be one of: {string.Join(", ", Parts.LinearWeightLayouts.Names.Union(Parts.SparseLinearFormats.Names))}");
             }
         GptSize.CheckParameters(this);

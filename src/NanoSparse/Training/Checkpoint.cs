@@ -141,10 +141,13 @@ public static class Checkpoint
     /// <summary>
     /// The layouts of the Linear weights that the checkpoint in <paramref name="dir"/> stores sparse, rebuilt from the
     /// stored structure (give them to <see cref="Gpt(GptConfig, int, int, IReadOnlyDictionary{string, ILinearWeight})"/>);
-    /// empty for a dense checkpoint.
+    /// empty when the config's weight_layouts are all dense.
     /// </summary>
     public static Dictionary<string, ILinearWeight> ReadLinearWeights(string dir, GptConfig config)
     {
+        // A config whose weights are all dense reads nothing more (a file that stores some sparse anyway is refused
+        // by LoadWeights, naming the weight).
+        if (config.AllWeightsDense) return [];
         string path = Path.Combine(dir, ModelFile);
         if (Directory.Exists(dir)) RedoJournal.Recover(dir);
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint {dir} has no {ModelFile}", path);
@@ -175,6 +178,13 @@ public static class Checkpoint
         {
             WriteAtomic(save.StagedPath(MetaFile), File.ReadAllBytes(metaPath));
             written.Add(MetaFile);
+            string dataDir = Path.GetDirectoryName(Path.GetFullPath(metaPath))!;
+            if (Data.Gpt2Vocabulary.IsPresent(dataDir))
+            {
+                Data.DatasetPreparer.CopyGpt2Files(dataDir, save.StagingDir);
+                written.Add(Data.Gpt2Vocabulary.EncoderFile);
+                written.Add(Data.Gpt2Vocabulary.MergesFile);
+            }
         }
         save.Commit(written, previous.Except(written).Distinct().ToArray());
     }

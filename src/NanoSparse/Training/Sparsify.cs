@@ -43,7 +43,7 @@ public static class Sparsify
                 layout = chosen ?? (ILinearWeight)new DenseLinearWeight(p.Shape[0], p.Shape[1]);
             }
             layouts[p.Name] = layout;
-            if (layout.Layout != LinearWeightLayouts.Dense) names[KeyOf(p.Name)] = layout.Layout;
+            if (layout is ISparseLinearStructure s) names[KeyOf(p.Name)] = s.LayoutString;
         }
         var sparseConfig = config with { WeightLayouts = names.Count == 0 ? null : names };
         var target = new Gpt(sparseConfig, 1, 1, layouts);

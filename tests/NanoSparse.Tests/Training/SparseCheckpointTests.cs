@@ -49,7 +49,7 @@ public sealed class SparseCheckpointTests(SparseCheckpointFixture fx) : IClassFi
             foreach (var p in sparse.Parameters.Where(p => p.Layout is ISparseLinearStructure))
                 Assert.Equal(expected[p.Name].Count(v => v != 0), p.Length);
         Assert.NotNull(state.Model.WeightLayouts);
-        Assert.Equal(layout, state.Model.WeightLayouts!["h.0.attn.c_attn"]);
+        Assert.Equal(format, state.Model.WeightLayouts!["h.0.attn.c_attn"]);
 
         // Save the loaded model again: every tensor (values and structure) is byte-identical.
         string again = fx.NewDir("again");

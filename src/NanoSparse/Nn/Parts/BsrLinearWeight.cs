@@ -69,6 +69,8 @@ public sealed class BsrLinearWeight : ISparseLinearStructure
         ["block"] = $"{BlockRows}x{BlockCols}",
     };
 
+    public string LayoutString => $"{Name}:{BlockRows}x{BlockCols}";
+
     /// <summary>The block pointers and block column indices, the element-wise CSR copy (backward) and its permutation.</summary>
     public long IndexBytesInMemory =>
         4L * (_bsr.BlockRowCount + 1) + (long)_bsr.BlockCount * (_bsr.HasShortIndices ? 2 : 4) + _csr.IndexBytesInMemory + 4L * StoredCount;

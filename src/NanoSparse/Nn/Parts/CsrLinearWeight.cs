@@ -106,6 +106,8 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure
 
     public IReadOnlyDictionary<string, string> FormatParameters { get; } = new Dictionary<string, string>();
 
+    public string LayoutString => Name;
+
     /// <summary>W's row pointers and column indices, and Wᵀ's pointers, row indices and value permutation (backward).</summary>
     public long IndexBytesInMemory =>
         4L * (OutFeatures + 1) + (long)StoredCount * (_w.HasShortIndices ? 2 : 4)

@@ -59,6 +59,8 @@ public sealed class NmLinearWeight : ISparseLinearStructure
         ["m"] = M.ToString(System.Globalization.CultureInfo.InvariantCulture),
     };
 
+    public string LayoutString => $"{Name}:{N}:{M}";
+
     /// <summary>The packed in-group indices and the CSR copy's structure (backward).</summary>
     public long IndexBytesInMemory => _nm.Indices.Length + _csr.IndexBytesInMemory;
 

@@ -94,6 +94,9 @@ public sealed record SparseStructure(string Name, string Format, int OutFeatures
 /// </summary>
 public interface ISparseLinearStructure : ILinearWeight
 {
+    /// <summary>The weight_layouts string naming this layout with its structural arguments: "csr", "nm:2:4", "bsr:4x4".</summary>
+    string LayoutString { get; }
+
     /// <summary>Format parameters written to the file's metadata as <c>{name}.{key}</c> (empty for CSR).</summary>
     IReadOnlyDictionary<string, string> FormatParameters { get; }
 
