@@ -83,8 +83,40 @@ public static class InspectCommand
             }
             table.AddRow("[bold]total[/]", "", $"[bold]{gpt.ParameterCount.ToString("N0", CultureInfo.InvariantCulture)}[/]", "");
             console.Write(table);
+
+            // Per Linear weight: layout, density, bytes in the file and in memory (values + the index arrays held).
+            var rows = new List<(SparsifiedWeight, long?)>();
+            string? modelPath = dir is null ? null : Path.Combine(dir, Checkpoint.ModelFile);
+            using (var file = modelPath is not null && File.Exists(modelPath) ? NanoSparse.IO.SafeTensorsFile.Open(modelPath) : null)
+                foreach (var p in gpt.Parameters)
+                    if (p.Layout is not null)
+                        rows.Add((Sparsify.Describe(p.Name, p.Layout), file is null ? null : NanoSparse.IO.SparseWeightFiles.BytesOnDisk(file, p.Name)));
+            WriteWeights(console, rows, "Linear weights");
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>The per-weight table (layout, density, bytes on disk and in memory) and its totals against dense.</summary>
+    internal static void WriteWeights(IAnsiConsole console, IReadOnlyList<(SparsifiedWeight Weight, long? DiskBytes)> rows, string title)
+    {
+        var table = new Table().Title(Markup.Escape(title)).AddColumn("weight").AddColumn("layout")
+            .AddColumn(new TableColumn("density").RightAligned()).AddColumn(new TableColumn("bytes on disk").RightAligned())
+            .AddColumn(new TableColumn("bytes in memory").RightAligned()).AddColumn(new TableColumn("dense bytes").RightAligned());
+        long disk = 0, memory = 0, dense = 0;
+        foreach (var (w, d) in rows)
+        {
+            long onDisk = d ?? w.FileBytes;
+            disk += onDisk;
+            memory += w.MemoryBytes;
+            dense += w.DenseBytes;
+            table.AddRow(Markup.Escape(w.Name), w.Layout, w.Density.ToString("F4", CultureInfo.InvariantCulture),
+                onDisk.ToString("N0", CultureInfo.InvariantCulture), w.MemoryBytes.ToString("N0", CultureInfo.InvariantCulture),
+                w.DenseBytes.ToString("N0", CultureInfo.InvariantCulture));
+        }
+        string Ratio(long x) => dense == 0 ? "" : $" ({((double)x / dense).ToString("F3", CultureInfo.InvariantCulture)}x)";
+        table.AddRow("[bold]total[/]", "", "", $"[bold]{disk.ToString("N0", CultureInfo.InvariantCulture)}{Ratio(disk)}[/]",
+            $"[bold]{memory.ToString("N0", CultureInfo.InvariantCulture)}{Ratio(memory)}[/]", $"[bold]{dense.ToString("N0", CultureInfo.InvariantCulture)}[/]");
+        console.Write(table);
     }
 }

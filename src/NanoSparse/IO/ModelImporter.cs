@@ -57,9 +57,23 @@ public static class ModelImporter
     public static void WriteCheckpoint(string dir, GptDims dims, IReadOnlyList<SafeTensor> canonical)
     {
         TensorMapping.EnsureWritable(canonical, Path.Combine(dir, ModelFile), SafeTensorsDtype.F32);
-        Directory.CreateDirectory(dir);
-        SafeTensors.Write(Path.Combine(dir, ModelFile), canonical, new Dictionary<string, string> { ["format"] = "pt" });
-        GptDims.WriteJsonAtomic(Path.Combine(dir, ConfigFile), dims.ToNanoSparseJson());
+        WriteSet(dir, staged =>
+        {
+            SafeTensors.Write(staged(ModelFile), canonical, new Dictionary<string, string> { ["format"] = "pt" });
+            GptDims.WriteJsonAtomic(staged(ConfigFile), dims.ToNanoSparseJson());
+        });
+    }
+
+    /// <summary>
+    /// Replaces model.safetensors and config.json in <paramref name="dir"/> as one change (<see cref="RedoJournal"/>:
+    /// staged, then committed by one rename), so an interrupted write leaves the previous pair or the new one.
+    /// </summary>
+    static void WriteSet(string dir, Action<Func<string, string>> write)
+    {
+        string[] files = [ModelFile, ConfigFile];
+        using var save = RedoJournal.Begin(dir, $"write-{Guid.NewGuid():N}"[..22], files);
+        write(save.StagedPath);
+        save.Commit(files, []);
     }
 
     /// <summary>
@@ -86,7 +100,30 @@ public static class ModelImporter
         var dims = new GptDims(nLayer, GptDims.GetInt(cfg, "n_head", cfgPath), wte.Shape[1], wpe.Shape[0], wte.Shape[0],
             file.Contains("transformer.ln_f.bias"), cfg["activation"] is JsonValue a ? GptDims.ParseActivation(a.GetValue<string>(), cfgPath) : GptDims.GeluExact);
         dims.Validate($"checkpoint '{dir}'");
-        return (dims, NanoGptFormat.Import(file, dims));
+        return (dims, SparseWeightFiles.AnySparse(file) ? Densified(file, model, dims) : NanoGptFormat.Import(file, dims));
+    }
+
+    /// <summary>
+    /// The canonical tensors of a checkpoint that stores some Linear weights sparse: those as dense (Out, In) matrices
+    /// with zeros where nothing is stored (so PyTorch and Hugging Face load the export), the rest as stored.
+    /// </summary>
+    static List<SafeTensor> Densified(SafeTensorsFile file, string path, GptDims dims)
+    {
+        var result = new List<SafeTensor>();
+        foreach (var spec in NanoGptFormat.Layout(dims))
+        {
+            if (spec.Shape.Length == 2 && SparseWeightFiles.IsSparse(file, spec.Name))
+            {
+                result.Add(new SafeTensor(spec.Name, spec.Shape, SparseWeightFiles.ReadDense(file, path, spec.Name, spec.Shape[0], spec.Shape[1])));
+                continue;
+            }
+            if (!file.TryGet(spec.Name, out var info))
+                throw new InvalidDataException($"{path} is missing tensor '{spec.Name}' (expected shape [{string.Join(", ", spec.Shape)}])");
+            if (!info.Shape.AsSpan().SequenceEqual(spec.Shape))
+                throw new InvalidDataException($"{path}: tensor '{spec.Name}' has shape [{string.Join(", ", info.Shape)}], expected [{string.Join(", ", spec.Shape)}]");
+            result.Add(new SafeTensor(spec.Name, spec.Shape, file.ReadFloat32Array(spec.Name)));
+        }
+        return result;
     }
 
     /// <summary>export: NanoSparse checkpoint directory → foreign format in outDir (model.safetensors + config.json).</summary>
@@ -100,19 +137,22 @@ public static class ModelImporter
     public static void Write(ModelFormat format, GptDims dims, IReadOnlyList<SafeTensor> canonical, string outDir, SafeTensorsDtype dtype = SafeTensorsDtype.F32)
     {
         TensorMapping.EnsureWritable(canonical, Path.Combine(outDir, ModelFile), dtype);
-        Directory.CreateDirectory(outDir);
+        if (format == ModelFormat.Gpt2 && !dims.Bias)
+            throw new ArgumentException("GPT-2 models always have biases; this model has bias=false and cannot be exported as gpt2");
         var meta = new Dictionary<string, string> { ["format"] = "pt" }; // transformers refuses safetensors files without it
-        if (format == ModelFormat.NanoGpt)
+        WriteSet(outDir, staged =>
         {
-            SafeTensors.Write(Path.Combine(outDir, ModelFile), NanoGptFormat.Export(canonical, dtype), meta);
-            GptDims.WriteJsonAtomic(Path.Combine(outDir, ConfigFile), dims.ToNanoGptJson());
-        }
-        else
-        {
-            if (!dims.Bias) throw new ArgumentException("GPT-2 models always have biases; this model has bias=false and cannot be exported as gpt2");
-            SafeTensors.Write(Path.Combine(outDir, ModelFile), Gpt2Format.Export(canonical, dtype), meta);
-            GptDims.WriteJsonAtomic(Path.Combine(outDir, ConfigFile), dims.ToGpt2Json());
-        }
+            if (format == ModelFormat.NanoGpt)
+            {
+                SafeTensors.Write(staged(ModelFile), NanoGptFormat.Export(canonical, dtype), meta);
+                GptDims.WriteJsonAtomic(staged(ConfigFile), dims.ToNanoGptJson());
+            }
+            else
+            {
+                SafeTensors.Write(staged(ModelFile), Gpt2Format.Export(canonical, dtype), meta);
+                GptDims.WriteJsonAtomic(staged(ConfigFile), dims.ToGpt2Json());
+            }
+        });
     }
 
     private static JsonObject? FindObjectWith(JsonNode? node, string key)

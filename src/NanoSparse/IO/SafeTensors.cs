@@ -12,7 +12,42 @@ namespace NanoSparse.IO;
 public enum SafeTensorsDtype { F32, F16, BF16, F64, I64, I32, I16, I8, U64, U32, U16, U8, BOOL, F8_E4M3, F8_E5M2 }
 
 /// <summary>One tensor to write: its name, PyTorch shape, float data (row-major) and the dtype to store it as.</summary>
-public sealed record SafeTensor(string Name, int[] Shape, ReadOnlyMemory<float> Data, SafeTensorsDtype Dtype = SafeTensorsDtype.F32);
+public sealed record SafeTensor(string Name, int[] Shape, ReadOnlyMemory<float> Data, SafeTensorsDtype Dtype = SafeTensorsDtype.F32)
+{
+    /// <summary>The little-endian bytes of an integer tensor (U8, U16, I32); empty for a float tensor, which writes Data.</summary>
+    public ReadOnlyMemory<byte> Bytes { get; init; }
+
+    public bool IsInteger => Dtype is SafeTensorsDtype.U8 or SafeTensorsDtype.U16 or SafeTensorsDtype.I32;
+
+    /// <summary>A 1-D integer tensor of <paramref name="values"/> stored as U8, U16 or I32 (each value must fit).</summary>
+    public static SafeTensor Integers(string name, SafeTensorsDtype dtype, ReadOnlySpan<int> values)
+    {
+        int size = SafeTensors.ElementSize(dtype);
+        var bytes = new byte[(long)values.Length * size];
+        for (int i = 0; i < values.Length; i++)
+        {
+            int v = values[i];
+            switch (dtype)
+            {
+                case SafeTensorsDtype.U8:
+                    bytes[i] = v is >= 0 and <= byte.MaxValue ? (byte)v : throw new ArgumentOutOfRangeException(nameof(values), v, $"tensor '{name}': value {v} at {i} does not fit U8");
+                    break;
+                case SafeTensorsDtype.U16:
+                    BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(2 * i), v is >= 0 and <= ushort.MaxValue ? (ushort)v
+                        : throw new ArgumentOutOfRangeException(nameof(values), v, $"tensor '{name}': value {v} at {i} does not fit U16"));
+                    break;
+                case SafeTensorsDtype.I32:
+                    BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(4 * i), v);
+                    break;
+                default:
+                    throw new ArgumentException($"tensor '{name}': integer tensors are U8, U16 or I32, not {dtype}", nameof(dtype));
+            }
+        }
+        return new SafeTensor(name, [values.Length], ReadOnlyMemory<float>.Empty, dtype) { Bytes = bytes };
+    }
+
+    internal long ByteCount => IsInteger ? Bytes.Length : Data.Length * (long)SafeTensors.ElementSize(Dtype);
+}
 
 /// <summary>Where a tensor lies in a safetensors file: Begin/End are byte offsets into the data section.</summary>
 public sealed record SafeTensorInfo(string Name, SafeTensorsDtype Dtype, int[] Shape, long Begin, long End)
@@ -45,10 +80,12 @@ public static class SafeTensors
             if (!names.Add(t.Name)) throw new ArgumentException($"safetensors '{path}': tensor '{t.Name}' appears twice");
             foreach (int d in t.Shape)
                 if (d < 0) throw new ArgumentException($"safetensors '{path}': tensor '{t.Name}' has a negative dimension in shape [{string.Join(", ", t.Shape)}]");
-            if (t.Dtype is not (SafeTensorsDtype.F32 or SafeTensorsDtype.F16 or SafeTensorsDtype.BF16))
-                throw new ArgumentException($"safetensors '{path}': tensor '{t.Name}' cannot be written as {t.Dtype} (supported: F32, F16, BF16)");
+            if (t.Dtype is not (SafeTensorsDtype.F32 or SafeTensorsDtype.F16 or SafeTensorsDtype.BF16) && !t.IsInteger)
+                throw new ArgumentException($"safetensors '{path}': tensor '{t.Name}' cannot be written as {t.Dtype} (supported: F32, F16, BF16, and U8, U16, I32 from SafeTensor.Integers)");
             long n = ElementCount(t.Shape);
-            if (n != t.Data.Length)
+            if (t.IsInteger && n * ElementSize(t.Dtype) != t.Bytes.Length)
+                throw new ArgumentException($"safetensors '{path}': tensor '{t.Name}' has shape [{string.Join(", ", t.Shape)}] ({n} elements) but {t.Bytes.Length} bytes of {t.Dtype}");
+            if (!t.IsInteger && n != t.Data.Length)
                 throw new ArgumentException($"safetensors '{path}': tensor '{t.Name}' has shape [{string.Join(", ", t.Shape)}] ({n} elements) but {t.Data.Length} values");
         }
 
@@ -66,7 +103,9 @@ public static class SafeTensors
                 fs.Write(len);
                 fs.Write(header);
                 byte[] buffer = new byte[1 << 16];
-                foreach (var t in list) WriteData(fs, t.Data.Span, t.Dtype, buffer);
+                foreach (var t in list)
+                    if (t.IsInteger) fs.Write(t.Bytes.Span);
+                    else WriteData(fs, t.Data.Span, t.Dtype, buffer);
                 fs.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true);
@@ -124,7 +163,7 @@ public static class SafeTensors
             long offset = 0;
             foreach (var t in list)
             {
-                long bytes = checked(t.Data.Length * (long)ElementSize(t.Dtype));
+                long bytes = t.ByteCount;
                 w.WriteStartObject(t.Name);
                 w.WriteString("dtype", t.Dtype.ToString());
                 w.WriteStartArray("shape");

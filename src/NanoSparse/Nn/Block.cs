@@ -16,7 +16,7 @@ public sealed class Block
     readonly LayerNormPart _ln1, _ln2;
     readonly ActivationSlot _h, _y;   // (N, C): x after the attention half, then after the MLP half (the block's output)
 
-    internal Block(GptConfig config, int layer, BufferLayout layout)
+    internal Block(GptConfig config, int layer, BufferLayout layout, IReadOnlyDictionary<string, ILinearWeight>? weights = null)
     {
         int C = config.NEmbd;
         string p = $"transformer.h.{layer}.";
@@ -24,19 +24,27 @@ public sealed class Block
         // Built in data order, so the parameters come in nanoGPT's state_dict order.
         _ln1 = new LayerNormPart(p + "ln_1", C, config.Bias, layout);
         Attention = new CausalSelfAttention(config, p + "attn",
-            Weight(config, layer, "attn.c_attn", 3 * C, C), Weight(config, layer, "attn.c_proj", C, C), layout);
+            Weight(config, layer, "attn.c_attn", 3 * C, C, weights), Weight(config, layer, "attn.c_proj", C, C, weights), layout);
         _h = layout.Activation(C);
         _ln2 = new LayerNormPart(p + "ln_2", C, config.Bias, layout);
         FeedForward = new Mlp(config, p + "mlp",
-            Weight(config, layer, "mlp.c_fc", 4 * C, C), Weight(config, layer, "mlp.c_proj", C, 4 * C), layout);
+            Weight(config, layer, "mlp.c_fc", 4 * C, C, weights), Weight(config, layer, "mlp.c_proj", C, 4 * C, weights), layout);
         _y = layout.Activation(C);
     }
 
     // A layout that draws its positions (from a density, or its own random pattern) gets an Rng seeded from the
     // config's sparsity_seed and the weight's name, so one config always builds the same structure (resume, eval, sample).
-    static ILinearWeight Weight(GptConfig config, int layer, string name, int outFeatures, int inFeatures)
+    // A layout given in weights (e.g. rebuilt from a checkpoint's stored structure) is used as it is.
+    static ILinearWeight Weight(GptConfig config, int layer, string name, int outFeatures, int inFeatures,
+        IReadOnlyDictionary<string, ILinearWeight>? weights)
     {
         string parameter = $"transformer.h.{layer}.{name}.weight", layout = config.WeightLayout(layer, name);
+        if (weights is not null && weights.TryGetValue(parameter, out var given))
+        {
+            if (given.OutFeatures != outFeatures || given.InFeatures != inFeatures)
+                throw new ArgumentException($"weight '{parameter}' is ({given.OutFeatures}, {given.InFeatures}), expected ({outFeatures}, {inFeatures})");
+            return given;
+        }
         try
         {
             var spec = layout == LinearWeightLayouts.Dense

@@ -36,7 +36,16 @@ public sealed partial class Gpt
     readonly ulong[] _seeds;
     bool _dropoutActive, _hasTargets, _logitsAreGradients;
 
-    public Gpt(GptConfig config, int batchSize, int seqLen)
+    public Gpt(GptConfig config, int batchSize, int seqLen) : this(config, batchSize, seqLen, null)
+    {
+    }
+
+    /// <summary>
+    /// A model whose blocks' Linear weights named in <paramref name="linearWeights"/> (by state_dict name,
+    /// "transformer.h.{layer}.mlp.c_fc.weight") use those layout objects, e.g. sparse structures read from a checkpoint;
+    /// the others are built from the config.
+    /// </summary>
+    public Gpt(GptConfig config, int batchSize, int seqLen, IReadOnlyDictionary<string, ILinearWeight>? linearWeights)
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
@@ -55,7 +64,11 @@ public sealed partial class Gpt
         _embeddingSeed = layout.DropoutSeed();
         _encoded = layout.Activation(C);
         _blocks = new Block[L];
-        for (int l = 0; l < L; l++) _blocks[l] = new Block(config, l, layout);
+        if (linearWeights is not null)
+            foreach (var key in linearWeights.Keys)
+                if (!Enumerable.Range(0, L).Any(l => GptConfig.BlockWeights.Any(w => key == $"transformer.h.{l}.{w}.weight")))
+                    throw new ArgumentException($"weight '{key}' is not a Linear weight of this {L}-layer model");
+        for (int l = 0; l < L; l++) _blocks[l] = new Block(config, l, layout, linearWeights);
         _lnf = new LayerNormPart("transformer.ln_f", C, config.Bias, layout);
         _logits = layout.Activation(V);
         _ceLse = layout.Activation(1);

@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using NanoSparse.IO;
 using NanoSparse.Nn;
+using NanoSparse.Nn.Parts;
 using NanoSparse.Optim;
 
 namespace NanoSparse.Training;
@@ -61,14 +62,8 @@ public static class Checkpoint
         var previous = PreviousFiles(dir);
         var written = new List<string>();
 
-        var tensors = new List<SafeTensor>();
-        foreach (var p in gpt.Parameters)
-        {
-            tensors.Add(new SafeTensor(p.Name, StoredShape(p), p.Value));
-            if (p.Name == WteName) tensors.Add(new SafeTensor(LmHeadName, (int[])p.Shape.Clone(), p.Value));
-        }
         RedoJournal.Step("write " + ModelFile);
-        SafeTensors.Write(save.StagedPath(ModelFile), tensors, new Dictionary<string, string> { ["format"] = "pt", [SaveIdKey] = id });
+        WriteModel(save.StagedPath(ModelFile), gpt, id);
         written.Add(ModelFile);
 
         if (optimizer is not null)
@@ -115,6 +110,83 @@ public static class Checkpoint
         // A meta.json that is the dataset's own (out_dir = dataset folder) is never deleted.
         bool metaIsSource = metaPath is not null && Path.GetFullPath(metaPath) == Path.GetFullPath(Path.Combine(dir, MetaFile));
         save.Commit(written, previous.Except(written).Where(n => !(n == MetaFile && metaIsSource)).ToArray());
+    }
+
+    /// <summary>
+    /// model.safetensors: every parameter under its nanoGPT name, lm_head.weight (the tied wte) too; a sparse Linear
+    /// weight as its layout's tensors and metadata instead (see <see cref="SparseWeightFiles"/>).
+    /// </summary>
+    static void WriteModel(string path, Gpt gpt, string? saveId)
+    {
+        var tensors = new List<SafeTensor>();
+        var metadata = new Dictionary<string, string> { ["format"] = "pt" };
+        if (saveId is not null) metadata[SaveIdKey] = saveId;
+        foreach (var p in gpt.Parameters)
+        {
+            if (p.Layout is ISparseLinearStructure sparse)
+            {
+                tensors.AddRange(SparseWeightFiles.Tensors(p.Name, sparse, p.Value));
+                SparseWeightFiles.AddMetadata(metadata, p.Name, sparse);
+                continue;
+            }
+            tensors.Add(new SafeTensor(p.Name, (int[])p.Shape.Clone(), p.Value));
+            if (p.Name == WteName) tensors.Add(new SafeTensor(LmHeadName, (int[])p.Shape.Clone(), p.Value));
+        }
+        SafeTensors.Write(path, tensors, metadata);
+    }
+
+    /// <summary>The shape a parameter's optimizer moments are stored with: the stored values' count for a sparse layout.</summary>
+    static int[] StoredShape(Parameter p) => p.Layout is ISparseLinearStructure ? [p.Length] : (int[])p.Shape.Clone();
+
+    /// <summary>
+    /// The layouts of the Linear weights that the checkpoint in <paramref name="dir"/> stores sparse, rebuilt from the
+    /// stored structure (give them to <see cref="Gpt(GptConfig, int, int, IReadOnlyDictionary{string, ILinearWeight})"/>);
+    /// empty when the config's weight_layouts are all dense.
+    /// </summary>
+    public static Dictionary<string, ILinearWeight> ReadLinearWeights(string dir, GptConfig config)
+    {
+        // A config whose weights are all dense reads nothing more (a file that stores some sparse anyway is refused
+        // by LoadWeights, naming the weight).
+        if (config.AllWeightsDense) return [];
+        string path = Path.Combine(dir, ModelFile);
+        if (Directory.Exists(dir)) RedoJournal.Recover(dir);
+        if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint {dir} has no {ModelFile}", path);
+        using var file = SafeTensorsFile.Open(path);
+        return SparseWeightFiles.ReadLayouts(file, path, config);
+    }
+
+    /// <summary>
+    /// Writes a model without training state (as `nanosparse import` does: model.safetensors + config.json holding the
+    /// model config), replacing a checkpoint in <paramref name="dir"/> through the same staged, journaled commit as
+    /// <see cref="Save"/> (a training checkpoint's other files there are removed in the same commit).
+    /// </summary>
+    public static void SaveModel(string dir, Gpt gpt, string? metaPath)
+    {
+        EnsureFinite(gpt.ParameterData, "model parameters", null);
+        string[] names = [.. FileNames, ConfigFile];
+        string id = $"model-{Guid.NewGuid():N}"[..25];
+        using var save = RedoJournal.Begin(dir, id, names);
+        var previous = PreviousFiles(dir).Append(StateFile).Append(OptimizerFile).Where(n => File.Exists(Path.Combine(dir, n))).ToList();
+        var written = new List<string>();
+        RedoJournal.Step("write " + ModelFile);
+        WriteModel(save.StagedPath(ModelFile), gpt, null);
+        written.Add(ModelFile);
+        RedoJournal.Step("write " + ConfigFile);
+        WriteAtomic(save.StagedPath(ConfigFile), JsonSerializer.SerializeToUtf8Bytes(gpt.Config with { Dropout = 0f }, Json));
+        written.Add(ConfigFile);
+        if (metaPath is not null && File.Exists(metaPath) && Path.GetFullPath(metaPath) != Path.GetFullPath(Path.Combine(dir, MetaFile)))
+        {
+            WriteAtomic(save.StagedPath(MetaFile), File.ReadAllBytes(metaPath));
+            written.Add(MetaFile);
+            string dataDir = Path.GetDirectoryName(Path.GetFullPath(metaPath))!;
+            if (Data.Gpt2Vocabulary.IsPresent(dataDir))
+            {
+                Data.DatasetPreparer.CopyGpt2Files(dataDir, save.StagingDir);
+                written.Add(Data.Gpt2Vocabulary.EncoderFile);
+                written.Add(Data.Gpt2Vocabulary.MergesFile);
+            }
+        }
+        save.Commit(written, previous.Except(written).Distinct().ToArray());
     }
 
     static CheckpointFile Describe(string path)
@@ -252,7 +324,8 @@ public static class Checkpoint
             try
             {
                 state = ReadState(dir);
-                gpt = new Gpt(state.Model.ToConfig(), batchSize, Math.Min(seqLen, state.Model.BlockSize));
+                var config = state.Model.ToConfig();
+                gpt = new Gpt(config, batchSize, Math.Min(seqLen, state.Model.BlockSize), ReadLinearWeights(dir, config));
                 LoadWeights(dir, gpt, state);
             }
             catch (Exception e) when (e is InvalidDataException or FileNotFoundException or FormatException)
@@ -302,7 +375,7 @@ public static class Checkpoint
         }
         state = null;
         var config = ReadModelConfig(Path.Combine(dir, ConfigFile), dir);
-        var model = new Gpt(config, batchSize, Math.Min(seqLen, config.BlockSize));
+        var model = new Gpt(config, batchSize, Math.Min(seqLen, config.BlockSize), ReadLinearWeights(dir, config));
         LoadWeights(dir, model);
         return model;
     }
@@ -360,10 +433,24 @@ public static class Checkpoint
         if (Directory.Exists(dir)) RedoJournal.Recover(dir);
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint {dir} has no {ModelFile}", path);
         using var file = SafeTensorsFile.Open(path);
-        foreach (var p in gpt.Parameters) CheckTensor(file, path, p.Name, StoredShape(p), allowHalf: true);
+        foreach (var p in gpt.Parameters)
+        {
+            if (p.Layout is ISparseLinearStructure sparse)
+            {
+                if (!SparseWeightFiles.IsSparse(file, p.Name))
+                    throw new FormatException($"{path}: weight '{p.Name}' is stored dense, but the model holds it as {sparse.Layout}; load the model with Checkpoint.LoadModel, which rebuilds it from the file");
+                CheckSameStructure(SparseWeightFiles.Read(file, path, p.Name, sparse.OutFeatures, sparse.InFeatures), sparse, path, p.Name);
+                continue;
+            }
+            if (p.Layout is not null && SparseWeightFiles.IsSparse(file, p.Name))
+                throw new FormatException($"{path}: weight '{p.Name}' is stored as {file.Metadata[p.Name + ".format"]}, but the model holds it as {p.Layout.Layout}; load the model with Checkpoint.LoadModel, which rebuilds it from the file");
+            CheckTensor(file, path, p.Name, p.Shape, allowHalf: true);
+        }
         CheckTiedHead(file, path);
         CheckSaveId(file, path, state);
-        foreach (var p in gpt.Parameters) file.ReadInto(p.Name, p.Value.Span);
+        foreach (var p in gpt.Parameters)
+            if (p.Layout is ISparseLinearStructure) SparseWeightFiles.ReadValues(file, p.Name, p.Value.Span);
+            else file.ReadInto(p.Name, p.Value.Span);
         EnsureFinite(gpt.ParameterData, $"{path} parameters", null);
     }
 
@@ -405,10 +492,21 @@ public static class Checkpoint
         optimizer.StepCount = state.OptimizerStep;
     }
 
-    // Interim (until sparse checkpoints store the layout's indices): a sparse weight is saved as its stored values, a
-    // 1-D tensor in the layout's order; its structure is rebuilt from model_args (weight_layouts, weight_densities,
-    // sparsity_seed) when the model is built.
-    static int[] StoredShape(Parameter p) => p.IsSparse ? [p.Length] : (int[])p.Shape.Clone();
+    /// <summary>A model built with one structure must not silently take the values of another.</summary>
+    static void CheckSameStructure(ISparseLinearStructure stored, ISparseLinearStructure model, string path, string name)
+    {
+        bool same = stored.Layout == model.Layout && stored.StoredCount == model.StoredCount
+            && stored.FormatParameters.Count == model.FormatParameters.Count
+            && stored.FormatParameters.All(kv => model.FormatParameters.TryGetValue(kv.Key, out var v) && v == kv.Value);
+        if (same)
+        {
+            var a = stored.ExportIndices();
+            var b = model.ExportIndices();
+            same = a.Count == b.Count && a.Zip(b).All(x => x.First.Suffix == x.Second.Suffix && x.First.Values.AsSpan().SequenceEqual(x.Second.Values));
+        }
+        if (!same)
+            throw new FormatException($"{path}: weight '{name}' stores a different {stored.Layout} structure ({stored.StoredCount} values) than the model's {model.Layout} ({model.StoredCount}); load the model with Checkpoint.LoadModel, which rebuilds it from the file");
+    }
 
     static void CheckTensor(SafeTensorsFile file, string path, string name, int[] expected, bool allowHalf)
     {

@@ -119,7 +119,8 @@ public sealed class Trainer : IDisposable
             throw;
         }
 
-        Model = new Gpt(modelConfig, Config.BatchSize, Config.BlockSize);
+        // A resumed model's sparse layouts are rebuilt from the checkpoint's stored structure, not drawn again.
+        Model = new Gpt(modelConfig, Config.BatchSize, Config.BlockSize, resume is null ? null : Checkpoint.ReadLinearWeights(Config.OutDir, modelConfig));
         var gpt = Model;
         Optimizer = new AdamW(Model.ParameterData.Length,
             Model.Parameters.Select(p => AdamW.SegmentOf(gpt.ParameterData, p.Value.Span, p.Decay)),

@@ -13,7 +13,7 @@ namespace NanoSparse.Nn.Parts;
 /// every element of a stored block, CsrSpmm on Wᵀ for dx), its values gathered from and its dW scattered back to
 /// the block order through a fixed permutation (2·nnz moves per call).
 /// </summary>
-public sealed class BsrLinearWeight : ILinearWeight
+public sealed class BsrLinearWeight : ISparseLinearStructure
 {
     const string Name = "bsr";
 
@@ -50,6 +50,48 @@ public sealed class BsrLinearWeight : ILinearWeight
                     }
                 }
         _csr = CsrLinearWeight.FromDense(OutFeatures, InFeatures, ones).Weight;
+    }
+
+    /// <summary>File tensors: block_row_ptr (I32, Out/R + 1) and block_col_indices (U16 when In/C ≤ 65536, else I32; stored blocks).</summary>
+    public IReadOnlyList<IndexTensor> ExportIndices()
+    {
+        var columns = new int[_bsr.BlockCount];
+        for (int b = 0; b < columns.Length; b++) columns[b] = _bsr.BlockColumnIndex(b);
+        return
+        [
+            new IndexTensor("block_row_ptr", IndexWidth.I32, (int[])_bsr.BlockRowPointers.Clone()),
+            new IndexTensor("block_col_indices", CsrMatrix.ShortIndicesFit(_bsr.BlockColCount) ? IndexWidth.U16 : IndexWidth.I32, columns),
+        ];
+    }
+
+    public IReadOnlyDictionary<string, string> FormatParameters => new Dictionary<string, string>
+    {
+        ["block"] = $"{BlockRows}x{BlockCols}",
+    };
+
+    public string LayoutString => $"{Name}:{BlockRows}x{BlockCols}";
+
+    /// <summary>The block pointers and block column indices, the element-wise CSR copy (backward) and its permutation.</summary>
+    public long IndexBytesInMemory =>
+        4L * (_bsr.BlockRowCount + 1) + (long)_bsr.BlockCount * (_bsr.HasShortIndices ? 2 : 4) + _csr.IndexBytesInMemory + 4L * StoredCount;
+
+    /// <summary>Rebuilds the layout from a file's block, block_row_ptr and block_col_indices.</summary>
+    public static ISparseLinearStructure FromStructure(SparseStructure s)
+    {
+        var (r, c) = s.PairParameter("block");
+        if (r < 1 || s.OutFeatures % r != 0 || c < 1 || s.InFeatures % c != 0)
+            throw new InvalidDataException($"metadata '{s.Name}.block' is {r}x{c}, expected positive block sides dividing the shape ({s.OutFeatures}, {s.InFeatures})");
+        int blockRowCount = s.OutFeatures / r, blockColCount = s.InFeatures / c;
+        var pointers = s.Require("block_row_ptr", blockRowCount + 1L, IndexWidth.I32);
+        var columns = s.Require("block_col_indices", -1, IndexWidth.U16, IndexWidth.I32);
+        int blocks = s.CheckCompressedRows("block_row_ptr", pointers, "block_col_indices", columns, blockRowCount, blockColCount, "block");
+        if ((long)blocks * r * c > Array.MaxLength)
+            throw s.Fail("block_col_indices", $"lists {blocks} blocks of {r}x{c}, more values than one array holds");
+        var values = new float[blocks * r * c];
+        var bsr = CsrMatrix.ShortIndicesFit(blockColCount)
+            ? new BsrMatrix(s.OutFeatures, s.InFeatures, r, c, pointers, columns.Select(x => (ushort)x).ToArray(), values)
+            : new BsrMatrix(s.OutFeatures, s.InFeatures, r, c, pointers, columns, values);
+        return new BsrLinearWeight(bsr);
     }
 
     static void CheckBlocks(int outFeatures, int inFeatures, int blockRows, int blockCols)

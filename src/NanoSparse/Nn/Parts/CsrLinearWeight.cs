@@ -27,7 +27,7 @@ namespace NanoSparse.Nn.Parts;
 /// Every call's scratch lives in the workspace; the layout holds no per-call state, so data-parallel shards may call
 /// it concurrently (except <see cref="PrepareForInference"/>).
 /// </summary>
-public sealed unsafe class CsrLinearWeight : ILinearWeight
+public sealed unsafe class CsrLinearWeight : ISparseLinearStructure
 {
     const string Name = "csr";
 
@@ -96,6 +96,36 @@ public sealed unsafe class CsrLinearWeight : ILinearWeight
                 _wtSource[q] = p;
                 if (narrow) _wtIndex16![q] = (ushort)o; else _wtIndex32![q] = o;
             }
+    }
+
+    /// <summary>File tensors: row_ptr (I32, Out + 1) and col_indices (U16 when In ≤ 65536, else I32; StoredCount).</summary>
+    public IReadOnlyList<IndexTensor> ExportIndices()
+    {
+        var columns = new int[StoredCount];
+        for (int p = 0; p < columns.Length; p++) columns[p] = _w.ColumnIndex(p);
+        return
+        [
+            new IndexTensor("row_ptr", IndexWidth.I32, (int[])_w.RowPointers.Clone()),
+            new IndexTensor("col_indices", CsrMatrix.ShortIndicesFit(InFeatures) ? IndexWidth.U16 : IndexWidth.I32, columns),
+        ];
+    }
+
+    public IReadOnlyDictionary<string, string> FormatParameters { get; } = new Dictionary<string, string>();
+
+    public string LayoutString => Name;
+
+    /// <summary>W's row pointers and column indices, and Wᵀ's pointers, row indices and value permutation (backward).</summary>
+    public long IndexBytesInMemory =>
+        4L * (OutFeatures + 1) + (long)StoredCount * (_w.HasShortIndices ? 2 : 4)
+        + 4L * (InFeatures + 1) + (long)StoredCount * (_wtIndex16 is not null ? 2 : 4) + 4L * StoredCount;
+
+    /// <summary>Rebuilds the layout from a file's row_ptr and col_indices, checking every invariant (naming the tensor).</summary>
+    public static ISparseLinearStructure FromStructure(SparseStructure s)
+    {
+        var pointers = s.Require("row_ptr", s.OutFeatures + 1L, IndexWidth.I32);
+        var columns = s.Require("col_indices", -1, IndexWidth.U16, IndexWidth.I32);
+        s.CheckCompressedRows("row_ptr", pointers, "col_indices", columns, s.OutFeatures, s.InFeatures, "output");
+        return new CsrLinearWeight(s.OutFeatures, s.InFeatures, pointers, columns);
     }
 
     static int Positive(int value, string name) =>

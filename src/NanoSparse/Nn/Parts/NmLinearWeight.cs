@@ -13,7 +13,7 @@ namespace NanoSparse.Nn.Parts;
 /// Forward: yᵀ = W · xᵀ with NmSpmm (2:4 has its own tiled/register-blocked paths and a permute-based SpMV); at
 /// rows ≤ <see cref="CsrLinearWeight.RowwiseMaxRows"/> one NmSpmm SpMV per row of x, without transposes.
 /// </summary>
-public sealed class NmLinearWeight : ILinearWeight
+public sealed class NmLinearWeight : ISparseLinearStructure
 {
     const string Name = "nm";
 
@@ -43,6 +43,59 @@ public sealed class NmLinearWeight : ILinearWeight
         _csr = CsrLinearWeight.FromDense(OutFeatures, InFeatures, ones).Weight;
         if (_csr.StoredCount != StoredCount)
             throw new InvalidOperationException($"N:M pattern gave {_csr.StoredCount} CSR entries for {StoredCount} slots");
+    }
+
+    /// <summary>File tensor: indices (U8, StoredCount), the in-group input index (0 ≤ i &lt; M) of every stored value.</summary>
+    public IReadOnlyList<IndexTensor> ExportIndices()
+    {
+        var indices = new int[StoredCount];
+        for (int q = 0; q < indices.Length; q++) indices[q] = _nm.Index(q);
+        return [new IndexTensor("indices", IndexWidth.U8, indices)];
+    }
+
+    public IReadOnlyDictionary<string, string> FormatParameters => new Dictionary<string, string>
+    {
+        ["n"] = N.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["m"] = M.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
+
+    public string LayoutString => $"{Name}:{N}:{M}";
+
+    /// <summary>The packed in-group indices and the CSR copy's structure (backward).</summary>
+    public long IndexBytesInMemory => _nm.Indices.Length + _csr.IndexBytesInMemory;
+
+    /// <summary>Rebuilds the layout from a file's n, m and indices (N &lt; M, M | In, indices &lt; M ascending within each group).</summary>
+    public static ISparseLinearStructure FromStructure(SparseStructure s)
+    {
+        int n = s.IntParameter("n"), m = s.IntParameter("m");
+        if (m < 2 || m > 256)
+            throw new InvalidDataException($"metadata '{s.Name}.m' is {m}, expected a group size M in [2, 256]");
+        if (n < 1 || n >= m)
+            throw new InvalidDataException($"metadata '{s.Name}.n' is {n} with M = {m}, expected 1 <= N < M");
+        if (s.InFeatures % m != 0)
+            throw new InvalidDataException($"metadata '{s.Name}.m' is {m}, which does not divide the reduction dimension (in features) {s.InFeatures}");
+        int groups = s.InFeatures / m;
+        var indices = s.Require("indices", (long)s.OutFeatures * groups * n, IndexWidth.U8);
+        var ones = new float[(long)s.OutFeatures * s.InFeatures];
+        for (int o = 0; o < s.OutFeatures; o++)
+            for (int g = 0; g < groups; g++)
+            {
+                int previous = -1;
+                for (int k = 0; k < n; k++)
+                {
+                    long q = ((long)o * groups + g) * n + k;
+                    int i = indices[q];
+                    if (i >= m)
+                        throw s.Fail("indices", $"holds {i} at element {q} (row {o}, group {g}), out of range: expected an in-group index < M = {m}");
+                    if (i == previous)
+                        throw s.Fail("indices", $"holds {i} twice in row {o}, group {g} (element {q}): duplicated index");
+                    if (i < previous)
+                        throw s.Fail("indices", $"holds {i} after {previous} in row {o}, group {g} (element {q}): indices must be sorted ascending within a group");
+                    previous = i;
+                    ones[(long)o * s.InFeatures + g * m + i] = 1;
+                }
+            }
+        return new NmLinearWeight(NmSparseMatrix.FromDense(ones, s.OutFeatures, s.InFeatures, n, m));
     }
 
     static void CheckPattern(int outFeatures, int inFeatures, int n, int m)
