@@ -321,7 +321,7 @@ public static class SparseModelBench
 
     static IEnumerable<Row> Decode(List<Variant> variants, GptConfig dense, Options options, int round)
     {
-        string model = $"gpt2-124m{(dense.NLayer != ModelPreset.Gpt2Small.NLayer ? $" ({dense.NLayer} layers)" : "")}, vocab {dense.VocabSize}";
+        string model = $"gpt2{(dense.NLayer != ModelPreset.Gpt2Small.NLayer ? $" L={dense.NLayer}" : "")} V={dense.VocabSize}";
         if (round == 0)
         {
             long block = 12L * dense.NEmbd * dense.NEmbd * dense.NLayer, embeddings = (long)(dense.VocabSize + dense.BlockSize) * dense.NEmbd;
@@ -391,14 +391,12 @@ public static class SparseModelBench
     static JsonArray Memory(List<Variant> variants, GptConfig train, Options options)
     {
         var result = new JsonArray();
-        var models = new List<(string Name, GptConfig Config)> { ("wide (training)", train) };
-        foreach (int v in options.DecodeVocabs) models.Add(($"gpt2-124m vocab {v} (decode)", options.DecodeConfig(v)));
+        var models = new List<(string Name, GptConfig Config)> { ("wide", train) };
+        foreach (int v in options.DecodeVocabs) models.Add(($"gpt2 V={v}", options.DecodeConfig(v)));
         var table = new Table().Border(TableBorder.Rounded).AddColumn("model").AddColumn("variant")
-            .AddColumn(new TableColumn("block values MB").RightAligned()).AddColumn(new TableColumn("block index MB").RightAligned())
-            .AddColumn(new TableColumn("SELL copy MB").RightAligned()).AddColumn(new TableColumn("block train MB").RightAligned())
-            .AddColumn(new TableColumn("vs dense").RightAligned()).AddColumn(new TableColumn("model train MB").RightAligned())
-            .AddColumn(new TableColumn("vs dense").RightAligned()).AddColumn(new TableColumn("model decode MB").RightAligned())
-            .AddColumn(new TableColumn("vs dense").RightAligned());
+            .AddColumn(new TableColumn("values MB").RightAligned()).AddColumn(new TableColumn("index MB").RightAligned())
+            .AddColumn(new TableColumn("SELL MB").RightAligned()).AddColumn(new TableColumn("block train").RightAligned())
+            .AddColumn(new TableColumn("model train").RightAligned()).AddColumn(new TableColumn("model decode").RightAligned());
         foreach (var (name, config) in models)
         {
             double denseBlockTrain = 0, denseModelTrain = 0, denseModelDecode = 0;
@@ -411,12 +409,12 @@ public static class SparseModelBench
                 var layouts = shapes.Select(s => LinearWeightLayouts.Create(c.WeightLayout(0, s.Name), LinearWeightSpec.Full(s.Out, s.In))).ToArray();
                 long index = Math.Max(0, GC.GetTotalMemory(forceFullCollection: true) - before) * config.NLayer;
                 long stored = layouts.Sum(w => (long)w.StoredCount) * config.NLayer;
-                before = GC.GetTotalMemory(forceFullCollection: true);
                 var values = layouts.Select(w => new float[w.StoredCount]).ToArray();
-                long afterValues = GC.GetTotalMemory(forceFullCollection: true);
+                // The decode copy: what PrepareForInference allocates (all of it kept, but a few hundred bytes).
+                long allocated = GC.GetAllocatedBytesForCurrentThread();
                 for (int w = 0; w < layouts.Length; w++)
                     if (layouts[w] is CsrLinearWeight csr) csr.PrepareForInference(values[w]);
-                long sell = Math.Max(0, GC.GetTotalMemory(forceFullCollection: true) - afterValues) * config.NLayer;
+                long sell = (GC.GetAllocatedBytesForCurrentThread() - allocated) * config.NLayer;
                 GC.KeepAlive(layouts);
                 GC.KeepAlive(values);
                 double mb = 1e6;
@@ -424,8 +422,8 @@ public static class SparseModelBench
                 double modelTrain = blockTrain + 16.0 * restFloats, modelDecode = blockValues + index + sell + 4.0 * restFloats;
                 if (variant.Kind == "dense") (denseBlockTrain, denseModelTrain, denseModelDecode) = (blockTrain, modelTrain, modelDecode);
                 table.AddRow(Markup.Escape(name), Markup.Escape(variant.Label), $"{blockValues / mb:F1}", $"{index / mb:F1}", $"{sell / mb:F1}",
-                    $"{blockTrain / mb:F1}", $"{blockTrain / denseBlockTrain:F3}", $"{modelTrain / mb:F1}", $"{modelTrain / denseModelTrain:F3}",
-                    $"{modelDecode / mb:F1}", $"{modelDecode / denseModelDecode:F3}");
+                    $"{blockTrain / mb:F0} MB {blockTrain / denseBlockTrain:F2}x", $"{modelTrain / mb:F0} MB {modelTrain / denseModelTrain:F2}x",
+                    $"{modelDecode / mb:F0} MB {modelDecode / denseModelDecode:F2}x");
                 result.Add(new JsonObject
                 {
                     ["model"] = name, ["variant"] = variant.Label, ["kind"] = variant.Kind, ["density"] = variant.Density,
@@ -436,8 +434,9 @@ public static class SparseModelBench
                 });
             }
         }
-        AnsiConsole.MarkupLine("[bold]memory[/]: block = the four Linear weights of every block; train = values + index + gradients + AdamW m and v; " +
-                               "decode = values + index + the CSR layouts' SELL decode copy; index measured as the heap the layout objects hold");
+        AnsiConsole.MarkupLine("[bold]memory[/] (MB = 10⁶ bytes; x = against the same model dense): block = the four Linear weights of every block; " +
+                               "train = values + index + gradients + AdamW m and v; model = with embeddings and LayerNorms; decode = values + index + " +
+                               "the CSR layouts' SELL decode copy; index = the heap the layout objects hold (measured); gpt2 = gpt2-124m shape");
         AnsiConsole.Write(table);
         return result;
     }
@@ -477,7 +476,7 @@ public static class SparseModelBench
         }
 
         // The issue's targets, at every thread count (uniform densities; 2:4 as measured).
-        string charModel = rows.FirstOrDefault(r => r.Part == "decode" && r.Model.EndsWith($"vocab {options.DecodeVocabs[0]}"))?.Model ?? "";
+        string charModel = rows.FirstOrDefault(r => r.Part == "decode" && r.Model.EndsWith($"V={options.DecodeVocabs[0]}"))?.Model ?? "";
         foreach (int t in options.Threads)
         {
             void Add(string part, string model, string variant, double wanted, double? stretch)
@@ -535,12 +534,12 @@ public static class SparseModelBench
                     var line = g.Where(r => r.Kind == kind || r.Kind == "dense").OrderBy(r => r.Density).ToList();
                     if (line.Count(r => r.Kind == kind) == 0) continue;
                     var scatter = plot.Add.Scatter(line.Select(r => r.Density).ToArray(), line.Select(r => Speedup(rows, r) ?? double.NaN).ToArray());
-                    scatter.LegendText = $"{kind}, {(part == "train" ? "" : g.Key.Model.Split(", ").Last() + ", ")}{g.Key.Threads} thr";
+                    scatter.LegendText = $"{kind}, {(part == "train" ? "" : g.Key.Model + ", ")}{g.Key.Threads} thr";
                 }
             foreach (var r in ours.Where(r => r.Kind == "nm"))
             {
                 var marker = plot.Add.Marker(r.Density, Speedup(rows, r) ?? double.NaN);
-                marker.LegendText = $"{r.Variant}, {(part == "train" ? "" : r.Model.Split(", ").Last() + ", ")}{r.Threads} thr";
+                marker.LegendText = $"{r.Variant}, {(part == "train" ? "" : r.Model + ", ")}{r.Threads} thr";
                 marker.Size = 10;
             }
             var one = plot.Add.HorizontalLine(1);
