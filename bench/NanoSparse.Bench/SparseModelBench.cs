@@ -8,6 +8,7 @@ using NanoSparse.Nn;
 using NanoSparse.Nn.Parts;
 using NanoSparse.Numerics;
 using NanoSparse.Optim;
+using NanoSparse.Sparse;
 using Spectre.Console;
 
 namespace NanoSparse.Bench;
@@ -409,14 +410,9 @@ public static class SparseModelBench
                 var layouts = shapes.Select(s => LinearWeightLayouts.Create(c.WeightLayout(0, s.Name), LinearWeightSpec.Full(s.Out, s.In))).ToArray();
                 long index = Math.Max(0, GC.GetTotalMemory(forceFullCollection: true) - before) * config.NLayer;
                 long stored = layouts.Sum(w => (long)w.StoredCount) * config.NLayer;
-                var values = layouts.Select(w => new float[w.StoredCount]).ToArray();
-                // The decode copy: what PrepareForInference allocates (all of it kept, but a few hundred bytes).
-                long allocated = GC.GetAllocatedBytesForCurrentThread();
-                for (int w = 0; w < layouts.Length; w++)
-                    if (layouts[w] is CsrLinearWeight csr) csr.PrepareForInference(values[w]);
-                long sell = (GC.GetAllocatedBytesForCurrentThread() - allocated) * config.NLayer;
+                // The decode copy PrepareForInference makes: a SELL matrix of the same structure, by its own footprint.
+                long sell = layouts.OfType<CsrLinearWeight>().Sum(csr => SellMatrix.FromCsr(csr.Structure).FootprintBytes) * config.NLayer;
                 GC.KeepAlive(layouts);
-                GC.KeepAlive(values);
                 double mb = 1e6;
                 double blockValues = 4.0 * stored, blockTrain = blockValues + index + 3 * blockValues;   // values + index + grad + m + v
                 double modelTrain = blockTrain + 16.0 * restFloats, modelDecode = blockValues + index + sell + 4.0 * restFloats;
@@ -436,7 +432,7 @@ public static class SparseModelBench
         }
         AnsiConsole.MarkupLine("[bold]memory[/] (MB = 10⁶ bytes; x = against the same model dense): block = the four Linear weights of every block; " +
                                "train = values + index + gradients + AdamW m and v; model = with embeddings and LayerNorms; decode = values + index + " +
-                               "the CSR layouts' SELL decode copy; index = the heap the layout objects hold (measured); gpt2 = gpt2-124m shape");
+                               "the CSR layouts' SELL decode copy (its FootprintBytes); index = the heap the layout objects hold (measured); gpt2 = gpt2-124m shape");
         AnsiConsole.Write(table);
         return result;
     }
