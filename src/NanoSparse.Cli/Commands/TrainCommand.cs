@@ -30,6 +30,21 @@ public static class TrainCommand
         return cmd;
     }
 
+    /// <summary>The blocks' Linear weights: shape, layout, density and stored values, with the totals over them.</summary>
+    static void WriteLayoutTable(IAnsiConsole console, NanoSparse.Nn.Gpt model)
+    {
+        var rows = NanoSparse.Sparsity.SparseModelConfig.Describe(model);
+        var table = new Table().AddColumn("weight").AddColumn("shape").AddColumn("layout")
+            .AddColumn(new TableColumn("density").RightAligned()).AddColumn(new TableColumn("stored values").RightAligned());
+        var inv = CultureInfo.InvariantCulture;
+        foreach (var r in rows)
+            table.AddRow(Markup.Escape(r.Name), $"{r.OutFeatures}x{r.InFeatures}", Markup.Escape(r.Layout),
+                r.Density.ToString("F4", inv), r.Stored.ToString("N0", inv));
+        long stored = rows.Sum(r => r.Stored), cells = rows.Sum(r => (long)r.OutFeatures * r.InFeatures);
+        table.AddRow("[bold]all block weights[/]", "", "", ((double)stored / cells).ToString("F4", inv), stored.ToString("N0", inv));
+        console.Write(table);
+    }
+
     static int Train(CliContext cli, TrainConfig cfg)
     {
         var console = cli.Console;
@@ -38,6 +53,7 @@ public static class TrainCommand
         console.MarkupLine($"[bold]training[/] {trainer.Model.ParameterCount:N0} parameters on {Markup.Escape(cfg.Dataset)} " +
                            $"(vocab {trainer.Meta.VocabSize}), {trainer.TokensPerIteration:N0} tokens/iter, out_dir {Markup.Escape(cfg.OutDir)}" +
                            (start > 0 ? $", resuming at step {start}" : ""));
+        if (!trainer.Model.Config.AllWeightsDense) WriteLayoutTable(console, trainer.Model);
         string csv = Path.Combine(cfg.OutDir, TrainingLog.FileName);
         string png = Path.Combine(cfg.OutDir, "loss.png");
 

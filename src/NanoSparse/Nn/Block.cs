@@ -1,5 +1,6 @@
 using NanoSparse.Kernels;
 using NanoSparse.Nn.Parts;
+using NanoSparse.Numerics;
 
 namespace NanoSparse.Nn;
 
@@ -31,8 +32,26 @@ public sealed class Block
         _y = layout.Activation(C);
     }
 
-    static ILinearWeight Weight(GptConfig config, int layer, string name, int outFeatures, int inFeatures) =>
-        LinearWeightLayouts.Create(config.WeightLayout(layer, name), LinearWeightSpec.Full(outFeatures, inFeatures));
+    // A sparse layout drawn from a density takes its positions from an Rng seeded by the config's sparsity_seed and the
+    // weight's name, so the same config rebuilds the same structure (resume, eval, sample).
+    static ILinearWeight Weight(GptConfig config, int layer, string name, int outFeatures, int inFeatures)
+    {
+        string layout = config.WeightLayout(layer, name);
+        var spec = layout == LinearWeightLayouts.Dense
+            ? LinearWeightSpec.Full(outFeatures, inFeatures)
+            : LinearWeightSpec.Random(outFeatures, inFeatures, config.WeightDensity(layer, name), new Rng(config.WeightSeed(layer, name)));
+        try { return LinearWeightLayouts.Create(layout, spec); }
+        catch (ArgumentException e)
+        {
+            // One line naming the config entry: the layouts' own messages may carry a parameter name and a second line.
+            string why = e.Message;
+            int cut = why.IndexOf(" (Parameter '", StringComparison.Ordinal);
+            if (cut >= 0) why = why[..cut];
+            cut = why.IndexOf('\n');
+            if (cut >= 0) why = why[..cut].TrimEnd();
+            throw new ArgumentException($"weight_layouts: \"{layout}\" for h.{layer}.{name} ({outFeatures}x{inFeatures}) at density {config.WeightDensity(layer, name).ToString(System.Globalization.CultureInfo.InvariantCulture)}: {why}", e);
+        }
+    }
 
     public int Layer { get; }
     public IAttention Attention { get; }

@@ -23,6 +23,21 @@ public sealed record GptConfig
     [JsonPropertyName("weight_layouts")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyDictionary<string, string>? WeightLayouts { get; init; }
+    /// <summary>
+    /// Fraction of positions stored, in (0, 1], of the Linear weights whose layout draws its positions from a density
+    /// ("csr", "bsr:RxC"), keyed like <see cref="WeightLayouts"/>; a weight not named stores all positions (1.0).
+    /// Layouts with a fixed pattern ("dense", "nm:N:M") ignore it.
+    /// </summary>
+    [JsonPropertyName("weight_densities")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyDictionary<string, double>? WeightDensities { get; init; }
+    /// <summary>
+    /// Seeds the positions a sparse layout draws from its density: weight h.{l}.{name} uses an Rng seeded from this and
+    /// its name (<see cref="WeightSeed"/>), so rebuilding the model from this config gives the same structure.
+    /// </summary>
+    [JsonPropertyName("sparsity_seed")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public ulong SparsitySeed { get; init; }
 
     public const string Gelu = "gelu";
     public const string GeluTanh = "gelu_tanh";
@@ -35,6 +50,28 @@ public sealed record GptConfig
         if (WeightLayouts is null) return Parts.LinearWeightLayouts.Dense;
         if (WeightLayouts.TryGetValue($"h.{layer}.{name}", out var layout)) return layout;
         return WeightLayouts.TryGetValue(name, out layout) ? layout : Parts.LinearWeightLayouts.Dense;
+    }
+
+    /// <summary>The density of Linear weight <paramref name="name"/> of a layer (1.0 unless <see cref="WeightDensities"/> names it).</summary>
+    public double WeightDensity(int layer, string name)
+    {
+        if (WeightDensities is null) return 1.0;
+        if (WeightDensities.TryGetValue($"h.{layer}.{name}", out double density)) return density;
+        return WeightDensities.TryGetValue(name, out density) ? density : 1.0;
+    }
+
+    /// <summary>
+    /// The seed of the Rng that draws the positions of Linear weight <paramref name="name"/> of a layer:
+    /// SplitMix64 of <see cref="SparsitySeed"/> XOR the FNV-1a hash of "h.{layer}.{name}" (stable across runs and machines).
+    /// </summary>
+    public ulong WeightSeed(int layer, string name)
+    {
+        ulong hash = 14695981039346656037UL;
+        foreach (char ch in $"h.{layer}.{name}") hash = (hash ^ ch) * 1099511628211UL;
+        ulong z = SparsitySeed ^ hash;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
     }
 
     /// <summary>True when every Linear weight is dense (whatever <see cref="WeightLayouts"/> spells out).</summary>
@@ -62,6 +99,14 @@ public sealed record GptConfig
                 if (!Parts.LinearWeightLayouts.IsRegistered(value))
                     throw new ArgumentException($"weight_layouts[\"{key}\"] (\"{value}\") must be one of: {string.Join(", ", Parts.LinearWeightLayouts.Names)}");
             }
+        if (WeightDensities is not null)
+            foreach (var (key, value) in WeightDensities)
+            {
+                if (!IsWeightKey(key))
+                    throw new ArgumentException($"weight_densities key \"{key}\" must be one of {string.Join(", ", BlockWeights)}, optionally prefixed h.<layer>. with layer in [0, {NLayer})");
+                if (!(value > 0 && value <= 1))
+                    throw new ArgumentException($"weight_densities[\"{key}\"] ({value.ToString(System.Globalization.CultureInfo.InvariantCulture)}) must be in (0, 1]");
+            }
         GptSize.CheckParameters(this);
     }
 
@@ -78,15 +123,15 @@ public sealed record GptConfig
     public bool Equals(GptConfig? other) =>
         other is not null && NLayer == other.NLayer && NHead == other.NHead && NEmbd == other.NEmbd && BlockSize == other.BlockSize
         && VocabSize == other.VocabSize && Bias == other.Bias && Dropout.Equals(other.Dropout) && Activation == other.Activation
-        && SameLayouts(WeightLayouts, other.WeightLayouts);
+        && Same(WeightLayouts, other.WeightLayouts) && Same(WeightDensities, other.WeightDensities) && SparsitySeed == other.SparsitySeed;
 
     public override int GetHashCode() =>
-        HashCode.Combine(NLayer, NHead, NEmbd, BlockSize, VocabSize, Bias, Dropout, HashCode.Combine(Activation, WeightLayouts?.Count ?? 0));
+        HashCode.Combine(NLayer, NHead, NEmbd, BlockSize, VocabSize, Bias, Dropout, HashCode.Combine(Activation, WeightLayouts?.Count ?? 0, WeightDensities?.Count ?? 0, SparsitySeed));
 
-    static bool SameLayouts(IReadOnlyDictionary<string, string>? a, IReadOnlyDictionary<string, string>? b)
+    static bool Same<T>(IReadOnlyDictionary<string, T>? a, IReadOnlyDictionary<string, T>? b)
     {
         if (a is null || b is null) return ReferenceEquals(a, b) || (a ?? b)!.Count == 0;
-        return a.Count == b.Count && a.All(kv => b.TryGetValue(kv.Key, out var v) && v == kv.Value);
+        return a.Count == b.Count && a.All(kv => b.TryGetValue(kv.Key, out var v) && EqualityComparer<T>.Default.Equals(v, kv.Value));
     }
 
     static void Positive(int value, string field)

@@ -64,7 +64,7 @@ public static class Checkpoint
         var tensors = new List<SafeTensor>();
         foreach (var p in gpt.Parameters)
         {
-            tensors.Add(new SafeTensor(p.Name, (int[])p.Shape.Clone(), p.Value));
+            tensors.Add(new SafeTensor(p.Name, StoredShape(p), p.Value));
             if (p.Name == WteName) tensors.Add(new SafeTensor(LmHeadName, (int[])p.Shape.Clone(), p.Value));
         }
         RedoJournal.Step("write " + ModelFile);
@@ -79,8 +79,8 @@ public static class Checkpoint
             foreach (var p in gpt.Parameters)
             {
                 var seg = AdamW.SegmentOf(gpt.ParameterData, p.Value.Span, p.Decay);
-                state2.Add(new SafeTensor(p.Name + ".exp_avg", (int[])p.Shape.Clone(), m.Slice(seg.Offset, seg.Length)));
-                state2.Add(new SafeTensor(p.Name + ".exp_avg_sq", (int[])p.Shape.Clone(), v.Slice(seg.Offset, seg.Length)));
+                state2.Add(new SafeTensor(p.Name + ".exp_avg", StoredShape(p), m.Slice(seg.Offset, seg.Length)));
+                state2.Add(new SafeTensor(p.Name + ".exp_avg_sq", StoredShape(p), v.Slice(seg.Offset, seg.Length)));
             }
             RedoJournal.Step("write " + OptimizerFile);
             SafeTensors.Write(save.StagedPath(OptimizerFile), state2,
@@ -360,7 +360,7 @@ public static class Checkpoint
         if (Directory.Exists(dir)) RedoJournal.Recover(dir);
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint {dir} has no {ModelFile}", path);
         using var file = SafeTensorsFile.Open(path);
-        foreach (var p in gpt.Parameters) CheckTensor(file, path, p.Name, p.Shape, allowHalf: true);
+        foreach (var p in gpt.Parameters) CheckTensor(file, path, p.Name, StoredShape(p), allowHalf: true);
         CheckTiedHead(file, path);
         CheckSaveId(file, path, state);
         foreach (var p in gpt.Parameters) file.ReadInto(p.Name, p.Value.Span);
@@ -380,8 +380,8 @@ public static class Checkpoint
         using var file = SafeTensorsFile.Open(path);
         foreach (var p in gpt.Parameters)
         {
-            CheckTensor(file, path, p.Name + ".exp_avg", p.Shape, allowHalf: false);
-            CheckTensor(file, path, p.Name + ".exp_avg_sq", p.Shape, allowHalf: false);
+            CheckTensor(file, path, p.Name + ".exp_avg", StoredShape(p), allowHalf: false);
+            CheckTensor(file, path, p.Name + ".exp_avg_sq", StoredShape(p), allowHalf: false);
         }
         CheckSaveId(file, path, state);
         if (!file.Metadata.TryGetValue("step", out string? stepText))
@@ -404,6 +404,11 @@ public static class Checkpoint
         }
         optimizer.StepCount = state.OptimizerStep;
     }
+
+    // Interim (until sparse checkpoints store the layout's indices): a sparse weight is saved as its stored values, a
+    // 1-D tensor in the layout's order; its structure is rebuilt from model_args (weight_layouts, weight_densities,
+    // sparsity_seed) when the model is built.
+    static int[] StoredShape(Parameter p) => p.IsSparse ? [p.Length] : (int[])p.Shape.Clone();
 
     static void CheckTensor(SafeTensorsFile file, string path, string name, int[] expected, bool allowHalf)
     {

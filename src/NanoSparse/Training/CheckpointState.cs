@@ -53,18 +53,29 @@ public sealed class ModelArgs
     [JsonPropertyName("weight_layouts")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public Dictionary<string, string>? WeightLayouts { get; set; }
+    /// <summary>GptConfig.WeightDensities (absent: every weight stores all its positions).</summary>
+    [JsonPropertyName("weight_densities")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Dictionary<string, double>? WeightDensities { get; set; }
+    /// <summary>GptConfig.SparsitySeed: seeds the positions of layouts drawn from a density (absent: 0).</summary>
+    [JsonPropertyName("sparsity_seed")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public ulong SparsitySeed { get; set; }
 
     public static ModelArgs From(GptConfig c) => new()
     {
         NLayer = c.NLayer, NHead = c.NHead, NEmbd = c.NEmbd, BlockSize = c.BlockSize,
         VocabSize = c.VocabSize, Bias = c.Bias, Dropout = c.Dropout, Activation = c.Activation,
         WeightLayouts = c.AllWeightsDense ? null : new Dictionary<string, string>(c.WeightLayouts!),
+        WeightDensities = c.AllWeightsDense || c.WeightDensities is null || c.WeightDensities.Count == 0 ? null : new Dictionary<string, double>(c.WeightDensities),
+        SparsitySeed = c.AllWeightsDense ? 0 : c.SparsitySeed,
     };
 
     public GptConfig ToConfig() => new()
     {
         NLayer = NLayer, NHead = NHead, NEmbd = NEmbd, BlockSize = BlockSize,
         VocabSize = VocabSize, Bias = Bias, Dropout = Dropout, Activation = Activation, WeightLayouts = WeightLayouts,
+        WeightDensities = WeightDensities, SparsitySeed = SparsitySeed,
     };
 }
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using SparseModelConfig = NanoSparse.Sparsity.SparseModelConfig;
 
 namespace NanoSparse.Training;
 
@@ -31,6 +32,17 @@ public sealed class TrainConfig
     [JsonPropertyName("n_embd")] public int NEmbd { get; set; } = 128;
     [JsonPropertyName("dropout")] public float Dropout { get; set; } = 0f;
     [JsonPropertyName("bias")] public bool Bias { get; set; }
+    // sparse weights (static sparse training from random init; see Sparsity.SparseModelConfig)
+    /// <summary>Global fraction of zeros over the sparse weights, in [0, 1); 0 trains a dense model.</summary>
+    [JsonPropertyName("sparsity")] public float Sparsity { get; set; }
+    /// <summary>How the global sparsity is spread over the weights: uniform | er | erk.</summary>
+    [JsonPropertyName("sparsity_distribution")] public string SparsityDistribution { get; set; } = "uniform";
+    /// <summary>Layout of the sparse weights: csr | bsr:RxC (e.g. bsr:4x4).</summary>
+    [JsonPropertyName("sparse_format")] public string SparseFormat { get; set; } = "csr";
+    /// <summary>"N:M" (e.g. 2:4): the sparse weights are N:M along the reduction dimension (overrides sparsity); empty: not N:M.</summary>
+    [JsonPropertyName("nm")] public string Nm { get; set; } = "";
+    /// <summary>Comma-separated block weights that are sparse (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj).</summary>
+    [JsonPropertyName("sparse_weights")] public string SparseWeights { get; set; } = "attn.c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj";
     // AdamW
     [JsonPropertyName("learning_rate")] public float LearningRate { get; set; } = 6e-4f;
     [JsonPropertyName("max_iters")] public int MaxIters { get; set; } = 2000;
@@ -51,6 +63,15 @@ public sealed class TrainConfig
     [JsonPropertyName("prefetch")] public bool Prefetch { get; set; } = true;
 
     public TrainConfig Clone() => (TrainConfig)MemberwiseClone();
+
+    /// <summary>
+    /// <paramref name="model"/> with the sparsity keys applied (see Sparsity.SparseModelConfig); positions are seeded
+    /// from <see cref="Seed"/>. Errors name the key.
+    /// </summary>
+    public Nn.GptConfig ApplySparsity(Nn.GptConfig model) =>
+        SparseModelConfig.Apply(model,
+            double.Parse(Sparsity.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture),   // 0.9f as 0.9, not 0.899999976
+            SparsityDistribution, SparseFormat, Nm, (SparseWeights ?? "").Split(','), Seed);
 
     static readonly JsonSerializerOptions Json = new()
     {
@@ -175,6 +196,15 @@ public sealed class TrainConfig
         Positive("n_embd", NEmbd);
         if (NEmbd % NHead != 0) Fail($"n_embd ({NEmbd}) must be divisible by n_head ({NHead})");
         Finite("dropout", Dropout, 0, 1, maxInclusive: false);
+        if (!(Sparsity >= 0 && Sparsity < 1)) Fail($"sparsity ({Sparsity.ToString(CultureInfo.InvariantCulture)}) must be in [0, 1) (the fraction of zeros; density = 1 - sparsity must be in (0, 1])");
+        try
+        {
+            SparseModelConfig.CheckDistribution(SparsityDistribution);
+            SparseModelConfig.ParseWeights((SparseWeights ?? "").Split(','));
+            if (!string.IsNullOrEmpty(Nm)) SparseModelConfig.ParseNm(Nm);
+            if (string.IsNullOrWhiteSpace(SparseFormat)) Fail("sparse_format must not be empty (csr, bsr:RxC, ...)");
+        }
+        catch (ArgumentException e) when (!e.Message.StartsWith(source + ":", StringComparison.Ordinal)) { Fail(e.Message); }
         Finite("learning_rate", LearningRate, 0, float.MaxValue);
         NonNegative("max_iters", MaxIters);
         Finite("weight_decay", WeightDecay, 0, float.MaxValue);

@@ -86,7 +86,13 @@ public sealed class Trainer : IDisposable
                 VocabSize = Meta.VocabSize, Bias = Config.Bias, Dropout = Config.Dropout,
             };
         }
-        try { modelConfig.Validate(); }
+        try
+        {
+            // Static sparse training: the sparsity keys choose the blocks' weight layouts and densities (a resumed run
+            // keeps the checkpoint's, which model_args record, and rebuilds the same positions from sparsity_seed).
+            if (resume is null) modelConfig = Config.ApplySparsity(modelConfig);
+            modelConfig.Validate();
+        }
         catch (ArgumentException e) when (resume is null) { throw new ArgumentException("config: " + e.Message, e); }
         if (Config.BlockSize > modelConfig.BlockSize)
             throw new ArgumentException($"block_size ({Config.BlockSize}) exceeds the checkpoint model's block_size ({modelConfig.BlockSize})");

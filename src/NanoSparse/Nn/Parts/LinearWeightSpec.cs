@@ -1,3 +1,4 @@
+using System.Globalization;
 using NanoSparse.Numerics;
 
 namespace NanoSparse.Nn.Parts;
@@ -19,7 +20,36 @@ public sealed record LinearWeightSpec
     /// <summary>Draws the positions when built from a density below 1.</summary>
     public Rng? Rng { get; init; }
 
+    /// <summary>The layout string being built ("nm:2:4"), set by LinearWeightLayouts.Create; for messages.</summary>
+    public string Layout { get; init; } = "";
+    /// <summary>The layout string's arguments after its name ("nm:2:4" → ["2", "4"]), set by LinearWeightLayouts.Create.</summary>
+    public IReadOnlyList<string> Arguments { get; init; } = [];
+
     public bool HasPattern => !Pattern.IsEmpty;
+
+    /// <summary>Throws unless the layout string has exactly <paramref name="count"/> arguments (<paramref name="form"/> names the expected form).</summary>
+    public void ExpectArguments(int count, string form)
+    {
+        if (Arguments.Count != count)
+            throw new ArgumentException($"weight layout \"{Layout}\": expected {form}, got {Arguments.Count} argument(s) after the name");
+    }
+
+    /// <summary>Argument <paramref name="index"/> as an integer.</summary>
+    public int IntArgument(int index, string form)
+    {
+        string v = Arguments[index];
+        return int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n)
+            ? n : throw new ArgumentException($"weight layout \"{Layout}\" ({form}): '{v}' is not an integer");
+    }
+
+    /// <summary>Argument <paramref name="index"/> as a block shape RxC.</summary>
+    public (int Rows, int Cols) BlockArgument(int index, string form)
+    {
+        var p = Arguments[index].Split('x');
+        return p.Length == 2 && int.TryParse(p[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int r)
+            && int.TryParse(p[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int c)
+            ? (r, c) : throw new ArgumentException($"weight layout \"{Layout}\" ({form}): block '{Arguments[index]}' is not RxC");
+    }
 
     /// <summary>Every position stored.</summary>
     public static LinearWeightSpec Full(int outFeatures, int inFeatures) =>

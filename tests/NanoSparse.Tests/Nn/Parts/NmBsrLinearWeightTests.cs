@@ -81,25 +81,49 @@ public class NmBsrLinearWeightTests
     }
 
     [Theory]
-    [InlineData("csr:0.25", "csr", 0.25)]
-    [InlineData("nm:2:4", "nm", 0.5)]
-    [InlineData("nm:1:4", "nm", 0.25)]
-    [InlineData("bsr:4x8:0.5", "bsr", 0.5)]
-    public void LayoutSpecsBuildTheirLayoutAtTheirDensity(string spec, string name, double density)
+    [InlineData("csr", 0.25, "csr", 0.25)]
+    [InlineData("nm:2:4", 0.25, "nm", 0.5)]     // N:M fixes the density; the spec's is ignored
+    [InlineData("nm:1:4", 1.0, "nm", 0.25)]
+    [InlineData("bsr:4x8", 0.5, "bsr", 0.5)]
+    public void RegisteredLayoutStringsBuildTheirLayoutAtTheirDensity(string layout, double specDensity, string name, double density)
     {
-        var w = LinearWeightLayoutsSparse.Create(spec, 48, 64, new Rng(7));
+        var w = LinearWeightLayouts.Create(layout, LinearWeightSpec.Random(48, 64, specDensity, new Rng(7)));
         Assert.Equal(name, w.Layout);
         Assert.Equal((int)Math.Round(density * 48 * 64), w.StoredCount);
     }
 
     [Theory]
-    [InlineData("coo:0.5", "unknown layout 'coo'")]
-    [InlineData("csr:1.5", "not a number in (0, 1]")]
-    [InlineData("csr", "expected csr:DENSITY")]
-    [InlineData("bsr:4by4:0.5", "is not RxC")]
-    public void BadLayoutSpecsAreRejected(string spec, string message)
+    [InlineData("coo", "is not one of")]
+    [InlineData("csr:0.5", "expected csr, got 1 argument(s)")]
+    [InlineData("nm:2", "expected nm:N:M")]
+    [InlineData("bsr", "expected bsr:RxC")]
+    [InlineData("bsr:4by4", "is not RxC")]
+    [InlineData("dense:2", "expected dense")]
+    public void BadLayoutStringsAreRejected(string layout, string message)
     {
-        var e = Assert.ThrowsAny<ArgumentException>(() => LinearWeightLayoutsSparse.Create(spec, 48, 64, new Rng(7)));
+        var e = Assert.ThrowsAny<ArgumentException>(() => LinearWeightLayouts.Create(layout, LinearWeightSpec.Random(48, 64, 0.5, new Rng(7))));
         Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void RegisteredLayoutsBuiltFromAPatternStoreExactlyItsNonzeros()
+    {
+        var r = new Random(3);
+        var pattern = new float[8 * 16];
+        for (int o = 0; o < 8; o++)
+            for (int g = 0; g < 4; g++)
+                pattern[o * 16 + g * 4 + r.Next(4)] = 1 + r.Next(5);   // one nonzero per group of 4: fits nm:2:4
+        foreach (var layout in new[] { "csr", "nm:2:4" })
+        {
+            var w = LinearWeightLayouts.Create(layout, LinearWeightSpec.FromPattern(8, 16, pattern));
+            var ones = new float[w.StoredCount];
+            Array.Fill(ones, 1f);
+            var mask = new float[8 * 16];
+            w.ToDense(ones, mask);
+            for (int k = 0; k < mask.Length; k++)
+                if (pattern[k] != 0) Assert.Equal(1f, mask[k]);
+            if (layout == "csr") Assert.Equal(pattern.Count(v => v != 0), w.StoredCount);
+            else Assert.Equal(8 * 16 / 2, w.StoredCount);
+        }
     }
 }
