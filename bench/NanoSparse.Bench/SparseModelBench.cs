@@ -9,6 +9,7 @@ using NanoSparse.Nn.Parts;
 using NanoSparse.Numerics;
 using NanoSparse.Optim;
 using NanoSparse.Sparse;
+using NanoSparse.Sparsity;
 using Spectre.Console;
 
 namespace NanoSparse.Bench;
@@ -171,80 +172,24 @@ public static class SparseModelBench
 
     // ---- building the models ----
 
-    /// <summary>The config of <paramref name="variant"/>: GptConfig.WeightLayouts naming a registered layout per block weight.</summary>
-    public static GptConfig ConfigFor(GptConfig dense, Variant variant)
+    /// <summary>The config of <paramref name="variant"/>, made by the library's helper (Sparsity.SparseModelConfig):
+    /// CSR layouts at the variant's density spread uniformly or by ERK, or N:M; positions drawn from a fixed seed.</summary>
+    public static GptConfig ConfigFor(GptConfig dense, Variant variant) => variant.Kind switch
     {
-        if (variant.Kind == "dense") return dense with { WeightLayouts = null };
-        var shapes = BlockWeightShapes(dense.NEmbd);
-        var layouts = new Dictionary<string, string>();
-        double[] densities = variant.Kind == "erk" ? ErkDensities(shapes.Select(s => (s.Out, s.In)).ToArray(), variant.Density)
-                           : shapes.Select(_ => variant.Density).ToArray();
-        for (int w = 0; w < shapes.Length; w++)
-            layouts[shapes[w].Name] = variant.Kind == "nm" ? NmLayout(variant.N, variant.M)
-                                    : densities[w] >= 1 ? LinearWeightLayouts.Dense : CsrLayout(densities[w]);
-        return dense with { WeightLayouts = layouts };
-    }
+        "dense" => dense with { WeightLayouts = null },
+        "nm" => SparseModelConfig.Apply(dense, 0, nm: $"{variant.N}:{variant.M}", seed: 1337),
+        _ => SparseModelConfig.Apply(dense, 1 - variant.Density, variant.Kind == "erk" ? SparseModelConfig.ErdosRenyiKernel : SparseModelConfig.Uniform, seed: 1337),
+    };
+
+    // The spec Block builds a weight of layer 0 from (density and seed from the config).
+    static LinearWeightSpec SpecOf(GptConfig c, string name, int outFeatures, int inFeatures) =>
+        c.WeightLayout(0, name) == LinearWeightLayouts.Dense
+            ? LinearWeightSpec.Full(outFeatures, inFeatures)
+            : LinearWeightSpec.Random(outFeatures, inFeatures, c.WeightDensity(0, name), new Rng(c.WeightSeed(0, name)));
 
     /// <summary>The block's Linear weights (name, Out, In), the same in every layer.</summary>
     public static (string Name, int Out, int In)[] BlockWeightShapes(int C) =>
         [("attn.c_attn", 3 * C, C), ("attn.c_proj", C, C), ("mlp.c_fc", 4 * C, C), ("mlp.c_proj", C, 4 * C)];
-
-    /// <summary>
-    /// Erdős–Rényi-kernel densities (Evci et al. 2020, RigL; for a Linear layer ERK is ER): layer l keeps
-    ///   d_l = ε · (Out_l + In_l) / (Out_l · In_l),
-    /// ε chosen so Σ d_l·Out_l·In_l = density · Σ Out_l·In_l. A layer whose d_l would exceed 1 is made dense and ε is
-    /// solved again over the others.
-    /// </summary>
-    public static double[] ErkDensities((int Out, int In)[] shapes, double density)
-    {
-        if (!(density > 0 && density <= 1)) throw new ArgumentOutOfRangeException(nameof(density), density, "density must lie in (0, 1]");
-        var result = new double[shapes.Length];
-        var dense = new bool[shapes.Length];
-        double total = shapes.Sum(s => (double)s.Out * s.In);
-        while (true)
-        {
-            double budget = density * total, weighted = 0;
-            for (int l = 0; l < shapes.Length; l++)
-            {
-                double size = (double)shapes[l].Out * shapes[l].In;
-                if (dense[l]) budget -= size;
-                else weighted += shapes[l].Out + shapes[l].In;
-            }
-            double epsilon = weighted == 0 ? 0 : budget / weighted;
-            bool changed = false;
-            for (int l = 0; l < shapes.Length; l++)
-            {
-                if (dense[l]) { result[l] = 1; continue; }
-                result[l] = epsilon * (shapes[l].Out + shapes[l].In) / ((double)shapes[l].Out * shapes[l].In);
-                if (result[l] > 1) { dense[l] = true; changed = true; }
-            }
-            if (!changed) return result;
-        }
-    }
-
-    // Layout names registered for this process: a CSR layout of one density, an N:M layout, each drawing its
-    // positions from its own generator (the speed does not depend on where they fall).
-    static string CsrLayout(double density) =>
-        Registered($"bench-csr-{density.ToString("R", CultureInfo.InvariantCulture)}", rng => spec => CsrLinearWeight.Random(spec.OutFeatures, spec.InFeatures, density, rng));
-
-    static string NmLayout(int n, int m) =>
-        Registered($"bench-nm-{n}-{m}", rng => spec => NmLinearWeight.Random(spec.OutFeatures, spec.InFeatures, n, m, rng));
-
-    static string Registered(string name, Func<Rng, LinearWeightFactory> factory)
-    {
-        lock (typeof(SparseModelBench))
-            if (!LinearWeightLayouts.IsRegistered(name))
-                LinearWeightLayouts.Register(name, factory(new Rng(StableHash(name))));
-        return name;
-    }
-
-    // FNV-1a of the name: the same patterns in every run (string.GetHashCode is randomised per process).
-    static ulong StableHash(string name)
-    {
-        ulong h = 14695981039346656037UL;
-        foreach (char ch in name) h = (h ^ ch) * 1099511628211UL;
-        return h;
-    }
 
     static double BlockDensity(Gpt gpt)
     {
@@ -407,7 +352,7 @@ public static class SparseModelBench
                 var c = ConfigFor(config, variant);
                 var shapes = BlockWeightShapes(config.NEmbd);
                 long before = GC.GetTotalMemory(forceFullCollection: true);
-                var layouts = shapes.Select(s => LinearWeightLayouts.Create(c.WeightLayout(0, s.Name), LinearWeightSpec.Full(s.Out, s.In))).ToArray();
+                var layouts = shapes.Select(s => LinearWeightLayouts.Create(c.WeightLayout(0, s.Name), SpecOf(c, s.Name, s.Out, s.In))).ToArray();
                 long index = Math.Max(0, GC.GetTotalMemory(forceFullCollection: true) - before) * config.NLayer;
                 long stored = layouts.Sum(w => (long)w.StoredCount) * config.NLayer;
                 // The decode copy PrepareForInference makes: a SELL matrix of the same structure, by its own footprint.
