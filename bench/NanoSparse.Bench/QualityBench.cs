@@ -23,7 +23,7 @@ public static class QualityBench
     public static Command CreateCommand()
     {
         var data = new Option<DirectoryInfo>("--data") { Description = "dataset directory (train.bin, val.bin, meta.json)", DefaultValueFactory = _ => new DirectoryInfo("data/brown") };
-        var preset = new Option<string>("--preset") { Description = "baby or small", DefaultValueFactory = _ => "baby" };
+        var preset = new Option<string>("--preset") { Description = string.Join(", ", ModelPreset.Names), DefaultValueFactory = _ => "baby" };
         preset.AcceptOnlyFromAmong(ModelPreset.Names);
         var iters = new Option<int>("--max-iters") { Description = "training iterations", DefaultValueFactory = _ => 2000 };
         var warmup = new Option<int>("--warmup-iters") { DefaultValueFactory = _ => 100 };

@@ -24,7 +24,7 @@ public static class SampleBench
     {
         var presets = new Option<string[]>("--preset")
         {
-            Description = "model shapes to measure: baby, small (default: both); ignored with --checkpoint",
+            Description = "model shapes to measure: " + string.Join(", ", ModelPreset.Names) + " (default: baby and small); ignored with --checkpoint",
             DefaultValueFactory = _ => ["baby", "small"],
             AllowMultipleArgumentsPerToken = true,
         };

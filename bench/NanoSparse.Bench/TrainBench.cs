@@ -24,7 +24,7 @@ public static class TrainBench
 {
     public static Command CreateCommand()
     {
-        var preset = new Option<string>("--preset") { Description = "model and batch shape: baby or small", DefaultValueFactory = _ => "baby" };
+        var preset = new Option<string>("--preset") { Description = "model and batch shape: " + string.Join(", ", ModelPreset.Names), DefaultValueFactory = _ => "baby" };
         preset.AcceptOnlyFromAmong(ModelPreset.Names);
         var iters = new Option<int?>("--iters") { Description = "timed iterations per contender (default: baby 20, small 3)" };
         var warmup = new Option<int?>("--warmup")

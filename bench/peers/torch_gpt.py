@@ -23,6 +23,12 @@ PRESETS = {
     "baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, bias=False, dropout=0.0),
     # small: nanoGPT's shakespeare-char config.
     "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, bias=False, dropout=0.2),
+    # medium: matrices 256 wide; the model pruning and sparse training compare against (configs/medium.json).
+    "medium": dict(n_layer=6, n_head=8, n_embd=256, block_size=256, batch_size=16, bias=False, dropout=0.0),
+    # wide: 768-wide matrices, where sparse training pays (issue 17, `bench sparse-model`).
+    "wide": dict(n_layer=4, n_head=12, n_embd=768, block_size=256, batch_size=8, bias=False, dropout=0.0),
+    # gpt2-124m: GPT-2 small's shape, for decode speed.
+    "gpt2-124m": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, batch_size=1, bias=False, dropout=0.0),
 }
 
 # Optimizer of both presets (nanoGPT train.py names).

@@ -3,6 +3,9 @@
 One iteration is exactly the body of nanoGPT train.py's loop (gradient_accumulation_steps = 1, no
 scaler, no compile): forward with targets, loss.backward(), clip_grad_norm_(grad_clip),
 optimizer.step(), optimizer.zero_grad(set_to_none=True).
+With --mask-density d the four Linear weights of every block are masked as PyTorch users prune today
+(torch.nn.utils.prune.random_unstructured: weight = weight_orig * weight_mask, recomputed by a forward pre-hook
+every forward, the zeros still stored and multiplied densely), keeping a fraction d of each.
 Data loading is excluded: the random token batches are made before timing starts and iteration i uses
 batch i % len(batches), so both sides time only the step.
 
@@ -54,17 +57,27 @@ def main():
     ap.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
     ap.add_argument("--vocab", type=int, default=BROWN_CHAR_VOCAB)
     ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--batch-size", type=int, default=0, help="batch size (0: the preset's)")
+    ap.add_argument("--mask-density", type=float, default=1.0, help="fraction of each block Linear weight kept by a fixed random mask")
     ap.add_argument("--gemm-size", type=int, default=1024, help="n of the n*n*n torch.mm reference rate (0: skip)")
     args = ap.parse_args()
-    if args.threads < 1 or args.iters < 1 or args.warmup < 0 or args.vocab < 2:
-        ap.error(f"need threads >= 1, iters >= 1, warmup >= 0, vocab >= 2; got {vars(args)}")
+    if args.threads < 1 or args.iters < 1 or args.warmup < 0 or args.vocab < 2 or args.batch_size < 0:
+        ap.error(f"need threads >= 1, iters >= 1, warmup >= 0, vocab >= 2, batch-size >= 0; got {vars(args)}")
+    if not (0.0 < args.mask_density <= 1.0):
+        ap.error(f"--mask-density ({args.mask_density}) must lie in (0, 1]")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     preset = PRESETS[args.preset]
     config = config_for(args.preset, args.vocab)
-    B, T = preset["batch_size"], config.block_size
+    B, T = args.batch_size or preset["batch_size"], config.block_size
     model = GPT(config)
+    if args.mask_density < 1.0:
+        import torch.nn.utils.prune as prune
+
+        for block in model.transformer.h:
+            for linear in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+                prune.random_unstructured(linear, "weight", amount=1.0 - args.mask_density)
     model.train()
     optimizer = model.configure_optimizers(
         OPTIMIZER["weight_decay"], OPTIMIZER["learning_rate"], (OPTIMIZER["beta1"], OPTIMIZER["beta2"])
@@ -108,6 +121,7 @@ def main():
                 "torch_threads": torch.get_num_threads(),
                 "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
                 "batch_size": B,
+                "mask_density": args.mask_density,
                 "block_size": T,
                 "vocab_size": args.vocab,
                 "params": model.get_num_params(non_embedding=False),

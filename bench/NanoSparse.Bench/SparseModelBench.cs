@@ -1,0 +1,527 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using NanoSparse.Kernels;
+using NanoSparse.Nn;
+using NanoSparse.Nn.Parts;
+using NanoSparse.Numerics;
+using NanoSparse.Optim;
+using NanoSparse.Sparse;
+using NanoSparse.Sparsity;
+using Spectre.Console;
+
+namespace NanoSparse.Bench;
+
+/// <summary>
+/// <c>nanosparse bench sparse-model</c> (issue 17): a GPT whose four block Linear weights are stored sparse, end to end,
+/// beside the same GPT dense, in one run:
+///   train    ms/iter of the `wide` preset's step (forward, backward, clip, AdamW) at each density, uniform and ERK,
+///            and 2:4; PyTorch dense and PyTorch with masked weights (torch.nn.utils.prune) as peers;
+///   decode   tokens/s of the gpt2-124m shape, batch 1, N new tokens after a P-token prompt through the KV cache;
+///   prefill  tokens/s of one P-token prompt through the KV cache;
+///   memory   bytes of the weights (values and index structures) plus AdamW's state and the gradients.
+/// Weights are random at the wanted density (nanoGPT init on the stored positions): speed does not depend on the
+/// values. Embeddings and the tied lm_head stay dense. Figures are medians over every round's samples, rounds
+/// interleaving all contenders so a machine whose load drifts meets each alike.
+/// </summary>
+public static class SparseModelBench
+{
+    public const int Gpt2Vocab = 50257;
+
+    public static Command CreateCommand()
+    {
+        var parts = new Option<string[]>("--parts") { Description = "what to measure: train decode prefill memory", DefaultValueFactory = _ => ["train", "decode", "prefill", "memory"], AllowMultipleArgumentsPerToken = true };
+        parts.AcceptOnlyFromAmong("train", "decode", "prefill", "memory");
+        var densities = new Option<double[]>("--densities") { Description = "densities of the block Linear weights (1 = dense, always measured)", DefaultValueFactory = _ => [0.5, 0.3, 0.2, 0.1, 0.05], AllowMultipleArgumentsPerToken = true };
+        var distributions = new Option<string[]>("--distributions") { Description = "how a density is spread over the weights: uniform erk", DefaultValueFactory = _ => ["uniform", "erk"], AllowMultipleArgumentsPerToken = true };
+        distributions.AcceptOnlyFromAmong("uniform", "erk");
+        var nm = new Option<string[]>("--nm") { Description = "N:M patterns along the reduction dimension (none: skip)", DefaultValueFactory = _ => ["2:4"], AllowMultipleArgumentsPerToken = true };
+        var threads = new Option<int[]>("--threads") { Description = "thread counts, each for every contender", DefaultValueFactory = _ => [1, 2], AllowMultipleArgumentsPerToken = true };
+        var rounds = new Option<int>("--rounds") { Description = "times every contender is measured in turn (figures are medians over all rounds)", DefaultValueFactory = _ => 3 };
+        var iters = new Option<int>("--iters") { Description = "timed training steps per contender and round", DefaultValueFactory = _ => 3 };
+        var warmup = new Option<int>("--warmup") { Description = "untimed training steps first", DefaultValueFactory = _ => 1 };
+        var reps = new Option<int>("--reps") { Description = "timed generations (decode) and prompts (prefill) per contender and round", DefaultValueFactory = _ => 2 };
+        var batch = new Option<int?>("--batch") { Description = "training batch size (default: the wide preset's 8)" };
+        var trainVocab = new Option<int?>("--vocab") { Description = "training vocabulary (default: data/brown/meta.json, else the Brown char vocabulary)" };
+        var decodeVocabs = new Option<int[]?>("--decode-vocab") { Description = "vocabularies of the decode model (default: the char vocabulary and GPT-2's 50257)", AllowMultipleArgumentsPerToken = true };
+        var decodeLayers = new Option<int?>("--decode-layers") { Description = "n_layer of the decode model (default: gpt2-124m's 12; fewer for a quick run)" };
+        var prompt = new Option<int>("--prompt") { Description = "prompt tokens before decoding", DefaultValueFactory = _ => 64 };
+        var newTokens = new Option<int>("--new-tokens") { Description = "tokens decoded one at a time", DefaultValueFactory = _ => 256 };
+        var prefill = new Option<int>("--prefill") { Description = "prompt tokens of the prefill measurement", DefaultValueFactory = _ => 512 };
+        var json = new Option<FileInfo?>("--json") { Description = "also write the results to this JSON file" };
+        var plot = new Option<string?>("--plot") { Description = "PNG path prefix of the speed-up plots (default: the --json path without .json, else sparse-model)" };
+        var python = new Option<string>("--python") { Description = "Python with torch for the training peer", DefaultValueFactory = _ => TorchPeer.DefaultPython };
+        var noPeer = new Option<bool>("--no-peer") { Description = "measure NanoSparse only" };
+
+        var command = new Command("sparse-model", "a GPT with sparse weights vs the same GPT dense (and PyTorch): training step, decode, prefill, memory");
+        foreach (var o in new Option[] { parts, densities, distributions, nm, threads, rounds, iters, warmup, reps, batch, trainVocab, decodeVocabs, decodeLayers, prompt, newTokens, prefill, json, plot, python, noPeer })
+            command.Options.Add(o);
+        command.SetAction(r =>
+        {
+            int vocab = r.GetValue(trainVocab) ?? ModelPreset.DefaultVocab();
+            var file = r.GetValue(json);
+            var options = new Options(
+                r.GetValue(parts)!, r.GetValue(densities)!, r.GetValue(distributions)!, r.GetValue(nm)!, r.GetValue(threads)!,
+                r.GetValue(rounds), r.GetValue(iters), r.GetValue(warmup), r.GetValue(reps), r.GetValue(batch) ?? ModelPreset.Wide.BatchSize,
+                vocab, r.GetValue(decodeVocabs) is { Length: > 0 } dv ? dv : [vocab, Gpt2Vocab], r.GetValue(decodeLayers) ?? ModelPreset.Gpt2Small.NLayer,
+                r.GetValue(prompt), r.GetValue(newTokens), r.GetValue(prefill),
+                r.GetValue(plot) ?? (file is null ? "sparse-model" : Path.ChangeExtension(file.FullName, null)),
+                r.GetValue(python)!, !r.GetValue(noPeer));
+            var result = Run(options);
+            if (file != null) TrainBench.WriteJson(file.FullName, result);
+            return 0;
+        });
+        return command;
+    }
+
+    public sealed record Options(string[] Parts, double[] Densities, string[] Distributions, string[] Nm, int[] Threads, int Rounds, int Iters,
+        int Warmup, int Reps, int Batch, int Vocab, int[] DecodeVocabs, int DecodeLayers, int Prompt, int NewTokens, int Prefill,
+        string PlotPrefix, string Python, bool RunPeer)
+    {
+        public void Validate()
+        {
+            foreach (double d in Densities)
+                if (!(d > 0 && d <= 1)) throw new ArgumentException($"--densities: {d.ToString(CultureInfo.InvariantCulture)} is not a density in (0, 1]");
+            foreach (var p in Nm.Where(p => p != "none")) ParseNm(p);
+            if (Threads.Length == 0 || Threads.Any(t => t < 1)) throw new ArgumentException($"--threads ({string.Join(" ", Threads)}) must be one or more counts >= 1");
+            BenchUtil.CheckRepetitions("--rounds", Rounds);
+            BenchUtil.CheckRepetitions("--iters", Iters);
+            BenchUtil.CheckRepetitions("--warmup", Warmup, min: 0);
+            BenchUtil.CheckRepetitions("--reps", Reps);
+            BenchUtil.CheckRange("--batch", Batch, 1, 4096, "a training batch of sequences");
+            BenchUtil.CheckRange("--decode-layers", DecodeLayers, 1, 1000, "layers of the decode model");
+            var decode = DecodeConfig(2);
+            BenchUtil.CheckRange("--prompt", Prompt, 1, decode.BlockSize - 1, "the prompt and at least one new token fit block_size");
+            BenchUtil.CheckRange("--new-tokens", NewTokens, 1, decode.BlockSize - Prompt, $"the prompt and the new tokens fit block_size {decode.BlockSize}");
+            BenchUtil.CheckRange("--prefill", Prefill, 1, decode.BlockSize, $"a prompt fits block_size {decode.BlockSize}");
+            if (Vocab < 2) throw new ArgumentException($"--vocab ({Vocab}) must be at least 2");
+            if (DecodeVocabs.Any(v => v < 2)) throw new ArgumentException($"--decode-vocab ({string.Join(" ", DecodeVocabs)}) must be counts >= 2");
+            BenchUtil.CheckVocab("--vocab", ModelPreset.Wide.ToConfig(Vocab), Batch, ModelPreset.Wide.BlockSize, GptUse.Training);
+            foreach (int v in DecodeVocabs) BenchUtil.CheckVocab("--decode-vocab", DecodeConfig(v), 1, 1, GptUse.Decoding);
+        }
+
+        public GptConfig DecodeConfig(int vocab) => ModelPreset.Gpt2Small.ToConfig(vocab) with { NLayer = DecodeLayers };
+    }
+
+    /// <summary>One model variant: dense, a density spread uniformly or by ERK over the block weights (CSR), or N:M.</summary>
+    public sealed record Variant(string Label, string Kind, double Density, int N = 0, int M = 0)
+    {
+        public static readonly Variant Dense = new("dense", "dense", 1.0);
+    }
+
+    public sealed record Row(string Part, string Model, string Variant, string Kind, double Density, string Contender, int Threads,
+        double[] Samples, double Median, string Unit);
+
+    public static JsonObject Run(Options options)
+    {
+        options.Validate();
+        var variants = Variants(options);
+        var train = ModelPreset.Wide.ToConfig(options.Vocab);
+        AnsiConsole.MarkupLine($"[bold]bench sparse-model[/]: variants {string.Join(", ", variants.Select(v => v.Label))}; threads {string.Join(" ", options.Threads)}; " +
+                               $"{options.Rounds} round(s), every contender in turn; [yellow]random weights at the wanted density[/] (speed does not depend on the values); " +
+                               "embeddings and the tied lm_head stay dense");
+        var rows = new List<Row>();
+        var memory = new JsonArray();
+        int savedMax = KernelThreads.Max;
+        try
+        {
+            if (options.Parts.Contains("memory"))
+            {
+                memory = Memory(variants, train, options);
+            }
+            for (int round = 0; round < options.Rounds; round++)
+            {
+                if (options.Rounds > 1) AnsiConsole.MarkupLine($"[grey]round {round + 1} of {options.Rounds}[/]");
+                if (options.Parts.Contains("train")) rows.AddRange(Train(variants, train, options, round));
+                if (options.Parts.Contains("decode") || options.Parts.Contains("prefill"))
+                    foreach (int vocab in options.DecodeVocabs) rows.AddRange(Decode(variants, options.DecodeConfig(vocab), options, round));
+            }
+        }
+        finally { KernelThreads.Max = savedMax; }
+
+        var merged = rows.GroupBy(r => (r.Part, r.Model, r.Variant, r.Contender, r.Threads))
+            .Select(g => g.First() with { Samples = g.SelectMany(r => r.Samples).ToArray(), Median = BenchUtil.Median(g.SelectMany(r => r.Samples).ToArray()) })
+            .ToList();
+        var targets = Render(merged, options);
+        Plot(merged, options.PlotPrefix);
+        return ToJson(options, train, merged, memory, targets);
+    }
+
+    static List<Variant> Variants(Options options)
+    {
+        var list = new List<Variant> { Variant.Dense };
+        foreach (var dist in options.Distributions)
+            foreach (double d in options.Densities.Where(d => d < 1).Distinct().OrderByDescending(d => d))
+                list.Add(new Variant($"{dist} {d.ToString("0.###", CultureInfo.InvariantCulture)}", dist, d));
+        foreach (var p in options.Nm.Where(p => p != "none").Distinct())
+        {
+            var (n, m) = ParseNm(p);
+            list.Add(new Variant($"{n}:{m}", "nm", (double)n / m, n, m));
+        }
+        return list;
+    }
+
+    static (int N, int M) ParseNm(string text)
+    {
+        var p = text.Split(':');
+        if (p.Length == 2 && int.TryParse(p[0], out int n) && int.TryParse(p[1], out int m) && n >= 1 && n < m && m <= 64) return (n, m);
+        throw new ArgumentException($"--nm: '{text}' is not N:M with 1 <= N < M <= 64 (e.g. 2:4), or none");
+    }
+
+    // ---- building the models ----
+
+    /// <summary>The config of <paramref name="variant"/>, made by the library's helper (Sparsity.SparseModelConfig):
+    /// CSR layouts at the variant's density spread uniformly or by ERK, or N:M; positions drawn from a fixed seed.</summary>
+    public static GptConfig ConfigFor(GptConfig dense, Variant variant) => variant.Kind switch
+    {
+        "dense" => dense with { WeightLayouts = null },
+        "nm" => SparseModelConfig.Apply(dense, 0, nm: $"{variant.N}:{variant.M}", seed: 1337),
+        _ => SparseModelConfig.Apply(dense, 1 - variant.Density, variant.Kind == "erk" ? SparseModelConfig.ErdosRenyiKernel : SparseModelConfig.Uniform, seed: 1337),
+    };
+
+    // The spec Block builds a weight of layer 0 from (density and seed from the config).
+    static LinearWeightSpec SpecOf(GptConfig c, string name, int outFeatures, int inFeatures) =>
+        c.WeightLayout(0, name) == LinearWeightLayouts.Dense
+            ? LinearWeightSpec.Full(outFeatures, inFeatures)
+            : LinearWeightSpec.Random(outFeatures, inFeatures, c.WeightDensity(0, name), new Rng(c.WeightSeed(0, name)));
+
+    /// <summary>The block's Linear weights (name, Out, In), the same in every layer.</summary>
+    public static (string Name, int Out, int In)[] BlockWeightShapes(int C) =>
+        [("attn.c_attn", 3 * C, C), ("attn.c_proj", C, C), ("mlp.c_fc", 4 * C, C), ("mlp.c_proj", C, 4 * C)];
+
+    static double BlockDensity(Gpt gpt)
+    {
+        long stored = 0, logical = 0;
+        foreach (var p in gpt.Parameters.Where(p => p.Layout != null)) { stored += p.Length; logical += p.LogicalLength; }
+        return (double)stored / logical;
+    }
+
+    // ---- training ----
+
+    static IEnumerable<Row> Train(List<Variant> variants, GptConfig dense, Options options, int round)
+    {
+        int B = options.Batch, T = dense.BlockSize;
+        if (round == 0)
+            AnsiConsole.MarkupLine($"[bold]train[/] wide: n_layer {dense.NLayer}, n_head {dense.NHead}, n_embd {dense.NEmbd}, block {T}, batch {B}, vocab {dense.VocabSize}; " +
+                                   $"{options.Iters} timed steps after {options.Warmup} per contender and round; random token batches made before timing");
+        var rng = new Rng(42);
+        var xs = new int[2][];
+        var ys = new int[2][];
+        for (int b = 0; b < 2; b++)
+        {
+            xs[b] = new int[B * T];
+            ys[b] = new int[B * T];
+            for (int i = 0; i < B * T; i++) { xs[b][i] = rng.NextInt(dense.VocabSize); ys[b][i] = rng.NextInt(dense.VocabSize); }
+        }
+        foreach (var variant in variants)
+        {
+            var gpt = new Gpt(ConfigFor(dense, variant), B, T);
+            gpt.InitializeWeights(1337);
+            var segments = gpt.Parameters.Select(q => AdamW.SegmentOf(gpt.ParameterData, q.Value.Span, q.Decay));
+            var optimizer = new AdamW(gpt.ParameterData.Length, segments, ModelPreset.Beta1, ModelPreset.Beta2, 1e-8f, ModelPreset.WeightDecay);
+            void Step(int i)
+            {
+                gpt.ZeroGrad();
+                gpt.Forward(xs[i % 2], ys[i % 2], training: true);
+                gpt.Backward();
+                GradientClipping.ClipByGlobalNorm(gpt.GradientData, ModelPreset.GradClip);
+                optimizer.Step(gpt.ParameterData, gpt.GradientData, ModelPreset.LearningRate);
+            }
+            foreach (int threads in options.Threads)
+            {
+                KernelThreads.Max = threads;
+                for (int i = 0; i < options.Warmup; i++) Step(i);
+                var ms = new double[options.Iters];
+                for (int i = 0; i < options.Iters; i++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    Step(i);
+                    ms[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                }
+                AnsiConsole.MarkupLine($"[grey]  train {Markup.Escape(variant.Label)} (stored {BlockDensity(gpt):P1} of block weights) {threads} thread(s): {BenchUtil.Median(ms):F0} ms/iter[/]");
+                yield return new Row("train", "wide", variant.Label, variant.Kind, variant.Density, "NanoSparse", threads, ms, BenchUtil.Median(ms), "ms/iter");
+            }
+        }
+        if (!options.RunPeer) yield break;
+        // PyTorch dense, and masked as its users prune today (the mask's density does not change its speed: one
+        // masked density, the lowest measured, stands for all).
+        double maskDensity = variants.Where(v => v.Kind != "dense").Select(v => v.Density).DefaultIfEmpty(0.1).Min();
+        foreach (var (contender, mask) in new[] { ("PyTorch", 1.0), ($"PyTorch masked ({maskDensity:0.###})", maskDensity) })
+            foreach (int threads in options.Threads)
+            {
+                var r = TorchPeer.Run(options.Python, "train_torch.py",
+                [
+                    "--preset", "wide", "--threads", threads.ToString(), "--iters", options.Iters.ToString(), "--warmup", options.Warmup.ToString(),
+                    "--vocab", dense.VocabSize.ToString(), "--batch-size", B.ToString(), "--gemm-size", "0",
+                    "--mask-density", mask.ToString("R", CultureInfo.InvariantCulture),
+                ], blasThreads: threads);
+                var ms = r.GetProperty("iters_ms").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+                AnsiConsole.MarkupLine($"[grey]  train {Markup.Escape(contender)} {threads} thread(s): {BenchUtil.Median(ms):F0} ms/iter[/]");
+                yield return new Row("train", "wide", mask < 1 ? "masked" : "dense", mask < 1 ? "masked" : "dense", mask, contender, threads, ms, BenchUtil.Median(ms), "ms/iter");
+            }
+    }
+
+    // ---- decode and prefill ----
+
+    static IEnumerable<Row> Decode(List<Variant> variants, GptConfig dense, Options options, int round)
+    {
+        string model = $"gpt2{(dense.NLayer != ModelPreset.Gpt2Small.NLayer ? $" L={dense.NLayer}" : "")} V={dense.VocabSize}";
+        if (round == 0)
+        {
+            long block = 12L * dense.NEmbd * dense.NEmbd * dense.NLayer, embeddings = (long)(dense.VocabSize + dense.BlockSize) * dense.NEmbd;
+            AnsiConsole.MarkupLine($"[bold]decode/prefill[/] {Markup.Escape(model)}: batch 1; decode {options.NewTokens} tokens after a {options.Prompt}-token prompt, " +
+                                   $"prefill a {options.Prefill}-token prompt; block Linear weights {block:N0} of {block + embeddings:N0} weights " +
+                                   $"({(double)block / (block + embeddings):P0}): the dense rest (embeddings, tied lm_head) caps the end-to-end gain");
+        }
+        bool doDecode = options.Parts.Contains("decode"), doPrefill = options.Parts.Contains("prefill");
+        var promptTokens = Enumerable.Range(0, Math.Max(options.Prompt, options.Prefill)).Select(i => (i * 7 + 3) % dense.VocabSize).ToArray();
+        var one = new int[1];
+        foreach (var variant in variants)
+        {
+            var gpt = new Gpt(ConfigFor(dense, variant), 1, 1);
+            gpt.InitializeWeights(1337);
+            // Inference: the CSR layouts build their decode copy (SELL) once, as a sampler on a finished model does.
+            foreach (var p in gpt.Parameters)
+                if (p.Layout is CsrLinearWeight csr) csr.PrepareForInference(p.Value.Span);
+            var cache = gpt.CreateKvCache();
+            double Generate()
+            {
+                cache.Reset();
+                var logits = gpt.ForwardCached(cache, promptTokens.AsSpan(0, options.Prompt));
+                long t0 = Stopwatch.GetTimestamp();
+                for (int i = 0; i < options.NewTokens; i++)
+                {
+                    one[0] = (int)((uint)BitConverter.SingleToInt32Bits(logits[i % logits.Length]) % (uint)dense.VocabSize);
+                    logits = gpt.ForwardCached(cache, one);
+                }
+                return Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            }
+            double Prefill()
+            {
+                cache.Reset();
+                long t0 = Stopwatch.GetTimestamp();
+                gpt.ForwardCached(cache, promptTokens.AsSpan(0, options.Prefill));
+                return Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            }
+            foreach (int threads in options.Threads)
+            {
+                KernelThreads.Max = threads;
+                if (doDecode)
+                {
+                    if (round == 0) Generate();   // JIT and caches
+                    var s = Enumerable.Range(0, options.Reps).Select(_ => options.NewTokens / Generate()).ToArray();
+                    AnsiConsole.MarkupLine($"[grey]  decode {Markup.Escape(variant.Label)} vocab {dense.VocabSize} {threads} thread(s): {BenchUtil.Median(s):F1} tokens/s[/]");
+                    yield return new Row("decode", model, variant.Label, variant.Kind, variant.Density, "NanoSparse", threads, s, BenchUtil.Median(s), "tokens/s");
+                }
+                if (doPrefill)
+                {
+                    if (round == 0) Prefill();
+                    var s = Enumerable.Range(0, options.Reps).Select(_ => options.Prefill / Prefill()).ToArray();
+                    AnsiConsole.MarkupLine($"[grey]  prefill {Markup.Escape(variant.Label)} vocab {dense.VocabSize} {threads} thread(s): {BenchUtil.Median(s):F1} tokens/s[/]");
+                    yield return new Row("prefill", model, variant.Label, variant.Kind, variant.Density, "NanoSparse", threads, s, BenchUtil.Median(s), "tokens/s");
+                }
+            }
+        }
+    }
+
+    // ---- memory ----
+
+    /// <summary>
+    /// Bytes per variant: values of the block Linear weights (4 per stored value), their layouts' index structures
+    /// (measured: the managed heap the layout objects of one block hold, times n_layer; for CSR that includes Wᵀ's
+    /// structure for the backward), the decode copy a CSR layout makes for inference (SELL), the dense rest
+    /// (embeddings, LayerNorms), gradients (4 per stored value) and AdamW's two moments (8 per stored value).
+    /// </summary>
+    static JsonArray Memory(List<Variant> variants, GptConfig train, Options options)
+    {
+        var result = new JsonArray();
+        var models = new List<(string Name, GptConfig Config)> { ("wide", train) };
+        foreach (int v in options.DecodeVocabs) models.Add(($"gpt2 V={v}", options.DecodeConfig(v)));
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("model").AddColumn("variant")
+            .AddColumn(new TableColumn("values MB").RightAligned()).AddColumn(new TableColumn("index MB").RightAligned())
+            .AddColumn(new TableColumn("SELL MB").RightAligned()).AddColumn(new TableColumn("block train").RightAligned())
+            .AddColumn(new TableColumn("model train").RightAligned()).AddColumn(new TableColumn("model decode").RightAligned());
+        foreach (var (name, config) in models)
+        {
+            double denseBlockTrain = 0, denseModelTrain = 0, denseModelDecode = 0;
+            long restFloats = (long)(config.VocabSize + config.BlockSize) * config.NEmbd + (2L * config.NLayer + 1) * config.NEmbd * (config.Bias ? 2 : 1);
+            foreach (var variant in variants)
+            {
+                var c = ConfigFor(config, variant);
+                var shapes = BlockWeightShapes(config.NEmbd);
+                long before = GC.GetTotalMemory(forceFullCollection: true);
+                var layouts = shapes.Select(s => LinearWeightLayouts.Create(c.WeightLayout(0, s.Name), SpecOf(c, s.Name, s.Out, s.In))).ToArray();
+                long index = Math.Max(0, GC.GetTotalMemory(forceFullCollection: true) - before) * config.NLayer;
+                long stored = layouts.Sum(w => (long)w.StoredCount) * config.NLayer;
+                // The decode copy PrepareForInference makes: a SELL matrix of the same structure, by its own footprint.
+                long sell = layouts.OfType<CsrLinearWeight>().Sum(csr => SellMatrix.FromCsr(csr.Structure).FootprintBytes) * config.NLayer;
+                GC.KeepAlive(layouts);
+                double mb = 1e6;
+                double blockValues = 4.0 * stored, blockTrain = blockValues + index + 3 * blockValues;   // values + index + grad + m + v
+                double modelTrain = blockTrain + 16.0 * restFloats, modelDecode = blockValues + index + sell + 4.0 * restFloats;
+                if (variant.Kind == "dense") (denseBlockTrain, denseModelTrain, denseModelDecode) = (blockTrain, modelTrain, modelDecode);
+                table.AddRow(Markup.Escape(name), Markup.Escape(variant.Label), $"{blockValues / mb:F1}", $"{index / mb:F1}", $"{sell / mb:F1}",
+                    $"{blockTrain / mb:F0} MB {blockTrain / denseBlockTrain:F2}x", $"{modelTrain / mb:F0} MB {modelTrain / denseModelTrain:F2}x",
+                    $"{modelDecode / mb:F0} MB {modelDecode / denseModelDecode:F2}x");
+                result.Add(new JsonObject
+                {
+                    ["model"] = name, ["variant"] = variant.Label, ["kind"] = variant.Kind, ["density"] = variant.Density,
+                    ["block_stored_values"] = stored, ["block_value_bytes"] = blockValues, ["block_index_bytes"] = index, ["sell_copy_bytes"] = sell,
+                    ["block_train_bytes"] = blockTrain, ["block_train_vs_dense"] = blockTrain / denseBlockTrain,
+                    ["model_train_bytes"] = modelTrain, ["model_train_vs_dense"] = modelTrain / denseModelTrain,
+                    ["model_decode_bytes"] = modelDecode, ["model_decode_vs_dense"] = modelDecode / denseModelDecode,
+                });
+            }
+        }
+        AnsiConsole.MarkupLine("[bold]memory[/] (MB = 10⁶ bytes; x = against the same model dense): block = the four Linear weights of every block; " +
+                               "train = values + index + gradients + AdamW m and v; model = with embeddings and LayerNorms; decode = values + index + " +
+                               "the CSR layouts' SELL decode copy (its FootprintBytes); index = the heap the layout objects hold (measured); gpt2 = gpt2-124m shape");
+        AnsiConsole.Write(table);
+        return result;
+    }
+
+    // ---- report ----
+
+    public sealed record Target(string Part, string Variant, double Wanted, double? Stretch, int Threads, double? Measured)
+    {
+        public bool Met => Measured >= Wanted;
+    }
+
+    static List<Target> Render(List<Row> rows, Options options)
+    {
+        var targets = new List<Target>();
+        foreach (var part in new[] { "train", "prefill", "decode" })
+        {
+            var partRows = rows.Where(r => r.Part == part).ToList();
+            if (partRows.Count == 0) continue;
+            bool time = part == "train";
+            var table = new Table().Border(TableBorder.Rounded).Title($"{part} ({partRows[0].Unit}; speed-up over our dense at the same threads)")
+                .AddColumn("model").AddColumn("variant").AddColumn("contender");
+            foreach (int t in options.Threads)
+                table.AddColumn(new TableColumn($"{t} thr").RightAligned()).AddColumn(new TableColumn($"× dense {t}").RightAligned());
+            foreach (var g in partRows.GroupBy(r => (r.Model, r.Variant, r.Contender)))
+            {
+                var cells = new List<string> { Markup.Escape(g.Key.Model), Markup.Escape(g.Key.Variant), Markup.Escape(g.Key.Contender) };
+                foreach (int t in options.Threads)
+                {
+                    var r = g.FirstOrDefault(x => x.Threads == t);
+                    double? s = r is null ? null : Speedup(rows, r);
+                    cells.Add(r is null ? "-" : time ? $"{r.Median:F0}" : $"{r.Median:F1}");
+                    cells.Add(s is double v ? $"{v:F2}x" : "-");
+                }
+                table.AddRow(cells.ToArray());
+            }
+            AnsiConsole.Write(table);
+        }
+
+        // The issue's targets, at every thread count (uniform densities; 2:4 as measured).
+        string charModel = rows.FirstOrDefault(r => r.Part == "decode" && r.Model.EndsWith($"V={options.DecodeVocabs[0]}"))?.Model ?? "";
+        foreach (int t in options.Threads)
+        {
+            void Add(string part, string model, string variant, double wanted, double? stretch)
+            {
+                var r = rows.FirstOrDefault(x => x.Part == part && x.Model == model && x.Variant == variant && x.Contender == "NanoSparse" && x.Threads == t);
+                targets.Add(new Target(part, variant, wanted, stretch, t, r is null ? null : Speedup(rows, r)));
+            }
+            Add("train", "wide", "uniform 0.1", 3, 4);
+            Add("train", "wide", "uniform 0.2", 2, null);
+            Add("train", "wide", "2:4", 1.2, null);
+            Add("decode", charModel, "uniform 0.1", 5, 6);
+            Add("decode", charModel, "uniform 0.3", 2.2, null);
+            Add("decode", charModel, "uniform 0.5", 1.3, null);
+            Add("decode", charModel, "2:4", 1.5, null);
+        }
+        var tt = new Table().Border(TableBorder.Rounded).Title("issue 17 targets (speed-up over our dense, same threads)")
+            .AddColumn("part").AddColumn("variant").AddColumn(new TableColumn("threads").RightAligned())
+            .AddColumn(new TableColumn("target").RightAligned()).AddColumn(new TableColumn("measured").RightAligned()).AddColumn("");
+        foreach (var x in targets.Where(x => x.Measured is not null))
+            tt.AddRow(x.Part, x.Variant, x.Threads.ToString(), $"≥ {x.Wanted}x{(x.Stretch is double s ? $" (stretch {s}x)" : "")}",
+                $"{x.Measured:F2}x", x.Met ? "[green]met[/]" : "[red]missed[/]");
+        if (tt.Rows.Count > 0) AnsiConsole.Write(tt);
+        AnsiConsole.MarkupLine("[yellow]random weights at the wanted density[/]; medians over all rounds; memory target: block train vs dense at uniform 0.1 ≤ 0.2 (memory table)");
+        if (options.RunPeer && rows.Any(r => r.Part == "train" && r.Contender.StartsWith("PyTorch")))
+        {
+            var bestTorch = rows.Where(r => r.Part == "train" && r.Contender == "PyTorch").MinBy(r => r.Median)!;
+            var bestMasked = rows.Where(r => r.Part == "train" && r.Contender.StartsWith("PyTorch masked")).MinBy(r => r.Median)!;
+            foreach (var r in rows.Where(r => r.Part == "train" && r.Contender == "NanoSparse").GroupBy(r => r.Variant).Select(g => g.MinBy(r => r.Median)!))
+                AnsiConsole.MarkupLine($"train {Markup.Escape(r.Variant)} best ({r.Threads} thr) {r.Median:F0} ms: {bestTorch.Median / r.Median:F2}x PyTorch dense best " +
+                                       $"({bestTorch.Threads} thr), {bestMasked.Median / r.Median:F2}x PyTorch masked best ({bestMasked.Threads} thr)");
+        }
+        return targets;
+    }
+
+    /// <summary>Speed-up of a row over NanoSparse dense at the same part, model and threads (time: dense / row; rate: row / dense).</summary>
+    static double? Speedup(List<Row> rows, Row r)
+    {
+        var dense = rows.FirstOrDefault(x => x.Part == r.Part && x.Model == r.Model && x.Contender == "NanoSparse" && x.Kind == "dense" && x.Threads == r.Threads);
+        if (dense is null) return null;
+        return r.Part == "train" ? dense.Median / r.Median : r.Median / dense.Median;
+    }
+
+    static void Plot(List<Row> rows, string prefix)
+    {
+        string? folder = Path.GetDirectoryName(Path.GetFullPath(prefix));
+        if (folder is not null) Directory.CreateDirectory(folder);
+        foreach (var part in new[] { "train", "prefill", "decode" })
+        {
+            var ours = rows.Where(r => r.Part == part && r.Contender == "NanoSparse").ToList();
+            if (ours.Count == 0) continue;
+            var plot = new ScottPlot.Plot();
+            foreach (var g in ours.Where(r => r.Kind is "uniform" or "erk" or "dense").GroupBy(r => (r.Model, r.Threads)))
+                foreach (var kind in new[] { "uniform", "erk" })
+                {
+                    var line = g.Where(r => r.Kind == kind || r.Kind == "dense").OrderBy(r => r.Density).ToList();
+                    if (line.Count(r => r.Kind == kind) == 0) continue;
+                    var scatter = plot.Add.Scatter(line.Select(r => r.Density).ToArray(), line.Select(r => Speedup(rows, r) ?? double.NaN).ToArray());
+                    scatter.LegendText = $"{kind}, {(part == "train" ? "" : g.Key.Model + ", ")}{g.Key.Threads} thr";
+                }
+            foreach (var r in ours.Where(r => r.Kind == "nm"))
+            {
+                var marker = plot.Add.Marker(r.Density, Speedup(rows, r) ?? double.NaN);
+                marker.LegendText = $"{r.Variant}, {(part == "train" ? "" : r.Model + ", ")}{r.Threads} thr";
+                marker.Size = 10;
+            }
+            var one = plot.Add.HorizontalLine(1);
+            one.LinePattern = ScottPlot.LinePattern.Dashed;
+            string what = part == "train" ? "training step (wide)" : $"{part} (gpt2-124m shape)";
+            plot.Title($"{what}: speed-up over the same model dense (random weights)");
+            plot.XLabel("density of the block Linear weights");
+            plot.YLabel("speed-up (1 = dense)");
+            plot.ShowLegend();
+            string path = $"{prefix}_{part}.png";
+            plot.SavePng(path, 900, 560);
+            AnsiConsole.MarkupLine($"wrote {Markup.Escape(path)}");
+        }
+    }
+
+    static JsonObject ToJson(Options o, GptConfig train, List<Row> rows, JsonArray memory, List<Target> targets)
+    {
+        var results = new JsonArray();
+        foreach (var r in rows)
+            results.Add(new JsonObject
+            {
+                ["part"] = r.Part, ["model"] = r.Model, ["variant"] = r.Variant, ["kind"] = r.Kind, ["density"] = r.Density,
+                ["contender"] = r.Contender, ["threads"] = r.Threads, ["unit"] = r.Unit, ["median"] = r.Median,
+                ["samples"] = new JsonArray(r.Samples.Select(s => (JsonNode)s).ToArray()), ["speedup_vs_dense"] = Speedup(rows, r),
+            });
+        return new JsonObject
+        {
+            ["bench"] = "sparse-model",
+            ["weights"] = "random at the wanted density (nanoGPT init on the stored positions); embeddings and tied lm_head dense",
+            ["train_model"] = JsonSerializer.SerializeToNode(new { train.NLayer, train.NHead, train.NEmbd, train.BlockSize, train.VocabSize, batch_size = o.Batch }),
+            ["decode_model"] = JsonSerializer.SerializeToNode(new { o.DecodeLayers, n_head = 12, n_embd = 768, block_size = 1024, vocabs = o.DecodeVocabs, o.Prompt, o.NewTokens, o.Prefill }),
+            ["threads"] = new JsonArray(o.Threads.Select(t => (JsonNode)t).ToArray()),
+            ["rounds"] = o.Rounds, ["iters"] = o.Iters, ["warmup"] = o.Warmup, ["reps"] = o.Reps,
+            ["results"] = results,
+            ["memory"] = memory,
+            ["targets"] = new JsonArray(targets.Select(t => (JsonNode)new JsonObject
+            {
+                ["part"] = t.Part, ["variant"] = t.Variant, ["threads"] = t.Threads, ["target"] = t.Wanted, ["stretch"] = t.Stretch,
+                ["measured"] = t.Measured, ["met"] = t.Measured is null ? null : t.Met,
+            }).ToArray()),
+            ["machine"] = $"{Environment.ProcessorCount} logical cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
+        };
+    }
+}
