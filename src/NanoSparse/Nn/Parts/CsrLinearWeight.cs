@@ -27,7 +27,7 @@ namespace NanoSparse.Nn.Parts;
 /// Every call's scratch lives in the workspace; the layout holds no per-call state, so data-parallel shards may call
 /// it concurrently (except <see cref="PrepareForInference"/>).
 /// </summary>
-public sealed unsafe class CsrLinearWeight : ISparseLinearStructure
+public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKernel
 {
     const string Name = "csr";
 
@@ -227,27 +227,13 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure
             LinearChecks.AddBiasResidual(y, product, bias, residual, 1, m);
             return;
         }
-        if (rows <= Math.Min(RowwiseMaxRows, FeatureMajor.PanelRows))
-        {
-            // One SpMV per row, on x's rows as they are: at a handful of rows the two transposes cost more than
-            // reading W's indices once per row.
-            var product = workspace.Slice(0, rows * m);
-            fixed (float* v = values, px = x, py = product)
-                for (int t = 0; t < rows; t++)
-                    Multiply(v, px + (long)t * n, 1, py + (long)t * m);
-            LinearChecks.AddBiasResidual(y, product, bias, residual, rows, m);
-            return;
-        }
-        var xT = workspace.Slice(0, (int)FeatureMajor.PanelFloats(rows, n));   // (In, columns) per panel
-        var yT = workspace.Slice(xT.Length, (int)FeatureMajor.PanelFloats(rows, m));   // (Out, columns)
-        for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
-        {
-            int r = Math.Min(FeatureMajor.PanelRows, rows - t0), columns = FeatureMajor.Columns(r);
-            FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
-            fixed (float* v = values, px = xT, py = yT)
-                Multiply(v, px, columns, py);
-            FeatureMajor.To(yT, r, m, y.Slice(t0 * m, r * m), bias, residual.IsEmpty ? default : residual.Slice(t0 * m, r * m));
-        }
+        FeatureMajor.Forward(this, y, x, values, bias, residual, rows, n, m, RowwiseMaxRows, workspace);
+    }
+
+    void ISparseKernel.Multiply(ReadOnlySpan<float> values, ReadOnlySpan<float> x, int columns, Span<float> y)
+    {
+        fixed (float* v = values, px = x, py = y)
+            Multiply(v, px, columns, py);
     }
 
     /// <summary>yᵀ (Out × cols) = W · xᵀ (In × cols) with W's values from <paramref name="values"/>.</summary>

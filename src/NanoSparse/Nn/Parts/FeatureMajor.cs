@@ -42,4 +42,39 @@ public static class FeatureMajor
     public static void To(ReadOnlySpan<float> yT, int rows, int features, Span<float> y,
         ReadOnlySpan<float> bias = default, ReadOnlySpan<float> add = default, ReadOnlySpan<float> scale = default) =>
         Transpose.Run(yT, Columns(rows), rows, features, y, features, bias, add, scale);
+    /// <summary>
+    /// y (rows, Out) = x (rows, In) · Wᵀ + bias + residual for a sparse layout whose kernel computes
+    /// Y (Out, columns) = W · X (In, columns): a handful of rows go through the kernel one row at a time on x as it is
+    /// (the two transposes would cost more), more rows through feature-major panels of <see cref="PanelRows"/>.
+    /// workspace holds at least <see cref="PanelFloats"/>(rows, In) + PanelFloats(rows, Out) floats.
+    /// </summary>
+    internal static void Forward<TKernel>(TKernel kernel, Span<float> y, ReadOnlySpan<float> x, ReadOnlySpan<float> values,
+        ReadOnlySpan<float> bias, ReadOnlySpan<float> residual, int rows, int inFeatures, int outFeatures, int rowwiseMaxRows,
+        Span<float> workspace) where TKernel : ISparseKernel
+    {
+        int n = inFeatures, m = outFeatures;
+        if (rows <= Math.Min(rowwiseMaxRows, PanelRows))
+        {
+            var product = workspace.Slice(0, rows * m);
+            for (int t = 0; t < rows; t++)
+                kernel.Multiply(values, x.Slice(t * n, n), 1, product.Slice(t * m, m));
+            LinearChecks.AddBiasResidual(y, product, bias, residual, rows, m);
+            return;
+        }
+        var xT = workspace.Slice(0, (int)PanelFloats(rows, n));               // (In, columns) per panel
+        var yT = workspace.Slice(xT.Length, (int)PanelFloats(rows, m));       // (Out, columns)
+        for (int t0 = 0; t0 < rows; t0 += PanelRows)
+        {
+            int r = Math.Min(PanelRows, rows - t0), columns = Columns(r);
+            From(x.Slice(t0 * n, r * n), r, n, xT);
+            kernel.Multiply(values, xT.Slice(0, columns * n), columns, yT.Slice(0, columns * m));
+            To(yT, r, m, y.Slice(t0 * m, r * m), bias, residual.IsEmpty ? default : residual.Slice(t0 * m, r * m));
+        }
+    }
+}
+
+/// <summary>A sparse layout's forward kernel: Y (Out, columns) = W · X (In, columns), W's stored values given.</summary>
+internal interface ISparseKernel
+{
+    void Multiply(ReadOnlySpan<float> values, ReadOnlySpan<float> x, int columns, Span<float> y);
 }

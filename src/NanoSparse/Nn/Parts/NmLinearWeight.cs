@@ -13,7 +13,7 @@ namespace NanoSparse.Nn.Parts;
 /// Forward: yᵀ = W · xᵀ with NmSpmm (2:4 has its own tiled/register-blocked paths and a permute-based SpMV); at
 /// rows ≤ <see cref="CsrLinearWeight.RowwiseMaxRows"/> one NmSpmm SpMV per row of x, without transposes.
 /// </summary>
-public sealed class NmLinearWeight : ISparseLinearStructure
+public sealed class NmLinearWeight : ISparseLinearStructure, ISparseKernel
 {
     const string Name = "nm";
 
@@ -163,25 +163,11 @@ public sealed class NmLinearWeight : ISparseLinearStructure
     {
         LinearChecks.Forward(this, y, x, values, bias, residual, rows, workspace);
         if (rows == 0) return;
-        int n = InFeatures, m = OutFeatures;
-        if (rows <= Math.Min(CsrLinearWeight.RowwiseMaxRows, FeatureMajor.PanelRows))
-        {
-            var product = workspace.Slice(0, rows * m);
-            for (int t = 0; t < rows; t++)
-                NmSpmm.Multiply(_nm, values, x.Slice(t * n, n), 1, product.Slice(t * m, m));
-            LinearChecks.AddBiasResidual(y, product, bias, residual, rows, m);
-            return;
-        }
-        var xT = workspace.Slice(0, (int)FeatureMajor.PanelFloats(rows, n));              // (In, columns) per panel
-        var yT = workspace.Slice(xT.Length, (int)FeatureMajor.PanelFloats(rows, m));      // (Out, columns)
-        for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
-        {
-            int r = Math.Min(FeatureMajor.PanelRows, rows - t0), columns = FeatureMajor.Columns(r);
-            FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
-            NmSpmm.Multiply(_nm, values, xT.Slice(0, columns * n), columns, yT.Slice(0, columns * m));
-            FeatureMajor.To(yT, r, m, y.Slice(t0 * m, r * m), bias, residual.IsEmpty ? default : residual.Slice(t0 * m, r * m));
-        }
+        FeatureMajor.Forward(this, y, x, values, bias, residual, rows, InFeatures, OutFeatures, CsrLinearWeight.RowwiseMaxRows, workspace);
     }
+
+    void ISparseKernel.Multiply(ReadOnlySpan<float> values, ReadOnlySpan<float> x, int columns, Span<float> y) =>
+        NmSpmm.Multiply(_nm, values, x, columns, y);
 
     public void Backward(Span<float> dx, Span<float> dValues, Span<float> dBias, ReadOnlySpan<float> dy, ReadOnlySpan<float> x,
         ReadOnlySpan<float> values, ReadOnlySpan<float> dxScale, int rows, Span<float> workspace)
