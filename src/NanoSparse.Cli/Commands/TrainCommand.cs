@@ -13,7 +13,7 @@ public static class TrainCommand
         var config = new Option<string?>("--config") { Description = "path of a JSON config (nanoGPT train.py keys)" };
         var set = new Option<string[]>("--set") { Description = "override a config key: --set key=value (repeatable)", DefaultValueFactory = _ => [] };
         var outDir = new Option<string?>("--out") { Description = "run folder (out_dir): checkpoint, log.csv, loss.png" };
-        var cmd = new Command("train", "train a GPT on a prepared dataset");
+        var cmd = new Command("train", "train a GPT on a prepared dataset\n\n" + PruningHelp);
         cmd.Options.Add(preset);
         cmd.Options.Add(config);
         cmd.Options.Add(set);
@@ -29,6 +29,21 @@ public static class TrainCommand
         });
         return cmd;
     }
+
+    /// <summary>The pruning-while-training keys, for train --help.</summary>
+    public const string PruningHelp =
+        "Pruning while training (--set key=value; the blocks' Linear weights; embeddings and LayerNorms are never pruned):\n" +
+        "  prune_schedule=none|gmp         gmp: gradual magnitude pruning, Zhu & Gupta's cubic schedule\n" +
+        "                                  s_t = s_f + (s_i - s_f)(1 - (t - start)/(end - start))^3\n" +
+        "  prune_initial_sparsity=0        s_i, reached at prune_start\n" +
+        "  prune_final_sparsity=0.9        s_f, reached at prune_end\n" +
+        "  prune_start=0  prune_end=-1     steps (-1: three quarters of max_iters)\n" +
+        "  prune_frequency=100             steps between pruning steps\n" +
+        "  prune_scope=layer|global        each weight to s_t, or one magnitude threshold over all\n" +
+        "  prune_switch_sparsity=0.7       from this sparsity the weights move to CSR and train on the sparse kernels (1: never)\n" +
+        "  l1=0  l2=0                      L1 / elastic-net penalty by its proximal step after AdamW:\n" +
+        "                                  w <- sign(w) max(|w| - lr l1, 0) / (1 + lr l2)\n" +
+        "log.csv's sparsity column is the exact-zero fraction of those weights.";
 
     /// <summary>The blocks' Linear weights: shape, layout, density and stored values, with the totals over them.</summary>
     static void WriteLayoutTable(IAnsiConsole console, NanoSparse.Nn.Gpt model)
@@ -113,10 +128,22 @@ public static class TrainCommand
         table.AddRow("time", TimeSpan.FromSeconds(summary.Seconds).ToString(@"hh\:mm\:ss"));
         table.AddRow("mean ms/iter", summary.MeanMsPerIter.ToString("F1", CultureInfo.InvariantCulture));
         table.AddRow("tokens/s", summary.TokensPerSecond.ToString("F0", CultureInfo.InvariantCulture));
+        if (summary.SwitchStep is int switchStep) table.AddRow("switch to sparse layout", $"step {switchStep}");
+        if (summary.DenseMsPerIter is double denseMs) table.AddRow("ms/iter dense (masked)", denseMs.ToString("F1", CultureInfo.InvariantCulture));
+        if (summary.SparseMsPerIter is double sparseMs) table.AddRow("ms/iter sparse (csr)", sparseMs.ToString("F1", CultureInfo.InvariantCulture));
         table.AddRow("out_dir", Markup.Escape(summary.OutDir));
         table.AddRow("log / plot", Markup.Escape($"{csv} / {png}"));
         console.Write(table);
+        if (summary.WeightZeros is { Count: > 0 } zeros) WriteZerosTable(console, zeros);
         return 0;
+    }
+
+    /// <summary>Pruning or L1: the exact-zero fraction each block Linear weight reached.</summary>
+    static void WriteZerosTable(IAnsiConsole console, IReadOnlyList<(string Name, double ZeroFraction)> zeros)
+    {
+        var table = new Table().AddColumn("weight").AddColumn(new TableColumn("exact zeros").RightAligned());
+        foreach (var (name, fraction) in zeros) table.AddRow(Markup.Escape(name), fraction.ToString("P2", CultureInfo.InvariantCulture));
+        console.Write(table);
     }
 
     static void TryPlot(CliContext cli, string csv, string png)

@@ -48,8 +48,12 @@ public static class Checkpoint
         return File.Exists(Path.Combine(dir, StateFile));
     }
 
-    /// <summary>Writes the checkpoint. Refuses (throws, writes nothing) when a parameter or optimizer value is NaN or infinite.</summary>
-    public static void Save(string dir, Gpt gpt, AdamW? optimizer, CheckpointState state, string? metaPath)
+    /// <summary>
+    /// Writes the checkpoint. Refuses (throws, writes nothing) when a parameter or optimizer value is NaN or infinite.
+    /// <paramref name="optimizerExtras"/> are written into optimizer.safetensors too (gradual pruning's masks).
+    /// </summary>
+    public static void Save(string dir, Gpt gpt, AdamW? optimizer, CheckpointState state, string? metaPath,
+        IReadOnlyList<SafeTensor>? optimizerExtras = null)
     {
         EnsureFinite(gpt.ParameterData, "model parameters", state.IterNum);
         if (optimizer is not null)
@@ -77,6 +81,7 @@ public static class Checkpoint
                 state2.Add(new SafeTensor(p.Name + ".exp_avg", StoredShape(p), m.Slice(seg.Offset, seg.Length)));
                 state2.Add(new SafeTensor(p.Name + ".exp_avg_sq", StoredShape(p), v.Slice(seg.Offset, seg.Length)));
             }
+            if (optimizerExtras is not null) state2.AddRange(optimizerExtras);
             RedoJournal.Step("write " + OptimizerFile);
             SafeTensors.Write(save.StagedPath(OptimizerFile), state2,
                 new Dictionary<string, string> { ["step"] = optimizer.StepCount.ToString(CultureInfo.InvariantCulture), [SaveIdKey] = id });

@@ -3,7 +3,9 @@ using System.Numerics.Tensors;
 using NanoSparse.Data;
 using NanoSparse.Kernels;
 using NanoSparse.Nn;
+using NanoSparse.Nn.Parts;
 using NanoSparse.Optim;
+using NanoSparse.Sparsity.Pruning;
 
 namespace NanoSparse.Training;
 
@@ -14,9 +16,22 @@ public readonly record struct StepReport(int Step, int MaxIters, float Loss, dou
 public sealed record EvalReport(int Step, float TrainLoss, float ValLoss, double LearningRate, bool Saved, float BestValLoss);
 
 public sealed record TrainSummary(int StartStep, int FinalStep, float LastLoss, float BestValLoss, EvalReport? LastEval,
-    double Seconds, double MeanMsPerIter, double TokensPerSecond, long ParameterCount, string OutDir);
+    double Seconds, double MeanMsPerIter, double TokensPerSecond, long ParameterCount, string OutDir)
+{
+    /// <summary>Gradual pruning: mean ms/iter of this session's iterations on dense (masked) weights and on the sparse layout.</summary>
+    public double? DenseMsPerIter { get; init; }
+    public double? SparseMsPerIter { get; init; }
+    /// <summary>The step at which the pruned weights moved to the sparse layout (null: not in this session).</summary>
+    public int? SwitchStep { get; init; }
+    /// <summary>Pruning while training or an L1 penalty: the exact-zero fraction of each block Linear weight at the end.</summary>
+    public IReadOnlyList<(string Name, double ZeroFraction)>? WeightZeros { get; init; }
+}
 
 /// <summary>A loss, gradient norm or evaluation became NaN or infinite. The last good checkpoint stays as it was.</summary>
+/// <summary>IMP's rewind point: the step, every parameter's dense values by name, and the sampler and dropout RNG states.</summary>
+public sealed record RewindPoint(int Step, IReadOnlyDictionary<string, float[]> Values, NanoSparse.Numerics.RngState SamplerState,
+    NanoSparse.Numerics.RngState DropoutState);
+
 public sealed class TrainingDivergedException(int step, string message) : Exception(message)
 {
     public int Step { get; } = step;
@@ -45,8 +60,12 @@ public sealed class Trainer : IDisposable
 
     public TrainConfig Config { get; }
     public DatasetMeta Meta { get; }
-    public Gpt Model { get; }
-    public AdamW Optimizer { get; }
+    public Gpt Model { get; private set; }
+    public AdamW Optimizer { get; private set; }
+    /// <summary>Pruning while training (prune_schedule gmp, or masks set by IMP); null when the run prunes nothing.</summary>
+    public GradualPruning? Pruning { get; private set; }
+    readonly ProximalPenalty _penalty;
+    readonly int[] _penalized;   // positions in Model.Parameters of the weights the penalty applies to
     /// <summary>Updates done so far (nanoGPT's iter_num).</summary>
     public int Step { get; private set; }
     public float BestValLoss { get; private set; } = 1e9f;
@@ -143,6 +162,14 @@ public sealed class Trainer : IDisposable
             Model.InitializeWeights(Config.Seed);
             Model.DropoutRng.Reseed(Config.Seed ^ DropoutSalt);
         }
+        if (Config.PruneSchedule == "gmp")
+        {
+            var schedule = new CubicSchedule(Config.PruneInitialSparsity, Config.PruneFinalSparsity, Config.PruneStart, Config.ResolvedPruneEnd, Config.PruneFrequency);
+            Pruning = new GradualPruning(Model, schedule, Config.PruneScope == "global", Config.PruneSwitchSparsity);
+            if (resume is not null) Pruning.LoadMasks(Config.OutDir, Model);
+        }
+        _penalty = new ProximalPenalty(Config.L1, Config.L2);
+        _penalized = GradualPruning.PrunableIndices(Model);
         if (Config.Prefetch) _prefetcher = new Prefetcher(_sampler);
         _x = new int[Config.BatchSize * Config.BlockSize];
         _y = new int[Config.BatchSize * Config.BlockSize];
@@ -162,38 +189,127 @@ public sealed class Trainer : IDisposable
         EvalReport? lastEval = null;
         Losses.EnsureCapacity(Math.Clamp(Config.MaxIters - start, 0, 1 << 20));   // grows further if max_iters is larger
 
+        double sparseSeconds = 0;
+        int sparseIterations = 0;
+        bool tracksZeros = Pruning is not null || _penalty.IsActive;
         while (true)
         {
             double lr = _schedule.At(Step);
-            // The resumed run skips the evaluation at its first step: the run that wrote the checkpoint did it.
+            // The resumed run skips the pruning and the evaluation at its first step: the run that wrote the
+            // checkpoint did them (a checkpoint is written after its step's pruning).
+            bool resumedStart = _resumed && Step == start;
+            if (Pruning?.Schedule is { } pruneSchedule && !Config.EvalOnly && !resumedStart && pruneSchedule.IsPruningStep(Step))
+                PruneTo(pruneSchedule.SparsityAt(Step));
             bool evalDue = Step % Config.EvalInterval == 0 || Step == Config.MaxIters;
-            if (Config.EvalOnly || (evalDue && !(_resumed && Step == start)))
+            if (Config.EvalOnly || (evalDue && !resumedStart))
             {
                 lastEval = EvaluateAndCheckpoint(lr, log, mayCheckpoint: !Config.EvalOnly && Step > start);
                 if (Config.EvalOnly) break;
             }
             if (Step >= Config.MaxIters) break;
             cancellation.ThrowIfCancellationRequested();
+            IterationStarting?.Invoke(this);
 
+            bool sparse = Pruning?.Switched == true;
             long t0 = Stopwatch.GetTimestamp();
             float loss = TrainIteration((float)lr, out double gradNorm);
             double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             trainSeconds += seconds;
             iterations++;
+            if (sparse) { sparseSeconds += seconds; sparseIterations++; }
             lastLoss = loss;
             Losses.Add(loss);
             int it = Step;
             Step++;
             double ms = seconds * 1e3, tps = TokensPerIteration / Math.Max(seconds, 1e-9);
-            if (it % Config.LogInterval == 0) log.Iteration(it, loss, lr, ms, tps);
+            if (it % Config.LogInterval == 0) log.Iteration(it, loss, lr, ms, tps, tracksZeros ? ZeroFraction() : double.NaN);
             StepCompleted?.Invoke(new StepReport(it, Config.MaxIters, loss, lr, gradNorm, ms, tps));
         }
 
         double total = Stopwatch.GetElapsedTime(runStart).TotalSeconds;
+        int denseIterations = iterations - sparseIterations;
         return new TrainSummary(start, Step, lastLoss, BestValLoss, lastEval, total,
             iterations > 0 ? trainSeconds * 1e3 / iterations : 0,
             iterations > 0 ? (double)TokensPerIteration * iterations / trainSeconds : 0,
-            Model.ParameterCount, Config.OutDir);
+            Model.ParameterCount, Config.OutDir)
+        {
+            DenseMsPerIter = Pruning is not null && denseIterations > 0 ? (trainSeconds - sparseSeconds) * 1e3 / denseIterations : null,
+            SparseMsPerIter = Pruning is not null && sparseIterations > 0 ? sparseSeconds * 1e3 / sparseIterations : null,
+            SwitchStep = Pruning?.SwitchStep,
+            WeightZeros = tracksZeros ? WeightZeroFractions() : null,
+        };
+    }
+
+    /// <summary>Called before each training iteration (after that step's pruning and evaluation); IMP takes its rewind point here.</summary>
+    public Action<Trainer>? IterationStarting { get; set; }
+
+    /// <summary>Prunes the blocks' Linear weights by magnitude to <paramref name="sparsity"/> (see <see cref="GradualPruning"/>).</summary>
+    public void PruneTo(double sparsity)
+    {
+        if (Pruning is null) throw new InvalidOperationException("this run does not prune (prune_schedule is none)");
+        (Model, Optimizer) = Pruning.PruneTo(Model, Optimizer, sparsity, Step);
+    }
+
+    /// <summary>
+    /// Holds the given masks (1 kept, 0 pruned; one per block Linear weight, in model order) for the rest of the run:
+    /// IMP's rounds. Moves the weights to CSR when the masks' sparsity reaches prune_switch_sparsity.
+    /// </summary>
+    public void SetPruningMasks(IReadOnlyList<float[]> masks)
+    {
+        Pruning ??= new GradualPruning(Model, null, Config.PruneScope == "global", Config.PruneSwitchSparsity);
+        (Model, Optimizer) = Pruning.SetMasks(Model, Optimizer, masks, Step);
+    }
+
+    /// <summary>
+    /// Puts the run at the point's step with its parameter values (dense views, by name), sampler and
+    /// dropout states, and fresh AdamW moments: IMP's rewinding. Call before <see cref="SetPruningMasks"/>.
+    /// </summary>
+    public void RewindTo(RewindPoint point)
+    {
+        foreach (var p in Model.Parameters)
+        {
+            if (!point.Values.TryGetValue(p.Name, out var values) || values.Length != p.LogicalLength)
+                throw new ArgumentException($"rewind point has no values of {p.LogicalLength} for '{p.Name}'");
+            if (p.Layout is ISparseLinearStructure s) s.Gather(values, p.Value.Span);
+            else values.CopyTo(p.Value.Span);
+        }
+        Optimizer.M.Clear();
+        Optimizer.V.Clear();
+        Optimizer.StepCount = 0;
+        Step = point.Step;
+        if (_prefetcher is not null) _prefetcher.State = point.SamplerState;
+        else _sampler.State = point.SamplerState;
+        Model.DropoutRng.State = point.DropoutState;
+    }
+
+    /// <summary>The run's state at this step for IMP's rewinding: every parameter's dense values, sampler and dropout states.</summary>
+    public RewindPoint CaptureRewindPoint() => new(Step,
+        Model.Parameters.ToDictionary(p => p.Name, GradualPruning.DenseValues),
+        _prefetcher is not null ? _prefetcher.State : _sampler.State, Model.DropoutRng.State);
+
+    /// <summary>Exact zeros over the blocks' Linear weights (positions a sparse layout does not store count as zeros).</summary>
+    public double ZeroFraction()
+    {
+        long zeros = 0, cells = 0;
+        var parameters = Model.Parameters;
+        for (int k = 0; k < _penalized.Length; k++)
+        {
+            var p = parameters[_penalized[k]];
+            cells += p.LogicalLength;
+            zeros += p.LogicalLength - p.Length + CountZeros(p.Value.Span);
+        }
+        return cells == 0 ? 0 : (double)zeros / cells;
+    }
+
+    /// <summary>The exact-zero fraction of each block Linear weight.</summary>
+    public IReadOnlyList<(string Name, double ZeroFraction)> WeightZeroFractions() =>
+        _penalized.Select(i => Model.Parameters[i]).Select(p => (p.Name, (double)(p.LogicalLength - p.Length + CountZeros(p.Value.Span)) / p.LogicalLength)).ToArray();
+
+    static long CountZeros(ReadOnlySpan<float> values)
+    {
+        long zeros = 0;
+        foreach (float v in values) if (v == 0) zeros++;
+        return zeros;
     }
 
     /// <summary>
@@ -218,10 +334,16 @@ public sealed class Trainer : IDisposable
         }
         var grads = Model.GradientData;
         if (accumulation > 1) TensorPrimitives.Multiply(grads, 1f / accumulation, grads);
+        Pruning?.MaskGradients(Model);
         gradNorm = GradientClipping.ClipByGlobalNorm(grads, Config.GradClip);
         if (!double.IsFinite(gradNorm))
             throw new TrainingDivergedException(Step, $"gradient norm became {gradNorm} at step {Step}; stopped before updating the weights (last good checkpoint in {Config.OutDir} is untouched)");
         Optimizer.Step(Model.ParameterData, grads, learningRate);
+        if (_penalty.IsActive)
+        {
+            var parameters = Model.Parameters;
+            for (int k = 0; k < _penalized.Length; k++) _penalty.Apply(parameters[_penalized[k]].Value.Span, learningRate);
+        }
         return (float)(sum / accumulation);
     }
 
@@ -267,7 +389,7 @@ public sealed class Trainer : IDisposable
             DropoutRng = RngStateJson.From(Model.DropoutRng.State),
             TrainSampler = RngStateJson.From(_prefetcher is not null ? _prefetcher.State : _sampler.State),
         };
-        Checkpoint.Save(dir, Model, Optimizer, state, _metaPath);
+        Checkpoint.Save(dir, Model, Optimizer, state, _metaPath, Pruning?.CheckpointTensors());
     }
 
     public void Dispose()

@@ -4,12 +4,14 @@ namespace NanoSparse.Training;
 
 /// <summary>
 /// log.csv in the run folder: one row per logged iteration (val_loss empty) and one per evaluation (train_loss is
-/// the eval estimate, ms/iter and tokens/s empty). Columns: step,train_loss,val_loss,lr,ms_per_iter,tokens_per_s.
+/// the eval estimate, ms/iter and tokens/s empty). Columns: step,train_loss,val_loss,lr,ms_per_iter,tokens_per_s,sparsity
+/// (sparsity: the exact-zero fraction of the blocks' Linear weights, written when the run prunes or has an L1
+/// penalty; empty otherwise).
 /// </summary>
 public sealed class TrainingLog : IDisposable
 {
     public const string FileName = "log.csv";
-    public const string Header = "step,train_loss,val_loss,lr,ms_per_iter,tokens_per_s";
+    public const string Header = "step,train_loss,val_loss,lr,ms_per_iter,tokens_per_s,sparsity";
     readonly StreamWriter _writer;
 
     /// <summary>Starts a new log, or appends when resuming (dropping rows after <paramref name="resumeStep"/>, which a crashed run may have left).</summary>
@@ -33,19 +35,20 @@ public sealed class TrainingLog : IDisposable
     }
 
     static int? RowStep(string line) => int.TryParse(line.AsSpan(0, Math.Max(0, line.IndexOf(','))), out int s) ? s : null;
-    static bool IsEval(string line) => line.Split(',') is { Length: 6 } f && f[2].Length > 0;
+    static bool IsEval(string line) => line.Split(',') is { Length: >= 6 } f && f[2].Length > 0;
 
     static string F(double v) => v.ToString("G9", CultureInfo.InvariantCulture);
 
-    public void Iteration(int step, float loss, double lr, double msPerIter, double tokensPerSecond)
+    public void Iteration(int step, float loss, double lr, double msPerIter, double tokensPerSecond, double sparsity = double.NaN)
     {
-        _writer.WriteLine($"{step},{F(loss)},,{F(lr)},{msPerIter.ToString("F2", CultureInfo.InvariantCulture)},{tokensPerSecond.ToString("F1", CultureInfo.InvariantCulture)}");
+        string zeros = double.IsNaN(sparsity) ? "" : sparsity.ToString("F6", CultureInfo.InvariantCulture);
+        _writer.WriteLine($"{step},{F(loss)},,{F(lr)},{msPerIter.ToString("F2", CultureInfo.InvariantCulture)},{tokensPerSecond.ToString("F1", CultureInfo.InvariantCulture)},{zeros}");
         _writer.Flush();
     }
 
     public void Evaluation(int step, float trainLoss, float valLoss, double lr)
     {
-        _writer.WriteLine($"{step},{F(trainLoss)},{F(valLoss)},{F(lr)},,");
+        _writer.WriteLine($"{step},{F(trainLoss)},{F(valLoss)},{F(lr)},,,");
         _writer.Flush();
     }
 
