@@ -186,6 +186,24 @@ public sealed class GradualPruningTests : IDisposable
     }
 
     [Fact]
+    public void GlobalScopePrunesOneCountOverAllBlockWeights()
+    {
+        var c = Gmp("global", maxIters: 7);
+        c.PruneScope = "global";
+        c.PruneSwitchSparsity = 1f;
+        using var t = new Trainer(c);
+        t.Run();
+        var weights = Prunable(t.Model).Select(i => t.Model.Parameters[i]).ToArray();
+        long cells = weights.Sum(p => p.LogicalLength);
+        double s = new NanoSparse.Sparsity.Pruning.CubicSchedule(0, 0.8, 2, 10, 2).SparsityAt(6);
+        Assert.Equal((long)(s * cells), weights.Sum(p => (long)p.Value.ToArray().Count(v => v == 0)));
+        // One threshold: no kept weight anywhere is smaller than a pruned one was when it was pruned; the per-weight
+        // fractions differ (c_proj weights start with a smaller std, so they lose more).
+        var fractions = weights.Select(p => p.Value.ToArray().Count(v => v == 0) / (double)p.LogicalLength).ToArray();
+        Assert.True(fractions.Max() - fractions.Min() > 0.05, string.Join(", ", fractions));
+    }
+
+    [Fact]
     public void SparsePhaseTrainingStepAllocatesNothing()
     {
         var c = Gmp("alloc");
