@@ -131,6 +131,8 @@ public static class TrainCommand
         if (summary.SwitchStep is int switchStep) table.AddRow("switch to sparse layout", $"step {switchStep}");
         if (summary.DenseMsPerIter is double denseMs) table.AddRow("ms/iter dense (masked)", denseMs.ToString("F1", CultureInfo.InvariantCulture));
         if (summary.SparseMsPerIter is double sparseMs) table.AddRow("ms/iter sparse (csr)", sparseMs.ToString("F1", CultureInfo.InvariantCulture));
+        if (summary.DenseCpuMsPerIter is double denseCpu) table.AddRow("CPU ms/iter dense (masked)", denseCpu.ToString("F1", CultureInfo.InvariantCulture));
+        if (summary.SparseCpuMsPerIter is double sparseCpu) table.AddRow("CPU ms/iter sparse (csr)", sparseCpu.ToString("F1", CultureInfo.InvariantCulture));
         table.AddRow("out_dir", Markup.Escape(summary.OutDir));
         table.AddRow("log / plot", Markup.Escape($"{csv} / {png}"));
         console.Write(table);

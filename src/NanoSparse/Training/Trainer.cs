@@ -21,6 +21,9 @@ public sealed record TrainSummary(int StartStep, int FinalStep, float LastLoss, 
     /// <summary>Gradual pruning: mean ms/iter of this session's iterations on dense (masked) weights and on the sparse layout.</summary>
     public double? DenseMsPerIter { get; init; }
     public double? SparseMsPerIter { get; init; }
+    /// <summary>The same as process CPU time (all threads) per iteration: steadier than wall time on a shared machine.</summary>
+    public double? DenseCpuMsPerIter { get; init; }
+    public double? SparseCpuMsPerIter { get; init; }
     /// <summary>The step at which the pruned weights moved to the sparse layout (null: not in this session).</summary>
     public int? SwitchStep { get; init; }
     /// <summary>Pruning while training or an L1 penalty: the exact-zero fraction of each block Linear weight at the end.</summary>
@@ -189,7 +192,7 @@ public sealed class Trainer : IDisposable
         EvalReport? lastEval = null;
         Losses.EnsureCapacity(Math.Clamp(Config.MaxIters - start, 0, 1 << 20));   // grows further if max_iters is larger
 
-        double sparseSeconds = 0;
+        double sparseSeconds = 0, cpuSeconds = 0, sparseCpuSeconds = 0;
         int sparseIterations = 0;
         bool tracksZeros = Pruning is not null || _penalty.IsActive;
         while (true)
@@ -211,12 +214,15 @@ public sealed class Trainer : IDisposable
             IterationStarting?.Invoke(this);
 
             bool sparse = Pruning?.Switched == true;
+            TimeSpan cpu0 = Pruning is not null ? Environment.CpuUsage.TotalTime : default;
             long t0 = Stopwatch.GetTimestamp();
             float loss = TrainIteration((float)lr, out double gradNorm);
             double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            double cpuSecondsNow = Pruning is not null ? (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds : 0;
             trainSeconds += seconds;
+            cpuSeconds += cpuSecondsNow;
             iterations++;
-            if (sparse) { sparseSeconds += seconds; sparseIterations++; }
+            if (sparse) { sparseSeconds += seconds; sparseCpuSeconds += cpuSecondsNow; sparseIterations++; }
             lastLoss = loss;
             Losses.Add(loss);
             int it = Step;
@@ -235,6 +241,8 @@ public sealed class Trainer : IDisposable
         {
             DenseMsPerIter = Pruning is not null && denseIterations > 0 ? (trainSeconds - sparseSeconds) * 1e3 / denseIterations : null,
             SparseMsPerIter = Pruning is not null && sparseIterations > 0 ? sparseSeconds * 1e3 / sparseIterations : null,
+            DenseCpuMsPerIter = Pruning is not null && denseIterations > 0 ? (cpuSeconds - sparseCpuSeconds) * 1e3 / denseIterations : null,
+            SparseCpuMsPerIter = Pruning is not null && sparseIterations > 0 ? sparseCpuSeconds * 1e3 / sparseIterations : null,
             SwitchStep = Pruning?.SwitchStep,
             WeightZeros = tracksZeros ? WeightZeroFractions() : null,
         };
