@@ -112,6 +112,13 @@ public static class PruneRun
         // The data: calibration windows from train.bin, evaluation windows from val.bin.
         string? data = options.Calibration ?? (state is not null && state.Dataset.Length > 0 ? state.Dataset : null);
         bool calibrate = options.Prune.NeedsCalibration;
+        if (options.Calibration is null && data is not null && !Directory.Exists(data))
+        {
+            if (calibrate)
+                throw new ArgumentException($"--method {options.Prune.Method} needs calibration data: checkpoint {dir} records dataset {data}, which does not exist here; give --calibration DATASET");
+            note = $"checkpoint {dir} records dataset {data}, which does not exist here: no evaluation (give --calibration DATASET)";
+            data = null;
+        }
         if (data is null && calibrate)
             throw new ArgumentException($"--method {options.Prune.Method}{(options.Prune.Profile == PruneOptions.OwlProfileName ? " with --profile owl" : "")} needs calibration data: give --calibration DATASET (checkpoint {dir} records no dataset)");
         DatasetMeta? meta = data is null ? null : CheckDataset(data, dir, state, config);
@@ -134,7 +141,7 @@ public static class PruneRun
             (evalX, evalY) = (new int[options.EvalWindows * T], new int[options.EvalWindows * T]);
             new BatchSampler(val, options.EvalWindows, T, options.EvalSeed).Next(evalX, evalY);
         }
-        else if (options.EvalWindows > 0) note = (note is null ? "" : note + "; ") + "no dataset to evaluate on (give --calibration DATASET)";
+        else if (options.EvalWindows > 0 && note is null) note = "no dataset to evaluate on (give --calibration DATASET)";
 
         // Prune a dense copy, then store its zeros sparse.
         var dense = DenseCopy(source);
