@@ -24,7 +24,7 @@ public static class PruneCommand
         var sparsity = new Option<double?>("--sparsity") { Description = "fraction of each pruned weight removed, in [0, 1) (implied by an N:M --pattern)" };
         var pattern = new Option<string>("--pattern") { Description = "unstructured, or N:M (e.g. 2:4, 4:8: N kept in every M consecutive inputs of a row; 'nm' alone is 2:4)", DefaultValueFactory = _ => PruneOptions.Unstructured };
         var scope = new Option<string>("--scope") { Description = "layer (each weight to the sparsity) or global (one threshold over all pruned weights; magnitude and random)", DefaultValueFactory = _ => PruneOptions.LayerScope };
-        var profile = new Option<string>("--profile") { Description = "uniform, or owl (per-block sparsity from outlier ratios; wanda and other calibrated methods)", DefaultValueFactory = _ => PruneOptions.UniformProfile };
+        var profile = new Option<string>("--profile") { Description = "uniform, or owl (per-block sparsity from the blocks' outlier ratios of Wanda scores on the calibration data)", DefaultValueFactory = _ => PruneOptions.UniformProfile };
         var owlThreshold = new Option<double>("--owl-threshold") { Description = "OWL's M: a score is an outlier above M times its block's mean", DefaultValueFactory = _ => 5 };
         var owlLambda = new Option<double>("--owl-lambda") { Description = "OWL's lambda: block sparsities spread over 2·lambda around the target", DefaultValueFactory = _ => 0.08 };
         var dsnot = new Option<bool>("--dsnot") { Description = "refine every mask with DSnoT's training-free prune-and-grow (refiner 'dsnot')" };

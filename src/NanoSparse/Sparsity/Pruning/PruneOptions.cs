@@ -20,7 +20,10 @@ public sealed record PruneOptions
     [JsonPropertyName("pattern")] public string Pattern { get; init; } = Unstructured;
     /// <summary>"layer": every weight pruned to the sparsity; "global": one threshold across all targeted weights (magnitude, random).</summary>
     [JsonPropertyName("scope")] public string Scope { get; init; } = LayerScope;
-    /// <summary>"uniform": every block at the sparsity; "owl": per-block sparsity from outlier ratios (see <see cref="OwlProfile"/>).</summary>
+    /// <summary>
+    /// "uniform": every block at the sparsity; "owl": per-block sparsity from outlier ratios (see <see cref="OwlProfile"/>),
+    /// measured on calibration data with Wanda's scores whatever the method (as the OWL paper does).
+    /// </summary>
     [JsonPropertyName("profile")] public string Profile { get; init; } = UniformProfile;
     [JsonPropertyName("owl_threshold")] public double OwlThreshold { get; init; } = 5;
     [JsonPropertyName("owl_lambda")] public double OwlLambda { get; init; } = 0.08;
@@ -90,8 +93,6 @@ public sealed record PruneOptions
         }
         if (Profile == OwlProfileName)
         {
-            if (!pruner.NeedsCalibration)
-                throw new ArgumentException($"--profile owl needs a method that calibrates on activations (wanda, sparsegpt), not '{pruner.Name}'");
             if (m > 0) throw new ArgumentException($"--profile owl needs an unstructured pattern, not {n}:{m}");
             if (!(OwlThreshold > 0) || double.IsInfinity(OwlThreshold))
                 throw new ArgumentException($"--owl-threshold ({OwlThreshold.ToString(CultureInfo.InvariantCulture)}) must be positive");

@@ -269,7 +269,8 @@ public sealed class PrunerTests
         Refused(new PruneOptions { Sparsity = -0.1 }, "--sparsity (-0.1)");
         Refused(new PruneOptions { Pattern = "3:7" }, "M = 7 does not divide the 16 inputs of h.0.attn.c_attn");
         Refused(new PruneOptions { Method = "wanda", Sparsity = 0.5, Scope = "global" }, "within each output row");
-        Refused(new PruneOptions { Method = "magnitude", Sparsity = 0.5, Profile = "owl" }, "--profile owl needs a method that calibrates");
+        Refused(new PruneOptions { Method = "magnitude", Pattern = "2:4", Profile = "owl" }, "--profile owl needs an unstructured pattern");
+        Refused(new PruneOptions { Method = "magnitude", Sparsity = 0.5, Profile = "owl" }, "--profile owl needs calibration data");
         Refused(new PruneOptions { Method = "wanda", Sparsity = 0.5 }, "needs calibration data");
         Refused(new PruneOptions { Sparsity = 0.5, Targets = ["h.3.mlp.c_fc"] }, "--targets entry 'h.3.mlp.c_fc'");
         Refused(new PruneOptions { Sparsity = 0.5, Ignore = ["mlp.fc"] }, "--ignore entry 'mlp.fc'");
