@@ -94,6 +94,27 @@ public sealed class PruneCliTests(PruneCliFixture fixture) : IClassFixture<Prune
     }
 
     [Fact]
+    public void AnImportedModelIsPrunedIntoAModelWithConfigAndRecipe()
+    {
+        // An imported checkpoint (model.safetensors + config.json, no training state), as `nanosparse import` writes it.
+        string imported = NewDir("imported"), outDir = NewDir("imported-pruned");
+        var model = NanoSparse.Training.Checkpoint.LoadAnyModel(fixture.Checkpoint, 1, 1, out _);
+        NanoSparse.Training.Checkpoint.SaveModel(imported, model, Path.Combine(fixture.Checkpoint, NanoSparse.Training.Checkpoint.MetaFile));
+        var (code, stdout, err) = Run(["prune", "--checkpoint", imported, "--method", "random", "--sparsity", "0.5", "--seed", "3",
+            "--scope", "global", "--calibration", fixture.Data.DataDir, "--format", "csr", "--out", outDir, .. Quick]);
+        Assert.True(code == 0, err);
+        Assert.True(File.Exists(Path.Combine(outDir, NanoSparse.Training.Checkpoint.ConfigFile)));
+        Assert.False(File.Exists(Path.Combine(outDir, NanoSparse.Training.Checkpoint.StateFile)));
+        Assert.Equal("random", PruneRunOptions.Load(Path.Combine(outDir, PruneRunOptions.RecipeFile)).Prune.Method);
+        var pruned = NanoSparse.Training.Checkpoint.LoadAnyModel(outDir, 1, 1, out _);
+        var weights = pruned.Parameters.Where(p => p.Layout is not null).ToList();
+        Assert.All(weights, p => Assert.Equal("csr", p.Layout!.Layout));
+        long stored = weights.Sum(p => (long)p.Length), total = weights.Sum(p => p.LogicalLength);
+        Assert.Equal(total - (long)(total * 0.5), stored);   // global: exactly half of all the block weights, stored as CSR
+        Assert.Contains("val perplexity", stdout);
+    }
+
+    [Fact]
     public void NmPatternStoresEveryWeightAsNmWithNOfEveryM()
     {
         string outDir = NewDir("nm");
