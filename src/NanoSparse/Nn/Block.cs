@@ -78,6 +78,20 @@ public sealed class Block
         return y;
     }
 
+    /// <summary>
+    /// The input (N, In) that Linear weight <paramref name="weight"/> (one of <see cref="GptConfig.BlockWeights"/>) saw in
+    /// the last Forward: ln_1's output for attn.c_attn, the attention output for attn.c_proj, ln_2's output for
+    /// mlp.c_fc, the GELU output for mlp.c_proj. All are kept for the backward pass anyway.
+    /// </summary>
+    public ReadOnlySpan<float> LinearInput(string weight, scoped in Pass pass) => weight switch
+    {
+        "attn.c_attn" => _ln1.Output(pass),
+        "attn.c_proj" => Attention.ProjectionInput(pass),
+        "mlp.c_fc" => _ln2.Output(pass),
+        "mlp.c_proj" => FeedForward.ProjectionInput(pass),
+        _ => throw new ArgumentException($"'{weight}' is not a Linear weight of a block; expected one of {string.Join(", ", GptConfig.BlockWeights)}", nameof(weight)),
+    };
+
     /// <summary>The output of the last Forward (N, C).</summary>
     public ReadOnlySpan<float> Output(scoped in Pass pass) => pass.Act(_y);
 

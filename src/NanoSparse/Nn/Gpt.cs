@@ -35,6 +35,7 @@ public sealed partial class Gpt
     // Dropout seeds of the last forward pass, one per dropout site (BufferLayout.DropoutSeed).
     readonly ulong[] _seeds;
     bool _dropoutActive, _hasTargets, _logitsAreGradients;
+    int _blockLimit = int.MaxValue;   // ForwardBlocks: the blocks the forward pass runs
 
     public Gpt(GptConfig config, int batchSize, int seqLen) : this(config, batchSize, seqLen, null)
     {
@@ -176,6 +177,32 @@ public sealed partial class Gpt
         return (float)(sum / N);
     }
 
+    /// <summary>
+    /// Runs the embeddings and the first <paramref name="blockCount"/> blocks on tokens (B·T) in eval mode and stops
+    /// there (no ln_f, no logits): the blocks' kept activations then hold what each of their Linear weights saw
+    /// (<see cref="LinearInput"/>). Pruning calibrates block l this way on a model whose blocks before l are pruned.
+    /// </summary>
+    public void ForwardBlocks(ReadOnlySpan<int> tokens, int blockCount)
+    {
+        if (blockCount < 0 || blockCount > _blocks.Length)
+            throw new ArgumentOutOfRangeException(nameof(blockCount), blockCount, $"must lie in [0, {_blocks.Length}] (n_layer)");
+        _blockLimit = blockCount;
+        try { Forward(tokens, default, training: false); }
+        finally { _blockLimit = int.MaxValue; }
+        _hasTargets = false;
+    }
+
+    /// <summary>
+    /// The input (B·T, In) that Linear weight <paramref name="weight"/> ("attn.c_attn", "attn.c_proj", "mlp.c_fc",
+    /// "mlp.c_proj") of block <paramref name="layer"/> saw in the last forward pass.
+    /// </summary>
+    public ReadOnlySpan<float> LinearInput(int layer, string weight)
+    {
+        if ((uint)layer >= (uint)_blocks.Length)
+            throw new ArgumentOutOfRangeException(nameof(layer), layer, $"must lie in [0, {_blocks.Length}) (n_layer)");
+        return _blocks[layer].LinearInput(weight, SlicePass(0, 1, _grads));
+    }
+
     // The forward pass over the sequences of one slice; returns the slice's summed loss (0 without targets).
     double ForwardSlice(in Pass pass)
     {
@@ -188,7 +215,9 @@ public sealed partial class Gpt
         if (pass.DropoutActive) Dropout.Apply(encoded, pass.Dropout, pass.Seed(_embeddingSeed), pass.MaskOffset(C));
 
         ReadOnlySpan<float> x = encoded;
-        foreach (var block in _blocks) x = block.Forward(x, pass);
+        int blocks = Math.Min(_blockLimit, _blocks.Length);
+        for (int l = 0; l < blocks; l++) x = _blocks[l].Forward(x, pass);
+        if (blocks < _blocks.Length) return 0;
 
         var lnf = _lnf.Forward(x, pass);
         var logits = pass.Act(_logits);

@@ -51,9 +51,11 @@ public static class Checkpoint
     /// <summary>
     /// Writes the checkpoint. Refuses (throws, writes nothing) when a parameter or optimizer value is NaN or infinite.
     /// <paramref name="optimizerExtras"/> are written into optimizer.safetensors too (gradual pruning's masks).
+    /// <paramref name="extraFiles"/> (name → contents, e.g. prune's recipe) join the same commit (state.json lists only the
+    /// checkpoint's own files).
     /// </summary>
     public static void Save(string dir, Gpt gpt, AdamW? optimizer, CheckpointState state, string? metaPath,
-        IReadOnlyList<SafeTensor>? optimizerExtras = null)
+        IReadOnlyList<SafeTensor>? optimizerExtras = null, IReadOnlyDictionary<string, byte[]>? extraFiles = null)
     {
         EnsureFinite(gpt.ParameterData, "model parameters", state.IterNum);
         if (optimizer is not null)
@@ -62,7 +64,7 @@ public static class Checkpoint
             EnsureFinite(optimizer.V, "optimizer state exp_avg_sq", state.IterNum);
         }
         string id = $"{state.IterNum:D8}-{Guid.NewGuid():N}"[..25];
-        using var save = RedoJournal.Begin(dir, id, FileNames);
+        using var save = RedoJournal.Begin(dir, id, FileNames.Concat(ExtraNames(extraFiles)));
         var previous = PreviousFiles(dir);
         var written = new List<string>();
 
@@ -108,6 +110,7 @@ public static class Checkpoint
 
         state.SaveId = id;
         state.Files = written.ToDictionary(name => name, name => Describe(save.StagedPath(name)));
+        WriteExtras(save, extraFiles, written);   // not in state.json's list, which names the checkpoint's own files only
         RedoJournal.Step("write " + StateFile);
         WriteAtomic(save.StagedPath(StateFile), JsonSerializer.SerializeToUtf8Bytes(state, Json));
         written.Add(StateFile);
@@ -165,10 +168,10 @@ public static class Checkpoint
     /// model config), replacing a checkpoint in <paramref name="dir"/> through the same staged, journaled commit as
     /// <see cref="Save"/> (a training checkpoint's other files there are removed in the same commit).
     /// </summary>
-    public static void SaveModel(string dir, Gpt gpt, string? metaPath)
+    public static void SaveModel(string dir, Gpt gpt, string? metaPath, IReadOnlyDictionary<string, byte[]>? extraFiles = null)
     {
         EnsureFinite(gpt.ParameterData, "model parameters", null);
-        string[] names = [.. FileNames, ConfigFile];
+        string[] names = [.. FileNames, ConfigFile, .. ExtraNames(extraFiles)];
         string id = $"model-{Guid.NewGuid():N}"[..25];
         using var save = RedoJournal.Begin(dir, id, names);
         var previous = PreviousFiles(dir).Append(StateFile).Append(OptimizerFile).Where(n => File.Exists(Path.Combine(dir, n))).ToList();
@@ -191,7 +194,28 @@ public static class Checkpoint
                 written.Add(Data.Gpt2Vocabulary.MergesFile);
             }
         }
+        WriteExtras(save, extraFiles, written);
         save.Commit(written, previous.Except(written).Distinct().ToArray());
+    }
+
+    static IEnumerable<string> ExtraNames(IReadOnlyDictionary<string, byte[]>? extraFiles)
+    {
+        if (extraFiles is null) return [];
+        foreach (var name in extraFiles.Keys)
+            if (name.Length == 0 || name != Path.GetFileName(name) || name.StartsWith('.') || FileNames.Contains(name) || name == ConfigFile)
+                throw new ArgumentException($"extra checkpoint file name '{name}' must be a plain file name other than the checkpoint's own");
+        return extraFiles.Keys;
+    }
+
+    static void WriteExtras(RedoJournal save, IReadOnlyDictionary<string, byte[]>? extraFiles, List<string> written)
+    {
+        if (extraFiles is null) return;
+        foreach (var (name, bytes) in extraFiles)
+        {
+            RedoJournal.Step("write " + name);
+            WriteAtomic(save.StagedPath(name), bytes);
+            written.Add(name);
+        }
     }
 
     static CheckpointFile Describe(string path)

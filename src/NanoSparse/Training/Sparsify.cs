@@ -21,12 +21,28 @@ public static class Sparsify
     public static IReadOnlyList<SparsifiedWeight> Run(string dir, string outDir, string format, IReadOnlyList<string>? weights = null)
     {
         SparseLayoutChoice.Validate(format);
+        CheckOutDir(dir, outDir);
+        var source = Checkpoint.LoadAnyModel(dir, 1, 1, out var state);
+        var target = Convert(source, format, Select(source.Config, weights));
+        Write(dir, source, state, target, outDir);
+        return target.Parameters.Where(p => p.Layout is not null).Select(p => Describe(p.Name, p.Layout!)).ToList();
+    }
+
+    /// <summary>Refuses an output folder that is the input checkpoint itself.</summary>
+    public static void CheckOutDir(string dir, string outDir)
+    {
         if (Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar) == Path.GetFullPath(outDir).TrimEnd(Path.DirectorySeparatorChar))
             throw new ArgumentException($"--out {outDir} is the checkpoint itself; write the sparse copy to another folder");
-        var source = Checkpoint.LoadAnyModel(dir, 1, 1, out var state);
-        var config = source.Config;
-        var selected = Select(config, weights);
+    }
 
+    /// <summary>
+    /// A new model (batch 1 × 1 position) holding <paramref name="source"/>'s values, the Linear weights named in
+    /// <paramref name="selected"/> (state_dict names) in the layout <paramref name="format"/> gives their zeros, the
+    /// others in their current layout.
+    /// </summary>
+    public static Gpt Convert(Gpt source, string format, IReadOnlySet<string> selected)
+    {
+        SparseLayoutChoice.Validate(format);
         var layouts = new Dictionary<string, ILinearWeight>(StringComparer.Ordinal);
         var names = new Dictionary<string, string>(StringComparer.Ordinal);
         var denseOf = new Dictionary<string, float[]>(StringComparer.Ordinal);
@@ -45,14 +61,25 @@ public static class Sparsify
             layouts[p.Name] = layout;
             if (layout is ISparseLinearStructure s) names[KeyOf(p.Name)] = s.LayoutString;
         }
-        var sparseConfig = config with { WeightLayouts = names.Count == 0 ? null : names };
+        var sparseConfig = source.Config with { WeightLayouts = names.Count == 0 ? null : names, WeightDensities = null };
         var target = new Gpt(sparseConfig, 1, 1, layouts);
         var byName = source.Parameters.ToDictionary(p => p.Name);
         foreach (var p in target.Parameters)
             Place(p, byName[p.Name].Value.Span, denseOf);
+        return target;
+    }
 
+    /// <summary>
+    /// Writes <paramref name="target"/> to <paramref name="outDir"/> as the checkpoint in <paramref name="dir"/> was
+    /// written (its <paramref name="state"/> and AdamW moments, gathered at the target's stored positions, or a
+    /// model.safetensors + config.json), with <paramref name="extraFiles"/> in the same journaled commit.
+    /// <paramref name="source"/> is the model as loaded from <paramref name="dir"/> (its layouts match the moments).
+    /// </summary>
+    public static void Write(string dir, Gpt source, CheckpointState? state, Gpt target, string outDir,
+        IReadOnlyDictionary<string, byte[]>? extraFiles = null)
+    {
         string meta = Path.Combine(dir, Checkpoint.MetaFile);
-        if (state is null) Checkpoint.SaveModel(outDir, target, meta);
+        if (state is null) Checkpoint.SaveModel(outDir, target, meta, extraFiles);
         else
         {
             AdamW? optimizer = null;
@@ -65,13 +92,11 @@ public static class Sparsify
                 CopyMoments(source, from.M, target, optimizer.M);
                 CopyMoments(source, from.V, target, optimizer.V);
             }
-            state.Model = ModelArgs.From(sparseConfig);
+            state.Model = ModelArgs.From(target.Config);
             state.SaveId = null;
             state.Files = null;
-            Checkpoint.Save(outDir, target, optimizer, state, meta);
+            Checkpoint.Save(outDir, target, optimizer, state, meta, extraFiles: extraFiles);
         }
-
-        return target.Parameters.Where(p => p.Layout is not null).Select(p => Describe(p.Name, p.Layout!)).ToList();
     }
 
     /// <summary>A layout's density and bytes: file tensors, and values plus the index arrays it holds in memory.</summary>
@@ -118,7 +143,7 @@ public static class Sparsify
     /// The state_dict names the --weights list selects: entries "mlp.c_fc" (every layer) or "h.3.mlp.c_fc" (one
     /// layer); null or empty selects all four Linear weights of every block.
     /// </summary>
-    static HashSet<string> Select(GptConfig config, IReadOnlyList<string>? weights)
+    public static HashSet<string> Select(GptConfig config, IReadOnlyList<string>? weights)
     {
         var all = SparseWeightFiles.LinearWeights(config).Select(w => w.Name).ToList();
         if (weights is null || weights.Count == 0) return all.ToHashSet();

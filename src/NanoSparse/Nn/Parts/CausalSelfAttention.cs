@@ -92,6 +92,8 @@ public sealed class CausalSelfAttention : IAttention
             pass.Workspace);
     }
 
+    public ReadOnlySpan<float> ProjectionInput(scoped in Pass pass) => pass.Act(_y);
+
     // qkv (rows, 3C), y (rows, C), scores (block_size)
     public long DecodeScratchFloats(int rows) => (long)rows * 4 * _channels + _blockSize;
 

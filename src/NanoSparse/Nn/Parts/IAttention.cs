@@ -19,6 +19,12 @@ public interface IAttention
     /// </summary>
     void Backward(Span<float> dinput, ReadOnlySpan<float> doutput, ReadOnlySpan<float> input, in Pass pass);
 
+    /// <summary>
+    /// The input (rows, C) c_proj saw in the last Forward (the heads' attention output, kept for backward): what
+    /// pruning calibrates c_proj on.
+    /// </summary>
+    ReadOnlySpan<float> ProjectionInput(scoped in Pass pass);
+
     /// <summary>Scratch floats <see cref="Decode"/> needs for up to <paramref name="rows"/> new positions.</summary>
     long DecodeScratchFloats(int rows);
 

@@ -12,6 +12,9 @@ public interface IFeedForward
     /// <summary>dinput (written) = d input given doutput (the branch only); parameter gradients accumulated.</summary>
     void Backward(Span<float> dinput, ReadOnlySpan<float> doutput, ReadOnlySpan<float> input, in Pass pass);
 
+    /// <summary>The input (rows, hidden) c_proj saw in the last Forward (the GELU output, kept for backward).</summary>
+    ReadOnlySpan<float> ProjectionInput(scoped in Pass pass);
+
     /// <summary>Scratch floats <see cref="Decode"/> needs for up to <paramref name="rows"/> positions.</summary>
     long DecodeScratchFloats(int rows);
 

@@ -81,6 +81,8 @@ public sealed class Mlp : IFeedForward
         _cFc.Backward(dinput, pass.Grad(_cFcWeight), pass.Grad(_cFcBias), dh, input, pass.Param(_cFcWeight), default, N, pass.Workspace);
     }
 
+    public ReadOnlySpan<float> ProjectionInput(scoped in Pass pass) => pass.Act(_g);
+
     // h (rows, 4C)
     public long DecodeScratchFloats(int rows) => (long)rows * Hidden;
 
