@@ -78,6 +78,16 @@ def export(model, path):
         warnings.simplefilter("ignore")  # the tracer warns about shapes turned into tensors: they are dynamic on purpose
         torch.onnx.export(model, (idx, *past), path, input_names=names_in, output_names=names_out, dynamic_axes=axes,
                           opset_version=OPSET, do_constant_folding=True)
+    # The exporter writes a bias-free LayerNorm as LayerNormalization(X, scale, "") with an empty third input; ONNX
+    # Runtime's SkipLayerNormFusion (optimization level all, still in 1.32) dereferences that empty input and crashes the
+    # process (microsoft/onnxruntime#18967). Dropping trailing empty optional inputs is the same graph by the ONNX spec.
+    import onnx
+
+    proto = onnx.load(path)
+    for node in proto.graph.node:
+        while len(node.input) > 0 and node.input[-1] == "":
+            node.input.pop()
+    onnx.save(proto, path)
 
 
 # ---- a NumPy evaluator for the operators this exporter emits (ONNX operator semantics at opset 17) ----
