@@ -113,8 +113,20 @@ public static class SparseModelBench
         public static readonly Variant Dense = new("dense", "dense", 1.0);
     }
 
+    /// <summary>A contender's samples; decode rows also carry tokens per second of this process's (or the peer
+    /// process's) CPU time, which a machine loaded by others disturbs far less than wall time.</summary>
     public sealed record Row(string Part, string Model, string Variant, string Kind, double Density, string Contender, int Threads,
-        double[] Samples, double Median, string Unit);
+        double[] Samples, double Median, string Unit, double[]? CpuSamples = null)
+    {
+        public double? CpuMedian => CpuSamples is { Length: > 0 } c ? BenchUtil.Median(c) : null;
+    }
+
+    /// <summary>CPU seconds this process has used, all its threads together.</summary>
+    public static double ProcessCpuSeconds()
+    {
+        using var p = Process.GetCurrentProcess();
+        return p.TotalProcessorTime.TotalSeconds;
+    }
 
     public static JsonObject Run(Options options)
     {
@@ -145,7 +157,11 @@ public static class SparseModelBench
         finally { KernelThreads.Max = savedMax; }
 
         var merged = rows.GroupBy(r => (r.Part, r.Model, r.Variant, r.Contender, r.Threads))
-            .Select(g => g.First() with { Samples = g.SelectMany(r => r.Samples).ToArray(), Median = BenchUtil.Median(g.SelectMany(r => r.Samples).ToArray()) })
+            .Select(g => g.First() with
+            {
+                Samples = g.SelectMany(r => r.Samples).ToArray(), Median = BenchUtil.Median(g.SelectMany(r => r.Samples).ToArray()),
+                CpuSamples = g.All(r => r.CpuSamples != null) ? g.SelectMany(r => r.CpuSamples!).ToArray() : null,
+            })
             .ToList();
         var targets = Render(merged, options);
         Plot(merged, options.PlotPrefix);
@@ -289,17 +305,18 @@ public static class SparseModelBench
             foreach (var p in gpt.Parameters)
                 if (p.Layout is CsrLinearWeight csr) csr.PrepareForInference(p.Value.Span);
             var cache = gpt.CreateKvCache();
-            double Generate()
+            (double Wall, double Cpu) Generate()
             {
                 cache.Reset();
                 var logits = gpt.ForwardCached(cache, promptTokens.AsSpan(0, options.Prompt));
+                double c0 = ProcessCpuSeconds();
                 long t0 = Stopwatch.GetTimestamp();
                 for (int i = 0; i < options.NewTokens; i++)
                 {
                     one[0] = NextToken(logits, i, dense.VocabSize);
                     logits = gpt.ForwardCached(cache, one);
                 }
-                return Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                return (Stopwatch.GetElapsedTime(t0).TotalSeconds, ProcessCpuSeconds() - c0);
             }
             double Prefill()
             {
@@ -314,9 +331,12 @@ public static class SparseModelBench
                 if (doDecode)
                 {
                     if (round == 0) Generate();   // JIT and caches
-                    var s = Enumerable.Range(0, options.Reps).Select(_ => options.NewTokens / Generate()).ToArray();
-                    AnsiConsole.MarkupLine($"[grey]  decode {Markup.Escape(variant.Label)} vocab {dense.VocabSize} {threads} thread(s): {BenchUtil.Median(s):F1} tokens/s[/]");
-                    yield return new Row("decode", model, variant.Label, variant.Kind, variant.Density, "NanoSparse", threads, s, BenchUtil.Median(s), "tokens/s");
+                    var runs = Enumerable.Range(0, options.Reps).Select(_ => Generate()).ToArray();
+                    var s = runs.Select(r => options.NewTokens / r.Wall).ToArray();
+                    var cpu = runs.Select(r => options.NewTokens / r.Cpu).ToArray();
+                    AnsiConsole.MarkupLine($"[grey]  decode {Markup.Escape(variant.Label)} vocab {dense.VocabSize} {threads} thread(s): {BenchUtil.Median(s):F1} tokens/s " +
+                                           $"({BenchUtil.Median(cpu):F1} per CPU-second)[/]");
+                    yield return new Row("decode", model, variant.Label, variant.Kind, variant.Density, "NanoSparse", threads, s, BenchUtil.Median(s), "tokens/s", cpu);
                 }
                 if (doPrefill)
                 {
@@ -438,7 +458,16 @@ public static class SparseModelBench
         foreach (var torch in rows.Where(r => r.Part == "decode" && r.Contender == DecodePeers.TorchContender))
             if (rows.FirstOrDefault(r => r.Part == "decode" && r.Model == torch.Model && r.Threads == torch.Threads && r.Contender == DecodePeers.OrtContender) is { } ort)
                 AnsiConsole.MarkupLine($"decode {Markup.Escape(torch.Model)} dense, {torch.Threads} thr: {DecodePeers.OrtContender} {ort.Median:F1} tokens/s = " +
-                                       $"{ort.Median / torch.Median:F2}x {Markup.Escape(DecodePeers.TorchContender)} {torch.Median:F1} tokens/s (same weights, same decode)");
+                                       $"{ort.Median / torch.Median:F2}x {Markup.Escape(DecodePeers.TorchContender)} {torch.Median:F1} tokens/s (same weights, same decode)" +
+                                       (ort.CpuMedian is double oc && torch.CpuMedian is double tc ? $"; per CPU-second {oc:F1} vs {tc:F1} = {oc / tc:F2}x" : ""));
+        // Per CPU-second (all threads of the contender's process): less disturbed by other load than wall time.
+        foreach (var g in rows.Where(r => r.Part == "decode" && r.CpuMedian != null).GroupBy(r => (r.Model, r.Threads)))
+        {
+            var ort = g.FirstOrDefault(r => r.Contender == DecodePeers.OrtContender);
+            AnsiConsole.MarkupLine($"decode {Markup.Escape(g.Key.Model)}, {g.Key.Threads} thr, tokens per CPU-second" + (ort is null ? "" : " (÷ ORT)") + ": " +
+                string.Join(", ", g.Select(r => $"{Markup.Escape(r.Contender == "NanoSparse" ? r.Variant : r.Contender)} {r.CpuMedian:F1}" +
+                                                (ort?.CpuMedian is double oc ? $" ({r.CpuMedian / oc:F2}x)" : ""))));
+        }
 
         // The issue's targets, at every thread count (uniform densities; 2:4 as measured).
         string charModel = rows.FirstOrDefault(r => r.Part == "decode" && r.Model.EndsWith($"V={options.DecodeVocabs[0]}"))?.Model ?? "";
@@ -545,6 +574,8 @@ public static class SparseModelBench
                 ["contender"] = r.Contender, ["threads"] = r.Threads, ["unit"] = r.Unit, ["median"] = r.Median,
                 ["samples"] = new JsonArray(r.Samples.Select(s => (JsonNode)s).ToArray()), ["speedup_vs_dense"] = Speedup(rows, r),
                 ["ratio_vs_onnxruntime"] = VersusOrt(rows, r),
+                ["cpu_samples_tokens_per_cpu_s"] = r.CpuSamples is null ? null : new JsonArray(r.CpuSamples.Select(v => (JsonNode)v).ToArray()),
+                ["cpu_median_tokens_per_cpu_s"] = r.CpuMedian,
             });
         return new JsonObject
         {
