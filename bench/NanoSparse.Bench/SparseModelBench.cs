@@ -20,6 +20,8 @@ namespace NanoSparse.Bench;
 ///   train    ms/iter of the `wide` preset's step (forward, backward, clip, AdamW) at each density, uniform and ERK,
 ///            and 2:4; PyTorch dense and PyTorch with masked weights (torch.nn.utils.prune) as peers;
 ///   decode   tokens/s of the gpt2-124m shape, batch 1, N new tokens after a P-token prompt through the KV cache;
+///            ONNX Runtime in this process (NuGet Microsoft.ML.OnnxRuntime) and PyTorch's KV-cache loop as peers, both on
+///            the dense model's own weights exported by bench/peers/export_onnx.py (<see cref="DecodePeers"/>);
 ///   prefill  tokens/s of one P-token prompt through the KV cache;
 ///   memory   bytes of the weights (values and index structures) plus AdamW's state and the gradients.
 /// Weights are random at the wanted density (nanoGPT init on the stored positions): speed does not depend on the
@@ -52,8 +54,8 @@ public static class SparseModelBench
         var prefill = new Option<int>("--prefill") { Description = "prompt tokens of the prefill measurement", DefaultValueFactory = _ => 512 };
         var json = new Option<FileInfo?>("--json") { Description = "also write the results to this JSON file" };
         var plot = new Option<string?>("--plot") { Description = "PNG path prefix of the speed-up plots (default: the --json path without .json, else sparse-model)" };
-        var python = new Option<string>("--python") { Description = "Python with torch for the training peer", DefaultValueFactory = _ => TorchPeer.DefaultPython };
-        var noPeer = new Option<bool>("--no-peer") { Description = "measure NanoSparse only" };
+        var python = new Option<string>("--python") { Description = "Python with torch (training peer) and onnx + scipy (the ONNX export of the decode peers)", DefaultValueFactory = _ => TorchPeer.DefaultPython };
+        var noPeer = new Option<bool>("--no-peer") { Description = "measure NanoSparse only (no PyTorch, no ONNX Runtime)" };
 
         var command = new Command("sparse-model", "a GPT with sparse weights vs the same GPT dense (and PyTorch): training step, decode, prefill, memory");
         foreach (var o in new Option[] { parts, densities, distributions, nm, threads, rounds, iters, warmup, reps, batch, trainVocab, decodeVocabs, decodeLayers, prompt, newTokens, prefill, json, plot, python, noPeer })
@@ -111,8 +113,20 @@ public static class SparseModelBench
         public static readonly Variant Dense = new("dense", "dense", 1.0);
     }
 
+    /// <summary>A contender's samples; decode rows also carry tokens per second of this process's (or the peer
+    /// process's) CPU time, which a machine loaded by others disturbs far less than wall time.</summary>
     public sealed record Row(string Part, string Model, string Variant, string Kind, double Density, string Contender, int Threads,
-        double[] Samples, double Median, string Unit);
+        double[] Samples, double Median, string Unit, double[]? CpuSamples = null)
+    {
+        public double? CpuMedian => CpuSamples is { Length: > 0 } c ? BenchUtil.Median(c) : null;
+    }
+
+    /// <summary>CPU seconds this process has used, all its threads together.</summary>
+    public static double ProcessCpuSeconds()
+    {
+        using var p = Process.GetCurrentProcess();
+        return p.TotalProcessorTime.TotalSeconds;
+    }
 
     public static JsonObject Run(Options options)
     {
@@ -125,6 +139,7 @@ public static class SparseModelBench
         var rows = new List<Row>();
         var memory = new JsonArray();
         int savedMax = KernelThreads.Max;
+        using var peers = options.RunPeer && options.Parts.Contains("decode") ? new DecodePeers(options.Python) : null;
         try
         {
             if (options.Parts.Contains("memory"))
@@ -136,17 +151,21 @@ public static class SparseModelBench
                 if (options.Rounds > 1) AnsiConsole.MarkupLine($"[grey]round {round + 1} of {options.Rounds}[/]");
                 if (options.Parts.Contains("train")) rows.AddRange(Train(variants, train, options, round));
                 if (options.Parts.Contains("decode") || options.Parts.Contains("prefill"))
-                    foreach (int vocab in options.DecodeVocabs) rows.AddRange(Decode(variants, options.DecodeConfig(vocab), options, round));
+                    foreach (int vocab in options.DecodeVocabs) rows.AddRange(Decode(variants, options.DecodeConfig(vocab), options, round, peers));
             }
         }
         finally { KernelThreads.Max = savedMax; }
 
         var merged = rows.GroupBy(r => (r.Part, r.Model, r.Variant, r.Contender, r.Threads))
-            .Select(g => g.First() with { Samples = g.SelectMany(r => r.Samples).ToArray(), Median = BenchUtil.Median(g.SelectMany(r => r.Samples).ToArray()) })
+            .Select(g => g.First() with
+            {
+                Samples = g.SelectMany(r => r.Samples).ToArray(), Median = BenchUtil.Median(g.SelectMany(r => r.Samples).ToArray()),
+                CpuSamples = g.All(r => r.CpuSamples != null) ? g.SelectMany(r => r.CpuSamples!).ToArray() : null,
+            })
             .ToList();
         var targets = Render(merged, options);
         Plot(merged, options.PlotPrefix);
-        return ToJson(options, train, merged, memory, targets);
+        return ToJson(options, train, merged, memory, targets, peers);
     }
 
     static List<Variant> Variants(Options options)
@@ -265,7 +284,7 @@ public static class SparseModelBench
 
     // ---- decode and prefill ----
 
-    static IEnumerable<Row> Decode(List<Variant> variants, GptConfig dense, Options options, int round)
+    static IEnumerable<Row> Decode(List<Variant> variants, GptConfig dense, Options options, int round, DecodePeers? peers)
     {
         string model = $"gpt2{(dense.NLayer != ModelPreset.Gpt2Small.NLayer ? $" L={dense.NLayer}" : "")} V={dense.VocabSize}";
         if (round == 0)
@@ -286,17 +305,18 @@ public static class SparseModelBench
             foreach (var p in gpt.Parameters)
                 if (p.Layout is CsrLinearWeight csr) csr.PrepareForInference(p.Value.Span);
             var cache = gpt.CreateKvCache();
-            double Generate()
+            (double Wall, double Cpu) Generate()
             {
                 cache.Reset();
                 var logits = gpt.ForwardCached(cache, promptTokens.AsSpan(0, options.Prompt));
+                double c0 = ProcessCpuSeconds();
                 long t0 = Stopwatch.GetTimestamp();
                 for (int i = 0; i < options.NewTokens; i++)
                 {
-                    one[0] = (int)((uint)BitConverter.SingleToInt32Bits(logits[i % logits.Length]) % (uint)dense.VocabSize);
+                    one[0] = NextToken(logits, i, dense.VocabSize);
                     logits = gpt.ForwardCached(cache, one);
                 }
-                return Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                return (Stopwatch.GetElapsedTime(t0).TotalSeconds, ProcessCpuSeconds() - c0);
             }
             double Prefill()
             {
@@ -311,9 +331,12 @@ public static class SparseModelBench
                 if (doDecode)
                 {
                     if (round == 0) Generate();   // JIT and caches
-                    var s = Enumerable.Range(0, options.Reps).Select(_ => options.NewTokens / Generate()).ToArray();
-                    AnsiConsole.MarkupLine($"[grey]  decode {Markup.Escape(variant.Label)} vocab {dense.VocabSize} {threads} thread(s): {BenchUtil.Median(s):F1} tokens/s[/]");
-                    yield return new Row("decode", model, variant.Label, variant.Kind, variant.Density, "NanoSparse", threads, s, BenchUtil.Median(s), "tokens/s");
+                    var runs = Enumerable.Range(0, options.Reps).Select(_ => Generate()).ToArray();
+                    var s = runs.Select(r => options.NewTokens / r.Wall).ToArray();
+                    var cpu = runs.Select(r => options.NewTokens / r.Cpu).ToArray();
+                    AnsiConsole.MarkupLine($"[grey]  decode {Markup.Escape(variant.Label)} vocab {dense.VocabSize} {threads} thread(s): {BenchUtil.Median(s):F1} tokens/s " +
+                                           $"({BenchUtil.Median(cpu):F1} per CPU-second)[/]");
+                    yield return new Row("decode", model, variant.Label, variant.Kind, variant.Density, "NanoSparse", threads, s, BenchUtil.Median(s), "tokens/s", cpu);
                 }
                 if (doPrefill)
                 {
@@ -323,8 +346,18 @@ public static class SparseModelBench
                     yield return new Row("prefill", model, variant.Label, variant.Kind, variant.Density, "NanoSparse", threads, s, BenchUtil.Median(s), "tokens/s");
                 }
             }
+            // The peers decode the dense model's own weights, right after our dense rows of the round.
+            if (doDecode && variant.Kind == "dense" && peers != null)
+                foreach (var row in peers.Rows(gpt, model, promptTokens, options, round)) yield return row;
         }
     }
+
+    /// <summary>
+    /// The token a timed decode feeds back after step <paramref name="step"/>: picked from the bits of one logit, so
+    /// every contender does a sampled decode's work without timing a sampler (bench/peers/export_onnx.py does the same).
+    /// </summary>
+    public static int NextToken(ReadOnlySpan<float> logits, int step, int vocab) =>
+        (int)((uint)BitConverter.SingleToInt32Bits(logits[step % logits.Length]) % (uint)vocab);
 
     // ---- memory ----
 
@@ -397,10 +430,15 @@ public static class SparseModelBench
             var partRows = rows.Where(r => r.Part == part).ToList();
             if (partRows.Count == 0) continue;
             bool time = part == "train";
-            var table = new Table().Border(TableBorder.Rounded).Title($"{part} ({partRows[0].Unit}; speed-up over our dense at the same threads)")
+            bool vsOrt = partRows.Any(r => r.Contender == DecodePeers.OrtContender);
+            var table = new Table().Border(TableBorder.Rounded)
+                .Title($"{part} ({partRows[0].Unit}; speed-up over our dense at the same threads{(vsOrt ? "; ÷ ORT: tokens/s over ONNX Runtime's on the dense weights" : "")})")
                 .AddColumn("model").AddColumn("variant").AddColumn("contender");
             foreach (int t in options.Threads)
+            {
                 table.AddColumn(new TableColumn($"{t} thr").RightAligned()).AddColumn(new TableColumn($"× dense {t}").RightAligned());
+                if (vsOrt) table.AddColumn(new TableColumn($"÷ ORT {t}").RightAligned());
+            }
             foreach (var g in partRows.GroupBy(r => (r.Model, r.Variant, r.Contender)))
             {
                 var cells = new List<string> { Markup.Escape(g.Key.Model), Markup.Escape(g.Key.Variant), Markup.Escape(g.Key.Contender) };
@@ -410,10 +448,25 @@ public static class SparseModelBench
                     double? s = r is null ? null : Speedup(rows, r);
                     cells.Add(r is null ? "-" : time ? $"{r.Median:F0}" : $"{r.Median:F1}");
                     cells.Add(s is double v ? $"{v:F2}x" : "-");
+                    if (vsOrt) cells.Add(r is not null && VersusOrt(rows, r) is double o ? $"{o:F2}x" : "-");
                 }
                 table.AddRow(cells.ToArray());
             }
             AnsiConsole.Write(table);
+        }
+        // Is ONNX Runtime the strong peer? Its tokens/s against PyTorch's own KV-cache loop on the same weights.
+        foreach (var torch in rows.Where(r => r.Part == "decode" && r.Contender == DecodePeers.TorchContender))
+            if (rows.FirstOrDefault(r => r.Part == "decode" && r.Model == torch.Model && r.Threads == torch.Threads && r.Contender == DecodePeers.OrtContender) is { } ort)
+                AnsiConsole.MarkupLine($"decode {Markup.Escape(torch.Model)} dense, {torch.Threads} thr: {DecodePeers.OrtContender} {ort.Median:F1} tokens/s = " +
+                                       $"{ort.Median / torch.Median:F2}x {Markup.Escape(DecodePeers.TorchContender)} {torch.Median:F1} tokens/s (same weights, same decode)" +
+                                       (ort.CpuMedian is double oc && torch.CpuMedian is double tc ? $"; per CPU-second {oc:F1} vs {tc:F1} = {oc / tc:F2}x" : ""));
+        // Per CPU-second (all threads of the contender's process): less disturbed by other load than wall time.
+        foreach (var g in rows.Where(r => r.Part == "decode" && r.CpuMedian != null).GroupBy(r => (r.Model, r.Threads)))
+        {
+            var ort = g.FirstOrDefault(r => r.Contender == DecodePeers.OrtContender);
+            AnsiConsole.MarkupLine($"decode {Markup.Escape(g.Key.Model)}, {g.Key.Threads} thr, tokens per CPU-second" + (ort is null ? "" : " (÷ ORT)") + ": " +
+                string.Join(", ", g.Select(r => $"{Markup.Escape(r.Contender == "NanoSparse" ? r.Variant : r.Contender)} {r.CpuMedian:F1}" +
+                                                (ort?.CpuMedian is double oc ? $" ({r.CpuMedian / oc:F2}x)" : ""))));
         }
 
         // The issue's targets, at every thread count (uniform densities; 2:4 as measured).
@@ -460,6 +513,13 @@ public static class SparseModelBench
         return r.Part == "train" ? dense.Median / r.Median : r.Median / dense.Median;
     }
 
+    /// <summary>Tokens/s of a decode row over ONNX Runtime's on the dense weights, same model and threads.</summary>
+    static double? VersusOrt(List<Row> rows, Row r)
+    {
+        var ort = rows.FirstOrDefault(x => x.Part == r.Part && x.Model == r.Model && x.Contender == DecodePeers.OrtContender && x.Threads == r.Threads);
+        return ort is null || r.Part != "decode" ? null : r.Median / ort.Median;
+    }
+
     static void Plot(List<Row> rows, string prefix)
     {
         string? folder = Path.GetDirectoryName(Path.GetFullPath(prefix));
@@ -483,6 +543,14 @@ public static class SparseModelBench
                 marker.LegendText = $"{r.Variant}, {(part == "train" ? "" : r.Model + ", ")}{r.Threads} thr";
                 marker.Size = 10;
             }
+            // ONNX Runtime on the dense weights, as a speed-up over our dense: where a sparse model must climb to beat it.
+            foreach (var ort in rows.Where(r => r.Part == part && r.Contender == DecodePeers.OrtContender))
+                if (rows.FirstOrDefault(x => x.Part == part && x.Model == ort.Model && x.Threads == ort.Threads && x.Contender == "NanoSparse" && x.Kind == "dense") is { } ourDense)
+                {
+                    var line = plot.Add.HorizontalLine(ort.Median / ourDense.Median);
+                    line.LinePattern = ScottPlot.LinePattern.Dotted;
+                    line.LegendText = $"ONNX Runtime dense, {ort.Model}, {ort.Threads} thr";
+                }
             var one = plot.Add.HorizontalLine(1);
             one.LinePattern = ScottPlot.LinePattern.Dashed;
             string what = part == "train" ? "training step (wide)" : $"{part} (gpt2-124m shape)";
@@ -496,7 +564,7 @@ public static class SparseModelBench
         }
     }
 
-    static JsonObject ToJson(Options o, GptConfig train, List<Row> rows, JsonArray memory, List<Target> targets)
+    static JsonObject ToJson(Options o, GptConfig train, List<Row> rows, JsonArray memory, List<Target> targets, DecodePeers? peers)
     {
         var results = new JsonArray();
         foreach (var r in rows)
@@ -505,6 +573,9 @@ public static class SparseModelBench
                 ["part"] = r.Part, ["model"] = r.Model, ["variant"] = r.Variant, ["kind"] = r.Kind, ["density"] = r.Density,
                 ["contender"] = r.Contender, ["threads"] = r.Threads, ["unit"] = r.Unit, ["median"] = r.Median,
                 ["samples"] = new JsonArray(r.Samples.Select(s => (JsonNode)s).ToArray()), ["speedup_vs_dense"] = Speedup(rows, r),
+                ["ratio_vs_onnxruntime"] = VersusOrt(rows, r),
+                ["cpu_samples_tokens_per_cpu_s"] = r.CpuSamples is null ? null : new JsonArray(r.CpuSamples.Select(v => (JsonNode)v).ToArray()),
+                ["cpu_median_tokens_per_cpu_s"] = r.CpuMedian,
             });
         return new JsonObject
         {
@@ -516,6 +587,14 @@ public static class SparseModelBench
             ["rounds"] = o.Rounds, ["iters"] = o.Iters, ["warmup"] = o.Warmup, ["reps"] = o.Reps,
             ["results"] = results,
             ["memory"] = memory,
+            ["onnxruntime_checks"] = new JsonArray((peers?.Checks ?? []).Select(c => (JsonNode)new JsonObject
+            {
+                ["model"] = c.Model, ["threads"] = c.Threads, ["logits_max_abs_diff_vs_ours"] = c.MaxAbsDiff, ["tolerance"] = DecodePeers.Tolerance * c.Scale, ["ok"] = c.Ok,
+            }).ToArray()),
+            ["onnx_exports"] = new JsonArray((peers?.Exports ?? []).Select(e => (JsonNode)new JsonObject
+            {
+                ["model"] = e.Model, ["export_onnx"] = JsonNode.Parse(e.Report.GetRawText()),
+            }).ToArray()),
             ["targets"] = new JsonArray(targets.Select(t => (JsonNode)new JsonObject
             {
                 ["part"] = t.Part, ["variant"] = t.Variant, ["threads"] = t.Threads, ["target"] = t.Wanted, ["stretch"] = t.Stretch,

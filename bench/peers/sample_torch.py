@@ -58,8 +58,8 @@ def load_checkpoint(model, path):
     tensors = read_safetensors(path)
     state = model.state_dict()
     for name, p in state.items():
-        if name.endswith("attn.bias") or name == "lm_head.weight":
-            continue  # causal mask buffer; lm_head is tied to wte
+        if name.endswith(".attn.bias") or name == "lm_head.weight":
+            continue  # causal mask buffer (not c_attn.bias); lm_head is tied to wte
         if name not in tensors:
             raise ValueError(f"{path}: missing tensor {name}")
         if tuple(tensors[name].shape) != tuple(p.shape):

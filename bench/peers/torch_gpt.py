@@ -221,3 +221,57 @@ def config_for(preset, vocab_size):
         dropout=p["dropout"],
         bias=p["bias"],
     )
+
+
+class KvCacheGPT(nn.Module):
+    """One decode step of a GPT with a KV cache: the new tokens attend to the cached keys/values and to themselves.
+
+    forward(idx, past_key_0, past_value_0, ..., past_key_{L-1}, past_value_{L-1}) with idx (B, t) and each past
+    (B, NH, T_past, hs) returns (logits of the last position (B, V), present_key_0, present_value_0, ...) with each
+    present (B, NH, T_past + t, hs), the past with the new positions appended. An empty past (T_past = 0) is a prefill.
+    The same module runs PyTorch's own decode loop and is what export_onnx.py hands to torch.onnx.export, so one graph
+    serves the prefill (t = prompt length) and every decode step (t = 1).
+    """
+
+    def __init__(self, gpt):
+        super().__init__()
+        self.gpt = gpt
+        self.n_layer = gpt.config.n_layer
+        self.n_head = gpt.config.n_head
+        self.n_embd = gpt.config.n_embd
+
+    def empty_past(self, batch=1):
+        hs = self.n_embd // self.n_head
+        return [torch.zeros(batch, self.n_head, 0, hs) for _ in range(2 * self.n_layer)]
+
+    def _attention(self, attn, x, past_k, past_v):
+        B, t, C = x.size()
+        hs = C // self.n_head
+        q, k, v = attn.c_attn(x).split(self.n_embd, dim=2)
+        q = q.view(B, t, self.n_head, hs).transpose(1, 2)  # (B, NH, t, hs)
+        k = torch.cat([past_k, k.view(B, t, self.n_head, hs).transpose(1, 2)], dim=2)  # (B, NH, T, hs)
+        v = torch.cat([past_v, v.view(B, t, self.n_head, hs).transpose(1, 2)], dim=2)  # (B, NH, T, hs)
+        T = k.size(2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, NH, t, T)
+        # new position i sits at T - t + i: it sees keys j <= T - t + i
+        rows = torch.arange(t, device=x.device).unsqueeze(1)
+        cols = torch.arange(T, device=x.device).unsqueeze(0)
+        att = att.masked_fill(cols > rows + (T - t), float("-inf"))
+        att = F.softmax(att, dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(B, t, C)  # (B, t, C)
+        return attn.c_proj(y), k, v
+
+    def forward(self, idx, *past):
+        t = idx.size(1)
+        past_len = past[0].size(2)
+        pos = torch.arange(past_len, past_len + t, dtype=torch.long, device=idx.device)  # (t)
+        tr = self.gpt.transformer
+        x = tr.wte(idx) + tr.wpe(pos)  # (B, t, C)
+        presents = []
+        for i, block in enumerate(tr.h):
+            a, k, v = self._attention(block.attn, block.ln_1(x), past[2 * i], past[2 * i + 1])
+            x = x + a
+            x = x + block.mlp(block.ln_2(x))
+            presents += [k, v]
+        logits = self.gpt.lm_head(tr.ln_f(x[:, -1, :]))  # (B, V): only the last position is sampled from
+        return (logits, *presents)
