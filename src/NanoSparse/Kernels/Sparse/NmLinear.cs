@@ -318,22 +318,33 @@ public static unsafe class NmLinear
         int b0 = item * 3, bEnd = Math.Min(a.Blocks, b0 + 3);
         long panel = (long)a.Slots * Lanes;
         int fullEnd = Math.Min(bEnd, a.Out / Lanes);   // blocks whose 16 lanes are all real outputs
-        int q = 0;
-        if (fullEnd - b0 == 3)
+        if (fullEnd - b0 < 3)
         {
-            for (; q + 4 <= a.Slots; q += 4) Tile48x4<TGroup>(ref a, b0, q, panel);
-            for (int b = b0; b < bEnd; b++)
-                for (int r = q; r < a.Slots; r++) Slot16<TGroup>(ref a, b, r, panel);
-        }
-        else
             for (int b = b0; b < bEnd; b++)
                 for (int r = 0; r < a.Slots; r++) Slot16<TGroup>(ref a, b, r, panel);
+            return;
+        }
+        // The block's dy columns of these 48 outputs, contiguous: read in place, rows Out floats apart, they would
+        // fall into a few L1 sets (a row stride of 3 KiB or 12 KiB) and miss on every slot tile.
+        float* dyPanel = stackalloc float[GradientRows * 48];
+        for (int t = 0; t < a.Rows; t++)
+        {
+            float* src = a.Dy + (long)(a.T0 + t) * a.Out + b0 * Lanes;
+            float* dst = dyPanel + t * 48;
+            Vector512.Load(src).Store(dst);
+            Vector512.Load(src + 16).Store(dst + 16);
+            Vector512.Load(src + 32).Store(dst + 32);
+        }
+        int q = 0;
+        for (; q + 4 <= a.Slots; q += 4) Tile48x4<TGroup>(ref a, dyPanel, b0, q, panel);
+        for (int b = b0; b < bEnd; b++)
+            for (int r = q; r < a.Slots; r++) Slot16<TGroup>(ref a, b, r, panel);
     }
 
-    /// <summary>Slots q .. q+4 of outputs 16·b0 .. 16·b0 + 48 over the block's tokens: per token 3 dy loads, 4 group
+    /// <summary>Slots q .. q+4 of outputs 16·b0 .. 16·b0 + 48 over the block's tokens (dy's 48 columns packed, rows of 48): per token 3 dy loads, 4 group
     /// broadcasts, 12 permutes (controls in registers) and 12 FMAs.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Tile48x4<TGroup>(ref GradientArgs a, int b0, int q, long panel) where TGroup : struct, IGroupBroadcast
+    static void Tile48x4<TGroup>(ref GradientArgs a, float* dyPanel, int b0, int q, long panel) where TGroup : struct, IGroupBroadcast
     {
         int m = TGroup.Size;
         int* cb = a.C + b0 * panel + q * Lanes;
@@ -349,8 +360,8 @@ public static unsafe class NmLinear
         long groupStride = (long)a.Rows * m;
         float* x0 = a.Xg + q / a.N * groupStride, x1 = a.Xg + (q + 1) / a.N * groupStride;
         float* x2 = a.Xg + (q + 2) / a.N * groupStride, x3 = a.Xg + (q + 3) / a.N * groupStride;
-        float* dr = a.Dy + (long)a.T0 * a.Out + b0 * Lanes;
-        for (int t = 0; t < a.Rows; t++, dr += a.Out, x0 += m, x1 += m, x2 += m, x3 += m)
+        float* dr = dyPanel;
+        for (int t = 0; t < a.Rows; t++, dr += 48, x0 += m, x1 += m, x2 += m, x3 += m)
         {
             var d0 = Vector512.Load(dr); var d1 = Vector512.Load(dr + 16); var d2 = Vector512.Load(dr + 32);
             var xv = TGroup.Load(x0);
