@@ -116,6 +116,8 @@ public static unsafe class NmLinear
     }
 
     const int TileRows = 8;
+    /// <summary>Inputs per block of In in the forward tiles (1,024: one block for a 768-wide layer, three for 3,072).</summary>
+    const int KBlockInputs = 1024;
 
     struct ForwardArgs
     {
@@ -131,46 +133,55 @@ public static unsafe class NmLinear
         int t0 = firstTile * TileRows, t1 = Math.Min(a.Rows, lastTile * TileRows);
         int fullBlocks = a.Out / Lanes, blocks = (a.Out + Lanes - 1) / Lanes;
         long panel = (long)a.Slots * Lanes;
-        // Pairs of full 16-output blocks over 8-token tiles; the rest (a last single or partial block, a last tile of
-        // fewer than 8 tokens) one token and one block at a time.
-        for (int b = 0; b + 2 <= fullBlocks; b += 2)
+        // Pairs of full 16-output blocks over 8-token tiles, In cut into blocks of KBlockInputs (the 32 outputs' packed
+        // weights and controls of one block, 2 · 1,024 / M · N · 128 B = 128 KiB at 2:4, stay in L2 while every tile of
+        // the chunk uses them; y is re-read per block after the first); the rest (a last single or partial block, a
+        // last tile of fewer than 8 tokens) one token and one block at a time over all of In.
+        int kGroups = Math.Max(1, KBlockInputs / (a.In / a.Groups));
+        for (int g0 = 0; g0 < a.Groups; g0 += kGroups)
         {
-            int t = t0;
-            for (; t + TileRows <= t1; t += TileRows)
-                Tile8x32<TGroup>(ref a, t, b, panel);
-            for (; t < t1; t++)
+            int gCount = Math.Min(kGroups, a.Groups - g0);
+            for (int b = 0; b + 2 <= fullBlocks; b += 2)
+                for (int t = t0; t + TileRows <= t1; t += TileRows)
+                    Tile8x32<TGroup>(ref a, t, b, panel, g0, gCount);
+        }
+        int tailStart = t0 + (t1 - t0) / TileRows * TileRows;
+        for (int b = 0; b + 2 <= fullBlocks; b += 2)
+            for (int t = tailStart; t < t1; t++)
             {
                 Row16<TGroup>(ref a, t, b, panel);
                 Row16<TGroup>(ref a, t, b + 1, panel);
             }
-        }
         for (int b = fullBlocks / 2 * 2; b < blocks; b++)
             for (int t = t0; t < t1; t++)
                 Row16<TGroup>(ref a, t, b, panel);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Start(ref ForwardArgs a, int t, int o)
+    static Vector512<float> Start(ref ForwardArgs a, int t, int o, bool add)
     {
+        if (add) return Vector512.Load(a.Y + (long)t * a.Out + o);
         var v = a.Residual == null ? Vector512<float>.Zero : Vector512.Load(a.Residual + (long)t * a.Out + o);
         return a.Bias == null ? v : v + Vector512.Load(a.Bias + o);
     }
 
-    /// <summary>y[t .. t+8, 16b .. 16b+32): 16 accumulators; per group 8 broadcasts, per slot 2 weight and 2 control
+    /// <summary>y[t .. t+8, 16b .. 16b+32) over groups g0 .. g0+gCount (onto y after the first block): 16 accumulators; per group 8 broadcasts, per slot 2 weight and 2 control
     /// loads, 16 permutes and 16 FMAs.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Tile8x32<TGroup>(ref ForwardArgs a, int t, int b, long panel) where TGroup : struct, IGroupBroadcast
+    static void Tile8x32<TGroup>(ref ForwardArgs a, int t, int b, long panel, int g0, int gCount) where TGroup : struct, IGroupBroadcast
     {
         int o = b * Lanes, ld = a.Out, ldx = a.In, n = a.N;
-        Vector512<float> a00 = Start(ref a, t, o), a01 = Start(ref a, t, o + 16), a10 = Start(ref a, t + 1, o), a11 = Start(ref a, t + 1, o + 16);
-        Vector512<float> a20 = Start(ref a, t + 2, o), a21 = Start(ref a, t + 2, o + 16), a30 = Start(ref a, t + 3, o), a31 = Start(ref a, t + 3, o + 16);
-        Vector512<float> a40 = Start(ref a, t + 4, o), a41 = Start(ref a, t + 4, o + 16), a50 = Start(ref a, t + 5, o), a51 = Start(ref a, t + 5, o + 16);
-        Vector512<float> a60 = Start(ref a, t + 6, o), a61 = Start(ref a, t + 6, o + 16), a70 = Start(ref a, t + 7, o), a71 = Start(ref a, t + 7, o + 16);
-        float* w0 = a.W + b * panel, w1 = w0 + panel;
-        int* c0 = a.C + b * panel, c1 = c0 + panel;
-        float* xr = a.X + (long)t * ldx;
+        bool add = g0 > 0;
+        Vector512<float> a00 = Start(ref a, t, o, add), a01 = Start(ref a, t, o + 16, add), a10 = Start(ref a, t + 1, o, add), a11 = Start(ref a, t + 1, o + 16, add);
+        Vector512<float> a20 = Start(ref a, t + 2, o, add), a21 = Start(ref a, t + 2, o + 16, add), a30 = Start(ref a, t + 3, o, add), a31 = Start(ref a, t + 3, o + 16, add);
+        Vector512<float> a40 = Start(ref a, t + 4, o, add), a41 = Start(ref a, t + 4, o + 16, add), a50 = Start(ref a, t + 5, o, add), a51 = Start(ref a, t + 5, o + 16, add);
+        Vector512<float> a60 = Start(ref a, t + 6, o, add), a61 = Start(ref a, t + 6, o + 16, add), a70 = Start(ref a, t + 7, o, add), a71 = Start(ref a, t + 7, o + 16, add);
+        long first = (long)g0 * n * Lanes;
+        float* w0 = a.W + b * panel + first, w1 = w0 + panel;
+        int* c0 = a.C + b * panel + first, c1 = c0 + panel;
         int step = TGroup.Size;
-        for (int g = 0; g < a.Groups; g++, xr += step)
+        float* xr = a.X + (long)t * ldx + g0 * step;
+        for (int g = 0; g < gCount; g++, xr += step)
         {
             var x0 = TGroup.Load(xr); var x1 = TGroup.Load(xr + ldx);
             var x2 = TGroup.Load(xr + 2 * ldx); var x3 = TGroup.Load(xr + 3 * ldx);
@@ -180,24 +191,24 @@ public static unsafe class NmLinear
             {
                 var w = Vector512.Load(w0);
                 var c = Vector512.Load(c0);
-                a00 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x0, c), a00);
-                a10 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x1, c), a10);
-                a20 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x2, c), a20);
-                a30 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x3, c), a30);
-                a40 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x4, c), a40);
-                a50 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x5, c), a50);
-                a60 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x6, c), a60);
-                a70 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x7, c), a70);
+                a00 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x0, c), a00);
+                a10 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x1, c), a10);
+                a20 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x2, c), a20);
+                a30 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x3, c), a30);
+                a40 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x4, c), a40);
+                a50 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x5, c), a50);
+                a60 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x6, c), a60);
+                a70 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x7, c), a70);
                 w = Vector512.Load(w1);
                 c = Vector512.Load(c1);
-                a01 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x0, c), a01);
-                a11 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x1, c), a11);
-                a21 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x2, c), a21);
-                a31 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x3, c), a31);
-                a41 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x4, c), a41);
-                a51 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x5, c), a51);
-                a61 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x6, c), a61);
-                a71 = Avx512F.FusedMultiplyAdd(w, Avx512F.PermuteVar16x32(x7, c), a71);
+                a01 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x0, c), a01);
+                a11 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x1, c), a11);
+                a21 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x2, c), a21);
+                a31 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x3, c), a31);
+                a41 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x4, c), a41);
+                a51 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x5, c), a51);
+                a61 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x6, c), a61);
+                a71 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x7, c), a71);
             }
         }
         float* yr = a.Y + (long)t * ld + o;
@@ -230,12 +241,12 @@ public static unsafe class NmLinear
             int s = 0;
             for (; s + 2 <= n; s += 2, w += 2 * Lanes, c += 2 * Lanes)
             {
-                acc0 = Avx512F.FusedMultiplyAdd(Vector512.Load(w), Avx512F.PermuteVar16x32(xg, Vector512.Load(c)), acc0);
-                acc1 = Avx512F.FusedMultiplyAdd(Vector512.Load(w + Lanes), Avx512F.PermuteVar16x32(xg, Vector512.Load(c + Lanes)), acc1);
+                acc0 = Avx512F.FusedMultiplyAdd(Vector512.Load(w), TGroup.Pick(xg, Vector512.Load(c)), acc0);
+                acc1 = Avx512F.FusedMultiplyAdd(Vector512.Load(w + Lanes), TGroup.Pick(xg, Vector512.Load(c + Lanes)), acc1);
             }
             if (s < n)
             {
-                acc0 = Avx512F.FusedMultiplyAdd(Vector512.Load(w), Avx512F.PermuteVar16x32(xg, Vector512.Load(c)), acc0);
+                acc0 = Avx512F.FusedMultiplyAdd(Vector512.Load(w), TGroup.Pick(xg, Vector512.Load(c)), acc0);
                 w += Lanes; c += Lanes;
             }
         }
@@ -365,21 +376,21 @@ public static unsafe class NmLinear
         {
             var d0 = Vector512.Load(dr); var d1 = Vector512.Load(dr + 16); var d2 = Vector512.Load(dr + 32);
             var xv = TGroup.Load(x0);
-            a00 = Avx512F.FusedMultiplyAdd(d0, Avx512F.PermuteVar16x32(xv, c00), a00);
-            a01 = Avx512F.FusedMultiplyAdd(d1, Avx512F.PermuteVar16x32(xv, c01), a01);
-            a02 = Avx512F.FusedMultiplyAdd(d2, Avx512F.PermuteVar16x32(xv, c02), a02);
+            a00 = Avx512F.FusedMultiplyAdd(d0, TGroup.Pick(xv, c00), a00);
+            a01 = Avx512F.FusedMultiplyAdd(d1, TGroup.Pick(xv, c01), a01);
+            a02 = Avx512F.FusedMultiplyAdd(d2, TGroup.Pick(xv, c02), a02);
             xv = TGroup.Load(x1);
-            a10 = Avx512F.FusedMultiplyAdd(d0, Avx512F.PermuteVar16x32(xv, c10), a10);
-            a11 = Avx512F.FusedMultiplyAdd(d1, Avx512F.PermuteVar16x32(xv, c11), a11);
-            a12 = Avx512F.FusedMultiplyAdd(d2, Avx512F.PermuteVar16x32(xv, c12), a12);
+            a10 = Avx512F.FusedMultiplyAdd(d0, TGroup.Pick(xv, c10), a10);
+            a11 = Avx512F.FusedMultiplyAdd(d1, TGroup.Pick(xv, c11), a11);
+            a12 = Avx512F.FusedMultiplyAdd(d2, TGroup.Pick(xv, c12), a12);
             xv = TGroup.Load(x2);
-            a20 = Avx512F.FusedMultiplyAdd(d0, Avx512F.PermuteVar16x32(xv, c20), a20);
-            a21 = Avx512F.FusedMultiplyAdd(d1, Avx512F.PermuteVar16x32(xv, c21), a21);
-            a22 = Avx512F.FusedMultiplyAdd(d2, Avx512F.PermuteVar16x32(xv, c22), a22);
+            a20 = Avx512F.FusedMultiplyAdd(d0, TGroup.Pick(xv, c20), a20);
+            a21 = Avx512F.FusedMultiplyAdd(d1, TGroup.Pick(xv, c21), a21);
+            a22 = Avx512F.FusedMultiplyAdd(d2, TGroup.Pick(xv, c22), a22);
             xv = TGroup.Load(x3);
-            a30 = Avx512F.FusedMultiplyAdd(d0, Avx512F.PermuteVar16x32(xv, c30), a30);
-            a31 = Avx512F.FusedMultiplyAdd(d1, Avx512F.PermuteVar16x32(xv, c31), a31);
-            a32 = Avx512F.FusedMultiplyAdd(d2, Avx512F.PermuteVar16x32(xv, c32), a32);
+            a30 = Avx512F.FusedMultiplyAdd(d0, TGroup.Pick(xv, c30), a30);
+            a31 = Avx512F.FusedMultiplyAdd(d1, TGroup.Pick(xv, c31), a31);
+            a32 = Avx512F.FusedMultiplyAdd(d2, TGroup.Pick(xv, c32), a32);
         }
         a00.Store(o); a01.Store(o + panel); a02.Store(o + 2 * panel);
         a10.Store(o + 16); a11.Store(o + 16 + panel); a12.Store(o + 16 + 2 * panel);
@@ -402,11 +413,11 @@ public static unsafe class NmLinear
         int t = 0;
         for (; t + 2 <= a.Rows; t += 2, dr += 2 * a.Out, xr += 2 * m)
         {
-            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(dr, mask, Vector512<float>.Zero), Avx512F.PermuteVar16x32(TGroup.Load(xr), c), acc0);
-            acc1 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(dr + a.Out, mask, Vector512<float>.Zero), Avx512F.PermuteVar16x32(TGroup.Load(xr + m), c), acc1);
+            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(dr, mask, Vector512<float>.Zero), TGroup.Pick(TGroup.Load(xr), c), acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(dr + a.Out, mask, Vector512<float>.Zero), TGroup.Pick(TGroup.Load(xr + m), c), acc1);
         }
         if (t < a.Rows)
-            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(dr, mask, Vector512<float>.Zero), Avx512F.PermuteVar16x32(TGroup.Load(xr), c), acc0);
+            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(dr, mask, Vector512<float>.Zero), TGroup.Pick(TGroup.Load(xr), c), acc0);
         (acc0 + acc1).Store(o);
     }
 
@@ -423,6 +434,9 @@ public static unsafe class NmLinear
     {
         static abstract int Size { get; }
         static abstract Vector512<float> Load(float* p);
+        /// <summary>Lane l = the broadcast's input control[l]; within 128-bit lanes (vpermilps) when M ≤ 4, which
+        /// measured a few per cent faster than the cross-lane vpermps.</summary>
+        static abstract Vector512<float> Pick(Vector512<float> group, Vector512<int> control);
     }
 
     struct Group2 : IGroupBroadcast
@@ -430,6 +444,8 @@ public static unsafe class NmLinear
         public static int Size => 2;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load(float* p) => Vector512.Create(*(double*)p).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Pick(Vector512<float> group, Vector512<int> control) => Avx512F.PermuteVar4x32(group, control);
     }
 
     struct Group4 : IGroupBroadcast
@@ -437,6 +453,8 @@ public static unsafe class NmLinear
         public static int Size => 4;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load(float* p) => Avx512F.BroadcastVector128ToVector512(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Pick(Vector512<float> group, Vector512<int> control) => Avx512F.PermuteVar4x32(group, control);
     }
 
     struct Group8 : IGroupBroadcast
@@ -444,6 +462,8 @@ public static unsafe class NmLinear
         public static int Size => 8;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load(float* p) => Avx512DQ.BroadcastVector256ToVector512(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Pick(Vector512<float> group, Vector512<int> control) => Avx512F.PermuteVar16x32(group, control);
     }
 
     struct Group16 : IGroupBroadcast
@@ -451,5 +471,7 @@ public static unsafe class NmLinear
         public static int Size => 16;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load(float* p) => Vector512.Load(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Pick(Vector512<float> group, Vector512<int> control) => Avx512F.PermuteVar16x32(group, control);
     }
 }
