@@ -81,7 +81,7 @@ public static unsafe class NmLinear
 
     /// <summary>
     /// y (rows, Out) = x (rows, In) · Wᵀ + bias (Out, or empty) + residual (rows, Out, or empty; may be y itself), W
-    /// given packed with its controls. Bias and residual are the accumulators' starting values.
+    /// given packed with its controls. Bias and residual are added to each finished tile (product + residual, then + bias, as the dense Linear).
     /// </summary>
     public static void Forward(ReadOnlySpan<float> x, int rows, int inFeatures, int outFeatures, int n, int m,
         ReadOnlySpan<float> packed, ReadOnlySpan<int> controls, ReadOnlySpan<float> bias, ReadOnlySpan<float> residual, Span<float> y)
@@ -102,6 +102,9 @@ public static unsafe class NmLinear
             {
                 X = px, W = pw, C = pc, Bias = pb, Residual = pr, Y = py, Rows = rows, In = inFeatures, Out = outFeatures,
                 N = n, Groups = inFeatures / m, Slots = slots,
+                // The product's partial sums over a block of In wait in y for the next block: not where the residual
+                // still has to be read.
+                KGroups = residual.Overlaps(y) ? inFeatures / m : Math.Max(1, KBlockInputs / m),
             };
             a.Tiles = (rows + TileRows - 1) / TileRows;
             a.Chunks = SpmmMicroKernel.ChunkCount(a.Tiles, (long)rows * outFeatures * slots);
@@ -123,7 +126,7 @@ public static unsafe class NmLinear
     {
         public float* X, W, Bias, Residual, Y;
         public int* C;
-        public int Rows, In, Out, N, Groups, Slots, Tiles, Chunks;
+        public int Rows, In, Out, N, Groups, Slots, Tiles, Chunks, KGroups;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -137,10 +140,9 @@ public static unsafe class NmLinear
         // weights and controls of one block, 2 · 1,024 / M · N · 128 B = 128 KiB at 2:4, stay in L2 while every tile of
         // the chunk uses them; y is re-read per block after the first); the rest (a last single or partial block, a
         // last tile of fewer than 8 tokens) one token and one block at a time over all of In.
-        int kGroups = Math.Max(1, KBlockInputs / (a.In / a.Groups));
-        for (int g0 = 0; g0 < a.Groups; g0 += kGroups)
+        for (int g0 = 0; g0 < a.Groups; g0 += a.KGroups)
         {
-            int gCount = Math.Min(kGroups, a.Groups - g0);
+            int gCount = Math.Min(a.KGroups, a.Groups - g0);
             for (int b = 0; b + 2 <= fullBlocks; b += 2)
                 for (int t = t0; t + TileRows <= t1; t += TileRows)
                     Tile8x32<TGroup>(ref a, t, b, panel, g0, gCount);
@@ -158,11 +160,20 @@ public static unsafe class NmLinear
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Start(ref ForwardArgs a, int t, int o, bool add)
+    static Vector512<float> Start(ref ForwardArgs a, int t, int o, bool add) =>
+        add ? Vector512.Load(a.Y + (long)t * a.Out + o) : Vector512<float>.Zero;
+
+    /// <summary>y[t, o .. o+16) = acc (+ residual, then + bias, after the last block of In: the order of the dense
+    /// Linear, the product summed before the larger residual joins it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Finish(ref ForwardArgs a, int t, int o, Vector512<float> acc, bool last)
     {
-        if (add) return Vector512.Load(a.Y + (long)t * a.Out + o);
-        var v = a.Residual == null ? Vector512<float>.Zero : Vector512.Load(a.Residual + (long)t * a.Out + o);
-        return a.Bias == null ? v : v + Vector512.Load(a.Bias + o);
+        if (last)
+        {
+            if (a.Residual != null) acc += Vector512.Load(a.Residual + (long)t * a.Out + o);
+            if (a.Bias != null) acc += Vector512.Load(a.Bias + o);
+        }
+        acc.Store(a.Y + (long)t * a.Out + o);
     }
 
     /// <summary>y[t .. t+8, 16b .. 16b+32) over groups g0 .. g0+gCount (onto y after the first block): 16 accumulators; per group 8 broadcasts, per slot 2 weight and 2 control
@@ -211,15 +222,15 @@ public static unsafe class NmLinear
                 a71 = Avx512F.FusedMultiplyAdd(w, TGroup.Pick(x7, c), a71);
             }
         }
-        float* yr = a.Y + (long)t * ld + o;
-        a00.Store(yr); a01.Store(yr + 16); yr += ld;
-        a10.Store(yr); a11.Store(yr + 16); yr += ld;
-        a20.Store(yr); a21.Store(yr + 16); yr += ld;
-        a30.Store(yr); a31.Store(yr + 16); yr += ld;
-        a40.Store(yr); a41.Store(yr + 16); yr += ld;
-        a50.Store(yr); a51.Store(yr + 16); yr += ld;
-        a60.Store(yr); a61.Store(yr + 16); yr += ld;
-        a70.Store(yr); a71.Store(yr + 16);
+        bool last = g0 + gCount == a.Groups;
+        Finish(ref a, t, o, a00, last); Finish(ref a, t, o + 16, a01, last);
+        Finish(ref a, t + 1, o, a10, last); Finish(ref a, t + 1, o + 16, a11, last);
+        Finish(ref a, t + 2, o, a20, last); Finish(ref a, t + 2, o + 16, a21, last);
+        Finish(ref a, t + 3, o, a30, last); Finish(ref a, t + 3, o + 16, a31, last);
+        Finish(ref a, t + 4, o, a40, last); Finish(ref a, t + 4, o + 16, a41, last);
+        Finish(ref a, t + 5, o, a50, last); Finish(ref a, t + 5, o + 16, a51, last);
+        Finish(ref a, t + 6, o, a60, last); Finish(ref a, t + 6, o + 16, a61, last);
+        Finish(ref a, t + 7, o, a70, last); Finish(ref a, t + 7, o + 16, a71, last);
     }
 
     /// <summary>y[t, 16b .. 16b+16) (fewer lanes for a partial last block: loads and the store masked).</summary>
@@ -228,8 +239,7 @@ public static unsafe class NmLinear
     {
         int o = b * Lanes, lanes = Math.Min(Lanes, a.Out - o);
         var mask = LaneMask(lanes);
-        var acc0 = a.Residual == null ? Vector512<float>.Zero : Avx512F.MaskLoad(a.Residual + (long)t * a.Out + o, mask, Vector512<float>.Zero);
-        if (a.Bias != null) acc0 += Avx512F.MaskLoad(a.Bias + o, mask, Vector512<float>.Zero);
+        var acc0 = Vector512<float>.Zero;
         var acc1 = Vector512<float>.Zero;
         float* w = a.W + b * panel;
         int* c = a.C + b * panel;
@@ -250,7 +260,10 @@ public static unsafe class NmLinear
                 w += Lanes; c += Lanes;
             }
         }
-        Avx512F.MaskStore(a.Y + (long)t * a.Out + o, mask, acc0 + acc1);
+        var sum = acc0 + acc1;
+        if (a.Residual != null) sum += Avx512F.MaskLoad(a.Residual + (long)t * a.Out + o, mask, Vector512<float>.Zero);
+        if (a.Bias != null) sum += Avx512F.MaskLoad(a.Bias + o, mask, Vector512<float>.Zero);
+        Avx512F.MaskStore(a.Y + (long)t * a.Out + o, mask, sum);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
