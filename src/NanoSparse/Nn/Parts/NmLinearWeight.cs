@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using NanoSparse.Kernels;
 using NanoSparse.Kernels.Sparse;
 using NanoSparse.Numerics;
@@ -8,17 +9,21 @@ namespace NanoSparse.Nn.Parts;
 /// <summary>
 /// N:M semi-structured W (Out × In): along the reduction dimension In, every group of M consecutive inputs of an
 /// output row keeps exactly N weights (2:4, 1:4, 2:8, 4:8; N &lt; M, M divides In). Stored values: N per group,
-/// row-major, ascending input index within a group, which is also W's CSR order, so the backward pass is the CSR
-/// layout's (SDDMM for dW at the kept positions, CsrSpmm on Wᵀ's structure for dx) over the same values span.
-/// Forward: yᵀ = W · xᵀ with NmSpmm (2:4 has its own tiled/register-blocked paths and a permute-based SpMV); at
-/// rows ≤ <see cref="CsrLinearWeight.RowwiseMaxRows"/> one NmSpmm SpMV per row of x, without transposes.
+/// row-major, ascending input index within a group.
+/// Training (M of 2, 4, 8 or 16 on AVX-512, rows above <see cref="CsrLinearWeight.RowwiseMaxRows"/>) runs on x and dy
+/// as they are, token-major, through <see cref="NmLinear"/>: the forward product and dW at the stored positions with
+/// 16 outputs per vector and each lane's input picked by a permute; dx = dy · W as a dense GEMM on W expanded with
+/// zeros (its reduction runs over outputs, whose patterns differ lane by lane). Otherwise the forward pass is NmSpmm
+/// (per row for a handful of rows, feature-major panels else) and dW a dense GEMM gathered at the stored positions.
 /// </summary>
-public sealed class NmLinearWeight : ISparseLinearStructure, ISparseKernel
+public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKernel
 {
     const string Name = "nm";
 
     readonly NmSparseMatrix _nm;           // the in-group indices; its Values array is not the model's values
-    readonly CsrLinearWeight _csr;         // the same positions in CSR (same value order): backward and ToDense
+    readonly byte[] _slotIndex;            // in-group index of every stored value, row-major (ToDense, Gather)
+    readonly int[]? _controls;             // the same in NmLinear's panel layout (permute controls), when its kernels run
+    readonly int _slotsPerRow;
 
     public string Layout => Name;
     public int OutFeatures { get; }
@@ -33,16 +38,15 @@ public sealed class NmLinearWeight : ISparseLinearStructure, ISparseKernel
         OutFeatures = nm.Rows;
         InFeatures = nm.Cols;
         StoredCount = checked((int)nm.SlotCount);
-        // The kept positions as a 0/1 matrix (explicit zeros included: they are stored values that training updates).
-        var ones = new float[(long)OutFeatures * InFeatures];
-        int groups = nm.GroupsPerRow;
-        for (int o = 0; o < OutFeatures; o++)
-            for (int g = 0; g < groups; g++)
-                for (int s = 0; s < nm.N; s++)
-                    ones[(long)o * InFeatures + g * nm.M + nm.Index(((long)o * groups + g) * nm.N + s)] = 1;
-        _csr = CsrLinearWeight.FromDense(OutFeatures, InFeatures, ones).Weight;
-        if (_csr.StoredCount != StoredCount)
-            throw new InvalidOperationException($"N:M pattern gave {_csr.StoredCount} CSR entries for {StoredCount} slots");
+        _slotsPerRow = nm.GroupsPerRow * nm.N;
+        _slotIndex = new byte[StoredCount];
+        for (int q = 0; q < _slotIndex.Length; q++) _slotIndex[q] = (byte)nm.Index(q);
+        if (NmLinear.Supports(nm.M))
+        {
+            _controls = new int[NmLinear.PanelLength(OutFeatures, _slotsPerRow)];
+            var slotIndex = _slotIndex;
+            NmLinear.PackIndices(q => slotIndex[q], OutFeatures, _slotsPerRow, _controls);
+        }
     }
 
     /// <summary>File tensor: indices (U8, StoredCount), the in-group input index (0 ≤ i &lt; M) of every stored value.</summary>
@@ -61,8 +65,8 @@ public sealed class NmLinearWeight : ISparseLinearStructure, ISparseKernel
 
     public string LayoutString => $"{Name}:{N}:{M}";
 
-    /// <summary>The packed in-group indices and the CSR copy's structure (backward).</summary>
-    public long IndexBytesInMemory => _nm.Indices.Length + _csr.IndexBytesInMemory;
+    /// <summary>The packed in-group indices, a byte per stored value and the kernels' 32-bit permute controls.</summary>
+    public long IndexBytesInMemory => _nm.Indices.Length + _slotIndex.Length + 4L * (_controls?.Length ?? 0);
 
     /// <summary>Rebuilds the layout from a file's n, m and indices (N &lt; M, M | In, indices &lt; M ascending within each group).</summary>
     public static ISparseLinearStructure FromStructure(SparseStructure s)
@@ -146,33 +150,145 @@ public sealed class NmLinearWeight : ISparseLinearStructure, ISparseKernel
     /// <summary>values (StoredCount) = dense (Out × In) at the stored positions.</summary>
     public void Gather(ReadOnlySpan<float> dense, Span<float> values)
     {
-        LinearChecks.Values(this, values);   // errors name this layout, not the CSR copy
-        _csr.Gather(dense, values);
+        LinearChecks.Values(this, values);
+        Check.Length(dense, (long)OutFeatures * InFeatures, nameof(dense));
+        int n = N, m = M;
+        for (int o = 0; o < OutFeatures; o++)
+        {
+            var row = dense.Slice(o * InFeatures, InFeatures);
+            int q0 = o * _slotsPerRow;
+            for (int q = 0; q < _slotsPerRow; q++) values[q0 + q] = row[q / n * m + _slotIndex[q0 + q]];
+        }
     }
 
     public void ToDense(ReadOnlySpan<float> values, Span<float> dense)
     {
         LinearChecks.Values(this, values);
-        _csr.ToDense(values, dense);
+        Check.Length(dense, (long)OutFeatures * InFeatures, nameof(dense));
+        int n = N, m = M;
+        for (int o = 0; o < OutFeatures; o++)
+        {
+            var row = dense.Slice(o * InFeatures, InFeatures);
+            row.Clear();
+            int q0 = o * _slotsPerRow;
+            for (int q = 0; q < _slotsPerRow; q++) row[q / n * m + _slotIndex[q0 + q]] = values[q0 + q];
+        }
     }
 
-    public long WorkspaceFloats(int rows) => _csr.WorkspaceFloats(rows);
+    bool TokenMajor(int rows) => _controls != null && rows > CsrLinearWeight.RowwiseMaxRows;
+
+    long PanelFloats => _controls?.Length ?? 0;
+
+    /// <summary>
+    /// Forward: the packed values (token-major kernel) or NmSpmm's feature-major panels. Backward: the packed values
+    /// and gradient, a group-major block of x and W expanded to dense (dx's GEMM; dW's too without the kernels).
+    /// </summary>
+    public long WorkspaceFloats(int rows)
+    {
+        long forward = TokenMajor(rows) ? PanelFloats : FeatureMajor.PanelFloats(rows, InFeatures) + FeatureMajor.PanelFloats(rows, OutFeatures);
+        long dense = (long)OutFeatures * InFeatures;
+        long backward = _controls != null ? 2 * PanelFloats + NmLinear.GradientWorkspace(rows, InFeatures) + dense : 2 * dense;
+        return Math.Max(forward, backward);
+    }
 
     public void Forward(Span<float> y, ReadOnlySpan<float> x, ReadOnlySpan<float> values, ReadOnlySpan<float> bias,
         ReadOnlySpan<float> residual, int rows, Span<float> workspace)
     {
         LinearChecks.Forward(this, y, x, values, bias, residual, rows, workspace);
         if (rows == 0) return;
+        if (TokenMajor(rows))
+        {
+            var packed = workspace.Slice(0, (int)PanelFloats);
+            NmLinear.Pack(values, OutFeatures, _slotsPerRow, packed);
+            NmLinear.Forward(x.Slice(0, rows * InFeatures), rows, InFeatures, OutFeatures, N, M, packed, _controls, bias,
+                residual.IsEmpty ? default : residual.Slice(0, rows * OutFeatures), y);
+            return;
+        }
         FeatureMajor.Forward(this, y, x, values, bias, residual, rows, InFeatures, OutFeatures, CsrLinearWeight.RowwiseMaxRows, workspace);
     }
 
     void ISparseKernel.Multiply(ReadOnlySpan<float> values, ReadOnlySpan<float> x, int columns, Span<float> y) =>
         NmSpmm.Multiply(_nm, values, x, columns, y);
 
+    /// <summary>
+    /// dValues += dW at the stored positions, dBias += Σ_rows dy, dx = (dy · W) ⊙ dxScale. dW first (dx may alias x);
+    /// on exactly two threads dW and dx run at once, one per thread, as the dense Linear does.
+    /// </summary>
     public void Backward(Span<float> dx, Span<float> dValues, Span<float> dBias, ReadOnlySpan<float> dy, ReadOnlySpan<float> x,
         ReadOnlySpan<float> values, ReadOnlySpan<float> dxScale, int rows, Span<float> workspace)
     {
         LinearChecks.Backward(this, dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
-        _csr.Backward(dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
+        if (rows > 0 && !dBias.IsEmpty)
+            for (int t = 0; t < rows; t++) TensorPrimitives.Add(dBias, dy.Slice(t * OutFeatures, OutFeatures), dBias);
+        if (rows == 0) return;
+        long denseLength = (long)OutFeatures * InFeatures;
+        if (_controls == null)
+        {
+            // dW (Out × In) = dyᵀ · x dense, then its stored positions; W expanded for dx after (dx may alias x).
+            var dW = workspace.Slice(0, (int)denseLength);
+            Gemm.Multiply(true, false, OutFeatures, InFeatures, rows, 1f, dy, OutFeatures, x, InFeatures, 0f, dW, InFeatures);
+            var gathered = workspace.Slice((int)denseLength, StoredCount);
+            Gather(dW, gathered);
+            TensorPrimitives.Add(dValues, gathered, dValues);
+            if (dx.IsEmpty) return;
+            var w = workspace.Slice(0, (int)denseLength);
+            ToDense(values, w);
+            DenseDx(dx, dy, w, dxScale, rows, InFeatures, OutFeatures);
+            return;
+        }
+        int panel = (int)PanelFloats;
+        var packedGradient = workspace.Slice(0, panel);
+        var wDense = workspace.Slice(panel, (int)denseLength);
+        var xBlock = workspace.Slice(panel + (int)denseLength, (int)NmLinear.GradientWorkspace(rows, InFeatures));
+        if (!dx.IsEmpty) ToDense(values, wDense);
+        fixed (float* pdx = dx, pdy = dy, px = x, pw = wDense, pg = packedGradient, pxb = xBlock, ps = dxScale)
+        fixed (int* pc = _controls)
+        {
+            var a = new BackwardArgs
+            {
+                Dx = pdx, Dy = pdy, X = px, W = pw, PackedGradient = pg, XBlock = pxb, DxScale = ps, Controls = pc,
+                Rows = rows, In = InFeatures, Out = OutFeatures, N = N, M = M, Panel = panel,
+                HasDx = !dx.IsEmpty, HasScale = !dxScale.IsEmpty,
+            };
+            if (a.HasDx && KernelThreads.Max == 2 && !KernelThreads.InsideRegion && !dx.Overlaps(x))
+                KernelThreads.For(2, ref a, &BackwardItem);
+            else
+            {
+                BackwardItem(ref a, 0);
+                if (a.HasDx) BackwardItem(ref a, 1);
+            }
+        }
+        NmLinear.UnpackAdd(packedGradient, OutFeatures, _slotsPerRow, dValues);
+    }
+
+    struct BackwardArgs
+    {
+        public float* Dx, Dy, X, W, PackedGradient, XBlock, DxScale;
+        public int* Controls;
+        public int Rows, In, Out, N, M, Panel;
+        public bool HasDx, HasScale;
+    }
+
+    /// <summary>Item 0: dW at the stored positions (packed); item 1: dx.</summary>
+    static void BackwardItem(ref BackwardArgs a, int item)
+    {
+        int rows = a.Rows, inF = a.In, outF = a.Out;
+        var dy = new ReadOnlySpan<float>(a.Dy, rows * outF);
+        if (item == 0)
+            NmLinear.WeightGradient(dy, new ReadOnlySpan<float>(a.X, rows * inF), rows, inF, outF, a.N, a.M,
+                new ReadOnlySpan<int>(a.Controls, a.Panel), new Span<float>(a.PackedGradient, a.Panel),
+                new Span<float>(a.XBlock, (int)NmLinear.GradientWorkspace(rows, inF)));
+        else
+            DenseDx(new Span<float>(a.Dx, rows * inF), dy, new ReadOnlySpan<float>(a.W, outF * inF),
+                a.HasScale ? new ReadOnlySpan<float>(a.DxScale, rows * inF) : default, rows, inF, outF);
+    }
+
+    /// <summary>dx (rows, In) = (dy · W) ⊙ dxScale with W dense (Out × In).</summary>
+    static void DenseDx(Span<float> dx, ReadOnlySpan<float> dy, ReadOnlySpan<float> w, ReadOnlySpan<float> dxScale, int rows, int inF, int outF)
+    {
+        if (dxScale.IsEmpty)
+            Gemm.Multiply(false, false, rows, inF, outF, 1f, dy, outF, w, inF, 0f, dx, inF);
+        else
+            Gemm.MultiplyScaled(false, false, rows, inF, outF, 1f, dy, outF, w, inF, dxScale, inF, dx, inF);
     }
 }
