@@ -50,10 +50,10 @@ public static class StructuredPruning
     public const string CalibrationStage = "calibration", EvalBeforeStage = "eval before", EvalAfterStage = "eval after";
 
     public static StructuredPruneResult Run(StructuredPruneSettings s, Action<string, int, int>? progress = null) =>
-        Run(s, progress, out var pruned, out var original, keepModels: false);
+        Run(s, progress, out _, out _);
 
     /// <summary>As <see cref="Run(StructuredPruneSettings, Action{string, int, int}?)"/>, also handing back the original and pruned models (built for the evaluation batch).</summary>
-    public static StructuredPruneResult Run(StructuredPruneSettings s, Action<string, int, int>? progress, out Gpt pruned, out Gpt original, bool keepModels = true)
+    public static StructuredPruneResult Run(StructuredPruneSettings s, Action<string, int, int>? progress, out Gpt pruned, out Gpt original)
     {
         ArgumentNullException.ThrowIfNull(s);
         StructuredPruner.CheckFraction(s.Heads, "--heads");

@@ -136,7 +136,7 @@ public class LayerWidthTests
 
             // model_args of a training checkpoint carry them too, and only for a model that needs them
             var args = ModelArgs.From(gpt.Config);
-            Assert.Equal([1, 3, 5], args.NHeadPerLayer);
+            Assert.Equal([1, 3, 5], args.NHeadPerLayer!);
             Assert.Equal(gpt.Config, args.ToConfig());
             var standard = new GptConfig { NLayer = 2, NHead = 2, NEmbd = 8, NHeadPerLayer = [2, 2], MlpHiddenPerLayer = [32, 32] };
             Assert.Null(ModelArgs.From(standard).NHeadPerLayer);
