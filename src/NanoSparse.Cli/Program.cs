@@ -68,8 +68,8 @@ public static class Program
         root.Subcommands.Add(InspectCommand.Create(cli));
         root.Subcommands.Add(InteropCommands.CreateImportCommand());
         root.Subcommands.Add(InteropCommands.CreateExportCommand());
-        root.Subcommands.Add(SparsifyCommand.Create(cli));
         root.Subcommands.Add(PruneStructuredCommand.Create(cli));
+        root.Subcommands.Add(SparsifyCommand.Create(cli));
         root.Subcommands.Add(BenchCommand.Create(cli));
         return root;
     }
