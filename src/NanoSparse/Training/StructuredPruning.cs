@@ -123,7 +123,7 @@ public static class StructuredPruning
         }
         else evalData = null;
 
-        Save(dir, s.OutDir, source, target, plan, state);
+        Save(dir, s.OutDir, source, target, plan, state, after);
 
         var layers = Enumerable.Range(0, config.NLayer).Select(l => new StructuredLayerRow(l, plan.KeptHeads[l].Length, config.Heads(l),
             plan.KeptNeurons[l].Length, config.MlpHidden(l))).ToList();
@@ -173,7 +173,7 @@ public static class StructuredPruning
         return meta;
     }
 
-    static void Save(string dir, string outDir, Gpt source, Gpt target, StructuredPlan plan, CheckpointState? state)
+    static void Save(string dir, string outDir, Gpt source, Gpt target, StructuredPlan plan, CheckpointState? state, float valLoss)
     {
         string meta = Path.Combine(dir, Checkpoint.MetaFile);
         if (state is null)
@@ -192,6 +192,9 @@ public static class StructuredPruning
             MoveMoments(source, from.VMemory, target, System.Runtime.InteropServices.MemoryMarshal.AsMemory(optimizer.VMemory), plan);
         }
         state.Model = ModelArgs.From(target.Config);
+        // The best val loss is the smaller model's own (the original's would stop a fine-tuning run from ever saving
+        // until it beats the unpruned model): the loss just measured, or "none yet" when not evaluated.
+        state.BestValLoss = float.IsNaN(valLoss) ? 1e9f : valLoss;
         state.SaveId = null;
         state.Files = null;
         Checkpoint.Save(outDir, target, optimizer, state, File.Exists(meta) ? meta : Path.Combine(state.Dataset, DatasetMeta.FileName));

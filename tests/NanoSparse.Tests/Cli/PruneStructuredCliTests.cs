@@ -90,6 +90,8 @@ public sealed class PruneStructuredCliTests : IDisposable
         Assert.Equal(Loss(_trained), result.ValLossBefore, 5);
         Assert.Equal(Loss(outDir), result.ValLossAfter, 5);
         Assert.NotEqual(result.ValLossBefore, result.ValLossAfter);
+        // the smaller model's best val loss is its own, so a fine-tuning run saves once it improves on it
+        Assert.Equal(result.ValLossAfter, Checkpoint.ReadState(outDir).BestValLoss);
         Assert.Equal([3, 3], result.Layers.Select(r => r.HeadsKept));
         Assert.Equal([16, 16], result.Layers.Select(r => r.NeuronsKept));
     }
