@@ -107,7 +107,8 @@ public sealed class CausalSelfAttention : IAttention
             pass.Workspace);
     }
 
-    // qkv (rows, 3A), y (rows, A), scores (block_size)
+    // qkv (rows, 3C), y (rows, C), scores (block_size)
+    // with C read as the attention width A = heads · hs (n_embd unless structured pruning removed heads)
     public long DecodeScratchFloats(int rows) => (long)rows * 4 * _width + _blockSize;
 
     public void Decode(Span<float> output, ReadOnlySpan<float> input, IKvCache cache, in Decoding decoding)
