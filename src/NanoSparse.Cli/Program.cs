@@ -68,6 +68,7 @@ public static class Program
         root.Subcommands.Add(InspectCommand.Create(cli));
         root.Subcommands.Add(InteropCommands.CreateImportCommand());
         root.Subcommands.Add(InteropCommands.CreateExportCommand());
+        root.Subcommands.Add(PruneStructuredCommand.Create(cli));
         root.Subcommands.Add(SparsifyCommand.Create(cli));
         root.Subcommands.Add(ImpCommand.Create(cli));
         root.Subcommands.Add(PruneCommand.Create(cli));

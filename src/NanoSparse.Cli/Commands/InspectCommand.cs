@@ -71,6 +71,9 @@ public static class InspectCommand
                     ("n_embd", m.NEmbd.ToString(CultureInfo.InvariantCulture)), ("block_size", m.BlockSize.ToString(CultureInfo.InvariantCulture)),
                     ("vocab_size", m.VocabSize.ToString(CultureInfo.InvariantCulture)), ("bias", m.Bias ? "true" : "false"), ("activation", m.Activation),
                 };
+            // A structurally pruned model's per-layer widths (model_args) beside the run's uniform n_head.
+            if (m.NHeadPerLayer is not null) entries = entries.Append(("n_head_per_layer", string.Join(", ", m.NHeadPerLayer)));
+            if (m.MlpHiddenPerLayer is not null) entries = entries.Append(("mlp_hidden_per_layer", string.Join(", ", m.MlpHiddenPerLayer)));
             foreach (var (k, v) in entries) settings.AddRow(k, Markup.Escape(v));
             console.Write(settings);
 

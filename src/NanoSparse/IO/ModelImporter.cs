@@ -92,6 +92,7 @@ public static class ModelImporter
         else if (File.Exists(statePath)) { cfgPath = statePath; cfg = FindObjectWith(GptDims.ReadObject(statePath), "n_head"); }
         if (cfg == null) throw new FileNotFoundException($"checkpoint '{dir}' has neither {ConfigFile} nor a {StateFile} holding n_head", cfgPath);
 
+        RefuseLayerWidths(cfg, cfgPath);
         using var file = SafeTensorsFile.Open(model);
         var wte = file.Get(NanoGptFormat.Wte);
         var wpe = file.Get("transformer.wpe.weight");
@@ -127,6 +128,23 @@ public static class ModelImporter
     }
 
     /// <summary>export: NanoSparse checkpoint directory → foreign format in outDir (model.safetensors + config.json).</summary>
+    /// <summary>
+    /// nanoGPT's and GPT-2's formats hold one n_head and a 4·n_embd MLP for every layer: a model whose per-layer head
+    /// counts or MLP widths (structured pruning) differ from those is refused, naming the field and the first layer.
+    /// </summary>
+    static void RefuseLayerWidths(JsonObject cfg, string cfgPath)
+    {
+        if (cfg["n_head_per_layer"] is null && cfg["mlp_hidden_per_layer"] is null) return;
+        int nHead = GptDims.GetInt(cfg, "n_head", cfgPath), nEmbd = GptDims.GetInt(cfg, "n_embd", cfgPath);
+        foreach (var (field, standard, what) in new[] { ("n_head_per_layer", nHead, "n_head"), ("mlp_hidden_per_layer", 4 * nEmbd, "4·n_embd") })
+        {
+            if (cfg[field] is not JsonArray list) continue;
+            for (int l = 0; l < list.Count; l++)
+                if (list[l] is not JsonValue v || v.GetValueKind() != JsonValueKind.Number || v.GetValue<double>() != standard)
+                    throw new InvalidDataException($"config '{cfgPath}': {field}[{l}] is {list[l]?.ToJsonString() ?? "null"} but nanoGPT and GPT-2 checkpoints have {what} ({standard}) in every layer; a structurally pruned model with per-layer widths cannot be exported to them");
+        }
+    }
+
     public static GptDims Export(ModelFormat format, string checkpointDir, string outDir, SafeTensorsDtype dtype = SafeTensorsDtype.F32)
     {
         var (dims, tensors) = ReadCheckpoint(checkpointDir);

@@ -72,10 +72,11 @@ public static class SparseWeightFiles
         for (int l = 0; l < config.NLayer; l++)
         {
             string h = $"transformer.h.{l}.";
-            yield return (h + "attn.c_attn.weight", 3 * C, C);
-            yield return (h + "attn.c_proj.weight", C, C);
-            yield return (h + "mlp.c_fc.weight", 4 * C, C);
-            yield return (h + "mlp.c_proj.weight", C, 4 * C);
+            int A = config.AttentionWidth(l), H = config.MlpHidden(l);   // C and 4C unless structured pruning narrowed the layer
+            yield return (h + "attn.c_attn.weight", 3 * A, C);
+            yield return (h + "attn.c_proj.weight", C, A);
+            yield return (h + "mlp.c_fc.weight", H, C);
+            yield return (h + "mlp.c_proj.weight", C, H);
         }
     }
 

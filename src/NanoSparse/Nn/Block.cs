@@ -18,17 +18,17 @@ public sealed class Block
 
     internal Block(GptConfig config, int layer, BufferLayout layout, IReadOnlyDictionary<string, ILinearWeight>? weights = null)
     {
-        int C = config.NEmbd;
+        int C = config.NEmbd, A = config.AttentionWidth(layer), H = config.MlpHidden(layer);   // A = heads·hs, H = 4C unless pruned
         string p = $"transformer.h.{layer}.";
         Layer = layer;
         // Built in data order, so the parameters come in nanoGPT's state_dict order.
         _ln1 = new LayerNormPart(p + "ln_1", C, config.Bias, layout);
         Attention = new CausalSelfAttention(config, p + "attn",
-            Weight(config, layer, "attn.c_attn", 3 * C, C, weights), Weight(config, layer, "attn.c_proj", C, C, weights), layout);
+            Weight(config, layer, "attn.c_attn", 3 * A, C, weights), Weight(config, layer, "attn.c_proj", C, A, weights), layout);
         _h = layout.Activation(C);
         _ln2 = new LayerNormPart(p + "ln_2", C, config.Bias, layout);
         FeedForward = new Mlp(config, p + "mlp",
-            Weight(config, layer, "mlp.c_fc", 4 * C, C, weights), Weight(config, layer, "mlp.c_proj", C, 4 * C, weights), layout);
+            Weight(config, layer, "mlp.c_fc", H, C, weights), Weight(config, layer, "mlp.c_proj", C, H, weights), layout);
         _y = layout.Activation(C);
     }
 

@@ -10,12 +10,12 @@ public sealed partial class Gpt
     /// <summary>A key/value cache for incremental decoding of one sequence (batch 1) up to block_size positions.</summary>
     public KvCache CreateKvCache()
     {
-        int C = Config.NEmbd, Tmax = Config.BlockSize;
+        int Tmax = Config.BlockSize;
         var layers = new IKvCache[_blocks.Length];
         long scratch = 0;
         for (int l = 0; l < _blocks.Length; l++)
         {
-            layers[l] = new DenseKvCache(Tmax, C);
+            layers[l] = new DenseKvCache(Tmax, Config.AttentionWidth(l));   // heads · hs: C unless the layer's heads were pruned
             scratch = Math.Max(scratch, Math.Max(_blocks[l].Attention.DecodeScratchFloats(Tmax), _blocks[l].FeedForward.DecodeScratchFloats(Tmax)));
         }
         long workspace = 0;

@@ -112,6 +112,19 @@ public sealed partial class Gpt
     /// </summary>
     public ReadOnlySpan<float> Logits => _acts.AsSpan(checked((int)_logits.Offset), BatchSize * SeqLen * Config.VocabSize);
 
+    /// <summary>
+    /// A part's kept activation from the last <see cref="Forward"/>, all B·T rows of <paramref name="slot"/>'s width
+    /// (e.g. CausalSelfAttention.HeadOutputs), for calibration statistics. Valid until the next Forward or Backward.
+    /// </summary>
+    public ReadOnlySpan<float> KeptActivation(ActivationSlot slot)
+    {
+        if (!slot.IsPresent || slot.IsScratch)
+            throw new ArgumentException("only a kept (non-scratch) activation of this model can be read", nameof(slot));
+        long length = (long)BatchSize * SeqLen * slot.Width;
+        if (slot.Offset + length > _acts.Length) throw new ArgumentException("the activation slot is not one of this model's", nameof(slot));
+        return _acts.AsSpan(checked((int)slot.Offset), checked((int)length));
+    }
+
     /// <summary>nanoGPT's _init_weights: N(0, 0.02) for Linear and Embedding weights, N(0, 0.02/√(2·n_layer)) for
     /// the c_proj weights (GPT-2's scaled residual init), biases 0, LayerNorm weight 1 and bias 0. A sparse weight
     /// draws its stored values only.</summary>

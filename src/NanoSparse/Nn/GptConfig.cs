@@ -40,6 +40,22 @@ public sealed record GptConfig
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public ulong SparsitySeed { get; init; }
 
+    /// <summary>
+    /// Attention heads of each layer (n_layer entries), e.g. after structured pruning removed some; null (the default):
+    /// every layer has <see cref="NHead"/>. The head size stays n_embd / n_head, so layer l's attention is
+    /// heads_l · head_size wide: c_attn (3·heads_l·hs, C), c_proj (C, heads_l·hs).
+    /// </summary>
+    [JsonPropertyName("n_head_per_layer")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<int>? NHeadPerLayer { get; init; }
+    /// <summary>
+    /// MLP hidden width of each layer (n_layer entries): c_fc (hidden_l, C), c_proj (C, hidden_l); null (the default):
+    /// every layer is 4·n_embd wide, as nanoGPT.
+    /// </summary>
+    [JsonPropertyName("mlp_hidden_per_layer")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<int>? MlpHiddenPerLayer { get; init; }
+
     public const string Gelu = "gelu";
     public const string GeluTanh = "gelu_tanh";
     /// <summary>The Linear weights of a block, by their state_dict names inside it.</summary>
@@ -75,6 +91,26 @@ public sealed record GptConfig
         return z ^ (z >> 31);
     }
 
+    /// <summary>Width of one attention head: n_embd / n_head (whatever a layer's head count).</summary>
+    public int HeadSize => NEmbd / NHead;
+
+    /// <summary>Attention heads of layer <paramref name="layer"/> (<see cref="NHeadPerLayer"/>, else n_head).</summary>
+    public int Heads(int layer) => NHeadPerLayer is { } h ? h[layer] : NHead;
+
+    /// <summary>Layer <paramref name="layer"/>'s attention width: heads · head_size (q, k and v each; the KV cache's width).</summary>
+    public int AttentionWidth(int layer) => Heads(layer) * HeadSize;
+
+    /// <summary>MLP hidden width of layer <paramref name="layer"/> (<see cref="MlpHiddenPerLayer"/>, else 4·n_embd).</summary>
+    public int MlpHidden(int layer) => MlpHiddenPerLayer is { } h ? h[layer] : 4 * NEmbd;
+
+    /// <summary>
+    /// True when every layer has n_head heads and a 4·n_embd MLP (nanoGPT's and GPT-2's shape, whether or not the
+    /// per-layer lists spell it out).
+    /// </summary>
+    public bool HasStandardWidths =>
+        Enumerable.Range(0, NLayer).All(l => (NHeadPerLayer is null || l < NHeadPerLayer.Count && NHeadPerLayer[l] == NHead)
+            && (MlpHiddenPerLayer is null || l < MlpHiddenPerLayer.Count && MlpHiddenPerLayer[l] == 4 * NEmbd));
+
     /// <summary>True when every Linear weight is dense (whatever <see cref="WeightLayouts"/> spells out).</summary>
     public bool AllWeightsDense => WeightLayouts is null || WeightLayouts.Values.All(v => v == Parts.LinearWeightLayouts.Dense);
 
@@ -92,6 +128,8 @@ public sealed record GptConfig
             throw new ArgumentException($"dropout ({Dropout}) must lie in [0, 1)");
         if (Activation is not (Gelu or GeluTanh))
             throw new ArgumentException($"activation (\"{Activation}\") must be \"{Gelu}\" or \"{GeluTanh}\"");
+        PerLayer(NHeadPerLayer, "n_head_per_layer");
+        PerLayer(MlpHiddenPerLayer, "mlp_hidden_per_layer");
         if (WeightLayouts is not null)
             foreach (var (key, value) in WeightLayouts)
             {
@@ -111,6 +149,16 @@ public sealed record GptConfig
         GptSize.CheckParameters(this);
     }
 
+    void PerLayer(IReadOnlyList<int>? values, string field)
+    {
+        if (values is null) return;
+        if (values.Count != NLayer)
+            throw new ArgumentException($"{field} has {values.Count} entries, expected one per layer (n_layer = {NLayer})");
+        for (int l = 0; l < values.Count; l++)
+            if (values[l] <= 0)
+                throw new ArgumentException($"{field}[{l}] ({values[l]}) must be positive (a layer keeps at least one {(field == "n_head_per_layer" ? "head" : "neuron")})");
+    }
+
     bool IsWeightKey(string key)
     {
         if (BlockWeights.Contains(key)) return true;
@@ -124,7 +172,20 @@ public sealed record GptConfig
     public bool Equals(GptConfig? other) =>
         other is not null && NLayer == other.NLayer && NHead == other.NHead && NEmbd == other.NEmbd && BlockSize == other.BlockSize
         && VocabSize == other.VocabSize && Bias == other.Bias && Dropout.Equals(other.Dropout) && Activation == other.Activation
-        && Same(WeightLayouts, other.WeightLayouts) && Same(WeightDensities, other.WeightDensities) && SparsitySeed == other.SparsitySeed;
+        && Same(WeightLayouts, other.WeightLayouts) && Same(WeightDensities, other.WeightDensities) && SparsitySeed == other.SparsitySeed
+        && SameWidths(other);
+
+    // Per-layer widths compare by what they mean: an absent list equals one that spells out the uniform values.
+    bool SameWidths(GptConfig other)
+    {
+        if (NHeadPerLayer is null && MlpHiddenPerLayer is null && other.NHeadPerLayer is null && other.MlpHiddenPerLayer is null) return true;
+        if (NLayer != other.NLayer || NHeadPerLayer?.Count is int a && a != NLayer || MlpHiddenPerLayer?.Count is int b && b != NLayer
+            || other.NHeadPerLayer?.Count is int c && c != NLayer || other.MlpHiddenPerLayer?.Count is int d && d != NLayer)
+            return (NHeadPerLayer ?? []).SequenceEqual(other.NHeadPerLayer ?? []) && (MlpHiddenPerLayer ?? []).SequenceEqual(other.MlpHiddenPerLayer ?? []);
+        for (int l = 0; l < NLayer; l++)
+            if (Heads(l) != other.Heads(l) || MlpHidden(l) != other.MlpHidden(l)) return false;
+        return true;
+    }
 
     public override int GetHashCode() =>
         HashCode.Combine(NLayer, NHead, NEmbd, BlockSize, VocabSize, Bias, Dropout, HashCode.Combine(Activation, WeightLayouts?.Count ?? 0, WeightDensities?.Count ?? 0, SparsitySeed));

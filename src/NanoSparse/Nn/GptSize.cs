@@ -29,20 +29,59 @@ public static class GptSize
     /// <summary>A setting that may be blamed for a size: its name as the user wrote it and the value found.</summary>
     public sealed record Key(string Name, int Value, Func<Dims, int, Dims> With);
 
-    /// <summary>The numbers the sizes depend on: batch B, sequence T, and the model's fields.</summary>
-    public readonly record struct Dims(int B, int T, int L, int C, int NH, int V, int BlockSize, bool Bias, bool Dropout);
+    /// <summary>
+    /// The numbers the sizes depend on: batch B, sequence T, and the model's fields. <paramref name="HeadsPerLayer"/> and
+    /// <paramref name="HiddenPerLayer"/> are the per-layer head counts and MLP widths of a structurally pruned model
+    /// (null: NH and 4C in every layer); when a key changes L they stand for layers of their average width.
+    /// </summary>
+    public readonly record struct Dims(int B, int T, int L, int C, int NH, int V, int BlockSize, bool Bias, bool Dropout,
+        IReadOnlyList<int>? HeadsPerLayer = null, IReadOnlyList<int>? HiddenPerLayer = null)
+    {
+        /// <summary>Σ over the L layers of f(heads, attention width A = heads·C/NH, MLP width H).</summary>
+        internal double SumOverLayers(Func<double, double, double, double> f)
+        {
+            var heads = HeadsPerLayer;
+            var hidden = HiddenPerLayer;
+            if (heads is null && hidden is null) return L * f(NH, C, 4.0 * C);
+            int n = Math.Max(heads?.Count ?? 0, hidden?.Count ?? 0);
+            double sum = 0;
+            double hs = (double)C / Math.Max(1, NH);
+            for (int l = 0; l < n; l++)
+            {
+                double h = heads is not null && l < heads.Count ? heads[l] : NH;
+                sum += f(h, h * hs, hidden is not null && l < hidden.Count ? hidden[l] : 4.0 * C);
+            }
+            return n == 0 ? 0 : sum / n * L;
+        }
+
+        /// <summary>The largest f(heads, A, H) of any layer.</summary>
+        internal double MaxOverLayers(Func<double, double, double, double> f)
+        {
+            if (HeadsPerLayer is null && HiddenPerLayer is null) return f(NH, C, 4.0 * C);
+            int n = Math.Max(HeadsPerLayer?.Count ?? 0, HiddenPerLayer?.Count ?? 0);
+            double hs = (double)C / Math.Max(1, NH), max = 0;
+            for (int l = 0; l < n; l++)
+            {
+                double h = HeadsPerLayer is not null && l < HeadsPerLayer.Count ? HeadsPerLayer[l] : NH;
+                max = Math.Max(max, f(h, h * hs, HiddenPerLayer is not null && l < HiddenPerLayer.Count ? HiddenPerLayer[l] : 4.0 * C));
+            }
+            return max;
+        }
+    }
 
     /// <summary>Parameter count (floats) of a model: embeddings, L blocks, final LayerNorm (lm_head is tied to wte).</summary>
     public static double ParameterCount(Dims d)
     {
         double C = d.C, bias = d.Bias ? 1 : 0;
-        double perLayer = C + bias * C              // ln_1
-                        + 3 * C * C + bias * 3 * C  // attn.c_attn (3C, C)
-                        + C * C + bias * C          // attn.c_proj (C, C)
+        // A = heads·hs (C unless pruned), H the MLP width (4C unless pruned)
+        double layers = d.SumOverLayers((_, A, H) =>
+                          C + bias * C              // ln_1
+                        + 3 * A * C + bias * 3 * A  // attn.c_attn (3A, C)
+                        + C * A + bias * C          // attn.c_proj (C, A)
                         + C + bias * C              // ln_2
-                        + 4 * C * C + bias * 4 * C  // mlp.c_fc (4C, C)
-                        + 4 * C * C + bias * C;     // mlp.c_proj (C, 4C)
-        return (double)d.V * C + (double)d.BlockSize * C + d.L * perLayer + C + bias * C;
+                        + H * C + bias * H          // mlp.c_fc (H, C)
+                        + C * H + bias * C);        // mlp.c_proj (C, H)
+        return (double)d.V * C + (double)d.BlockSize * C + layers + C + bias * C;
     }
 
     public static double ParameterCount(GptConfig c) => ParameterCount(DimsOf(c, 1, 1));
@@ -52,15 +91,24 @@ public static class GptSize
     {
         double N = (double)d.B * d.T, C = d.C;
         double Tp = Math.Ceiling(d.T / 16.0) * 16;
-        bool keepProbs = d.T <= (1 << 30) && Attention.KeepsProbabilities(d.T, d.C, d.NH);
-        double perLayer = 16 * N * C + 4 * N + (double)d.B * d.NH * d.T + (keepProbs ? (double)d.B * d.NH * d.T * Tp : 0);
+        int T = d.T;
+        // per layer: ln_1, h, ln_2, y (N, C); qkv (N, 3A), y (N, A); the MLP's (N, H) twice; four LayerNorm statistics;
+        // lse (B, NH, T) and the kept probabilities where the kernel keeps them
+        double layers = d.SumOverLayers((NH, A, H) =>
+        {
+            bool keepProbs = T <= (1 << 30) && NH >= 1 && Attention.KeepsProbabilities(T, (int)A, (int)NH);
+            return N * (4 * C + 4 * A + 2 * H) + 4 * N + (double)d.B * NH * T + (keepProbs ? (double)d.B * NH * T * Tp : 0);
+        });
+        // the parts' shared scratch: the widest of attention's (N, 3A) (+ (N, A) when A > C) and the MLP's (N, H)
+        // gradients, + dropout's (N, C)
+        double scratch = d.MaxOverLayers((_, A, H) => Math.Max(3 * A + (A > C ? A : 0), H)) + (d.Dropout ? C : 0);
         return N * C                       // encoded
-             + d.L * perLayer
+             + layers
              + N * C + 2 * N               // ln_f and its statistics
              + N * d.V                     // logits
              + 2 * N                       // cross-entropy log-partition and losses
              + 2 * N * C                   // the residual stream's gradient and a branch's
-             + N * (4 * C + (d.Dropout ? C : 0));   // the parts' shared scratch: the MLP's (N, 4C) gradient (+ dropout's (N, C))
+             + N * scratch;
     }
 
     /// <summary>
@@ -79,15 +127,16 @@ public static class GptSize
     public static (double Total, double Largest) KvCacheCount(Dims d)
     {
         double Tmax = d.BlockSize, C = d.C;
-        // keys and values (L × 2 × (Tmax, C)); x, ln, branch (Tmax, C) and mean, rstd (Tmax); the parts' decode scratch,
-        // the larger of attention's qkv, y and scores (Tmax·4C + Tmax) and the MLP's h (Tmax·4C); logits (V)
-        double scratch = 4 * Tmax * C + Tmax;
-        double total = d.L * 2 * Tmax * C + 3 * Tmax * C + 2 * Tmax + scratch + d.V;
+        // keys and values (2 × (Tmax, A) per layer); x, ln, branch (Tmax, C) and mean, rstd (Tmax); the parts' decode
+        // scratch, the larger of attention's qkv, y and scores (Tmax·4A + Tmax) and the MLP's h (Tmax·H); logits (V)
+        double scratch = d.MaxOverLayers((_, A, H) => Math.Max(4 * Tmax * A + Tmax, Tmax * H));
+        double total = d.SumOverLayers((_, A, _) => 2 * Tmax * A) + 3 * Tmax * C + 2 * Tmax + scratch + d.V;
         return (total, scratch);
     }
 
     public static Dims DimsOf(GptConfig c, int batchSize, int seqLen) =>
-        new(batchSize, seqLen, c.NLayer, c.NEmbd, c.NHead, c.VocabSize, c.BlockSize, c.Bias, c.Dropout > 0);
+        new(batchSize, seqLen, c.NLayer, c.NEmbd, c.NHead, c.VocabSize, c.BlockSize, c.Bias, c.Dropout > 0,
+            c.NHeadPerLayer, c.MlpHiddenPerLayer);
 
     /// <summary>
     /// The first limit the sizes break, as "what need N floats, more than ...", or null when everything fits.
@@ -114,7 +163,7 @@ public static class GptSize
         {
             double scratch = AttentionScratchCount(d, backward: use == GptUse.Training);
             if (scratch > Math.Min(max, int.MaxValue)) return OneArray($"the attention scratch of each thread at sequence length {d.T}", scratch, plural: false);
-            bytes += 4 * scratch * Math.Max(1, Math.Min(threads, (double)d.B * d.NH));
+            bytes += 4 * scratch * Math.Max(1, Math.Min(threads, (double)d.B * d.MaxOverLayers((NH, _, _) => NH)));
         }
         if (availableBytes > 0 && bytes > availableBytes)
             return $"{UseWord(use)} needs about {Bytes(bytes)} of memory, more than the {Bytes(availableBytes)} this machine has";

@@ -62,6 +62,15 @@ public sealed class ModelArgs
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public ulong SparsitySeed { get; set; }
 
+    /// <summary>GptConfig.NHeadPerLayer: each layer's attention heads after structured pruning (absent: n_head in every layer).</summary>
+    [JsonPropertyName("n_head_per_layer")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int[]? NHeadPerLayer { get; set; }
+    /// <summary>GptConfig.MlpHiddenPerLayer: each layer's MLP width after structured pruning (absent: 4·n_embd in every layer).</summary>
+    [JsonPropertyName("mlp_hidden_per_layer")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int[]? MlpHiddenPerLayer { get; set; }
+
     public static ModelArgs From(GptConfig c) => new()
     {
         NLayer = c.NLayer, NHead = c.NHead, NEmbd = c.NEmbd, BlockSize = c.BlockSize,
@@ -69,13 +78,16 @@ public sealed class ModelArgs
         WeightLayouts = c.AllWeightsDense ? null : new Dictionary<string, string>(c.WeightLayouts!),
         WeightDensities = c.AllWeightsDense || c.WeightDensities is null || c.WeightDensities.Count == 0 ? null : new Dictionary<string, double>(c.WeightDensities),
         SparsitySeed = c.AllWeightsDense ? 0 : c.SparsitySeed,
+        // Written only for a model whose widths differ from nanoGPT's, so other readers of model_args see its keys only.
+        NHeadPerLayer = c.HasStandardWidths ? null : Enumerable.Range(0, c.NLayer).Select(c.Heads).ToArray(),
+        MlpHiddenPerLayer = c.HasStandardWidths ? null : Enumerable.Range(0, c.NLayer).Select(c.MlpHidden).ToArray(),
     };
 
     public GptConfig ToConfig() => new()
     {
         NLayer = NLayer, NHead = NHead, NEmbd = NEmbd, BlockSize = BlockSize,
         VocabSize = VocabSize, Bias = Bias, Dropout = Dropout, Activation = Activation, WeightLayouts = WeightLayouts,
-        WeightDensities = WeightDensities, SparsitySeed = SparsitySeed,
+        WeightDensities = WeightDensities, SparsitySeed = SparsitySeed, NHeadPerLayer = NHeadPerLayer, MlpHiddenPerLayer = MlpHiddenPerLayer,
     };
 }
 

@@ -16,15 +16,25 @@ public sealed class GptSizeTests
         Assert.Equal(new Gpt(config, 1, 1).ParameterCount, (long)GptSize.ParameterCount(config));
     }
 
+    [Fact]
+    public void ParameterCountMatchesAModelWithPerLayerWidths()
+    {
+        var config = new GptConfig { NLayer = 3, NHead = 4, NEmbd = 16, BlockSize = 8, VocabSize = 13, Bias = true, NHeadPerLayer = [1, 4, 6], MlpHiddenPerLayer = [3, 64, 100] };
+        Assert.Equal(new Gpt(config, 1, 1).ParameterCount, (long)GptSize.ParameterCount(config));
+    }
+
     [Theory]
-    [InlineData(4, 32, 0f, false)]
-    [InlineData(2, 64, 0.1f, true)]
-    [InlineData(3, 100, 0f, true)]
-    public void ParametersGradientsAndActivationsAreWhatTheConstructorAllocates(int b, int t, float dropout, bool bias)
+    [InlineData(4, 32, 0f, false, false)]
+    [InlineData(2, 64, 0.1f, true, false)]
+    [InlineData(3, 100, 0f, true, false)]
+    [InlineData(2, 64, 0.1f, true, true)]
+    [InlineData(3, 100, 0f, false, true)]
+    public void ParametersGradientsAndActivationsAreWhatTheConstructorAllocates(int b, int t, float dropout, bool bias, bool perLayer)
     {
         // Reference: the bytes the constructor really allocates (parameters, gradients, activations, token arrays,
-        // plus small bookkeeping objects).
+        // plus small bookkeeping objects). perLayer: a structurally pruned shape, one layer wider than n_head.
         var config = new GptConfig { NLayer = 2, NHead = 4, NEmbd = 64, BlockSize = 128, VocabSize = 100, Bias = bias, Dropout = dropout };
+        if (perLayer) config = config with { NHeadPerLayer = [1, 5], MlpHiddenPerLayer = [100, 7] };
         var d = GptSize.DimsOf(config, b, t);
         double predicted = 4 * (2 * GptSize.ParameterCount(d) + GptSize.ActivationCount(d)) + 2 * 4.0 * b * t;
         _ = new Gpt(config, b, t);   // JIT and statics first

@@ -5,52 +5,66 @@ namespace NanoSparse.Nn.Parts;
 
 /// <summary>
 /// nanoGPT's CausalSelfAttention: every query attends to every earlier position (dense causal softmax attention).
-///   qkv = c_attn(x)                                  // (N, 3C): q, k, v side by side, heads side by side in each
-///   y = softmax(q·kᵀ/√hs + causal mask) · v          // (N, C), per head, attention-weight dropout when training
+///   qkv = c_attn(x)                                  // (N, 3A): q, k, v side by side, heads side by side in each
+///   y = softmax(q·kᵀ/√hs + causal mask) · v          // (N, A), per head, attention-weight dropout when training
 ///   out = residual + dropout(c_proj(y))              // (N, C)
+/// A = NH·hs is the attention width: C in nanoGPT; less in a layer whose heads structured pruning removed (its
+/// head count is the config's per-layer count; the head size hs = n_embd / n_head stays).
 /// </summary>
 public sealed class CausalSelfAttention : IAttention
 {
-    readonly int _channels, _heads, _blockSize;
+    readonly int _channels, _width, _heads, _blockSize;
     readonly ILinearWeight _cAttn, _cProj;
     readonly ParameterSlot _cAttnWeight, _cAttnBias, _cProjWeight, _cProjBias;
-    readonly ActivationSlot _qkv, _y, _lse, _probs;   // kept: (N, 3C), (N, C), (B, NH, T), (B, NH, T, Tp) or absent
-    readonly ActivationSlot _dmasked, _dqkv;          // scratch: (N, C) when dropout, (N, 3C)
+    readonly ActivationSlot _qkv, _y, _lse, _probs;   // kept: (N, 3A), (N, A), (B, NH, T), (B, NH, T, Tp) or absent
+    readonly ActivationSlot _dmasked, _dqkv, _dy;     // scratch: (N, C) when dropout, (N, 3A), (N, A) when A > C
     readonly int _attentionSeed, _residualSeed;
 
     // name: the state_dict prefix, e.g. transformer.h.0.attn
     public CausalSelfAttention(GptConfig config, string name, ILinearWeight cAttn, ILinearWeight cProj, BufferLayout layout)
     {
-        int C = config.NEmbd, NH = config.NHead, T = layout.SeqLen;
-        if (cAttn.OutFeatures != 3 * C || cAttn.InFeatures != C)
-            throw new ArgumentException($"{name}.c_attn must be ({3 * C}, {C}), got ({cAttn.OutFeatures}, {cAttn.InFeatures})", nameof(cAttn));
-        if (cProj.OutFeatures != C || cProj.InFeatures != C)
-            throw new ArgumentException($"{name}.c_proj must be ({C}, {C}), got ({cProj.OutFeatures}, {cProj.InFeatures})", nameof(cProj));
+        // The head count follows from c_attn's width: A = 3A / 3 of whole heads of hs = n_embd / n_head.
+        int C = config.NEmbd, hs = config.HeadSize, T = layout.SeqLen;
+        int A = cAttn.OutFeatures / 3, NH = A / hs;
+        if (cAttn.InFeatures != C || cAttn.OutFeatures % (3 * hs) != 0 || NH == 0)
+            throw new ArgumentException($"{name}.c_attn must be (3·heads·{hs}, {C}) with at least one head of size {hs}, got ({cAttn.OutFeatures}, {cAttn.InFeatures})", nameof(cAttn));
+        if (cProj.OutFeatures != C || cProj.InFeatures != A)
+            throw new ArgumentException($"{name}.c_proj must be ({C}, {A}), got ({cProj.OutFeatures}, {cProj.InFeatures})", nameof(cProj));
         _channels = C;
+        _width = A;
         _heads = NH;
         _blockSize = config.BlockSize;
         _cAttn = cAttn;
         _cProj = cProj;
         _cAttnWeight = layout.LinearWeight(name + ".c_attn.weight", cAttn);
-        _cAttnBias = layout.OptionalParameter(config.Bias, name + ".c_attn.bias", 3 * C);
+        _cAttnBias = layout.OptionalParameter(config.Bias, name + ".c_attn.bias", 3 * A);
         _cProjWeight = layout.LinearWeight(name + ".c_proj.weight", cProj);
         _cProjBias = layout.OptionalParameter(config.Bias, name + ".c_proj.bias", C);
 
-        _qkv = layout.Activation(3 * C);
-        _y = layout.Activation(C);
+        _qkv = layout.Activation(3 * A);
+        _y = layout.Activation(A);
         _lse = layout.Activation(NH);
         // The probabilities are kept from forward to backward where the attention kernel finds that cheaper than
         // recomputing them; per position a row of (NH, T rounded up) floats.
-        _probs = layout.OptionalActivation(Attention.KeepsProbabilities(T, C, NH), (int)(Attention.ProbabilitiesLength(1, T, NH) / T));
-        var scratch = layout.Scratch(config.Dropout > 0 ? C : 0, 3 * C);
+        _probs = layout.OptionalActivation(Attention.KeepsProbabilities(T, A, NH), (int)(Attention.ProbabilitiesLength(1, T, NH) / T));
+        // d y lives in dinput (N, C) while it fits; a layer wider than C (more heads than n_head) needs its own.
+        var scratch = layout.Scratch(config.Dropout > 0 ? C : 0, 3 * A, A > C ? A : 0);
         _dmasked = scratch[0];
         _dqkv = scratch[1];
+        _dy = scratch[2];
         _attentionSeed = layout.DropoutSeed();
         _residualSeed = layout.DropoutSeed();
     }
 
     public ILinearWeight CAttn => _cAttn;
     public ILinearWeight CProj => _cProj;
+    /// <summary>Attention heads of this layer.</summary>
+    public int Heads => _heads;
+    /// <summary>Heads · head size: the width of q, k, v and y (and of the KV cache).</summary>
+    public int Width => _width;
+    /// <summary>y (B·T, A) of the last forward pass: every head's attention output, heads side by side, before c_proj
+    /// (read it with <see cref="Gpt.KeptActivation"/>).</summary>
+    public ActivationSlot HeadOutputs => _y;
 
     public void Forward(Span<float> output, ReadOnlySpan<float> input, ReadOnlySpan<float> residual, in Pass pass)
     {
@@ -58,7 +72,7 @@ public sealed class CausalSelfAttention : IAttention
         var qkv = pass.Act(_qkv);
         var y = pass.Act(_y);
         _cAttn.Forward(qkv, input, pass.Param(_cAttnWeight), pass.Param(_cAttnBias), default, N, pass.Workspace);
-        Attention.Forward(y, pass.Act(_lse), qkv, pass.Sequences, pass.SeqLen, C, _heads, pass.Dropout, pass.Seed(_attentionSeed),
+        Attention.Forward(y, pass.Act(_lse), qkv, pass.Sequences, pass.SeqLen, _width, _heads, pass.Dropout, pass.Seed(_attentionSeed),
             pass.FirstSequence, pass.Act(_probs));
         if (pass.DropoutActive)
         {
@@ -81,12 +95,13 @@ public sealed class CausalSelfAttention : IAttention
             Dropout.Apply(dmasked, pass.Dropout, pass.Seed(_residualSeed), pass.MaskOffset(C));
             dproj = dmasked;
         }
-        var dy = dinput;   // d y (N, C) lives in dinput until c_attn's backward overwrites it with d input
+        // d y (N, A) lives in dinput until c_attn's backward overwrites it with d input (or in its own scratch when A > C)
+        var dy = _width > C ? pass.Act(_dy) : dinput.Slice(0, N * _width);
         _cProj.Backward(dy, pass.Grad(_cProjWeight), pass.Grad(_cProjBias), dproj, pass.Act(_y), pass.Param(_cProjWeight), default, N,
             pass.Workspace);
         var dqkv = pass.Act(_dqkv);
         var qkv = pass.Act(_qkv);
-        Attention.Backward(dqkv, dy, qkv, pass.Act(_lse), pass.Sequences, pass.SeqLen, C, _heads, pass.Dropout, pass.Seed(_attentionSeed),
+        Attention.Backward(dqkv, dy, qkv, pass.Act(_lse), pass.Sequences, pass.SeqLen, _width, _heads, pass.Dropout, pass.Seed(_attentionSeed),
             pass.FirstSequence, pass.Act(_probs));
         _cAttn.Backward(dinput, pass.Grad(_cAttnWeight), pass.Grad(_cAttnBias), dqkv, input, pass.Param(_cAttnWeight), default, N,
             pass.Workspace);
@@ -95,11 +110,13 @@ public sealed class CausalSelfAttention : IAttention
     public ReadOnlySpan<float> ProjectionInput(scoped in Pass pass) => pass.Act(_y);
 
     // qkv (rows, 3C), y (rows, C), scores (block_size)
-    public long DecodeScratchFloats(int rows) => (long)rows * 4 * _channels + _blockSize;
+    // with C read as the attention width A = heads · hs (n_embd unless structured pruning removed heads)
+    public long DecodeScratchFloats(int rows) => (long)rows * 4 * _width + _blockSize;
 
     public void Decode(Span<float> output, ReadOnlySpan<float> input, IKvCache cache, in Decoding decoding)
     {
-        int n = decoding.Rows, pos0 = decoding.Position, C = _channels, NH = _heads, hs = C / NH;
+        // C here is the attention width A (heads · hs): the stride of q, k, v, y and the cache's rows
+        int n = decoding.Rows, pos0 = decoding.Position, C = _width, NH = _heads, hs = C / NH;
         var qkv = decoding.Scratch.Slice(0, n * 3 * C);
         var y = decoding.Scratch.Slice(n * 3 * C, n * C);
         var scoresBuffer = decoding.Scratch.Slice(n * 4 * C, _blockSize);

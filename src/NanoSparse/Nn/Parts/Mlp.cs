@@ -4,7 +4,7 @@ namespace NanoSparse.Nn.Parts;
 
 /// <summary>
 /// nanoGPT's MLP:
-///   h = c_fc(x)                                      // (N, 4C)
+///   h = c_fc(x)                                      // (N, H): H = 4C, or the layer's width after structured pruning
 ///   out = residual + dropout(c_proj(gelu(h)))        // (N, C)
 /// GELU is the exact erf form (nanoGPT's nn.GELU()) or GPT-2's tanh approximation (config.Activation).
 /// </summary>
@@ -44,7 +44,10 @@ public sealed class Mlp : IFeedForward
 
     public ILinearWeight CFc => _cFc;
     public ILinearWeight CProj => _cProj;
-    int Hidden => _cFc.OutFeatures;
+    /// <summary>The hidden width H (4C unless structured pruning removed neurons).</summary>
+    public int Hidden => _cFc.OutFeatures;
+    /// <summary>gelu(c_fc(x)) (B·T, H) of the last forward pass (read it with <see cref="Gpt.KeptActivation"/>).</summary>
+    public ActivationSlot GeluOutputs => _g;
 
     public void Forward(Span<float> output, ReadOnlySpan<float> input, ReadOnlySpan<float> residual, in Pass pass)
     {
