@@ -12,7 +12,7 @@ namespace NanoSparse.Kernels.Sparse;
 /// row's 64-column piece of A (four vectors) stays in registers across the row's run of nonzeros in the tile. Each
 /// nonzero is then four FMAs per tile whose B operands come from L1/L2 in whole lines, against Sddmm's 16 FMAs per
 /// nonzero at D = 256 with B rows 1 KiB apart streamed from L2 (the gradient of a sparse Linear at 256-row panels).
-/// out[p] collects the D / 64 partial dot products (stored by the first, added by the rest); eight nonzeros share one
+/// out[p] collects the D / 64 partial dot products (stored by the first, added by the rest; all added when accumulating); eight nonzeros share one
 /// transposing reduction (Sddmm.Reduce8), then four, then one at a time.
 /// Measured on Zen 5 (scratch, one thread, D = 256, best of 20–30 rounds): 90% sparse 3072×768 1.63 ms against 2.53–2.70
 /// ms for Sddmm's rows, 768×3072 1.95 against 3.17–3.29 ms; 80% sparse 3072×768 2.87 against 9.6 ms (noisy machine).
@@ -35,15 +35,18 @@ internal static unsafe class SddmmTiled
         public TIndex* Index;
         public float* A, B, Output;
         public int Rows, Cols, D, Chunks;
+        public bool Accumulate;
     }
 
     [ThreadStatic] static float[]? _tile;
     [ThreadStatic] static int[]? _split;
 
-    internal static void Run<TIndex>(int rows, int cols, int* rp, TIndex* index, float* a, float* b, int d, float* output)
+    /// <summary>output (= | += when <paramref name="accumulate"/>) the SDDMM; see <see cref="Takes"/> for when it runs.</summary>
+    internal static void Run<TIndex>(int rows, int cols, int* rp, TIndex* index, float* a, float* b, int d, float* output, bool accumulate = false)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
-        var args = new Args<TIndex> { RowPointers = rp, Index = index, A = a, B = b, Output = output, Rows = rows, Cols = cols, D = d };
+        if (rows == 0) return;
+        var args = new Args<TIndex> { RowPointers = rp, Index = index, A = a, B = b, Output = output, Rows = rows, Cols = cols, D = d, Accumulate = accumulate };
         int chunks = SpmmMicroKernel.ChunkCount(rows, ((long)rp[rows] + rows) * d);
         args.Chunks = chunks > 1 ? KernelThreads.ThreadsFor(chunks) : 1;
         KernelThreads.For(args.Chunks, ref args, &Body);
@@ -77,7 +80,7 @@ internal static unsafe class SddmmTiled
         }
         for (int d0 = 0; d0 < d; d0 += Width)
         {
-            bool first = d0 == 0;
+            bool first = d0 == 0 && !a.Accumulate;
             for (int blk = 0; blk < nb; blk++)
             {
                 int k0 = blk * KBlock, kc = Math.Min(KBlock, a.Cols - k0);

@@ -283,13 +283,16 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
             FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
             FeatureMajor.From(dy.Slice(t0 * m, r * m), r, m, dyT);
             // In the forward pass this was: y[t, o] = Σ_j W[o, j]·x[t, j], so dW[o, j] = Σ_t dy[t, o]·x[t, j] at the entries.
+            bool tiled = SddmmTiled.Takes(nnz, n, columns);   // it adds into dValues itself
             fixed (int* rp = _w.RowPointers)
-            fixed (float* a = dyT, b = xT, output = gradient)
+            fixed (float* a = dyT, b = xT, output = tiled ? dValues : gradient)
             {
-                if (_w.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
+                if (tiled && _w.ColumnIndices16 is { } t16) fixed (ushort* ci = t16) SddmmTiled.Run(m, n, rp, ci, a, b, columns, output, accumulate: true);
+                else if (tiled) fixed (int* ci = _w.ColumnIndices32) SddmmTiled.Run(m, n, rp, ci, a, b, columns, output, accumulate: true);
+                else if (_w.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
                 else fixed (int* ci = _w.ColumnIndices32) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
             }
-            TensorPrimitives.Add(dValues, gradient, dValues);
+            if (!tiled) TensorPrimitives.Add(dValues, gradient, dValues);
             if (!dBias.IsEmpty)
                 for (int o = 0; o < m; o++) dBias[o] += TensorPrimitives.Sum(dyT.Slice(o * columns, r));
             if (dx.IsEmpty || tokenMajor) continue;

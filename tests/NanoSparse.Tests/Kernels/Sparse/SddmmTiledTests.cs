@@ -10,7 +10,7 @@ namespace NanoSparse.Tests.Kernels.Sparse;
 /// SDDMM over tiles of 256 rows × 64 columns of B (SddmmTiled, D a multiple of 64): runs of 0..20 nonzeros inside one
 /// tile (eight per step, then four, then one), rows spread over every tile (runs split at the boundaries), a last tile
 /// shorter than 256 rows, D of one, three and four 64-column pieces (partial sums added into the output), 1 and 2
-/// threads, both index widths; against a double-precision reference.
+/// threads, both index widths, written and added into the output; against a double-precision reference.
 /// </summary>
 [Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
 public class SddmmTiledTests
@@ -53,8 +53,24 @@ public class SddmmTiledTests
                 Array.Fill(output, float.NaN);
                 Sddmm.Compute(s, a, b, d, output);
                 SparseTestData.AssertSddmm(m, rowPointers, columns, a, b, d, output);
+                // Accumulating (a Linear's dValues +=): every output gains exactly its dot product.
+                var start = SparseTestData.RandomDense(1, columns.Count, 1, 20);
+                var sum = (float[])start.Clone();
+                RunAccumulating(s, a, b, d, sum);
+                for (int p = 0; p < sum.Length; p++) sum[p] -= start[p];
+                SparseTestData.AssertSddmm(m, rowPointers, columns, a, b, d, sum);
             }
         }
         finally { KernelThreads.Max = saved; }
+    }
+
+    static unsafe void RunAccumulating(CsrMatrix s, float[] a, float[] b, int d, float[] output)
+    {
+        fixed (int* rp = s.RowPointers)
+        fixed (float* pa = a, pb = b, po = output)
+        {
+            if (s.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) SddmmTiled.Run(s.Rows, s.Cols, rp, ci, pa, pb, d, po, accumulate: true);
+            else fixed (int* ci = s.ColumnIndices32) SddmmTiled.Run(s.Rows, s.Cols, rp, ci, pa, pb, d, po, accumulate: true);
+        }
     }
 }
