@@ -57,6 +57,18 @@ public static unsafe class Transpose
         }
     }
 
+    /// <summary>
+    /// <see cref="Run(ReadOnlySpan{float}, int, int, int, Span{float}, int, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float})"/>
+    /// on the calling thread, unchecked, over pointers (null: no bias, add or scale): for kernels that transpose a
+    /// tile inside their own work item (see CsrSpmmTokenMajor).
+    /// </summary>
+    internal static unsafe void Serial(float* src, int ldSrc, int rows, int cols, float* dst, int ldDst, float* bias = null, float* add = null, float* scale = null)
+    {
+        var args = new Args { Src = src, Dst = dst, Bias = bias, Add = add, Scale = scale, Rows = rows, Cols = cols, LdSrc = ldSrc, LdDst = ldDst };
+        int items = (rows + RowsPerItem - 1) / RowsPerItem;
+        for (int i = 0; i < items; i++) Body(ref args, i);
+    }
+
     static void Body(ref Args a, int item)
     {
         int r0 = item * RowsPerItem, r1 = Math.Min(a.Rows, r0 + RowsPerItem);

@@ -63,7 +63,7 @@ public static unsafe class CsrSpmm
     /// two threads 129 against 155 µs; N = 512 two threads 506 against 606 µs; 3072×768 N = 128 two threads 496
     /// against 588 µs. At K = 3072 it measured no better (2 threads 658 against 675 µs), so longer K keeps the tiles.
     /// </summary>
-    const int NarrowPanelMaxK = 1536;
+    internal const int NarrowPanelMaxK = 1536;
 
     /// <summary>
     /// Longer K (16-bit indices) is cut into blocks of this many rows of X (a 96 KiB block of a panel), each row's
@@ -73,10 +73,10 @@ public static unsafe class CsrSpmm
     /// (best 600–611 against 615–635); N = 512 one thread 5.8 against 7.5 ms, two threads 2.49 against 2.86 ms. In a
     /// first scratch version, blocks of 512 rows measured the same as 768 and no blocking 10% slower.
     /// </summary>
-    const int NarrowKBlock = 768;
+    internal const int NarrowKBlock = 768;
 
     /// <summary>Rows of one thread's split table at most (its rows × (blocks + 1) ints live in a thread buffer).</summary>
-    const int MaxNarrowSplitInts = 1 << 22;
+    internal const int MaxNarrowSplitInts = 1 << 22;
 
     [ThreadStatic] static int[]? _split;
     [ThreadStatic] static long _splitCall;
@@ -153,7 +153,7 @@ public static unsafe class CsrSpmm
     /// (r − from)·(nb + 1) + b is the first nonzero of row r at column ≥ b·NarrowKBlock (b = nb: the row's end). Made
     /// once per call and chunk: a row's columns are compared 32 at a time against every boundary and the hits counted.
     /// </summary>
-    static int[] SplitTable(int* rp, int from, int to, ushort* index, int nb, long call, int chunk)
+    internal static int[] SplitTable(int* rp, int from, int to, ushort* index, int nb, long call, int chunk)
     {
         int stride = nb + 1;
         int need = (to - from) * stride;

@@ -69,6 +69,11 @@ public static unsafe class Sddmm
             // D = 1 costs a scalar multiply per nonzero, like SpMV: parallel from the same 16K (see CsrSpmm).
             Chunks = SpmmMicroKernel.ChunkCount(rows, ((long)rp[rows] + rows) * Math.Max(d, 1), d == 1 ? 16_384 : 131_072),
         };
+        if (SddmmTiled.Takes(rp[rows], cols, d))
+        {
+            SddmmTiled.Run(rows, cols, rp, index, a, b, d, output);
+            return;
+        }
         // B's rows are loaded once per nonzero of their column: aligned (one panel of all D columns) when that pays.
         bool pack = AlignedPanels.Pays(rp[rows], cols, d) && !AlignedPanels.AlreadyAligned(b, d, d);
         int ld = pack ? AlignedPanels.Ld(d) : d;
@@ -145,7 +150,7 @@ public static unsafe class Sddmm
     /// thread, 1.10 against 1.15 ms on two; D = 512 (per-thread copies, one search per row and block) 1–2%.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static int ScanTo<TIndex>(TIndex* index, int lo, int hi, int column) where TIndex : unmanaged, IBinaryInteger<TIndex>
+    internal static int ScanTo<TIndex>(TIndex* index, int lo, int hi, int column) where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
         if (Vector256.IsHardwareAccelerated && typeof(TIndex) == typeof(ushort))
         {
@@ -277,6 +282,14 @@ public static unsafe class Sddmm
             c6 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(b6 + t), c6);
             c7 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(b7 + t), c7);
         }
+        Reduce8(c0, c1, c2, c3, c4, c5, c6, c7).Store(output);
+    }
+
+    /// <summary>[Σc0, Σc1, …, Σc7]: eight horizontal sums in one transposing reduction.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> Reduce8(Vector512<float> c0, Vector512<float> c1, Vector512<float> c2, Vector512<float> c3,
+        Vector512<float> c4, Vector512<float> c5, Vector512<float> c6, Vector512<float> c7)
+    {
         // 128-bit lanes L0..L3. Step 1: [ci.L0+ci.L2, ci.L1+ci.L3, cj.L0+cj.L2, cj.L1+cj.L3] for pairs (i, j).
         var s01 = Avx512F.Shuffle4x128(c0, c1, 0b01_00_01_00) + Avx512F.Shuffle4x128(c0, c1, 0b11_10_11_10);
         var s23 = Avx512F.Shuffle4x128(c2, c3, 0b01_00_01_00) + Avx512F.Shuffle4x128(c2, c3, 0b11_10_11_10);
@@ -290,7 +303,7 @@ public static unsafe class Sddmm
         // Step 4: lane m = [Σc_m, Σc_{4+m}, …]; gather elements 0 of each lane then elements 1.
         var r = w + Avx512F.Permute4x32(w, 0b01_00_11_10);
         var sums = Avx512F.PermuteVar16x32(r, Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0));
-        sums.GetLower().Store(output);
+        return sums.GetLower();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

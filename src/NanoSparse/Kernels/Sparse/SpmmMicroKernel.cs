@@ -47,8 +47,11 @@ internal static unsafe class SpmmMicroKernel
     /// <paramref name="count"/> rows of a 32-column tile: y[r·ldy + 0..32) (=|+=) Σ_p values[p]·panel[index[p]·32 + 0..32)
     /// over p in [split[r·stride], split[r·stride + 1]) (stride 1 over row pointers: whole rows), with panel a
     /// 64-byte-aligned copy of X's 32 columns (row stride 32, so a nonzero's partner is two aligned vectors at index·128
-    /// bytes). Two nonzeros per step into four accumulators keep two FMA chains per register pair in flight; the row loop
-    /// is here rather than one call per row.
+    /// bytes). Four nonzeros per step into eight accumulators: an FMA's 4-cycle latency at two FMAs a cycle needs eight
+    /// independent chains (two nonzeros into four accumulators capped the loop at one FMA a cycle); 16-bit indices come
+    /// four to a 64-bit load. Measured on Zen 5 (scratch, one thread, 90% sparse 3072×768, N = 256, best of 100 rounds):
+    /// 1.50 ms against 1.66 ms for two nonzeros per step; 768×3072 (K = 3072, the panel in L2) 1.94 against 1.98 ms.
+    /// The row loop is here rather than one call per row.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RowsNarrow<TIndex>(int* split, int stride, int count, TIndex* index, float* values, float* panel, float* y, int ldy, bool add)
@@ -57,28 +60,48 @@ internal static unsafe class SpmmMicroKernel
         for (int row = 0; row < count; row++, split += stride)
         {
             int p = split[0], end = split[1];
-            Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, b0 = a0, b1 = a0;
-            for (; p + 1 < end; p += 2)
+            Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+            for (; p + 3 < end; p += 4)
             {
-                float* r = panel + ((nint)(uint)At(index, p) << 5);
-                float* s = panel + ((nint)(uint)At(index, p + 1) << 5);
-                var u = Vector512.Create(values[p]);
-                var v = Vector512.Create(values[p + 1]);
-                a0 = Vector512.FusedMultiplyAdd(u, Vector512.LoadAligned(r), a0);
-                a1 = Vector512.FusedMultiplyAdd(u, Vector512.LoadAligned(r + 16), a1);
-                b0 = Vector512.FusedMultiplyAdd(v, Vector512.LoadAligned(s), b0);
-                b1 = Vector512.FusedMultiplyAdd(v, Vector512.LoadAligned(s + 16), b1);
+                float* r, s, t, u;
+                if (typeof(TIndex) == typeof(ushort))
+                {
+                    ulong q = *(ulong*)((ushort*)index + p);
+                    r = panel + ((nint)(q & 0xFFFF) << 5);
+                    s = panel + ((nint)((q >> 16) & 0xFFFF) << 5);
+                    t = panel + ((nint)((q >> 32) & 0xFFFF) << 5);
+                    u = panel + ((nint)(q >> 48) << 5);
+                }
+                else
+                {
+                    r = panel + ((nint)(uint)At(index, p) << 5);
+                    s = panel + ((nint)(uint)At(index, p + 1) << 5);
+                    t = panel + ((nint)(uint)At(index, p + 2) << 5);
+                    u = panel + ((nint)(uint)At(index, p + 3) << 5);
+                }
+                var vr = Vector512.Create(values[p]);
+                var vs = Vector512.Create(values[p + 1]);
+                var vt = Vector512.Create(values[p + 2]);
+                var vu = Vector512.Create(values[p + 3]);
+                a0 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r), a0);
+                a1 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r + 16), a1);
+                b0 = Vector512.FusedMultiplyAdd(vs, Vector512.LoadAligned(s), b0);
+                b1 = Vector512.FusedMultiplyAdd(vs, Vector512.LoadAligned(s + 16), b1);
+                c0 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t), c0);
+                c1 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 16), c1);
+                d0 = Vector512.FusedMultiplyAdd(vu, Vector512.LoadAligned(u), d0);
+                d1 = Vector512.FusedMultiplyAdd(vu, Vector512.LoadAligned(u + 16), d1);
             }
-            if (p < end)
+            for (; p < end; p++)
             {
                 float* r = panel + ((nint)(uint)At(index, p) << 5);
-                var u = Vector512.Create(values[p]);
-                a0 = Vector512.FusedMultiplyAdd(u, Vector512.LoadAligned(r), a0);
-                a1 = Vector512.FusedMultiplyAdd(u, Vector512.LoadAligned(r + 16), a1);
+                var v = Vector512.Create(values[p]);
+                a0 = Vector512.FusedMultiplyAdd(v, Vector512.LoadAligned(r), a0);
+                a1 = Vector512.FusedMultiplyAdd(v, Vector512.LoadAligned(r + 16), a1);
             }
             float* yi = y + (long)row * ldy;
-            a0 += b0;
-            a1 += b1;
+            a0 = (a0 + b0) + (c0 + d0);
+            a1 = (a1 + b1) + (c1 + d1);
             if (add) { a0 += Vector512.Load(yi); a1 += Vector512.Load(yi + 16); }
             a0.Store(yi);
             a1.Store(yi + 16);

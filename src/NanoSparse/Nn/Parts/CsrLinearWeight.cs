@@ -227,8 +227,24 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
             LinearChecks.AddBiasResidual(y, product, bias, residual, 1, m);
             return;
         }
+        if (rows > RowwiseMaxRows && rows >= TokenMajorMinRows && CsrSpmmTokenMajor.Supported)
+        {
+            fixed (float* v = values, px = x, py = y, pb = bias, pr = residual)
+            fixed (int* rp = _w.RowPointers)
+            {
+                if (_w.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) CsrSpmmTokenMajor.Run(m, n, rp, ci, v, px, n, rows, py, m, pb, pr, null);
+                else fixed (int* ci = _w.ColumnIndices32) CsrSpmmTokenMajor.Run(m, n, rp, ci, v, px, n, rows, py, m, pb, pr, null);
+            }
+            return;
+        }
         FeatureMajor.Forward(this, y, x, values, bias, residual, rows, n, m, RowwiseMaxRows, workspace);
     }
+
+    /// <summary>
+    /// From this many rows on, forward and dx run on the activations as they are (CsrSpmmTokenMajor: the transposes
+    /// fused into the kernel's panel loads and tile stores); fewer rows go through FeatureMajor's padded panels.
+    /// </summary>
+    const int TokenMajorMinRows = 32;
 
     void ISparseKernel.Multiply(ReadOnlySpan<float> values, ReadOnlySpan<float> x, int columns, Span<float> y)
     {
@@ -259,22 +275,27 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
         var transposed = workspace.Slice(xT.Length + dyT.Length + nnz, nnz);      // Wᵀ's values (its own order)
         if (!dx.IsEmpty)
             for (int q = 0; q < transposed.Length; q++) transposed[q] = values[_wtSource[q]];
+        // dx from dy as it is (no transposes) once every panel's weight gradient has read x (dx may alias x).
+        bool tokenMajor = rows >= TokenMajorMinRows && CsrSpmmTokenMajor.Supported;
         for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
         {
             int r = Math.Min(FeatureMajor.PanelRows, rows - t0), columns = FeatureMajor.Columns(r);
             FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
             FeatureMajor.From(dy.Slice(t0 * m, r * m), r, m, dyT);
             // In the forward pass this was: y[t, o] = Σ_j W[o, j]·x[t, j], so dW[o, j] = Σ_t dy[t, o]·x[t, j] at the entries.
+            bool tiled = SddmmTiled.Takes(nnz, n, columns);   // it adds into dValues itself
             fixed (int* rp = _w.RowPointers)
-            fixed (float* a = dyT, b = xT, output = gradient)
+            fixed (float* a = dyT, b = xT, output = tiled ? dValues : gradient)
             {
-                if (_w.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
+                if (tiled && _w.ColumnIndices16 is { } t16) fixed (ushort* ci = t16) SddmmTiled.Run(m, n, rp, ci, a, b, columns, output, accumulate: true);
+                else if (tiled) fixed (int* ci = _w.ColumnIndices32) SddmmTiled.Run(m, n, rp, ci, a, b, columns, output, accumulate: true);
+                else if (_w.ColumnIndices16 is { } c16) fixed (ushort* ci = c16) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
                 else fixed (int* ci = _w.ColumnIndices32) Sddmm.Run(m, n, rp, ci, a, b, columns, output);
             }
-            TensorPrimitives.Add(dValues, gradient, dValues);
+            if (!tiled) TensorPrimitives.Add(dValues, gradient, dValues);
             if (!dBias.IsEmpty)
                 for (int o = 0; o < m; o++) dBias[o] += TensorPrimitives.Sum(dyT.Slice(o * columns, r));
-            if (dx.IsEmpty) continue;
+            if (dx.IsEmpty || tokenMajor) continue;
             // dx[t, j] = Σ_o dy[t, o]·W[o, j]: dxᵀ = Wᵀ · dyᵀ. dx may alias x: this panel's rows of x are in xT already.
             fixed (int* rp = _wtPointers)
             fixed (float* v = transposed, px = dyT, py = xT)
@@ -283,6 +304,14 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
                 else fixed (int* ci = _wtIndex32) CsrSpmm.Run(n, m, rp, ci, v, px, columns, py);
             }
             FeatureMajor.To(xT, r, n, dx.Slice(t0 * n, r * n), scale: dxScale.IsEmpty ? default : dxScale.Slice(t0 * n, r * n));
+        }
+        if (dx.IsEmpty || !tokenMajor) return;
+        // dx (rows × In) = (dy · W) ⊙ dxScale: Wᵀ (In × Out, CSR) applied to dy's rows.
+        fixed (int* rp = _wtPointers)
+        fixed (float* v = transposed, pdy = dy, pdx = dx, ps = dxScale)
+        {
+            if (_wtIndex16 is { } c16) fixed (ushort* ci = c16) CsrSpmmTokenMajor.Run(n, m, rp, ci, v, pdy, m, rows, pdx, n, null, null, ps);
+            else fixed (int* ci = _wtIndex32) CsrSpmmTokenMajor.Run(n, m, rp, ci, v, pdy, m, rows, pdx, n, null, null, ps);
         }
     }
 

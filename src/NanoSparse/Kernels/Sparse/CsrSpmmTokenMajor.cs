@@ -1,0 +1,109 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace NanoSparse.Kernels.Sparse;
+
+/// <summary>
+/// Y (T × M) = (X (T × K) · Sᵀ + bias (M) + add (T × M)) ⊙ scale (T × M), S (M × K) in CSR, X and Y row-major (T
+/// token rows): a sparse Linear's forward (S = W) or its input gradient (S = Wᵀ in CSR, X = dY, scale = the activation
+/// derivative), with the activations in the model's own layout.
+/// <para>
+/// CsrSpmm wants X feature-major (K × N), so a Linear used to transpose X in (FeatureMajor.From), run the product, and
+/// transpose Y back (FeatureMajor.To): two passes over activations that are megabytes (256 rows × 3072 features is
+/// 3 MiB), out of L2, per call. Here each work item (one range of S's rows, balanced by nonzeros; one per thread)
+/// walks the tokens 32 at a time and fuses both transposes into what it does anyway:
+///   panel  (K × 32, 64-byte aligned, this thread's) = the 32 token rows of X transposed (zero past T): this replaces
+///          CsrSpmm's copy of a 32-column panel of Xᵀ into the thread's buffer, so the transpose in costs nothing extra;
+///   tile   (rows × 32) = S[rows, :] · panel, SpmmMicroKernel.RowsNarrow (K in blocks of CsrSpmm.NarrowKBlock rows
+///          for long K with 16-bit indices, as CsrSpmm does);
+///   Y      [32 tokens, rows] = tileᵀ with bias, add and scale applied on the way (Transpose's epilogue), while the
+///          tile is in L2.
+/// Each thread transposes every panel itself (as CsrSpmm copies each panel per thread): a panel is K·32 floats against
+/// the thread's share of nnz·32 multiply-adds.
+/// </para>
+/// add may be Y itself (each element is read before it is written); X must not overlap Y.
+/// </summary>
+internal static unsafe class CsrSpmmTokenMajor
+{
+    /// <summary>Tokens per panel: SpmmMicroKernel.RowsNarrow's 32 columns.</summary>
+    const int Width = 32;
+
+    /// <summary>Whether this machine runs the kernel (RowsNarrow and the transposes need AVX-512 and AVX).</summary>
+    public static bool Supported => Vector512.IsHardwareAccelerated && Avx.IsSupported;
+
+    struct Args<TIndex> where TIndex : unmanaged
+    {
+        public int* RowPointers;
+        public TIndex* Index;
+        public float* Values, X, Y, Bias, Add, Scale;
+        public int Rows, K, Tokens, LdX, LdY, Chunks, Blocks;
+        public long Call;
+    }
+
+    [ThreadStatic] static float[]? _panel;
+    [ThreadStatic] static float[]? _tile;
+
+    /// <summary>See the class summary; bias, add, scale may be null (none).</summary>
+    internal static void Run<TIndex>(int rows, int k, int* rowPointers, TIndex* index, float* values, float* x, int ldx, int tokens,
+        float* y, int ldy, float* bias, float* add, float* scale)
+        where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        if (!Supported) throw new PlatformNotSupportedException("CsrSpmmTokenMajor needs AVX-512");
+        if (rows == 0 || tokens == 0) return;
+        long nnz = rowPointers[rows];
+        int blocks = k <= CsrSpmm.NarrowPanelMaxK || typeof(TIndex) != typeof(ushort) ? 1 : (k + CsrSpmm.NarrowKBlock - 1) / CsrSpmm.NarrowKBlock;
+        if (blocks > 1 && (long)rows * (blocks + 1) > CsrSpmm.MaxNarrowSplitInts) blocks = 1;
+        var args = new Args<TIndex>
+        {
+            RowPointers = rowPointers, Index = index, Values = values, X = x, Y = y, Bias = bias, Add = add, Scale = scale,
+            Rows = rows, K = k, Tokens = tokens, LdX = ldx, LdY = ldy, Blocks = blocks, Call = AlignedPanels.NextCall(),
+        };
+        // One range of rows per thread (each thread transposes each panel once): as CsrSpmm's narrow panels.
+        int chunks = SpmmMicroKernel.ChunkCount(rows, (nnz + rows) * tokens);
+        args.Chunks = chunks > 1 ? KernelThreads.ThreadsFor(chunks) : 1;
+        KernelThreads.For(args.Chunks, ref args, &Body);
+    }
+
+    static float* Aligned(ref float[]? buffer, long floats)
+    {
+        if (buffer is null || buffer.Length < floats + 16) buffer = GC.AllocateUninitializedArray<float>(checked((int)(floats + 16)), pinned: true);
+        // Pinned and referenced by the thread-static field: the pointer stays valid.
+        return (float*)(((nint)Unsafe.AsPointer(ref buffer[0]) + 63) & ~(nint)63);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Body<TIndex>(ref Args<TIndex> a, int chunk) where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        int* rp = a.RowPointers;
+        int from = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk, a.Chunks), to = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk + 1, a.Chunks);
+        int count = to - from;
+        if (count == 0) return;
+        int k = a.K, nb = a.Blocks;
+        float* panel = Aligned(ref _panel, (long)k * Width);
+        float* tile = Aligned(ref _tile, (long)count * Width);
+        // Row r's nonzeros in K block b are [split[(r − from)·stride + b], split[(r − from)·stride + b + 1]): the row
+        // pointers themselves for one block, else this thread's table of where the rows cross the block boundaries.
+        int stride = nb == 1 ? 1 : nb + 1;
+        int[]? table = nb == 1 ? null : CsrSpmm.SplitTable(rp, from, to, (ushort*)a.Index, nb, a.Call, chunk);
+        fixed (int* pinned = table)
+        {
+            int* split = nb == 1 ? rp + from : pinned;
+            for (int t0 = 0; t0 < a.Tokens; t0 += Width)
+            {
+                int w = Math.Min(Width, a.Tokens - t0);
+                // panel (K × 32) = X[t0 .. t0 + w, :]ᵀ, columns past w zero.
+                Transpose.Serial(a.X + (long)t0 * a.LdX, a.LdX, k, w, panel, Width);
+                if (w < Width)
+                    for (int f = 0; f < k; f++) new Span<float>(panel + (long)f * Width + w, Width - w).Clear();
+                for (int b = 0; b < nb; b++)
+                    SpmmMicroKernel.RowsNarrow(split + b, stride, count, a.Index, a.Values, panel, tile, Width, add: b > 0);
+                // Y[t0 .. t0 + w, from .. to) = tileᵀ (+ bias, + add, ⊙ scale).
+                long at = (long)t0 * a.LdY + from;
+                Transpose.Serial(tile, Width, w, count, a.Y + at, a.LdY,
+                    a.Bias == null ? null : a.Bias + from, a.Add == null ? null : a.Add + at, a.Scale == null ? null : a.Scale + at);
+            }
+        }
+    }
+}

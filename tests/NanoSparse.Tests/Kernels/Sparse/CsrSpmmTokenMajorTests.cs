@@ -1,0 +1,91 @@
+using NanoSparse.Kernels;
+using NanoSparse.Kernels.Sparse;
+using NanoSparse.Sparse;
+using NanoSparse.Tests.Sparse;
+
+namespace NanoSparse.Tests.Kernels.Sparse;
+
+/// <summary>
+/// Y (T × M) = (X (T × K) · Sᵀ + bias + add) ⊙ scale on row-major activations (CsrSpmmTokenMajor): token counts that
+/// are a multiple of 32 and ones with a short last panel (zero-padded), K past 1536 (blocks of 768 rows of the panel
+/// with 16-bit indices; one block with 32-bit ones), rows of every parity and empty rows, S's row count not a multiple
+/// of 8 (the tile's transposed store takes its scalar edge), each epilogue term present or absent, add being Y itself,
+/// at 1, 2 and 3 threads and both index widths; against a double-precision reference.
+/// </summary>
+[Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
+public class CsrSpmmTokenMajorTests
+{
+    [Theory]
+    [InlineData(300, 768, 0.1, 64)]    // two full panels of tokens
+    [InlineData(257, 1000, 0.2, 45)]   // a full panel and a 13-token one
+    [InlineData(37, 29, 0.4, 1)]       // one token: a panel of 31 zero columns
+    [InlineData(90, 64, 0.5, 33)]      // a 1-token last panel
+    [InlineData(301, 1537, 0.05, 40)]  // K past the limit: blocks of 768, 768 and 1 rows
+    [InlineData(130, 3072, 0.1, 96)]   // four K blocks, three panels
+    [InlineData(50, 2304, 0.6, 35)]    // dense rows: every row crosses every block boundary
+    [InlineData(3, 200, 0.3, 70)]      // fewer rows than some thread counts' ranges would like
+    public void MatchesDoubleReference(int m, int k, double density, int tokens)
+    {
+        if (!CsrSpmmTokenMajor.Supported) return;   // the layouts fall back to FeatureMajor (their own tests)
+        var dense = SparseTestData.RandomDense(m, k, density, (ulong)(m * 31 + k));
+        for (int i = 0; i < m; i++)
+        {
+            if (i % 7 == 3) Array.Clear(dense, i * k, k);
+            else if (i % 5 == 1) { float keep = dense[i * k + i % k]; Array.Clear(dense, i * k, k); dense[i * k + i % k] = keep == 0 ? 1.5f : keep; }
+        }
+        var x = SparseTestData.RandomDense(tokens, k, 1, 77);
+        var bias = SparseTestData.RandomDense(1, m, 1, 78);
+        var add = SparseTestData.RandomDense(tokens, m, 1, 79);
+        var scale = SparseTestData.RandomDense(tokens, m, 1, 80);
+        // product[t, i] = Σ_j S[i, j]·x[t, j] and Σ|terms| (the tolerance's scale), in double.
+        var product = new double[tokens * m];
+        var abs = new double[tokens * m];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < k; j++)
+            {
+                double s = dense[i * k + j];
+                if (s == 0) continue;
+                for (int t = 0; t < tokens; t++) { product[t * m + i] += s * x[t * k + j]; abs[t * m + i] += Math.Abs(s * x[t * k + j]); }
+            }
+        int saved = KernelThreads.Max;
+        try
+        {
+            foreach (int threads in new[] { 1, 2, 3 })
+            foreach (bool shortIndices in new[] { true, false })
+            foreach (int epilogue in new[] { 0, 1, 2 })   // none; bias + add (add = a separate array); add = Y itself and scale
+            {
+                KernelThreads.Max = threads;
+                var csr = CsrMatrix.FromDense(dense, m, k, shortIndices);
+                var got = new float[tokens * m];
+                if (epilogue == 2) add.CopyTo(got, 0); else Array.Fill(got, float.NaN);
+                Run(csr, x, tokens, got, epilogue == 1 ? bias : null, epilogue == 1 ? add : epilogue == 2 ? got : null, epilogue == 2 ? scale : null);
+                for (int e = 0; e < got.Length; e++)
+                {
+                    int t = e / m, i = e % m;
+                    double expected = epilogue switch
+                    {
+                        0 => product[e],
+                        1 => product[e] + bias[i] + add[e],
+                        _ => (product[e] + add[e]) * scale[e],
+                    };
+                    double tol = (1e-5 * abs[e] + 1e-6) * (epilogue == 2 ? Math.Abs(scale[e]) + 1 : 1) + (epilogue == 0 ? 0 : 1e-6 * (Math.Abs(add[e]) + Math.Abs(bias[i])));
+                    if (!(Math.Abs(got[e] - expected) <= tol))
+                        Assert.Fail($"{m}x{k} T={tokens} threads={threads} short={shortIndices} epilogue={epilogue}: Y[{t},{i}] = {got[e]}, expected {expected}");
+                }
+            }
+        }
+        finally { KernelThreads.Max = saved; }
+    }
+
+    static unsafe void Run(CsrMatrix s, float[] x, int tokens, float[] y, float[]? bias, float[]? add, float[]? scale)
+    {
+        fixed (int* rp = s.RowPointers)
+        fixed (float* v = s.Values, px = x, py = y, pb = bias, pa = add, ps = scale)
+        {
+            if (s.ColumnIndices16 is { } c16)
+                fixed (ushort* ci = c16) CsrSpmmTokenMajor.Run(s.Rows, s.Cols, rp, ci, v, px, s.Cols, tokens, py, s.Rows, pb, pa, ps);
+            else
+                fixed (int* ci = s.ColumnIndices32) CsrSpmmTokenMajor.Run(s.Rows, s.Cols, rp, ci, v, px, s.Cols, tokens, py, s.Rows, pb, pa, ps);
+        }
+    }
+}
