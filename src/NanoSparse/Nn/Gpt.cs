@@ -203,6 +203,8 @@ public sealed partial class Gpt
     /// </summary>
     public void Backward()
     {
+        if (IsInferenceOnly)
+            throw new InvalidOperationException("this model was prepared for inference only (Gpt.PrepareForInference released the training structures): load it again to train it");
         if (!_hasTargets || _logitsAreGradients)
             throw new InvalidOperationException("Backward needs a Forward with targets first (and runs once per Forward)");
         _logitsAreGradients = true;

@@ -12,13 +12,17 @@ namespace NanoSparse.Nn.Parts;
 /// layout's (SDDMM for dW at the kept positions, CsrSpmm on Wᵀ's structure for dx) over the same values span.
 /// Forward: yᵀ = W · xᵀ with NmSpmm (2:4 has its own tiled/register-blocked paths and a permute-based SpMV); at
 /// rows ≤ <see cref="CsrLinearWeight.RowwiseMaxRows"/> one NmSpmm SpMV per row of x, without transposes.
+/// A model held only for inference (<see cref="ReleaseTrainingStructures"/>) keeps the packed in-group indices alone:
+/// ⌈log2 M⌉ bits per stored value (2 for 2:4) beside the values in the model's buffer.
 /// </summary>
-public sealed class NmLinearWeight : ISparseLinearStructure, ISparseKernel
+public sealed class NmLinearWeight : ISparseLinearStructure, ISparseKernel, IInferenceLayout
 {
     const string Name = "nm";
 
-    readonly NmSparseMatrix _nm;           // the in-group indices; its Values array is not the model's values
-    readonly CsrLinearWeight _csr;         // the same positions in CSR (same value order): backward and ToDense
+    NmSparseMatrix _nm;                    // the in-group indices; its Values array is not the model's values (none
+                                           // after ReleaseTrainingStructures)
+    CsrLinearWeight? _csr;                 // the same positions in CSR (same value order): backward and ToDense; null
+                                           // after ReleaseTrainingStructures
 
     public string Layout => Name;
     public int OutFeatures { get; }
@@ -62,7 +66,7 @@ public sealed class NmLinearWeight : ISparseLinearStructure, ISparseKernel
     public string LayoutString => $"{Name}:{N}:{M}";
 
     /// <summary>The packed in-group indices and the CSR copy's structure (backward).</summary>
-    public long IndexBytesInMemory => _nm.Indices.Length + _csr.IndexBytesInMemory;
+    public long IndexBytesInMemory => _nm.Indices.Length + (_csr?.IndexBytesInMemory ?? 0);
 
     /// <summary>Rebuilds the layout from a file's n, m and indices (N &lt; M, M | In, indices &lt; M ascending within each group).</summary>
     public static ISparseLinearStructure FromStructure(SparseStructure s)
@@ -147,16 +151,32 @@ public sealed class NmLinearWeight : ISparseLinearStructure, ISparseKernel
     public void Gather(ReadOnlySpan<float> dense, Span<float> values)
     {
         LinearChecks.Values(this, values);   // errors name this layout, not the CSR copy
-        _csr.Gather(dense, values);
+        if (_csr is not null) { _csr.Gather(dense, values); return; }
+        if (dense.Length != (long)OutFeatures * InFeatures)
+            throw new ArgumentException($"dense has {dense.Length} elements, expected out x in = {OutFeatures} x {InFeatures}", nameof(dense));
+        for (long q = 0; q < StoredCount; q++) values[(int)q] = dense[(int)Position(q)];
+    }
+
+    /// <summary>Row-major position in W (Out × In) of stored value q: row q / (groups·N), input (group)·M + index.</summary>
+    long Position(long q)
+    {
+        long group = q / _nm.N;   // over all rows: group g of row o is group o·groups + g
+        int groups = _nm.GroupsPerRow;
+        return group / groups * InFeatures + group % groups * _nm.M + _nm.Index(q);
     }
 
     public void ToDense(ReadOnlySpan<float> values, Span<float> dense)
     {
         LinearChecks.Values(this, values);
-        _csr.ToDense(values, dense);
+        if (_csr is not null) { _csr.ToDense(values, dense); return; }
+        if (dense.Length != (long)OutFeatures * InFeatures)
+            throw new ArgumentException($"dense has {dense.Length} elements, expected out x in = {OutFeatures} x {InFeatures}", nameof(dense));
+        dense.Clear();
+        for (long q = 0; q < StoredCount; q++) dense[(int)Position(q)] = values[(int)q];
     }
 
-    public long WorkspaceFloats(int rows) => _csr.WorkspaceFloats(rows);
+    public long WorkspaceFloats(int rows) =>
+        _csr?.WorkspaceFloats(rows) ?? FeatureMajor.PanelFloats(rows, InFeatures) + FeatureMajor.PanelFloats(rows, OutFeatures);
 
     public void Forward(Span<float> y, ReadOnlySpan<float> x, ReadOnlySpan<float> values, ReadOnlySpan<float> bias,
         ReadOnlySpan<float> residual, int rows, Span<float> workspace)
@@ -172,7 +192,29 @@ public sealed class NmLinearWeight : ISparseLinearStructure, ISparseKernel
     public void Backward(Span<float> dx, Span<float> dValues, Span<float> dBias, ReadOnlySpan<float> dy, ReadOnlySpan<float> x,
         ReadOnlySpan<float> values, ReadOnlySpan<float> dxScale, int rows, Span<float> workspace)
     {
+        if (_csr is null) throw InferenceLayout.BackwardAfterRelease(this);
         LinearChecks.Backward(this, dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
         _csr.Backward(dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
     }
+
+    // ---- a model held for inference ----
+
+    public bool IsInferenceOnly => _csr is null;
+
+    public string DecodeFormat => $"nm {N}:{M} ({_nm.BitsPerIndex}-bit indices)";
+
+    /// <summary>
+    /// Drops the CSR twin (W's and Wᵀ's structure, the backward pass) and the values array inside the N:M pattern; keeps
+    /// the packed in-group indices. Forward, ToDense, Gather and ExportIndices keep working; Backward throws
+    /// InvalidOperationException. Not undone: load the model again to train.
+    /// </summary>
+    public void ReleaseTrainingStructures()
+    {
+        if (_csr is null) return;
+        _nm = _nm.PatternOnly();
+        _csr = null;
+    }
+
+    /// <summary>Bytes of every array the layout holds: the packed indices, the pattern's values array, the CSR twin's.</summary>
+    public long HeldBytes => _nm.Indices.Length + 4L * _nm.Values.LongLength + (_csr?.HeldBytes ?? 0);
 }
