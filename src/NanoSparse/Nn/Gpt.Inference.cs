@@ -13,10 +13,13 @@ public sealed partial class Gpt
     /// (<see cref="IInferenceLayout.ReleaseTrainingStructures"/>: CSR keeps its 16-bit structure, N:M its packed
     /// indices), and the Linear workspaces shrink to what a forward pass needs. Forward (evaluation) and ForwardCached
     /// (decoding) give the same logits as before; Backward throws InvalidOperationException from then on (this is not
-    /// undone: load the model again to train it). Call it once the values are final (after loading).
+    /// undone: load the model again to train it). The gradient buffer (as large as the parameters) goes too:
+    /// <see cref="GradientData"/> and every Parameter.Grad are empty after. Call it once the values are final (after loading).
     /// </summary>
     public void PrepareForInference()
     {
+        foreach (var p in _parameters) p.ReleaseGradient();
+        _grads = [];
         foreach (var w in _linearWeights)
             if (w is IInferenceLayout l) l.ReleaseTrainingStructures();
         _workspaces = [WorkspaceFor(BatchSize * SeqLen)];

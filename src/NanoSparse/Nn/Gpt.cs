@@ -18,7 +18,7 @@ namespace NanoSparse.Nn;
 public sealed partial class Gpt
 {
     readonly float[] _params;
-    readonly float[] _grads;
+    float[] _grads;              // empty once the model is held for inference (PrepareForInference)
     readonly float[] _acts;      // kept activations (B·T rows each)
     readonly float[] _scratch;   // the parts' scratch (B·T rows of the widest part's scratch)
     readonly int _scratchWidth;

@@ -62,6 +62,8 @@ public class InferenceLayoutTests
             var before = Run(gpt);
             gpt.PrepareForInference();
             Assert.True(gpt.IsInferenceOnly);
+            Assert.Equal(0, gpt.GradientData.Length);   // the gradient buffer is gone too
+            Assert.All(gpt.Parameters, p => Assert.True(p.Grad.IsEmpty, p.Name));
             var after = Run(gpt);
             // The same kernels on the same structure: the release changes no bit.
             Assert.Equal(before.Logits, after.Logits);
