@@ -160,7 +160,7 @@ public static class GemvBench
         plot.Title("dense Linear at decode sizes: bandwidth (higher is faster)");
         plot.YLabel("GB/s (bytes of W, x, y per call / time)");
         plot.ShowLegend();
-        plot.SavePng(plotPath, Math.Max(900, 140 * groups.Count), 560);
+        plot.SavePng(plotPath, Math.Clamp(110 * groups.Count, 900, 2400), 600);
         Console.WriteLine($"wrote {plotPath}");
     }
 }
