@@ -117,6 +117,7 @@ public static class SparseModelBench
     public static JsonObject Run(Options options)
     {
         options.Validate();
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 180);
         var variants = Variants(options);
         var train = ModelPreset.Wide.ToConfig(options.Vocab);
         AnsiConsole.MarkupLine($"[bold]bench sparse-model[/]: variants {string.Join(", ", variants.Select(v => v.Label))}; threads {string.Join(" ", options.Threads)}; " +
