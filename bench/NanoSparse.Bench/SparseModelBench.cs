@@ -54,9 +54,10 @@ public static class SparseModelBench
         var plot = new Option<string?>("--plot") { Description = "PNG path prefix of the speed-up plots (default: the --json path without .json, else sparse-model)" };
         var python = new Option<string>("--python") { Description = "Python with torch for the training peer", DefaultValueFactory = _ => TorchPeer.DefaultPython };
         var noPeer = new Option<bool>("--no-peer") { Description = "measure NanoSparse only" };
+        var keepSell = new Option<bool>("--keep-sell") { Description = "decode/prefill: CSR layouts keep a SELL copy for rows = 1 (faster SpMV, 5+ more bytes per stored value)" };
 
         var command = new Command("sparse-model", "a GPT with sparse weights vs the same GPT dense (and PyTorch): training step, decode, prefill, memory");
-        foreach (var o in new Option[] { parts, densities, distributions, nm, threads, rounds, iters, warmup, reps, batch, trainVocab, decodeVocabs, decodeLayers, prompt, newTokens, prefill, json, plot, python, noPeer })
+        foreach (var o in new Option[] { parts, densities, distributions, nm, threads, rounds, iters, warmup, reps, batch, trainVocab, decodeVocabs, decodeLayers, prompt, newTokens, prefill, json, plot, python, noPeer, keepSell })
             command.Options.Add(o);
         command.SetAction(r =>
         {
@@ -68,7 +69,7 @@ public static class SparseModelBench
                 vocab, r.GetValue(decodeVocabs) is { Length: > 0 } dv ? dv : [vocab, Gpt2Vocab], r.GetValue(decodeLayers) ?? ModelPreset.Gpt2Small.NLayer,
                 r.GetValue(prompt), r.GetValue(newTokens), r.GetValue(prefill),
                 r.GetValue(plot) ?? (file is null ? "sparse-model" : Path.ChangeExtension(file.FullName, null)),
-                r.GetValue(python)!, !r.GetValue(noPeer));
+                r.GetValue(python)!, !r.GetValue(noPeer), r.GetValue(keepSell));
             var result = Run(options);
             if (file != null) TrainBench.WriteJson(file.FullName, result);
             return 0;
@@ -78,7 +79,7 @@ public static class SparseModelBench
 
     public sealed record Options(string[] Parts, double[] Densities, string[] Distributions, string[] Nm, int[] Threads, int Rounds, int Iters,
         int Warmup, int Reps, int Batch, int Vocab, int[] DecodeVocabs, int DecodeLayers, int Prompt, int NewTokens, int Prefill,
-        string PlotPrefix, string Python, bool RunPeer)
+        string PlotPrefix, string Python, bool RunPeer, bool KeepSell = false)
     {
         public void Validate()
         {
@@ -285,7 +286,7 @@ public static class SparseModelBench
             gpt.InitializeWeights(1337);
             // Held for inference, as `sample` holds a model: the layouts drop their training structures (CSR keeps its
             // 16-bit structure, N:M its packed indices) and decode from what is left.
-            gpt.PrepareForInference();
+            gpt.PrepareForInference(keepSellCopy: options.KeepSell);
             var cache = gpt.CreateKvCache();
             double Generate()
             {

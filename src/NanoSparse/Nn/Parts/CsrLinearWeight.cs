@@ -299,11 +299,16 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
     /// </summary>
     public void PrepareForInference(ReadOnlySpan<float> values)
     {
-        if (_inferenceOnly)
-            throw new InvalidOperationException($"{Name} weight ({OutFeatures}x{InFeatures}): its training structures were released (a model held for inference), so it keeps no SELL copy; it decodes from its CSR structure");
         CheckValues(values.Length);
-        values.CopyTo(_w.Values);
-        _sell = SellMatrix.FromCsr(_w);
+        if (_inferenceOnly)   // the structure has no values array left: build the SELL copy from a temporary one
+            _sell = SellMatrix.FromCsr(_w.HasShortIndices
+                ? new CsrMatrix(OutFeatures, InFeatures, _w.RowPointers, _w.ColumnIndices16!, values.ToArray())
+                : new CsrMatrix(OutFeatures, InFeatures, _w.RowPointers, _w.ColumnIndices32!, values.ToArray()));
+        else
+        {
+            values.CopyTo(_w.Values);
+            _sell = SellMatrix.FromCsr(_w);
+        }
         _sellValuesAddress = Address(values);
         _sellFingerprint = Fingerprint(values);
     }
@@ -332,13 +337,15 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
 
     public bool IsInferenceOnly => _inferenceOnly;
 
-    /// <summary>"csr16" (or "csr32" when In > 65536): after the release, decoding runs the CSR SpMV on this structure.</summary>
-    public string DecodeFormat => _w.HasShortIndices ? "csr16" : "csr32";
+    /// <summary>"csr16" (or "csr32" when In > 65536): decoding runs the CSR SpMV on this structure; "csr16 + sell" while a
+    /// SELL copy made by <see cref="PrepareForInference"/> serves rows = 1.</summary>
+    public string DecodeFormat => (_w.HasShortIndices ? "csr16" : "csr32") + (_sell is null ? "" : " + sell");
 
     /// <summary>
     /// Drops the structures only training uses: the values copy inside the CSR structure, Wᵀ's structure and value
     /// permutation (dx), and the SELL copy. Forward (any rows) and ToDense/Gather/ExportIndices keep working; Backward
-    /// and <see cref="PrepareForInference"/> throw InvalidOperationException. Not undone: load the model again to train.
+    /// throws InvalidOperationException. Not undone: load the model again to train. <see cref="PrepareForInference"/>
+    /// may add a SELL copy again afterwards (faster SpMV, more bytes: Gpt.PrepareForInference(keepSellCopy: true)).
     /// </summary>
     public void ReleaseTrainingStructures()
     {

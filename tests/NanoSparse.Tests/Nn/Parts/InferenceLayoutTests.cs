@@ -75,6 +75,27 @@ public class InferenceLayoutTests
     }
 
     [Fact]
+    public void KeepingTheSellCopyGivesTheSameDecodeLogitsAndHoldsTheCopyBytes()
+    {
+        var plain = Model(B: 1, T: 12);
+        plain.PrepareForInference();
+        var withSell = Model(B: 1, T: 12);
+        withSell.PrepareForInference(keepSellCopy: true);
+        var csr = withSell.Parameters.Where(p => p.Layout is CsrLinearWeight).Select(p => (CsrLinearWeight)p.Layout!).ToList();
+        Assert.All(csr, w => Assert.Equal("csr16 + sell", w.DecodeFormat));
+        long sell = withSell.Parameters.Where(p => p.Layout is CsrLinearWeight)
+            .Sum(p => SellMatrix.FromCsr(CsrMatrix.Create(p.Shape[0], p.Shape[1], ((CsrLinearWeight)p.Layout!).Structure.RowPointers,
+                Enumerable.Range(0, p.Length).Select(i => ((CsrLinearWeight)p.Layout!).Structure.ColumnIndex(i)).ToArray(), p.Value.ToArray())).FootprintBytes + 4 * 64);
+        Assert.Equal(plain.LinearWeightBytes + sell, withSell.LinearWeightBytes);
+        // SELL sums in another order than CSR: the same logits within float rounding.
+        var a = Run(plain).Decoded;
+        var b = Run(withSell).Decoded;
+        for (int i = 0; i < a.Length; i++)
+            for (int j = 0; j < a[i].Length; j++)
+                Assert.True(Math.Abs(a[i][j] - b[i][j]) <= 1e-4f * (1 + Math.Abs(a[i][j])), $"step {i}, logit {j}: {a[i][j]} vs {b[i][j]}");
+    }
+
+    [Fact]
     public void ReleasedLayoutsHoldWhatTheirDecodeFormatsPredict()
     {
         var gpt = Model(B: 1, T: 1);
