@@ -119,9 +119,10 @@ public static class LinearBench
                     var dBias = new float[outF];
                     var wDense = Random(rng, outF * inF, 0.02);
                     var dW = new float[outF * inF];
+                    var denseLayout = new DenseLinearWeight(outF, inF);   // its forward: Gemv at 1-4 rows, the GEMM above
                     double dense = Median(BenchUtil.TimePerCall(() =>
                     {
-                        Linear.Forward(y, x, wDense, bias, rows, inF, outF);
+                        denseLayout.Forward(y, x, wDense, bias, default, rows, default);
                         if (!fwdOnly) Linear.Backward(dx, dW, dBias, dy, x, wDense, rows, inF, outF);
                     }, 2, 5, 0.05, cpuTime && threads == 1));
                     foreach (var c in group)

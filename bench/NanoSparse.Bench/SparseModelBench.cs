@@ -56,9 +56,10 @@ public static class SparseModelBench
         var plot = new Option<string?>("--plot") { Description = "PNG path prefix of the speed-up plots (default: the --json path without .json, else sparse-model)" };
         var python = new Option<string>("--python") { Description = "Python with torch (training peer) and onnx + scipy (the ONNX export of the decode peers)", DefaultValueFactory = _ => TorchPeer.DefaultPython };
         var noPeer = new Option<bool>("--no-peer") { Description = "measure NanoSparse only (no PyTorch, no ONNX Runtime)" };
+        var keepSell = new Option<bool>("--keep-sell") { Description = "decode/prefill: CSR layouts keep a SELL copy for rows = 1 (faster SpMV, 5+ more bytes per stored value)" };
 
         var command = new Command("sparse-model", "a GPT with sparse weights vs the same GPT dense (and PyTorch): training step, decode, prefill, memory");
-        foreach (var o in new Option[] { parts, densities, distributions, nm, threads, rounds, iters, warmup, reps, batch, trainVocab, decodeVocabs, decodeLayers, prompt, newTokens, prefill, json, plot, python, noPeer })
+        foreach (var o in new Option[] { parts, densities, distributions, nm, threads, rounds, iters, warmup, reps, batch, trainVocab, decodeVocabs, decodeLayers, prompt, newTokens, prefill, json, plot, python, noPeer, keepSell })
             command.Options.Add(o);
         command.SetAction(r =>
         {
@@ -70,7 +71,7 @@ public static class SparseModelBench
                 vocab, r.GetValue(decodeVocabs) is { Length: > 0 } dv ? dv : [vocab, Gpt2Vocab], r.GetValue(decodeLayers) ?? ModelPreset.Gpt2Small.NLayer,
                 r.GetValue(prompt), r.GetValue(newTokens), r.GetValue(prefill),
                 r.GetValue(plot) ?? (file is null ? "sparse-model" : Path.ChangeExtension(file.FullName, null)),
-                r.GetValue(python)!, !r.GetValue(noPeer));
+                r.GetValue(python)!, !r.GetValue(noPeer), r.GetValue(keepSell));
             var result = Run(options);
             if (file != null) TrainBench.WriteJson(file.FullName, result);
             return 0;
@@ -80,7 +81,7 @@ public static class SparseModelBench
 
     public sealed record Options(string[] Parts, double[] Densities, string[] Distributions, string[] Nm, int[] Threads, int Rounds, int Iters,
         int Warmup, int Reps, int Batch, int Vocab, int[] DecodeVocabs, int DecodeLayers, int Prompt, int NewTokens, int Prefill,
-        string PlotPrefix, string Python, bool RunPeer)
+        string PlotPrefix, string Python, bool RunPeer, bool KeepSell = false)
     {
         public void Validate()
         {
@@ -131,6 +132,7 @@ public static class SparseModelBench
     public static JsonObject Run(Options options)
     {
         options.Validate();
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 180);
         var variants = Variants(options);
         var train = ModelPreset.Wide.ToConfig(options.Vocab);
         AnsiConsole.MarkupLine($"[bold]bench sparse-model[/]: variants {string.Join(", ", variants.Select(v => v.Label))}; threads {string.Join(" ", options.Threads)}; " +
@@ -301,9 +303,9 @@ public static class SparseModelBench
         {
             var gpt = new Gpt(ConfigFor(dense, variant), 1, 1);
             gpt.InitializeWeights(1337);
-            // Inference: the CSR layouts build their decode copy (SELL) once, as a sampler on a finished model does.
-            foreach (var p in gpt.Parameters)
-                if (p.Layout is CsrLinearWeight csr) csr.PrepareForInference(p.Value.Span);
+            // Held for inference, as `sample` holds a model: the layouts drop their training structures (CSR keeps its
+            // 16-bit structure, N:M its packed indices) and decode from what is left.
+            gpt.PrepareForInference(keepSellCopy: options.KeepSell);
             var cache = gpt.CreateKvCache();
             (double Wall, double Cpu) Generate()
             {
@@ -364,8 +366,9 @@ public static class SparseModelBench
     /// <summary>
     /// Bytes per variant: values of the block Linear weights (4 per stored value), their layouts' index structures
     /// (measured: the managed heap the layout objects of one block hold, times n_layer; for CSR that includes Wᵀ's
-    /// structure for the backward), the decode copy a CSR layout makes for inference (SELL), the dense rest
-    /// (embeddings, LayerNorms), gradients (4 per stored value) and AdamW's two moments (8 per stored value).
+    /// structure for the backward), the same layouts once released for inference (Gpt.PrepareForInference: measured
+    /// the same way, and the bytes their formats predict, IInferenceLayout.HeldBytes), the dense rest (embeddings,
+    /// LayerNorms), gradients (4 per stored value) and AdamW's two moments (8 per stored value).
     /// </summary>
     static JsonArray Memory(List<Variant> variants, GptConfig train, Options options)
     {
@@ -374,11 +377,12 @@ public static class SparseModelBench
         foreach (int v in options.DecodeVocabs) models.Add(($"gpt2 V={v}", options.DecodeConfig(v)));
         var table = new Table().Border(TableBorder.Rounded).AddColumn("model").AddColumn("variant")
             .AddColumn(new TableColumn("values MB").RightAligned()).AddColumn(new TableColumn("index MB").RightAligned())
-            .AddColumn(new TableColumn("SELL MB").RightAligned()).AddColumn(new TableColumn("block train").RightAligned())
-            .AddColumn(new TableColumn("model train").RightAligned()).AddColumn(new TableColumn("model decode").RightAligned());
+            .AddColumn(new TableColumn("decode index MB").RightAligned()).AddColumn("decode format").AddColumn(new TableColumn("block train").RightAligned())
+            .AddColumn(new TableColumn("block decode").RightAligned()).AddColumn(new TableColumn("model train").RightAligned())
+            .AddColumn(new TableColumn("model decode").RightAligned());
         foreach (var (name, config) in models)
         {
-            double denseBlockTrain = 0, denseModelTrain = 0, denseModelDecode = 0;
+            double denseBlockTrain = 0, denseBlockDecode = 0, denseModelTrain = 0, denseModelDecode = 0;
             long restFloats = (long)(config.VocabSize + config.BlockSize) * config.NEmbd + (2L * config.NLayer + 1) * config.NEmbd * (config.Bias ? 2 : 1);
             foreach (var variant in variants)
             {
@@ -388,20 +392,27 @@ public static class SparseModelBench
                 var layouts = shapes.Select(s => LinearWeightLayouts.Create(c.WeightLayout(0, s.Name), SpecOf(c, s.Name, s.Out, s.In))).ToArray();
                 long index = Math.Max(0, GC.GetTotalMemory(forceFullCollection: true) - before) * config.NLayer;
                 long stored = layouts.Sum(w => (long)w.StoredCount) * config.NLayer;
-                // The decode copy PrepareForInference makes: a SELL matrix of the same structure, by its own footprint.
-                long sell = layouts.OfType<CsrLinearWeight>().Sum(csr => SellMatrix.FromCsr(csr.Structure).FootprintBytes) * config.NLayer;
+                // Held for decoding (Gpt.PrepareForInference): the same layouts with their training structures dropped.
+                foreach (var w in layouts.OfType<IInferenceLayout>()) w.ReleaseTrainingStructures();
+                long decodeIndex = Math.Max(0, GC.GetTotalMemory(forceFullCollection: true) - before) * config.NLayer;
+                long predicted = layouts.OfType<IInferenceLayout>().Sum(w => w.HeldBytes) * config.NLayer;
+                string formats = string.Join(", ", layouts.Select(w => w is IInferenceLayout l ? l.DecodeFormat : w.Layout).Distinct());
                 GC.KeepAlive(layouts);
                 double mb = 1e6;
                 double blockValues = 4.0 * stored, blockTrain = blockValues + index + 3 * blockValues;   // values + index + grad + m + v
-                double modelTrain = blockTrain + 16.0 * restFloats, modelDecode = blockValues + index + sell + 4.0 * restFloats;
-                if (variant.Kind == "dense") (denseBlockTrain, denseModelTrain, denseModelDecode) = (blockTrain, modelTrain, modelDecode);
-                table.AddRow(Markup.Escape(name), Markup.Escape(variant.Label), $"{blockValues / mb:F1}", $"{index / mb:F1}", $"{sell / mb:F1}",
-                    $"{blockTrain / mb:F0} MB {blockTrain / denseBlockTrain:F2}x", $"{modelTrain / mb:F0} MB {modelTrain / denseModelTrain:F2}x",
-                    $"{modelDecode / mb:F0} MB {modelDecode / denseModelDecode:F2}x");
+                double blockDecode = blockValues + decodeIndex;
+                double modelTrain = blockTrain + 16.0 * restFloats, modelDecode = blockDecode + 4.0 * restFloats;
+                if (variant.Kind == "dense") (denseBlockTrain, denseBlockDecode, denseModelTrain, denseModelDecode) = (blockTrain, blockDecode, modelTrain, modelDecode);
+                table.AddRow(Markup.Escape(name), Markup.Escape(variant.Label), $"{blockValues / mb:F1}", $"{index / mb:F1}",
+                    $"{decodeIndex / mb:F1} ({predicted / mb:F1})", Markup.Escape(formats),
+                    $"{blockTrain / mb:F0} MB {blockTrain / denseBlockTrain:F2}x", $"{blockDecode / mb:F0} MB {blockDecode / denseBlockDecode:F2}x",
+                    $"{modelTrain / mb:F0} MB {modelTrain / denseModelTrain:F2}x", $"{modelDecode / mb:F0} MB {modelDecode / denseModelDecode:F2}x");
                 result.Add(new JsonObject
                 {
                     ["model"] = name, ["variant"] = variant.Label, ["kind"] = variant.Kind, ["density"] = variant.Density,
-                    ["block_stored_values"] = stored, ["block_value_bytes"] = blockValues, ["block_index_bytes"] = index, ["sell_copy_bytes"] = sell,
+                    ["block_stored_values"] = stored, ["block_value_bytes"] = blockValues, ["block_index_bytes"] = index,
+                    ["decode_index_bytes"] = decodeIndex, ["decode_index_bytes_predicted"] = predicted, ["decode_formats"] = formats,
+                    ["block_decode_bytes"] = blockDecode, ["block_decode_vs_dense"] = blockDecode / denseBlockDecode,
                     ["block_train_bytes"] = blockTrain, ["block_train_vs_dense"] = blockTrain / denseBlockTrain,
                     ["model_train_bytes"] = modelTrain, ["model_train_vs_dense"] = modelTrain / denseModelTrain,
                     ["model_decode_bytes"] = modelDecode, ["model_decode_vs_dense"] = modelDecode / denseModelDecode,
@@ -409,8 +420,9 @@ public static class SparseModelBench
             }
         }
         AnsiConsole.MarkupLine("[bold]memory[/] (MB = 10⁶ bytes; x = against the same model dense): block = the four Linear weights of every block; " +
-                               "train = values + index + gradients + AdamW m and v; model = with embeddings and LayerNorms; decode = values + index + " +
-                               "the CSR layouts' SELL decode copy (its FootprintBytes); index = the heap the layout objects hold (measured); gpt2 = gpt2-124m shape");
+                               "train = values + index + gradients + AdamW m and v; model = with embeddings and LayerNorms; decode = values + the index " +
+                               "the layouts keep once released for inference (Gpt.PrepareForInference; in brackets: the bytes their formats predict); " +
+                               "index = the heap the layout objects hold (measured); gpt2 = gpt2-124m shape");
         AnsiConsole.Write(table);
         return result;
     }

@@ -66,6 +66,7 @@ public static class EvalCommand
             }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
             var gpt = Checkpoint.LoadAnyModel(dir, b, t, out _);
+            gpt.PrepareForInference();   // forward only: sparse layouts drop their training structures
             if (state is not null ? meta.VocabSize != gpt.Config.VocabSize : meta.VocabSize > gpt.Config.VocabSize)
                 throw new InvalidDataException($"dataset {data} has vocab_size {meta.VocabSize} but checkpoint {dir} has {gpt.Config.VocabSize}");
             long shortest = Math.Min(train.Length, val.Length);

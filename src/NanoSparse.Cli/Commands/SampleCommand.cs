@@ -42,7 +42,10 @@ public static class SampleCommand
             // The model, its activations for one window and the KV cache must fit before any is allocated.
             var modelConfig = Checkpoint.ReadAnyConfig(dir);
             GptSize.Check(GptSize.DimsOf(modelConfig, 1, modelConfig.BlockSize), GptUse.Decoding, GptSize.ModelKeys(modelConfig), $"checkpoint {dir}: ");
-            var gpt = Checkpoint.LoadAnyModel(dir, 1, int.MaxValue, out var state);
+            // Sampling runs ForwardCached only (the KV cache has its own buffers): the model's training-pass activations
+            // are for one position, and sparse layouts drop their training structures.
+            var gpt = Checkpoint.LoadAnyModel(dir, 1, 1, out var state);
+            gpt.PrepareForInference();
             var tokenizer = tokenizerOptions.Resolve(parse, dir, state);
             if (tokenizer.VocabSize > gpt.Config.VocabSize)
                 throw new InvalidDataException($"the {tokenizer.Kind} tokenizer has {tokenizer.VocabSize} tokens but the model's vocab_size is {gpt.Config.VocabSize}");

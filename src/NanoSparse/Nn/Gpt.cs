@@ -18,7 +18,7 @@ namespace NanoSparse.Nn;
 public sealed partial class Gpt
 {
     readonly float[] _params;
-    readonly float[] _grads;
+    float[] _grads;              // empty once the model is held for inference (PrepareForInference)
     readonly float[] _acts;      // kept activations (B·T rows each)
     readonly float[] _scratch;   // the parts' scratch (B·T rows of the widest part's scratch)
     readonly int _scratchWidth;
@@ -245,6 +245,8 @@ public sealed partial class Gpt
     /// </summary>
     public void Backward()
     {
+        if (IsInferenceOnly)
+            throw new InvalidOperationException("this model was prepared for inference only (Gpt.PrepareForInference released the training structures): load it again to train it");
         if (!_hasTargets || _logitsAreGradients)
             throw new InvalidOperationException("Backward needs a Forward with targets first (and runs once per Forward)");
         _logitsAreGradients = true;

@@ -28,7 +28,11 @@ public sealed class Parameter
     public int[] Shape { get; }
     /// <summary>The stored values (Length of them).</summary>
     public Memory<float> Value { get; }
-    public Memory<float> Grad { get; }
+    /// <summary>The gradient (Length floats in the model's gradient buffer); empty once the model is held for inference.</summary>
+    public Memory<float> Grad { get; private set; }
+
+    /// <summary>Gpt.PrepareForInference: the model's gradient buffer is dropped.</summary>
+    internal void ReleaseGradient() => Grad = Memory<float>.Empty;
     /// <summary>Stored values: the product of <see cref="Shape"/> unless a sparse layout stores fewer.</summary>
     public int Length { get; }
     /// <summary>The product of <see cref="Shape"/>: the values of the dense tensor.</summary>

@@ -39,6 +39,24 @@ public sealed class CsrMatrix
         Validate();
     }
 
+    CsrMatrix(int rows, int cols, int[] rowPointers, ushort[]? columns16, int[]? columns32, bool structureOnly)
+    {
+        Rows = rows; Cols = cols; RowPointers = rowPointers; ColumnIndices16 = columns16; ColumnIndices32 = columns32; Values = [];
+        IsStructureOnly = structureOnly;
+    }
+
+    /// <summary>
+    /// The structure of a validated matrix without values (<see cref="Values"/> empty): for a holder whose values live
+    /// elsewhere (a model's parameter buffer) and that passes them to the kernels itself. The arrays are shared, not copied.
+    /// </summary>
+    public static CsrMatrix StructureOnly(int rows, int cols, int[] rowPointers, ushort[] columnIndices) => new(rows, cols, rowPointers, columnIndices, null, true);
+
+    /// <inheritdoc cref="StructureOnly(int, int, int[], ushort[])"/>
+    public static CsrMatrix StructureOnly(int rows, int cols, int[] rowPointers, int[] columnIndices) => new(rows, cols, rowPointers, null, columnIndices, true);
+
+    /// <summary>True for a structure without values (<see cref="StructureOnly(int, int, int[], ushort[])"/>).</summary>
+    public bool IsStructureOnly { get; }
+
     public int ColumnIndex(int p) => ColumnIndices16 is { } s ? s[p] : ColumnIndices32![p];
 
     /// <summary>Checks every invariant; throws <see cref="SparseFormatException"/> naming the first broken one.</summary>
@@ -56,7 +74,7 @@ public sealed class CsrMatrix
         int indexLength = ColumnIndices16?.Length ?? ColumnIndices32!.Length;
         if (indexLength != nnz)
             SparseFormatException.Fail(Format, "column index count = nnz", $"column indices length {indexLength}, RowPointers[{Rows}] = {nnz}");
-        if (Values.Length != nnz)
+        if (!IsStructureOnly && Values.Length != nnz)
             SparseFormatException.Fail(Format, "value count = nnz", $"values length {Values.Length}, RowPointers[{Rows}] = {nnz}");
         for (int i = 0; i < Rows; i++)
         {

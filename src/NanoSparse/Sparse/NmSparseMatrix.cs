@@ -35,6 +35,21 @@ public sealed class NmSparseMatrix
         Validate();
     }
 
+    NmSparseMatrix(int rows, int cols, int n, int m, byte[] indices)
+    {
+        Rows = rows; Cols = cols; N = n; M = m; Values = []; Indices = indices;
+        IsPatternOnly = true;
+    }
+
+    /// <summary>
+    /// The same pattern without values (<see cref="Values"/> empty; the packed indices shared, not copied): for a holder
+    /// whose values live elsewhere (a model's parameter buffer) and that passes them to the kernels itself.
+    /// </summary>
+    public NmSparseMatrix PatternOnly() => new(Rows, Cols, N, M, Indices);
+
+    /// <summary>True for a pattern without values (<see cref="PatternOnly"/>).</summary>
+    public bool IsPatternOnly { get; }
+
     public int Index(long slot)
     {
         int bits = BitsPerIndex;
@@ -60,7 +75,7 @@ public sealed class NmSparseMatrix
             SparseFormatException.Fail(Format, "kept count N in [1, M]", $"N = {N}, M = {M}");
         if (Cols % M != 0)
             SparseFormatException.Fail(Format, "cols divisible by M", $"cols = {Cols}, M = {M}");
-        if (Values.LongLength != SlotCount)
+        if (!IsPatternOnly && Values.LongLength != SlotCount)
             SparseFormatException.Fail(Format, "value count = rows x cols/M x N", $"values length {Values.Length}, expected {SlotCount}");
         if (Indices.Length != IndexBytes(SlotCount, M))
             SparseFormatException.Fail(Format, "index byte count = ceil(slots x bits / 8) + 1", $"indices length {Indices.Length}, expected {IndexBytes(SlotCount, M)}");

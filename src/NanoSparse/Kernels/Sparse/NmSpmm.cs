@@ -24,7 +24,7 @@ public static unsafe class NmSpmm
     /// <summary>As <see cref="Multiply(NmSparseMatrix, ReadOnlySpan{float}, int, Span{float})"/> with S's kept values taken from <paramref name="values"/> (S.Values' layout) instead of S.Values.</summary>
     internal static void Multiply(NmSparseMatrix s, ReadOnlySpan<float> values, ReadOnlySpan<float> x, int n, Span<float> y)
     {
-        if (values.Length != s.Values.Length) throw new ArgumentException($"values has {values.Length} elements, expected the {s.Values.Length} kept values", nameof(values));
+        if (values.Length != s.SlotCount) throw new ArgumentException($"values has {values.Length} elements, expected the {s.SlotCount} kept values", nameof(values));
         CsrSpmm.Check(s.Rows, s.Cols, x.Length, n, y.Length);
         if (s.Rows == 0 || n == 0) return;
         if (s.Cols == 0) { y.Slice(0, s.Rows * n).Clear(); return; }
@@ -44,7 +44,7 @@ public static unsafe class NmSpmm
             var args = new Args
             {
                 Values = v, Indices = idx, X = px, Y = py, Rows = s.Rows, K = s.Cols, N = n, KeptN = s.N, M = s.M,
-                Bits = s.BitsPerIndex, Chunks = SpmmMicroKernel.ChunkCount(s.Rows, (long)s.Values.Length * n),
+                Bits = s.BitsPerIndex, Chunks = SpmmMicroKernel.ChunkCount(s.Rows, s.SlotCount * n),
             };
             KernelThreads.For(args.Chunks, ref args, &Body);
         }

@@ -26,16 +26,20 @@ namespace NanoSparse.Nn.Parts;
 /// </para>
 /// Every call's scratch lives in the workspace; the layout holds no per-call state, so data-parallel shards may call
 /// it concurrently (except <see cref="PrepareForInference"/>).
+/// A model held only for inference drops what the backward pass needs (<see cref="ReleaseTrainingStructures"/>): it
+/// keeps W's row pointers and 16-bit column indices, 2 bytes per stored value beside the values in the model's buffer.
 /// </summary>
-public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKernel
+public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKernel, IInferenceLayout
 {
     const string Name = "csr";
 
-    readonly CsrMatrix _w;                 // W's structure; its Values hold the values given to PrepareForInference
-    readonly int[] _wtPointers;            // Wᵀ (In × Out) in CSR: row pointers (In + 1)
-    readonly ushort[]? _wtIndex16;         // Wᵀ's column indices (rows of W), 16-bit when Out ≤ 65536
-    readonly int[]? _wtIndex32;
-    readonly int[] _wtSource;              // entry q of Wᵀ is entry _wtSource[q] of W
+    CsrMatrix _w;                          // W's structure; its Values hold the values given to PrepareForInference
+                                           // (none after ReleaseTrainingStructures)
+    int[] _wtPointers;                     // Wᵀ (In × Out) in CSR: row pointers (In + 1); the Wᵀ arrays are empty after
+    ushort[]? _wtIndex16;                  // ReleaseTrainingStructures. Wᵀ's column indices (rows of W), 16-bit when Out ≤ 65536
+    int[]? _wtIndex32;
+    int[] _wtSource;                       // entry q of Wᵀ is entry _wtSource[q] of W
+    bool _inferenceOnly;
 
     SellMatrix? _sell;                     // decode copy made by PrepareForInference (null: none, or invalidated)
     nint _sellValuesAddress;
@@ -211,8 +215,9 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
             throw new ArgumentException($"{Name} weight ({OutFeatures}x{InFeatures}): values span has {length} elements, expected the stored count {StoredCount}", "values");
     }
 
-    /// <summary>One panel of feature-major x and y (or dy), and 2·nnz floats (backward: one panel's dW, Wᵀ's values).</summary>
-    public long WorkspaceFloats(int rows) => FeatureMajor.PanelFloats(rows, InFeatures) + FeatureMajor.PanelFloats(rows, OutFeatures) + 2L * StoredCount;
+    /// <summary>One panel of feature-major x and y (or dy), and 2·nnz floats (backward: one panel's dW, Wᵀ's values; not
+    /// after <see cref="ReleaseTrainingStructures"/>).</summary>
+    public long WorkspaceFloats(int rows) => FeatureMajor.PanelFloats(rows, InFeatures) + FeatureMajor.PanelFloats(rows, OutFeatures) + (_inferenceOnly ? 0 : 2L * StoredCount);
 
     public void Forward(Span<float> y, ReadOnlySpan<float> x, ReadOnlySpan<float> values, ReadOnlySpan<float> bias,
         ReadOnlySpan<float> residual, int rows, Span<float> workspace)
@@ -265,6 +270,7 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
     public void Backward(Span<float> dx, Span<float> dValues, Span<float> dBias, ReadOnlySpan<float> dy, ReadOnlySpan<float> x,
         ReadOnlySpan<float> values, ReadOnlySpan<float> dxScale, int rows, Span<float> workspace)
     {
+        if (_inferenceOnly) throw InferenceLayout.BackwardAfterRelease(this);
         LinearChecks.Backward(this, dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
         _sell = null;   // training: values are about to change
         if (rows == 0) return;
@@ -323,8 +329,15 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
     public void PrepareForInference(ReadOnlySpan<float> values)
     {
         CheckValues(values.Length);
-        values.CopyTo(_w.Values);
-        _sell = SellMatrix.FromCsr(_w);
+        if (_inferenceOnly)   // the structure has no values array left: build the SELL copy from a temporary one
+            _sell = SellMatrix.FromCsr(_w.HasShortIndices
+                ? new CsrMatrix(OutFeatures, InFeatures, _w.RowPointers, _w.ColumnIndices16!, values.ToArray())
+                : new CsrMatrix(OutFeatures, InFeatures, _w.RowPointers, _w.ColumnIndices32!, values.ToArray()));
+        else
+        {
+            values.CopyTo(_w.Values);
+            _sell = SellMatrix.FromCsr(_w);
+        }
         _sellValuesAddress = Address(values);
         _sellFingerprint = Fingerprint(values);
     }
@@ -348,4 +361,40 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
                 return false;
         return true;
     }
+
+    // ---- a model held for inference ----
+
+    public bool IsInferenceOnly => _inferenceOnly;
+
+    /// <summary>"csr16" (or "csr32" when In > 65536): decoding runs the CSR SpMV on this structure; "csr16 + sell" while a
+    /// SELL copy made by <see cref="PrepareForInference"/> serves rows = 1.</summary>
+    public string DecodeFormat => (_w.HasShortIndices ? "csr16" : "csr32") + (_sell is null ? "" : " + sell");
+
+    /// <summary>
+    /// Drops the structures only training uses: the values copy inside the CSR structure, Wᵀ's structure and value
+    /// permutation (dx), and the SELL copy. Forward (any rows) and ToDense/Gather/ExportIndices keep working; Backward
+    /// throws InvalidOperationException. Not undone: load the model again to train. <see cref="PrepareForInference"/>
+    /// may add a SELL copy again afterwards (faster SpMV, more bytes: Gpt.PrepareForInference(keepSellCopy: true)).
+    /// </summary>
+    public void ReleaseTrainingStructures()
+    {
+        if (_inferenceOnly) return;
+        _w = _w.HasShortIndices
+            ? CsrMatrix.StructureOnly(_w.Rows, _w.Cols, _w.RowPointers, _w.ColumnIndices16!)
+            : CsrMatrix.StructureOnly(_w.Rows, _w.Cols, _w.RowPointers, _w.ColumnIndices32!);
+        _wtPointers = [];
+        _wtIndex16 = null;
+        _wtIndex32 = null;
+        _wtSource = [];
+        _sell = null;
+        _sellFingerprint = [];
+        _inferenceOnly = true;
+    }
+
+    /// <summary>Bytes of every array the layout holds (the values span is the model's, not counted): W's structure and
+    /// values copy, Wᵀ's structure and permutation, the SELL copy.</summary>
+    public long HeldBytes =>
+        4L * _w.RowPointers.Length + (_w.ColumnIndices16 is { } c16 ? 2L * c16.Length : 4L * _w.ColumnIndices32!.Length) + 4L * _w.Values.Length
+        + 4L * _wtPointers.Length + 2L * (_wtIndex16?.Length ?? 0) + 4L * (_wtIndex32?.Length ?? 0) + 4L * _wtSource.Length
+        + (_sell?.FootprintBytes ?? 0) + 4L * _sellFingerprint.Length;
 }

@@ -15,14 +15,19 @@ namespace NanoSparse.Nn.Parts;
 /// 16 outputs per vector and each lane's input picked by a permute; dx = dy · W as a dense GEMM on W expanded with
 /// zeros (its reduction runs over outputs, whose patterns differ lane by lane). Otherwise the forward pass is NmSpmm
 /// (per row for a handful of rows, feature-major panels else) and dW a dense GEMM gathered at the stored positions.
+/// A model held only for inference (<see cref="ReleaseTrainingStructures"/>) keeps the packed in-group indices alone:
+/// ⌈log2 M⌉ bits per stored value (2 for 2:4) beside the values in the model's buffer; its forward pass is then NmSpmm.
 /// </summary>
-public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKernel
+public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKernel, IInferenceLayout
 {
     const string Name = "nm";
 
-    readonly NmSparseMatrix _nm;           // the in-group indices; its Values array is not the model's values
-    readonly byte[] _slotIndex;            // in-group index of every stored value, row-major (ToDense, Gather)
-    readonly int[]? _controls;             // the same in NmLinear's panel layout (permute controls), when its kernels run
+    NmSparseMatrix _nm;                    // the in-group indices; its Values array is not the model's values (none
+                                           // after ReleaseTrainingStructures)
+    byte[]? _slotIndex;                    // in-group index of every stored value, row-major (ToDense, Gather); null
+                                           // after ReleaseTrainingStructures
+    int[]? _controls;                      // the same in NmLinear's panel layout (permute controls), when its kernels run
+    bool _released;                        // ReleaseTrainingStructures ran: Backward refused
     readonly int _slotsPerRow;
 
     public string Layout => Name;
@@ -66,7 +71,7 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     public string LayoutString => $"{Name}:{N}:{M}";
 
     /// <summary>The packed in-group indices, a byte per stored value and the kernels' 32-bit permute controls.</summary>
-    public long IndexBytesInMemory => _nm.Indices.Length + _slotIndex.Length + 4L * (_controls?.Length ?? 0);
+    public long IndexBytesInMemory => _nm.Indices.Length + (_slotIndex?.Length ?? 0) + 4L * (_controls?.Length ?? 0);
 
     /// <summary>Rebuilds the layout from a file's n, m and indices (N &lt; M, M | In, indices &lt; M ascending within each group).</summary>
     public static ISparseLinearStructure FromStructure(SparseStructure s)
@@ -152,6 +157,11 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     {
         LinearChecks.Values(this, values);
         Check.Length(dense, (long)OutFeatures * InFeatures, nameof(dense));
+        if (_slotIndex is null)
+        {
+            for (long q = 0; q < StoredCount; q++) values[(int)q] = dense[(int)Position(q)];
+            return;
+        }
         int n = N, m = M;
         for (int o = 0; o < OutFeatures; o++)
         {
@@ -165,6 +175,12 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     {
         LinearChecks.Values(this, values);
         Check.Length(dense, (long)OutFeatures * InFeatures, nameof(dense));
+        if (_slotIndex is null)
+        {
+            dense.Clear();
+            for (long q = 0; q < StoredCount; q++) dense[(int)Position(q)] = values[(int)q];
+            return;
+        }
         int n = N, m = M;
         for (int o = 0; o < OutFeatures; o++)
         {
@@ -173,6 +189,14 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
             int q0 = o * _slotsPerRow;
             for (int q = 0; q < _slotsPerRow; q++) row[q / n * m + _slotIndex[q0 + q]] = values[q0 + q];
         }
+    }
+
+    /// <summary>Row-major position in W (Out × In) of stored value q: row q / (groups·N), input (group)·M + index.</summary>
+    long Position(long q)
+    {
+        long group = q / _nm.N;   // over all rows: group g of row o is group o·groups + g
+        int groups = _nm.GroupsPerRow;
+        return group / groups * InFeatures + group % groups * _nm.M + _nm.Index(q);
     }
 
     bool TokenMajor(int rows) => _controls != null && rows > CsrLinearWeight.RowwiseMaxRows;
@@ -185,7 +209,10 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     /// </summary>
     public long WorkspaceFloats(int rows)
     {
-        long forward = TokenMajor(rows) ? PanelFloats : FeatureMajor.PanelFloats(rows, InFeatures) + FeatureMajor.PanelFloats(rows, OutFeatures);
+        // The feature-major forward is counted always: a layout released for inference runs it at any row count.
+        long featureMajor = FeatureMajor.PanelFloats(rows, InFeatures) + FeatureMajor.PanelFloats(rows, OutFeatures);
+        long forward = TokenMajor(rows) ? Math.Max(PanelFloats, featureMajor) : featureMajor;
+        if (_released) return forward;
         long dense = (long)OutFeatures * InFeatures;
         long backward = _controls != null ? 2 * PanelFloats + NmLinear.GradientWorkspace(rows, InFeatures) + dense : 2 * dense;
         return Math.Max(forward, backward);
@@ -217,6 +244,7 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     public void Backward(Span<float> dx, Span<float> dValues, Span<float> dBias, ReadOnlySpan<float> dy, ReadOnlySpan<float> x,
         ReadOnlySpan<float> values, ReadOnlySpan<float> dxScale, int rows, Span<float> workspace)
     {
+        if (_released) throw InferenceLayout.BackwardAfterRelease(this);
         LinearChecks.Backward(this, dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
         if (rows > 0 && !dBias.IsEmpty)
             for (int t = 0; t < rows; t++) TensorPrimitives.Add(dBias, dy.Slice(t * OutFeatures, OutFeatures), dBias);
@@ -291,4 +319,27 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         else
             Gemm.MultiplyScaled(false, false, rows, inF, outF, 1f, dy, outF, w, inF, dxScale, inF, dx, inF);
     }
+
+    // ---- a model held for inference ----
+
+    public bool IsInferenceOnly => _released;
+
+    public string DecodeFormat => $"nm {N}:{M} ({_nm.BitsPerIndex}-bit indices)";
+
+    /// <summary>
+    /// Drops what only training needs (the per-value index bytes, the permute controls of the token-major kernels, the
+    /// values array inside the N:M pattern); keeps the packed in-group indices. Forward (NmSpmm), ToDense, Gather and
+    /// ExportIndices keep working; Backward throws InvalidOperationException. Not undone: load the model again to train.
+    /// </summary>
+    public void ReleaseTrainingStructures()
+    {
+        if (_released) return;
+        _nm = _nm.PatternOnly();
+        _slotIndex = null;
+        _controls = null;
+        _released = true;
+    }
+
+    /// <summary>Bytes of every array the layout holds: the packed indices, the pattern's values array, the index bytes and controls.</summary>
+    public long HeldBytes => _nm.Indices.Length + 4L * _nm.Values.LongLength + (_slotIndex?.Length ?? 0L) + 4L * (_controls?.Length ?? 0);
 }

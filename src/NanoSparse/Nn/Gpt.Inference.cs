@@ -1,0 +1,50 @@
+using NanoSparse.Nn.Parts;
+
+namespace NanoSparse.Nn;
+
+// A model held for inference only: sampling, evaluation, the decode and prefill benchmarks.
+public sealed partial class Gpt
+{
+    /// <summary>True after <see cref="PrepareForInference"/>: Forward and ForwardCached work, Backward throws.</summary>
+    public bool IsInferenceOnly { get; private set; }
+
+    /// <summary>
+    /// Makes the model small for inference: every Linear layout that holds structures only training needs drops them
+    /// (<see cref="IInferenceLayout.ReleaseTrainingStructures"/>: CSR keeps its 16-bit structure, N:M its packed
+    /// indices), and the Linear workspaces shrink to what a forward pass needs. Forward (evaluation) and ForwardCached
+    /// (decoding) give the same logits as before; Backward throws InvalidOperationException from then on (this is not
+    /// undone: load the model again to train it). The gradient buffer (as large as the parameters) goes too:
+    /// <see cref="GradientData"/> and every Parameter.Grad are empty after. Call it once the values are final (after loading).
+    /// With <paramref name="keepSellCopy"/> the CSR layouts then build a SELL copy of their values for rows = 1: a faster
+    /// SpMV (one-thread layer figures in the README: about 2x CSR's at 0.1 and 3x at 0.5) for more than 5 bytes more per
+    /// stored value (the copy's padded values and 1-byte indices).
+    /// </summary>
+    public void PrepareForInference(bool keepSellCopy = false)
+    {
+        foreach (var p in _parameters) p.ReleaseGradient();
+        _grads = [];
+        foreach (var w in _linearWeights)
+            if (w is IInferenceLayout l) l.ReleaseTrainingStructures();
+        if (keepSellCopy)
+            foreach (var p in _parameters)
+                if (p.Layout is CsrLinearWeight csr) csr.PrepareForInference(p.Value.Span);
+        _workspaces = [WorkspaceFor(BatchSize * SeqLen)];
+        _workspaceShards = 1;
+        _shardGrads = [];
+        IsInferenceOnly = true;
+    }
+
+    /// <summary>
+    /// Bytes the blocks' Linear weights hold in memory: their stored values (4 each) plus every array their layouts
+    /// hold (<see cref="IInferenceLayout.HeldBytes"/>; a dense layout holds none).
+    /// </summary>
+    public long LinearWeightBytes
+    {
+        get
+        {
+            long bytes = 0;
+            foreach (var w in _linearWeights) bytes += 4L * w.StoredCount + (w is IInferenceLayout l ? l.HeldBytes : 0);
+            return bytes;
+        }
+    }
+}

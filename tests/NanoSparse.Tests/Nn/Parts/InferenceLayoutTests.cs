@@ -1,0 +1,198 @@
+using NanoSparse.Nn;
+using NanoSparse.Nn.Parts;
+using NanoSparse.Numerics;
+using NanoSparse.Sparse;
+using NanoSparse.Tests.Kernels;
+
+namespace NanoSparse.Tests.Nn.Parts;
+
+/// <summary>
+/// A model held for inference (<see cref="Gpt.PrepareForInference"/>) against the same model held for training: the
+/// same logits from the full forward pass and from cached decoding, Backward refused, and the layouts holding exactly
+/// the bytes their decode formats need (CSR: row pointers + 16-bit columns; N:M: the packed in-group indices).
+/// </summary>
+[Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
+public class InferenceLayoutTests
+{
+    static Gpt Model(int B, int T)
+    {
+        var dense = new GptConfig { NLayer = 2, NHead = 2, NEmbd = 16, BlockSize = 12, VocabSize = 13, Bias = true };
+        var config = dense with
+        {
+            WeightLayouts = new Dictionary<string, string>
+            {
+                ["attn.c_attn"] = "csr", ["attn.c_proj"] = "nm:2:4", ["mlp.c_fc"] = "csr", ["mlp.c_proj"] = "nm:1:4",
+                ["h.1.attn.c_proj"] = "dense",
+            },
+            WeightDensities = new Dictionary<string, double> { ["attn.c_attn"] = 0.3, ["mlp.c_fc"] = 0.55 },
+        };
+        var gpt = new Gpt(config, B, T);
+        gpt.InitializeWeights(7);
+        // LayerNorm gains and biases away from 1 and 0 so every parameter matters.
+        var r = new Random(3);
+        foreach (var p in gpt.Parameters.Where(p => p.Layout is null && p.Shape.Length == 1))
+            foreach (ref float v in p.Value.Span) v += (float)(r.NextDouble() - 0.5) * 0.2f;
+        return gpt;
+    }
+
+    static (float[] Logits, float Loss, float[][] Decoded) Run(Gpt gpt)
+    {
+        int n = gpt.BatchSize * gpt.SeqLen, V = gpt.Config.VocabSize;
+        var tokens = Enumerable.Range(0, n).Select(i => (i * 5 + 2) % V).ToArray();
+        var targets = Enumerable.Range(0, n).Select(i => (i * 3 + 1) % V).ToArray();
+        float loss = gpt.Forward(tokens, targets, training: false);
+        var logits = gpt.Logits.ToArray();
+        var cache = gpt.CreateKvCache();
+        var decoded = new List<float[]> { gpt.ForwardCached(cache, tokens.AsSpan(0, 4)).ToArray() };   // a prefill of 4
+        for (int i = 4; i < gpt.Config.BlockSize; i++)                                              // then one at a time
+            decoded.Add(gpt.ForwardCached(cache, tokens.AsSpan(i, 1)).ToArray());
+        return (logits, loss, decoded.ToArray());
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void TheInferenceHeldModelGivesTheTrainingHeldModelsLogits(int threads)
+    {
+        int saved = NanoSparse.Kernels.KernelThreads.Max;
+        try
+        {
+            NanoSparse.Kernels.KernelThreads.Max = threads;
+            var gpt = Model(B: 3, T: 12);
+            var before = Run(gpt);
+            gpt.PrepareForInference();
+            Assert.True(gpt.IsInferenceOnly);
+            Assert.Equal(0, gpt.GradientData.Length);   // the gradient buffer is gone too
+            Assert.All(gpt.Parameters, p => Assert.True(p.Grad.IsEmpty, p.Name));
+            var after = Run(gpt);
+            // The same kernels on the same structure: the release changes no bit.
+            Assert.Equal(before.Logits, after.Logits);
+            Assert.Equal(before.Loss, after.Loss);
+            Assert.Equal(before.Decoded.Length, after.Decoded.Length);
+            for (int i = 0; i < before.Decoded.Length; i++) Assert.Equal(before.Decoded[i], after.Decoded[i]);
+        }
+        finally { NanoSparse.Kernels.KernelThreads.Max = saved; }
+    }
+
+    [Fact]
+    public void KeepingTheSellCopyGivesTheSameDecodeLogitsAndHoldsTheCopyBytes()
+    {
+        var plain = Model(B: 1, T: 12);
+        plain.PrepareForInference();
+        var withSell = Model(B: 1, T: 12);
+        withSell.PrepareForInference(keepSellCopy: true);
+        var csr = withSell.Parameters.Where(p => p.Layout is CsrLinearWeight).Select(p => (CsrLinearWeight)p.Layout!).ToList();
+        Assert.All(csr, w => Assert.Equal("csr16 + sell", w.DecodeFormat));
+        long sell = withSell.Parameters.Where(p => p.Layout is CsrLinearWeight)
+            .Sum(p => SellMatrix.FromCsr(CsrMatrix.Create(p.Shape[0], p.Shape[1], ((CsrLinearWeight)p.Layout!).Structure.RowPointers,
+                Enumerable.Range(0, p.Length).Select(i => ((CsrLinearWeight)p.Layout!).Structure.ColumnIndex(i)).ToArray(), p.Value.ToArray())).FootprintBytes + 4 * 64);
+        Assert.Equal(plain.LinearWeightBytes + sell, withSell.LinearWeightBytes);
+        // SELL sums in another order than CSR: the same logits within float rounding.
+        var a = Run(plain).Decoded;
+        var b = Run(withSell).Decoded;
+        for (int i = 0; i < a.Length; i++)
+            for (int j = 0; j < a[i].Length; j++)
+                Assert.True(Math.Abs(a[i][j] - b[i][j]) <= 1e-4f * (1 + Math.Abs(a[i][j])), $"step {i}, logit {j}: {a[i][j]} vs {b[i][j]}");
+    }
+
+    [Fact]
+    public void ReleasedLayoutsHoldWhatTheirDecodeFormatsPredict()
+    {
+        var gpt = Model(B: 1, T: 1);
+        long trainingBytes = gpt.LinearWeightBytes;
+        var layouts = gpt.Parameters.Where(p => p.Layout is IInferenceLayout).Select(p => (IInferenceLayout)p.Layout!).ToList();
+        Assert.Equal(7, layouts.Count);   // c_attn, c_fc and mlp.c_proj (1:4) of both layers, attn.c_proj (2:4) of layer 0
+        var heldBefore = layouts.Select(l => l.HeldBytes).ToArray();
+        gpt.PrepareForInference();
+        long predictedTotal = 0;
+        for (int i = 0; i < layouts.Count; i++)
+        {
+            var l = layouts[i];
+            Assert.True(l.IsInferenceOnly);
+            long predicted = l switch
+            {
+                // row pointers (Out + 1 ints) and one 16-bit column index per stored value
+                CsrLinearWeight c => 4L * (c.OutFeatures + 1) + 2L * c.StoredCount,
+                // ⌈log2 M⌉ bits per stored value, packed (NmSparseMatrix's byte count: one spare byte)
+                NmLinearWeight m => NmSparseMatrix.IndexBytes(m.StoredCount, m.M),
+                _ => throw new InvalidOperationException(l.Layout),
+            };
+            Assert.Equal(predicted, l.HeldBytes);
+            Assert.True(l.HeldBytes < heldBefore[i], $"{l.DecodeFormat}: {l.HeldBytes} bytes after the release, {heldBefore[i]} before");
+            predictedTotal += predicted;
+        }
+        Assert.Equal("csr16", layouts.OfType<CsrLinearWeight>().First().DecodeFormat);
+        Assert.Equal("nm 2:4 (2-bit indices)", layouts.OfType<NmLinearWeight>().First(w => w.N == 2).DecodeFormat);
+        long values = gpt.Parameters.Where(p => p.Layout is not null).Sum(p => 4L * p.Length);
+        Assert.Equal(values + predictedTotal, gpt.LinearWeightBytes);
+        Assert.True(gpt.LinearWeightBytes < trainingBytes);
+    }
+
+    [Fact]
+    public void TheCsrValuesCopyAndTransposeAreReallyReleased()
+    {
+        var w = CsrLinearWeight.Random(64, 48, 0.4, new Rng(5));
+        var values = new float[w.StoredCount];
+        w.PrepareForInference(values);   // the training-compatible SELL copy, dropped too
+        var copy = WeakValuesCopy(w);
+        long before = w.HeldBytes;
+        w.ReleaseTrainingStructures();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        Assert.False(copy.IsAlive, "the CSR values copy is still reachable after the release");
+        Assert.Empty(w.Structure.Values);
+        Assert.True(w.Structure.IsStructureOnly);
+        w.Structure.Validate();
+        Assert.Equal(4L * 65 + 2L * w.StoredCount, w.HeldBytes);
+        Assert.True(before > 3 * w.HeldBytes, $"{before} bytes held before, {w.HeldBytes} after");
+    }
+
+    // In its own frame, so no temporary of the test method keeps the array alive.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    static WeakReference WeakValuesCopy(CsrLinearWeight w) => new(w.Structure.Values);
+
+    [Fact]
+    public void BackwardAfterTheReleaseIsRefusedByName()
+    {
+        var gpt = Model(B: 1, T: 4);
+        gpt.PrepareForInference();
+        var tokens = new[] { 1, 2, 3, 4 };
+        gpt.Forward(tokens, tokens, training: true);
+        var e = Assert.Throws<InvalidOperationException>(gpt.Backward);
+        Assert.Contains("PrepareForInference", e.Message);
+
+        var csr = gpt.Parameters.First(p => p.Layout is CsrLinearWeight);
+        var layout = csr.Layout!;
+        int rows = 2;
+        var x = new float[rows * layout.InFeatures];
+        var dy = new float[rows * layout.OutFeatures];
+        var dValues = new float[layout.StoredCount];
+        var workspace = new float[layout.WorkspaceFloats(rows)];
+        var e2 = Assert.Throws<InvalidOperationException>(() => layout.Backward(default, dValues, default, dy, x, csr.Value.Span, default, rows, workspace));
+        Assert.Contains("csr weight (48x16)", e2.Message);
+
+        var nm = gpt.Parameters.First(p => p.Layout is NmLinearWeight).Layout!;
+        var e3 = Assert.Throws<InvalidOperationException>(() => nm.Backward(default, new float[nm.StoredCount], default,
+            new float[rows * nm.OutFeatures], new float[rows * nm.InFeatures], new float[nm.StoredCount], default, rows, new float[nm.WorkspaceFloats(rows)]));
+        Assert.Contains("nm weight", e3.Message);
+    }
+
+    [Fact]
+    public void AReleasedNmLayoutStillConvertsToAndFromDense()
+    {
+        var rng = new Rng(9);
+        var dense = new float[12 * 16];
+        var w = NmLinearWeight.Random(12, 16, 2, 4, rng);
+        var values = new float[w.StoredCount];
+        for (int i = 0; i < values.Length; i++) values[i] = i + 1;
+        var expected = new float[dense.Length];
+        w.ToDense(values, expected);
+        var gathered = new float[values.Length];
+        w.ReleaseTrainingStructures();
+        w.ToDense(values, dense);
+        Assert.Equal(expected, dense);
+        w.Gather(dense, gathered);
+        Assert.Equal(values, gathered);
+    }
+}
