@@ -149,5 +149,8 @@ public interface ILayerPruner
 public interface IMaskRefiner
 {
     string Name { get; }
+    /// <summary>Whether the refiner uses <see cref="LayerPruneRequest.Stats"/>'s Gram matrix when it is given (DSnoT
+    /// checks each swap against the layer's true reconstruction error with it); the driver then accumulates it.</summary>
+    bool NeedsGram => false;
     void Refine(LayerPruneRequest request, ReadOnlySpan<float> weightBeforePruning);
 }
