@@ -79,6 +79,7 @@ public static class Pruner
         var refiner = options.Refiner is null ? null : PruningMethods.Refiner(options.Refiner);
         bool owl = options.Profile == PruneOptions.OwlProfileName;
         bool needsStats = pruner.NeedsCalibration || refiner is not null || owl;
+        bool needsGram = pruner.NeedsGram || (refiner?.NeedsGram ?? false);
         if (needsStats)
         {
             string who = pruner.NeedsCalibration ? $"--method {pruner.Name}" : owl ? "--profile owl" : $"refiner {refiner!.Name}";
@@ -98,7 +99,7 @@ public static class Pruner
         Calibrator? calibrator = null;
         if (needsStats)
         {
-            calibrator = new Calibrator(model, calibration!, pruner.NeedsGram, progress, cancel);
+            calibrator = new Calibrator(model, calibration!, needsGram, progress, cancel);
             work = calibrator.Model;
         }
         var workParameters = work.Parameters.ToDictionary(p => p.Name);
@@ -131,7 +132,7 @@ public static class Pruner
         {
             cancel.ThrowIfCancellationRequested();
             var inBlock = targets.Where(t => t.Layer == l).ToList();
-            var stats = calibrator?.Collect(inBlock, blocks: l + 1, withGram: pruner.NeedsGram, stage: "calibrate", done, blocksWithTargets.Length);
+            var stats = calibrator?.Collect(inBlock, blocks: l + 1, withGram: needsGram, stage: "calibrate", done, blocksWithTargets.Length);
             var blockTarget = blockSparsity is null ? target : new SparsityTarget(blockSparsity[l]);
             foreach (var t in inBlock)
             {

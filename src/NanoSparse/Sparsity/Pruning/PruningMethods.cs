@@ -16,6 +16,8 @@ public static class PruningMethods
         Register(new MagnitudePruner());
         Register(new RandomPruner());
         Register(new WandaPruner());
+        Register(new SparseGptPruner());
+        Register(new Dsnot());
     }
 
     /// <summary>Adds (or replaces) a method under its <see cref="ILayerPruner.Name"/>.</summary>
