@@ -60,6 +60,22 @@ public sealed class PruneCliTests(PruneCliFixture fixture) : IClassFixture<Prune
     static string[] Quick => ["--eval-windows", "2", "--decode-tokens", "4", "--calibration-windows", "8"];
 
     [Fact]
+    public void SparseGptWithDsnotRunsThroughTheCommandAndRecordsBoth()
+    {
+        string before = HashFolder(fixture.Checkpoint);
+        string outDir = NewDir("sparsegpt-dsnot");
+        var (code, stdout, err) = Run(["prune", "--checkpoint", fixture.Checkpoint, "--method", "sparsegpt", "--sparsity", "0.5",
+            "--dsnot", "--out", outDir, .. Quick]);
+        Assert.True(code == 0, err);
+        Assert.Contains("val perplexity", stdout);
+        var recipe = PruneRunOptions.Load(Path.Combine(outDir, PruneRunOptions.RecipeFile));
+        Assert.Equal("sparsegpt", recipe.Prune.Method);
+        Assert.Equal("dsnot", recipe.Prune.Refiner);
+        Assert.True(File.Exists(Path.Combine(outDir, NanoSparse.Training.Checkpoint.ModelFile)));
+        Assert.Equal(before, HashFolder(fixture.Checkpoint));
+    }
+
+    [Fact]
     public void PruneWritesASparseCheckpointRecipeAndPlotAndTheRecipeReRunsBitIdentically()
     {
         string before = HashFolder(fixture.Checkpoint);
@@ -150,8 +166,7 @@ public sealed class PruneCliTests(PruneCliFixture fixture) : IClassFixture<Prune
         Refused(["--method", "magnitude", "--sparsity", "1"], "--sparsity (1) must lie in [0, 1)");
         Refused(["--method", "magnitude", "--sparsity", "-0.2"], "--sparsity (-0.2) must lie in [0, 1)");
         Refused(["--method", "magnitude", "--pattern", "3:7"], "--pattern 3:7", "M = 7 does not divide the 16 inputs of h.0.attn.c_attn");
-        Refused(["--method", "obs", "--sparsity", "0.5"], "unknown method 'obs'", "magnitude, random, wanda");
-        Refused(["--method", "magnitude", "--sparsity", "0.5", "--dsnot"], "unknown mask refiner 'dsnot'");
+        Refused(["--method", "obs", "--sparsity", "0.5"], "unknown method 'obs'", "magnitude, random, sparsegpt, wanda");
         Refused(["--method", "magnitude", "--sparsity", "0.5", "--targets", "h.2.mlp.c_fc"], "--targets entry 'h.2.mlp.c_fc'", "layer in [0, 2)");
         Refused(["--method", "magnitude", "--sparsity", "0.5", "--ignore", "mlp.c_fx"], "--ignore entry 'mlp.c_fx'");
         Refused(["--method", "wanda", "--sparsity", "0.5", "--calibration", Path.Combine(other, "data")], "--calibration", "vocab_size");

@@ -65,9 +65,14 @@ public class InferenceLayoutTests
             Assert.Equal(0, gpt.GradientData.Length);   // the gradient buffer is gone too
             Assert.All(gpt.Parameters, p => Assert.True(p.Grad.IsEmpty, p.Name));
             var after = Run(gpt);
-            // The same kernels on the same structure: the release changes no bit.
-            Assert.Equal(before.Logits, after.Logits);
-            Assert.Equal(before.Loss, after.Loss);
+            // The full forward (B·T rows) of the N:M layers runs the token-major training kernels before the release and
+            // NmSpmm after (their index bytes and permute controls are released): another summation order, so the
+            // logits agree to float rounding there; decoding (a few rows) runs the same kernels and changes no bit.
+            Assert.Equal(before.Logits.Length, after.Logits.Length);
+            for (int i = 0; i < before.Logits.Length; i++)
+                Assert.True(Math.Abs(before.Logits[i] - after.Logits[i]) <= 1e-5f * Math.Max(1f, Math.Abs(before.Logits[i])),
+                    $"logit {i}: {before.Logits[i]} before, {after.Logits[i]} after");
+            Assert.Equal(before.Loss, after.Loss, 1e-5f);
             Assert.Equal(before.Decoded.Length, after.Decoded.Length);
             for (int i = 0; i < before.Decoded.Length; i++) Assert.Equal(before.Decoded[i], after.Decoded[i]);
         }

@@ -163,7 +163,7 @@ public sealed class LayerPrunerTests
     {
         var e = Assert.Throws<ArgumentException>(() => PruningMethods.Pruner("obs"));
         Assert.Contains("'obs'", e.Message);
-        Assert.Contains("magnitude, random, wanda", e.Message);
+        Assert.Contains("magnitude, random, sparsegpt, wanda", e.Message);
         Assert.Throws<ArgumentException>(() => PruningMethods.Refiner("nosuch"));
         Assert.IsType<WandaPruner>(PruningMethods.Pruner("wanda"));
     }
