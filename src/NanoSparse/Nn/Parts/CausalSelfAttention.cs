@@ -111,7 +111,7 @@ public sealed class CausalSelfAttention : IAttention
 
     // qkv (rows, 3C), y (rows, C), scores (block_size)
     // with C read as the attention width A = heads · hs (n_embd unless structured pruning removed heads)
-    public long DecodeScratchFloats(int rows) => (long)rows * 4 * _width + _blockSize;
+    public long DecodeScratchFloats(int rows) => (long)rows * 4 * _width + Math.Max(_blockSize, (long)rows * _heads);
 
     public void Decode(Span<float> output, ReadOnlySpan<float> input, IKvCache cache, in Decoding decoding)
     {
@@ -123,6 +123,13 @@ public sealed class CausalSelfAttention : IAttention
         _cAttn.Forward(qkv, input, decoding.Param(_cAttnWeight), decoding.Param(_cAttnBias), default, n, decoding.Workspace);
         for (int i = 0; i < n; i++)
             cache.Write(pos0 + i, qkv.Slice(i * 3 * C + C, C), qkv.Slice(i * 3 * C + 2 * C, C));
+        if (pos0 == 0 && n > 1)
+        {
+            // A prompt into an empty cache is the training pass's causal attention over n positions: its tiled kernel.
+            Attention.Forward(y, decoding.Scratch.Slice(n * 4 * C, n * NH), qkv, 1, n, C, NH);
+            _cProj.Forward(output, y, decoding.Param(_cProjWeight), decoding.Param(_cProjBias), default, n, decoding.Workspace);
+            return;
+        }
         var keys = cache.Keys(pos0 + n);
         var values = cache.Values(pos0 + n);
         float scale = 1f / MathF.Sqrt(hs);
