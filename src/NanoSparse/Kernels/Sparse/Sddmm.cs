@@ -51,7 +51,9 @@ public static unsafe class Sddmm
     /// against 5.52–5.58 unblocked). Splitting D instead (B in panels of 64–256 columns, each pass adding into out, one
     /// pass at a time over all rows) measured no better either (scratch, one thread): 768×768 D = 512 1.34–1.40 ms
     /// against 1.32, 3072×768 D = 512 6.0–7.4 against 5.6, 768×3072 D = 512 6.6–7.0 against 6.0 ms; L1-sized tiles
-    /// (32–128 columns by 48–192 rows) 2–2.5x slower. Each D pass pays one more reduction and output update per
+    /// (32–128 columns by 48–192 rows) read in place 2–2.5x slower. (Tiles copied aligned into a per-thread buffer, with
+    /// each row's 64 columns of A held in registers, did win: <see cref="SddmmTiled"/>, which Run sends D a multiple of
+    /// 64 to, measured 1.63 against 2.53–2.70 ms at 3072×768, D = 256, 90% sparse.) Each D pass pays one more reduction and output update per
     /// nonzero, and the kernel's speed hardly depends on where B's rows come from: ~45 GFLOP/s per core with B in L2,
     /// 42–43 from L3, 64 only with all of B in L1 (80% dense rows; every B element is used by one FMA, so one 64-byte
     /// load per FMA either way).

@@ -25,7 +25,7 @@ internal static unsafe class SddmmTiled
     const int KBlock = 256;
     const int Width = 64;
 
-    /// <summary>Whether <see cref="Run"/> takes this product: AVX-512, D a multiple of 64, and B's rows used often enough to copy.</summary>
+    /// <summary>Whether the tiled Run takes this product: AVX-512, D a multiple of 64, and B's rows used often enough to copy.</summary>
     public static bool Takes(long nnz, int cols, int d) =>
         Vector512.IsHardwareAccelerated && Avx512F.IsSupported && d >= Width && d % Width == 0 && AlignedPanels.Pays(nnz, cols, d);
 

@@ -116,20 +116,23 @@ public sealed class CausalSelfAttention : IAttention
     public void Decode(Span<float> output, ReadOnlySpan<float> input, IKvCache cache, in Decoding decoding)
     {
         // C here is the attention width A (heads · hs): the stride of q, k, v, y and the cache's rows
-        int n = decoding.Rows, pos0 = decoding.Position, C = _width, NH = _heads, hs = C / NH;
+        int n = decoding.Rows, pos0 = decoding.Position, C = _width, NH = _heads;
         var qkv = decoding.Scratch.Slice(0, n * 3 * C);
         var y = decoding.Scratch.Slice(n * 3 * C, n * C);
-        var scoresBuffer = decoding.Scratch.Slice(n * 4 * C, _blockSize);
         _cAttn.Forward(qkv, input, decoding.Param(_cAttnWeight), decoding.Param(_cAttnBias), default, n, decoding.Workspace);
         for (int i = 0; i < n; i++)
             cache.Write(pos0 + i, qkv.Slice(i * 3 * C + C, C), qkv.Slice(i * 3 * C + 2 * C, C));
-        if (pos0 == 0 && n > 1)
-        {
-            // A prompt into an empty cache is the training pass's causal attention over n positions: its tiled kernel.
+        if (pos0 == 0 && n > 1)   // a prompt into an empty cache: the training pass's causal attention (tiled kernel)
             Attention.Forward(y, decoding.Scratch.Slice(n * 4 * C, n * NH), qkv, 1, n, C, NH);
-            _cProj.Forward(output, y, decoding.Param(_cProjWeight), decoding.Param(_cProjBias), default, n, decoding.Workspace);
-            return;
-        }
+        else
+            AttendToCache(y, qkv, cache, pos0, n, decoding.Scratch.Slice(n * 4 * C, _blockSize));
+        _cProj.Forward(output, y, decoding.Param(_cProjWeight), decoding.Param(_cProjBias), default, n, decoding.Workspace);
+    }
+
+    /// <summary>y (n, A) = softmax(q·kᵀ · scale over positions 0..pos) · v for each new position pos0 + i, from the cache.</summary>
+    void AttendToCache(Span<float> y, ReadOnlySpan<float> qkv, IKvCache cache, int pos0, int n, Span<float> scoresBuffer)
+    {
+        int C = _width, NH = _heads, hs = C / NH;
         var keys = cache.Keys(pos0 + n);
         var values = cache.Values(pos0 + n);
         float scale = 1f / MathF.Sqrt(hs);
@@ -150,6 +153,5 @@ public sealed class CausalSelfAttention : IAttention
                     TensorPrimitives.MultiplyAdd(values.Slice(j * C + h * hs, hs), scores[j], yh, yh);
             }
         }
-        _cProj.Forward(output, y, decoding.Param(_cProjWeight), decoding.Param(_cProjBias), default, n, decoding.Workspace);
     }
 }
