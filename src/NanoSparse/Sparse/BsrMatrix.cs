@@ -39,6 +39,24 @@ public sealed class BsrMatrix
         Validate();
     }
 
+    BsrMatrix(BsrMatrix validated)
+    {
+        Rows = validated.Rows; Cols = validated.Cols; BlockRows = validated.BlockRows; BlockCols = validated.BlockCols;
+        BlockRowPointers = validated.BlockRowPointers;
+        BlockColumnIndices16 = validated.BlockColumnIndices16; BlockColumnIndices32 = validated.BlockColumnIndices32;
+        Values = [];
+        IsStructureOnly = true;
+    }
+
+    /// <summary>
+    /// This matrix's structure without values (<see cref="Values"/> empty): for a holder whose values live elsewhere
+    /// (a model's parameter buffer) and that passes them to the kernels itself. The index arrays are shared, not copied.
+    /// </summary>
+    public BsrMatrix StructureOnly() => IsStructureOnly ? this : new BsrMatrix(this);
+
+    /// <summary>True for a structure without values (<see cref="StructureOnly"/>).</summary>
+    public bool IsStructureOnly { get; }
+
     public int BlockColumnIndex(int b) => BlockColumnIndices16 is { } s ? s[b] : BlockColumnIndices32![b];
 
     public void Validate()
@@ -64,7 +82,7 @@ public sealed class BsrMatrix
         int indexLength = BlockColumnIndices16?.Length ?? BlockColumnIndices32!.Length;
         if (indexLength != blocks)
             SparseFormatException.Fail(Format, "block column index count = stored blocks", $"index length {indexLength}, stored blocks {blocks}");
-        if ((long)Values.Length != (long)blocks * BlockSize)
+        if (!IsStructureOnly && (long)Values.Length != (long)blocks * BlockSize)
             SparseFormatException.Fail(Format, "value count = stored blocks x block size", $"values length {Values.Length}, expected {blocks} x {BlockSize}");
         for (int b = 0; b < br; b++)
         {
@@ -135,6 +153,7 @@ public sealed class BsrMatrix
 
     public void ToDense(Span<float> dense)
     {
+        if (IsStructureOnly) throw new InvalidOperationException("this BSR matrix is a structure without values (StructureOnly): it has no dense form");
         SparseFormatException.CheckDense(Format, Rows, Cols, dense.Length);
         dense.Clear();
         for (int b = 0; b < BlockRowCount; b++)

@@ -22,7 +22,8 @@ public static unsafe class BsrSpmm
     /// <summary>As <see cref="Multiply(BsrMatrix, ReadOnlySpan{float}, int, Span{float})"/> with the block values taken from <paramref name="values"/> (S.Values' layout) instead of S.Values.</summary>
     internal static void Multiply(BsrMatrix s, ReadOnlySpan<float> values, ReadOnlySpan<float> x, int n, Span<float> y)
     {
-        if (values.Length != s.Values.Length) throw new ArgumentException($"values has {values.Length} elements, expected the {s.Values.Length} block values", nameof(values));
+        long blockValues = (long)s.BlockCount * s.BlockSize;   // s.Values is empty for a structure-only matrix
+        if (values.Length != blockValues) throw new ArgumentException($"values has {values.Length} elements, expected the {blockValues} block values", nameof(values));
         CsrSpmm.Check(s.Rows, s.Cols, x.Length, n, y.Length);
         if (s.Rows == 0 || n == 0) return;
         fixed (int* bp = s.BlockRowPointers)
@@ -37,7 +38,7 @@ public static unsafe class BsrSpmm
                 {
                     Pointers = bp, Index32 = s.HasShortIndices ? null : i32, Index16 = s.HasShortIndices ? i16 : null, Values = v, X = px, Y = py,
                     BlockRowCount = s.BlockRowCount, R = s.BlockRows, C = s.BlockCols, K = s.Cols, N = n,
-                    Chunks = SpmmMicroKernel.ChunkCount(s.BlockRowCount, ((long)s.Values.Length + s.Rows) * n),
+                    Chunks = SpmmMicroKernel.ChunkCount(s.BlockRowCount, (blockValues + s.Rows) * n),
                 };
                 KernelThreads.For(args.Chunks, ref args, &Body);
             }

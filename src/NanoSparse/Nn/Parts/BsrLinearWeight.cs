@@ -12,14 +12,17 @@ namespace NanoSparse.Nn.Parts;
 /// one BsrSpmm SpMV per row). Backward: through the CSR layout over the stored blocks' elements (SDDMM for dW at
 /// every element of a stored block, CsrSpmm on Wᵀ for dx), its values gathered from and its dW scattered back to
 /// the block order through a fixed permutation (2·nnz moves per call).
+/// A model held only for inference drops the CSR layout and the permutation (<see cref="ReleaseTrainingStructures"/>):
+/// it keeps the block row pointers and block column indices, the structure the forward kernel reads.
 /// </summary>
-public sealed class BsrLinearWeight : ISparseLinearStructure, ISparseKernel
+public sealed class BsrLinearWeight : ISparseLinearStructure, ISparseKernel, IInferenceLayout
 {
     const string Name = "bsr";
 
-    readonly BsrMatrix _bsr;               // block structure; its Values array is not the model's values
-    readonly CsrLinearWeight _csr;         // every element of the stored blocks, in CSR order
-    readonly int[] _blockOrder;            // CSR entry q is stored value _blockOrder[q]
+    readonly BsrMatrix _bsr;               // block structure only (no values: they are the model's)
+    CsrLinearWeight? _csr;                 // every element of the stored blocks, in CSR order (backward); null after
+    int[] _blockOrder;                     // ReleaseTrainingStructures, and then the permutation is empty too:
+                                           // CSR entry q is stored value _blockOrder[q]
 
     public string Layout => Name;
     public int OutFeatures { get; }
@@ -30,7 +33,7 @@ public sealed class BsrLinearWeight : ISparseLinearStructure, ISparseKernel
 
     BsrLinearWeight(BsrMatrix bsr)
     {
-        _bsr = bsr;
+        _bsr = bsr.StructureOnly();
         OutFeatures = bsr.Rows;
         InFeatures = bsr.Cols;
         StoredCount = bsr.Values.Length;
@@ -71,9 +74,10 @@ public sealed class BsrLinearWeight : ISparseLinearStructure, ISparseKernel
 
     public string LayoutString => $"{Name}:{BlockRows}x{BlockCols}";
 
-    /// <summary>The block pointers and block column indices, the element-wise CSR copy (backward) and its permutation.</summary>
-    public long IndexBytesInMemory =>
-        4L * (_bsr.BlockRowCount + 1) + (long)_bsr.BlockCount * (_bsr.HasShortIndices ? 2 : 4) + _csr.IndexBytesInMemory + 4L * StoredCount;
+    /// <summary>The block pointers and block column indices, and until the release the element-wise CSR copy (backward) and its permutation.</summary>
+    public long IndexBytesInMemory => BlockStructureBytes + (_csr is null ? 0 : _csr.IndexBytesInMemory + 4L * _blockOrder.Length);
+
+    long BlockStructureBytes => 4L * (_bsr.BlockRowCount + 1) + (long)_bsr.BlockCount * (_bsr.HasShortIndices ? 2 : 4);
 
     /// <summary>Rebuilds the layout from a file's block, block_row_ptr and block_col_indices.</summary>
     public static ISparseLinearStructure FromStructure(SparseStructure s)
@@ -112,7 +116,7 @@ public sealed class BsrLinearWeight : ISparseLinearStructure, ISparseKernel
             throw new ArgumentException($"dense has {dense.Length} elements, expected out x in = {outFeatures} x {inFeatures} = {(long)outFeatures * inFeatures}", nameof(dense));
         var bsr = BsrMatrix.FromDense(dense, outFeatures, inFeatures, blockRows, blockCols);
         if (bsr.BlockCount == 0) throw new ArgumentException("dense has no nonzero: a BSR weight needs at least one block", nameof(dense));
-        return (new BsrLinearWeight(bsr), (float[])bsr.Values.Clone());
+        return (new BsrLinearWeight(bsr), bsr.Values);   // the layout keeps the structure only
     }
 
     /// <summary>A uniformly random set of exactly round(density · blocks) blocks (at least one).</summary>
@@ -137,25 +141,40 @@ public sealed class BsrLinearWeight : ISparseLinearStructure, ISparseKernel
         return new BsrLinearWeight(bsr);
     }
 
-    /// <summary>values (StoredCount) = dense (Out × In) at the stored positions.</summary>
+    /// <summary>values (StoredCount) = dense (Out × In) at the stored positions (every element of a stored block).</summary>
     public void Gather(ReadOnlySpan<float> dense, Span<float> values)
     {
         LinearChecks.Values(this, values);
-        var csrValues = new float[StoredCount];
-        _csr.Gather(dense, csrValues);
-        for (int q = 0; q < csrValues.Length; q++) values[_blockOrder[q]] = csrValues[q];
+        CheckDense(dense.Length);
+        int r = BlockRows, c = BlockCols;
+        for (int b = 0; b < _bsr.BlockRowCount; b++)
+            for (int p = _bsr.BlockRowPointers[b]; p < _bsr.BlockRowPointers[b + 1]; p++)
+                for (int row = 0; row < r; row++)
+                    dense.Slice((b * r + row) * InFeatures + _bsr.BlockColumnIndex(p) * c, c).CopyTo(values.Slice((p * r + row) * c, c));
     }
 
     public void ToDense(ReadOnlySpan<float> values, Span<float> dense)
     {
         LinearChecks.Values(this, values);
-        var csrValues = new float[StoredCount];
-        for (int q = 0; q < csrValues.Length; q++) csrValues[q] = values[_blockOrder[q]];
-        _csr.ToDense(csrValues, dense);
+        CheckDense(dense.Length);
+        dense.Clear();
+        int r = BlockRows, c = BlockCols;
+        for (int b = 0; b < _bsr.BlockRowCount; b++)
+            for (int p = _bsr.BlockRowPointers[b]; p < _bsr.BlockRowPointers[b + 1]; p++)
+                for (int row = 0; row < r; row++)
+                    values.Slice((p * r + row) * c, c).CopyTo(dense.Slice((b * r + row) * InFeatures + _bsr.BlockColumnIndex(p) * c, c));
     }
 
-    /// <summary>The CSR layout's workspace plus the values and dW in CSR order.</summary>
-    public long WorkspaceFloats(int rows) => _csr.WorkspaceFloats(rows) + 2L * StoredCount;
+    void CheckDense(int length)
+    {
+        if (length != (long)OutFeatures * InFeatures)
+            throw new ArgumentException($"dense has {length} elements, expected out x in = {OutFeatures} x {InFeatures} = {(long)OutFeatures * InFeatures}", "dense");
+    }
+
+    /// <summary>The CSR layout's workspace plus the values and dW in CSR order; after the release, the forward panels only.</summary>
+    public long WorkspaceFloats(int rows) => _csr is null
+        ? FeatureMajor.PanelFloats(rows, InFeatures) + FeatureMajor.PanelFloats(rows, OutFeatures)
+        : _csr.WorkspaceFloats(rows) + 2L * StoredCount;
 
     public void Forward(Span<float> y, ReadOnlySpan<float> x, ReadOnlySpan<float> values, ReadOnlySpan<float> bias,
         ReadOnlySpan<float> residual, int rows, Span<float> workspace)
@@ -171,13 +190,36 @@ public sealed class BsrLinearWeight : ISparseLinearStructure, ISparseKernel
     public void Backward(Span<float> dx, Span<float> dValues, Span<float> dBias, ReadOnlySpan<float> dy, ReadOnlySpan<float> x,
         ReadOnlySpan<float> values, ReadOnlySpan<float> dxScale, int rows, Span<float> workspace)
     {
+        if (_csr is not { } csr) throw InferenceLayout.BackwardAfterRelease(this);
         LinearChecks.Backward(this, dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
-        long inner = _csr.WorkspaceFloats(rows);
+        long inner = csr.WorkspaceFloats(rows);
         var csrValues = workspace.Slice((int)inner, StoredCount);
         var csrGrad = workspace.Slice((int)inner + StoredCount, StoredCount);
         for (int q = 0; q < StoredCount; q++) csrValues[q] = values[_blockOrder[q]];
         csrGrad.Clear();
-        _csr.Backward(dx, csrGrad, dBias, dy, x, csrValues, dxScale, rows, workspace.Slice(0, (int)inner));
+        csr.Backward(dx, csrGrad, dBias, dy, x, csrValues, dxScale, rows, workspace.Slice(0, (int)inner));
         for (int q = 0; q < StoredCount; q++) dValues[_blockOrder[q]] += csrGrad[q];
     }
+
+    // ---- a model held for inference ----
+
+    public bool IsInferenceOnly => _csr is null;
+
+    /// <summary>"bsr RxC (16-bit block indices)" (32-bit when In/C > 65536): decoding runs BsrSpmm on the block structure.</summary>
+    public string DecodeFormat => $"bsr {BlockRows}x{BlockCols} ({(_bsr.HasShortIndices ? 16 : 32)}-bit block indices)";
+
+    /// <summary>
+    /// Drops what only the backward pass uses: the element-wise CSR layout (its structure, values copy and Wᵀ) and the
+    /// permutation to it. Forward (any rows), ToDense, Gather and ExportIndices keep working on the block structure;
+    /// Backward throws InvalidOperationException. Not undone: load the model again to train.
+    /// </summary>
+    public void ReleaseTrainingStructures()
+    {
+        _csr = null;
+        _blockOrder = [];
+    }
+
+    /// <summary>Bytes of every array the layout holds (the values span is the model's, not counted): the block row pointers
+    /// and block column indices, and until the release the CSR layout's arrays and the permutation.</summary>
+    public long HeldBytes => BlockStructureBytes + (_csr is null ? 0 : _csr.HeldBytes + 4L * _blockOrder.Length);
 }
