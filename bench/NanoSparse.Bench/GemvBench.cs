@@ -22,7 +22,7 @@ public static class GemvBench
         var threadsOpt = new Option<string>("--threads-list") { Description = "thread counts, comma-separated", DefaultValueFactory = _ => "1,2" };
         var roundsOpt = new Option<int>("--rounds") { Description = "rounds (every contender once per round, order alternating)", DefaultValueFactory = _ => 5 };
         var cpuOpt = new Option<bool>("--cpu-time") { Description = "one-thread cases: time by the process's CPU time instead of the wall clock (steadier on a shared machine)" };
-        var plotOpt = new Option<string>("--plot") { Description = "PNG of the bandwidths (none: no plot)", DefaultValueFactory = _ => "gemv.png" };
+        var plotOpt = new Option<string>("--plot") { Description = "PNG of the bandwidths (none: no plot); its folder is created", DefaultValueFactory = _ => Path.Combine("bench-results", "gemv.png") };
         var command = new Command("gemv", "the dense Linear at 1-4 rows: our Gemv vs our GEMM vs OpenBLAS sgemv/sgemm, ms and GB/s");
         foreach (var o in new Option[] { shapesOpt, rowsOpt, threadsOpt, roundsOpt, cpuOpt, plotOpt }) command.Options.Add(o);
         command.SetAction(r =>
@@ -160,6 +160,7 @@ public static class GemvBench
         plot.Title("dense Linear at decode sizes: bandwidth (higher is faster)");
         plot.YLabel("GB/s (bytes of W, x, y per call / time)");
         plot.ShowLegend();
+        if (Path.GetDirectoryName(Path.GetFullPath(plotPath)) is { } folder) Directory.CreateDirectory(folder);
         plot.SavePng(plotPath, Math.Clamp(110 * groups.Count, 900, 2400), 600);
         Console.WriteLine($"wrote {plotPath}");
     }

@@ -32,6 +32,13 @@ public static class SparseModelBench
 {
     public const int Gpt2Vocab = 50257;
 
+    /// <summary>
+    /// Where the speed-up plots go (PREFIX_train.png, PREFIX_prefill.png, PREFIX_decode.png): --plot when given, else
+    /// beside the --json file (its path without .json), else bench-results/sparse-model (the benches' results folder).
+    /// </summary>
+    public static string PlotPrefix(string? plot, FileInfo? json) =>
+        plot ?? (json is null ? Path.Combine("bench-results", "sparse-model") : Path.ChangeExtension(json.FullName, null));
+
     public static Command CreateCommand()
     {
         var parts = new Option<string[]>("--parts") { Description = "what to measure: train decode prefill memory", DefaultValueFactory = _ => ["train", "decode", "prefill", "memory"], AllowMultipleArgumentsPerToken = true };
@@ -53,7 +60,7 @@ public static class SparseModelBench
         var newTokens = new Option<int>("--new-tokens") { Description = "tokens decoded one at a time", DefaultValueFactory = _ => 256 };
         var prefill = new Option<int>("--prefill") { Description = "prompt tokens of the prefill measurement", DefaultValueFactory = _ => 512 };
         var json = new Option<FileInfo?>("--json") { Description = "also write the results to this JSON file" };
-        var plot = new Option<string?>("--plot") { Description = "PNG path prefix of the speed-up plots (default: the --json path without .json, else sparse-model)" };
+        var plot = new Option<string?>("--plot") { Description = "PNG path prefix of the speed-up plots, PREFIX_train.png etc. (default: the --json path without .json, else bench-results/sparse-model)" };
         var python = new Option<string>("--python") { Description = "Python with torch (training peer) and onnx + scipy (the ONNX export of the decode peers)", DefaultValueFactory = _ => TorchPeer.DefaultPython };
         var noPeer = new Option<bool>("--no-peer") { Description = "measure NanoSparse only (no PyTorch, no ONNX Runtime)" };
         var keepSell = new Option<bool>("--keep-sell") { Description = "decode/prefill: CSR layouts keep a SELL copy for rows = 1 (faster SpMV, 5+ more bytes per stored value)" };
@@ -70,7 +77,7 @@ public static class SparseModelBench
                 r.GetValue(rounds), r.GetValue(iters), r.GetValue(warmup), r.GetValue(reps), r.GetValue(batch) ?? ModelPreset.Wide.BatchSize,
                 vocab, r.GetValue(decodeVocabs) is { Length: > 0 } dv ? dv : [vocab, Gpt2Vocab], r.GetValue(decodeLayers) ?? ModelPreset.Gpt2Small.NLayer,
                 r.GetValue(prompt), r.GetValue(newTokens), r.GetValue(prefill),
-                r.GetValue(plot) ?? (file is null ? "sparse-model" : Path.ChangeExtension(file.FullName, null)),
+                PlotPrefix(r.GetValue(plot), file),
                 r.GetValue(python)!, !r.GetValue(noPeer), r.GetValue(keepSell));
             var result = Run(options);
             if (file != null) TrainBench.WriteJson(file.FullName, result);
