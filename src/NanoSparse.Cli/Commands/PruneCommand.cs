@@ -71,7 +71,7 @@ public static class PruneCommand
                         Method = m, Sparsity = s ?? 0, Pattern = p, Scope = parse.GetValue(scope)!, Profile = parse.GetValue(profile)!,
                         OwlThreshold = parse.GetValue(owlThreshold), OwlLambda = parse.GetValue(owlLambda),
                         Refiner = parse.GetValue(dsnot) ? "dsnot" : null,
-                        Targets = List(parse.GetValue(targets)), Ignore = List(parse.GetValue(ignore)),
+                        Targets = List("--targets", parse.GetValue(targets)), Ignore = List("--ignore", parse.GetValue(ignore)),
                         Seed = parse.GetValue(seed), CalibrationWindows = parse.GetValue(windows), CalibrationSeed = parse.GetValue(calibrationSeed),
                     },
                     Calibration = parse.GetValue(calibration),
@@ -86,7 +86,13 @@ public static class PruneCommand
         return cmd;
     }
 
-    static string[] List(string? text) => text?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
+    // A given option that lists nothing ("--targets ,") is refused rather than read as "every weight".
+    static string[] List(string option, string? text)
+    {
+        if (text is null) return [];
+        var entries = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        return entries.Length > 0 ? entries : throw new UsageException($"{option} '{text}' lists no weight; expected comma-separated names such as mlp.c_fc, h.3.attn.c_attn or h.3");
+    }
 
     static int Prune(CliContext cli, PruneRunOptions options, string outDir)
     {

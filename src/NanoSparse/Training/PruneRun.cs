@@ -63,6 +63,9 @@ public sealed record PruneRunOptions
     {
         Prune.Validate();
         SparseLayoutChoice.Validate(StorageFormat);
+        // Unstructured pruning leaves any number of nonzeros in a group: the N:M layout could only refuse it after pruning.
+        if (StorageFormat.StartsWith(LinearWeightLayouts.Nm + ":", StringComparison.Ordinal) && Prune.Pattern == PruneOptions.Unstructured)
+            throw new ArgumentException($"--format {StorageFormat} stores N:M weights, but --pattern is unstructured; give --pattern {StorageFormat[(LinearWeightLayouts.Nm.Length + 1)..]} or --format auto");
         if (EvalWindows < 0) throw new ArgumentException($"--eval-windows ({EvalWindows}) must be >= 0");
         if (DecodeTokens < 0) throw new ArgumentException($"--decode-tokens ({DecodeTokens}) must be >= 0");
     }

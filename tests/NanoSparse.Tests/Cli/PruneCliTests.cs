@@ -169,6 +169,9 @@ public sealed class PruneCliTests(PruneCliFixture fixture) : IClassFixture<Prune
         Refused(["--method", "obs", "--sparsity", "0.5"], "unknown method 'obs'", "magnitude, random, sparsegpt, wanda");
         Refused(["--method", "magnitude", "--sparsity", "0.5", "--targets", "h.2.mlp.c_fc"], "--targets entry 'h.2.mlp.c_fc'", "layer in [0, 2)");
         Refused(["--method", "magnitude", "--sparsity", "0.5", "--ignore", "mlp.c_fx"], "--ignore entry 'mlp.c_fx'");
+        Refused(["--method", "magnitude", "--sparsity", "0.5", "--targets", ","], "--targets ','", "lists no weight");
+        Refused(["--method", "magnitude", "--sparsity", "0.5", "--targets", "h.1.attn.c_attn", "--ignore", "h.1"], "--ignore (h.1) leaves none", "(h.1.attn.c_attn)", "nothing to prune");
+        Refused(["--method", "magnitude", "--sparsity", "0.5", "--format", "nm:2:4"], "--format nm:2:4", "--pattern is unstructured", "--pattern 2:4");
         Refused(["--method", "wanda", "--sparsity", "0.5", "--calibration", Path.Combine(other, "data")], "--calibration", "vocab_size");
         Refused(["--method", "wanda", "--sparsity", "0.5", "--calibration-windows", "100000"], "too few", "--calibration-windows 100000");
         Refused(["--method", "wanda", "--sparsity", "0.5", "--scope", "global"], "--scope global", "within each output row");
