@@ -56,6 +56,15 @@ public sealed class SparseCheckpointErrorTests(SparseCheckpointFixture fx) : ICl
     [InlineData("bsr block index out of range", MlpProj + ".block_col_indices", "out of range")]
     [InlineData("bsr block not dividing", MlpProj + ".block", "dividing the shape")]
     [InlineData("dense tensor beside sparse metadata", CFc, "stored dense")]
+    [InlineData("density NaN", CFc + ".density", "(0, 1]")]
+    [InlineData("density negative", CFc + ".density", "(0, 1]")]
+    [InlineData("n:m with N = 0", CAttn + ".n", "N < M")]
+    [InlineData("n:m index duplicated", CAttn + ".indices", "duplicated")]
+    [InlineData("n:m values of the wrong length", CAttn + ".values", "wrong length")]
+    [InlineData("bsr blocks unsorted", MlpProj + ".block_col_indices", "sorted")]
+    [InlineData("bsr block duplicated", MlpProj + ".block_col_indices", "duplicated")]
+    [InlineData("bsr values of the wrong length", MlpProj + ".values", "wrong length")]
+    [InlineData("unknown format of an n:m weight", CAttn + ".format", "unknown format")]
     public void BadSparseCheckpointIsRefusedWithOneLineNamingTheTensor(string problem, string names, string what)
     {
         string dir = SparseCopy();
@@ -80,6 +89,25 @@ public sealed class SparseCheckpointErrorTests(SparseCheckpointFixture fx) : ICl
             case "n:m indices unsorted": SparseCheckpointFixture.Rewrite(path, indices: (n, v) => n == CAttn + ".indices" ? Swap(v, 0, 1) : v); break;
             case "bsr block index out of range": SparseCheckpointFixture.Rewrite(path, indices: (n, v) => n == MlpProj + ".block_col_indices" ? Set(v, 0, 16) : v); break;
             case "bsr block not dividing": SparseCheckpointFixture.Rewrite(path, metadata: m => m[MlpProj + ".block"] = "3x4"); break;
+            case "density NaN": SparseCheckpointFixture.Rewrite(path, metadata: m => m[CFc + ".density"] = "NaN"); break;
+            case "density negative": SparseCheckpointFixture.Rewrite(path, metadata: m => m[CFc + ".density"] = "-0.5"); break;
+            case "n:m with N = 0": SparseCheckpointFixture.Rewrite(path, metadata: m => m[CAttn + ".n"] = "0"); break;
+            case "n:m index duplicated": SparseCheckpointFixture.Rewrite(path, indices: (n, v) => n == CAttn + ".indices" ? Set(v, 1, v[0]) : v); break;
+            case "n:m values of the wrong length": SparseCheckpointFixture.Rewrite(path, floats: (n, v) => n == CAttn + ".values" ? v[..^1] : v); break;
+            case "bsr blocks unsorted":
+            {
+                var (a, b) = TwoBlockRow(dir);
+                SparseCheckpointFixture.Rewrite(path, indices: (n, v) => n == MlpProj + ".block_col_indices" ? Swap(v, a, b) : v);
+                break;
+            }
+            case "bsr block duplicated":
+            {
+                var (a, b) = TwoBlockRow(dir);
+                SparseCheckpointFixture.Rewrite(path, indices: (n, v) => n == MlpProj + ".block_col_indices" ? Set(v, b, v[a]) : v);
+                break;
+            }
+            case "bsr values of the wrong length": SparseCheckpointFixture.Rewrite(path, floats: (n, v) => n == MlpProj + ".values" ? v[..^16] : v); break;
+            case "unknown format of an n:m weight": SparseCheckpointFixture.Rewrite(path, metadata: m => m[CAttn + ".format"] = "nm24"); break;
             case "dense tensor beside sparse metadata":
                 SparseCheckpointFixture.Rewrite(path, metadata: m => { });
                 var all = SparseCheckpointFixture.Raw(path, out var meta);
@@ -110,6 +138,19 @@ public sealed class SparseCheckpointErrorTests(SparseCheckpointFixture fx) : ICl
         Assert.Equal(1, Cli("export", dir, "--format", "nanogpt", "--out", existing).Code);
         Assert.Equal(before.Keys.Order(), Directory.GetFiles(existing).Select(Path.GetFileName).Order());
         foreach (var (name, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(Path.Combine(existing, name)));
+    }
+
+    /// <summary>The first block row of mlp.c_proj with at least two stored blocks: (its first block, second block).</summary>
+    static (int First, int Second) TwoBlockRow(string dir)
+    {
+        var t = SparseCheckpointFixture.Raw(Path.Combine(dir, Checkpoint.ModelFile), out _);
+        var ptr = t[MlpProj + ".block_row_ptr"].Bytes;
+        for (int r = 0; 4 * r + 4 < ptr.Length; r++)
+        {
+            int a = BitConverter.ToInt32(ptr, 4 * r), b = BitConverter.ToInt32(ptr, 4 * r + 4);
+            if (b - a >= 2) return (a, a + 1);
+        }
+        throw new InvalidOperationException("the fixture's mlp.c_proj has no block row with two blocks");
     }
 
     static int[] Set(int[] v, int i, int value) { v[i] = value; return v; }
