@@ -154,6 +154,9 @@ public static class PruneRun
             .Concat(source.Parameters.Where(p => p.IsSparse).Select(p => p.Name)).ToHashSet(StringComparer.Ordinal);
         var target = Sparsify.Convert(dense, options.StorageFormat, selected);
         var recipe = options with { Checkpoint = dir, CheckpointSha256 = sha };
+        // The pruned model has no best val loss of its own yet: the dense model's would keep a fine-tuning run
+        // (train --set init_from=resume) from saving any checkpoint until it beat the unpruned model.
+        if (state is not null) state.BestValLoss = 1e9f;
         Sparsify.Write(dir, source, state, target, outDir, new Dictionary<string, byte[]> { [PruneRunOptions.RecipeFile] = recipe.ToJsonBytes() });
 
         // Measure the model as written: loaded back from the output, in its sparse layouts.

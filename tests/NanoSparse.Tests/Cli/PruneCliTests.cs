@@ -76,6 +76,19 @@ public sealed class PruneCliTests(PruneCliFixture fixture) : IClassFixture<Prune
     }
 
     [Fact]
+    public void APrunedCheckpointHasNoBestValLossYetSoFineTuningSavesFromItsFirstEvaluation()
+    {
+        string outDir = NewDir("best");
+        var (code, _, err) = Run(["prune", "--checkpoint", fixture.Checkpoint, "--method", "magnitude", "--sparsity", "0.5", "--out", outDir, .. Quick]);
+        Assert.True(code == 0, err);
+        NanoSparse.Training.Checkpoint.LoadModel(fixture.Checkpoint, 1, 1, out var dense);
+        NanoSparse.Training.Checkpoint.LoadModel(outDir, 1, 1, out var pruned);
+        Assert.True(dense.BestValLoss < 100, $"the fixture's best val loss {dense.BestValLoss}");
+        Assert.Equal(1e9f, pruned.BestValLoss);   // "none yet", as a fresh run starts
+        Assert.Equal(dense.IterNum, pruned.IterNum);
+    }
+
+    [Fact]
     public void PruneWritesASparseCheckpointRecipeAndPlotAndTheRecipeReRunsBitIdentically()
     {
         string before = HashFolder(fixture.Checkpoint);
