@@ -16,11 +16,10 @@ namespace NanoSparse.Sparse;
 /// Storage, for slice s and block b in order (b inside s): <see cref="Steps"/>[s·Blocks + b] = t (0 ≤ t ≤ 256),
 /// <see cref="LaneCounts"/>[16·(s·Blocks + b) + l] = entries of lane l (the rest of its t slots are padding; the
 /// kernel does not read these, they make the format exact for round trips and for x with infinities or NaN).
-/// Index groups: ceil(t/4) groups of 64 bytes; byte 4·l + u of group g is the column within the block of lane l's slot
-/// at step 4g + u. Values: t steps of 16 floats (lane l at l). A lane's entries come first, in increasing column
-/// order; a padded slot has index 0 and value +0, as do the unused bytes of a block's last group.
-/// <see cref="StepStart"/> and <see cref="GroupStart"/> hold each slice's first step and group. Values and indices
-/// are 64-byte aligned.
+/// Indices: t steps of 16 bytes, byte l the column within the block of lane l's slot (the kernel widens a step's 16
+/// bytes to 16 ints with one vpmovzxbd). Values: t steps of 16 floats (lane l at l). A lane's entries come first, in
+/// increasing column order; a padded slot has index 0 and value +0. <see cref="StepStart"/> holds each slice's first
+/// step. Values and indices are 64-byte aligned.
 /// </para>
 /// </summary>
 public sealed unsafe class SellWideMatrix
@@ -29,7 +28,6 @@ public sealed unsafe class SellWideMatrix
 
     public const int SliceHeight = 16;
     public const int BlockWidth = 256;
-    public const int StepsPerGroup = 4;
 
     readonly byte[] _indices;
     readonly int _indexStart;
@@ -50,13 +48,10 @@ public sealed unsafe class SellWideMatrix
     /// <summary>StepStart[s] = steps of the slices before s (length Slices + 1).</summary>
     public int[] StepStart { get; }
 
-    /// <summary>GroupStart[s] = index groups of the slices before s (length Slices + 1).</summary>
-    public int[] GroupStart { get; }
-
     public int NonZeroCount { get; }
 
-    /// <summary>Index bytes: 64 per group (64-byte aligned).</summary>
-    public ReadOnlySpan<byte> Indices => _indices.AsSpan(_indexStart, 64 * GroupStart[^1]);
+    /// <summary>Index bytes: 16 per step (64-byte aligned).</summary>
+    public ReadOnlySpan<byte> Indices => _indices.AsSpan(_indexStart, SliceHeight * StepStart[^1]);
 
     /// <summary>Values: 16 per step, padding included (64-byte aligned).</summary>
     public ReadOnlySpan<float> Values => _values.AsSpan(_valueStart, SliceHeight * StepStart[^1]);
@@ -64,11 +59,11 @@ public sealed unsafe class SellWideMatrix
     /// <summary>Slots stored (entries and padding).</summary>
     public long StoredSlots => (long)SliceHeight * StepStart[^1];
 
-    public SellWideMatrix(int rows, int cols, ushort[] steps, ushort[] laneCounts, int[] stepStart, int[] groupStart,
+    public SellWideMatrix(int rows, int cols, ushort[] steps, ushort[] laneCounts, int[] stepStart,
         ReadOnlySpan<byte> indices, ReadOnlySpan<float> values)
     {
         SparseFormatException.CheckShape(Format, rows, cols);
-        Rows = rows; Cols = cols; Steps = steps; LaneCounts = laneCounts; StepStart = stepStart; GroupStart = groupStart;
+        Rows = rows; Cols = cols; Steps = steps; LaneCounts = laneCounts; StepStart = stepStart;
         (_indices, _indexStart) = Aligned(indices);
         (_values, _valueStart) = Aligned(values);
         NonZeroCount = Validate();
@@ -84,8 +79,6 @@ public sealed unsafe class SellWideMatrix
         return (array, start);
     }
 
-    static int Groups(int steps) => (steps + StepsPerGroup - 1) / StepsPerGroup;
-
     /// <summary>Checks every invariant (throws <see cref="SparseFormatException"/> naming the broken one); returns the entry count.</summary>
     public int Validate()
     {
@@ -95,11 +88,11 @@ public sealed unsafe class SellWideMatrix
             SparseFormatException.Fail(Format, "steps length = slices x blocks", $"Steps.Length = {Steps.Length}, expected {(long)slices * blocks} ({slices} x {blocks})");
         if (LaneCounts.LongLength != 16L * slices * blocks)
             SparseFormatException.Fail(Format, "lane counts length = 16 x slices x blocks", $"LaneCounts.Length = {LaneCounts.Length}, expected {16L * slices * blocks}");
-        if (StepStart.Length != slices + 1 || GroupStart.Length != slices + 1)
-            SparseFormatException.Fail(Format, "step and group start lengths = slices + 1", $"StepStart.Length = {StepStart.Length}, GroupStart.Length = {GroupStart.Length}, expected {slices + 1}");
-        if (StepStart[0] != 0 || GroupStart[0] != 0)
-            SparseFormatException.Fail(Format, "step and group starts begin at 0", $"StepStart[0] = {StepStart[0]}, GroupStart[0] = {GroupStart[0]}");
-        long stepTotal = 0, groupTotal = 0;
+        if (StepStart.Length != slices + 1)
+            SparseFormatException.Fail(Format, "step start length = slices + 1", $"StepStart.Length = {StepStart.Length}, expected {slices + 1}");
+        if (StepStart[0] != 0)
+            SparseFormatException.Fail(Format, "step start begins at 0", $"StepStart[0] = {StepStart[0]}");
+        long stepTotal = 0;
         for (int s = 0; s < slices; s++)
         {
             for (int b = 0; b < blocks; b++)
@@ -108,16 +101,13 @@ public sealed unsafe class SellWideMatrix
                 if (t > BlockWidth)
                     SparseFormatException.Fail(Format, "steps per block <= block width (256)", $"slice {s}, block {b}: {t} steps");
                 stepTotal += t;
-                groupTotal += Groups(t);
             }
             if (StepStart[s + 1] != stepTotal)
                 SparseFormatException.Fail(Format, "step start = steps of the slices before", $"StepStart[{s + 1}] = {StepStart[s + 1]}, steps before = {stepTotal}");
-            if (GroupStart[s + 1] != groupTotal)
-                SparseFormatException.Fail(Format, "group start = index groups of the slices before", $"GroupStart[{s + 1}] = {GroupStart[s + 1]}, groups before = {groupTotal}");
         }
         long indexLength = _indices.Length - 64, valueLength = _values.Length - 16;
-        if (indexLength != 64 * groupTotal)
-            SparseFormatException.Fail(Format, "index bytes = 64 x groups", $"indices length {indexLength}, expected {64 * groupTotal}");
+        if (indexLength != SliceHeight * stepTotal)
+            SparseFormatException.Fail(Format, "index bytes = 16 x steps", $"indices length {indexLength}, expected {SliceHeight * stepTotal}");
         if (valueLength != SliceHeight * stepTotal)
             SparseFormatException.Fail(Format, "values = 16 x steps", $"values length {valueLength}, expected {SliceHeight * stepTotal}");
 
@@ -126,7 +116,7 @@ public sealed unsafe class SellWideMatrix
         int count = 0;
         for (int s = 0; s < slices; s++)
         {
-            int step = StepStart[s], group = GroupStart[s];
+            int step = StepStart[s];
             for (int b = 0; b < blocks; b++)
             {
                 int t = Steps[s * blocks + b], longest = 0;
@@ -139,14 +129,14 @@ public sealed unsafe class SellWideMatrix
                         SparseFormatException.Fail(Format, "rows past the last hold only padding", $"slice {s}, block {b}: {entries} entries in row {row} of {Rows}");
                     longest = Math.Max(longest, entries);
                     int last = -1;
-                    for (int u = 0; u < Groups(t) * StepsPerGroup; u++)
+                    for (int u = 0; u < t; u++)
                     {
-                        byte code = idx[64 * (group + u / StepsPerGroup) + 4 * l + u % StepsPerGroup];
+                        byte code = idx[SliceHeight * (step + u) + l];
                         string at = $"slice {s}, block {b}, row {row}, step {u}";
                         if (u >= entries)
                         {
-                            if (code != 0 || (u < t && BitConverter.SingleToInt32Bits(val[SliceHeight * (step + u) + l]) != 0))
-                                SparseFormatException.Fail(Format, "padding has index 0 and value +0", $"{at}: index {code}" + (u < t ? $", value {val[SliceHeight * (step + u) + l]}" : ""));
+                            if (code != 0 || BitConverter.SingleToInt32Bits(val[SliceHeight * (step + u) + l]) != 0)
+                                SparseFormatException.Fail(Format, "padding has index 0 and value +0", $"{at}: index {code}, value {val[SliceHeight * (step + u) + l]}");
                             continue;
                         }
                         if (code <= last)
@@ -160,18 +150,16 @@ public sealed unsafe class SellWideMatrix
                 if (longest != t)
                     SparseFormatException.Fail(Format, "a block's steps = its longest lane", $"slice {s}, block {b}: {t} steps, longest lane {longest}");
                 step += t;
-                group += Groups(t);
             }
         }
         return count;
     }
 
     /// <summary>Step counts, lane counts, starts, index bytes and values (padding included).</summary>
-    public long FootprintBytes => 2L * Steps.LongLength + 2L * LaneCounts.LongLength + 4L * (StepStart.Length + GroupStart.Length)
-        + 64L * GroupStart[^1] + 4L * StoredSlots;
+    public long FootprintBytes => 2L * Steps.LongLength + 2L * LaneCounts.LongLength + 4L * StepStart.Length + 5L * StoredSlots;
 
-    /// <summary>Bytes one SpMV reads: step counts, index groups and values (the lane counts only serve the exact path).</summary>
-    public long BytesRead => 2L * Steps.LongLength + 8L * StepStart.Length + 64L * GroupStart[^1] + 4L * StoredSlots;
+    /// <summary>Bytes one SpMV reads: step counts, starts, indices and values (the lane counts only serve the exact path).</summary>
+    public long BytesRead => 2L * Steps.LongLength + 4L * StepStart.Length + 5L * StoredSlots;
 
     /// <summary>
     /// Builds the layout from W's CSR structure and values: each (slice, block) takes its longest lane's entry count
@@ -183,7 +171,6 @@ public sealed unsafe class SellWideMatrix
         var steps = new ushort[(long)slices * blocks];
         var lanes = new ushort[16L * slices * blocks];
         var stepStart = new int[slices + 1];
-        var groupStart = new int[slices + 1];
         for (int s = 0; s < slices; s++)
         {
             for (int l = 0; l < SliceHeight && s * SliceHeight + l < rows; l++)
@@ -196,32 +183,30 @@ public sealed unsafe class SellWideMatrix
                     if (c > steps[s * blocks + b]) steps[s * blocks + b] = (ushort)c;
                 }
             }
-            int stepSum = 0, groupSum = 0;
-            for (int b = 0; b < blocks; b++) { stepSum += steps[s * blocks + b]; groupSum += Groups(steps[s * blocks + b]); }
+            int stepSum = 0;
+            for (int b = 0; b < blocks; b++) stepSum += steps[s * blocks + b];
             stepStart[s + 1] = checked(stepStart[s] + stepSum);
-            groupStart[s + 1] = checked(groupStart[s] + groupSum);
         }
-        var indices = new byte[checked(64 * groupStart[slices])];
+        var indices = new byte[checked(SliceHeight * stepStart[slices])];
         var packed = new float[checked(SliceHeight * stepStart[slices])];
         for (int s = 0; s < slices; s++)
             for (int l = 0; l < SliceHeight && s * SliceHeight + l < rows; l++)
             {
                 int row = s * SliceHeight + l;
                 int p = rowPointers[row], end = rowPointers[row + 1];
-                int step = stepStart[s], group = groupStart[s];
+                int step = stepStart[s];
                 for (int b = 0; b < blocks; b++)
                 {
                     // A row's entries are in column order, so its blocks come in order too.
                     for (int u = 0; p < end && column(p) < (b + 1) * BlockWidth; u++, p++)
                     {
-                        indices[64 * (group + u / StepsPerGroup) + 4 * l + u % StepsPerGroup] = (byte)(column(p) - b * BlockWidth);
+                        indices[SliceHeight * (step + u) + l] = (byte)(column(p) - b * BlockWidth);
                         packed[SliceHeight * (step + u) + l] = values[p];
                     }
                     step += steps[s * blocks + b];
-                    group += Groups(steps[s * blocks + b]);
                 }
             }
-        return new SellWideMatrix(rows, cols, steps, lanes, stepStart, groupStart, indices, packed);
+        return new SellWideMatrix(rows, cols, steps, lanes, stepStart, indices, packed);
     }
 
     public static SellWideMatrix FromCsr(CsrMatrix csr) => FromCsr(csr.Rows, csr.Cols, csr.RowPointers, csr.ColumnIndex, csr.Values);
@@ -240,16 +225,13 @@ public sealed unsafe class SellWideMatrix
         var val = Values;
         for (int s = 0; s < Slices; s++)
         {
-            int step = StepStart[s], group = GroupStart[s];
+            int step = StepStart[s];
             for (int b = 0; b < blocks; b++)
             {
-                int t = Steps[s * blocks + b];
                 for (int l = 0; l < SliceHeight; l++)
                     for (int u = 0; u < LaneCounts[16 * (s * blocks + b) + l]; u++)
-                        dense[(long)(s * SliceHeight + l) * Cols + b * BlockWidth + idx[64 * (group + u / StepsPerGroup) + 4 * l + u % StepsPerGroup]]
-                            = val[SliceHeight * (step + u) + l];
-                step += t;
-                group += Groups(t);
+                        dense[(long)(s * SliceHeight + l) * Cols + b * BlockWidth + idx[SliceHeight * (step + u) + l]] = val[SliceHeight * (step + u) + l];
+                step += Steps[s * blocks + b];
             }
         }
         return dense;

@@ -50,7 +50,7 @@ public class SellWideMatrixTests
         dense[0] = 1; dense[5] = 2; dense[257] = 3; dense[17 * 300 + 1] = 4;
         var good = SellWideMatrix.FromDense(dense, 20, 300);
         Assert.Equal(new ushort[] { 2, 1, 1, 0 }, good.Steps);
-        int slice1 = 64 * good.GroupStart[1];
+        int slice1 = 16 * good.StepStart[1];
         SellWideMatrix Build(Action<ushort[], ushort[], int[], byte[], float[]> mutate, int extraIndices = 0, int extraValues = 0)
         {
             var steps = (ushort[])good.Steps.Clone();
@@ -61,25 +61,24 @@ public class SellWideMatrixTests
             var val = new float[good.Values.Length + extraValues];
             good.Values.CopyTo(val);
             mutate(steps, lanes, stepStart, idx, val);
-            return new SellWideMatrix(20, 300, steps, lanes, stepStart, (int[])good.GroupStart.Clone(), idx, val);
+            return new SellWideMatrix(20, 300, steps, lanes, stepStart, idx, val);
         }
         Assert.Equal(4, Build((_, _, _, _, _) => { }).NonZeroCount);
-        Rejects("steps length = slices x blocks", () => new SellWideMatrix(20, 300, new ushort[3], new ushort[64], [0, 0, 0], [0, 0, 0], [], []));
-        Rejects("lane counts length = 16 x slices x blocks", () => new SellWideMatrix(20, 300, new ushort[4], new ushort[60], [0, 0, 0], [0, 0, 0], [], []));
-        Rejects("step and group start lengths = slices + 1", () => new SellWideMatrix(20, 300, new ushort[4], new ushort[64], [0, 0], [0, 0, 0], [], []));
-        Rejects("step and group starts begin at 0", () => Build((_, _, st, _, _) => st[0] = 1));
+        Rejects("steps length = slices x blocks", () => new SellWideMatrix(20, 300, new ushort[3], new ushort[64], [0, 0, 0], [], []));
+        Rejects("lane counts length = 16 x slices x blocks", () => new SellWideMatrix(20, 300, new ushort[4], new ushort[60], [0, 0, 0], [], []));
+        Rejects("step start length = slices + 1", () => new SellWideMatrix(20, 300, new ushort[4], new ushort[64], [0, 0], [], []));
+        Rejects("step start begins at 0", () => Build((_, _, st, _, _) => st[0] = 1));
         Rejects("steps per block <= block width (256)", () => Build((s, _, _, _, _) => s[0] = 257));
         Rejects("step start = steps of the slices before", () => Build((_, _, st, _, _) => st[1]++));
-        Rejects("index bytes = 64 x groups", () => Build((_, _, _, _, _) => { }, extraIndices: 64));
+        Rejects("index bytes = 16 x steps", () => Build((_, _, _, _, _) => { }, extraIndices: 16));
         Rejects("values = 16 x steps", () => Build((_, _, _, _, _) => { }, extraValues: 16));
         Rejects("lane count <= block steps", () => Build((_, l, _, _, _) => l[0] = 3));
         Rejects("padding has index 0 and value +0", () => Build((_, _, _, _, v) => v[2] = 1));        // row 2, step 0
         Rejects("padding has index 0 and value +0", () => Build((_, _, _, _, v) => v[2] = -0f));
-        Rejects("padding has index 0 and value +0", () => Build((_, _, _, i, _) => i[4 * 3] = 7));   // row 3, step 0
-        Rejects("padding has index 0 and value +0", () => Build((_, _, _, i, _) => i[2] = 1));       // row 0, step 2: unused group byte
-        Rejects("sorted unique columns per lane and block", () => Build((_, _, _, i, _) => i[1] = 0));
+        Rejects("padding has index 0 and value +0", () => Build((_, _, _, i, _) => i[3] = 7));       // row 3, step 0
+        Rejects("sorted unique columns per lane and block", () => Build((_, _, _, i, _) => i[16] = 0));   // row 0, step 1: column 5 → 0
         Rejects("rows past the last hold only padding", () => Build((_, l, _, _, _) => l[16 * 2 + 5] = 1));
-        Rejects("column index in range", () => Build((_, _, _, i, _) => i[64] = 50));             // row 0's column 257 → 306
-        Rejects("a block's steps = its longest lane", () => Build((_, l, _, i, v) => { l[16 * 2 + 1] = 0; i[slice1 + 4] = 0; v[16 * good.StepStart[1] + 1] = 0; }));
+        Rejects("column index in range", () => Build((_, _, _, i, _) => i[32] = 50));             // row 0's column 257 (step 2) → 306
+        Rejects("a block's steps = its longest lane", () => Build((_, l, _, i, v) => { l[16 * 2 + 1] = 0; i[slice1 + 1] = 0; v[slice1 + 1] = 0; }));
     }
 }

@@ -30,13 +30,13 @@ public static unsafe class SellWideSpmv
         if (s.Rows == 0) return;
         int k = s.Cols, kPadded = s.Blocks * SellWideMatrix.BlockWidth;
         fixed (ushort* steps = s.Steps, laneCounts = s.LaneCounts)
-        fixed (int* stepStart = s.StepStart, groupStart = s.GroupStart)
+        fixed (int* stepStart = s.StepStart)
         fixed (byte* indices = s.Indices)
         fixed (float* values = s.Values, px = x, py = y)
         {
             var args = new Args
             {
-                Steps = steps, LaneCounts = laneCounts, StepStart = stepStart, GroupStart = groupStart, Indices = indices,
+                Steps = steps, LaneCounts = laneCounts, StepStart = stepStart, Indices = indices,
                 Values = values, Y = py, X = px, Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks,
                 Exact = !Avx512F.IsSupported || !AllFinite(px, k),
             };
@@ -77,7 +77,7 @@ public static unsafe class SellWideSpmv
     {
         public ushort* Steps, LaneCounts;
         public byte* Indices;
-        public int* StepStart, GroupStart;
+        public int* StepStart;
         public float* Values, X, Y;
         public int Rows, Slices, Blocks, Chunks;
         public bool Exact;
@@ -93,7 +93,7 @@ public static unsafe class SellWideSpmv
         {
             int lanes = Math.Min(SellWideMatrix.SliceHeight, a.Rows - s * SellWideMatrix.SliceHeight);
             ushort* steps = a.Steps + (long)s * a.Blocks;
-            byte* idx = a.Indices + 64L * a.GroupStart[s];
+            byte* idx = a.Indices + (long)SellWideMatrix.SliceHeight * a.StepStart[s];
             float* val = a.Values + (long)SellWideMatrix.SliceHeight * a.StepStart[s];
             float* y = a.Y + (long)s * SellWideMatrix.SliceHeight;
             if (a.Exact)
@@ -130,8 +130,7 @@ public static unsafe class SellWideSpmv
             var x14 = Vector512.Load(x + 224); var x15 = Vector512.Load(x + 240);
             for (int u = 0; u < t; u++)
             {
-                // Step u's 16 index bytes are byte u % 4 of each 32-bit lane of group u / 4.
-                var q = Vector512.ShiftRightLogical(Vector512.Load((int*)(idx + 64 * (u >> 2))), 8 * (u & 3));
+                var q = Avx512F.ConvertToVector512Int32(Vector128.Load(idx + 16 * u));   // vpmovzxbd: 16 bytes to 16 ints
                 // vpermt2ps reads the low five bits: the column within each 32-column pair of registers.
                 var p0 = Avx512F.PermuteVar16x32x2(x0, q, x1);
                 var p1 = Avx512F.PermuteVar16x32x2(x2, q, x3);
@@ -150,7 +149,7 @@ public static unsafe class SellWideSpmv
                 if ((u & 1) == 0) acc0 = Vector512.FusedMultiplyAdd(v, Vector512.ConditionalSelect(low7, r0, r1), acc0);
                 else acc1 = Vector512.FusedMultiplyAdd(v, Vector512.ConditionalSelect(low7, r0, r1), acc1);
             }
-            idx += 64 * ((t + SellWideMatrix.StepsPerGroup - 1) / SellWideMatrix.StepsPerGroup);
+            idx += SellWideMatrix.SliceHeight * t;
             val += SellWideMatrix.SliceHeight * t;
         }
         return acc0 + acc1;
@@ -165,8 +164,8 @@ public static unsafe class SellWideSpmv
             int t = steps[b];
             for (int l = 0; l < SellWideMatrix.SliceHeight; l++)
                 for (int u = 0; u < laneCounts[l]; u++)
-                    sums[l] += val[SellWideMatrix.SliceHeight * u + l] * x[idx[64 * (u / SellWideMatrix.StepsPerGroup) + 4 * l + u % SellWideMatrix.StepsPerGroup]];
-            idx += 64 * ((t + SellWideMatrix.StepsPerGroup - 1) / SellWideMatrix.StepsPerGroup);
+                    sums[l] += val[SellWideMatrix.SliceHeight * u + l] * x[idx[SellWideMatrix.SliceHeight * u + l]];
+            idx += SellWideMatrix.SliceHeight * t;
             val += SellWideMatrix.SliceHeight * t;
         }
     }

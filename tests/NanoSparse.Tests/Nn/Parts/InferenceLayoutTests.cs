@@ -79,18 +79,24 @@ public class InferenceLayoutTests
         finally { NanoSparse.Kernels.KernelThreads.Max = saved; }
     }
 
-    [Fact]
-    public void KeepingTheSellCopyGivesTheSameDecodeLogitsAndHoldsTheCopyBytes()
+    [Theory]
+    [InlineData(DecodeCopyFormat.Sell, "sell")]
+    [InlineData(DecodeCopyFormat.Sell256, "sell256")]
+    [InlineData(DecodeCopyFormat.Auto, "sell")]   // 16- and 64-wide inputs: a 256-column block pads as much and its step counts take 2 bytes
+    public void KeepingADecodeCopyGivesTheSameDecodeLogitsAndHoldsTheCopyBytes(DecodeCopyFormat format, string name)
     {
         var plain = Model(B: 1, T: 12);
         plain.PrepareForInference();
         var withSell = Model(B: 1, T: 12);
-        withSell.PrepareForInference(keepSellCopy: true);
+        withSell.PrepareForInference(keepSellCopy: true, format);
         var csr = withSell.Parameters.Where(p => p.Layout is CsrLinearWeight).Select(p => (CsrLinearWeight)p.Layout!).ToList();
-        Assert.All(csr, w => Assert.Equal("csr16 + sell", w.DecodeFormat));
-        long sell = withSell.Parameters.Where(p => p.Layout is CsrLinearWeight)
-            .Sum(p => SellMatrix.FromCsr(CsrMatrix.Create(p.Shape[0], p.Shape[1], ((CsrLinearWeight)p.Layout!).Structure.RowPointers,
-                Enumerable.Range(0, p.Length).Select(i => ((CsrLinearWeight)p.Layout!).Structure.ColumnIndex(i)).ToArray(), p.Value.ToArray())).FootprintBytes + 4 * 64);
+        Assert.All(csr, w => Assert.Equal("csr16 + " + name, w.DecodeFormat));
+        long sell = withSell.Parameters.Where(p => p.Layout is CsrLinearWeight).Sum(p =>
+        {
+            var c = CsrMatrix.Create(p.Shape[0], p.Shape[1], ((CsrLinearWeight)p.Layout!).Structure.RowPointers,
+                Enumerable.Range(0, p.Length).Select(i => ((CsrLinearWeight)p.Layout!).Structure.ColumnIndex(i)).ToArray(), p.Value.ToArray());
+            return (name == "sell" ? SellMatrix.FromCsr(c).FootprintBytes : SellWideMatrix.FromCsr(c).FootprintBytes) + 4 * 64;
+        });
         Assert.Equal(plain.LinearWeightBytes + sell, withSell.LinearWeightBytes);
         // SELL sums in another order than CSR: the same logits within float rounding.
         var a = Run(plain).Decoded;
