@@ -38,6 +38,7 @@ static class SparseGemv
                 for (int i = 0; i < inF; i++) expected[o] += (double)masked[(long)o * inF + i] * xs[i];
             var sell = SellMatrix.FromCsr(csr);
             var wide = SellWideMatrix.FromCsr(csr);
+            var wide128 = SellWideMatrix.FromCsr(csr, 128);
             var y = new float[outF];
             long nnz = csr.NonZeroCount;
             void Add(string format, long bytes, Action call)
@@ -50,6 +51,7 @@ static class SparseGemv
             }
             Add("CSR16", 4L * (outF + 1) + (csr.HasShortIndices ? 6 : 8) * nnz, () => CsrSpmm.Multiply(csr, xs, 1, y));
             Add("SELL", sell.FootprintBytes, () => SellSpmm.Multiply(sell, xs, 1, y));
+            Add("SELL-128", wide128.BytesRead, () => SellWideSpmv.Multiply(wide128, xs, y));
             Add("SELL-256", wide.BytesRead, () => SellWideSpmv.Multiply(wide, xs, y));
             var bitmap = BitmapMatrix.FromCsr(csr);
             Add("Bitmap", bitmap.FootprintBytes, () => BitmapSpmv.Multiply(bitmap, xs, y));

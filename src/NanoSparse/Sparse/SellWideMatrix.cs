@@ -4,9 +4,9 @@ namespace NanoSparse.Sparse;
 
 /// <summary>
 /// Sliced ELLPACK with wide column blocks, for the decode SpMV (one token: y = W·x): rows in slices of 16 (one
-/// Vector512 lane per row), columns in blocks of <see cref="BlockWidth"/> = 256, so a slot's column within its block
-/// is one full byte and x's block is sixteen Vector512 registers (the kernel fetches a slot's x with eight two-table
-/// permutes and a three-level blend on the index's top three bits).
+/// Vector512 lane per row), columns in blocks of <see cref="BlockWidth"/> = 256 (or 128), so a slot's column within its
+/// block fits one byte and x's block is sixteen (eight) Vector512 registers (the kernel fetches a slot's x with eight
+/// (four) two-table permutes and a blend tree on the index bits above the fifth).
 /// Why wider than <see cref="SellMatrix"/> (32 columns): a (slice, block) takes as many steps as its longest lane has
 /// entries, and the other lanes are padded. At 10% density a 32-column lane holds 3.2 entries on average and the
 /// longest of 16 about 6.5 (padding doubles the bytes: ~10.6 per value); a 256-column lane holds 25.6 and the longest
@@ -27,7 +27,8 @@ public sealed unsafe class SellWideMatrix
     const string Format = "SELL-256";
 
     public const int SliceHeight = 16;
-    public const int BlockWidth = 256;
+    /// <summary>Columns per block: 256 or 128 (x's block in 16 or 8 registers).</summary>
+    public int BlockWidth { get; }
 
     readonly byte[] _indices;
     readonly int _indexStart;
@@ -60,9 +61,12 @@ public sealed unsafe class SellWideMatrix
     public long StoredSlots => (long)SliceHeight * StepStart[^1];
 
     public SellWideMatrix(int rows, int cols, ushort[] steps, ushort[] laneCounts, int[] stepStart,
-        ReadOnlySpan<byte> indices, ReadOnlySpan<float> values)
+        ReadOnlySpan<byte> indices, ReadOnlySpan<float> values, int blockWidth = 256)
     {
         SparseFormatException.CheckShape(Format, rows, cols);
+        if (blockWidth is not (128 or 256))
+            SparseFormatException.Fail(Format, "block width 128 or 256", $"block width {blockWidth}");
+        BlockWidth = blockWidth;
         Rows = rows; Cols = cols; Steps = steps; LaneCounts = laneCounts; StepStart = stepStart;
         (_indices, _indexStart) = Aligned(indices);
         (_values, _valueStart) = Aligned(values);
@@ -99,7 +103,7 @@ public sealed unsafe class SellWideMatrix
             {
                 int t = Steps[s * blocks + b];
                 if (t > BlockWidth)
-                    SparseFormatException.Fail(Format, "steps per block <= block width (256)", $"slice {s}, block {b}: {t} steps");
+                    SparseFormatException.Fail(Format, "steps per block <= block width", $"slice {s}, block {b}: {t} steps, block width {BlockWidth}");
                 stepTotal += t;
             }
             if (StepStart[s + 1] != stepTotal)
@@ -139,6 +143,8 @@ public sealed unsafe class SellWideMatrix
                                 SparseFormatException.Fail(Format, "padding has index 0 and value +0", $"{at}: index {code}, value {val[SliceHeight * (step + u) + l]}");
                             continue;
                         }
+                        if (code >= BlockWidth)
+                            SparseFormatException.Fail(Format, "index byte is a column in the block", $"{at}: {code}, block width {BlockWidth}");
                         if (code <= last)
                             SparseFormatException.Fail(Format, "sorted unique columns per lane and block", $"{at}: column {b * BlockWidth + code} after {b * BlockWidth + last}");
                         if (b * BlockWidth + code >= Cols)
@@ -165,8 +171,10 @@ public sealed unsafe class SellWideMatrix
     /// Builds the layout from W's CSR structure and values: each (slice, block) takes its longest lane's entry count
     /// as its steps.
     /// </summary>
-    public static SellWideMatrix FromCsr(int rows, int cols, ReadOnlySpan<int> rowPointers, Func<int, int> column, ReadOnlySpan<float> values)
+    public static SellWideMatrix FromCsr(int rows, int cols, ReadOnlySpan<int> rowPointers, Func<int, int> column, ReadOnlySpan<float> values, int blockWidth = 256)
     {
+        if (blockWidth is not (128 or 256)) throw new ArgumentOutOfRangeException(nameof(blockWidth), blockWidth, "SELL-wide blocks are 128 or 256 columns");
+        int BlockWidth = blockWidth;
         int slices = (rows + SliceHeight - 1) / SliceHeight, blocks = (cols + BlockWidth - 1) / BlockWidth;
         var steps = new ushort[(long)slices * blocks];
         var lanes = new ushort[16L * slices * blocks];
@@ -206,15 +214,15 @@ public sealed unsafe class SellWideMatrix
                     step += steps[s * blocks + b];
                 }
             }
-        return new SellWideMatrix(rows, cols, steps, lanes, stepStart, indices, packed);
+        return new SellWideMatrix(rows, cols, steps, lanes, stepStart, indices, packed, blockWidth);
     }
 
-    public static SellWideMatrix FromCsr(CsrMatrix csr) => FromCsr(csr.Rows, csr.Cols, csr.RowPointers, csr.ColumnIndex, csr.Values);
+    public static SellWideMatrix FromCsr(CsrMatrix csr, int blockWidth = 256) => FromCsr(csr.Rows, csr.Cols, csr.RowPointers, csr.ColumnIndex, csr.Values, blockWidth);
 
-    public static SellWideMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols)
+    public static SellWideMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols, int blockWidth = 256)
     {
         SparseFormatException.CheckDense(Format, rows, cols, dense.Length);
-        return FromCsr(CsrMatrix.FromDense(dense, rows, cols));
+        return FromCsr(CsrMatrix.FromDense(dense, rows, cols), blockWidth);
     }
 
     public float[] ToDense()

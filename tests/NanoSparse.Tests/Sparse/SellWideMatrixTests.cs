@@ -14,13 +14,19 @@ public class SellWideMatrixTests
     [InlineData(50, 70, 0.0)]       // no entries at all
     public void RoundTripsTheDenseMatrix(int rows, int cols, double density)
     {
+        foreach (int width in new[] { 128, 256 }) RoundTrip(rows, cols, density, width);
+    }
+
+    static void RoundTrip(int rows, int cols, double density, int width)
+    {
         var dense = SparseTestData.RandomDense(rows, cols, density, (ulong)(rows * 7 + cols));
-        var sell = SellWideMatrix.FromDense(dense, rows, cols);
+        var sell = SellWideMatrix.FromDense(dense, rows, cols, width);
+        Assert.Equal(width, sell.BlockWidth);
         Assert.Equal(dense, sell.ToDense());
         Assert.Equal(dense.Count(v => v != 0), sell.NonZeroCount);
         Assert.True(sell.StoredSlots >= sell.NonZeroCount);
         // Steps of a (slice, block) = its longest lane, so a full block of 16 dense rows has no padding.
-        if (density == 1.0 && rows % 16 == 0 && cols % 256 == 0) Assert.Equal(sell.NonZeroCount, sell.StoredSlots);
+        if (density == 1.0 && rows % 16 == 0 && cols % width == 0) Assert.Equal(sell.NonZeroCount, sell.StoredSlots);
     }
 
     [Fact]
@@ -68,7 +74,13 @@ public class SellWideMatrixTests
         Rejects("lane counts length = 16 x slices x blocks", () => new SellWideMatrix(20, 300, new ushort[4], new ushort[60], [0, 0, 0], [], []));
         Rejects("step start length = slices + 1", () => new SellWideMatrix(20, 300, new ushort[4], new ushort[64], [0, 0], [], []));
         Rejects("step start begins at 0", () => Build((_, _, st, _, _) => st[0] = 1));
-        Rejects("steps per block <= block width (256)", () => Build((s, _, _, _, _) => s[0] = 257));
+        Rejects("steps per block <= block width", () => Build((s, _, _, _, _) => s[0] = 257));
+        Rejects("block width 128 or 256", () => new SellWideMatrix(20, 300, new ushort[4], new ushort[64], [0, 0, 0], [], [], 64));
+        // 128-wide: an index byte of 128 or more is no column of its block.
+        var narrow = SellWideMatrix.FromDense(dense, 20, 300, 128);
+        var bad = narrow.Indices.ToArray();
+        bad[16] = 200;   // row 0, step 1: column 5 → 200
+        Rejects("index byte is a column in the block", () => new SellWideMatrix(20, 300, narrow.Steps, narrow.LaneCounts, narrow.StepStart, bad, narrow.Values, 128));
         Rejects("step start = steps of the slices before", () => Build((_, _, st, _, _) => st[1]++));
         Rejects("index bytes = 16 x steps", () => Build((_, _, _, _, _) => { }, extraIndices: 16));
         Rejects("values = 16 x steps", () => Build((_, _, _, _, _) => { }, extraValues: 16));

@@ -28,7 +28,7 @@ public static unsafe class SellWideSpmv
         if (x.Length != s.Cols) throw new ArgumentException($"x has {x.Length} elements, expected the matrix's {s.Cols} columns", nameof(x));
         if (y.Length != s.Rows) throw new ArgumentException($"y has {y.Length} elements, expected the matrix's {s.Rows} rows", nameof(y));
         if (s.Rows == 0) return;
-        int k = s.Cols, kPadded = s.Blocks * SellWideMatrix.BlockWidth;
+        int k = s.Cols, kPadded = s.Blocks * s.BlockWidth;
         fixed (ushort* steps = s.Steps, laneCounts = s.LaneCounts)
         fixed (int* stepStart = s.StepStart)
         fixed (byte* indices = s.Indices)
@@ -37,7 +37,7 @@ public static unsafe class SellWideSpmv
             var args = new Args
             {
                 Steps = steps, LaneCounts = laneCounts, StepStart = stepStart, Indices = indices,
-                Values = values, Y = py, X = px, Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks,
+                Values = values, Y = py, X = px, Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks, Width = s.BlockWidth,
                 Exact = !Avx512F.IsSupported || !AllFinite(px, k),
             };
             if (k != kPadded)
@@ -79,7 +79,7 @@ public static unsafe class SellWideSpmv
         public byte* Indices;
         public int* StepStart;
         public float* Values, X, Y;
-        public int Rows, Slices, Blocks, Chunks;
+        public int Rows, Slices, Blocks, Width, Chunks;
         public bool Exact;
     }
 
@@ -97,10 +97,10 @@ public static unsafe class SellWideSpmv
             float* val = a.Values + (long)SellWideMatrix.SliceHeight * a.StepStart[s];
             float* y = a.Y + (long)s * SellWideMatrix.SliceHeight;
             if (a.Exact)
-                SliceExact(steps, a.LaneCounts + 16L * s * a.Blocks, a.Blocks, idx, val, a.X, sums);
+                SliceExact(steps, a.LaneCounts + 16L * s * a.Blocks, a.Blocks, a.Width, idx, val, a.X, sums);
             else
             {
-                var sum = Slice(steps, a.Blocks, idx, val, a.X);
+                var sum = a.Width == 256 ? Slice(steps, a.Blocks, idx, val, a.X) : Slice128(steps, a.Blocks, idx, val, a.X);
                 if (lanes == SellWideMatrix.SliceHeight) { sum.Store(y); continue; }
                 sum.Store(sums);
             }
@@ -108,15 +108,12 @@ public static unsafe class SellWideSpmv
         }
     }
 
-    /// <summary>The 16 row sums of one slice.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    /// <summary>The 16 row sums of one slice, 256-column blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static Vector512<float> Slice(ushort* steps, int blocks, byte* idx, float* val, float* x)
     {
         Vector512<float> acc0 = default, acc1 = default;
-        var bit5 = Vector512.Create(0x20);
-        var bit6 = Vector512.Create(0x40);
-        var bit7 = Vector512.Create(0x80);
-        for (int b = 0; b < blocks; b++, x += SellWideMatrix.BlockWidth)
+        for (int b = 0; b < blocks; b++, x += 256)
         {
             int t = steps[b];
             if (t == 0) continue;
@@ -140,14 +137,62 @@ public static unsafe class SellWideSpmv
                 var p5 = Avx512F.PermuteVar16x32x2(x10, q, x11);
                 var p6 = Avx512F.PermuteVar16x32x2(x12, q, x13);
                 var p7 = Avx512F.PermuteVar16x32x2(x14, q, x15);
-                var low5 = Vector512.Equals(q & bit5, Vector512<int>.Zero).AsSingle();
-                var low6 = Vector512.Equals(q & bit6, Vector512<int>.Zero).AsSingle();
-                var low7 = Vector512.Equals(q & bit7, Vector512<int>.Zero).AsSingle();
-                var r0 = Vector512.ConditionalSelect(low6, Vector512.ConditionalSelect(low5, p0, p1), Vector512.ConditionalSelect(low5, p2, p3));
-                var r1 = Vector512.ConditionalSelect(low6, Vector512.ConditionalSelect(low5, p4, p5), Vector512.ConditionalSelect(low5, p6, p7));
+                // Bit b of the index spread over its lane (all ones or all zeros): shift it to the sign, then back arithmetically.
+                var high5 = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(q, 26), 31).AsSingle();
+                var high6 = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(q, 25), 31).AsSingle();
+                var high7 = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(q, 24), 31).AsSingle();
+                var r0 = Vector512.ConditionalSelect(high6, Vector512.ConditionalSelect(high5, p3, p2), Vector512.ConditionalSelect(high5, p1, p0));
+                var r1 = Vector512.ConditionalSelect(high6, Vector512.ConditionalSelect(high5, p7, p6), Vector512.ConditionalSelect(high5, p5, p4));
                 var v = Vector512.Load(val + 16 * u);
-                if ((u & 1) == 0) acc0 = Vector512.FusedMultiplyAdd(v, Vector512.ConditionalSelect(low7, r0, r1), acc0);
-                else acc1 = Vector512.FusedMultiplyAdd(v, Vector512.ConditionalSelect(low7, r0, r1), acc1);
+                if ((u & 1) == 0) acc0 = Vector512.FusedMultiplyAdd(v, Vector512.ConditionalSelect(high7, r1, r0), acc0);
+                else acc1 = Vector512.FusedMultiplyAdd(v, Vector512.ConditionalSelect(high7, r1, r0), acc1);
+            }
+            idx += SellWideMatrix.SliceHeight * t;
+            val += SellWideMatrix.SliceHeight * t;
+        }
+        return acc0 + acc1;
+    }
+
+    /// <summary>The 16 row sums of one slice, 128-column blocks: four permutes and a blend tree on bits 5 and 6.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static Vector512<float> Slice128(ushort* steps, int blocks, byte* idx, float* val, float* x)
+    {
+        Vector512<float> acc0 = default, acc1 = default;
+        for (int b = 0; b < blocks; b++, x += 128)
+        {
+            int t = steps[b];
+            if (t == 0) continue;
+            var x0 = Vector512.Load(x); var x1 = Vector512.Load(x + 16);
+            var x2 = Vector512.Load(x + 32); var x3 = Vector512.Load(x + 48);
+            var x4 = Vector512.Load(x + 64); var x5 = Vector512.Load(x + 80);
+            var x6 = Vector512.Load(x + 96); var x7 = Vector512.Load(x + 112);
+            int u = 0;
+            for (; u + 2 <= t; u += 2)
+            {
+                var q = Avx512F.ConvertToVector512Int32(Vector128.Load(idx + 16 * u));
+                var h5 = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(q, 26), 31).AsSingle();
+                var h6 = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(q, 25), 31).AsSingle();
+                var r = Vector512.ConditionalSelect(h6,
+                    Vector512.ConditionalSelect(h5, Avx512F.PermuteVar16x32x2(x6, q, x7), Avx512F.PermuteVar16x32x2(x4, q, x5)),
+                    Vector512.ConditionalSelect(h5, Avx512F.PermuteVar16x32x2(x2, q, x3), Avx512F.PermuteVar16x32x2(x0, q, x1)));
+                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(val + 16 * u), r, acc0);
+                q = Avx512F.ConvertToVector512Int32(Vector128.Load(idx + 16 * u + 16));
+                h5 = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(q, 26), 31).AsSingle();
+                h6 = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(q, 25), 31).AsSingle();
+                r = Vector512.ConditionalSelect(h6,
+                    Vector512.ConditionalSelect(h5, Avx512F.PermuteVar16x32x2(x6, q, x7), Avx512F.PermuteVar16x32x2(x4, q, x5)),
+                    Vector512.ConditionalSelect(h5, Avx512F.PermuteVar16x32x2(x2, q, x3), Avx512F.PermuteVar16x32x2(x0, q, x1)));
+                acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(val + 16 * u + 16), r, acc1);
+            }
+            if (u < t)
+            {
+                var q = Avx512F.ConvertToVector512Int32(Vector128.Load(idx + 16 * u));
+                var h5 = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(q, 26), 31).AsSingle();
+                var h6 = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(q, 25), 31).AsSingle();
+                var r = Vector512.ConditionalSelect(h6,
+                    Vector512.ConditionalSelect(h5, Avx512F.PermuteVar16x32x2(x6, q, x7), Avx512F.PermuteVar16x32x2(x4, q, x5)),
+                    Vector512.ConditionalSelect(h5, Avx512F.PermuteVar16x32x2(x2, q, x3), Avx512F.PermuteVar16x32x2(x0, q, x1)));
+                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(val + 16 * u), r, acc0);
             }
             idx += SellWideMatrix.SliceHeight * t;
             val += SellWideMatrix.SliceHeight * t;
@@ -156,10 +201,10 @@ public static unsafe class SellWideSpmv
     }
 
     /// <summary>One slice, entries only (padding skipped): for x with infinities or NaN, and without AVX-512.</summary>
-    static void SliceExact(ushort* steps, ushort* laneCounts, int blocks, byte* idx, float* val, float* x, float* sums)
+    static void SliceExact(ushort* steps, ushort* laneCounts, int blocks, int width, byte* idx, float* val, float* x, float* sums)
     {
         for (int l = 0; l < SellWideMatrix.SliceHeight; l++) sums[l] = 0;
-        for (int b = 0; b < blocks; b++, x += SellWideMatrix.BlockWidth, laneCounts += 16)
+        for (int b = 0; b < blocks; b++, x += width, laneCounts += 16)
         {
             int t = steps[b];
             for (int l = 0; l < SellWideMatrix.SliceHeight; l++)

@@ -10,7 +10,9 @@ public enum DecodeCopyFormat
     Auto,
     /// <summary>SELL with 32-column blocks (<see cref="SellMatrix"/>): one permute per step, more padding.</summary>
     Sell,
-    /// <summary>SELL with 256-column blocks (<see cref="SellWideMatrix"/>): eight permutes per step, less padding.</summary>
+    /// <summary>SELL with 128-column blocks (<see cref="SellWideMatrix"/>): four permutes per step.</summary>
+    Sell128,
+    /// <summary>SELL with 256-column blocks (<see cref="SellWideMatrix"/>): eight permutes per step, the least padding.</summary>
     Sell256,
     /// <summary>A bitmap over the weights and the kept values packed (<see cref="BitmapMatrix"/>, <see cref="BitmapSpmv"/>).</summary>
     Bitmap,
@@ -28,8 +30,8 @@ public sealed class DecodeCopy
 
     DecodeCopy(SellMatrix? sell, SellWideMatrix? wide, BitmapMatrix? bitmap) { _sell = sell; _wide = wide; _bitmap = bitmap; }
 
-    /// <summary>"sell", "sell256" or "bitmap".</summary>
-    public string Name => _sell is not null ? "sell" : _wide is not null ? "sell256" : "bitmap";
+    /// <summary>"sell", "sell128", "sell256" or "bitmap".</summary>
+    public string Name => _sell is not null ? "sell" : _wide is not null ? $"sell{_wide.BlockWidth}" : "bitmap";
 
     /// <summary>Bytes of every array the copy holds.</summary>
     public long FootprintBytes => _sell?.FootprintBytes ?? _wide?.FootprintBytes ?? _bitmap!.FootprintBytes;
@@ -46,11 +48,7 @@ public sealed class DecodeCopy
 
     /// <summary>
     /// The copy of W (rows × cols; CSR row pointers, column of entry p, values) in <paramref name="format"/>. Auto takes,
-    /// per weight, the format with the least estimated time per SpMV, max(bytes read / 20 GB/s, compute): a decode step
-    /// of a model larger than the cache is bound by the bytes it streams (dense runs at ~20 GB/s on one Zen 4 core), and
-    /// the compute costs are those `bench gemv --sparse` measured with the matrix in cache, one thread: SELL ~1.0 ns and
-    /// SELL-256 ~2.6 ns per 16-slot step, the bitmap ~2.2 ns per 16 weights. So SELL-256 wins at low density (6.8
-    /// against SELL's 10.6 bytes per value at 10%), the bitmap from about 30% (2.1 bytes per weight at 50%).
+    /// per weight, the format with the least estimated time per SpMV (<see cref="Choose"/>).
     /// </summary>
     public static DecodeCopy Build(int rows, int cols, int[] rowPointers, Func<int, int> column, float[] values, DecodeCopyFormat format)
     {
@@ -58,25 +56,40 @@ public sealed class DecodeCopy
         return format switch
         {
             DecodeCopyFormat.Sell => new DecodeCopy(SellMatrix.FromCsr(Csr(rows, cols, rowPointers, column, values)), null, null),
-            DecodeCopyFormat.Sell256 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values), null),
+            DecodeCopyFormat.Sell128 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 128), null),
+            DecodeCopyFormat.Sell256 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 256), null),
             _ => new DecodeCopy(null, null, BitmapMatrix.FromCsr(Csr(rows, cols, rowPointers, column, values))),
         };
     }
 
-    const double BytesPerNs = 20, SellStepNs = 1.0, Sell256StepNs = 2.6, BitmapPieceNs = 2.2;
+    // Estimated time per SpMV = bytes read / 22 GB/s + 0.43 · compute, fitted to decode runs of the gpt2-124m-shaped
+    // model (one thread, tokens per CPU-second: SELL and SELL-256 at 10% and 50% density); a decode step streams a model
+    // larger than the cache, and the kernels' compute overlaps that stream only in part. Compute per 16-slot step (or 16
+    // bitmap weights) is what `bench gemv --sparse` measured with the matrix in cache, one Zen 4 core.
+    const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 2.2;
 
-    /// <summary>The format with the least estimated time (see <see cref="Build"/>), from the pattern alone.</summary>
+    /// <summary>
+    /// The format with the least estimated time, from the pattern alone. Bytes read: 16 slots of 4-byte value and
+    /// 1-byte index per SELL step plus the step counts; for the bitmap 4 bytes per value and 1/8 per weight. At 10%
+    /// density SELL-256 pads ~1.33x (6.8 bytes per value) against SELL's ~2x (10.6); at 50% SELL-128 and SELL-256 read
+    /// ~5.6-5.8 against SELL's 6.6 but spend more compute per step.
+    /// </summary>
     public static DecodeCopyFormat Choose(int rows, int cols, int[] rowPointers, Func<int, int> column)
     {
         long nnz = rowPointers[rows];
+        double Time(double bytes, double computeNs) => bytes / BytesPerNs + ComputeShare * computeNs;
         long sellSteps = Steps(rows, cols, rowPointers, column, SellMatrix.BlockWidth, out long sellBlocks);
-        long wideSteps = Steps(rows, cols, rowPointers, column, SellWideMatrix.BlockWidth, out long wideBlocks);
-        // Bytes read: 16 slots of value + index byte per step, and the per-block step counts.
-        double sell = Math.Max((80.0 * sellSteps + sellBlocks) / BytesPerNs, SellStepNs * sellSteps);
-        double wide = Math.Max((80.0 * wideSteps + 2.0 * wideBlocks) / BytesPerNs, Sell256StepNs * wideSteps);
+        long steps128 = Steps(rows, cols, rowPointers, column, 128, out long blocks128);
+        long steps256 = Steps(rows, cols, rowPointers, column, 256, out long blocks256);
         long words = (cols + 63) / 64;
-        double bitmap = Math.Max((8.0 * words * rows + 4.0 * (rows + 1) + 4.0 * nnz) / BytesPerNs, BitmapPieceNs * 4 * words * rows);
-        return bitmap < wide && bitmap < sell ? DecodeCopyFormat.Bitmap : wide <= sell ? DecodeCopyFormat.Sell256 : DecodeCopyFormat.Sell;
+        var candidates = new (DecodeCopyFormat Format, double Time)[]
+        {
+            (DecodeCopyFormat.Sell256, Time(80.0 * steps256 + 2.0 * blocks256, Sell256StepNs * steps256)),
+            (DecodeCopyFormat.Sell128, Time(80.0 * steps128 + 2.0 * blocks128, Sell128StepNs * steps128)),
+            (DecodeCopyFormat.Sell, Time(80.0 * sellSteps + sellBlocks, SellStepNs * sellSteps)),
+            (DecodeCopyFormat.Bitmap, Time(8.0 * words * rows + 4.0 * (rows + 1) + 4.0 * nnz, BitmapPieceNs * 4 * words * rows)),
+        };
+        return candidates.MinBy(c => c.Time).Format;
     }
 
     /// <summary>Steps a SELL layout of this block width stores: per slice of 16 rows and block, its longest lane.</summary>
