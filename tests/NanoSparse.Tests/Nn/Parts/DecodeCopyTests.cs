@@ -74,7 +74,7 @@ public class DecodeCopyTests
     }
 
     [Fact]
-    public void AutoTakesTheWideBlocksAtTenPercentAndSellNowhereItReadsMore()
+    public void AutoTakesWideBlocksAtTenPercent()
     {
         // At 10% density SELL pads about 2x and SELL-256 about 1.33x: auto must not keep the 32-column SELL there.
         var (sparse, _) = Models();
