@@ -22,16 +22,18 @@ public static class GemvBench
         var threadsOpt = new Option<string>("--threads-list") { Description = "thread counts, comma-separated", DefaultValueFactory = _ => "1,2" };
         var roundsOpt = new Option<int>("--rounds") { Description = "rounds (every contender once per round, order alternating)", DefaultValueFactory = _ => 5 };
         var cpuOpt = new Option<bool>("--cpu-time") { Description = "one-thread cases: time by the process's CPU time instead of the wall clock (steadier on a shared machine)" };
+        var sparseOpt = new Option<string>("--sparse") { Description = "rows = 1 only: densities (comma-separated, e.g. 0.1,0.3,0.5) at which W, with that share of its weights kept at random, also runs through the decode SpMV formats (CSR16, SELL, SELL-128, SELL-256, Bitmap); ratios are against Gemv on the dense W", DefaultValueFactory = _ => "" };
         var plotOpt = new Option<string>("--plot") { Description = "PNG of the bandwidths (none: no plot); its folder is created", DefaultValueFactory = _ => Path.Combine("bench-results", "gemv.png") };
         var command = new Command("gemv", "the dense Linear at 1-4 rows: our Gemv vs our GEMM vs OpenBLAS sgemv/sgemm, ms and GB/s");
-        foreach (var o in new Option[] { shapesOpt, rowsOpt, threadsOpt, roundsOpt, cpuOpt, plotOpt }) command.Options.Add(o);
+        foreach (var o in new Option[] { shapesOpt, rowsOpt, threadsOpt, roundsOpt, cpuOpt, sparseOpt, plotOpt }) command.Options.Add(o);
         command.SetAction(r =>
         {
             int rounds = r.GetValue(roundsOpt);
             if (rounds < 1) throw new ArgumentException($"--rounds must be at least 1, got {rounds}");
             var rows = Ints(r.GetValue(rowsOpt)!, "--rows");
             if (rows.Any(n => n > Gemv.MaxRows)) throw new ArgumentException($"--rows: {string.Join(",", rows)} has a count above {Gemv.MaxRows}, the most Gemv takes");
-            Run(Shapes(r.GetValue(shapesOpt)!), rows, Ints(r.GetValue(threadsOpt)!, "--threads-list"), rounds, r.GetValue(cpuOpt), r.GetValue(plotOpt)!);
+            var sparse = SparseGemv.Densities(r.GetValue(sparseOpt)!);
+            Run(Shapes(r.GetValue(shapesOpt)!), rows, Ints(r.GetValue(threadsOpt)!, "--threads-list"), rounds, r.GetValue(cpuOpt), r.GetValue(plotOpt)!, sparse);
             return 0;
         });
         return command;
@@ -49,7 +51,7 @@ public static class GemvBench
 
     sealed record Result(int Out, int In, int Rows, int Threads, string Contender, List<double> Ms);
 
-    static void Run((int Out, int In)[] shapes, int[] rowsList, int[] threadsList, int rounds, bool cpuTime, string plotPath)
+    static void Run((int Out, int In)[] shapes, int[] rowsList, int[] threadsList, int rounds, bool cpuTime, string plotPath, double[] sparse)
     {
         Console.WriteLine($"bench gemv: {(cpuTime ? "CPU time (one-thread cases)" : "wall clock")}, {rounds} round(s), OpenBLAS core {SafeCoreName()}" +
                           (OpenBlas.RemovedCoreType is { } t ? $" (OPENBLAS_CORETYPE={t} removed)" : "") + $", {Environment.ProcessorCount} processors");
@@ -67,6 +69,7 @@ public static class GemvBench
                 foreach (ref float v in x.Span) v = (float)(rng.NextDouble() * 2 - 1);
                 var y = new AlignedBuffer(maxRows * outF);
                 var yBlas = new AlignedBuffer(maxRows * outF);
+                var sparseCalls = SparseGemv.Contenders(w.Span, outF, inF, x.Span.Slice(0, inF), sparse);
                 for (int round = 0; round < rounds; round++)
                     foreach (int rows in rowsList)
                         foreach (int threads in threadsList)
@@ -79,6 +82,7 @@ public static class GemvBench
                                     ? () => OpenBlas.Sgemv(false, outF, inF, w, x, yBlas)
                                     : () => OpenBlas.Sgemm(false, true, rows, outF, inF, x, inF, w, inF, yBlas, outF)),
                             };
+                            if (rows == 1) contenders.AddRange(sparseCalls.Select(c => (c.Name, "ours", c.Call)));
                             if (round % 2 == 1) contenders.Reverse();
                             foreach (var (name, who, call) in contenders)
                             {
@@ -96,7 +100,9 @@ public static class GemvBench
             }
         }
         finally { KernelThreads.Max = savedMax; }
-        Render(results.Values.ToList(), plotPath);
+        Render(results.Values.Where(r => !SparseGemv.IsSparse(r.Contender)).ToList(), plotPath);
+        if (sparse.Length > 0)
+            SparseGemv.Render(results.Values.Where(r => r.Rows == 1).Select(r => (r.Out, r.In, r.Threads, r.Contender, BenchUtil.Median(r.Ms))).ToList());
     }
 
     static string SafeCoreName()

@@ -458,6 +458,12 @@ public static class SparseKernelsBench
         list.Add(("S·X", "CSC", () => { var c = csc.Value; return () => CscSpmm.Multiply(c, x, n, y); }));
         list.Add(("S·X", "Bitmap", () => { var b = BitmapMatrix.FromCsr(csr); return () => BitmapSpmm.Multiply(b, x, n, y); }));
         list.Add(("S·X", "SELL", () => { var q = SellMatrix.FromCsr(csr); return () => SellSpmm.Multiply(q, x, n, y); }));
+        if (n == 1)   // the decode SpMV formats (one vector only)
+        {
+            list.Add(("S·X", "SELL-128", () => { var q = SellWideMatrix.FromCsr(csr, 128); return () => SellWideSpmv.Multiply(q, x.AsSpan(0, k), y); }));
+            list.Add(("S·X", "SELL-256", () => { var q = SellWideMatrix.FromCsr(csr, 256); return () => SellWideSpmv.Multiply(q, x.AsSpan(0, k), y); }));
+            list.Add(("S·X", "Bitmap-SpMV", () => { var b = BitmapMatrix.FromCsr(csr); return () => BitmapSpmv.Multiply(b, x.AsSpan(0, k), y); }));
+        }
         list.Add(("S·X", "BSR4x4", () => { var b = BsrMatrix.FromDense(p.Dense, m, k, 4, 4); return () => BsrSpmm.Multiply(b, x, n, y); }));
         list.Add(("S·X", "dense-zero-skip", () => () => ZeroSkippingGemm.Multiply(m, n, k, p.Dense, x, y)));
         list.Add(("Sᵀ·X", "CSR", () => () => CsrSpmmTransposed.Multiply(csr, xt, n, yt)));

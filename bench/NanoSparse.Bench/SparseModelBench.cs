@@ -63,10 +63,11 @@ public static class SparseModelBench
         var plot = new Option<string?>("--plot") { Description = "PNG path prefix of the speed-up plots, PREFIX_train.png etc. (default: the --json path without .json, else bench-results/sparse-model)" };
         var python = new Option<string>("--python") { Description = "Python with torch (training peer) and onnx + scipy (the ONNX export of the decode peers)", DefaultValueFactory = _ => TorchPeer.DefaultPython };
         var noPeer = new Option<bool>("--no-peer") { Description = "measure NanoSparse only (no PyTorch, no ONNX Runtime)" };
-        var keepSell = new Option<bool>("--keep-sell") { Description = "decode/prefill: CSR layouts keep a SELL copy for rows = 1 (faster SpMV, 5+ more bytes per stored value)" };
+        var keepSell = new Option<bool>("--keep-sell") { Description = "decode/prefill: CSR layouts keep a decode copy for rows = 1 (SELL or SELL-256, see --decode-copy: faster SpMV, 3-7 more bytes per stored value)" };
+        var decodeCopy = new Option<DecodeCopyFormat>("--decode-copy") { Description = "with --keep-sell: the copy's format, auto (per weight, the least estimated time), sell (32-column blocks), sell128, sell256 (128-, 256-column blocks) or bitmap", DefaultValueFactory = _ => DecodeCopyFormat.Auto };
 
         var command = new Command("sparse-model", "a GPT with sparse weights vs the same GPT dense (and PyTorch): training step, decode, prefill, memory");
-        foreach (var o in new Option[] { parts, densities, distributions, nm, threads, rounds, iters, warmup, reps, batch, trainVocab, decodeVocabs, decodeLayers, prompt, newTokens, prefill, json, plot, python, noPeer, keepSell })
+        foreach (var o in new Option[] { parts, densities, distributions, nm, threads, rounds, iters, warmup, reps, batch, trainVocab, decodeVocabs, decodeLayers, prompt, newTokens, prefill, json, plot, python, noPeer, keepSell, decodeCopy })
             command.Options.Add(o);
         command.SetAction(r =>
         {
@@ -78,7 +79,7 @@ public static class SparseModelBench
                 vocab, r.GetValue(decodeVocabs) is { Length: > 0 } dv ? dv : [vocab, Gpt2Vocab], r.GetValue(decodeLayers) ?? ModelPreset.Gpt2Small.NLayer,
                 r.GetValue(prompt), r.GetValue(newTokens), r.GetValue(prefill),
                 PlotPrefix(r.GetValue(plot), file),
-                r.GetValue(python)!, !r.GetValue(noPeer), r.GetValue(keepSell));
+                r.GetValue(python)!, !r.GetValue(noPeer), r.GetValue(keepSell), r.GetValue(decodeCopy));
             var result = Run(options);
             if (file != null) TrainBench.WriteJson(file.FullName, result);
             return 0;
@@ -88,7 +89,7 @@ public static class SparseModelBench
 
     public sealed record Options(string[] Parts, double[] Densities, string[] Distributions, string[] Nm, int[] Threads, int Rounds, int Iters,
         int Warmup, int Reps, int Batch, int Vocab, int[] DecodeVocabs, int DecodeLayers, int Prompt, int NewTokens, int Prefill,
-        string PlotPrefix, string Python, bool RunPeer, bool KeepSell = false)
+        string PlotPrefix, string Python, bool RunPeer, bool KeepSell = false, DecodeCopyFormat DecodeCopy = DecodeCopyFormat.Auto)
     {
         public void Validate()
         {
@@ -312,7 +313,7 @@ public static class SparseModelBench
             gpt.InitializeWeights(1337);
             // Held for inference, as `sample` holds a model: the layouts drop their training structures (CSR keeps its
             // 16-bit structure, N:M its packed indices) and decode from what is left.
-            gpt.PrepareForInference(keepSellCopy: options.KeepSell);
+            gpt.PrepareForInference(keepSellCopy: options.KeepSell, options.DecodeCopy);
             var cache = gpt.CreateKvCache();
             (double Wall, double Cpu) Generate()
             {
@@ -401,6 +402,9 @@ public static class SparseModelBench
                 long stored = layouts.Sum(w => (long)w.StoredCount) * config.NLayer;
                 // Held for decoding (Gpt.PrepareForInference): the same layouts with their training structures dropped.
                 foreach (var w in layouts.OfType<IInferenceLayout>()) w.ReleaseTrainingStructures();
+                // With --keep-sell the decode also holds the CSR layouts' decode copies (their size depends on the pattern only).
+                if (options.KeepSell)
+                    foreach (var w in layouts.OfType<CsrLinearWeight>()) w.PrepareForInference(new float[w.StoredCount], options.DecodeCopy);
                 long decodeIndex = Math.Max(0, GC.GetTotalMemory(forceFullCollection: true) - before) * config.NLayer;
                 long predicted = layouts.OfType<IInferenceLayout>().Sum(w => w.HeldBytes) * config.NLayer;
                 string formats = string.Join(", ", layouts.Select(w => w is IInferenceLayout l ? l.DecodeFormat : w.Layout).Distinct());
@@ -428,7 +432,8 @@ public static class SparseModelBench
         }
         AnsiConsole.MarkupLine("[bold]memory[/] (MB = 10⁶ bytes; x = against the same model dense): block = the four Linear weights of every block; " +
                                "train = values + index + gradients + AdamW m and v; model = with embeddings and LayerNorms; decode = values + the index " +
-                               "the layouts keep once released for inference (Gpt.PrepareForInference; in brackets: the bytes their formats predict); " +
+                               "the layouts keep once released for inference (Gpt.PrepareForInference; in brackets: the bytes their formats predict; " +
+                               (options.KeepSell ? "with --keep-sell including the CSR layouts' decode copies); " : "without decode copies: add --keep-sell to count them); ") +
                                "index = the heap the layout objects hold (measured); gpt2 = gpt2-124m shape");
         AnsiConsole.Write(table);
         return result;

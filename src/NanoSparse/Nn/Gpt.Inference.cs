@@ -15,11 +15,11 @@ public sealed partial class Gpt
     /// (decoding) give the same logits as before; Backward throws InvalidOperationException from then on (this is not
     /// undone: load the model again to train it). The gradient buffer (as large as the parameters) goes too:
     /// <see cref="GradientData"/> and every Parameter.Grad are empty after. Call it once the values are final (after loading).
-    /// With <paramref name="keepSellCopy"/> the CSR layouts then build a SELL copy of their values for rows = 1: a faster
-    /// SpMV (one-thread layer figures in the README: about 2x CSR's at 0.1 and 3x at 0.5) for more than 5 bytes more per
-    /// stored value (the copy's padded values and 1-byte indices).
+    /// With <paramref name="keepSellCopy"/> the CSR layouts then build a decode copy of their values for rows = 1 in
+    /// <paramref name="decodeCopy"/> (SELL or SELL-256; Auto: per weight, the fewer bytes read): a faster SpMV than
+    /// CSR's for 3-7 bytes more per stored value (the copy's padded values and 1-byte indices).
     /// </summary>
-    public void PrepareForInference(bool keepSellCopy = false)
+    public void PrepareForInference(bool keepSellCopy = false, DecodeCopyFormat decodeCopy = DecodeCopyFormat.Auto)
     {
         foreach (var p in _parameters) p.ReleaseGradient();
         _grads = [];
@@ -27,7 +27,7 @@ public sealed partial class Gpt
             if (w is IInferenceLayout l) l.ReleaseTrainingStructures();
         if (keepSellCopy)
             foreach (var p in _parameters)
-                if (p.Layout is CsrLinearWeight csr) csr.PrepareForInference(p.Value.Span);
+                if (p.Layout is CsrLinearWeight csr) csr.PrepareForInference(p.Value.Span, decodeCopy);
         _workspaces = [WorkspaceFor(BatchSize * SeqLen)];
         _workspaceShards = 1;
         _shardGrads = [];

@@ -21,8 +21,8 @@ namespace NanoSparse.Nn.Parts;
 ///             dxᵀ (In × rows) = Wᵀ · dyᵀ         CsrSpmm on a CSR copy of Wᵀ's structure (made once), its values
 ///                                                gathered from the values span each call (nnz floats, a few % of the
 ///                                                product at training sizes); transposed back with dxScale applied.
-///   decode    (rows = 1) SpMV; after <see cref="PrepareForInference"/> a SELL copy (SellSpmm, one permute fetches x
-///             for 16 rows) while the values still match the ones it was made from.
+///   decode    (rows = 1) SpMV; after <see cref="PrepareForInference"/> a SELL or SELL-256 copy (<see cref="DecodeCopy"/>:
+///             permutes fetch x for 16 rows) while the values still match the ones it was made from.
 /// </para>
 /// Every call's scratch lives in the workspace; the layout holds no per-call state, so data-parallel shards may call
 /// it concurrently (except <see cref="PrepareForInference"/>).
@@ -41,7 +41,7 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
     int[] _wtSource;                       // entry q of Wᵀ is entry _wtSource[q] of W
     bool _inferenceOnly;
 
-    SellMatrix? _sell;                     // decode copy made by PrepareForInference (null: none, or invalidated)
+    DecodeCopy? _sell;                     // decode copy made by PrepareForInference (null: none, or invalidated)
     nint _sellValuesAddress;
     float[] _sellFingerprint = [];
 
@@ -228,7 +228,7 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
         if (rows == 1 && _sell is { } sell && SellMatches(values))
         {
             var product = workspace.Slice(0, m);
-            SellSpmm.Multiply(sell, x.Slice(0, n), 1, product);
+            sell.Multiply(x.Slice(0, n), product);
             LinearChecks.AddBiasResidual(y, product, bias, residual, 1, m);
             return;
         }
@@ -322,22 +322,15 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
     }
 
     /// <summary>
-    /// Builds the SELL copy used for rows = 1 from these values (inference: they no longer change). It is used while
+    /// Builds the decode copy (in <paramref name="format"/>; Auto: per weight, the fewest bytes read) used for rows = 1 from these values (inference: they no longer change). It is used while
     /// the values span passed to Forward is the same memory and a sample of 64 of its values is unchanged; Backward
     /// drops it. After changing values in place by other means (pruning), call this again.
     /// </summary>
-    public void PrepareForInference(ReadOnlySpan<float> values)
+    public void PrepareForInference(ReadOnlySpan<float> values, DecodeCopyFormat format = DecodeCopyFormat.Auto)
     {
         CheckValues(values.Length);
-        if (_inferenceOnly)   // the structure has no values array left: build the SELL copy from a temporary one
-            _sell = SellMatrix.FromCsr(_w.HasShortIndices
-                ? new CsrMatrix(OutFeatures, InFeatures, _w.RowPointers, _w.ColumnIndices16!, values.ToArray())
-                : new CsrMatrix(OutFeatures, InFeatures, _w.RowPointers, _w.ColumnIndices32!, values.ToArray()));
-        else
-        {
-            values.CopyTo(_w.Values);
-            _sell = SellMatrix.FromCsr(_w);
-        }
+        if (!_inferenceOnly) values.CopyTo(_w.Values);
+        _sell = DecodeCopy.Build(OutFeatures, InFeatures, _w.RowPointers, _w.ColumnIndex, values.ToArray(), format);
         _sellValuesAddress = Address(values);
         _sellFingerprint = Fingerprint(values);
     }
@@ -368,7 +361,7 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
 
     /// <summary>"csr16" (or "csr32" when In > 65536): decoding runs the CSR SpMV on this structure; "csr16 + sell" while a
     /// SELL copy made by <see cref="PrepareForInference"/> serves rows = 1.</summary>
-    public string DecodeFormat => (_w.HasShortIndices ? "csr16" : "csr32") + (_sell is null ? "" : " + sell");
+    public string DecodeFormat => (_w.HasShortIndices ? "csr16" : "csr32") + (_sell is null ? "" : " + " + _sell.Name);
 
     /// <summary>
     /// Drops the structures only training uses: the values copy inside the CSR structure, Wᵀ's structure and value

@@ -79,20 +79,38 @@ public class InferenceLayoutTests
         finally { NanoSparse.Kernels.KernelThreads.Max = saved; }
     }
 
-    [Fact]
-    public void KeepingTheSellCopyGivesTheSameDecodeLogitsAndHoldsTheCopyBytes()
+    [Theory]
+    [InlineData(DecodeCopyFormat.Sell)]
+    [InlineData(DecodeCopyFormat.Sell128)]
+    [InlineData(DecodeCopyFormat.Sell256)]
+    [InlineData(DecodeCopyFormat.Bitmap)]
+    [InlineData(DecodeCopyFormat.Auto)]
+    public void KeepingADecodeCopyGivesTheSameDecodeLogitsAndHoldsTheCopyBytes(DecodeCopyFormat format)
     {
         var plain = Model(B: 1, T: 12);
         plain.PrepareForInference();
         var withSell = Model(B: 1, T: 12);
-        withSell.PrepareForInference(keepSellCopy: true);
-        var csr = withSell.Parameters.Where(p => p.Layout is CsrLinearWeight).Select(p => (CsrLinearWeight)p.Layout!).ToList();
-        Assert.All(csr, w => Assert.Equal("csr16 + sell", w.DecodeFormat));
-        long sell = withSell.Parameters.Where(p => p.Layout is CsrLinearWeight)
-            .Sum(p => SellMatrix.FromCsr(CsrMatrix.Create(p.Shape[0], p.Shape[1], ((CsrLinearWeight)p.Layout!).Structure.RowPointers,
-                Enumerable.Range(0, p.Length).Select(i => ((CsrLinearWeight)p.Layout!).Structure.ColumnIndex(i)).ToArray(), p.Value.ToArray())).FootprintBytes + 4 * 64);
+        withSell.PrepareForInference(keepSellCopy: true, format);
+        long sell = 0;
+        foreach (var p in withSell.Parameters.Where(p => p.Layout is CsrLinearWeight))
+        {
+            var w = (CsrLinearWeight)p.Layout!;
+            var columns = Enumerable.Range(0, p.Length).Select(i => w.Structure.ColumnIndex(i)).ToArray();
+            var chosen = format == DecodeCopyFormat.Auto ? DecodeCopy.Choose(p.Shape[0], p.Shape[1], w.Structure.RowPointers, i => columns[i]) : format;
+            string name = chosen switch { DecodeCopyFormat.Sell => "sell", DecodeCopyFormat.Sell128 => "sell128", DecodeCopyFormat.Sell256 => "sell256", _ => "bitmap" };
+            Assert.Equal("csr16 + " + name, w.DecodeFormat);
+            // The copy's own arrays, built independently from the weight's CSR, plus the 64-float fingerprint.
+            var c = CsrMatrix.Create(p.Shape[0], p.Shape[1], w.Structure.RowPointers, columns, p.Value.ToArray());
+            sell += chosen switch
+            {
+                DecodeCopyFormat.Sell => SellMatrix.FromCsr(c).FootprintBytes,
+                DecodeCopyFormat.Sell128 => SellWideMatrix.FromCsr(c, 128).FootprintBytes,
+                DecodeCopyFormat.Sell256 => SellWideMatrix.FromCsr(c, 256).FootprintBytes,
+                _ => BitmapMatrix.FromCsr(c).FootprintBytes,
+            } + 4 * 64;
+        }
         Assert.Equal(plain.LinearWeightBytes + sell, withSell.LinearWeightBytes);
-        // SELL sums in another order than CSR: the same logits within float rounding.
+        // The copies sum in another order than CSR: the same logits within float rounding.
         var a = Run(plain).Decoded;
         var b = Run(withSell).Decoded;
         for (int i = 0; i < a.Length; i++)

@@ -1,0 +1,128 @@
+using NanoSparse.Kernels.Sparse;
+using NanoSparse.Sparse;
+
+namespace NanoSparse.Nn.Parts;
+
+/// <summary>Which format the decode copy of a CSR weight takes (<see cref="CsrLinearWeight.PrepareForInference"/>).</summary>
+public enum DecodeCopyFormat
+{
+    /// <summary>Per weight, the format that reads the fewest bytes per SpMV (see <see cref="DecodeCopy.Build"/>).</summary>
+    Auto,
+    /// <summary>SELL with 32-column blocks (<see cref="SellMatrix"/>): one permute per step, more padding.</summary>
+    Sell,
+    /// <summary>SELL with 128-column blocks (<see cref="SellWideMatrix"/>): four permutes per step.</summary>
+    Sell128,
+    /// <summary>SELL with 256-column blocks (<see cref="SellWideMatrix"/>): eight permutes per step, the least padding.</summary>
+    Sell256,
+    /// <summary>A bitmap over the weights and the kept values packed (<see cref="BitmapMatrix"/>, <see cref="BitmapSpmv"/>).</summary>
+    Bitmap,
+}
+
+/// <summary>
+/// A second copy of a CSR weight in a format built for rows = 1 (decoding one token: y = W·x), held beside the CSR
+/// structure once the values are final.
+/// </summary>
+public sealed class DecodeCopy
+{
+    readonly SellMatrix? _sell;
+    readonly SellWideMatrix? _wide;
+    readonly BitmapMatrix? _bitmap;
+
+    DecodeCopy(SellMatrix? sell, SellWideMatrix? wide, BitmapMatrix? bitmap) { _sell = sell; _wide = wide; _bitmap = bitmap; }
+
+    /// <summary>"sell", "sell128", "sell256" or "bitmap".</summary>
+    public string Name => _sell is not null ? "sell" : _wide is not null ? $"sell{_wide.BlockWidth}" : "bitmap";
+
+    /// <summary>Bytes of every array the copy holds.</summary>
+    public long FootprintBytes => _sell?.FootprintBytes ?? _wide?.FootprintBytes ?? _bitmap!.FootprintBytes;
+
+    /// <summary>Bytes one SpMV reads.</summary>
+    public long BytesRead => _sell?.FootprintBytes ?? _wide?.BytesRead ?? _bitmap!.FootprintBytes;
+
+    public void Multiply(ReadOnlySpan<float> x, Span<float> y)
+    {
+        if (_sell is not null) SellSpmm.Multiply(_sell, x, 1, y);
+        else if (_wide is not null) SellWideSpmv.Multiply(_wide, x, y);
+        else BitmapSpmv.Multiply(_bitmap!, x, y);
+    }
+
+    /// <summary>
+    /// The copy of W (rows × cols; CSR row pointers, column of entry p, values) in <paramref name="format"/>. Auto takes,
+    /// per weight, the format with the least estimated time per SpMV (<see cref="Choose"/>).
+    /// </summary>
+    public static DecodeCopy Build(int rows, int cols, int[] rowPointers, Func<int, int> column, float[] values, DecodeCopyFormat format)
+    {
+        if (format == DecodeCopyFormat.Auto) format = Choose(rows, cols, rowPointers, column);
+        return format switch
+        {
+            DecodeCopyFormat.Sell => new DecodeCopy(SellMatrix.FromCsr(Csr(rows, cols, rowPointers, column, values)), null, null),
+            DecodeCopyFormat.Sell128 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 128), null),
+            DecodeCopyFormat.Sell256 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 256), null),
+            _ => new DecodeCopy(null, null, BitmapMatrix.FromCsr(Csr(rows, cols, rowPointers, column, values))),
+        };
+    }
+
+    // Estimated time per SpMV = bytes read / 22 GB/s + 0.43 · compute, fitted to decode runs of the gpt2-124m-shaped
+    // model (one thread, tokens per CPU-second: SELL and SELL-256 at 10% and 50% density); a decode step streams a model
+    // larger than the cache, and the kernels' compute overlaps that stream only in part. Compute per 16-slot step (or 16
+    // bitmap weights) is what `bench gemv --sparse` measured with the matrix in cache, one Zen 4 core.
+    const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 2.2;
+
+    /// <summary>
+    /// The format with the least estimated time, from the pattern alone. Bytes read: 16 slots of 4-byte value and
+    /// 1-byte index per SELL step plus the step counts; for the bitmap 4 bytes per value and 1/8 per weight. At 10%
+    /// density SELL-256 pads ~1.33x (6.8 bytes per value) against SELL's ~2x (10.6); at 50% SELL-128 and SELL-256 read
+    /// ~5.6-5.8 against SELL's 6.6 but spend more compute per step.
+    /// </summary>
+    public static DecodeCopyFormat Choose(int rows, int cols, int[] rowPointers, Func<int, int> column)
+    {
+        long nnz = rowPointers[rows];
+        double Time(double bytes, double computeNs) => bytes / BytesPerNs + ComputeShare * computeNs;
+        long sellSteps = Steps(rows, cols, rowPointers, column, SellMatrix.BlockWidth, out long sellBlocks);
+        long steps128 = Steps(rows, cols, rowPointers, column, 128, out long blocks128);
+        long steps256 = Steps(rows, cols, rowPointers, column, 256, out long blocks256);
+        long words = (cols + 63) / 64;
+        var candidates = new (DecodeCopyFormat Format, double Time)[]
+        {
+            (DecodeCopyFormat.Sell256, Time(80.0 * steps256 + 2.0 * blocks256, Sell256StepNs * steps256)),
+            (DecodeCopyFormat.Sell128, Time(80.0 * steps128 + 2.0 * blocks128, Sell128StepNs * steps128)),
+            (DecodeCopyFormat.Sell, Time(80.0 * sellSteps + sellBlocks, SellStepNs * sellSteps)),
+            (DecodeCopyFormat.Bitmap, Time(8.0 * words * rows + 4.0 * (rows + 1) + 4.0 * nnz, BitmapPieceNs * 4 * words * rows)),
+        };
+        return candidates.MinBy(c => c.Time).Format;
+    }
+
+    /// <summary>Steps a SELL layout of this block width stores: per slice of 16 rows and block, its longest lane.</summary>
+    static long Steps(int rows, int cols, int[] rowPointers, Func<int, int> column, int blockWidth, out long sliceBlocks)
+    {
+        int blocks = (cols + blockWidth - 1) / blockWidth;
+        var count = new int[16 * blocks];
+        var longest = new int[blocks];
+        long steps = 0;
+        sliceBlocks = 0;
+        for (int s = 0; s * 16 < rows; s++)
+        {
+            Array.Clear(longest);
+            for (int l = 0; l < 16 && s * 16 + l < rows; l++)
+            {
+                int row = s * 16 + l;
+                for (int p = rowPointers[row]; p < rowPointers[row + 1]; p++)
+                {
+                    int b = column(p) / blockWidth;
+                    longest[b] = Math.Max(longest[b], ++count[16 * b + l]);
+                }
+            }
+            foreach (int t in longest) steps += t;
+            Array.Clear(count);
+            sliceBlocks += blocks;
+        }
+        return steps;
+    }
+
+    static CsrMatrix Csr(int rows, int cols, int[] rowPointers, Func<int, int> column, float[] values)
+    {
+        var c = new int[rowPointers[rows]];
+        for (int p = 0; p < c.Length; p++) c[p] = column(p);
+        return new CsrMatrix(rows, cols, rowPointers, c, values);
+    }
+}

@@ -1,0 +1,98 @@
+using NanoSparse.Kernels;
+using NanoSparse.Kernels.Sparse;
+using NanoSparse.Sparse;
+using NanoSparse.Tests.Sparse;
+
+namespace NanoSparse.Tests.Kernels.Sparse;
+
+/// <summary>
+/// The SELL-256 SpMV against a double-precision reference on 1, 2 and 3 threads (sizes that go parallel), odd shapes,
+/// empty rows and blocks; and x with infinities and NaN, where padding must not reach rows that do not use them.
+/// </summary>
+[Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
+public class SellWideSpmvTests
+{
+    static double[] Reference(float[] s, int m, int k, float[] x, out double[] abs)
+    {
+        var y = new double[m];
+        abs = new double[m];
+        for (int i = 0; i < m; i++)
+            for (int t = 0; t < k; t++)
+            {
+                y[i] += (double)s[i * k + t] * x[t];
+                abs[i] += Math.Abs((double)s[i * k + t] * x[t]);
+            }
+        return y;
+    }
+
+    [Theory]
+    [InlineData(3072, 768, 0.1)]    // the decode shape: ~7K steps, parallel
+    [InlineData(768, 3072, 0.3)]
+    [InlineData(1000, 700, 0.1)]    // partial last slice (1000 = 62·16 + 8) and block (700 = 2·256 + 188)
+    [InlineData(333, 3000, 0.05)]
+    [InlineData(500, 300, 0.95)]    // nearly dense: steps up to 256
+    [InlineData(17, 33, 0.5)]
+    [InlineData(200, 1100, 0.003)]  // mostly empty rows and blocks
+    public void MatchesDoubleReference(int m, int k, double density)
+    {
+        foreach (int width in new[] { 128, 256 }) Check(m, k, density, width);
+    }
+
+    static void Check(int m, int k, double density, int width)
+    {
+        var dense = SparseTestData.RandomDense(m, k, density, (ulong)(m * 31 + k));
+        for (int r = 0; r < m; r += 7) dense.AsSpan(r * k, k).Clear();   // empty rows
+        var x = SparseTestData.RandomDense(k, 1, 1, (ulong)(m + k * 7));
+        var sell = SellWideMatrix.FromDense(dense, m, k, width);
+        var expected = Reference(dense, m, k, x, out var abs);
+        int saved = KernelThreads.Max;
+        long savedMin = SellWideSpmv.MinParallelSteps;
+        try
+        {
+            SellWideSpmv.MinParallelSteps = 64;
+            foreach (int threads in new[] { 1, 2, 3 })
+            {
+                KernelThreads.Max = threads;
+                var y = new float[m];
+                Array.Fill(y, float.NaN);
+                SellWideSpmv.Multiply(sell, x, y);
+                for (int i = 0; i < m; i++)
+                    Assert.True(Math.Abs(y[i] - expected[i]) <= 1e-5 * abs[i] + 1e-6,
+                        $"{m}x{k} width {width} threads {threads}: y[{i}] = {y[i]}, expected {expected[i]}");
+            }
+        }
+        finally { KernelThreads.Max = saved; SellWideSpmv.MinParallelSteps = savedMin; }
+    }
+
+    [Theory]
+    [InlineData(128)]
+    [InlineData(256)]
+    public void NonFiniteXReachesOnlyTheRowsThatUseIt(int width)
+    {
+        // Column 0 (+∞) and column 256 (NaN) are where padded slots point (index 0 of blocks 0 and 1 or 2): rows that do
+        // not store them must stay finite, rows that do get what their entries give.
+        int m = 400, k = 600;
+        var dense = SparseTestData.RandomDense(m, k, 0.1, 7);
+        var x = SparseTestData.RandomDense(k, 1, 1, 8);
+        x[0] = float.PositiveInfinity;
+        x[256] = float.NaN;
+        var sell = SellWideMatrix.FromDense(dense, m, k, width);
+        var y = new float[m];
+        SellWideSpmv.Multiply(sell, x, y);
+        int finiteRows = 0;
+        for (int i = 0; i < m; i++)
+        {
+            float a = dense[i * k], b = dense[i * k + 256];
+            if (b != 0) Assert.True(float.IsNaN(y[i]), $"row {i} stores column 256 (NaN): got {y[i]}");
+            else if (a != 0) Assert.Equal(a > 0 ? float.PositiveInfinity : float.NegativeInfinity, y[i]);
+            else
+            {
+                finiteRows++;
+                double sum = 0;
+                for (int t = 0; t < k; t++) if (dense[i * k + t] != 0) sum += (double)dense[i * k + t] * x[t];
+                Assert.True(Math.Abs(y[i] - sum) <= 1e-4, $"row {i}: got {y[i]}, expected {sum}");
+            }
+        }
+        Assert.True(finiteRows > 250, $"only {finiteRows} rows avoid both columns");
+    }
+}
