@@ -42,7 +42,10 @@ internal static unsafe class CsrSpmmTokenMajor
         public long Call;
     }
 
+    static readonly int KBlock = int.TryParse(Environment.GetEnvironmentVariable("NS_TK_KB"), out int kb) ? kb : 768;
+
     [ThreadStatic] static float[]? _panel;
+    [ThreadStatic] static int[]? _split;
     [ThreadStatic] static float[]? _tile;
 
     /// <summary>See the class summary; bias, add, scale may be null (none).</summary>
@@ -53,7 +56,7 @@ internal static unsafe class CsrSpmmTokenMajor
         if (!Supported) throw new PlatformNotSupportedException("CsrSpmmTokenMajor needs AVX-512");
         if (rows == 0 || tokens == 0) return;
         long nnz = rowPointers[rows];
-        int blocks = k <= CsrSpmm.NarrowPanelMaxK || typeof(TIndex) != typeof(ushort) ? 1 : (k + CsrSpmm.NarrowKBlock - 1) / CsrSpmm.NarrowKBlock;
+        int blocks = (k + KBlock - 1) / KBlock;
         if (blocks > 1 && (long)rows * (blocks + 1) > CsrSpmm.MaxNarrowSplitInts) blocks = 1;
         var args = new Args<TIndex>
         {
@@ -86,7 +89,25 @@ internal static unsafe class CsrSpmmTokenMajor
         // Row r's nonzeros in K block b are [split[(r − from)·stride + b], split[(r − from)·stride + b + 1]): the row
         // pointers themselves for one block, else this thread's table of where the rows cross the block boundaries.
         int stride = nb == 1 ? 1 : nb + 1;
-        int[]? table = nb == 1 ? null : CsrSpmm.SplitTable(rp, from, to, (ushort*)a.Index, nb, a.Call, chunk);
+        int[]? table = null;
+        if (nb > 1)
+        {
+            long need = (long)count * stride;
+            if (_split is null || _split.Length < need) _split = GC.AllocateUninitializedArray<int>(checked((int)Math.Max(need, 1024)), pinned: true);
+            table = _split;
+            fixed (int* t = table)
+                for (int i = from; i < to; i++)
+                {
+                    int* row = t + (long)(i - from) * stride;
+                    int p = rp[i], end = rp[i + 1];
+                    for (int b = 0; b < nb; b++)
+                    {
+                        row[b] = p;
+                        p = Sddmm.ScanTo(a.Index, p, end, (b + 1) * KBlock);
+                    }
+                    row[nb] = end;
+                }
+        }
         fixed (int* pinned = table)
         {
             int* split = nb == 1 ? rp + from : pinned;

@@ -283,7 +283,17 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
             for (int q = 0; q < transposed.Length; q++) transposed[q] = values[_wtSource[q]];
         // dx from dy as it is (no transposes) once every panel's weight gradient has read x (dx may alias x).
         bool tokenMajor = rows >= TokenMajorMinRows && CsrSpmmTokenMajor.Supported;
-        for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
+        if (tokenMajor && SddmmTiled.Takes(nnz, n, 64))
+        {
+            // dW and dBias straight from dy and x as they are (the transposes fused into the SDDMM's tiles).
+            fixed (int* rp = _w.RowPointers)
+            fixed (float* pdy = dy, px = x, pdv = dValues, pdb = dBias)
+            {
+                if (_w.ColumnIndices16 is { } t16) fixed (ushort* ci = t16) SddmmTiled.RunTokenMajor(m, n, rp, ci, pdy, m, px, n, rows, pdv, pdb);
+                else fixed (int* ci = _w.ColumnIndices32) SddmmTiled.RunTokenMajor(m, n, rp, ci, pdy, m, px, n, rows, pdv, pdb);
+            }
+        }
+        else for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
         {
             int r = Math.Min(FeatureMajor.PanelRows, rows - t0), columns = FeatureMajor.Columns(r);
             FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
