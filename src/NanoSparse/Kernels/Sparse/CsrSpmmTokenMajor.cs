@@ -20,6 +20,7 @@ namespace NanoSparse.Kernels.Sparse;
 ///          for long K with 16-bit indices, as CsrSpmm does);
 ///   Y      [32 tokens, rows] = tileᵀ with bias, add and scale applied on the way (Transpose's epilogue), while the
 ///          tile is in L2.
+/// Both transposes run on 16×16 blocks in AVX-512 registers (TokenPanels).
 /// Each thread transposes every panel itself (as CsrSpmm copies each panel per thread): a panel is K·32 floats against
 /// the thread's share of nnz·32 multiply-adds.
 /// </para>
@@ -42,10 +43,7 @@ internal static unsafe class CsrSpmmTokenMajor
         public long Call;
     }
 
-    static readonly int KBlock = int.TryParse(Environment.GetEnvironmentVariable("NS_TK_KB"), out int kb) ? kb : 768;
-
     [ThreadStatic] static float[]? _panel;
-    [ThreadStatic] static int[]? _split;
     [ThreadStatic] static float[]? _tile;
 
     /// <summary>See the class summary; bias, add, scale may be null (none).</summary>
@@ -56,7 +54,7 @@ internal static unsafe class CsrSpmmTokenMajor
         if (!Supported) throw new PlatformNotSupportedException("CsrSpmmTokenMajor needs AVX-512");
         if (rows == 0 || tokens == 0) return;
         long nnz = rowPointers[rows];
-        int blocks = (k + KBlock - 1) / KBlock;
+        int blocks = k <= CsrSpmm.NarrowPanelMaxK || typeof(TIndex) != typeof(ushort) ? 1 : (k + CsrSpmm.NarrowKBlock - 1) / CsrSpmm.NarrowKBlock;
         if (blocks > 1 && (long)rows * (blocks + 1) > CsrSpmm.MaxNarrowSplitInts) blocks = 1;
         var args = new Args<TIndex>
         {
@@ -89,25 +87,7 @@ internal static unsafe class CsrSpmmTokenMajor
         // Row r's nonzeros in K block b are [split[(r − from)·stride + b], split[(r − from)·stride + b + 1]): the row
         // pointers themselves for one block, else this thread's table of where the rows cross the block boundaries.
         int stride = nb == 1 ? 1 : nb + 1;
-        int[]? table = null;
-        if (nb > 1)
-        {
-            long need = (long)count * stride;
-            if (_split is null || _split.Length < need) _split = GC.AllocateUninitializedArray<int>(checked((int)Math.Max(need, 1024)), pinned: true);
-            table = _split;
-            fixed (int* t = table)
-                for (int i = from; i < to; i++)
-                {
-                    int* row = t + (long)(i - from) * stride;
-                    int p = rp[i], end = rp[i + 1];
-                    for (int b = 0; b < nb; b++)
-                    {
-                        row[b] = p;
-                        p = Sddmm.ScanTo(a.Index, p, end, (b + 1) * KBlock);
-                    }
-                    row[nb] = end;
-                }
-        }
+        int[]? table = nb == 1 ? null : CsrSpmm.SplitTable(rp, from, to, (ushort*)a.Index, nb, a.Call, chunk);
         fixed (int* pinned = table)
         {
             int* split = nb == 1 ? rp + from : pinned;
@@ -115,14 +95,12 @@ internal static unsafe class CsrSpmmTokenMajor
             {
                 int w = Math.Min(Width, a.Tokens - t0);
                 // panel (K × 32) = X[t0 .. t0 + w, :]ᵀ, columns past w zero.
-                Transpose.Serial(a.X + (long)t0 * a.LdX, a.LdX, k, w, panel, Width);
-                if (w < Width)
-                    for (int f = 0; f < k; f++) new Span<float>(panel + (long)f * Width + w, Width - w).Clear();
+                TokenPanels.In(a.X + (long)t0 * a.LdX, a.LdX, k, w, panel, Width);
                 for (int b = 0; b < nb; b++)
                     SpmmMicroKernel.RowsNarrow(split + b, stride, count, a.Index, a.Values, panel, tile, Width, add: b > 0);
                 // Y[t0 .. t0 + w, from .. to) = tileᵀ (+ bias, + add, ⊙ scale).
                 long at = (long)t0 * a.LdY + from;
-                Transpose.Serial(tile, Width, w, count, a.Y + at, a.LdY,
+                TokenPanels.Out(tile, count, w, a.Y + at, a.LdY,
                     a.Bias == null ? null : a.Bias + from, a.Add == null ? null : a.Add + at, a.Scale == null ? null : a.Scale + at);
             }
         }

@@ -173,9 +173,7 @@ internal static unsafe class SddmmTiled
         {
             int w = Math.Min(Width, a.Tokens - t0);
             // dyPanel (count × 64) = dy[t0 .. t0 + w, from .. to)ᵀ, zero past w.
-            Transpose.Serial(a.Dy + (long)t0 * a.LdDy + from, a.LdDy, count, w, dyPanel, Width);
-            if (w < Width)
-                for (int r = 0; r < count; r++) new Span<float>(dyPanel + (long)r * Width + w, Width - w).Clear();
+            TokenPanels.In(a.Dy + (long)t0 * a.LdDy + from, a.LdDy, count, w, dyPanel, Width);
             if (a.BiasGradient != null)
                 for (int r = 0; r < count; r++)
                 {
@@ -186,9 +184,7 @@ internal static unsafe class SddmmTiled
             {
                 int k0 = blk * KBlock, kc = Math.Min(KBlock, a.Cols - k0);
                 // tile (kc × 64) = x[t0 .. t0 + w, k0 .. k0 + kc)ᵀ, zero past w.
-                Transpose.Serial(a.X + (long)t0 * a.LdX + k0, a.LdX, kc, w, tile, Width);
-                if (w < Width)
-                    for (int r = 0; r < kc; r++) new Span<float>(tile + (long)r * Width + w, Width - w).Clear();
+                TokenPanels.In(a.X + (long)t0 * a.LdX + k0, a.LdX, kc, w, tile, Width);
                 float* t = tile - (long)k0 * Width;   // t + j·Width: x column j's piece (k0 ≤ j < k0 + kc)
                 for (int i = from; i < to; i++)
                 {

@@ -17,7 +17,8 @@ namespace NanoSparse.Nn.Parts;
 ///                                                with bias and residual added in the same pass;
 ///             at rows ≤ <see cref="RowwiseMaxRows"/>: one SpMV per row of x instead (no transposes).
 ///   backward  dW = (dyᵀ · x) at W's entries      SDDMM of dyᵀ (Out × rows) and xᵀ (In × rows), D = rows;
-///             dBias += row sums of dyᵀ;
+///             dBias += row sums of dyᵀ;          from 32 rows on (AVX-512) both straight from dy and x as they are
+///                                                (SddmmTiled.RunTokenMajor: the transposes fused into its tiles);
 ///             dxᵀ (In × rows) = Wᵀ · dyᵀ         CsrSpmm on a CSR copy of Wᵀ's structure (made once), its values
 ///                                                gathered from the values span each call (nnz floats, a few % of the
 ///                                                product at training sizes); transposed back with dxScale applied.
