@@ -20,6 +20,7 @@ namespace NanoSparse.Kernels.Sparse;
 ///          for long K with 16-bit indices, as CsrSpmm does);
 ///   Y      [32 tokens, rows] = tileᵀ with bias, add and scale applied on the way (Transpose's epilogue), while the
 ///          tile is in L2.
+/// Both transposes run on 16×16 blocks in AVX-512 registers (TokenPanels).
 /// Each thread transposes every panel itself (as CsrSpmm copies each panel per thread): a panel is K·32 floats against
 /// the thread's share of nnz·32 multiply-adds.
 /// </para>
@@ -94,14 +95,12 @@ internal static unsafe class CsrSpmmTokenMajor
             {
                 int w = Math.Min(Width, a.Tokens - t0);
                 // panel (K × 32) = X[t0 .. t0 + w, :]ᵀ, columns past w zero.
-                Transpose.Serial(a.X + (long)t0 * a.LdX, a.LdX, k, w, panel, Width);
-                if (w < Width)
-                    for (int f = 0; f < k; f++) new Span<float>(panel + (long)f * Width + w, Width - w).Clear();
+                TokenPanels.In(a.X + (long)t0 * a.LdX, a.LdX, k, w, panel, Width);
                 for (int b = 0; b < nb; b++)
                     SpmmMicroKernel.RowsNarrow(split + b, stride, count, a.Index, a.Values, panel, tile, Width, add: b > 0);
                 // Y[t0 .. t0 + w, from .. to) = tileᵀ (+ bias, + add, ⊙ scale).
                 long at = (long)t0 * a.LdY + from;
-                Transpose.Serial(tile, Width, w, count, a.Y + at, a.LdY,
+                TokenPanels.Out(tile, count, w, a.Y + at, a.LdY,
                     a.Bias == null ? null : a.Bias + from, a.Add == null ? null : a.Add + at, a.Scale == null ? null : a.Scale + at);
             }
         }

@@ -106,6 +106,99 @@ internal static unsafe class SddmmTiled
         }
     }
 
+    struct TokenArgs<TIndex> where TIndex : unmanaged
+    {
+        public int* RowPointers;
+        public TIndex* Index;
+        public float* Dy, X, Output, BiasGradient;
+        public int Rows, Cols, Tokens, LdDy, LdX, Chunks;
+    }
+
+    [ThreadStatic] static float[]? _dyPanel;
+
+    /// <summary>
+    /// A sparse Linear's weight gradient straight from the activations as the model keeps them (row-major, token rows):
+    ///   output[p] += Σ_t dy[t, i]·x[t, j]     for each stored (i, j) = p of S (rows × cols, CSR)
+    ///   biasGradient[i] += Σ_t dy[t, i]       (when not null)
+    /// i.e. the tiled SDDMM with A = dyᵀ and B = xᵀ, D = tokens, without the two feature-major copies: per 64 tokens each
+    /// thread transposes its rows' slice of dy (rows × 64: A's pieces, summed into the bias gradient on the way) and,
+    /// per K block, a 256 × 64 tile of x (B's tile, which the feature-major path copied from xᵀ instead), zero past the
+    /// last token. Needs what <see cref="Takes"/> needs of D = 64.
+    /// </summary>
+    internal static void RunTokenMajor<TIndex>(int rows, int cols, int* rp, TIndex* index, float* dy, int ldDy, float* x, int ldX, int tokens,
+        float* output, float* biasGradient)
+        where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        if (rows == 0 || tokens == 0) return;
+        var args = new TokenArgs<TIndex>
+        {
+            RowPointers = rp, Index = index, Dy = dy, X = x, Output = output, BiasGradient = biasGradient,
+            Rows = rows, Cols = cols, Tokens = tokens, LdDy = ldDy, LdX = ldX,
+        };
+        int chunks = SpmmMicroKernel.ChunkCount(rows, ((long)rp[rows] + rows) * tokens);
+        args.Chunks = chunks > 1 ? KernelThreads.ThreadsFor(chunks) : 1;
+        KernelThreads.For(args.Chunks, ref args, &TokenBody);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void TokenBody<TIndex>(ref TokenArgs<TIndex> a, int chunk) where TIndex : unmanaged, IBinaryInteger<TIndex>
+    {
+        int* rp = a.RowPointers;
+        int from = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk, a.Chunks), to = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk + 1, a.Chunks);
+        if (from == to) return;
+        int count = to - from;
+        int nb = (a.Cols + KBlock - 1) / KBlock, stride = nb + 1;
+        TIndex* index = a.Index;
+        long splitInts = (long)count * stride;
+        if (_split is null || _split.Length < splitInts) _split = GC.AllocateUninitializedArray<int>(checked((int)Math.Max(splitInts, 1024)), pinned: true);
+        if (_tile is null) _tile = GC.AllocateUninitializedArray<float>(KBlock * Width + 16, pinned: true);
+        long panelFloats = (long)count * Width + 16;
+        if (_dyPanel is null || _dyPanel.Length < panelFloats) _dyPanel = GC.AllocateUninitializedArray<float>(checked((int)panelFloats), pinned: true);
+        // All three arrays are pinned and held by the thread-static fields: the pointers stay valid.
+        int* split = (int*)Unsafe.AsPointer(ref _split[0]);
+        float* tile = (float*)(((nint)Unsafe.AsPointer(ref _tile[0]) + 63) & ~(nint)63);
+        float* dyPanel = (float*)(((nint)Unsafe.AsPointer(ref _dyPanel[0]) + 63) & ~(nint)63);
+        for (int i = from; i < to; i++)
+        {
+            int* row = split + (long)(i - from) * stride;
+            int p = rp[i], end = rp[i + 1];
+            for (int blk = 0; blk < nb; blk++)
+            {
+                row[blk] = p;
+                p = Sddmm.ScanTo(index, p, end, (blk + 1) * KBlock);
+            }
+            row[nb] = end;
+        }
+        for (int t0 = 0; t0 < a.Tokens; t0 += Width)
+        {
+            int w = Math.Min(Width, a.Tokens - t0);
+            // dyPanel (count × 64) = dy[t0 .. t0 + w, from .. to)ᵀ, zero past w.
+            TokenPanels.In(a.Dy + (long)t0 * a.LdDy + from, a.LdDy, count, w, dyPanel, Width);
+            if (a.BiasGradient != null)
+                for (int r = 0; r < count; r++)
+                {
+                    float* q = dyPanel + (long)r * Width;
+                    a.BiasGradient[from + r] += Vector512.Sum((Vector512.LoadAligned(q) + Vector512.LoadAligned(q + 16)) + (Vector512.LoadAligned(q + 32) + Vector512.LoadAligned(q + 48)));
+                }
+            for (int blk = 0; blk < nb; blk++)
+            {
+                int k0 = blk * KBlock, kc = Math.Min(KBlock, a.Cols - k0);
+                // tile (kc × 64) = x[t0 .. t0 + w, k0 .. k0 + kc)ᵀ, zero past w.
+                TokenPanels.In(a.X + (long)t0 * a.LdX + k0, a.LdX, kc, w, tile, Width);
+                float* t = tile - (long)k0 * Width;   // t + j·Width: x column j's piece (k0 ≤ j < k0 + kc)
+                for (int i = from; i < to; i++)
+                {
+                    int* row = split + (long)(i - from) * stride + blk;
+                    int p = row[0], end = row[1];
+                    if (p == end) continue;
+                    float* ai = dyPanel + (long)(i - from) * Width;
+                    Run(Vector512.LoadAligned(ai), Vector512.LoadAligned(ai + 16), Vector512.LoadAligned(ai + 32), Vector512.LoadAligned(ai + 48),
+                        t, index, p, end, a.Output, first: false);
+                }
+            }
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static float* Row<TIndex>(float* t, TIndex* index, int p) where TIndex : unmanaged, IBinaryInteger<TIndex> =>
         t + ((nint)(uint)int.CreateTruncating(index[p]) << 6);

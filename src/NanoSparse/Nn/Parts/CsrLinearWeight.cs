@@ -17,7 +17,8 @@ namespace NanoSparse.Nn.Parts;
 ///                                                with bias and residual added in the same pass;
 ///             at rows ≤ <see cref="RowwiseMaxRows"/>: one SpMV per row of x instead (no transposes).
 ///   backward  dW = (dyᵀ · x) at W's entries      SDDMM of dyᵀ (Out × rows) and xᵀ (In × rows), D = rows;
-///             dBias += row sums of dyᵀ;
+///             dBias += row sums of dyᵀ;          from 32 rows on (AVX-512) both straight from dy and x as they are
+///                                                (SddmmTiled.RunTokenMajor: the transposes fused into its tiles);
 ///             dxᵀ (In × rows) = Wᵀ · dyᵀ         CsrSpmm on a CSR copy of Wᵀ's structure (made once), its values
 ///                                                gathered from the values span each call (nnz floats, a few % of the
 ///                                                product at training sizes); transposed back with dxScale applied.
@@ -283,7 +284,17 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
             for (int q = 0; q < transposed.Length; q++) transposed[q] = values[_wtSource[q]];
         // dx from dy as it is (no transposes) once every panel's weight gradient has read x (dx may alias x).
         bool tokenMajor = rows >= TokenMajorMinRows && CsrSpmmTokenMajor.Supported;
-        for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
+        if (tokenMajor && SddmmTiled.Takes(nnz, n, 64))
+        {
+            // dW and dBias straight from dy and x as they are (the transposes fused into the SDDMM's tiles).
+            fixed (int* rp = _w.RowPointers)
+            fixed (float* pdy = dy, px = x, pdv = dValues, pdb = dBias)
+            {
+                if (_w.ColumnIndices16 is { } t16) fixed (ushort* ci = t16) SddmmTiled.RunTokenMajor(m, n, rp, ci, pdy, m, px, n, rows, pdv, pdb);
+                else fixed (int* ci = _w.ColumnIndices32) SddmmTiled.RunTokenMajor(m, n, rp, ci, pdy, m, px, n, rows, pdv, pdb);
+            }
+        }
+        else for (int t0 = 0; t0 < rows; t0 += FeatureMajor.PanelRows)
         {
             int r = Math.Min(FeatureMajor.PanelRows, rows - t0), columns = FeatureMajor.Columns(r);
             FeatureMajor.From(x.Slice(t0 * n, r * n), r, n, xT);
