@@ -615,7 +615,8 @@ public static class PruneBench
         plot.Title("pruned medium model: val perplexity against sparsity (squares 2:4, triangles 4:8; open = + DSnoT)");
         plot.XLabel("sparsity of the block Linear weights");
         plot.YLabel("val perplexity (log scale)");
-        plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
-        plot.SavePng(path, 1100, 700);
+        plot.Axes.SetLimitsX(0.45, 0.85);
+        plot.ShowLegend(ScottPlot.Edge.Right);
+        plot.SavePng(path, 1250, 700);
     }
 }
