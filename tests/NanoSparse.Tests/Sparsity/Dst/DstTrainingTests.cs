@@ -92,6 +92,19 @@ public sealed class DstTrainingTests : IDisposable
     }
 
     [Fact]
+    public void StepsBetweenUpdatesAllocateNothing()
+    {
+        var c = Dst("alloc", "rigl");
+        c.Prefetch = false;
+        c.DstInterval = 1000;
+        c.MaxIters = 2000;
+        c.DstStop = 2000;
+        using var t = new Trainer(c);
+        t.TrainIteration(1e-3f, out _);
+        Assert.Equal(0, Allocations.SteadyState(() => t.TrainIteration(1e-3f, out _)));
+    }
+
+    [Fact]
     public void SRigLStartsFromConstantFanIn()
     {
         var c = Dst("srigl-start", "srigl");

@@ -279,6 +279,22 @@ public sealed class TopologyUpdateTests
         Assert.Equal([12, 12, 12, 0, 11, 11, 11, 11], counts);
     }
 
+    [Theory]
+    [InlineData(DstMethod.Set)]
+    [InlineData(DstMethod.RigL)]
+    [InlineData(DstMethod.SRigL)]
+    public void AnUpdateAllocatesNothingAfterTheFirst(DstMethod method)
+    {
+        var l = Make(64, 48, 0.2, 9, constantFanIn: method == DstMethod.SRigL);
+        var g = Gradient(64 * 48, 3);
+        var u = new TopologyUpdate([(l.Out, l.In, l.W.StoredCount)]);
+        var rng = new Rng(1);
+        var ever = new ulong[(64 * 48 + 63) / 64];
+        void Once() => u.Apply(l.W, l.Values, l.M, l.V, method, 0.3, g, rng, 0.3, ever);
+        Once();
+        Assert.Equal(0, Allocations.SteadyState(Once));
+    }
+
     [Fact]
     public void StaticChangesNothing()
     {
