@@ -104,6 +104,30 @@ public sealed class DstTrainingTests : IDisposable
         Assert.Equal(0, Allocations.SteadyState(() => t.TrainIteration(1e-3f, out _)));
     }
 
+    [Theory]
+    [InlineData("rigl")]
+    [InlineData("srigl")]
+    public void ACheckpointAfterUpdatesLoadsWithTheMovedLayoutsAndGivesTheSameLogits(string method)
+    {
+        var c = Dst("load-" + method, method, maxIters: 8);
+        c.Dropout = 0;
+        using var t = new Trainer(c);
+        t.Run();
+        var loaded = Checkpoint.LoadModel(c.OutDir, t.Model.BatchSize, t.Model.SeqLen, out _);
+        foreach (var p in t.Model.Parameters)
+        {
+            var q = loaded.Parameters.Single(x => x.Name == p.Name);
+            Assert.Equal(p.Value.ToArray(), q.Value.ToArray());
+            if (p.Layout is CsrLinearWeight a)
+                Assert.Equal(a.ExportIndices()[1].Values, ((CsrLinearWeight)q.Layout!).ExportIndices()[1].Values);
+        }
+        var tokens = Enumerable.Range(0, t.Model.BatchSize * t.Model.SeqLen).Select(i => i % t.Meta.VocabSize).ToArray();
+        t.Model.Forward(tokens, default, training: false);
+        var expected = t.Model.Logits.ToArray();
+        loaded.Forward(tokens, default, training: false);
+        Assert.Equal(expected, loaded.Logits.ToArray());
+    }
+
     [Fact]
     public void SRigLStartsFromConstantFanIn()
     {
