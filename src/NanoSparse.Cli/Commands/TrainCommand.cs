@@ -13,7 +13,7 @@ public static class TrainCommand
         var config = new Option<string?>("--config") { Description = "path of a JSON config (nanoGPT train.py keys)" };
         var set = new Option<string[]>("--set") { Description = "override a config key: --set key=value (repeatable)", DefaultValueFactory = _ => [] };
         var outDir = new Option<string?>("--out") { Description = "run folder (out_dir): checkpoint, log.csv, loss.png" };
-        var cmd = new Command("train", "train a GPT on a prepared dataset\n\n" + PruningHelp);
+        var cmd = new Command("train", "train a GPT on a prepared dataset\n\n" + PruningHelp + "\n\n" + DstHelp);
         cmd.Options.Add(preset);
         cmd.Options.Add(config);
         cmd.Options.Add(set);
@@ -44,6 +44,20 @@ public static class TrainCommand
         "  l1=0  l2=0                      L1 / elastic-net penalty by its proximal step after AdamW:\n" +
         "                                  w <- sign(w) max(|w| - lr l1, 0) / (1 + lr l2)\n" +
         "log.csv's sparsity column is the exact-zero fraction of those weights.";
+
+    /// <summary>The dynamic-sparse-training keys, for train --help.</summary>
+    public const string DstHelp =
+        "Dynamic sparse training (--set key=value; with sparsity > 0 and sparse_format csr; sparsity_distribution uniform|er|erk\n" +
+        "sets each weight's density, which every update keeps exactly):\n" +
+        "  dst=static|set|rigl|srigl       static: the random layout drawn at the start; set: drop smallest |w|, regrow at random;\n" +
+        "                                  rigl: regrow where |dL/dW| is largest (dense gradient on update steps only);\n" +
+        "                                  srigl: rigl with constant fan-in per output neuron and neuron ablation\n" +
+        "  dst_interval=100                steps between topology updates (ΔT)\n" +
+        "  dst_drop_fraction=0.3           fraction dropped and regrown, cosine-annealed: f(t) = α/2 (1 + cos(π t / dst_stop))\n" +
+        "  dst_stop=-1                     no updates from this step (-1: three quarters of max_iters)\n" +
+        "  dst_ablation=0.3                srigl: ablate a neuron with fewer than this × fan-in salient weights (0: never)\n" +
+        "The run folder gets dst.csv (one row per update: changed fraction, in-time over-parameterisation rate), dst-density.png\n" +
+        "(per-weight density and share of positions ever active) and dst-changes.png (fraction changed at each update).";
 
     /// <summary>The blocks' Linear weights: shape, layout, density and stored values, with the totals over them.</summary>
     static void WriteLayoutTable(IAnsiConsole console, NanoSparse.Nn.Gpt model)
@@ -78,6 +92,9 @@ public static class TrainCommand
         TrainSummary summary;
         try
         {
+            if (trainer.Dst is { } dynamic)
+                dynamic.Updated = u => console.MarkupLine(string.Create(CultureInfo.InvariantCulture,
+                    $"step {u.Step}: dst {cfg.Dst} update, drop fraction {u.DropFraction:F3}, changed {u.ChangedFraction:P2}, ITOP rate {u.ItopRate:P2} ({u.Milliseconds:F0} ms)"));
             trainer.Evaluated = e =>
             {
                 console.MarkupLine($"step {e.Step}: train loss {e.TrainLoss:F4}, val loss {e.ValLoss:F4}" + (e.Saved ? $" [green](saved checkpoint)[/]" : ""));
@@ -133,10 +150,14 @@ public static class TrainCommand
         if (summary.SparseMsPerIter is double sparseMs) table.AddRow("ms/iter sparse (csr)", sparseMs.ToString("F1", CultureInfo.InvariantCulture));
         if (summary.DenseCpuMsPerIter is double denseCpu) table.AddRow("CPU ms/iter dense (masked)", denseCpu.ToString("F1", CultureInfo.InvariantCulture));
         if (summary.SparseCpuMsPerIter is double sparseCpu) table.AddRow("CPU ms/iter sparse (csr)", sparseCpu.ToString("F1", CultureInfo.InvariantCulture));
+        if (summary.DstItopRate is double itop)
+            table.AddRow($"dst {Markup.Escape(cfg.Dst)}: updates / mean ms / ITOP rate", string.Create(CultureInfo.InvariantCulture,
+                $"{summary.DstUpdates} / {summary.DstUpdateMs ?? 0:F1} / {itop:P2}"));
         table.AddRow("out_dir", Markup.Escape(summary.OutDir));
         table.AddRow("log / plot", Markup.Escape($"{csv} / {png}"));
         console.Write(table);
         if (summary.WeightZeros is { Count: > 0 } zeros) WriteZerosTable(console, zeros);
+        if (trainer.Dst is { } dst) DstPlots.Write(cli, console, dst, cfg.OutDir);
         return 0;
     }
 

@@ -3,6 +3,7 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using SparseModelConfig = NanoSparse.Sparsity.SparseModelConfig;
+using SparseDst = NanoSparse.Sparsity.Dst;
 
 namespace NanoSparse.Training;
 
@@ -43,6 +44,17 @@ public sealed class TrainConfig
     [JsonPropertyName("nm")] public string Nm { get; set; } = "";
     /// <summary>Comma-separated block weights that are sparse (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj).</summary>
     [JsonPropertyName("sparse_weights")] public string SparseWeights { get; set; } = "attn.c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj";
+    // dynamic sparse training (see Sparsity.Dst.DynamicSparseTraining): the CSR weights change positions while training
+    /// <summary>static | set | rigl | srigl.</summary>
+    [JsonPropertyName("dst")] public string Dst { get; set; } = "static";
+    /// <summary>ΔT: steps between topology updates.</summary>
+    [JsonPropertyName("dst_interval")] public int DstInterval { get; set; } = 100;
+    /// <summary>α: fraction of each layer's active weights dropped (and regrown) at the first update, cosine-annealed to 0 at dst_stop.</summary>
+    [JsonPropertyName("dst_drop_fraction")] public float DstDropFraction { get; set; } = 0.3f;
+    /// <summary>T_end: no updates from this step on; -1: three quarters of max_iters.</summary>
+    [JsonPropertyName("dst_stop")] public int DstStop { get; set; } = -1;
+    /// <summary>SRigL's γ_sal: a neuron with fewer than γ·fan-in salient weights is ablated (0: never).</summary>
+    [JsonPropertyName("dst_ablation")] public float DstAblation { get; set; } = 0.3f;
     // pruning while training (see GradualPruning): Zhu & Gupta's gradual magnitude pruning of the blocks' Linear weights
     /// <summary>none | gmp (gradual magnitude pruning with the cubic schedule).</summary>
     [JsonPropertyName("prune_schedule")] public string PruneSchedule { get; set; } = "none";
@@ -87,6 +99,9 @@ public sealed class TrainConfig
     [JsonPropertyName("prefetch")] public bool Prefetch { get; set; } = true;
 
     public TrainConfig Clone() => (TrainConfig)MemberwiseClone();
+
+    /// <summary>dst_stop with -1 resolved: three quarters of max_iters.</summary>
+    public int ResolvedDstStop => DstStop >= 0 ? DstStop : MaxIters * 3 / 4;
 
     /// <summary>prune_end with -1 resolved: three quarters of max_iters.</summary>
     public int ResolvedPruneEnd => PruneEnd >= 0 ? PruneEnd : MaxIters * 3 / 4;
@@ -250,6 +265,18 @@ public sealed class TrainConfig
                 Fail($"prune_end ({ResolvedPruneEnd}{(PruneEnd == -1 ? $", three quarters of max_iters {MaxIters}" : "")}) must be greater than prune_start ({PruneStart})");
             if (Sparsity > 0 || !string.IsNullOrEmpty(Nm))
                 Fail($"prune_schedule 'gmp' prunes a dense model; it cannot be combined with sparsity ({Sparsity.ToString(CultureInfo.InvariantCulture)}) or nm ('{Nm}'), which train sparse from the start");
+        }
+        if (!SparseDst.DstMethods.Names.Contains(Dst)) Fail($"dst ('{Dst}') must be one of {string.Join(", ", SparseDst.DstMethods.Names)}");
+        Positive("dst_interval", DstInterval);
+        Finite("dst_drop_fraction", DstDropFraction, 0, 1);
+        Finite("dst_ablation", DstAblation, 0, 1);
+        if (DstStop < -1) Fail($"dst_stop ({DstStop}) must be >= 0, or -1 for three quarters of max_iters");
+        if (Dst != "static")
+        {
+            if (Sparsity <= 0) Fail($"dst ('{Dst}') changes the positions of sparse weights: set sparsity above 0 (found {Sparsity.ToString(CultureInfo.InvariantCulture)})");
+            if (!string.IsNullOrEmpty(Nm)) Fail($"dst ('{Dst}') updates unstructured csr weights; it cannot be combined with nm ('{Nm}')");
+            if (SparseFormat != "csr") Fail($"dst ('{Dst}') updates csr weights; sparse_format is '{SparseFormat}', expected csr");
+            if (PruneSchedule != "none") Fail($"dst ('{Dst}') cannot be combined with prune_schedule ('{PruneSchedule}')");
         }
         Finite("learning_rate", LearningRate, 0, float.MaxValue);
         NonNegative("max_iters", MaxIters);

@@ -5,6 +5,7 @@ using NanoSparse.Kernels;
 using NanoSparse.Nn;
 using NanoSparse.Nn.Parts;
 using NanoSparse.Optim;
+using NanoSparse.Sparsity.Dst;
 using NanoSparse.Sparsity.Pruning;
 
 namespace NanoSparse.Training;
@@ -28,6 +29,10 @@ public sealed record TrainSummary(int StartStep, int FinalStep, float LastLoss, 
     public int? SwitchStep { get; init; }
     /// <summary>Pruning while training or an L1 penalty: the exact-zero fraction of each block Linear weight at the end.</summary>
     public IReadOnlyList<(string Name, double ZeroFraction)>? WeightZeros { get; init; }
+    /// <summary>Dynamic sparse training: in-time over-parameterisation rate at the end, updates this session, their mean ms.</summary>
+    public double? DstItopRate { get; init; }
+    public int? DstUpdates { get; init; }
+    public double? DstUpdateMs { get; init; }
 }
 
 /// <summary>A loss, gradient norm or evaluation became NaN or infinite. The last good checkpoint stays as it was.</summary>
@@ -67,6 +72,8 @@ public sealed class Trainer : IDisposable
     public AdamW Optimizer { get; private set; }
     /// <summary>Pruning while training (prune_schedule gmp, or masks set by IMP); null when the run prunes nothing.</summary>
     public GradualPruning? Pruning { get; private set; }
+    /// <summary>Dynamic sparse training (dst set|rigl|srigl); null for a static layout.</summary>
+    public DynamicSparseTraining? Dst { get; }
     readonly ProximalPenalty _penalty;
     readonly int[] _penalized;   // positions in Model.Parameters of the weights the penalty applies to
     /// <summary>Updates done so far (nanoGPT's iter_num).</summary>
@@ -142,7 +149,10 @@ public sealed class Trainer : IDisposable
         }
 
         // A resumed model's sparse layouts are rebuilt from the checkpoint's stored structure, not drawn again.
-        Model = new Gpt(modelConfig, Config.BatchSize, Config.BlockSize, resume is null ? null : Checkpoint.ReadLinearWeights(Config.OutDir, modelConfig));
+        var dstMethod = DstMethods.Parse(Config.Dst);
+        Model = new Gpt(modelConfig, Config.BatchSize, Config.BlockSize, resume is null
+            ? DynamicSparseTraining.InitialLayouts(dstMethod, modelConfig)   // SRigL: constant fan-in
+            : Checkpoint.ReadLinearWeights(Config.OutDir, modelConfig));
         var gpt = Model;
         Optimizer = new AdamW(Model.ParameterData.Length,
             Model.Parameters.Select(p => AdamW.SegmentOf(gpt.ParameterData, p.Value.Span, p.Decay)),
@@ -171,6 +181,12 @@ public sealed class Trainer : IDisposable
             Pruning = new GradualPruning(Model, schedule, Config.PruneScope == "global", Config.PruneSwitchSparsity);
             if (resume is not null) Pruning.LoadMasks(Config.OutDir, Model);
         }
+        if (dstMethod != DstMethod.Static)
+        {
+            try { Dst = new DynamicSparseTraining(Model, dstMethod, new DstSchedule(Config.DstInterval, Config.DstDropFraction, Config.ResolvedDstStop), Config.DstAblation, Config.Seed); }
+            catch (ArgumentException e) { throw new ArgumentException("config: " + e.Message, e); }
+            if (resume is not null) Dst.LoadCheckpoint(Path.Combine(Config.OutDir, Checkpoint.OptimizerFile));
+        }
         _penalty = new ProximalPenalty(Config.L1, Config.L2);
         _penalized = GradualPruning.PrunableIndices(Model);
         if (Config.Prefetch) _prefetcher = new Prefetcher(_sampler);
@@ -184,6 +200,7 @@ public sealed class Trainer : IDisposable
     public TrainSummary Run(CancellationToken cancellation = default)
     {
         using var log = new TrainingLog(Config.OutDir, _resumed ? Step : null);
+        using var dstLog = Dst?.OpenLog(Config.OutDir, _resumed ? Step : null);
         int start = Step;
         long runStart = Stopwatch.GetTimestamp();
         double trainSeconds = 0;
@@ -245,6 +262,9 @@ public sealed class Trainer : IDisposable
             SparseCpuMsPerIter = Pruning is not null && sparseIterations > 0 ? sparseCpuSeconds * 1e3 / sparseIterations : null,
             SwitchStep = Pruning?.SwitchStep,
             WeightZeros = tracksZeros ? WeightZeroFractions() : null,
+            DstItopRate = Dst?.ItopRate,
+            DstUpdates = Dst?.Updates.Count,
+            DstUpdateMs = Dst is { Updates.Count: > 0 } d ? d.Updates.Average(u => u.Milliseconds) : null,
         };
     }
 
@@ -328,6 +348,7 @@ public sealed class Trainer : IDisposable
     public float TrainIteration(float learningRate, out double gradNorm)
     {
         Model.ZeroGrad();
+        Dst?.BeforeIteration(Step);
         int accumulation = Config.GradientAccumulationSteps;
         double sum = 0;
         for (int micro = 0; micro < accumulation; micro++)
@@ -352,6 +373,7 @@ public sealed class Trainer : IDisposable
             var parameters = Model.Parameters;
             for (int k = 0; k < _penalized.Length; k++) _penalty.Apply(parameters[_penalized[k]].Value.Span, learningRate);
         }
+        Dst?.AfterIteration(Model, Optimizer, Step);   // on update steps: drop and regrow, values and moments moved
         return (float)(sum / accumulation);
     }
 
@@ -397,7 +419,7 @@ public sealed class Trainer : IDisposable
             DropoutRng = RngStateJson.From(Model.DropoutRng.State),
             TrainSampler = RngStateJson.From(_prefetcher is not null ? _prefetcher.State : _sampler.State),
         };
-        Checkpoint.Save(dir, Model, Optimizer, state, _metaPath, Pruning?.CheckpointTensors());
+        Checkpoint.Save(dir, Model, Optimizer, state, _metaPath, [.. Pruning?.CheckpointTensors() ?? [], .. Dst?.CheckpointTensors() ?? []]);
     }
 
     public void Dispose()

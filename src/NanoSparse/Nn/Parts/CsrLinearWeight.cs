@@ -30,7 +30,7 @@ namespace NanoSparse.Nn.Parts;
 /// A model held only for inference drops what the backward pass needs (<see cref="ReleaseTrainingStructures"/>): it
 /// keeps W's row pointers and 16-bit column indices, 2 bytes per stored value beside the values in the model's buffer.
 /// </summary>
-public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKernel, IInferenceLayout
+public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISparseKernel, IInferenceLayout
 {
     const string Name = "csr";
 
@@ -273,6 +273,7 @@ public sealed unsafe class CsrLinearWeight : ISparseLinearStructure, ISparseKern
     {
         if (_inferenceOnly) throw InferenceLayout.BackwardAfterRelease(this);
         LinearChecks.Backward(this, dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
+        CaptureDenseGradient(dy, x, rows);   // dynamic sparse training's update step only (before dx overwrites x)
         _sell = null;   // training: values are about to change
         if (rows == 0) return;
         int n = InFeatures, m = OutFeatures, nnz = StoredCount;

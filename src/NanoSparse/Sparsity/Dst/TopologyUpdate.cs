@@ -1,0 +1,318 @@
+using NanoSparse.Nn.Parts;
+using NanoSparse.Numerics;
+
+namespace NanoSparse.Sparsity.Dst;
+
+/// <summary>What one topology update did to one layer.</summary>
+/// <param name="Dropped">active weights removed (smallest magnitudes; SRigL: also every weight of an ablated neuron)</param>
+/// <param name="Grown">positions added; as many as dropped, so the stored count is unchanged</param>
+/// <param name="Changed">added positions that were not active before the update (Grown minus dropped ones regrown)</param>
+/// <param name="ActiveRows">output rows holding at least one weight afterwards</param>
+/// <param name="Stored">the layer's stored count (unchanged by the update)</param>
+public readonly record struct LayerUpdate(int Dropped, int Grown, int Changed, int ActiveRows, int Stored)
+{
+    public double ChangedFraction => Stored == 0 ? 0 : (double)Changed / Stored;
+}
+
+/// <summary>
+/// One topology update of a CSR layer, in place: drop the k = round(f · nnz) active weights of smallest magnitude, regrow
+/// as many positions, rebuild the layout (<see cref="CsrLinearWeight.ReplaceStructure"/>) and move the values and AdamW
+/// moments to the new CSR order; grown weights and their moments start at 0. The stored count never changes.
+/// Regrowth (positions active at the start of the update are never candidates; dropped ones only when too few
+/// inactive ones remain, and then after every inactive one):
+///   set    uniformly at random among inactive positions (seeded Rng: reproducible);
+///   rigl   the k inactive positions of largest |dL/dW| (the dense gradient of the update step), ties to the lower
+///          row-major position;
+///   srigl  constant fan-in (Lasby et al. 2023): a neuron's salience is its weights surviving the drop plus the
+///          positions RigL would regrow in its row; a neuron with fewer than γ·k salient weights (k = nnz / active
+///          rows) is ablated (all its weights dropped); the remaining A rows each get nnz / A weights (the first
+///          nnz mod A rows one more), trimming by magnitude and regrowing by |dL/dW| within the row.
+/// Scratch is sized once for the largest layer; an update allocates nothing.
+/// </summary>
+public sealed class TopologyUpdate
+{
+    const byte Inactive = 0, Kept = 1, Dropped = 2, GrownNew = 3, GrownDropped = 4;
+
+    readonly byte[] _state;        // per cell of the layer (Out·In)
+    readonly float[] _scores;      // per cell: regrowth scores; per entry: drop keys
+    readonly float[] _select;      // TopK's scratch (cells)
+    readonly int[] _chosen;        // TopK's output (cells)
+    readonly int[] _pointers, _columns, _source, _counter;
+    readonly float[] _copy;
+    readonly int[] _rowCount, _rowGrow;
+    readonly float[] _salience;
+
+    public TopologyUpdate(IEnumerable<(int OutFeatures, int InFeatures, int StoredCount)> layers)
+    {
+        long cells = 0; int stored = 0, outMax = 0, inMax = 0;
+        foreach (var (o, i, s) in layers)
+        {
+            cells = Math.Max(cells, (long)o * i);
+            stored = Math.Max(stored, s);
+            outMax = Math.Max(outMax, o);
+            inMax = Math.Max(inMax, i);
+        }
+        if (cells > Array.MaxLength) throw new ArgumentException($"a layer of {cells} positions is too large for dynamic sparse training (at most {Array.MaxLength})");
+        _state = new byte[cells];
+        _scores = new float[cells];
+        _select = new float[cells];
+        _chosen = new int[cells];
+        _pointers = new int[outMax + 1];
+        _columns = new int[stored];
+        _source = new int[stored];
+        _counter = new int[inMax + 1];
+        _copy = new float[stored];
+        _rowCount = new int[outMax];
+        _rowGrow = new int[outMax];
+        _salience = new float[outMax];
+    }
+
+    /// <summary>Bytes of scratch this object holds.</summary>
+    public long Bytes => _state.LongLength + 12L * _scores.LongLength + 4L * (_pointers.Length + _counter.Length + 3L * _rowCount.Length)
+        + 12L * _columns.Length;
+
+    /// <summary>
+    /// Updates <paramref name="layer"/> and permutes <paramref name="values"/>, <paramref name="m"/>, <paramref name="v"/>
+    /// (StoredCount each; m and v may be empty) to its new order. <paramref name="denseGradient"/> (Out·In, row-major)
+    /// is needed by rigl and srigl; <paramref name="rng"/> by set. <paramref name="everActive"/> (a bitmap of Out·In bits,
+    /// or empty) gets the new positions marked.
+    /// </summary>
+    public LayerUpdate Apply(CsrLinearWeight layer, Span<float> values, Span<float> m, Span<float> v, DstMethod method,
+        double dropFraction, ReadOnlySpan<float> denseGradient, Rng? rng, double ablationThreshold = 0.3, Span<ulong> everActive = default)
+    {
+        int rows = layer.OutFeatures, cols = layer.InFeatures, nnz = layer.StoredCount;
+        int cells = rows * cols;
+        layer.CheckValues(values.Length);
+        if (!m.IsEmpty) layer.CheckValues(m.Length);
+        if (!v.IsEmpty) layer.CheckValues(v.Length);
+        if (method == DstMethod.Static) return new LayerUpdate(0, 0, 0, ActiveRowCount(layer), nnz);
+        if (method.NeedsDenseGradient() && denseGradient.Length != cells)
+            throw new ArgumentException($"{method.Name()} needs the dense gradient of {rows}x{cols} = {cells} values, got {denseGradient.Length}", nameof(denseGradient));
+        if (method == DstMethod.Set && rng is null) throw new ArgumentNullException(nameof(rng), "set regrows at random: an Rng is needed");
+        if (!(dropFraction >= 0 && dropFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(dropFraction), dropFraction, "drop fraction must be in [0, 1]");
+        if (!everActive.IsEmpty && everActive.Length < (cells + 63) / 64) throw new ArgumentException($"everActive has {everActive.Length} words, expected {(cells + 63) / 64}", nameof(everActive));
+
+        var s = layer.Structure;
+        var rp = s.RowPointers;
+        var state = _state.AsSpan(0, cells);
+        state.Clear();
+        for (int o = 0; o < rows; o++)
+            for (int p = rp[o]; p < rp[o + 1]; p++) state[o * cols + s.ColumnIndex(p)] = Kept;
+
+        // Drop: the k smallest |w| (ties: lower entry), as the k largest of −|w|.
+        int k = (int)Math.Round(dropFraction * nnz);
+        var keys = _scores.AsSpan(0, nnz);
+        for (int p = 0; p < nnz; p++) keys[p] = -Math.Abs(values[p]);
+        var dropped = _chosen.AsSpan(0, k);
+        TopK.Largest(keys, k, _select, dropped);
+        for (int i = 0; i < k; i++)
+        {
+            int p = dropped[i];
+            state[RowOf(rp, p, rows) * cols + s.ColumnIndex(p)] = Dropped;
+        }
+
+        int droppedCount = k;
+        switch (method)
+        {
+            case DstMethod.Set: GrowRandom(state, k, nnz, rng!); break;
+            case DstMethod.RigL: GrowByGradient(state, denseGradient, k); break;
+            case DstMethod.SRigL: droppedCount += ConstantFanIn(layer, values, state, denseGradient, k, ablationThreshold); break;
+        }
+
+        // The new structure, row by row in column order; each entry's source in the old order (−1: grown at zero).
+        int q = 0, changed = 0, active = 0;
+        _pointers[0] = 0;
+        for (int o = 0; o < rows; o++)
+        {
+            int p = rp[o], end = rp[o + 1];
+            var rowState = state.Slice(o * cols, cols);
+            for (int j = 0; j < cols; j++)
+            {
+                byte st = rowState[j];
+                int old = -1;
+                if (p < end && s.ColumnIndex(p) == j) old = p++;
+                if (st is Kept or GrownNew or GrownDropped)
+                {
+                    if (q == nnz) throw new InvalidOperationException($"topology update would store more than {nnz} values in layer {rows}x{cols}");
+                    _columns[q] = j;
+                    _source[q] = st == Kept ? old : -1;
+                    if (st == GrownNew) changed++;
+                    q++;
+                }
+            }
+            _pointers[o + 1] = q;
+            if (q > _pointers[o]) active++;
+        }
+        if (q != nnz) throw new InvalidOperationException($"topology update stored {q} values in layer {rows}x{cols}, expected {nnz}");
+
+        Permute(values);
+        if (!m.IsEmpty) Permute(m);
+        if (!v.IsEmpty) Permute(v);
+        layer.ReplaceStructure(_pointers.AsSpan(0, rows + 1), _columns.AsSpan(0, nnz), _counter);
+        if (!everActive.IsEmpty)
+            for (int o = 0; o < rows; o++)
+                for (int p = _pointers[o]; p < _pointers[o + 1]; p++)
+                {
+                    int cell = o * cols + _columns[p];
+                    everActive[cell >> 6] |= 1UL << (cell & 63);
+                }
+        return new LayerUpdate(droppedCount, droppedCount, changed, active, nnz);
+    }
+
+    void Permute(Span<float> a)
+    {
+        var copy = _copy.AsSpan(0, a.Length);
+        a.CopyTo(copy);
+        for (int q = 0; q < a.Length; q++) a[q] = _source[q] >= 0 ? copy[_source[q]] : 0f;
+    }
+
+    static int RowOf(int[] rowPointers, int p, int rows)
+    {
+        int lo = 0, hi = rows - 1;   // the row o with rp[o] <= p < rp[o + 1]
+        while (lo < hi)
+        {
+            int mid = (lo + hi + 1) >> 1;
+            if (rowPointers[mid] <= p) lo = mid; else hi = mid - 1;
+        }
+        return lo;
+    }
+
+    static int ActiveRowCount(CsrLinearWeight layer)
+    {
+        var rp = layer.Structure.RowPointers;
+        int active = 0;
+        for (int o = 0; o < layer.OutFeatures; o++) if (rp[o + 1] > rp[o]) active++;
+        return active;
+    }
+
+    // SET: k positions uniformly among the inactive ones (rejection sampling while they are at least a quarter of the
+    // cells, else a partial Fisher–Yates over their list); when fewer than k are inactive, all of them and the rest
+    // uniformly among the dropped ones.
+    void GrowRandom(Span<byte> state, int k, int nnz, Rng rng)
+    {
+        int cells = state.Length, inactive = cells - nnz;
+        if (k <= 0) return;
+        if (k <= inactive && inactive >= cells / 4)
+        {
+            for (int grown = 0; grown < k;)
+            {
+                int c = (int)rng.NextInt64(cells);
+                if (state[c] == Inactive) { state[c] = GrownNew; grown++; }
+            }
+            return;
+        }
+        int taken = PickAmong(state, Inactive, GrownNew, k, rng);
+        if (taken < k) PickAmong(state, Dropped, GrownDropped, k - taken, rng);
+    }
+
+    int PickAmong(Span<byte> state, byte from, byte to, int k, Rng rng)
+    {
+        var list = _chosen.AsSpan();
+        int count = 0;
+        for (int c = 0; c < state.Length; c++) if (state[c] == from) list[count++] = c;
+        int take = Math.Min(k, count);
+        for (int i = 0; i < take; i++)
+        {
+            int j = i + (int)rng.NextInt64(count - i);
+            (list[i], list[j]) = (list[j], list[i]);
+            state[list[i]] = to;
+        }
+        return take;
+    }
+
+    // Regrowth scores: inactive positions rank by |g| (≥ 0), dropped ones after every inactive one (−1/(1 + |g|) in
+    // [−1, 0)), kept ones never (−∞).
+    static float Score(byte state, float gradient) => state switch
+    {
+        Inactive => Math.Abs(gradient),
+        Dropped => -1f / (1f + Math.Abs(gradient)),
+        _ => float.NegativeInfinity,
+    };
+
+    // RigL: the k positions of largest score.
+    void GrowByGradient(Span<byte> state, ReadOnlySpan<float> gradient, int k)
+    {
+        var scores = _scores.AsSpan(0, state.Length);
+        for (int c = 0; c < state.Length; c++) scores[c] = Score(state[c], gradient[c]);
+        var grown = _chosen.AsSpan(0, k);
+        TopK.Largest(scores, k, _select, grown);
+        for (int i = 0; i < k; i++) state[grown[i]] = state[grown[i]] == Dropped ? GrownDropped : GrownNew;
+    }
+
+    // SRigL's constant fan-in after the unstructured drop; returns the weights dropped beyond the first k (ablated
+    // neurons, rows trimmed to their fan-in).
+    int ConstantFanIn(CsrLinearWeight layer, ReadOnlySpan<float> values, Span<byte> state, ReadOnlySpan<float> gradient, int k, double gamma)
+    {
+        int rows = layer.OutFeatures, cols = layer.InFeatures, nnz = layer.StoredCount;
+        var rp = layer.Structure.RowPointers;
+        var remaining = _rowCount.AsSpan(0, rows);
+        var wouldGrow = _rowGrow.AsSpan(0, rows);
+        int activeBefore = 0;
+        for (int o = 0; o < rows; o++)
+        {
+            if (rp[o + 1] > rp[o]) activeBefore++;
+            int r = 0;
+            foreach (byte b in state.Slice(o * cols, cols)) if (b == Kept) r++;
+            remaining[o] = r;
+        }
+        // Salience: survivors plus what unstructured RigL would regrow in the row.
+        var scores = _scores.AsSpan(0, state.Length);
+        for (int c = 0; c < state.Length; c++) scores[c] = Score(state[c], gradient[c]);
+        var grow = _chosen.AsSpan(0, k);
+        TopK.Largest(scores, k, _select, grow);
+        wouldGrow.Clear();
+        for (int i = 0; i < k; i++) wouldGrow[grow[i] / cols]++;
+        var salience = _salience.AsSpan(0, rows);
+        double fanIn = (double)nnz / Math.Max(1, activeBefore);
+        int kept = 0;
+        for (int o = 0; o < rows; o++)
+        {
+            salience[o] = remaining[o] + wouldGrow[o];
+            if (salience[o] >= gamma * fanIn) kept++;
+        }
+        int minRows = (nnz + cols - 1) / cols;   // a row holds at most In weights
+        var keep = _pointers.AsSpan(0, rows);    // reused as flags (the structure is built after this)
+        if (kept >= minRows)
+            for (int o = 0; o < rows; o++) keep[o] = salience[o] >= gamma * fanIn ? 1 : 0;
+        else
+        {
+            keep.Clear();
+            var top = _chosen.AsSpan(0, minRows);
+            TopK.Largest(salience, minRows, _select, top);
+            foreach (int o in top) keep[o] = 1;
+            kept = minRows;
+        }
+
+        int extraDropped = 0, baseFanIn = nnz / kept, withOneMore = nnz % kept, rank = 0;
+        for (int o = 0; o < rows; o++)
+        {
+            var rowState = state.Slice(o * cols, cols);
+            int target = keep[o] == 0 ? 0 : baseFanIn + (rank++ < withOneMore ? 1 : 0);
+            int excess = remaining[o] - target;
+            if (excess > 0)
+            {
+                // Trim: the smallest |w| among the row's survivors (ties: lower column).
+                var keys = scores.Slice(o * cols, cols);   // this row's regrowth scores are recomputed below
+                for (int p = rp[o]; p < rp[o + 1]; p++)
+                {
+                    int j = layer.Structure.ColumnIndex(p);
+                    keys[j] = rowState[j] == Kept ? -Math.Abs(values[p]) : float.NegativeInfinity;
+                }
+                for (int j = 0; j < cols; j++) if (rowState[j] != Kept) keys[j] = float.NegativeInfinity;
+                var trim = _chosen.AsSpan(0, excess);
+                TopK.Largest(keys, excess, _select, trim);
+                foreach (int j in trim) rowState[j] = Dropped;
+                extraDropped += excess;
+                remaining[o] = target;
+            }
+            int need = target - remaining[o];
+            if (need <= 0) continue;
+            var rowScores = scores.Slice(o * cols, cols);
+            for (int j = 0; j < cols; j++) rowScores[j] = Score(rowState[j], gradient[o * cols + j]);
+            var picked = _chosen.AsSpan(0, need);
+            TopK.Largest(rowScores, need, _select, picked);
+            foreach (int j in picked) rowState[j] = rowState[j] == Dropped ? GrownDropped : GrownNew;
+        }
+        return extraDropped;
+    }
+}
