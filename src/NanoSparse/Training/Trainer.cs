@@ -5,6 +5,7 @@ using NanoSparse.Kernels;
 using NanoSparse.Nn;
 using NanoSparse.Nn.Parts;
 using NanoSparse.Optim;
+using NanoSparse.Sparsity;
 using NanoSparse.Sparsity.Pruning;
 
 namespace NanoSparse.Training;
@@ -67,6 +68,8 @@ public sealed class Trainer : IDisposable
     public AdamW Optimizer { get; private set; }
     /// <summary>Pruning while training (prune_schedule gmp, or masks set by IMP); null when the run prunes nothing.</summary>
     public GradualPruning? Pruning { get; private set; }
+    /// <summary>SR-STE N:M training (srste); null otherwise.</summary>
+    public SrSte? SrSte { get; }
     readonly ProximalPenalty _penalty;
     readonly int[] _penalized;   // positions in Model.Parameters of the weights the penalty applies to
     /// <summary>Updates done so far (nanoGPT's iter_num).</summary>
@@ -97,6 +100,8 @@ public sealed class Trainer : IDisposable
         {
             resume = Checkpoint.ReadState(Config.OutDir);
             modelConfig = resume.Model.ToConfig();   // as nanoGPT: the checkpoint's model args win
+            // SR-STE's checkpoint holds the N:M model; the run trains its weights dense.
+            if (Config.Srste) modelConfig = SrSte.DenseConfig(modelConfig, SparseModelConfig.ParseWeights(Config.SparseWeights.Split(',')));
             if (modelConfig.VocabSize != Meta.VocabSize)
                 throw new InvalidDataException($"checkpoint {Config.OutDir} has vocab_size {modelConfig.VocabSize} but dataset {_metaPath} has {Meta.VocabSize}");
         }
@@ -144,6 +149,11 @@ public sealed class Trainer : IDisposable
         // A resumed model's sparse layouts are rebuilt from the checkpoint's stored structure, not drawn again.
         Model = new Gpt(modelConfig, Config.BatchSize, Config.BlockSize, resume is null ? null : Checkpoint.ReadLinearWeights(Config.OutDir, modelConfig));
         var gpt = Model;
+        if (Config.Srste)
+        {
+            var (n, m) = SparseModelConfig.ParseNm(Config.Nm);
+            SrSte = new SrSte(Model, n, m, Config.SrsteLambda, SparseModelConfig.ParseWeights(Config.SparseWeights.Split(',')));
+        }
         Optimizer = new AdamW(Model.ParameterData.Length,
             Model.Parameters.Select(p => AdamW.SegmentOf(gpt.ParameterData, p.Value.Span, p.Decay)),
             Config.Beta1, Config.Beta2, 1e-8f, Config.WeightDecay);
@@ -152,8 +162,12 @@ public sealed class Trainer : IDisposable
 
         if (resume is not null)
         {
-            Checkpoint.LoadWeights(Config.OutDir, Model, resume);
-            Checkpoint.LoadOptimizer(Config.OutDir, Model, Optimizer, resume);
+            if (SrSte is not null) SrSteCheckpoint.Load(Config.OutDir, resume, SrSte, Model, Optimizer);
+            else
+            {
+                Checkpoint.LoadWeights(Config.OutDir, Model, resume);
+                Checkpoint.LoadOptimizer(Config.OutDir, Model, Optimizer, resume);
+            }
             Step = resume.IterNum;
             BestValLoss = resume.BestValLoss;
             Model.DropoutRng.State = resume.DropoutRng.ToState("dropout_rng");
@@ -164,6 +178,7 @@ public sealed class Trainer : IDisposable
         {
             Model.InitializeWeights(Config.Seed);
             Model.DropoutRng.Reseed(Config.Seed ^ DropoutSalt);
+            SrSte?.Project(Model);
         }
         if (Config.PruneSchedule == "gmp")
         {
@@ -343,10 +358,12 @@ public sealed class Trainer : IDisposable
         var grads = Model.GradientData;
         if (accumulation > 1) TensorPrimitives.Multiply(grads, 1f / accumulation, grads);
         Pruning?.MaskGradients(Model);
+        SrSte?.BeforeOptimizerStep(Model);
         gradNorm = GradientClipping.ClipByGlobalNorm(grads, Config.GradClip);
         if (!double.IsFinite(gradNorm))
             throw new TrainingDivergedException(Step, $"gradient norm became {gradNorm} at step {Step}; stopped before updating the weights (last good checkpoint in {Config.OutDir} is untouched)");
         Optimizer.Step(Model.ParameterData, grads, learningRate);
+        SrSte?.Project(Model);
         if (_penalty.IsActive)
         {
             var parameters = Model.Parameters;
@@ -386,9 +403,11 @@ public sealed class Trainer : IDisposable
     /// <summary>Writes the full training state to <paramref name="dir"/> (see <see cref="Checkpoint"/>).</summary>
     public void SaveCheckpoint(string dir)
     {
+        // SR-STE: the checkpoint holds the N:M model it runs, plus W and its moments for resuming.
+        var (model, optimizer, extras) = SrSte is null ? (Model, Optimizer, Pruning?.CheckpointTensors()) : SrSte.ToNmModel(Model, Optimizer);
         var state = new CheckpointState
         {
-            Model = ModelArgs.From(Model.Config),
+            Model = ModelArgs.From(model.Config),
             Config = Config.Clone(),
             IterNum = Step,
             BestValLoss = BestValLoss,
@@ -397,7 +416,7 @@ public sealed class Trainer : IDisposable
             DropoutRng = RngStateJson.From(Model.DropoutRng.State),
             TrainSampler = RngStateJson.From(_prefetcher is not null ? _prefetcher.State : _sampler.State),
         };
-        Checkpoint.Save(dir, Model, Optimizer, state, _metaPath, Pruning?.CheckpointTensors());
+        Checkpoint.Save(dir, model, optimizer, state, _metaPath, extras);
     }
 
     public void Dispose()
