@@ -132,6 +132,8 @@ public sealed class Trainer : IDisposable
             try { modelConfig = Config.ApplySparsity(modelConfig); }
             catch (ArgumentException e) { throw new ArgumentException("config: " + e.Message, e); }
         }
+        // SμPar: µP's output multiplier (a resumed run has it in the checkpoint's model args).
+        if (Config.Supar && resume is null) modelConfig = modelConfig with { LogitScale = (float)(1.0 / SuparWidthMultiplier(modelConfig)) };
         modelConfig.Validate();
 
         // Full scan: a token id beyond vocab_size is reported now, naming the file, not mid-run.
@@ -154,8 +156,9 @@ public sealed class Trainer : IDisposable
             var (n, m) = SparseModelConfig.ParseNm(Config.Nm);
             SrSte = new SrSte(Model, n, m, Config.SrsteLambda, SparseModelConfig.ParseWeights(Config.SparseWeights.Split(',')));
         }
+        var supar = Config.Supar ? SuparOf(Model) : null;
         Optimizer = new AdamW(Model.ParameterData.Length,
-            Model.Parameters.Select(p => AdamW.SegmentOf(gpt.ParameterData, p.Value.Span, p.Decay)),
+            Model.Parameters.Select(p => AdamW.SegmentOf(gpt.ParameterData, p.Value.Span, p.Decay) with { LrScale = (float)(supar?.LearningRateFactor(p) ?? 1) }),
             Config.Beta1, Config.Beta2, 1e-8f, Config.WeightDecay);
         _schedule = new CosineSchedule(Config.LearningRate, Config.MinLr, Config.WarmupIters, Config.LrDecayIters, Config.DecayLr);
         _sampler = new BatchSampler(_trainFile, Config.BatchSize, Config.BlockSize, Config.Seed);
@@ -177,6 +180,7 @@ public sealed class Trainer : IDisposable
         else
         {
             Model.InitializeWeights(Config.Seed);
+            supar?.ScaleInitialization(Model);
             Model.DropoutRng.Reseed(Config.Seed ^ DropoutSalt);
             SrSte?.Project(Model);
         }
@@ -194,6 +198,12 @@ public sealed class Trainer : IDisposable
     }
 
     public double LearningRateAt(int iter) => _schedule.At(iter);
+
+    double SuparWidthMultiplier(GptConfig model) => (double)model.NEmbd / (Config.SuparBaseWidth > 0 ? Config.SuparBaseWidth : model.NEmbd);
+
+    /// <summary>SμPar's scaling for this run: a hidden weight's density is its stored fraction (N/M under SR-STE).</summary>
+    Supar SuparOf(Gpt model) => new(model.Config.NEmbd, Config.SuparBaseWidth > 0 ? Config.SuparBaseWidth : model.Config.NEmbd, Config.SuparBaseDensity,
+        p => SrSte is not null && SrSte.Covers(p.Name) ? (double)SrSte.N / SrSte.M : (double)p.Length / p.LogicalLength);
 
     /// <summary>Runs until max_iters (or once, with eval_only). Throws <see cref="TrainingDivergedException"/> on NaN/Inf.</summary>
     public TrainSummary Run(CancellationToken cancellation = default)
