@@ -13,7 +13,7 @@ public static class TrainCommand
         var config = new Option<string?>("--config") { Description = "path of a JSON config (nanoGPT train.py keys)" };
         var set = new Option<string[]>("--set") { Description = "override a config key: --set key=value (repeatable)", DefaultValueFactory = _ => [] };
         var outDir = new Option<string?>("--out") { Description = "run folder (out_dir): checkpoint, log.csv, loss.png" };
-        var cmd = new Command("train", "train a GPT on a prepared dataset\n\n" + PruningHelp + "\n\n" + DstHelp);
+        var cmd = new Command("train", "train a GPT on a prepared dataset\n\n" + PruningHelp + "\n\n" + DstHelp + "\n\n" + SrSteSuparHelp);
         cmd.Options.Add(preset);
         cmd.Options.Add(config);
         cmd.Options.Add(set);
@@ -58,6 +58,17 @@ public static class TrainCommand
         "  dst_ablation=0.3                srigl: ablate a neuron with fewer than this × fan-in salient weights (0: never)\n" +
         "The run folder gets dst.csv (one row per update: changed fraction, in-time over-parameterisation rate), dst-density.png\n" +
         "(per-weight density and share of positions ever active) and dst-changes.png (fraction changed at each update).";
+    /// <summary>The SR-STE and SμPar keys, for train --help.</summary>
+    public const string SrSteSuparHelp =
+        "N:M training from scratch with SR-STE (Zhou et al. 2021):\n" +
+        "  srste=false|true  nm=2:4        dense weights W are trained; every forward pass runs on their N:M projection\n" +
+        "                                  (the N largest |w| of each M consecutive inputs, recomputed every step)\n" +
+        "  srste_lambda=2e-4               sparse-refined term: grad = dL/dW~ + lambda (pruned mask * W)\n" +
+        "                                  checkpoints hold the N:M model (eval/sample/prune run it on the N:M kernels)\n" +
+        "SmuPar, sparse maximal update parameterisation (hidden = the blocks' Linear weights):\n" +
+        "  supar=false|true                hidden init variance and AdamW rate x 1/(m_d m_rho); logits x 1/m_d\n" +
+        "  supar_base_width=0              m_d = n_embd / supar_base_width (0: this n_embd, m_d = 1)\n" +
+        "  supar_base_density=1            m_rho = weight density / supar_base_density (density: sparsity, nm or srste's N/M)";
 
     /// <summary>The blocks' Linear weights: shape, layout, density and stored values, with the totals over them.</summary>
     static void WriteLayoutTable(IAnsiConsole console, NanoSparse.Nn.Gpt model)

@@ -134,6 +134,9 @@ public static class ModelImporter
     /// </summary>
     static void RefuseLayerWidths(JsonObject cfg, string cfgPath)
     {
+        // SμPar's output multiplier has no place in those formats: the exported model would give other logits.
+        if (cfg["logit_scale"] is JsonValue scale && scale.GetValueKind() == JsonValueKind.Number && scale.GetValue<double>() != 1)
+            throw new InvalidDataException($"config '{cfgPath}': logit_scale is {scale.ToJsonString()} (SμPar) but nanoGPT and GPT-2 checkpoints have no output multiplier (1); this model cannot be exported to them");
         if (cfg["n_head_per_layer"] is null && cfg["mlp_hidden_per_layer"] is null) return;
         int nHead = GptDims.GetInt(cfg, "n_head", cfgPath), nEmbd = GptDims.GetInt(cfg, "n_embd", cfgPath);
         foreach (var (field, standard, what) in new[] { ("n_head_per_layer", nHead, "n_head"), ("mlp_hidden_per_layer", 4 * nEmbd, "4·n_embd") })

@@ -59,6 +59,7 @@ public sealed partial class Gpt
         // tied embedding (V·C weights: 38.6M at GPT-2's vocabulary, read once per token).
         var last = _lnf.Decode(ln.Slice(0, C), mean.Slice(0, 1), rstd.Slice(0, 1), x.Slice((n - 1) * C, C), 1, decoding);
         Gemv.Forward(cache.Logits, last, wte, default, 1, C, V);
+        if (Config.LogitScale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(cache.Logits, Config.LogitScale, cache.Logits);
         cache.Length = pos0 + n;
         return cache.Logits;
     }

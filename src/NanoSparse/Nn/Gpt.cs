@@ -234,7 +234,7 @@ public sealed partial class Gpt
 
         var lnf = _lnf.Forward(x, pass);
         var logits = pass.Act(_logits);
-        Gemm.Multiply(false, true, N, V, C, 1f, lnf, C, pass.Param(_wte), C, 0f, logits, V);   // lm_head = wte: (N, V)
+        Gemm.Multiply(false, true, N, V, C, Config.LogitScale, lnf, C, pass.Param(_wte), C, 0f, logits, V);   // lm_head = wte: (N, V)
         if (!_hasTargets) return 0;
         return CrossEntropy.ForwardSum(pass.Act(_losses), pass.Act(_ceLse), logits, _targets.AsSpan(pass.FirstRow, N), N, V);
     }
@@ -273,6 +273,8 @@ public sealed partial class Gpt
 
         var dlogits = pass.Act(_logits);
         CrossEntropy.BackwardInPlace(dlogits, pass.Act(_ceLse), _targets.AsSpan(pass.FirstRow, N), N, V, BatchSize * T);
+        // in the forward pass this was: logits = logit_scale · (lnf · wteᵀ)
+        if (Config.LogitScale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(dlogits, Config.LogitScale, dlogits);
         var dbranch = pass.Act(_dbranch);
         // in the forward pass this was: logits = lnf · wteᵀ
         Linear.Backward(dbranch, pass.Grad(_wte), default, dlogits, _lnf.Output(pass), pass.Param(_wte), N, C, V);

@@ -56,6 +56,14 @@ public sealed record GptConfig
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<int>? MlpHiddenPerLayer { get; init; }
 
+    /// <summary>
+    /// Multiplier of the output logits, logits = logit_scale · ln_f(x) · wteᵀ: µP's output multiplier 1/width
+    /// multiplier under SμPar (see Supar); 1 (the default, not written) is nanoGPT's head.
+    /// </summary>
+    [JsonPropertyName("logit_scale")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public float LogitScale { get; init; } = 1f;
+
     public const string Gelu = "gelu";
     public const string GeluTanh = "gelu_tanh";
     /// <summary>The Linear weights of a block, by their state_dict names inside it.</summary>
@@ -128,6 +136,8 @@ public sealed record GptConfig
             throw new ArgumentException($"dropout ({Dropout}) must lie in [0, 1)");
         if (Activation is not (Gelu or GeluTanh))
             throw new ArgumentException($"activation (\"{Activation}\") must be \"{Gelu}\" or \"{GeluTanh}\"");
+        if (!(float.IsFinite(LogitScale) && LogitScale > 0))
+            throw new ArgumentException($"logit_scale ({LogitScale}) must be a finite number > 0");
         PerLayer(NHeadPerLayer, "n_head_per_layer");
         PerLayer(MlpHiddenPerLayer, "mlp_hidden_per_layer");
         if (WeightLayouts is not null)
@@ -173,7 +183,7 @@ public sealed record GptConfig
         other is not null && NLayer == other.NLayer && NHead == other.NHead && NEmbd == other.NEmbd && BlockSize == other.BlockSize
         && VocabSize == other.VocabSize && Bias == other.Bias && Dropout.Equals(other.Dropout) && Activation == other.Activation
         && Same(WeightLayouts, other.WeightLayouts) && Same(WeightDensities, other.WeightDensities) && SparsitySeed == other.SparsitySeed
-        && SameWidths(other);
+        && LogitScale.Equals(other.LogitScale) && SameWidths(other);
 
     // Per-layer widths compare by what they mean: an absent list equals one that spells out the uniform values.
     bool SameWidths(GptConfig other)

@@ -15,8 +15,11 @@ namespace NanoSparse.Optim;
 /// </summary>
 public sealed unsafe class AdamW
 {
-    /// <summary>A contiguous range of the flat parameter buffer and whether weight decay applies to it.</summary>
-    public readonly record struct Segment(int Offset, int Length, bool Decay);
+    /// <summary>
+    /// A contiguous range of the flat parameter buffer, whether weight decay applies to it, and the factor its learning
+    /// rate is multiplied by (a torch parameter group with lr·LrScale; SμPar's per-weight rates).
+    /// </summary>
+    public readonly record struct Segment(int Offset, int Length, bool Decay, float LrScale = 1f);
 
     readonly Segment[] _segments;
     readonly float[] _m, _v;
@@ -75,6 +78,7 @@ public sealed unsafe class AdamW
             Lr = learningRate,
             StepSize = (float)(learningRate / bc1),
             InvSqrtBc2 = (float)(1.0 / Math.Sqrt(bc2)),
+            Bc1 = bc1, WeightDecay = WeightDecay,
             Beta1 = Beta1, Beta2 = Beta2, Eps = Eps,
         };
         fixed (float* p = parameters) fixed (float* g = gradients) fixed (float* m = _m) fixed (float* v = _v) fixed (Segment* segs = _segments)
@@ -111,7 +115,8 @@ public sealed unsafe class AdamW
         public Segment* Segments;
         public int* FirstItem;
         public int SegmentCount;
-        public float Lr, StepSize, InvSqrtBc2, Beta1, Beta2, Eps, WeightDecayFactor;
+        public float Lr, StepSize, InvSqrtBc2, Beta1, Beta2, Eps, WeightDecayFactor, WeightDecay;
+        public double Bc1;
     }
 
     static void Body(ref Args a, int item)
@@ -131,6 +136,12 @@ public sealed unsafe class AdamW
         float decay = seg.Decay ? a.WeightDecayFactor : 1f;
         float b1 = a.Beta1, b2 = a.Beta2, ob1 = 1f - b1, ob2 = 1f - b2;
         float stepSize = a.StepSize, invSqrtBc2 = a.InvSqrtBc2, eps = a.Eps;
+        if (seg.LrScale != 1f)
+        {
+            float lr = a.Lr * seg.LrScale;   // this segment's group learning rate
+            stepSize = (float)(lr / a.Bc1);
+            if (seg.Decay) decay = 1f - lr * a.WeightDecay;
+        }
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
         {

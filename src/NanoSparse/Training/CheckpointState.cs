@@ -71,6 +71,11 @@ public sealed class ModelArgs
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public int[]? MlpHiddenPerLayer { get; set; }
 
+    /// <summary>GptConfig.LogitScale (SμPar's output multiplier); written only when it is not 1.</summary>
+    [JsonPropertyName("logit_scale")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public float? LogitScale { get; set; }
+
     public static ModelArgs From(GptConfig c) => new()
     {
         NLayer = c.NLayer, NHead = c.NHead, NEmbd = c.NEmbd, BlockSize = c.BlockSize,
@@ -81,6 +86,7 @@ public sealed class ModelArgs
         // Written only for a model whose widths differ from nanoGPT's, so other readers of model_args see its keys only.
         NHeadPerLayer = c.HasStandardWidths ? null : Enumerable.Range(0, c.NLayer).Select(c.Heads).ToArray(),
         MlpHiddenPerLayer = c.HasStandardWidths ? null : Enumerable.Range(0, c.NLayer).Select(c.MlpHidden).ToArray(),
+        LogitScale = c.LogitScale == 1f ? null : c.LogitScale,
     };
 
     public GptConfig ToConfig() => new()
@@ -88,6 +94,7 @@ public sealed class ModelArgs
         NLayer = NLayer, NHead = NHead, NEmbd = NEmbd, BlockSize = BlockSize,
         VocabSize = VocabSize, Bias = Bias, Dropout = Dropout, Activation = Activation, WeightLayouts = WeightLayouts,
         WeightDensities = WeightDensities, SparsitySeed = SparsitySeed, NHeadPerLayer = NHeadPerLayer, MlpHiddenPerLayer = MlpHiddenPerLayer,
+        LogitScale = LogitScale ?? 1f,
     };
 }
 

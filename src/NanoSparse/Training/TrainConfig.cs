@@ -55,6 +55,18 @@ public sealed class TrainConfig
     [JsonPropertyName("dst_stop")] public int DstStop { get; set; } = -1;
     /// <summary>SRigL's γ_sal: a neuron with fewer than γ·fan-in salient weights is ablated (0: never).</summary>
     [JsonPropertyName("dst_ablation")] public float DstAblation { get; set; } = 0.3f;
+    // SR-STE: N:M sparse training from scratch on dense weights (see Sparsity.SrSte); nm gives N:M, sparse_weights which
+    /// <summary>Train the sparse_weights dense with their N:M projection (nm) in the forward pass; checkpoints hold the N:M model.</summary>
+    [JsonPropertyName("srste")] public bool Srste { get; set; }
+    /// <summary>λ_W of SR-STE's sparse-refined gradient term λ_W·(pruned mask ⊙ W) (the paper's 2e-4).</summary>
+    [JsonPropertyName("srste_lambda")] public float SrsteLambda { get; set; } = NanoSparse.Sparsity.SrSte.DefaultLambda;
+    // SμPar: sparse maximal update parameterisation (see Nn.Supar)
+    /// <summary>Scale init std and AdamW learning rate of the blocks' Linear weights by width and density multipliers, logits by 1/width multiplier.</summary>
+    [JsonPropertyName("supar")] public bool Supar { get; set; }
+    /// <summary>n_embd of the base model the learning rate was tuned on; 0: this model's n_embd (width multiplier 1).</summary>
+    [JsonPropertyName("supar_base_width")] public int SuparBaseWidth { get; set; }
+    /// <summary>Density of the base model's Linear weights, in (0, 1].</summary>
+    [JsonPropertyName("supar_base_density")] public float SuparBaseDensity { get; set; } = 1f;
     // pruning while training (see GradualPruning): Zhu & Gupta's gradual magnitude pruning of the blocks' Linear weights
     /// <summary>none | gmp (gradual magnitude pruning with the cubic schedule).</summary>
     [JsonPropertyName("prune_schedule")] public string PruneSchedule { get; set; } = "none";
@@ -113,7 +125,7 @@ public sealed class TrainConfig
     public Nn.GptConfig ApplySparsity(Nn.GptConfig model) =>
         SparseModelConfig.Apply(model,
             double.Parse(Sparsity.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture),   // 0.9f as 0.9, not 0.899999976
-            SparsityDistribution, SparseFormat, Nm, (SparseWeights ?? "").Split(','), Seed);
+            SparsityDistribution, SparseFormat, Srste ? "" : Nm, (SparseWeights ?? "").Split(','), Seed);
 
     static readonly JsonSerializerOptions Json = new()
     {
@@ -278,6 +290,16 @@ public sealed class TrainConfig
             if (SparseFormat != "csr") Fail($"dst ('{Dst}') updates csr weights; sparse_format is '{SparseFormat}', expected csr");
             if (PruneSchedule != "none") Fail($"dst ('{Dst}') cannot be combined with prune_schedule ('{PruneSchedule}')");
         }
+        Finite("srste_lambda", SrsteLambda, 0, float.MaxValue);
+        if (Srste)
+        {
+            if (string.IsNullOrEmpty(Nm)) Fail("srste is true but nm is empty; expected the N:M pattern to train, e.g. nm=2:4");
+            if (Sparsity > 0) Fail($"srste trains an N:M model (nm '{Nm}'); it cannot be combined with sparsity ({Sparsity.ToString(CultureInfo.InvariantCulture)})");
+            if (PruneSchedule != "none") Fail($"srste cannot be combined with prune_schedule '{PruneSchedule}'");
+        }
+        if (SuparBaseWidth < 0) Fail($"supar_base_width ({SuparBaseWidth}) must be >= 0 (0: this model's n_embd)");
+        if (!(SuparBaseDensity > 0 && SuparBaseDensity <= 1)) Fail($"supar_base_density ({SuparBaseDensity.ToString(CultureInfo.InvariantCulture)}) must be in (0, 1]");
+        if (Supar && PruneSchedule != "none") Fail($"supar cannot be combined with prune_schedule '{PruneSchedule}' (the densities change while training)");
         Finite("learning_rate", LearningRate, 0, float.MaxValue);
         NonNegative("max_iters", MaxIters);
         Finite("weight_decay", WeightDecay, 0, float.MaxValue);

@@ -6,6 +6,7 @@ using NanoSparse.Nn;
 using NanoSparse.Nn.Parts;
 using NanoSparse.Optim;
 using NanoSparse.Sparsity.Dst;
+using NanoSparse.Sparsity;
 using NanoSparse.Sparsity.Pruning;
 
 namespace NanoSparse.Training;
@@ -74,6 +75,8 @@ public sealed class Trainer : IDisposable
     public GradualPruning? Pruning { get; private set; }
     /// <summary>Dynamic sparse training (dst set|rigl|srigl); null for a static layout.</summary>
     public DynamicSparseTraining? Dst { get; }
+    /// <summary>SR-STE N:M training (srste); null otherwise.</summary>
+    public SrSte? SrSte { get; }
     readonly ProximalPenalty _penalty;
     readonly int[] _penalized;   // positions in Model.Parameters of the weights the penalty applies to
     /// <summary>Updates done so far (nanoGPT's iter_num).</summary>
@@ -104,6 +107,8 @@ public sealed class Trainer : IDisposable
         {
             resume = Checkpoint.ReadState(Config.OutDir);
             modelConfig = resume.Model.ToConfig();   // as nanoGPT: the checkpoint's model args win
+            // SR-STE's checkpoint holds the N:M model; the run trains its weights dense.
+            if (Config.Srste) modelConfig = SrSte.DenseConfig(modelConfig, SparseModelConfig.ParseWeights(Config.SparseWeights.Split(',')));
             if (modelConfig.VocabSize != Meta.VocabSize)
                 throw new InvalidDataException($"checkpoint {Config.OutDir} has vocab_size {modelConfig.VocabSize} but dataset {_metaPath} has {Meta.VocabSize}");
         }
@@ -134,6 +139,8 @@ public sealed class Trainer : IDisposable
             try { modelConfig = Config.ApplySparsity(modelConfig); }
             catch (ArgumentException e) { throw new ArgumentException("config: " + e.Message, e); }
         }
+        // SμPar: µP's output multiplier (a resumed run has it in the checkpoint's model args).
+        if (Config.Supar && resume is null) modelConfig = modelConfig with { LogitScale = (float)(1.0 / SuparWidthMultiplier(modelConfig)) };
         modelConfig.Validate();
 
         // Full scan: a token id beyond vocab_size is reported now, naming the file, not mid-run.
@@ -154,16 +161,26 @@ public sealed class Trainer : IDisposable
             ? DynamicSparseTraining.InitialLayouts(dstMethod, modelConfig)   // SRigL: constant fan-in
             : Checkpoint.ReadLinearWeights(Config.OutDir, modelConfig));
         var gpt = Model;
+        if (Config.Srste)
+        {
+            var (n, m) = SparseModelConfig.ParseNm(Config.Nm);
+            SrSte = new SrSte(Model, n, m, Config.SrsteLambda, SparseModelConfig.ParseWeights(Config.SparseWeights.Split(',')));
+        }
+        var supar = Config.Supar ? SuparOf(Model) : null;
         Optimizer = new AdamW(Model.ParameterData.Length,
-            Model.Parameters.Select(p => AdamW.SegmentOf(gpt.ParameterData, p.Value.Span, p.Decay)),
+            Model.Parameters.Select(p => AdamW.SegmentOf(gpt.ParameterData, p.Value.Span, p.Decay) with { LrScale = (float)(supar?.LearningRateFactor(p) ?? 1) }),
             Config.Beta1, Config.Beta2, 1e-8f, Config.WeightDecay);
         _schedule = new CosineSchedule(Config.LearningRate, Config.MinLr, Config.WarmupIters, Config.LrDecayIters, Config.DecayLr);
         _sampler = new BatchSampler(_trainFile, Config.BatchSize, Config.BlockSize, Config.Seed);
 
         if (resume is not null)
         {
-            Checkpoint.LoadWeights(Config.OutDir, Model, resume);
-            Checkpoint.LoadOptimizer(Config.OutDir, Model, Optimizer, resume);
+            if (SrSte is not null) SrSteCheckpoint.Load(Config.OutDir, resume, SrSte, Model, Optimizer);
+            else
+            {
+                Checkpoint.LoadWeights(Config.OutDir, Model, resume);
+                Checkpoint.LoadOptimizer(Config.OutDir, Model, Optimizer, resume);
+            }
             Step = resume.IterNum;
             BestValLoss = resume.BestValLoss;
             Model.DropoutRng.State = resume.DropoutRng.ToState("dropout_rng");
@@ -173,7 +190,9 @@ public sealed class Trainer : IDisposable
         else
         {
             Model.InitializeWeights(Config.Seed);
+            supar?.ScaleInitialization(Model);
             Model.DropoutRng.Reseed(Config.Seed ^ DropoutSalt);
+            SrSte?.Project(Model);
         }
         if (Config.PruneSchedule == "gmp")
         {
@@ -195,6 +214,12 @@ public sealed class Trainer : IDisposable
     }
 
     public double LearningRateAt(int iter) => _schedule.At(iter);
+
+    double SuparWidthMultiplier(GptConfig model) => (double)model.NEmbd / (Config.SuparBaseWidth > 0 ? Config.SuparBaseWidth : model.NEmbd);
+
+    /// <summary>SμPar's scaling for this run: a hidden weight's density is its stored fraction (N/M under SR-STE).</summary>
+    Supar SuparOf(Gpt model) => new(model.Config.NEmbd, Config.SuparBaseWidth > 0 ? Config.SuparBaseWidth : model.Config.NEmbd, Config.SuparBaseDensity,
+        p => SrSte is not null && SrSte.Covers(p.Name) ? (double)SrSte.N / SrSte.M : (double)p.Length / p.LogicalLength);
 
     /// <summary>Runs until max_iters (or once, with eval_only). Throws <see cref="TrainingDivergedException"/> on NaN/Inf.</summary>
     public TrainSummary Run(CancellationToken cancellation = default)
@@ -364,10 +389,12 @@ public sealed class Trainer : IDisposable
         var grads = Model.GradientData;
         if (accumulation > 1) TensorPrimitives.Multiply(grads, 1f / accumulation, grads);
         Pruning?.MaskGradients(Model);
+        SrSte?.BeforeOptimizerStep(Model);
         gradNorm = GradientClipping.ClipByGlobalNorm(grads, Config.GradClip);
         if (!double.IsFinite(gradNorm))
             throw new TrainingDivergedException(Step, $"gradient norm became {gradNorm} at step {Step}; stopped before updating the weights (last good checkpoint in {Config.OutDir} is untouched)");
         Optimizer.Step(Model.ParameterData, grads, learningRate);
+        SrSte?.Project(Model);
         if (_penalty.IsActive)
         {
             var parameters = Model.Parameters;
@@ -408,9 +435,11 @@ public sealed class Trainer : IDisposable
     /// <summary>Writes the full training state to <paramref name="dir"/> (see <see cref="Checkpoint"/>).</summary>
     public void SaveCheckpoint(string dir)
     {
+        // SR-STE: the checkpoint holds the N:M model it runs, plus W and its moments for resuming.
+        var (model, optimizer, extras) = SrSte is null ? (Model, Optimizer, Pruning?.CheckpointTensors()) : SrSte.ToNmModel(Model, Optimizer);
         var state = new CheckpointState
         {
-            Model = ModelArgs.From(Model.Config),
+            Model = ModelArgs.From(model.Config),
             Config = Config.Clone(),
             IterNum = Step,
             BestValLoss = BestValLoss,
@@ -419,7 +448,7 @@ public sealed class Trainer : IDisposable
             DropoutRng = RngStateJson.From(Model.DropoutRng.State),
             TrainSampler = RngStateJson.From(_prefetcher is not null ? _prefetcher.State : _sampler.State),
         };
-        Checkpoint.Save(dir, Model, Optimizer, state, _metaPath, [.. Pruning?.CheckpointTensors() ?? [], .. Dst?.CheckpointTensors() ?? []]);
+        Checkpoint.Save(dir, model, optimizer, state, _metaPath, [.. extras ?? [], .. Dst?.CheckpointTensors() ?? []]);
     }
 
     public void Dispose()
