@@ -319,6 +319,27 @@ public class AttentionPatternTests
     }
 
     [Theory]
+    [MemberData(nameof(Patterns))]
+    public void ModelArgsCarryThePatternAndATrainingStepAllocatesNothing(string name)
+    {
+        var config = Config(Make(name));
+        var back = NanoSparse.Training.ModelArgs.From(config).ToConfig();
+        Assert.Equal(config, back);
+        Assert.Equal(Make(name), NanoSparse.Nn.Parts.AttentionPatterns.AttentionPatternRegistry.Pattern(back));
+        var gpt = new Gpt(config, 2, 48);
+        LayerWidthTests.RandomWeights(gpt, 5);
+        var tokens = Enumerable.Range(0, 96).Select(i => i * 5 % 13).ToArray();
+        void Step()
+        {
+            gpt.Forward(tokens, tokens, training: true);
+            gpt.ZeroGrad();
+            gpt.Backward();
+        }
+        Step();
+        Assert.Equal(0, Allocations.SteadyState(() => { for (int i = 0; i < 2; i++) Step(); }));
+    }
+
+    [Theory]
     [InlineData("window", 0, 0, 0, "attn_window (0) must lie in [1, 80]")]
     [InlineData("window", 81, 0, 0, "attn_window (81) must lie in [1, 80]")]
     [InlineData("block", 0, 0, 0, "attn_block (0) must lie in [1, 80]")]
