@@ -51,6 +51,7 @@ public static class InspectCommand
                     NLayer = cfg.NLayer, NHead = cfg.NHead, NEmbd = cfg.NEmbd, BlockSize = cfg.BlockSize,
                     VocabSize = vocab, Bias = cfg.Bias, Dropout = cfg.Dropout,
                 };
+                model = cfg.ApplyAttention(model);
                 try
                 {
                     model.Validate();
@@ -74,6 +75,7 @@ public static class InspectCommand
             // A structurally pruned model's per-layer widths (model_args) beside the run's uniform n_head.
             if (m.NHeadPerLayer is not null) entries = entries.Append(("n_head_per_layer", string.Join(", ", m.NHeadPerLayer)));
             if (m.MlpHiddenPerLayer is not null) entries = entries.Append(("mlp_hidden_per_layer", string.Join(", ", m.MlpHiddenPerLayer)));
+            entries = entries.Append(("attention pattern", NanoSparse.Nn.Parts.AttentionPatterns.AttentionPatternRegistry.Pattern(model).Describe()));
             foreach (var (k, v) in entries) settings.AddRow(k, Markup.Escape(v));
             console.Write(settings);
 

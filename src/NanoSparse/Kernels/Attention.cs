@@ -34,6 +34,14 @@ public static unsafe class Attention
     static bool Tiled(int hs) => UseTiles && hs % 16 == 0 && System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated;
 
     /// <summary>
+    /// Past this many positions (without dropout) the heads run as FlashAttention (<see cref="SparseAttention.DenseForward"/>):
+    /// the tiled kernels' per-thread (T, T) scratch would take 1 GB per thread at T = 16k.
+    /// </summary>
+    public static int FlashAboveT { get; set; } = 4096;
+
+    static bool Flash(int T, int hs, float dropoutP, bool probs) => T > FlashAboveT && hs % 16 == 0 && dropoutP == 0 && !probs;
+
+    /// <summary>
     /// Whether a caller should keep the softmax probabilities between <see cref="Forward"/> and <see cref="Backward"/>
     /// (the probs argument): only the tiled kernels use them, and only while they take no more memory than the qkv
     /// activation (T rounded up to 16 ≤ 3·head size). The backward pass then skips recomputing Q·Kᵀ and its exp.
@@ -60,6 +68,7 @@ public static unsafe class Attention
     public static void Forward(Span<float> output, Span<float> lse, ReadOnlySpan<float> qkv, int B, int T, int C, int NH,
         float dropoutP = 0f, ulong seed = 0, int batchOffset = 0, Span<float> probs = default)
     {
+        if (Flash(T, C / NH, dropoutP, !probs.IsEmpty)) { SparseAttention.DenseForward(output, lse, qkv, B, T, C, NH); return; }
         if (!probs.IsEmpty) Check.Length(probs, ProbabilitiesLength(B, T, NH), nameof(probs));
         Check.Length(qkv, (long)B * T * 3 * C, nameof(qkv));
         Check.Length(output, (long)B * T * C, nameof(output));
@@ -117,11 +126,25 @@ public static unsafe class Attention
     /// <summary>
     /// Backward of <see cref="Forward"/>: dqkv (B, T, 3C) is WRITTEN (every element) from dout (B, T, C),
     /// qkv (B, T, 3C) and lse (B, NH, T). Dropout settings must equal the forward call's, and so must probs: the
-    /// probabilities the forward call wrote, or empty to recompute them.
+    /// probabilities the forward call wrote, or empty to recompute them. y: the forward's output, read only past
+    /// <see cref="FlashAboveT"/> (recomputed when empty).
     /// </summary>
     public static void Backward(Span<float> dqkv, ReadOnlySpan<float> dout, ReadOnlySpan<float> qkv, ReadOnlySpan<float> lse,
-        int B, int T, int C, int NH, float dropoutP = 0f, ulong seed = 0, int batchOffset = 0, ReadOnlySpan<float> probs = default)
+        int B, int T, int C, int NH, float dropoutP = 0f, ulong seed = 0, int batchOffset = 0, ReadOnlySpan<float> probs = default,
+        ReadOnlySpan<float> y = default)
     {
+        if (Flash(T, C / NH, dropoutP, !probs.IsEmpty))
+        {
+            // FlashAttention's backward needs the output (D = dO · O); a caller without it pays one forward pass
+            if (y.IsEmpty)
+            {
+                var recomputed = new float[(long)B * T * C];
+                SparseAttention.DenseForward(recomputed, new float[(long)B * NH * T], qkv, B, T, C, NH);
+                y = recomputed;
+            }
+            SparseAttention.DenseBackward(dqkv, dout, qkv, y, lse, B, T, C, NH);
+            return;
+        }
         if (!probs.IsEmpty) Check.Length(probs, ProbabilitiesLength(B, T, NH), nameof(probs));
         Check.Length(qkv, (long)B * T * 3 * C, nameof(qkv));
         Check.Length(dqkv, (long)B * T * 3 * C, nameof(dqkv));

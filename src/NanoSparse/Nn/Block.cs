@@ -23,7 +23,7 @@ public sealed class Block
         Layer = layer;
         // Built in data order, so the parameters come in nanoGPT's state_dict order.
         _ln1 = new LayerNormPart(p + "ln_1", C, config.Bias, layout);
-        Attention = new CausalSelfAttention(config, p + "attn",
+        Attention = Parts.AttentionPatterns.AttentionPatternRegistry.Create(config, p + "attn",
             Weight(config, layer, "attn.c_attn", 3 * A, C, weights), Weight(config, layer, "attn.c_proj", C, A, weights), layout);
         _h = layout.Activation(C);
         _ln2 = new LayerNormPart(p + "ln_2", C, config.Bias, layout);

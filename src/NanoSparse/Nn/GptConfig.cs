@@ -63,6 +63,24 @@ public sealed record GptConfig
     [JsonPropertyName("logit_scale")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public float LogitScale { get; init; } = 1f;
+    /// Attention pattern (see Parts.AttentionPatterns): "dense" (null, the default), "window", "block", "topk" or "nsa",
+    /// with its parameters in the attn_* fields (0 where a pattern does not use one).
+    /// </summary>
+    [JsonPropertyName("attention")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Attention { get; init; }
+    /// <summary>Sliding window in positions (window; NSA's window branch).</summary>
+    [JsonPropertyName("attn_window")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnWindow { get; init; }
+    /// <summary>Key block in positions, a multiple of 16 (block, topk; NSA's compression and selection block).</summary>
+    [JsonPropertyName("attn_block")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnBlock { get; init; }
+    /// <summary>block: local blocks, the query's own included (0 reads as 1).</summary>
+    [JsonPropertyName("attn_local")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnLocal { get; init; }
+    /// <summary>block: the first blocks every query sees.</summary>
+    [JsonPropertyName("attn_global")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnGlobal { get; init; }
+    /// <summary>block: every attn_stride-th block is seen too (0: none); nsa: the compression stride (0 reads as attn_block).</summary>
+    [JsonPropertyName("attn_stride")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnStride { get; init; }
+    /// <summary>topk, nsa: blocks selected per query besides its own.</summary>
+    [JsonPropertyName("attn_topk")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnTopK { get; init; }
 
     public const string Gelu = "gelu";
     public const string GeluTanh = "gelu_tanh";
@@ -138,6 +156,7 @@ public sealed record GptConfig
             throw new ArgumentException($"activation (\"{Activation}\") must be \"{Gelu}\" or \"{GeluTanh}\"");
         if (!(float.IsFinite(LogitScale) && LogitScale > 0))
             throw new ArgumentException($"logit_scale ({LogitScale}) must be a finite number > 0");
+        Parts.AttentionPatterns.AttentionPatternRegistry.Validate(this);
         PerLayer(NHeadPerLayer, "n_head_per_layer");
         PerLayer(MlpHiddenPerLayer, "mlp_hidden_per_layer");
         if (WeightLayouts is not null)
@@ -183,7 +202,9 @@ public sealed record GptConfig
         other is not null && NLayer == other.NLayer && NHead == other.NHead && NEmbd == other.NEmbd && BlockSize == other.BlockSize
         && VocabSize == other.VocabSize && Bias == other.Bias && Dropout.Equals(other.Dropout) && Activation == other.Activation
         && Same(WeightLayouts, other.WeightLayouts) && Same(WeightDensities, other.WeightDensities) && SparsitySeed == other.SparsitySeed
-        && LogitScale.Equals(other.LogitScale) && SameWidths(other);
+        && LogitScale.Equals(other.LogitScale) && SameWidths(other)
+        && (Attention ?? "dense") == (other.Attention ?? "dense") && AttnWindow == other.AttnWindow && AttnBlock == other.AttnBlock
+        && AttnLocal == other.AttnLocal && AttnGlobal == other.AttnGlobal && AttnStride == other.AttnStride && AttnTopK == other.AttnTopK;
 
     // Per-layer widths compare by what they mean: an absent list equals one that spells out the uniform values.
     bool SameWidths(GptConfig other)

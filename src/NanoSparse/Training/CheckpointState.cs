@@ -76,6 +76,17 @@ public sealed class ModelArgs
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public float? LogitScale { get; set; }
 
+    /// <summary>GptConfig.Attention and its attn_* parameters (absent: dense).</summary>
+    [JsonPropertyName("attention")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Attention { get; set; }
+    [JsonPropertyName("attn_window")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnWindow { get; set; }
+    [JsonPropertyName("attn_block")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnBlock { get; set; }
+    [JsonPropertyName("attn_local")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnLocal { get; set; }
+    [JsonPropertyName("attn_global")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnGlobal { get; set; }
+    [JsonPropertyName("attn_stride")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnStride { get; set; }
+    [JsonPropertyName("attn_topk")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnTopK { get; set; }
+
     public static ModelArgs From(GptConfig c) => new()
     {
         NLayer = c.NLayer, NHead = c.NHead, NEmbd = c.NEmbd, BlockSize = c.BlockSize,
@@ -87,6 +98,8 @@ public sealed class ModelArgs
         NHeadPerLayer = c.HasStandardWidths ? null : Enumerable.Range(0, c.NLayer).Select(c.Heads).ToArray(),
         MlpHiddenPerLayer = c.HasStandardWidths ? null : Enumerable.Range(0, c.NLayer).Select(c.MlpHidden).ToArray(),
         LogitScale = c.LogitScale == 1f ? null : c.LogitScale,
+        Attention = c.Attention is null or "dense" ? null : c.Attention, AttnWindow = c.AttnWindow, AttnBlock = c.AttnBlock, AttnLocal = c.AttnLocal,
+        AttnGlobal = c.AttnGlobal, AttnStride = c.AttnStride, AttnTopK = c.AttnTopK,
     };
 
     public GptConfig ToConfig() => new()
@@ -95,6 +108,8 @@ public sealed class ModelArgs
         VocabSize = VocabSize, Bias = Bias, Dropout = Dropout, Activation = Activation, WeightLayouts = WeightLayouts,
         WeightDensities = WeightDensities, SparsitySeed = SparsitySeed, NHeadPerLayer = NHeadPerLayer, MlpHiddenPerLayer = MlpHiddenPerLayer,
         LogitScale = LogitScale ?? 1f,
+        Attention = Attention, AttnWindow = AttnWindow, AttnBlock = AttnBlock, AttnLocal = AttnLocal, AttnGlobal = AttnGlobal,
+        AttnStride = AttnStride, AttnTopK = AttnTopK,
     };
 }
 

@@ -33,6 +33,14 @@ public sealed class TrainConfig
     [JsonPropertyName("n_embd")] public int NEmbd { get; set; } = 128;
     [JsonPropertyName("dropout")] public float Dropout { get; set; } = 0f;
     [JsonPropertyName("bias")] public bool Bias { get; set; }
+    // attention pattern (see Nn.Parts.AttentionPatterns): dense | window | block | topk | nsa, and its parameters
+    [JsonPropertyName("attention")] public string Attention { get; set; } = "dense";
+    [JsonPropertyName("attn_window")] public int AttnWindow { get; set; }
+    [JsonPropertyName("attn_block")] public int AttnBlock { get; set; }
+    [JsonPropertyName("attn_local")] public int AttnLocal { get; set; }
+    [JsonPropertyName("attn_global")] public int AttnGlobal { get; set; }
+    [JsonPropertyName("attn_stride")] public int AttnStride { get; set; }
+    [JsonPropertyName("attn_topk")] public int AttnTopK { get; set; }
     // sparse weights (static sparse training from random init; see Sparsity.SparseModelConfig)
     /// <summary>Global fraction of zeros over the sparse weights, in [0, 1); 0 trains a dense model.</summary>
     [JsonPropertyName("sparsity")] public float Sparsity { get; set; }
@@ -122,6 +130,13 @@ public sealed class TrainConfig
     /// <paramref name="model"/> with the sparsity keys applied (see Sparsity.SparseModelConfig); positions are seeded
     /// from <see cref="Seed"/>. Errors name the key.
     /// </summary>
+    /// <summary>The model config with this config's attention pattern (attention, attn_*).</summary>
+    public Nn.GptConfig ApplyAttention(Nn.GptConfig model) => model with
+    {
+        Attention = Attention == "dense" ? null : Attention, AttnWindow = AttnWindow, AttnBlock = AttnBlock, AttnLocal = AttnLocal,
+        AttnGlobal = AttnGlobal, AttnStride = AttnStride, AttnTopK = AttnTopK,
+    };
+
     public Nn.GptConfig ApplySparsity(Nn.GptConfig model) =>
         SparseModelConfig.Apply(model,
             double.Parse(Sparsity.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture),   // 0.9f as 0.9, not 0.899999976

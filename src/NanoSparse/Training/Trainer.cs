@@ -119,6 +119,7 @@ public sealed class Trainer : IDisposable
                 NLayer = Config.NLayer, NHead = Config.NHead, NEmbd = Config.NEmbd, BlockSize = Config.BlockSize,
                 VocabSize = Meta.VocabSize, Bias = Config.Bias, Dropout = Config.Dropout,
             };
+            modelConfig = Config.ApplyAttention(modelConfig);
         }
         if (Config.BlockSize > modelConfig.BlockSize)
             throw new ArgumentException($"block_size ({Config.BlockSize}) exceeds the checkpoint model's block_size ({modelConfig.BlockSize})");
