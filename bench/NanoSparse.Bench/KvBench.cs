@@ -187,7 +187,7 @@ public static class KvBench
             contexts.Select(c => $"context {c}").ToArray());
         plot.Title("decode tokens/s by KV cache (higher is faster)");
         plot.YLabel("tokens/s");
-        plot.ShowLegend();
+        plot.ShowLegend(ScottPlot.Alignment.UpperCenter);
         string full = Path.GetFullPath(plotPath);
         string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".kv-{Environment.ProcessId}.tmp.png");
         plot.SavePng(tmp, 1000, 600);
