@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using NanoSparse.Data;
 using NanoSparse.Nn;
+using NanoSparse.Nn.Parts;
 using NanoSparse.Training;
 using Spectre.Console;
 
@@ -27,6 +28,8 @@ public static class EvalCommand
         var cmd = new Command("eval", "train and val loss of a checkpoint (eval mode, fixed batches)");
         foreach (var o in new Option[] { checkpoint, dataset, iters, batchSize, blockSize, seed }) cmd.Options.Add(o);
         cmd.Options.Add(tokenizerOptions.Kind);
+        var kvEval = new KvEvalOptions();
+        kvEval.AddTo(cmd);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -39,6 +42,7 @@ public static class EvalCommand
             int b = parse.GetValue(batchSize) ?? state?.Config.BatchSize ?? 8;
             if (n <= 0) throw new UsageException($"--iters ({n}) must be positive");
             if (b <= 0) throw new UsageException($"--batch-size ({b}) must be positive");
+            var kvCache = kvEval.Kv.Resolve(parse);
             var meta = DatasetMeta.Load(Path.Combine(data, DatasetMeta.FileName));
 
             // The dataset's ids must mean what the model was trained on: same tokenizer kind when one is known.
@@ -73,13 +77,16 @@ public static class EvalCommand
             if (shortest <= gpt.SeqLen)
                 throw new UsageException($"dataset {data}: a split holds only {shortest} tokens, too few for --block-size {gpt.SeqLen}; give a smaller --block-size");
             ulong s = parse.GetValue(seed) ?? state?.Config.Seed ?? 1337UL;
+            if (parse.GetValue(kvEval.Probe) is not null) return kvEval.RunProbe(cli, parse, gpt, meta, val, data, s);
             var x = new int[gpt.BatchSize * gpt.SeqLen];
             var y = new int[x.Length];
-            float trainLoss = Evaluator.MeanLoss(gpt, train, n, Evaluator.SplitSeed(s, "train"), x, y);
-            float valLoss = Evaluator.MeanLoss(gpt, val, n, Evaluator.SplitSeed(s, "val"), x, y);
+            // a sparse KV cache: every position decoded one token at a time through it
+            var (trainLoss, valLoss) = kvCache.Kind != KvCacheSpec.Dense ? kvEval.CachedLosses(cli, parse, gpt, train, val, n, s)
+                : ((double)Evaluator.MeanLoss(gpt, train, n, Evaluator.SplitSeed(s, "train"), x, y), (double)Evaluator.MeanLoss(gpt, val, n, Evaluator.SplitSeed(s, "val"), x, y));
             var table = new Table().AddColumn("split").AddColumn(new TableColumn("loss").RightAligned()).AddColumn(new TableColumn("batches").RightAligned());
             table.AddRow("train", trainLoss.ToString("F4", CultureInfo.InvariantCulture), n.ToString(CultureInfo.InvariantCulture));
             table.AddRow("val", valLoss.ToString("F4", CultureInfo.InvariantCulture), n.ToString(CultureInfo.InvariantCulture));
+            if (kvCache.Kind != KvCacheSpec.Dense) cli.Console.MarkupLine(Markup.Escape($"KV cache: {kvCache} (token by token)"));
             cli.Console.MarkupLine(state is not null
                 ? $"checkpoint {Markup.Escape(dir)} at step {state.IterNum}, dataset {Markup.Escape(data)}"
                 : $"imported model {Markup.Escape(dir)}, dataset {Markup.Escape(data)} ({meta.Tokenizer}), batch {gpt.BatchSize} x {gpt.SeqLen}");

@@ -26,6 +26,8 @@ public static class SampleCommand
         var cmd = new Command("sample", "generate text from a checkpoint (trained, or imported with --tokenizer)");
         foreach (var o in new Option[] { checkpoint, start, tokens, temperature, topK, seed, cropTo }) cmd.Options.Add(o);
         tokenizerOptions.AddTo(cmd);
+        var kvOptions = new KvCacheOptions();
+        kvOptions.AddTo(cmd);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -36,6 +38,7 @@ public static class SampleCommand
             if (n < 0) throw new UsageException($"--tokens ({n}) must be >= 0");
             if (!(temp > 0) || !float.IsFinite(temp)) throw new UsageException($"--temperature ({temp}) must be a positive number");
             if (k < 0) throw new UsageException($"--top-k ({k}) must be >= 0");
+            var kvCache = kvOptions.Resolve(parse);
             // The sampler returns prompt + new tokens as one array, and the prompt has at least one token.
             if (n > Array.MaxLength - 1) throw new UsageException($"--tokens ({n}) must be at most {Array.MaxLength - 1:N0} (the prompt and the new tokens must fit one array)");
 
@@ -63,7 +66,7 @@ public static class SampleCommand
             {
                 cli.Out.Write(decoder.Push(id));
                 cli.Out.Flush();
-            }, parse.GetValue(cropTo));
+            }, parse.GetValue(cropTo), kvCache);
             cli.Out.Write(decoder.Flush());
             cli.Out.WriteLine();
             return 0;

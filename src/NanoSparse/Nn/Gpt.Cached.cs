@@ -7,15 +7,20 @@ namespace NanoSparse.Nn;
 // Incremental decoding with a KV cache: the same model and parts, run one sequence a few positions at a time.
 public sealed partial class Gpt
 {
-    /// <summary>A key/value cache for incremental decoding of one sequence (batch 1) up to block_size positions.</summary>
-    public KvCache CreateKvCache()
+    /// <summary>
+    /// A key/value cache for incremental decoding of one sequence (batch 1) up to block_size positions; each layer's
+    /// storage is the one <paramref name="kind"/> names (dense when null: every key and value kept exactly).
+    /// </summary>
+    public KvCache CreateKvCache(KvCacheSpec? kind = null)
     {
+        kind = (kind ?? KvCacheSpec.Exact).Validate();
         int Tmax = Config.BlockSize;
         var layers = new IKvCache[_blocks.Length];
         long scratch = 0;
         for (int l = 0; l < _blocks.Length; l++)
         {
-            layers[l] = new DenseKvCache(Tmax, Config.AttentionWidth(l));   // heads · hs: C unless the layer's heads were pruned
+            int width = Config.AttentionWidth(l);   // heads · hs: C unless the layer's heads were pruned
+            layers[l] = kind.Create(Tmax, width, width / Config.HeadSize);
             scratch = Math.Max(scratch, Math.Max(_blocks[l].Attention.DecodeScratchFloats(Tmax), _blocks[l].FeedForward.DecodeScratchFloats(Tmax)));
         }
         long workspace = 0;

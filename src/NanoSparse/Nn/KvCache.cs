@@ -34,6 +34,9 @@ public sealed class KvCache
     /// <summary>Each layer's keys and values.</summary>
     public IReadOnlyList<IKvCache> Layers { get; }
 
+    /// <summary>Bytes the layers' caches hold for the positions filled so far (keys, values and any index).</summary>
+    public long Bytes => Layers.Sum(l => l.Bytes(Length));
+
     /// <summary>Forgets all positions (the next ForwardCached starts at position 0).</summary>
     public void Reset() => Length = 0;
 

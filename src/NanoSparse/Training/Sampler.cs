@@ -1,5 +1,6 @@
 using NanoSparse.Kernels;
 using NanoSparse.Nn;
+using NanoSparse.Nn.Parts;
 using NanoSparse.Numerics;
 
 namespace NanoSparse.Training;
@@ -16,10 +17,10 @@ public static class Sampler
     /// learned absolute positions a cropped window shifts every position. <paramref name="cropTo"/> &gt; 0 trades
     /// exactness for speed: when the cache is full it is refilled from the last cropTo tokens only, and the next
     /// block_size − cropTo tokens are again one position's work each (the context then varies between cropTo and
-    /// block_size tokens instead of staying at block_size).
+    /// block_size tokens instead of staying at block_size). kvCache chooses the KV cache (null: dense, exact).
     /// </summary>
     public static int[] Generate(Gpt gpt, ReadOnlySpan<int> prompt, int maxNewTokens, float temperature, int topK, Rng rng,
-        Action<int>? onToken = null, int cropTo = 0)
+        Action<int>? onToken = null, int cropTo = 0, KvCacheSpec? kvCache = null)
     {
         ArgumentNullException.ThrowIfNull(gpt);
         ArgumentNullException.ThrowIfNull(rng);
@@ -38,7 +39,7 @@ public static class Sampler
         foreach (int t in prompt) ids.Add(t);
         if (maxNewTokens == 0) return ids.ToArray();
 
-        var cache = gpt.CreateKvCache();
+        var cache = gpt.CreateKvCache(kvCache);
         var probs = new float[V];
         var sorted = new float[V];
         var one = new int[1];

@@ -120,38 +120,18 @@ public sealed class CausalSelfAttention : IAttention
         var qkv = decoding.Scratch.Slice(0, n * 3 * C);
         var y = decoding.Scratch.Slice(n * 3 * C, n * C);
         _cAttn.Forward(qkv, input, decoding.Param(_cAttnWeight), decoding.Param(_cAttnBias), default, n, decoding.Workspace);
-        for (int i = 0; i < n; i++)
-            cache.Write(pos0 + i, qkv.Slice(i * 3 * C + C, C), qkv.Slice(i * 3 * C + 2 * C, C));
-        if (pos0 == 0 && n > 1)   // a prompt into an empty cache: the training pass's causal attention (tiled kernel)
-            Attention.Forward(y, decoding.Scratch.Slice(n * 4 * C, n * NH), qkv, 1, n, C, NH);
-        else
-            AttendToCache(y, qkv, cache, pos0, n, decoding.Scratch.Slice(n * 4 * C, _blockSize));
-        _cProj.Forward(output, y, decoding.Param(_cProjWeight), decoding.Param(_cProjBias), default, n, decoding.Workspace);
-    }
-
-    /// <summary>y (n, A) = softmax(q·kᵀ · scale over positions 0..pos) · v for each new position pos0 + i, from the cache.</summary>
-    void AttendToCache(Span<float> y, ReadOnlySpan<float> qkv, IKvCache cache, int pos0, int n, Span<float> scoresBuffer)
-    {
-        int C = _width, NH = _heads, hs = C / NH;
-        var keys = cache.Keys(pos0 + n);
-        var values = cache.Values(pos0 + n);
-        float scale = 1f / MathF.Sqrt(hs);
-        for (int i = 0; i < n; i++)
+        if (pos0 == 0 && n > 1 && cache.ExactPrefill)   // a prompt into an empty cache: the training pass's causal attention (tiled kernel)
         {
-            int pos = pos0 + i;
-            for (int h = 0; h < NH; h++)
-            {
-                // y[i, h] = softmax(q·kᵀ · scale over positions 0..pos) · v
-                var q = qkv.Slice(i * 3 * C + h * hs, hs);
-                var scores = scoresBuffer.Slice(0, pos + 1);
-                for (int j = 0; j <= pos; j++)
-                    scores[j] = TensorPrimitives.Dot(q, keys.Slice(j * C + h * hs, hs)) * scale;
-                Softmax.Row(scores, scores);
-                var yh = y.Slice(i * C + h * hs, hs);
-                yh.Clear();
-                for (int j = 0; j <= pos; j++)
-                    TensorPrimitives.MultiplyAdd(values.Slice(j * C + h * hs, hs), scores[j], yh, yh);
-            }
+            for (int i = 0; i < n; i++)
+                cache.Write(pos0 + i, qkv.Slice(i * 3 * C + C, C), qkv.Slice(i * 3 * C + 2 * C, C));
+            Attention.Forward(y, decoding.Scratch.Slice(n * 4 * C, n * NH), qkv, 1, n, C, NH);
         }
+        else   // each new position's key and value go in, then its query attends to what the cache keeps
+            for (int i = 0; i < n; i++)
+            {
+                cache.Write(pos0 + i, qkv.Slice(i * 3 * C + C, C), qkv.Slice(i * 3 * C + 2 * C, C));
+                cache.Attend(y.Slice(i * C, C), qkv.Slice(i * 3 * C, C), pos0 + i, NH, decoding.Scratch.Slice(n * 4 * C, _blockSize));
+            }
+        _cProj.Forward(output, y, decoding.Param(_cProjWeight), decoding.Param(_cProjBias), default, n, decoding.Workspace);
     }
 }

@@ -1,3 +1,6 @@
+using System.Numerics.Tensors;
+using NanoSparse.Kernels;
+
 namespace NanoSparse.Nn.Parts;
 
 /// <summary>
@@ -20,4 +23,41 @@ public interface IKvCache
 
     /// <summary>Values (count, C) of positions [0, count).</summary>
     ReadOnlySpan<float> Values(int count);
+
+    /// <summary>
+    /// Whether a prompt into an empty cache may attend exactly over its own keys and values (the training pass's tiled
+    /// kernel) after writing them, instead of writing and attending one position at a time (a cache whose choice of
+    /// what to keep depends on the attention weights, such as H2O, says no).
+    /// </summary>
+    bool ExactPrefill => true;
+
+    /// <summary>Bytes the cache holds for <paramref name="count"/> positions (keys, values and any index).</summary>
+    long Bytes(int count) => 2L * count * Width * sizeof(float);
+
+    /// <summary>
+    /// y (C) = for each of the <paramref name="heads"/> heads h (slices of hs = C / heads):
+    /// softmax(q_h · k_jᵀ / √hs over the cached positions j ≤ position) · v_j, the query q (C) being that of
+    /// <paramref name="position"/>, whose key and value were written last. scores: scratch of Capacity floats.
+    /// A sparse cache attends over what it keeps (pruned entries, a subset of positions).
+    /// </summary>
+    void Attend(Span<float> y, ReadOnlySpan<float> q, int position, int heads, Span<float> scores)
+    {
+        int C = Width, hs = C / heads;
+        var keys = Keys(position + 1);
+        var values = Values(position + 1);
+        float scale = 1f / MathF.Sqrt(hs);
+        for (int h = 0; h < heads; h++)
+        {
+            // y[h] = softmax(q·kᵀ · scale over positions 0..position) · v
+            var qh = q.Slice(h * hs, hs);
+            var s = scores.Slice(0, position + 1);
+            for (int j = 0; j <= position; j++)
+                s[j] = TensorPrimitives.Dot(qh, keys.Slice(j * C + h * hs, hs)) * scale;
+            Softmax.Row(s, s);
+            var yh = y.Slice(h * hs, hs);
+            yh.Clear();
+            for (int j = 0; j <= position; j++)
+                TensorPrimitives.MultiplyAdd(values.Slice(j * C + h * hs, hs), s[j], yh, yh);
+        }
+    }
 }

@@ -1,0 +1,132 @@
+using System.CommandLine;
+using System.Globalization;
+using NanoSparse.Data;
+using NanoSparse.Nn;
+using NanoSparse.Nn.Parts;
+using NanoSparse.Training;
+using Spectre.Console;
+
+namespace NanoSparse.Cli;
+
+/// <summary>
+/// eval's KV-cache and probe options: --kv-cache (losses decoded token by token through that cache) and
+/// --probe retrieval (accuracy against distance on the synthetic key-value retrieval probe, table and optional PNG).
+/// </summary>
+public sealed class KvEvalOptions
+{
+    public KvCacheOptions Kv { get; } = new();
+    public Option<string?> Probe { get; } = new("--probe")
+    {
+        Description = "instead of the losses, run a synthetic probe: retrieval (key-value retrieval accuracy against distance)",
+    };
+    public Option<int[]> Distances { get; } = new("--distances")
+    {
+        Description = "retrieval: distances in tokens between a record and its query (default: 8 up to the largest the block allows, doubling)",
+        AllowMultipleArgumentsPerToken = true,
+    };
+    public Option<int> Samples { get; } = new("--probe-samples") { Description = "retrieval: samples per distance", DefaultValueFactory = _ => 64 };
+    public Option<int> Distractors { get; } = new("--distractors") { Description = "retrieval: records with other keys per sample", DefaultValueFactory = _ => 4 };
+    public Option<string?> Plot { get; } = new("--plot") { Description = "retrieval: write accuracy against distance to this PNG" };
+
+    public void AddTo(Command cmd)
+    {
+        Kv.AddTo(cmd);
+        Probe.AcceptOnlyFromAmong("retrieval");
+        foreach (var o in new Option[] { Probe, Distances, Samples, Distractors, Plot }) cmd.Options.Add(o);
+    }
+
+    /// <summary>True when --kv-cache asks for something other than the dense cache.</summary>
+    public bool SparseCache(ParseResult parse) => Kv.Resolve(parse).Kind != KvCacheSpec.Dense;
+
+    /// <summary>Losses of both splits decoded through the chosen cache, with a progress line (tokens/s, ETA).</summary>
+    public (double Train, double Val) CachedLosses(CliContext cli, ParseResult parse, Gpt gpt, TokenFile train, TokenFile val, int batches, ulong seed)
+    {
+        var spec = Kv.Resolve(parse);
+        double trainLoss = 0, valLoss = 0;
+        Progress(cli, $"loss through the {spec} KV cache", report =>
+        {
+            trainLoss = KvCachedLoss.MeanLoss(gpt, train, batches, gpt.BatchSize, gpt.SeqLen, Evaluator.SplitSeed(seed, "train"), spec,
+                (d, t) => report(d, 2 * t));
+            long half = (long)batches * gpt.BatchSize * gpt.SeqLen;
+            valLoss = KvCachedLoss.MeanLoss(gpt, val, batches, gpt.BatchSize, gpt.SeqLen, Evaluator.SplitSeed(seed, "val"), spec,
+                (d, t) => report(half + d, 2 * t));
+        }, "tokens");
+        return (trainLoss, valLoss);
+    }
+
+    /// <summary>--probe retrieval: the table (and PNG) of accuracy against distance on the val split's text.</summary>
+    public int RunProbe(CliContext cli, ParseResult parse, Gpt gpt, DatasetMeta meta, TokenFile val, string data, ulong seed)
+    {
+        var spec = Kv.Resolve(parse);
+        int samples = parse.GetValue(Samples), distractors = parse.GetValue(Distractors);
+        if (samples < 1) throw new UsageException($"--probe-samples ({samples}) must be at least 1");
+        if (distractors < 0) throw new UsageException($"--distractors ({distractors}) must be >= 0");
+        if (meta.Tokenizer != Tokenizers.Char)
+            throw new UsageException($"--probe retrieval needs a char-level dataset; {data} is tokenized with {meta.Tokenizer}");
+        RetrievalProbe probe;
+        try { probe = new RetrievalProbe(meta.Symbols, Path.Combine(data, DatasetMeta.FileName)); }
+        catch (ArgumentException e) { throw new InvalidDataException(e.Message); }
+        int T = gpt.SeqLen, max = RetrievalProbe.MaxDistance(T);
+        var distances = parse.GetValue(Distances) is { Length: > 0 } given ? given : DefaultDistances(max);
+        foreach (int d in distances)
+            if (d < 0 || d > max) throw new UsageException($"--distances: {d} must lie in [0, {max}] (block {T} minus the record, the query and the answer)");
+        RetrievalPoint[] points = [];
+        Progress(cli, $"retrieval probe, {(spec.Kind == KvCacheSpec.Dense ? "full forward" : spec + " KV cache")}", report =>
+            points = RetrievalAccuracy.Measure(gpt, probe, val, distances, samples, distractors, seed,
+                spec.Kind == KvCacheSpec.Dense ? null : spec, report), "samples");
+        var inv = CultureInfo.InvariantCulture;
+        var table = new Table().AddColumn(new TableColumn("distance").RightAligned()).AddColumn(new TableColumn("accuracy").RightAligned())
+            .AddColumn(new TableColumn("digit accuracy").RightAligned()).AddColumn(new TableColumn("samples").RightAligned());
+        foreach (var p in points)
+            table.AddRow(p.Distance.ToString(inv), p.Accuracy.ToString("P1", inv), p.DigitAccuracy.ToString("P1", inv), p.Samples.ToString(inv));
+        cli.Console.MarkupLine(Markup.Escape($"retrieval probe: window {T}, {distractors} distractors, KV cache {spec} (chance: 0.01% exact, 10% per digit)"));
+        cli.Console.Write(table);
+        if (parse.GetValue(Plot) is { } png) WritePlot(png, points, spec.ToString());
+        return 0;
+    }
+
+    static int[] DefaultDistances(int max)
+    {
+        var list = new List<int>();
+        for (int d = 8; d < max; d *= 2) list.Add(d);
+        list.Add(max);
+        return [.. list];
+    }
+
+    static void WritePlot(string pngPath, RetrievalPoint[] points, string label)
+    {
+        var plot = new ScottPlot.Plot();
+        var s = plot.Add.Scatter(points.Select(p => (double)p.Distance).ToArray(), points.Select(p => 100 * p.Accuracy).ToArray());
+        s.LegendText = "exact (4 digits), KV " + label;
+        var t = plot.Add.Scatter(points.Select(p => (double)p.Distance).ToArray(), points.Select(p => 100 * p.DigitAccuracy).ToArray());
+        t.LegendText = "per digit";
+        plot.Axes.Bottom.Label.Text = "distance (tokens between record and query)";
+        plot.Axes.Left.Label.Text = "accuracy (%)";
+        plot.Axes.SetLimitsY(0, 100);
+        plot.Title("retrieval probe");
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+        string full = Path.GetFullPath(pngPath);
+        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".retrieval-{Environment.ProcessId}.tmp.png");
+        plot.SavePng(tmp, 900, 550);
+        File.Move(tmp, full, overwrite: true);
+    }
+
+    static void Progress(CliContext cli, string what, Action<Action<long, long>> work, string unit)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        cli.Console.Progress().AutoClear(true)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(what, maxValue: 1.0);
+                work((done, total) =>
+                {
+                    double rate = done / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+                    task.Description = string.Create(inv, $"{what}: {done}/{total} {unit}  {rate:F1} {unit}/s  ETA {(total - done) / Math.Max(rate, 1e-9):F0} s");
+                    task.Value = (double)done / total;
+                });
+                task.Value = 1.0;
+            });
+    }
+}

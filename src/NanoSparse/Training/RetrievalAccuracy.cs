@@ -1,0 +1,98 @@
+using NanoSparse.Data;
+using NanoSparse.Nn;
+using NanoSparse.Nn.Parts;
+using NanoSparse.Numerics;
+
+namespace NanoSparse.Training;
+
+/// <summary>Retrieval accuracy at one distance: exact (all four digits right) and per digit.</summary>
+public sealed record RetrievalPoint(int Distance, int Samples, double Accuracy, double DigitAccuracy);
+
+/// <summary>
+/// Measures a model on the <see cref="RetrievalProbe"/>: per distance, samples windows of seqLen tokens of running
+/// text (random offsets of a token file) with a record and its query written in, and checks the model's greedy
+/// (argmax) prediction of each answer digit under teacher forcing: a sample counts when all four are right.
+/// Without a KV cache (null) the windows run through the full forward pass in batches of the model's batch size;
+/// with one, each window's text before the query is a prefill and the query and answer are decoded one token at a time,
+/// as generation would read them through that cache.
+/// </summary>
+public static class RetrievalAccuracy
+{
+    public static RetrievalPoint[] Measure(Gpt gpt, RetrievalProbe probe, TokenFile filler, IReadOnlyList<int> distances, int samples,
+        int distractors, ulong seed, KvCacheSpec? kvCache = null, Action<long, long>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(gpt);
+        ArgumentNullException.ThrowIfNull(probe);
+        ArgumentNullException.ThrowIfNull(filler);
+        int T = gpt.SeqLen, B = gpt.BatchSize, V = gpt.Config.VocabSize;
+        if (samples < 1) throw new ArgumentOutOfRangeException(nameof(samples), samples, "samples must be at least 1");
+        foreach (int d in distances)
+            if (d < 0 || d > RetrievalProbe.MaxDistance(T))
+                throw new ArgumentOutOfRangeException(nameof(distances), d, $"distance {d} must lie in [0, {RetrievalProbe.MaxDistance(T)}] for windows of {T} tokens");
+        if (filler.Length < T + 1) throw new ArgumentException($"{filler.Path}: holds {filler.Length} tokens, fewer than {T + 1} for one window");
+        var points = new RetrievalPoint[distances.Count];
+        var windows = new int[B * (T + 1)];
+        var answers = new int[B];
+        var x = new int[B * T];
+        var cache = kvCache is null ? null : gpt.CreateKvCache(kvCache);
+        long total = (long)distances.Count * samples, done = 0;
+        for (int di = 0; di < distances.Count; di++)
+        {
+            int d = distances[di];
+            var rng = new Rng(seed ^ (ulong)d * 0x9E3779B97F4A7C15UL);
+            int exact = 0, digits = 0;
+            for (int s0 = 0; s0 < samples; s0 += B)
+            {
+                int n = Math.Min(B, samples - s0);
+                for (int b = 0; b < n; b++)
+                {
+                    var window = windows.AsSpan(b * (T + 1), T + 1);
+                    filler.Read(rng.NextInt64(filler.Length - T), window);
+                    answers[b] = probe.Write(window, d, distractors, rng);
+                }
+                for (int b = 0; b < n; b++)
+                {
+                    var window = windows.AsSpan(b * (T + 1), T + 1);
+                    int right = 0;
+                    if (cache is null)
+                    {
+                        if (b == 0)
+                        {
+                            for (int i = 0; i < B; i++) windows.AsSpan(i * (T + 1), T).CopyTo(x.AsSpan(i * T, T));
+                            gpt.Forward(x, [], false);
+                        }
+                        var logits = gpt.Logits.Slice(b * T * V, T * V);
+                        for (int i = 0; i < RetrievalProbe.ValueLength; i++)
+                            if (ArgMax(logits.Slice((answers[b] - 1 + i) * V, V)) == window[answers[b] + i]) right++;
+                    }
+                    else
+                    {
+                        // the text up to the query is the prompt; the query and the answer are decoded one by one
+                        int query = answers[b] - RetrievalProbe.QueryLength;
+                        cache.Reset();
+                        gpt.ForwardCached(cache, window.Slice(0, query));
+                        for (int t = query; t < answers[b] + RetrievalProbe.ValueLength - 1; t++)
+                        {
+                            var logits = gpt.ForwardCached(cache, window.Slice(t, 1));
+                            int digit = t + 1 - answers[b];
+                            if (digit >= 0 && ArgMax(logits) == window[t + 1]) right++;
+                        }
+                    }
+                    digits += right;
+                    if (right == RetrievalProbe.ValueLength) exact++;
+                }
+                done += n;
+                progress?.Invoke(done, total);
+            }
+            points[di] = new RetrievalPoint(d, samples, (double)exact / samples, (double)digits / (samples * RetrievalProbe.ValueLength));
+        }
+        return points;
+    }
+
+    static int ArgMax(ReadOnlySpan<float> v)
+    {
+        int best = 0;
+        for (int i = 1; i < v.Length; i++) if (v[i] > v[best]) best = i;
+        return best;
+    }
+}
