@@ -6,10 +6,13 @@ using NanoSparse.Sparse;
 namespace NanoSparse.Kernels.Sparse;
 
 /// <summary>
-/// y (M) = S·x with S in SELL-256 (<see cref="SellWideMatrix"/>): the decode SpMV. Per (slice, block) x's 256 floats
-/// sit in sixteen Vector512 registers; a step fetches the x of 16 slots (one per row of the slice) with eight
-/// two-table permutes (vpermt2ps reads the index's low five bits) and a blend tree on bits 5, 6 and 7, and adds the
-/// 16 products to the slice's 16 row sums. Slices are split over threads by stored steps.
+/// y (M) = S·x with S in SELL-128 or SELL-256 (<see cref="SellWideMatrix"/>): the decode SpMV. Per (slice, block)
+/// x's 256 (128) floats sit in sixteen (eight) Vector512 registers; a step widens its 16 index bytes (vpmovzxbd),
+/// fetches the x of 16 slots (one per row of the slice) with eight (four) two-table permutes (vpermt2ps reads the
+/// index's low five bits) and a blend tree on bits 5, 6 and 7 (5 and 6), and adds the 16 products to the slice's 16
+/// row sums. Measured with the matrix in cache, one Zen 4 core (`bench gemv --sparse`): ~2.5 ns per step at 256
+/// columns, ~1.45 ns at 128, against ~4 ns to stream a step's 80 bytes at 20 GB/s. Slices are split over threads by
+/// stored steps.
 /// Padded slots hold 0 at index 0, and 0·x is 0 only for finite x: when x holds an infinity or NaN, a slower exact
 /// path reads the lane counts and skips the padding.
 /// </summary>
