@@ -182,7 +182,8 @@ public static class AttentionBench
             lengths.Select(T => $"T = {T}").ToArray());
         plot.Title("attention forward + backward: speed-up over our dense causal attention");
         plot.YLabel("dense time / pattern time");
-        plot.ShowLegend();
+        plot.Axes.SetLimitsY(0, results.Max(r => BenchUtil.Median(results.First(d => d.T == r.T).ForwardBackward) / BenchUtil.Median(r.ForwardBackward)) * 1.1);
+        plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
         plot.SavePng(plotPath, 1100, 600);
         Console.WriteLine($"wrote {plotPath}");
     }
