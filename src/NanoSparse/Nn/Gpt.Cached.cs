@@ -14,6 +14,10 @@ public sealed partial class Gpt
     public KvCache CreateKvCache(KvCacheSpec? kind = null)
     {
         kind = (kind ?? KvCacheSpec.Exact).Validate();
+        // The sparse attention patterns choose their own keys and read the cache as dense spans; the pruned, h2o and quest
+        // caches attend through their own kernels, which only the dense pattern calls.
+        if (kind.Kind != KvCacheSpec.Dense && Config.Attention is not (null or "dense"))
+            throw new ArgumentException($"KV cache '{kind.Kind}' runs with the dense attention pattern only; this model's attention is '{Config.Attention}' (use the dense KV cache)");
         int Tmax = Config.BlockSize;
         var layers = new IKvCache[_blocks.Length];
         long scratch = 0;

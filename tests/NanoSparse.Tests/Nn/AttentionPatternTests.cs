@@ -1,5 +1,6 @@
 using NanoSparse.Kernels;
 using NanoSparse.Nn;
+using NanoSparse.Nn.Parts;
 using NanoSparse.Tests.Kernels;
 
 namespace NanoSparse.Tests.Nn;
@@ -272,6 +273,20 @@ public class AttentionPatternTests
                 AssertRow(reference, t, logits, V, name);
             }
         }
+    }
+
+    [Theory]
+    [InlineData("pruned")]
+    [InlineData("h2o")]
+    [InlineData("quest")]
+    public void SparseKvCachesAreRefusedForSparsePatterns(string kind)
+    {
+        var gpt = new Gpt(Config(Make("topk")), 1, 80);
+        var e = Assert.Throws<ArgumentException>(() => gpt.CreateKvCache(new KvCacheSpec { Kind = kind, Budget = 32 }));
+        Assert.Contains($"KV cache '{kind}'", e.Message);
+        Assert.Contains("'topk'", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        gpt.CreateKvCache(new KvCacheSpec { Kind = KvCacheSpec.Dense });   // the dense cache works
     }
 
     static void AssertRow(float[] reference, int t, float[] logits, int V, string name)
