@@ -239,6 +239,22 @@ public sealed class SrSteTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 2)]
+    public void AnSrSteTrainIterationAllocatesNothingAfterWarmUp(bool supar, int threads)
+    {
+        var c = SrSteRun("alloc", 8);
+        c.Supar = supar;   // SμPar's density under SR-STE is N/M
+        c.Threads = threads;
+        using var t = new Trainer(c);
+        for (int i = 0; i < 3; i++) t.TrainIteration(1e-3f, out _);
+        Assert.Equal(0, Allocations.SteadyState(() => { for (int i = 0; i < 3; i++) t.TrainIteration(1e-3f, out _); }));
+        if (supar)
+            Assert.All(t.Model.Parameters.Where(p => t.SrSte!.Covers(p.Name)),
+                p => Assert.Equal(2f, t.Optimizer.Segments.Single(s => s.Offset == p.Offset).LrScale));
+    }
+
     [Fact]
     public void ConfigRefusesSrSteWithoutNmOrWithOtherSparsity()
     {
