@@ -268,6 +268,9 @@ public sealed class SrSteTests : IDisposable
         c.SrsteLambda = -1;
         Assert.Contains("srste_lambda", Assert.Throws<ArgumentException>(() => c.Validate()).Message);
         c.SrsteLambda = 2e-4f;
+        c.L1 = 1e-3f;
+        Assert.Contains("l1 (0.001)", Assert.Throws<ArgumentException>(() => c.Validate()).Message);
+        c.L1 = 0;
         c.Nm = "2:3";   // 3 does not divide n_embd 16
         Assert.Contains("M = 3 must divide", Assert.Throws<ArgumentException>(() => new Trainer(c)).Message);
     }
