@@ -39,7 +39,11 @@ public sealed class SrSte
     readonly float[][] _dense;  // W (Out·In, row-major) of each: the parameter
     readonly float[][] _masks;  // ε of each (1 kept, 0 pruned): the projection of _dense
 
-    /// <param name="model">a model whose <paramref name="weights"/> (block weight names, e.g. "mlp.c_fc") are dense</param>
+    /// <param name="model">a model whose <paramref name="weights"/> are dense</param>
+    /// <param name="n">N: weights kept in every group</param>
+    /// <param name="m">M: the group size along the reduction dimension (must divide each weight's in features)</param>
+    /// <param name="lambda">λ_W of the sparse-refined term (≥ 0)</param>
+    /// <param name="weights">block weight names trained this way (e.g. "mlp.c_fc"), as sparse_weights</param>
     public SrSte(Gpt model, int n, int m, float lambda, IReadOnlyList<string> weights)
     {
         ArgumentNullException.ThrowIfNull(model);

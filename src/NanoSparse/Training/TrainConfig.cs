@@ -311,6 +311,7 @@ public sealed class TrainConfig
             if (string.IsNullOrEmpty(Nm)) Fail("srste is true but nm is empty; expected the N:M pattern to train, e.g. nm=2:4");
             if (Sparsity > 0) Fail($"srste trains an N:M model (nm '{Nm}'); it cannot be combined with sparsity ({Sparsity.ToString(CultureInfo.InvariantCulture)})");
             if (PruneSchedule != "none") Fail($"srste cannot be combined with prune_schedule '{PruneSchedule}'");
+            if (L1 > 0 || L2 > 0) Fail($"srste cannot be combined with l1 ({L1.ToString(CultureInfo.InvariantCulture)}) or l2 ({L2.ToString(CultureInfo.InvariantCulture)}): their proximal step would act on the projection, not on the dense weights");
         }
         if (SuparBaseWidth < 0) Fail($"supar_base_width ({SuparBaseWidth}) must be >= 0 (0: this model's n_embd)");
         if (!(SuparBaseDensity > 0 && SuparBaseDensity <= 1)) Fail($"supar_base_density ({SuparBaseDensity.ToString(CultureInfo.InvariantCulture)}) must be in (0, 1]");

@@ -239,6 +239,22 @@ public sealed class SrSteTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 2)]
+    public void AnSrSteTrainIterationAllocatesNothingAfterWarmUp(bool supar, int threads)
+    {
+        var c = SrSteRun("alloc", 8);
+        c.Supar = supar;   // SμPar's density under SR-STE is N/M
+        c.Threads = threads;
+        using var t = new Trainer(c);
+        for (int i = 0; i < 3; i++) t.TrainIteration(1e-3f, out _);
+        Assert.Equal(0, Allocations.SteadyState(() => { for (int i = 0; i < 3; i++) t.TrainIteration(1e-3f, out _); }));
+        if (supar)
+            Assert.All(t.Model.Parameters.Where(p => t.SrSte!.Covers(p.Name)),
+                p => Assert.Equal(2f, t.Optimizer.Segments.Single(s => s.Offset == p.Offset).LrScale));
+    }
+
     [Fact]
     public void ConfigRefusesSrSteWithoutNmOrWithOtherSparsity()
     {
@@ -252,6 +268,9 @@ public sealed class SrSteTests : IDisposable
         c.SrsteLambda = -1;
         Assert.Contains("srste_lambda", Assert.Throws<ArgumentException>(() => c.Validate()).Message);
         c.SrsteLambda = 2e-4f;
+        c.L1 = 1e-3f;
+        Assert.Contains("l1 (0.001)", Assert.Throws<ArgumentException>(() => c.Validate()).Message);
+        c.L1 = 0;
         c.Nm = "2:3";   // 3 does not divide n_embd 16
         Assert.Contains("M = 3 must divide", Assert.Throws<ArgumentException>(() => new Trainer(c)).Message);
     }
