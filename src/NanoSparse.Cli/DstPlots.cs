@@ -44,6 +44,7 @@ public static class DstPlots
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks);
         plot.Axes.Bottom.TickLabelStyle.Rotation = 60;
         plot.Axes.Bottom.TickLabelStyle.Alignment = ScottPlot.Alignment.MiddleLeft;
+        plot.Axes.Bottom.MinimumSize = 140;   // room for the rotated weight names
         plot.Axes.Margins(bottom: 0);
         plot.Title("Dynamic sparse training: density and positions ever active per weight");
         plot.YLabel("fraction of the weight's positions");

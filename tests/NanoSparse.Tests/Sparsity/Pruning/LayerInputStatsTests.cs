@@ -3,6 +3,7 @@ using NanoSparse.Sparsity.Pruning;
 
 namespace NanoSparse.Tests.Sparsity.Pruning;
 
+[Collection("KernelThreads")]
 public class LayerInputStatsTests
 {
     [Theory]
