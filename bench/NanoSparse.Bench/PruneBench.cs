@@ -50,6 +50,7 @@ public static class PruneBench
         public string StorageFormat { get; init; } = SparseLayoutChoice.Auto;
         public int Threads { get; init; } = Environment.ProcessorCount;
         public bool RemeasureSpeed { get; init; }
+        public bool ReportOnly { get; init; }
         public bool Peer { get; init; }
         public IReadOnlyList<string> PeerLevels { get; init; } = ["0.5", "0.7", "2:4"];
         public int PeerThreads { get; init; } = Environment.ProcessorCount;
@@ -76,12 +77,13 @@ public static class PruneBench
         var format = new Option<string>("--format") { DefaultValueFactory = _ => SparseLayoutChoice.Auto, Description = "storage of the pruned weights (as prune --format)" };
         var threads = new Option<int>("--threads") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "kernel threads" };
         var remeasure = new Option<bool>("--remeasure-speed") { Description = "re-time decoding of every cached cell from its kept checkpoint (no pruning), then report" };
+        var reportOnly = new Option<bool>("--report-only") { Description = "report the cached cells only (measure nothing)" };
         var peer = new Option<bool>("--peer") { Description = "also Wanda by bench/peers/prune_torch.py on the same model and windows, against our wanda cells" };
         var peerLevels = new Option<string[]>("--peer-levels") { DefaultValueFactory = _ => ["0.5", "0.7", "2:4"], AllowMultipleArgumentsPerToken = true };
         var peerThreads = new Option<int>("--peer-threads") { DefaultValueFactory = _ => Environment.ProcessorCount };
         var cmd = new Command("prune", "pruning matrix on a trained model: perplexity, size and decode speed of every method × variant × sparsity");
         foreach (var o in new Option[] { checkpoint, cache, data, outDir, methods, variants, levels, calWindows, calSeed, evalWindows, evalSeed,
-                     decodeTokens, decodeRounds, format, threads, remeasure, peer, peerLevels, peerThreads })
+                     decodeTokens, decodeRounds, format, threads, remeasure, reportOnly, peer, peerLevels, peerThreads })
             cmd.Options.Add(o);
         cmd.SetAction(pr => Run(new Options
         {
@@ -89,7 +91,7 @@ public static class PruneBench
             Methods = pr.GetValue(methods)!, Variants = pr.GetValue(variants)!, Levels = pr.GetValue(levels)!,
             CalibrationWindows = pr.GetValue(calWindows), CalibrationSeed = pr.GetValue(calSeed), EvalWindows = pr.GetValue(evalWindows),
             EvalSeed = pr.GetValue(evalSeed), DecodeTokens = pr.GetValue(decodeTokens), DecodeRounds = pr.GetValue(decodeRounds),
-            StorageFormat = pr.GetValue(format)!, Threads = pr.GetValue(threads), RemeasureSpeed = pr.GetValue(remeasure),
+            StorageFormat = pr.GetValue(format)!, Threads = pr.GetValue(threads), RemeasureSpeed = pr.GetValue(remeasure), ReportOnly = pr.GetValue(reportOnly),
             Peer = pr.GetValue(peer), PeerLevels = pr.GetValue(peerLevels)!, PeerThreads = pr.GetValue(peerThreads),
         }));
         return cmd;
@@ -157,7 +159,8 @@ public static class PruneBench
             foreach (var c in cells)
                 if (cache.TryLoad(c, fingerprint) is { } r) results[c] = r;
                 else todo.Add(c);
-            if (results.Count > 0) AnsiConsole.MarkupLine($"{results.Count} cell(s) from the cache in {Markup.Escape(Path.Combine(o.Out, "cells"))}; {todo.Count} to measure");
+            if (results.Count > 0) AnsiConsole.MarkupLine($"{results.Count} cell(s) from the cache in {Markup.Escape(Path.Combine(o.Out, "cells"))}; {todo.Count} {(o.ReportOnly ? "not measured (--report-only)" : "to measure")}");
+            if (o.ReportOnly) todo.Clear();
             var clock = Stopwatch.StartNew();
             for (int i = 0; i < todo.Count; i++)
             {
@@ -174,7 +177,7 @@ public static class PruneBench
             }
         }
 
-        var peer = o.Peer ? RunPeer(o, checkpoint, cache, fingerprint, results, denseDecoder, evalX, evalY, T) : null;
+        var peer = o.Peer && !o.ReportOnly ? RunPeer(o, checkpoint, cache, fingerprint, results, denseDecoder, evalX, evalY, T) : null;
         Report(o, cells.Where(results.ContainsKey).Select(c => results[c]).ToList(), levels, checkpoint, peer);
         return 0;
     }
