@@ -32,7 +32,7 @@ public static class AttentionBench
         var roundsOpt = new Option<int>("--rounds") { Description = "rounds (every contender once per round, order alternating)", DefaultValueFactory = _ => 3 };
         var threadsOpt = new Option<int>("--threads") { Description = "threads (0: all processors)", DefaultValueFactory = _ => 0 };
         var cpuOpt = new Option<bool>("--cpu-time") { Description = "time by the process's CPU time instead of the wall clock (steadier on a shared machine; use with --threads 1)" };
-        var plotOpt = new Option<string>("--plot") { Description = "PNG of the speed-ups (none: no plot)", DefaultValueFactory = _ => "attention.png" };
+        var plotOpt = new Option<string>("--plot") { Description = "PNG of the speed-ups (none: no plot); its folder is created", DefaultValueFactory = _ => Path.Combine("bench-results", "attention.png") };
         var command = new Command("attention", "attention patterns (window, block, top-k, NSA) against our dense causal attention: forward and forward+backward time, pairs computed");
         foreach (var o in new Option[] { lengthsOpt, headsOpt, headSizeOpt, patternsOpt, windowOpt, blockOpt, topkOpt, localOpt, globalOpt, strideOpt, nsaStrideOpt, roundsOpt, threadsOpt, cpuOpt, plotOpt })
             command.Options.Add(o);
@@ -184,6 +184,7 @@ public static class AttentionBench
         plot.YLabel("dense time / pattern time");
         plot.Axes.SetLimitsY(0, results.Max(r => BenchUtil.Median(results.First(d => d.T == r.T).ForwardBackward) / BenchUtil.Median(r.ForwardBackward)) * 1.1);
         plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
+        if (Path.GetDirectoryName(Path.GetFullPath(plotPath)) is { } dir) Directory.CreateDirectory(dir);
         plot.SavePng(plotPath, 1100, 600);
         Console.WriteLine($"wrote {plotPath}");
     }
