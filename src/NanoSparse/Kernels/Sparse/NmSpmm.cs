@@ -96,8 +96,13 @@ public static unsafe class NmSpmm
             for (; q < count; q++) k[q] = g0 + (q >> 2) * 8 + lut[bytes[q >> 2] * 4 + (q & 3)];
             return;
         }
+        // Any N:M: the group's first column advances by M every N slots (no division per slot).
+        int inGroup = slot0 % a.KeptN, groupStart = slot0 / a.KeptN * a.M;
         for (int q = 0; q < count; q++)
-            k[q] = (slot0 + q) / a.KeptN * a.M + InGroup(a.Indices, rowSlot + slot0 + q, a.Bits);
+        {
+            k[q] = groupStart + InGroup(a.Indices, rowSlot + slot0 + q, a.Bits);
+            if (++inGroup == a.KeptN) { inGroup = 0; groupStart += a.M; }
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
