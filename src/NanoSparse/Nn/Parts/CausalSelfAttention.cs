@@ -74,27 +74,14 @@ public sealed class CausalSelfAttention : IAttention
         _cAttn.Forward(qkv, input, pass.Param(_cAttnWeight), pass.Param(_cAttnBias), default, N, pass.Workspace);
         Attention.Forward(y, pass.Act(_lse), qkv, pass.Sequences, pass.SeqLen, _width, _heads, pass.Dropout, pass.Seed(_attentionSeed),
             pass.FirstSequence, pass.Act(_probs));
-        if (pass.DropoutActive)
-        {
-            _cProj.Forward(output, y, pass.Param(_cProjWeight), pass.Param(_cProjBias), default, N, pass.Workspace);
-            Dropout.Apply(output, pass.Dropout, pass.Seed(_residualSeed), pass.MaskOffset(C));
-            Residual.Add(output, output, residual);
-        }
-        else _cProj.Forward(output, y, pass.Param(_cProjWeight), pass.Param(_cProjBias), residual, N, pass.Workspace);
+        ResidualProjection.Forward(_cProj, _cProjWeight, _cProjBias, output, y, residual, _residualSeed, C, pass);
     }
 
     public void Backward(Span<float> dinput, ReadOnlySpan<float> doutput, ReadOnlySpan<float> input, in Pass pass)
     {
         int N = pass.Rows, C = _channels;
         // in the forward pass this was: out = residual + dropout(c_proj(y))
-        ReadOnlySpan<float> dproj = doutput;
-        if (pass.DropoutActive)
-        {
-            var dmasked = pass.Act(_dmasked);
-            doutput.CopyTo(dmasked);
-            Dropout.Apply(dmasked, pass.Dropout, pass.Seed(_residualSeed), pass.MaskOffset(C));
-            dproj = dmasked;
-        }
+        var dproj = ResidualProjection.DropoutBackward(doutput, _dmasked, _residualSeed, C, pass);
         // d y (N, A) lives in dinput until c_attn's backward overwrites it with d input (or in its own scratch when A > C)
         var dy = _width > C ? pass.Act(_dy) : dinput.Slice(0, N * _width);
         _cProj.Backward(dy, pass.Grad(_cProjWeight), pass.Grad(_cProjBias), dproj, pass.Act(_y), pass.Param(_cProjWeight), default, N,

@@ -56,27 +56,14 @@ public sealed class Mlp : IFeedForward
         var g = pass.Act(_g);
         _cFc.Forward(h, input, pass.Param(_cFcWeight), pass.Param(_cFcBias), default, N, pass.Workspace);
         ActivationForwardWithDerivative(g, h);   // h now holds GELU'(c_fc output) for the backward pass
-        if (pass.DropoutActive)
-        {
-            _cProj.Forward(output, g, pass.Param(_cProjWeight), pass.Param(_cProjBias), default, N, pass.Workspace);
-            Dropout.Apply(output, pass.Dropout, pass.Seed(_residualSeed), pass.MaskOffset(_channels));
-            Residual.Add(output, output, residual);
-        }
-        else _cProj.Forward(output, g, pass.Param(_cProjWeight), pass.Param(_cProjBias), residual, N, pass.Workspace);
+        ResidualProjection.Forward(_cProj, _cProjWeight, _cProjBias, output, g, residual, _residualSeed, _channels, pass);
     }
 
     public void Backward(Span<float> dinput, ReadOnlySpan<float> doutput, ReadOnlySpan<float> input, in Pass pass)
     {
         int N = pass.Rows;
         // in the forward pass this was: out = residual + dropout(c_proj(gelu(h)))
-        ReadOnlySpan<float> dproj = doutput;
-        if (pass.DropoutActive)
-        {
-            var dmasked = pass.Act(_dmasked);
-            doutput.CopyTo(dmasked);
-            Dropout.Apply(dmasked, pass.Dropout, pass.Seed(_residualSeed), pass.MaskOffset(_channels));
-            dproj = dmasked;
-        }
+        var dproj = ResidualProjection.DropoutBackward(doutput, _dmasked, _residualSeed, _channels, pass);
         // d h = (dproj · W) ⊙ GELU'(h), the derivative the forward pass left in h
         var dh = pass.Act(_dg);
         _cProj.Backward(dh, pass.Grad(_cProjWeight), pass.Grad(_cProjBias), dproj, pass.Act(_g), pass.Param(_cProjWeight), pass.Act(_h), N,

@@ -72,13 +72,7 @@ public sealed class SparseSelfAttention : IAttention
         _cAttn.Forward(qkv, input, pass.Param(_cAttnWeight), pass.Param(_cAttnBias), default, N, pass.Workspace);
         if (_gates > 0) Gates(g, input, pass.Param(_gateWeight), pass.Param(_gateBias), N);
         SparseAttention.Forward(_pattern, y, pass.Act(_kept), qkv, g, pass.Sequences, pass.SeqLen, _width, _heads);
-        if (pass.DropoutActive)
-        {
-            _cProj.Forward(output, y, pass.Param(_cProjWeight), pass.Param(_cProjBias), default, N, pass.Workspace);
-            Dropout.Apply(output, pass.Dropout, pass.Seed(_residualSeed), pass.MaskOffset(C));
-            Residual.Add(output, output, residual);
-        }
-        else _cProj.Forward(output, y, pass.Param(_cProjWeight), pass.Param(_cProjBias), residual, N, pass.Workspace);
+        ResidualProjection.Forward(_cProj, _cProjWeight, _cProjBias, output, y, residual, _residualSeed, C, pass);
     }
 
     /// <summary>g (N, 3NH) = sigmoid(x · W_gᵀ + b_g): NSA's per-head weights of the compressed, selected and window branches.</summary>
@@ -93,14 +87,7 @@ public sealed class SparseSelfAttention : IAttention
     {
         int N = pass.Rows, C = _channels;
         // in the forward pass this was: out = residual + dropout(c_proj(y))
-        ReadOnlySpan<float> dproj = doutput;
-        if (pass.DropoutActive)
-        {
-            var dmasked = pass.Act(_dmasked);
-            doutput.CopyTo(dmasked);
-            Dropout.Apply(dmasked, pass.Dropout, pass.Seed(_residualSeed), pass.MaskOffset(C));
-            dproj = dmasked;
-        }
+        var dproj = ResidualProjection.DropoutBackward(doutput, _dmasked, _residualSeed, C, pass);
         var dy = _width > C ? pass.Act(_dy) : dinput.Slice(0, N * _width);
         _cProj.Backward(dy, pass.Grad(_cProjWeight), pass.Grad(_cProjBias), dproj, pass.Act(_y), pass.Param(_cProjWeight), default, N,
             pass.Workspace);
