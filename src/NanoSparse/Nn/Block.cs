@@ -18,7 +18,7 @@ public sealed class Block
 
     internal Block(GptConfig config, int layer, BufferLayout layout, IReadOnlyDictionary<string, ILinearWeight>? weights = null)
     {
-        int C = config.NEmbd, A = config.AttentionWidth(layer), H = config.MlpHidden(layer);   // A = heads·hs, H = 4C unless pruned
+        int C = config.NEmbd, A = config.AttentionWidth(layer);   // A = heads·hs
         string p = $"transformer.h.{layer}.";
         Layer = layer;
         // Built in data order, so the parameters come in nanoGPT's state_dict order.
@@ -27,8 +27,8 @@ public sealed class Block
             Weight(config, layer, "attn.c_attn", 3 * A, C, weights), Weight(config, layer, "attn.c_proj", C, A, weights), layout);
         _h = layout.Activation(C);
         _ln2 = new LayerNormPart(p + "ln_2", C, config.Bias, layout);
-        FeedForward = new Mlp(config, p + "mlp",
-            Weight(config, layer, "mlp.c_fc", H, C, weights), Weight(config, layer, "mlp.c_proj", C, H, weights), layout);
+        FeedForward = Parts.FeedForwards.FeedForwardRegistry.Create(config, layer, p + "mlp",
+            (weight, outFeatures, inFeatures) => Weight(config, layer, weight, outFeatures, inFeatures, weights), layout);
         _y = layout.Activation(C);
     }
 
