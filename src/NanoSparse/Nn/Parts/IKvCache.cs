@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using NanoSparse.Kernels;
 
 namespace NanoSparse.Nn.Parts;
@@ -40,24 +39,6 @@ public interface IKvCache
     /// <paramref name="position"/>, whose key and value were written last. scores: scratch of Capacity floats.
     /// A sparse cache attends over what it keeps (pruned entries, a subset of positions).
     /// </summary>
-    void Attend(Span<float> y, ReadOnlySpan<float> q, int position, int heads, Span<float> scores)
-    {
-        int C = Width, hs = C / heads;
-        var keys = Keys(position + 1);
-        var values = Values(position + 1);
-        float scale = 1f / MathF.Sqrt(hs);
-        for (int h = 0; h < heads; h++)
-        {
-            // y[h] = softmax(q·kᵀ · scale over positions 0..position) · v
-            var qh = q.Slice(h * hs, hs);
-            var s = scores.Slice(0, position + 1);
-            for (int j = 0; j <= position; j++)
-                s[j] = TensorPrimitives.Dot(qh, keys.Slice(j * C + h * hs, hs)) * scale;
-            Softmax.Row(s, s);
-            var yh = y.Slice(h * hs, hs);
-            yh.Clear();
-            for (int j = 0; j <= position; j++)
-                TensorPrimitives.MultiplyAdd(values.Slice(j * C + h * hs, hs), s[j], yh, yh);
-        }
-    }
+    void Attend(Span<float> y, ReadOnlySpan<float> q, int position, int heads, Span<float> scores) =>
+        CachedAttention.Forward(y, q, Keys(position + 1), Values(position + 1), position + 1, Width, heads, scores);
 }

@@ -1,0 +1,68 @@
+using NanoSparse.Kernels;
+
+namespace NanoSparse.Tests.Kernels;
+
+/// <summary>Attention of one query over a dense KV cache against a double-precision softmax(q·kᵀ/√hs)·v per head.</summary>
+public class CachedAttentionTests
+{
+    static float[] RandomVector(Random r, int n, double spread) => Enumerable.Range(0, n).Select(_ => (float)((r.NextDouble() * 2 - 1) * spread)).ToArray();
+
+    static double[] Reference(float[] q, float[] keys, float[] values, int count, int width, int heads)
+    {
+        int hs = width / heads;
+        var y = new double[width];
+        for (int h = 0; h < heads; h++)
+        {
+            var s = new double[count];
+            for (int j = 0; j < count; j++)
+            {
+                double dot = 0;
+                for (int c = 0; c < hs; c++) dot += (double)q[h * hs + c] * keys[j * width + h * hs + c];
+                s[j] = dot / Math.Sqrt(hs);
+            }
+            double max = s.Max(), sum = 0;
+            for (int j = 0; j < count; j++) sum += s[j] = Math.Exp(s[j] - max);
+            for (int j = 0; j < count; j++)
+                for (int c = 0; c < hs; c++) y[h * hs + c] += s[j] / sum * values[j * width + h * hs + c];
+        }
+        return y;
+    }
+
+    [Theory]
+    [InlineData(1, 768, 12, 1)]     // gpt2 heads (hs 64), the first position
+    [InlineData(300, 768, 12, 1)]
+    [InlineData(300, 768, 12, 2)]   // heads split over two threads
+    [InlineData(5000, 64, 1, 2)]    // past the stack's scores: the caller's buffer, serially
+    [InlineData(77, 192, 4, 2)]     // hs 48: a 64-wide pass is not possible, three 16-wide ones
+    [InlineData(40, 384, 3, 1)]     // hs 128: two 64-wide passes
+    [InlineData(33, 40, 5, 2)]      // hs 8: the span fallback
+    public void MatchesDoubleReference(int count, int width, int heads, int threads)
+    {
+        int saved = KernelThreads.Max;
+        try
+        {
+            KernelThreads.Max = threads;
+            var r = new Random(count * 31 + width);
+            var q = RandomVector(r, width, 2.0);   // scores spread over several units: a softmax far from uniform
+            var keys = RandomVector(r, count * width, 1.0);
+            var values = RandomVector(r, count * width, 1.0);
+            var y = new float[width];
+            var scores = new float[count];
+            CachedAttention.Forward(y, q, keys, values, count, width, heads, scores);
+            var expected = Reference(q, keys, values, count, width, heads);
+            for (int i = 0; i < width; i++)
+                Assert.True(Math.Abs(y[i] - expected[i]) <= 1e-5 + 1e-4 * Math.Abs(expected[i]), $"y[{i}] = {y[i]}, expected {expected[i]}");
+        }
+        finally { KernelThreads.Max = saved; }
+    }
+
+    [Fact]
+    public void RejectsWidthNotAMultipleOfHeadsAndShortBuffers()
+    {
+        var y = new float[10];
+        var ex = Assert.Throws<ArgumentException>(() => CachedAttention.Forward(y, new float[10], new float[20], new float[20], 2, 10, 3, new float[2]));
+        Assert.Contains("heads (3)", ex.Message);
+        ex = Assert.Throws<ArgumentException>(() => CachedAttention.Forward(y, new float[10], new float[19], new float[20], 2, 10, 2, new float[2]));
+        Assert.Contains("keys", ex.Message);
+    }
+}
