@@ -33,14 +33,14 @@ public static unsafe class SellWideSpmv
         if (s.Rows == 0) return;
         int k = s.Cols, kPadded = s.Blocks * s.BlockWidth;
         fixed (ushort* steps = s.Steps, laneCounts = s.LaneCounts)
-        fixed (int* stepStart = s.StepStart)
+        fixed (int* stepStart = s.StepStart, rowOrder = s.RowOrder)
         fixed (byte* indices = s.Indices)
         fixed (float* values = s.Values, px = x, py = y)
         {
             var args = new Args
             {
                 Steps = steps, LaneCounts = laneCounts, StepStart = stepStart, Indices = indices,
-                Values = values, Y = py, X = px, Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks, Width = s.BlockWidth,
+                Values = values, Y = py, X = px, RowOrder = rowOrder, Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks, Width = s.BlockWidth,
                 Exact = !Avx512F.IsSupported || !AllFinite(px, k),
             };
             if (k != kPadded)
@@ -80,7 +80,7 @@ public static unsafe class SellWideSpmv
     {
         public ushort* Steps, LaneCounts;
         public byte* Indices;
-        public int* StepStart;
+        public int* StepStart, RowOrder;   // RowOrder null: lane l of slice s is row 16·s + l
         public float* Values, X, Y;
         public int Rows, Slices, Blocks, Width, Chunks;
         public bool Exact;
@@ -99,6 +99,15 @@ public static unsafe class SellWideSpmv
             byte* idx = a.Indices + (long)SellWideMatrix.SliceHeight * a.StepStart[s];
             float* val = a.Values + (long)SellWideMatrix.SliceHeight * a.StepStart[s];
             float* y = a.Y + (long)s * SellWideMatrix.SliceHeight;
+            if (a.RowOrder != null)
+            {
+                // SELL-C-σ: lane l's sum belongs to row RowOrder[16·s + l]
+                if (a.Exact) SliceExact(steps, a.LaneCounts + 16L * s * a.Blocks, a.Blocks, a.Width, idx, val, a.X, sums);
+                else (a.Width == 256 ? Slice(steps, a.Blocks, idx, val, a.X) : Slice128(steps, a.Blocks, idx, val, a.X)).Store(sums);
+                int* order = a.RowOrder + (long)s * SellWideMatrix.SliceHeight;
+                for (int l = 0; l < lanes; l++) a.Y[order[l]] = sums[l];
+                continue;
+            }
             if (a.Exact)
                 SliceExact(steps, a.LaneCounts + 16L * s * a.Blocks, a.Blocks, a.Width, idx, val, a.X, sums);
             else

@@ -10,9 +10,9 @@ public enum DecodeCopyFormat
     Auto,
     /// <summary>SELL with 32-column blocks (<see cref="SellMatrix"/>): one permute per step, more padding.</summary>
     Sell,
-    /// <summary>SELL with 128-column blocks (<see cref="SellWideMatrix"/>): four permutes per step.</summary>
+    /// <summary>SELL-C-σ with 128-column blocks (<see cref="SellWideMatrix"/>, rows packed by <see cref="SellRowOrder"/>): four permutes per step.</summary>
     Sell128,
-    /// <summary>SELL with 256-column blocks (<see cref="SellWideMatrix"/>): eight permutes per step, the least padding.</summary>
+    /// <summary>SELL-C-σ with 256-column blocks (<see cref="SellWideMatrix"/>, rows packed): eight permutes per step, the least padding.</summary>
     Sell256,
     /// <summary>A bitmap over the weights and the kept values packed (<see cref="BitmapMatrix"/>, <see cref="BitmapSpmv"/>).</summary>
     Bitmap,
@@ -56,8 +56,8 @@ public sealed class DecodeCopy
         return format switch
         {
             DecodeCopyFormat.Sell => new DecodeCopy(SellMatrix.FromCsr(Csr(rows, cols, rowPointers, column, values)), null, null),
-            DecodeCopyFormat.Sell128 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 128), null),
-            DecodeCopyFormat.Sell256 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 256), null),
+            DecodeCopyFormat.Sell128 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 128, SellRowOrder.DefaultWindow), null),
+            DecodeCopyFormat.Sell256 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 256, SellRowOrder.DefaultWindow), null),
             _ => new DecodeCopy(null, null, BitmapMatrix.FromCsr(Csr(rows, cols, rowPointers, column, values))),
         };
     }
@@ -70,30 +70,34 @@ public sealed class DecodeCopy
 
     /// <summary>
     /// The format with the least estimated time, from the pattern alone. Bytes read: 16 slots of 4-byte value and
-    /// 1-byte index per SELL step plus the step counts; for the bitmap 4 bytes per value and 1/8 per weight. At 10%
-    /// density SELL-256 pads ~1.33x (6.8 bytes per value) against SELL's ~2x (10.6); at 50% SELL-128 and SELL-256 read
-    /// ~5.6-5.8 against SELL's 6.6 but spend more compute per step.
+    /// 1-byte index per SELL step plus the step counts (and SELL-C-σ's row order); for the bitmap 4 bytes per value and
+    /// 1/8 per weight. At 10% density (random pattern) SELL-128 and SELL-256 with packed rows read ~6.6 and ~6.0 bytes
+    /// per value (7.5 and 6.7 in row order) against SELL's 10.6; at 50% ~5.6 and ~5.4 against SELL's 6.6, but spend
+    /// more compute per step.
     /// </summary>
     public static DecodeCopyFormat Choose(int rows, int cols, int[] rowPointers, Func<int, int> column)
     {
         long nnz = rowPointers[rows];
         double Time(double bytes, double computeNs) => bytes / BytesPerNs + ComputeShare * computeNs;
-        long sellSteps = Steps(rows, cols, rowPointers, column, SellMatrix.BlockWidth, out long sellBlocks);
-        long steps128 = Steps(rows, cols, rowPointers, column, 128, out long blocks128);
-        long steps256 = Steps(rows, cols, rowPointers, column, 256, out long blocks256);
+        long sellSteps = Steps(rows, cols, rowPointers, column, SellMatrix.BlockWidth, null, out long sellBlocks);
+        long steps128 = Steps(rows, cols, rowPointers, column, 128, SellRowOrder.Pack(rows, cols, rowPointers, column, 128), out long blocks128);
+        long steps256 = Steps(rows, cols, rowPointers, column, 256, SellRowOrder.Pack(rows, cols, rowPointers, column, 256), out long blocks256);
         long words = (cols + 63) / 64;
         var candidates = new (DecodeCopyFormat Format, double Time)[]
         {
-            (DecodeCopyFormat.Sell256, Time(80.0 * steps256 + 2.0 * blocks256, Sell256StepNs * steps256)),
-            (DecodeCopyFormat.Sell128, Time(80.0 * steps128 + 2.0 * blocks128, Sell128StepNs * steps128)),
+            (DecodeCopyFormat.Sell256, Time(80.0 * steps256 + 2.0 * blocks256 + 4.0 * rows, Sell256StepNs * steps256)),
+            (DecodeCopyFormat.Sell128, Time(80.0 * steps128 + 2.0 * blocks128 + 4.0 * rows, Sell128StepNs * steps128)),
             (DecodeCopyFormat.Sell, Time(80.0 * sellSteps + sellBlocks, SellStepNs * sellSteps)),
             (DecodeCopyFormat.Bitmap, Time(8.0 * words * rows + 4.0 * (rows + 1) + 4.0 * nnz, BitmapPieceNs * 4 * words * rows)),
         };
         return candidates.MinBy(c => c.Time).Format;
     }
 
-    /// <summary>Steps a SELL layout of this block width stores: per slice of 16 rows and block, its longest lane.</summary>
-    static long Steps(int rows, int cols, int[] rowPointers, Func<int, int> column, int blockWidth, out long sliceBlocks)
+    /// <summary>
+    /// Steps a SELL layout of this block width stores: per slice of 16 rows and block, its longest lane; the rows in
+    /// <paramref name="order"/> (layout position to row; null: row order).
+    /// </summary>
+    static long Steps(int rows, int cols, int[] rowPointers, Func<int, int> column, int blockWidth, int[]? order, out long sliceBlocks)
     {
         int blocks = (cols + blockWidth - 1) / blockWidth;
         var count = new int[16 * blocks];
@@ -105,7 +109,7 @@ public sealed class DecodeCopy
             Array.Clear(longest);
             for (int l = 0; l < 16 && s * 16 + l < rows; l++)
             {
-                int row = s * 16 + l;
+                int row = order?[s * 16 + l] ?? s * 16 + l;
                 for (int p = rowPointers[row]; p < rowPointers[row + 1]; p++)
                 {
                     int b = column(p) / blockWidth;

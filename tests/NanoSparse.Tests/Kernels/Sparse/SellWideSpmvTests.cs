@@ -35,15 +35,18 @@ public class SellWideSpmvTests
     [InlineData(200, 1100, 0.003)]  // mostly empty rows and blocks
     public void MatchesDoubleReference(int m, int k, double density)
     {
-        foreach (int width in new[] { 128, 256 }) Check(m, k, density, width);
+        foreach (int width in new[] { 128, 256 })
+            foreach (int window in new[] { 1, 64, 256 })   // row order, and SELL-C-σ (rows packed, y written through the order)
+                Check(m, k, density, width, window);
     }
 
-    static void Check(int m, int k, double density, int width)
+    static void Check(int m, int k, double density, int width, int window)
     {
         var dense = SparseTestData.RandomDense(m, k, density, (ulong)(m * 31 + k));
         for (int r = 0; r < m; r += 7) dense.AsSpan(r * k, k).Clear();   // empty rows
         var x = SparseTestData.RandomDense(k, 1, 1, (ulong)(m + k * 7));
-        var sell = SellWideMatrix.FromDense(dense, m, k, width);
+        var sell = SellWideMatrix.FromDense(dense, m, k, width, window);
+        Assert.Equal(window != 1, sell.RowOrder is not null);
         var expected = Reference(dense, m, k, x, out var abs);
         int saved = KernelThreads.Max;
         long savedMin = SellWideSpmv.MinParallelSteps;
@@ -58,16 +61,18 @@ public class SellWideSpmvTests
                 SellWideSpmv.Multiply(sell, x, y);
                 for (int i = 0; i < m; i++)
                     Assert.True(Math.Abs(y[i] - expected[i]) <= 1e-5 * abs[i] + 1e-6,
-                        $"{m}x{k} width {width} threads {threads}: y[{i}] = {y[i]}, expected {expected[i]}");
+                        $"{m}x{k} width {width} σ {window} threads {threads}: y[{i}] = {y[i]}, expected {expected[i]}");
             }
         }
         finally { KernelThreads.Max = saved; SellWideSpmv.MinParallelSteps = savedMin; }
     }
 
     [Theory]
-    [InlineData(128)]
-    [InlineData(256)]
-    public void NonFiniteXReachesOnlyTheRowsThatUseIt(int width)
+    [InlineData(128, 1)]
+    [InlineData(256, 1)]
+    [InlineData(128, 256)]
+    [InlineData(256, 64)]
+    public void NonFiniteXReachesOnlyTheRowsThatUseIt(int width, int window)
     {
         // Column 0 (+∞) and column 256 (NaN) are where padded slots point (index 0 of blocks 0 and 1 or 2): rows that do
         // not store them must stay finite, rows that do get what their entries give.
@@ -76,7 +81,7 @@ public class SellWideSpmvTests
         var x = SparseTestData.RandomDense(k, 1, 1, 8);
         x[0] = float.PositiveInfinity;
         x[256] = float.NaN;
-        var sell = SellWideMatrix.FromDense(dense, m, k, width);
+        var sell = SellWideMatrix.FromDense(dense, m, k, width, window);
         var y = new float[m];
         SellWideSpmv.Multiply(sell, x, y);
         int finiteRows = 0;

@@ -104,8 +104,8 @@ public class InferenceLayoutTests
             sell += chosen switch
             {
                 DecodeCopyFormat.Sell => SellMatrix.FromCsr(c).FootprintBytes,
-                DecodeCopyFormat.Sell128 => SellWideMatrix.FromCsr(c, 128).FootprintBytes,
-                DecodeCopyFormat.Sell256 => SellWideMatrix.FromCsr(c, 256).FootprintBytes,
+                DecodeCopyFormat.Sell128 => SellWideMatrix.FromCsr(c, 128, SellRowOrder.DefaultWindow).FootprintBytes,
+                DecodeCopyFormat.Sell256 => SellWideMatrix.FromCsr(c, 256, SellRowOrder.DefaultWindow).FootprintBytes,
                 _ => BitmapMatrix.FromCsr(c).FootprintBytes,
             } + 4 * 64;
         }
