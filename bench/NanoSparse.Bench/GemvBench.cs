@@ -22,7 +22,7 @@ public static class GemvBench
         var threadsOpt = new Option<string>("--threads-list") { Description = "thread counts, comma-separated", DefaultValueFactory = _ => "1,2" };
         var roundsOpt = new Option<int>("--rounds") { Description = "rounds (every contender once per round, order alternating)", DefaultValueFactory = _ => 5 };
         var cpuOpt = new Option<bool>("--cpu-time") { Description = "one-thread cases: time by the process's CPU time instead of the wall clock (steadier on a shared machine)" };
-        var sparseOpt = new Option<string>("--sparse") { Description = "rows = 1 only: densities (comma-separated, e.g. 0.1,0.3,0.5) at which W, with that share of its weights kept at random, also runs through the decode SpMV formats (CSR16, SELL, SELL-128, SELL-256, Bitmap); ratios are against Gemv on the dense W", DefaultValueFactory = _ => "" };
+        var sparseOpt = new Option<string>("--sparse") { Description = "rows = 1 only: densities (comma-separated, e.g. 0.1,0.3,0.5) at which W, with that share of its weights kept at random, also runs through the decode SpMV formats (CSR16, SELL, SELL-128, SELL-256, SELL-128-σ and SELL-256-σ with rows packed as in the decode copies, Bitmap); ratios are against Gemv on the dense W", DefaultValueFactory = _ => "" };
         var plotOpt = new Option<string>("--plot") { Description = "PNG of the bandwidths (none: no plot); its folder is created", DefaultValueFactory = _ => Path.Combine("bench-results", "gemv.png") };
         var command = new Command("gemv", "the dense Linear at 1-4 rows: our Gemv vs our GEMM vs OpenBLAS sgemv/sgemm, ms and GB/s");
         foreach (var o in new Option[] { shapesOpt, rowsOpt, threadsOpt, roundsOpt, cpuOpt, sparseOpt, plotOpt }) command.Options.Add(o);

@@ -39,6 +39,8 @@ static class SparseGemv
             var sell = SellMatrix.FromCsr(csr);
             var wide = SellWideMatrix.FromCsr(csr);
             var wide128 = SellWideMatrix.FromCsr(csr, 128);
+            var packed = SellWideMatrix.FromCsr(csr, 256, SellRowOrder.DefaultWindow);      // SELL-C-σ: the decode copies' layout
+            var packed128 = SellWideMatrix.FromCsr(csr, 128, SellRowOrder.DefaultWindow);
             var y = new float[outF];
             long nnz = csr.NonZeroCount;
             void Add(string format, long bytes, Action call)
@@ -53,6 +55,8 @@ static class SparseGemv
             Add("SELL", sell.FootprintBytes, () => SellSpmm.Multiply(sell, xs, 1, y));
             Add("SELL-128", wide128.BytesRead, () => SellWideSpmv.Multiply(wide128, xs, y));
             Add("SELL-256", wide.BytesRead, () => SellWideSpmv.Multiply(wide, xs, y));
+            Add("SELL-128-σ", packed128.BytesRead, () => SellWideSpmv.Multiply(packed128, xs, y));
+            Add("SELL-256-σ", packed.BytesRead, () => SellWideSpmv.Multiply(packed, xs, y));
             var bitmap = BitmapMatrix.FromCsr(csr);
             Add("Bitmap", bitmap.FootprintBytes, () => BitmapSpmv.Multiply(bitmap, xs, y));
         }
