@@ -52,7 +52,7 @@ public static partial class ActivationBench
 
     public sealed record Options(string[] Parts, double[] Sparsities, string[] Methods, int[] Threads, int Rounds, int Reps, int Vocab,
         int Layers, int Prompt, int NewTokens, int CalibrationWindows, int CalibrationLength, string? Checkpoint, string[] ThresholdFiles,
-        string PlotPrefix, int KernelReps)
+        string PlotPrefix, int KernelReps, bool CpuTime = false)
     {
         public void Validate()
         {
@@ -96,9 +96,10 @@ public static partial class ActivationBench
         var checkpoint = new Option<string?>("--checkpoint") { Description = "decode this trained checkpoint instead of the random gpt2-shaped model (modes: dense and --thresholds)" };
         var thresholdFiles = new Option<string[]>("--thresholds") { Description = "with --checkpoint: threshold files (teal calibrate) to decode with, one row each", DefaultValueFactory = _ => [], AllowMultipleArgumentsPerToken = true };
         var json = new Option<FileInfo?>("--json") { Description = "results JSON (default: bench-results/activation.json)" };
+        var cpuTime = new Option<bool>("--cpu-time") { Description = "kernel part: time calls by the process's CPU time instead of the wall clock (steadier on a shared machine; meaningful at one thread)" };
         var plot = new Option<string?>("--plot") { Description = "PNG path prefix (default: the --json path without .json): PREFIX_decode.png, PREFIX_kernel.png" };
         var command = new Command("activation", "activation sparsity (TEAL/WINA input thresholds, sparse-input kernel) vs dense: kernel and decode tokens/s");
-        foreach (var o in new Option[] { parts, sparsities, methods, threads, rounds, reps, kernelReps, vocab, layers, prompt, newTokens, calWindows, calLength, checkpoint, thresholdFiles, json, plot })
+        foreach (var o in new Option[] { parts, sparsities, methods, threads, rounds, reps, kernelReps, vocab, layers, prompt, newTokens, calWindows, calLength, checkpoint, thresholdFiles, json, plot, cpuTime })
             command.Options.Add(o);
         command.SetAction(r =>
         {
@@ -106,7 +107,7 @@ public static partial class ActivationBench
             var options = new Options(r.GetValue(parts)!, r.GetValue(sparsities)!, r.GetValue(methods)!, r.GetValue(threads)!, r.GetValue(rounds),
                 r.GetValue(reps), r.GetValue(vocab), r.GetValue(layers), r.GetValue(prompt), r.GetValue(newTokens), r.GetValue(calWindows),
                 r.GetValue(calLength) ?? r.GetValue(prompt) + r.GetValue(newTokens), r.GetValue(checkpoint), r.GetValue(thresholdFiles)!, r.GetValue(plot) ?? Path.ChangeExtension(jsonPath, null),
-                r.GetValue(kernelReps));
+                r.GetValue(kernelReps), r.GetValue(cpuTime));
             var result = Run(options);
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(jsonPath))!);
             TrainBench.WriteJson(jsonPath, result);
@@ -152,7 +153,7 @@ public static partial class ActivationBench
 
     /// <summary>The Linear shapes (In, Out) of a gpt2-124m block: c_attn, attn.c_proj, c_fc, mlp.c_proj.</summary>
     public static readonly (string Name, int In, int Out)[] KernelShapes =
-        [("c_attn 768→2304", 768, 2304), ("attn.c_proj 768→768", 768, 768), ("c_fc 768→3072", 768, 3072), ("mlp.c_proj 3072→768", 3072, 768)];
+        [("c_attn 768x2304", 768, 2304), ("a.c_proj 768x768", 768, 768), ("c_fc 768x3072", 768, 3072), ("m.c_proj 3072x768", 3072, 768)];
 
     static IEnumerable<Row> Kernel(Options options)
     {
@@ -161,20 +162,33 @@ public static partial class ActivationBench
         var rng = new Rng(7);
         foreach (var (name, I, O) in KernelShapes)
         {
-            var w = new float[I * O];
-            for (int i = 0; i < w.Length; i++) w[i] = (float)(rng.NextGaussian() * 0.02);
-            var wt = new float[w.Length];
-            Transpose.Run(w, I, O, wt);
+            // Copies of W (and Wᵀ) rotated call by call, together past any cache: a decode step reads each matrix once
+            // with the other layers' weights in between, so a repeated call on one cached W would flatter both kernels.
+            int copies = (int)Math.Max(2, KernelWorkingSetBytes / (4L * I * O));
+            var w = new float[copies][];
+            var wt = new float[copies][];
+            for (int c = 0; c < copies; c++)
+            {
+                w[c] = new float[I * O];
+                for (int i = 0; i < w[c].Length; i++) w[c][i] = (float)(rng.NextGaussian() * 0.02);
+                wt[c] = new float[w[c].Length];
+                Transpose.Run(w[c], I, O, wt[c]);
+            }
             var x = new float[I];
             for (int i = 0; i < I; i++) x[i] = (float)rng.NextGaussian();
             var y = new float[O];
             var indices = new int[I];
             var values = new float[I];
             var partials = new float[SparseInputGemv.PartialFloats(O)];
+            int next = 0;
             foreach (int threads in options.Threads)
             {
                 KernelThreads.Max = threads;
-                var dense = BenchUtil.TimePerCall(() => Gemv.Forward(y, x, w, default, 1, I, O), 2, options.KernelReps);
+                var dense = BenchUtil.TimePerCall(() =>
+                {
+                    Gemv.Forward(y, x, w[next], default, 1, I, O);
+                    next = (next + 1) % copies;
+                }, 2, options.KernelReps, cpuTime: options.CpuTime);
                 yield return new Row("kernel", name, "dense Gemv", "dense", 0, threads, dense, BenchUtil.Median(dense) * 1e3, "ms/call");
                 foreach (double s in options.Sparsities)
                 {
@@ -183,24 +197,28 @@ public static partial class ActivationBench
                     float tau = s == 0 ? 0 : sorted[(int)Math.Floor(s * I)];
                     var thresholds = Enumerable.Repeat(tau, I).ToArray();
                     int kept = SparseInputGemv.Gather(x, thresholds, indices, values);
-                    double err = MaxRelativeError(y, wt, x, thresholds, I, O, indices, values, kept, partials);
+                    double err = MaxRelativeError(y, wt[0], x, thresholds, I, O, indices, values, kept, partials);
                     foreach (var split in new[] { SparseInputSplit.Outputs, SparseInputSplit.Inputs })
                     {
                         if (threads == 1 && split == SparseInputSplit.Inputs) continue;   // the same work at one thread
                         var t = BenchUtil.TimePerCall(() =>
                         {
                             int k = SparseInputGemv.Gather(x, thresholds, indices, values);
-                            SparseInputGemv.Forward(y, wt, I, O, indices, values, k, default, default, partials, split);
-                        }, 2, options.KernelReps);
-                        string mode = threads == 1 ? "sparse-input" : $"sparse-input, split {split.ToString().ToLowerInvariant()}";
+                            SparseInputGemv.Forward(y, wt[next], I, O, indices, values, k, default, default, partials, split);
+                            next = (next + 1) % copies;
+                        }, 2, options.KernelReps, cpuTime: options.CpuTime);
+                        string mode = threads == 1 ? "sparse" : $"sparse/{(split == SparseInputSplit.Outputs ? "out" : "in")}";
                         yield return new Row("kernel", name, mode, split == SparseInputSplit.Outputs ? "outputs" : "inputs", 1.0 - (double)kept / I, threads, t,
                             BenchUtil.Median(t) * 1e3, "ms/call", Note: err.ToString("E1", CultureInfo.InvariantCulture));
                     }
                 }
-                AnsiConsole.MarkupLine($"[grey]  {Markup.Escape(name)} {threads} thr: dense {BenchUtil.Median(dense) * 1e3:F3} ms[/]");
+                AnsiConsole.MarkupLine($"[grey]  {Markup.Escape(name)} {threads} thr: dense {BenchUtil.Median(dense) * 1e3:F3} ms ({copies} copies of W rotated)[/]");
             }
         }
     }
+
+    /// <summary>Bytes of weight copies the kernel part rotates through per shape (past the last-level cache).</summary>
+    const long KernelWorkingSetBytes = 128L << 20;
 
     // Runs the product once and compares it with a double-precision sum over the kept inputs (relative to max |y_ref|).
     static double MaxRelativeError(float[] y, float[] wt, float[] x, float[] thresholds, int I, int O, int[] indices, float[] values, int kept, float[] partials)
@@ -348,11 +366,11 @@ public static partial class ActivationBench
             var partRows = rows.Where(r => r.Part == part).ToList();
             if (partRows.Count == 0) continue;
             var table = new Table().Title(part == "kernel" ? "sparse-input product vs dense Gemv (one row)" : "decode, batch 1");
-            table.AddColumn(part == "kernel" ? "shape (In→Out)" : "model").AddColumn("mode").AddColumn(new TableColumn("input sparsity").RightAligned())
-                .AddColumn(new TableColumn("threads").RightAligned()).AddColumn(new TableColumn(part == "kernel" ? "ms/call" : "tokens/s").RightAligned())
+            table.AddColumn(part == "kernel" ? "In x Out" : "model").AddColumn("mode").AddColumn(new TableColumn("sparsity").RightAligned())
+                .AddColumn(new TableColumn("thr").RightAligned()).AddColumn(new TableColumn(part == "kernel" ? "ms/call" : "tokens/s").RightAligned())
                 .AddColumn(new TableColumn("vs dense").RightAligned());
             if (part == "decode") table.AddColumn(new TableColumn("tok/CPU-s").RightAligned()).AddColumn(new TableColumn("prepare s").RightAligned());
-            else table.AddColumn(new TableColumn("err vs double").RightAligned());
+            else table.AddColumn(new TableColumn("rel. err").RightAligned());
             foreach (var r in partRows)
             {
                 var cells = new List<string>

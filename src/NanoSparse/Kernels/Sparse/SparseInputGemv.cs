@@ -10,8 +10,8 @@ namespace NanoSparse.Kernels.Sparse;
 /// where wt (In, Out) is W (Out, In) transposed: one contiguous row of Out weights per input feature, so a dropped input
 /// costs no memory traffic at all and a kept one streams one row. The dense <see cref="Gemv"/> reads all In·Out weights;
 /// this reads count·Out, so at input sparsity s the product moves (1 − s) of the bytes.
-/// Inner loop: four kept rows at a time are folded into y (y += a0·w0 + a1·w1 + a2·w2 + a3·w3, one Vector512 of y per
-/// step), so y (in L1) is loaded and stored once per four rows read from memory.
+/// Inner loop: eight kept rows at a time (then four, then one) are folded into y (y += a0·w0 + ... + a7·w7, one Vector512
+/// of y per step, two FMA chains), so y (in L1) is loaded and stored once per eight rows streamed from memory.
 /// Two ways to use threads (<see cref="SparseInputSplit"/>): split the outputs (each thread streams its slice of every
 /// kept row: no reduction, each output summed by one thread in kept order, result independent of the thread count), or
 /// split the kept rows (each thread whole rows into its own partial y, then a reduction over the partials).
@@ -151,6 +151,47 @@ public static unsafe class SparseInputGemv
         if (Vector512.IsHardwareAccelerated)
         {
             int vecEnd = len & ~15;
+            for (; k + 8 <= k1; k += 8)   // eight row streams in flight: more memory-level parallelism per y pass
+            {
+                float* w0 = wt + (long)indices[k] * Out + o0, w1 = wt + (long)indices[k + 1] * Out + o0;
+                float* w2 = wt + (long)indices[k + 2] * Out + o0, w3 = wt + (long)indices[k + 3] * Out + o0;
+                float* w4 = wt + (long)indices[k + 4] * Out + o0, w5 = wt + (long)indices[k + 5] * Out + o0;
+                float* w6 = wt + (long)indices[k + 6] * Out + o0, w7 = wt + (long)indices[k + 7] * Out + o0;
+                var a0 = Vector512.Create(values[k]);
+                var a1 = Vector512.Create(values[k + 1]);
+                var a2 = Vector512.Create(values[k + 2]);
+                var a3 = Vector512.Create(values[k + 3]);
+                var a4 = Vector512.Create(values[k + 4]);
+                var a5 = Vector512.Create(values[k + 5]);
+                var a6 = Vector512.Create(values[k + 6]);
+                var a7 = Vector512.Create(values[k + 7]);
+                int j = 0;
+                for (; j < vecEnd; j += 16)
+                {
+                    var lo = Vector512.FusedMultiplyAdd(Vector512.Load(w0 + j), a0, Vector512.Load(yp + j));
+                    var hi = Vector512.Load(w4 + j) * a4;
+                    lo = Vector512.FusedMultiplyAdd(Vector512.Load(w1 + j), a1, lo);
+                    hi = Vector512.FusedMultiplyAdd(Vector512.Load(w5 + j), a5, hi);
+                    lo = Vector512.FusedMultiplyAdd(Vector512.Load(w2 + j), a2, lo);
+                    hi = Vector512.FusedMultiplyAdd(Vector512.Load(w6 + j), a6, hi);
+                    lo = Vector512.FusedMultiplyAdd(Vector512.Load(w3 + j), a3, lo);
+                    hi = Vector512.FusedMultiplyAdd(Vector512.Load(w7 + j), a7, hi);
+                    (lo + hi).Store(yp + j);
+                }
+                for (; j < len; j++)
+                {
+                    float lo = yp[j], hi = 0;
+                    lo = MathF.FusedMultiplyAdd(w0[j], values[k], lo);
+                    hi = w4[j] * values[k + 4];
+                    lo = MathF.FusedMultiplyAdd(w1[j], values[k + 1], lo);
+                    hi = MathF.FusedMultiplyAdd(w5[j], values[k + 5], hi);
+                    lo = MathF.FusedMultiplyAdd(w2[j], values[k + 2], lo);
+                    hi = MathF.FusedMultiplyAdd(w6[j], values[k + 6], hi);
+                    lo = MathF.FusedMultiplyAdd(w3[j], values[k + 3], lo);
+                    hi = MathF.FusedMultiplyAdd(w7[j], values[k + 7], hi);
+                    yp[j] = lo + hi;
+                }
+            }
             for (; k + 4 <= k1; k += 4)
             {
                 float* w0 = wt + (long)indices[k] * Out + o0, w1 = wt + (long)indices[k + 1] * Out + o0;

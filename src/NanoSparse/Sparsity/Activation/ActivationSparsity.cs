@@ -18,7 +18,7 @@ public static class ActivationSparsity
     /// evaluation, whose many-row products go through the layouts' own kernels.
     /// </summary>
     public static Gpt Apply(Gpt model, ActivationThresholds thresholds, bool decodeCopies, string source = "thresholds",
-        SparseInputSplit split = SparseInputSplit.Outputs)
+        SparseInputSplit split = SparseInputSplit.Inputs)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(thresholds);
