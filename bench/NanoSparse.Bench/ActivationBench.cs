@@ -248,7 +248,9 @@ public static partial class ActivationBench
                 yield return new ActivationMode($"{method} {s * 100:0.#}%", method, s, (dense, ctx) =>
                 {
                     long t0 = Stopwatch.GetTimestamp();
-                    var thresholds = TealCalibration.Calibrate(dense, ctx.CalibrationTokens, method, s, maxSamples: 1 << 18);
+                    // scored at the positions decoding visits (after the prompt): a random model's attention output shrinks with the position
+                    int first = Math.Min(ctx.Options.Prompt, ctx.CalibrationLength - 1);
+                    var thresholds = TealCalibration.Calibrate(dense, ctx.CalibrationTokens, method, s, maxSamples: 1 << 18, firstPosition: first);
                     var model = ActivationSparsity.Apply(dense, thresholds, decodeCopies: true);
                     return new PreparedMode(model, Stopwatch.GetElapsedTime(t0).TotalSeconds, "thresholds from the model's own activations on random tokens");
                 });
@@ -292,7 +294,7 @@ public static partial class ActivationBench
         var ctx = new ModeContext(options, calibration, dense.SeqLen);
         var modes = ModeProviders.SelectMany(p => p(options)).ToList();
         AnsiConsole.MarkupLine($"[bold]decode[/] {Markup.Escape(model)}: batch 1, {newTokens} new tokens after a {prompt}-token prompt, {options.Rounds} round(s) " +
-                               $"interleaving dense and {modes.Count} mode(s); [yellow]random weights, thresholds calibrated on the model's own activations for random tokens at positions 0..{dense.SeqLen - 1}[/]" +
+                               $"interleaving dense and {modes.Count} mode(s); [yellow]random weights, thresholds calibrated on the model's own activations for random tokens at positions {Math.Min(prompt, dense.SeqLen - 1)}..{dense.SeqLen - 1}[/]" +
                                (options.Checkpoint is null ? "" : " (checkpoint: thresholds from the given files)"));
 
         // Every mode prepared once (its cost recorded), then timed in turn each round.

@@ -21,15 +21,19 @@ public static class TealCalibration
 
     /// <summary>
     /// Thresholds for every block Linear weight of <paramref name="model"/> from <paramref name="tokens"/>: windows of
-    /// model.SeqLen tokens, a whole number of model.BatchSize windows per forward pass.
+    /// model.SeqLen tokens, a whole number of model.BatchSize windows per forward pass. Only positions from
+    /// <paramref name="firstPosition"/> on are scored (a benchmark calibrates on the positions it decodes).
     /// </summary>
     public static ActivationThresholds Calibrate(Gpt model, ReadOnlySpan<int> tokens, string method, double sparsity,
-        int maxSamples = DefaultMaxSamples, IProgress<CalibrationProgress>? progress = null, string? dataName = null, ulong seed = 0)
+        int maxSamples = DefaultMaxSamples, IProgress<CalibrationProgress>? progress = null, string? dataName = null, ulong seed = 0,
+        int firstPosition = 0)
     {
         ArgumentNullException.ThrowIfNull(model);
         ActivationThresholds.CheckMethod(method, "method");
         ActivationThresholds.CheckSparsity(sparsity, "sparsity");
         if (maxSamples < 1) throw new ArgumentException($"maxSamples ({maxSamples}) must be positive", nameof(maxSamples));
+        if (firstPosition < 0 || firstPosition >= model.SeqLen)
+            throw new ArgumentOutOfRangeException(nameof(firstPosition), firstPosition, $"must lie in [0, {model.SeqLen}) (seq_len)");
         int rowsPerPass = model.BatchSize * model.SeqLen;
         if (tokens.Length == 0 || tokens.Length % rowsPerPass != 0)
             throw new ArgumentException($"calibration tokens ({tokens.Length}) must be a positive multiple of batch × seq_len ({model.BatchSize} × {model.SeqLen})", nameof(tokens));
@@ -62,7 +66,7 @@ public static class TealCalibration
                 for (int r = 0; r < rowsPerPass; r++)
                 {
                     long global = (long)pass * rowsPerPass + r;
-                    if (global % stride[j] != 0) continue;
+                    if (global % stride[j] != 0 || r % model.SeqLen < firstPosition) continue;
                     var dst = samples[j].AsSpan(checked((int)(filled[j] * I)), I);
                     Scores(x.Slice(r * I, I), norms[j], dst);
                     filled[j]++;
