@@ -72,6 +72,7 @@ public static class Program
         root.Subcommands.Add(SparsifyCommand.Create(cli));
         root.Subcommands.Add(ImpCommand.Create(cli));
         root.Subcommands.Add(PruneCommand.Create(cli));
+        root.Subcommands.Add(TealCommand.Create(cli));
         root.Subcommands.Add(CompareRunsCommand.Create(cli));
         root.Subcommands.Add(ProbeDataCommand.Create(cli));
         root.Subcommands.Add(BenchCommand.Create(cli));

@@ -30,6 +30,8 @@ public static class EvalCommand
         cmd.Options.Add(tokenizerOptions.Kind);
         var kvEval = new KvEvalOptions();
         kvEval.AddTo(cmd);
+        var actSparsity = new ActSparsityOptions();
+        actSparsity.AddTo(cmd);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -43,6 +45,7 @@ public static class EvalCommand
             if (n <= 0) throw new UsageException($"--iters ({n}) must be positive");
             if (b <= 0) throw new UsageException($"--batch-size ({b}) must be positive");
             var kvCache = kvEval.Kv.Resolve(parse);
+            actSparsity.Resolve(parse, dir);
             var meta = DatasetMeta.Load(Path.Combine(data, DatasetMeta.FileName));
 
             // The dataset's ids must mean what the model was trained on: same tokenizer kind when one is known.
@@ -71,6 +74,8 @@ public static class EvalCommand
             catch (ArgumentException e) { throw new UsageException(e.Message); }
             var gpt = Checkpoint.LoadAnyModel(dir, b, t, out _);
             gpt.PrepareForInference();   // forward only: sparse layouts drop their training structures
+            // TEAL / WINA: the token-by-token path (a sparse KV cache) decodes through the sparse-input kernel
+            gpt = actSparsity.Apply(parse, dir, gpt, decodeCopies: kvCache.Kind != KvCacheSpec.Dense, out var thresholds);
             if (state is not null ? meta.VocabSize != gpt.Config.VocabSize : meta.VocabSize > gpt.Config.VocabSize)
                 throw new InvalidDataException($"dataset {data} has vocab_size {meta.VocabSize} but checkpoint {dir} has {gpt.Config.VocabSize}");
             long shortest = Math.Min(train.Length, val.Length);
@@ -87,6 +92,9 @@ public static class EvalCommand
             table.AddRow("train", trainLoss.ToString("F4", CultureInfo.InvariantCulture), n.ToString(CultureInfo.InvariantCulture));
             table.AddRow("val", valLoss.ToString("F4", CultureInfo.InvariantCulture), n.ToString(CultureInfo.InvariantCulture));
             if (kvCache.Kind != KvCacheSpec.Dense) cli.Console.MarkupLine(Markup.Escape($"KV cache: {kvCache} (token by token)"));
+            if (thresholds is not null)
+                cli.Console.MarkupLine(Markup.Escape($"activation sparsity: {thresholds.Method} calibrated to {thresholds.TargetSparsity.ToString(CultureInfo.InvariantCulture)}; " +
+                    $"measured {Sparsity.Activation.ActivationSparsity.MeasuredSparsity(gpt).ToString("P2", CultureInfo.InvariantCulture)} of the block Linear inputs zeroed"));
             cli.Console.MarkupLine(state is not null
                 ? $"checkpoint {Markup.Escape(dir)} at step {state.IterNum}, dataset {Markup.Escape(data)}"
                 : $"imported model {Markup.Escape(dir)}, dataset {Markup.Escape(data)} ({meta.Tokenizer}), batch {gpt.BatchSize} x {gpt.SeqLen}");

@@ -28,6 +28,8 @@ public static class SampleCommand
         tokenizerOptions.AddTo(cmd);
         var kvOptions = new KvCacheOptions();
         kvOptions.AddTo(cmd);
+        var actSparsity = new ActSparsityOptions();
+        actSparsity.AddTo(cmd);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -39,6 +41,7 @@ public static class SampleCommand
             if (!(temp > 0) || !float.IsFinite(temp)) throw new UsageException($"--temperature ({temp}) must be a positive number");
             if (k < 0) throw new UsageException($"--top-k ({k}) must be >= 0");
             var kvCache = kvOptions.Resolve(parse);
+            actSparsity.Resolve(parse, dir);
             // The sampler returns prompt + new tokens as one array, and the prompt has at least one token.
             if (n > Array.MaxLength - 1) throw new UsageException($"--tokens ({n}) must be at most {Array.MaxLength - 1:N0} (the prompt and the new tokens must fit one array)");
 
@@ -49,6 +52,7 @@ public static class SampleCommand
             // are for one position, and sparse layouts drop their training structures.
             var gpt = Checkpoint.LoadAnyModel(dir, 1, 1, out var state);
             gpt.PrepareForInference();
+            gpt = actSparsity.Apply(parse, dir, gpt, decodeCopies: true, out _);   // TEAL / WINA: decode reads the kept inputs' columns only
             var tokenizer = tokenizerOptions.Resolve(parse, dir, state);
             if (tokenizer.VocabSize > gpt.Config.VocabSize)
                 throw new InvalidDataException($"the {tokenizer.Kind} tokenizer has {tokenizer.VocabSize} tokens but the model's vocab_size is {gpt.Config.VocabSize}");
