@@ -17,4 +17,7 @@ public sealed class GateState
     public float L1 { get; set; }
     /// <summary>gate_budget: the fraction of units kept on average above which the penalty acts.</summary>
     public float Budget { get; set; } = 1f;
+    /// <summary>Decode keeps every unit whatever the gate decides (the gate still runs): the skipping path's own cost,
+    /// as a control for speed figures.</summary>
+    public bool AllOpen { get; set; }
 }

@@ -105,7 +105,7 @@ public sealed class UnitGate
         int kept = 0;
         for (int i = 0; i < z.Length; i++)
         {
-            z[i] = z[i] > 0f ? 1f : 0f;
+            z[i] = z[i] > 0f || State.AllOpen ? 1f : 0f;
             kept += (int)z[i];
         }
         DecodeKept += kept;
