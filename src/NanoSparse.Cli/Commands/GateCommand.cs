@@ -58,9 +58,14 @@ public static class GateCommand
             throw new UsageException($"--out ({outDir}) must differ from --checkpoint: the input checkpoint is never modified");
         if (decodeTokens < 0 || rounds <= 0 || prompt <= 0)
             throw new UsageException($"--decode-tokens ({decodeTokens}) must be >= 0, --rounds ({rounds}) and --prompt ({prompt}) positive");
+        var config = Checkpoint.ReadAnyConfig(checkpointDir);
+        if (config.Gate is null or "none")   // the controller's keys against the model's shape, before anything is read
+        {
+            try { ControllerTraining.GatedConfig(config, c).Validate(); }
+            catch (ArgumentException e) { throw new UsageException("--set " + e.Message); }
+        }
         string metaPath = Path.Combine(dataDir, DatasetMeta.FileName);
         var meta = DatasetMeta.Load(metaPath);
-        var config = Checkpoint.ReadAnyConfig(checkpointDir);
         int T = c.BlockSize == 0 ? config.BlockSize : c.BlockSize;
         if (T > config.BlockSize) throw new UsageException($"--set block_size ({T}) exceeds the checkpoint's block_size ({config.BlockSize})");
         if (config.VocabSize != meta.VocabSize)

@@ -20,12 +20,19 @@ public static class ControllerDecodeSpeed
     public static DecodeSpeed[] Measure(IReadOnlyList<Gpt> models, TokenFile text, int prompt, int tokens, int rounds, ulong seed,
         Action<int, int>? progress = null)
     {
+        if (text.Length < prompt + tokens + 1) throw new ArgumentException($"{text.Path} holds {text.Length} tokens, fewer than the {prompt + tokens + 1} a decode run reads");
+        var rng = new Numerics.Rng(seed);
+        return Measure(models, window => text.Read((long)(rng.NextUInt64() % (ulong)(text.Length - window.Length)), window), prompt, tokens, rounds, progress);
+    }
+
+    /// <summary>The same with each round's tokens drawn by <paramref name="nextWindow"/> (it fills prompt + tokens ids).</summary>
+    public static DecodeSpeed[] Measure(IReadOnlyList<Gpt> models, Action<int[]> nextWindow, int prompt, int tokens, int rounds,
+        Action<int, int>? progress = null)
+    {
         if (rounds <= 0) throw new ArgumentException($"rounds ({rounds}) must be positive");
         int blockSize = models.Min(m => m.Config.BlockSize);
         if (prompt <= 0 || tokens <= 0 || prompt + tokens > blockSize)
             throw new ArgumentException($"a prompt of {prompt} and {tokens} decode tokens must both be positive and fit block_size ({blockSize})");
-        if (text.Length < prompt + tokens + 1) throw new ArgumentException($"{text.Path} holds {text.Length} tokens, fewer than the {prompt + tokens + 1} a decode run reads");
-        var rng = new Numerics.Rng(seed);
         var caches = models.Select(m => m.CreateKvCache()).ToArray();
         var cpu = models.Select(_ => new double[rounds]).ToArray();
         var wall = models.Select(_ => new double[rounds]).ToArray();
@@ -63,22 +70,16 @@ public static class ControllerDecodeSpeed
             kept[i].All += nh + nm == 0 ? 1 : a / (nh + nm);
         }
 
-        NextWindow();
+        nextWindow(window);
         for (int i = 0; i < models.Count; i++) Run(i, false, 0);   // JIT, decode copies, caches
         for (int r = 0; r < rounds; r++)
         {
-            NextWindow();
+            nextWindow(window);
             for (int i = 0; i < models.Count; i++) Run(i, true, r);
             progress?.Invoke(r + 1, rounds);
         }
         return Enumerable.Range(0, models.Count).Select(i => new DecodeSpeed(Median(cpu[i]), Median(wall[i]),
             new KeptFraction(kept[i].Heads / rounds, kept[i].Mlp / rounds, kept[i].All / rounds))).ToArray();
-
-        void NextWindow()
-        {
-            long start = (long)(rng.NextUInt64() % (ulong)(text.Length - window.Length));
-            text.Read(start, window);
-        }
     }
 
     static double Median(double[] x)
