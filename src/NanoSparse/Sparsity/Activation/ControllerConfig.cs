@@ -41,7 +41,7 @@ public sealed record ControllerConfig
     [JsonPropertyName("log_interval")] public int LogInterval { get; set; } = 10;
     [JsonPropertyName("seed")] public ulong Seed { get; set; } = 1337;
 
-    public int ResolvedAnnealIters => GateAnnealIters >= 0 ? GateAnnealIters : (int)(0.7 * MaxIters);
+    [JsonIgnore] public int ResolvedAnnealIters => GateAnnealIters >= 0 ? GateAnnealIters : (int)(0.7 * MaxIters);
 
     public static IReadOnlyList<string> Keys { get; } =
     [
