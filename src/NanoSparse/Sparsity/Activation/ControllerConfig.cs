@@ -22,10 +22,10 @@ public sealed record ControllerConfig
     [JsonPropertyName("gate_anneal_iters")] public int GateAnnealIters { get; set; } = -1;
     [JsonPropertyName("gate_temperature")] public double GateTemperature { get; set; } = 1.0;
     [JsonPropertyName("gate_temperature_min")] public double GateTemperatureMin { get; set; } = 0.1;
-    /// <summary>Initial gate bias: sigmoid(3) = 0.95, every unit open when the controller is added.</summary>
-    [JsonPropertyName("gate_bias_init")] public double GateBiasInit { get; set; } = 3.0;
+    /// <summary>Initial gate bias: sigmoid(2) = 0.88 soft, every unit open (hard) when the controller is added.</summary>
+    [JsonPropertyName("gate_bias_init")] public double GateBiasInit { get; set; } = 2.0;
     /// <summary>Learning-rate multiplier of the gate parameters.</summary>
-    [JsonPropertyName("gate_lr_scale")] public double GateLrScale { get; set; } = 10.0;
+    [JsonPropertyName("gate_lr_scale")] public double GateLrScale { get; set; } = 1.0;
     /// <summary>true: only the gates learn (the model frozen); false: the model is fine-tuned with them.</summary>
     [JsonPropertyName("freeze")] public bool Freeze { get; set; }
     [JsonPropertyName("max_iters")] public int MaxIters { get; set; } = 300;
