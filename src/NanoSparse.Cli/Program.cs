@@ -76,6 +76,8 @@ public static class Program
         root.Subcommands.Add(CompareRunsCommand.Create(cli));
         root.Subcommands.Add(ProbeDataCommand.Create(cli));
         root.Subcommands.Add(BenchCommand.Create(cli));
+        root.Subcommands.Add(GateCommand.Create(cli));
+        root.Subcommands.Add(GateCommand.CreateBench(cli));
         return root;
     }
 

@@ -82,6 +82,14 @@ public sealed record GptConfig
     /// <summary>topk, nsa: blocks selected per query besides its own.</summary>
     [JsonPropertyName("attn_topk")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnTopK { get; init; }
 
+    /// <summary>
+    /// Per-input controller (see Parts.Gated): "heads", "mlp" or "both" put a gate network on each block's attention
+    /// heads and/or groups of gate_group MLP neurons; null or "none" (the default, not written): no gates.
+    /// </summary>
+    [JsonPropertyName("gate")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Gate { get; init; }
+    /// <summary>MLP neurons per controller gate (0 reads as 64); must divide every layer's MLP hidden width.</summary>
+    [JsonPropertyName("gate_group")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int GateGroup { get; init; }
+
     public const string Gelu = "gelu";
     public const string GeluTanh = "gelu_tanh";
     /// <summary>The Linear weights of a block, by their state_dict names inside it.</summary>
@@ -157,6 +165,7 @@ public sealed record GptConfig
         if (!(float.IsFinite(LogitScale) && LogitScale > 0))
             throw new ArgumentException($"logit_scale ({LogitScale}) must be a finite number > 0");
         Parts.AttentionPatterns.AttentionPatternRegistry.Validate(this);
+        Parts.Gated.GateSettings.Validate(this);
         PerLayer(NHeadPerLayer, "n_head_per_layer");
         PerLayer(MlpHiddenPerLayer, "mlp_hidden_per_layer");
         if (WeightLayouts is not null)
@@ -204,7 +213,8 @@ public sealed record GptConfig
         && Same(WeightLayouts, other.WeightLayouts) && Same(WeightDensities, other.WeightDensities) && SparsitySeed == other.SparsitySeed
         && LogitScale.Equals(other.LogitScale) && SameWidths(other)
         && (Attention ?? "dense") == (other.Attention ?? "dense") && AttnWindow == other.AttnWindow && AttnBlock == other.AttnBlock
-        && AttnLocal == other.AttnLocal && AttnGlobal == other.AttnGlobal && AttnStride == other.AttnStride && AttnTopK == other.AttnTopK;
+        && AttnLocal == other.AttnLocal && AttnGlobal == other.AttnGlobal && AttnStride == other.AttnStride && AttnTopK == other.AttnTopK
+        && (Gate ?? "none") == (other.Gate ?? "none") && GateGroup == other.GateGroup;
 
     // Per-layer widths compare by what they mean: an absent list equals one that spells out the uniform values.
     bool SameWidths(GptConfig other)

@@ -87,6 +87,10 @@ public sealed class ModelArgs
     [JsonPropertyName("attn_stride")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnStride { get; set; }
     [JsonPropertyName("attn_topk")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnTopK { get; set; }
 
+    /// <summary>GptConfig.Gate and GateGroup: the per-input controller (absent: none).</summary>
+    [JsonPropertyName("gate")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Gate { get; set; }
+    [JsonPropertyName("gate_group")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int GateGroup { get; set; }
+
     public static ModelArgs From(GptConfig c) => new()
     {
         NLayer = c.NLayer, NHead = c.NHead, NEmbd = c.NEmbd, BlockSize = c.BlockSize,
@@ -100,6 +104,7 @@ public sealed class ModelArgs
         LogitScale = c.LogitScale == 1f ? null : c.LogitScale,
         Attention = c.Attention is null or "dense" ? null : c.Attention, AttnWindow = c.AttnWindow, AttnBlock = c.AttnBlock, AttnLocal = c.AttnLocal,
         AttnGlobal = c.AttnGlobal, AttnStride = c.AttnStride, AttnTopK = c.AttnTopK,
+        Gate = c.Gate is null or "none" ? null : c.Gate, GateGroup = c.GateGroup,
     };
 
     public GptConfig ToConfig() => new()
@@ -109,7 +114,7 @@ public sealed class ModelArgs
         WeightDensities = WeightDensities, SparsitySeed = SparsitySeed, NHeadPerLayer = NHeadPerLayer, MlpHiddenPerLayer = MlpHiddenPerLayer,
         LogitScale = LogitScale ?? 1f,
         Attention = Attention, AttnWindow = AttnWindow, AttnBlock = AttnBlock, AttnLocal = AttnLocal, AttnGlobal = AttnGlobal,
-        AttnStride = AttnStride, AttnTopK = AttnTopK,
+        AttnStride = AttnStride, AttnTopK = AttnTopK, Gate = Gate, GateGroup = GateGroup,
     };
 }
 

@@ -37,6 +37,7 @@ public static class AttentionPatternRegistry
     public static IAttention Create(GptConfig config, string name, ILinearWeight cAttn, ILinearWeight cProj, BufferLayout layout)
     {
         var pattern = Pattern(config);
+        if (Gated.GateSettings.GatesHeads(config)) return new Gated.GatedSelfAttention(config, name, cAttn, cProj, layout);
         return pattern.Kind == AttentionKind.Dense
             ? new CausalSelfAttention(config, name, cAttn, cProj, layout)
             : new SparseSelfAttention(config, pattern, name, cAttn, cProj, layout);

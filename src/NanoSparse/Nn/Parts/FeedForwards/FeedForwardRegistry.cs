@@ -17,6 +17,8 @@ public static class FeedForwardRegistry
     public static IFeedForward Create(GptConfig config, int layer, string name, WeightFactory weight, BufferLayout layout)
     {
         int C = config.NEmbd, H = config.MlpHidden(layer);
+        if (Gated.GateSettings.GatesMlp(config))
+            return new Gated.GatedMlp(config, name, weight("mlp.c_fc", H, C), weight("mlp.c_proj", C, H), layout);
         return new Mlp(config, name, weight("mlp.c_fc", H, C), weight("mlp.c_proj", C, H), layout);
     }
 }
