@@ -30,6 +30,8 @@ public static class EvalCommand
         cmd.Options.Add(tokenizerOptions.Kind);
         var kvEval = new KvEvalOptions();
         kvEval.AddTo(cmd);
+        var actSparsity = new ActSparsityOptions();
+        actSparsity.AddTo(cmd);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -71,6 +73,7 @@ public static class EvalCommand
             catch (ArgumentException e) { throw new UsageException(e.Message); }
             var gpt = Checkpoint.LoadAnyModel(dir, b, t, out _);
             gpt.PrepareForInference();   // forward only: sparse layouts drop their training structures
+            var predicted = actSparsity.Apply(parse, gpt);
             if (state is not null ? meta.VocabSize != gpt.Config.VocabSize : meta.VocabSize > gpt.Config.VocabSize)
                 throw new InvalidDataException($"dataset {data} has vocab_size {meta.VocabSize} but checkpoint {dir} has {gpt.Config.VocabSize}");
             long shortest = Math.Min(train.Length, val.Length);
@@ -91,6 +94,7 @@ public static class EvalCommand
                 ? $"checkpoint {Markup.Escape(dir)} at step {state.IterNum}, dataset {Markup.Escape(data)}"
                 : $"imported model {Markup.Escape(dir)}, dataset {Markup.Escape(data)} ({meta.Tokenizer}), batch {gpt.BatchSize} x {gpt.SeqLen}");
             cli.Console.Write(table);
+            if (predicted is not null) cli.Console.MarkupLine(Markup.Escape(ActSparsityOptions.Summary(predicted) + " (train and val rows)"));
             return 0;
         });
         return cmd;

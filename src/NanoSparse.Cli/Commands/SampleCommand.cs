@@ -28,6 +28,8 @@ public static class SampleCommand
         tokenizerOptions.AddTo(cmd);
         var kvOptions = new KvCacheOptions();
         kvOptions.AddTo(cmd);
+        var actSparsity = new ActSparsityOptions();
+        actSparsity.AddTo(cmd);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -49,6 +51,7 @@ public static class SampleCommand
             // are for one position, and sparse layouts drop their training structures.
             var gpt = Checkpoint.LoadAnyModel(dir, 1, 1, out var state);
             gpt.PrepareForInference();
+            actSparsity.Apply(parse, gpt);
             var tokenizer = tokenizerOptions.Resolve(parse, dir, state);
             if (tokenizer.VocabSize > gpt.Config.VocabSize)
                 throw new InvalidDataException($"the {tokenizer.Kind} tokenizer has {tokenizer.VocabSize} tokens but the model's vocab_size is {gpt.Config.VocabSize}");
