@@ -14,7 +14,7 @@ namespace NanoSparse.Kernels.Sparse;
 /// c_proj (C, H) is not: its column j is neuron j's output weights, strided by H. The down-projection therefore takes a
 /// neuron-major copy, the "neuron bundle" (H, C), where each active neuron's C weights are contiguous, and reads k of
 /// its rows: k·C weights instead of C·H. Both run on AVX-512 with a scalar (TensorPrimitives) fallback; threads take
-/// contiguous blocks of neurons (up) or of output columns (down), so every output is summed by one thread in a fixed
+/// contiguous blocks of neurons (up) or of output columns (down; each thread reads the same column range of every active neuron), so every output is summed by one thread in a fixed
 /// order and the result does not depend on the thread count.
 /// </summary>
 public static unsafe class NeuronSparseMlp
@@ -24,8 +24,8 @@ public static unsafe class NeuronSparseMlp
     /// <summary>Neurons of the up-projection per block (four rows of W_fc stream side by side, as in <see cref="Gemv"/>).</summary>
     const int UpBlock = 4;
 
-    /// <summary>Output columns of the down-projection per tile: 8 Vector512 accumulators stay in registers over all k neurons.</summary>
-    const int DownTile = 128;
+    /// <summary>Below this many multiply-adds a product runs on the calling thread (as <see cref="RowParallel"/>).</summary>
+    const long MinParallelWork = 1 << 15;
 
     struct UpArgs
     {
@@ -38,7 +38,7 @@ public static unsafe class NeuronSparseMlp
     {
         public float* Y, H, W, Bias;
         public int* Neurons;
-        public int K, C;
+        public int K, C, Parts;
     }
 
     /// <summary>
@@ -82,7 +82,13 @@ public static unsafe class NeuronSparseMlp
         fixed (int* pn = neurons)
         {
             var a = new DownArgs { Y = py, H = ph, W = pw, Bias = bias.IsEmpty ? null : pb, Neurons = pn, K = k, C = C };
-            RowParallel.For((C + DownTile - 1) / DownTile, (long)DownTile * Math.Max(k, 1), ref a, &DownTiles);
+            // One contiguous column range per thread (in whole vectors), so each thread streams its part of every
+            // active neuron's row once; below ~32k multiply-adds the call stays on this thread.
+            int vectors = (C + 15) / 16;
+            int threads = (long)k * C < MinParallelWork ? 1 : Math.Min(KernelThreads.ThreadsFor(vectors), vectors);
+            a.Parts = threads;
+            if (threads == 1) DownPart(ref a, 0);
+            else KernelThreads.For(threads, ref a, &DownPart);
         }
     }
 
@@ -161,57 +167,48 @@ public static unsafe class NeuronSparseMlp
         a.H[i] = s0; a.H[i + 1] = s1; a.H[i + 2] = s2; a.H[i + 3] = s3;
     }
 
-    /// <summary>Output tiles [start, end) of <see cref="DownTile"/> columns.</summary>
+    /// <summary>
+    /// Output columns of part <paramref name="part"/> of a.Parts: y's range (in L1) is
+    /// updated by four active neurons at a time, each neuron's chunk of weights read as one contiguous stream, so the
+    /// four rows stream side by side as in a GEMV and y is loaded and stored once per four neurons.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void DownTiles(ref DownArgs a, int start, int end)
+    static void DownPart(ref DownArgs a, int part)
     {
-        for (int t = start; t < end; t++)
-        {
-            int c0 = t * DownTile, width = Math.Min(DownTile, a.C - c0);
-            if (UseAvx512 && width == DownTile) DownFullTile(ref a, c0);
-            else DownPartialTile(ref a, c0, width);
-        }
-    }
-
-    /// <summary>128 columns: 8 accumulators over every listed neuron, each neuron's 512 contiguous bytes read once.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void DownFullTile(ref DownArgs a, int c0)
-    {
-        float* y = a.Y + c0;
-        Vector512<float> y0, y1, y2, y3, y4, y5, y6, y7;
-        if (a.Bias != null)
-        {
-            float* b = a.Bias + c0;
-            y0 = Vector512.Load(b); y1 = Vector512.Load(b + 16); y2 = Vector512.Load(b + 32); y3 = Vector512.Load(b + 48);
-            y4 = Vector512.Load(b + 64); y5 = Vector512.Load(b + 80); y6 = Vector512.Load(b + 96); y7 = Vector512.Load(b + 112);
-        }
-        else y0 = y1 = y2 = y3 = y4 = y5 = y6 = y7 = default;
-        long C = a.C;
-        for (int i = 0; i < a.K; i++)
-        {
-            float* w = a.W + a.Neurons[i] * C + c0;
-            var h = Vector512.Create(a.H[i]);
-            y0 = Avx512F.FusedMultiplyAdd(Vector512.Load(w), h, y0);
-            y1 = Avx512F.FusedMultiplyAdd(Vector512.Load(w + 16), h, y1);
-            y2 = Avx512F.FusedMultiplyAdd(Vector512.Load(w + 32), h, y2);
-            y3 = Avx512F.FusedMultiplyAdd(Vector512.Load(w + 48), h, y3);
-            y4 = Avx512F.FusedMultiplyAdd(Vector512.Load(w + 64), h, y4);
-            y5 = Avx512F.FusedMultiplyAdd(Vector512.Load(w + 80), h, y5);
-            y6 = Avx512F.FusedMultiplyAdd(Vector512.Load(w + 96), h, y6);
-            y7 = Avx512F.FusedMultiplyAdd(Vector512.Load(w + 112), h, y7);
-        }
-        y0.Store(y); y1.Store(y + 16); y2.Store(y + 32); y3.Store(y + 48);
-        y4.Store(y + 64); y5.Store(y + 80); y6.Store(y + 96); y7.Store(y + 112);
-    }
-
-    /// <summary>A tile narrower than 128 columns (the last one), or no AVX-512: y += h_i · row, neuron by neuron.</summary>
-    static void DownPartialTile(ref DownArgs a, int c0, int width)
-    {
+        int vectors = (a.C + 15) / 16;
+        int c0 = (int)((long)vectors * part / a.Parts) * 16, c1 = Math.Min(a.C, (int)((long)vectors * (part + 1) / a.Parts) * 16), width = c1 - c0;
+        if (width <= 0) return;
         var y = new Span<float>(a.Y + c0, width);
         if (a.Bias != null) new ReadOnlySpan<float>(a.Bias + c0, width).CopyTo(y);
         else y.Clear();
         long C = a.C;
-        for (int i = 0; i < a.K; i++)
+        int i = 0;
+        if (UseAvx512)
+        {
+            for (; i + 4 <= a.K; i += 4)
+            {
+                float* w0 = a.W + a.Neurons[i] * C + c0, w1 = a.W + a.Neurons[i + 1] * C + c0;
+                float* w2 = a.W + a.Neurons[i + 2] * C + c0, w3 = a.W + a.Neurons[i + 3] * C + c0;
+                var h0 = Vector512.Create(a.H[i]);
+                var h1 = Vector512.Create(a.H[i + 1]);
+                var h2 = Vector512.Create(a.H[i + 2]);
+                var h3 = Vector512.Create(a.H[i + 3]);
+                float* py = a.Y + c0;
+                int c = 0;
+                for (; c + 16 <= width; c += 16)
+                {
+                    var acc = Vector512.Load(py + c);
+                    acc = Avx512F.FusedMultiplyAdd(Vector512.Load(w0 + c), h0, acc);
+                    acc = Avx512F.FusedMultiplyAdd(Vector512.Load(w1 + c), h1, acc);
+                    acc = Avx512F.FusedMultiplyAdd(Vector512.Load(w2 + c), h2, acc);
+                    acc = Avx512F.FusedMultiplyAdd(Vector512.Load(w3 + c), h3, acc);
+                    acc.Store(py + c);
+                }
+                for (; c < width; c++)
+                    py[c] = py[c] + w0[c] * a.H[i] + w1[c] * a.H[i + 1] + w2[c] * a.H[i + 2] + w3[c] * a.H[i + 3];
+            }
+        }
+        for (; i < a.K; i++)
             TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(a.W + a.Neurons[i] * C + c0, width), a.H[i], y, y);
     }
 }

@@ -43,10 +43,32 @@ public sealed class DejaVuPredictor
         /// <summary>Multiply-adds per token: r·(C + H).</summary>
         public long MacsPerToken => (long)Rank * (Channels + Hidden);
 
-        /// <summary>scores (N, H) = (x (N, C) · W1ᵀ) · W2ᵀ + b2; z (N, r) is scratch.</summary>
+        /// <summary>Call after changing W2 (training): drops the transposed copy the one-position product keeps.</summary>
+        public void WeightsChanged() => _w2T = null;
+
+        float[]? _w2T;      // (r, H): W2's columns as rows, for the one-position product below
+        int[]? _allRanks;   // 0..r-1
+
+        /// <summary>
+        /// scores (N, H) = (x (N, C) · W1ᵀ) · W2ᵀ + b2; z (N, r) is scratch. At one position (decode) the second product
+        /// is b2 + Σ_i z_i · W2ᵀ[i, :]: r contiguous rows of H streamed as axpys (a GEMV over rows of only r = 64 floats
+        /// spends its time reducing). Set W1, W2, B2 before the first call: the transposed copy is made then.
+        /// </summary>
         public void Scores(Span<float> scores, Span<float> z, ReadOnlySpan<float> x, int rows)
         {
-            if (rows >= 1 && rows <= Gemv.MaxRows)
+            if (rows == 1)
+            {
+                if (_w2T is null)
+                {
+                    var t = new float[Hidden * Rank];
+                    Kernels.Sparse.NeuronSparseMlp.NeuronMajor(W2, t, Hidden, Rank);
+                    _allRanks = Enumerable.Range(0, Rank).ToArray();
+                    _w2T = t;
+                }
+                Gemv.Forward(z.Slice(0, Rank), x.Slice(0, Channels), W1, default, 1, Channels, Rank);
+                Kernels.Sparse.NeuronSparseMlp.DownProject(scores.Slice(0, Hidden), z.Slice(0, Rank), _w2T, B2, _allRanks, Hidden, Rank);
+            }
+            else if (rows >= 1 && rows <= Gemv.MaxRows)
             {
                 Gemv.Forward(z.Slice(0, rows * Rank), x.Slice(0, rows * Channels), W1, default, rows, Channels, Rank);
                 Gemv.Forward(scores.Slice(0, rows * Hidden), z.Slice(0, rows * Rank), W2, B2, rows, Rank, Hidden);

@@ -209,6 +209,7 @@ public static class DejaVuTraining
                 progress?.Invoke(step, steps, step / Math.Max(watch.Elapsed.TotalSeconds, 1e-9));
             }
         }
+        p.WeightsChanged();
         return (p, initial, MeanLoss(p, x, y, rows));
     }
 

@@ -118,11 +118,21 @@ public sealed class DejaVuTests
     public void CachedDecodeThroughThePredictorEqualsTheMaskedEvaluation(double? sparsity)
     {
         var gpt = Model(5, batch: 1);
-        var parts = PredictedMlp.Install(gpt, RandomPredictor(gpt.Config, 8, 6), sparsity, "test");
+        var predictor = RandomPredictor(gpt.Config, 8, 6);
+        if (sparsity is null)
+            foreach (var p in predictor.Layers)
+            {
+                // The positive-logit rule: keep every score well away from 0, so that the GEMM (eval) and the GEMV
+                // (decode) orders of summation cannot flip a neuron; the input still moves the scores.
+                for (int i = 0; i < p.W2.Length; i++) p.W2[i] *= 0.02f;
+                for (int j = 0; j < p.B2.Length; j++) p.B2[j] = j % 3 == 0 ? 1f : -1f;
+            }
+        var parts = PredictedMlp.Install(gpt, predictor, sparsity, "test");
         var tokens = new[] { 1, 5, 2, 9, 3, 3, 0, 7 };
         gpt.Forward(tokens, [], training: false);     // masked dense: full GEMMs with the unselected neurons zeroed
         var full = gpt.Logits.ToArray();
         Assert.True(parts[0].SelectedFraction is > 0 and < 1, $"selected {parts[0].SelectedFraction}");
+        if (sparsity is null) Assert.Equal(43.0 / 128, parts[0].SelectedFraction, 6);
         if (sparsity is { } s) Assert.Equal(1 - s, parts[1].SelectedFraction, 6);
         var cache = gpt.CreateKvCache();
         for (int t = 0; t < T; t++)
