@@ -75,6 +75,7 @@ public static class Program
         root.Subcommands.Add(TealCommand.Create(cli));
         root.Subcommands.Add(CompareRunsCommand.Create(cli));
         root.Subcommands.Add(ProbeDataCommand.Create(cli));
+        root.Subcommands.Add(DejaVuCommand.Create(cli));
         root.Subcommands.Add(BenchCommand.Create(cli));
         root.Subcommands.Add(GateCommand.Create(cli));
         root.Subcommands.Add(GateCommand.CreateBench(cli));

@@ -74,8 +74,8 @@ public static class EvalCommand
             catch (ArgumentException e) { throw new UsageException(e.Message); }
             var gpt = Checkpoint.LoadAnyModel(dir, b, t, out _);
             gpt.PrepareForInference();   // forward only: sparse layouts drop their training structures
-            // TEAL / WINA: the token-by-token path (a sparse KV cache) decodes through the sparse-input kernel
-            gpt = actSparsity.Apply(parse, dir, gpt, decodeCopies: kvCache.Kind != KvCacheSpec.Dense, out var thresholds);
+            // TEAL / WINA: the token-by-token path (a sparse KV cache) decodes through the sparse-input kernel; predictor: Deja Vu MLPs
+            gpt = actSparsity.Apply(parse, dir, gpt, decodeCopies: kvCache.Kind != KvCacheSpec.Dense, out var thresholds, out var predicted);
             if (state is not null ? meta.VocabSize != gpt.Config.VocabSize : meta.VocabSize > gpt.Config.VocabSize)
                 throw new InvalidDataException($"dataset {data} has vocab_size {meta.VocabSize} but checkpoint {dir} has {gpt.Config.VocabSize}");
             long shortest = Math.Min(train.Length, val.Length);
@@ -99,6 +99,7 @@ public static class EvalCommand
                 ? $"checkpoint {Markup.Escape(dir)} at step {state.IterNum}, dataset {Markup.Escape(data)}"
                 : $"imported model {Markup.Escape(dir)}, dataset {Markup.Escape(data)} ({meta.Tokenizer}), batch {gpt.BatchSize} x {gpt.SeqLen}");
             cli.Console.Write(table);
+            if (predicted is not null) cli.Console.MarkupLine(Markup.Escape(ActSparsityOptions.Summary(predicted) + " (train and val rows)"));
             return 0;
         });
         return cmd;

@@ -52,7 +52,8 @@ public static class SampleCommand
             // are for one position, and sparse layouts drop their training structures.
             var gpt = Checkpoint.LoadAnyModel(dir, 1, 1, out var state);
             gpt.PrepareForInference();
-            gpt = actSparsity.Apply(parse, dir, gpt, decodeCopies: true, out _);   // TEAL / WINA: decode reads the kept inputs' columns only
+            // TEAL / WINA: decode reads the kept inputs' columns only; predictor: Deja Vu MLPs compute the predicted neurons only
+            gpt = actSparsity.Apply(parse, dir, gpt, decodeCopies: true, out _, out _);
             var tokenizer = tokenizerOptions.Resolve(parse, dir, state);
             if (tokenizer.VocabSize > gpt.Config.VocabSize)
                 throw new InvalidDataException($"the {tokenizer.Kind} tokenizer has {tokenizer.VocabSize} tokens but the model's vocab_size is {gpt.Config.VocabSize}");
