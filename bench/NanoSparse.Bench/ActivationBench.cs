@@ -48,6 +48,8 @@ public static partial class ActivationBench
     [
         TealModes,
         CheckpointThresholdModes,
+        PredictorModes,
+        ControllerModes,
     ];
 
     public sealed record Options(string[] Parts, double[] Sparsities, string[] Methods, int[] Threads, int Rounds, int Reps, int Vocab,
@@ -57,7 +59,8 @@ public static partial class ActivationBench
         public void Validate()
         {
             foreach (double s in Sparsities) ActivationThresholds.CheckSparsity(s, "--sparsities: " + s.ToString(CultureInfo.InvariantCulture));
-            foreach (var m in Methods) ActivationThresholds.CheckMethod(m, "--methods");
+            foreach (var m in Methods)
+                if (m is not (PredictorMethod or ControllerMethod)) ActivationThresholds.CheckMethod(m, "--methods");
             if (Threads.Length == 0 || Threads.Any(t => t < 1)) throw new ArgumentException($"--threads ({string.Join(" ", Threads)}) must be one or more counts >= 1");
             BenchUtil.CheckRepetitions("--rounds", Rounds);
             BenchUtil.CheckRepetitions("--reps", Reps);
@@ -82,7 +85,7 @@ public static partial class ActivationBench
         var parts = new Option<string[]>("--parts") { Description = "what to measure: kernel decode", DefaultValueFactory = _ => ["kernel", "decode"], AllowMultipleArgumentsPerToken = true };
         parts.AcceptOnlyFromAmong("kernel", "decode");
         var sparsities = new Option<double[]>("--sparsities") { Description = "input sparsities (TEAL/WINA targets), each in [0, 1)", DefaultValueFactory = _ => [0.5, 0.7, 0.9], AllowMultipleArgumentsPerToken = true };
-        var methods = new Option<string[]>("--methods") { Description = "threshold methods of the decode rows: teal wina", DefaultValueFactory = _ => ["teal"], AllowMultipleArgumentsPerToken = true };
+        var methods = new Option<string[]>("--methods") { Description = "row kinds of the decode table: teal wina (input thresholds), predictor (Deja Vu MLP neurons, random rank-64 predictors), controller (per-input gates over heads and MLP groups, kept = 1 - sparsity)", DefaultValueFactory = _ => ["teal", PredictorMethod], AllowMultipleArgumentsPerToken = true };
         var threads = new Option<int[]>("--threads") { Description = "thread counts, each for every mode", DefaultValueFactory = _ => [1, 2], AllowMultipleArgumentsPerToken = true };
         var rounds = new Option<int>("--rounds") { Description = "times every mode is measured in turn (figures are medians over all rounds)", DefaultValueFactory = _ => 3 };
         var reps = new Option<int>("--reps") { Description = "timed generations per mode, thread count and round", DefaultValueFactory = _ => 1 };
@@ -243,7 +246,7 @@ public static partial class ActivationBench
     static IEnumerable<ActivationMode> TealModes(Options options)
     {
         if (options.Checkpoint is not null) yield break;
-        foreach (var method in options.Methods)
+        foreach (var method in options.Methods.Where(m => m is not (PredictorMethod or ControllerMethod)))
             foreach (double s in options.Sparsities)
                 yield return new ActivationMode($"{method} {s * 100:0.#}%", method, s, (dense, ctx) =>
                 {

@@ -55,7 +55,7 @@ public static class ActivationControllerBench
     }
 
     // Gate weights N(0, 1/C) and every bias Φ⁻¹(kept): on unit-variance inputs z ~ N(Φ⁻¹(kept), 1), so P(z > 0) = kept.
-    static void SetGates(Gpt gated, double kept, ulong seed)
+    internal static void SetGates(Gpt gated, double kept, ulong seed)
     {
         var rng = new NanoSparse.Numerics.Rng(seed ^ 0x6761746573UL);
         double bias = InverseNormal(kept);
