@@ -30,6 +30,8 @@ public static class EvalCommand
         cmd.Options.Add(tokenizerOptions.Kind);
         var kvEval = new KvEvalOptions();
         kvEval.AddTo(cmd);
+        var activationStats = new ActivationStatsOutput();
+        activationStats.AddTo(cmd);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -43,6 +45,7 @@ public static class EvalCommand
             if (n <= 0) throw new UsageException($"--iters ({n}) must be positive");
             if (b <= 0) throw new UsageException($"--batch-size ({b}) must be positive");
             var kvCache = kvEval.Kv.Resolve(parse);
+            bool measureActivations = activationStats.Resolve(parse, out float activationEpsilon, out string activationPng);
             var meta = DatasetMeta.Load(Path.Combine(data, DatasetMeta.FileName));
 
             // The dataset's ids must mean what the model was trained on: same tokenizer kind when one is known.
@@ -91,6 +94,9 @@ public static class EvalCommand
                 ? $"checkpoint {Markup.Escape(dir)} at step {state.IterNum}, dataset {Markup.Escape(data)}"
                 : $"imported model {Markup.Escape(dir)}, dataset {Markup.Escape(data)} ({meta.Tokenizer}), batch {gpt.BatchSize} x {gpt.SeqLen}");
             cli.Console.Write(table);
+            if (measureActivations)
+                ActivationStatsOutput.Run(cli, gpt, val, n, Evaluator.SplitSeed(s, "val"), activationEpsilon, activationPng,
+                    string.Create(CultureInfo.InvariantCulture, $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)))}, val loss {valLoss:F4}"));
             return 0;
         });
         return cmd;
