@@ -165,6 +165,17 @@ public class ReluMlpTests
         Assert.Throws<ArgumentException>(() => Tiny("fatrelu", float.NaN).Validate());
     }
 
+    [Theory]
+    [InlineData("relu")]
+    [InlineData("relu2")]
+    [InlineData("fatrelu")]
+    public void ExportToNanoGptDimsRefusesAnActivationItCannotWrite(string activation)
+    {
+        var e = Assert.Throws<NotSupportedException>(() => NanoSparse.IO.GptInterop.ToDims(Tiny(activation)));
+        Assert.Contains($"\"{activation}\"", e.Message);
+        Assert.Equal(NanoSparse.IO.GptDims.GeluExact, NanoSparse.IO.GptInterop.ToDims(Tiny("gelu")).Activation);
+    }
+
     [Fact]
     public void L1RampRisesLinearlyFromTheRunsFirstStep()
     {
