@@ -32,6 +32,8 @@ public static class EvalCommand
         kvEval.AddTo(cmd);
         var actSparsity = new ActSparsityOptions();
         actSparsity.AddTo(cmd);
+        var activationStats = new ActivationStatsOutput();
+        activationStats.AddTo(cmd);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -46,6 +48,7 @@ public static class EvalCommand
             if (b <= 0) throw new UsageException($"--batch-size ({b}) must be positive");
             var kvCache = kvEval.Kv.Resolve(parse);
             actSparsity.Resolve(parse, dir);
+            bool measureActivations = activationStats.Resolve(parse, out float activationEpsilon, out string activationPng);
             var meta = DatasetMeta.Load(Path.Combine(data, DatasetMeta.FileName));
 
             // The dataset's ids must mean what the model was trained on: same tokenizer kind when one is known.
@@ -100,6 +103,9 @@ public static class EvalCommand
                 : $"imported model {Markup.Escape(dir)}, dataset {Markup.Escape(data)} ({meta.Tokenizer}), batch {gpt.BatchSize} x {gpt.SeqLen}");
             cli.Console.Write(table);
             if (predicted is not null) cli.Console.MarkupLine(Markup.Escape(ActSparsityOptions.Summary(predicted) + " (train and val rows)"));
+            if (measureActivations)
+                ActivationStatsOutput.Run(cli, gpt, val, n, Evaluator.SplitSeed(s, "val"), activationEpsilon, activationPng,
+                    string.Create(CultureInfo.InvariantCulture, $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)))}, val loss {valLoss:F4}"));
             return 0;
         });
         return cmd;

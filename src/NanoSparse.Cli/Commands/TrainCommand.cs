@@ -13,7 +13,7 @@ public static class TrainCommand
         var config = new Option<string?>("--config") { Description = "path of a JSON config (nanoGPT train.py keys)" };
         var set = new Option<string[]>("--set") { Description = "override a config key: --set key=value (repeatable)", DefaultValueFactory = _ => [] };
         var outDir = new Option<string?>("--out") { Description = "run folder (out_dir): checkpoint, log.csv, loss.png" };
-        var cmd = new Command("train", "train a GPT on a prepared dataset\n\n" + PruningHelp + "\n\n" + DstHelp + "\n\n" + SrSteSuparHelp);
+        var cmd = new Command("train", "train a GPT on a prepared dataset\n\n" + PruningHelp + "\n\n" + DstHelp + "\n\n" + SrSteSuparHelp + "\n\n" + ActivationHelp);
         cmd.Options.Add(preset);
         cmd.Options.Add(config);
         cmd.Options.Add(set);
@@ -58,6 +58,17 @@ public static class TrainCommand
         "  dst_ablation=0.3                srigl: ablate a neuron with fewer than this × fan-in salient weights (0: never)\n" +
         "The run folder gets dst.csv (one row per update: changed fraction, in-time over-parameterisation rate), dst-density.png\n" +
         "(per-weight density and share of positions ever active) and dst-changes.png (fraction changed at each update).";
+    /// <summary>The activation and activation-sparsity keys (ReLU-fication), for train --help.</summary>
+    public const string ActivationHelp =
+        "MLP activation and activation sparsity (ReLU-fication, ProSparse-style L1):\n" +
+        "  activation=                     gelu|gelu_tanh|relu|relu2|fatrelu; empty: gelu from scratch, else the checkpoint's\n" +
+        "                                  (set it with init_from=DIR to swap a trained model's activation: shapes and weights stay)\n" +
+        "  fatrelu_threshold=0             fatrelu: a = x if x > t else 0\n" +
+        "  init_from=scratch|resume|DIR    DIR: a checkpoint folder; a new run (step 0, fresh AdamW moments) from its weights\n" +
+        "  act_l1=0                        lambda of the penalty lambda * sum over layers of mean |a| (MLP hidden activations)\n" +
+        "  act_l1_warmup=0                 steps over which lambda ramps linearly from the run's first step (0: full at once)\n" +
+        "log.csv's act_sparsity column is the exact-zero fraction of the MLP hidden activations in the logged batch.";
+
     /// <summary>The SR-STE and SμPar keys, for train --help.</summary>
     public const string SrSteSuparHelp =
         "N:M training from scratch with SR-STE (Zhou et al. 2021):\n" +
@@ -152,6 +163,8 @@ public static class TrainCommand
             table.AddRow("last eval (train / val)", string.Create(CultureInfo.InvariantCulture, $"{ev.TrainLoss:F4} / {ev.ValLoss:F4}"));
         }
         table.AddRow("best val loss", summary.BestValLoss >= 1e9f ? "-" : summary.BestValLoss.ToString("F4", CultureInfo.InvariantCulture));
+        if (!double.IsNaN(trainer.LastActivationSparsity))
+            table.AddRow("MLP activation sparsity", trainer.LastActivationSparsity.ToString("P2", CultureInfo.InvariantCulture) + " exact zeros (last logged batch)");
         table.AddRow("parameters", summary.ParameterCount.ToString("N0", CultureInfo.InvariantCulture));
         table.AddRow("time", TimeSpan.FromSeconds(summary.Seconds).ToString(@"hh\:mm\:ss"));
         table.AddRow("mean ms/iter", summary.MeanMsPerIter.ToString("F1", CultureInfo.InvariantCulture));

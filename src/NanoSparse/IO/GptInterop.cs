@@ -18,7 +18,12 @@ public static class GptInterop
     }
 
     public static GptDims ToDims(GptConfig c) => new(c.NLayer, c.NHead, c.NEmbd, c.BlockSize, c.VocabSize, c.Bias,
-        c.Activation == GptConfig.GeluTanh ? GptDims.GeluTanh : GptDims.GeluExact);
+        c.Activation switch
+        {
+            GptConfig.GeluTanh => GptDims.GeluTanh,
+            GptConfig.Gelu => GptDims.GeluExact,
+            _ => throw new NotSupportedException($"activation \"{c.Activation}\" has no nanoGPT / GPT-2 equivalent here (expected \"{GptConfig.Gelu}\" or \"{GptConfig.GeluTanh}\")"),
+        });
 
     /// <summary>Copies canonical tensors into the model's parameters; every parameter must be present with its shape.</summary>
     public static void LoadInto(Gpt gpt, IReadOnlyList<SafeTensor> canonical)

@@ -13,8 +13,15 @@ public sealed record GptConfig
     /// <summary>Biases in Linear layers and LayerNorms (nanoGPT: False is a bit better and faster).</summary>
     [JsonPropertyName("bias")] public bool Bias { get; init; } = false;
     [JsonPropertyName("dropout")] public float Dropout { get; init; } = 0f;
-    /// <summary>MLP activation: "gelu" (exact erf GELU, nanoGPT's nn.GELU()) or "gelu_tanh" (GPT-2's tanh approximation).</summary>
+    /// <summary>
+    /// MLP activation: "gelu" (exact erf GELU, nanoGPT's nn.GELU()), "gelu_tanh" (GPT-2's tanh approximation), or one
+    /// that makes exact zeros: "relu", "relu2" (squared ReLU), "fatrelu" (x if x &gt; fatrelu_threshold else 0).
+    /// </summary>
     [JsonPropertyName("activation")] public string Activation { get; init; } = Gelu;
+    /// <summary>FATReLU's threshold t ≥ 0 (activation "fatrelu" only; 0 is ReLU).</summary>
+    [JsonPropertyName("fatrelu_threshold")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public float FatreluThreshold { get; init; }
     /// <summary>
     /// Storage layout of the blocks' Linear weights (see Parts.LinearWeightLayouts), by weight name: "attn.c_attn",
     /// "attn.c_proj", "mlp.c_fc", "mlp.c_proj" for every layer, or "h.{layer}.mlp.c_fc" (and so on) for one layer,
@@ -92,6 +99,11 @@ public sealed record GptConfig
 
     public const string Gelu = "gelu";
     public const string GeluTanh = "gelu_tanh";
+    public const string Relu = "relu";
+    public const string Relu2 = "relu2";
+    public const string FatRelu = "fatrelu";
+    /// <summary>Every MLP activation by its config name.</summary>
+    public static readonly IReadOnlyList<string> Activations = [Gelu, GeluTanh, Relu, Relu2, FatRelu];
     /// <summary>The Linear weights of a block, by their state_dict names inside it.</summary>
     public static readonly IReadOnlyList<string> BlockWeights = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"];
 
@@ -160,8 +172,12 @@ public sealed record GptConfig
             throw new ArgumentException($"n_embd ({NEmbd}) must be divisible by n_head ({NHead})");
         if (!(Dropout >= 0f && Dropout < 1f))
             throw new ArgumentException($"dropout ({Dropout}) must lie in [0, 1)");
-        if (Activation is not (Gelu or GeluTanh))
-            throw new ArgumentException($"activation (\"{Activation}\") must be \"{Gelu}\" or \"{GeluTanh}\"");
+        if (!Activations.Contains(Activation))
+            throw new ArgumentException($"activation (\"{Activation}\") must be one of {string.Join(", ", Activations)}");
+        if (!(FatreluThreshold >= 0f && float.IsFinite(FatreluThreshold)))
+            throw new ArgumentException($"fatrelu_threshold ({FatreluThreshold.ToString(System.Globalization.CultureInfo.InvariantCulture)}) must be finite and >= 0");
+        if (FatreluThreshold != 0f && Activation != FatRelu)
+            throw new ArgumentException($"fatrelu_threshold ({FatreluThreshold.ToString(System.Globalization.CultureInfo.InvariantCulture)}) is set but activation is \"{Activation}\"; expected \"{FatRelu}\"");
         if (!(float.IsFinite(LogitScale) && LogitScale > 0))
             throw new ArgumentException($"logit_scale ({LogitScale}) must be a finite number > 0");
         Parts.AttentionPatterns.AttentionPatternRegistry.Validate(this);
@@ -210,6 +226,7 @@ public sealed record GptConfig
     public bool Equals(GptConfig? other) =>
         other is not null && NLayer == other.NLayer && NHead == other.NHead && NEmbd == other.NEmbd && BlockSize == other.BlockSize
         && VocabSize == other.VocabSize && Bias == other.Bias && Dropout.Equals(other.Dropout) && Activation == other.Activation
+        && FatreluThreshold.Equals(other.FatreluThreshold)
         && Same(WeightLayouts, other.WeightLayouts) && Same(WeightDensities, other.WeightDensities) && SparsitySeed == other.SparsitySeed
         && LogitScale.Equals(other.LogitScale) && SameWidths(other)
         && (Attention ?? "dense") == (other.Attention ?? "dense") && AttnWindow == other.AttnWindow && AttnBlock == other.AttnBlock

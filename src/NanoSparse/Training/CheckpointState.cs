@@ -49,6 +49,10 @@ public sealed class ModelArgs
     [JsonPropertyName("dropout")] public float Dropout { get; set; }
     /// <summary>MLP activation, "gelu" or "gelu_tanh" (absent in older state.json files: "gelu").</summary>
     [JsonPropertyName("activation")] public string Activation { get; set; } = GptConfig.Gelu;
+    /// <summary>GptConfig.FatreluThreshold; written only for activation "fatrelu" with a threshold above 0.</summary>
+    [JsonPropertyName("fatrelu_threshold")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public float? FatreluThreshold { get; set; }
     /// <summary>GptConfig.WeightLayouts; written only when some Linear weight is not dense (absent: all dense).</summary>
     [JsonPropertyName("weight_layouts")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
@@ -95,6 +99,7 @@ public sealed class ModelArgs
     {
         NLayer = c.NLayer, NHead = c.NHead, NEmbd = c.NEmbd, BlockSize = c.BlockSize,
         VocabSize = c.VocabSize, Bias = c.Bias, Dropout = c.Dropout, Activation = c.Activation,
+        FatreluThreshold = c.FatreluThreshold == 0f ? null : c.FatreluThreshold,
         WeightLayouts = c.AllWeightsDense ? null : new Dictionary<string, string>(c.WeightLayouts!),
         WeightDensities = c.AllWeightsDense || c.WeightDensities is null || c.WeightDensities.Count == 0 ? null : new Dictionary<string, double>(c.WeightDensities),
         SparsitySeed = c.AllWeightsDense ? 0 : c.SparsitySeed,
@@ -110,7 +115,7 @@ public sealed class ModelArgs
     public GptConfig ToConfig() => new()
     {
         NLayer = NLayer, NHead = NHead, NEmbd = NEmbd, BlockSize = BlockSize,
-        VocabSize = VocabSize, Bias = Bias, Dropout = Dropout, Activation = Activation, WeightLayouts = WeightLayouts,
+        VocabSize = VocabSize, Bias = Bias, Dropout = Dropout, Activation = Activation, FatreluThreshold = FatreluThreshold ?? 0f, WeightLayouts = WeightLayouts,
         WeightDensities = WeightDensities, SparsitySeed = SparsitySeed, NHeadPerLayer = NHeadPerLayer, MlpHiddenPerLayer = MlpHiddenPerLayer,
         LogitScale = LogitScale ?? 1f,
         Attention = Attention, AttnWindow = AttnWindow, AttnBlock = AttnBlock, AttnLocal = AttnLocal, AttnGlobal = AttnGlobal,

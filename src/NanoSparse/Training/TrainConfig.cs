@@ -21,6 +21,10 @@ public sealed class TrainConfig
     [JsonPropertyName("eval_iters")] public int EvalIters { get; set; } = 20;
     [JsonPropertyName("eval_only")] public bool EvalOnly { get; set; }
     [JsonPropertyName("always_save_checkpoint")] public bool AlwaysSaveCheckpoint { get; set; } = true;
+    /// <summary>
+    /// scratch | resume (continue the run in out_dir) | a checkpoint directory: start a new run (step 0, fresh AdamW
+    /// moments, this config's schedule) from its weights and model shape, e.g. a fine-tune that swaps the activation.
+    /// </summary>
     [JsonPropertyName("init_from")] public string InitFrom { get; set; } = "scratch";
     // data
     [JsonPropertyName("dataset")] public string Dataset { get; set; } = "data/brown";
@@ -33,6 +37,16 @@ public sealed class TrainConfig
     [JsonPropertyName("n_embd")] public int NEmbd { get; set; } = 128;
     [JsonPropertyName("dropout")] public float Dropout { get; set; } = 0f;
     [JsonPropertyName("bias")] public bool Bias { get; set; }
+    // MLP activation (see Nn.GptConfig.Activation) and activation sparsity (see Sparsity.Activation)
+    /// <summary>gelu | gelu_tanh | relu | relu2 | fatrelu; empty: gelu from scratch, the checkpoint's when resuming or
+    /// initialising from one (set it there to swap the activation, e.g. ReLU-fication; shapes stay).</summary>
+    [JsonPropertyName("activation")] public string Activation { get; set; } = "";
+    /// <summary>FATReLU's threshold t ≥ 0: x if x &gt; t else 0 (activation fatrelu only).</summary>
+    [JsonPropertyName("fatrelu_threshold")] public float FatreluThreshold { get; set; }
+    /// <summary>λ of the L1 penalty λ · Σ_layers mean |a| on the MLP hidden activations (ProSparse); 0: none.</summary>
+    [JsonPropertyName("act_l1")] public float ActL1 { get; set; }
+    /// <summary>Steps over which act_l1 ramps linearly from the run's first step up to its value (0: full from the start).</summary>
+    [JsonPropertyName("act_l1_warmup")] public int ActL1Warmup { get; set; }
     // attention pattern (see Nn.Parts.AttentionPatterns): dense | window | block | topk | nsa, and its parameters
     [JsonPropertyName("attention")] public string Attention { get; set; } = "dense";
     [JsonPropertyName("attn_window")] public int AttnWindow { get; set; }
@@ -131,6 +145,10 @@ public sealed class TrainConfig
     /// from <see cref="Seed"/>. Errors name the key.
     /// </summary>
     /// <summary>The model config with this config's attention pattern (attention, attn_*).</summary>
+    /// <summary>The model config with this config's activation when one is set (fatrelu_threshold with it); else unchanged.</summary>
+    public Nn.GptConfig ApplyActivation(Nn.GptConfig model) => Activation.Length == 0 ? model
+        : model with { Activation = Activation, FatreluThreshold = Activation == Nn.GptConfig.FatRelu ? FatreluThreshold : 0f };
+
     public Nn.GptConfig ApplyAttention(Nn.GptConfig model) => model with
     {
         Attention = Attention == "dense" ? null : Attention, AttnWindow = AttnWindow, AttnBlock = AttnBlock, AttnLocal = AttnLocal,
@@ -253,7 +271,17 @@ public sealed class TrainConfig
 
         if (string.IsNullOrWhiteSpace(OutDir)) Fail("out_dir must not be empty");
         if (string.IsNullOrWhiteSpace(Dataset)) Fail("dataset must not be empty");
-        if (InitFrom is not ("scratch" or "resume")) Fail($"init_from ('{InitFrom}') must be 'scratch' or 'resume'");
+        if (InitFrom is not ("scratch" or "resume") && !File.Exists(Path.Combine(InitFrom, Checkpoint.StateFile)))
+            Fail($"init_from ('{InitFrom}') must be 'scratch', 'resume' or a checkpoint directory (a run's out_dir with {Checkpoint.StateFile})");
+        if (InitFrom is not ("scratch" or "resume") && Path.GetFullPath(InitFrom).TrimEnd('/') == Path.GetFullPath(OutDir).TrimEnd('/'))
+            Fail($"init_from ('{InitFrom}') is out_dir itself; use init_from=resume to continue that run, or another out_dir (the input checkpoint is never written)");
+        if (Activation.Length > 0 && !Nn.GptConfig.Activations.Contains(Activation))
+            Fail($"activation ('{Activation}') must be one of {string.Join(", ", Nn.GptConfig.Activations)} (or empty: the checkpoint's, gelu from scratch)");
+        Finite("fatrelu_threshold", FatreluThreshold, 0, float.MaxValue);
+        if (FatreluThreshold > 0 && Activation != Nn.GptConfig.FatRelu)
+            Fail($"fatrelu_threshold ({FatreluThreshold.ToString(CultureInfo.InvariantCulture)}) is set but activation is '{Activation}'; expected '{Nn.GptConfig.FatRelu}'");
+        Finite("act_l1", ActL1, 0, float.MaxValue);
+        NonNegative("act_l1_warmup", ActL1Warmup);
         Positive("eval_interval", EvalInterval);
         Positive("log_interval", LogInterval);
         Positive("eval_iters", EvalIters);

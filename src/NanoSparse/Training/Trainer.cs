@@ -8,6 +8,7 @@ using NanoSparse.Optim;
 using NanoSparse.Sparsity.Dst;
 using NanoSparse.Sparsity;
 using NanoSparse.Sparsity.Pruning;
+using NanoSparse.Sparsity.Activation;
 
 namespace NanoSparse.Training;
 
@@ -77,6 +78,8 @@ public sealed class Trainer : IDisposable
     public DynamicSparseTraining? Dst { get; }
     /// <summary>SR-STE N:M training (srste); null otherwise.</summary>
     public SrSte? SrSte { get; }
+    /// <summary>The L1 penalty on the MLP hidden activations (act_l1 &gt; 0); null otherwise.</summary>
+    public ActivationL1? ActivationL1 { get; }
     readonly ProximalPenalty _penalty;
     readonly int[] _penalized;   // positions in Model.Parameters of the weights the penalty applies to
     /// <summary>Updates done so far (nanoGPT's iter_num).</summary>
@@ -103,14 +106,17 @@ public sealed class Trainer : IDisposable
 
         CheckpointState? resume = null;
         GptConfig modelConfig;
-        if (Config.InitFrom == "resume")
+        // init_from a checkpoint directory: its model shape and weights, then a new run (step 0) into out_dir.
+        string? initDir = Config.InitFrom is "scratch" or "resume" ? null : Config.InitFrom;
+        string modelDir = initDir ?? Config.OutDir;
+        if (Config.InitFrom == "resume" || initDir is not null)
         {
-            resume = Checkpoint.ReadState(Config.OutDir);
+            resume = Checkpoint.ReadState(modelDir);
             modelConfig = resume.Model.ToConfig();   // as nanoGPT: the checkpoint's model args win
             // SR-STE's checkpoint holds the N:M model; the run trains its weights dense.
             if (Config.Srste) modelConfig = SrSte.DenseConfig(modelConfig, SparseModelConfig.ParseWeights(Config.SparseWeights.Split(',')));
             if (modelConfig.VocabSize != Meta.VocabSize)
-                throw new InvalidDataException($"checkpoint {Config.OutDir} has vocab_size {modelConfig.VocabSize} but dataset {_metaPath} has {Meta.VocabSize}");
+                throw new InvalidDataException($"checkpoint {modelDir} has vocab_size {modelConfig.VocabSize} but dataset {_metaPath} has {Meta.VocabSize}");
         }
         else
         {
@@ -142,6 +148,8 @@ public sealed class Trainer : IDisposable
         }
         // SμPar: µP's output multiplier (a resumed run has it in the checkpoint's model args).
         if (Config.Supar && resume is null) modelConfig = modelConfig with { LogitScale = (float)(1.0 / SuparWidthMultiplier(modelConfig)) };
+        // activation set: it replaces the checkpoint's (ReLU-fication keeps the weights, swaps the activation)
+        modelConfig = Config.ApplyActivation(modelConfig);
         modelConfig.Validate();
 
         // Full scan: a token id beyond vocab_size is reported now, naming the file, not mid-run.
@@ -160,7 +168,7 @@ public sealed class Trainer : IDisposable
         var dstMethod = DstMethods.Parse(Config.Dst);
         Model = new Gpt(modelConfig, Config.BatchSize, Config.BlockSize, resume is null
             ? DynamicSparseTraining.InitialLayouts(dstMethod, modelConfig)   // SRigL: constant fan-in
-            : Checkpoint.ReadLinearWeights(Config.OutDir, modelConfig));
+            : Checkpoint.ReadLinearWeights(modelDir, modelConfig));
         var gpt = Model;
         if (Config.Srste)
         {
@@ -174,7 +182,14 @@ public sealed class Trainer : IDisposable
         _schedule = new CosineSchedule(Config.LearningRate, Config.MinLr, Config.WarmupIters, Config.LrDecayIters, Config.DecayLr);
         _sampler = new BatchSampler(_trainFile, Config.BatchSize, Config.BlockSize, Config.Seed);
 
-        if (resume is not null)
+        if (initDir is not null)
+        {
+            if (SrSte is not null) throw new ArgumentException($"config: srste cannot start from init_from ('{initDir}'); it trains from scratch or resumes its own run");
+            Checkpoint.LoadWeights(initDir, Model, resume);   // weights only: fresh moments, step 0, this run's sampler
+            Model.DropoutRng.Reseed(Config.Seed ^ DropoutSalt);
+            resume = null;
+        }
+        else if (resume is not null)
         {
             if (SrSte is not null) SrSteCheckpoint.Load(Config.OutDir, resume, SrSte, Model, Optimizer);
             else
@@ -207,6 +222,7 @@ public sealed class Trainer : IDisposable
             catch (ArgumentException e) { throw new ArgumentException("config: " + e.Message, e); }
             if (resume is not null) Dst.LoadCheckpoint(Path.Combine(Config.OutDir, Checkpoint.OptimizerFile));
         }
+        if (Config.ActL1 > 0) ActivationL1 = new ActivationL1(Model, Config.ActL1, Config.ActL1Warmup, Step);
         _penalty = new ProximalPenalty(Config.L1, Config.L2);
         _penalized = GradualPruning.PrunableIndices(Model);
         if (Config.Prefetch) _prefetcher = new Prefetcher(_sampler);
@@ -238,6 +254,7 @@ public sealed class Trainer : IDisposable
         double sparseSeconds = 0, cpuSeconds = 0, sparseCpuSeconds = 0;
         int sparseIterations = 0;
         bool tracksZeros = Pruning is not null || _penalty.IsActive;
+        bool tracksActivationZeros = ActivationL1 is not null || Model.Config.Activation is GptConfig.Relu or GptConfig.Relu2 or GptConfig.FatRelu;
         while (true)
         {
             double lr = _schedule.At(Step);
@@ -271,7 +288,11 @@ public sealed class Trainer : IDisposable
             int it = Step;
             Step++;
             double ms = seconds * 1e3, tps = TokensPerIteration / Math.Max(seconds, 1e-9);
-            if (it % Config.LogInterval == 0) log.Iteration(it, loss, lr, ms, tps, tracksZeros ? ZeroFraction() : double.NaN);
+            if (it % Config.LogInterval == 0)
+            {
+                LastActivationSparsity = tracksActivationZeros ? ActivationStats.LastPassZeros(Model) : double.NaN;
+                log.Iteration(it, loss, lr, ms, tps, tracksZeros ? ZeroFraction() : double.NaN, LastActivationSparsity);
+            }
             StepCompleted?.Invoke(new StepReport(it, Config.MaxIters, loss, lr, gradNorm, ms, tps));
         }
 
@@ -293,6 +314,12 @@ public sealed class Trainer : IDisposable
             DstUpdateMs = Dst is { Updates.Count: > 0 } d ? d.Updates.Average(u => u.Milliseconds) : null,
         };
     }
+
+    /// <summary>
+    /// Mean over layers of the exact-zero fraction of the MLP hidden activations in the last logged iteration's batch
+    /// (log.csv's act_sparsity); NaN when the activation makes no zeros and there is no act_l1.
+    /// </summary>
+    public double LastActivationSparsity { get; private set; } = double.NaN;
 
     /// <summary>Called before each training iteration (after that step's pruning and evaluation); IMP takes its rewind point here.</summary>
     public Action<Trainer>? IterationStarting { get; set; }
@@ -375,6 +402,7 @@ public sealed class Trainer : IDisposable
     {
         Model.ZeroGrad();
         Dst?.BeforeIteration(Step);
+        ActivationL1?.Apply(Step);
         int accumulation = Config.GradientAccumulationSteps;
         double sum = 0;
         for (int micro = 0; micro < accumulation; micro++)

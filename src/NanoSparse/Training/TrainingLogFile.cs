@@ -6,6 +6,9 @@ namespace NanoSparse.Training;
 public sealed record TrainingLogRow(int Step, double TrainLoss, double? ValLoss, double LearningRate, double? MsPerIter,
     double? TokensPerSecond, double? Sparsity)
 {
+    /// <summary>act_sparsity: the MLP hidden activations' exact-zero fraction (null: not logged, or an older log).</summary>
+    public double? ActivationSparsity { get; init; }
+
     public bool IsEvaluation => ValLoss is not null;
 }
 
@@ -22,25 +25,29 @@ public static class TrainingLogFile
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist (expected a training run's {TrainingLog.FileName})", path);
         var rows = new List<TrainingLogRow>();
-        int lineNumber = 0;
+        int lineNumber = 0, columns = Columns.Length;
         foreach (string line in File.ReadLines(path))
         {
             lineNumber++;
             if (lineNumber == 1)
             {
-                if (line.Trim() != TrainingLog.Header)
+                if (line.Trim() == TrainingLog.HeaderWithoutActivationSparsity) columns = Columns.Length - 1;
+                else if (line.Trim() != TrainingLog.Header)
                     throw new InvalidDataException($"{path} line 1 is '{Clip(line)}', expected the header '{TrainingLog.Header}'");
                 continue;
             }
             if (line.Length == 0) continue;
             var f = line.Split(',');
-            if (f.Length != Columns.Length)
-                throw new InvalidDataException($"{path} line {lineNumber} has {f.Length} fields, expected {Columns.Length} ({TrainingLog.Header})");
+            if (f.Length != columns)
+                throw new InvalidDataException($"{path} line {lineNumber} has {f.Length} fields, expected {columns} ({string.Join(',', Columns.Take(columns))})");
             int step = int.TryParse(f[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int s) && s >= 0
                 ? s : throw Bad(path, lineNumber, 0, f[0], "a step count >= 0");
             rows.Add(new TrainingLogRow(step, Number(path, lineNumber, f, 1)!.Value, Number(path, lineNumber, f, 2, optional: true),
                 Number(path, lineNumber, f, 3)!.Value, Number(path, lineNumber, f, 4, optional: true),
-                Number(path, lineNumber, f, 5, optional: true), Number(path, lineNumber, f, 6, optional: true)));
+                Number(path, lineNumber, f, 5, optional: true), Number(path, lineNumber, f, 6, optional: true))
+            {
+                ActivationSparsity = columns > 7 ? Number(path, lineNumber, f, 7, optional: true) : null,
+            });
         }
         if (lineNumber == 0) throw new InvalidDataException($"{path} is empty, expected the header '{TrainingLog.Header}' and rows");
         return rows;

@@ -95,10 +95,11 @@ public sealed class CompareRunsCliTests : IDisposable
         }
         Refused([Path.Combine(_root, "missing"), "--out", png], "missing", "does not exist");
         Refused([Log("header", "step,loss", "0,1"), "--out", png], "line 1", "expected the header");
-        Refused([Log("nan", TrainingLog.Header, "0,3.0,NaN,0.001,,,"), "--out", png], "line 2", "val_loss is 'NaN'", "finite number");
-        Refused([Log("fields", TrainingLog.Header, "0,3.0,2.9,0.001"), "--out", png], "line 2 has 4 fields", "expected 7");
-        Refused([Log("step", TrainingLog.Header, "x,3.0,2.9,0.001,,,"), "--out", png], "step is 'x'");
-        Refused([Log("noeval", TrainingLog.Header, "0,3.0,,0.001,100,1000,"), "--out", png], "no evaluation row");
+        Refused([Log("nan", TrainingLog.HeaderWithoutActivationSparsity, "0,3.0,NaN,0.001,,,"), "--out", png], "line 2", "val_loss is 'NaN'", "finite number");
+        Refused([Log("fields", TrainingLog.HeaderWithoutActivationSparsity, "0,3.0,2.9,0.001"), "--out", png], "line 2 has 4 fields", "expected 7");
+        Refused([Log("fields8", TrainingLog.Header, "0,3.0,2.9,0.001,,,"), "--out", png], "line 2 has 7 fields", "expected 8");
+        Refused([Log("step", TrainingLog.HeaderWithoutActivationSparsity, "x,3.0,2.9,0.001,,,"), "--out", png], "step is 'x'");
+        Refused([Log("noeval", TrainingLog.HeaderWithoutActivationSparsity, "0,3.0,,0.001,100,1000,"), "--out", png], "no evaluation row");
         Refused([good, good, "--out", png], "same label");
         Refused([good, "--out", Path.Combine(_root, "out.jpg")], "must name a .png");
         Refused([good, "--out", png, "--from-step", "500"], "--from-step (500)", "last evaluation of good (step 100)");

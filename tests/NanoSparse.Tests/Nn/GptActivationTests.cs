@@ -3,7 +3,7 @@ using NanoSparse.Nn;
 
 namespace NanoSparse.Tests.Nn;
 
-/// <summary>GptConfig.Activation: "gelu" (nanoGPT) or "gelu_tanh" (GPT-2), honoured by forward, backward and the KV cache.</summary>
+/// <summary>GptConfig.Activation: "gelu" (nanoGPT) or "gelu_tanh" (GPT-2) (relu, relu2, fatrelu: ReluMlpTests), honoured by forward, backward and the KV cache.</summary>
 public class GptActivationTests
 {
     static GptConfig Tiny(string activation) =>
@@ -31,9 +31,9 @@ public class GptActivationTests
     {
         Assert.Equal("gelu", new GptConfig().Activation);
         new GptConfig { Activation = "gelu_tanh" }.Validate();
-        var e = Assert.Throws<ArgumentException>(() => new GptConfig { Activation = "relu" }.Validate());
+        var e = Assert.Throws<ArgumentException>(() => new GptConfig { Activation = "swish" }.Validate());
         Assert.Contains("activation", e.Message);
-        Assert.Contains("relu", e.Message);
+        Assert.Contains("swish", e.Message);
         Assert.Throws<ArgumentException>(() => new Gpt(new GptConfig { Activation = "gelu_new" }, 1, 1));
     }
 

@@ -6,12 +6,15 @@ namespace NanoSparse.Nn.Parts;
 /// nanoGPT's MLP:
 ///   h = c_fc(x)                                      // (N, H): H = 4C, or the layer's width after structured pruning
 ///   out = residual + dropout(c_proj(gelu(h)))        // (N, C)
-/// GELU is the exact erf form (nanoGPT's nn.GELU()) or GPT-2's tanh approximation (config.Activation).
+/// GELU is the exact erf form (nanoGPT's nn.GELU()) or GPT-2's tanh approximation (config.Activation); relu, relu2
+/// and fatrelu make exact zeros (activation sparsity). With <see cref="L1Coefficient"/> &gt; 0 the backward pass adds
+/// the gradient of an L1 penalty on the activation output, c · Σ|act(h)| (ProSparse's regulariser).
 /// </summary>
 public sealed class Mlp : IFeedForward
 {
     readonly int _channels;
-    readonly bool _geluTanh;
+    readonly string _activation;
+    readonly float _fatreluThreshold;
     readonly ILinearWeight _cFc, _cProj;
     readonly ParameterSlot _cFcWeight, _cFcBias, _cProjWeight, _cProjBias;
     readonly ActivationSlot _h, _g;             // kept: (N, 4C) c_fc output, overwritten by GELU'(it); (N, 4C) GELU output
@@ -27,7 +30,8 @@ public sealed class Mlp : IFeedForward
         if (cProj.OutFeatures != C || cProj.InFeatures != H)
             throw new ArgumentException($"{name}.c_proj must be ({C}, {H}), got ({cProj.OutFeatures}, {cProj.InFeatures})", nameof(cProj));
         _channels = C;
-        _geluTanh = config.Activation == GptConfig.GeluTanh;
+        _activation = config.Activation;
+        _fatreluThreshold = config.FatreluThreshold;
         _cFc = cFc;
         _cProj = cProj;
         _cFcWeight = layout.LinearWeight(name + ".c_fc.weight", cFc);
@@ -48,6 +52,13 @@ public sealed class Mlp : IFeedForward
     public int Hidden => _cFc.OutFeatures;
     /// <summary>gelu(c_fc(x)) (B·T, H) of the last forward pass (read it with <see cref="Gpt.KeptActivation"/>).</summary>
     public ActivationSlot GeluOutputs => _g;
+    /// <summary>The activation's config name (GptConfig.Activation).</summary>
+    public string Activation => _activation;
+    /// <summary>
+    /// Gradient of the L1 penalty per element and unit |a|: the backward pass adds L1Coefficient · sign(a) · act'(h) to
+    /// d h (0, the default: no penalty). Set between steps (see Sparsity.Activation.ActivationL1).
+    /// </summary>
+    public float L1Coefficient { get; set; }
 
     public void Forward(Span<float> output, ReadOnlySpan<float> input, ReadOnlySpan<float> residual, in Pass pass)
     {
@@ -68,6 +79,8 @@ public sealed class Mlp : IFeedForward
         var dh = pass.Act(_dg);
         _cProj.Backward(dh, pass.Grad(_cProjWeight), pass.Grad(_cProjBias), dproj, pass.Act(_g), pass.Param(_cProjWeight), pass.Act(_h), N,
             pass.Workspace);
+        // the L1 penalty's term: d/dh of c · Σ|act(h)| = c · sign(act(h)) · act'(h)
+        if (L1Coefficient != 0f) ActivationSparsity.AddL1Gradient(dh, pass.Act(_g), pass.Act(_h), L1Coefficient);
         _cFc.Backward(dinput, pass.Grad(_cFcWeight), pass.Grad(_cFcBias), dh, input, pass.Param(_cFcWeight), default, N, pass.Workspace);
     }
 
@@ -81,15 +94,33 @@ public sealed class Mlp : IFeedForward
         int n = decoding.Rows;
         var h = decoding.Scratch.Slice(0, n * Hidden);
         _cFc.Forward(h, input, decoding.Param(_cFcWeight), decoding.Param(_cFcBias), default, n, decoding.Workspace);
-        if (_geluTanh) GeluTanh.Forward(h, h);
-        else Gelu.Forward(h, h);
+        ActivationForward(h);
         _cProj.Forward(output, h, decoding.Param(_cProjWeight), decoding.Param(_cProjBias), default, n, decoding.Workspace);
     }
 
-    // out = gelu(x), and x overwritten with gelu'(x)
+    // out = act(x), and x overwritten with act'(x)
     void ActivationForwardWithDerivative(Span<float> output, Span<float> inputThenDerivative)
     {
-        if (_geluTanh) GeluTanh.ForwardWithDerivative(output, inputThenDerivative);
-        else Gelu.ForwardWithDerivative(output, inputThenDerivative);
+        switch (_activation)
+        {
+            case GptConfig.GeluTanh: GeluTanh.ForwardWithDerivative(output, inputThenDerivative); break;
+            case GptConfig.Relu: Relu.ForwardWithDerivative(output, inputThenDerivative); break;
+            case GptConfig.FatRelu: Relu.ForwardWithDerivative(output, inputThenDerivative, _fatreluThreshold); break;
+            case GptConfig.Relu2: SquaredRelu.ForwardWithDerivative(output, inputThenDerivative); break;
+            default: Gelu.ForwardWithDerivative(output, inputThenDerivative); break;
+        }
+    }
+
+    // x = act(x) in place (decode)
+    void ActivationForward(Span<float> x)
+    {
+        switch (_activation)
+        {
+            case GptConfig.GeluTanh: GeluTanh.Forward(x, x); break;
+            case GptConfig.Relu: Relu.Forward(x, x); break;
+            case GptConfig.FatRelu: Relu.Forward(x, x, _fatreluThreshold); break;
+            case GptConfig.Relu2: SquaredRelu.Forward(x, x); break;
+            default: Gelu.Forward(x, x); break;
+        }
     }
 }
