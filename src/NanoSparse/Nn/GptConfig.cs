@@ -82,6 +82,16 @@ public sealed record GptConfig
     /// <summary>topk, nsa: blocks selected per query besides its own.</summary>
     [JsonPropertyName("attn_topk")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnTopK { get; init; }
 
+    // Mixture of experts (Parts.FeedForwards.MoeSettings says what each key means and its default); n_experts absent: dense MLPs.
+    [JsonPropertyName("n_experts")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? NExperts { get; init; }
+    [JsonPropertyName("top_k")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? TopK { get; init; }
+    [JsonPropertyName("moe_every")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? MoeEvery { get; init; }
+    [JsonPropertyName("expert_hidden")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? ExpertHidden { get; init; }
+    [JsonPropertyName("moe_routing")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? MoeRouting { get; init; }
+    [JsonPropertyName("capacity_factor")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? CapacityFactor { get; init; }
+    [JsonPropertyName("moe_aux_loss")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? MoeAuxLoss { get; init; }
+    [JsonPropertyName("moe_z_loss")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? MoeZLoss { get; init; }
+
     public const string Gelu = "gelu";
     public const string GeluTanh = "gelu_tanh";
     /// <summary>The Linear weights of a block, by their state_dict names inside it.</summary>
@@ -157,6 +167,7 @@ public sealed record GptConfig
         if (!(float.IsFinite(LogitScale) && LogitScale > 0))
             throw new ArgumentException($"logit_scale ({LogitScale}) must be a finite number > 0");
         Parts.AttentionPatterns.AttentionPatternRegistry.Validate(this);
+        Parts.FeedForwards.MoeSettings.Validate(this);
         PerLayer(NHeadPerLayer, "n_head_per_layer");
         PerLayer(MlpHiddenPerLayer, "mlp_hidden_per_layer");
         if (WeightLayouts is not null)
@@ -204,7 +215,8 @@ public sealed record GptConfig
         && Same(WeightLayouts, other.WeightLayouts) && Same(WeightDensities, other.WeightDensities) && SparsitySeed == other.SparsitySeed
         && LogitScale.Equals(other.LogitScale) && SameWidths(other)
         && (Attention ?? "dense") == (other.Attention ?? "dense") && AttnWindow == other.AttnWindow && AttnBlock == other.AttnBlock
-        && AttnLocal == other.AttnLocal && AttnGlobal == other.AttnGlobal && AttnStride == other.AttnStride && AttnTopK == other.AttnTopK;
+        && AttnLocal == other.AttnLocal && AttnGlobal == other.AttnGlobal && AttnStride == other.AttnStride && AttnTopK == other.AttnTopK
+        && Parts.FeedForwards.MoeSettings.Same(this, other);
 
     // Per-layer widths compare by what they mean: an absent list equals one that spells out the uniform values.
     bool SameWidths(GptConfig other)

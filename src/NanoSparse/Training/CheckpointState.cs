@@ -87,6 +87,16 @@ public sealed class ModelArgs
     [JsonPropertyName("attn_stride")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnStride { get; set; }
     [JsonPropertyName("attn_topk")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnTopK { get; set; }
 
+    /// <summary>The mixture-of-experts keys of GptConfig (see Nn.Parts.FeedForwards.MoeSettings); absent without MoE.</summary>
+    [JsonPropertyName("n_experts")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? NExperts { get; set; }
+    [JsonPropertyName("top_k")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? TopK { get; set; }
+    [JsonPropertyName("moe_every")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? MoeEvery { get; set; }
+    [JsonPropertyName("expert_hidden")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? ExpertHidden { get; set; }
+    [JsonPropertyName("moe_routing")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? MoeRouting { get; set; }
+    [JsonPropertyName("capacity_factor")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? CapacityFactor { get; set; }
+    [JsonPropertyName("moe_aux_loss")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? MoeAuxLoss { get; set; }
+    [JsonPropertyName("moe_z_loss")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? MoeZLoss { get; set; }
+
     public static ModelArgs From(GptConfig c) => new()
     {
         NLayer = c.NLayer, NHead = c.NHead, NEmbd = c.NEmbd, BlockSize = c.BlockSize,
@@ -100,6 +110,8 @@ public sealed class ModelArgs
         LogitScale = c.LogitScale == 1f ? null : c.LogitScale,
         Attention = c.Attention is null or "dense" ? null : c.Attention, AttnWindow = c.AttnWindow, AttnBlock = c.AttnBlock, AttnLocal = c.AttnLocal,
         AttnGlobal = c.AttnGlobal, AttnStride = c.AttnStride, AttnTopK = c.AttnTopK,
+        NExperts = c.NExperts, TopK = c.TopK, MoeEvery = c.MoeEvery, ExpertHidden = c.ExpertHidden, MoeRouting = c.MoeRouting,
+        CapacityFactor = c.CapacityFactor, MoeAuxLoss = c.MoeAuxLoss, MoeZLoss = c.MoeZLoss,
     };
 
     public GptConfig ToConfig() => new()
@@ -110,6 +122,8 @@ public sealed class ModelArgs
         LogitScale = LogitScale ?? 1f,
         Attention = Attention, AttnWindow = AttnWindow, AttnBlock = AttnBlock, AttnLocal = AttnLocal, AttnGlobal = AttnGlobal,
         AttnStride = AttnStride, AttnTopK = AttnTopK,
+        NExperts = NExperts, TopK = TopK, MoeEvery = MoeEvery, ExpertHidden = ExpertHidden, MoeRouting = MoeRouting,
+        CapacityFactor = CapacityFactor, MoeAuxLoss = MoeAuxLoss, MoeZLoss = MoeZLoss,
     };
 }
 
