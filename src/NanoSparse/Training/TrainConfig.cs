@@ -50,6 +50,8 @@ public sealed class TrainConfig
     [JsonPropertyName("capacity_factor"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? CapacityFactor { get; set; }
     [JsonPropertyName("moe_aux_loss"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? MoeAuxLoss { get; set; }
     [JsonPropertyName("moe_z_loss"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? MoeZLoss { get; set; }
+    /// <summary>The dense MLP's hidden width in every block (absent: 4·n_embd): the dense baselines of an MoE comparison.</summary>
+    [JsonPropertyName("mlp_hidden"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? MlpHidden { get; set; }
     // sparse weights (static sparse training from random init; see Sparsity.SparseModelConfig)
     /// <summary>Global fraction of zeros over the sparse weights, in [0, 1); 0 trains a dense model.</summary>
     [JsonPropertyName("sparsity")] public float Sparsity { get; set; }
@@ -151,6 +153,7 @@ public sealed class TrainConfig
     {
         NExperts = NExperts, TopK = TopK, MoeEvery = MoeEvery, ExpertHidden = ExpertHidden, MoeRouting = MoeRouting,
         CapacityFactor = CapacityFactor, MoeAuxLoss = MoeAuxLoss, MoeZLoss = MoeZLoss,
+        MlpHiddenPerLayer = MlpHidden is int h && h != 4 * model.NEmbd ? Enumerable.Repeat(h, model.NLayer).ToArray() : model.MlpHiddenPerLayer,
     };
 
     public Nn.GptConfig ApplySparsity(Nn.GptConfig model) =>
