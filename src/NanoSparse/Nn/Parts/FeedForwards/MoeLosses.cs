@@ -13,8 +13,9 @@ public static class MoeLosses
     public static double Weighted(Gpt model)
     {
         double sum = 0;
-        foreach (var block in model.Blocks)
-            if (block.FeedForward is MoeFeedForward moe) sum += moe.WeightedLoss;
+        var blocks = model.Blocks;
+        for (int l = 0; l < blocks.Count; l++)   // indexed: a foreach over the interface would allocate an enumerator per step
+            if (blocks[l].FeedForward is MoeFeedForward moe) sum += moe.WeightedLoss;
         return sum;
     }
 
