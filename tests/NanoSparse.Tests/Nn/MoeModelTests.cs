@@ -183,6 +183,20 @@ public sealed class MoeModelTests : IDisposable
         Assert.Contains(loaded.Parameters, p => p.Name == "transformer.h.0.mlp.experts.3.c_fc.weight");
         // moe_load.csv is not written by the library trainer (the CLI writes it); the config round-trips through state.json
         Assert.Equal(MoeSettings.Describe(b.Model.Config), MoeSettings.Describe(state.Model.ToConfig()));
+
+        // export: nanoGPT names plus the documented expert and router names, values unchanged; GPT-2 refused in one line
+        string exported = Path.Combine(_data.Root, "exported");
+        NanoSparse.IO.ModelImporter.Export(NanoSparse.IO.ModelFormat.NanoGpt, resumedConfig.OutDir, exported);
+        using (var file = NanoSparse.IO.SafeTensorsFile.Open(Path.Combine(exported, "model.safetensors")))
+        {
+            foreach (var p in b.Model.Parameters) Assert.Equal(p.Value.ToArray(), file.ReadFloat32Array(p.Name));
+            Assert.True(file.Contains("lm_head.weight"));
+            Assert.Equal(b.Model.Parameters.Count + 1, file.Tensors.Count);
+        }
+        Assert.Contains("\"n_experts\": 4", File.ReadAllText(Path.Combine(exported, "config.json")));
+        var gpt2 = Assert.Throws<ArgumentException>(() => NanoSparse.IO.ModelImporter.Export(NanoSparse.IO.ModelFormat.Gpt2, resumedConfig.OutDir, exported + "2"));
+        Assert.Contains("mixture of experts", gpt2.Message);
+        Assert.DoesNotContain('\n', gpt2.Message);
         straight.Dispose();
         b.Dispose();
     }
