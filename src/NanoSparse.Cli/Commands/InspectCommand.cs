@@ -51,7 +51,7 @@ public static class InspectCommand
                     NLayer = cfg.NLayer, NHead = cfg.NHead, NEmbd = cfg.NEmbd, BlockSize = cfg.BlockSize,
                     VocabSize = vocab, Bias = cfg.Bias, Dropout = cfg.Dropout,
                 };
-                model = cfg.ApplyAttention(model);
+                model = cfg.ApplyMoe(cfg.ApplyAttention(model));
                 try
                 {
                     model.Validate();
@@ -76,6 +76,8 @@ public static class InspectCommand
             if (m.NHeadPerLayer is not null) entries = entries.Append(("n_head_per_layer", string.Join(", ", m.NHeadPerLayer)));
             if (m.MlpHiddenPerLayer is not null) entries = entries.Append(("mlp_hidden_per_layer", string.Join(", ", m.MlpHiddenPerLayer)));
             entries = entries.Append(("attention pattern", NanoSparse.Nn.Parts.AttentionPatterns.AttentionPatternRegistry.Pattern(model).Describe()));
+            if (NanoSparse.Nn.Parts.FeedForwards.MoeSettings.Enabled(model))
+                entries = entries.Append(("mixture of experts", NanoSparse.Nn.Parts.FeedForwards.MoeSettings.Describe(model)));
             foreach (var (k, v) in entries) settings.AddRow(k, Markup.Escape(v));
             console.Write(settings);
 
@@ -87,6 +89,12 @@ public static class InspectCommand
                 table.AddRow(p.Name, "(" + string.Join(", ", p.Shape) + ")", p.Length.ToString("N0", CultureInfo.InvariantCulture), p.Decay ? "yes" : "no");
             }
             table.AddRow("[bold]total[/]", "", $"[bold]{gpt.ParameterCount.ToString("N0", CultureInfo.InvariantCulture)}[/]", "");
+            if (NanoSparse.Nn.Parts.FeedForwards.MoeSettings.Enabled(model))
+            {
+                var (active, all) = NanoSparse.Nn.Parts.FeedForwards.MoeLosses.ParameterCounts(gpt);
+                table.AddRow("[bold]active per token[/]", "", $"[bold]{active.ToString("N0", CultureInfo.InvariantCulture)}[/]", "");
+                console.MarkupLine($"mixture of experts: {NanoSparse.Nn.Parts.FeedForwards.MoeSettings.Experts(model)} experts in blocks {NanoSparse.Nn.Parts.FeedForwards.MoeSettings.Layers(model)}; active parameters {active.ToString("N0", CultureInfo.InvariantCulture)} of {all.ToString("N0", CultureInfo.InvariantCulture)} total");
+            }
             console.Write(table);
 
             // Per Linear weight: layout, density, bytes in the file and in memory (values + the index arrays held).

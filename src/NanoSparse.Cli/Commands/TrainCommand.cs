@@ -108,6 +108,10 @@ public static class TrainCommand
         string csv = Path.Combine(cfg.OutDir, TrainingLog.FileName);
         string png = Path.Combine(cfg.OutDir, "loss.png");
 
+        // mixture of experts: per-step expert load and dropped tokens (moe_load.csv), drawn as PNGs at each eval and at the end
+        using var moeLog = NanoSparse.Nn.Parts.FeedForwards.MoeSettings.Enabled(trainer.Model.Config) && !cfg.EvalOnly
+            ? new MoeLoadLog(cfg.OutDir, trainer.Model, start) : null;
+        if (moeLog is not null) console.MarkupLine($"mixture of experts: {Markup.Escape(NanoSparse.Nn.Parts.FeedForwards.MoeSettings.Describe(trainer.Model.Config))}");
         using var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
         Console.CancelKeyPress += onCancel;
@@ -121,6 +125,7 @@ public static class TrainCommand
             {
                 console.MarkupLine($"step {e.Step}: train loss {e.TrainLoss:F4}, val loss {e.ValLoss:F4}" + (e.Saved ? $" [green](saved checkpoint)[/]" : ""));
                 TryPlot(cli, csv, png);
+                if (moeLog is not null) MoePlots.Write(cli, null, cfg.OutDir);
             };
             if (cfg.EvalOnly || cfg.MaxIters <= start)
             {
@@ -143,6 +148,7 @@ public static class TrainCommand
                             task.Description = string.Create(CultureInfo.InvariantCulture,
                                 $"step {r.Step + 1}/{r.MaxIters}  loss {r.Loss:F4}  {smoothMs:F0} ms/iter  {tps:F0} tok/s");
                             task.Value = r.Step + 1 - start;
+                            moeLog?.Record(r.Step, trainer.Model);
                         };
                         result = trainer.Run(cancel.Token);
                     });
@@ -182,6 +188,7 @@ public static class TrainCommand
         console.Write(table);
         if (summary.WeightZeros is { Count: > 0 } zeros) WriteZerosTable(console, zeros);
         if (trainer.Dst is { } dst) DstPlots.Write(cli, console, dst, cfg.OutDir);
+        if (moeLog is not null) MoePlots.Write(cli, console, cfg.OutDir);
         return 0;
     }
 

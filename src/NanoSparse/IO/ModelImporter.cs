@@ -150,6 +150,16 @@ public static class ModelImporter
 
     public static GptDims Export(ModelFormat format, string checkpointDir, string outDir, SafeTensorsDtype dtype = SafeTensorsDtype.F32)
     {
+        if (MoeExport.Read(format, checkpointDir) is { } moe)   // a mixture of experts: its own tensor names, documented there
+        {
+            TensorMapping.EnsureWritable(moe.Tensors, Path.Combine(outDir, ModelFile), dtype);
+            WriteSet(outDir, staged =>
+            {
+                SafeTensors.Write(staged(ModelFile), NanoGptFormat.Export(moe.Tensors, dtype), new Dictionary<string, string> { ["format"] = "pt" });
+                GptDims.WriteJsonAtomic(staged(ConfigFile), moe.Config);
+            });
+            return moe.Dims;
+        }
         var (dims, tensors) = ReadCheckpoint(checkpointDir);
         Write(format, dims, tensors, outDir, dtype);
         return dims;

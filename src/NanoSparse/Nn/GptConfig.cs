@@ -96,6 +96,15 @@ public sealed record GptConfig
     [JsonPropertyName("gate")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Gate { get; init; }
     /// <summary>MLP neurons per controller gate (0 reads as 64); must divide every layer's MLP hidden width.</summary>
     [JsonPropertyName("gate_group")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int GateGroup { get; init; }
+    // Mixture of experts (Parts.FeedForwards.MoeSettings says what each key means and its default); n_experts absent: dense MLPs.
+    [JsonPropertyName("n_experts")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? NExperts { get; init; }
+    [JsonPropertyName("top_k")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? TopK { get; init; }
+    [JsonPropertyName("moe_every")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? MoeEvery { get; init; }
+    [JsonPropertyName("expert_hidden")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? ExpertHidden { get; init; }
+    [JsonPropertyName("moe_routing")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? MoeRouting { get; init; }
+    [JsonPropertyName("capacity_factor")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? CapacityFactor { get; init; }
+    [JsonPropertyName("moe_aux_loss")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? MoeAuxLoss { get; init; }
+    [JsonPropertyName("moe_z_loss")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? MoeZLoss { get; init; }
 
     public const string Gelu = "gelu";
     public const string GeluTanh = "gelu_tanh";
@@ -182,6 +191,7 @@ public sealed record GptConfig
             throw new ArgumentException($"logit_scale ({LogitScale}) must be a finite number > 0");
         Parts.AttentionPatterns.AttentionPatternRegistry.Validate(this);
         Parts.Gated.GateSettings.Validate(this);
+        Parts.FeedForwards.MoeSettings.Validate(this);
         PerLayer(NHeadPerLayer, "n_head_per_layer");
         PerLayer(MlpHiddenPerLayer, "mlp_hidden_per_layer");
         if (WeightLayouts is not null)
@@ -231,7 +241,8 @@ public sealed record GptConfig
         && LogitScale.Equals(other.LogitScale) && SameWidths(other)
         && (Attention ?? "dense") == (other.Attention ?? "dense") && AttnWindow == other.AttnWindow && AttnBlock == other.AttnBlock
         && AttnLocal == other.AttnLocal && AttnGlobal == other.AttnGlobal && AttnStride == other.AttnStride && AttnTopK == other.AttnTopK
-        && (Gate ?? "none") == (other.Gate ?? "none") && GateGroup == other.GateGroup;
+        && (Gate ?? "none") == (other.Gate ?? "none") && GateGroup == other.GateGroup
+        && Parts.FeedForwards.MoeSettings.Same(this, other);
 
     // Per-layer widths compare by what they mean: an absent list equals one that spells out the uniform values.
     bool SameWidths(GptConfig other)

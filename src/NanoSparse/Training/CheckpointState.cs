@@ -94,6 +94,15 @@ public sealed class ModelArgs
     /// <summary>GptConfig.Gate and GateGroup: the per-input controller (absent: none).</summary>
     [JsonPropertyName("gate")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Gate { get; set; }
     [JsonPropertyName("gate_group")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int GateGroup { get; set; }
+    /// <summary>The mixture-of-experts keys of GptConfig (see Nn.Parts.FeedForwards.MoeSettings); absent without MoE.</summary>
+    [JsonPropertyName("n_experts")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? NExperts { get; set; }
+    [JsonPropertyName("top_k")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? TopK { get; set; }
+    [JsonPropertyName("moe_every")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? MoeEvery { get; set; }
+    [JsonPropertyName("expert_hidden")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? ExpertHidden { get; set; }
+    [JsonPropertyName("moe_routing")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? MoeRouting { get; set; }
+    [JsonPropertyName("capacity_factor")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? CapacityFactor { get; set; }
+    [JsonPropertyName("moe_aux_loss")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? MoeAuxLoss { get; set; }
+    [JsonPropertyName("moe_z_loss")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? MoeZLoss { get; set; }
 
     public static ModelArgs From(GptConfig c) => new()
     {
@@ -110,6 +119,8 @@ public sealed class ModelArgs
         Attention = c.Attention is null or "dense" ? null : c.Attention, AttnWindow = c.AttnWindow, AttnBlock = c.AttnBlock, AttnLocal = c.AttnLocal,
         AttnGlobal = c.AttnGlobal, AttnStride = c.AttnStride, AttnTopK = c.AttnTopK,
         Gate = c.Gate is null or "none" ? null : c.Gate, GateGroup = c.GateGroup,
+        NExperts = c.NExperts, TopK = c.TopK, MoeEvery = c.MoeEvery, ExpertHidden = c.ExpertHidden, MoeRouting = c.MoeRouting,
+        CapacityFactor = c.CapacityFactor, MoeAuxLoss = c.MoeAuxLoss, MoeZLoss = c.MoeZLoss,
     };
 
     public GptConfig ToConfig() => new()
@@ -120,6 +131,8 @@ public sealed class ModelArgs
         LogitScale = LogitScale ?? 1f,
         Attention = Attention, AttnWindow = AttnWindow, AttnBlock = AttnBlock, AttnLocal = AttnLocal, AttnGlobal = AttnGlobal,
         AttnStride = AttnStride, AttnTopK = AttnTopK, Gate = Gate, GateGroup = GateGroup,
+        NExperts = NExperts, TopK = TopK, MoeEvery = MoeEvery, ExpertHidden = ExpertHidden, MoeRouting = MoeRouting,
+        CapacityFactor = CapacityFactor, MoeAuxLoss = MoeAuxLoss, MoeZLoss = MoeZLoss,
     };
 }
 

@@ -55,6 +55,17 @@ public sealed class TrainConfig
     [JsonPropertyName("attn_global")] public int AttnGlobal { get; set; }
     [JsonPropertyName("attn_stride")] public int AttnStride { get; set; }
     [JsonPropertyName("attn_topk")] public int AttnTopK { get; set; }
+    // mixture of experts (see Nn.Parts.FeedForwards.MoeSettings): absent (null) keys keep their defaults; no n_experts: dense MLPs
+    [JsonPropertyName("n_experts"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? NExperts { get; set; }
+    [JsonPropertyName("top_k"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? TopK { get; set; }
+    [JsonPropertyName("moe_every"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? MoeEvery { get; set; }
+    [JsonPropertyName("expert_hidden"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? ExpertHidden { get; set; }
+    [JsonPropertyName("moe_routing"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? MoeRouting { get; set; }
+    [JsonPropertyName("capacity_factor"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? CapacityFactor { get; set; }
+    [JsonPropertyName("moe_aux_loss"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? MoeAuxLoss { get; set; }
+    [JsonPropertyName("moe_z_loss"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? MoeZLoss { get; set; }
+    /// <summary>The dense MLP's hidden width in every block (absent: 4·n_embd): the dense baselines of an MoE comparison.</summary>
+    [JsonPropertyName("mlp_hidden"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? MlpHidden { get; set; }
     // sparse weights (static sparse training from random init; see Sparsity.SparseModelConfig)
     /// <summary>Global fraction of zeros over the sparse weights, in [0, 1); 0 trains a dense model.</summary>
     [JsonPropertyName("sparsity")] public float Sparsity { get; set; }
@@ -155,6 +166,14 @@ public sealed class TrainConfig
         AttnGlobal = AttnGlobal, AttnStride = AttnStride, AttnTopK = AttnTopK,
     };
 
+    /// <summary>The model config with this config's mixture-of-experts keys (n_experts, top_k, ...).</summary>
+    public Nn.GptConfig ApplyMoe(Nn.GptConfig model) => model with
+    {
+        NExperts = NExperts, TopK = TopK, MoeEvery = MoeEvery, ExpertHidden = ExpertHidden, MoeRouting = MoeRouting,
+        CapacityFactor = CapacityFactor, MoeAuxLoss = MoeAuxLoss, MoeZLoss = MoeZLoss,
+        MlpHiddenPerLayer = MlpHidden is int h && h != 4 * model.NEmbd ? Enumerable.Repeat(h, model.NLayer).ToArray() : model.MlpHiddenPerLayer,
+    };
+
     public Nn.GptConfig ApplySparsity(Nn.GptConfig model) =>
         SparseModelConfig.Apply(model,
             double.Parse(Sparsity.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture),   // 0.9f as 0.9, not 0.899999976
@@ -240,6 +259,8 @@ public sealed class TrainConfig
         else if (type == typeof(int)) { ok = int.TryParse(value, NumberStyles.Integer, inv, out int x); parsed = x; }
         else if (type == typeof(ulong)) { ok = ulong.TryParse(value, NumberStyles.Integer, inv, out ulong x); parsed = x; }
         else if (type == typeof(float)) { ok = float.TryParse(value, NumberStyles.Float, inv, out float x); parsed = x; }
+        else if (type == typeof(int?)) { ok = int.TryParse(value, NumberStyles.Integer, inv, out int x); parsed = x; }
+        else if (type == typeof(double?)) { ok = double.TryParse(value, NumberStyles.Float, inv, out double x); parsed = x; }
         else if (type == typeof(bool))
         {
             switch (value.ToLowerInvariant())
@@ -255,7 +276,7 @@ public sealed class TrainConfig
     }
 
     static string TypeWord(Type t) =>
-        t == typeof(int) ? "an integer" : t == typeof(ulong) ? "a non-negative integer" : t == typeof(float) ? "a number" : t == typeof(bool) ? "true or false" : "a string";
+        t == typeof(int) || t == typeof(int?) ? "an integer" : t == typeof(ulong) ? "a non-negative integer" : t == typeof(float) || t == typeof(double?) ? "a number" : t == typeof(bool) ? "true or false" : "a string";
 
     /// <summary>Checks ranges and relations; throws ArgumentException naming the key, the value and what is allowed.</summary>
     public void Validate(string source = "config")

@@ -125,7 +125,7 @@ public sealed class Trainer : IDisposable
                 NLayer = Config.NLayer, NHead = Config.NHead, NEmbd = Config.NEmbd, BlockSize = Config.BlockSize,
                 VocabSize = Meta.VocabSize, Bias = Config.Bias, Dropout = Config.Dropout,
             };
-            modelConfig = Config.ApplyAttention(modelConfig);
+            modelConfig = Config.ApplyMoe(Config.ApplyAttention(modelConfig));
         }
         if (Config.BlockSize > modelConfig.BlockSize)
             throw new ArgumentException($"block_size ({Config.BlockSize}) exceeds the checkpoint model's block_size ({modelConfig.BlockSize})");
@@ -409,7 +409,8 @@ public sealed class Trainer : IDisposable
         {
             if (_prefetcher is not null) _prefetcher.Next(_x, _y);
             else _sampler.Next(_x, _y);
-            float loss = Model.Forward(_x, _y, training: true);
+            // + the mixture-of-experts balance and z losses (their gradients reach the routers in Backward)
+            float loss = Model.Forward(_x, _y, training: true) + (float)Nn.Parts.FeedForwards.MoeLosses.Weighted(Model);
             if (!float.IsFinite(loss))
                 throw new TrainingDivergedException(Step, $"training loss became {loss} at step {Step}; stopped before updating the weights (last good checkpoint in {Config.OutDir} is untouched)");
             sum += loss;
