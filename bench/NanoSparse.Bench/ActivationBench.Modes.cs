@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using NanoSparse.Nn;
+using NanoSparse.Sparsity.Activation;
 
 namespace NanoSparse.Bench;
 
@@ -51,5 +52,25 @@ public static partial class ActivationBench
             if (source.TryGetValue(p.Name, out var d)) d.Value.Span.CopyTo(p.Value.Span);
         model.PrepareForInference();
         return model;
+    }
+
+    // The decode counters of whatever a mode installed: TEAL/WINA's zeroed inputs, the gates' kept units.
+    static void ResetModeCounts(Gpt gpt)
+    {
+        ActivationSparsity.ResetCounts(gpt);
+        foreach (var (_, _, gate) in ControllerTraining.Gates(gpt)) gate.ResetDecodeCounts();
+    }
+
+    // The activation sparsity a mode reached while decoding: TEAL/WINA's share of zeroed Linear inputs; the share of
+    // gated units (heads and MLP groups, each gate's fraction averaged) skipped; a predictor's share of MLP neurons not
+    // computed (exact: top-k per token); NaN when the model has none of these.
+    static double ModeSparsity(Gpt gpt)
+    {
+        if (ActivationSparsity.Weights(gpt).Count > 0) return ActivationSparsity.MeasuredSparsity(gpt);
+        var gates = ControllerTraining.Gates(gpt);
+        if (gates.Count > 0) return 1 - gates.Average(g => (double)g.Gate.DecodeKept / Math.Max(1, g.Gate.DecodeSeen));
+        var predicted = gpt.Blocks.Select(b => b.FeedForward).OfType<PredictedMlp>().ToList();
+        if (predicted.Count > 0 && predicted.All(p => p.Keep >= 0)) return 1 - predicted.Average(p => (double)p.Keep / p.Hidden);
+        return double.NaN;
     }
 }

@@ -323,7 +323,7 @@ public static partial class ActivationBench
                     {
                         cache.Reset();
                         var logits = gpt.ForwardCached(cache, promptTokens);
-                        ActivationSparsity.ResetCounts(gpt);
+                        ResetModeCounts(gpt);
                         double c0 = SparseModelBench.ProcessCpuSeconds();
                         long t0 = Stopwatch.GetTimestamp();
                         for (int i = 0; i < newTokens; i++)
@@ -340,7 +340,7 @@ public static partial class ActivationBench
                         var (wall, cpu) = Generate();
                         list.Wall.Add(newTokens / wall);
                         list.Cpu.Add(newTokens / cpu);
-                        list.Sparsity.Add(ActivationSparsity.MeasuredSparsity(gpt));
+                        list.Sparsity.Add(ModeSparsity(gpt));
                     }
                     AnsiConsole.MarkupLine($"[grey]  round {round + 1} {Markup.Escape(mode.Name)} {threads} thr: {list.Wall[^1]:F1} tokens/s[/]");
                 }
@@ -350,7 +350,7 @@ public static partial class ActivationBench
             {
                 var (wall, cpu, sp) = samples[(mode.Name, threads)];
                 yield return new Row("decode", model, mode.Name, mode.Kind, mode.Sparsity, threads, wall.ToArray(), BenchUtil.Median(wall.ToArray()), "tokens/s",
-                    cpu.ToArray(), mode.Kind == "dense" ? null : BenchUtil.Median(sp.ToArray()), p.PrepareSeconds, p.Note);
+                    cpu.ToArray(), mode.Kind == "dense" || sp.Any(double.IsNaN) ? null : BenchUtil.Median(sp.ToArray()), p.PrepareSeconds, p.Note);
             }
     }
 

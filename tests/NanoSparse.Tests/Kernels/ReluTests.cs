@@ -95,9 +95,9 @@ public class ReluTests
         Relu.Forward(x, x, 0f);   // about half zeros
         for (int i = 1; i < n; i += 9) x[i] = 0.004f * (i % 3 - 1);   // small values on both sides
         long zeros = x.LongCount(v => v == 0f);
-        Assert.Equal(zeros, ActivationSparsity.CountZeros(x));
-        Assert.Equal(x.LongCount(v => Math.Abs(v) < 0.01f), ActivationSparsity.CountBelow(x, 0.01f));
-        Assert.Throws<ArgumentOutOfRangeException>(() => ActivationSparsity.CountBelow(x, 0f));
+        Assert.Equal(zeros, NanoSparse.Kernels.ActivationZeros.CountZeros(x));
+        Assert.Equal(x.LongCount(v => Math.Abs(v) < 0.01f), NanoSparse.Kernels.ActivationZeros.CountBelow(x, 0.01f));
+        Assert.Throws<ArgumentOutOfRangeException>(() => NanoSparse.Kernels.ActivationZeros.CountBelow(x, 0f));
     }
 
     [Theory]
@@ -109,7 +109,7 @@ public class ReluTests
         var f = GradCheck.RandomArray(new Random(301 + n), n);
         var dh = GradCheck.RandomArray(new Random(302 + n), n);
         var expected = dh.Select((d, i) => d + 0.37 * Math.Sign(a[i]) * f[i]).ToArray();
-        ActivationSparsity.AddL1Gradient(dh, a, f, 0.37f);
+        NanoSparse.Kernels.ActivationZeros.AddL1Gradient(dh, a, f, 0.37f);
         GradCheck.AssertClose(dh, expected, 1e-6, "dh");
     }
 }

@@ -80,7 +80,7 @@ public sealed class Mlp : IFeedForward
         _cProj.Backward(dh, pass.Grad(_cProjWeight), pass.Grad(_cProjBias), dproj, pass.Act(_g), pass.Param(_cProjWeight), pass.Act(_h), N,
             pass.Workspace);
         // the L1 penalty's term: d/dh of c · Σ|act(h)| = c · sign(act(h)) · act'(h)
-        if (L1Coefficient != 0f) ActivationSparsity.AddL1Gradient(dh, pass.Act(_g), pass.Act(_h), L1Coefficient);
+        if (L1Coefficient != 0f) Kernels.ActivationZeros.AddL1Gradient(dh, pass.Act(_g), pass.Act(_h), L1Coefficient);
         _cFc.Backward(dinput, pass.Grad(_cFcWeight), pass.Grad(_cFcBias), dh, input, pass.Param(_cFcWeight), default, N, pass.Workspace);
     }
 

@@ -45,8 +45,8 @@ public sealed class ActivationStats
         for (int l = 0; l < _mlps.Length; l++)
         {
             var a = model.KeptActivation(_mlps[l].GeluOutputs);
-            _zeros[l] += ActivationSparsity.CountZeros(a);
-            _near[l] += ActivationSparsity.CountBelow(a, Epsilon);
+            _zeros[l] += Kernels.ActivationZeros.CountZeros(a);
+            _near[l] += Kernels.ActivationZeros.CountBelow(a, Epsilon);
             _elements[l] += a.Length;
         }
         _positions += (long)model.BatchSize * model.SeqLen;
@@ -65,7 +65,7 @@ public sealed class ActivationStats
         foreach (var mlp in mlps)
         {
             var a = model.KeptActivation(mlp.GeluOutputs);
-            sum += (double)ActivationSparsity.CountZeros(a) / a.Length;
+            sum += (double)Kernels.ActivationZeros.CountZeros(a) / a.Length;
         }
         return sum / mlps.Length;
     }

@@ -6,7 +6,7 @@ namespace NanoSparse.Kernels;
 /// What activation sparsity needs besides the activations themselves: counting the zeros (or near-zeros) of a hidden
 /// activation, and the gradient of an L1 penalty on it (ProSparse's regulariser, λ · Σ|a|).
 /// </summary>
-public static unsafe class ActivationSparsity
+public static unsafe class ActivationZeros
 {
     /// <summary>The number of elements of <paramref name="values"/> that are exactly 0 (−0 included).</summary>
     public static long CountZeros(ReadOnlySpan<float> values)
