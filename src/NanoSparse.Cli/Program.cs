@@ -73,6 +73,7 @@ public static class Program
         root.Subcommands.Add(ImpCommand.Create(cli));
         root.Subcommands.Add(PruneCommand.Create(cli));
         root.Subcommands.Add(CompareRunsCommand.Create(cli));
+        root.Subcommands.Add(DstQualityCommand.Create(cli));
         root.Subcommands.Add(ProbeDataCommand.Create(cli));
         root.Subcommands.Add(BenchCommand.Create(cli));
         return root;
