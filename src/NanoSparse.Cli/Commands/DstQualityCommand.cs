@@ -115,6 +115,13 @@ public static class DstQualityCommand
             m.Shape = ScottPlot.MarkerShape.FilledDiamond;
             m.LegendText = $"{d.Label}: smaller dense, n_embd {d.NEmbd} ({d.Stored.ToString("N0", CultureInfo.InvariantCulture)} weights)";
         }
+        // A few points close together would otherwise fill the axis: show at least 10 points of sparsity around them.
+        var xs = rows.Where(r => r.Method != "dense" || r.Cells < reference).Select(r => r.SparsityOf(reference) * 100).ToList();
+        if (xs.Count > 0)
+        {
+            double lo = xs.Min(), hi = xs.Max(), pad = Math.Max(1.0, (10 - (hi - lo)) / 2);
+            plot.Axes.SetLimitsX(Math.Max(0, lo - pad), Math.Min(100, hi + pad));
+        }
         plot.Title(title);
         plot.XLabel("sparsity of the blocks' Linear weights (%; a smaller dense model: 1 − its weights / the widest model's)");
         plot.YLabel("final val loss");
