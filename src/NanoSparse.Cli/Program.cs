@@ -74,6 +74,7 @@ public static class Program
         root.Subcommands.Add(PruneCommand.Create(cli));
         root.Subcommands.Add(TealCommand.Create(cli));
         root.Subcommands.Add(CompareRunsCommand.Create(cli));
+        root.Subcommands.Add(DstQualityCommand.Create(cli));
         root.Subcommands.Add(ProbeDataCommand.Create(cli));
         root.Subcommands.Add(DejaVuCommand.Create(cli));
         root.Subcommands.Add(BenchCommand.Create(cli));
