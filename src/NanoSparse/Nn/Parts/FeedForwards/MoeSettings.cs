@@ -62,6 +62,8 @@ public static class MoeSettings
         }
         int n = c.NExperts!.Value;
         if (n <= 0) throw new ArgumentException($"n_experts ({n}) must be ≥ 1 (leave it out for a dense MLP)");
+        if (c.Activation is not (GptConfig.Gelu or GptConfig.GeluTanh))
+            throw new ArgumentException($"activation (\"{c.Activation}\") is not supported by the mixture-of-experts blocks; expected \"{GptConfig.Gelu}\" or \"{GptConfig.GeluTanh}\"");
         if (c.TopK is int k && (k <= 0 || k > n)) throw new ArgumentException($"top_k ({k}) must lie in [1, n_experts = {n}]");
         if (c.TopK is null && n < 2) throw new ArgumentException($"top_k defaults to 2, more than n_experts ({n}): set top_k = 1");
         if (c.MoeEvery is int every && every <= 0) throw new ArgumentException($"moe_every ({every}) must be ≥ 1 (1: every block, 2: blocks 1, 3, 5, ...)");

@@ -26,6 +26,8 @@ public static class GateSettings
         if (config.Attention is not (null or "dense"))
             throw new ArgumentException($"gate (\"{config.Gate}\") runs with the dense attention pattern only; attention is \"{config.Attention}\"");
         if (!GatesMlp(config)) return;
+        if (config.Activation is not (GptConfig.Gelu or GptConfig.GeluTanh))
+            throw new ArgumentException($"activation (\"{config.Activation}\") is not supported by the gated MLP; expected \"{GptConfig.Gelu}\" or \"{GptConfig.GeluTanh}\"");
         int group = Group(config);
         for (int l = 0; l < config.NLayer; l++)
         {
