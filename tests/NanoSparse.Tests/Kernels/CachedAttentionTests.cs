@@ -3,6 +3,7 @@ using NanoSparse.Kernels;
 namespace NanoSparse.Tests.Kernels;
 
 /// <summary>Attention of one query over a dense KV cache against a double-precision softmax(q·kᵀ/√hs)·v per head.</summary>
+[Collection("KernelThreads")]   // sets KernelThreads.Max: must not run beside tests that need a fixed thread count
 public class CachedAttentionTests
 {
     static float[] RandomVector(Random r, int n, double spread) => Enumerable.Range(0, n).Select(_ => (float)((r.NextDouble() * 2 - 1) * spread)).ToArray();
