@@ -79,7 +79,6 @@ public static class Program
         root.Subcommands.Add(DejaVuCommand.Create(cli));
         root.Subcommands.Add(BenchCommand.Create(cli));
         root.Subcommands.Add(GateCommand.Create(cli));
-        root.Subcommands.Add(GateCommand.CreateBench(cli));
         return root;
     }
 

@@ -49,33 +49,6 @@ public static class GateCommand
         return cmd;
     }
 
-    /// <summary>
-    /// `nanosparse gate-bench`: ActivationControllerBench (the controller mode of `bench activation`) on the GPT-2-shaped
-    /// model until the lead wires it there.
-    /// </summary>
-    public static Command CreateBench(CliContext cli)
-    {
-        var kept = new Option<double[]>("--kept") { Description = "fractions of units the gates keep (activation sparsity 1 − kept)", DefaultValueFactory = _ => [0.5, 0.3, 0.1], AllowMultipleArgumentsPerToken = true };
-        var layers = new Option<int>("--layers") { Description = "n_layer of the gpt2-124m-shaped model", DefaultValueFactory = _ => 12 };
-        var tokens = new Option<int>("--decode-tokens") { Description = "tokens decoded per round", DefaultValueFactory = _ => 64 };
-        var rounds = new Option<int>("--rounds") { Description = "interleaved rounds (median)", DefaultValueFactory = _ => 3 };
-        var group = new Option<int>("--gate-group") { Description = "MLP neurons per gate", DefaultValueFactory = _ => 64 };
-        var cmd = new Command("gate-bench", "decode tokens/s of the GPT-2-shaped model with a per-input controller at given kept fractions, against dense");
-        foreach (var o in new Option[] { kept, layers, tokens, rounds, group }) cmd.Options.Add(o);
-        cmd.SetAction(parse =>
-        {
-            cli.ApplyThreads(parse);
-            try
-            {
-                NanoSparse.Bench.ActivationControllerBench.Run(cli.Out, parse.GetValue(kept)!, parse.GetValue(layers), group: parse.GetValue(group),
-                    tokens: parse.GetValue(tokens), rounds: parse.GetValue(rounds));
-            }
-            catch (ArgumentException e) { throw new UsageException(e.Message); }
-            return 0;
-        });
-        return cmd;
-    }
-
     static int Run(CliContext cli, ControllerConfig c, string checkpointDir, string dataDir, string? outDir, string? denseDir,
         int prompt, int decodeTokens, int rounds)
     {
