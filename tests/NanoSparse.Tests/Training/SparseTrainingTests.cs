@@ -35,7 +35,7 @@ public sealed class SparseTrainingTests : IDisposable
     }
 
     /// <summary>The dense model holding <paramref name="sparse"/>'s weights, zeros where nothing is stored, and the 0/1 mask of stored positions.</summary>
-    static (Gpt Dense, float[] Mask) DenseTwin(Gpt sparse)
+    internal static (Gpt Dense, float[] Mask) DenseTwin(Gpt sparse)
     {
         var dense = new Gpt(sparse.Config with { WeightLayouts = null, WeightDensities = null }, sparse.BatchSize, sparse.SeqLen);
         var mask = new float[dense.ParameterData.Length];

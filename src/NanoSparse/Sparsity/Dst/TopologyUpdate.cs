@@ -4,8 +4,9 @@ using NanoSparse.Numerics;
 namespace NanoSparse.Sparsity.Dst;
 
 /// <summary>What one topology update did to one layer.</summary>
-/// <param name="Dropped">active weights removed (smallest magnitudes; SRigL: also every weight of an ablated neuron)</param>
-/// <param name="Grown">positions added; as many as dropped, so the stored count is unchanged</param>
+/// <param name="Dropped">active weights the drop rule chose (smallest magnitudes; SRigL: also every weight of an ablated
+/// neuron); RigL may regrow some of them at once</param>
+/// <param name="Grown">positions chosen by the grow rule; as many as dropped, so the stored count is unchanged</param>
 /// <param name="Changed">added positions that were not active before the update (Grown minus dropped ones regrown)</param>
 /// <param name="ActiveRows">output rows holding at least one weight afterwards</param>
 /// <param name="Stored">the layer's stored count (unchanged by the update)</param>
@@ -17,16 +18,21 @@ public readonly record struct LayerUpdate(int Dropped, int Grown, int Changed, i
 /// <summary>
 /// One topology update of a CSR layer, in place: drop the k = round(f · nnz) active weights of smallest magnitude, regrow
 /// as many positions, rebuild the layout (<see cref="CsrLinearWeight.ReplaceStructure"/>) and move the values and AdamW
-/// moments to the new CSR order; grown weights and their moments start at 0. The stored count never changes.
-/// Regrowth (positions active at the start of the update are never candidates; dropped ones only when too few
-/// inactive ones remain, and then after every inactive one):
-///   set    uniformly at random among inactive positions (seeded Rng: reproducible);
-///   rigl   the k inactive positions of largest |dL/dW| (the dense gradient of the update step), ties to the lower
-///          row-major position;
+/// moments to the new CSR order; newly grown weights and their moments start at 0. The stored count never changes.
+/// Regrowth (positions kept through the drop are never candidates):
+///   set    uniformly at random among inactive positions (seeded Rng: reproducible); dropped ones only when too few
+///          inactive ones remain, and then after every inactive one (the reference draws among both alike; at 90% / 80%
+///          sparsity that would regrow ~3% / ~7% of the k at once, so SET keeps its own stream);
+///   rigl   the k positions of largest |dL/dW| (the dense gradient of the update step) among every position not kept,
+///          the just-dropped ones included, ties to the lower row-major position (Evci et al. 2020, Algorithm 1:
+///          I_grow = ArgTopK over i ∉ θ \ I_drop). A dropped weight that is regrown keeps its value and AdamW moments
+///          (google-research/rigl's default, reinit_when_same = False): it was never removed, so an update changes
+///          fewer than k positions where small weights still have large gradients;
 ///   srigl  constant fan-in (Lasby et al. 2023): a neuron's salience is its weights surviving the drop plus the
 ///          positions RigL would regrow in its row; a neuron with fewer than γ·k salient weights (k = nnz / active
 ///          rows) is ablated (all its weights dropped); the remaining A rows each get nnz / A weights (the first
-///          nnz mod A rows one more), trimming by magnitude and regrowing by |dL/dW| within the row.
+///          nnz mod A rows one more), trimming by magnitude and regrowing by |dL/dW| within the row (dropped
+///          positions compete as in rigl).
 /// Scratch is sized once for the largest layer; an update allocates nothing.
 /// </summary>
 public sealed class TopologyUpdate
@@ -135,7 +141,7 @@ public sealed class TopologyUpdate
                 {
                     if (q == nnz) throw new InvalidOperationException($"topology update would store more than {nnz} values in layer {rows}x{cols}");
                     _columns[q] = j;
-                    _source[q] = st == Kept ? old : -1;
+                    _source[q] = st is Kept or GrownDropped ? old : -1;   // regrown after a drop: value and moments kept
                     if (st == GrownNew) changed++;
                     q++;
                 }
@@ -220,14 +226,8 @@ public sealed class TopologyUpdate
         return take;
     }
 
-    // Regrowth scores: inactive positions rank by |g| (≥ 0), dropped ones after every inactive one (−1/(1 + |g|) in
-    // [−1, 0)), kept ones never (−∞).
-    static float Score(byte state, float gradient) => state switch
-    {
-        Inactive => Math.Abs(gradient),
-        Dropped => -1f / (1f + Math.Abs(gradient)),
-        _ => float.NegativeInfinity,
-    };
+    // RigL's regrowth scores: inactive and just-dropped positions rank together by |g| (≥ 0), kept ones never (−∞).
+    static float Score(byte state, float gradient) => state is Inactive or Dropped ? Math.Abs(gradient) : float.NegativeInfinity;
 
     // RigL: the k positions of largest score.
     void GrowByGradient(Span<byte> state, ReadOnlySpan<float> gradient, int k)
