@@ -9,10 +9,15 @@ namespace NanoSparse.Kernels;
 ///   att = dropout(att)
 ///   y = att · v, heads re-assembled                                 // (B, T, C)
 /// Only the log-partition lse (B, NH, T) of each softmax row is kept; the backward pass recomputes att from q, k and
-/// lse (as FlashAttention does), so no (B, NH, T, T) buffer exists. Queries go in blocks of 64 that only meet the keys
-/// up to the block's end, skipping the GEMM work above the causal diagonal. Each (b, h) works in a per-thread scratch of
-/// T×T floats that stays in cache. The small products go through <c>Gemm.Multiply</c>, which runs serially
-/// inside the parallel region over B·NH.
+/// lse (as FlashAttention does), so no (B, NH, T, T) buffer exists between the passes. Three kernels:
+/// - heads whose size is a multiple of 16 (AVX-512): <see cref="FlashAttention"/> (FlashAttention-2 in 64×64 blocks),
+///   at every T, with or without dropout;
+/// - the same heads while the caller keeps the probabilities (T ≤ 3·hs, see <see cref="KeepsProbabilities"/>): the
+///   register-tiled kernels below (<see cref="AttentionTiles"/>) in a per-thread (T, T) scratch, whose backward pass
+///   reads the kept probabilities instead of recomputing them;
+/// - other head sizes: queries in blocks of 64 that only meet the keys up to the block's end (skipping the GEMM work
+///   above the causal diagonal) in a per-thread T×T scratch, the small products through <c>Gemm.Multiply</c>, which
+///   runs serially inside the parallel region over B·NH.
 /// </summary>
 public static unsafe class Attention
 {
@@ -32,14 +37,6 @@ public static unsafe class Attention
     internal static bool UseTiles { get; set; } = true;
 
     static bool Tiled(int hs) => UseTiles && hs % 16 == 0 && System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated;
-
-    /// <summary>
-    /// Past this many positions (without dropout) the heads run as FlashAttention (<see cref="SparseAttention.DenseForward"/>):
-    /// the tiled kernels' per-thread (T, T) scratch would take 1 GB per thread at T = 16k.
-    /// </summary>
-    public static int FlashAboveT { get; set; } = 4096;
-
-    static bool Flash(int T, int hs, float dropoutP, bool probs) => T > FlashAboveT && hs % 16 == 0 && dropoutP == 0 && !probs;
 
     /// <summary>
     /// Whether a caller should keep the softmax probabilities between <see cref="Forward"/> and <see cref="Backward"/>
@@ -68,7 +65,7 @@ public static unsafe class Attention
     public static void Forward(Span<float> output, Span<float> lse, ReadOnlySpan<float> qkv, int B, int T, int C, int NH,
         float dropoutP = 0f, ulong seed = 0, int batchOffset = 0, Span<float> probs = default)
     {
-        if (Flash(T, C / NH, dropoutP, !probs.IsEmpty)) { SparseAttention.DenseForward(output, lse, qkv, B, T, C, NH); return; }
+        if (probs.IsEmpty && Tiled(C / NH)) { FlashAttention.Forward(output, lse, qkv, B, T, C, NH, dropoutP, seed, batchOffset); return; }
         if (!probs.IsEmpty) Check.Length(probs, ProbabilitiesLength(B, T, NH), nameof(probs));
         Check.Length(qkv, (long)B * T * 3 * C, nameof(qkv));
         Check.Length(output, (long)B * T * C, nameof(output));
@@ -126,25 +123,14 @@ public static unsafe class Attention
     /// <summary>
     /// Backward of <see cref="Forward"/>: dqkv (B, T, 3C) is WRITTEN (every element) from dout (B, T, C),
     /// qkv (B, T, 3C) and lse (B, NH, T). Dropout settings must equal the forward call's, and so must probs: the
-    /// probabilities the forward call wrote, or empty to recompute them. y: the forward's output, read only past
-    /// <see cref="FlashAboveT"/> (recomputed when empty).
+    /// probabilities the forward call wrote, or empty to recompute them. y: the forward's output, which
+    /// <see cref="FlashAttention"/> reads for its row terms D = dO · O (without it each head recomputes its output).
     /// </summary>
     public static void Backward(Span<float> dqkv, ReadOnlySpan<float> dout, ReadOnlySpan<float> qkv, ReadOnlySpan<float> lse,
         int B, int T, int C, int NH, float dropoutP = 0f, ulong seed = 0, int batchOffset = 0, ReadOnlySpan<float> probs = default,
         ReadOnlySpan<float> y = default)
     {
-        if (Flash(T, C / NH, dropoutP, !probs.IsEmpty))
-        {
-            // FlashAttention's backward needs the output (D = dO · O); a caller without it pays one forward pass
-            if (y.IsEmpty)
-            {
-                var recomputed = new float[(long)B * T * C];
-                SparseAttention.DenseForward(recomputed, new float[(long)B * NH * T], qkv, B, T, C, NH);
-                y = recomputed;
-            }
-            SparseAttention.DenseBackward(dqkv, dout, qkv, y, lse, B, T, C, NH);
-            return;
-        }
+        if (probs.IsEmpty && Tiled(C / NH)) { FlashAttention.Backward(dqkv, dout, qkv, y, lse, B, T, C, NH, dropoutP, seed, batchOffset); return; }
         if (!probs.IsEmpty) Check.Length(probs, ProbabilitiesLength(B, T, NH), nameof(probs));
         Check.Length(qkv, (long)B * T * 3 * C, nameof(qkv));
         Check.Length(dqkv, (long)B * T * 3 * C, nameof(dqkv));

@@ -91,7 +91,7 @@ internal static unsafe class AttentionTiles
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Tile4x1(int kLen, float* a0, float* a1, float* a2, float* a3, int aStep, float* b, int ldb,
-        float* c0, float* c1, float* c2, float* c3, float alpha)
+        float* c0, float* c1, float* c2, float* c3, float alpha, bool accumulate = false)
     {
         Vector512<float> x0 = default, x1 = default, x2 = default, x3 = default;
         for (int p = 0; p < kLen; p++)
@@ -104,19 +104,21 @@ internal static unsafe class AttentionTiles
             a0 += aStep; a1 += aStep; a2 += aStep; a3 += aStep;
             b += ldb;
         }
-        Store(c0, x0, alpha); Store(c1, x1, alpha);
-        Store(c2, x2, alpha); Store(c3, x3, alpha);
+        Store(c0, x0, alpha, accumulate); Store(c1, x1, alpha, accumulate);
+        Store(c2, x2, alpha, accumulate); Store(c3, x3, alpha, accumulate);
     }
 
     /// <summary>
     /// Eight rows of C (c + r·ldc, r &lt; rows; the rest go to discard) = alpha · Σ_p a_r[p·aStep] · (row p of B) with
     /// a_r = a + min(r, rows − 1)·lda, over cols (a multiple of 16) columns. For the products whose output is one head
     /// wide (P·V, dS·K, Pᵀ·dY, dSᵀ·Q): 8 rows × 2 vectors keep 16 accumulators, so each loaded B vector feeds 8
-    /// multiply-adds instead of the 4-row tile's 4.
+    /// multiply-adds instead of the 4-row tile's 4. accumulate: C += alpha · Σ ... instead (the discard row is cleared
+    /// first when some tile rows go there, so it holds no stale values).
     /// </summary>
     public static void Rows8(int kLen, float* a, long lda, int aStep, int rows, float* b, int ldb, int cols,
-        float* c, int ldc, float* discard, float alpha)
+        float* c, int ldc, float* discard, float alpha, bool accumulate = false)
     {
+        if (accumulate && rows < 8) new Span<float>(discard, cols).Clear();
         float* a0 = a, a1 = a + Math.Min(1, rows - 1) * lda, a2 = a + Math.Min(2, rows - 1) * lda, a3 = a + Math.Min(3, rows - 1) * lda;
         float* a4 = a + Math.Min(4, rows - 1) * lda, a5 = a + Math.Min(5, rows - 1) * lda, a6 = a + Math.Min(6, rows - 1) * lda;
         float* a7 = a + Math.Min(7, rows - 1) * lda;
@@ -124,17 +126,17 @@ internal static unsafe class AttentionTiles
         for (int r = 0; r < 8; r++) rowsOut[r] = r < rows ? c + (long)r * ldc : discard;
         int j = 0;
         for (; j + 32 <= cols; j += 32)
-            Tile8x2(kLen, a0, a1, a2, a3, a4, a5, a6, a7, aStep, b + j, ldb, rowsOut, j, alpha);
+            Tile8x2(kLen, a0, a1, a2, a3, a4, a5, a6, a7, aStep, b + j, ldb, rowsOut, j, alpha, accumulate);
         for (; j < cols; j += 16)
         {
-            Tile4x1(kLen, a0, a1, a2, a3, aStep, b + j, ldb, rowsOut[0] + j, rowsOut[1] + j, rowsOut[2] + j, rowsOut[3] + j, alpha);
-            Tile4x1(kLen, a4, a5, a6, a7, aStep, b + j, ldb, rowsOut[4] + j, rowsOut[5] + j, rowsOut[6] + j, rowsOut[7] + j, alpha);
+            Tile4x1(kLen, a0, a1, a2, a3, aStep, b + j, ldb, rowsOut[0] + j, rowsOut[1] + j, rowsOut[2] + j, rowsOut[3] + j, alpha, accumulate);
+            Tile4x1(kLen, a4, a5, a6, a7, aStep, b + j, ldb, rowsOut[4] + j, rowsOut[5] + j, rowsOut[6] + j, rowsOut[7] + j, alpha, accumulate);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Tile8x2(int kLen, float* a0, float* a1, float* a2, float* a3, float* a4, float* a5, float* a6, float* a7,
-        int aStep, float* b, int ldb, float** c, int j, float alpha)
+        int aStep, float* b, int ldb, float** c, int j, float alpha, bool accumulate)
     {
         Vector512<float> x00 = default, x01 = default, x10 = default, x11 = default;
         Vector512<float> x20 = default, x21 = default, x30 = default, x31 = default;
@@ -163,19 +165,23 @@ internal static unsafe class AttentionTiles
             x70 = Vector512.FusedMultiplyAdd(s, b0, x70); x71 = Vector512.FusedMultiplyAdd(s, b1, x71);
             b += ldb;
         }
-        var va = Vector512.Create(alpha);
-        (x00 * va).Store(c[0] + j); (x01 * va).Store(c[0] + j + 16);
-        (x10 * va).Store(c[1] + j); (x11 * va).Store(c[1] + j + 16);
-        (x20 * va).Store(c[2] + j); (x21 * va).Store(c[2] + j + 16);
-        (x30 * va).Store(c[3] + j); (x31 * va).Store(c[3] + j + 16);
-        (x40 * va).Store(c[4] + j); (x41 * va).Store(c[4] + j + 16);
-        (x50 * va).Store(c[5] + j); (x51 * va).Store(c[5] + j + 16);
-        (x60 * va).Store(c[6] + j); (x61 * va).Store(c[6] + j + 16);
-        (x70 * va).Store(c[7] + j); (x71 * va).Store(c[7] + j + 16);
+        Store(c[0] + j, x00, alpha, accumulate); Store(c[0] + j + 16, x01, alpha, accumulate);
+        Store(c[1] + j, x10, alpha, accumulate); Store(c[1] + j + 16, x11, alpha, accumulate);
+        Store(c[2] + j, x20, alpha, accumulate); Store(c[2] + j + 16, x21, alpha, accumulate);
+        Store(c[3] + j, x30, alpha, accumulate); Store(c[3] + j + 16, x31, alpha, accumulate);
+        Store(c[4] + j, x40, alpha, accumulate); Store(c[4] + j + 16, x41, alpha, accumulate);
+        Store(c[5] + j, x50, alpha, accumulate); Store(c[5] + j + 16, x51, alpha, accumulate);
+        Store(c[6] + j, x60, alpha, accumulate); Store(c[6] + j + 16, x61, alpha, accumulate);
+        Store(c[7] + j, x70, alpha, accumulate); Store(c[7] + j + 16, x71, alpha, accumulate);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Store(float* c, Vector512<float> x, float alpha) => (x * Vector512.Create(alpha)).Store(c);
+
+    /// <summary>c = alpha · x, or c += alpha · x when accumulating.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Store(float* c, Vector512<float> x, float alpha, bool accumulate) =>
+        (accumulate ? Vector512.FusedMultiplyAdd(x, Vector512.Create(alpha), Vector512.Load(c)) : x * Vector512.Create(alpha)).Store(c);
 
     /// <summary>
     /// dst (cols × rowsPadded) = srcᵀ for src (rows × cols, row stride ld; cols a multiple of 4); columns

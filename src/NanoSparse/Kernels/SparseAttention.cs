@@ -71,7 +71,9 @@ public static unsafe class SparseAttention
 
     /// <summary>
     /// Dense causal attention as FlashAttention (no T×T buffer), with <see cref="Attention"/>'s layouts: out (B, T, C),
-    /// lse (B, NH, T). What <see cref="Attention.Forward"/> runs past <see cref="Attention.FlashAboveT"/>.
+    /// lse (B, NH, T): the dense case of the pattern kernels (<see cref="SparseAttentionHead"/>). <see cref="Attention"/> runs
+    /// <see cref="FlashAttention"/> instead, whose block products are 64 deep in every direction (here dK and dV are
+    /// summed 8 queries at a time through memory); kept as the sparse patterns' own dense baseline.
     /// </summary>
     public static void DenseForward(Span<float> output, Span<float> lse, ReadOnlySpan<float> qkv, int B, int T, int C, int NH)
     {

@@ -12,7 +12,7 @@ namespace NanoSparse.Tests.Nn;
 /// kernel kept and checked to be the top scores by the reference's own double-precision scores; gradients are
 /// central finite differences of the double reference.
 /// </summary>
-[Collection(nameof(GemmCollection))]   // the Attention.FlashAboveT test switches a global the model's attention reads
+[Collection(nameof(GemmCollection))]
 public class AttentionPatternTests
 {
     const int C = 32, NH = 2, Hs = C / NH;
@@ -372,7 +372,7 @@ public class AttentionPatternTests
     }
 
     [Fact]
-    public void DenseAttentionPastTheFlashThresholdMatchesTheTiledKernel()
+    public void TheSparseKernelsDensePatternMatchesDenseAttention()
     {
         int B = 1, T = 130, C2 = 64, NH2 = 2;
         var qkv = GradCheck.RandomArray(new Random(3), B * T * 3 * C2, 1.5);
@@ -383,16 +383,10 @@ public class AttentionPatternTests
         var dy = GradCheck.RandomArray(new Random(4), B * T * C2);
         var d1 = new float[qkv.Length];
         var d2 = new float[qkv.Length];
-        int saved = Attention.FlashAboveT;
-        try
-        {
-            Attention.Forward(y1, lse1, qkv, B, T, C2, NH2);
-            Attention.Backward(d1, dy, qkv, lse1, B, T, C2, NH2);
-            Attention.FlashAboveT = 64;
-            Attention.Forward(y2, lse2, qkv, B, T, C2, NH2);
-            Attention.Backward(d2, dy, qkv, lse2, B, T, C2, NH2, y: y2);
-        }
-        finally { Attention.FlashAboveT = saved; }
+        Attention.Forward(y1, lse1, qkv, B, T, C2, NH2);
+        Attention.Backward(d1, dy, qkv, lse1, B, T, C2, NH2);
+        SparseAttention.DenseForward(y2, lse2, qkv, B, T, C2, NH2);
+        SparseAttention.DenseBackward(d2, dy, qkv, y2, lse2, B, T, C2, NH2);
         GradCheck.AssertClose(y2, y1.Select(v => (double)v).ToArray(), 1e-5, "flash y");
         GradCheck.AssertClose(lse2, lse1.Select(v => (double)v).ToArray(), 1e-5, "flash lse");
         GradCheck.AssertClose(d2, d1.Select(v => (double)v).ToArray(), 1e-4, "flash dqkv");

@@ -89,7 +89,7 @@ public sealed class CausalSelfAttention : IAttention
         var dqkv = pass.Act(_dqkv);
         var qkv = pass.Act(_qkv);
         Attention.Backward(dqkv, dy, qkv, pass.Act(_lse), pass.Sequences, pass.SeqLen, _width, _heads, pass.Dropout, pass.Seed(_attentionSeed),
-            pass.FirstSequence, pass.Act(_probs));
+            pass.FirstSequence, pass.Act(_probs), pass.Act(_y));
         _cAttn.Backward(dinput, pass.Grad(_cAttnWeight), pass.Grad(_cAttnBias), dqkv, input, pass.Param(_cAttnWeight), default, N,
             pass.Workspace);
     }

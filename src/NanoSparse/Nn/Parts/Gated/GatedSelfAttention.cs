@@ -101,7 +101,7 @@ public sealed class GatedSelfAttention : IAttention
             }
         var dqkv = pass.Act(_dqkv);
         Attention.Backward(dqkv, dy, pass.Act(_qkv), pass.Act(_lse), pass.Sequences, pass.SeqLen, A, NH, pass.Dropout, pass.Seed(_attentionSeed),
-            pass.FirstSequence, pass.Act(_probs));
+            pass.FirstSequence, pass.Act(_probs), y);
         _cAttn.Backward(dinput, pass.Grad(_cAttnWeight), pass.Grad(_cAttnBias), dqkv, input, pass.Param(_cAttnWeight), default, N,
             pass.Workspace);
         Gate.Backward(dinput, input, pass);   // dinput += d gate(input)
