@@ -11,7 +11,7 @@ namespace NanoSparse.Kernels;
 /// A float maps to a 32-bit key whose unsigned order is the float order (sign bit flipped for positives, every bit
 /// flipped for negatives; −0 taken as +0, which compares equal to it). Pass 1 counts the keys' top 11 bits and finds the
 /// bucket holding the k-th largest, pass 2 the next 11 bits within that bucket, pass 3 the last 10 bits: that key is
-/// τ, the k-th largest score. The collecting pass then takes every score above τ and the first (k − above) equal to τ.
+/// τ, the k-th largest score (passes 2 and 3 over the keys of pass 1's bucket only, compacted first). The collecting pass then takes every score above τ and the first (k − above) equal to τ.
 /// Scores must not be NaN (they would rank above +∞).
 /// </summary>
 public static class RadixTopK
@@ -36,19 +36,25 @@ public static class RadixTopK
         foreach (float s in scores) count[(int)(Key(s) >> 21)]++;
         int rank = k;
         uint top = Bucket(count, 2048, ref rank);
-        // Pass 2: bits 10..20 of the keys in that bucket.
-        count.Clear();
+        // The keys in that bucket, compacted without branches (a bucket holds about half the scores when they share an
+        // exponent, so a test per score would mispredict half the time): passes 2 and 3 read only them.
+        var candidates = Candidates(n);
+        int m = 0;
         foreach (float s in scores)
         {
             uint key = Key(s);
-            if (key >> 21 == top) count[(int)((key >> 10) & 2047)]++;
+            candidates[m] = key;
+            m += key >> 21 == top ? 1 : 0;
         }
+        // Pass 2: bits 10..20 of the candidates.
+        count.Clear();
+        for (int i = 0; i < m; i++) count[(int)((candidates[i] >> 10) & 2047)]++;
         uint prefix = top << 11 | Bucket(count, 2048, ref rank);
-        // Pass 3: the last 10 bits of the keys with that 22-bit prefix.
+        // Pass 3: the last 10 bits of the candidates with that 22-bit prefix.
         count.Slice(0, 1024).Clear();
-        foreach (float s in scores)
+        for (int i = 0; i < m; i++)
         {
-            uint key = Key(s);
+            uint key = candidates[i];
             if (key >> 10 == prefix) count[(int)(key & 1023)]++;
         }
         float tau = Score(prefix << 10 | Bucket(count, 1024, ref rank));
@@ -63,6 +69,16 @@ public static class RadixTopK
             taken += (s > tau ? 1 : 0) | equal;
             if (taken == k) return;
         }
+    }
+
+    [ThreadStatic] static uint[]? _candidates;
+
+    /// <summary>This thread's candidate buffer (n keys), grown once: a decode step allocates nothing.</summary>
+    static uint[] Candidates(int n)
+    {
+        var c = _candidates;
+        if (c is null || c.Length < n) _candidates = c = new uint[Math.Max(n, 4096)];
+        return c;
     }
 
     /// <summary>The bucket, from the top, in which the rank-th largest key lies; rank becomes its rank inside that bucket.</summary>
