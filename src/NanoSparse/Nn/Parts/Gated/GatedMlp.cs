@@ -1,5 +1,7 @@
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 using NanoSparse.Kernels;
+using NanoSparse.Kernels.Sparse;
 
 namespace NanoSparse.Nn.Parts.Gated;
 
@@ -104,8 +106,8 @@ public sealed class GatedMlp : IFeedForward
     /// <summary>What c_proj saw: the gated GELU output a ⊙ g.</summary>
     public ReadOnlySpan<float> ProjectionInput(scoped in Pass pass) => pass.Act(_ag);
 
-    // h (rows, H), gates (rows, H / S)
-    public long DecodeScratchFloats(int rows) => (long)rows * _hidden + (long)rows * (_hidden / _group);
+    // h (rows, H), gates (rows, H / S); at one row, the kept neurons' indices (H ints) after h and gates
+    public long DecodeScratchFloats(int rows) => (long)rows * _hidden + (long)rows * (_hidden / _group) + _hidden;
 
     public void Decode(Span<float> output, ReadOnlySpan<float> input, in Decoding decoding)
     {
@@ -117,24 +119,19 @@ public sealed class GatedMlp : IFeedForward
         var bFc = decoding.Param(_cFcBias);
         if (n == 1)
         {
-            var byNeuron = ProjectionByNeuron(decoding);
-            var bias = decoding.Param(_cProjBias);
-            if (bias.IsEmpty) output.Slice(0, C).Clear();
-            else bias.CopyTo(output);
-            for (int k0 = 0; k0 < G;)
-            {
-                if (gates[k0] == 0f) { k0++; continue; }
-                int k1 = k0 + 1;
-                while (k1 < G && gates[k1] != 0f) k1++;
-                // the kept groups [k0, k1): their c_fc rows, GELU, and their rows of the neuron-major c_proj
-                int j0 = k0 * S, count = (k1 - k0) * S;
-                var hk = h.Slice(j0, count);
-                Gemv.Forward(hk, input, wFc.Slice(j0 * C, count * C), bFc.IsEmpty ? default : bFc.Slice(j0, count), 1, C, count);
-                if (_geluTanh) GeluTanh.Forward(hk, hk);
-                else Gelu.Forward(hk, hk);
-                RowCombination.AddTo(output.Slice(0, C), hk, byNeuron.AsSpan(j0 * C, count * C), count);
-                k0 = k1;
-            }
+            // The kept groups' neurons in one list, then one neuron-sparse up-projection (c_fc rows), GELU and one
+            // down-projection over the neuron-major c_proj: two products that split over the kernel threads, instead
+            // of a product and a serial row combination per run of kept groups.
+            var kept = MemoryMarshal.Cast<float, int>(decoding.Scratch.Slice(H + G, H));
+            int k = 0;
+            for (int g = 0; g < G; g++)
+                if (gates[g] != 0f)
+                    for (int j = g * S; j < g * S + S; j++) kept[k++] = j;
+            var hk = h.Slice(0, k);
+            NeuronSparseMlp.UpProject(hk, input.Slice(0, C), wFc, bFc, kept.Slice(0, k), C, H);
+            if (_geluTanh) GeluTanh.Forward(hk, hk);
+            else Gelu.Forward(hk, hk);
+            NeuronSparseMlp.DownProject(output.Slice(0, C), hk, ProjectionByNeuron(decoding), decoding.Param(_cProjBias), kept.Slice(0, k), C, H);
             return;
         }
         // Prefill: the dense computation, the skipped groups' outputs zeroed

@@ -1,4 +1,6 @@
+using System.Runtime.InteropServices;
 using NanoSparse.Kernels;
+using NanoSparse.Kernels.Sparse;
 
 namespace NanoSparse.Nn.Parts.Gated;
 
@@ -14,7 +16,7 @@ namespace NanoSparse.Nn.Parts.Gated;
 /// every earlier position exactly as the dense model would: the KV cache stays that of the dense model, and k/v
 /// (2/3 of c_attn) is the cost every head pays at every step.
 /// </summary>
-public sealed class GatedSelfAttention : IAttention
+public sealed unsafe class GatedSelfAttention : IAttention
 {
     readonly int _channels, _width, _heads, _headSize, _blockSize;
     readonly ILinearWeight _cAttn, _cProj;
@@ -110,8 +112,8 @@ public sealed class GatedSelfAttention : IAttention
     /// <summary>What c_proj saw: the gated head outputs y ⊙ g.</summary>
     public ReadOnlySpan<float> ProjectionInput(scoped in Pass pass) => pass.Act(_yg);
 
-    // qkv (rows, 3A), y (rows, A), scores max(block_size, rows·NH), gates (rows, NH)
-    public long DecodeScratchFloats(int rows) => (long)rows * 4 * _width + Math.Max(_blockSize, (long)rows * _heads) + (long)rows * _heads;
+    // qkv (rows, 3A), y (rows, A), scores max(block_size, rows·NH), gates (rows, NH); at one row, the kept heads' rows (A ints)
+    public long DecodeScratchFloats(int rows) => (long)rows * 4 * _width + Math.Max(_blockSize, (long)rows * _heads) + (long)rows * _heads + _width;
 
     public void Decode(Span<float> output, ReadOnlySpan<float> input, IKvCache cache, in Decoding decoding)
     {
@@ -131,20 +133,18 @@ public sealed class GatedSelfAttention : IAttention
             cache.Write(pos0, kv.Slice(0, A), kv.Slice(A, A));
             var keys = cache.Keys(pos0 + 1);
             var values = cache.Values(pos0 + 1);
-            float scale = 1f / MathF.Sqrt(hs);
-            for (int h0 = 0; h0 < NH;)
-            {
-                if (gates[h0] == 0f) { h0++; continue; }
-                int h1 = h0 + 1;
-                while (h1 < NH && gates[h1] != 0f) h1++;
-                // q rows of heads [h0, h1) in one product
-                Gemv.Forward(qkv.Slice(h0 * hs, (h1 - h0) * hs), input, wAttn.Slice(h0 * hs * C, (h1 - h0) * hs * C),
-                    bAttn.IsEmpty ? default : bAttn.Slice(h0 * hs, (h1 - h0) * hs), 1, C, (h1 - h0) * hs);
-                for (int h = h0; h < h1; h++)
-                    AttendHead(y.Slice(h * hs, hs), qkv.Slice(h * hs, hs), keys, values, pos0, h * hs, A, scale, scores);
-                h0 = h1;
-            }
-            ProjectKept(output, y, gates, decoding);
+            // The kept heads' q rows (compact: the i-th kept head's q at qc[i·hs ..]) in one neuron-sparse product,
+            // their attention split over the kernel threads, and c_proj over their rows of the head-major copy.
+            var rows = MemoryMarshal.Cast<float, int>(decoding.Scratch.Slice(4 * A + scores.Length + NH, A));
+            int kept = 0;
+            for (int h = 0; h < NH; h++)
+                if (gates[h] != 0f)
+                    for (int j = h * hs; j < h * hs + hs; j++) rows[kept++] = j;
+            var qc = qkv.Slice(0, kept);
+            var yc = y.Slice(0, kept);
+            NeuronSparseMlp.UpProject(qc, input.Slice(0, C), wAttn.Slice(0, A * C), bAttn.IsEmpty ? default : bAttn.Slice(0, A), rows.Slice(0, kept), C, A);
+            AttendKept(yc, qc, keys, values, pos0, rows.Slice(0, kept), scores);
+            NeuronSparseMlp.DownProject(output.Slice(0, C), yc, ProjectionByHead(decoding), decoding.Param(_cProjBias), rows.Slice(0, kept), C, A);
             return;
         }
         // Prefill, or a cache with its own attention: the dense computation, the skipped heads' outputs zeroed
@@ -181,22 +181,54 @@ public sealed class GatedSelfAttention : IAttention
             System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(values.Slice(j * width + offset, hs), s[j], yh, yh);
     }
 
-    // out (C) = bias + Σ over kept heads h of c_proj[:, h·hs ..] · y_h, reading only the kept heads' rows of the (A, C) copy
-    void ProjectKept(Span<float> output, ReadOnlySpan<float> y, ReadOnlySpan<float> gates, in Decoding decoding)
+    /// <summary>Scores up to this many positions live on each thread's stack; longer caches run the heads serially in <c>scores</c>.</summary>
+    const int StackPositions = 4096;
+
+    struct KeptArgs
     {
-        int C = _channels, hs = _headSize;
-        var byHead = ProjectionByHead(decoding);
-        var bias = decoding.Param(_cProjBias);
-        if (bias.IsEmpty) output.Slice(0, C).Clear();
-        else bias.CopyTo(output);
-        for (int h0 = 0; h0 < _heads;)
+        public float* Y, Q, Keys, Values, Scores;
+        public int* Rows;
+        public int Position, Width, HeadSize;
+        public float Scale;
+    }
+
+    // y_i (hs) for the i-th kept head (its q at q[i·hs ..], its cache columns from rows[i·hs]): AttendHead per head,
+    // the heads split over the kernel threads once the cache is long enough to pay for the hand-off.
+    void AttendKept(Span<float> y, ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int position,
+        ReadOnlySpan<int> rows, Span<float> scores)
+    {
+        int hs = _headSize, heads = rows.Length / hs;
+        if (heads == 0) return;
+        fixed (float* py = y, pq = q, pk = keys, pv = values, ps = scores)
+        fixed (int* pr = rows)
         {
-            if (gates[h0] == 0f) { h0++; continue; }
-            int h1 = h0 + 1;
-            while (h1 < _heads && gates[h1] != 0f) h1++;
-            RowCombination.AddTo(output.Slice(0, C), y.Slice(h0 * hs, (h1 - h0) * hs), byHead.AsSpan(h0 * hs * C, (h1 - h0) * hs * C), (h1 - h0) * hs);
-            h0 = h1;
+            var a = new KeptArgs
+            {
+                Y = py, Q = pq, Keys = pk, Values = pv, Scores = ps, Rows = pr, Position = position, Width = _width, HeadSize = hs,
+                Scale = 1f / MathF.Sqrt(hs),
+            };
+            if (position + 1 > StackPositions || (long)(position + 1) * hs * heads < MinParallelFloats)
+                for (int i = 0; i < heads; i++) KeptHead(ref a, i);
+            else
+                KernelThreads.For(heads, ref a, &KeptHead);
         }
+    }
+
+    /// <summary>Below this many cached floats read (positions · hs · kept heads) the heads run on the calling thread.</summary>
+    const long MinParallelFloats = 1 << 14;
+
+    static void KeptHead(ref KeptArgs a, int i)
+    {
+        int n = a.Position + 1, hs = a.HeadSize;
+        float* s = a.Scores;
+        if (n <= StackPositions)
+        {
+            float* own = stackalloc float[n];
+            s = own;
+        }
+        long count = (long)n * a.Width;
+        AttendHead(new Span<float>(a.Y + i * hs, hs), new ReadOnlySpan<float>(a.Q + i * hs, hs), new ReadOnlySpan<float>(a.Keys, (int)count),
+            new ReadOnlySpan<float>(a.Values, (int)count), a.Position, a.Rows[i * hs], a.Width, a.Scale, new Span<float>(s, n));
     }
 
     float[] ProjectionByHead(in Decoding decoding)
