@@ -60,6 +60,20 @@ public sealed class PredictedHeadsAttention : IAttention
     }
 
     public int Heads => _heads;
+    /// <summary>
+    /// Quality bound, not a decode path: choose the top-k heads by their true output norms instead of the predictor's
+    /// scores (every head is computed, then masked). Needs a top-k budget.
+    /// </summary>
+    public bool Oracle
+    {
+        get => _oracle;
+        set
+        {
+            if (value && _keep < 0) throw new ArgumentException("oracle heads need a budget of heads per token (top-k)");
+            _oracle = value;
+        }
+    }
+    bool _oracle;
     /// <summary>Heads per token under top-k, or -1 for the positive-logit rule.</summary>
     public int Keep => _keep;
     /// <summary>Rows evaluated by Forward since the last <see cref="ResetCounts"/>.</summary>
@@ -92,7 +106,7 @@ public sealed class PredictedHeadsAttention : IAttention
         long selected = 0, truth = 0, hits = 0;
         for (int i = 0; i < N; i++)
         {
-            int k = Select(scores.Slice(i * NH, NH), scratch, chosen);
+            int k = Select(_oracle ? norms.AsSpan(i * NH, NH) : scores.Slice(i * NH, NH), scratch, chosen);
             keptMask.Clear();
             foreach (int h in chosen.Slice(0, k)) keptMask[h] = true;
             for (int h = 0; h < NH; h++)
@@ -151,7 +165,7 @@ public sealed class PredictedHeadsAttention : IAttention
         var scratch = s.Slice(at + NH, NH);
         var wAttn = _wAttn.Span;
         var bAttn = _bAttn.Span;
-        if (n == 1 && cache is DenseKvCache)
+        if (n == 1 && cache is DenseKvCache && !_oracle)
         {
             _predictor.Scores(headScores, z, input, 1);
             int k = Select(headScores, scratch, chosen);
@@ -198,10 +212,12 @@ public sealed class PredictedHeadsAttention : IAttention
                 cache.Attend(y.Slice(i * A, A), qkv.Slice(i * 3 * A, A), pos0 + i, NH, attnScores.Slice(0, _blockSize));
             }
         Span<bool> keptMask = stackalloc bool[NH];
+        var norms = _oracle ? new float[n * NH] : null;   // oracle: the heads' true output norms (allocates; a quality bound only)
+        if (norms is not null) HeadContributions.Norms(norms, y, _headBlocks, n, C, A, hs);
         for (int i = 0; i < n; i++)
         {
             _predictor.Scores(headScores, z, input.Slice(i * C, C), 1);
-            int k = Select(headScores.Slice(0, NH), scratch, chosen);
+            int k = Select(norms is not null ? norms.AsSpan(i * NH, NH) : headScores.Slice(0, NH), scratch, chosen);
             keptMask.Clear();
             foreach (int h in chosen.Slice(0, k)) keptMask[h] = true;
             for (int h = 0; h < NH; h++)

@@ -6,10 +6,12 @@ namespace NanoSparse.Sparsity.Activation;
 /// <summary>
 /// How a Deja Vu predictor file is applied to a model, written FILE[:S[:HEADS]] (after "predictor:" on the command line):
 ///   S      MLP neuron sparsity in [0, 1) (top-k per token); empty: the neurons with a positive logit; "-": MLPs dense
-///   HEADS  attention heads computed per token (top-k, 1..n_head); empty: the heads with a positive logit; "-": dense
+///   HEADS  attention heads computed per token (top-k, 1..n_head); empty: the heads with a positive logit; "-": dense;
+///          "oracleK": the K heads whose outputs are truly largest (every head computed, then masked: a bound on what a
+///          perfect predictor would give, for quality only)
 /// A part the file does not hold stays dense when its field is empty or absent; asking for it is an error.
 /// </summary>
-public sealed record PredictorSpec(string File, bool UseMlp, double? Sparsity, bool UseHeads, int? KeepHeads)
+public sealed record PredictorSpec(string File, bool UseMlp, double? Sparsity, bool UseHeads, int? KeepHeads, bool OracleHeads = false)
 {
     /// <summary>Parses FILE[:S[:HEADS]]; a malformed value is an ArgumentException naming it (<paramref name="option"/> first).</summary>
     public static PredictorSpec Parse(string value, string option = "--act-sparsity predictor")
@@ -29,17 +31,21 @@ public sealed record PredictorSpec(string File, bool UseMlp, double? Sparsity, b
             sparsity = s;
         }
         int? keep = null;
+        bool oracle = heads is not null && heads.StartsWith(Oracle, StringComparison.Ordinal);
         if (heads is { Length: > 0 } and not "-")
         {
-            int k = int.Parse(heads, NumberStyles.None, CultureInfo.InvariantCulture);
+            int k = int.Parse(oracle ? heads[Oracle.Length..] : heads, NumberStyles.None, CultureInfo.InvariantCulture);
             if (k < 1) throw new ArgumentException($"{option}: heads per token {heads} must be at least 1");
             keep = k;
         }
-        return new PredictorSpec(file, mlp != "-", sparsity, heads != "-", keep);
+        return new PredictorSpec(file, mlp != "-", sparsity, heads != "-", keep, oracle);
     }
 
+    const string Oracle = "oracle";
+
     static bool IsSparsity(string f) => f.Length == 0 || f == "-" || double.TryParse(f, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
-    static bool IsHeads(string f) => f.Length == 0 || f == "-" || int.TryParse(f, NumberStyles.None, CultureInfo.InvariantCulture, out _);
+    static bool IsHeads(string f) => f.Length == 0 || f == "-"
+        || int.TryParse(f.StartsWith(Oracle, StringComparison.Ordinal) ? f[Oracle.Length..] : f, NumberStyles.None, CultureInfo.InvariantCulture, out _);
 
     /// <summary>
     /// Loads the file and swaps the model's MLPs and/or attention parts for predicted ones (model held for inference).
@@ -54,6 +60,7 @@ public sealed record PredictorSpec(string File, bool UseMlp, double? Sparsity, b
             throw new ArgumentException($"predictor {File}: heads per token were given but the file holds no head predictors (kinds \"{predictor.Kinds}\"); train them with `dejavu train --target heads` or both");
         predictor.CheckMatches(gpt.Config, File);
         var heads = UseHeads && predictor.HasHeads ? PredictedHeadsAttention.Install(gpt, predictor, KeepHeads, File) : [];
+        foreach (var h in heads) h.Oracle = OracleHeads;
         var mlp = UseMlp && predictor.HasMlp ? PredictedMlp.Install(gpt, predictor, Sparsity, File) : [];
         if (mlp.Length == 0 && heads.Length == 0)
             throw new ArgumentException($"predictor {File}: nothing to apply (kinds \"{predictor.Kinds}\", MLP {(UseMlp ? "on" : "-")}, heads {(UseHeads ? "on" : "-")})");
