@@ -71,7 +71,7 @@ public static partial class ActivationBench
                 long t0 = Stopwatch.GetTimestamp();
                 var model = Checkpoint.LoadAnyModel(dir, 1, 1, out _);
                 model.PrepareForInference();
-                string note = $"{dir}: {model.Config.Activation}" + (model.Config.Gate is { } g and not "none" ? $", gates {g}" : "");
+                string note = $"{model.Config.Activation}" + (model.Config.Gate is { } g and not "none" ? $", gates {g}" : "");
                 if (spec is not null && spec.StartsWith("predictor:", StringComparison.Ordinal))
                 {
                     var (mlp, heads) = PredictorSpec.Parse(spec["predictor:".Length..]).Install(model);
@@ -113,7 +113,7 @@ public static partial class ActivationBench
         plot.Axes.Bottom.SetTicks(modes.Select((_, m) => m * (threads.Count + 1) + (threads.Count - 1) / 2.0).ToArray(), modes.ToArray());
         plot.Axes.Bottom.TickLabelStyle.Rotation = 30;
         plot.Axes.Bottom.TickLabelStyle.Alignment = ScottPlot.Alignment.MiddleLeft;
-        plot.Axes.Bottom.MinimumSize = 220;
+        plot.Axes.Bottom.MinimumSize = 280;
         for (int t = 0; t < threads.Count; t++)
             plot.Legend.ManualItems.Add(new ScottPlot.LegendItem { LabelText = $"{threads[t]} thread(s)", FillColor = palette.GetColor(t) });
         var one = plot.Add.HorizontalLine(1);
@@ -122,7 +122,7 @@ public static partial class ActivationBench
         plot.Title($"decode tokens/s over dense: {decode[0].Shape}");
         plot.YLabel("speed-up (1 = dense)");
         string path = $"{prefix}_decode.png";
-        plot.SavePng(path, 1100, 640);
+        plot.SavePng(path, 1200, 760);
         AnsiConsole.MarkupLine($"wrote {Markup.Escape(path)}");
     }
 }
