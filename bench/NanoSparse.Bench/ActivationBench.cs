@@ -48,13 +48,14 @@ public static partial class ActivationBench
     [
         TealModes,
         CheckpointThresholdModes,
+        CheckpointModelModes,
         PredictorModes,
         ControllerModes,
     ];
 
     public sealed record Options(string[] Parts, double[] Sparsities, string[] Methods, int[] Threads, int Rounds, int Reps, int Vocab,
         int Layers, int Prompt, int NewTokens, int CalibrationWindows, int CalibrationLength, string? Checkpoint, string[] ThresholdFiles,
-        string PlotPrefix, int KernelReps, bool CpuTime = false)
+        string PlotPrefix, int KernelReps, bool CpuTime = false, string[]? Models = null)
     {
         public void Validate()
         {
@@ -75,6 +76,7 @@ public static partial class ActivationBench
                 if (Vocab < 2) throw new ArgumentException($"--vocab ({Vocab}) must be at least 2");
             }
             if (ThresholdFiles.Length > 0 && Checkpoint is null) throw new ArgumentException("--thresholds needs --checkpoint (the model the thresholds were calibrated for)");
+            CheckModels(this);
         }
 
         public GptConfig DecodeConfig() => ModelPreset.Gpt2Small.ToConfig(Vocab) with { NLayer = Layers };
@@ -102,7 +104,8 @@ public static partial class ActivationBench
         var cpuTime = new Option<bool>("--cpu-time") { Description = "kernel part: time calls by the process's CPU time instead of the wall clock (steadier on a shared machine; meaningful at one thread)" };
         var plot = new Option<string?>("--plot") { Description = "PNG path prefix (default: the --json path without .json): PREFIX_decode.png, PREFIX_kernel.png" };
         var command = new Command("activation", "activation sparsity (TEAL/WINA input thresholds, sparse-input kernel) vs dense: kernel and decode tokens/s");
-        foreach (var o in new Option[] { parts, sparsities, methods, threads, rounds, reps, kernelReps, vocab, layers, prompt, newTokens, calWindows, calLength, checkpoint, thresholdFiles, json, plot, cpuTime })
+        var models = ModelsOption();
+        foreach (var o in new Option[] { parts, sparsities, methods, threads, rounds, reps, kernelReps, vocab, layers, prompt, newTokens, calWindows, calLength, checkpoint, thresholdFiles, json, plot, cpuTime, models })
             command.Options.Add(o);
         command.SetAction(r =>
         {
@@ -110,7 +113,7 @@ public static partial class ActivationBench
             var options = new Options(r.GetValue(parts)!, r.GetValue(sparsities)!, r.GetValue(methods)!, r.GetValue(threads)!, r.GetValue(rounds),
                 r.GetValue(reps), r.GetValue(vocab), r.GetValue(layers), r.GetValue(prompt), r.GetValue(newTokens), r.GetValue(calWindows),
                 r.GetValue(calLength) ?? r.GetValue(prompt) + r.GetValue(newTokens), r.GetValue(checkpoint), r.GetValue(thresholdFiles)!, r.GetValue(plot) ?? Path.ChangeExtension(jsonPath, null),
-                r.GetValue(kernelReps), r.GetValue(cpuTime));
+                r.GetValue(kernelReps), r.GetValue(cpuTime), r.GetValue(models));
             var result = Run(options);
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(jsonPath))!);
             TrainBench.WriteJson(jsonPath, result);
@@ -137,7 +140,8 @@ public static partial class ActivationBench
         }
         finally { KernelThreads.Max = saved; }
         Render(rows, options);
-        Plot(rows, options.PlotPrefix);
+        Plot(options.Checkpoint is null ? rows : rows.Where(r => r.Part != "decode").ToList(), options.PlotPrefix);
+        if (options.Checkpoint is not null) PlotCheckpointRows(rows, options.PlotPrefix);
         return new JsonObject
         {
             ["bench"] = "activation",

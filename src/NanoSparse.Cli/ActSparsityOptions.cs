@@ -8,9 +8,10 @@ namespace NanoSparse.Cli;
 /// <summary>
 /// `--act-sparsity` on the commands that run a model forward (eval, sample): activation sparsity applied when the
 /// model is loaded for inference. Kinds: none; teal[:FILE] and wina[:FILE] (input thresholds from
-/// `nanosparse teal calibrate`; FILE defaults to CHECKPOINT/teal.json or CHECKPOINT/wina.json); predictor:FILE[:SPARSITY]
+/// `nanosparse teal calibrate`; FILE defaults to CHECKPOINT/teal.json or CHECKPOINT/wina.json); predictor:FILE[:SPARSITY[:HEADS]]
 /// (Deja Vu predictors from `nanosparse dejavu train`; SPARSITY is the share of MLP neurons skipped per token, top-k by
-/// predictor score; without it every neuron with a positive logit runs).
+/// predictor score; without it every neuron with a positive logit runs; HEADS is the attention heads computed per token
+/// when the file holds head predictors; "-" leaves that half dense; see <see cref="PredictorSpec"/>).
 /// </summary>
 public sealed class ActSparsityOptions
 {
@@ -19,9 +20,10 @@ public sealed class ActSparsityOptions
     public Option<string> Spec { get; } = new("--act-sparsity")
     {
         Description = "activation sparsity at inference: none, teal[:FILE] or wina[:FILE] (thresholds from `nanosparse teal calibrate`; " +
-                      "FILE defaults to CHECKPOINT/teal.json or CHECKPOINT/wina.json), or predictor:FILE[:SPARSITY] (Deja Vu predictors " +
+                      "FILE defaults to CHECKPOINT/teal.json or CHECKPOINT/wina.json), or predictor:FILE[:SPARSITY[:HEADS]] (Deja Vu predictors " +
                       "from `nanosparse dejavu train`; SPARSITY = share of MLP neurons skipped per token, default: the neurons with a " +
-                      "positive predictor logit)",
+                      "positive predictor logit; HEADS = attention heads computed per token when the file holds head predictors, default: " +
+                      "the heads with a positive logit; '-' leaves the MLPs or the heads dense)",
         DefaultValueFactory = _ => "none",
     };
 
@@ -34,35 +36,26 @@ public sealed class ActSparsityOptions
         if (spec == "none") return null;
         if (spec.StartsWith(PredictorKind + ":", StringComparison.Ordinal))
         {
-            var (file, sparsity) = ParsePredictor(spec);
-            return new Choice(PredictorKind, file, sparsity);
+            var p = ParsePredictor(spec);
+            return new Choice(PredictorKind, p.File, p.Sparsity, p);
         }
         int colon = spec.IndexOf(':');
         string method = colon < 0 ? spec : spec[..colon];
         if (!ActivationMethods.All.Contains(method))
-            throw new UsageException($"--act-sparsity '{spec}': expected none, teal[:FILE], wina[:FILE] or {PredictorKind}:FILE[:SPARSITY]");
+            throw new UsageException($"--act-sparsity '{spec}': expected none, teal[:FILE], wina[:FILE] or {PredictorKind}:FILE[:SPARSITY[:HEADS]]");
         string path = colon < 0 ? Path.Combine(checkpointDir, method + ".json") : spec[(colon + 1)..];
         if (path.Length == 0) throw new UsageException($"--act-sparsity '{spec}': the file after ':' is empty");
         return new Choice(method, path, null);
     }
 
-    /// <summary>A resolved --act-sparsity: the kind (teal, wina, predictor), its file and, for a predictor, the sparsity.</summary>
-    public sealed record Choice(string Kind, string Path, double? Sparsity);
+    /// <summary>A resolved --act-sparsity: the kind (teal, wina, predictor), its file and, for a predictor, the sparsity and the whole spec.</summary>
+    public sealed record Choice(string Kind, string Path, double? Sparsity, PredictorSpec? Predictor = null);
 
-    /// <summary>The predictor file and sparsity of "predictor:FILE[:SPARSITY]"; a malformed value is a UsageException naming it.</summary>
-    public static (string File, double? Sparsity) ParsePredictor(string value)
+    /// <summary>"predictor:FILE[:SPARSITY[:HEADS]]" parsed; a malformed value is a UsageException naming it.</summary>
+    public static PredictorSpec ParsePredictor(string value)
     {
-        string rest = value[(PredictorKind.Length + 1)..];
-        double? sparsity = null;
-        int colon = rest.LastIndexOf(':');
-        if (colon > 0 && double.TryParse(rest.AsSpan(colon + 1), NumberStyles.Float, CultureInfo.InvariantCulture, out double s))
-        {
-            if (!(s >= 0 && s < 1)) throw new UsageException($"--act-sparsity: sparsity {rest[(colon + 1)..]} must lie in [0, 1)");
-            sparsity = s;
-            rest = rest[..colon];
-        }
-        if (rest.Length == 0) throw new UsageException($"--act-sparsity \"{value}\": expected {PredictorKind}:FILE[:SPARSITY]");
-        return (rest, sparsity);
+        try { return PredictorSpec.Parse(value[(PredictorKind.Length + 1)..], "--act-sparsity"); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
     }
 
     /// <summary>
@@ -78,7 +71,7 @@ public sealed class ActSparsityOptions
         if (Resolve(parse, checkpointDir) is not { } r) return model;
         if (r.Kind == PredictorKind)
         {
-            predicted = PredictedMlp.Install(model, DejaVuPredictor.Load(r.Path), r.Sparsity, r.Path);
+            predicted = r.Predictor!.Install(model).Mlp;
             return model;
         }
         var t = ActivationThresholds.Load(r.Path);
@@ -88,12 +81,6 @@ public sealed class ActSparsityOptions
         return ActivationSparsity.Apply(model, t, decodeCopies, r.Path);
     }
 
-    /// <summary>One line on what the predicted MLPs computed in the rows they evaluated (eval's masked forward).</summary>
-    public static string Summary(PredictedMlp[] parts)
-    {
-        var inv = CultureInfo.InvariantCulture;
-        double selected = parts.Average(p => p.SelectedFraction), recall = parts.Average(p => p.Recall);
-        string perLayer = string.Join(" ", parts.Select(p => string.Create(inv, $"{p.SelectedFraction:P1}/{p.Recall:P1}")));
-        return string.Create(inv, $"predictor: MLP neurons computed {selected:P1} per token (sparsity {1 - selected:P1}), recall of the label {recall:P1}; per layer computed/recall: {perLayer}");
-    }
+    /// <summary>One line per kind (MLP neurons, heads) on what the predicted parts computed in the rows they evaluated (eval's masked forward); null without any.</summary>
+    public static string? Summary(Gpt gpt) => PredictorSpec.Summary(gpt);
 }

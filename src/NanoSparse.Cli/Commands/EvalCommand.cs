@@ -102,7 +102,7 @@ public static class EvalCommand
                 ? $"checkpoint {Markup.Escape(dir)} at step {state.IterNum}, dataset {Markup.Escape(data)}"
                 : $"imported model {Markup.Escape(dir)}, dataset {Markup.Escape(data)} ({meta.Tokenizer}), batch {gpt.BatchSize} x {gpt.SeqLen}");
             cli.Console.Write(table);
-            if (predicted is not null) cli.Console.MarkupLine(Markup.Escape(ActSparsityOptions.Summary(predicted) + " (train and val rows)"));
+            if (ActSparsityOptions.Summary(gpt) is { } predictedSummary) cli.Console.MarkupLine(Markup.Escape(predictedSummary + " (train and val rows)"));
             if (measureActivations)
                 ActivationStatsOutput.Run(cli, gpt, val, n, Evaluator.SplitSeed(s, "val"), activationEpsilon, activationPng,
                     string.Create(CultureInfo.InvariantCulture, $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)))}, val loss {valLoss:F4}"));

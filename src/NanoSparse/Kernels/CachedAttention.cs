@@ -12,7 +12,7 @@ namespace NanoSparse.Kernels;
 /// <see cref="KernelThreads"/>: a decode step at a few hundred cached positions spends as long here as in a 90%-sparse
 /// layer's SpMVs, and a per-(head, position) call into a span helper costs more than its 64 multiply-adds.
 /// </summary>
-public static unsafe class CachedAttention
+public static unsafe partial class CachedAttention
 {
     /// <summary>Below this many cached floats (count · width, keys or values) the heads run on the calling thread.</summary>
     const long MinParallelFloats = 1 << 14;

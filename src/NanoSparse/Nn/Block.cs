@@ -65,7 +65,7 @@ public sealed class Block
     }
 
     public int Layer { get; }
-    public IAttention Attention { get; }
+    public IAttention Attention { get; internal set; }       // set by Gpt.ReplaceAttention (inference-time variants)
     public IFeedForward FeedForward { get; internal set; }   // set by Gpt.ReplaceFeedForward (inference-time variants)
 
     /// <summary>Runs the block on x (N, C) and returns its output (N, C), kept for the backward pass.</summary>

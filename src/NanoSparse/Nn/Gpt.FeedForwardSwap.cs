@@ -20,4 +20,17 @@ public sealed partial class Gpt
         if (!IsInferenceOnly) throw new InvalidOperationException("a feed-forward part is replaced only in a model held for inference (call PrepareForInference first)");
         _blocks[layer].FeedForward = part;
     }
+
+    /// <summary>
+    /// Replaces block <paramref name="layer"/>'s attention part with <paramref name="part"/> (e.g. Deja Vu's predicted
+    /// heads over the same weights), under the same rules as <see cref="ReplaceFeedForward"/>.
+    /// </summary>
+    public void ReplaceAttention(int layer, IAttention part)
+    {
+        ArgumentNullException.ThrowIfNull(part);
+        if ((uint)layer >= (uint)_blocks.Length)
+            throw new ArgumentOutOfRangeException(nameof(layer), layer, $"must lie in [0, {_blocks.Length}) (n_layer)");
+        if (!IsInferenceOnly) throw new InvalidOperationException("an attention part is replaced only in a model held for inference (call PrepareForInference first)");
+        _blocks[layer].Attention = part;
+    }
 }

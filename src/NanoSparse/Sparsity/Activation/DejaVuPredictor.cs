@@ -13,6 +13,9 @@ namespace NanoSparse.Sparsity.Activation;
 /// and the decode path computes only the neurons with the highest scores (or a positive logit). Its cost per token is
 /// r·(C + H) multiply-adds against the MLP's 2·C·H: r = 64 at GPT-2's C = 768 is 5.2%.
 /// Stored as safetensors (h.{l}.w1, h.{l}.w2, h.{l}.b2) with the shape and the training labels in the metadata.
+/// A file may also (or only) hold attention-head predictors (Deja Vu §4), the same low-rank map from the attention
+/// input x = ln_1(residual) (C) to one logit per head (h.{l}.attn.w1, .w2, .b2; metadata "kinds" = mlp, heads or
+/// mlp,heads and "head_label"); see <see cref="PredictedHeadsAttention"/>.
 /// </summary>
 public sealed class DejaVuPredictor
 {
@@ -81,15 +84,35 @@ public sealed class DejaVuPredictor
         }
     }
 
-    public DejaVuPredictor(IReadOnlyList<Layer> layers, string label, IReadOnlyDictionary<string, string>? notes = null)
+    /// <param name="layers">the MLP-neuron predictors, one per block (empty: the file predicts heads only)</param>
+    /// <param name="heads">the attention-head predictors, one per block (null or empty: none)</param>
+    public DejaVuPredictor(IReadOnlyList<Layer> layers, string label, IReadOnlyDictionary<string, string>? notes = null,
+        IReadOnlyList<Layer>? heads = null, string headLabel = DefaultHeadLabel)
     {
-        if (layers.Count == 0) throw new ArgumentException("a predictor needs at least one layer");
+        heads ??= [];
+        if (layers.Count == 0 && heads.Count == 0) throw new ArgumentException("a predictor needs at least one layer");
+        if (layers.Count > 0 && heads.Count > 0 && layers.Count != heads.Count)
+            throw new ArgumentException($"a predictor holds {layers.Count} MLP layers and {heads.Count} head layers; expected the same count");
         Layers = layers;
         Label = label;
+        HeadLayers = heads;
+        HeadLabel = headLabel;
         Notes = notes ?? new Dictionary<string, string>();
     }
 
+    /// <summary>The head label a predictor is trained for unless told otherwise: the half of the heads with the largest output.</summary>
+    public const string DefaultHeadLabel = "top:0.5";
+
+    /// <summary>The MLP-neuron predictors, one per block; empty when the file predicts heads only.</summary>
     public IReadOnlyList<Layer> Layers { get; }
+    /// <summary>The attention-head predictors (Channels = n_embd, Hidden = the layer's heads), one per block; empty when none.</summary>
+    public IReadOnlyList<Layer> HeadLayers { get; }
+    /// <summary>What the head predictors were trained to find (<see cref="HeadContributions.ParseLabel"/>): "top:F" or "share:F".</summary>
+    public string HeadLabel { get; }
+    public bool HasMlp => Layers.Count > 0;
+    public bool HasHeads => HeadLayers.Count > 0;
+    /// <summary>"mlp", "heads" or "mlp,heads": what the file predicts.</summary>
+    public string Kinds => HasMlp && HasHeads ? "mlp,heads" : HasMlp ? "mlp" : "heads";
     /// <summary>What the predictor was trained to find: "active" (activation ≠ 0) or "top:F" (the F·H largest |activation|).</summary>
     public string Label { get; }
     /// <summary>Free-form metadata kept in the file (source checkpoint, recall measured at training, ...).</summary>
@@ -98,6 +121,8 @@ public sealed class DejaVuPredictor
     /// <summary>Throws a one-line error naming the file and field when this predictor does not fit the model's shape.</summary>
     public void CheckMatches(GptConfig config, string source)
     {
+        if (HasHeads) CheckHeadsMatch(config, source);
+        if (!HasMlp) return;
         if (Layers.Count != config.NLayer)
             throw new InvalidDataException($"predictor {source}: n_layer is {Layers.Count}, the model has {config.NLayer}");
         for (int l = 0; l < Layers.Count; l++)
@@ -107,6 +132,23 @@ public sealed class DejaVuPredictor
                 throw new InvalidDataException($"predictor {source}: h.{l}.w1 takes {p.Channels} channels, the model's n_embd is {config.NEmbd}");
             if (p.Hidden != config.MlpHidden(l))
                 throw new InvalidDataException($"predictor {source}: h.{l}.w2 scores {p.Hidden} neurons, the model's layer {l} MLP has {config.MlpHidden(l)}");
+        }
+    }
+
+    /// <summary>The head predictors' part of <see cref="CheckMatches"/>: layer count, n_embd and every layer's head count.</summary>
+    public void CheckHeadsMatch(GptConfig config, string source)
+    {
+        if (!HasHeads) throw new InvalidDataException($"predictor {source}: holds no attention-head predictors (kinds \"{Kinds}\"); train them with `nanosparse dejavu train --target heads` or both");
+        if (HeadLayers.Count != config.NLayer)
+            throw new InvalidDataException($"predictor {source}: n_layer is {HeadLayers.Count}, the model has {config.NLayer}");
+        for (int l = 0; l < HeadLayers.Count; l++)
+        {
+            var p = HeadLayers[l];
+            int heads = config.Heads(l);
+            if (p.Channels != config.NEmbd)
+                throw new InvalidDataException($"predictor {source}: h.{l}.attn.w1 takes {p.Channels} channels, the model's n_embd is {config.NEmbd}");
+            if (p.Hidden != heads)
+                throw new InvalidDataException($"predictor {source}: h.{l}.attn.w2 scores {p.Hidden} heads, the model's layer {l} has {heads}");
         }
     }
 
@@ -121,12 +163,21 @@ public sealed class DejaVuPredictor
             tensors.Add(new SafeTensor($"h.{l}.w2", [p.Hidden, p.Rank], p.W2));
             tensors.Add(new SafeTensor($"h.{l}.b2", [p.Hidden], p.B2));
         }
+        for (int l = 0; l < HeadLayers.Count; l++)
+        {
+            var p = HeadLayers[l];
+            tensors.Add(new SafeTensor($"h.{l}.attn.w1", [p.Rank, p.Channels], p.W1));
+            tensors.Add(new SafeTensor($"h.{l}.attn.w2", [p.Hidden, p.Rank], p.W2));
+            tensors.Add(new SafeTensor($"h.{l}.attn.b2", [p.Hidden], p.B2));
+        }
         var meta = new Dictionary<string, string>(Notes)
         {
             ["format"] = Format,
-            ["n_layer"] = Layers.Count.ToString(CultureInfo.InvariantCulture),
+            ["n_layer"] = Math.Max(Layers.Count, HeadLayers.Count).ToString(CultureInfo.InvariantCulture),
             ["label"] = Label,
+            ["kinds"] = Kinds,
         };
+        if (HasHeads) meta["head_label"] = HeadLabel;
         SafeTensors.Write(path, tensors, meta);
     }
 
@@ -139,25 +190,43 @@ public sealed class DejaVuPredictor
             throw new InvalidDataException($"predictor {path}: metadata 'format' is {(format is null ? "missing" : $"\"{format}\"")}, expected \"{Format}\"");
         if (!file.Metadata.TryGetValue("n_layer", out var nText) || !int.TryParse(nText, NumberStyles.None, CultureInfo.InvariantCulture, out int n) || n < 1)
             throw new InvalidDataException($"predictor {path}: metadata 'n_layer' is {(nText is null ? "missing" : $"\"{nText}\"")}, expected a positive integer");
-        var layers = new List<Layer>();
-        for (int l = 0; l < n; l++)
+        string kinds = file.Metadata.TryGetValue("kinds", out var k0) ? k0 : "mlp";   // files from before head prediction hold MLPs only
+        if (kinds is not ("mlp" or "heads" or "mlp,heads"))
+            throw new InvalidDataException($"predictor {path}: metadata 'kinds' is \"{kinds}\", expected \"mlp\", \"heads\" or \"mlp,heads\"");
+        var layers = kinds.Contains("mlp") ? ReadLayers(file, path, n, "h.{0}.") : [];
+        var heads = kinds.Contains("heads") ? ReadLayers(file, path, n, "h.{0}.attn.") : [];
+        string headLabel = file.Metadata.TryGetValue("head_label", out var hl) ? hl : DefaultHeadLabel;
+        if (heads.Count > 0)
         {
-            var w1 = Info(file, path, $"h.{l}.w1", 2);
-            var w2 = Info(file, path, $"h.{l}.w2", 2);
-            var b2 = Info(file, path, $"h.{l}.b2", 1);
-            int r = w1.Shape[0], C = w1.Shape[1], H = w2.Shape[0];
-            if (w2.Shape[1] != r) throw new InvalidDataException($"predictor {path}: h.{l}.w2 is [{H}, {w2.Shape[1]}], expected [{H}, {r}] (the rank of h.{l}.w1)");
-            if (b2.Shape[0] != H) throw new InvalidDataException($"predictor {path}: h.{l}.b2 is [{b2.Shape[0]}], expected [{H}]");
-            var layer = new Layer(C, H, r);
-            file.ReadInto($"h.{l}.w1", layer.W1);
-            file.ReadInto($"h.{l}.w2", layer.W2);
-            file.ReadInto($"h.{l}.b2", layer.B2);
-            layers.Add(layer);
+            try { HeadContributions.ParseLabel(headLabel); }
+            catch (ArgumentException e) { throw new InvalidDataException($"predictor {path}: metadata 'head_label': {e.Message}"); }
         }
         var notes = new Dictionary<string, string>();
         foreach (var (k, v) in file.Metadata)
-            if (k is not ("format" or "n_layer" or "label")) notes[k] = v;
-        return new DejaVuPredictor(layers, file.Metadata.TryGetValue("label", out var label) ? label : "active", notes);
+            if (k is not ("format" or "n_layer" or "label" or "kinds" or "head_label")) notes[k] = v;
+        return new DejaVuPredictor(layers, file.Metadata.TryGetValue("label", out var label) ? label : "active", notes, heads, headLabel);
+    }
+
+    // n layers of w1 (r, C), w2 (H, r), b2 (H) under names made from prefix ("h.{0}." or "h.{0}.attn.")
+    static List<Layer> ReadLayers(SafeTensorsFile file, string path, int n, string prefix)
+    {
+        var layers = new List<Layer>();
+        for (int l = 0; l < n; l++)
+        {
+            string p = string.Format(CultureInfo.InvariantCulture, prefix, l);
+            var w1 = Info(file, path, p + "w1", 2);
+            var w2 = Info(file, path, p + "w2", 2);
+            var b2 = Info(file, path, p + "b2", 1);
+            int r = w1.Shape[0], C = w1.Shape[1], H = w2.Shape[0];
+            if (w2.Shape[1] != r) throw new InvalidDataException($"predictor {path}: {p}w2 is [{H}, {w2.Shape[1]}], expected [{H}, {r}] (the rank of {p}w1)");
+            if (b2.Shape[0] != H) throw new InvalidDataException($"predictor {path}: {p}b2 is [{b2.Shape[0]}], expected [{H}]");
+            var layer = new Layer(C, H, r);
+            file.ReadInto(p + "w1", layer.W1);
+            file.ReadInto(p + "w2", layer.W2);
+            file.ReadInto(p + "b2", layer.B2);
+            layers.Add(layer);
+        }
+        return layers;
     }
 
     static IO.SafeTensorInfo Info(SafeTensorsFile file, string path, string name, int rank)

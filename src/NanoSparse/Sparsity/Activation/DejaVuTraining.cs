@@ -12,11 +12,21 @@ namespace NanoSparse.Sparsity.Activation;
 /// <summary>Settings of <see cref="DejaVuTraining.Train"/>.</summary>
 /// <param name="Label">"active": a neuron is positive when its activation is not zero (ReLU-style models);
 /// "top:F": when it is among the F·H largest |activation| of its token (GELU models, which make no zeros).</param>
+/// <param name="Target">"mlp" (neuron predictors on ln_2's output), "heads" (head predictors on ln_1's output) or "both".</param>
+/// <param name="HeadRank">rank of the head predictors (C → r → NH).</param>
+/// <param name="HeadLabel">which heads a token needs: "top:F" or "share:F" of the heads' output norms (<see cref="HeadContributions"/>).</param>
 public sealed record DejaVuTrainOptions(int Rank = 64, int TrainBatches = 16, int ValBatches = 4, int Epochs = 4, int MiniBatch = 256,
-    float LearningRate = 2e-3f, string Label = "active", ulong Seed = 1337)
+    float LearningRate = 2e-3f, string Label = "active", ulong Seed = 1337, string Target = "mlp", int HeadRank = 32,
+    string HeadLabel = DejaVuPredictor.DefaultHeadLabel)
 {
+    public bool TrainsMlp => Target is "mlp" or "both";
+    public bool TrainsHeads => Target is "heads" or "both";
+
     public DejaVuTrainOptions Validate()
     {
+        if (Target is not ("mlp" or "heads" or "both")) throw new ArgumentException($"target \"{Target}\" must be mlp, heads or both");
+        if (HeadRank < 1) throw new ArgumentException($"head rank ({HeadRank}) must be at least 1");
+        HeadContributions.ParseLabel(HeadLabel);
         if (Rank < 1) throw new ArgumentException($"rank ({Rank}) must be at least 1");
         if (TrainBatches < 1) throw new ArgumentException($"train batches ({TrainBatches}) must be at least 1");
         if (ValBatches < 1) throw new ArgumentException($"val batches ({ValBatches}) must be at least 1");
@@ -50,12 +60,35 @@ public sealed record DejaVuProgress(string Stage, int Layer, int Layers, long Do
 /// predictor z = W1·x, s = W2·z + b2 with binary cross-entropy, L = mean over rows and neurons of
 /// softplus(s) − y·s, by Adam on mini-batches.
 /// </summary>
-public static class DejaVuTraining
+public static partial class DejaVuTraining
 {
-    public static (DejaVuPredictor Predictor, IReadOnlyList<DejaVuLayerReport> Reports) Train(Gpt gpt, TokenFile train, TokenFile val,
-        DejaVuTrainOptions options, Action<DejaVuProgress>? progress = null)
+    /// <summary>What <see cref="Train"/> made: the predictor (MLP and/or heads, per the target) and the per-layer reports of each kind.</summary>
+    public sealed record Result(DejaVuPredictor Predictor, IReadOnlyList<DejaVuLayerReport> Reports, IReadOnlyList<DejaVuHeadReport> HeadReports);
+
+    public static Result Train(Gpt gpt, TokenFile train, TokenFile val, DejaVuTrainOptions options, Action<DejaVuProgress>? progress = null)
     {
         options = options.Validate();
+        var (mlp, reports) = options.TrainsMlp ? TrainMlp(gpt, train, val, options, progress) : ([], []);
+        var (heads, headReports) = options.TrainsHeads ? TrainHeads(gpt, train, val, options, progress) : ([], []);
+        var notes = new Dictionary<string, string>();
+        if (options.TrainsMlp)
+        {
+            notes["rank"] = options.Rank.ToString(CultureInfo.InvariantCulture);
+            notes["recall"] = string.Join(",", reports.Select(r => r.Recall.ToString("F4", CultureInfo.InvariantCulture)));
+            notes["selected"] = string.Join(",", reports.Select(r => r.Selected.ToString("F4", CultureInfo.InvariantCulture)));
+        }
+        if (options.TrainsHeads)
+        {
+            notes["head_rank"] = options.HeadRank.ToString(CultureInfo.InvariantCulture);
+            notes["head_recall"] = string.Join(",", headReports.Select(r => r.Recall.ToString("F4", CultureInfo.InvariantCulture)));
+        }
+        notes["train_rows"] = ((long)options.TrainBatches * gpt.BatchSize * gpt.SeqLen).ToString(CultureInfo.InvariantCulture);
+        return new Result(new DejaVuPredictor(mlp, options.Label, notes, heads, options.HeadLabel), reports, headReports);
+    }
+
+    static (DejaVuPredictor.Layer[] Layers, DejaVuLayerReport[] Reports) TrainMlp(Gpt gpt, TokenFile train, TokenFile val,
+        DejaVuTrainOptions options, Action<DejaVuProgress>? progress)
+    {
         var config = gpt.Config;
         int L = config.NLayer, C = config.NEmbd;
         double top = DejaVuTrainOptions.LabelTop(options.Label);
@@ -73,14 +106,7 @@ public static class DejaVuTraining
             var (valLoss, recall, selected, active) = Measure(p, valSet.X[l], valSet.Y[l], valSet.Rows);
             reports[l] = new DejaVuLayerReport(l, initial, final, valLoss, recall, selected, active);
         }
-        var notes = new Dictionary<string, string>
-        {
-            ["rank"] = options.Rank.ToString(CultureInfo.InvariantCulture),
-            ["train_rows"] = trainSet.Rows.ToString(CultureInfo.InvariantCulture),
-            ["recall"] = string.Join(",", reports.Select(r => r.Recall.ToString("F4", CultureInfo.InvariantCulture))),
-            ["selected"] = string.Join(",", reports.Select(r => r.Selected.ToString("F4", CultureInfo.InvariantCulture))),
-        };
-        return (new DejaVuPredictor(layers, options.Label, notes), reports);
+        return (layers, reports);
     }
 
     sealed record Dataset(float[][] X, byte[][] Y, int Rows);

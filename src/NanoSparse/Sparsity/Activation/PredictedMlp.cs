@@ -204,6 +204,7 @@ public sealed class PredictedMlp : IFeedForward
         ArgumentNullException.ThrowIfNull(predictor);
         if (sparsity is { } sp && !(sp >= 0 && sp < 1))
             throw new ArgumentException($"predictor {source}: sparsity {sp.ToString(CultureInfo.InvariantCulture)} must lie in [0, 1)");
+        if (!predictor.HasMlp) throw new ArgumentException($"predictor {source}: holds no MLP-neuron predictors (kinds \"{predictor.Kinds}\")");
         predictor.CheckMatches(gpt.Config, source);
         try { CheckActivation(gpt.Config.Activation); }
         catch (ArgumentException e) { throw new ArgumentException($"predictor {source}: {e.Message}"); }
