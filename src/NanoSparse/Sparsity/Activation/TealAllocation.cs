@@ -37,31 +37,53 @@ public static class TealAllocation
     /// sparsities s (it may keep the array only for the call). Returns s with Σ P_j s_j / Σ P_j = target (to rounding).
     /// </summary>
     public static double[] Allocate(IReadOnlyList<long> weightsRead, double target, double step, Func<double[], double> error,
-        double maxSparsity = MaxSparsity, Action<double[]>? onStep = null)
+        double maxSparsity = MaxSparsity, Action<double[]>? onStep = null) =>
+        Allocate(weightsRead, [target], step, error, maxSparsity, onStep)[0];
+
+    /// <summary>
+    /// The same search for several targets in one pass: the moves do not depend on the target until the one that
+    /// would reach it, so the search walks the whole-step path once and, where a target falls within the next move,
+    /// records the allocation a search for that target alone would end with (its last move cut to land on it) and goes
+    /// on from before that move. Result i is for <paramref name="targets"/>[i] and equals Allocate(…, targets[i], …).
+    /// </summary>
+    public static double[][] Allocate(IReadOnlyList<long> weightsRead, IReadOnlyList<double> targets, double step,
+        Func<double[], double> error, double maxSparsity = MaxSparsity, Action<double[]>? onStep = null)
     {
         ArgumentNullException.ThrowIfNull(weightsRead);
+        ArgumentNullException.ThrowIfNull(targets);
         ArgumentNullException.ThrowIfNull(error);
-        ActivationThresholds.CheckSparsity(target, "target sparsity");
+        if (targets.Count == 0) throw new ArgumentException("no target sparsity", nameof(targets));
+        foreach (var t in targets)
+        {
+            ActivationThresholds.CheckSparsity(t, "target sparsity");
+            if (t > maxSparsity)
+                throw new ArgumentException($"target sparsity ({t}) exceeds the most any input is given ({maxSparsity})", nameof(targets));
+        }
         CheckStep(step);
         if (!(maxSparsity > 0 && maxSparsity < 1)) throw new ArgumentOutOfRangeException(nameof(maxSparsity), maxSparsity, "must lie in (0, 1)");
         if (weightsRead.Count == 0) throw new ArgumentException("no inputs to allocate sparsity to", nameof(weightsRead));
         if (weightsRead.Any(p => p <= 0)) throw new ArgumentException("every input's weights read must be positive", nameof(weightsRead));
-        if (target > maxSparsity)
-            throw new ArgumentException($"target sparsity ({target}) exceeds the most any input is given ({maxSparsity})", nameof(target));
         int n = weightsRead.Count;
-        double total = weightsRead.Sum(p => (double)p);
+        double total = weightsRead.Sum(p => (double)p), eps = 1e-9 * total;
+        var order = Enumerable.Range(0, targets.Count).OrderBy(i => targets[i]).ToArray();
+        var results = new double[targets.Count][];
         var s = new double[n];
         double current = error(s);
         double mass = 0;                 // Σ P_j s_j
-        double goal = target * total;
         var trial = new double[n];
-        while (goal - mass > 1e-9 * total)
+        int k = 0;                       // next target, in ascending order
+        while (true)
         {
+            while (k < order.Length && targets[order[k]] * total - mass <= eps) results[order[k++]] = (double[])s.Clone();
+            if (k == order.Length) break;
+            double need = targets[order[k]] * total - mass;
             int best = -1;
             double bestRate = double.PositiveInfinity, bestError = 0, bestDelta = 0;
+            bool bestCut = false;
             for (int j = 0; j < n; j++)
             {
-                double delta = Math.Min(Math.Min(step, maxSparsity - s[j]), (goal - mass) / weightsRead[j]);
+                double full = Math.Min(step, maxSparsity - s[j]);
+                double delta = Math.Min(full, need / weightsRead[j]);
                 if (delta <= 1e-12) continue;
                 s.CopyTo(trial, 0);
                 trial[j] += delta;
@@ -73,15 +95,25 @@ public static class TealAllocation
                     bestRate = rate;
                     bestError = e;
                     bestDelta = delta;
+                    bestCut = delta < full;
                 }
             }
-            if (best < 0) break;   // every input at maxSparsity: cannot happen for target ≤ maxSparsity, but never loop forever
+            if (best < 0) throw new InvalidOperationException("every input is at the largest sparsity before the target");   // unreachable for targets ≤ maxSparsity
+            if (bestCut)
+            {
+                // The move lands on this target: record it, then go on with whole steps from here.
+                var landed = (double[])s.Clone();
+                landed[best] += bestDelta;
+                results[order[k++]] = landed;
+                onStep?.Invoke(landed);
+                continue;
+            }
             s[best] += bestDelta;
             mass += bestDelta * weightsRead[best];
             current = bestError;
             onStep?.Invoke(s);
         }
-        return s;
+        return results;
     }
 
     public static double CheckStep(double step)
@@ -99,15 +131,32 @@ public static class TealAllocation
     public static ActivationThresholds Calibrate(Gpt model, ReadOnlySpan<int> tokens, string method, double sparsity,
         double step = DefaultStep, int maxSamples = TealCalibration.DefaultMaxSamples,
         IProgress<CalibrationProgress>? scoring = null, IProgress<AllocationProgress>? progress = null,
-        string? dataName = null, ulong seed = 0)
+        string? dataName = null, ulong seed = 0, int errorPasses = 0) =>
+        Calibrate(model, tokens, method, [sparsity], step, maxSamples, scoring, progress, dataName, seed, errorPasses)[0];
+
+    /// <summary>
+    /// Thresholds for each of <paramref name="sparsities"/> from one greedy search (see the multi-target
+    /// <see cref="Allocate(IReadOnlyList{long}, IReadOnlyList{double}, double, Func{double[], double}, double, Action{double[]})"/>).
+    /// The block errors are measured on the first <paramref name="errorPasses"/> forward passes' worth of
+    /// <paramref name="tokens"/> (0: all of them); the scores, and so the thresholds, come from all of them.
+    /// </summary>
+    public static ActivationThresholds[] Calibrate(Gpt model, ReadOnlySpan<int> tokens, string method, IReadOnlyList<double> sparsities,
+        double step = DefaultStep, int maxSamples = TealCalibration.DefaultMaxSamples,
+        IProgress<CalibrationProgress>? scoring = null, IProgress<AllocationProgress>? progress = null,
+        string? dataName = null, ulong seed = 0, int errorPasses = 0)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ActivationThresholds.CheckSparsity(sparsity, "sparsity");
+        ArgumentNullException.ThrowIfNull(sparsities);
+        if (sparsities.Count == 0) throw new ArgumentException("no target sparsity", nameof(sparsities));
+        foreach (var sp in sparsities) ActivationThresholds.CheckSparsity(sp, "sparsity");
         CheckStep(step);
+        if (errorPasses < 0) throw new ArgumentOutOfRangeException(nameof(errorPasses), errorPasses, "must be >= 0 (0: every pass)");
         var scores = TealCalibration.CollectScores(model, tokens, method, maxSamples, scoring);
         var weights = scores.Weights;
         int L = model.Config.NLayer, C = model.Config.NEmbd, rowsPerPass = model.BatchSize * model.SeqLen;
         int passes = tokens.Length / rowsPerPass;
+        if (errorPasses > 0) passes = Math.Min(passes, errorPasses);
+        double sparsity = sparsities.Max();
 
         // The dense residual stream into and out of every block, per pass: (B·T, C) each.
         var inputs = new float[L, passes][];
@@ -132,7 +181,7 @@ public static class TealAllocation
         var thresholded = ActivationSparsity.Weights(probe).ToDictionary(w => w.Name, w => w.Weight);
         var norms = weights.Select(w => method == ActivationMethods.Wina ? TealCalibration.ColumnNorms(w.Weight, w.Values.Span) : null).ToArray();
 
-        var allocated = new double[weights.Count];
+        var allocated = sparsities.Select(_ => new double[weights.Count]).ToArray();
         int evaluations = 0;
         var clock = Stopwatch.StartNew();
         for (int l = 0; l < L; l++)
@@ -175,24 +224,30 @@ public static class TealAllocation
                 progress.Report(new AllocationProgress(layer, L, reached, sparsity, evaluations, evaluations / Math.Max(seconds, 1e-9),
                     done > 0 ? TimeSpan.FromSeconds(seconds * (1 - done) / done) : null));
             }
-            var s = Allocate(read, sparsity, step, Error, MaxSparsity, Report);
-            Report(s);
-            for (int k = 0; k < members.Length; k++) allocated[members[k]] = s[k];
+            var found = Allocate(read, sparsities, step, Error, MaxSparsity, Report);
+            Report(found[Array.IndexOf(sparsities.ToArray(), sparsity)]);
+            for (int i = 0; i < sparsities.Count; i++)
+                for (int k = 0; k < members.Length; k++) allocated[i][members[k]] = found[i][k];
         }
 
-        var result = new List<WeightThreshold>();
-        for (int j = 0; j < weights.Count; j++)
+        var results = new ActivationThresholds[sparsities.Count];
+        for (int i = 0; i < sparsities.Count; i++)
         {
-            var w = weights[j].Weight;
-            var (t, below) = TealCalibration.QuantileOfSorted(scores.Sorted[j], allocated[j]);
-            result.Add(new WeightThreshold(weights[j].Name, w.OutFeatures, w.InFeatures, t, below));
+            var list = new List<WeightThreshold>();
+            for (int j = 0; j < weights.Count; j++)
+            {
+                var w = weights[j].Weight;
+                var (t, below) = TealCalibration.QuantileOfSorted(scores.Sorted[j], allocated[i][j]);
+                list.Add(new WeightThreshold(weights[j].Name, w.OutFeatures, w.InFeatures, t, below));
+            }
+            results[i] = new ActivationThresholds
+            {
+                Method = method, TargetSparsity = sparsities[i], NLayer = L, NEmbd = C, Weights = list, Allocation = Greedy,
+                CalibrationData = dataName, CalibrationWindows = tokens.Length / model.SeqLen, CalibrationBlockSize = model.SeqLen,
+                CalibrationSeed = seed, CalibrationRowsSampled = scores.RowsSampled,
+            };
         }
-        return new ActivationThresholds
-        {
-            Method = method, TargetSparsity = sparsity, NLayer = L, NEmbd = C, Weights = result, Allocation = Greedy,
-            CalibrationData = dataName, CalibrationWindows = tokens.Length / model.SeqLen, CalibrationBlockSize = model.SeqLen,
-            CalibrationSeed = seed, CalibrationRowsSampled = scores.RowsSampled,
-        };
+        return results;
     }
 
     // τ_i as TealCalibration.InputThresholds, from precomputed column norms (null for TEAL).

@@ -35,6 +35,16 @@ public static class TealCalibration
     {
         ActivationThresholds.CheckSparsity(sparsity, "sparsity");
         var scores = CollectScores(model, tokens, method, maxSamples, progress, firstPosition);
+        return FromScores(model, scores, method, sparsity, dataName, seed, tokens.Length / model.SeqLen);
+    }
+
+    /// <summary>Uniform thresholds (every weight at <paramref name="sparsity"/>) from scores already collected.</summary>
+    public static ActivationThresholds FromScores(Gpt model, CalibrationScores scores, string method, double sparsity,
+        string? dataName, ulong seed, int windows)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(scores);
+        ActivationThresholds.CheckSparsity(sparsity, "sparsity");
         var result = new List<WeightThreshold>();
         for (int j = 0; j < scores.Weights.Count; j++)
         {
@@ -45,7 +55,7 @@ public static class TealCalibration
         return new ActivationThresholds
         {
             Method = method, TargetSparsity = sparsity, NLayer = model.Config.NLayer, NEmbd = model.Config.NEmbd, Weights = result,
-            CalibrationData = dataName, CalibrationWindows = tokens.Length / model.SeqLen, CalibrationBlockSize = model.SeqLen,
+            CalibrationData = dataName, CalibrationWindows = windows, CalibrationBlockSize = model.SeqLen,
             CalibrationSeed = seed, CalibrationRowsSampled = scores.RowsSampled,
         };
     }

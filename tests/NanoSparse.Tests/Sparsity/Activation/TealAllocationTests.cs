@@ -54,6 +54,22 @@ public sealed class TealAllocationTests : IDisposable
     }
 
     [Fact]
+    public void OneSearchForSeveralTargetsEqualsASearchPerTarget()
+    {
+        long[] read = [3, 1, 4, 4];
+        double[] cost = [1, 0.3, 0.7, 2];
+        double Error(double[] x) => x.Select((v, j) => cost[j] * v * v + 0.1 * v * x[(j + 1) % 4]).Sum();
+        double[] targets = [0.5, 0.25, 0.4, 0.33];
+        var together = TealAllocation.Allocate(read, targets, 0.05, Error);
+        for (int i = 0; i < targets.Length; i++)
+        {
+            var alone = TealAllocation.Allocate(read, targets[i], 0.05, Error);
+            Assert.Equal(alone, together[i]);
+            Assert.Equal(targets[i], WeightedAverage(read, together[i]), 9);
+        }
+    }
+
+    [Fact]
     public void AMuchMoreSensitiveInputGetsTheLowerSparsity()
     {
         long[] read = [100, 100, 100, 100];
