@@ -168,6 +168,7 @@ public sealed class TealAllocationTests : IDisposable
             mass += (1 - (double)kept / seen) * size;
             total += size;
         }
+        Assert.Equal(mass / total, ActivationSparsity.MeasuredWeightSparsity(applied), 9);
         // downstream inputs see activations shifted by the upstream zeros, so this is close, not exact
         Assert.InRange(mass / total, target - 0.08, target + 0.08);
     }
