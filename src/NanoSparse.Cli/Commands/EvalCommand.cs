@@ -97,7 +97,8 @@ public static class EvalCommand
             if (kvCache.Kind != KvCacheSpec.Dense) cli.Console.MarkupLine(Markup.Escape($"KV cache: {kvCache} (token by token)"));
             if (thresholds is not null)
                 cli.Console.MarkupLine(Markup.Escape($"activation sparsity: {thresholds.Method} calibrated to {thresholds.TargetSparsity.ToString(CultureInfo.InvariantCulture)}; " +
-                    $"measured {Sparsity.Activation.ActivationSparsity.MeasuredSparsity(gpt).ToString("P2", CultureInfo.InvariantCulture)} of the block Linear inputs zeroed"));
+                    $"measured {Sparsity.Activation.ActivationSparsity.MeasuredSparsity(gpt).ToString("P2", CultureInfo.InvariantCulture)} of the block Linear inputs zeroed, " +
+                    $"{Sparsity.Activation.ActivationSparsity.MeasuredWeightSparsity(gpt).ToString("P2", CultureInfo.InvariantCulture)} of their weight reads skipped ({thresholds.Allocation} allocation)"));
             cli.Console.MarkupLine(state is not null
                 ? $"checkpoint {Markup.Escape(dir)} at step {state.IterNum}, dataset {Markup.Escape(data)}"
                 : $"imported model {Markup.Escape(dir)}, dataset {Markup.Escape(data)} ({meta.Tokenizer}), batch {gpt.BatchSize} x {gpt.SeqLen}");

@@ -91,7 +91,7 @@ public static class GateCommand
             try { gated = ControllerTraining.AddController(denseModel, c, c.BatchSize, T); }
             catch (ArgumentException e) { throw new UsageException("--set " + e.Message); }
             console.MarkupLine(Markup.Escape(string.Create(inv,
-                $"controller: gate {c.Gate}, group {c.GateGroup}, budget {c.GateBudget}, l1 {c.GateL1}, {c.MaxIters} iterations (soft for {c.ResolvedAnnealIters}, then hard), batch {c.BatchSize}x{T}, model {(c.Freeze ? "frozen" : "fine-tuned")}")));
+                $"controller: gate {c.Gate}, group {c.GateGroup}, budget {c.GateBudget}{(c.GateBudgetWarmup > 0 ? $" (from 1 over {c.GateBudgetWarmup} iterations)" : "")}, l1 {c.GateL1}, {c.MaxIters} iterations (soft for {c.ResolvedAnnealIters}, then hard), batch {c.BatchSize}x{T}, model {(c.Freeze ? "frozen" : "fine-tuned")}")));
             steps = ControllerTraining.Train(gated, train, c, s =>
             {
                 if ((s.Iter + 1) % c.LogInterval != 0 && s.Iter + 1 != s.MaxIters) return;

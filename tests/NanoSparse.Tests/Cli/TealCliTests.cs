@@ -83,6 +83,38 @@ public sealed class TealCliTests(TealCliFixture fixture) : IClassFixture<TealCli
     }
 
     [Fact]
+    public void GreedyCalibrationWritesOneFilePerSparsity()
+    {
+        string before = ModelHash();
+        string file = NewFile("greedy");
+        var (code, stdout, err) = Run("teal", "calibrate", "--checkpoint", fixture.Checkpoint, "--sparsity", "0.3", "0.5", "--allocation", "greedy",
+            "--windows", "2", "--split", "val", "--out", file);
+        Assert.True(code == 0, err);
+        Assert.Contains("block averages (by weights read)", stdout);
+        foreach (var s in new[] { "0.3", "0.5" })
+        {
+            string path = file.Replace(".json", "-" + s + ".json");
+            var t = NanoSparse.Sparsity.Activation.ActivationThresholds.Load(path);
+            Assert.Equal("greedy", t.Allocation);
+            Assert.Equal(double.Parse(s, System.Globalization.CultureInfo.InvariantCulture), t.TargetSparsity);
+            Assert.Contains("(val)", t.CalibrationData);
+        }
+        Assert.Equal(before, ModelHash());
+    }
+
+    [Theory]
+    [InlineData("--allocation", "best", "--allocation \"best\"", "uniform or greedy")]
+    [InlineData("--step", "0.7", "--step (0.7)", "(0, 0.5]")]
+    [InlineData("--split", "test", "--split \"test\"", "train or val")]
+    [InlineData("--greedy-windows", "-1", "--greedy-windows (-1)", ">= 0")]
+    public void BadAllocationOptionsAreOneLineErrors(string option, string value, string named, string expected)
+    {
+        var (code, _, err) = Run("teal", "calibrate", "--checkpoint", fixture.Checkpoint, "--sparsity", "0.4", option, value, "--out", NewFile("x"));
+        Assert.NotEqual(0, code);
+        AssertOneLineError(err, named, expected);
+    }
+
+    [Fact]
     public void AMissingThresholdsFileIsAOneLineError()
     {
         string missing = Path.Combine(fixture.Data.Root, "absent.json");

@@ -43,6 +43,19 @@ public sealed class ThresholdedLinearWeight : IInferenceLayout
     public ILinearWeight Inner => _inner;
     /// <summary>τ_i per input feature.</summary>
     public ReadOnlySpan<float> Thresholds => _thresholds;
+    /// <summary>
+    /// Replaces τ (In), each ≥ 0 or +∞: calibration searches (TEAL's greedy allocation) try several thresholds on one
+    /// built model. Not while another thread runs this weight.
+    /// </summary>
+    public void SetThresholds(ReadOnlySpan<float> thresholds)
+    {
+        if (thresholds.Length != InFeatures)
+            throw new ArgumentException($"thresholds has {thresholds.Length} entries, expected one per input feature ({InFeatures})", nameof(thresholds));
+        for (int i = 0; i < thresholds.Length; i++)
+            if (!(thresholds[i] >= 0)) throw new ArgumentException($"threshold {i} ({thresholds[i]}) must be >= 0", nameof(thresholds));
+        thresholds.CopyTo(_thresholds);
+    }
+
     /// <summary>Whether decode steps read the transposed copy (<see cref="BuildDecodeCopy"/>).</summary>
     public bool HasDecodeCopy => _wt is not null;
     /// <summary>How the sparse-input product uses threads at decode (kept rows: faster in 10 of 12 shape × sparsity cells of `bench activation --parts kernel` at 2 threads).</summary>

@@ -57,6 +57,22 @@ public static class ActivationSparsity
         return seen == 0 ? double.NaN : 1.0 - (double)kept / seen;
     }
 
+    /// <summary>
+    /// The same, with each weight's inputs counted by the weights each one lets a decode skip (Out per input entry): the
+    /// fraction of block weight reads a sparse-input product saves, Σ zeroed·Out / Σ seen·Out (NaN when none seen).
+    /// </summary>
+    public static double MeasuredWeightSparsity(Gpt model)
+    {
+        double kept = 0, seen = 0;
+        foreach (var (_, w) in Weights(model))
+        {
+            var (k, s) = w.Counts;
+            kept += (double)k * w.OutFeatures;
+            seen += (double)s * w.OutFeatures;
+        }
+        return seen == 0 ? double.NaN : 1.0 - kept / seen;
+    }
+
     public static void ResetCounts(Gpt model)
     {
         foreach (var (_, w) in Weights(model)) w.ResetCounts();

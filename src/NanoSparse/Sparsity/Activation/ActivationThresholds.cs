@@ -28,7 +28,7 @@ public sealed record WeightThreshold(string Name, int OutFeatures, int InFeature
 /// The thresholds of every block Linear weight of one model, as calibrated by <see cref="TealCalibration"/>, and the
 /// small JSON file that holds them next to a checkpoint (teal.json / wina.json):
 ///   { "format": "nanosparse-activation-thresholds", "version": 1, "method": "teal" | "wina", "target_sparsity": 0.4,
-///     "n_layer": 6, "n_embd": 256, "calibration": { "data", "windows", "block_size", "seed", "rows_sampled" },
+///     "n_layer": 6, "n_embd": 256, "allocation": "uniform" | "greedy", "calibration": { "data", "windows", "block_size", "seed", "rows_sampled" },
 ///     "weights": [ { "name", "out_features", "in_features", "threshold", "calibration_sparsity" }, ... ] }
 /// </summary>
 public sealed record ActivationThresholds
@@ -46,6 +46,8 @@ public sealed record ActivationThresholds
     public int CalibrationBlockSize { get; init; }
     public ulong CalibrationSeed { get; init; }
     public long CalibrationRowsSampled { get; init; }
+    /// <summary>"uniform" (every weight at the target) or "greedy" (<see cref="TealAllocation"/>: per weight within each block, the block's average by weights read at the target).</summary>
+    public string Allocation { get; init; } = TealAllocation.Uniform;
 
     /// <summary>The target sparsity checked: in [0, 1).</summary>
     public static double CheckSparsity(double sparsity, string what)
@@ -96,7 +98,7 @@ public sealed record ActivationThresholds
         var root = new JsonObject
         {
             ["format"] = Format, ["version"] = Version, ["method"] = Method, ["target_sparsity"] = TargetSparsity,
-            ["n_layer"] = NLayer, ["n_embd"] = NEmbd,
+            ["n_layer"] = NLayer, ["n_embd"] = NEmbd, ["allocation"] = Allocation,
             ["calibration"] = new JsonObject
             {
                 ["data"] = CalibrationData, ["windows"] = CalibrationWindows, ["block_size"] = CalibrationBlockSize,
@@ -143,6 +145,7 @@ public sealed record ActivationThresholds
             CalibrationData = cal?["data"]?.GetValue<string>(), CalibrationWindows = cal?["windows"]?.GetValue<int>() ?? 0,
             CalibrationBlockSize = cal?["block_size"]?.GetValue<int>() ?? 0, CalibrationSeed = cal?["seed"]?.GetValue<ulong>() ?? 0,
             CalibrationRowsSampled = cal?["rows_sampled"]?.GetValue<long>() ?? 0,
+            Allocation = o["allocation"] is null ? TealAllocation.Uniform : Str(o, "allocation", path),
         };
     }
 

@@ -18,6 +18,8 @@ public sealed record ControllerConfig
     [JsonPropertyName("gate_budget")] public double GateBudget { get; set; } = 0.5;
     /// <summary>Weight of the budget penalty R = gate_l1 · max(0, mean kept − gate_budget), per gated half of a block.</summary>
     [JsonPropertyName("gate_l1")] public double GateL1 { get; set; } = 2.0;
+    /// <summary>Iterations over which the budget the penalty aims at falls linearly from 1 to gate_budget (0: the budget from the start).</summary>
+    [JsonPropertyName("gate_budget_warmup")] public int GateBudgetWarmup { get; set; }
     /// <summary>Iterations of soft gates, τ annealed geometrically from gate_temperature to gate_temperature_min; hard (0/1, straight-through) after. -1: 70% of max_iters.</summary>
     [JsonPropertyName("gate_anneal_iters")] public int GateAnnealIters { get; set; } = -1;
     [JsonPropertyName("gate_temperature")] public double GateTemperature { get; set; } = 1.0;
@@ -43,9 +45,16 @@ public sealed record ControllerConfig
 
     [JsonIgnore] public int ResolvedAnnealIters => GateAnnealIters >= 0 ? GateAnnealIters : (int)(0.7 * MaxIters);
 
+    /// <summary>
+    /// The budget the penalty aims at in iteration <paramref name="iter"/>: 1 − (1 − gate_budget)·min(1, (iter + 1) / gate_budget_warmup),
+    /// so the gates close gradually instead of all in the first few iterations; gate_budget without a warmup.
+    /// </summary>
+    public double BudgetAt(int iter) =>
+        GateBudgetWarmup <= 0 ? GateBudget : 1 - (1 - GateBudget) * Math.Min(1.0, (iter + 1) / (double)GateBudgetWarmup);
+
     public static IReadOnlyList<string> Keys { get; } =
     [
-        "gate", "gate_group", "gate_budget", "gate_l1", "gate_anneal_iters", "gate_temperature", "gate_temperature_min", "gate_bias_init",
+        "gate", "gate_group", "gate_budget", "gate_l1", "gate_budget_warmup", "gate_anneal_iters", "gate_temperature", "gate_temperature_min", "gate_bias_init",
         "gate_lr_scale", "freeze", "max_iters", "batch_size", "block_size", "learning_rate", "min_lr", "warmup_iters", "weight_decay",
         "grad_clip", "eval_iters", "log_interval", "seed",
     ];
@@ -64,6 +73,7 @@ public sealed record ControllerConfig
             case "gate_group": GateGroup = I(); break;
             case "gate_budget": GateBudget = D(); break;
             case "gate_l1": GateL1 = D(); break;
+            case "gate_budget_warmup": GateBudgetWarmup = I(); break;
             case "gate_anneal_iters": GateAnnealIters = I(); break;
             case "gate_temperature": GateTemperature = D(); break;
             case "gate_temperature_min": GateTemperatureMin = D(); break;
@@ -95,6 +105,7 @@ public sealed record ControllerConfig
         if (GateGroup <= 0) throw new ArgumentException($"gate_group ({GateGroup}) must be positive");
         if (!(GateBudget > 0 && GateBudget <= 1)) throw new ArgumentException($"gate_budget ({GateBudget.ToString(inv)}) must lie in (0, 1]");
         if (!(GateL1 >= 0)) throw new ArgumentException($"gate_l1 ({GateL1.ToString(inv)}) must be >= 0");
+        if (GateBudgetWarmup < 0) throw new ArgumentException($"gate_budget_warmup ({GateBudgetWarmup}) must be >= 0");
         if (GateAnnealIters < -1) throw new ArgumentException($"gate_anneal_iters ({GateAnnealIters}) must be >= 0 (or -1: 70% of max_iters)");
         if (!(GateTemperature > 0)) throw new ArgumentException($"gate_temperature ({GateTemperature.ToString(inv)}) must be > 0");
         if (!(GateTemperatureMin > 0 && GateTemperatureMin <= GateTemperature))

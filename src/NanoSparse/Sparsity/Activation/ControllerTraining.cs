@@ -132,7 +132,7 @@ public static class ControllerTraining
         for (int it = 0; it < c.MaxIters; it++)
         {
             var (temperature, hard) = Schedule(c, it);
-            SetState(gated, temperature, hard, c.GateL1, c.GateBudget);
+            SetState(gated, temperature, hard, c.GateL1, c.BudgetAt(it));
             double lr = schedule.At(it);
             sampler.Next(x, y);
             gated.ZeroGrad();

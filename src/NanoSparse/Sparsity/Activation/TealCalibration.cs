@@ -6,13 +6,18 @@ namespace NanoSparse.Sparsity.Activation;
 /// <summary>Progress of a calibration: forward passes done of the total.</summary>
 public readonly record struct CalibrationProgress(int Done, int Total, double PerSecond, TimeSpan? Remaining);
 
+/// <summary>Every block Linear weight (in state_dict order) with its sorted calibration scores.</summary>
+public sealed record CalibrationScores(
+    IReadOnlyList<(string Name, int Layer, string Key, ILinearWeight Weight, Memory<float> Values)> Weights,
+    float[][] Sorted, long RowsSampled);
+
 /// <summary>
 /// Calibrates TEAL / WINA thresholds (one per block Linear weight) on calibration tokens: the dense model runs the
 /// windows, each weight's inputs x (rows, In) are scored (TEAL |x_i|; WINA |x_i|·‖W_:,i‖₂) and the threshold is the
 /// target-sparsity quantile of the scores,
 ///   t = sorted(scores)[⌊s·n⌋],   so that a fraction s of the calibration scores lie below t (ties aside).
-/// Every weight sees the dense model's activations (TEAL's uniform-sparsity recipe: no greedy per-layer search, no
-/// thresholds applied upstream during calibration). Scores are sampled by whole rows, every k-th row, so at most
+/// Every weight sees the dense model's activations (no thresholds applied upstream during calibration) and gets the
+/// same sparsity here (uniform allocation); <see cref="TealAllocation"/> allocates sparsity per weight within each block. Scores are sampled by whole rows, every k-th row, so at most
 /// maxSamples scores per weight are held (the quantile of an evenly strided sample).
 /// </summary>
 public static class TealCalibration
@@ -28,9 +33,42 @@ public static class TealCalibration
         int maxSamples = DefaultMaxSamples, IProgress<CalibrationProgress>? progress = null, string? dataName = null, ulong seed = 0,
         int firstPosition = 0)
     {
+        ActivationThresholds.CheckSparsity(sparsity, "sparsity");
+        var scores = CollectScores(model, tokens, method, maxSamples, progress, firstPosition);
+        return FromScores(model, scores, method, sparsity, dataName, seed, tokens.Length / model.SeqLen);
+    }
+
+    /// <summary>Uniform thresholds (every weight at <paramref name="sparsity"/>) from scores already collected.</summary>
+    public static ActivationThresholds FromScores(Gpt model, CalibrationScores scores, string method, double sparsity,
+        string? dataName, ulong seed, int windows)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(scores);
+        ActivationThresholds.CheckSparsity(sparsity, "sparsity");
+        var result = new List<WeightThreshold>();
+        for (int j = 0; j < scores.Weights.Count; j++)
+        {
+            var (name, _, _, w, _) = scores.Weights[j];
+            var (t, below) = QuantileOfSorted(scores.Sorted[j], sparsity);
+            result.Add(new WeightThreshold(name, w.OutFeatures, w.InFeatures, t, below));
+        }
+        return new ActivationThresholds
+        {
+            Method = method, TargetSparsity = sparsity, NLayer = model.Config.NLayer, NEmbd = model.Config.NEmbd, Weights = result,
+            CalibrationData = dataName, CalibrationWindows = windows, CalibrationBlockSize = model.SeqLen,
+            CalibrationSeed = seed, CalibrationRowsSampled = scores.RowsSampled,
+        };
+    }
+
+    /// <summary>
+    /// Every block Linear weight's input scores on the dense model's activations for <paramref name="tokens"/> (see
+    /// <see cref="Calibrate"/>), each weight's sample sorted ascending, so any sparsity's threshold is one look-up.
+    /// </summary>
+    public static CalibrationScores CollectScores(Gpt model, ReadOnlySpan<int> tokens, string method,
+        int maxSamples = DefaultMaxSamples, IProgress<CalibrationProgress>? progress = null, int firstPosition = 0)
+    {
         ArgumentNullException.ThrowIfNull(model);
         ActivationThresholds.CheckMethod(method, "method");
-        ActivationThresholds.CheckSparsity(sparsity, "sparsity");
         if (maxSamples < 1) throw new ArgumentException($"maxSamples ({maxSamples}) must be positive", nameof(maxSamples));
         if (firstPosition < 0 || firstPosition >= model.SeqLen)
             throw new ArgumentOutOfRangeException(nameof(firstPosition), firstPosition, $"must lie in [0, {model.SeqLen}) (seq_len)");
@@ -80,22 +118,37 @@ public static class TealCalibration
             }
         }
 
-        var result = new List<WeightThreshold>();
+        var sorted = new float[weights.Count][];
         long sampled = 0;
         for (int j = 0; j < weights.Count; j++)
         {
-            var (name, _, _, w, _) = weights[j];
-            var s = samples[j].AsSpan(0, checked((int)(filled[j] * w.InFeatures)));
-            var (t, below) = Quantile(s, sparsity);
-            result.Add(new WeightThreshold(name, w.OutFeatures, w.InFeatures, t, below));
+            sorted[j] = samples[j].AsSpan(0, checked((int)(filled[j] * weights[j].Weight.InFeatures))).ToArray();
+            if (sorted[j].Length == 0) throw new ArgumentException("no calibration scores", nameof(tokens));
+            Array.Sort(sorted[j]);
             sampled = Math.Max(sampled, filled[j]);
         }
-        return new ActivationThresholds
+        return new CalibrationScores(weights, sorted, sampled);
+    }
+
+    /// <summary>
+    /// t = the ⌊s·n⌋-th smallest of <paramref name="sorted"/> (ascending; 0 when s = 0: keep everything) and the fraction
+    /// of the scores below t.
+    /// </summary>
+    public static (float Threshold, double Below) QuantileOfSorted(ReadOnlySpan<float> sorted, double sparsity)
+    {
+        ActivationThresholds.CheckSparsity(sparsity, "sparsity");
+        if (sorted.IsEmpty) throw new ArgumentException("no calibration scores", nameof(sorted));
+        if (sparsity == 0) return (0f, 0.0);
+        long k = Math.Min(sorted.Length - 1, (long)Math.Floor(sparsity * sorted.Length));
+        float t = sorted[(int)k];
+        // first index with a score ≥ t
+        int lo = 0, hi = (int)k;
+        while (lo < hi)
         {
-            Method = method, TargetSparsity = sparsity, NLayer = model.Config.NLayer, NEmbd = model.Config.NEmbd, Weights = result,
-            CalibrationData = dataName, CalibrationWindows = tokens.Length / model.SeqLen, CalibrationBlockSize = model.SeqLen,
-            CalibrationSeed = seed, CalibrationRowsSampled = sampled,
-        };
+            int mid = (lo + hi) >>> 1;
+            if (sorted[mid] < t) lo = mid + 1; else hi = mid;
+        }
+        return (t, (double)lo / sorted.Length);
     }
 
     /// <summary>
@@ -108,16 +161,7 @@ public static class TealCalibration
         if (scores.IsEmpty) throw new ArgumentException("no calibration scores", nameof(scores));
         if (sparsity == 0) return (0f, 0.0);
         scores.Sort();
-        long k = Math.Min(scores.Length - 1, (long)Math.Floor(sparsity * scores.Length));
-        float t = scores[(int)k];
-        // first index with a score ≥ t
-        int lo = 0, hi = (int)k;
-        while (lo < hi)
-        {
-            int mid = (lo + hi) >>> 1;
-            if (scores[mid] < t) lo = mid + 1; else hi = mid;
-        }
-        return (t, (double)lo / scores.Length);
+        return QuantileOfSorted(scores, sparsity);
     }
 
     /// <summary>WINA's per-input weight: ‖W_:,i‖₂, the Euclidean norm of column i of W (Out, In), in double.</summary>
