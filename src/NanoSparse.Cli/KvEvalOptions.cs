@@ -111,7 +111,7 @@ public sealed class KvEvalOptions
         File.Move(tmp, full, overwrite: true);
     }
 
-    static void Progress(CliContext cli, string what, Action<Action<long, long>> work, string unit)
+    internal static void Progress(CliContext cli, string what, Action<Action<long, long>> work, string unit)
     {
         var inv = CultureInfo.InvariantCulture;
         var clock = System.Diagnostics.Stopwatch.StartNew();

@@ -89,6 +89,21 @@ public static class RetrievalAccuracy
         return points;
     }
 
+    /// <summary>Labelled results as CSV (label, distance, samples, accuracy, digit_accuracy), written atomically.</summary>
+    public static void WriteCsv(string path, IEnumerable<(string Label, RetrievalPoint[] Points)> results)
+    {
+        ArgumentNullException.ThrowIfNull(results);
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        var sb = new System.Text.StringBuilder("label,distance,samples,accuracy,digit_accuracy\n");
+        foreach (var (label, points) in results)
+            foreach (var p in points)
+                sb.Append(string.Create(inv, $"{Quote(label)},{p.Distance},{p.Samples},{p.Accuracy:R},{p.DigitAccuracy:R}\n"));
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(sb.ToString());
+        AtomicFile.Write(path, fs => fs.Write(bytes));
+    }
+
+    static string Quote(string s) => s.IndexOfAny([',', '"', '\n']) < 0 ? s : "\"" + s.Replace("\"", "\"\"") + "\"";
+
     static int ArgMax(ReadOnlySpan<float> v)
     {
         int best = 0;
