@@ -34,10 +34,12 @@ public static class ProbeCompareCommand
         var seed = new Option<ulong>("--seed") { Description = "seed of the windows and records", DefaultValueFactory = _ => 1337UL };
         var output = new Option<string>("--out") { Description = "PNG to write (its folder is created)", Required = true };
         var csv = new Option<string?>("--csv") { Description = "also write the points as CSV (label, distance, samples, accuracy, digit_accuracy)" };
+        var keyLength = ProbeFormatOptions.KeyLength();
+        var valueLength = ProbeFormatOptions.ValueLength();
         var title = new Option<string>("--title") { Description = "plot title", DefaultValueFactory = _ => "retrieval probe: exact accuracy against distance" };
         var cmd = new Command("probe-compare", "several checkpoints on the same key-value retrieval probe: accuracy against distance, a table, a PNG (and CSV)");
         cmd.Arguments.Add(checkpoints);
-        foreach (var o in new Option[] { data, distances, samples, distractors, batchSize, seed, output, csv, title }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { data, distances, samples, distractors, batchSize, seed, output, csv, title, keyLength, valueLength }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -56,9 +58,7 @@ public static class ProbeCompareCommand
             var meta = DatasetMeta.Load(Path.Combine(dataDir, DatasetMeta.FileName));
             if (meta.Tokenizer != Tokenizers.Char)
                 throw new UsageException($"--data {dataDir} is tokenized with {meta.Tokenizer}; the retrieval probe needs a char-level dataset");
-            RetrievalProbe probe;
-            try { probe = new RetrievalProbe(meta.Symbols, Path.Combine(dataDir, DatasetMeta.FileName)); }
-            catch (ArgumentException e) { throw new InvalidDataException(e.Message); }
+            var probe = ProbeFormatOptions.Create(parse, keyLength, valueLength, meta, Path.Combine(dataDir, DatasetMeta.FileName));
             using var val = TokenFile.OpenSplit(dataDir, "val", meta, fullScan: true);
 
             var results = new List<(string Label, RetrievalPoint[] Points)>();
@@ -71,7 +71,7 @@ public static class ProbeCompareCommand
                     throw new InvalidDataException($"dataset {dataDir} has vocab_size {meta.VocabSize} but checkpoint {dir} has {gpt.Config.VocabSize}");
                 if (val.Length <= gpt.SeqLen)
                     throw new UsageException($"dataset {dataDir}: the val split holds only {val.Length} tokens, too few for block {gpt.SeqLen}");
-                int max = RetrievalProbe.MaxDistance(gpt.SeqLen);
+                int max = probe.MaxDistance(gpt.SeqLen);
                 var ds = parse.GetValue(distances) is { Length: > 0 } given ? given : DefaultDistances(max);
                 foreach (int d in ds)
                     if (d < 0 || d > max) throw new UsageException($"--distances: {d} must lie in [0, {max}] for {label} (block {gpt.SeqLen} minus the record, the query and the answer)");
@@ -90,9 +90,9 @@ public static class ProbeCompareCommand
             foreach (var (label, _) in results) table.AddColumn(new TableColumn(Markup.Escape(label)).RightAligned());
             for (int i = 0; i < shared!.Length; i++)
                 table.AddRow([shared[i].ToString(inv), .. results.Select(r => $"{r.Points[i].Accuracy.ToString("P1", inv)} ({r.Points[i].DigitAccuracy.ToString("P0", inv)})")]);
-            cli.Console.MarkupLine(Markup.Escape($"retrieval probe: {n} samples per distance, {k} distractors, text of {dataDir}; exact accuracy (per digit) (chance: 0.01% exact, 10% per digit)"));
+            cli.Console.MarkupLine(Markup.Escape($"retrieval probe: {n} samples per distance, {k} distractors, text of {dataDir}; exact accuracy (per digit) (chance: {ProbeFormatOptions.Chance(probe)} exact, 10% per digit)"));
             cli.Console.Write(table);
-            WritePlot(png, results, parse.GetValue(title)!);
+            WritePlot(png, results, parse.GetValue(title)!, probe.ValueLength);
             cli.Console.MarkupLine($"wrote {Markup.Escape(png)}");
             if (parse.GetValue(csv) is { } csvPath)
             {
@@ -120,7 +120,7 @@ public static class ProbeCompareCommand
         return [.. list];
     }
 
-    static void WritePlot(string pngPath, List<(string Label, RetrievalPoint[] Points)> results, string title)
+    static void WritePlot(string pngPath, List<(string Label, RetrievalPoint[] Points)> results, string title, int digits)
     {
         var plot = new ScottPlot.Plot();
         foreach (var (label, points) in results)
@@ -134,7 +134,7 @@ public static class ProbeCompareCommand
         var ticks = results[0].Points.Select(p => new ScottPlot.Tick(Math.Log2(Math.Max(1, p.Distance)), p.Distance.ToString(CultureInfo.InvariantCulture))).ToArray();
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks);
         plot.Axes.Bottom.Label.Text = "distance (tokens between record and query)";
-        plot.Axes.Left.Label.Text = "exact accuracy, all 4 digits (%)";
+        plot.Axes.Left.Label.Text = $"exact accuracy, all {digits} digits (%)";
         plot.Axes.SetLimitsY(-2, 102);
         plot.Title(title);
         plot.ShowLegend(ScottPlot.Alignment.UpperRight);
