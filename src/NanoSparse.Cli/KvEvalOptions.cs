@@ -27,12 +27,14 @@ public sealed class KvEvalOptions
     public Option<int> Samples { get; } = new("--probe-samples") { Description = "retrieval: samples per distance", DefaultValueFactory = _ => 64 };
     public Option<int> Distractors { get; } = new("--distractors") { Description = "retrieval: records with other keys per sample", DefaultValueFactory = _ => 4 };
     public Option<string?> Plot { get; } = new("--plot") { Description = "retrieval: write accuracy against distance to this PNG" };
+    public Option<int> KeyLength { get; } = ProbeFormatOptions.KeyLength();
+    public Option<int> ValueLength { get; } = ProbeFormatOptions.ValueLength();
 
     public void AddTo(Command cmd)
     {
         Kv.AddTo(cmd);
         Probe.AcceptOnlyFromAmong("retrieval");
-        foreach (var o in new Option[] { Probe, Distances, Samples, Distractors, Plot }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { Probe, Distances, Samples, Distractors, Plot, KeyLength, ValueLength }) cmd.Options.Add(o);
     }
 
     /// <summary>True when --kv-cache asks for something other than the dense cache.</summary>
@@ -64,9 +66,8 @@ public sealed class KvEvalOptions
         if (meta.Tokenizer != Tokenizers.Char)
             throw new UsageException($"--probe retrieval needs a char-level dataset; {data} is tokenized with {meta.Tokenizer}");
         RetrievalProbe probe;
-        try { probe = new RetrievalProbe(meta.Symbols, Path.Combine(data, DatasetMeta.FileName)); }
-        catch (ArgumentException e) { throw new InvalidDataException(e.Message); }
-        int T = gpt.SeqLen, max = RetrievalProbe.MaxDistance(T);
+        probe = ProbeFormatOptions.Create(parse, KeyLength, ValueLength, meta, Path.Combine(data, DatasetMeta.FileName));
+        int T = gpt.SeqLen, max = probe.MaxDistance(T);
         var distances = parse.GetValue(Distances) is { Length: > 0 } given ? given : DefaultDistances(max);
         foreach (int d in distances)
             if (d < 0 || d > max) throw new UsageException($"--distances: {d} must lie in [0, {max}] (block {T} minus the record, the query and the answer)");
@@ -79,7 +80,7 @@ public sealed class KvEvalOptions
             .AddColumn(new TableColumn("digit accuracy").RightAligned()).AddColumn(new TableColumn("samples").RightAligned());
         foreach (var p in points)
             table.AddRow(p.Distance.ToString(inv), p.Accuracy.ToString("P1", inv), p.DigitAccuracy.ToString("P1", inv), p.Samples.ToString(inv));
-        cli.Console.MarkupLine(Markup.Escape($"retrieval probe: window {T}, {distractors} distractors, KV cache {spec} (chance: 0.01% exact, 10% per digit)"));
+        cli.Console.MarkupLine(Markup.Escape($"retrieval probe: window {T}, {distractors} distractors, KV cache {spec} (chance: {ProbeFormatOptions.Chance(probe)} exact, 10% per digit)"));
         cli.Console.Write(table);
         if (parse.GetValue(Plot) is { } png) WritePlot(png, points, spec.ToString());
         return 0;
@@ -111,7 +112,7 @@ public sealed class KvEvalOptions
         File.Move(tmp, full, overwrite: true);
     }
 
-    static void Progress(CliContext cli, string what, Action<Action<long, long>> work, string unit)
+    internal static void Progress(CliContext cli, string what, Action<Action<long, long>> work, string unit)
     {
         var inv = CultureInfo.InvariantCulture;
         var clock = System.Diagnostics.Stopwatch.StartNew();

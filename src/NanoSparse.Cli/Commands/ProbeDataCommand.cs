@@ -20,8 +20,10 @@ public static class ProbeDataCommand
         var minDistance = new Option<int>("--min-distance") { Description = "shortest distance (tokens) from a record to its query", DefaultValueFactory = _ => 8 };
         var maxDistance = new Option<int>("--max-distance") { Description = "longest distance (tokens) from a record to its query", DefaultValueFactory = _ => 900 };
         var seed = new Option<ulong>("--seed") { Description = "random seed", DefaultValueFactory = _ => 1337UL };
+        var keyLength = ProbeFormatOptions.KeyLength();
+        var valueLength = ProbeFormatOptions.ValueLength();
         var cmd = new Command("probe-data", "write a copy of a char-level dataset with key-value retrieval records and queries mixed into its text");
-        foreach (var o in new Option[] { data, output, every, minDistance, maxDistance, seed }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { data, output, every, minDistance, maxDistance, seed, keyLength, valueLength }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             string src = parse.GetValue(data)!, dst = parse.GetValue(output)!;
@@ -31,9 +33,7 @@ public static class ProbeDataCommand
             if (Path.GetFullPath(src) == Path.GetFullPath(dst)) throw new UsageException($"--out ({dst}) must differ from --data: the input dataset is never modified");
             var meta = DatasetMeta.Load(Path.Combine(src, DatasetMeta.FileName));
             if (meta.Tokenizer != Tokenizers.Char) throw new UsageException($"--data {src} is tokenized with {meta.Tokenizer}; the retrieval probe needs a char-level dataset");
-            RetrievalProbe probe;
-            try { probe = new RetrievalProbe(meta.Symbols, Path.Combine(src, DatasetMeta.FileName)); }
-            catch (ArgumentException ex) { throw new InvalidDataException(ex.Message); }
+            var probe = ProbeFormatOptions.Create(parse, keyLength, valueLength, meta, Path.Combine(src, DatasetMeta.FileName));
             Directory.CreateDirectory(dst);
             var rng = new Rng(parse.GetValue(seed));
             foreach (string split in new[] { "train", "val" })

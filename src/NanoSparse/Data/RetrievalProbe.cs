@@ -4,29 +4,39 @@ namespace NanoSparse.Data;
 
 /// <summary>
 /// A synthetic long-range probe in a char vocabulary: key-value retrieval at a controlled distance.
-/// A record is "&amp;KEY:VALUE" (KEY three lowercase letters, VALUE four digits) written over running text; later the
-/// query "&amp;KEY:" asks for the value again. A model that keeps the record in reach predicts the digits after the
-/// query; one that lost it (a short window, an evicted cache) can only guess (chance 10⁻⁴ for all four digits).
+/// A record is "&amp;KEY:VALUE" (KEY <see cref="KeyLength"/> lowercase letters, VALUE <see cref="ValueLength"/> digits;
+/// by default three and four) written over running text; later the query "&amp;KEY:" asks for the value again. A model
+/// that keeps the record in reach predicts the digits after the query; one that lost it (a short window, an evicted
+/// cache) can only guess (chance 10^−ValueLength for all digits). A short format (one-letter keys, two digits) is an
+/// induction-head task a small model learns in a few hundred steps: at "&amp;k:" copy what followed the last "&amp;k:".
 /// Distractor records with other keys sit between record and query, so copying the most recent record fails: the key
 /// must be matched (an induction-head task).
 /// distance = tokens between the end of the record and the start of the query.
 /// </summary>
 public sealed class RetrievalProbe
 {
-    public const int KeyLength = 3, ValueLength = 4;
+    public const int DefaultKeyLength = 3, DefaultValueLength = 4;
+    /// <summary>Letters per key and digits per value.</summary>
+    public int KeyLength { get; }
+    public int ValueLength { get; }
     /// <summary>"&amp;KEY:VALUE".</summary>
-    public const int RecordLength = 1 + KeyLength + 1 + ValueLength;
+    public int RecordLength => 1 + KeyLength + 1 + ValueLength;
     /// <summary>"&amp;KEY:".</summary>
-    public const int QueryLength = 1 + KeyLength + 1;
+    public int QueryLength => 1 + KeyLength + 1;
     const char Marker = '&', Separator = ':';
 
     readonly int _marker, _separator;
     readonly int[] _letters = new int[26], _digits = new int[10];
 
-    /// <summary>The probe over a char vocabulary; it must hold '&amp;', ':', 'a'–'z' and '0'–'9'.</summary>
-    public RetrievalProbe(IReadOnlyList<string> symbols, string nameForErrors = "vocabulary")
+    /// <summary>The probe over a char vocabulary; it must hold '&amp;', ':', 'a'–'z' and '0'–'9'. Keys of
+    /// <paramref name="keyLength"/> letters in [1, 8], values of <paramref name="valueLength"/> digits in [1, 8].</summary>
+    public RetrievalProbe(IReadOnlyList<string> symbols, string nameForErrors = "vocabulary", int keyLength = DefaultKeyLength, int valueLength = DefaultValueLength)
     {
         ArgumentNullException.ThrowIfNull(symbols);
+        if (keyLength is < 1 or > 8) throw new ArgumentOutOfRangeException(nameof(keyLength), keyLength, $"key length ({keyLength}) must lie in [1, 8] letters");
+        if (valueLength is < 1 or > 8) throw new ArgumentOutOfRangeException(nameof(valueLength), valueLength, $"value length ({valueLength}) must lie in [1, 8] digits");
+        KeyLength = keyLength;
+        ValueLength = valueLength;
         int Id(char c)
         {
             for (int i = 0; i < symbols.Count; i++)
@@ -40,7 +50,7 @@ public sealed class RetrievalProbe
     }
 
     /// <summary>The largest distance a window of seqLen positions leaves room for (record, gap, query, answer).</summary>
-    public static int MaxDistance(int seqLen) => seqLen + 1 - RecordLength - QueryLength - ValueLength;
+    public int MaxDistance(int seqLen) => seqLen + 1 - RecordLength - QueryLength - ValueLength;
 
     /// <summary>
     /// One probe sequence of seqLen + 1 tokens written into <paramref name="tokens"/> (which holds running text on
@@ -73,6 +83,13 @@ public sealed class RetrievalProbe
         WriteRecord(tokens.Slice(record, RecordLength), key, value);
         WriteRecord(tokens.Slice(query, QueryLength + ValueLength), key, value);
         return answer;
+    }
+
+    static bool Pending(List<(int At, int[] Key, int[] Value)> pending, ReadOnlySpan<int> key)
+    {
+        foreach (var p in pending)
+            if (key.SequenceEqual(p.Key)) return true;
+        return false;
     }
 
     void WriteRecord(Span<int> dst, ReadOnlySpan<int> key, ReadOnlySpan<int> value)
@@ -117,7 +134,12 @@ public sealed class RetrievalProbe
             }
             if (pos >= next && pos + RecordLength <= tokens.Length)
             {
-                for (int i = 0; i < KeyLength; i++) key[i] = rng.NextInt(26);
+                // a key whose query is still pending is not reused: the last "&KEY:" before a query is its record
+                // (matters for short keys: one letter gives 26 keys)
+                int tries = 0;
+                do for (int i = 0; i < KeyLength; i++) key[i] = rng.NextInt(26);
+                while (Pending(pending, key) && ++tries < 64);
+                if (tries == 64) { next = pos + 1 + rng.NextInt(2 * every); continue; }
                 for (int i = 0; i < ValueLength; i++) value[i] = rng.NextInt(10);
                 WriteRecord(tokens.Slice(pos, RecordLength), key, value);
                 free = pos + RecordLength;

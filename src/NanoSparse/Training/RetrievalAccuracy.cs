@@ -5,13 +5,13 @@ using NanoSparse.Numerics;
 
 namespace NanoSparse.Training;
 
-/// <summary>Retrieval accuracy at one distance: exact (all four digits right) and per digit.</summary>
+/// <summary>Retrieval accuracy at one distance: exact (all the value's digits right) and per digit.</summary>
 public sealed record RetrievalPoint(int Distance, int Samples, double Accuracy, double DigitAccuracy);
 
 /// <summary>
 /// Measures a model on the <see cref="RetrievalProbe"/>: per distance, samples windows of seqLen tokens of running
 /// text (random offsets of a token file) with a record and its query written in, and checks the model's greedy
-/// (argmax) prediction of each answer digit under teacher forcing: a sample counts when all four are right.
+/// (argmax) prediction of each answer digit under teacher forcing: a sample counts when all are right.
 /// Without a KV cache (null) the windows run through the full forward pass in batches of the model's batch size;
 /// with one, each window's text before the query is a prefill and the query and answer are decoded one token at a time,
 /// as generation would read them through that cache.
@@ -27,8 +27,8 @@ public static class RetrievalAccuracy
         int T = gpt.SeqLen, B = gpt.BatchSize, V = gpt.Config.VocabSize;
         if (samples < 1) throw new ArgumentOutOfRangeException(nameof(samples), samples, "samples must be at least 1");
         foreach (int d in distances)
-            if (d < 0 || d > RetrievalProbe.MaxDistance(T))
-                throw new ArgumentOutOfRangeException(nameof(distances), d, $"distance {d} must lie in [0, {RetrievalProbe.MaxDistance(T)}] for windows of {T} tokens");
+            if (d < 0 || d > probe.MaxDistance(T))
+                throw new ArgumentOutOfRangeException(nameof(distances), d, $"distance {d} must lie in [0, {probe.MaxDistance(T)}] for windows of {T} tokens");
         if (filler.Length < T + 1) throw new ArgumentException($"{filler.Path}: holds {filler.Length} tokens, fewer than {T + 1} for one window");
         var points = new RetrievalPoint[distances.Count];
         var windows = new int[B * (T + 1)];
@@ -62,16 +62,16 @@ public static class RetrievalAccuracy
                             gpt.Forward(x, [], false);
                         }
                         var logits = gpt.Logits.Slice(b * T * V, T * V);
-                        for (int i = 0; i < RetrievalProbe.ValueLength; i++)
+                        for (int i = 0; i < probe.ValueLength; i++)
                             if (ArgMax(logits.Slice((answers[b] - 1 + i) * V, V)) == window[answers[b] + i]) right++;
                     }
                     else
                     {
                         // the text up to the query is the prompt; the query and the answer are decoded one by one
-                        int query = answers[b] - RetrievalProbe.QueryLength;
+                        int query = answers[b] - probe.QueryLength;
                         cache.Reset();
                         gpt.ForwardCached(cache, window.Slice(0, query));
-                        for (int t = query; t < answers[b] + RetrievalProbe.ValueLength - 1; t++)
+                        for (int t = query; t < answers[b] + probe.ValueLength - 1; t++)
                         {
                             var logits = gpt.ForwardCached(cache, window.Slice(t, 1));
                             int digit = t + 1 - answers[b];
@@ -79,15 +79,30 @@ public static class RetrievalAccuracy
                         }
                     }
                     digits += right;
-                    if (right == RetrievalProbe.ValueLength) exact++;
+                    if (right == probe.ValueLength) exact++;
                 }
                 done += n;
                 progress?.Invoke(done, total);
             }
-            points[di] = new RetrievalPoint(d, samples, (double)exact / samples, (double)digits / (samples * RetrievalProbe.ValueLength));
+            points[di] = new RetrievalPoint(d, samples, (double)exact / samples, (double)digits / (samples * probe.ValueLength));
         }
         return points;
     }
+
+    /// <summary>Labelled results as CSV (label, distance, samples, accuracy, digit_accuracy), written atomically.</summary>
+    public static void WriteCsv(string path, IEnumerable<(string Label, RetrievalPoint[] Points)> results)
+    {
+        ArgumentNullException.ThrowIfNull(results);
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        var sb = new System.Text.StringBuilder("label,distance,samples,accuracy,digit_accuracy\n");
+        foreach (var (label, points) in results)
+            foreach (var p in points)
+                sb.Append(string.Create(inv, $"{Quote(label)},{p.Distance},{p.Samples},{p.Accuracy:R},{p.DigitAccuracy:R}\n"));
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(sb.ToString());
+        AtomicFile.Write(path, fs => fs.Write(bytes));
+    }
+
+    static string Quote(string s) => s.IndexOfAny([',', '"', '\n']) < 0 ? s : "\"" + s.Replace("\"", "\"\"") + "\"";
 
     static int ArgMax(ReadOnlySpan<float> v)
     {

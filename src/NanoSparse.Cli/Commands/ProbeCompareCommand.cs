@@ -1,0 +1,147 @@
+using System.CommandLine;
+using System.Globalization;
+using NanoSparse.Data;
+using NanoSparse.Nn;
+using NanoSparse.Training;
+using Spectre.Console;
+
+namespace NanoSparse.Cli.Commands;
+
+/// <summary>
+/// `nanosparse probe-compare`: several checkpoints on the same retrieval probe (<see cref="RetrievalAccuracy"/>): the
+/// same windows of the same val text, the same records and distances for every model, full forward pass; one table
+/// (a row per distance, exact and per-digit accuracy per model), a PNG of exact accuracy against distance with a line
+/// per model, and optionally a CSV. This is how attention patterns are compared on long-range recall.
+/// </summary>
+public static class ProbeCompareCommand
+{
+    public static Command Create(CliContext cli)
+    {
+        var checkpoints = new Argument<string[]>("checkpoints")
+        {
+            Description = "checkpoint folders, each optionally LABEL=DIR to name it in the table and plot",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var data = new Option<string>("--data") { Description = "char-level dataset whose val split's text fills the windows (e.g. data/brown)", Required = true };
+        var distances = new Option<int[]>("--distances")
+        {
+            Description = "distances in tokens between a record and its query (default: 8 up to the largest the block allows, doubling)",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var samples = new Option<int>("--probe-samples") { Description = "samples per distance", DefaultValueFactory = _ => 64 };
+        var distractors = new Option<int>("--distractors") { Description = "records with other keys per sample", DefaultValueFactory = _ => 4 };
+        var batchSize = new Option<int>("--batch-size") { Description = "windows per forward pass", DefaultValueFactory = _ => 8 };
+        var seed = new Option<ulong>("--seed") { Description = "seed of the windows and records", DefaultValueFactory = _ => 1337UL };
+        var output = new Option<string>("--out") { Description = "PNG to write (its folder is created)", Required = true };
+        var csv = new Option<string?>("--csv") { Description = "also write the points as CSV (label, distance, samples, accuracy, digit_accuracy)" };
+        var keyLength = ProbeFormatOptions.KeyLength();
+        var valueLength = ProbeFormatOptions.ValueLength();
+        var title = new Option<string>("--title") { Description = "plot title", DefaultValueFactory = _ => "retrieval probe: exact accuracy against distance" };
+        var cmd = new Command("probe-compare", "several checkpoints on the same key-value retrieval probe: accuracy against distance, a table, a PNG (and CSV)");
+        cmd.Arguments.Add(checkpoints);
+        foreach (var o in new Option[] { data, distances, samples, distractors, batchSize, seed, output, csv, title, keyLength, valueLength }) cmd.Options.Add(o);
+        cmd.SetAction(parse =>
+        {
+            cli.ApplyThreads(parse);
+            var named = parse.GetValue(checkpoints)!.Select(ParseLabel).ToList();
+            if (named.Select(r => r.Label).Distinct().Count() != named.Count)
+                throw new UsageException($"two checkpoints have the same label ({string.Join(", ", named.Select(r => r.Label))}); name them with LABEL=DIR");
+            string png = parse.GetValue(output)!, dataDir = parse.GetValue(data)!;
+            if (!png.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) throw new UsageException($"--out '{png}' must name a .png file");
+            if (parse.GetValue(csv) is { } c && !c.EndsWith(".csv", StringComparison.OrdinalIgnoreCase)) throw new UsageException($"--csv '{c}' must name a .csv file");
+            int n = parse.GetValue(samples), k = parse.GetValue(distractors), b = parse.GetValue(batchSize);
+            if (n < 1) throw new UsageException($"--probe-samples ({n}) must be at least 1");
+            if (k < 0) throw new UsageException($"--distractors ({k}) must be >= 0");
+            if (b < 1) throw new UsageException($"--batch-size ({b}) must be at least 1");
+            foreach (var (label, dir) in named)
+                if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"checkpoint directory {dir} ({label}) does not exist");
+            var meta = DatasetMeta.Load(Path.Combine(dataDir, DatasetMeta.FileName));
+            if (meta.Tokenizer != Tokenizers.Char)
+                throw new UsageException($"--data {dataDir} is tokenized with {meta.Tokenizer}; the retrieval probe needs a char-level dataset");
+            var probe = ProbeFormatOptions.Create(parse, keyLength, valueLength, meta, Path.Combine(dataDir, DatasetMeta.FileName));
+            using var val = TokenFile.OpenSplit(dataDir, "val", meta, fullScan: true);
+
+            var results = new List<(string Label, RetrievalPoint[] Points)>();
+            int[]? shared = null;
+            foreach (var (label, dir) in named)
+            {
+                var gpt = Checkpoint.LoadAnyModel(dir, b, int.MaxValue, out _);
+                gpt.PrepareForInference();
+                if (gpt.Config.VocabSize != meta.VocabSize)
+                    throw new InvalidDataException($"dataset {dataDir} has vocab_size {meta.VocabSize} but checkpoint {dir} has {gpt.Config.VocabSize}");
+                if (val.Length <= gpt.SeqLen)
+                    throw new UsageException($"dataset {dataDir}: the val split holds only {val.Length} tokens, too few for block {gpt.SeqLen}");
+                int max = probe.MaxDistance(gpt.SeqLen);
+                var ds = parse.GetValue(distances) is { Length: > 0 } given ? given : DefaultDistances(max);
+                foreach (int d in ds)
+                    if (d < 0 || d > max) throw new UsageException($"--distances: {d} must lie in [0, {max}] for {label} (block {gpt.SeqLen} minus the record, the query and the answer)");
+                // one table: every model on the same distances
+                if (shared is not null && !shared.SequenceEqual(ds))
+                    throw new UsageException($"{label} has block {gpt.SeqLen}, so its default distances differ from the first checkpoint's; give --distances");
+                shared = ds;
+                RetrievalPoint[] points = [];
+                KvEvalOptions.Progress(cli, $"{label}: retrieval probe", report =>
+                    points = RetrievalAccuracy.Measure(gpt, probe, val, ds, n, k, parse.GetValue(seed), null, report), "samples");
+                results.Add((label, points));
+            }
+
+            var inv = CultureInfo.InvariantCulture;
+            var table = new Table().AddColumn(new TableColumn("distance").RightAligned());
+            foreach (var (label, _) in results) table.AddColumn(new TableColumn(Markup.Escape(label)).RightAligned());
+            for (int i = 0; i < shared!.Length; i++)
+                table.AddRow([shared[i].ToString(inv), .. results.Select(r => $"{r.Points[i].Accuracy.ToString("P1", inv)} ({r.Points[i].DigitAccuracy.ToString("P0", inv)})")]);
+            cli.Console.MarkupLine(Markup.Escape($"retrieval probe: {n} samples per distance, {k} distractors, text of {dataDir}; exact accuracy (per digit) (chance: {ProbeFormatOptions.Chance(probe)} exact, 10% per digit)"));
+            cli.Console.Write(table);
+            WritePlot(png, results, parse.GetValue(title)!, probe.ValueLength);
+            cli.Console.MarkupLine($"wrote {Markup.Escape(png)}");
+            if (parse.GetValue(csv) is { } csvPath)
+            {
+                RetrievalAccuracy.WriteCsv(csvPath, results);
+                cli.Console.MarkupLine($"wrote {Markup.Escape(csvPath)}");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    /// <summary>"LABEL=DIR" or "DIR" (label: the folder's name).</summary>
+    static (string Label, string Dir) ParseLabel(string arg)
+    {
+        int eq = arg.IndexOf('=');
+        if (eq > 0) return (arg[..eq], arg[(eq + 1)..]);
+        return (Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(arg))), arg);
+    }
+
+    static int[] DefaultDistances(int max)
+    {
+        var list = new List<int>();
+        for (int d = 8; d < max; d *= 2) list.Add(d);
+        list.Add(max);
+        return [.. list];
+    }
+
+    static void WritePlot(string pngPath, List<(string Label, RetrievalPoint[] Points)> results, string title, int digits)
+    {
+        var plot = new ScottPlot.Plot();
+        foreach (var (label, points) in results)
+        {
+            var s = plot.Add.Scatter(points.Select(p => Math.Log2(Math.Max(1, p.Distance))).ToArray(), points.Select(p => 100 * p.Accuracy).ToArray());
+            s.LegendText = label;
+            s.LineWidth = 2;
+            s.MarkerSize = 7;
+        }
+        // log-2 distance axis, labelled in tokens
+        var ticks = results[0].Points.Select(p => new ScottPlot.Tick(Math.Log2(Math.Max(1, p.Distance)), p.Distance.ToString(CultureInfo.InvariantCulture))).ToArray();
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks);
+        plot.Axes.Bottom.Label.Text = "distance (tokens between record and query)";
+        plot.Axes.Left.Label.Text = $"exact accuracy, all {digits} digits (%)";
+        plot.Axes.SetLimitsY(-2, 102);
+        plot.Title(title);
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+        string full = Path.GetFullPath(pngPath);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".probe-compare-{Environment.ProcessId}.tmp.png");
+        plot.SavePng(tmp, 900, 550);
+        File.Move(tmp, full, overwrite: true);
+    }
+}
