@@ -21,8 +21,9 @@ namespace NanoSparse.Kernels.Sparse;
 ///   Y      [32 tokens, rows] = tileᵀ with bias, add and scale applied on the way (Transpose's epilogue), while the
 ///          tile is in L2.
 /// Both transposes run on 16×16 blocks in AVX-512 registers (TokenPanels).
-/// Each thread transposes every panel itself (as CsrSpmm copies each panel per thread): a panel is K·32 floats against
-/// the thread's share of nnz·32 multiply-adds.
+/// Threads take ranges of token panels (each with every row of S) when there are at least two panels per thread, so
+/// each panel is transposed once and every thread gets the same share of multiply-adds; with fewer tokens, one range
+/// of S's rows per thread, each thread transposing every panel itself.
 /// </para>
 /// add may be Y itself (each element is read before it is written); X must not overlap Y.
 /// </summary>
@@ -41,6 +42,7 @@ internal static unsafe class CsrSpmmTokenMajor
         public float* Values, X, Y, Bias, Add, Scale;
         public int Rows, K, Tokens, LdX, LdY, Chunks, Blocks;
         public long Call;
+        public bool TokenSplit;
     }
 
     [ThreadStatic] static float[]? _panel;
@@ -61,9 +63,17 @@ internal static unsafe class CsrSpmmTokenMajor
             RowPointers = rowPointers, Index = index, Values = values, X = x, Y = y, Bias = bias, Add = add, Scale = scale,
             Rows = rows, K = k, Tokens = tokens, LdX = ldx, LdY = ldy, Blocks = blocks, Call = AlignedPanels.NextCall(),
         };
-        // One range of rows per thread (each thread transposes each panel once): as CsrSpmm's narrow panels.
         int chunks = SpmmMicroKernel.ChunkCount(rows, (nnz + rows) * tokens);
-        args.Chunks = chunks > 1 ? KernelThreads.ThreadsFor(chunks) : 1;
+        int threads = chunks > 1 ? KernelThreads.ThreadsFor(chunks) : 1;
+        int panels = (tokens + Width - 1) / Width;
+        if (threads > 1 && panels >= 2 * threads)
+        {
+            // Ranges of token panels, every row in each: each panel of X is transposed by one thread only (a range of
+            // rows per thread made every thread transpose every panel, and the threads' shares of nonzeros uneven).
+            args.TokenSplit = true;
+            args.Chunks = Math.Min(panels, 4 * threads);
+        }
+        else args.Chunks = threads;   // one range of rows per thread (few tokens): as CsrSpmm's narrow panels
         KernelThreads.For(args.Chunks, ref args, &Body);
     }
 
@@ -78,7 +88,20 @@ internal static unsafe class CsrSpmmTokenMajor
     static void Body<TIndex>(ref Args<TIndex> a, int chunk) where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
         int* rp = a.RowPointers;
-        int from = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk, a.Chunks), to = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk + 1, a.Chunks);
+        int from, to, first, last;
+        if (a.TokenSplit)
+        {
+            int panels = (a.Tokens + Width - 1) / Width;
+            (from, to) = (0, a.Rows);
+            first = (int)((long)panels * chunk / a.Chunks) * Width;
+            last = Math.Min(a.Tokens, (int)((long)panels * (chunk + 1) / a.Chunks) * Width);
+        }
+        else
+        {
+            from = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk, a.Chunks);
+            to = SpmmMicroKernel.ChunkStart(rp, a.Rows, chunk + 1, a.Chunks);
+            (first, last) = (0, a.Tokens);
+        }
         int count = to - from;
         if (count == 0) return;
         int k = a.K, nb = a.Blocks;
@@ -87,13 +110,13 @@ internal static unsafe class CsrSpmmTokenMajor
         // Row r's nonzeros in K block b are [split[(r − from)·stride + b], split[(r − from)·stride + b + 1]): the row
         // pointers themselves for one block, else this thread's table of where the rows cross the block boundaries.
         int stride = nb == 1 ? 1 : nb + 1;
-        int[]? table = nb == 1 ? null : CsrSpmm.SplitTable(rp, from, to, (ushort*)a.Index, nb, a.Call, chunk);
+        int[]? table = nb == 1 ? null : CsrSpmm.SplitTable(rp, from, to, (ushort*)a.Index, nb, a.Call, a.TokenSplit ? 0 : chunk);
         fixed (int* pinned = table)
         {
             int* split = nb == 1 ? rp + from : pinned;
-            for (int t0 = 0; t0 < a.Tokens; t0 += Width)
+            for (int t0 = first; t0 < last; t0 += Width)
             {
-                int w = Math.Min(Width, a.Tokens - t0);
+                int w = Math.Min(Width, last - t0);
                 // panel (K × 32) = X[t0 .. t0 + w, :]ᵀ, columns past w zero.
                 TokenPanels.In(a.X + (long)t0 * a.LdX, a.LdX, k, w, panel, Width);
                 for (int b = 0; b < nb; b++)
