@@ -116,12 +116,8 @@ public static unsafe class NmSpmm
         {
             if (a.N == 1 && a.KeptN == 2 && a.M == 4 && a.K % 32 == 0 && Avx512F.IsSupported)
             {
-                // 2:4 SpMV: a row's K bits of indices start on a 4-byte boundary (K % 32 == 0). Four rows side by side
-                // (one pass over x for four rows), the last few one at a time.
-                int i = first;
-                for (; i + 4 <= last; i += 4)
-                    Rows4Dot24(a.Values + (long)i * perRow, perRow, (uint*)(a.Indices + (long)i * (a.K / 8)), a.K / 32, a.X, a.Y + i);
-                for (; i < last; i++)
+                // 2:4 SpMV: a row's K bits of indices start on a 4-byte boundary (K % 32 == 0).
+                for (int i = first; i < last; i++)
                     a.Y[i] = RowDot24(a.Values + (long)i * perRow, (uint*)(a.Indices + (long)i * (a.K / 8)), a.K / 32, a.X);
                 return;
             }
@@ -200,39 +196,6 @@ public static unsafe class NmSpmm
                 Avx512F.PermuteVar16x32x2(Vector512.Load(x0), c0.AsInt32(), Vector512.Load(x0 + 16)), s0);
         }
         return Vector512.Sum(s0 + s1);
-    }
-
-    /// <summary>
-    /// <see cref="RowDot24"/> for four consecutive rows (values perRow apart, index words <paramref name="iterations"/>
-    /// apart): the 32 floats of x a step covers are loaded once for the four rows, and the four rows' accumulators are four
-    /// independent FMA chains.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Rows4Dot24(float* values, int perRow, uint* words, int iterations, float* x, float* y)
-    {
-        var shifts = Vector512.Create(0u, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        var bases = Vector512.Create(0u, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
-        var three = Vector512.Create(3u);
-        float* v0 = values, v1 = v0 + perRow, v2 = v1 + perRow, v3 = v2 + perRow;
-        uint* w0 = words, w1 = w0 + iterations, w2 = w1 + iterations, w3 = w2 + iterations;
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (int t = 0; t < iterations; t++)
-        {
-            var lo = Vector512.Load(x + 32 * t);
-            var hi = Vector512.Load(x + 32 * t + 16);
-            var c0 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(w0[t]), shifts) & three) + bases;
-            var c1 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(w1[t]), shifts) & three) + bases;
-            var c2 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(w2[t]), shifts) & three) + bases;
-            var c3 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(w3[t]), shifts) & three) + bases;
-            a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(v0 + 16 * t), Avx512F.PermuteVar16x32x2(lo, c0.AsInt32(), hi), a0);
-            a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(v1 + 16 * t), Avx512F.PermuteVar16x32x2(lo, c1.AsInt32(), hi), a1);
-            a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(v2 + 16 * t), Avx512F.PermuteVar16x32x2(lo, c2.AsInt32(), hi), a2);
-            a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(v3 + 16 * t), Avx512F.PermuteVar16x32x2(lo, c3.AsInt32(), hi), a3);
-        }
-        y[0] = Vector512.Sum(a0);
-        y[1] = Vector512.Sum(a1);
-        y[2] = Vector512.Sum(a2);
-        y[3] = Vector512.Sum(a3);
     }
 
     // ---- 2:4 L1-tiled path (N a multiple of 64) ---------------------------------------------------------------------

@@ -6,8 +6,8 @@ using NanoSparse.Tests.Sparse;
 namespace NanoSparse.Tests.Kernels.Sparse;
 
 /// <summary>
-/// The 2:4 decode SpMV (rows four at a time, the rest one at a time) over thread chunks that do not start on a multiple
-/// of four rows, at one and two threads, against a double product of the pruned dense matrix.
+/// The 2:4 decode SpMV over thread chunks (rows split evenly into 4 chunks per thread, odd row counts) at one and two
+/// threads, against a double product of the pruned dense matrix.
 /// </summary>
 [Collection("KernelThreads")]
 public class NmSpmvThreadsTests

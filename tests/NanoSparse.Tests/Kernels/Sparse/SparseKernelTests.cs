@@ -196,7 +196,7 @@ public class SparseKernelTests
     [InlineData(2, 4, 3, 32, 1)]       // 2:4 SpMV permute path: one 16-value step per row
     [InlineData(2, 4, 37, 96, 1)]      // 2:4 SpMV permute path: odd step count (tail step)
     [InlineData(2, 4, 40, 768, 1)]     // 2:4 SpMV permute path: even step count
-    [InlineData(2, 4, 7, 96, 1)]       // 2:4 SpMV: four rows side by side, then three single rows
+    [InlineData(2, 4, 7, 96, 1)]       // 2:4 SpMV: seven rows, three steps each (odd count)
     [InlineData(2, 4, 17, 296, 20)]    // blocked path, K % 32 != 0: scalar packing of S's block
     [InlineData(2, 4, 37, 264, 64)]    // 2:4 L1-tiled path (N % 64 == 0): three K blocks, the last 8 columns
     [InlineData(2, 4, 1, 136, 128)]    // L1-tiled path, one row: two 64-column panels, a 128- and an 8-column K block

@@ -73,4 +73,24 @@ public class GatedDecodeThreadsTests
         }
         finally { KernelThreads.Max = saved; }
     }
+
+    [Fact]
+    public void DecodeStep_AllocatesNothing_AfterWarmUp()
+    {
+        int saved = KernelThreads.Max;
+        try
+        {
+            KernelThreads.Max = 2;
+            var gpt = Model("both");
+            var cache = gpt.CreateKvCache();
+            var token = new int[1];
+            for (int t = 0; t < 40; t++) { token[0] = t % 23; gpt.ForwardCached(cache, token); }   // warm-up (decode copies, JIT)
+            long bytes = Allocations.SteadyState(() =>
+            {
+                for (int t = 0; t < 4; t++) { token[0] = (t * 7) % 23; gpt.ForwardCached(cache, token); }
+            });
+            Assert.Equal(0, bytes);
+        }
+        finally { KernelThreads.Max = saved; }
+    }
 }
