@@ -5,7 +5,8 @@ using Spectre.Console;
 namespace NanoSparse.Bench;
 
 /// <summary>
-/// <c>nanosparse bench attention</c>: the attention core (between c_attn and c_proj) of one sequence, NH heads of hs,
+/// <c>nanosparse bench attention</c>: the attention core (between c_attn and c_proj) of B sequences (1 by default; the
+/// `wide` training step is --batch 8 --lengths 256 per layer), NH heads of hs,
 /// at several lengths T: our dense causal attention (<see cref="Attention"/>: <see cref="FlashAttention"/>, FlashAttention-2
 /// in 64×64 blocks, at every T) and, up to T = 4096, the dense pattern of the sparse kernels (FlashAttention over
 /// <see cref="SparseAttentionHead"/>: the yardstick past 4096 before FlashAttention landed), against each sparse pattern
@@ -19,6 +20,7 @@ public static class AttentionBench
     public static Command CreateCommand()
     {
         var lengthsOpt = new Option<string>("--lengths") { Description = "sequence lengths T, comma-separated", DefaultValueFactory = _ => "1024,4096,16384" };
+        var batchOpt = new Option<int>("--batch") { Description = "sequences (batch size)", DefaultValueFactory = _ => 1 };
         var headsOpt = new Option<int>("--heads") { Description = "attention heads", DefaultValueFactory = _ => 12 };
         var headSizeOpt = new Option<int>("--head-size") { Description = "head size (a multiple of 16)", DefaultValueFactory = _ => 64 };
         var patternsOpt = new Option<string>("--patterns") { Description = "sparse patterns, comma-separated (window, block, topk, nsa)", DefaultValueFactory = _ => "window,block,topk,nsa" };
@@ -34,13 +36,14 @@ public static class AttentionBench
         var cpuOpt = new Option<bool>("--cpu-time") { Description = "time by the process's CPU time instead of the wall clock (steadier on a shared machine; use with --threads 1)" };
         var plotOpt = new Option<string>("--plot") { Description = "PNG of the speed-ups (none: no plot); its folder is created", DefaultValueFactory = _ => Path.Combine("bench-results", "attention.png") };
         var command = new Command("attention", "attention patterns (window, block, top-k, NSA) against our dense causal attention: forward and forward+backward time, pairs computed");
-        foreach (var o in new Option[] { lengthsOpt, headsOpt, headSizeOpt, patternsOpt, windowOpt, blockOpt, topkOpt, localOpt, globalOpt, strideOpt, nsaStrideOpt, roundsOpt, threadsOpt, cpuOpt, plotOpt })
+        foreach (var o in new Option[] { lengthsOpt, batchOpt, headsOpt, headSizeOpt, patternsOpt, windowOpt, blockOpt, topkOpt, localOpt, globalOpt, strideOpt, nsaStrideOpt, roundsOpt, threadsOpt, cpuOpt, plotOpt })
             command.Options.Add(o);
         command.SetAction(r =>
         {
-            int rounds = r.GetValue(roundsOpt), NH = r.GetValue(headsOpt), hs = r.GetValue(headSizeOpt), threads = r.GetValue(threadsOpt);
+            int rounds = r.GetValue(roundsOpt), B = r.GetValue(batchOpt), NH = r.GetValue(headsOpt), hs = r.GetValue(headSizeOpt), threads = r.GetValue(threadsOpt);
             BenchUtil.CheckRepetitions("--rounds", rounds);
             BenchUtil.CheckRange("--heads", NH, 1, 1024, "heads");
+            BenchUtil.CheckRange("--batch", B, 1, 4096, "sequences");
             if (hs <= 0 || hs % 16 != 0) throw new ArgumentException($"--head-size must be a positive multiple of 16, got {hs}");
             BenchUtil.CheckRange("--threads", threads, 0, 4096, "threads (0: all)");
             var lengths = r.GetValue(lengthsOpt)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v =>
@@ -61,7 +64,7 @@ public static class AttentionBench
             try
             {
                 if (threads > 0) KernelThreads.Max = threads;
-                Run(lengths, NH, hs, patterns, rounds, r.GetValue(cpuOpt), r.GetValue(plotOpt)!);
+                Run(lengths, B, NH, hs, patterns, rounds, r.GetValue(cpuOpt), r.GetValue(plotOpt)!);
             }
             finally { KernelThreads.Max = saved; }
             return 0;
@@ -77,44 +80,44 @@ public static class AttentionBench
         public double Fraction { get; set; } = double.NaN;
     }
 
-    static void Run(int[] lengths, int NH, int hs, SparsePattern[] patterns, int rounds, bool cpuTime, string plotPath)
+    static void Run(int[] lengths, int B, int NH, int hs, SparsePattern[] patterns, int rounds, bool cpuTime, string plotPath)
     {
         int C = NH * hs;
-        Console.WriteLine($"bench attention: batch 1, {NH} heads of {hs}, {(cpuTime ? "CPU time" : "wall clock")}, {rounds} round(s), " +
+        Console.WriteLine($"bench attention: batch {B}, {NH} heads of {hs}, {(cpuTime ? "CPU time" : "wall clock")}, {rounds} round(s), " +
                           $"{KernelThreads.Max} thread(s), dense = FlashAttention-2 (64×64 blocks)");
         var results = new List<Result>();
         foreach (int T in lengths)
         {
             var rng = new Random(T);
-            var qkv = new float[(long)T * 3 * C];
+            var qkv = new float[(long)B * T * 3 * C];
             for (int i = 0; i < qkv.Length; i++) qkv[i] = (float)(rng.NextDouble() * 2 - 1);
-            var dy = new float[(long)T * C];
+            var dy = new float[(long)B * T * C];
             for (int i = 0; i < dy.Length; i++) dy[i] = (float)(rng.NextDouble() * 2 - 1) * 0.01f;
-            var y = new float[(long)T * C];
+            var y = new float[(long)B * T * C];
             var dqkv = new float[qkv.Length];
-            var lse = new float[(long)NH * T];
-            var gates = new float[(long)T * 3 * NH];
+            var lse = new float[(long)B * NH * T];
+            var gates = new float[(long)B * T * 3 * NH];
             Array.Fill(gates, 0.5f);
             var dgates = new float[gates.Length];
             var contenders = new List<(string Name, string Pattern, Action Forward, Action Backward, Func<double> Fraction)>
             {
                 ("dense (flash2)", "dense",
-                    () => Attention.Forward(y, lse, qkv, 1, T, C, NH), () => Attention.Backward(dqkv, dy, qkv, lse, 1, T, C, NH, y: y), () => 1.0),
+                    () => Attention.Forward(y, lse, qkv, B, T, C, NH), () => Attention.Backward(dqkv, dy, qkv, lse, B, T, C, NH, y: y), () => 1.0),
             };
             if (T <= SparseKernelDenseUpToT)
-                contenders.Add(("dense (sparse kernels)", "dense", () => SparseAttention.DenseForward(y, lse, qkv, 1, T, C, NH),
-                    () => SparseAttention.DenseBackward(dqkv, dy, qkv, y, lse, 1, T, C, NH), () => 1.0));
+                contenders.Add(("dense (sparse kernels)", "dense", () => SparseAttention.DenseForward(y, lse, qkv, B, T, C, NH),
+                    () => SparseAttention.DenseBackward(dqkv, dy, qkv, y, lse, B, T, C, NH), () => 1.0));
             foreach (var p in patterns)
             {
-                var kept = new float[(long)T * p.KeptWidth(C, NH)];
+                var kept = new float[(long)B * T * p.KeptWidth(C, NH)];
                 var g = p.Kind == AttentionKind.Nsa ? gates : [];
                 var dg = p.Kind == AttentionKind.Nsa ? dgates : [];
-                contenders.Add((p.Name, p.Describe(), () => SparseAttention.Forward(p, y, kept, qkv, g, 1, T, C, NH),
-                    () => SparseAttention.Backward(p, dqkv, dg, dy, qkv, y, kept, g, 1, T, C, NH), () =>
+                contenders.Add((p.Name, p.Describe(), () => SparseAttention.Forward(p, y, kept, qkv, g, B, T, C, NH),
+                    () => SparseAttention.Backward(p, dqkv, dg, dy, qkv, y, kept, g, B, T, C, NH), () =>
                     {
                         SparseAttentionHead.ResetPairs();
-                        SparseAttention.Forward(p, y, kept, qkv, g, 1, T, C, NH);
-                        return SparseAttentionHead.PairsEvaluated / (NH * (T * (T + 1.0) / 2));
+                        SparseAttention.Forward(p, y, kept, qkv, g, B, T, C, NH);
+                        return SparseAttentionHead.PairsEvaluated / ((double)B * NH * (T * (T + 1.0) / 2));
                     }));
             }
             var rows = contenders.Select(c => new Result(T, c.Name, c.Pattern, [], [])).ToList();
@@ -138,14 +141,14 @@ public static class AttentionBench
             }
             results.AddRange(rows);
         }
-        Render(results, lengths, plotPath);
+        Render(results, lengths, B, plotPath);
     }
 
-    static void Render(List<Result> results, int[] lengths, string plotPath)
+    static void Render(List<Result> results, int[] lengths, int B, string plotPath)
     {
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 160);
         var table = new Table().Border(TableBorder.Rounded)
-            .Title("attention core, batch 1 (ms, medians over rounds; speed-up = our dense's time / this one's)")
+            .Title($"attention core, batch {B} (ms, medians over rounds; speed-up = our dense's time / this one's)")
             .AddColumn(new TableColumn("T").RightAligned()).AddColumn("kernel").AddColumn("pattern")
             .AddColumn(new TableColumn("pairs").RightAligned())
             .AddColumn(new TableColumn("fwd ms").RightAligned()).AddColumn(new TableColumn("fwd+bwd ms").RightAligned())

@@ -219,9 +219,10 @@ public static unsafe class Attention
         }
     }
 
-    // ---- Heads whose size is a multiple of 16: register tiles of 4 query (or key) rows, see AttentionTiles. ----
-    // Scores live in a per-thread (T, Tp) scratch, Tp = T rounded up to 16; a 4-row tile only computes the key
-    // columns up to its last row (rounded up to a vector), which skips the masked triangle.
+    // ---- Heads whose size is a multiple of 16 while the caller keeps the probabilities (T ≤ 3·hs): register tiles of
+    // 4 query (or key) rows, see AttentionTiles. Probabilities live in the caller's (T, Tp) rows per head, Tp = T rounded
+    // up to 16; a 4-row tile only computes the key columns up to its last row (rounded up to a vector), which skips the
+    // masked triangle. ----
 
     static void ForwardHeadTiled(ref Args a, int bh)
     {
@@ -231,10 +232,9 @@ public static unsafe class Attention
         float* q = a.Qkv + (long)b * T * C3 + h * hs, k = q + C, v = q + 2 * C;
         float* y = a.Out + (long)b * T * C + h * hs;
         bool dropout = a.P > 0;
-        float* kt = Scratch(hs * Tp + 2 * T * Tp + Math.Max(Tp, hs));
-        // (T, Tp) scores, then probabilities: kept for the backward pass when the caller asked, else scratch
-        float* att = a.Probs != null ? a.Probs + (long)bh * T * Tp : kt + hs * Tp;
-        float* dropped = kt + hs * Tp + T * Tp;                // dropout(P), what multiplies v (P itself without dropout)
+        float* kt = Scratch(hs * Tp + T * Tp + Math.Max(Tp, hs));
+        float* att = a.Probs + (long)bh * T * Tp;              // (T, Tp) scores, then probabilities, kept for the backward pass
+        float* dropped = kt + hs * Tp;                         // dropout(P), what multiplies v (P itself without dropout)
         float* discard = dropped + T * Tp;                     // output row of tile rows past T
         float* weights = dropout ? dropped : att;
         float* lse = a.Lse + (long)bh * T;
@@ -276,37 +276,31 @@ public static unsafe class Attention
         float* q = a.Qkv + offset, k = q + C, v = q + 2 * C;
         float* dq = a.Dqkv + offset, dk = dq + C, dv = dq + 2 * C;
         float* dy = a.Dout + (long)b * T * C + h * hs;
-        bool dropout = a.P > 0, kept = a.Probs != null;
-        float* kt = Scratch(2 * hs * Tp + 3 * T * Tp + Math.Max(Tp, hs));
-        float* vt = kt + hs * Tp;
-        float* att = kept ? a.Probs + (long)bh * T * Tp : vt + hs * Tp;   // P (T, Tp): the forward's, or recomputed
-        float* ds = vt + hs * Tp + T * Tp;                    // dP, then dS (T, Tp)
+        bool dropout = a.P > 0;
+        float* vt = Scratch(hs * Tp + 2 * T * Tp + Math.Max(Tp, hs));
+        float* att = a.Probs + (long)bh * T * Tp;             // P (T, Tp): the forward's
+        float* ds = vt + hs * Tp;                             // dP, then dS (T, Tp)
         float* dropped = dropout ? ds + T * Tp : att;         // dropout(P): what multiplied v
         float* discard = ds + 2 * T * Tp;
-        float* lse = a.Lse + (long)bh * T;
         float keepScale = dropout ? 1f / (1f - a.P) : 1f;
         PrefetchHead(ref a, bh + 1, backward: true);
-        if (!kept) AttentionTiles.Transpose(k, T, hs, C3, kt, Tp);
         AttentionTiles.Transpose(v, T, hs, C3, vt, Tp);
 
-        // Query tiles of 8 rows: recompute P, then dS (as two 4-row tiles, each up to its own last key), then dq (written).
+        // Query tiles of 8 rows: dS (as two 4-row tiles, each up to its own last key), then dq (written).
         for (int i0 = 0; i0 < T; i0 += 8)
         {
             int rows = Math.Min(8, T - i0), kEnd = Math.Min(T, i0 + 8);
             int colsA = (Math.Min(T, i0 + 4) + 15) & ~15, colsB = (kEnd + 15) & ~15;   // colsA ≥ kEnd: i0 is a multiple of 8
-            if (!kept) Tile(hs, q, C3, 1, i0, Math.Min(4, rows), kt, Tp, colsA, att, Tp, discard, scale);
             // in the forward pass this was: y = dropout(P) · v, so d dropout(P) = dy · vᵀ
             Tile(hs, dy, C, 1, i0, Math.Min(4, rows), vt, Tp, colsA, ds, Tp, discard, 1f);
             if (rows > 4)
             {
-                if (!kept) Tile(hs, q, C3, 1, i0 + 4, rows - 4, kt, Tp, colsB, att, Tp, discard, scale);
                 Tile(hs, dy, C, 1, i0 + 4, rows - 4, vt, Tp, colsB, ds, Tp, discard, 1f);
             }
             for (int t = i0; t < i0 + rows; t++)
             {
                 int cols = t < i0 + 4 ? colsA : colsB;
                 float* p = att + t * Tp, dp = ds + t * Tp;
-                if (!kept) AttentionTiles.ExpRow(p, t, cols, lse[t]);
                 if (dropout)
                 {
                     long baseIndex = a.MaskBase + ((long)bh * T + t) * T;

@@ -260,14 +260,6 @@ internal static unsafe class AttentionTiles
         return MathF.Max(m2.ToScalar(), m2.GetElement(1));
     }
 
-    /// <summary>p[0..cols) = exp(s − lse) for keys j ≤ t, 0 past them: the forward's probabilities, recomputed.</summary>
-    public static void ExpRow(float* row, int t, int cols, float lse)
-    {
-        var l = Vector512.Create(lse);
-        for (int j = 0; j < cols; j += 16)
-            Vector512.ConditionalSelect(Causal(j, t), VectorExp.Exp(Vector512.Load(row + j) - l), Vector512<float>.Zero).Store(row + j);
-    }
-
     /// <summary>
     /// Softmax backward over a row of cols (p is 0 past the causal keys): ds = p ⊙ (dp − Σ p·dp) · scale, in place of dp.
     /// </summary>

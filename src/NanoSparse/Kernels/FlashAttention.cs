@@ -129,7 +129,7 @@ public static unsafe class FlashAttention
                     float* row = s + r * Block;
                     int valid = diagonal ? r + 1 : Block, cols = diagonal ? DiagonalColumns(r) : Block;
                     float mNew = MathF.Max(m[r], MaskedMax(row, valid));
-                    float alpha = MathF.Exp(m[r] - mNew);   // 0 for the first block (m = −∞)
+                    float alpha = mNew == m[r] ? 1f : MathF.Exp(m[r] - mNew);   // 0 for the first block (m = −∞)
                     l[r] = l[r] * alpha + ExpRow(row, valid, cols, mNew);
                     m[r] = mNew;
                     if (alpha != 1f) ScaleRow(o + r * hs, hs, alpha);
