@@ -84,8 +84,10 @@ public sealed class DejaVuPredictor
         }
     }
 
-    /// <param name="layers">the MLP-neuron predictors, one per block (empty: the file predicts heads only)</param>
-    /// <param name="heads">the attention-head predictors, one per block (null or empty: none)</param>
+    /// <summary>
+    /// layers: the MLP-neuron predictors, one per block (empty: the file predicts heads only), trained for label;
+    /// heads: the attention-head predictors, one per block (null or empty: none), trained for headLabel.
+    /// </summary>
     public DejaVuPredictor(IReadOnlyList<Layer> layers, string label, IReadOnlyDictionary<string, string>? notes = null,
         IReadOnlyList<Layer>? heads = null, string headLabel = DefaultHeadLabel)
     {

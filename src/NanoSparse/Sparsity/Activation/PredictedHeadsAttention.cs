@@ -32,7 +32,7 @@ public sealed class PredictedHeadsAttention : IAttention
     long _rows, _selected, _truth, _hits;
     long[] _perHeadSelected;
 
-    /// <param name="keep">heads computed per token (top-k by score); null: every head with a positive logit.</param>
+    /// <summary>keep: heads computed per token (top-k by score); null: every head with a positive logit.</summary>
     public PredictedHeadsAttention(GptConfig config, int layer, DejaVuPredictor.Layer predictor, string headLabel, ReadOnlyMemory<float> wAttn,
         ReadOnlyMemory<float> bAttn, ReadOnlyMemory<float> wProj, ReadOnlyMemory<float> bProj, int maxRows, int? keep)
     {
