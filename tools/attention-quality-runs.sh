@@ -13,11 +13,17 @@
 #
 # quality: configs/brown-1k.json on data/brown for ITERS iterations (default 600, the preset's length; a shorter run
 # scales warm-up and lr decay with it), then `compare-runs` writes docs/figures/attention-quality.png.
-# probe: the same model trained on probe data (see PROBE_* below; written by `nanosparse probe-data` if missing),
-# then `eval --probe retrieval` per pattern and docs/figures/attention-probe.png.
+# probe: a smaller model (2 layers, 64 wide, 2 heads of 32, batch 8, lr 2e-3; block 1024) with each pattern trained
+# for ITERS iterations on probe data (data/brown-probe-k1v2, written by `nanosparse probe-data` if missing): a record
+# "&k:VV" (a one-letter key, two digits) starts every 16 tokens on average over the Brown text and is repeated (the
+# query, whose two digits are the answer) 8 to 600 tokens later; a key is not reused while its query is pending, so a
+# query copies what followed the last "&k:" (an induction-head task). Then `probe-compare` measures every model on the
+# same records written into clean Brown val text (4 distractor records with other keys each) and writes
+# docs/figures/attention-probe.png and .csv.
 # JOBS runs at a time (default 2), THREADS kernel threads each (default 1). Needs data/brown
 # (`nanosparse prepare --corpus brown`) and the CLI built in Release. Run folders go to runs-attn/NAME; a finished run
-# (its .done marker) is not run again.
+# (its .done marker) is not run again, and a run another invocation of this script has claimed (NAME.claim) is left
+# to it (two invocations may share the list; remove a stale NAME.claim after a crash).
 set -euo pipefail
 MODE=${1:?quality or probe}
 ITERS=${2:-600}
@@ -31,16 +37,18 @@ S="--set max_iters=$ITERS --set lr_decay_iters=$ITERS --set warmup_iters=$(( (IT
 PATTERNS=(
   "dense"
   "window --set attention=window --set attn_window=128"
-  "block --set attention=block --set attn_block=32 --set attn_local=4 --set attn_global=1"
   "topk --set attention=topk --set attn_block=32 --set attn_topk=4"
   "nsa --set attention=nsa --set attn_block=32 --set attn_stride=32 --set attn_topk=2 --set attn_window=64"
+  "block --set attention=block --set attn_block=32 --set attn_local=4 --set attn_global=1"
 )
 run_one() {
   local name=$1; shift
   [ -f "$OUT/$name/.done" ] && return 0
+  mkdir "$OUT/$name.claim" 2>/dev/null || return 0
   echo "start $name $(date -u +%H:%M:%S)"
   nice -n 10 "$B" train --config "$CONFIG" --threads "$THREADS" --out "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1
   touch "$OUT/$name/.done"
+  rmdir "$OUT/$name.claim"
   echo "done  $name $(date -u +%H:%M:%S)"
 }
 case "$MODE" in
@@ -54,8 +62,27 @@ case "$MODE" in
     wait
     args=()
     for p in "${PATTERNS[@]}"; do name=${p%% *}; args+=("$name=$OUT/q-$name"); done
-    "$B" compare-runs "${args[@]}" --out docs/figures/attention-quality.png \
+    "$B" compare-runs "${args[@]}" --out docs/figures/attention-quality.png --from-step $(( ITERS / 3 )) \
       --title "Brown, block 1024, $ITERS iterations: val loss per attention pattern"
+    ;;
+  probe)
+    PDATA=${ATTN_PROBE_DATA:-data/brown-probe-k1v2}
+    FORMAT="--key-length 1 --value-length 2"
+    # shellcheck disable=SC2086
+    [ -f "$PDATA/meta.json" ] || "$B" probe-data --data data/brown --out "$PDATA" --every 16 --min-distance 8 --max-distance 600 $FORMAT
+    M="--set n_layer=2 --set n_embd=64 --set n_head=2 --set batch_size=8 --set learning_rate=2e-3 --set min_lr=2e-4"
+    for p in "${PATTERNS[@]}"; do
+      while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+      # shellcheck disable=SC2086
+      run_one p-$p --set dataset=$PDATA $M $S &
+    done
+    wait
+    args=()
+    for p in "${PATTERNS[@]}"; do name=${p%% *}; [ -f "$OUT/p-$name/.done" ] && args+=("$name=$OUT/p-$name"); done
+    # shellcheck disable=SC2086
+    nice -n 10 "$B" probe-compare "${args[@]}" --threads "$THREADS" --data data/brown --distances 16 64 128 256 384 512 $FORMAT \
+      --probe-samples 64 --out docs/figures/attention-probe.png --csv docs/figures/attention-probe.csv \
+      --title "retrieval probe after $ITERS iterations on probe data (block 1024): exact accuracy per pattern"
     ;;
   *) echo "unknown mode $MODE (quality or probe)" >&2; exit 2 ;;
 esac
