@@ -10,7 +10,8 @@ namespace NanoSparse.Tests.Kernels.Sparse;
 /// are a multiple of 32 and ones with a short last panel (zero-padded), K past 1536 (blocks of 768 rows of the panel
 /// with 16-bit indices; one block with 32-bit ones), rows of every parity and empty rows, S's row count not a multiple
 /// of 8 (the tile's transposed store takes its scalar edge), each epilogue term present or absent, add being Y itself,
-/// at 1, 2 and 3 threads and both index widths; against a double-precision reference.
+/// at 1, 2 and 3 threads (ranges of S's rows, or of token panels from two panels per thread on) and both index widths;
+/// against a double-precision reference.
 /// </summary>
 [Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
 public class CsrSpmmTokenMajorTests
@@ -24,6 +25,9 @@ public class CsrSpmmTokenMajorTests
     [InlineData(130, 3072, 0.1, 96)]   // four K blocks, three panels
     [InlineData(50, 2304, 0.6, 35)]    // dense rows: every row crosses every block boundary
     [InlineData(3, 200, 0.3, 70)]      // fewer rows than some thread counts' ranges would like
+    [InlineData(300, 768, 0.1, 200)]   // 7 panels: ranges of token panels at 2 and 3 threads, the last of 8 tokens
+    [InlineData(40, 2000, 0.3, 257)]   // token panel ranges with K blocks (the split table shared by the ranges), 1-token last panel
+    [InlineData(130, 3072, 0.1, 160)]  // 5 panels: token ranges at 2 threads, ranges of rows at 3
     public void MatchesDoubleReference(int m, int k, double density, int tokens)
     {
         if (!CsrSpmmTokenMajor.Supported) return;   // the layouts fall back to FeatureMajor (their own tests)
