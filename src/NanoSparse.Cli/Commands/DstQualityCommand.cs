@@ -25,10 +25,11 @@ public static class DstQualityCommand
         };
         var output = new Option<string>("--out") { Description = "PNG to write (its folder is created)", Required = true };
         var csv = new Option<string?>("--csv") { Description = "also write the table as CSV here" };
+        var curves = new Option<string?>("--curves") { Description = "also write a PNG of each run's val loss against step (evaluations after step 0)" };
         var title = new Option<string>("--title") { Description = "plot title", DefaultValueFactory = _ => "val loss against sparsity" };
         var cmd = new Command("dst-quality", "dense and dynamic-sparse training runs in one table, and a PNG of val loss against sparsity per method");
         cmd.Arguments.Add(runs);
-        foreach (var o in new Option[] { output, csv, title }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { output, csv, curves, title }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             string png = parse.GetValue(output)!;
@@ -37,6 +38,9 @@ public static class DstQualityCommand
             string? csvPath = parse.GetValue(csv);
             if (csvPath is not null && !csvPath.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
                 throw new UsageException($"--csv '{csvPath}' must name a .csv file");
+            string? curvesPath = parse.GetValue(curves);
+            if (curvesPath is not null && !curvesPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
+                throw new UsageException($"--curves '{curvesPath}' must name a .png file");
             var rows = new List<DstQualityRow>();
             foreach (string arg in parse.GetValue(runs)!)
             {
@@ -55,6 +59,11 @@ public static class DstQualityCommand
             }
             Plot(rows, reference, png, parse.GetValue(title)!);
             cli.Console.MarkupLine($"wrote {Markup.Escape(png)}");
+            if (curvesPath is not null)
+            {
+                PlotCurves(rows, curvesPath);
+                cli.Console.MarkupLine($"wrote {Markup.Escape(curvesPath)}");
+            }
             return 0;
         });
         return cmd;
@@ -82,6 +91,37 @@ public static class DstQualityCommand
     static IEnumerable<DstQualityRow> Ordered(List<DstQualityRow> rows) =>
         rows.OrderBy(r => r.Method == "dense" ? -1 : Array.IndexOf(MethodOrder, r.Method) is int i and >= 0 ? i : MethodOrder.Length)
             .ThenBy(r => r.Sparsity).ThenByDescending(r => r.Cells);
+
+    // Val loss against step, one line per run (method colours repeat per sparsity: the label tells them apart).
+    static void PlotCurves(List<DstQualityRow> rows, string png)
+    {
+        var plot = new ScottPlot.Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        int colour = 0;
+        foreach (var r in Ordered(rows))
+        {
+            var points = DstQuality.ValCurve(r.Folder);
+            var s = plot.Add.Scatter(points.Select(p => (double)p.Step).ToArray(), points.Select(p => p.ValLoss).ToArray());
+            s.Color = palette.GetColor(colour++);
+            s.LineWidth = 2;
+            s.MarkerSize = 6;
+            s.LegendText = $"{r.Label} ({r.Method}, {r.Sparsity.ToString("P0", CultureInfo.InvariantCulture)}): {r.FinalValLoss.ToString("F4", CultureInfo.InvariantCulture)} at {r.FinalStep}";
+        }
+        plot.Title("val loss against step");
+        plot.XLabel("step");
+        plot.YLabel("val loss");
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+        Save(plot, png);
+    }
+
+    static void Save(ScottPlot.Plot plot, string png)
+    {
+        string folder = Path.GetDirectoryName(Path.GetFullPath(png))!;
+        Directory.CreateDirectory(folder);
+        string tmp = Path.Combine(folder, $".dst-quality-{Environment.ProcessId}.tmp.png");
+        plot.SavePng(tmp, 1000, 620);
+        File.Move(tmp, png, overwrite: true);
+    }
 
     static void Plot(List<DstQualityRow> rows, long reference, string png, string title)
     {
@@ -126,10 +166,6 @@ public static class DstQualityCommand
         plot.XLabel("sparsity of the blocks' Linear weights (%; a smaller dense model: 1 − its weights / the widest model's)");
         plot.YLabel("final val loss");
         plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
-        string folder = Path.GetDirectoryName(Path.GetFullPath(png))!;
-        Directory.CreateDirectory(folder);
-        string tmp = Path.Combine(folder, $".dst-quality-{Environment.ProcessId}.tmp.png");
-        plot.SavePng(tmp, 1000, 620);
-        File.Move(tmp, png, overwrite: true);
+        Save(plot, png);
     }
 }

@@ -61,6 +61,18 @@ public static class DstQuality
             evals[^1].ValLoss!.Value, evals.Min(r => r.ValLoss!.Value), ms.Length == 0 ? null : Median(ms), itop, config.Threads);
     }
 
+    /// <summary>
+    /// The run's val loss at every evaluation of its log.csv after step 0, in step order (what `dst-quality --curves`
+    /// plots, so runs can be compared at equal steps, an unfinished one included).
+    /// </summary>
+    public static IReadOnlyList<(int Step, double ValLoss)> ValCurve(string dir)
+    {
+        string logPath = Path.Combine(dir, TrainingLog.FileName);
+        var points = TrainingLogFile.Read(logPath).Where(r => r.IsEvaluation && r.Step > 0).Select(r => (r.Step, r.ValLoss!.Value)).ToList();
+        if (points.Count == 0) throw new InvalidDataException($"{logPath} has no evaluation row after step 0 (val_loss is empty on every later line)");
+        return points;
+    }
+
     /// <summary>The median of <paramref name="values"/> (the mean of the middle two for an even count).</summary>
     public static double Median(IReadOnlyList<double> values)
     {

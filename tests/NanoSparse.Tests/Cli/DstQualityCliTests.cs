@@ -106,6 +106,37 @@ public sealed class DstQualityCliTests : IDisposable
     }
 
     [Fact]
+    public void AValCurveIsEveryEvaluationAfterStepZeroOfTheLog()
+    {
+        string rigl = Train("curve", 0.5f, "rigl");
+        var expected = new List<(int, double)>();
+        foreach (string line in File.ReadAllLines(Path.Combine(rigl, "log.csv")).Skip(1))
+        {
+            var f = line.Split(',');
+            if (f[2].Length > 0 && int.Parse(f[0], Inv) > 0) expected.Add((int.Parse(f[0], Inv), double.Parse(f[2], Inv)));
+        }
+        Assert.Equal([4, 8, 12], expected.Select(p => p.Item1));   // eval_interval 4 over 12 iterations
+        Assert.Equal(expected, DstQuality.ValCurve(rigl));
+    }
+
+    [Fact]
+    public void TheCurvesOptionWritesAPngAndRefusesAnotherExtension()
+    {
+        string a = Train("ca", 0.5f, "set"), b = Train("cb", 0.5f, "rigl");
+        string png = Path.Combine(_data.Root, "figs", "q.png"), curves = Path.Combine(_data.Root, "figs", "curves.png");
+        var (code, stdout, err) = Run("dst-quality", a, b, "--out", png, "--curves", curves);
+        Assert.True(code == 0, err);
+        Assert.Contains("curves.png", stdout);
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(curves)[..4]);
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(curves)!, "*.tmp*"));
+        var (bad, _, badErr) = Run("dst-quality", a, "--out", png, "--curves", Path.Combine(_data.Root, "c.svg"));
+        Assert.NotEqual(0, bad);
+        Assert.StartsWith("error: ", badErr);
+        Assert.Contains("--curves", badErr);
+        Assert.Contains("c.svg", badErr);
+    }
+
+    [Fact]
     public void TheMedianIsTheMiddleOfTheSortedValues()
     {
         Assert.Equal(3.0, DstQuality.Median([5.0, 1.0, 3.0]));
