@@ -90,6 +90,25 @@ public static partial class ActivationBench
         }
     }
 
+    // The first `count` tokens of the val split of the dataset a checkpoint was trained on (null when its state names none
+    // or the files are missing): with greedy decoding after it, the stream is text-like, so what activation sparsity a
+    // trained model reaches while decoding (its gates, a positive-logit predictor) is what it reaches on text.
+    static int[]? TextPrompt(string checkpoint, int count, int vocab)
+    {
+        if (!Checkpoint.Exists(checkpoint)) return null;
+        string data = Checkpoint.ReadState(checkpoint).Dataset;
+        string metaPath = Path.Combine(data, NanoSparse.Data.DatasetMeta.FileName);
+        if (data.Length == 0 || !File.Exists(metaPath)) return null;
+        var meta = NanoSparse.Data.DatasetMeta.Load(metaPath);
+        using var val = NanoSparse.Data.TokenFile.OpenSplit(data, "val", meta);
+        if (val.Length < count) return null;
+        var tokens = new int[count];
+        val.Read(0, tokens);
+        if (tokens.Any(t => t < 0 || t >= vocab)) return null;
+        AnsiConsole.MarkupLine(Markup.Escape($"prompt: the first {count} tokens of {data}'s val split, then greedy decoding"));
+        return tokens;
+    }
+
     // Bars: decode tokens/s of every row over the dense --checkpoint row, per thread count.
     static void PlotCheckpointRows(List<Row> rows, string prefix)
     {

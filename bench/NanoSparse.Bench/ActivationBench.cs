@@ -312,7 +312,9 @@ public static partial class ActivationBench
             AnsiConsole.MarkupLine($"[grey]  prepared {Markup.Escape(mode.Name)} in {p.PrepareSeconds:F2} s[/]");
             prepared.Add((mode, p));
         }
-        var promptTokens = Enumerable.Range(0, prompt).Select(i => (i * 7 + 3) % config.VocabSize).ToArray();
+        // a checkpoint decodes text: the first tokens of its dataset's val split, then its greedy choices (TextPrompt)
+        var textPrompt = options.Checkpoint is { } ckpt ? TextPrompt(ckpt, prompt, config.VocabSize) : null;
+        var promptTokens = textPrompt ?? Enumerable.Range(0, prompt).Select(i => (i * 7 + 3) % config.VocabSize).ToArray();
         var one = new int[1];
         var samples = new Dictionary<(string, int), (List<double> Wall, List<double> Cpu, List<double> Sparsity)>();
         for (int round = 0; round < options.Rounds; round++)
@@ -332,7 +334,7 @@ public static partial class ActivationBench
                         long t0 = Stopwatch.GetTimestamp();
                         for (int i = 0; i < newTokens; i++)
                         {
-                            one[0] = SparseModelBench.NextToken(logits, i, config.VocabSize);
+                            one[0] = textPrompt is null ? SparseModelBench.NextToken(logits, i, config.VocabSize) : System.Numerics.Tensors.TensorPrimitives.IndexOfMax(logits);
                             logits = gpt.ForwardCached(cache, one);
                         }
                         return (Stopwatch.GetElapsedTime(t0).TotalSeconds, SparseModelBench.ProcessCpuSeconds() - c0);
