@@ -110,7 +110,7 @@ public static class DstQualityCommand
         plot.Title("val loss against step");
         plot.XLabel("step");
         plot.YLabel("val loss");
-        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+        plot.ShowLegend(ScottPlot.Alignment.LowerLeft);   // the curves fall from the upper left to the lower right
         Save(plot, png);
     }
 
