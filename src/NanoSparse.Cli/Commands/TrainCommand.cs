@@ -50,7 +50,8 @@ public static class TrainCommand
         "Dynamic sparse training (--set key=value; with sparsity > 0 and sparse_format csr; sparsity_distribution uniform|er|erk\n" +
         "sets each weight's density, which every update keeps exactly):\n" +
         "  dst=static|set|rigl|srigl       static: the random layout drawn at the start; set: drop smallest |w|, regrow at random;\n" +
-        "                                  rigl: regrow where |dL/dW| is largest (dense gradient on update steps only);\n" +
+        "                                  rigl: regrow where |dL/dW| is largest among all positions not kept, just-dropped\n" +
+        "                                  ones included (they keep value and moments); dense gradient on update steps only;\n" +
         "                                  srigl: rigl with constant fan-in per output neuron and neuron ablation\n" +
         "  dst_interval=100                steps between topology updates (ΔT)\n" +
         "  dst_drop_fraction=0.3           fraction dropped and regrown, cosine-annealed: f(t) = α/2 (1 + cos(π t / dst_stop))\n" +

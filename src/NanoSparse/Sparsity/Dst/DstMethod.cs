@@ -7,7 +7,7 @@ public enum DstMethod
     Static,
     /// <summary>SET (Mocanu et al. 2018): drop the smallest magnitudes, regrow uniformly at random.</summary>
     Set,
-    /// <summary>RigL (Evci et al. 2020): drop the smallest magnitudes, regrow where |dL/dW| is largest.</summary>
+    /// <summary>RigL (Evci et al. 2020): drop the smallest magnitudes, regrow where |dL/dW| is largest among the positions not kept (just-dropped ones included).</summary>
     RigL,
     /// <summary>SRigL (Lasby et al. 2023): RigL with constant fan-in per output neuron and neuron ablation.</summary>
     SRigL,
