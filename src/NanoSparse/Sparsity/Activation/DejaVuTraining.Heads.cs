@@ -45,7 +45,7 @@ public static partial class DejaVuTraining
     static Dataset CollectHeads(Gpt gpt, TokenFile file, int batches, ulong seed, string label, string stage, Action<DejaVuProgress>? progress)
     {
         var config = gpt.Config;
-        int L = config.NLayer, C = config.NEmbd, hs = config.HeadSize, N = gpt.BatchSize * gpt.SeqLen, rows = checked(batches * N);
+        int L = config.NLayer, C = config.NEmbd, hs = config.HeadSize, N = gpt.BatchSize * gpt.SeqLen;
         var byName = gpt.Parameters.ToDictionary(p => p.Name);
         var blocks = new float[L][];
         for (int l = 0; l < L; l++)
@@ -54,33 +54,15 @@ public static partial class DejaVuTraining
             if (w.IsSparse) throw new ArgumentException($"{w.Name} is stored as '{w.Layout!.Layout}'; head labels need a dense c_proj");
             blocks[l] = HeadContributions.HeadBlocks(w.Value.Span, C, config.AttentionWidth(l), hs);
         }
-        var sampler = new BatchSampler(file, gpt.BatchSize, gpt.SeqLen, seed);
-        var x = new int[N];
-        var y = new int[N];
-        var X = new float[L][];
-        var Y = new byte[L][];
-        for (int l = 0; l < L; l++)
+        var norms = new float[N * config.Heads(0)];
+        return CollectLayers(gpt, file, batches, seed, stage, progress, "attn.c_attn", config.Heads, (l, labels, n) =>
         {
-            X[l] = new float[checked((long)rows * C)];
-            Y[l] = new byte[checked((long)rows * config.Heads(l))];
-        }
-        var watch = Stopwatch.StartNew();
-        for (int b = 0; b < batches; b++)
-        {
-            sampler.Next(x, y);
-            gpt.Forward(x, default, training: false);
-            for (int l = 0; l < L; l++)
-            {
-                int NH = config.Heads(l);
-                gpt.LinearInput(l, "attn.c_attn").CopyTo(X[l].AsSpan(checked(b * N * C)));
-                var norms = new float[N * NH];
-                HeadContributions.Norms(norms, gpt.LinearInput(l, "attn.c_proj"), blocks[l], N, C, NH * hs, hs);
-                HeadContributions.Labels(norms, Y[l].AsSpan(checked(b * N * NH), N * NH), N, NH, label);
-            }
-            double rate = (b + 1) * (double)N / Math.Max(watch.Elapsed.TotalSeconds, 1e-9);
-            progress?.Invoke(new DejaVuProgress(stage, 0, L, (long)(b + 1) * N, rows, "tokens", rate, 0));
-        }
-        return new Dataset(X, Y, rows);
+            int NH = config.Heads(l);
+            if (norms.Length < n * NH) norms = new float[n * NH];
+            var nl = norms.AsSpan(0, n * NH);
+            HeadContributions.Norms(nl, gpt.LinearInput(l, "attn.c_proj"), blocks[l], n, C, NH * hs, hs);
+            HeadContributions.Labels(nl, labels, n, NH, label);
+        });
     }
 
     /// <summary>Recall of the labels (rows, H) when each row keeps the <paramref name="keep"/> highest-scoring outputs.</summary>

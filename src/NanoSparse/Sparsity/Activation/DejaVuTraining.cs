@@ -112,7 +112,14 @@ public static partial class DejaVuTraining
     sealed record Dataset(float[][] X, byte[][] Y, int Rows);
 
     // Runs the model on `batches` random windows of the split; keeps per layer the MLP inputs and the 0/1 labels.
-    static Dataset Collect(Gpt gpt, TokenFile file, int batches, ulong seed, double top, string stage, Action<DejaVuProgress>? progress)
+    static Dataset Collect(Gpt gpt, TokenFile file, int batches, ulong seed, double top, string stage, Action<DejaVuProgress>? progress) =>
+        CollectLayers(gpt, file, batches, seed, stage, progress, "mlp.c_fc", gpt.Config.MlpHidden,
+            (l, labels, N) => Labels(gpt.LinearInput(l, "mlp.c_proj"), labels, N, gpt.Config.MlpHidden(l), top));
+
+    // The shared collection loop: per batch one forward pass of the frozen model, then per layer the predictor's input
+    // (the input of `inputName`, rows × C) and `width(l)` labels per row written by `label(l, labels, N)`.
+    static Dataset CollectLayers(Gpt gpt, TokenFile file, int batches, ulong seed, string stage, Action<DejaVuProgress>? progress,
+        string inputName, Func<int, int> width, Action<int, Span<byte>, int> label)
     {
         var config = gpt.Config;
         int L = config.NLayer, C = config.NEmbd, N = gpt.BatchSize * gpt.SeqLen, rows = checked(batches * N);
@@ -124,7 +131,7 @@ public static partial class DejaVuTraining
         for (int l = 0; l < L; l++)
         {
             X[l] = new float[checked((long)rows * C)];
-            Y[l] = new byte[checked((long)rows * config.MlpHidden(l))];
+            Y[l] = new byte[checked((long)rows * width(l))];
         }
         var watch = Stopwatch.StartNew();
         for (int b = 0; b < batches; b++)
@@ -133,9 +140,9 @@ public static partial class DejaVuTraining
             gpt.Forward(x, default, training: false);
             for (int l = 0; l < L; l++)
             {
-                int H = config.MlpHidden(l);
-                gpt.LinearInput(l, "mlp.c_fc").CopyTo(X[l].AsSpan(checked(b * N * C)));
-                Labels(gpt.LinearInput(l, "mlp.c_proj"), Y[l].AsSpan(checked(b * N * H), N * H), N, H, top);
+                int H = width(l);
+                gpt.LinearInput(l, inputName).CopyTo(X[l].AsSpan(checked(b * N * C)));
+                label(l, Y[l].AsSpan(checked(b * N * H), N * H), N);
             }
             double rate = (b + 1) * (double)N / Math.Max(watch.Elapsed.TotalSeconds, 1e-9);
             progress?.Invoke(new DejaVuProgress(stage, 0, L, (long)(b + 1) * N, rows, "tokens", rate, 0));
