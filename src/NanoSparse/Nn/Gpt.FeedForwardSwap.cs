@@ -14,10 +14,7 @@ public sealed partial class Gpt
     /// </summary>
     public void ReplaceFeedForward(int layer, IFeedForward part)
     {
-        ArgumentNullException.ThrowIfNull(part);
-        if ((uint)layer >= (uint)_blocks.Length)
-            throw new ArgumentOutOfRangeException(nameof(layer), layer, $"must lie in [0, {_blocks.Length}) (n_layer)");
-        if (!IsInferenceOnly) throw new InvalidOperationException("a feed-forward part is replaced only in a model held for inference (call PrepareForInference first)");
+        CheckSwap(layer, part, "a feed-forward part");
         _blocks[layer].FeedForward = part;
     }
 
@@ -27,10 +24,14 @@ public sealed partial class Gpt
     /// </summary>
     public void ReplaceAttention(int layer, IAttention part)
     {
-        ArgumentNullException.ThrowIfNull(part);
-        if ((uint)layer >= (uint)_blocks.Length)
-            throw new ArgumentOutOfRangeException(nameof(layer), layer, $"must lie in [0, {_blocks.Length}) (n_layer)");
-        if (!IsInferenceOnly) throw new InvalidOperationException("an attention part is replaced only in a model held for inference (call PrepareForInference first)");
+        CheckSwap(layer, part, "an attention part");
         _blocks[layer].Attention = part;
+    }
+
+    void CheckSwap(int layer, object part, string what)
+    {
+        ArgumentNullException.ThrowIfNull(part);
+        CheckLayer(layer);
+        if (!IsInferenceOnly) throw new InvalidOperationException($"{what} is replaced only in a model held for inference (call PrepareForInference first)");
     }
 }

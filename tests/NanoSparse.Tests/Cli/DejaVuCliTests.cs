@@ -4,6 +4,8 @@ using NanoSparse.Cli;
 using NanoSparse.Data;
 using NanoSparse.Training;
 
+using static NanoSparse.Tests.Cli.CliRun;
+
 namespace NanoSparse.Tests.Cli;
 
 /// <summary>`dejavu train` and `--act-sparsity predictor:FILE[:SPARSITY]` on eval and sample, and their bad input.</summary>
@@ -16,19 +18,12 @@ public sealed class DejaVuCliTests : IDisposable
     public DejaVuCliTests()
     {
         Directory.CreateDirectory(_root);
-        var r = new Random(5);
-        var sb = new StringBuilder();
-        while (sb.Length < 20_000) sb.Append((char)('a' + r.Next(12))).Append(r.Next(5) == 0 ? " " : "");
-        File.WriteAllText(Path.Combine(_root, "input.txt"), sb.ToString());
-        DatasetPreparer.Prepare(new PrepareOptions { Input = Path.Combine(_root, "input.txt"), OutDir = Data });
-        var config = new TrainConfig
+        PrepareDataset(_root, LetterText(5), Data);
+        Train(_root, new TrainConfig
         {
             OutDir = Run, Dataset = Data, NLayer = 2, NHead = 2, NEmbd = 16, BlockSize = 32, BatchSize = 2,
             MaxIters = 2, EvalInterval = 2, EvalIters = 1, LogInterval = 1, WarmupIters = 1, LrDecayIters = 2, Seed = 1, Threads = 1,
-        };
-        File.WriteAllText(Path.Combine(_root, "run.json"), config.ToJson());
-        var t = RunCli("train", "--config", Path.Combine(_root, "run.json"));
-        Assert.True(t.Code == 0, t.Err);
+        });
     }
 
     string Data => Path.Combine(_root, "data");
@@ -38,29 +33,6 @@ public sealed class DejaVuCliTests : IDisposable
     {
         NanoSparse.Kernels.KernelThreads.Max = _savedThreads;
         try { Directory.Delete(_root, true); } catch (IOException) { }
-    }
-
-    static (int Code, string Out, string Err) RunCli(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
-
-    static double ValLoss(string output)
-    {
-        var line = output.Split('\n').First(l => l.Contains("val") && l.Contains('│'));
-        return double.Parse(line.Split('│', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)[1], CultureInfo.InvariantCulture);
-    }
-
-    static void OneLineError((int Code, string Out, string Err) r, params string[] parts)
-    {
-        Assert.NotEqual(0, r.Code);
-        string err = r.Err.Trim();
-        Assert.StartsWith("error: ", err);
-        Assert.DoesNotContain('\n', err);
-        foreach (var p in parts) Assert.Contains(p, err);
     }
 
     [Fact]

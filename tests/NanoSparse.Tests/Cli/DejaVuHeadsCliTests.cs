@@ -5,6 +5,8 @@ using NanoSparse.Data;
 using NanoSparse.Sparsity.Activation;
 using NanoSparse.Training;
 
+using static NanoSparse.Tests.Cli.CliRun;
+
 namespace NanoSparse.Tests.Cli;
 
 /// <summary>`dejavu train --target heads|both` and `--act-sparsity predictor:FILE[:S[:HEADS]]` on eval and sample, and their bad input.</summary>
@@ -17,19 +19,12 @@ public sealed class DejaVuHeadsCliTests : IDisposable
     public DejaVuHeadsCliTests()
     {
         Directory.CreateDirectory(_root);
-        var r = new Random(6);
-        var sb = new StringBuilder();
-        while (sb.Length < 20_000) sb.Append((char)('a' + r.Next(12))).Append(r.Next(5) == 0 ? " " : "");
-        File.WriteAllText(Path.Combine(_root, "input.txt"), sb.ToString());
-        DatasetPreparer.Prepare(new PrepareOptions { Input = Path.Combine(_root, "input.txt"), OutDir = Data });
-        var config = new TrainConfig
+        PrepareDataset(_root, LetterText(6), Data);
+        Train(_root, new TrainConfig
         {
             OutDir = Run, Dataset = Data, NLayer = 2, NHead = 4, NEmbd = 16, BlockSize = 32, BatchSize = 2,
             MaxIters = 2, EvalInterval = 2, EvalIters = 1, LogInterval = 1, WarmupIters = 1, LrDecayIters = 2, Seed = 1, Threads = 1,
-        };
-        File.WriteAllText(Path.Combine(_root, "run.json"), config.ToJson());
-        var t = RunCli("train", "--config", Path.Combine(_root, "run.json"));
-        Assert.True(t.Code == 0, t.Err);
+        });
     }
 
     string Data => Path.Combine(_root, "data");
@@ -39,29 +34,6 @@ public sealed class DejaVuHeadsCliTests : IDisposable
     {
         NanoSparse.Kernels.KernelThreads.Max = _savedThreads;
         try { Directory.Delete(_root, true); } catch (IOException) { }
-    }
-
-    static (int Code, string Out, string Err) RunCli(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
-
-    static double ValLoss(string output)
-    {
-        var line = output.Split('\n').First(l => l.Contains("val") && l.Contains('│'));
-        return double.Parse(line.Split('│', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)[1], CultureInfo.InvariantCulture);
-    }
-
-    static void OneLineError((int Code, string Out, string Err) r, params string[] parts)
-    {
-        Assert.NotEqual(0, r.Code);
-        string err = r.Err.Trim();
-        Assert.StartsWith("error: ", err);
-        Assert.DoesNotContain('\n', err);
-        foreach (var p in parts) Assert.Contains(p, err);
     }
 
     [Fact]

@@ -4,6 +4,8 @@ using NanoSparse.Cli;
 using NanoSparse.Data;
 using NanoSparse.Training;
 
+using static NanoSparse.Tests.Cli.CliRun;
+
 namespace NanoSparse.Tests.Cli;
 
 /// <summary>--kv-cache on sample and eval, eval --probe retrieval and probe-data through the CLI, and their bad input.</summary>
@@ -16,25 +18,12 @@ public sealed class KvCacheCliTests : IDisposable
     public KvCacheCliTests()
     {
         Directory.CreateDirectory(_root);
-        // text over every character the probe needs (a-z, 0-9, '&', ':')
-        var r = new Random(3);
-        var sb = new StringBuilder();
-        while (sb.Length < 30_000)
-        {
-            int n = 1 + r.Next(7);
-            for (int i = 0; i < n; i++) sb.Append((char)('a' + r.Next(26)));
-            sb.Append(r.Next(12) switch { 0 => " &", 1 => ": ", 2 => " " + r.Next(10000).ToString(CultureInfo.InvariantCulture) + " ", 3 => ".\n", _ => " " });
-        }
-        File.WriteAllText(Path.Combine(_root, "input.txt"), sb.ToString());
-        DatasetPreparer.Prepare(new PrepareOptions { Input = Path.Combine(_root, "input.txt"), OutDir = Data });
-        var config = new TrainConfig
+        PrepareDataset(_root, ProbeText(3), Data);
+        Train(_root, new TrainConfig
         {
             OutDir = Run, Dataset = Data, NLayer = 1, NHead = 2, NEmbd = 16, BlockSize = 48, BatchSize = 2,
             MaxIters = 2, EvalInterval = 2, EvalIters = 1, LogInterval = 1, WarmupIters = 1, LrDecayIters = 2, Seed = 1, Threads = 1,
-        };
-        File.WriteAllText(Path.Combine(_root, "run.json"), config.ToJson());
-        var t = RunCli("train", "--config", Path.Combine(_root, "run.json"));
-        Assert.True(t.Code == 0, t.Err);
+        });
     }
 
     string Data => Path.Combine(_root, "data");
@@ -44,14 +33,6 @@ public sealed class KvCacheCliTests : IDisposable
     {
         NanoSparse.Kernels.KernelThreads.Max = _savedThreads;
         try { Directory.Delete(_root, true); } catch (IOException) { }
-    }
-
-    static (int Code, string Out, string Err) RunCli(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
     }
 
     static double ValLoss(string output)

@@ -4,6 +4,8 @@ using NanoSparse.Cli;
 using NanoSparse.Data;
 using NanoSparse.Training;
 
+using static NanoSparse.Tests.Cli.CliRun;
+
 namespace NanoSparse.Tests.Cli;
 
 /// <summary>probe-compare: several checkpoints on one retrieval probe agree with eval --probe for each, and bad input.</summary>
@@ -16,17 +18,7 @@ public sealed class ProbeCompareCliTests : IDisposable
     public ProbeCompareCliTests()
     {
         Directory.CreateDirectory(_root);
-        // text over every character the probe needs (a-z, 0-9, '&', ':')
-        var r = new Random(5);
-        var sb = new StringBuilder();
-        while (sb.Length < 30_000)
-        {
-            int n = 1 + r.Next(7);
-            for (int i = 0; i < n; i++) sb.Append((char)('a' + r.Next(26)));
-            sb.Append(r.Next(12) switch { 0 => " &", 1 => ": ", 2 => " " + r.Next(10000).ToString(CultureInfo.InvariantCulture) + " ", 3 => ".\n", _ => " " });
-        }
-        File.WriteAllText(Path.Combine(_root, "input.txt"), sb.ToString());
-        DatasetPreparer.Prepare(new PrepareOptions { Input = Path.Combine(_root, "input.txt"), OutDir = Data });
+        PrepareDataset(_root, ProbeText(5), Data);
         // two models: dense and a window of 16 (a different pattern, so their accuracies can differ)
         foreach (var (dir, extra) in new[] { (Dense, ""), (Window, "window") })
         {
@@ -35,11 +27,7 @@ public sealed class ProbeCompareCliTests : IDisposable
                 OutDir = dir, Dataset = Data, NLayer = 1, NHead = 1, NEmbd = 16, BlockSize = 64, BatchSize = 2,
                 MaxIters = 3, EvalInterval = 3, EvalIters = 1, LogInterval = 1, WarmupIters = 1, LrDecayIters = 3, Seed = 1, Threads = 1,
             };
-            File.WriteAllText(Path.Combine(_root, "run.json"), config.ToJson());
-            string[] args = extra.Length == 0 ? ["train", "--config", Path.Combine(_root, "run.json")]
-                : ["train", "--config", Path.Combine(_root, "run.json"), "--set", "attention=window", "--set", "attn_window=16"];
-            var t = RunCli(args);
-            Assert.True(t.Code == 0, t.Err);
+            Train(_root, config, extra.Length == 0 ? [] : ["--set", "attention=window", "--set", "attn_window=16"]);
         }
     }
 
@@ -51,14 +39,6 @@ public sealed class ProbeCompareCliTests : IDisposable
     {
         NanoSparse.Kernels.KernelThreads.Max = _savedThreads;
         try { Directory.Delete(_root, true); } catch (IOException) { }
-    }
-
-    static (int Code, string Out, string Err) RunCli(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
     }
 
     /// <summary>eval --probe's table: distance → (exact, per digit), parsed from its "P1" percentages.</summary>
