@@ -64,9 +64,12 @@ public sealed class DecodeCopy
 
     // Estimated time per SpMV = bytes read / 22 GB/s + 0.43 · compute, fitted to decode runs of the gpt2-124m-shaped
     // model (one thread, tokens per CPU-second: SELL and SELL-256 at 10% and 50% density); a decode step streams a model
-    // larger than the cache, and the kernels' compute overlaps that stream only in part. Compute per 16-slot step (or 16
-    // bitmap weights) is what `bench gemv --sparse` measured with the matrix in cache, one Zen 4 core.
-    const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 2.2;
+    // larger than the cache, and the kernels' compute overlaps that stream only in part. Compute per 16-slot step is what
+    // `bench gemv --sparse` measured with the matrix in cache, one Zen 4 core. The bitmap's cost per 16 weights (1.5 ns)
+    // is fitted to decode A/B runs of the register-expand kernel against SELL-128-σ (4-layer gpt2 shape, one thread,
+    // tokens per CPU-second, loaded Zen 5 machine): level at 30% and 50% (2.07 vs 2.08x and 1.26–1.35 vs 1.27x dense),
+    // so auto takes the bitmap (fewer bytes held) where the model puts it ahead, at about 50% density and up.
+    const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 1.5;
 
     /// <summary>
     /// The format with the least estimated time, from the pattern alone. Bytes read: 16 slots of 4-byte value and

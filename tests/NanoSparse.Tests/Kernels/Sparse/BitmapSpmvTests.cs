@@ -78,4 +78,57 @@ public class BitmapSpmvTests
         }
         Assert.True(finiteRows > 100, $"only {finiteRows} rows avoid both columns");
     }
+
+    [Fact]
+    public void NonFiniteWeightsReachOnlyTheirRows()
+    {
+        // The fast path loads 16 values from each piece's start, so lanes past the piece's count hold the next piece's
+        // (or row's) values: an infinity or NaN there must not leak into the rows around it.
+        int m = 200, k = 300;
+        var dense = SparseTestData.RandomDense(m, k, 0.5, 21);
+        var x = SparseTestData.RandomDense(k, 1, 1, 22);
+        int nanRow = 50, infRow = 51;
+        int nanCol = Array.FindIndex(dense, nanRow * k, k, v => v != 0) - nanRow * k;
+        int infCol = Array.FindLastIndex(dense, infRow * k + k - 1, k, v => v != 0) - infRow * k;
+        dense[nanRow * k + nanCol] = float.NaN;
+        dense[infRow * k + infCol] = float.PositiveInfinity;
+        x[infCol] = Math.Abs(x[infCol]) + 0.5f;
+        var y = new float[m];
+        BitmapSpmv.Multiply(BitmapMatrix.FromDense(dense, m, k), x, y);
+        for (int i = 0; i < m; i++)
+        {
+            if (i == nanRow) { Assert.True(float.IsNaN(y[i]), $"row {i} stores a NaN weight: got {y[i]}"); continue; }
+            if (i == infRow) { Assert.Equal(float.PositiveInfinity, y[i]); continue; }
+            double sum = 0, abs = 0;
+            for (int t = 0; t < k; t++) { sum += (double)dense[i * k + t] * x[t]; abs += Math.Abs((double)dense[i * k + t] * x[t]); }
+            Assert.True(Math.Abs(y[i] - sum) <= 1e-5 * abs + 1e-6, $"row {i}: got {y[i]}, expected {sum}");
+        }
+    }
+
+    [Theory]
+    [InlineData(768, 3072)]
+    [InlineData(50, 200)]      // 200 = 3·64 + 8: a partial last word
+    public void TwoFourPatternMatchesDoubleReference(int m, int k)
+    {
+        // 2:4 is a bitmap with exactly two of every four bits set (8 values per 16-column piece).
+        var rng = new Random(m + k);
+        var dense = new float[m * k];
+        for (int i = 0; i < m; i++)
+            for (int g = 0; g < k / 4; g++)
+            {
+                int a = rng.Next(4), b;
+                do b = rng.Next(4); while (b == a);
+                dense[i * k + 4 * g + a] = (float)(rng.NextDouble() * 2 - 1);
+                dense[i * k + 4 * g + b] = (float)(rng.NextDouble() * 2 - 1);
+            }
+        var x = SparseTestData.RandomDense(k, 1, 1, 5);
+        var y = new float[m];
+        BitmapSpmv.Multiply(BitmapMatrix.FromDense(dense, m, k), x, y);
+        for (int i = 0; i < m; i++)
+        {
+            double sum = 0, abs = 0;
+            for (int t = 0; t < k; t++) { sum += (double)dense[i * k + t] * x[t]; abs += Math.Abs((double)dense[i * k + t] * x[t]); }
+            Assert.True(Math.Abs(y[i] - sum) <= 1e-5 * abs + 1e-6, $"{m}x{k} row {i}: got {y[i]}, expected {sum}");
+        }
+    }
 }
