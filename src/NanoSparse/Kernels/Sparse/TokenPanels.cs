@@ -6,8 +6,8 @@ namespace NanoSparse.Kernels.Sparse;
 
 /// <summary>
 /// The two transposes of the token-major sparse products (CsrSpmmTokenMajor), on 16×16 blocks in AVX-512 registers:
-///   In   panel (K × 32, row stride 32) = X[32 tokens, 0..K)ᵀ
-///   Out  Y[tokens, rows] = (tileᵀ + bias + add) ⊙ scale for a tile (rows × 32, row stride 32)
+///   In   panel (K × width, row stride width) = X[width tokens, 0..K)ᵀ
+///   Out  Y[tokens, rows] = (tileᵀ + bias + add) ⊙ scale for a tile (rows × ldt, row stride ldt: 32 or 64)
 /// Transpose (8×8 blocks in AVX registers: 24 shuffles per 64 floats) spent about a fifth of a token-major product's
 /// time in these (a perf profile of the wide training step at 90%); a 16×16 block takes 64 shuffles per 256 floats
 /// (unpack, shuffle within 128-bit lanes, then two rounds of 128-bit lane shuffles) and whole-vector loads and stores.
@@ -35,25 +35,25 @@ internal static unsafe class TokenPanels
         if (full < k) Transpose.Serial(x + full, ldx, k - full, width, panel + (long)full * width, width);
     }
 
-    /// <summary>y[t·ldy + r] = (tile[r·32 + t] + bias[r] + add[t·ldy + r]) · scale[t·ldy + r] for t &lt; w, r &lt; count (each extra optional: null).</summary>
+    /// <summary>y[t·ldy + r] = (tile[r·ldt + t] + bias[r] + add[t·ldy + r]) · scale[t·ldy + r] for t &lt; w ≤ ldt, r &lt; count (each extra optional: null).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Out(float* tile, int count, int w, float* y, int ldy, float* bias, float* add, float* scale)
+    public static void Out(float* tile, int count, int w, float* y, int ldy, float* bias, float* add, float* scale, int ldt = 32)
     {
         int full = Supported ? count / 16 * 16 : 0;
         for (int t0 = 0; t0 + 16 <= w; t0 += 16)
             for (int r0 = 0; r0 < full; r0 += 16)
             {
                 long at = (long)t0 * ldy + r0;
-                Block(tile + (long)r0 * 32 + t0, 32, y + at, ldy, bias == null ? null : bias + r0, add == null ? null : add + at, scale == null ? null : scale + at);
+                Block(tile + (long)r0 * ldt + t0, ldt, y + at, ldy, bias == null ? null : bias + r0, add == null ? null : add + at, scale == null ? null : scale + at);
             }
         int fullTokens = Supported ? w / 16 * 16 : 0;
         if (fullTokens < w)   // the last tokens, every row
         {
             long at = (long)fullTokens * ldy;
-            Transpose.Serial(tile + fullTokens, 32, w - fullTokens, count, y + at, ldy, bias, add == null ? null : add + at, scale == null ? null : scale + at);
+            Transpose.Serial(tile + fullTokens, ldt, w - fullTokens, count, y + at, ldy, bias, add == null ? null : add + at, scale == null ? null : scale + at);
         }
         if (full < count && fullTokens > 0)   // the last rows of the full token blocks
-            Transpose.Serial(tile + (long)full * 32, 32, fullTokens, count - full, y + full, ldy,
+            Transpose.Serial(tile + (long)full * ldt, ldt, fullTokens, count - full, y + full, ldy,
                 bias == null ? null : bias + full, add == null ? null : add + full, scale == null ? null : scale + full);
     }
 

@@ -6,8 +6,8 @@ using NanoSparse.Tests.Sparse;
 namespace NanoSparse.Tests.Kernels.Sparse;
 
 /// <summary>
-/// Y (T × M) = (X (T × K) · Sᵀ + bias + add) ⊙ scale on row-major activations (CsrSpmmTokenMajor): token counts that
-/// are a multiple of 32 and ones with a short last panel (zero-padded), K past 1536 (blocks of 768 rows of the panel
+/// Y (T × M) = (X (T × K) · Sᵀ + bias + add) ⊙ scale on row-major activations (CsrSpmmTokenMajor, 64-token panels):
+/// token counts that are a multiple of 64 and ones with a short last panel (zero-padded), K past 1536 (blocks of 768 rows of the panel
 /// with 16-bit indices; one block with 32-bit ones), rows of every parity and empty rows, S's row count not a multiple
 /// of 8 (the tile's transposed store takes its scalar edge), each epilogue term present or absent, add being Y itself,
 /// at 1, 2 and 3 threads (ranges of S's rows, or of token panels from two panels per thread on) and both index widths;
@@ -17,17 +17,18 @@ namespace NanoSparse.Tests.Kernels.Sparse;
 public class CsrSpmmTokenMajorTests
 {
     [Theory]
-    [InlineData(300, 768, 0.1, 64)]    // two full panels of tokens
-    [InlineData(257, 1000, 0.2, 45)]   // a full panel and a 13-token one
-    [InlineData(37, 29, 0.4, 1)]       // one token: a panel of 31 zero columns
-    [InlineData(90, 64, 0.5, 33)]      // a 1-token last panel
+    [InlineData(300, 768, 0.1, 128)]   // two full panels of tokens: ranges of token panels at 2 threads
+    [InlineData(257, 1000, 0.2, 77)]   // a full panel and a 13-token one
+    [InlineData(37, 29, 0.4, 1)]       // one token: a panel of 63 zero columns
+    [InlineData(90, 64, 0.5, 65)]      // a 1-token last panel
     [InlineData(301, 1537, 0.05, 40)]  // K past the limit: blocks of 768, 768 and 1 rows
-    [InlineData(130, 3072, 0.1, 96)]   // four K blocks, three panels
+    [InlineData(130, 3072, 0.1, 192)]  // four K blocks, three full panels
     [InlineData(50, 2304, 0.6, 35)]    // dense rows: every row crosses every block boundary
     [InlineData(3, 200, 0.3, 70)]      // fewer rows than some thread counts' ranges would like
-    [InlineData(300, 768, 0.1, 200)]   // 7 panels: ranges of token panels at 2 and 3 threads, the last of 8 tokens
-    [InlineData(40, 2000, 0.3, 257)]   // token panel ranges with K blocks (the split table shared by the ranges), 1-token last panel
-    [InlineData(130, 3072, 0.1, 160)]  // 5 panels: token ranges at 2 threads, ranges of rows at 3
+    [InlineData(300, 768, 0.1, 456)]   // 8 panels: ranges of token panels at 2 and 3 threads, the last of 8 tokens
+    [InlineData(40, 2000, 0.3, 513)]   // token panel ranges with K blocks (the split table shared by the ranges), 1-token last panel
+    [InlineData(130, 3072, 0.1, 288)]  // 5 panels: token ranges at 2 threads, ranges of rows at 3
+    [InlineData(70, 768, 0.1, 320)]    // 5 full panels, S's rows not a multiple of 16 (the tile's scalar edge)
     public void MatchesDoubleReference(int m, int k, double density, int tokens)
     {
         if (!CsrSpmmTokenMajor.Supported) return;   // the layouts fall back to FeatureMajor (their own tests)
