@@ -32,7 +32,7 @@ public static unsafe partial class SparseAttentionHead
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static int* BlockLists(in KeySet ks, int Tq, int Tk, Buffers buf, out int* lists)
     {
-        int BS = ks.BlockSize, nb = (Tk + BS - 1) / BS, W = ks.Words;
+        int BS = BlockOf(ks), nb = (Tk + BS - 1) / BS, W = ks.Words;
         int* start = Pin(ref buf.Runs, 2L * (nb + 1)), cursor = start + nb + 1;
         new Span<int>(start, nb + 1).Clear();
         lists = null;
@@ -48,6 +48,13 @@ public static unsafe partial class SparseAttentionHead
             {
                 int lo = ks.Lo[i], hi = Math.Min(ks.Hi[i], Tk);
                 if (hi <= lo) continue;
+                if (ks.Bits == null)   // a range: every block it touches
+                {
+                    for (int b = lo / BS; b <= (hi - 1) / BS; b++)
+                        if (pass == 0) start[b + 1]++;
+                        else lists[cursor[b]++] = i;
+                    continue;
+                }
                 ulong* bits = ks.Bits + (long)i * W;
                 for (int w = 0; w < W; w++)
                 {
@@ -66,6 +73,9 @@ public static unsafe partial class SparseAttentionHead
         return start;
     }
 
+    /// <summary>Keys per listed block: the key set's blocks, or for a range key set (Bits null) blocks of 64.</summary>
+    static int BlockOf(in KeySet ks) => ks.Bits == null ? GatherRows : ks.BlockSize;
+
     /// <summary>rows (Tq, hs) compact = x rows (stride ld).</summary>
     static void Compact(float* x, int ld, int Tq, int hs, float* rows)
     {
@@ -75,7 +85,7 @@ public static unsafe partial class SparseAttentionHead
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void ForwardGathered(in HeadProblem a, in KeySet ks)
     {
-        int hs = a.Hs, Tq = a.Tq, Tkp = (a.Tk + 15) & ~15, BS = ks.BlockSize, nb = (a.Tk + BS - 1) / BS;
+        int hs = a.Hs, Tq = a.Tq, Tkp = (a.Tk + 15) & ~15, BS = BlockOf(ks), nb = (a.Tk + BS - 1) / BS;
         var buf = _buffers ??= new Buffers();
         var gb = _gather ??= new GatherBuffers();
         int* start = BlockLists(ks, Tq, a.Tk, buf, out int* lists);
@@ -141,7 +151,7 @@ public static unsafe partial class SparseAttentionHead
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void BackwardGathered(in HeadProblem a, in KeySet ks)
     {
-        int hs = a.Hs, Tq = a.Tq, Tkp = (a.Tk + 15) & ~15, BS = ks.BlockSize, nb = (a.Tk + BS - 1) / BS;
+        int hs = a.Hs, Tq = a.Tq, Tkp = (a.Tk + 15) & ~15, BS = BlockOf(ks), nb = (a.Tk + BS - 1) / BS;
         var buf = _buffers ??= new Buffers();
         var gb = _gather ??= new GatherBuffers();
         int* start = BlockLists(ks, Tq, a.Tk, buf, out int* lists);

@@ -29,13 +29,15 @@ public unsafe struct HeadProblem
 }
 
 /// <summary>
-/// Softmax attention of one head over an arbitrary per-row key set (<see cref="KeySet"/>), FlashAttention style:
-/// queries in tiles of 8 rows, keys in chunks of 16 (up to 64 at a time); a tile visits only the chunks that some of
-/// its rows see, masks the rest of each chunk per row, and keeps a running max, sum and output per row (online
-/// softmax), so nothing of size Tq×Tk exists. Backward recomputes P = exp(s − lse) chunk by chunk (FlashAttention-2):
-///   D_i = dO_i · O_i,  dP = dO · Vᵀ,  dS = P ⊙ (dP − D) · scale,  dQ += dS · K,  dK += dSᵀ · Q,  dV += Pᵀ · dO.
-/// K and V are transposed (for the Q·Kᵀ and dO·Vᵀ tiles) lazily, one 16-key chunk at a time, only where visited:
-/// a sliding window at decode touches w keys, not the whole cache. The products run on <see cref="AttentionTiles"/>.
+/// Softmax attention of one head over an arbitrary per-row key set (<see cref="KeySet"/>), FlashAttention style.
+/// Forward of a range key set (Bits null: windows, causal, NSA's compressed keys): queries in tiles of 8 rows, keys
+/// in chunks of 16 (up to 64 at a time); a tile visits only the chunks that some of its rows see, masks the rest of
+/// each chunk per row, and keeps a running max, sum and output per row (online softmax), so nothing of size Tq×Tk
+/// exists. K is transposed (for the Q·Kᵀ tiles) lazily, one 16-key chunk at a time, only where visited: a sliding
+/// window at decode touches w keys, not the whole cache. Key sets with selected blocks, and every backward pass, run
+/// key-block major on gathered rows (SparseAttentionHead.Gathered.cs). Backward recomputes P = exp(s − lse)
+/// (FlashAttention-2): D_i = dO_i · O_i,  dP = dO · Vᵀ,  dS = P ⊙ (dP − D) · scale,  dQ += dS · K,  dK += dSᵀ · Q,
+/// dV += Pᵀ · dO. The products run on <see cref="AttentionTiles"/> and <see cref="GatheredTiles"/>.
 /// </summary>
 public static unsafe partial class SparseAttentionHead
 {
@@ -85,9 +87,9 @@ public static unsafe partial class SparseAttentionHead
     public static void Forward(in HeadProblem a, in KeySet ks)
     {
         if (ks.Bits != null) { ForwardGathered(a, ks); return; }
-        int hs = a.Hs, Tkp = (a.Tk + 15) & ~15, chunks = Tkp / Chunk;
+        int hs = a.Hs, Tkp = (a.Tk + 15) & ~15, chunks = Tkp / Chunk, ldt = Tkp + Chunk;
         var buf = _buffers ??= new Buffers();
-        float* kt = Pin(ref buf.Kt, (long)hs * Math.Max(Tkp, Chunk));
+        float* kt = Pin(ref buf.Kt, (long)hs * ldt);
         int* flags = Pin(ref buf.Flags, chunks);
         int* runs = Pin(ref buf.Runs, 2 * chunks + 2);
         ulong* union = Pin(ref buf.Union, Math.Max(1, ks.Words));
@@ -108,8 +110,8 @@ public static unsafe partial class SparseAttentionHead
                 for (int c = c0; c < c1; c += Group / Chunk)
                 {
                     int j0 = c * Chunk, w = Math.Min(c1 - c, Group / Chunk) * Chunk;
-                    EnsureTransposed(a.K, a.Ldkv, a.Tk, hs, kt, Tkp, flags, c, w / Chunk);
-                    Scores(a.Q, a.Ldq, i0, rows, hs, kt + j0, Tkp, w, s, discard, a.Scale);
+                    EnsureTransposed(a.K, a.Ldkv, a.Tk, hs, kt, ldt, flags, c, w / Chunk);
+                    Scores(a.Q, a.Ldq, i0, rows, hs, kt + j0, ldt, w, s, discard, a.Scale);
                     pairs += (long)rows * w;
                     for (int r = 0; r < rows; r++)
                     {
@@ -141,66 +143,12 @@ public static unsafe partial class SparseAttentionHead
         Interlocked.Add(ref _pairs, pairs);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Backward(in HeadProblem a, in KeySet ks)
-    {
-        if (ks.Bits != null) { BackwardGathered(a, ks); return; }
-        int hs = a.Hs, Tkp = (a.Tk + 15) & ~15, chunks = Tkp / Chunk, ldOut = a.LdOut != 0 ? a.LdOut : a.Ldo;
-        var buf = _buffers ??= new Buffers();
-        float* kt = Pin(ref buf.Kt, 2L * hs * Math.Max(Tkp, Chunk)), vt = kt + (long)hs * Math.Max(Tkp, Chunk);
-        int* flags = Pin(ref buf.Flags, 2 * chunks);
-        int* runs = Pin(ref buf.Runs, 2 * chunks + 2);
-        ulong* union = Pin(ref buf.Union, Math.Max(1, ks.Words));
-        float* p = Pin(ref buf.Tile, TileFloats(hs));
-        float* ds = p + Rows * Group, temp = ds + Rows * Group, dq = temp + Rows * hs, discard = dq + Rows * hs;
-        float* dd = discard + Math.Max(Group, hs) + 2 * Rows;
-        new Span<int>(flags, 2 * chunks).Clear();
-        for (int i0 = 0; i0 < a.Tq; i0 += Rows)
-        {
-            int rows = Math.Min(Rows, a.Tq - i0);
-            int runCount = TileRuns(ks, i0, rows, a.Tk, runs, union);
-            if (runCount == 0) continue;
-            for (int r = 0; r < rows; r++)
-                dd[r] = Dot(a.DOut + (long)(i0 + r) * a.Ldo, a.Out + (long)(i0 + r) * ldOut, hs);   // D = dO · O
-            new Span<float>(dq, Rows * hs).Clear();
-            for (int ri = 0; ri < runCount; ri++)
-            {
-                int c0 = runs[2 * ri], c1 = runs[2 * ri + 1];
-                for (int c = c0; c < c1; c += Group / Chunk)
-                {
-                    int j0 = c * Chunk, w = Math.Min(c1 - c, Group / Chunk) * Chunk, kLen = Math.Min(w, a.Tk - j0);
-                    EnsureTransposed(a.K, a.Ldkv, a.Tk, hs, kt, Tkp, flags, c, w / Chunk);
-                    EnsureTransposed(a.V, a.Ldkv, a.Tk, hs, vt, Tkp, flags + chunks, c, w / Chunk);
-                    Scores(a.Q, a.Ldq, i0, rows, hs, kt + j0, Tkp, w, p, discard, a.Scale);
-                    // in the forward pass this was: y = P · V, so dP = dO · Vᵀ
-                    Scores(a.DOut, a.Ldo, i0, rows, hs, vt + j0, Tkp, w, ds, discard, 1f);
-                    for (int r = 0; r < rows; r++)
-                    {
-                        float* row = p + r * Group;
-                        float lse = a.Lse[(long)(i0 + r) * a.LdLse];
-                        MaskRow(row, ks, i0 + r, j0, w);
-                        if (lse == float.NegativeInfinity) new Span<float>(row, w).Clear();
-                        else ExpRowFixed(row, w, lse);
-                        // softmax backward: dS = P ⊙ (dP − D) · scale
-                        SoftmaxGrad(row, ds + r * Group, w, dd[r], a.Scale);
-                    }
-                    // in the forward pass this was: s = q · kᵀ · scale, so dQ += dS · K, dK += dSᵀ · Q; and dV += Pᵀ · dO
-                    AttentionTiles.Rows8(kLen, ds, Group, 1, rows, a.K + (long)j0 * a.Ldkv, a.Ldkv, hs, temp, hs, discard, 1f);
-                    AddRows(dq, temp, rows * hs);
-                    for (int k0 = 0; k0 < kLen; k0 += Rows)
-                    {
-                        int keys = Math.Min(Rows, kLen - k0);
-                        AttentionTiles.Rows8(rows, ds + k0, 1, Group, keys, a.Q + (long)i0 * a.Ldq, a.Ldq, hs, temp, hs, discard, 1f);
-                        AddStrided(a.DK + (long)(j0 + k0) * a.Ldkv, a.Ldkv, temp, keys, hs);
-                        AttentionTiles.Rows8(rows, p + k0, 1, Group, keys, a.DOut + (long)i0 * a.Ldo, a.Ldo, hs, temp, hs, discard, 1f);
-                        AddStrided(a.DV + (long)(j0 + k0) * a.Ldkv, a.Ldkv, temp, keys, hs);
-                    }
-                }
-            }
-            AddStridedFrom(a.DQ + (long)i0 * a.Ldq, a.Ldq, dq, rows, hs);
-        }
-    }
-
+    /// <summary>
+    /// Backward of <see cref="Forward"/>, key-block major for every key set (see SparseAttentionHead.Gathered.cs): a range
+    /// key set lists, for each block of 64 keys, the rows whose range touches it, so dK and dV of the block are summed
+    /// in a 64 × hs accumulator with 64-deep reductions (FlashAttention-2) instead of 8 query rows at a time through memory.
+    /// </summary>
+    public static void Backward(in HeadProblem a, in KeySet ks) => BackwardGathered(a, ks);
 
     /// <summary>
     /// The chunk runs [c0, c1) that rows i0..i0+rows of the tile see (their union), as pairs in runs; returns their count.
@@ -245,16 +193,20 @@ public static unsafe partial class SparseAttentionHead
         return count;
     }
 
-    /// <summary>Transposes chunks [c, c + n) of X (Tk rows, stride ld) into xt (hs × Tkp) where not done yet (flags); keys past Tk are 0.</summary>
+    /// <summary>
+    /// Transposes chunks [c, c + n) of X (Tk rows, stride ld) into xt (hs rows of stride ldt) where not done yet (flags);
+    /// keys past Tk are 0. ldt is the padded key count plus one chunk: at a power-of-two stride (T = 16k: 64 KB) the hs
+    /// rows a score tile reads would all fall into one L1 set.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void EnsureTransposed(float* x, int ld, int Tk, int hs, float* xt, int Tkp, int* flags, int c, int n)
+    static void EnsureTransposed(float* x, int ld, int Tk, int hs, float* xt, int ldt, int* flags, int c, int n)
     {
         for (int ch = c; ch < c + n; ch++)
         {
             if (flags[ch] != 0) continue;
             flags[ch] = 1;
             int j0 = ch * Chunk, valid = Math.Min(Chunk, Tk - j0);
-            GatheredTiles.TransposeInto(x + (long)j0 * ld, valid, hs, ld, xt + j0, Tkp, Chunk);
+            GatheredTiles.TransposeInto(x + (long)j0 * ld, valid, hs, ld, xt + j0, ldt, Chunk);
         }
     }
 
@@ -364,8 +316,6 @@ public static unsafe partial class SparseAttentionHead
             for (int k = 0; k < hs; k += 16) (Vector512.Load(d + k) + Vector512.Load(s + k)).Store(d + k);
         }
     }
-
-    static void AddStridedFrom(float* dst, int ld, float* src, int rows, int hs) => AddStrided(dst, ld, src, rows, hs);
 
     static float Dot(float* x, float* y, int n)
     {
