@@ -11,7 +11,7 @@ namespace NanoSparse.Bench;
 /// in 64×64 blocks, at every T) and, up to T = 4096, the dense pattern of the sparse kernels (FlashAttention over
 /// <see cref="SparseAttentionHead"/>: the yardstick past 4096 before FlashAttention landed), against each sparse pattern
 /// (<see cref="SparseAttention"/>). Forward, and forward + backward, timed in rounds that alternate the contenders'
-/// order; figures are medians over rounds. The fraction of pairs is what the pattern's tiles evaluated (whole 16-key
+/// order after one untimed forward + backward of each; figures are medians over rounds. The fraction of pairs is what the pattern's tiles evaluated (whole 16-key
 /// chunks, masked lanes included) over the T(T+1)/2 causal pairs per head; the selection scores (q against one mean
 /// key per block: at most 1/block of the pairs) are not counted.
 /// </summary>
@@ -121,7 +121,11 @@ public static class AttentionBench
                     }));
             }
             var rows = contenders.Select(c => new Result(T, c.Name, c.Pattern, [], [])).ToList();
-            for (int i = 0; i < contenders.Count; i++) rows[i].Fraction = contenders[i].Fraction();   // also the warm-up
+            for (int i = 0; i < contenders.Count; i++)
+            {
+                rows[i].Fraction = contenders[i].Fraction();   // also the forward pass's warm-up
+                contenders[i].Backward();   // and the backward pass's: no timed round pays for first-call JIT tiers or buffers
+            }
             var order = Enumerable.Range(0, contenders.Count).ToList();
             for (int round = 0; round < rounds; round++)
             {

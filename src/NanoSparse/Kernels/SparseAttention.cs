@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace NanoSparse.Kernels;
 
@@ -188,6 +189,7 @@ public static unsafe class SparseAttention
         return x;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void ForwardItem(ref Args a, int bh)
     {
         var x = Locate(ref a, bh);
@@ -228,10 +230,13 @@ public static unsafe class SparseAttention
         {
             float* g = x.Gates + (long)i * 3 * NH + x.H, yi = x.Y + (long)i * a.C;
             long k = (long)i * a.KeptWidth;
-            for (int d = 0; d < hs; d++) yi[d] = g[0] * oc[k + d] + g[NH] * os[k + d] + g[2 * NH] * ow[k + d];
+            Vector512<float> g0 = Vector512.Create(g[0]), g1 = Vector512.Create(g[NH]), g2 = Vector512.Create(g[2 * NH]);
+            for (int d = 0; d < hs; d += 16)
+                (g0 * Vector512.Load(oc + k + d) + g1 * Vector512.Load(os + k + d) + g2 * Vector512.Load(ow + k + d)).Store(yi + d);
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void BackwardItem(ref Args a, int bh)
     {
         var x = Locate(ref a, bh);
@@ -264,9 +269,15 @@ public static unsafe class SparseAttention
             for (int branch = 0; branch < 3; branch++)
             {
                 float* o = oc + branch * a.C + k, d = dob + ((long)branch * T + t) * hs;
-                float gb = g[branch * NH], dot = 0;
-                for (int e = 0; e < hs; e++) { d[e] = gb * dy[e]; dot += dy[e] * o[e]; }
-                dg[branch * NH] = dot;
+                var gb = Vector512.Create(g[branch * NH]);
+                var dot = Vector512<float>.Zero;
+                for (int e = 0; e < hs; e += 16)
+                {
+                    var dye = Vector512.Load(dy + e);
+                    (gb * dye).Store(d + e);
+                    dot = Vector512.FusedMultiplyAdd(dye, Vector512.Load(o + e), dot);
+                }
+                dg[branch * NH] = Vector512.Sum(dot);
             }
         }
         hp.Ldo = hs;   // branch gradients are (T, hs); the branch outputs live in kept (stride W)
@@ -281,12 +292,16 @@ public static unsafe class SparseAttention
             cmp.Out = oc; cmp.DOut = dob;
             BackwardWithStrides(cmp, CompressedKeys(ref a, buf), W);
             // in the forward pass this was: K̃_i = mean(K[i·Stride, i·Stride + Block)), and Ṽ likewise
-            float inv = 1f / p.Block;
+            var inv = Vector512.Create(1f / p.Block);
             for (int i = 0; i < Tc; i++)
                 for (int j = i * p.Stride; j < i * p.Stride + p.Block; j++)
                 {
                     float* dk = x.DK + (long)j * a.Ldkv, dv = x.DV + (long)j * a.Ldkv, gk = dkc + (long)i * hs, gv = dkc + (long)(Tc + i) * hs;
-                    for (int e = 0; e < hs; e++) { dk[e] += gk[e] * inv; dv[e] += gv[e] * inv; }
+                    for (int e = 0; e < hs; e += 16)
+                    {
+                        Vector512.FusedMultiplyAdd(Vector512.Load(gk + e), inv, Vector512.Load(dk + e)).Store(dk + e);
+                        Vector512.FusedMultiplyAdd(Vector512.Load(gv + e), inv, Vector512.Load(dv + e)).Store(dv + e);
+                    }
                 }
         }
         var slc = hp;
@@ -297,21 +312,15 @@ public static unsafe class SparseAttention
         BackwardWithStrides(win, KeySets(ref a, buf, x, AttentionKind.Window, null), W);
     }
 
-    /// <summary>
-    /// The head kernel reads Out and DOut with one stride; NSA's branch outputs (in kept, stride W) and their gradients
-    /// (stride hs) differ, so the branch output is copied next to its gradient first.
-    /// </summary>
+    /// <summary>NSA's branch outputs live in kept (stride W) and their gradients in a (T, hs) buffer: Out gets its own stride.</summary>
     static void BackwardWithStrides(HeadProblem hp, in KeySet ks, int keptWidth)
     {
-        var buf = _buffers!;
-        int T = hp.Tq, hs = hp.Hs;
-        float* o = SparseAttentionHead.Pin(ref buf.Scores, (long)T * hs);
-        for (int t = 0; t < T; t++) new Span<float>(hp.Out + (long)t * keptWidth, hs).CopyTo(new Span<float>(o + (long)t * hs, hs));
-        hp.Out = o;
+        hp.LdOut = keptWidth;
         SparseAttentionHead.Backward(hp, ks);
     }
 
     /// <summary>Lo/Hi (and Bits) of every query row for a pattern kind; selected: TopK per row (or null).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static KeySet KeySets(ref Args a, Buffers buf, in Head x, AttentionKind kind, int* selected)
     {
         var p = a.P;
@@ -351,6 +360,8 @@ public static unsafe class SparseAttention
         return ks;
     }
 
+    static readonly Vector512<int> Iota = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Set(ulong* row, int block) => row[block >> 6] |= 1UL << (block & 63);
 
@@ -358,20 +369,16 @@ public static unsafe class SparseAttention
     /// Top-k: for each query row, the TopK complete blocks before its own with the largest q · mean(K_block), written as
     /// ints into kept (−1 past the available ones); returns the first row's list (stride KeptWidth).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static int* Select(ref Args a, Buffers buf, in Head x, float scale)
     {
         var p = a.P;
         int hs = x.Hs, nb = a.Tk / p.Block, nbp = Math.Max(16, (nb + 15) & ~15);
         float* meanT = SparseAttentionHead.Pin(ref buf.SummaryT, (long)hs * nbp);
-        // mean of each complete block of keys, transposed: meanT[d, kb] = Σ_j K[kb·Block + j, d] / Block
-        new Span<float>(meanT, hs * nbp).Clear();
-        float inv = 1f / p.Block;
-        for (int kb = 0; kb < nb; kb++)
-            for (int j = kb * p.Block; j < (kb + 1) * p.Block; j++)
-            {
-                float* k = x.K + (long)j * a.Ldkv;
-                for (int d = 0; d < hs; d++) meanT[(long)d * nbp + kb] += k[d] * inv;
-            }
+        float* means = SparseAttentionHead.Pin(ref buf.Summary, (long)Math.Max(1, nb) * hs);
+        // mean of each complete block of keys (nb, hs), then transposed: meanT[d, kb] = Σ_j K[kb·Block + j, d] / Block
+        for (int kb = 0; kb < nb; kb++) BlockMean(x.K + (long)kb * p.Block * a.Ldkv, a.Ldkv, p.Block, hs, means + (long)kb * hs);
+        GatheredTiles.TransposeInto(means, nb, hs, hs, meanT, nbp, nbp);
         int* first = (int*)(x.Kept + a.NH) + x.H * p.TopK;
         ScoreAndSelect(ref a, buf, x, meanT, nbp, nb, first, importance: false);
         return (int*)(x.Kept + a.NH);
@@ -383,13 +390,14 @@ public static unsafe class SparseAttention
     /// compressed blocks i that overlap block kb, with summaryT the compressed keys and nbp their padded count).
     /// Ties go to the lower block. sel: row 0's list, rows KeptWidth floats apart.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void ScoreAndSelect(ref Args a, Buffers buf, in Head x, float* summaryT, int ldSummary, int count, int* sel, bool importance)
     {
         var p = a.P;
         int hs = x.Hs, K = p.TopK;
         float* s = SparseAttentionHead.Pin(ref buf.Scores, 4L * ldSummary + 16 + 2 * (a.Tk / p.Block + 1));
         float* discard = s + 4L * ldSummary;   // 16 floats, unused rows
-        float* rank = s + 4L * ldSummary + 16;   // per candidate block: its score
+        float* ranks = s + 4L * ldSummary + 16, rank;   // per candidate block: its score
         for (int i0 = 0; i0 < a.Tq; i0 += 4)
         {
             int n = Math.Min(4, a.Tq - i0);
@@ -411,24 +419,39 @@ public static unsafe class SparseAttention
                 if (importance)
                 {
                     int nc = Math.Min(count, p.CompressedBlocks(t + 1));
+                    // e_i = exp((s_i − max) / √hs) over the visible compressed blocks, 0 past them
                     float max = float.NegativeInfinity;
                     for (int i = 0; i < nc; i++) max = MathF.Max(max, row[i]);
-                    for (int kb = 0; kb < qb; kb++) rank[kb] = 0;
-                    for (int i = 0; i < nc; i++)
+                    var vmax = Vector512.Create(max);
+                    var vscale = Vector512.Create(1f / MathF.Sqrt(hs));
+                    for (int i = 0; i < nc; i += 16)
                     {
-                        float e = MathF.Exp((row[i] - max) * (1f / MathF.Sqrt(hs)));
-                        // compressed block i covers [i·Stride, i·Stride + Block): selection blocks kb with kb·Block in that range's reach
-                        int first = i * p.Stride / p.Block, lastBlock = (i * p.Stride + p.Block - 1) / p.Block;
-                        for (int kb = first; kb <= lastBlock && kb < qb; kb++) rank[kb] += e;
+                        var e = VectorExp.Exp((Vector512.Load(row + i) - vmax) * vscale);
+                        var seen = Vector512.LessThan(Iota + Vector512.Create(i), Vector512.Create(nc)).AsSingle();
+                        Vector512.ConditionalSelect(seen, e, Vector512<float>.Zero).Store(row + i);
+                    }
+                    if (p.Stride == p.Block)
+                        rank = row;   // compressed block i is selection block i
+                    else
+                    {
+                        rank = ranks;
+                        for (int kb = 0; kb < qb; kb++) rank[kb] = 0;
+                        for (int i = 0; i < nc; i++)
+                        {
+                            // compressed block i covers [i·Stride, i·Stride + Block): selection blocks kb with kb·Block in that range's reach
+                            int first = i * p.Stride / p.Block, lastBlock = (i * p.Stride + p.Block - 1) / p.Block;
+                            for (int kb = first; kb <= lastBlock && kb < qb; kb++) rank[kb] += row[i];
+                        }
                     }
                 }
-                else for (int kb = 0; kb < qb; kb++) rank[kb] = row[kb];
+                else rank = row;
                 TopK(rank, qb, K, out_);
             }
         }
     }
 
     /// <summary>The indices of the k largest of score[0..n) (ties: lower index first) into out, in descending order of score.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void TopK(float* score, int n, int k, int* out_)
     {
         int m = 0;   // out_[0..m) sorted by (score desc, index asc)
@@ -446,23 +469,31 @@ public static unsafe class SparseAttention
     /// NSA's compressed keys and values of one head: (Tc, hs) each, block means of Block positions every Stride
     /// positions, side by side in one buffer (keys, then values); also their transposed keys for the selection scores.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float* Compress(ref Args a, Buffers buf, in Head x, int Tc)
     {
         var p = a.P;
         int hs = x.Hs;
         float* kc = SparseAttentionHead.Pin(ref buf.Compressed, 2L * Math.Max(1, Tc) * hs);
-        float inv = 1f / p.Block;
         for (int i = 0; i < Tc; i++)
         {
-            float* ki = kc + (long)i * hs, vi = kc + (long)(Tc + i) * hs;
-            for (int d = 0; d < hs; d++) { ki[d] = 0; vi[d] = 0; }
-            for (int j = i * p.Stride; j < i * p.Stride + p.Block; j++)
-            {
-                float* k = x.K + (long)j * a.Ldkv, v = x.V + (long)j * a.Ldkv;
-                for (int d = 0; d < hs; d++) { ki[d] += k[d] * inv; vi[d] += v[d] * inv; }
-            }
+            BlockMean(x.K + (long)i * p.Stride * a.Ldkv, a.Ldkv, p.Block, hs, kc + (long)i * hs);
+            BlockMean(x.V + (long)i * p.Stride * a.Ldkv, a.Ldkv, p.Block, hs, kc + (long)(Tc + i) * hs);
         }
         return kc;
+    }
+
+    /// <summary>mean (hs) = Σ_{j &lt; count} x[j·ld ..] / count, summed in vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void BlockMean(float* x, int ld, int count, int hs, float* mean)
+    {
+        var inv = Vector512.Create(1f / count);
+        for (int d = 0; d < hs; d += 16)
+        {
+            var acc = Vector512<float>.Zero;
+            for (int j = 0; j < count; j++) acc += Vector512.Load(x + (long)j * ld + d);
+            (acc * inv).Store(mean + d);
+        }
     }
 
     /// <summary>Keys of NSA's compressed branch: query t sees compressed blocks i with i·Stride + Block − 1 ≤ t.</summary>
@@ -474,6 +505,7 @@ public static unsafe class SparseAttention
     }
 
     /// <summary>NSA's selection: top blocks by the compressed attention's probabilities, written into kept; returns row 0's list.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static int* SelectNsa(ref Args a, Buffers buf, in Head x, float* kc, int Tc, float scale)
     {
         var p = a.P;

@@ -17,26 +17,29 @@ public unsafe struct KeySet
 
 /// <summary>
 /// One head's attention problem: Q (Tq rows, row stride Ldq), K and V (Tk rows, stride Ldkv), head size Hs (a
-/// multiple of 16). Forward writes Out (Tq, stride Ldo) and Lse (Tq, stride LdLse). Backward reads DOut (stride Ldo), Out and Lse
-/// and ADDS into DQ (stride Ldq), DK and DV (stride Ldkv).
+/// multiple of 16). Forward writes Out (Tq, stride Ldo) and Lse (Tq, stride LdLse). Backward reads DOut (stride Ldo), Out
+/// (stride LdOut, 0: Ldo) and Lse and ADDS into DQ (stride Ldq), DK and DV (stride Ldkv).
 /// </summary>
 public unsafe struct HeadProblem
 {
     public float* Q, K, V, Out, Lse, DOut, DQ, DK, DV;
     public int Ldq, Ldkv, Ldo, LdLse, Tq, Tk, Hs;   // LdLse: stride of Lse
+    public int LdOut;   // stride of Out in Backward when it differs from DOut's (0: Ldo)
     public float Scale;
 }
 
 /// <summary>
-/// Softmax attention of one head over an arbitrary per-row key set (<see cref="KeySet"/>), FlashAttention style:
-/// queries in tiles of 8 rows, keys in chunks of 16 (up to 64 at a time); a tile visits only the chunks that some of
-/// its rows see, masks the rest of each chunk per row, and keeps a running max, sum and output per row (online
-/// softmax), so nothing of size Tq×Tk exists. Backward recomputes P = exp(s − lse) chunk by chunk (FlashAttention-2):
-///   D_i = dO_i · O_i,  dP = dO · Vᵀ,  dS = P ⊙ (dP − D) · scale,  dQ += dS · K,  dK += dSᵀ · Q,  dV += Pᵀ · dO.
-/// K and V are transposed (for the Q·Kᵀ and dO·Vᵀ tiles) lazily, one 16-key chunk at a time, only where visited:
-/// a sliding window at decode touches w keys, not the whole cache. The products run on <see cref="AttentionTiles"/>.
+/// Softmax attention of one head over an arbitrary per-row key set (<see cref="KeySet"/>), FlashAttention style.
+/// Forward of a range key set (Bits null: windows, causal, NSA's compressed keys): queries in tiles of 8 rows, keys
+/// in chunks of 16 (up to 64 at a time); a tile visits only the chunks that some of its rows see, masks the rest of
+/// each chunk per row, and keeps a running max, sum and output per row (online softmax), so nothing of size Tq×Tk
+/// exists. K is transposed (for the Q·Kᵀ tiles) lazily, one 16-key chunk at a time, only where visited: a sliding
+/// window at decode touches w keys, not the whole cache. Key sets with selected blocks, and every backward pass, run
+/// key-block major on gathered rows (SparseAttentionHead.Gathered.cs). Backward recomputes P = exp(s − lse)
+/// (FlashAttention-2): D_i = dO_i · O_i,  dP = dO · Vᵀ,  dS = P ⊙ (dP − D) · scale,  dQ += dS · K,  dK += dSᵀ · Q,
+/// dV += Pᵀ · dO. The products run on <see cref="AttentionTiles"/> and <see cref="GatheredTiles"/>.
 /// </summary>
-public static unsafe class SparseAttentionHead
+public static unsafe partial class SparseAttentionHead
 {
     /// <summary>Query rows per tile.</summary>
     public const int Rows = 8;
@@ -80,12 +83,13 @@ public static unsafe class SparseAttentionHead
     public static long PairsEvaluated => Interlocked.Read(ref _pairs);
     public static void ResetPairs() => Interlocked.Exchange(ref _pairs, 0);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Forward(in HeadProblem a, in KeySet ks)
     {
         if (ks.Bits != null) { ForwardGathered(a, ks); return; }
-        int hs = a.Hs, Tkp = (a.Tk + 15) & ~15, chunks = Tkp / Chunk;
+        int hs = a.Hs, Tkp = (a.Tk + 15) & ~15, chunks = Tkp / Chunk, ldt = Tkp + Chunk;
         var buf = _buffers ??= new Buffers();
-        float* kt = Pin(ref buf.Kt, (long)hs * Math.Max(Tkp, Chunk));
+        float* kt = Pin(ref buf.Kt, (long)hs * ldt);
         int* flags = Pin(ref buf.Flags, chunks);
         int* runs = Pin(ref buf.Runs, 2 * chunks + 2);
         ulong* union = Pin(ref buf.Union, Math.Max(1, ks.Words));
@@ -106,8 +110,8 @@ public static unsafe class SparseAttentionHead
                 for (int c = c0; c < c1; c += Group / Chunk)
                 {
                     int j0 = c * Chunk, w = Math.Min(c1 - c, Group / Chunk) * Chunk;
-                    EnsureTransposed(a.K, a.Ldkv, a.Tk, hs, kt, Tkp, flags, c, w / Chunk);
-                    Scores(a.Q, a.Ldq, i0, rows, hs, kt + j0, Tkp, w, s, discard, a.Scale);
+                    EnsureTransposed(a.K, a.Ldkv, a.Tk, hs, kt, ldt, flags, c, w / Chunk);
+                    Scores(a.Q, a.Ldq, i0, rows, hs, kt + j0, ldt, w, s, discard, a.Scale);
                     pairs += (long)rows * w;
                     for (int r = 0; r < rows; r++)
                     {
@@ -139,243 +143,17 @@ public static unsafe class SparseAttentionHead
         Interlocked.Add(ref _pairs, pairs);
     }
 
-    public static void Backward(in HeadProblem a, in KeySet ks)
-    {
-        if (ks.Bits != null) { BackwardGathered(a, ks); return; }
-        int hs = a.Hs, Tkp = (a.Tk + 15) & ~15, chunks = Tkp / Chunk;
-        var buf = _buffers ??= new Buffers();
-        float* kt = Pin(ref buf.Kt, 2L * hs * Math.Max(Tkp, Chunk)), vt = kt + (long)hs * Math.Max(Tkp, Chunk);
-        int* flags = Pin(ref buf.Flags, 2 * chunks);
-        int* runs = Pin(ref buf.Runs, 2 * chunks + 2);
-        ulong* union = Pin(ref buf.Union, Math.Max(1, ks.Words));
-        float* p = Pin(ref buf.Tile, TileFloats(hs));
-        float* ds = p + Rows * Group, temp = ds + Rows * Group, dq = temp + Rows * hs, discard = dq + Rows * hs;
-        float* dd = discard + Math.Max(Group, hs) + 2 * Rows;
-        new Span<int>(flags, 2 * chunks).Clear();
-        for (int i0 = 0; i0 < a.Tq; i0 += Rows)
-        {
-            int rows = Math.Min(Rows, a.Tq - i0);
-            int runCount = TileRuns(ks, i0, rows, a.Tk, runs, union);
-            if (runCount == 0) continue;
-            for (int r = 0; r < rows; r++)
-                dd[r] = Dot(a.DOut + (long)(i0 + r) * a.Ldo, a.Out + (long)(i0 + r) * a.Ldo, hs);   // D = dO · O
-            new Span<float>(dq, Rows * hs).Clear();
-            for (int ri = 0; ri < runCount; ri++)
-            {
-                int c0 = runs[2 * ri], c1 = runs[2 * ri + 1];
-                for (int c = c0; c < c1; c += Group / Chunk)
-                {
-                    int j0 = c * Chunk, w = Math.Min(c1 - c, Group / Chunk) * Chunk, kLen = Math.Min(w, a.Tk - j0);
-                    EnsureTransposed(a.K, a.Ldkv, a.Tk, hs, kt, Tkp, flags, c, w / Chunk);
-                    EnsureTransposed(a.V, a.Ldkv, a.Tk, hs, vt, Tkp, flags + chunks, c, w / Chunk);
-                    Scores(a.Q, a.Ldq, i0, rows, hs, kt + j0, Tkp, w, p, discard, a.Scale);
-                    // in the forward pass this was: y = P · V, so dP = dO · Vᵀ
-                    Scores(a.DOut, a.Ldo, i0, rows, hs, vt + j0, Tkp, w, ds, discard, 1f);
-                    for (int r = 0; r < rows; r++)
-                    {
-                        float* row = p + r * Group;
-                        float lse = a.Lse[(long)(i0 + r) * a.LdLse];
-                        MaskRow(row, ks, i0 + r, j0, w);
-                        if (lse == float.NegativeInfinity) new Span<float>(row, w).Clear();
-                        else ExpRowFixed(row, w, lse);
-                        // softmax backward: dS = P ⊙ (dP − D) · scale
-                        SoftmaxGrad(row, ds + r * Group, w, dd[r], a.Scale);
-                    }
-                    // in the forward pass this was: s = q · kᵀ · scale, so dQ += dS · K, dK += dSᵀ · Q; and dV += Pᵀ · dO
-                    AttentionTiles.Rows8(kLen, ds, Group, 1, rows, a.K + (long)j0 * a.Ldkv, a.Ldkv, hs, temp, hs, discard, 1f);
-                    AddRows(dq, temp, rows * hs);
-                    for (int k0 = 0; k0 < kLen; k0 += Rows)
-                    {
-                        int keys = Math.Min(Rows, kLen - k0);
-                        AttentionTiles.Rows8(rows, ds + k0, 1, Group, keys, a.Q + (long)i0 * a.Ldq, a.Ldq, hs, temp, hs, discard, 1f);
-                        AddStrided(a.DK + (long)(j0 + k0) * a.Ldkv, a.Ldkv, temp, keys, hs);
-                        AttentionTiles.Rows8(rows, p + k0, 1, Group, keys, a.DOut + (long)i0 * a.Ldo, a.Ldo, hs, temp, hs, discard, 1f);
-                        AddStrided(a.DV + (long)(j0 + k0) * a.Ldkv, a.Ldkv, temp, keys, hs);
-                    }
-                }
-            }
-            AddStridedFrom(a.DQ + (long)i0 * a.Ldq, a.Ldq, dq, rows, hs);
-        }
-    }
-
-
-    // ---- Key sets with selected blocks (block-sparse, top-k, NSA's selected branch): key-block major ----
-    // Rows that selected different blocks would make a tile of consecutive rows visit the union of their blocks (up to
-    // 8x the work at random). Instead each key block gathers the rows that selected it (MoBA's varlen layout on a CPU):
-    // tiles of up to 8 gathered rows against the block's keys, each row keeping its running max, sum and output in a
-    // (Tq, hs) state across the blocks. Blocks go in ascending order, so a row sees its keys in the same order whether
-    // it is computed with others (training) or alone (decode).
-
-    /// <summary>Rows of each key block (CSR: lists[start[b] .. start[b + 1]) ascending); returns the start array (nb + 1).</summary>
-    static int* BlockLists(in KeySet ks, int Tq, int Tk, Buffers buf, out int* lists)
-    {
-        int BS = ks.BlockSize, nb = (Tk + BS - 1) / BS, W = ks.Words;
-        int* start = Pin(ref buf.Runs, 2L * (nb + 1)), cursor = start + nb + 1;
-        new Span<int>(start, nb + 1).Clear();
-        lists = null;
-        for (int pass = 0; pass < 2; pass++)
-        {
-            if (pass == 1)
-            {
-                for (int b = 0; b < nb; b++) start[b + 1] += start[b];   // start[b]: rows listed before block b
-                for (int b = 0; b <= nb; b++) cursor[b] = start[b];
-                lists = Pin(ref buf.Lists, start[nb]);
-            }
-            for (int i = 0; i < Tq; i++)
-            {
-                int lo = ks.Lo[i], hi = Math.Min(ks.Hi[i], Tk);
-                if (hi <= lo) continue;
-                ulong* bits = ks.Bits + (long)i * W;
-                for (int w = 0; w < W; w++)
-                {
-                    ulong word = bits[w];
-                    while (word != 0)
-                    {
-                        int b = w * 64 + System.Numerics.BitOperations.TrailingZeroCount(word);
-                        word &= word - 1;
-                        if (b >= nb || (b + 1) * BS <= lo || b * BS >= hi) continue;
-                        if (pass == 0) start[b + 1]++;
-                        else lists[cursor[b]++] = i;
-                    }
-                }
-            }
-        }
-        return start;
-    }
-
-    static void ForwardGathered(in HeadProblem a, in KeySet ks)
-    {
-        int hs = a.Hs, Tkp = (a.Tk + 15) & ~15, chunks = Tkp / Chunk, BS = ks.BlockSize, nb = (a.Tk + BS - 1) / BS;
-        var buf = _buffers ??= new Buffers();
-        float* kt = Pin(ref buf.Kt, (long)hs * Math.Max(Tkp, Chunk));
-        int* flags = Pin(ref buf.Flags, chunks);
-        float* state = Pin(ref buf.State, (long)a.Tq * (hs + 2));
-        float* o = state, m = state + (long)a.Tq * hs, l = m + a.Tq;
-        float* s = Pin(ref buf.Tile, TileFloats(hs));
-        float* temp = s + 2 * Rows * Group, discard = temp + 2 * Rows * hs;
-        new Span<int>(flags, chunks).Clear();
-        new Span<float>(o, a.Tq * hs).Clear();
-        for (int i = 0; i < a.Tq; i++) { m[i] = float.NegativeInfinity; l[i] = 0; }
-        int* start = BlockLists(ks, a.Tq, a.Tk, buf, out int* lists);
-        int* rowIdx = stackalloc int[Rows];
-        long pairs = 0;
-        for (int b = 0; b < nb; b++)
-        {
-            int end = Math.Min((b + 1) * BS, Tkp);
-            for (int c = b * BS; c < end; c += Group)
-            {
-                int w = Math.Min(Group, end - c), kLen = Math.Min(w, a.Tk - c);
-                EnsureTransposed(a.K, a.Ldkv, a.Tk, hs, kt, Tkp, flags, c / Chunk, w / Chunk);
-                for (int g0 = start[b]; g0 < start[b + 1]; g0 += Rows)
-                {
-                    int rows = Math.Min(Rows, start[b + 1] - g0);
-                    for (int r = 0; r < rows; r++) rowIdx[r] = lists[g0 + r];
-                    ScoresGathered(a.Q, a.Ldq, rowIdx, rows, hs, kt + c, Tkp, w, s, discard, a.Scale);
-                    pairs += (long)rows * w;
-                    for (int r = 0; r < rows; r++)
-                    {
-                        int i = rowIdx[r];
-                        float* row = s + r * Group;
-                        float mNew = MathF.Max(m[i], MaskRow(row, ks, i, c, w));
-                        if (mNew == float.NegativeInfinity) { new Span<float>(row, w).Clear(); continue; }
-                        float alpha = MathF.Exp(m[i] - mNew);
-                        float sum = ExpRow(row, w, mNew);
-                        l[i] = l[i] * alpha + sum;
-                        m[i] = mNew;
-                        if (alpha != 1f) Scale(o + (long)i * hs, hs, alpha);
-                    }
-                    AttentionTiles.Rows8(kLen, s, Group, 1, rows, a.V + (long)c * a.Ldkv, a.Ldkv, hs, temp, hs, discard, 1f);
-                    for (int r = 0; r < rows; r++) AddRows(o + (long)rowIdx[r] * hs, temp + r * hs, hs);
-                }
-            }
-        }
-        for (int i = 0; i < a.Tq; i++)
-        {
-            float* y = a.Out + (long)i * a.Ldo, lse = a.Lse + (long)i * a.LdLse;
-            if (l[i] == 0) { new Span<float>(y, hs).Clear(); *lse = float.NegativeInfinity; continue; }
-            var inv = Vector512.Create(1f / l[i]);
-            for (int p = 0; p < hs; p += 16) (Vector512.Load(o + (long)i * hs + p) * inv).Store(y + p);
-            *lse = m[i] + MathF.Log(l[i]);
-        }
-        Interlocked.Add(ref _pairs, pairs);
-    }
-
-    static void BackwardGathered(in HeadProblem a, in KeySet ks)
-    {
-        int hs = a.Hs, Tkp = (a.Tk + 15) & ~15, chunks = Tkp / Chunk, BS = ks.BlockSize, nb = (a.Tk + BS - 1) / BS;
-        var buf = _buffers ??= new Buffers();
-        long ktLen = (long)hs * Math.Max(Tkp, Chunk);
-        float* kt = Pin(ref buf.Kt, 2 * ktLen), vt = kt + ktLen;
-        int* flags = Pin(ref buf.Flags, 2 * chunks);
-        float* dd = Pin(ref buf.State, a.Tq + 2L * Rows * hs);
-        float* qg = dd + a.Tq, dog = qg + Rows * hs;   // the tile's gathered q and dO rows
-        float* p = Pin(ref buf.Tile, TileFloats(hs));
-        float* ds = p + Rows * Group, temp = ds + Rows * Group, discard = temp + 2 * Rows * hs;
-        new Span<int>(flags, 2 * chunks).Clear();
-        for (int i = 0; i < a.Tq; i++) dd[i] = Dot(a.DOut + (long)i * a.Ldo, a.Out + (long)i * a.Ldo, hs);   // D = dO · O
-        int* start = BlockLists(ks, a.Tq, a.Tk, buf, out int* lists);
-        int* rowIdx = stackalloc int[Rows];
-        for (int b = 0; b < nb; b++)
-        {
-            int end = Math.Min((b + 1) * BS, Tkp);
-            for (int c = b * BS; c < end; c += Group)
-            {
-                int w = Math.Min(Group, end - c), kLen = Math.Min(w, a.Tk - c);
-                EnsureTransposed(a.K, a.Ldkv, a.Tk, hs, kt, Tkp, flags, c / Chunk, w / Chunk);
-                EnsureTransposed(a.V, a.Ldkv, a.Tk, hs, vt, Tkp, flags + chunks, c / Chunk, w / Chunk);
-                for (int g0 = start[b]; g0 < start[b + 1]; g0 += Rows)
-                {
-                    int rows = Math.Min(Rows, start[b + 1] - g0);
-                    for (int r = 0; r < rows; r++)
-                    {
-                        int i = rowIdx[r] = lists[g0 + r];
-                        new Span<float>(a.Q + (long)i * a.Ldq, hs).CopyTo(new Span<float>(qg + r * hs, hs));
-                        new Span<float>(a.DOut + (long)i * a.Ldo, hs).CopyTo(new Span<float>(dog + r * hs, hs));
-                    }
-                    Scores(qg, hs, 0, rows, hs, kt + c, Tkp, w, p, discard, a.Scale);
-                    // in the forward pass this was: y = P · V, so dP = dO · Vᵀ
-                    Scores(dog, hs, 0, rows, hs, vt + c, Tkp, w, ds, discard, 1f);
-                    for (int r = 0; r < rows; r++)
-                    {
-                        int i = rowIdx[r];
-                        float* row = p + r * Group;
-                        float lse = a.Lse[(long)i * a.LdLse];
-                        MaskRow(row, ks, i, c, w);
-                        if (lse == float.NegativeInfinity) new Span<float>(row, w).Clear();
-                        else ExpRowFixed(row, w, lse);
-                        SoftmaxGrad(row, ds + r * Group, w, dd[i], a.Scale);   // dS = P ⊙ (dP − D) · scale
-                    }
-                    // dQ += dS · K (scattered back to the gathered rows); dK += dSᵀ · Q; dV += Pᵀ · dO
-                    AttentionTiles.Rows8(kLen, ds, Group, 1, rows, a.K + (long)c * a.Ldkv, a.Ldkv, hs, temp, hs, discard, 1f);
-                    for (int r = 0; r < rows; r++) AddRows(a.DQ + (long)rowIdx[r] * a.Ldq, temp + r * hs, hs);
-                    for (int k0 = 0; k0 < kLen; k0 += Rows)
-                    {
-                        int keys = Math.Min(Rows, kLen - k0);
-                        AttentionTiles.Rows8(rows, ds + k0, 1, Group, keys, qg, hs, hs, temp, hs, discard, 1f);
-                        AddStrided(a.DK + (long)(c + k0) * a.Ldkv, a.Ldkv, temp, keys, hs);
-                        AttentionTiles.Rows8(rows, p + k0, 1, Group, keys, dog, hs, hs, temp, hs, discard, 1f);
-                        AddStrided(a.DV + (long)(c + k0) * a.Ldkv, a.Ldkv, temp, keys, hs);
-                    }
-                }
-            }
-        }
-    }
-
-    /// <summary>S (rows × w, stride 64) = alpha · (the gathered rows of X) · Bt[:, 0 : w].</summary>
-    static void ScoresGathered(float* x, int ldx, int* rowIdx, int rows, int hs, float* bt, int ldb, int w, float* s, float* discard, float alpha)
-    {
-        for (int r0 = 0; r0 < rows; r0 += 4)
-        {
-            int n = Math.Min(4, rows - r0);
-            float* Row(int k) => x + (long)rowIdx[r0 + Math.Min(k, n - 1)] * ldx;
-            AttentionTiles.Rows4(hs, Row(0), Row(1), Row(2), Row(3), 1, bt, ldb, w, s + r0 * Group, n > 1 ? s + (r0 + 1) * Group : discard,
-                n > 2 ? s + (r0 + 2) * Group : discard, n > 3 ? s + (r0 + 3) * Group : discard, alpha);
-        }
-    }
+    /// <summary>
+    /// Backward of <see cref="Forward"/>, key-block major for every key set (see SparseAttentionHead.Gathered.cs): a range
+    /// key set lists, for each block of 64 keys, the rows whose range touches it, so dK and dV of the block are summed
+    /// in a 64 × hs accumulator with 64-deep reductions (FlashAttention-2) instead of 8 query rows at a time through memory.
+    /// </summary>
+    public static void Backward(in HeadProblem a, in KeySet ks) => BackwardGathered(a, ks);
 
     /// <summary>
     /// The chunk runs [c0, c1) that rows i0..i0+rows of the tile see (their union), as pairs in runs; returns their count.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static int TileRuns(in KeySet ks, int i0, int rows, int Tk, int* runs, ulong* union)
     {
         int lo = int.MaxValue, hi = 0;
@@ -415,21 +193,20 @@ public static unsafe class SparseAttentionHead
         return count;
     }
 
-    /// <summary>Transposes chunks [c, c + n) of X (Tk rows, stride ld) into xt (hs × Tkp) where not done yet (flags); keys past Tk are 0.</summary>
-    static void EnsureTransposed(float* x, int ld, int Tk, int hs, float* xt, int Tkp, int* flags, int c, int n)
+    /// <summary>
+    /// Transposes chunks [c, c + n) of X (Tk rows, stride ld) into xt (hs rows of stride ldt) where not done yet (flags);
+    /// keys past Tk are 0. ldt is the padded key count plus one chunk: at a power-of-two stride (T = 16k: 64 KB) the hs
+    /// rows a score tile reads would all fall into one L1 set.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void EnsureTransposed(float* x, int ld, int Tk, int hs, float* xt, int ldt, int* flags, int c, int n)
     {
         for (int ch = c; ch < c + n; ch++)
         {
             if (flags[ch] != 0) continue;
             flags[ch] = 1;
             int j0 = ch * Chunk, valid = Math.Min(Chunk, Tk - j0);
-            for (int j = 0; j < Chunk; j++)
-            {
-                float* src = x + (long)(j0 + j) * ld;
-                float* dst = xt + j0 + j;
-                if (j < valid) for (int q = 0; q < hs; q++) dst[(long)q * Tkp] = src[q];
-                else for (int q = 0; q < hs; q++) dst[(long)q * Tkp] = 0f;
-            }
+            GatheredTiles.TransposeInto(x + (long)j0 * ld, valid, hs, ld, xt + j0, ldt, Chunk);
         }
     }
 
@@ -539,8 +316,6 @@ public static unsafe class SparseAttentionHead
             for (int k = 0; k < hs; k += 16) (Vector512.Load(d + k) + Vector512.Load(s + k)).Store(d + k);
         }
     }
-
-    static void AddStridedFrom(float* dst, int ld, float* src, int rows, int hs) => AddStrided(dst, ld, src, rows, hs);
 
     static float Dot(float* x, float* y, int n)
     {
