@@ -23,9 +23,10 @@
 # docs/figures/attention-probe.png and .csv.
 # recall: the purely synthetic associative-recall task (`nanosparse recall-data`: 128 reserved key tokens, 64 value
 # tokens, a record "KV" every ~8 tokens, its query "KV" 0 to block-3 tokens later, log-uniform; data/recall-BLOCK if
-# missing), a 2-layer, 64-wide model with 2 heads and RoPE (rope=true), block ATTN_RECALL_BLOCK (default 512), each
-# pattern scaled to that block (window block/8; blocks of block/32; the same pair fractions as at 1024), then
-# `probe-compare --probe recall` writes docs/figures/attention-recall.png and .csv.
+# missing), a 2-layer, 64-wide model with 2 heads and RoPE (rope=true), lr 1e-3, block ATTN_RECALL_BLOCK (default
+# 256), warm-up 100; patterns at block 256 (key blocks of 16): window 32 (23.4% of the causal pairs), top-k own block
+# + 1 (18.3%), NSA 16/16, top 1, window 16 (about 36%, three branches), block local 2 + global 1 (29.2%); then
+# `probe-compare --probe recall` writes docs/figures/attention-recall.png and .csv. Other blocks keep key blocks of 16.
 # JOBS runs at a time (default 2), THREADS kernel threads each (default 1). Needs data/brown
 # (`nanosparse prepare --corpus brown`) and the CLI built in Release. Run folders go to runs-attn/NAME; a finished run
 # (its .done marker) is not run again, and a run another invocation of this script has claimed (NAME.claim) is left
@@ -91,30 +92,33 @@ case "$MODE" in
       --title "retrieval probe after $ITERS iterations on probe data (block 1024): exact accuracy per pattern"
     ;;
   recall)
-    RB=${ATTN_RECALL_BLOCK:-512}
+    RB=${ATTN_RECALL_BLOCK:-256}
     RDATA=${ATTN_RECALL_DATA:-data/recall-$RB}
     [ -f "$RDATA/meta.json" ] || "$B" recall-data --out "$RDATA" --keys 128 --values 64 --every 8 --min-distance 0 \
       --max-distance $(( RB - 3 )) --reuse-distance "$RB" --train-tokens 8000000 --val-tokens 300000
-    M="--set block_size=$RB --set n_layer=2 --set n_embd=64 --set n_head=2 --set batch_size=8 --set learning_rate=3e-3 --set min_lr=3e-4 --set rope=true"
-    W=$(( RB / 8 )) K=$(( RB / 32 ))
+    # the settings of the README's recall runs: every run saves its last checkpoint (always_save_checkpoint)
+    M="--set block_size=$RB --set n_layer=2 --set n_embd=64 --set n_head=2 --set batch_size=8 --set learning_rate=1e-3"
+    M="$M --set min_lr=1e-4 --set rope=true --set always_save_checkpoint=true --set eval_iters=4 --set log_interval=25"
+    SR="--set max_iters=$ITERS --set lr_decay_iters=$ITERS --set warmup_iters=100 --set eval_interval=500"
+    W=$(( RB / 8 ))
     RPATTERNS=(
       "dense"
       "window --set attention=window --set attn_window=$W"
-      "topk --set attention=topk --set attn_block=$K --set attn_topk=4"
-      "nsa --set attention=nsa --set attn_block=$K --set attn_stride=$K --set attn_topk=2 --set attn_window=$(( W / 2 ))"
-      "block --set attention=block --set attn_block=$K --set attn_local=4 --set attn_global=1"
+      "topk --set attention=topk --set attn_block=16 --set attn_topk=1"
+      "nsa --set attention=nsa --set attn_block=16 --set attn_stride=16 --set attn_topk=1 --set attn_window=16"
+      "block --set attention=block --set attn_block=16 --set attn_local=2 --set attn_global=1"
     )
     for p in "${RPATTERNS[@]}"; do
       while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
       # shellcheck disable=SC2086
-      run_one r$RB-$p --set dataset=$RDATA $M $S &
+      run_one r$RB-$p --set dataset=$RDATA $M $SR &
     done
     wait
     args=()
     for p in "${RPATTERNS[@]}"; do name=${p%% *}; [ -f "$OUT/r$RB-$name/.done" ] && args+=("$name=$OUT/r$RB-$name"); done
     # shellcheck disable=SC2086
     nice -n 10 "$B" probe-compare "${args[@]}" --probe recall --threads "$THREADS" --data "$RDATA" \
-      --distances 0 4 16 $(( W / 2 )) $W $(( 2 * W )) $(( RB / 2 )) $(( RB - 3 )) --probe-samples 128 \
+      --distances 0 4 16 $W $(( 2 * W )) $(( RB / 2 )) $(( RB - 3 )) --probe-samples 128 \
       --out docs/figures/attention-recall.png --csv docs/figures/attention-recall.csv \
       --title "associative recall after $ITERS iterations (block $RB, RoPE): exact accuracy per pattern"
     ;;
