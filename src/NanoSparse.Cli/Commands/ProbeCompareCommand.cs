@@ -131,13 +131,13 @@ public static class ProbeCompareCommand
         var plot = new ScottPlot.Plot();
         foreach (var (label, points) in results)
         {
-            var s = plot.Add.Scatter(points.Select(p => Math.Log2(Math.Max(1, p.Distance))).ToArray(), points.Select(p => 100 * p.Accuracy).ToArray());
+            var s = plot.Add.Scatter(points.Select(p => Math.Log2(p.Distance + 1)).ToArray(), points.Select(p => 100 * p.Accuracy).ToArray());
             s.LegendText = label;
             s.LineWidth = 2;
             s.MarkerSize = 7;
         }
-        // log-2 distance axis, labelled in tokens
-        var ticks = results[0].Points.Select(p => new ScottPlot.Tick(Math.Log2(Math.Max(1, p.Distance)), p.Distance.ToString(CultureInfo.InvariantCulture))).ToArray();
+        // log-2 axis of distance + 1 (distance 0 has a place), labelled in tokens
+        var ticks = results[0].Points.Select(p => new ScottPlot.Tick(Math.Log2(p.Distance + 1), p.Distance.ToString(CultureInfo.InvariantCulture))).ToArray();
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks);
         plot.Axes.Bottom.Label.Text = "distance (tokens between record and query)";
         plot.Axes.Left.Label.Text = probe.ValueLength == 1 ? $"exact accuracy, the {probe.AnswerTokenName} (%)" : $"exact accuracy, all {probe.ValueLength} {probe.AnswerTokenName}s (%)";
