@@ -24,7 +24,8 @@
 # recall: the purely synthetic associative-recall task (`nanosparse recall-data`: 128 reserved key tokens, 64 value
 # tokens, a record "KV" every ~8 tokens, its query "KV" 0 to block-3 tokens later, log-uniform; data/recall-BLOCK if
 # missing), a 2-layer, 64-wide model with 2 heads and RoPE (rope=true), lr 1e-3, block ATTN_RECALL_BLOCK (default
-# 256), warm-up 100; patterns at block 256 (key blocks of 16): window 32 (23.4% of the causal pairs), top-k own block
+# 256), warm-up 100; patterns at block 256 (key blocks of 16; pair shares counted in Python, not by bench): window 32
+# (23.4% of the causal pairs), top-k own block
 # + 1 (18.3%), NSA 16/16, top 1, window 16 (about 36%, three branches), block local 2 + global 1 (29.2%); then
 # `probe-compare --probe recall` writes docs/figures/attention-recall.png and .csv. Other blocks keep key blocks of 16.
 # JOBS runs at a time (default 2), THREADS kernel threads each (default 1). Needs data/brown
