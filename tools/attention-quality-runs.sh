@@ -10,6 +10,7 @@
 #
 #   tools/attention-quality-runs.sh quality [ITERS] [JOBS] [THREADS]
 #   tools/attention-quality-runs.sh probe   [ITERS] [JOBS] [THREADS]
+#   tools/attention-quality-runs.sh recall  [ITERS] [JOBS] [THREADS]
 #
 # quality: configs/brown-1k.json on data/brown for ITERS iterations (default 600, the preset's length; a shorter run
 # scales warm-up and lr decay with it), then `compare-runs` writes docs/figures/attention-quality.png.
@@ -20,6 +21,13 @@
 # query copies what followed the last "&k:" (an induction-head task). Then `probe-compare` measures every model on the
 # same records written into clean Brown val text (4 distractor records with other keys each) and writes
 # docs/figures/attention-probe.png and .csv.
+# recall: the purely synthetic associative-recall task (`nanosparse recall-data`: 128 reserved key tokens, 64 value
+# tokens, a record "KV" every ~8 tokens, its query "KV" 0 to block-3 tokens later, log-uniform; data/recall-BLOCK if
+# missing), a 2-layer, 64-wide model with 2 heads and RoPE (rope=true), lr 1e-3, block ATTN_RECALL_BLOCK (default
+# 256), warm-up 100; patterns at block 256 (key blocks of 16; pair shares counted in Python, not by bench): window 32
+# (23.4% of the causal pairs), top-k own block
+# + 1 (18.3%), NSA 16/16, top 1, window 16 (about 36%, three branches), block local 2 + global 1 (29.2%); then
+# `probe-compare --probe recall` writes docs/figures/attention-recall.png and .csv. Other blocks keep key blocks of 16.
 # JOBS runs at a time (default 2), THREADS kernel threads each (default 1). Needs data/brown
 # (`nanosparse prepare --corpus brown`) and the CLI built in Release. Run folders go to runs-attn/NAME; a finished run
 # (its .done marker) is not run again, and a run another invocation of this script has claimed (NAME.claim) is left
@@ -84,5 +92,36 @@ case "$MODE" in
       --probe-samples 64 --out docs/figures/attention-probe.png --csv docs/figures/attention-probe.csv \
       --title "retrieval probe after $ITERS iterations on probe data (block 1024): exact accuracy per pattern"
     ;;
-  *) echo "unknown mode $MODE (quality or probe)" >&2; exit 2 ;;
+  recall)
+    RB=${ATTN_RECALL_BLOCK:-256}
+    RDATA=${ATTN_RECALL_DATA:-data/recall-$RB}
+    [ -f "$RDATA/meta.json" ] || "$B" recall-data --out "$RDATA" --keys 128 --values 64 --every 8 --min-distance 0 \
+      --max-distance $(( RB - 3 )) --reuse-distance "$RB" --train-tokens 8000000 --val-tokens 300000
+    # the settings of the README's recall runs: every run saves its last checkpoint (always_save_checkpoint)
+    M="--set block_size=$RB --set n_layer=2 --set n_embd=64 --set n_head=2 --set batch_size=8 --set learning_rate=1e-3"
+    M="$M --set min_lr=1e-4 --set rope=true --set always_save_checkpoint=true --set eval_iters=4 --set log_interval=25"
+    SR="--set max_iters=$ITERS --set lr_decay_iters=$ITERS --set warmup_iters=100 --set eval_interval=500"
+    W=$(( RB / 8 ))
+    RPATTERNS=(
+      "dense"
+      "window --set attention=window --set attn_window=$W"
+      "topk --set attention=topk --set attn_block=16 --set attn_topk=1"
+      "nsa --set attention=nsa --set attn_block=16 --set attn_stride=16 --set attn_topk=1 --set attn_window=16"
+      "block --set attention=block --set attn_block=16 --set attn_local=2 --set attn_global=1"
+    )
+    for p in "${RPATTERNS[@]}"; do
+      while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+      # shellcheck disable=SC2086
+      run_one r$RB-$p --set dataset=$RDATA $M $SR &
+    done
+    wait
+    args=()
+    for p in "${RPATTERNS[@]}"; do name=${p%% *}; [ -f "$OUT/r$RB-$name/.done" ] && args+=("$name=$OUT/r$RB-$name"); done
+    # shellcheck disable=SC2086
+    nice -n 10 "$B" probe-compare "${args[@]}" --probe recall --threads "$THREADS" --data "$RDATA" \
+      --distances 0 4 16 $W $(( 2 * W )) $(( RB / 2 )) $(( RB - 3 )) --probe-samples 128 \
+      --out docs/figures/attention-recall.png --csv docs/figures/attention-recall.csv \
+      --title "associative recall after $ITERS iterations (block $RB, RoPE): exact accuracy per pattern"
+    ;;
+  *) echo "unknown mode $MODE (quality, probe or recall)" >&2; exit 2 ;;
 esac

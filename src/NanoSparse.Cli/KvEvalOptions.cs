@@ -17,7 +17,7 @@ public sealed class KvEvalOptions
     public KvCacheOptions Kv { get; } = new();
     public Option<string?> Probe { get; } = new("--probe")
     {
-        Description = "instead of the losses, run a synthetic probe: retrieval (key-value retrieval accuracy against distance)",
+        Description = "instead of the losses, run a synthetic probe, accuracy against distance: retrieval (\"&KEY:VALUE\" written into the dataset's text) or recall (associative recall on a dataset written by recall-data)",
     };
     public Option<int[]> Distances { get; } = new("--distances")
     {
@@ -33,7 +33,7 @@ public sealed class KvEvalOptions
     public void AddTo(Command cmd)
     {
         Kv.AddTo(cmd);
-        Probe.AcceptOnlyFromAmong("retrieval");
+        Probe.AcceptOnlyFromAmong(ProbeFormatOptions.Retrieval, ProbeFormatOptions.Recall);
         foreach (var o in new Option[] { Probe, Distances, Samples, Distractors, Plot, KeyLength, ValueLength }) cmd.Options.Add(o);
     }
 
@@ -56,33 +56,32 @@ public sealed class KvEvalOptions
         return (trainLoss, valLoss);
     }
 
-    /// <summary>--probe retrieval: the table (and PNG) of accuracy against distance on the val split's text.</summary>
+    /// <summary>--probe retrieval|recall: the table (and PNG) of accuracy against distance on the val split's text.</summary>
     public int RunProbe(CliContext cli, ParseResult parse, Gpt gpt, DatasetMeta meta, TokenFile val, string data, ulong seed)
     {
         var spec = Kv.Resolve(parse);
         int samples = parse.GetValue(Samples), distractors = parse.GetValue(Distractors);
         if (samples < 1) throw new UsageException($"--probe-samples ({samples}) must be at least 1");
         if (distractors < 0) throw new UsageException($"--distractors ({distractors}) must be >= 0");
-        if (meta.Tokenizer != Tokenizers.Char)
-            throw new UsageException($"--probe retrieval needs a char-level dataset; {data} is tokenized with {meta.Tokenizer}");
-        RetrievalProbe probe;
-        probe = ProbeFormatOptions.Create(parse, KeyLength, ValueLength, meta, Path.Combine(data, DatasetMeta.FileName));
+        string kind = parse.GetValue(Probe)!;
+        var probe = ProbeFormatOptions.CreateTask(kind, parse, KeyLength, ValueLength, meta, data);
         int T = gpt.SeqLen, max = probe.MaxDistance(T);
         var distances = parse.GetValue(Distances) is { Length: > 0 } given ? given : DefaultDistances(max);
         foreach (int d in distances)
             if (d < 0 || d > max) throw new UsageException($"--distances: {d} must lie in [0, {max}] (block {T} minus the record, the query and the answer)");
         RetrievalPoint[] points = [];
-        Progress(cli, $"retrieval probe, {(spec.Kind == KvCacheSpec.Dense ? "full forward" : spec + " KV cache")}", report =>
+        Progress(cli, $"{kind} probe, {(spec.Kind == KvCacheSpec.Dense ? "full forward" : spec + " KV cache")}", report =>
             points = RetrievalAccuracy.Measure(gpt, probe, val, distances, samples, distractors, seed,
                 spec.Kind == KvCacheSpec.Dense ? null : spec, report), "samples");
         var inv = CultureInfo.InvariantCulture;
         var table = new Table().AddColumn(new TableColumn("distance").RightAligned()).AddColumn(new TableColumn("accuracy").RightAligned())
-            .AddColumn(new TableColumn("digit accuracy").RightAligned()).AddColumn(new TableColumn("samples").RightAligned());
+            .AddColumn(new TableColumn($"{probe.AnswerTokenName} accuracy").RightAligned()).AddColumn(new TableColumn("samples").RightAligned());
         foreach (var p in points)
             table.AddRow(p.Distance.ToString(inv), p.Accuracy.ToString("P1", inv), p.DigitAccuracy.ToString("P1", inv), p.Samples.ToString(inv));
-        cli.Console.MarkupLine(Markup.Escape($"retrieval probe: window {T}, {distractors} distractors, KV cache {spec} (chance: {ProbeFormatOptions.Chance(probe)} exact, 10% per digit)"));
+        string filler = probe is AssociativeRecall ? "the stream's own pairs as distractors" : $"{distractors} distractors";
+        cli.Console.MarkupLine(Markup.Escape($"{kind} probe: window {T}, {filler}, KV cache {spec} (chance: {ProbeFormatOptions.Chance(probe)} exact, {ProbeFormatOptions.ChancePerToken(probe)} per {probe.AnswerTokenName})"));
         cli.Console.Write(table);
-        if (parse.GetValue(Plot) is { } png) WritePlot(png, points, spec.ToString());
+        if (parse.GetValue(Plot) is { } png) WritePlot(png, points, spec.ToString(), probe, kind);
         return 0;
     }
 
@@ -94,17 +93,20 @@ public sealed class KvEvalOptions
         return [.. list];
     }
 
-    static void WritePlot(string pngPath, RetrievalPoint[] points, string label)
+    static void WritePlot(string pngPath, RetrievalPoint[] points, string label, IRetrievalTask probe, string kind)
     {
         var plot = new ScottPlot.Plot();
         var s = plot.Add.Scatter(points.Select(p => (double)p.Distance).ToArray(), points.Select(p => 100 * p.Accuracy).ToArray());
-        s.LegendText = "exact (4 digits), KV " + label;
-        var t = plot.Add.Scatter(points.Select(p => (double)p.Distance).ToArray(), points.Select(p => 100 * p.DigitAccuracy).ToArray());
-        t.LegendText = "per digit";
+        s.LegendText = $"exact ({probe.ValueLength} {probe.AnswerTokenName}{(probe.ValueLength == 1 ? "" : "s")}), KV {label}";
+        if (probe.ValueLength > 1)
+        {
+            var t = plot.Add.Scatter(points.Select(p => (double)p.Distance).ToArray(), points.Select(p => 100 * p.DigitAccuracy).ToArray());
+            t.LegendText = "per " + probe.AnswerTokenName;
+        }
         plot.Axes.Bottom.Label.Text = "distance (tokens between record and query)";
         plot.Axes.Left.Label.Text = "accuracy (%)";
         plot.Axes.SetLimitsY(0, 100);
-        plot.Title("retrieval probe");
+        plot.Title(kind + " probe");
         plot.ShowLegend(ScottPlot.Alignment.UpperRight);
         string full = Path.GetFullPath(pngPath);
         string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".retrieval-{Environment.ProcessId}.tmp.png");

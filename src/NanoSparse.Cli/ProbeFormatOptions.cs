@@ -32,7 +32,30 @@ public static class ProbeFormatOptions
         catch (ArgumentException e) { throw new InvalidDataException(e.Message); }
     }
 
-    /// <summary>Chance of guessing every digit of a value, as a percentage.</summary>
-    public static string Chance(RetrievalProbe probe) =>
-        (100 * Math.Pow(10, -probe.ValueLength)).ToString("0.######", CultureInfo.InvariantCulture) + "%";
+    /// <summary>The probes `eval --probe` and `probe-compare --probe` know.</summary>
+    public const string Retrieval = "retrieval", Recall = "recall";
+
+    /// <summary>
+    /// The task a probe name asks for over a dataset: retrieval (the "&amp;KEY:VALUE" probe written into the dataset's
+    /// text, in the format --key-length/--value-length give) or recall (<see cref="AssociativeRecall"/>: the dataset
+    /// must be one `recall-data` wrote; its val stream is the filler). Bad values are one-line errors.
+    /// </summary>
+    public static IRetrievalTask CreateTask(string kind, ParseResult parse, Option<int> keyLength, Option<int> valueLength, DatasetMeta meta, string dataDir)
+    {
+        string metaPath = Path.Combine(dataDir, DatasetMeta.FileName);
+        if (meta.Tokenizer != Tokenizers.Char)
+            throw new UsageException($"--probe {kind} needs a char-level dataset; {dataDir} is tokenized with {meta.Tokenizer}");
+        if (kind == Recall) return AssociativeRecall.FromSymbols(meta.Symbols, metaPath);
+        if (meta.Corpus == AssociativeRecall.CorpusName)
+            throw new UsageException($"--data {dataDir} is an associative-recall dataset (corpus \"{meta.Corpus}\"); measure it with --probe recall");
+        return Create(parse, keyLength, valueLength, meta, metaPath);
+    }
+
+    /// <summary>Chance of guessing every token of an answer, as a percentage.</summary>
+    public static string Chance(IRetrievalTask probe) =>
+        (100 * Math.Pow(probe.ChancePerToken, probe.ValueLength)).ToString("0.######", CultureInfo.InvariantCulture) + "%";
+
+    /// <summary>Chance of guessing one answer token, as a percentage.</summary>
+    public static string ChancePerToken(IRetrievalTask probe) =>
+        (100 * probe.ChancePerToken).ToString("0.##", CultureInfo.InvariantCulture) + "%";
 }

@@ -77,6 +77,7 @@ public static class Program
         root.Subcommands.Add(DstQualityCommand.Create(cli));
         root.Subcommands.Add(ProbeDataCommand.Create(cli));
         root.Subcommands.Add(ProbeCompareCommand.Create(cli));
+        root.Subcommands.Add(RecallDataCommand.Create(cli));
         root.Subcommands.Add(DejaVuCommand.Create(cli));
         root.Subcommands.Add(BenchCommand.Create(cli));
         root.Subcommands.Add(GateCommand.Create(cli));

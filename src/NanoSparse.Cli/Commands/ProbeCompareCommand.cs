@@ -36,10 +36,16 @@ public static class ProbeCompareCommand
         var csv = new Option<string?>("--csv") { Description = "also write the points as CSV (label, distance, samples, accuracy, digit_accuracy)" };
         var keyLength = ProbeFormatOptions.KeyLength();
         var valueLength = ProbeFormatOptions.ValueLength();
+        var probeKind = new Option<string>("--probe")
+        {
+            Description = "retrieval (\"&KEY:VALUE\" written into --data's text, the default) or recall (associative recall; --data is a dataset written by recall-data)",
+            DefaultValueFactory = _ => ProbeFormatOptions.Retrieval,
+        };
+        probeKind.AcceptOnlyFromAmong(ProbeFormatOptions.Retrieval, ProbeFormatOptions.Recall);
         var title = new Option<string>("--title") { Description = "plot title", DefaultValueFactory = _ => "retrieval probe: exact accuracy against distance" };
-        var cmd = new Command("probe-compare", "several checkpoints on the same key-value retrieval probe: accuracy against distance, a table, a PNG (and CSV)");
+        var cmd = new Command("probe-compare", "several checkpoints on the same key-value retrieval or associative-recall probe: accuracy against distance, a table, a PNG (and CSV)");
         cmd.Arguments.Add(checkpoints);
-        foreach (var o in new Option[] { data, distances, samples, distractors, batchSize, seed, output, csv, title, keyLength, valueLength }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { data, distances, samples, distractors, batchSize, seed, output, csv, title, keyLength, valueLength, probeKind }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -56,9 +62,8 @@ public static class ProbeCompareCommand
             foreach (var (label, dir) in named)
                 if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"checkpoint directory {dir} ({label}) does not exist");
             var meta = DatasetMeta.Load(Path.Combine(dataDir, DatasetMeta.FileName));
-            if (meta.Tokenizer != Tokenizers.Char)
-                throw new UsageException($"--data {dataDir} is tokenized with {meta.Tokenizer}; the retrieval probe needs a char-level dataset");
-            var probe = ProbeFormatOptions.Create(parse, keyLength, valueLength, meta, Path.Combine(dataDir, DatasetMeta.FileName));
+            string kind = parse.GetValue(probeKind)!;
+            var probe = ProbeFormatOptions.CreateTask(kind, parse, keyLength, valueLength, meta, dataDir);
             using var val = TokenFile.OpenSplit(dataDir, "val", meta, fullScan: true);
 
             var results = new List<(string Label, RetrievalPoint[] Points)>();
@@ -80,7 +85,7 @@ public static class ProbeCompareCommand
                     throw new UsageException($"{label} has block {gpt.SeqLen}, so its default distances differ from the first checkpoint's; give --distances");
                 shared = ds;
                 RetrievalPoint[] points = [];
-                KvEvalOptions.Progress(cli, $"{label}: retrieval probe", report =>
+                KvEvalOptions.Progress(cli, $"{label}: {kind} probe", report =>
                     points = RetrievalAccuracy.Measure(gpt, probe, val, ds, n, k, parse.GetValue(seed), null, report), "samples");
                 results.Add((label, points));
             }
@@ -90,9 +95,10 @@ public static class ProbeCompareCommand
             foreach (var (label, _) in results) table.AddColumn(new TableColumn(Markup.Escape(label)).RightAligned());
             for (int i = 0; i < shared!.Length; i++)
                 table.AddRow([shared[i].ToString(inv), .. results.Select(r => $"{r.Points[i].Accuracy.ToString("P1", inv)} ({r.Points[i].DigitAccuracy.ToString("P0", inv)})")]);
-            cli.Console.MarkupLine(Markup.Escape($"retrieval probe: {n} samples per distance, {k} distractors, text of {dataDir}; exact accuracy (per digit) (chance: {ProbeFormatOptions.Chance(probe)} exact, 10% per digit)"));
+            string filler = probe is AssociativeRecall ? $"the val stream of {dataDir} (its own pairs are the distractors)" : $"{k} distractors, text of {dataDir}";
+            cli.Console.MarkupLine(Markup.Escape($"{kind} probe: {n} samples per distance, {filler}; exact accuracy (per {probe.AnswerTokenName}) (chance: {ProbeFormatOptions.Chance(probe)} exact, {ProbeFormatOptions.ChancePerToken(probe)} per {probe.AnswerTokenName})"));
             cli.Console.Write(table);
-            WritePlot(png, results, parse.GetValue(title)!, probe.ValueLength);
+            WritePlot(png, results, parse.GetValue(title)!, probe);
             cli.Console.MarkupLine($"wrote {Markup.Escape(png)}");
             if (parse.GetValue(csv) is { } csvPath)
             {
@@ -120,21 +126,21 @@ public static class ProbeCompareCommand
         return [.. list];
     }
 
-    static void WritePlot(string pngPath, List<(string Label, RetrievalPoint[] Points)> results, string title, int digits)
+    static void WritePlot(string pngPath, List<(string Label, RetrievalPoint[] Points)> results, string title, IRetrievalTask probe)
     {
         var plot = new ScottPlot.Plot();
         foreach (var (label, points) in results)
         {
-            var s = plot.Add.Scatter(points.Select(p => Math.Log2(Math.Max(1, p.Distance))).ToArray(), points.Select(p => 100 * p.Accuracy).ToArray());
+            var s = plot.Add.Scatter(points.Select(p => Math.Log2(p.Distance + 1)).ToArray(), points.Select(p => 100 * p.Accuracy).ToArray());
             s.LegendText = label;
             s.LineWidth = 2;
             s.MarkerSize = 7;
         }
-        // log-2 distance axis, labelled in tokens
-        var ticks = results[0].Points.Select(p => new ScottPlot.Tick(Math.Log2(Math.Max(1, p.Distance)), p.Distance.ToString(CultureInfo.InvariantCulture))).ToArray();
+        // log-2 axis of distance + 1 (distance 0 has a place), labelled in tokens
+        var ticks = results[0].Points.Select(p => new ScottPlot.Tick(Math.Log2(p.Distance + 1), p.Distance.ToString(CultureInfo.InvariantCulture))).ToArray();
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks);
         plot.Axes.Bottom.Label.Text = "distance (tokens between record and query)";
-        plot.Axes.Left.Label.Text = $"exact accuracy, all {digits} digits (%)";
+        plot.Axes.Left.Label.Text = probe.ValueLength == 1 ? $"exact accuracy, the {probe.AnswerTokenName} (%)" : $"exact accuracy, all {probe.ValueLength} {probe.AnswerTokenName}s (%)";
         plot.Axes.SetLimitsY(-2, 102);
         plot.Title(title);
         plot.ShowLegend(ScottPlot.Alignment.UpperRight);

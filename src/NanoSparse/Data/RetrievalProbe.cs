@@ -13,7 +13,7 @@ namespace NanoSparse.Data;
 /// must be matched (an induction-head task).
 /// distance = tokens between the end of the record and the start of the query.
 /// </summary>
-public sealed class RetrievalProbe
+public sealed class RetrievalProbe : IRetrievalTask
 {
     public const int DefaultKeyLength = 3, DefaultValueLength = 4;
     /// <summary>Letters per key and digits per value.</summary>
@@ -23,6 +23,8 @@ public sealed class RetrievalProbe
     public int RecordLength => 1 + KeyLength + 1 + ValueLength;
     /// <summary>"&amp;KEY:".</summary>
     public int QueryLength => 1 + KeyLength + 1;
+    public double ChancePerToken => 0.1;
+    public string AnswerTokenName => "digit";
     const char Marker = '&', Separator = ':';
 
     readonly int _marker, _separator;

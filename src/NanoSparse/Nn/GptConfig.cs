@@ -86,6 +86,9 @@ public sealed record GptConfig
     [JsonPropertyName("attn_global")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnGlobal { get; init; }
     /// <summary>block: every attn_stride-th block is seen too (0: none); nsa: the compression stride (0 reads as attn_block).</summary>
     [JsonPropertyName("attn_stride")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnStride { get; init; }
+    /// <summary>Rotary position embedding on q and k in every attention layer (Parts.RotaryEmbedding), besides the
+    /// learned wpe; off by default (nanoGPT has none).</summary>
+    [JsonPropertyName("rope")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool Rope { get; init; }
     /// <summary>topk, nsa: blocks selected per query besides its own.</summary>
     [JsonPropertyName("attn_topk")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnTopK { get; init; }
 
@@ -241,6 +244,7 @@ public sealed record GptConfig
         && LogitScale.Equals(other.LogitScale) && SameWidths(other)
         && (Attention ?? "dense") == (other.Attention ?? "dense") && AttnWindow == other.AttnWindow && AttnBlock == other.AttnBlock
         && AttnLocal == other.AttnLocal && AttnGlobal == other.AttnGlobal && AttnStride == other.AttnStride && AttnTopK == other.AttnTopK
+        && Rope == other.Rope
         && (Gate ?? "none") == (other.Gate ?? "none") && GateGroup == other.GateGroup
         && Parts.FeedForwards.MoeSettings.Same(this, other);
 

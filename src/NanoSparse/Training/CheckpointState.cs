@@ -85,6 +85,7 @@ public sealed class ModelArgs
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? Attention { get; set; }
     [JsonPropertyName("attn_window")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnWindow { get; set; }
+    [JsonPropertyName("rope")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool Rope { get; set; }
     [JsonPropertyName("attn_block")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnBlock { get; set; }
     [JsonPropertyName("attn_local")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnLocal { get; set; }
     [JsonPropertyName("attn_global")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int AttnGlobal { get; set; }
@@ -117,7 +118,7 @@ public sealed class ModelArgs
         MlpHiddenPerLayer = c.HasStandardWidths ? null : Enumerable.Range(0, c.NLayer).Select(c.MlpHidden).ToArray(),
         LogitScale = c.LogitScale == 1f ? null : c.LogitScale,
         Attention = c.Attention is null or "dense" ? null : c.Attention, AttnWindow = c.AttnWindow, AttnBlock = c.AttnBlock, AttnLocal = c.AttnLocal,
-        AttnGlobal = c.AttnGlobal, AttnStride = c.AttnStride, AttnTopK = c.AttnTopK,
+        AttnGlobal = c.AttnGlobal, AttnStride = c.AttnStride, AttnTopK = c.AttnTopK, Rope = c.Rope,
         Gate = c.Gate is null or "none" ? null : c.Gate, GateGroup = c.GateGroup,
         NExperts = c.NExperts, TopK = c.TopK, MoeEvery = c.MoeEvery, ExpertHidden = c.ExpertHidden, MoeRouting = c.MoeRouting,
         CapacityFactor = c.CapacityFactor, MoeAuxLoss = c.MoeAuxLoss, MoeZLoss = c.MoeZLoss,
@@ -130,7 +131,7 @@ public sealed class ModelArgs
         WeightDensities = WeightDensities, SparsitySeed = SparsitySeed, NHeadPerLayer = NHeadPerLayer, MlpHiddenPerLayer = MlpHiddenPerLayer,
         LogitScale = LogitScale ?? 1f,
         Attention = Attention, AttnWindow = AttnWindow, AttnBlock = AttnBlock, AttnLocal = AttnLocal, AttnGlobal = AttnGlobal,
-        AttnStride = AttnStride, AttnTopK = AttnTopK, Gate = Gate, GateGroup = GateGroup,
+        AttnStride = AttnStride, AttnTopK = AttnTopK, Rope = Rope, Gate = Gate, GateGroup = GateGroup,
         NExperts = NExperts, TopK = TopK, MoeEvery = MoeEvery, ExpertHidden = ExpertHidden, MoeRouting = MoeRouting,
         CapacityFactor = CapacityFactor, MoeAuxLoss = MoeAuxLoss, MoeZLoss = MoeZLoss,
     };

@@ -9,8 +9,9 @@ namespace NanoSparse.Training;
 public sealed record RetrievalPoint(int Distance, int Samples, double Accuracy, double DigitAccuracy);
 
 /// <summary>
-/// Measures a model on the <see cref="RetrievalProbe"/>: per distance, samples windows of seqLen tokens of running
-/// text (random offsets of a token file) with a record and its query written in, and checks the model's greedy
+/// Measures a model on a retrieval task (<see cref="RetrievalProbe"/> over running text, or
+/// <see cref="AssociativeRecall"/> over its own stream): per distance, samples windows of seqLen tokens of filler
+/// (random offsets of a token file) with a record and its query written in, and checks the model's greedy
 /// (argmax) prediction of each answer digit under teacher forcing: a sample counts when all are right.
 /// Without a KV cache (null) the windows run through the full forward pass in batches of the model's batch size;
 /// with one, each window's text before the query is a prefill and the query and answer are decoded one token at a time,
@@ -18,7 +19,7 @@ public sealed record RetrievalPoint(int Distance, int Samples, double Accuracy, 
 /// </summary>
 public static class RetrievalAccuracy
 {
-    public static RetrievalPoint[] Measure(Gpt gpt, RetrievalProbe probe, TokenFile filler, IReadOnlyList<int> distances, int samples,
+    public static RetrievalPoint[] Measure(Gpt gpt, IRetrievalTask probe, TokenFile filler, IReadOnlyList<int> distances, int samples,
         int distractors, ulong seed, KvCacheSpec? kvCache = null, Action<long, long>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(gpt);

@@ -50,6 +50,8 @@ public sealed class TrainConfig
     // attention pattern (see Nn.Parts.AttentionPatterns): dense | window | block | topk | nsa, and its parameters
     [JsonPropertyName("attention")] public string Attention { get; set; } = "dense";
     [JsonPropertyName("attn_window")] public int AttnWindow { get; set; }
+    /// <summary>Rotary position embedding on q and k (besides the learned wpe); off by default.</summary>
+    [JsonPropertyName("rope")] public bool Rope { get; set; }
     [JsonPropertyName("attn_block")] public int AttnBlock { get; set; }
     [JsonPropertyName("attn_local")] public int AttnLocal { get; set; }
     [JsonPropertyName("attn_global")] public int AttnGlobal { get; set; }
@@ -163,7 +165,7 @@ public sealed class TrainConfig
     public Nn.GptConfig ApplyAttention(Nn.GptConfig model) => model with
     {
         Attention = Attention == "dense" ? null : Attention, AttnWindow = AttnWindow, AttnBlock = AttnBlock, AttnLocal = AttnLocal,
-        AttnGlobal = AttnGlobal, AttnStride = AttnStride, AttnTopK = AttnTopK,
+        AttnGlobal = AttnGlobal, AttnStride = AttnStride, AttnTopK = AttnTopK, Rope = Rope,
     };
 
     /// <summary>The model config with this config's mixture-of-experts keys (n_experts, top_k, ...).</summary>

@@ -19,6 +19,7 @@ public sealed class CausalSelfAttention : IAttention
     readonly ActivationSlot _qkv, _y, _lse, _probs;   // kept: (N, 3A), (N, A), (B, NH, T), (B, NH, T, Tp) or absent
     readonly ActivationSlot _dmasked, _dqkv, _dy;     // scratch: (N, C) when dropout, (N, 3A), (N, A) when A > C
     readonly int _attentionSeed, _residualSeed;
+    readonly bool _rope;   // rotary position embedding on q and k (RotaryEmbedding)
 
     // name: the state_dict prefix, e.g. transformer.h.0.attn
     public CausalSelfAttention(GptConfig config, string name, ILinearWeight cAttn, ILinearWeight cProj, BufferLayout layout)
@@ -34,6 +35,8 @@ public sealed class CausalSelfAttention : IAttention
         _width = A;
         _heads = NH;
         _blockSize = config.BlockSize;
+        if (config.Rope && hs % 2 != 0) throw new ArgumentException($"{name}: rope needs an even head size, got {hs}", nameof(config));
+        _rope = config.Rope;
         _cAttn = cAttn;
         _cProj = cProj;
         _cAttnWeight = layout.LinearWeight(name + ".c_attn.weight", cAttn);
@@ -72,6 +75,7 @@ public sealed class CausalSelfAttention : IAttention
         var qkv = pass.Act(_qkv);
         var y = pass.Act(_y);
         _cAttn.Forward(qkv, input, pass.Param(_cAttnWeight), pass.Param(_cAttnBias), default, N, pass.Workspace);
+        if (_rope) RotaryEmbedding.Apply(qkv, N, pass.SeqLen, 0, _width, _heads);
         Attention.Forward(y, pass.Act(_lse), qkv, pass.Sequences, pass.SeqLen, _width, _heads, pass.Dropout, pass.Seed(_attentionSeed),
             pass.FirstSequence, pass.Act(_probs));
         ResidualProjection.Forward(_cProj, _cProjWeight, _cProjBias, output, y, residual, _residualSeed, C, pass);
@@ -90,6 +94,8 @@ public sealed class CausalSelfAttention : IAttention
         var qkv = pass.Act(_qkv);
         Attention.Backward(dqkv, dy, qkv, pass.Act(_lse), pass.Sequences, pass.SeqLen, _width, _heads, pass.Dropout, pass.Seed(_attentionSeed),
             pass.FirstSequence, pass.Act(_probs), pass.Act(_y));
+        // in the forward pass this was: q, k = rotate(q, k), so dq, dk = rotateᵀ(dq', dk')
+        if (_rope) RotaryEmbedding.Apply(dqkv, N, pass.SeqLen, 0, _width, _heads, inverse: true);
         _cAttn.Backward(dinput, pass.Grad(_cAttnWeight), pass.Grad(_cAttnBias), dqkv, input, pass.Param(_cAttnWeight), default, N,
             pass.Workspace);
     }
@@ -107,6 +113,7 @@ public sealed class CausalSelfAttention : IAttention
         var qkv = decoding.Scratch.Slice(0, n * 3 * C);
         var y = decoding.Scratch.Slice(n * 3 * C, n * C);
         _cAttn.Forward(qkv, input, decoding.Param(_cAttnWeight), decoding.Param(_cAttnBias), default, n, decoding.Workspace);
+        if (_rope) RotaryEmbedding.Apply(qkv, n, n, pos0, C, NH);
         if (pos0 == 0 && n > 1 && cache.ExactPrefill)   // a prompt into an empty cache: the training pass's causal attention (tiled kernel)
         {
             for (int i = 0; i < n; i++)

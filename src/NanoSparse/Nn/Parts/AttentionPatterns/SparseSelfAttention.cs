@@ -20,6 +20,7 @@ public sealed class SparseSelfAttention : IAttention
     readonly ActivationSlot _qkv, _y, _kept, _g;              // kept: (N, 3A), (N, A), (N, KeptWidth), (N, 3NH) for NSA
     readonly ActivationSlot _dmasked, _dqkv, _dy, _dg, _dxg;  // scratch
     readonly int _residualSeed;
+    readonly bool _rope;   // rotary position embedding on q and k (RotaryEmbedding)
 
     public SparseSelfAttention(GptConfig config, SparsePattern pattern, string name, ILinearWeight cAttn, ILinearWeight cProj, BufferLayout layout)
     {
@@ -30,6 +31,8 @@ public sealed class SparseSelfAttention : IAttention
         if (cProj.OutFeatures != C || cProj.InFeatures != A)
             throw new ArgumentException($"{name}.c_proj must be ({C}, {A}), got ({cProj.OutFeatures}, {cProj.InFeatures})", nameof(cProj));
         pattern.Validate(config.BlockSize, hs);
+        if (config.Rope && hs % 2 != 0) throw new ArgumentException($"{name}: rope needs an even head size, got {hs}", nameof(config));
+        _rope = config.Rope;
         _pattern = pattern;
         _channels = C;
         _width = A;
@@ -70,6 +73,7 @@ public sealed class SparseSelfAttention : IAttention
         var y = pass.Act(_y);
         var g = pass.Act(_g);
         _cAttn.Forward(qkv, input, pass.Param(_cAttnWeight), pass.Param(_cAttnBias), default, N, pass.Workspace);
+        if (_rope) RotaryEmbedding.Apply(qkv, N, pass.SeqLen, 0, _width, _heads);
         if (_gates > 0) Gates(g, input, pass.Param(_gateWeight), pass.Param(_gateBias), N);
         SparseAttention.Forward(_pattern, y, pass.Act(_kept), qkv, g, pass.Sequences, pass.SeqLen, _width, _heads);
         ResidualProjection.Forward(_cProj, _cProjWeight, _cProjBias, output, y, residual, _residualSeed, C, pass);
@@ -96,6 +100,8 @@ public sealed class SparseSelfAttention : IAttention
         var dg = pass.Act(_dg);
         SparseAttention.Backward(_pattern, dqkv, dg, dy, pass.Act(_qkv), pass.Act(_y), pass.Act(_kept), g, pass.Sequences, pass.SeqLen,
             _width, _heads);
+        // in the forward pass this was: q, k = rotate(q, k), so dq, dk = rotateᵀ(dq', dk')
+        if (_rope) RotaryEmbedding.Apply(dqkv, N, pass.SeqLen, 0, _width, _heads, inverse: true);
         var dxg = pass.Act(_dxg);
         if (_gates > 0)
         {
@@ -122,6 +128,7 @@ public sealed class SparseSelfAttention : IAttention
         var g = decoding.Scratch.Slice(n * 4 * A, n * _gates);
         var rest = decoding.Scratch.Slice(n * (4 * A + _gates));
         _cAttn.Forward(qkv, input, decoding.Param(_cAttnWeight), decoding.Param(_cAttnBias), default, n, decoding.Workspace);
+        if (_rope) RotaryEmbedding.Apply(qkv, n, n, pos0, A, _heads);
         for (int i = 0; i < n; i++)
             cache.Write(pos0 + i, qkv.Slice(i * 3 * A + A, A), qkv.Slice(i * 3 * A + 2 * A, A));
         if (_gates > 0) Gates(g, input, decoding.Param(_gateWeight), decoding.Param(_gateBias), n);
