@@ -93,6 +93,7 @@ public static class ModelImporter
         if (cfg == null) throw new FileNotFoundException($"checkpoint '{dir}' has neither {ConfigFile} nor a {StateFile} holding n_head", cfgPath);
 
         RefuseLayerWidths(cfg, cfgPath);
+        RefuseAttentionVariants(cfg, cfgPath);
         using var file = SafeTensorsFile.Open(model);
         var wte = file.Get(NanoGptFormat.Wte);
         var wpe = file.Get("transformer.wpe.weight");
@@ -132,6 +133,18 @@ public static class ModelImporter
     /// nanoGPT's and GPT-2's formats hold one n_head and a 4·n_embd MLP for every layer: a model whose per-layer head
     /// counts or MLP widths (structured pruning) differ from those is refused, naming the field and the first layer.
     /// </summary>
+    /// <summary>
+    /// nanoGPT and GPT-2 run dense causal attention with learned positions only: a model trained with a sparse attention
+    /// pattern or with RoPE would load there and silently compute something else, so its export is refused.
+    /// </summary>
+    static void RefuseAttentionVariants(JsonObject cfg, string cfgPath)
+    {
+        if (cfg["rope"] is JsonValue r && r.GetValueKind() == JsonValueKind.True)
+            throw new InvalidDataException($"config '{cfgPath}': rope is true but nanoGPT and GPT-2 have learned positions only; a model trained with RoPE cannot be exported to them");
+        if (cfg["attention"] is JsonValue a && a.GetValueKind() == JsonValueKind.String && a.GetValue<string>() is var pattern && pattern != "dense")
+            throw new InvalidDataException($"config '{cfgPath}': attention is '{pattern}' but nanoGPT and GPT-2 run dense attention; a model trained with a sparse attention pattern cannot be exported to them");
+    }
+
     static void RefuseLayerWidths(JsonObject cfg, string cfgPath)
     {
         // SμPar's output multiplier has no place in those formats: the exported model would give other logits.
