@@ -153,9 +153,13 @@ public sealed class PredictedMlp : IFeedForward
             RadixTopK.Largest(scores, _keep, chosen);
             return _keep;
         }
+        // without a branch: which logits are positive changes with every token, so a test per neuron mispredicts
         int k = 0;
         for (int j = 0; j < scores.Length; j++)
-            if (scores[j] > 0) chosen[k++] = j;
+        {
+            chosen[k] = j;
+            k += scores[j] > 0 ? 1 : 0;
+        }
         return k;
     }
 

@@ -33,7 +33,7 @@ public sealed class NeuronSparseMlpFusedTests
     [InlineData(37, 50, 13, false, NeuronActivation.Relu)]     // C with a tail, one part with a 1-neuron tail
     [InlineData(48, 64, 64, true, NeuronActivation.GeluTanh)]  // every neuron, two parts
     [InlineData(64, 96, 0, true, NeuronActivation.Gelu)]       // no neuron: the bias alone
-    [InlineData(256, 1024, 307, true, NeuronActivation.Gelu)]  // ten parts, the last of 19
+    [InlineData(256, 1024, 307, true, NeuronActivation.Gelu)]  // ten parts of 28 or 32, the last block of 3
     [InlineData(200, 1024, 600, false, NeuronActivation.Relu)] // fifteen parts of 40
     [InlineData(768, 3072, 307, true, NeuronActivation.Gelu)]  // GPT-2's MLP at 90%
     public void FusedMlpEqualsTheDoubleMlpOverTheListedNeurons(int C, int H, int k, bool bias, NeuronActivation activation)
@@ -88,7 +88,7 @@ public sealed class NeuronSparseMlpFusedTests
     [InlineData(0, 0)]
     [InlineData(1, 1)]
     [InlineData(32, 1)]
-    [InlineData(33, 2)]          // parts of 32 neurons
+    [InlineData(33, 2)]          // parts of 32 neurons or more
     [InlineData(307, 10)]
     [InlineData(600, 15)]        // 40 per part: at most 16 parts
     [InlineData(3072, 16)]
