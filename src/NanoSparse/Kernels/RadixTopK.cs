@@ -1,23 +1,29 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace NanoSparse.Kernels;
 
 /// <summary>
-/// The indices of the k largest of n scores, ascending, by radix select: the same set as
+/// The indices of the k largest of n scores, ascending, by a most-significant-bit-first radix select: the same set as
 /// <c>Sparsity.Dst.TopK.Largest</c> (sort by score descending, ties to the lower index, take k) in a fixed number of
-/// branch-free passes instead of a quickselect. For a decode step's neuron selection (n = H = 3,072, one call per layer
-/// and token) the quickselect's data-dependent branches cost ~20–35 µs on one core; here it is three counting passes
-/// over the scores and one collecting pass.
+/// branch-free vector passes instead of a quickselect. For a decode step's neuron selection (n = H = 3,072, one call
+/// per layer and token) it runs serially between two parallel products, so its time is on the critical path at every
+/// thread count.
 /// A float maps to a 32-bit key whose unsigned order is the float order (sign bit flipped for positives, every bit
-/// flipped for negatives; −0 taken as +0, which compares equal to it). Pass 1 counts the keys' top 11 bits and finds the
-/// bucket holding the k-th largest, pass 2 the next 11 bits within that bucket, pass 3 the last 10 bits: that key is
-/// τ, the k-th largest score (passes 2 and 3 over the keys of pass 1's bucket only, compacted first). The collecting pass then takes every score above τ and the first (k − above) equal to τ.
-/// Scores must not be NaN (they would rank above +∞).
+/// flipped for negatives; −0 taken as +0, which compares equal to it). The k-th largest key τ is then found one bit at
+/// a time from the top: with the bits above fixed to t, bit b is 1 in τ iff at least k keys are ≥ t | 2^b. Each of the
+/// 32 decisions is one count over the key array (in L1: 12 KB at n = 3,072), 16 compares per AVX-512 instruction and no
+/// data-dependent branch; the earlier radix-by-histogram version (11-bit buckets) spent 12 µs per call at n = 3,072 in
+/// scalar counting and compaction, 31 µs while its key mapping still branched on the sign. The collecting pass takes
+/// every key above τ and the first (k − above) equal to τ, walking the set bits of each 16-key block's compare mask.
+/// Without AVX-512 the same passes run scalar. Scores must not be NaN (they would rank above +∞).
 /// </summary>
 public static class RadixTopK
 {
+    static readonly bool UseVectors = Vector512.IsHardwareAccelerated;
+
     /// <summary>Writes into <paramref name="chosen"/> the indices of the k largest <paramref name="scores"/>, ascending.</summary>
-    [SkipLocalsInit]
     public static void Largest(ReadOnlySpan<float> scores, int k, Span<int> chosen)
     {
         int n = scores.Length;
@@ -29,76 +35,116 @@ public static class RadixTopK
             for (int i = 0; i < n; i++) chosen[i] = i;
             return;
         }
-        Span<int> count = stackalloc int[2048];
-        // Pass 1: the top 11 bits; rank = how many of the wanted scores lie in the bucket found (the k-th largest is
-        // the rank-th largest there).
-        count.Clear();
-        foreach (float s in scores) count[(int)(Key(s) >> 21)]++;
-        int rank = k;
-        uint top = Bucket(count, 2048, ref rank);
-        // The keys in that bucket, compacted without branches (a bucket holds about half the scores when they share an
-        // exponent, so a test per score would mispredict half the time): passes 2 and 3 read only them.
-        var candidates = Candidates(n);
-        int m = 0;
-        foreach (float s in scores)
+        var keys = KeyBuffer(n);
+        Keys(scores, keys);
+        // τ, the k-th largest key: bit by bit from the top, keeping a bit where at least k keys reach the prefix with it
+        uint tau = 0;
+        for (int b = 31; b >= 0; b--)
         {
-            uint key = Key(s);
-            candidates[m] = key;
-            m += key >> 21 == top ? 1 : 0;
+            uint candidate = tau | 1u << b;
+            if (CountAtLeast(keys, candidate) >= k) tau = candidate;
         }
-        // Pass 2: bits 10..20 of the candidates.
-        count.Clear();
-        for (int i = 0; i < m; i++) count[(int)((candidates[i] >> 10) & 2047)]++;
-        uint prefix = top << 11 | Bucket(count, 2048, ref rank);
-        // Pass 3: the last 10 bits of the candidates with that 22-bit prefix.
-        count.Slice(0, 1024).Clear();
-        for (int i = 0; i < m; i++)
+        int above = tau == uint.MaxValue ? 0 : CountAtLeast(keys, tau + 1);
+        Collect(keys, tau, k - above, k, chosen);
+    }
+
+    [ThreadStatic] static uint[]? _keys;
+
+    /// <summary>This thread's key buffer (n keys), grown once: a decode step allocates nothing.</summary>
+    static Span<uint> KeyBuffer(int n)
+    {
+        var c = _keys;
+        if (c is null || c.Length < n) _keys = c = new uint[Math.Max(n, 4096)];
+        return c.AsSpan(0, n);
+    }
+
+    static void Keys(ReadOnlySpan<float> scores, Span<uint> keys)
+    {
+        int n = scores.Length, i = 0;
+        if (UseVectors)
         {
-            uint key = candidates[i];
-            if (key >> 10 == prefix) count[(int)(key & 1023)]++;
+            var signBit = Vector512.Create(0x8000_0000u);
+            for (; i + 16 <= n; i += 16)
+            {
+                // s + 0 turns −0 into +0 and leaves every other value as it is
+                var bits = (Vector512.LoadUnsafe(ref Unsafe.AsRef(in scores[i])) + Vector512<float>.Zero).AsUInt32();
+                var flip = Vector512.ShiftRightArithmetic(bits.AsInt32(), 31).AsUInt32() | signBit;
+                (bits ^ flip).StoreUnsafe(ref keys[i]);
+            }
         }
-        float tau = Score(prefix << 10 | Bucket(count, 1024, ref rank));
-        // rank is now how many scores equal to τ are taken; the rest of the k lie above τ.
-        int equalLeft = rank, taken = 0;
-        for (int i = 0; i < n; i++)
+        for (; i < n; i++) keys[i] = Key(scores[i]);
+    }
+
+    /// <summary>How many keys are ≥ t.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static int CountAtLeast(ReadOnlySpan<uint> keys, uint t)
+    {
+        int n = keys.Length, i = 0, count = 0;
+        if (UseVectors)
         {
-            float s = scores[i];
-            int equal = (s == tau ? 1 : 0) & (equalLeft > 0 ? 1 : 0);
+            // a true compare lane is all ones (−1): subtracting it counts; two accumulators cover the add's latency
+            var vt = Vector512.Create(t);
+            Vector512<int> a0 = default, a1 = default;
+            ref uint k0 = ref Unsafe.AsRef(in keys[0]);
+            for (; i + 32 <= n; i += 32)
+            {
+                a0 -= Vector512.GreaterThanOrEqual(Vector512.LoadUnsafe(ref k0, (nuint)i), vt).AsInt32();
+                a1 -= Vector512.GreaterThanOrEqual(Vector512.LoadUnsafe(ref k0, (nuint)(i + 16)), vt).AsInt32();
+            }
+            for (; i + 16 <= n; i += 16)
+                a0 -= Vector512.GreaterThanOrEqual(Vector512.LoadUnsafe(ref k0, (nuint)i), vt).AsInt32();
+            count = Vector512.Sum(a0 + a1);
+        }
+        for (; i < n; i++) count += keys[i] >= t ? 1 : 0;
+        return count;
+    }
+
+    /// <summary>chosen (k) = the indices, ascending, of every key above τ and of the first <paramref name="equalLeft"/> equal to τ.</summary>
+    static void Collect(ReadOnlySpan<uint> keys, uint tau, int equalLeft, int k, Span<int> chosen)
+    {
+        int n = keys.Length, i = 0, taken = 0;
+        if (UseVectors)
+        {
+            var vt = Vector512.Create(tau);
+            ref uint k0 = ref Unsafe.AsRef(in keys[0]);
+            for (; i + 16 <= n && taken < k; i += 16)
+            {
+                var v = Vector512.LoadUnsafe(ref k0, (nuint)i);
+                uint take = (uint)Vector512.GreaterThan(v, vt).ExtractMostSignificantBits();
+                if (equalLeft > 0)
+                {
+                    uint equal = (uint)Vector512.Equals(v, vt).ExtractMostSignificantBits();
+                    // the lowest equalLeft set bits of equal
+                    while (equal != 0 && equalLeft > 0)
+                    {
+                        uint lowest = equal & (0u - equal);
+                        take |= lowest;
+                        equal ^= lowest;
+                        equalLeft--;
+                    }
+                }
+                while (take != 0)
+                {
+                    chosen[taken++] = i + BitOperations.TrailingZeroCount(take);
+                    take &= take - 1;
+                }
+            }
+        }
+        for (; i < n && taken < k; i++)
+        {
+            uint key = keys[i];
+            int equal = (key == tau ? 1 : 0) & (equalLeft > 0 ? 1 : 0);
             equalLeft -= equal;
             chosen[taken] = i;
-            taken += (s > tau ? 1 : 0) | equal;
-            if (taken == k) return;
+            taken += (key > tau ? 1 : 0) | equal;
         }
     }
 
-    [ThreadStatic] static uint[]? _candidates;
-
-    /// <summary>This thread's candidate buffer (n keys), grown once: a decode step allocates nothing.</summary>
-    static uint[] Candidates(int n)
-    {
-        var c = _candidates;
-        if (c is null || c.Length < n) _candidates = c = new uint[Math.Max(n, 4096)];
-        return c;
-    }
-
-    /// <summary>The bucket, from the top, in which the rank-th largest key lies; rank becomes its rank inside that bucket.</summary>
-    static uint Bucket(Span<int> count, int buckets, ref int rank)
-    {
-        for (int b = buckets - 1; b > 0; b--)
-        {
-            if (count[b] >= rank) return (uint)b;
-            rank -= count[b];
-        }
-        return 0;
-    }
-
+    /// <summary>Without a branch: random scores have random signs, and a sign test mispredicts on half of them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static uint Key(float s)
     {
-        uint bits = BitConverter.SingleToUInt32Bits(s);
-        if (bits == 0x8000_0000u) bits = 0;   // −0 = +0
-        return (bits & 0x8000_0000u) != 0 ? ~bits : bits | 0x8000_0000u;
+        uint bits = BitConverter.SingleToUInt32Bits(s + 0f);
+        return bits ^ ((uint)((int)bits >> 31) | 0x8000_0000u);   // negative: every bit flipped; positive: the sign bit set
     }
-
-    static float Score(uint key) => BitConverter.UInt32BitsToSingle((key & 0x8000_0000u) != 0 ? key & 0x7FFF_FFFFu : ~key);
 }

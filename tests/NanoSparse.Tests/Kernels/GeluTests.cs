@@ -8,7 +8,7 @@ public class GeluTests
 {
     /// <summary>erf in double: Maclaurin series for |x| ≤ 2.5 (cancellation below 1e-12), beyond it
     /// erfc(x) = exp(−x²)/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + ...)))) (Laplace's continued fraction).</summary>
-    static double ErfReference(double x)
+    internal static double ErfReference(double x)
     {
         double ax = Math.Abs(x);
         if (ax > 2.5)

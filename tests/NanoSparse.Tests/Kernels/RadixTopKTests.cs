@@ -6,7 +6,8 @@ namespace NanoSparse.Tests.Kernels;
 /// <summary>
 /// RadixTopK against a brute-force reference (every index sorted by score descending, ties to the lower index, the
 /// first k taken, then sorted ascending) and against TopK.Largest, on score sets chosen to stress the radix passes:
-/// wide and narrow ranges (one exponent: pass 1 sees a single bucket), many ties, ±0, ±∞, negatives, odd lengths.
+/// wide and narrow ranges (one exponent: the top bits agree), many ties, ±0, ±∞, negatives, odd lengths (scalar tails,
+/// and lengths under one vector).
 /// </summary>
 public class RadixTopKTests
 {
@@ -39,6 +40,9 @@ public class RadixTopKTests
     [InlineData("negative", 2049, 2048)]
     [InlineData("wide", 17, 0)]
     [InlineData("ties", 17, 17)]
+    [InlineData("ties", 15, 7)]          // shorter than one 16-key vector: the scalar passes alone
+    [InlineData("zeros", 13, 5)]
+    [InlineData("wide", 3072, 2900)]     // τ among the negatives
     public void Largest_EqualsSortedReference(string kind, int n, int k)
     {
         for (int seed = 0; seed < 3; seed++)

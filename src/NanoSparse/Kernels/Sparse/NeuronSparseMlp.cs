@@ -17,7 +17,7 @@ namespace NanoSparse.Kernels.Sparse;
 /// contiguous blocks of neurons (up) or of output columns (down; each thread reads the same column range of every active neuron), so every output is summed by one thread in a fixed
 /// order and the result does not depend on the thread count.
 /// </summary>
-public static unsafe class NeuronSparseMlp
+public static unsafe partial class NeuronSparseMlp
 {
     static readonly bool UseAvx512 = Avx512F.IsSupported;
 

@@ -25,7 +25,8 @@ public sealed class PredictedMlp : IFeedForward
     readonly int _channels, _hidden, _rank, _keep;   // _keep: neurons per token under top-k; -1 for the threshold rule
     readonly DejaVuPredictor.Layer _predictor;
     readonly ReadOnlyMemory<float> _wFc, _bFc, _wProj, _bProj;
-    readonly float[] _wProjT;                        // (H, C): c_proj neuron-major, the "neuron bundle"
+    readonly float[] _wProjT;                        // (H, C): c_proj neuron-major, each neuron's output weights contiguous
+    readonly NeuronActivation _kernelActivation;
     readonly string _activation;
     readonly double _labelTop;                       // > 0: the label is the top fraction by |activation|; 0: activation ≠ 0
     readonly float[] _h, _scores, _z, _scratch;      // (maxRows, H) ×3, (maxRows, r): the masked Forward's buffers
@@ -53,6 +54,12 @@ public sealed class PredictedMlp : IFeedForward
         _bProj = bProj;
         _wProjT = new float[H * C];
         NeuronSparseMlp.NeuronMajor(wProj.Span, _wProjT, C, H);
+        _kernelActivation = _activation switch
+        {
+            GptConfig.Gelu => NeuronActivation.Gelu,
+            GptConfig.GeluTanh => NeuronActivation.GeluTanh,
+            _ => NeuronActivation.Relu,
+        };
         _labelTop = label.StartsWith("top:", StringComparison.Ordinal)
             ? double.Parse(label.AsSpan(4), NumberStyles.Float, CultureInfo.InvariantCulture) : 0;
         _h = new float[maxRows * H];
@@ -146,9 +153,13 @@ public sealed class PredictedMlp : IFeedForward
             RadixTopK.Largest(scores, _keep, chosen);
             return _keep;
         }
+        // without a branch: which logits are positive changes with every token, so a test per neuron mispredicts
         int k = 0;
         for (int j = 0; j < scores.Length; j++)
-            if (scores[j] > 0) chosen[k++] = j;
+        {
+            chosen[k] = j;
+            k += scores[j] > 0 ? 1 : 0;
+        }
         return k;
     }
 
@@ -167,8 +178,8 @@ public sealed class PredictedMlp : IFeedForward
 
     public ReadOnlySpan<float> ProjectionInput(scoped in Pass pass) => _h.AsSpan(pass.FirstRow * _hidden, pass.Rows * _hidden);
 
-    // per row: scores (H), top-k scratch (H), h (H), chosen (H ints), z (r)
-    public long DecodeScratchFloats(int rows) => 4L * _hidden + _rank;
+    // per row: scores (H), top-k scratch (H), h (H), chosen (H ints), z (r), the fused kernel's partial sums
+    public long DecodeScratchFloats(int rows) => 4L * _hidden + _rank + (long)NeuronSparseMlp.MaxParts * _channels;
 
     /// <summary>output (n, C): each position through predictor → selection → neuron-sparse up, activation, neuron-sparse down.</summary>
     public void Decode(Span<float> output, ReadOnlySpan<float> input, in Decoding decoding)
@@ -180,16 +191,14 @@ public sealed class PredictedMlp : IFeedForward
         var h = s.Slice(2 * H, H);
         var chosen = MemoryMarshal.Cast<float, int>(s.Slice(3 * H, H));
         var z = s.Slice(4 * H, _rank);
+        var partials = s.Slice(4 * H + _rank, NeuronSparseMlp.MaxParts * C);
         for (int i = 0; i < n; i++)
         {
             var x = input.Slice(i * C, C);
             _predictor.Scores(scores, z, x, 1);
             int k = Select(scores, scratch, chosen);
-            var active = chosen.Slice(0, k);
-            var hk = h.Slice(0, k);
-            NeuronSparseMlp.UpProject(hk, x, _wFc.Span, _bFc.Span, active, C, H);
-            Activate(hk);
-            NeuronSparseMlp.DownProject(output.Slice(i * C, C), hk, _wProjT, _bProj.Span, active, C, H);
+            NeuronSparseMlp.Forward(output.Slice(i * C, C), h.Slice(0, k), partials, x, _wFc.Span, _wProjT, _bFc.Span, _bProj.Span,
+                chosen.Slice(0, k), _kernelActivation, C, H);
         }
     }
 
