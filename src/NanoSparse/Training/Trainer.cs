@@ -112,6 +112,8 @@ public sealed class Trainer : IDisposable
         if (Config.InitFrom == "resume" || initDir is not null)
         {
             resume = Checkpoint.ReadState(modelDir);
+            if (Config.InitFrom == "resume" && resume.Config is { } was && was.DstSplitQkv != Config.DstSplitQkv)
+                throw new ArgumentException($"config: dst_split_qkv ({Config.DstSplitQkv.ToString().ToLowerInvariant()}) differs from the run being resumed in {modelDir} ({was.DstSplitQkv.ToString().ToLowerInvariant()}); set it as that run did");
             modelConfig = resume.Model.ToConfig();   // as nanoGPT: the checkpoint's model args win
             // SR-STE's checkpoint holds the N:M model; the run trains its weights dense.
             if (Config.Srste) modelConfig = SrSte.DenseConfig(modelConfig, SparseModelConfig.ParseWeights(Config.SparseWeights.Split(',')));

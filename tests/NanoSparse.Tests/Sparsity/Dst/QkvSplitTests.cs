@@ -259,6 +259,18 @@ public sealed class QkvSplitTests : IDisposable
             if (p.Layout is CsrLinearWeight x) Assert.Equal(x.ExportIndices()[1].Values, ((CsrLinearWeight)q.Layout!).ExportIndices()[1].Values);
     }
 
+    [Fact]
+    public void ResumingASplitRunWithoutTheSplitIsRefusedNamingTheKey()
+    {
+        using (var a = new Trainer(SplitRun("flip", "rigl", maxIters: 3))) a.Run();
+        var resumed = SplitRun("flip", "rigl");
+        resumed.InitFrom = "resume";
+        resumed.DstSplitQkv = false;
+        var e = Assert.Throws<ArgumentException>(() => new Trainer(resumed));
+        Assert.Contains("dst_split_qkv (false) differs from the run being resumed", e.Message);
+        Assert.Contains("(true)", e.Message);
+    }
+
     [Theory]
     [InlineData("sparsity", "0", "dst_split_qkv (true) splits the sparse c_attn")]
     [InlineData("sparse_format", "bsr:4x4", "dst_split_qkv (true) draws csr slices; sparse_format is 'bsr:4x4'")]
