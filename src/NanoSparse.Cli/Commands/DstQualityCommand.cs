@@ -14,7 +14,7 @@ namespace NanoSparse.Cli.Commands;
 /// </summary>
 public static class DstQualityCommand
 {
-    static readonly string[] MethodOrder = ["static", "set", "rigl", "srigl"];
+    static readonly string[] MethodOrder = ["static", "set", "rigl", "srigl", "rigl-split", "srigl-split"];
 
     public static Command Create(CliContext cli)
     {

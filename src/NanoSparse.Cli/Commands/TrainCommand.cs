@@ -57,6 +57,8 @@ public static class TrainCommand
         "  dst_drop_fraction=0.3           fraction dropped and regrown, cosine-annealed: f(t) = α/2 (1 + cos(π t / dst_stop))\n" +
         "  dst_stop=-1                     no updates from this step (-1: three quarters of max_iters)\n" +
         "  dst_ablation=0.3                srigl: ablate a neuron with fewer than this × fan-in salient weights (0: never)\n" +
+        "  dst_split_qkv=false             true: c_attn's Q, K and V row slices are three layers (as separate q/k/v projections):\n" +
+        "                                  each gets its own er/erk density and exact stored count, dropped and regrown on its own\n" +
         "The run folder gets dst.csv (one row per update: changed fraction, in-time over-parameterisation rate), dst-density.png\n" +
         "(per-weight density and share of positions ever active) and dst-changes.png (fraction changed at each update).";
     /// <summary>The activation and activation-sparsity keys (ReLU-fication), for train --help.</summary>

@@ -20,6 +20,8 @@ public sealed record SparseWeightRow(string Name, int OutFeatures, int InFeature
 ///   nm                     "N:M" (e.g. 2:4): the chosen weights are N:M along the reduction dimension instead
 ///   sparse_weights         which of attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj are sparse (the embeddings and
 ///                          the tied lm_head stay dense)
+///   dst_split_qkv          er/erk see c_attn as its three (C × C) Q, K and V slices, so each gets the density of a
+///                          C × C layer (see <see cref="Dst.QkvSplit"/>)
 /// Every error is an ArgumentException whose one-line message starts with the key at fault.
 /// </summary>
 public static class SparseModelConfig
@@ -35,7 +37,7 @@ public static class SparseModelConfig
     /// 1 stays dense. <paramref name="seed"/> seeds the positions (GptConfig.SparsitySeed).
     /// </summary>
     public static GptConfig Apply(GptConfig config, double sparsity, string distribution = Uniform, string format = LinearWeightLayouts.Csr,
-        string? nm = null, IEnumerable<string>? weights = null, ulong seed = 0)
+        string? nm = null, IEnumerable<string>? weights = null, ulong seed = 0, bool splitQkv = false)
     {
         ArgumentNullException.ThrowIfNull(config);
         var chosen = ParseWeights(weights);
@@ -59,7 +61,7 @@ public static class SparseModelConfig
         double density = 1 - sparsity;
         double[] densities = distribution == Uniform
             ? shapes.Select(_ => density).ToArray()
-            : ErdosRenyi.Densities(shapes, density);
+            : splitQkv ? SplitQkvDensities(shapes, density) : ErdosRenyi.Densities(shapes, density);
         var layoutOf = new Dictionary<string, string>();
         var densityOf = new Dictionary<string, double>();
         for (int i = 0; i < chosen.Count; i++)
@@ -74,6 +76,27 @@ public static class SparseModelConfig
             WeightDensities = Merge(Without(config.WeightDensities, chosen), densityOf),
             SparsitySeed = seed,
         };
+    }
+
+    /// <summary>
+    /// ER/ERK densities with each c_attn (3C × C) counted as three C × C layers (its Q, K and V slices); the slices
+    /// have one shape, so one density, which is c_attn's.
+    /// </summary>
+    static double[] SplitQkvDensities(IReadOnlyList<WeightShape> shapes, double density)
+    {
+        var expanded = new List<WeightShape>();
+        foreach (var s in shapes)
+            if (s.Name == Dst.QkvSplit.FusedWeight)
+                for (int q = 0; q < Dst.QkvSplit.Slices; q++) expanded.Add(s with { OutFeatures = s.OutFeatures / Dst.QkvSplit.Slices });
+            else expanded.Add(s);
+        var d = ErdosRenyi.Densities(expanded, density);
+        var result = new double[shapes.Count];
+        for (int i = 0, j = 0; i < shapes.Count; i++)
+        {
+            result[i] = d[j];
+            j += shapes[i].Name == Dst.QkvSplit.FusedWeight ? Dst.QkvSplit.Slices : 1;
+        }
+        return result;
     }
 
     /// <summary>Throws unless sparsity lies in [0, 1).</summary>

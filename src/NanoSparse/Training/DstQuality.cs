@@ -44,7 +44,7 @@ public static class DstQuality
         if (weights.Count == 0) throw new InvalidDataException($"checkpoint {dir} has no block Linear weights to count");
         long stored = weights.Sum(w => (long)w.Stored), cells = weights.Sum(w => (long)w.OutFeatures * w.InFeatures);
         var config = state.Config;
-        string method = stored == cells ? "dense" : config.Sparsity > 0 ? config.Dst : weights[0].Layout;
+        string method = stored == cells ? "dense" : config.Sparsity > 0 ? config.Dst + (config.DstSplitQkv ? "-split" : "") : weights[0].Layout;
 
         string logPath = Path.Combine(dir, TrainingLog.FileName);
         var rows = TrainingLogFile.Read(logPath);

@@ -90,6 +90,8 @@ public sealed class TrainConfig
     [JsonPropertyName("dst_stop")] public int DstStop { get; set; } = -1;
     /// <summary>SRigL's γ_sal: a neuron with fewer than γ·fan-in salient weights is ablated (0: never).</summary>
     [JsonPropertyName("dst_ablation")] public float DstAblation { get; set; } = 0.3f;
+    /// <summary>c_attn's Q, K and V row slices are three layers for the er/erk densities, the starting layout and every topology update.</summary>
+    [JsonPropertyName("dst_split_qkv")] public bool DstSplitQkv { get; set; }
     // SR-STE: N:M sparse training from scratch on dense weights (see Sparsity.SrSte); nm gives N:M, sparse_weights which
     /// <summary>Train the sparse_weights dense with their N:M projection (nm) in the forward pass; checkpoints hold the N:M model.</summary>
     [JsonPropertyName("srste")] public bool Srste { get; set; }
@@ -179,7 +181,7 @@ public sealed class TrainConfig
     public Nn.GptConfig ApplySparsity(Nn.GptConfig model) =>
         SparseModelConfig.Apply(model,
             double.Parse(Sparsity.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture),   // 0.9f as 0.9, not 0.899999976
-            SparsityDistribution, SparseFormat, Srste ? "" : Nm, (SparseWeights ?? "").Split(','), Seed);
+            SparsityDistribution, SparseFormat, Srste ? "" : Nm, (SparseWeights ?? "").Split(','), Seed, DstSplitQkv);
 
     static readonly JsonSerializerOptions Json = new()
     {
@@ -355,6 +357,13 @@ public sealed class TrainConfig
             if (!string.IsNullOrEmpty(Nm)) Fail($"dst ('{Dst}') updates unstructured csr weights; it cannot be combined with nm ('{Nm}')");
             if (SparseFormat != "csr") Fail($"dst ('{Dst}') updates csr weights; sparse_format is '{SparseFormat}', expected csr");
             if (PruneSchedule != "none") Fail($"dst ('{Dst}') cannot be combined with prune_schedule ('{PruneSchedule}')");
+        }
+        if (DstSplitQkv)
+        {
+            if (Sparsity <= 0) Fail($"dst_split_qkv (true) splits the sparse c_attn into Q, K and V: set sparsity above 0 (found {Sparsity.ToString(CultureInfo.InvariantCulture)})");
+            if (!string.IsNullOrEmpty(Nm) || SparseFormat != "csr") Fail($"dst_split_qkv (true) draws csr slices; sparse_format is '{SparseFormat}'{(string.IsNullOrEmpty(Nm) ? "" : $" and nm '{Nm}'")}, expected csr without nm");
+            if (!(SparseWeights ?? "").Split(',').Select(w => w.Trim()).Contains("attn.c_attn") && !string.IsNullOrWhiteSpace(SparseWeights))
+                Fail($"dst_split_qkv (true) splits attn.c_attn, but sparse_weights ('{SparseWeights}') does not include it");
         }
         Finite("srste_lambda", SrsteLambda, 0, float.MaxValue);
         if (Srste)

@@ -112,6 +112,8 @@ public sealed class Trainer : IDisposable
         if (Config.InitFrom == "resume" || initDir is not null)
         {
             resume = Checkpoint.ReadState(modelDir);
+            if (Config.InitFrom == "resume" && resume.Config is { } was && was.DstSplitQkv != Config.DstSplitQkv)
+                throw new ArgumentException($"config: dst_split_qkv ({Config.DstSplitQkv.ToString().ToLowerInvariant()}) differs from the run being resumed in {modelDir} ({was.DstSplitQkv.ToString().ToLowerInvariant()}); set it as that run did");
             modelConfig = resume.Model.ToConfig();   // as nanoGPT: the checkpoint's model args win
             // SR-STE's checkpoint holds the N:M model; the run trains its weights dense.
             if (Config.Srste) modelConfig = SrSte.DenseConfig(modelConfig, SparseModelConfig.ParseWeights(Config.SparseWeights.Split(',')));
@@ -167,7 +169,7 @@ public sealed class Trainer : IDisposable
         // A resumed model's sparse layouts are rebuilt from the checkpoint's stored structure, not drawn again.
         var dstMethod = DstMethods.Parse(Config.Dst);
         Model = new Gpt(modelConfig, Config.BatchSize, Config.BlockSize, resume is null
-            ? DynamicSparseTraining.InitialLayouts(dstMethod, modelConfig)   // SRigL: constant fan-in
+            ? DynamicSparseTraining.InitialLayouts(dstMethod, modelConfig, Config.DstSplitQkv)   // SRigL: constant fan-in; split: exact Q/K/V counts
             : Checkpoint.ReadLinearWeights(modelDir, modelConfig));
         var gpt = Model;
         if (Config.Srste)
@@ -218,7 +220,7 @@ public sealed class Trainer : IDisposable
         }
         if (dstMethod != DstMethod.Static)
         {
-            try { Dst = new DynamicSparseTraining(Model, dstMethod, new DstSchedule(Config.DstInterval, Config.DstDropFraction, Config.ResolvedDstStop), Config.DstAblation, Config.Seed); }
+            try { Dst = new DynamicSparseTraining(Model, dstMethod, new DstSchedule(Config.DstInterval, Config.DstDropFraction, Config.ResolvedDstStop), Config.DstAblation, Config.Seed, Config.DstSplitQkv); }
             catch (ArgumentException e) { throw new ArgumentException("config: " + e.Message, e); }
             if (resume is not null) Dst.LoadCheckpoint(Path.Combine(Config.OutDir, Checkpoint.OptimizerFile));
         }

@@ -23,7 +23,8 @@ public sealed record DstUpdateReport(int Step, double DropFraction, IReadOnlyLis
 /// gradient dyᵀ·x into buffers that live for this iteration only) and, after the AdamW step, <see cref="AfterIteration"/>
 /// which runs <see cref="TopologyUpdate"/> on each layer with its values and moments. The in-time over-parameterisation
 /// rate (Liu et al. 2021) is tracked with one bitmap per layer. SET's Rng and the bitmaps go into the checkpoint's
-/// optimizer file (<see cref="CheckpointTensors"/>), so a resumed run continues bit-identically.
+/// optimizer file (<see cref="CheckpointTensors"/>), so a resumed run continues bit-identically. With dst_split_qkv
+/// each c_attn is updated as three layers, its Q, K and V row slices (<see cref="QkvSplit"/>).
 /// </summary>
 public sealed class DynamicSparseTraining
 {
@@ -34,11 +35,12 @@ public sealed class DynamicSparseTraining
     readonly int[] _indices;               // positions of the CSR weights in Gpt.Parameters
     readonly CsrLinearWeight[] _layers;
     readonly ulong[][] _everActive;        // per layer: Out·In bits, set where a weight has ever been stored
+    readonly int[][] _rowGroups;           // per layer: the row groups an update treats as layers (0, Out unless split)
     readonly TopologyUpdate _update;
     float[][]? _gradients;                 // RigL/SRigL: dense gradients of the current update step only
     DstLog? _log;
 
-    public DynamicSparseTraining(Gpt model, DstMethod method, DstSchedule schedule, double ablationThreshold, ulong seed)
+    public DynamicSparseTraining(Gpt model, DstMethod method, DstSchedule schedule, double ablationThreshold, ulong seed, bool splitQkv = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         Method = method;
@@ -60,12 +62,18 @@ public sealed class DynamicSparseTraining
         Names = _indices.Select(i => model.Parameters[i].Name).ToArray();
         _update = new TopologyUpdate(_layers.Select(l => (l.OutFeatures, l.InFeatures, l.StoredCount)));
         _everActive = _layers.Select(l => new ulong[((long)l.OutFeatures * l.InFeatures + 63) / 64]).ToArray();
+        SplitQkv = splitQkv;
+        _rowGroups = _layers.Select((l, k) => QkvSplit.RowGroups(Names[k], l.OutFeatures, splitQkv)).ToArray();
         for (int k = 0; k < _layers.Length; k++) MarkActive(_layers[k], _everActive[k]);
     }
 
     public DstMethod Method { get; }
     public DstSchedule Schedule { get; }
     public double AblationThreshold { get; }
+    /// <summary>dst_split_qkv: each c_attn's Q, K and V row slices are updated as separate layers.</summary>
+    public bool SplitQkv { get; }
+    /// <summary>Per updated weight (<see cref="Names"/> order): the first row of each group it is updated as, then Out.</summary>
+    public IReadOnlyList<int[]> RowGroups => _rowGroups;
     /// <summary>SET's random draws; its state is checkpointed.</summary>
     public Rng Rng { get; }
     /// <summary>The updated weights' parameter names, in model order.</summary>
@@ -130,7 +138,7 @@ public sealed class DynamicSparseTraining
                 var p = model.Parameters[_indices[k]];
                 if (!ReferenceEquals(p.Layout, _layers[k])) throw new InvalidOperationException($"weight '{p.Name}' is no longer the layout dynamic sparse training was set up on");
                 layers[k] = _update.Apply(_layers[k], p.Value.Span, optimizer.M.Slice(p.Offset, p.Length), optimizer.V.Slice(p.Offset, p.Length),
-                    Method, fraction, _gradients is null ? default : _gradients[k], Rng, AblationThreshold, _everActive[k]);
+                    Method, fraction, _gradients is null ? default : _gradients[k], Rng, AblationThreshold, _everActive[k], _rowGroups[k]);
                 changed += layers[k].Changed;
                 stored += p.Length;
             }
@@ -237,11 +245,14 @@ public sealed class DynamicSparseTraining
 
     /// <summary>
     /// SRigL's starting layouts (constant fan-in) for the model <paramref name="config"/> describes: one per block weight
-    /// the config stores in CSR, drawn from the config's per-weight density and seed. Null for the other methods.
+    /// the config stores in CSR, drawn from the config's per-weight density and seed. With <paramref name="splitQkv"/>
+    /// (any other method) each CSR c_attn whose Q, K and V slices each hold exactly their share
+    /// (<see cref="QkvSplit.RandomSlices"/>; constant fan-in already gives every slice a · fan-in). Null when the
+    /// default draw serves.
     /// </summary>
-    public static Dictionary<string, ILinearWeight>? InitialLayouts(DstMethod method, GptConfig config)
+    public static Dictionary<string, ILinearWeight>? InitialLayouts(DstMethod method, GptConfig config, bool splitQkv = false)
     {
-        if (method != DstMethod.SRigL) return null;
+        if (method != DstMethod.SRigL) return splitQkv ? SplitLayouts(config) : null;
         var layouts = new Dictionary<string, ILinearWeight>(StringComparer.Ordinal);
         int C = config.NEmbd;
         for (int l = 0; l < config.NLayer; l++)
@@ -259,6 +270,18 @@ public sealed class DynamicSparseTraining
                 layouts[$"transformer.h.{l}.{w}.weight"] = ConstantFanIn.Random(o, i, config.WeightDensity(l, w), new Rng(config.WeightSeed(l, w)));
             }
         return layouts;
+    }
+
+    static Dictionary<string, ILinearWeight>? SplitLayouts(GptConfig config)
+    {
+        var layouts = new Dictionary<string, ILinearWeight>(StringComparer.Ordinal);
+        for (int l = 0; l < config.NLayer; l++)
+        {
+            if (config.WeightLayout(l, QkvSplit.FusedWeight) != LinearWeightLayouts.Csr) continue;
+            layouts[$"transformer.h.{l}.{QkvSplit.FusedWeight}.weight"] = QkvSplit.RandomSlices(3 * config.AttentionWidth(l), config.NEmbd,
+                config.WeightDensity(l, QkvSplit.FusedWeight), new Rng(config.WeightSeed(l, QkvSplit.FusedWeight)));
+        }
+        return layouts.Count == 0 ? null : layouts;
     }
 }
 

@@ -33,6 +33,9 @@ public readonly record struct LayerUpdate(int Dropped, int Grown, int Changed, i
 ///          rows) is ablated (all its weights dropped); the remaining A rows each get nnz / A weights (the first
 ///          nnz mod A rows one more), trimming by magnitude and regrowing by |dL/dW| within the row (dropped
 ///          positions compete as in rigl).
+/// Row groups (dst_split_qkv): the rows can be cut into consecutive groups (c_attn's Q, K and V slices) that are
+/// updated as separate layers: each group drops round(f · its nnz) of its own weights and regrows as many within its
+/// own rows, so every group's stored count is unchanged by the update; one group (the default) is the whole layer.
 /// Scratch is sized once for the largest layer; an update allocates nothing.
 /// </summary>
 public sealed class TopologyUpdate
@@ -81,10 +84,12 @@ public sealed class TopologyUpdate
     /// Updates <paramref name="layer"/> and permutes <paramref name="values"/>, <paramref name="m"/>, <paramref name="v"/>
     /// (StoredCount each; m and v may be empty) to its new order. <paramref name="denseGradient"/> (Out·In, row-major)
     /// is needed by rigl and srigl; <paramref name="rng"/> by set. <paramref name="everActive"/> (a bitmap of Out·In bits,
-    /// or empty) gets the new positions marked.
+    /// or empty) gets the new positions marked. <paramref name="rowGroups"/> (empty: the whole layer as one group) are
+    /// the groups' first rows followed by Out, ascending from 0 (e.g. 0, a, 2a, 3a for c_attn's Q, K and V slices).
     /// </summary>
     public LayerUpdate Apply(CsrLinearWeight layer, Span<float> values, Span<float> m, Span<float> v, DstMethod method,
-        double dropFraction, ReadOnlySpan<float> denseGradient, Rng? rng, double ablationThreshold = 0.3, Span<ulong> everActive = default)
+        double dropFraction, ReadOnlySpan<float> denseGradient, Rng? rng, double ablationThreshold = 0.3, Span<ulong> everActive = default,
+        ReadOnlySpan<int> rowGroups = default)
     {
         int rows = layer.OutFeatures, cols = layer.InFeatures, nnz = layer.StoredCount;
         int cells = rows * cols;
@@ -97,6 +102,9 @@ public sealed class TopologyUpdate
         if (method == DstMethod.Set && rng is null) throw new ArgumentNullException(nameof(rng), "set regrows at random: an Rng is needed");
         if (!(dropFraction >= 0 && dropFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(dropFraction), dropFraction, "drop fraction must be in [0, 1]");
         if (!everActive.IsEmpty && everActive.Length < (cells + 63) / 64) throw new ArgumentException($"everActive has {everActive.Length} words, expected {(cells + 63) / 64}", nameof(everActive));
+        Span<int> wholeLayer = [0, rows];
+        scoped ReadOnlySpan<int> groups = rowGroups.IsEmpty ? wholeLayer : rowGroups;
+        CheckRowGroups(groups, rows);
 
         var s = layer.Structure;
         var rp = s.RowPointers;
@@ -105,24 +113,33 @@ public sealed class TopologyUpdate
         for (int o = 0; o < rows; o++)
             for (int p = rp[o]; p < rp[o + 1]; p++) state[o * cols + s.ColumnIndex(p)] = Kept;
 
-        // Drop: the k smallest |w| (ties: lower entry), as the k largest of −|w|.
-        int k = (int)Math.Round(dropFraction * nnz);
-        var keys = _scores.AsSpan(0, nnz);
-        for (int p = 0; p < nnz; p++) keys[p] = -Math.Abs(values[p]);
-        var dropped = _chosen.AsSpan(0, k);
-        TopK.Largest(keys, k, _select, dropped);
-        for (int i = 0; i < k; i++)
+        int droppedCount = 0;
+        for (int group = 0; group + 1 < groups.Length; group++)
         {
-            int p = dropped[i];
-            state[RowOf(rp, p, rows) * cols + s.ColumnIndex(p)] = Dropped;
-        }
+            int r0 = groups[group], r1 = groups[group + 1];
+            int first = rp[r0], groupNnz = rp[r1] - first;
+            if (groupNnz == 0) continue;
+            // Drop: the group's k smallest |w| (ties: lower entry), as the k largest of −|w|.
+            int k = (int)Math.Round(dropFraction * groupNnz);
+            var keys = _scores.AsSpan(0, groupNnz);
+            for (int i = 0; i < groupNnz; i++) keys[i] = -Math.Abs(values[first + i]);
+            var dropped = _chosen.AsSpan(0, k);
+            TopK.Largest(keys, k, _select, dropped);
+            for (int i = 0; i < k; i++)
+            {
+                int p = first + dropped[i];
+                state[RowOf(rp, p, rows) * cols + s.ColumnIndex(p)] = Dropped;
+            }
 
-        int droppedCount = k;
-        switch (method)
-        {
-            case DstMethod.Set: GrowRandom(state, k, nnz, rng!); break;
-            case DstMethod.RigL: GrowByGradient(state, denseGradient, k); break;
-            case DstMethod.SRigL: droppedCount += ConstantFanIn(layer, values, state, denseGradient, k, ablationThreshold); break;
+            droppedCount += k;
+            var groupState = state.Slice(r0 * cols, (r1 - r0) * cols);
+            var groupGradient = denseGradient.IsEmpty ? denseGradient : denseGradient.Slice(r0 * cols, (r1 - r0) * cols);
+            switch (method)
+            {
+                case DstMethod.Set: GrowRandom(groupState, k, groupNnz, rng!); break;
+                case DstMethod.RigL: GrowByGradient(groupState, groupGradient, k); break;
+                case DstMethod.SRigL: droppedCount += ConstantFanIn(layer, r0, r1, values, groupState, groupGradient, k, ablationThreshold); break;
+            }
         }
 
         // The new structure, row by row in column order; each entry's source in the old order (−1: grown at zero).
@@ -163,6 +180,15 @@ public sealed class TopologyUpdate
                     everActive[cell >> 6] |= 1UL << (cell & 63);
                 }
         return new LayerUpdate(droppedCount, droppedCount, changed, active, nnz);
+    }
+
+    static void CheckRowGroups(ReadOnlySpan<int> rowGroups, int rows)
+    {
+        if (rowGroups.Length < 2 || rowGroups[0] != 0 || rowGroups[^1] != rows)
+            throw new ArgumentException($"row groups ({string.Join(", ", rowGroups.ToArray())}) must run from 0 to the layer's {rows} rows", nameof(rowGroups));
+        for (int i = 1; i < rowGroups.Length; i++)
+            if (rowGroups[i] <= rowGroups[i - 1])
+                throw new ArgumentException($"row groups ({string.Join(", ", rowGroups.ToArray())}) must be strictly ascending", nameof(rowGroups));
     }
 
     void Permute(Span<float> a)
@@ -239,12 +265,13 @@ public sealed class TopologyUpdate
         for (int i = 0; i < k; i++) state[grown[i]] = state[grown[i]] == Dropped ? GrownDropped : GrownNew;
     }
 
-    // SRigL's constant fan-in after the unstructured drop; returns the weights dropped beyond the first k (ablated
-    // neurons, rows trimmed to their fan-in).
-    int ConstantFanIn(CsrLinearWeight layer, ReadOnlySpan<float> values, Span<byte> state, ReadOnlySpan<float> gradient, int k, double gamma)
+    // SRigL's constant fan-in after the unstructured drop, over the layer's rows [r0, r1) (state and gradient are those
+    // rows' cells); returns the weights dropped beyond the first k (ablated neurons, rows trimmed to their fan-in).
+    int ConstantFanIn(CsrLinearWeight layer, int r0, int r1, ReadOnlySpan<float> values, Span<byte> state, ReadOnlySpan<float> gradient, int k, double gamma)
     {
-        int rows = layer.OutFeatures, cols = layer.InFeatures, nnz = layer.StoredCount;
-        var rp = layer.Structure.RowPointers;
+        int rows = r1 - r0, cols = layer.InFeatures;
+        var rp = layer.Structure.RowPointers.AsSpan(r0, rows + 1);   // rp[o]: the entries of the group's row o
+        int nnz = rp[rows] - rp[0];
         var remaining = _rowCount.AsSpan(0, rows);
         var wouldGrow = _rowGrow.AsSpan(0, rows);
         int activeBefore = 0;
