@@ -10,7 +10,7 @@ namespace NanoSparse.Tests.IO;
 /// </summary>
 public class ExportRefusalTests
 {
-    static readonly GptConfig Base = new() { NLayer = 1, NHead = 2, NEmbd = 16, BlockSize = 16, VocabSize = 11 };
+    static readonly GptConfig Base = new() { NLayer = 1, NHead = 2, NEmbd = 32, BlockSize = 16, VocabSize = 11 };
 
     public static TheoryData<string, string> Variants => new()
     {
