@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The dynamic-sparse-training quality comparison on the `medium` preset: static, SET, RigL and SRigL at 90% and 80%
-# sparsity (ERK), RigL and SRigL with separate Q, K and V budgets (dst_split_qkv), the smaller dense models with about the same number of block weights (n_embd 80 and 112), and dense
+# sparsity (ERK), RigL, SRigL, and at 90% static and SET, with separate Q, K and V budgets (dst_split_qkv), the smaller dense models with about the same number of block weights (n_embd 80 and 112), and dense
 # medium, all with the same seed and schedule; then `nanosparse dst-quality` gathers them into a table, a CSV and
 # docs/figures/dst-quality.png.
 #
@@ -28,6 +28,8 @@ RUNS=(
   "s90-srigl $S --set sparsity=0.9 $E --set dst=srigl $D"
   "s90-rigl-split $S --set sparsity=0.9 $E --set dst=rigl $D --set dst_split_qkv=true"
   "s90-srigl-split $S --set sparsity=0.9 $E --set dst=srigl $D --set dst_split_qkv=true"
+  "s90-static-split $S --set sparsity=0.9 $E --set dst=static --set dst_split_qkv=true"
+  "s90-set-split $S --set sparsity=0.9 $E --set dst=set $D --set dst_split_qkv=true"
   "dense-e80 $S --set n_embd=80"
   "s80-static $S --set sparsity=0.8 $E --set dst=static"
   "s80-rigl $S --set sparsity=0.8 $E --set dst=rigl $D"
