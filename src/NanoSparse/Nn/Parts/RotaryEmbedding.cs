@@ -24,12 +24,14 @@ public static class RotaryEmbedding
         if (hs % 2 != 0) throw new ArgumentException($"RoPE needs an even head size, got {hs}", nameof(heads));
         if (qkv.Length < (long)rows * 3 * width) throw new ArgumentException($"qkv holds {qkv.Length} floats, fewer than {rows}·3·{width}", nameof(qkv));
         Span<float> cos = stackalloc float[half], sin = stackalloc float[half];
+        Span<double> theta = stackalloc double[half];   // θ_i: the same for every row
+        for (int i = 0; i < half; i++) theta[i] = Math.Pow(Base, -2.0 * i / hs);
         for (int r = 0; r < rows; r++)
         {
             int p = firstPosition + r % seqLen;
             for (int i = 0; i < half; i++)
             {
-                double angle = p * Math.Pow(Base, -2.0 * i / hs);
+                double angle = p * theta[i];
                 cos[i] = (float)Math.Cos(angle);
                 sin[i] = (float)(inverse ? -Math.Sin(angle) : Math.Sin(angle));
             }
