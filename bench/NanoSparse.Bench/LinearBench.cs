@@ -24,7 +24,7 @@ public static class LinearBench
         var layoutsOpt = new Option<string>("--layouts") { Description = "layouts: csr:DENSITY, nm:N:M, bsr:RxC:DENSITY; csr-nosell:DENSITY times decode without the SELL copy", DefaultValueFactory = _ => "csr:0.5,csr:0.3,csr:0.2,csr:0.1,csr:0.05,nm:2:4" };
         var roundsOpt = new Option<int>("--rounds") { Description = "rounds (every case once per round)", DefaultValueFactory = _ => 3 };
         var forwardOpt = new Option<bool>("--forward-only") { Description = "time the forward pass only, at every rows" };
-        var partsOpt = new Option<bool>("--parts") { Description = "instead: time the pieces of the CSR layout's training pass (transposes, S·X, SDDMM, Wᵀ·dY) at each csr density" };
+        var partsOpt = new Option<bool>("--parts") { Description = "instead: time the pieces of the CSR layout's training pass (transposes, S·X, SDDMM, Wᵀ·dY) at each csr density, and of nm:2:4's (forward, dW, dx of each kernel against the dense GEMM's)" };
         var cpuOpt = new Option<bool>("--cpu-time") { Description = "one-thread cases: time by the process's CPU time instead of the wall clock (steadier on a shared machine)" };
         var panelOpt = new Option<int?>("--panel-rows") { Description = "FeatureMajor.PanelRows for this run (token rows per transposed panel)" };
         var rowwiseOpt = new Option<int?>("--rowwise-max") { Description = "CsrLinearWeight.RowwiseMaxRows for this run (forward: SpMV per row up to this many rows)" };
@@ -168,6 +168,10 @@ public static class LinearBench
             foreach (var (inF, outF) in shapes)
             foreach (int rows in rowsList)
             foreach (int threads in threadsList)
+                if (layouts.Contains("nm:2:4")) NmParts(inF, outF, rows, threads, cpuTime);
+            foreach (var (inF, outF) in shapes)
+            foreach (int rows in rowsList)
+            foreach (int threads in threadsList)
             foreach (var spec in layouts.Where(l => l.StartsWith("csr:", StringComparison.Ordinal)))
             {
                 KernelThreads.Max = threads;
@@ -192,6 +196,69 @@ public static class LinearBench
             }
         }
         finally { KernelThreads.Max = saved; }
+    }
+
+    /// <summary>
+    /// nm:2:4's three training products, each kernel on its own (ms, median of 5), against the dense GEMM's same
+    /// product; GMAC/s counts useful multiply-adds (rows·In·Out for dense, half that for 2:4), and "per MAC" is the
+    /// 2:4 kernel's rate over the GEMM's (0.5 = no faster than dense).
+    /// </summary>
+    static void NmParts(int inF, int outF, int rows, int threads, bool cpuTime)
+    {
+        KernelThreads.Max = threads;
+        var rng = new Rng(1);
+        var w = NmLinearWeight.Random(outF, inF, 2, 4, rng);
+        var values = Random(rng, w.StoredCount);
+        var dense = new float[outF * inF];
+        w.ToDense(values, dense);
+        var x = Random(rng, rows * inF);
+        var dy = Random(rng, rows * outF);
+        var y = new float[rows * outF];
+        var dx = new float[rows * inF];
+        var dW = new float[outF * inF];
+        int slots = inF / 2;
+        double Ms(Action a) => 1e3 * Median(BenchUtil.TimePerCall(a, 1, 5, 0.05, cpuTime && threads == 1));
+        double gf = Ms(() => Gemm.Multiply(false, true, rows, outF, inF, 1f, x, inF, dense, inF, 0f, y, outF));
+        double gw = Ms(() => Gemm.Multiply(true, false, outF, inF, rows, 1f, dy, outF, x, inF, 0f, dW, inF));
+        double gx = Ms(() => Gemm.Multiply(false, false, rows, inF, outF, 1f, dy, outF, dense, inF, 0f, dx, inF));
+        var lines = new List<(string Product, string Kernel, double Ms, double DenseMs)>();
+        if (NmLinear.Supports(4))
+        {
+            long panel = NmLinear.PanelLength(outF, slots);
+            var packed = new float[panel];
+            var controls = new int[panel];
+            var ones = new float[outF * inF];
+            var (probe, _) = NmLinearWeight.FromDense(outF, inF, 2, 4, dense);
+            var indexTensor = probe.ExportIndices()[0].Values;
+            NmLinear.PackIndices(q => indexTensor[q], outF, slots, controls);
+            var gradient = new float[panel];
+            var xBlock = new float[NmLinear.GradientWorkspace(rows, inF)];
+            lines.Add(("forward", "NmLinear (permutes, pack included)", Ms(() =>
+            {
+                NmLinear.Pack(values, outF, slots, packed);
+                NmLinear.Forward(x, rows, inF, outF, 2, 4, packed, controls, default, default, y);
+            }), gf));
+            lines.Add(("dW", "NmLinear (permutes)", Ms(() => NmLinear.WeightGradient(dy, x, rows, inF, outF, 2, 4, controls, gradient, xBlock)), gw));
+            lines.Add(("dx", "GEMM on W expanded (ToDense included)", Ms(() =>
+            {
+                w.ToDense(values, ones);
+                Gemm.Multiply(false, false, rows, inF, outF, 1f, dy, outF, ones, inF, 0f, dx, inF);
+            }), gx));
+        }
+        if (Nm24Panels.Supported)
+        {
+            var (probe, _) = NmLinearWeight.FromDense(outF, inF, 2, 4, dense);
+            var indexTensor = probe.ExportIndices()[0].Values;
+            var panels = new Nm24Panels(outF, inF, q => indexTensor[q]);
+            var workspace = new float[Math.Max(panels.ForwardWorkspace(rows), panels.InputGradientWorkspace(rows))];
+            lines.Add(("forward", "Nm24Panels (transposes included)", Ms(() => panels.Forward(x, rows, values, default, default, y, workspace)), gf));
+            lines.Add(("dx", "Nm24Panels (transposes included)", Ms(() => panels.InputGradient(dy, rows, values, default, dx, workspace)), gx));
+        }
+        double macs = (double)rows * inF * outF;
+        Console.WriteLine($"{inF}x{outF} rows {rows} t{threads} nm:2:4 ({(cpuTime && threads == 1 ? "CPU time" : "wall clock")}):");
+        Console.WriteLine($"  {"product",-8} {"kernel",-40} {"ms",8} {"GMAC/s",8} {"dense ms",9} {"GEMM GMAC/s",12} {"per MAC",8} {"speed-up",9}");
+        foreach (var (product, kernel, ms, denseMs) in lines)
+            Console.WriteLine($"  {product,-8} {kernel,-40} {ms,8:F2} {macs / 2 / ms / 1e6,8:F1} {denseMs,9:F2} {macs / denseMs / 1e6,12:F1} {denseMs / ms / 2,8:F2} {denseMs / ms,8:F2}x");
     }
 
     static float[] Random(Rng rng, int length, double scale = 1)

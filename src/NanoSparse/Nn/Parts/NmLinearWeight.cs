@@ -27,6 +27,7 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     byte[]? _slotIndex;                    // in-group index of every stored value, row-major (ToDense, Gather); null
                                            // after ReleaseTrainingStructures
     int[]? _controls;                      // the same in NmLinear's panel layout (permute controls), when its kernels run
+    Nm24Panels? _panels;                   // 2:4 on AVX-512: the token-panel forward and input gradient
     bool _released;                        // ReleaseTrainingStructures ran: Backward refused
     readonly int _slotsPerRow;
 
@@ -52,6 +53,11 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
             var slotIndex = _slotIndex;
             NmLinear.PackIndices(q => slotIndex[q], OutFeatures, _slotsPerRow, _controls);
         }
+        if (nm.N == 2 && nm.M == 4 && Nm24Panels.Supported)
+        {
+            var slotIndex = _slotIndex;
+            _panels = new Nm24Panels(OutFeatures, InFeatures, q => slotIndex[q]);
+        }
     }
 
     /// <summary>File tensor: indices (U8, StoredCount), the in-group input index (0 ≤ i &lt; M) of every stored value.</summary>
@@ -71,7 +77,7 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     public string LayoutString => $"{Name}:{N}:{M}";
 
     /// <summary>The packed in-group indices, a byte per stored value and the kernels' 32-bit permute controls.</summary>
-    public long IndexBytesInMemory => _nm.Indices.Length + (_slotIndex?.Length ?? 0) + 4L * (_controls?.Length ?? 0);
+    public long IndexBytesInMemory => _nm.Indices.Length + (_slotIndex?.Length ?? 0) + 4L * (_controls?.Length ?? 0) + (_panels?.IndexBytes ?? 0);
 
     /// <summary>Rebuilds the layout from a file's n, m and indices (N &lt; M, M | In, indices &lt; M ascending within each group).</summary>
     public static ISparseLinearStructure FromStructure(SparseStructure s)
@@ -211,10 +217,11 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     {
         // The feature-major forward is counted always: a layout released for inference runs it at any row count.
         long featureMajor = FeatureMajor.PanelFloats(rows, InFeatures) + FeatureMajor.PanelFloats(rows, OutFeatures);
-        long forward = TokenMajor(rows) ? Math.Max(PanelFloats, featureMajor) : featureMajor;
+        long forward = TokenMajor(rows) ? Math.Max(_panels != null ? _panels.ForwardWorkspace(rows) : PanelFloats, featureMajor) : featureMajor;
         if (_released) return forward;
         long dense = (long)OutFeatures * InFeatures;
-        long backward = _controls != null ? 2 * PanelFloats + NmLinear.GradientWorkspace(rows, InFeatures) + dense : 2 * dense;
+        long dxFloats = _panels != null ? _panels.InputGradientWorkspace(rows) : dense;
+        long backward = _controls != null ? 2 * PanelFloats + NmLinear.GradientWorkspace(rows, InFeatures) + dxFloats : 2 * dense;
         return Math.Max(forward, backward);
     }
 
@@ -223,6 +230,12 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     {
         LinearChecks.Forward(this, y, x, values, bias, residual, rows, workspace);
         if (rows == 0) return;
+        if (TokenMajor(rows) && _panels != null)
+        {
+            _panels.Forward(x.Slice(0, rows * InFeatures), rows, values, bias,
+                residual.IsEmpty ? default : residual.Slice(0, rows * OutFeatures), y, workspace);
+            return;
+        }
         if (TokenMajor(rows))
         {
             var packed = workspace.Slice(0, (int)PanelFloats);
@@ -266,9 +279,10 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         }
         int panel = (int)PanelFloats;
         var packedGradient = workspace.Slice(0, panel);
-        var wDense = workspace.Slice(panel, (int)denseLength);
-        var xBlock = workspace.Slice(panel + (int)denseLength, (int)NmLinear.GradientWorkspace(rows, InFeatures));
-        if (!dx.IsEmpty) ToDense(values, wDense);
+        int dxFloats = (int)(_panels != null ? _panels.InputGradientWorkspace(rows) : denseLength);
+        var wDense = workspace.Slice(panel, dxFloats);   // W expanded for the dense dx, or the panel kernel's workspace
+        var xBlock = workspace.Slice(panel + dxFloats, (int)NmLinear.GradientWorkspace(rows, InFeatures));
+        if (!dx.IsEmpty && _panels == null) ToDense(values, wDense);
         fixed (float* pdx = dx, pdy = dy, px = x, pw = wDense, pg = packedGradient, pxb = xBlock, ps = dxScale)
         fixed (int* pc = _controls)
         {
@@ -278,7 +292,14 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
                 Rows = rows, In = InFeatures, Out = OutFeatures, N = N, M = M, Panel = panel,
                 HasDx = !dx.IsEmpty, HasScale = !dxScale.IsEmpty,
             };
-            if (a.HasDx && KernelThreads.Max == 2 && !KernelThreads.InsideRegion && !dx.Overlaps(x))
+            if (_panels != null)
+            {
+                // dW first (dx may alias x), each kernel spread over the threads itself.
+                BackwardItem(ref a, 0);
+                if (a.HasDx) _panels.InputGradient(dy.Slice(0, rows * OutFeatures), rows, values, dxScale.IsEmpty ? default : dxScale.Slice(0, rows * InFeatures),
+                    dx.Slice(0, rows * InFeatures), wDense);
+            }
+            else if (a.HasDx && KernelThreads.Max == 2 && !KernelThreads.InsideRegion && !dx.Overlaps(x))
                 KernelThreads.For(2, ref a, &BackwardItem);
             else
             {
@@ -337,9 +358,11 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         _nm = _nm.PatternOnly();
         _slotIndex = null;
         _controls = null;
+        _panels = null;
         _released = true;
     }
 
     /// <summary>Bytes of every array the layout holds: the packed indices, the pattern's values array, the index bytes and controls.</summary>
-    public long HeldBytes => _nm.Indices.Length + 4L * _nm.Values.LongLength + (_slotIndex?.Length ?? 0L) + 4L * (_controls?.Length ?? 0);
+    public long HeldBytes => _nm.Indices.Length + 4L * _nm.Values.LongLength + (_slotIndex?.Length ?? 0L) + 4L * (_controls?.Length ?? 0)
+        + (_panels?.IndexBytes ?? 0);
 }
