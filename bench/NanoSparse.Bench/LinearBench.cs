@@ -39,7 +39,7 @@ public static class LinearBench
             if (r.GetValue(partsOpt))
             {
                 Parts(ParseShapes(r.GetValue(shapesOpt)!), ParseInts(r.GetValue(rowsOpt)!, "--rows"), ParseInts(r.GetValue(threadsOpt)!, "--threads-list"),
-                    r.GetValue(layoutsOpt)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), r.GetValue(cpuOpt));
+                    r.GetValue(layoutsOpt)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), r.GetValue(cpuOpt), rounds);
                 return 0;
             }
             Run(ParseShapes(r.GetValue(shapesOpt)!), ParseInts(r.GetValue(rowsOpt)!, "--rows"), ParseInts(r.GetValue(threadsOpt)!, "--threads-list"),
@@ -160,7 +160,7 @@ public static class LinearBench
     static double Median(double[] values) => BenchUtil.Median(values);
 
     /// <summary>The CSR layout's training pass piece by piece, through the public kernels (ms, median of 5).</summary>
-    static void Parts((int In, int Out)[] shapes, int[] rowsList, int[] threadsList, string[] layouts, bool cpuTime)
+    static void Parts((int In, int Out)[] shapes, int[] rowsList, int[] threadsList, string[] layouts, bool cpuTime, int rounds)
     {
         int saved = KernelThreads.Max;
         try
@@ -168,7 +168,7 @@ public static class LinearBench
             foreach (var (inF, outF) in shapes)
             foreach (int rows in rowsList)
             foreach (int threads in threadsList)
-                if (layouts.Contains("nm:2:4")) NmParts(inF, outF, rows, threads, cpuTime);
+                if (layouts.Contains("nm:2:4")) NmParts(inF, outF, rows, threads, cpuTime, rounds);
             foreach (var (inF, outF) in shapes)
             foreach (int rows in rowsList)
             foreach (int threads in threadsList)
@@ -199,11 +199,11 @@ public static class LinearBench
     }
 
     /// <summary>
-    /// nm:2:4's three training products, each kernel on its own (ms, median of 5), against the dense GEMM's same
-    /// product; GMAC/s counts useful multiply-adds (rows·In·Out for dense, half that for 2:4), and "per MAC" is the
+    /// nm:2:4's three training products, each kernel on its own (every kernel once per round, rounds in turn; median
+    /// and minimum over the rounds), against the dense GEMM's same product; GMAC/s counts useful multiply-adds (rows·In·Out for dense, half that for 2:4), and "per MAC" is the
     /// 2:4 kernel's rate over the GEMM's (0.5 = no faster than dense).
     /// </summary>
-    static void NmParts(int inF, int outF, int rows, int threads, bool cpuTime)
+    static void NmParts(int inF, int outF, int rows, int threads, bool cpuTime, int rounds)
     {
         KernelThreads.Max = threads;
         var rng = new Rng(1);
@@ -217,48 +217,70 @@ public static class LinearBench
         var dx = new float[rows * inF];
         var dW = new float[outF * inF];
         int slots = inF / 2;
-        double Ms(Action a) => 1e3 * Median(BenchUtil.TimePerCall(a, 1, 5, 0.05, cpuTime && threads == 1));
-        double gf = Ms(() => Gemm.Multiply(false, true, rows, outF, inF, 1f, x, inF, dense, inF, 0f, y, outF));
-        double gw = Ms(() => Gemm.Multiply(true, false, outF, inF, rows, 1f, dy, outF, x, inF, 0f, dW, inF));
-        double gx = Ms(() => Gemm.Multiply(false, false, rows, inF, outF, 1f, dy, outF, dense, inF, 0f, dx, inF));
-        var lines = new List<(string Product, string Kernel, double Ms, double DenseMs)>();
+        bool cpu = cpuTime && threads == 1;
+        // (product, kernel, action); the dense GEMM's of each product first.
+        var cases = new List<(string Product, string Kernel, Action Run)>
+        {
+            ("forward", "GEMM", () => Gemm.Multiply(false, true, rows, outF, inF, 1f, x, inF, dense, inF, 0f, y, outF)),
+            ("dW", "GEMM", () => Gemm.Multiply(true, false, outF, inF, rows, 1f, dy, outF, x, inF, 0f, dW, inF)),
+            ("dx", "GEMM", () => Gemm.Multiply(false, false, rows, inF, outF, 1f, dy, outF, dense, inF, 0f, dx, inF)),
+        };
+        var indexTensor = w.ExportIndices()[0].Values;
         if (NmLinear.Supports(4))
         {
             long panel = NmLinear.PanelLength(outF, slots);
             var packed = new float[panel];
             var controls = new int[panel];
-            var ones = new float[outF * inF];
-            var (probe, _) = NmLinearWeight.FromDense(outF, inF, 2, 4, dense);
-            var indexTensor = probe.ExportIndices()[0].Values;
+            var expanded = new float[outF * inF];
             NmLinear.PackIndices(q => indexTensor[q], outF, slots, controls);
             var gradient = new float[panel];
             var xBlock = new float[NmLinear.GradientWorkspace(rows, inF)];
-            lines.Add(("forward", "NmLinear (permutes, pack included)", Ms(() =>
+            cases.Add(("forward", "NmLinear (permutes, pack included)", () =>
             {
                 NmLinear.Pack(values, outF, slots, packed);
                 NmLinear.Forward(x, rows, inF, outF, 2, 4, packed, controls, default, default, y);
-            }), gf));
-            lines.Add(("dW", "NmLinear (permutes)", Ms(() => NmLinear.WeightGradient(dy, x, rows, inF, outF, 2, 4, controls, gradient, xBlock)), gw));
-            lines.Add(("dx", "GEMM on W expanded (ToDense included)", Ms(() =>
+            }));
+            cases.Add(("dW", "NmLinear (permutes)", () => NmLinear.WeightGradient(dy, x, rows, inF, outF, 2, 4, controls, gradient, xBlock)));
+            cases.Add(("dx", "GEMM on W expanded (ToDense included)", () =>
             {
-                w.ToDense(values, ones);
-                Gemm.Multiply(false, false, rows, inF, outF, 1f, dy, outF, ones, inF, 0f, dx, inF);
-            }), gx));
+                w.ToDense(values, expanded);
+                Gemm.Multiply(false, false, rows, inF, outF, 1f, dy, outF, expanded, inF, 0f, dx, inF);
+            }));
         }
-        if (Nm24Panels.Supported)
+        if (Nm24InputGradient.Supported)
         {
-            var (probe, _) = NmLinearWeight.FromDense(outF, inF, 2, 4, dense);
-            var indexTensor = probe.ExportIndices()[0].Values;
-            var panels = new Nm24Panels(outF, inF, q => indexTensor[q]);
-            var workspace = new float[Math.Max(panels.ForwardWorkspace(rows), panels.InputGradientWorkspace(rows))];
-            lines.Add(("forward", "Nm24Panels (transposes included)", Ms(() => panels.Forward(x, rows, values, default, default, y, workspace)), gf));
-            lines.Add(("dx", "Nm24Panels (transposes included)", Ms(() => panels.InputGradient(dy, rows, values, default, dx, workspace)), gx));
+            var kernel = new Nm24InputGradient(outF, inF, q => indexTensor[q]);
+            var workspace = new float[kernel.WorkspaceFloats(rows)];
+            cases.Add(("dx", "Nm24InputGradient (transposes included)", () => kernel.Compute(dy, rows, values, default, dx, workspace)));
         }
+        // Every case once per round, rounds in turn (the machine's speed drifts); at least 0.05 s per timing.
+        var inner = new int[cases.Count];
+        for (int i = 0; i < cases.Count; i++)
+        {
+            cases[i].Run();
+            double once = BenchUtil.TimePerCall(cases[i].Run, 1, 1, 0)[0];
+            inner[i] = (int)Math.Clamp(0.05 / Math.Max(once, 1e-9), 1, 1000);
+        }
+        var ms = cases.Select(_ => new List<double>()).ToArray();
+        for (int round = 0; round < rounds; round++)
+            for (int i = 0; i < cases.Count; i++)
+            {
+                double t0 = BenchUtil.Now(cpu);
+                for (int r = 0; r < inner[i]; r++) cases[i].Run();
+                ms[i].Add(1e3 * (BenchUtil.Now(cpu) - t0) / inner[i]);
+            }
         double macs = (double)rows * inF * outF;
-        Console.WriteLine($"{inF}x{outF} rows {rows} t{threads} nm:2:4 ({(cpuTime && threads == 1 ? "CPU time" : "wall clock")}):");
-        Console.WriteLine($"  {"product",-8} {"kernel",-40} {"ms",8} {"GMAC/s",8} {"dense ms",9} {"GEMM GMAC/s",12} {"per MAC",8} {"speed-up",9}");
-        foreach (var (product, kernel, ms, denseMs) in lines)
-            Console.WriteLine($"  {product,-8} {kernel,-40} {ms,8:F2} {macs / 2 / ms / 1e6,8:F1} {denseMs,9:F2} {macs / denseMs / 1e6,12:F1} {denseMs / ms / 2,8:F2} {denseMs / ms,8:F2}x");
+        Console.WriteLine($"{inF}x{outF} rows {rows} t{threads} nm:2:4 ({(cpu ? "CPU time" : "wall clock")}, {rounds} rounds; ms as median / min):");
+        Console.WriteLine($"  {"product",-8} {"kernel",-40} {"ms",15} {"GMAC/s",7} {"per MAC",8} {"speed-up",9} {"(of mins)",9}");
+        for (int i = 0; i < cases.Count; i++)
+        {
+            var (product, kernel, _) = cases[i];
+            int d = cases.FindIndex(c => c.Product == product);
+            double m = Median(ms[i].ToArray()), lo = ms[i].Min(), dm = Median(ms[d].ToArray()), dlo = ms[d].Min();
+            bool sparse = i >= 3;
+            double useful = sparse ? macs / 2 : macs;
+            Console.WriteLine($"  {product,-8} {kernel,-40} {m,7:F2} / {lo,6:F2} {useful / m / 1e6,7:F1} {(sparse ? dm / m / 2 : 1),8:F2} {dm / m,8:F2}x {dlo / lo,8:F2}x");
+        }
     }
 
     static float[] Random(Rng rng, int length, double scale = 1)
