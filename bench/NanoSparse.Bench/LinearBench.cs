@@ -24,7 +24,7 @@ public static class LinearBench
         var layoutsOpt = new Option<string>("--layouts") { Description = "layouts: csr:DENSITY, nm:N:M, bsr:RxC:DENSITY; csr-nosell:DENSITY times decode without the SELL copy", DefaultValueFactory = _ => "csr:0.5,csr:0.3,csr:0.2,csr:0.1,csr:0.05,nm:2:4" };
         var roundsOpt = new Option<int>("--rounds") { Description = "rounds (every case once per round)", DefaultValueFactory = _ => 3 };
         var forwardOpt = new Option<bool>("--forward-only") { Description = "time the forward pass only, at every rows" };
-        var partsOpt = new Option<bool>("--parts") { Description = "instead: time the pieces of the CSR layout's training pass (transposes, S·X, SDDMM, Wᵀ·dY) at each csr density" };
+        var partsOpt = new Option<bool>("--parts") { Description = "instead: time the pieces of the CSR layout's training pass (transposes, S·X, SDDMM, Wᵀ·dY) at each csr density, and of nm:2:4's (forward, dW, dx of each kernel against the dense GEMM's)" };
         var cpuOpt = new Option<bool>("--cpu-time") { Description = "one-thread cases: time by the process's CPU time instead of the wall clock (steadier on a shared machine)" };
         var panelOpt = new Option<int?>("--panel-rows") { Description = "FeatureMajor.PanelRows for this run (token rows per transposed panel)" };
         var rowwiseOpt = new Option<int?>("--rowwise-max") { Description = "CsrLinearWeight.RowwiseMaxRows for this run (forward: SpMV per row up to this many rows)" };
@@ -39,7 +39,7 @@ public static class LinearBench
             if (r.GetValue(partsOpt))
             {
                 Parts(ParseShapes(r.GetValue(shapesOpt)!), ParseInts(r.GetValue(rowsOpt)!, "--rows"), ParseInts(r.GetValue(threadsOpt)!, "--threads-list"),
-                    r.GetValue(layoutsOpt)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), r.GetValue(cpuOpt));
+                    r.GetValue(layoutsOpt)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), r.GetValue(cpuOpt), rounds);
                 return 0;
             }
             Run(ParseShapes(r.GetValue(shapesOpt)!), ParseInts(r.GetValue(rowsOpt)!, "--rows"), ParseInts(r.GetValue(threadsOpt)!, "--threads-list"),
@@ -160,11 +160,15 @@ public static class LinearBench
     static double Median(double[] values) => BenchUtil.Median(values);
 
     /// <summary>The CSR layout's training pass piece by piece, through the public kernels (ms, median of 5).</summary>
-    static void Parts((int In, int Out)[] shapes, int[] rowsList, int[] threadsList, string[] layouts, bool cpuTime)
+    static void Parts((int In, int Out)[] shapes, int[] rowsList, int[] threadsList, string[] layouts, bool cpuTime, int rounds)
     {
         int saved = KernelThreads.Max;
         try
         {
+            foreach (var (inF, outF) in shapes)
+            foreach (int rows in rowsList)
+            foreach (int threads in threadsList)
+                if (layouts.Contains("nm:2:4")) NmParts(inF, outF, rows, threads, cpuTime, rounds);
             foreach (var (inF, outF) in shapes)
             foreach (int rows in rowsList)
             foreach (int threads in threadsList)
@@ -192,6 +196,91 @@ public static class LinearBench
             }
         }
         finally { KernelThreads.Max = saved; }
+    }
+
+    /// <summary>
+    /// nm:2:4's three training products, each kernel on its own (every kernel once per round, rounds in turn; median
+    /// and minimum over the rounds), against the dense GEMM's same product; GMAC/s counts useful multiply-adds (rows·In·Out for dense, half that for 2:4), and "per MAC" is the
+    /// 2:4 kernel's rate over the GEMM's (0.5 = no faster than dense).
+    /// </summary>
+    static void NmParts(int inF, int outF, int rows, int threads, bool cpuTime, int rounds)
+    {
+        KernelThreads.Max = threads;
+        var rng = new Rng(1);
+        var w = NmLinearWeight.Random(outF, inF, 2, 4, rng);
+        var values = Random(rng, w.StoredCount);
+        var dense = new float[outF * inF];
+        w.ToDense(values, dense);
+        var x = Random(rng, rows * inF);
+        var dy = Random(rng, rows * outF);
+        var y = new float[rows * outF];
+        var dx = new float[rows * inF];
+        var dW = new float[outF * inF];
+        int slots = inF / 2;
+        bool cpu = cpuTime && threads == 1;
+        // (product, kernel, action); the dense GEMM's of each product first.
+        var cases = new List<(string Product, string Kernel, Action Run)>
+        {
+            ("forward", "GEMM", () => Gemm.Multiply(false, true, rows, outF, inF, 1f, x, inF, dense, inF, 0f, y, outF)),
+            ("dW", "GEMM", () => Gemm.Multiply(true, false, outF, inF, rows, 1f, dy, outF, x, inF, 0f, dW, inF)),
+            ("dx", "GEMM", () => Gemm.Multiply(false, false, rows, inF, outF, 1f, dy, outF, dense, inF, 0f, dx, inF)),
+        };
+        var indexTensor = w.ExportIndices()[0].Values;
+        if (NmLinear.Supports(4))
+        {
+            long panel = NmLinear.PanelLength(outF, slots);
+            var packed = new float[panel];
+            var controls = new int[panel];
+            var expanded = new float[outF * inF];
+            NmLinear.PackIndices(q => indexTensor[q], outF, slots, controls);
+            var gradient = new float[panel];
+            var xBlock = new float[NmLinear.GradientWorkspace(rows, inF)];
+            cases.Add(("forward", "NmLinear (permutes, pack included)", () =>
+            {
+                NmLinear.Pack(values, outF, slots, packed);
+                NmLinear.Forward(x, rows, inF, outF, 2, 4, packed, controls, default, default, y);
+            }));
+            cases.Add(("dW", "NmLinear (permutes)", () => NmLinear.WeightGradient(dy, x, rows, inF, outF, 2, 4, controls, gradient, xBlock)));
+            cases.Add(("dx", "GEMM on W expanded (ToDense included)", () =>
+            {
+                w.ToDense(values, expanded);
+                Gemm.Multiply(false, false, rows, inF, outF, 1f, dy, outF, expanded, inF, 0f, dx, inF);
+            }));
+        }
+        if (Nm24InputGradient.Supported)
+        {
+            var kernel = new Nm24InputGradient(outF, inF, q => indexTensor[q]);
+            var workspace = new float[kernel.WorkspaceFloats(rows)];
+            cases.Add(("dx", "Nm24InputGradient (transposes included)", () => kernel.Compute(dy, rows, values, default, dx, workspace)));
+        }
+        // Every case once per round, rounds in turn (the machine's speed drifts); at least 0.05 s per timing.
+        var inner = new int[cases.Count];
+        for (int i = 0; i < cases.Count; i++)
+        {
+            cases[i].Run();
+            double once = BenchUtil.TimePerCall(cases[i].Run, 1, 1, 0)[0];
+            inner[i] = (int)Math.Clamp(0.05 / Math.Max(once, 1e-9), 1, 1000);
+        }
+        var ms = cases.Select(_ => new List<double>()).ToArray();
+        for (int round = 0; round < rounds; round++)
+            for (int i = 0; i < cases.Count; i++)
+            {
+                double t0 = BenchUtil.Now(cpu);
+                for (int r = 0; r < inner[i]; r++) cases[i].Run();
+                ms[i].Add(1e3 * (BenchUtil.Now(cpu) - t0) / inner[i]);
+            }
+        double macs = (double)rows * inF * outF;
+        Console.WriteLine($"{inF}x{outF} rows {rows} t{threads} nm:2:4 ({(cpu ? "CPU time" : "wall clock")}, {rounds} rounds; ms as median / min):");
+        Console.WriteLine($"  {"product",-8} {"kernel",-40} {"ms",15} {"GMAC/s",7} {"per MAC",8} {"speed-up",9} {"(of mins)",9}");
+        for (int i = 0; i < cases.Count; i++)
+        {
+            var (product, kernel, _) = cases[i];
+            int d = cases.FindIndex(c => c.Product == product);
+            double m = Median(ms[i].ToArray()), lo = ms[i].Min(), dm = Median(ms[d].ToArray()), dlo = ms[d].Min();
+            bool sparse = i >= 3;
+            double useful = sparse ? macs / 2 : macs;
+            Console.WriteLine($"  {product,-8} {kernel,-40} {m,7:F2} / {lo,6:F2} {useful / m / 1e6,7:F1} {(sparse ? dm / m / 2 : 1),8:F2} {dm / m,8:F2}x {dlo / lo,8:F2}x");
+        }
     }
 
     static float[] Random(Rng rng, int length, double scale = 1)

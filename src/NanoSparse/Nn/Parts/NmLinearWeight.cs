@@ -12,8 +12,9 @@ namespace NanoSparse.Nn.Parts;
 /// row-major, ascending input index within a group.
 /// Training (M of 2, 4, 8 or 16 on AVX-512, rows above <see cref="CsrLinearWeight.RowwiseMaxRows"/>) runs on x and dy
 /// as they are, token-major, through <see cref="NmLinear"/>: the forward product and dW at the stored positions with
-/// 16 outputs per vector and each lane's input picked by a permute; dx = dy · W as a dense GEMM on W expanded with
-/// zeros (its reduction runs over outputs, whose patterns differ lane by lane). Otherwise the forward pass is NmSpmm
+/// 16 outputs per vector and each lane's input picked by a permute; dx = dy · W through <see cref="Nm24InputGradient"/>
+/// for 2:4 (tokens in the lanes, output rows listed by their pattern per group), else as a dense GEMM on W expanded
+/// with zeros (its reduction runs over outputs, whose patterns differ lane by lane). Otherwise the forward pass is NmSpmm
 /// (per row for a handful of rows, feature-major panels else) and dW a dense GEMM gathered at the stored positions.
 /// A model held only for inference (<see cref="ReleaseTrainingStructures"/>) keeps the packed in-group indices alone:
 /// ⌈log2 M⌉ bits per stored value (2 for 2:4) beside the values in the model's buffer; its forward pass is then NmSpmm.
@@ -27,6 +28,7 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     byte[]? _slotIndex;                    // in-group index of every stored value, row-major (ToDense, Gather); null
                                            // after ReleaseTrainingStructures
     int[]? _controls;                      // the same in NmLinear's panel layout (permute controls), when its kernels run
+    Nm24InputGradient? _dx24;              // 2:4 on AVX-512: the input gradient's kernel (its class lists)
     bool _released;                        // ReleaseTrainingStructures ran: Backward refused
     readonly int _slotsPerRow;
 
@@ -52,6 +54,11 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
             var slotIndex = _slotIndex;
             NmLinear.PackIndices(q => slotIndex[q], OutFeatures, _slotsPerRow, _controls);
         }
+        if (nm.N == 2 && nm.M == 4 && _controls != null && Nm24InputGradient.Supported)
+        {
+            var slotIndex = _slotIndex;
+            _dx24 = new Nm24InputGradient(OutFeatures, InFeatures, q => slotIndex[q]);
+        }
     }
 
     /// <summary>File tensor: indices (U8, StoredCount), the in-group input index (0 ≤ i &lt; M) of every stored value.</summary>
@@ -71,7 +78,7 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     public string LayoutString => $"{Name}:{N}:{M}";
 
     /// <summary>The packed in-group indices, a byte per stored value and the kernels' 32-bit permute controls.</summary>
-    public long IndexBytesInMemory => _nm.Indices.Length + (_slotIndex?.Length ?? 0) + 4L * (_controls?.Length ?? 0);
+    public long IndexBytesInMemory => _nm.Indices.Length + (_slotIndex?.Length ?? 0) + 4L * (_controls?.Length ?? 0) + (_dx24?.IndexBytes ?? 0);
 
     /// <summary>Rebuilds the layout from a file's n, m and indices (N &lt; M, M | In, indices &lt; M ascending within each group).</summary>
     public static ISparseLinearStructure FromStructure(SparseStructure s)
@@ -214,7 +221,8 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         long forward = TokenMajor(rows) ? Math.Max(PanelFloats, featureMajor) : featureMajor;
         if (_released) return forward;
         long dense = (long)OutFeatures * InFeatures;
-        long backward = _controls != null ? 2 * PanelFloats + NmLinear.GradientWorkspace(rows, InFeatures) + dense : 2 * dense;
+        long dxFloats = _dx24 != null ? _dx24.WorkspaceFloats(rows) : dense;
+        long backward = _controls != null ? 2 * PanelFloats + NmLinear.GradientWorkspace(rows, InFeatures) + dxFloats : 2 * dense;
         return Math.Max(forward, backward);
     }
 
@@ -266,9 +274,10 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         }
         int panel = (int)PanelFloats;
         var packedGradient = workspace.Slice(0, panel);
-        var wDense = workspace.Slice(panel, (int)denseLength);
-        var xBlock = workspace.Slice(panel + (int)denseLength, (int)NmLinear.GradientWorkspace(rows, InFeatures));
-        if (!dx.IsEmpty) ToDense(values, wDense);
+        int dxFloats = (int)(_dx24 != null ? _dx24.WorkspaceFloats(rows) : denseLength);
+        var wDense = workspace.Slice(panel, dxFloats);   // W expanded for the dense dx, or the 2:4 kernel's workspace
+        var xBlock = workspace.Slice(panel + dxFloats, (int)NmLinear.GradientWorkspace(rows, InFeatures));
+        if (!dx.IsEmpty && _dx24 == null) ToDense(values, wDense);
         fixed (float* pdx = dx, pdy = dy, px = x, pw = wDense, pg = packedGradient, pxb = xBlock, ps = dxScale)
         fixed (int* pc = _controls)
         {
@@ -278,7 +287,14 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
                 Rows = rows, In = InFeatures, Out = OutFeatures, N = N, M = M, Panel = panel,
                 HasDx = !dx.IsEmpty, HasScale = !dxScale.IsEmpty,
             };
-            if (a.HasDx && KernelThreads.Max == 2 && !KernelThreads.InsideRegion && !dx.Overlaps(x))
+            if (_dx24 != null)
+            {
+                // dW first (dx may alias x), each kernel spread over the threads itself.
+                BackwardItem(ref a, 0);
+                if (a.HasDx) _dx24.Compute(dy.Slice(0, rows * OutFeatures), rows, values, dxScale.IsEmpty ? default : dxScale.Slice(0, rows * InFeatures),
+                    dx.Slice(0, rows * InFeatures), wDense);
+            }
+            else if (a.HasDx && KernelThreads.Max == 2 && !KernelThreads.InsideRegion && !dx.Overlaps(x))
                 KernelThreads.For(2, ref a, &BackwardItem);
             else
             {
@@ -337,9 +353,11 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         _nm = _nm.PatternOnly();
         _slotIndex = null;
         _controls = null;
+        _dx24 = null;
         _released = true;
     }
 
     /// <summary>Bytes of every array the layout holds: the packed indices, the pattern's values array, the index bytes and controls.</summary>
-    public long HeldBytes => _nm.Indices.Length + 4L * _nm.Values.LongLength + (_slotIndex?.Length ?? 0L) + 4L * (_controls?.Length ?? 0);
+    public long HeldBytes => _nm.Indices.Length + 4L * _nm.Values.LongLength + (_slotIndex?.Length ?? 0L) + 4L * (_controls?.Length ?? 0)
+        + (_dx24?.IndexBytes ?? 0);
 }

@@ -1,0 +1,111 @@
+using NanoSparse.Kernels;
+using NanoSparse.Kernels.Sparse;
+using NanoSparse.Numerics;
+
+namespace NanoSparse.Tests.Kernels.Sparse;
+
+/// <summary>
+/// The 2:4 input-gradient kernel (with and without dxScale) against a masked-dense double-precision reference written
+/// here: rows around the 128-token panel (1, 13, 127, 128, 129, 260), In of 8, 12 and 20 (odd group counts among
+/// them), 68 and 200, Out around the 64-output blocks (1, 5, 63, 64, 65, 130), one and two threads.
+/// </summary>
+[Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
+public class Nm24InputGradientTests
+{
+    /// <summary>A random 2:4 W: dense (Out × In, zeros off the pattern), values (Out × In/2) and in-group indices.</summary>
+    static (float[] Dense, float[] Values, int[] Index) Pattern(int outFeatures, int inFeatures, Rng rng)
+    {
+        int groups = inFeatures / 4;
+        var dense = new float[outFeatures * inFeatures];
+        var values = new float[outFeatures * groups * 2];
+        var index = new int[values.Length];
+        for (int o = 0; o < outFeatures; o++)
+            for (int g = 0; g < groups; g++)
+            {
+                int i0 = rng.NextInt(4), i1 = rng.NextInt(3);
+                if (i1 >= i0) i1++;
+                if (i1 < i0) (i0, i1) = (i1, i0);
+                int q = (o * groups + g) * 2;
+                index[q] = i0; index[q + 1] = i1;
+                values[q] = (float)(rng.NextDouble() * 2 - 1);
+                values[q + 1] = (float)(rng.NextDouble() * 2 - 1);
+                dense[o * inFeatures + 4 * g + i0] = values[q];
+                dense[o * inFeatures + 4 * g + i1] = values[q + 1];
+            }
+        return (dense, values, index);
+    }
+
+    static float[] RandomArray(Rng rng, int length)
+    {
+        var a = new float[length];
+        for (int i = 0; i < length; i++) a[i] = (float)(rng.NextDouble() * 2 - 1);
+        return a;
+    }
+
+    static void Close(ReadOnlySpan<float> actual, double[] expected, double[] abs, string what)
+    {
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double tol = 1e-5 * abs[i] + 1e-6;
+            if (!(Math.Abs(actual[i] - expected[i]) <= tol))
+                Assert.Fail($"{what}: element {i}: got {actual[i]:g9}, expected {expected[i]:g9} (tolerance {tol:g3})");
+        }
+    }
+
+    public static TheoryData<int, int> Shapes => new()
+    {
+        { 8, 1 }, { 8, 63 }, { 12, 5 }, { 12, 64 }, { 20, 65 }, { 68, 63 }, { 68, 130 }, { 200, 5 }, { 200, 65 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void InputGradientEqualsMaskedDenseDoubleReference(int inFeatures, int outFeatures)
+    {
+        if (!Nm24InputGradient.Supported) return;
+        int saved = KernelThreads.Max;
+        try
+        {
+            foreach (int threads in new[] { 1, 2 })
+            foreach (int rows in new[] { 1, 13, 127, 128, 129, 260 })
+            foreach (bool scaled in new[] { false, true })
+            {
+                KernelThreads.Max = threads;
+                var rng = new Rng((ulong)(inFeatures * 1000 + outFeatures * 10 + rows + (scaled ? 7 : 0)));
+                var (dense, values, index) = Pattern(outFeatures, inFeatures, rng);
+                var kernel = new Nm24InputGradient(outFeatures, inFeatures, q => index[q]);
+                var dy = RandomArray(rng, rows * outFeatures);
+                var scale = scaled ? RandomArray(rng, rows * inFeatures) : [];
+                var expected = new double[rows * inFeatures];
+                var abs = new double[expected.Length];
+                for (int t = 0; t < rows; t++)
+                    for (int k = 0; k < inFeatures; k++)
+                    {
+                        double sum = 0, a = 0;
+                        for (int o = 0; o < outFeatures; o++)
+                        {
+                            double term = (double)dy[t * outFeatures + o] * dense[o * inFeatures + k];
+                            sum += term; a += Math.Abs(term);
+                        }
+                        double s = scaled ? scale[t * inFeatures + k] : 1;
+                        expected[t * inFeatures + k] = sum * s;
+                        abs[t * inFeatures + k] = a * Math.Abs(s);
+                    }
+                var workspace = new float[kernel.WorkspaceFloats(rows)];
+                Array.Fill(workspace, float.NaN);
+                var dx = RandomArray(rng, rows * inFeatures);   // overwritten, not accumulated
+                kernel.Compute(dy, rows, values, scale, dx, workspace);
+                Close(dx, expected, abs, $"dx (In {inFeatures}, Out {outFeatures}, rows {rows}, {threads} threads, scaled {scaled})");
+            }
+        }
+        finally { KernelThreads.Max = saved; }
+    }
+
+    [Fact]
+    public void IndicesThatAreNotTwoAscendingPerGroupAreRejected()
+    {
+        if (!Nm24InputGradient.Supported) return;
+        var index = new[] { 0, 1, 2, 2 };   // row 0, group 1 holds 2 twice
+        var e = Assert.Throws<ArgumentException>(() => new Nm24InputGradient(1, 8, q => index[q]));
+        Assert.Contains("row 0, group 1 are 2, 2", e.Message);
+    }
+}
