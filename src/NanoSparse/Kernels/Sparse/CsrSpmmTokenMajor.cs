@@ -113,7 +113,10 @@ internal static unsafe class CsrSpmmTokenMajor
         int count = to - from;
         if (count == 0) return;
         int k = a.K, nb = a.Blocks;
-        float* panel = Aligned(ref _panel, (long)k * Width);
+        // The panel's row k is RowsWide's zero row (the weight-0 slots of a row's last step); In writes rows 0..k − 1 only.
+        float* panel = Aligned(ref _panel, (long)(k + 1) * Width);
+        float* zero = panel + (long)k * Width;
+        new Span<float>(zero, Width).Clear();
         float* tile = Aligned(ref _tile, (long)count * Width);
         // Row r's nonzeros in K block b are [split[(r − from)·stride + b], split[(r − from)·stride + b + 1]): the row
         // pointers themselves for one block, else this thread's table of where the rows cross the block boundaries.
@@ -128,7 +131,7 @@ internal static unsafe class CsrSpmmTokenMajor
                 // panel (K × 64) = X[t0 .. t0 + w, :]ᵀ, columns past w zero.
                 TokenPanels.In(a.X + (long)t0 * a.LdX, a.LdX, k, w, panel, Width);
                 for (int b = 0; b < nb; b++)
-                    SpmmMicroKernel.RowsWide(split + b, stride, count, a.Index, a.Values, panel, tile, Width, add: b > 0);
+                    SpmmMicroKernel.RowsWide(split + b, stride, count, a.Index, a.Values, panel, zero, tile, Width, add: b > 0);
                 // Y[t0 .. t0 + w, from .. to) = tileᵀ (+ bias, + add, ⊙ scale).
                 long at = (long)t0 * a.LdY + from;
                 TokenPanels.Out(tile, count, w, a.Y + at, a.LdY,

@@ -212,7 +212,7 @@ internal static unsafe class SddmmTiled
         return Vector512.FusedMultiplyAdd(x3, Vector512.LoadAligned(b + 48), c);
     }
 
-    /// <summary>out[p..end) (= | +=) (x0..x3) · t row index[p], eight at a time, then four, then one.</summary>
+    /// <summary>out[p..end) (= | +=) (x0..x3) · t row index[p], eight at a time, the last 1–7 in one masked step of eight.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Run<TIndex>(Vector512<float> x0, Vector512<float> x1, Vector512<float> x2, Vector512<float> x3, float* t, TIndex* index,
         int p, int end, float* output, bool first) where TIndex : unmanaged, IBinaryInteger<TIndex>
@@ -239,23 +239,21 @@ internal static unsafe class SddmmTiled
             if (!first) sums += Vector256.Load(output + p);
             sums.Store(output + p);
         }
-        for (; p + 3 < end; p += 4)
+        int rest = end - p;   // 0..7
+        if (rest > 0)
         {
-            var c0 = Dot(x0, x1, x2, x3, Row(t, index, p));
-            var c1 = Dot(x0, x1, x2, x3, Row(t, index, p + 1));
-            var c2 = Dot(x0, x1, x2, x3, Row(t, index, p + 2));
-            var c3 = Dot(x0, x1, x2, x3, Row(t, index, p + 3));
-            // [Σc0, Σc1, Σc2, Σc3]: fold 512 → 256 bits, then two rounds of pairwise adds (as Sddmm's Dot4).
-            var q = Avx.HorizontalAdd(Avx.HorizontalAdd(c0.GetLower() + c0.GetUpper(), c1.GetLower() + c1.GetUpper()),
-                Avx.HorizontalAdd(c2.GetLower() + c2.GetUpper(), c3.GetLower() + c3.GetUpper()));
-            var sums = q.GetLower() + q.GetUpper();
-            if (!first) sums += Vector128.Load(output + p);
-            sums.Store(output + p);
-        }
-        for (; p < end; p++)
-        {
-            float s = Vector512.Sum(Dot(x0, x1, x2, x3, Row(t, index, p)));
-            output[p] = first ? s : output[p] + s;
+            // The last 1–7 nonzeros in one more step of eight (the 4-step and single-nonzero loops cost mispredicted
+            // exits and a full horizontal sum per single): slots past the end repeat the row's last entry (in range),
+            // and their lanes are neither loaded nor stored (masked), so nothing outside [p, end) is read or written.
+            int last = end - 1;
+            float* b0 = Row(t, index, p), b1 = Row(t, index, Math.Min(p + 1, last)), b2 = Row(t, index, Math.Min(p + 2, last));
+            float* b3 = Row(t, index, Math.Min(p + 3, last)), b4 = Row(t, index, Math.Min(p + 4, last));
+            float* b5 = Row(t, index, Math.Min(p + 5, last)), b6 = Row(t, index, Math.Min(p + 6, last));
+            var sums = Sddmm.Reduce8(Dot(x0, x1, x2, x3, b0), Dot(x0, x1, x2, x3, b1), Dot(x0, x1, x2, x3, b2), Dot(x0, x1, x2, x3, b3),
+                Dot(x0, x1, x2, x3, b4), Dot(x0, x1, x2, x3, b5), Dot(x0, x1, x2, x3, b6), Vector512<float>.Zero);
+            var mask = Vector256.LessThan(Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7), Vector256.Create(rest)).AsSingle();
+            if (!first) sums += Avx.MaskLoad(output + p, mask);
+            Avx.MaskStore(output + p, mask, sums);
         }
     }
 }

@@ -111,9 +111,15 @@ internal static unsafe class SpmmMicroKernel
     /// <summary>
     /// As <see cref="RowsNarrow"/> for a 64-column panel (row stride 64): four vectors per nonzero, so each index and
     /// value load feeds four FMAs; four nonzeros per step into sixteen accumulators.
+    /// A row's last 1–3 nonzeros take one more step of the same shape instead of a loop of single nonzeros: the slots
+    /// past the row's end read <paramref name="zero"/> (64 zero floats, 64-byte aligned) with weight 0, so they add exact
+    /// zeros whatever X holds (an infinite x never meets a padded slot). The single-nonzero loop cost a mispredicted exit
+    /// and a chain of dependent FMAs per row. Measured on Zen 5 (scratch harness alternating both kernels, one thread,
+    /// best of 100 calls per 64-token panel, machine shared): 90% sparse 3072×768 0.377 against 0.419 ms, 768×3072 0.452
+    /// against 0.481 ms; 80% sparse 3072×768 0.791 against 0.826 ms.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void RowsWide<TIndex>(int* split, int stride, int count, TIndex* index, float* values, float* panel, float* y, int ldy, bool add)
+    public static void RowsWide<TIndex>(int* split, int stride, int count, TIndex* index, float* values, float* panel, float* zero, float* y, int ldy, bool add)
         where TIndex : unmanaged, IBinaryInteger<TIndex>
     {
         for (int row = 0; row < count; row++, split += stride)
@@ -160,14 +166,33 @@ internal static unsafe class SpmmMicroKernel
                 d2 = Vector512.FusedMultiplyAdd(vu, Vector512.LoadAligned(u + 32), d2);
                 d3 = Vector512.FusedMultiplyAdd(vu, Vector512.LoadAligned(u + 48), d3);
             }
-            for (; p < end; p++)
+            int rest = end - p;   // 0..3
+            if (rest > 0)
             {
+                // Slots 1 and 2 read entries p + 1, p + 2 where they are the row's, else entry p again, and then take
+                // the zero row with weight 0 instead (masks, not branches: the JIT made Math.Min and ?: into jumps
+                // that mispredict with the row lengths; the masked weight keeps an infinite one from adding NaN).
+                int one = rest >> 1, two = rest & one;                    // rest 1, 2, 3: one = 0, 1, 1; two = 0, 0, 1
+                int keep1 = -one, keep2 = -two;                           // all ones where the slot is a real nonzero
+                int p1 = p + one, p2 = p + (two << 1);
                 float* r = panel + ((nint)(uint)At(index, p) << 6);
-                var v = Vector512.Create(values[p]);
-                a0 = Vector512.FusedMultiplyAdd(v, Vector512.LoadAligned(r), a0);
-                a1 = Vector512.FusedMultiplyAdd(v, Vector512.LoadAligned(r + 16), a1);
-                a2 = Vector512.FusedMultiplyAdd(v, Vector512.LoadAligned(r + 32), a2);
-                a3 = Vector512.FusedMultiplyAdd(v, Vector512.LoadAligned(r + 48), a3);
+                float* s = (float*)((nint)zero ^ (((nint)(panel + ((nint)(uint)At(index, p1) << 6)) ^ (nint)zero) & keep1));
+                float* t = (float*)((nint)zero ^ (((nint)(panel + ((nint)(uint)At(index, p2) << 6)) ^ (nint)zero) & keep2));
+                var vr = Vector512.Create(values[p]);
+                var vs = Vector512.Create(BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(values[p1]) & keep1));
+                var vt = Vector512.Create(BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(values[p2]) & keep2));
+                a0 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r), a0);
+                a1 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r + 16), a1);
+                a2 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r + 32), a2);
+                a3 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r + 48), a3);
+                b0 = Vector512.FusedMultiplyAdd(vs, Vector512.LoadAligned(s), b0);
+                b1 = Vector512.FusedMultiplyAdd(vs, Vector512.LoadAligned(s + 16), b1);
+                b2 = Vector512.FusedMultiplyAdd(vs, Vector512.LoadAligned(s + 32), b2);
+                b3 = Vector512.FusedMultiplyAdd(vs, Vector512.LoadAligned(s + 48), b3);
+                c0 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t), c0);
+                c1 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 16), c1);
+                c2 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 32), c2);
+                c3 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 48), c3);
             }
             float* yi = y + (long)row * ldy;
             a0 = (a0 + b0) + (c0 + d0);

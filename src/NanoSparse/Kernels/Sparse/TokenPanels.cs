@@ -29,8 +29,11 @@ internal static unsafe class TokenPanels
             return;
         }
         int full = k / 16 * 16;
-        for (int f0 = 0; f0 < full; f0 += 16)
-            for (int t0 = 0; t0 < width; t0 += 16)
+        // 16 token rows at a time along all of K: 16 sequential read streams, which the prefetchers follow (K outermost
+        // read all 64 rows at once, 64 streams). Measured on Zen 5 (scratch, one thread, 2048 × 3072 activations, best of
+        // 20 alternating rounds): 1.18 against 1.73 ms; 2048 × 768: 0.13 against 0.16 ms.
+        for (int t0 = 0; t0 < width; t0 += 16)
+            for (int f0 = 0; f0 < full; f0 += 16)
                 Block(x + (long)t0 * ldx + f0, ldx, panel + (long)f0 * width + t0, width, null, null, null);
         if (full < k) Transpose.Serial(x + full, ldx, k - full, width, panel + (long)full * width, width);
     }
