@@ -164,7 +164,8 @@ public static unsafe class SellPackedSpmv
                 // Tail: lane i still holds entries while its count exceeds the step.
                 var counts = Avx512F.ConvertToVector512Int32(Vector128.Load(headers));
                 var step = Vector512.Create(u);
-                for (; u < t; u++)
+                // Steps up to the ninth-longest lane's count have more than 8 live lanes: one step per vector.
+                for (int wide = Math.Min(t, headers[8]); u < wide; u++)
                 {
                     var live = Vector512.GreaterThan(counts, step);
                     step += Vector512<int>.One;
@@ -173,6 +174,27 @@ public static unsafe class SellPackedSpmv
                     acc1 = Vector512.FusedMultiplyAdd(v, r, acc1);   // a tail step's ~25 instructions cover the FMA's latency
                     int k = BitOperations.PopCount(live.ExtractMostSignificantBits());
                     tailVal += k; tailIdx += k;
+                }
+                if (u < t)
+                {
+                    // At most 8 live lanes from here on: two steps per vector, step u in lanes 0–7 and step u + 1 in
+                    // lanes 8–15 (both block lanes 0–7). The two steps' slots follow each other in the stream; an expand
+                    // puts them in place (lanes past each step's count zeroed), and lanes 8–15 fold onto 0–7 at the end.
+                    var counts2 = Avx512F.PermuteVar16x32(counts, Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7));
+                    var step2 = Vector512.Create(u) + Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+                    var two = Vector512.Create(2);
+                    var pair = Vector512<float>.Zero;
+                    for (; u < t; u += 2)
+                    {
+                        var live = Vector512.GreaterThan(counts2, step2);
+                        step2 += two;
+                        var v = Avx512F.Expand(Vector512<float>.Zero, live.AsSingle(), Vector512.Load(tailVal));
+                        var q = Avx512F.Expand(Vector512<int>.Zero, live, Avx512F.ConvertToVector512Int32(Vector128.Load(tailIdx)));
+                        pair = Vector512.FusedMultiplyAdd(v, Fetch(q, x0, x1, x2, x3, x4, x5, x6, x7), pair);
+                        int k = BitOperations.PopCount(live.ExtractMostSignificantBits());
+                        tailVal += k; tailIdx += k;
+                    }
+                    acc0 += Vector512.Create(pair.GetLower() + pair.GetUpper(), Vector256<float>.Zero);
                 }
             }
             // block lane i's sum to row lane j: rows[j] += acc[placement[j]]

@@ -78,7 +78,7 @@ public sealed class DecodeCopy
     // tokens per CPU-second, loaded Zen 5 machine): level at 30% and 50% (2.07 vs 2.08x and 1.26–1.35 vs 1.27x dense),
     // so auto takes the bitmap (fewer bytes held) where the model puts it ahead, at about 50% density and up.
     const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 1.5,
-        Sell128PackedStepNs = 1.6;
+        Sell128PackedStepNs = 2.1;
 
     /// <summary>
     /// The format with the least estimated time, from the pattern alone. Bytes read: 16 slots of 4-byte value and
