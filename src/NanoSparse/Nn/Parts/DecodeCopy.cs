@@ -77,8 +77,12 @@ public sealed class DecodeCopy
     // is fitted to decode A/B runs of the register-expand kernel against SELL-128-σ (4-layer gpt2 shape, one thread,
     // tokens per CPU-second, loaded Zen 5 machine): level at 30% and 50% (2.07 vs 2.08x and 1.26–1.35 vs 1.27x dense),
     // so auto takes the bitmap (fewer bytes held) where the model puts it ahead, at about 50% density and up.
+    // The packed SELL-128's step (tail steps masked, ~10 instructions more) measured 1.4–1.5x SELL-128's per value in
+    // cache (768×768 at 10%, one thread, CPU time, loaded Zen 5: 2.0–2.6 ns per step); 2.6, the top of that range, is
+    // also what keeps SELL-128-σ at 30%, where a whole-decode A/B (one thread, tokens per CPU-second, six alternated
+    // rounds) showed no gain for the packed copy's ~12% fewer bytes, and takes the packed copy at 10% (20% fewer).
     const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 1.5,
-        Sell128PackedStepNs = 2.1;
+        Sell128PackedStepNs = 2.6;
 
     /// <summary>
     /// The format with the least estimated time, from the pattern alone. Bytes read: 16 slots of 4-byte value and
