@@ -57,6 +57,8 @@ static class SparseGemv
             Add("SELL-256", wide.BytesRead, () => SellWideSpmv.Multiply(wide, xs, y));
             Add("SELL-128-σ", packed128.BytesRead, () => SellWideSpmv.Multiply(packed128, xs, y));
             Add("SELL-256-σ", packed.BytesRead, () => SellWideSpmv.Multiply(packed, xs, y));
+            var unpadded = SellPackedMatrix.FromCsr(csr, SellRowOrder.DefaultWindow);   // the sell128packed decode copy
+            Add("SELL-128-σ-packed", unpadded.BytesRead, () => SellPackedSpmv.Multiply(unpadded, xs, y));
             var bitmap = BitmapMatrix.FromCsr(csr);
             Add("Bitmap", bitmap.FootprintBytes, () => BitmapSpmv.Multiply(bitmap, xs, y));
         }

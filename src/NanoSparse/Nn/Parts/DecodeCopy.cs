@@ -16,6 +16,8 @@ public enum DecodeCopyFormat
     Sell256,
     /// <summary>A bitmap over the weights and the kept values packed (<see cref="BitmapMatrix"/>, <see cref="BitmapSpmv"/>).</summary>
     Bitmap,
+    /// <summary>SELL-C-σ with 128-column blocks and no padding (<see cref="SellPackedMatrix"/>, rows packed): ~5.2 bytes per value at 10% density.</summary>
+    Sell128Packed,
 }
 
 /// <summary>
@@ -27,22 +29,27 @@ public sealed class DecodeCopy
     readonly SellMatrix? _sell;
     readonly SellWideMatrix? _wide;
     readonly BitmapMatrix? _bitmap;
+    readonly SellPackedMatrix? _packed;
 
-    DecodeCopy(SellMatrix? sell, SellWideMatrix? wide, BitmapMatrix? bitmap) { _sell = sell; _wide = wide; _bitmap = bitmap; }
+    DecodeCopy(SellMatrix? sell, SellWideMatrix? wide, BitmapMatrix? bitmap, SellPackedMatrix? packed = null)
+    {
+        _sell = sell; _wide = wide; _bitmap = bitmap; _packed = packed;
+    }
 
-    /// <summary>"sell", "sell128", "sell256" or "bitmap".</summary>
-    public string Name => _sell is not null ? "sell" : _wide is not null ? $"sell{_wide.BlockWidth}" : "bitmap";
+    /// <summary>"sell", "sell128", "sell256", "bitmap" or "sell128packed".</summary>
+    public string Name => _sell is not null ? "sell" : _wide is not null ? $"sell{_wide.BlockWidth}" : _packed is not null ? "sell128packed" : "bitmap";
 
     /// <summary>Bytes of every array the copy holds.</summary>
-    public long FootprintBytes => _sell?.FootprintBytes ?? _wide?.FootprintBytes ?? _bitmap!.FootprintBytes;
+    public long FootprintBytes => _sell?.FootprintBytes ?? _wide?.FootprintBytes ?? _packed?.FootprintBytes ?? _bitmap!.FootprintBytes;
 
     /// <summary>Bytes one SpMV reads.</summary>
-    public long BytesRead => _sell?.FootprintBytes ?? _wide?.BytesRead ?? _bitmap!.FootprintBytes;
+    public long BytesRead => _sell?.FootprintBytes ?? _wide?.BytesRead ?? _packed?.BytesRead ?? _bitmap!.FootprintBytes;
 
     public void Multiply(ReadOnlySpan<float> x, Span<float> y)
     {
         if (_sell is not null) SellSpmm.Multiply(_sell, x, 1, y);
         else if (_wide is not null) SellWideSpmv.Multiply(_wide, x, y);
+        else if (_packed is not null) SellPackedSpmv.Multiply(_packed, x, y);
         else BitmapSpmv.Multiply(_bitmap!, x, y);
     }
 
@@ -58,6 +65,7 @@ public sealed class DecodeCopy
             DecodeCopyFormat.Sell => new DecodeCopy(SellMatrix.FromCsr(Csr(rows, cols, rowPointers, column, values)), null, null),
             DecodeCopyFormat.Sell128 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 128, SellRowOrder.DefaultWindow), null),
             DecodeCopyFormat.Sell256 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 256, SellRowOrder.DefaultWindow), null),
+            DecodeCopyFormat.Sell128Packed => new DecodeCopy(null, null, null, SellPackedMatrix.FromCsr(rows, cols, rowPointers, column, values, SellRowOrder.DefaultWindow)),
             _ => new DecodeCopy(null, null, BitmapMatrix.FromCsr(Csr(rows, cols, rowPointers, column, values))),
         };
     }
@@ -69,7 +77,12 @@ public sealed class DecodeCopy
     // is fitted to decode A/B runs of the register-expand kernel against SELL-128-σ (4-layer gpt2 shape, one thread,
     // tokens per CPU-second, loaded Zen 5 machine): level at 30% and 50% (2.07 vs 2.08x and 1.26–1.35 vs 1.27x dense),
     // so auto takes the bitmap (fewer bytes held) where the model puts it ahead, at about 50% density and up.
-    const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 1.5;
+    // The packed SELL-128's step (tail steps masked, ~10 instructions more) measured 1.4–1.5x SELL-128's per value in
+    // cache (768×768 at 10%, one thread, CPU time, loaded Zen 5: 2.0–2.6 ns per step); 2.6, the top of that range, is
+    // also what keeps SELL-128-σ at 30%, where a whole-decode A/B (one thread, tokens per CPU-second, six alternated
+    // rounds) showed no gain for the packed copy's ~12% fewer bytes, and takes the packed copy at 10% (20% fewer).
+    const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 1.5,
+        Sell128PackedStepNs = 2.6;
 
     /// <summary>
     /// The format with the least estimated time, from the pattern alone. Bytes read: 16 slots of 4-byte value and
@@ -90,6 +103,7 @@ public sealed class DecodeCopy
         {
             (DecodeCopyFormat.Sell256, Time(80.0 * steps256 + 2.0 * blocks256 + 4.0 * rows, Sell256StepNs * steps256)),
             (DecodeCopyFormat.Sell128, Time(80.0 * steps128 + 2.0 * blocks128 + 4.0 * rows, Sell128StepNs * steps128)),
+            (DecodeCopyFormat.Sell128Packed, Time(5.0 * nnz + 32.0 * blocks128 + 4.0 * rows, Sell128PackedStepNs * steps128)),
             (DecodeCopyFormat.Sell, Time(80.0 * sellSteps + sellBlocks, SellStepNs * sellSteps)),
             (DecodeCopyFormat.Bitmap, Time(8.0 * words * rows + 4.0 * (rows + 1) + 4.0 * nnz, BitmapPieceNs * 4 * words * rows)),
         };
