@@ -31,6 +31,7 @@ public static class ProbeCompareCommand
         var samples = new Option<int>("--probe-samples") { Description = "samples per distance", DefaultValueFactory = _ => 64 };
         var distractors = new Option<int>("--distractors") { Description = "records with other keys per sample", DefaultValueFactory = _ => 4 };
         var batchSize = new Option<int>("--batch-size") { Description = "windows per forward pass", DefaultValueFactory = _ => 8 };
+        var blockSize = new Option<int?>("--block-size") { Description = "tokens per window (default: each model's block_size; a model trained on shorter sequences than its block, e.g. the first stage of a curriculum, is measured at the length it was trained on)" };
         var seed = new Option<ulong>("--seed") { Description = "seed of the windows and records", DefaultValueFactory = _ => 1337UL };
         var output = new Option<string>("--out") { Description = "PNG to write (its folder is created)", Required = true };
         var csv = new Option<string?>("--csv") { Description = "also write the points as CSV (label, distance, samples, accuracy, digit_accuracy)" };
@@ -45,7 +46,7 @@ public static class ProbeCompareCommand
         var title = new Option<string>("--title") { Description = "plot title", DefaultValueFactory = _ => "retrieval probe: exact accuracy against distance" };
         var cmd = new Command("probe-compare", "several checkpoints on the same key-value retrieval or associative-recall probe: accuracy against distance, a table, a PNG (and CSV)");
         cmd.Arguments.Add(checkpoints);
-        foreach (var o in new Option[] { data, distances, samples, distractors, batchSize, seed, output, csv, title, keyLength, valueLength, probeKind }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { data, distances, samples, distractors, batchSize, blockSize, seed, output, csv, title, keyLength, valueLength, probeKind }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             cli.ApplyThreads(parse);
@@ -59,6 +60,8 @@ public static class ProbeCompareCommand
             if (n < 1) throw new UsageException($"--probe-samples ({n}) must be at least 1");
             if (k < 0) throw new UsageException($"--distractors ({k}) must be >= 0");
             if (b < 1) throw new UsageException($"--batch-size ({b}) must be at least 1");
+            int? window = parse.GetValue(blockSize);
+            if (window is < 1) throw new UsageException($"--block-size ({window}) must be at least 1");
             foreach (var (label, dir) in named)
                 if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"checkpoint directory {dir} ({label}) does not exist");
             var meta = DatasetMeta.Load(Path.Combine(dataDir, DatasetMeta.FileName));
@@ -70,7 +73,9 @@ public static class ProbeCompareCommand
             int[]? shared = null;
             foreach (var (label, dir) in named)
             {
-                var gpt = Checkpoint.LoadAnyModel(dir, b, int.MaxValue, out _);
+                var gpt = Checkpoint.LoadAnyModel(dir, b, window ?? int.MaxValue, out _);
+                if (window is { } w && w > gpt.SeqLen)
+                    throw new UsageException($"--block-size ({w}) exceeds the block_size of {label} ({gpt.SeqLen})");
                 gpt.PrepareForInference();
                 if (gpt.Config.VocabSize != meta.VocabSize)
                     throw new InvalidDataException($"dataset {dataDir} has vocab_size {meta.VocabSize} but checkpoint {dir} has {gpt.Config.VocabSize}");

@@ -72,6 +72,8 @@ public static class RecallDataCommand
                 ValTokens = nVal,
             }.Save(Path.Combine(dst, DatasetMeta.FileName));
             cli.Out.WriteLine($"wrote {dst}");
+            // the value alphabet: a record's value (unpredictable) or a query's answer; MQAR-style training on them only
+            cli.Out.WriteLine($"loss on the values only: train --set loss_targets={task.ValueId(0)}-{task.ValueId(v - 1)}");
             return 0;
         });
         return cmd;

@@ -7,17 +7,30 @@ namespace NanoSparse.Kernels;
 /// Cross-entropy fused with log-softmax over the vocabulary, mean over the N = B·T positions
 /// (F.cross_entropy(logits.view(-1, V), targets.view(-1))):
 ///   loss_n = logsumexp(logits[n]) − logits[n, target_n],  loss = (1/N) Σ_n loss_n.
+/// A target of <see cref="IgnoreTarget"/> (PyTorch's ignore_index) gives loss_n = 0 and a zero gradient row, and the
+/// mean runs over the other positions only (over max(1, count), so a slice with no target gives 0, not NaN).
 /// </summary>
 public static unsafe class CrossEntropy
 {
+    /// <summary>The target id of a position that carries no loss (F.cross_entropy(..., ignore_index=-1)).</summary>
+    public const int IgnoreTarget = -1;
+
+    /// <summary>The number of targets that are not <see cref="IgnoreTarget"/>.</summary>
+    public static int CountTargets(ReadOnlySpan<int> targets)
+    {
+        int count = 0;
+        foreach (int t in targets) if (t != IgnoreTarget) count++;
+        return count;
+    }
+
     struct Args { public float* Logits, Lse, Losses; public int* Targets; public int V; public float Scale; }
 
     /// <summary>
     /// From logits (N, V) and targets (N) writes losses (N) and lse (N) (kept for the backward pass);
-    /// returns the mean loss, summed in double.
+    /// returns the mean loss over the targets that are not ignored, summed in double.
     /// </summary>
     public static float Forward(Span<float> losses, Span<float> lse, ReadOnlySpan<float> logits, ReadOnlySpan<int> targets,
-        int N, int V) => (float)(ForwardSum(losses, lse, logits, targets, N, V) / N);
+        int N, int V) => (float)(ForwardSum(losses, lse, logits, targets, N, V) / Math.Max(1, CountTargets(targets.Slice(0, N))));
 
     /// <summary>As <see cref="Forward"/>, but returns the sum of the N losses in double (for a slice of a batch).</summary>
     public static double ForwardSum(Span<float> losses, Span<float> lse, ReadOnlySpan<float> logits, ReadOnlySpan<int> targets,
@@ -28,8 +41,8 @@ public static unsafe class CrossEntropy
         Check.Length(losses, N, nameof(losses));
         Check.Length(lse, N, nameof(lse));
         for (int n = 0; n < N; n++)
-            if ((uint)targets[n] >= (uint)V)
-                throw new ArgumentOutOfRangeException(nameof(targets), targets[n], $"target at index {n} must lie in [0, {V}) (vocab_size)");
+            if ((uint)targets[n] >= (uint)V && targets[n] != IgnoreTarget)
+                throw new ArgumentOutOfRangeException(nameof(targets), targets[n], $"target at index {n} must lie in [0, {V}) (vocab_size) or be {IgnoreTarget} (ignored)");
         fixed (float* l = logits, s = lse, o = losses)
         fixed (int* t = targets)
         {
@@ -50,7 +63,8 @@ public static unsafe class CrossEntropy
             float max = TensorPrimitives.Max(row);
             float lse = max + MathF.Log(SumExp(a.Logits + (long)n * V, V, max));
             a.Lse[n] = lse;
-            a.Losses[n] = lse - row[a.Targets[n]];
+            int target = a.Targets[n];
+            a.Losses[n] = target == IgnoreTarget ? 0f : lse - row[target];
         }
     }
 
@@ -82,8 +96,9 @@ public static unsafe class CrossEntropy
 
     /// <summary>
     /// Backward with dloss = 1 for the mean loss, IN PLACE: logits (N, V) become
-    /// dlogits = (softmax(logits) − onehot(target)) / meanOver. lse from <see cref="Forward"/>. meanOver is the number
-    /// of positions the mean runs over: N (0 means N), or the whole batch's count when these N rows are a slice of it.
+    /// dlogits = (softmax(logits) − onehot(target)) / meanOver, and 0 in the rows whose target is ignored. lse from
+    /// <see cref="Forward"/>. meanOver is the number of positions the mean runs over: 0 means the targets of these N
+    /// rows that are not ignored (N when none is; at least 1), or the whole batch's count when these rows are a slice of it.
     /// </summary>
     public static void BackwardInPlace(Span<float> logits, ReadOnlySpan<float> lse, ReadOnlySpan<int> targets, int N, int V,
         int meanOver = 0)
@@ -93,7 +108,7 @@ public static unsafe class CrossEntropy
         fixed (float* l = logits, s = lse)
         fixed (int* t = targets)
         {
-            var a = new Args { Logits = l, Lse = s, Targets = t, V = V, Scale = 1f / (meanOver == 0 ? N : meanOver) };
+            var a = new Args { Logits = l, Lse = s, Targets = t, V = V, Scale = 1f / (meanOver == 0 ? Math.Max(1, CountTargets(targets.Slice(0, N))) : meanOver) };
             RowParallel.For(N, 4L * V, ref a, &BackwardRows);
         }
     }
@@ -104,6 +119,11 @@ public static unsafe class CrossEntropy
         for (int n = start; n < end; n++)
         {
             var row = new Span<float>(a.Logits + (long)n * V, V);
+            if (a.Targets[n] == IgnoreTarget)
+            {
+                row.Clear();
+                continue;
+            }
             // in the forward pass this was: loss_n = lse_n - logits[n, target]
             TensorPrimitives.Subtract(row, a.Lse[n], row);
             TensorPrimitives.Exp(row, row);                      // softmax

@@ -24,6 +24,7 @@ public sealed partial class Gpt
     readonly int _scratchWidth;
     readonly int[] _tokens;
     readonly int[] _targets;
+    int _targetCount;   // targets of the last Forward that carry loss (not CrossEntropy.IgnoreTarget), at least 1
     readonly Parameter[] _parameters;
     readonly Block[] _blocks;
     readonly LayerNormPart _lnf;
@@ -149,7 +150,8 @@ public sealed partial class Gpt
     public void ZeroGrad() => Array.Clear(_grads);
 
     /// <summary>
-    /// Runs the model on tokens (B·T, row-major (B, T)). With targets (B·T) returns the mean cross-entropy loss,
+    /// Runs the model on tokens (B·T, row-major (B, T)). With targets (B·T) returns the mean cross-entropy loss over the
+    /// targets that are not CrossEntropy.IgnoreTarget (−1: that position carries no loss and no gradient; all of them by default),
     /// otherwise NaN (logits are computed either way). Dropout is applied only when training and p &gt; 0.
     /// </summary>
     public float Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, bool training)
@@ -165,8 +167,10 @@ public sealed partial class Gpt
             if ((uint)tokens[i] >= (uint)V)
                 throw new ArgumentOutOfRangeException(nameof(tokens), tokens[i], $"token at index {i} must lie in [0, {V}) (vocab_size)");
         for (int i = 0; i < targets.Length; i++)
-            if ((uint)targets[i] >= (uint)V)
-                throw new ArgumentOutOfRangeException(nameof(targets), targets[i], $"target at index {i} must lie in [0, {V}) (vocab_size)");
+            if ((uint)targets[i] >= (uint)V && targets[i] != CrossEntropy.IgnoreTarget)
+                throw new ArgumentOutOfRangeException(nameof(targets), targets[i], $"target at index {i} must lie in [0, {V}) (vocab_size) or be {CrossEntropy.IgnoreTarget} (no loss)");
+        // the loss is the mean over the targets that are not ignored (all of them unless a loss mask set some to -1)
+        _targetCount = Math.Max(1, CrossEntropy.CountTargets(targets));
         tokens.CopyTo(_tokens);
         _hasTargets = targets.Length == N;
         if (_hasTargets) targets.CopyTo(_targets);
@@ -187,7 +191,7 @@ public sealed partial class Gpt
         if (!_hasTargets) return float.NaN;
         double sum = 0;
         for (int s = 0; s < _shards; s++) sum += _shardLoss[s];
-        return (float)(sum / N);
+        return (float)(sum / _targetCount);
     }
 
     /// <summary>
@@ -272,7 +276,7 @@ public sealed partial class Gpt
         int N = pass.Rows;
 
         var dlogits = pass.Act(_logits);
-        CrossEntropy.BackwardInPlace(dlogits, pass.Act(_ceLse), _targets.AsSpan(pass.FirstRow, N), N, V, BatchSize * T);
+        CrossEntropy.BackwardInPlace(dlogits, pass.Act(_ceLse), _targets.AsSpan(pass.FirstRow, N), N, V, _targetCount);
         // in the forward pass this was: logits = logit_scale · (lnf · wteᵀ)
         if (Config.LogitScale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(dlogits, Config.LogitScale, dlogits);
         var dbranch = pass.Act(_dbranch);

@@ -18,8 +18,9 @@ public static class Evaluator
         _ => throw new ArgumentException($"unknown split '{split}', expected train or val"),
     };
 
-    /// <summary>Mean loss over <paramref name="batches"/> batches of (gpt.BatchSize, gpt.SeqLen) drawn from <paramref name="file"/>.</summary>
-    public static float MeanLoss(Gpt gpt, TokenFile file, int batches, ulong seed, Span<int> x, Span<int> y)
+    /// <summary>Mean loss over <paramref name="batches"/> batches of (gpt.BatchSize, gpt.SeqLen) drawn from <paramref name="file"/>,
+    /// on the positions that <paramref name="lossTargets"/> selects (all when null), as in training.</summary>
+    public static float MeanLoss(Gpt gpt, TokenFile file, int batches, ulong seed, Span<int> x, Span<int> y, LossTargets? lossTargets = null)
     {
         if (batches <= 0) throw new ArgumentOutOfRangeException(nameof(batches), batches, "eval_iters must be positive");
         var sampler = new BatchSampler(file, gpt.BatchSize, gpt.SeqLen, seed);
@@ -27,6 +28,7 @@ public static class Evaluator
         for (int i = 0; i < batches; i++)
         {
             sampler.Next(x, y);
+            lossTargets?.Apply(y);
             sum += gpt.Forward(x, y, training: false);
         }
         return (float)(sum / batches);

@@ -31,6 +31,8 @@ public sealed class TrainConfig
     [JsonPropertyName("gradient_accumulation_steps")] public int GradientAccumulationSteps { get; set; } = 1;
     [JsonPropertyName("batch_size")] public int BatchSize { get; set; } = 12;
     [JsonPropertyName("block_size")] public int BlockSize { get; set; } = 64;
+    /// <summary>Token ids whose prediction carries loss, e.g. "129-192" (see <see cref="LossTargets"/>); empty: every position (nanoGPT).</summary>
+    [JsonPropertyName("loss_targets")] public string LossTargets { get; set; } = "";
     // model
     [JsonPropertyName("n_layer")] public int NLayer { get; set; } = 4;
     [JsonPropertyName("n_head")] public int NHead { get; set; } = 4;

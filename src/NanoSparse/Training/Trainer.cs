@@ -62,6 +62,7 @@ public sealed class Trainer : IDisposable
 
     readonly TokenFile _trainFile, _valFile;
     readonly BatchSampler _sampler;
+    readonly LossTargets? _lossTargets;   // loss_targets: the positions that carry loss (null: all)
     readonly Prefetcher? _prefetcher;
     readonly CosineSchedule _schedule;
     readonly int[] _x, _y;
@@ -183,6 +184,7 @@ public sealed class Trainer : IDisposable
             Config.Beta1, Config.Beta2, 1e-8f, Config.WeightDecay);
         _schedule = new CosineSchedule(Config.LearningRate, Config.MinLr, Config.WarmupIters, Config.LrDecayIters, Config.DecayLr);
         _sampler = new BatchSampler(_trainFile, Config.BatchSize, Config.BlockSize, Config.Seed);
+        _lossTargets = LossTargets.Parse(Config.LossTargets, modelConfig.VocabSize);
 
         if (initDir is not null)
         {
@@ -411,6 +413,7 @@ public sealed class Trainer : IDisposable
         {
             if (_prefetcher is not null) _prefetcher.Next(_x, _y);
             else _sampler.Next(_x, _y);
+            _lossTargets?.Apply(_y);
             // + the mixture-of-experts balance and z losses (their gradients reach the routers in Backward)
             float loss = Model.Forward(_x, _y, training: true) + (float)Nn.Parts.FeedForwards.MoeLosses.Weighted(Model);
             if (!float.IsFinite(loss))
@@ -439,8 +442,8 @@ public sealed class Trainer : IDisposable
     /// <summary>Train and val loss over eval_iters fixed batches each, in eval mode.</summary>
     public (float Train, float Val) Evaluate()
     {
-        float train = Evaluator.MeanLoss(Model, _trainFile, Config.EvalIters, Evaluator.SplitSeed(Config.Seed, "train"), _x, _y);
-        float val = Evaluator.MeanLoss(Model, _valFile, Config.EvalIters, Evaluator.SplitSeed(Config.Seed, "val"), _x, _y);
+        float train = Evaluator.MeanLoss(Model, _trainFile, Config.EvalIters, Evaluator.SplitSeed(Config.Seed, "train"), _x, _y, _lossTargets);
+        float val = Evaluator.MeanLoss(Model, _valFile, Config.EvalIters, Evaluator.SplitSeed(Config.Seed, "val"), _x, _y, _lossTargets);
         return (train, val);
     }
 

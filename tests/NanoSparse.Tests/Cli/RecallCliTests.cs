@@ -108,6 +108,29 @@ public sealed class RecallCliTests : IDisposable
         }
     }
 
+    [Fact]
+    public void ProbeCompareAtAShorterBlockEqualsEvalAtThatBlock()
+    {
+        string csv = Path.Combine(_root, "short.csv");
+        var r = RunCli("probe-compare", "m=" + Model, "--probe", "recall", "--data", Data, "--block-size", "32", "--distances", "0", "9", "29",
+            "--probe-samples", "6", "--batch-size", "2", "--seed", "1", "--out", Path.Combine(_root, "short.png"), "--csv", csv);
+        Assert.True(r.Code == 0, r.Err);
+        var e = RunCli("eval", "--checkpoint", Model, "--data", Data, "--probe", "recall", "--block-size", "32", "--distances", "0", "9", "29", "--probe-samples", "6");
+        Assert.True(e.Code == 0, e.Err);
+        var table = EvalTable(e.Out);
+        var lines = File.ReadAllLines(csv);
+        Assert.Equal(4, lines.Length);
+        foreach (var f in lines.Skip(1).Select(l => l.Split(',')))
+            Assert.Equal(Math.Round(double.Parse(f[3], CultureInfo.InvariantCulture) * 1000) / 1000, table[int.Parse(f[1], CultureInfo.InvariantCulture)], 3);
+        // the window is the block: a distance of a 64-token window does not fit into 32
+        OneLineError(RunCli("probe-compare", Model, "--probe", "recall", "--data", Data, "--block-size", "32", "--distances", "40", "--out", Path.Combine(_root, "z.png")),
+            "--distances: 40 must lie in [0, 29]");
+        OneLineError(RunCli("probe-compare", Model, "--probe", "recall", "--data", Data, "--block-size", "65", "--out", Path.Combine(_root, "z.png")),
+            "--block-size (65) exceeds the block_size of");
+        OneLineError(RunCli("probe-compare", Model, "--probe", "recall", "--data", Data, "--block-size", "0", "--out", Path.Combine(_root, "z.png")),
+            "--block-size (0) must be at least 1");
+    }
+
     [Theory]
     [InlineData("--keys (0) must lie in [2, 256]", "--keys", "0")]
     [InlineData("--values (1) must lie in [2, 256]", "--values", "1")]

@@ -86,7 +86,8 @@ public class GptShardTests
             gpt.InitializeWeights(1);
             var ex = Assert.Throws<ArgumentOutOfRangeException>(() => gpt.Forward([1, 2, 3, 4, 13, 5], [], false));
             Assert.Contains("index 4", ex.Message);
-            var targets = Assert.Throws<ArgumentOutOfRangeException>(() => gpt.Forward([1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, -1], true));
+            // -1 is CrossEntropy.IgnoreTarget (no loss at that position); -2 is out of range
+            var targets = Assert.Throws<ArgumentOutOfRangeException>(() => gpt.Forward([1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, -2], true));
             Assert.Contains("target at index 5", targets.Message);
             // the model still works after the rejected calls
             Assert.True(float.IsFinite(gpt.Forward([1, 2, 3, 4, 5, 6], [1, 1, 1, 1, 1, 1], true)));
