@@ -151,7 +151,14 @@ public sealed class DynamicSparseTraining
         }
         finally
         {
+            bool released = _gradients is not null;
             ReleaseGradients();
+            // The update step allocated a dense Out·In gradient per layer (hundreds of MB for `wide`). Left to the
+            // runtime, a background collection of them then runs beside the next ordinary steps and takes CPU from
+            // their kernel threads: on 2 cores `bench dst` measured RigL's ordinary step at 90% 507–529 ms after an
+            // update against 365–426 ms with background collections off. A blocking collection here costs the update
+            // step instead (once per ΔT steps), where it belongs.
+            if (released) GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
         }
     }
 
