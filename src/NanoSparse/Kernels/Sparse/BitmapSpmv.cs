@@ -47,7 +47,7 @@ public static unsafe class BitmapSpmv
             var args = new Args
             {
                 Bits = bits, Offsets = offsets, Values = values, X = px, Y = py, Rows = s.Rows, Words = s.WordsPerRow, ValueCount = s.Values.Length,
-                Exact = !Avx512F.IsSupported || !AllFinite(px, k),
+                Exact = !Avx512F.IsSupported || !FiniteCheck.All(px, k),
             };
             if (k != kPadded && !args.Exact)
             {
@@ -78,24 +78,6 @@ public static unsafe class BitmapSpmv
         public float* Values, X, Y;
         public int Rows, Words, Chunks, ValueCount;
         public bool Exact;
-    }
-
-    static bool AllFinite(float* x, long count)
-    {
-        long i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            // x − x is 0 for finite x and NaN for ±∞ and NaN; NaN ≠ NaN.
-            var bad = Vector512<float>.Zero;
-            for (; i + 16 <= count; i += 16)
-            {
-                var v = Vector512.Load(x + i);
-                bad |= ~Vector512.Equals(v - v, Vector512<float>.Zero);
-            }
-            if (bad != Vector512<float>.Zero) return false;
-        }
-        for (; i < count; i++) if (!float.IsFinite(x[i])) return false;
-        return true;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

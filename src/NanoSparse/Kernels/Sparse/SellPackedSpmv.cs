@@ -44,7 +44,7 @@ public static unsafe class SellPackedSpmv
                 Headers = headers, FullIndices = fullIdx + fiStart, TailIndices = tailIdx + tiStart, FullValues = fullVal + fvStart, TailValues = tailVal + tvStart,
                 FullStart = fullStart, TailStart = tailStart, SlotStart = slotStart, RowOrder = rowOrder, X = px, Y = py,
                 Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks,
-                Exact = !Avx512F.IsSupported || !AllFinite(px, k),
+                Exact = !Avx512F.IsSupported || !FiniteCheck.All(px, k),
             };
             if (k != kPadded)
             {
@@ -59,24 +59,6 @@ public static unsafe class SellPackedSpmv
             args.Chunks = work < MinParallelSlots ? 1 : SpmmMicroKernel.ChunkCount(args.Slices, work, 0);
             KernelThreads.For(args.Chunks, ref args, &Body);
         }
-    }
-
-    static bool AllFinite(float* x, long count)
-    {
-        long i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            // x − x is 0 for finite x and NaN for ±∞ and NaN; NaN ≠ NaN.
-            var bad = Vector512<float>.Zero;
-            for (; i + 16 <= count; i += 16)
-            {
-                var v = Vector512.Load(x + i);
-                bad |= ~Vector512.Equals(v - v, Vector512<float>.Zero);
-            }
-            if (bad != Vector512<float>.Zero) return false;
-        }
-        for (; i < count; i++) if (!float.IsFinite(x[i])) return false;
-        return true;
     }
 
     struct Args

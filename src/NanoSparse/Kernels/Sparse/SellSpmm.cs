@@ -39,7 +39,7 @@ public static unsafe class SellSpmm
             {
                 Steps = steps, StepStart = stepStart, GroupStart = groupStart, Indices = indices, Values = values, Y = py,
                 Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks, N = n, X = px, Ldx = kPadded,
-                Exact = !AllFinite(px, (long)k * n),
+                Exact = !FiniteCheck.All(px, (long)k * n),
             };
             if (n > 1 || k != kPadded)
             {
@@ -61,24 +61,6 @@ public static unsafe class SellSpmm
             args.Chunks = work < MinParallelSteps ? 1 : SpmmMicroKernel.ChunkCount(args.Slices, work, 0);
             KernelThreads.For(args.Chunks, ref args, &Body);
         }
-    }
-
-    static bool AllFinite(float* x, long count)
-    {
-        long i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            // x − x is 0 for finite x and NaN for ±∞ and NaN; NaN ≠ NaN.
-            var bad = Vector512<float>.Zero;
-            for (; i + 16 <= count; i += 16)
-            {
-                var v = Vector512.Load(x + i);
-                bad |= ~Vector512.Equals(v - v, Vector512<float>.Zero);
-            }
-            if (bad != Vector512<float>.Zero) return false;
-        }
-        for (; i < count; i++) if (!float.IsFinite(x[i])) return false;
-        return true;
     }
 
     struct Args
