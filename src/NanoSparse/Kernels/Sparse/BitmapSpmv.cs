@@ -47,7 +47,7 @@ public static unsafe class BitmapSpmv
             var args = new Args
             {
                 Bits = bits, Offsets = offsets, Values = values, X = px, Y = py, Rows = s.Rows, Words = s.WordsPerRow, ValueCount = s.Values.Length,
-                Exact = !Avx512F.IsSupported || !FiniteCheck.All(px, k),
+                Exact = !Avx512F.IsSupported || !SpmvInput.AllFinite(px, k),
             };
             if (k != kPadded && !args.Exact)
             {

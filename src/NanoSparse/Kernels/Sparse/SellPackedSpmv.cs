@@ -23,7 +23,6 @@ public static unsafe class SellPackedSpmv
     /// <summary>Slots (~5 bytes each) from which a second thread joins: 32K slots are ~160 KB, as for <see cref="SellWideSpmv.MinParallelSteps"/>.</summary>
     public static long MinParallelSlots { get; set; } = 32_768;
 
-    [ThreadStatic] static float[]? _padded;
 
     public static void Multiply(SellPackedMatrix s, ReadOnlySpan<float> x, Span<float> y)
     {
@@ -44,16 +43,12 @@ public static unsafe class SellPackedSpmv
                 Headers = headers, FullIndices = fullIdx + fiStart, TailIndices = tailIdx + tiStart, FullValues = fullVal + fvStart, TailValues = tailVal + tvStart,
                 FullStart = fullStart, TailStart = tailStart, SlotStart = slotStart, RowOrder = rowOrder, X = px, Y = py,
                 Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks,
-                Exact = !Avx512F.IsSupported || !FiniteCheck.All(px, k),
+                Exact = !Avx512F.IsSupported || !SpmvInput.AllFinite(px, k),
             };
             if (k != kPadded)
             {
                 // The last block's eight loads read a whole 128 floats: x copied into a zero-padded, aligned buffer.
-                if (_padded is null || _padded.Length < kPadded + 16) _padded = GC.AllocateUninitializedArray<float>(kPadded + 16, pinned: true);
-                float* c = (float*)(((nint)Unsafe.AsPointer(ref _padded[0]) + 63) & ~(nint)63);
-                Buffer.MemoryCopy(px, c, 4L * k, 4L * k);
-                new Span<float>(c + k, kPadded - k).Clear();
-                args.X = c;
+                args.X = SpmvInput.ZeroPadded(px, k, kPadded);
             }
             long work = s.SlotStart[^1];
             args.Chunks = work < MinParallelSlots ? 1 : SpmmMicroKernel.ChunkCount(args.Slices, work, 0);

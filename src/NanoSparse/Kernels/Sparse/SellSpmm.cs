@@ -39,7 +39,7 @@ public static unsafe class SellSpmm
             {
                 Steps = steps, StepStart = stepStart, GroupStart = groupStart, Indices = indices, Values = values, Y = py,
                 Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks, N = n, X = px, Ldx = kPadded,
-                Exact = !FiniteCheck.All(px, (long)k * n),
+                Exact = !SpmvInput.AllFinite(px, (long)k * n),
             };
             if (n > 1 || k != kPadded)
             {

@@ -24,7 +24,6 @@ public static unsafe class SellWideSpmv
     /// </summary>
     public static long MinParallelSteps { get; set; } = 2048;
 
-    [ThreadStatic] static float[]? _padded;
 
     public static void Multiply(SellWideMatrix s, ReadOnlySpan<float> x, Span<float> y)
     {
@@ -41,16 +40,12 @@ public static unsafe class SellWideSpmv
             {
                 Steps = steps, LaneCounts = laneCounts, StepStart = stepStart, Indices = indices,
                 Values = values, Y = py, X = px, RowOrder = rowOrder, Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks, Width = s.BlockWidth,
-                Exact = !Avx512F.IsSupported || !FiniteCheck.All(px, k),
+                Exact = !Avx512F.IsSupported || !SpmvInput.AllFinite(px, k),
             };
             if (k != kPadded)
             {
                 // The last block's 16 loads read a whole 256 floats: x copied into a zero-padded, aligned buffer.
-                if (_padded is null || _padded.Length < kPadded + 16) _padded = GC.AllocateUninitializedArray<float>(kPadded + 16, pinned: true);
-                float* c = (float*)(((nint)Unsafe.AsPointer(ref _padded[0]) + 63) & ~(nint)63);
-                Buffer.MemoryCopy(px, c, 4L * k, 4L * k);
-                new Span<float>(c + k, kPadded - k).Clear();
-                args.X = c;
+                args.X = SpmvInput.ZeroPadded(px, k, kPadded);
             }
             long work = s.StepStart[^1];
             args.Chunks = work < MinParallelSteps ? 1 : SpmmMicroKernel.ChunkCount(args.Slices, work, 0);
