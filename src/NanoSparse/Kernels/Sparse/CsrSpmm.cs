@@ -149,11 +149,12 @@ public static unsafe class CsrSpmm
     const long SpmvMinWork = 16_384;
 
     /// <summary>
-    /// This thread's table of where rows [from, to) cross the K blocks of <see cref="NarrowKBlock"/> columns: entry
-    /// (r − from)·(nb + 1) + b is the first nonzero of row r at column ≥ b·NarrowKBlock (b = nb: the row's end). Made
-    /// once per call and chunk: a row's columns are compared 32 at a time against every boundary and the hits counted.
+    /// This thread's table of where rows [from, to) cross the K blocks of <paramref name="blockRows"/> columns
+    /// (<see cref="NarrowKBlock"/> unless given): entry (r − from)·(nb + 1) + b is the first nonzero of row r at column
+    /// ≥ b·blockRows (b = nb: the row's end). Made once per call and chunk: a row's columns are compared 32 at a time
+    /// against every boundary and the hits counted.
     /// </summary>
-    internal static int[] SplitTable(int* rp, int from, int to, ushort* index, int nb, long call, int chunk)
+    internal static int[] SplitTable(int* rp, int from, int to, ushort* index, int nb, long call, int chunk, int blockRows = NarrowKBlock)
     {
         int stride = nb + 1;
         int need = (to - from) * stride;
@@ -170,10 +171,10 @@ public static unsafe class CsrSpmm
                 {
                     var columns = Vector512.Load(index + p);
                     for (int b = 1; b < nb; b++)
-                        row[b] += BitOperations.PopCount(Vector512.LessThan(columns, Vector512.Create((ushort)(b * NarrowKBlock))).ExtractMostSignificantBits());
+                        row[b] += BitOperations.PopCount(Vector512.LessThan(columns, Vector512.Create((ushort)(b * blockRows))).ExtractMostSignificantBits());
                 }
                 for (; p < end; p++)
-                    for (int b = index[p] / NarrowKBlock + 1; b < nb; b++) row[b]++;
+                    for (int b = index[p] / blockRows + 1; b < nb; b++) row[b]++;
                 row[0] = start;
                 row[nb] = end;
             }

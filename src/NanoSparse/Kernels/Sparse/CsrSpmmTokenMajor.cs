@@ -16,8 +16,8 @@ namespace NanoSparse.Kernels.Sparse;
 /// walks the tokens 64 at a time (<see cref="Width"/>) and fuses both transposes into what it does anyway:
 ///   panel  (K × 64, 64-byte aligned, this thread's) = the 64 token rows of X transposed (zero past T): this replaces
 ///          CsrSpmm's copy of a panel of Xᵀ into the thread's buffer, so the transpose in costs nothing extra;
-///   tile   (rows × 64) = S[rows, :] · panel, SpmmMicroKernel.RowsWide (K in blocks of CsrSpmm.NarrowKBlock rows
-///          for long K with 16-bit indices, as CsrSpmm does);
+///   tile   (rows × 64) = S[rows, :] · panel, SpmmMicroKernel.RowsWide (K in blocks with 16-bit indices, see
+///          KBlockRows);
 ///   Y      [64 tokens, rows] = tileᵀ with bias, add and scale applied on the way (Transpose's epilogue), while the
 ///          tile is in L2.
 /// Both transposes run on 16×16 blocks in AVX-512 registers (TokenPanels).
@@ -35,8 +35,7 @@ internal static unsafe class CsrSpmmTokenMajor
     /// alternating both in one process, thread CPU time, one thread, T = 2048, machine loaded; medians of 15–21 calls):
     /// forward 90% sparse 768→3072 25.7 against 29.1 ms, 3072→768 28.8 against 33.7 ms, 768→2304 17.5 against 19.7 ms;
     /// 80% sparse 768→3072 47.3 against 53.2 ms, 3072→768 57.7 against 65.2 ms. Blocking K at 384 or 512 rows of the
-    /// panel (96 or 128 KiB) measured the same as the 768 used for long K, so the panel's misses in L1 are not what
-    /// limits the kernel.
+    /// panel (96 or 128 KiB) measured the same as the 768 used for long K at 90%; at 80% 256-row blocks pay (KBlockRows).
     /// </summary>
     const int Width = 64;
 
@@ -48,7 +47,7 @@ internal static unsafe class CsrSpmmTokenMajor
         public int* RowPointers;
         public TIndex* Index;
         public float* Values, X, Y, Bias, Add, Scale;
-        public int Rows, K, Tokens, LdX, LdY, Chunks, Blocks;
+        public int Rows, K, Tokens, LdX, LdY, Chunks, Blocks, BlockRows;
         public long Call;
         public bool TokenSplit;
     }
@@ -64,12 +63,13 @@ internal static unsafe class CsrSpmmTokenMajor
         if (!Supported) throw new PlatformNotSupportedException("CsrSpmmTokenMajor needs AVX-512");
         if (rows == 0 || tokens == 0) return;
         long nnz = rowPointers[rows];
-        int blocks = k <= CsrSpmm.NarrowPanelMaxK || typeof(TIndex) != typeof(ushort) ? 1 : (k + CsrSpmm.NarrowKBlock - 1) / CsrSpmm.NarrowKBlock;
-        if (blocks > 1 && (long)rows * (blocks + 1) > CsrSpmm.MaxNarrowSplitInts) blocks = 1;
+        int blockRows = typeof(TIndex) == typeof(ushort) ? KBlockRows(nnz, rows, k) : k;
+        int blocks = (k + blockRows - 1) / blockRows;
+        if (blocks > 1 && (long)rows * (blocks + 1) > CsrSpmm.MaxNarrowSplitInts) (blocks, blockRows) = (1, k);
         var args = new Args<TIndex>
         {
             RowPointers = rowPointers, Index = index, Values = values, X = x, Y = y, Bias = bias, Add = add, Scale = scale,
-            Rows = rows, K = k, Tokens = tokens, LdX = ldx, LdY = ldy, Blocks = blocks, Call = AlignedPanels.NextCall(),
+            Rows = rows, K = k, Tokens = tokens, LdX = ldx, LdY = ldy, Blocks = blocks, BlockRows = blockRows, Call = AlignedPanels.NextCall(),
         };
         int chunks = SpmmMicroKernel.ChunkCount(rows, (nnz + rows) * tokens);
         int threads = chunks > 1 ? KernelThreads.ThreadsFor(chunks) : 1;
@@ -84,6 +84,30 @@ internal static unsafe class CsrSpmmTokenMajor
         else args.Chunks = threads;   // one range of rows per thread (few tokens): as CsrSpmm's narrow panels
         KernelThreads.For(args.Chunks, ref args, &Body);
     }
+
+    /// <summary>
+    /// Rows of the panel per K block (16-bit indices; K itself: no blocking). <see cref="DenseKBlock"/> rows while rows
+    /// average at least <see cref="MinBlockNonzeros"/> nonzeros per block, else CsrSpmm.NarrowKBlock for K beyond
+    /// CsrSpmm.NarrowPanelMaxK, else all of K. A 256 × 64 block of the panel is 64 KiB, about L1 (48 KiB) plus the
+    /// lines in flight, where a whole 768 × 64 panel (192 KiB) is read from L2 for every nonzero; each block costs every
+    /// row one more pass of its 16 accumulators through the tile and one more loop exit, which only rows with enough
+    /// nonzeros per block repay. Measured on Zen 5 (scratch harness, RowsWide with row tails over one 64-token panel,
+    /// random columns, one thread, best of 30–40 alternating rounds, machine shared): 80% sparse 3072×768 0.635 ms
+    /// blocked at 256 against 0.748 ms unblocked (128: 0.764, 192: 0.662, 384: 0.650); 2304×768 0.471 against 0.543;
+    /// 768×3072 0.766 against 0.857 at 768-row blocks; 90% sparse (26 nonzeros per row per 256 block) 3072×768 0.353
+    /// against 0.350 unblocked, 768×3072 0.388 against 0.398 at 768, so 90% keeps what it had.
+    /// </summary>
+    internal static int KBlockRows(long nnz, int rows, int k)
+    {
+        if (k >= 2 * DenseKBlock && nnz * DenseKBlock >= (long)MinBlockNonzeros * rows * k) return DenseKBlock;
+        return k <= CsrSpmm.NarrowPanelMaxK ? k : CsrSpmm.NarrowKBlock;
+    }
+
+    /// <summary>Panel rows per K block for rows dense enough (see <see cref="KBlockRows"/>).</summary>
+    internal const int DenseKBlock = 256;
+
+    /// <summary>Average nonzeros per row and block from which <see cref="DenseKBlock"/> blocks pay (80%: 51; 90%: 26).</summary>
+    internal const int MinBlockNonzeros = 40;
 
     static float* Aligned(ref float[]? buffer, long floats)
     {
@@ -121,7 +145,7 @@ internal static unsafe class CsrSpmmTokenMajor
         // Row r's nonzeros in K block b are [split[(r − from)·stride + b], split[(r − from)·stride + b + 1]): the row
         // pointers themselves for one block, else this thread's table of where the rows cross the block boundaries.
         int stride = nb == 1 ? 1 : nb + 1;
-        int[]? table = nb == 1 ? null : CsrSpmm.SplitTable(rp, from, to, (ushort*)a.Index, nb, a.Call, a.TokenSplit ? 0 : chunk);
+        int[]? table = nb == 1 ? null : CsrSpmm.SplitTable(rp, from, to, (ushort*)a.Index, nb, a.Call, a.TokenSplit ? 0 : chunk, a.BlockRows);
         fixed (int* pinned = table)
         {
             int* split = nb == 1 ? rp + from : pinned;

@@ -82,6 +82,34 @@ public class CsrSpmmTokenMajorTests
         finally { KernelThreads.Max = saved; }
     }
 
+    /// <summary>
+    /// K in blocks chosen by density (CsrSpmmTokenMajor.KBlockRows): 256-row blocks of the panel where rows average at
+    /// least 40 nonzeros per block (full blocks, a short last block, one of 8 rows, twelve blocks), CsrSpmm's 768-row
+    /// blocks or none below that; the case asserts which blocking it exercises, then runs the reference comparison
+    /// above. Every 7th row is empty and every 5th holds one nonzero, so the densities here are ~0.66x the ones named.
+    /// </summary>
+    [Theory]
+    [InlineData(100, 768, 0.3, 130, 256)]    // three full blocks, two full token panels and a 2-token one, 100 rows
+    [InlineData(77, 1000, 0.4, 64, 256)]     // a last block of 232 rows
+    [InlineData(600, 520, 0.35, 70, 256)]    // a last block of 8 rows
+    [InlineData(45, 3072, 0.5, 200, 256)]    // twelve blocks
+    [InlineData(61, 2304, 0.45, 129, 256)]   // nine blocks, a 1-token last panel
+    [InlineData(300, 768, 0.2, 128, 768)]    // ~13% dense: 34 nonzeros per 256 columns, so unblocked
+    [InlineData(130, 3072, 0.05, 64, 768)]   // 5%: CsrSpmm's 768-row blocks
+    [InlineData(64, 1536, 0.1, 96, 1536)]    // 10% at K = 1536: unblocked
+    public void MatchesDoubleReferenceWithKBlocksChosenByDensity(int m, int k, double density, int tokens, int blockRows)
+    {
+        var dense = SparseTestData.RandomDense(m, k, density, (ulong)(m * 31 + k));
+        for (int i = 0; i < m; i++)
+        {
+            if (i % 7 == 3) Array.Clear(dense, i * k, k);
+            else if (i % 5 == 1) { float keep = dense[i * k + i % k]; Array.Clear(dense, i * k, k); dense[i * k + i % k] = keep == 0 ? 1.5f : keep; }
+        }
+        long nnz = dense.Count(v => v != 0);
+        Assert.Equal(blockRows, CsrSpmmTokenMajor.KBlockRows(nnz, m, k));
+        MatchesDoubleReference(m, k, density, tokens);
+    }
+
     static unsafe void Run(CsrMatrix s, float[] x, int tokens, float[] y, float[]? bias, float[]? add, float[]? scale)
     {
         fixed (int* rp = s.RowPointers)
