@@ -91,11 +91,14 @@ internal static unsafe class CsrSpmmTokenMajor
     /// CsrSpmm.NarrowPanelMaxK, else all of K. A 256 × 64 block of the panel is 64 KiB, about L1 (48 KiB) plus the
     /// lines in flight, where a whole 768 × 64 panel (192 KiB) is read from L2 for every nonzero; each block costs every
     /// row one more pass of its 16 accumulators through the tile and one more loop exit, which only rows with enough
-    /// nonzeros per block repay. Measured on Zen 5 (scratch harness, RowsWide with row tails over one 64-token panel,
-    /// random columns, one thread, best of 30–40 alternating rounds, machine shared): 80% sparse 3072×768 0.635 ms
-    /// blocked at 256 against 0.748 ms unblocked (128: 0.764, 192: 0.662, 384: 0.650); 2304×768 0.471 against 0.543;
-    /// 768×3072 0.766 against 0.857 at 768-row blocks; 90% sparse (26 nonzeros per row per 256 block) 3072×768 0.353
-    /// against 0.350 unblocked, 768×3072 0.388 against 0.398 at 768, so 90% keeps what it had.
+    /// nonzeros per block repay. Measured on Zen 5 (scratch harness running RowsWide over one 64-token panel, random
+    /// columns, one thread, best of 30–40 alternating rounds, machine shared), 80% sparse: 3072×768 0.644 ms in 256-row
+    /// blocks against 0.772 unblocked (128-row blocks 0.790; an older copy of the kernel: 192 rows 0.662, 384 0.650 against
+    /// 0.635 at 256); 768×2304 0.539 against 0.608 in 768-row blocks; 768×3072 0.846 against 0.931. 90% sparse (26
+    /// nonzeros per row and 256 columns), the older copy: 3072×768 0.353 against 0.350 unblocked, 768×3072 0.388 against
+    /// 0.398 at 768; this kernel in a busier run 3072×768 0.443 against 0.464: within the noise, so 90% keeps what it had. A whole CSR Linear at 80% (bench linear --cpu-time, T = 2048, one thread, five runs
+    /// alternated with the unblocked binary, min / median ms): 768→3072 76.5 / 81.4 against 82.9 / 89.3, 3072→768
+    /// 81.1 / 84.2 against 83.3 / 87.6, 768→2304 55.4 / 59.6 against 60.9 / 61.1.
     /// </summary>
     internal static int KBlockRows(long nnz, int rows, int k)
     {
