@@ -180,6 +180,42 @@ public class NmLinearTests
     }
 
     /// <summary>
+    /// Pack and UnpackAdd above the size where they spread blocks over the threads (65,536 values), with a partial
+    /// last block (Out = 4,099: three lanes) and slots not a multiple of 8, against the panel layout written out
+    /// element by element here; UnpackAdd adds onto the values it is given. One and two threads.
+    /// </summary>
+    [Theory]
+    [InlineData(4099, 18)]
+    [InlineData(1030, 66)]
+    public void PackAndUnpackAddOverThreadsEqualTheElementwiseLayout(int outFeatures, int slots)
+    {
+        int saved = KernelThreads.Max;
+        try
+        {
+            foreach (int threads in new[] { 1, 2 })
+            {
+                KernelThreads.Max = threads;
+                var rng = new Rng((ulong)(outFeatures + slots + threads));
+                var values = RandomArray(rng, outFeatures * slots);
+                var expected = new float[NmLinear.PanelLength(outFeatures, slots)];
+                for (int o = 0; o < outFeatures; o++)
+                    for (int q = 0; q < slots; q++) expected[(o / 16 * slots + q) * 16 + o % 16] = values[o * slots + q];
+                var packed = new float[expected.Length];
+                Array.Fill(packed, float.NaN);
+                NmLinear.Pack(values, outFeatures, slots, packed);
+                for (int i = 0; i < expected.Length; i++)
+                    if (packed[i] != expected[i]) Assert.Fail($"packed[{i}] is {packed[i]}, expected {expected[i]} ({threads} threads)");
+                var start = RandomArray(rng, values.Length);
+                var sum = (float[])start.Clone();
+                NmLinear.UnpackAdd(packed, outFeatures, slots, sum);
+                for (int i = 0; i < sum.Length; i++)
+                    if (sum[i] != start[i] + values[i]) Assert.Fail($"values[{i}] is {sum[i]}, expected {start[i] + values[i]} ({threads} threads)");
+            }
+        }
+        finally { KernelThreads.Max = saved; }
+    }
+
+    /// <summary>
     /// The N:M layer on group sizes its token-major kernels do not take (M = 32, 6): forward, dx with dxScale,
     /// dValues and dBias against the dense double reference, 1 and 2 threads.
     /// </summary>
