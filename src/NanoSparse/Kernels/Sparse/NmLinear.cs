@@ -356,14 +356,28 @@ public static unsafe class NmLinear
         public int Out, In, N, M, Slots, Blocks, Items, T0, Rows;
     }
 
+    struct RepackArgs { public float* X, Xg; public int Rows, In, M; }
+
+    /// <summary>Token rows per work item of <see cref="RepackGroupMajor"/>.</summary>
+    const int RepackRows = 16;
+
+    /// <summary>xg[g][t][0..M) = x[t, g·M ..]: over the threads, 16 token rows per item (each item's writes disjoint).</summary>
     static void RepackGroupMajor(float* x, int rows, int inFeatures, int m, float* xg)
     {
-        int groups = inFeatures / m;
-        long stride = (long)rows * m;
-        for (int t = 0; t < rows; t++)
+        var a = new RepackArgs { X = x, Xg = xg, Rows = rows, In = inFeatures, M = m };
+        int items = (rows + RepackRows - 1) / RepackRows;
+        if ((long)rows * inFeatures < 1 << 16) for (int i = 0; i < items; i++) RepackItem(ref a, i);
+        else KernelThreads.For(items, ref a, &RepackItem);
+    }
+
+    static void RepackItem(ref RepackArgs a, int item)
+    {
+        int m = a.M, inFeatures = a.In, groups = inFeatures / m;
+        long stride = (long)a.Rows * m;
+        for (int t = item * RepackRows, t1 = Math.Min(a.Rows, t + RepackRows); t < t1; t++)
         {
-            float* src = x + (long)t * inFeatures;
-            float* dst = xg + t * m;
+            float* src = a.X + (long)t * inFeatures;
+            float* dst = a.Xg + t * m;
             // One move per group (the element-by-element copy cost a few per cent of the 2:4 weight gradient).
             switch (m)
             {

@@ -162,6 +162,52 @@ public class NmLinearTests
         finally { KernelThreads.Max = saved; }
     }
 
+    /// <summary>
+    /// 2:4 dW with In = 516 (129 groups): a 128-token block of x is then 66,048 values, above the size where its
+    /// group-major copy runs over the threads; rows 129 and 257 leave a one-row block that copies on one thread.
+    /// </summary>
+    [Fact]
+    public void WeightGradientWithAThreadedCopyOfXEqualsDenseDoubleReference()
+    {
+        if (!NmLinear.Supports(4)) return;
+        int saved = KernelThreads.Max;
+        try
+        {
+            foreach (int threads in new[] { 1, 2 })
+            foreach (int rows in new[] { 129, 257 })
+            {
+                KernelThreads.Max = threads;
+                const int inFeatures = 516, outFeatures = 37, slots = inFeatures / 2;
+                var rng = new Rng((ulong)(rows * 3 + threads));
+                var (_, _, index) = Pattern(outFeatures, inFeatures, 2, 4, rng);
+                var x = RandomArray(rng, rows * inFeatures);
+                var dy = RandomArray(rng, rows * outFeatures);
+                var expected = new double[outFeatures * slots];
+                var abs = new double[expected.Length];
+                for (int o = 0; o < outFeatures; o++)
+                    for (int q = 0; q < slots; q++)
+                    {
+                        int column = q / 2 * 4 + index[o * slots + q];
+                        for (int t = 0; t < rows; t++)
+                        {
+                            double term = (double)dy[t * outFeatures + o] * x[t * inFeatures + column];
+                            expected[o * slots + q] += term; abs[o * slots + q] += Math.Abs(term);
+                        }
+                    }
+                var controls = new int[NmLinear.PanelLength(outFeatures, slots)];
+                NmLinear.PackIndices(q => index[q], outFeatures, slots, controls);
+                var packedGradient = new float[controls.Length];
+                var workspace = new float[NmLinear.GradientWorkspace(rows, inFeatures)];
+                Array.Fill(workspace, float.NaN);
+                NmLinear.WeightGradient(dy, x, rows, inFeatures, outFeatures, 2, 4, controls, packedGradient, workspace);
+                var dValues = new float[outFeatures * slots];
+                NmLinear.UnpackAdd(packedGradient, outFeatures, slots, dValues);
+                Close(dValues, expected, abs, $"dW of 2:4, In {inFeatures}, rows {rows}, {threads} threads");
+            }
+        }
+        finally { KernelThreads.Max = saved; }
+    }
+
     [Fact]
     public void PackThenUnpackAddReturnsTheValuesAndPadsLanesWithZeros()
     {
