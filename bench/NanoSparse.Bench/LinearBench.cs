@@ -241,6 +241,12 @@ public static class LinearBench
                 NmLinear.Forward(x, rows, inF, outF, 2, 4, packed, controls, default, default, y);
             }));
             cases.Add(("dW", "NmLinear (permutes)", () => NmLinear.WeightGradient(dy, x, rows, inF, outF, 2, 4, controls, gradient, xBlock)));
+            var gathered = new float[w.StoredCount];
+            cases.Add(("dW", "GEMM on the dense shape, then gather", () =>
+            {
+                Gemm.Multiply(true, false, outF, inF, rows, 1f, dy, outF, x, inF, 0f, dW, inF);
+                w.Gather(dW, gathered);
+            }));
             cases.Add(("dx", "GEMM on W expanded (ToDense included)", () =>
             {
                 w.ToDense(values, expanded);

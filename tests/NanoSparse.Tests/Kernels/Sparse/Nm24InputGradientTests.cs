@@ -55,6 +55,8 @@ public class Nm24InputGradientTests
     public static TheoryData<int, int> Shapes => new()
     {
         { 8, 1 }, { 8, 63 }, { 12, 5 }, { 12, 64 }, { 20, 65 }, { 68, 63 }, { 68, 130 }, { 200, 5 }, { 200, 65 },
+        // 67,080 stored values: the class-order copy of the values runs one 64-output block per work item.
+        { 1032, 130 },
     };
 
     [Theory]

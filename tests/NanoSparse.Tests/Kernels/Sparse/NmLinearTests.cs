@@ -162,6 +162,52 @@ public class NmLinearTests
         finally { KernelThreads.Max = saved; }
     }
 
+    /// <summary>
+    /// 2:4 dW with In = 516 (129 groups): a 128-token block of x is then 66,048 values, above the size where its
+    /// group-major copy runs over the threads; rows 129 and 257 leave a one-row block that copies on one thread.
+    /// </summary>
+    [Fact]
+    public void WeightGradientWithAThreadedCopyOfXEqualsDenseDoubleReference()
+    {
+        if (!NmLinear.Supports(4)) return;
+        int saved = KernelThreads.Max;
+        try
+        {
+            foreach (int threads in new[] { 1, 2 })
+            foreach (int rows in new[] { 129, 257 })
+            {
+                KernelThreads.Max = threads;
+                const int inFeatures = 516, outFeatures = 37, slots = inFeatures / 2;
+                var rng = new Rng((ulong)(rows * 3 + threads));
+                var (_, _, index) = Pattern(outFeatures, inFeatures, 2, 4, rng);
+                var x = RandomArray(rng, rows * inFeatures);
+                var dy = RandomArray(rng, rows * outFeatures);
+                var expected = new double[outFeatures * slots];
+                var abs = new double[expected.Length];
+                for (int o = 0; o < outFeatures; o++)
+                    for (int q = 0; q < slots; q++)
+                    {
+                        int column = q / 2 * 4 + index[o * slots + q];
+                        for (int t = 0; t < rows; t++)
+                        {
+                            double term = (double)dy[t * outFeatures + o] * x[t * inFeatures + column];
+                            expected[o * slots + q] += term; abs[o * slots + q] += Math.Abs(term);
+                        }
+                    }
+                var controls = new int[NmLinear.PanelLength(outFeatures, slots)];
+                NmLinear.PackIndices(q => index[q], outFeatures, slots, controls);
+                var packedGradient = new float[controls.Length];
+                var workspace = new float[NmLinear.GradientWorkspace(rows, inFeatures)];
+                Array.Fill(workspace, float.NaN);
+                NmLinear.WeightGradient(dy, x, rows, inFeatures, outFeatures, 2, 4, controls, packedGradient, workspace);
+                var dValues = new float[outFeatures * slots];
+                NmLinear.UnpackAdd(packedGradient, outFeatures, slots, dValues);
+                Close(dValues, expected, abs, $"dW of 2:4, In {inFeatures}, rows {rows}, {threads} threads");
+            }
+        }
+        finally { KernelThreads.Max = saved; }
+    }
+
     [Fact]
     public void PackThenUnpackAddReturnsTheValuesAndPadsLanesWithZeros()
     {
@@ -177,6 +223,42 @@ public class NmLinearTests
         var sum = new float[values.Length];
         NmLinear.UnpackAdd(packed, outFeatures, slots, sum);
         Assert.Equal(values, sum);
+    }
+
+    /// <summary>
+    /// Pack and UnpackAdd above the size where they spread blocks over the threads (65,536 values), with a partial
+    /// last block (Out = 4,099: three lanes) and slots not a multiple of 8, against the panel layout written out
+    /// element by element here; UnpackAdd adds onto the values it is given. One and two threads.
+    /// </summary>
+    [Theory]
+    [InlineData(4099, 18)]
+    [InlineData(1030, 66)]
+    public void PackAndUnpackAddOverThreadsEqualTheElementwiseLayout(int outFeatures, int slots)
+    {
+        int saved = KernelThreads.Max;
+        try
+        {
+            foreach (int threads in new[] { 1, 2 })
+            {
+                KernelThreads.Max = threads;
+                var rng = new Rng((ulong)(outFeatures + slots + threads));
+                var values = RandomArray(rng, outFeatures * slots);
+                var expected = new float[NmLinear.PanelLength(outFeatures, slots)];
+                for (int o = 0; o < outFeatures; o++)
+                    for (int q = 0; q < slots; q++) expected[(o / 16 * slots + q) * 16 + o % 16] = values[o * slots + q];
+                var packed = new float[expected.Length];
+                Array.Fill(packed, float.NaN);
+                NmLinear.Pack(values, outFeatures, slots, packed);
+                for (int i = 0; i < expected.Length; i++)
+                    if (packed[i] != expected[i]) Assert.Fail($"packed[{i}] is {packed[i]}, expected {expected[i]} ({threads} threads)");
+                var start = RandomArray(rng, values.Length);
+                var sum = (float[])start.Clone();
+                NmLinear.UnpackAdd(packed, outFeatures, slots, sum);
+                for (int i = 0; i < sum.Length; i++)
+                    if (sum[i] != start[i] + values[i]) Assert.Fail($"values[{i}] is {sum[i]}, expected {start[i] + values[i]} ({threads} threads)");
+            }
+        }
+        finally { KernelThreads.Max = saved; }
     }
 
     /// <summary>
