@@ -22,9 +22,10 @@ public static class CopyDataCommand
         var maxDistance = new Option<int>("--max-distance") { Description = "longest run; run lengths are log-uniform in [min, max]", DefaultValueFactory = _ => 250 };
         var trainTokens = new Option<long>("--train-tokens") { Description = "tokens of train.bin", DefaultValueFactory = _ => 4_000_000 };
         var valTokens = new Option<long>("--val-tokens") { Description = "tokens of val.bin", DefaultValueFactory = _ => 200_000 };
+        var drawFrom = new Option<int?>("--draw-from") { Description = "runs draw their tokens from the first this many symbols only (default: the whole alphabet); the vocabulary stays --alphabet, for a curriculum's first stage" };
         var seed = new Option<ulong>("--seed") { Description = "random seed", DefaultValueFactory = _ => 1337UL };
         var cmd = new Command("copy-data", "write a synthetic copying dataset (runs of random tokens, each followed by its repeat, at controlled distances)");
-        foreach (var o in new Option[] { output, alphabet, minDistance, maxDistance, trainTokens, valTokens, seed }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { output, alphabet, minDistance, maxDistance, drawFrom, trainTokens, valTokens, seed }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             string dst = parse.GetValue(output)!;
@@ -32,7 +33,11 @@ public static class CopyDataCommand
             long nTrain = parse.GetValue(trainTokens), nVal = parse.GetValue(valTokens);
             if (a is < 2 or > CopyProbe.MaxAlphabet) throw new UsageException($"--alphabet ({a}) must lie in [2, {CopyProbe.MaxAlphabet}]");
             if (min < 1 || max < min) throw new UsageException($"--min-distance ({min}) and --max-distance ({max}) must satisfy 1 <= min <= max");
-            if (max > a) throw new UsageException($"--max-distance ({max}) must not exceed --alphabet ({a}): a run's tokens are distinct");
+            int draw = parse.GetValue(drawFrom) ?? a;
+            if (draw < 2 || draw > a) throw new UsageException($"--draw-from ({draw}) must lie in [2, {a}] (--alphabet)");
+            if (max > draw) throw new UsageException(parse.GetValue(drawFrom) is null
+                ? $"--max-distance ({max}) must not exceed --alphabet ({a}): a run's tokens are distinct"
+                : $"--max-distance ({max}) must not exceed --draw-from ({draw}): a run's tokens are distinct");
             foreach (var (name, n) in new[] { ("--train-tokens", nTrain), ("--val-tokens", nVal) })
                 if (n < 2L * max + 1 || n > Array.MaxLength)
                     throw new UsageException($"{name} ({n}) must lie in [{2L * max + 1}, {Array.MaxLength}] (room for a separator and the longest run twice)");
@@ -44,7 +49,7 @@ public static class CopyDataCommand
             {
                 var tokens = new int[n];
                 var segments = new List<CopyProbe.Segment>();
-                task.Generate(tokens, min, max, rng, segments);
+                task.Generate(tokens, min, max, rng, segments, draw);
                 TokenFileWriter.Write(Path.Combine(dst, split + ".bin"), tokens, TokenDtype.UInt16, task.VocabSize);
                 long predictable = segments.Sum(s => (long)s.Length - 1);
                 double meanL = segments.Count == 0 ? 0 : segments.Average(s => (double)s.Length);

@@ -123,6 +123,8 @@ public sealed class CopyCliTests : IDisposable
     [InlineData("--min-distance (9) and --max-distance (8) must satisfy 1 <= min <= max", "--min-distance", "9", "--max-distance", "8")]
     [InlineData("--max-distance (40) must not exceed --alphabet (32)", "--alphabet", "32", "--max-distance", "40")]
     [InlineData("--val-tokens (100) must lie in [501,", "--val-tokens", "100")]
+    [InlineData("--draw-from (300) must lie in [2, 256] (--alphabet)", "--draw-from", "300")]
+    [InlineData("--max-distance (20) must not exceed --draw-from (16)", "--draw-from", "16", "--max-distance", "20")]
     public void BadCopyDataOptionsAreOneLineErrors(string expected, params string[] options)
     {
         var r = RunCli(["copy-data", "--out", Path.Combine(_root, "bad"), .. options]);

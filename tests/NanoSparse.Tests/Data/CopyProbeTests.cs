@@ -48,6 +48,18 @@ public sealed class CopyProbeTests
     }
 
     [Fact]
+    public void DrawFromKeepsRunsInTheFirstSymbolsOverTheWholeVocabulary()
+    {
+        var task = new CopyProbe(64);
+        var tokens = new int[5_000];
+        task.Generate(tokens, 2, 8, new Rng(9), drawFrom: 8);
+        Assert.All(tokens, t => Assert.InRange(t, 0, 8));
+        Assert.Equal(9, tokens.Distinct().Count());   // the separator and all 8 symbols occur
+        Assert.Equal(65, task.VocabSize);
+        task.CopyDistances(tokens, "v.bin");          // still runs and their repeats
+    }
+
+    [Fact]
     public void LengthsAreLogUniform()
     {
         // log-uniform over [8, 255]: about as many runs in [8, 16) as in [64, 128)
@@ -119,7 +131,9 @@ public sealed class CopyProbeTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new CopyProbe(257));
         var task = new CopyProbe(16);
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => task.Generate(new int[100], 2, 17, new Rng(1)));
-        Assert.Contains("the longest run (17) must not exceed the alphabet (16)", e.Message);
+        Assert.Contains("the longest run (17) must not exceed the 16 symbols runs draw from", e.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => task.Generate(new int[100], 2, 8, new Rng(1), drawFrom: 4));
+        Assert.Throws<ArgumentOutOfRangeException>(() => task.Generate(new int[100], 2, 8, new Rng(1), drawFrom: 17));
         Assert.Throws<ArgumentException>(() => task.Generate(new int[100], 0, 4, new Rng(1)));
         Assert.Throws<ArgumentException>(() => task.Generate(new int[100], 5, 4, new Rng(1)));
     }
