@@ -22,7 +22,7 @@ public static class CopyDataCommand
         var maxDistance = new Option<int>("--max-distance") { Description = "longest run; run lengths are log-uniform in [min, max]", DefaultValueFactory = _ => 250 };
         var trainTokens = new Option<long>("--train-tokens") { Description = "tokens of train.bin", DefaultValueFactory = _ => 4_000_000 };
         var valTokens = new Option<long>("--val-tokens") { Description = "tokens of val.bin", DefaultValueFactory = _ => 200_000 };
-        var drawFrom = new Option<int?>("--draw-from") { Description = "runs draw their tokens from the first this many symbols only (default: the whole alphabet); the vocabulary stays --alphabet, for a curriculum's first stage" };
+        var drawFrom = new Option<int?>("--draw-from") { Description = "a run of L tokens draws from the first max(this, L) symbols only (default: the whole alphabet): short runs reuse a few frequent symbols, a curriculum over the same vocabulary" };
         var seed = new Option<ulong>("--seed") { Description = "random seed", DefaultValueFactory = _ => 1337UL };
         var cmd = new Command("copy-data", "write a synthetic copying dataset (runs of random tokens, each followed by its repeat, at controlled distances)");
         foreach (var o in new Option[] { output, alphabet, minDistance, maxDistance, drawFrom, trainTokens, valTokens, seed }) cmd.Options.Add(o);
@@ -35,9 +35,7 @@ public static class CopyDataCommand
             if (min < 1 || max < min) throw new UsageException($"--min-distance ({min}) and --max-distance ({max}) must satisfy 1 <= min <= max");
             int draw = parse.GetValue(drawFrom) ?? a;
             if (draw < 2 || draw > a) throw new UsageException($"--draw-from ({draw}) must lie in [2, {a}] (--alphabet)");
-            if (max > draw) throw new UsageException(parse.GetValue(drawFrom) is null
-                ? $"--max-distance ({max}) must not exceed --alphabet ({a}): a run's tokens are distinct"
-                : $"--max-distance ({max}) must not exceed --draw-from ({draw}): a run's tokens are distinct");
+            if (max > a) throw new UsageException($"--max-distance ({max}) must not exceed --alphabet ({a}): a run's tokens are distinct");
             foreach (var (name, n) in new[] { ("--train-tokens", nTrain), ("--val-tokens", nVal) })
                 if (n < 2L * max + 1 || n > Array.MaxLength)
                     throw new UsageException($"{name} ({n}) must lie in [{2L * max + 1}, {Array.MaxLength}] (room for a separator and the longest run twice)");

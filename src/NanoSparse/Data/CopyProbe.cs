@@ -66,8 +66,9 @@ public sealed class CopyProbe
     /// <summary>
     /// Fills <paramref name="tokens"/> with segments "| x₁..x_L x₁..x_L", L drawn log-uniformly from [minLength,
     /// maxLength] (so short and long distances both get many examples) and the run's tokens uniformly without
-    /// replacement from the first <paramref name="drawFrom"/> symbols (default: the whole alphabet; fewer make a
-    /// curriculum's first stage over the same vocabulary); where the next segment would not fit, the rest is
+    /// replacement from the first max(<paramref name="drawFrom"/>, L) symbols (default: the whole alphabet; fewer make a
+    /// curriculum over the same vocabulary: short runs reuse a few frequent symbols, from which a model learns the copy,
+    /// and longer runs reach further into the alphabet); where the next segment would not fit, the rest is
     /// separators. Appends each segment to <paramref name="segments"/> when given; returns the number of segments.
     /// </summary>
     public int Generate(Span<int> tokens, int minLength, int maxLength, Rng rng, List<Segment>? segments = null, int drawFrom = 0)
@@ -78,9 +79,9 @@ public sealed class CopyProbe
             throw new ArgumentOutOfRangeException(nameof(drawFrom), drawFrom, $"runs draw from {drawFrom} symbols; it must lie in [2, {Alphabet}] (the alphabet)");
         if (minLength < 1 || maxLength < minLength)
             throw new ArgumentException($"run lengths [{minLength}, {maxLength}] must satisfy 1 ≤ min ≤ max");
-        if (maxLength > drawFrom)
-            throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, $"the longest run ({maxLength}) must not exceed the {drawFrom} symbols runs draw from: a run's tokens are distinct");
-        var pool = new int[drawFrom];
+        if (maxLength > Alphabet)
+            throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, $"the longest run ({maxLength}) must not exceed the alphabet ({Alphabet}): a run's tokens are distinct");
+        var pool = new int[Alphabet];
         double lo = Math.Log(minLength), hi = Math.Log(maxLength + 1.0);
         int pos = 0, count = 0;
         while (pos < tokens.Length)
@@ -93,10 +94,11 @@ public sealed class CopyProbe
             }
             tokens[pos++] = SeparatorId;
             // a partial Fisher-Yates shuffle: the first L entries of pool are L distinct uniform symbols
-            for (int a = 0; a < drawFrom; a++) pool[a] = a;
+            int symbols = Math.Max(drawFrom, L);
+            for (int a = 0; a < symbols; a++) pool[a] = a;
             for (int i = 0; i < L; i++)
             {
-                int j = i + rng.NextInt(drawFrom - i);
+                int j = i + rng.NextInt(symbols - i);
                 (pool[i], pool[j]) = (pool[j], pool[i]);
                 tokens[pos + i] = tokens[pos + L + i] = TokenId(pool[i]);
             }

@@ -48,15 +48,23 @@ public sealed class CopyProbeTests
     }
 
     [Fact]
-    public void DrawFromKeepsRunsInTheFirstSymbolsOverTheWholeVocabulary()
+    public void DrawFromKeepsEachRunInTheFirstMaxOfDrawFromAndItsLengthSymbols()
     {
         var task = new CopyProbe(64);
         var tokens = new int[5_000];
-        task.Generate(tokens, 2, 8, new Rng(9), drawFrom: 8);
+        var segments = new List<CopyProbe.Segment>();
+        task.Generate(tokens, 2, 8, new Rng(9), segments, drawFrom: 8);
         Assert.All(tokens, t => Assert.InRange(t, 0, 8));
         Assert.Equal(9, tokens.Distinct().Count());   // the separator and all 8 symbols occur
         Assert.Equal(65, task.VocabSize);
         task.CopyDistances(tokens, "v.bin");          // still runs and their repeats
+        // a run longer than drawFrom draws from its own length's worth of symbols: the first max(drawFrom, L)
+        tokens = new int[20_000];
+        segments.Clear();
+        task.Generate(tokens, 2, 64, new Rng(10), segments, drawFrom: 8);
+        foreach (var s in segments)
+            for (int i = 0; i < s.Length; i++) Assert.InRange(tokens[s.Start + i], 1, Math.Max(8, s.Length));
+        Assert.Contains(segments, s => s.Length > 40 && Enumerable.Range(0, s.Length).Any(i => tokens[s.Start + i] > 40));
     }
 
     [Fact]
@@ -131,8 +139,8 @@ public sealed class CopyProbeTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new CopyProbe(257));
         var task = new CopyProbe(16);
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => task.Generate(new int[100], 2, 17, new Rng(1)));
-        Assert.Contains("the longest run (17) must not exceed the 16 symbols runs draw from", e.Message);
-        Assert.Throws<ArgumentOutOfRangeException>(() => task.Generate(new int[100], 2, 8, new Rng(1), drawFrom: 4));
+        Assert.Contains("the longest run (17) must not exceed the alphabet (16)", e.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => task.Generate(new int[100], 2, 8, new Rng(1), drawFrom: 1));
         Assert.Throws<ArgumentOutOfRangeException>(() => task.Generate(new int[100], 2, 8, new Rng(1), drawFrom: 17));
         Assert.Throws<ArgumentException>(() => task.Generate(new int[100], 0, 4, new Rng(1)));
         Assert.Throws<ArgumentException>(() => task.Generate(new int[100], 5, 4, new Rng(1)));
