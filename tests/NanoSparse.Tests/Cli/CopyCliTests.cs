@@ -20,8 +20,8 @@ public sealed class CopyCliTests : IDisposable
     public CopyCliTests()
     {
         Directory.CreateDirectory(_root);
-        var r = RunCli("copy-data", "--out", Data, "--alphabet", "20", "--min-distance", "2", "--max-distance", "20",
-            "--train-tokens", "20000", "--val-tokens", "5000");
+        var r = RunCli("copy-data", "--out", Data, "--alphabet", "20", "--min-distance", "2", "--max-distance", "40",
+            "--run-length", "12", "--train-tokens", "20000", "--val-tokens", "5000");
         Assert.True(r.Code == 0, r.Err);
         var config = new TrainConfig
         {
@@ -44,33 +44,38 @@ public sealed class CopyCliTests : IDisposable
     public void TheDatasetHoldsRunsFollowedByTheirRepeatAndItsVocabulary()
     {
         var meta = DatasetMeta.Load(Path.Combine(Data, DatasetMeta.FileName));
-        Assert.Equal(21, meta.VocabSize);
+        Assert.Equal(22, meta.VocabSize);
         Assert.Equal(CopyProbe.CorpusName, meta.Corpus);
         Assert.Equal(20, CopyProbe.FromSymbols(meta.Symbols, "meta.json").Alphabet);
+        Assert.Equal(["|", "."], meta.Symbols.Take(2));
         foreach (string split in new[] { "train", "val" })
         {
             using var file = TokenFile.OpenSplit(Data, split, meta, fullScan: true);
             var tokens = new int[file.Length];
             file.Read(0, tokens);
-            // brute force: split at the separators; every stretch is a run of distinct tokens and its repeat, 2-20 long
-            int segments = 0, start = 1;
+            // brute force: split at the separators; every stretch is a run of distinct tokens, fillers, the run again,
+            // with distance = run + fillers in [2, 40] and runs of at most 12 (fillers only where the distance exceeds 12)
+            int segments = 0, gaps = 0, start = 1;
             Assert.Equal(0, tokens[0]);
             for (int i = 1; i <= tokens.Length; i++)
             {
                 if (i < tokens.Length && tokens[i] != 0) continue;
-                int n = i - start;
-                if (n > 0)
+                var stretch = tokens[start..i];
+                if (stretch.Length > 0)
                 {
-                    Assert.True(n % 2 == 0, $"{split}: stretch of {n} tokens at {start}");
-                    int L = n / 2;
-                    Assert.InRange(L, 2, 20);
-                    Assert.Equal(L, tokens.Skip(start).Take(L).Distinct().Count());
-                    Assert.Equal(tokens.Skip(start).Take(L), tokens.Skip(start + L).Take(L));
+                    int fillers = stretch.Count(t => t == 1), r = (stretch.Length - fillers) / 2, d = r + fillers;
+                    Assert.InRange(d, 2, 40);
+                    Assert.Equal(Math.Min(d, 12), r);
+                    Assert.Equal(r, stretch.Take(r).Distinct().Count());
+                    Assert.All(stretch.Take(r), t => Assert.InRange(t, 2, 21));
+                    Assert.All(stretch.Skip(r).Take(fillers), t => Assert.Equal(1, t));
+                    Assert.Equal(stretch.Take(r), stretch.Skip(d));
                     segments++;
+                    if (fillers > 0) gaps++;
                 }
                 start = i + 1;
             }
-            Assert.True(segments > tokens.Length / 50, $"{split}: {segments} segments");
+            Assert.True(segments > tokens.Length / 60 && gaps > 0, $"{split}: {segments} segments, {gaps} with fillers");
         }
         Assert.True(File.Exists(Path.Combine(Model, "model.safetensors")));
     }
@@ -121,7 +126,8 @@ public sealed class CopyCliTests : IDisposable
     [InlineData("--alphabet (1) must lie in [2, 256]", "--alphabet", "1")]
     [InlineData("--min-distance (0) and --max-distance (8) must satisfy 1 <= min <= max", "--min-distance", "0", "--max-distance", "8")]
     [InlineData("--min-distance (9) and --max-distance (8) must satisfy 1 <= min <= max", "--min-distance", "9", "--max-distance", "8")]
-    [InlineData("--max-distance (40) must not exceed --alphabet (32)", "--alphabet", "32", "--max-distance", "40")]
+    [InlineData("--run-length (40) must lie in [1, 32] (--alphabet)", "--alphabet", "32", "--run-length", "40")]
+    [InlineData("--run-length (0) must lie in [1, 256]", "--run-length", "0")]
     [InlineData("--val-tokens (100) must lie in [501,", "--val-tokens", "100")]
     [InlineData("--draw-from (300) must lie in [2, 256] (--alphabet)", "--draw-from", "300")]
     [InlineData("--draw-from (1) must lie in [2, 256] (--alphabet)", "--draw-from", "1")]
