@@ -10,7 +10,7 @@ namespace NanoSparse.Cli;
 
 /// <summary>
 /// eval's KV-cache and probe options: --kv-cache (losses decoded token by token through that cache) and
-/// --probe retrieval (accuracy against distance on the synthetic key-value retrieval probe, table and optional PNG).
+/// --probe retrieval|recall|copy (accuracy against distance on a synthetic probe, table and optional PNG).
 /// </summary>
 public sealed class KvEvalOptions
 {
@@ -21,10 +21,10 @@ public sealed class KvEvalOptions
     };
     public Option<int[]> Distances { get; } = new("--distances")
     {
-        Description = "retrieval: distances in tokens between a record and its query (default: 8 up to the largest the block allows, doubling)",
+        Description = "retrieval/recall: distances in tokens between a record and its query (default: 8 up to the largest the block allows, doubling); copy: lower edges of distance bins (default 1, 2, 4, ... below the block)",
         AllowMultipleArgumentsPerToken = true,
     };
-    public Option<int> Samples { get; } = new("--probe-samples") { Description = "retrieval: samples per distance", DefaultValueFactory = _ => 64 };
+    public Option<int> Samples { get; } = new("--probe-samples") { Description = "retrieval/recall: samples per distance; copy: windows of the val stream", DefaultValueFactory = _ => 64 };
     public Option<int> Distractors { get; } = new("--distractors") { Description = "retrieval: records with other keys per sample", DefaultValueFactory = _ => 4 };
     public Option<string?> Plot { get; } = new("--plot") { Description = "retrieval: write accuracy against distance to this PNG" };
     public Option<int> KeyLength { get; } = ProbeFormatOptions.KeyLength();

@@ -27,10 +27,10 @@ public static class ProbeCompareCommand
         var data = new Option<string>("--data") { Description = "char-level dataset whose val split's text fills the windows (e.g. data/brown)", Required = true };
         var distances = new Option<int[]>("--distances")
         {
-            Description = "distances in tokens between a record and its query (default: 8 up to the largest the block allows, doubling)",
+            Description = "distances in tokens between a record and its query (default: 8 up to the largest the block allows, doubling); --probe copy: lower edges of distance bins (default 1, 2, 4, ... below the block)",
             AllowMultipleArgumentsPerToken = true,
         };
-        var samples = new Option<int>("--probe-samples") { Description = "samples per distance", DefaultValueFactory = _ => 64 };
+        var samples = new Option<int>("--probe-samples") { Description = "samples per distance (--probe copy: windows of the val stream)", DefaultValueFactory = _ => 64 };
         var distractors = new Option<int>("--distractors") { Description = "records with other keys per sample", DefaultValueFactory = _ => 4 };
         var batchSize = new Option<int>("--batch-size") { Description = "windows per forward pass", DefaultValueFactory = _ => 8 };
         var blockSize = new Option<int?>("--block-size") { Description = "tokens per window (default: each model's block_size; a model trained on shorter sequences than its block, e.g. the first stage of a curriculum, is measured at the length it was trained on)" };
