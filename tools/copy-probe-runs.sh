@@ -15,7 +15,8 @@
 #      log-uniform, a run of min(D, 8) symbols, fillers '.' up to D, then the run again.
 # From scratch at block 256, or on runs over 64-256 symbols, the same models stayed at chance in 1,000-4,000
 # iterations (README, "Copying probe"). JOBS runs at a time (default 2), THREADS kernel threads each (default 1).
-# Run folders go to runs-copy/NAME-s0, -s1, -s2; a finished stage (its .done marker) is not run again.
+# Run folders go to runs-copy/NAME-s0, -s1, -s2 (COPY_RUNS), the figure to COPY_FIGURE.png/.csv; another seed:
+# COPY_CONFIG=a copy of the config with another "seed". A finished stage (its .done marker) is not run again.
 set -euo pipefail
 S1=${1:-2000}
 S2=${2:-1000}
@@ -24,6 +25,7 @@ THREADS=${4:-1}
 B=${NANOSPARSE:-src/NanoSparse.Cli/bin/Release/net10.0/nanosparse}
 OUT=${COPY_RUNS:-runs-copy}
 CONFIG=${COPY_CONFIG:-configs/copy-probe.json}
+FIGURE=${COPY_FIGURE:-docs/figures/attention-copy}
 mkdir -p "$OUT"
 [ -f data/copy-a16/meta.json ] || "$B" copy-data --out data/copy-a16 --alphabet 16 --min-distance 2 --max-distance 16 \
   --train-tokens 2000000 --val-tokens 100000
@@ -62,5 +64,5 @@ args=()
 for p in "${PATTERNS[@]}"; do name=${p%% *}; [ -f "$OUT/$name-s2/.done" ] && args+=("$name=$OUT/$name-s2"); done
 nice -n 10 "$B" probe-compare "${args[@]}" --probe copy --threads "$THREADS" --data data/copy-a16r8 \
   --distances 2 4 8 16 32 64 128 --probe-samples 256 \
-  --out docs/figures/attention-copy.png --csv docs/figures/attention-copy.csv \
+  --out "$FIGURE.png" --csv "$FIGURE.csv" \
   --title "copying probe (block 256, RoPE, $S1 + $S2 iterations): accuracy per attention pattern"
