@@ -106,8 +106,11 @@ public sealed class CopyCliTests : IDisposable
         Assert.True(new FileInfo(png).Length > 1000);
         var lines = File.ReadAllLines(csv);
         Assert.Equal(7, lines.Length);   // header, 3 bins × 2 models
-        var e = RunCli("eval", "--checkpoint", Model, "--data", Data, "--probe", "copy", "--distances", "2", "4", "16", "--probe-samples", "7");
+        string evalPng = Path.Combine(_root, "eval-figs", "copy.png");
+        var e = RunCli("eval", "--checkpoint", Model, "--data", Data, "--probe", "copy", "--distances", "2", "4", "16", "--probe-samples", "7",
+            "--plot", evalPng);
         Assert.True(e.Code == 0, e.Err);
+        Assert.True(new FileInfo(evalPng).Length > 1000);
         var table = EvalTable(e.Out);
         Assert.Equal(["2-3", "4-15", "16-47"], table.Keys.ToArray());
         string[] labels = ["2-3", "4-15", "16-47"];
