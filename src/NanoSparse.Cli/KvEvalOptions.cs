@@ -10,21 +10,21 @@ namespace NanoSparse.Cli;
 
 /// <summary>
 /// eval's KV-cache and probe options: --kv-cache (losses decoded token by token through that cache) and
-/// --probe retrieval (accuracy against distance on the synthetic key-value retrieval probe, table and optional PNG).
+/// --probe retrieval|recall|copy (accuracy against distance on a synthetic probe, table and optional PNG).
 /// </summary>
 public sealed class KvEvalOptions
 {
     public KvCacheOptions Kv { get; } = new();
     public Option<string?> Probe { get; } = new("--probe")
     {
-        Description = "instead of the losses, run a synthetic probe, accuracy against distance: retrieval (\"&KEY:VALUE\" written into the dataset's text) or recall (associative recall on a dataset written by recall-data)",
+        Description = "instead of the losses, run a synthetic probe, accuracy against distance: retrieval (\"&KEY:VALUE\" written into the dataset's text) recall (associative recall on a dataset written by recall-data) or copy (copying probe on a dataset written by copy-data)",
     };
     public Option<int[]> Distances { get; } = new("--distances")
     {
-        Description = "retrieval: distances in tokens between a record and its query (default: 8 up to the largest the block allows, doubling)",
+        Description = "retrieval/recall: distances in tokens between a record and its query (default: 8 up to the largest the block allows, doubling); copy: lower edges of distance bins (default 1, 2, 4, ... below the block)",
         AllowMultipleArgumentsPerToken = true,
     };
-    public Option<int> Samples { get; } = new("--probe-samples") { Description = "retrieval: samples per distance", DefaultValueFactory = _ => 64 };
+    public Option<int> Samples { get; } = new("--probe-samples") { Description = "retrieval/recall: samples per distance; copy: windows of the val stream", DefaultValueFactory = _ => 64 };
     public Option<int> Distractors { get; } = new("--distractors") { Description = "retrieval: records with other keys per sample", DefaultValueFactory = _ => 4 };
     public Option<string?> Plot { get; } = new("--plot") { Description = "retrieval: write accuracy against distance to this PNG" };
     public Option<int> KeyLength { get; } = ProbeFormatOptions.KeyLength();
@@ -33,7 +33,7 @@ public sealed class KvEvalOptions
     public void AddTo(Command cmd)
     {
         Kv.AddTo(cmd);
-        Probe.AcceptOnlyFromAmong(ProbeFormatOptions.Retrieval, ProbeFormatOptions.Recall);
+        Probe.AcceptOnlyFromAmong(ProbeFormatOptions.Retrieval, ProbeFormatOptions.Recall, ProbeFormatOptions.Copy);
         foreach (var o in new Option[] { Probe, Distances, Samples, Distractors, Plot, KeyLength, ValueLength }) cmd.Options.Add(o);
     }
 
@@ -64,6 +64,7 @@ public sealed class KvEvalOptions
         if (samples < 1) throw new UsageException($"--probe-samples ({samples}) must be at least 1");
         if (distractors < 0) throw new UsageException($"--distractors ({distractors}) must be >= 0");
         string kind = parse.GetValue(Probe)!;
+        if (kind == ProbeFormatOptions.Copy) return RunCopyProbe(cli, parse, gpt, meta, val, data, samples, spec);
         var probe = ProbeFormatOptions.CreateTask(kind, parse, KeyLength, ValueLength, meta, data);
         int T = gpt.SeqLen, max = probe.MaxDistance(T);
         var distances = parse.GetValue(Distances) is { Length: > 0 } given ? given : DefaultDistances(max);
@@ -83,6 +84,64 @@ public sealed class KvEvalOptions
         cli.Console.Write(table);
         if (parse.GetValue(Plot) is { } png) WritePlot(png, points, spec.ToString(), probe, kind);
         return 0;
+    }
+
+    /// <summary>--probe copy: copy accuracy per distance bin over --probe-samples windows of the val stream (full forward).</summary>
+    int RunCopyProbe(CliContext cli, ParseResult parse, Gpt gpt, DatasetMeta meta, TokenFile val, string data, int windows, KvCacheSpec spec)
+    {
+        if (spec.Kind != KvCacheSpec.Dense)
+            throw new UsageException($"--probe copy measures the full forward pass; --kv-cache {spec.Kind} is not supported with it");
+        var task = ProbeFormatOptions.CreateCopy(meta, data);
+        int T = gpt.SeqLen;
+        var edges = CopyEdges(parse.GetValue(Distances), T);
+        RetrievalPoint[] points = [];
+        Progress(cli, "copy probe, full forward", report => points = CopyAccuracy.Measure(gpt, task, val, edges, windows, report), "windows");
+        var inv = CultureInfo.InvariantCulture;
+        var table = new Table().AddColumn(new TableColumn("distance").RightAligned()).AddColumn(new TableColumn("accuracy").RightAligned())
+            .AddColumn(new TableColumn("tokens").RightAligned());
+        for (int k = 0; k < points.Length; k++)
+            table.AddRow(CopyAccuracy.BinLabel(edges, k, T), Percent(points[k].Accuracy), points[k].Samples.ToString(inv));
+        cli.Console.MarkupLine(Markup.Escape($"copy probe: {windows} windows of {T} tokens of {data}'s val stream, argmax of each copied token whose source lies in the window (chance: {(100.0 / task.Alphabet).ToString("0.##", inv)}%)"));
+        cli.Console.Write(table);
+        if (parse.GetValue(Plot) is { } png)
+        {
+            var plot = new ScottPlot.Plot();
+            var s = plot.Add.Scatter(points.Select(p => Math.Log2(p.Distance)).ToArray(), points.Select(p => 100 * p.Accuracy).ToArray());
+            s.LineWidth = 2;
+            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+                points.Select((p, k) => new ScottPlot.Tick(Math.Log2(p.Distance), CopyAccuracy.BinLabel(edges, k, T))).ToArray());
+            plot.Axes.Bottom.Label.Text = "copy distance (tokens back)";
+            plot.Axes.Left.Label.Text = "copy accuracy (%)";
+            plot.Axes.SetLimitsY(-2, 102);
+            plot.Title("copy probe");
+            SavePng(plot, png);
+        }
+        return 0;
+    }
+
+    /// <summary>Distance bin edges for the copy probe: --distances as given (validated), or 1, 2, 4, ... below the block.</summary>
+    internal static int[] CopyEdges(int[]? given, int seqLen)
+    {
+        if (given is not { Length: > 0 }) return CopyAccuracy.DefaultEdges(seqLen);
+        int max = CopyAccuracy.MaxDistance(seqLen);
+        for (int k = 0; k < given.Length; k++)
+        {
+            if (given[k] < 1 || given[k] > max) throw new UsageException($"--distances: {given[k]} must lie in [1, {max}] for the copy probe at block {seqLen}");
+            if (k > 0 && given[k] <= given[k - 1]) throw new UsageException($"--distances: the copy probe's bin edges must increase ({given[k - 1]} then {given[k]})");
+        }
+        return given;
+    }
+
+    internal static string Percent(double accuracy) =>
+        double.IsNaN(accuracy) ? "-" : accuracy.ToString("P1", CultureInfo.InvariantCulture);
+
+    static void SavePng(ScottPlot.Plot plot, string pngPath)
+    {
+        string full = Path.GetFullPath(pngPath);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".copy-{Environment.ProcessId}.tmp.png");
+        plot.SavePng(tmp, 900, 550);
+        File.Move(tmp, full, overwrite: true);
     }
 
     static int[] DefaultDistances(int max)

@@ -33,7 +33,17 @@ public static class ProbeFormatOptions
     }
 
     /// <summary>The probes `eval --probe` and `probe-compare --probe` know.</summary>
-    public const string Retrieval = "retrieval", Recall = "recall";
+    public const string Retrieval = "retrieval", Recall = "recall", Copy = "copy";
+
+    /// <summary>The copying probe over a dataset `copy-data` wrote (its val stream is measured as it is); bad data is a one-line error.</summary>
+    public static CopyProbe CreateCopy(DatasetMeta meta, string dataDir)
+    {
+        if (meta.Tokenizer != Tokenizers.Char)
+            throw new UsageException($"--probe {Copy} needs a char-level dataset; {dataDir} is tokenized with {meta.Tokenizer}");
+        if (meta.Corpus != CopyProbe.CorpusName)
+            throw new UsageException($"--probe {Copy}: --data {dataDir} has corpus \"{meta.Corpus}\"; a dataset written by copy-data (corpus \"{CopyProbe.CorpusName}\") was expected");
+        return CopyProbe.FromSymbols(meta.Symbols, Path.Combine(dataDir, DatasetMeta.FileName));
+    }
 
     /// <summary>
     /// The task a probe name asks for over a dataset: retrieval (the "&amp;KEY:VALUE" probe written into the dataset's
@@ -46,6 +56,8 @@ public static class ProbeFormatOptions
         if (meta.Tokenizer != Tokenizers.Char)
             throw new UsageException($"--probe {kind} needs a char-level dataset; {dataDir} is tokenized with {meta.Tokenizer}");
         if (kind == Recall) return AssociativeRecall.FromSymbols(meta.Symbols, metaPath);
+        if (meta.Corpus == CopyProbe.CorpusName)
+            throw new UsageException($"--data {dataDir} is a copying-probe dataset (corpus \"{meta.Corpus}\"); measure it with --probe copy");
         if (meta.Corpus == AssociativeRecall.CorpusName)
             throw new UsageException($"--data {dataDir} is an associative-recall dataset (corpus \"{meta.Corpus}\"); measure it with --probe recall");
         return Create(parse, keyLength, valueLength, meta, metaPath);

@@ -78,6 +78,7 @@ public static class Program
         root.Subcommands.Add(ProbeDataCommand.Create(cli));
         root.Subcommands.Add(ProbeCompareCommand.Create(cli));
         root.Subcommands.Add(RecallDataCommand.Create(cli));
+        root.Subcommands.Add(CopyDataCommand.Create(cli));
         root.Subcommands.Add(DejaVuCommand.Create(cli));
         root.Subcommands.Add(BenchCommand.Create(cli));
         root.Subcommands.Add(GateCommand.Create(cli));

@@ -15,6 +15,8 @@ namespace NanoSparse.Cli.Commands;
 /// </summary>
 public static class ProbeCompareCommand
 {
+    const string DefaultTitle = "retrieval probe: exact accuracy against distance";
+
     public static Command Create(CliContext cli)
     {
         var checkpoints = new Argument<string[]>("checkpoints")
@@ -25,10 +27,10 @@ public static class ProbeCompareCommand
         var data = new Option<string>("--data") { Description = "char-level dataset whose val split's text fills the windows (e.g. data/brown)", Required = true };
         var distances = new Option<int[]>("--distances")
         {
-            Description = "distances in tokens between a record and its query (default: 8 up to the largest the block allows, doubling)",
+            Description = "distances in tokens between a record and its query (default: 8 up to the largest the block allows, doubling); --probe copy: lower edges of distance bins (default 1, 2, 4, ... below the block)",
             AllowMultipleArgumentsPerToken = true,
         };
-        var samples = new Option<int>("--probe-samples") { Description = "samples per distance", DefaultValueFactory = _ => 64 };
+        var samples = new Option<int>("--probe-samples") { Description = "samples per distance (--probe copy: windows of the val stream)", DefaultValueFactory = _ => 64 };
         var distractors = new Option<int>("--distractors") { Description = "records with other keys per sample", DefaultValueFactory = _ => 4 };
         var batchSize = new Option<int>("--batch-size") { Description = "windows per forward pass", DefaultValueFactory = _ => 8 };
         var blockSize = new Option<int?>("--block-size") { Description = "tokens per window (default: each model's block_size; a model trained on shorter sequences than its block, e.g. the first stage of a curriculum, is measured at the length it was trained on)" };
@@ -39,11 +41,11 @@ public static class ProbeCompareCommand
         var valueLength = ProbeFormatOptions.ValueLength();
         var probeKind = new Option<string>("--probe")
         {
-            Description = "retrieval (\"&KEY:VALUE\" written into --data's text, the default) or recall (associative recall; --data is a dataset written by recall-data)",
+            Description = "retrieval (\"&KEY:VALUE\" written into --data's text, the default) recall (associative recall; --data is a dataset written by recall-data) or copy (copying probe; --data written by copy-data, --distances are bin edges, --probe-samples windows of its val stream)",
             DefaultValueFactory = _ => ProbeFormatOptions.Retrieval,
         };
-        probeKind.AcceptOnlyFromAmong(ProbeFormatOptions.Retrieval, ProbeFormatOptions.Recall);
-        var title = new Option<string>("--title") { Description = "plot title", DefaultValueFactory = _ => "retrieval probe: exact accuracy against distance" };
+        probeKind.AcceptOnlyFromAmong(ProbeFormatOptions.Retrieval, ProbeFormatOptions.Recall, ProbeFormatOptions.Copy);
+        var title = new Option<string>("--title") { Description = "plot title", DefaultValueFactory = _ => DefaultTitle };
         var cmd = new Command("probe-compare", "several checkpoints on the same key-value retrieval or associative-recall probe: accuracy against distance, a table, a PNG (and CSV)");
         cmd.Arguments.Add(checkpoints);
         foreach (var o in new Option[] { data, distances, samples, distractors, batchSize, blockSize, seed, output, csv, title, keyLength, valueLength, probeKind }) cmd.Options.Add(o);
@@ -66,11 +68,14 @@ public static class ProbeCompareCommand
                 if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"checkpoint directory {dir} ({label}) does not exist");
             var meta = DatasetMeta.Load(Path.Combine(dataDir, DatasetMeta.FileName));
             string kind = parse.GetValue(probeKind)!;
-            var probe = ProbeFormatOptions.CreateTask(kind, parse, keyLength, valueLength, meta, dataDir);
+            bool copy = kind == ProbeFormatOptions.Copy;
+            var copyTask = copy ? ProbeFormatOptions.CreateCopy(meta, dataDir) : null;
+            var probe = copy ? null : ProbeFormatOptions.CreateTask(kind, parse, keyLength, valueLength, meta, dataDir);
             using var val = TokenFile.OpenSplit(dataDir, "val", meta, fullScan: true);
 
             var results = new List<(string Label, RetrievalPoint[] Points)>();
             int[]? shared = null;
+            int seqLen = 0;
             foreach (var (label, dir) in named)
             {
                 var gpt = Checkpoint.LoadAnyModel(dir, b, window ?? int.MaxValue, out _);
@@ -81,21 +86,34 @@ public static class ProbeCompareCommand
                     throw new InvalidDataException($"dataset {dataDir} has vocab_size {meta.VocabSize} but checkpoint {dir} has {gpt.Config.VocabSize}");
                 if (val.Length <= gpt.SeqLen)
                     throw new UsageException($"dataset {dataDir}: the val split holds only {val.Length} tokens, too few for block {gpt.SeqLen}");
-                int max = probe.MaxDistance(gpt.SeqLen);
-                var ds = parse.GetValue(distances) is { Length: > 0 } given ? given : DefaultDistances(max);
+                int max = copy ? CopyAccuracy.MaxDistance(gpt.SeqLen) : probe!.MaxDistance(gpt.SeqLen);
+                var ds = copy ? KvEvalOptions.CopyEdges(parse.GetValue(distances), gpt.SeqLen)
+                    : parse.GetValue(distances) is { Length: > 0 } given ? given : DefaultDistances(max);
                 foreach (int d in ds)
                     if (d < 0 || d > max) throw new UsageException($"--distances: {d} must lie in [0, {max}] for {label} (block {gpt.SeqLen} minus the record, the query and the answer)");
+                if (copy && shared is not null && seqLen != gpt.SeqLen)
+                    throw new UsageException($"{label} has block {gpt.SeqLen} and the first checkpoint {seqLen}: the copy probe measures every model on the same windows; give --block-size");
+                seqLen = gpt.SeqLen;
                 // one table: every model on the same distances
                 if (shared is not null && !shared.SequenceEqual(ds))
                     throw new UsageException($"{label} has block {gpt.SeqLen}, so its default distances differ from the first checkpoint's; give --distances");
                 shared = ds;
                 RetrievalPoint[] points = [];
-                KvEvalOptions.Progress(cli, $"{label}: {kind} probe", report =>
-                    points = RetrievalAccuracy.Measure(gpt, probe, val, ds, n, k, parse.GetValue(seed), null, report), "samples");
+                if (copy)
+                    KvEvalOptions.Progress(cli, $"{label}: copy probe", report =>
+                        points = CopyAccuracy.Measure(gpt, copyTask!, val, ds, n, report), "windows");
+                else
+                    KvEvalOptions.Progress(cli, $"{label}: {kind} probe", report =>
+                        points = RetrievalAccuracy.Measure(gpt, probe!, val, ds, n, k, parse.GetValue(seed), null, report), "samples");
                 results.Add((label, points));
             }
 
             var inv = CultureInfo.InvariantCulture;
+            if (copy)
+            {
+                WriteCopyResults(cli, results, shared!, seqLen, n, dataDir, copyTask!, png, parse.GetValue(title)!, parse.GetValue(csv));
+                return 0;
+            }
             var table = new Table().AddColumn(new TableColumn("distance").RightAligned());
             foreach (var (label, _) in results) table.AddColumn(new TableColumn(Markup.Escape(label)).RightAligned());
             for (int i = 0; i < shared!.Length; i++)
@@ -113,6 +131,51 @@ public static class ProbeCompareCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>The copy probe's table (a row per distance bin, accuracy and tokens per model), PNG and CSV.</summary>
+    static void WriteCopyResults(CliContext cli, List<(string Label, RetrievalPoint[] Points)> results, int[] edges, int seqLen, int windows,
+        string dataDir, CopyProbe task, string png, string title, string? csvPath)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var table = new Table().AddColumn(new TableColumn("distance").RightAligned());
+        foreach (var (label, _) in results) table.AddColumn(new TableColumn(Markup.Escape(label)).RightAligned());
+        table.AddColumn(new TableColumn("tokens").RightAligned());
+        for (int i = 0; i < edges.Length; i++)
+            table.AddRow([CopyAccuracy.BinLabel(edges, i, seqLen), .. results.Select(r => KvEvalOptions.Percent(r.Points[i].Accuracy)), results[0].Points[i].Samples.ToString(inv)]);
+        cli.Console.MarkupLine(Markup.Escape($"copy probe: {windows} windows of {dataDir}'s val stream, argmax of each copied token whose source lies in the window (chance: {(100.0 / task.Alphabet).ToString("0.##", inv)}%)"));
+        cli.Console.Write(table);
+        var plot = new ScottPlot.Plot();
+        foreach (var (label, points) in results)
+        {
+            var s = plot.Add.Scatter(points.Select(p => Math.Log2(p.Distance)).ToArray(), points.Select(p => 100 * p.Accuracy).ToArray());
+            s.LegendText = label;
+            s.LineWidth = 2;
+            s.MarkerSize = 7;
+        }
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            edges.Select((d, k) => new ScottPlot.Tick(Math.Log2(d), CopyAccuracy.BinLabel(edges, k, seqLen))).ToArray());
+        plot.Axes.Bottom.Label.Text = "copy distance (tokens back to the source)";
+        plot.Axes.Left.Label.Text = "copy accuracy, argmax (%)";
+        plot.Axes.SetLimitsY(-2, 102);
+        plot.Title(title == DefaultTitle ? "copy probe: accuracy against distance" : title);
+        plot.ShowLegend(ScottPlot.Alignment.LowerLeft);
+        SavePng(plot, png);
+        cli.Console.MarkupLine($"wrote {Markup.Escape(png)}");
+        if (csvPath is not null)
+        {
+            RetrievalAccuracy.WriteCsv(csvPath, results);
+            cli.Console.MarkupLine($"wrote {Markup.Escape(csvPath)}");
+        }
+    }
+
+    static void SavePng(ScottPlot.Plot plot, string pngPath)
+    {
+        string full = Path.GetFullPath(pngPath);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".probe-compare-{Environment.ProcessId}.tmp.png");
+        plot.SavePng(tmp, 900, 550);
+        File.Move(tmp, full, overwrite: true);
     }
 
     /// <summary>"LABEL=DIR" or "DIR" (label: the folder's name).</summary>

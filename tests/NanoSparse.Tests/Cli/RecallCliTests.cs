@@ -161,6 +161,7 @@ public sealed class RecallCliTests : IDisposable
         // and the text probe refuses the recall dataset
         OneLineError(RunCli("eval", "--checkpoint", Model, "--data", Data, "--probe", "retrieval"),
             "is an associative-recall dataset", "--probe recall");
-        OneLineError(RunCli("eval", "--checkpoint", Model, "--data", Data, "--probe", "copy"), "'copy'", "recall");
+        OneLineError(RunCli("eval", "--checkpoint", Model, "--data", Data, "--probe", "copy"), "--probe copy", "corpus \"assoc-recall\"", "copy-data");
+        OneLineError(RunCli("eval", "--checkpoint", Model, "--data", Data, "--probe", "copies"), "'copies'", "recall");
     }
 }
