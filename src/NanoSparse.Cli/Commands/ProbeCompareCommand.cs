@@ -114,14 +114,15 @@ public static class ProbeCompareCommand
                 WriteCopyResults(cli, results, shared!, seqLen, n, dataDir, copyTask!, png, parse.GetValue(title)!, parse.GetValue(csv));
                 return 0;
             }
+            var task = probe!;   // every probe but copy has a task (made above)
             var table = new Table().AddColumn(new TableColumn("distance").RightAligned());
             foreach (var (label, _) in results) table.AddColumn(new TableColumn(Markup.Escape(label)).RightAligned());
             for (int i = 0; i < shared!.Length; i++)
                 table.AddRow([shared[i].ToString(inv), .. results.Select(r => $"{r.Points[i].Accuracy.ToString("P1", inv)} ({r.Points[i].DigitAccuracy.ToString("P0", inv)})")]);
-            string filler = probe is AssociativeRecall ? $"the val stream of {dataDir} (its own pairs are the distractors)" : $"{k} distractors, text of {dataDir}";
-            cli.Console.MarkupLine(Markup.Escape($"{kind} probe: {n} samples per distance, {filler}; exact accuracy (per {probe.AnswerTokenName}) (chance: {ProbeFormatOptions.Chance(probe)} exact, {ProbeFormatOptions.ChancePerToken(probe)} per {probe.AnswerTokenName})"));
+            string filler = task is AssociativeRecall ? $"the val stream of {dataDir} (its own pairs are the distractors)" : $"{k} distractors, text of {dataDir}";
+            cli.Console.MarkupLine(Markup.Escape($"{kind} probe: {n} samples per distance, {filler}; exact accuracy (per {task.AnswerTokenName}) (chance: {ProbeFormatOptions.Chance(task)} exact, {ProbeFormatOptions.ChancePerToken(task)} per {task.AnswerTokenName})"));
             cli.Console.Write(table);
-            WritePlot(png, results, parse.GetValue(title)!, probe);
+            WritePlot(png, results, parse.GetValue(title)!, task);
             cli.Console.MarkupLine($"wrote {Markup.Escape(png)}");
             if (parse.GetValue(csv) is { } csvPath)
             {
