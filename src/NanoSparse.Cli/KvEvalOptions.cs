@@ -114,7 +114,7 @@ public sealed class KvEvalOptions
             plot.Axes.Left.Label.Text = "copy accuracy (%)";
             plot.Axes.SetLimitsY(-2, 102);
             plot.Title("copy probe");
-            SavePng(plot, png);
+            PngFile.SaveAtomic(plot, png, "copy");
         }
         return 0;
     }
@@ -134,15 +134,6 @@ public sealed class KvEvalOptions
 
     internal static string Percent(double accuracy) =>
         double.IsNaN(accuracy) ? "-" : accuracy.ToString("P1", CultureInfo.InvariantCulture);
-
-    static void SavePng(ScottPlot.Plot plot, string pngPath)
-    {
-        string full = Path.GetFullPath(pngPath);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".copy-{Environment.ProcessId}.tmp.png");
-        plot.SavePng(tmp, 900, 550);
-        File.Move(tmp, full, overwrite: true);
-    }
 
     static int[] DefaultDistances(int max)
     {
@@ -167,10 +158,7 @@ public sealed class KvEvalOptions
         plot.Axes.SetLimitsY(0, 100);
         plot.Title(kind + " probe");
         plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-        string full = Path.GetFullPath(pngPath);
-        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".retrieval-{Environment.ProcessId}.tmp.png");
-        plot.SavePng(tmp, 900, 550);
-        File.Move(tmp, full, overwrite: true);
+        PngFile.SaveAtomic(plot, pngPath, "retrieval");
     }
 
     internal static void Progress(CliContext cli, string what, Action<Action<long, long>> work, string unit)

@@ -161,22 +161,13 @@ public static class ProbeCompareCommand
         plot.Axes.SetLimitsY(-2, 102);
         plot.Title(title == DefaultTitle ? "copy probe: accuracy against distance" : title);
         plot.ShowLegend(ScottPlot.Alignment.LowerLeft);
-        SavePng(plot, png);
+        PngFile.SaveAtomic(plot, png, "probe-compare");
         cli.Console.MarkupLine($"wrote {Markup.Escape(png)}");
         if (csvPath is not null)
         {
             RetrievalAccuracy.WriteCsv(csvPath, results);
             cli.Console.MarkupLine($"wrote {Markup.Escape(csvPath)}");
         }
-    }
-
-    static void SavePng(ScottPlot.Plot plot, string pngPath)
-    {
-        string full = Path.GetFullPath(pngPath);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".probe-compare-{Environment.ProcessId}.tmp.png");
-        plot.SavePng(tmp, 900, 550);
-        File.Move(tmp, full, overwrite: true);
     }
 
     /// <summary>"LABEL=DIR" or "DIR" (label: the folder's name).</summary>
@@ -213,10 +204,6 @@ public static class ProbeCompareCommand
         plot.Axes.SetLimitsY(-2, 102);
         plot.Title(title);
         plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-        string full = Path.GetFullPath(pngPath);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".probe-compare-{Environment.ProcessId}.tmp.png");
-        plot.SavePng(tmp, 900, 550);
-        File.Move(tmp, full, overwrite: true);
+        PngFile.SaveAtomic(plot, pngPath, "probe-compare");
     }
 }
