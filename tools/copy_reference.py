@@ -13,13 +13,13 @@ Usage (Debian's torch 1.13):
   /usr/bin/python3 tools/copy_reference.py --data data/copy-a16 --block 64 --batch 16 --layers 2 --width 64 --heads 2 \
       --lr 1e-3 --iters 2000 --warmup 100 --rope [--edges 2 4 8 16 32] [--windows 128] [--threads 1]
 """
-import argparse, json, math, os, sys, time
+import argparse, json, os, sys, time
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from recall_reference import TinyGpt  # noqa: E402  (the same model, written once)
+from recall_reference import TinyGpt, make_optimizer, lr_schedule, sample_batch, step  # noqa: E402  (the same model and loop pieces, written once)
 
 
 def copy_distances(tokens, filler):
@@ -96,17 +96,8 @@ def main():
     dist = copy_distances(val, filler)
     edges = np.array(a.edges)
     model = TinyGpt(V, a.block, a.layers, a.width, a.heads, a.rope)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    nodecay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': a.wd}, {'params': nodecay, 'weight_decay': 0.0}],
-                            lr=a.lr, betas=(0.9, a.beta2))
-    min_lr = a.lr / 10
-
-    def lr_at(it):
-        if it < a.warmup:
-            return a.lr * (it + 1) / (a.warmup + 1)
-        r = min(1.0, (it - a.warmup) / max(1, a.iters - a.warmup))
-        return min_lr + 0.5 * (1 + math.cos(math.pi * r)) * (a.lr - min_lr)
+    opt = make_optimizer(model, a.lr, a.beta2, a.wd)
+    lr_at = lr_schedule(a.lr, a.lr / 10, a.warmup, a.iters)
 
     t0 = time.time()
     print(f'# {vars(a)}', flush=True)
@@ -117,16 +108,9 @@ def main():
             print(f'step {it} copy {cells}  [{time.time() - t0:.0f}s]', flush=True)
         if it == a.iters:
             break
-        ix = rng.integers(0, len(train) - a.block - 1, a.batch)
-        xy = np.stack([train[i:i + a.block + 1].astype(np.int64) for i in ix])
-        x, y = torch.from_numpy(xy[:, :-1]), torch.from_numpy(xy[:, 1:])
+        x, y, _ = sample_batch(train, rng, a.block, a.batch)
         loss = F.cross_entropy(model(x).reshape(-1, V), y.reshape(-1))
-        for g in opt.param_groups:
-            g['lr'] = lr_at(it)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        step(model, opt, loss, lr_at(it))
         if it % 100 == 0:
             print(f'it {it} loss {loss.item():.4f} lr {lr_at(it):.2e} [{time.time() - t0:.0f}s]', flush=True)
 

@@ -131,6 +131,41 @@ def recall_by_distance(model, val, T, is_key, is_value, windows, bins):
     return hits, counts
 
 
+def make_optimizer(model, lr, beta2, wd):
+    """AdamW with weight decay on the matrices only (nanoGPT's grouping)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    nodecay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{'params': decay, 'weight_decay': wd}, {'params': nodecay, 'weight_decay': 0.0}],
+                             lr=lr, betas=(0.9, beta2))
+
+
+def lr_schedule(lr, min_lr, warmup, iters):
+    """Linear warm-up, then cosine decay from lr to min_lr at iters (nanoGPT's get_lr)."""
+    def lr_at(it):
+        if it < warmup:
+            return lr * (it + 1) / (warmup + 1)
+        r = min(1.0, (it - warmup) / max(1, iters - warmup))
+        return min_lr + 0.5 * (1 + math.cos(math.pi * r)) * (lr - min_lr)
+    return lr_at
+
+
+def sample_batch(train, rng, block, batch):
+    """batch random windows of block + 1 tokens: (x, y) as int64 tensors, and the windows as a numpy array."""
+    ix = rng.integers(0, len(train) - block - 1, batch)
+    xy = np.stack([train[i:i + block + 1].astype(np.int64) for i in ix])
+    return torch.from_numpy(xy[:, :-1]), torch.from_numpy(xy[:, 1:]), xy
+
+
+def step(model, opt, loss, lr):
+    """One optimizer step at learning rate lr, gradients clipped at norm 1."""
+    for g in opt.param_groups:
+        g['lr'] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--data', required=True)
@@ -170,18 +205,9 @@ def main():
         tgt = torch.zeros(V, dtype=torch.bool)
         tgt[lo:hi + 1] = True
     model = TinyGpt(V, a.block, a.layers, a.width, a.heads, a.rope)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    nodecay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': a.wd}, {'params': nodecay, 'weight_decay': 0.0}],
-                            lr=a.lr, betas=(0.9, a.beta2))
-    min_lr = a.min_lr if a.min_lr is not None else a.lr / 10
+    opt = make_optimizer(model, a.lr, a.beta2, a.wd)
+    lr_at = lr_schedule(a.lr, a.min_lr if a.min_lr is not None else a.lr / 10, a.warmup, a.iters)
     bins = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096])
-
-    def lr_at(it):
-        if it < a.warmup:
-            return a.lr * (it + 1) / (a.warmup + 1)
-        r = min(1.0, (it - a.warmup) / max(1, a.iters - a.warmup))
-        return min_lr + 0.5 * (1 + math.cos(math.pi * r)) * (a.lr - min_lr)
 
     t0 = time.time()
     print(f'# {vars(a)}', flush=True)
@@ -192,9 +218,7 @@ def main():
             print(f'step {it} recall {cells}  [{time.time() - t0:.0f}s]', flush=True)
         if it == a.iters or time.time() - t0 > a.max_seconds:
             break
-        ix = rng.integers(0, len(train) - a.block - 1, a.batch)
-        xy = np.stack([train[i:i + a.block + 1].astype(np.int64) for i in ix])
-        x, y = torch.from_numpy(xy[:, :-1]), torch.from_numpy(xy[:, 1:])
+        x, y, xy = sample_batch(train, rng, a.block, a.batch)
         logits = model(x)
         ce = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1), reduction='none').view_as(y)
         if a.loss == 'all':
@@ -204,12 +228,7 @@ def main():
         else:
             m = torch.from_numpy(answer_mask(xy, is_key, is_value))
         loss = (ce * m).sum() / m.sum().clamp(min=1)
-        for g in opt.param_groups:
-            g['lr'] = lr_at(it)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        step(model, opt, loss, lr_at(it))
         if it % 50 == 0:
             am = ce[torch.from_numpy(answer_mask(xy, is_key, is_value))]
             print(f'it {it} loss {loss.item():.4f} answer-loss {am.mean().item() if am.numel() else float("nan"):.3f} '
