@@ -281,8 +281,7 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
         var dyT = workspace.Slice(xT.Length, (int)FeatureMajor.PanelFloats(rows, m));   // (Out, columns)
         var gradient = workspace.Slice(xT.Length + dyT.Length, nnz);               // dW at the entries, one panel
         var transposed = workspace.Slice(xT.Length + dyT.Length + nnz, nnz);      // Wᵀ's values (its own order)
-        if (!dx.IsEmpty)
-            for (int q = 0; q < transposed.Length; q++) transposed[q] = values[_wtSource[q]];
+        if (!dx.IsEmpty) IndexGather.Run(values, _wtSource, transposed);
         // dx from dy as it is (no transposes) once every panel's weight gradient has read x (dx may alias x).
         bool tokenMajor = rows >= TokenMajorMinRows && CsrSpmmTokenMajor.Supported;
         if (tokenMajor && SddmmTiled.Takes(nnz, n, 64))
