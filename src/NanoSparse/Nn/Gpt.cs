@@ -166,11 +166,16 @@ public sealed partial class Gpt
         for (int i = 0; i < N; i++)
             if ((uint)tokens[i] >= (uint)V)
                 throw new ArgumentOutOfRangeException(nameof(tokens), tokens[i], $"token at index {i} must lie in [0, {V}) (vocab_size)");
-        for (int i = 0; i < targets.Length; i++)
-            if ((uint)targets[i] >= (uint)V && targets[i] != CrossEntropy.IgnoreTarget)
-                throw new ArgumentOutOfRangeException(nameof(targets), targets[i], $"target at index {i} must lie in [0, {V}) (vocab_size) or be {CrossEntropy.IgnoreTarget} (no loss)");
         // the loss is the mean over the targets that are not ignored (all of them unless a loss mask set some to -1)
-        _targetCount = Math.Max(1, CrossEntropy.CountTargets(targets));
+        int kept = 0;
+        for (int i = 0; i < targets.Length; i++)
+        {
+            if (targets[i] == CrossEntropy.IgnoreTarget) continue;
+            if ((uint)targets[i] >= (uint)V)
+                throw new ArgumentOutOfRangeException(nameof(targets), targets[i], $"target at index {i} must lie in [0, {V}) (vocab_size) or be {CrossEntropy.IgnoreTarget} (no loss)");
+            kept++;
+        }
+        _targetCount = Math.Max(1, kept);
         tokens.CopyTo(_tokens);
         _hasTargets = targets.Length == N;
         if (_hasTargets) targets.CopyTo(_targets);
