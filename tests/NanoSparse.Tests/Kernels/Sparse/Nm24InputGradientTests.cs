@@ -35,22 +35,9 @@ public class Nm24InputGradientTests
         return (dense, values, index);
     }
 
-    static float[] RandomArray(Rng rng, int length)
-    {
-        var a = new float[length];
-        for (int i = 0; i < length; i++) a[i] = (float)(rng.NextDouble() * 2 - 1);
-        return a;
-    }
-
-    static void Close(ReadOnlySpan<float> actual, double[] expected, double[] abs, string what)
-    {
-        for (int i = 0; i < expected.Length; i++)
-        {
-            double tol = 1e-5 * abs[i] + 1e-6;
-            if (!(Math.Abs(actual[i] - expected[i]) <= tol))
-                Assert.Fail($"{what}: element {i}: got {actual[i]:g9}, expected {expected[i]:g9} (tolerance {tol:g3})");
-        }
-    }
+    // The same random inputs and tolerance as NmLinearTests.
+    static float[] RandomArray(Rng rng, int length) => NmLinearTests.RandomArray(rng, length);
+    static void Close(ReadOnlySpan<float> actual, double[] expected, double[] abs, string what) => NmLinearTests.Close(actual, expected, abs, what);
 
     public static TheoryData<int, int> Shapes => new()
     {

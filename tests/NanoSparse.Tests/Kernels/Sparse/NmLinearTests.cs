@@ -44,14 +44,14 @@ public class NmLinearTests
         return (dense, values, index);
     }
 
-    static float[] RandomArray(Rng rng, int length)
+    internal static float[] RandomArray(Rng rng, int length)
     {
         var a = new float[length];
         for (int i = 0; i < length; i++) a[i] = (float)(rng.NextDouble() * 2 - 1);
         return a;
     }
 
-    static void Close(ReadOnlySpan<float> actual, double[] expected, double[] abs, string what)
+    internal static void Close(ReadOnlySpan<float> actual, double[] expected, double[] abs, string what)
     {
         for (int i = 0; i < expected.Length; i++)
         {
