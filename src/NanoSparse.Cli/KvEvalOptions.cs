@@ -103,19 +103,7 @@ public sealed class KvEvalOptions
             table.AddRow(CopyAccuracy.BinLabel(edges, k, T), Percent(points[k].Accuracy), points[k].Samples.ToString(inv));
         cli.Console.MarkupLine(Markup.Escape($"copy probe: {windows} windows of {T} tokens of {data}'s val stream, argmax of each copied token whose source lies in the window (chance: {(100.0 / task.Alphabet).ToString("0.##", inv)}%)"));
         cli.Console.Write(table);
-        if (parse.GetValue(Plot) is { } png)
-        {
-            var plot = new ScottPlot.Plot();
-            var s = plot.Add.Scatter(points.Select(p => Math.Log2(p.Distance)).ToArray(), points.Select(p => 100 * p.Accuracy).ToArray());
-            s.LineWidth = 2;
-            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
-                points.Select((p, k) => new ScottPlot.Tick(Math.Log2(p.Distance), CopyAccuracy.BinLabel(edges, k, T))).ToArray());
-            plot.Axes.Bottom.Label.Text = "copy distance (tokens back)";
-            plot.Axes.Left.Label.Text = "copy accuracy (%)";
-            plot.Axes.SetLimitsY(-2, 102);
-            plot.Title("copy probe");
-            PngFile.SaveAtomic(plot, png, "copy");
-        }
+        if (parse.GetValue(Plot) is { } png) CopyProbePlot.Save([("model", points)], edges, T, "copy probe", png, "copy");
         return 0;
     }
 

@@ -146,22 +146,7 @@ public static class ProbeCompareCommand
             table.AddRow([CopyAccuracy.BinLabel(edges, i, seqLen), .. results.Select(r => KvEvalOptions.Percent(r.Points[i].Accuracy)), results[0].Points[i].Samples.ToString(inv)]);
         cli.Console.MarkupLine(Markup.Escape($"copy probe: {windows} windows of {dataDir}'s val stream, argmax of each copied token whose source lies in the window (chance: {(100.0 / task.Alphabet).ToString("0.##", inv)}%)"));
         cli.Console.Write(table);
-        var plot = new ScottPlot.Plot();
-        foreach (var (label, points) in results)
-        {
-            var s = plot.Add.Scatter(points.Select(p => Math.Log2(p.Distance)).ToArray(), points.Select(p => 100 * p.Accuracy).ToArray());
-            s.LegendText = label;
-            s.LineWidth = 2;
-            s.MarkerSize = 7;
-        }
-        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
-            edges.Select((d, k) => new ScottPlot.Tick(Math.Log2(d), CopyAccuracy.BinLabel(edges, k, seqLen))).ToArray());
-        plot.Axes.Bottom.Label.Text = "copy distance (tokens back to the source)";
-        plot.Axes.Left.Label.Text = "copy accuracy, argmax (%)";
-        plot.Axes.SetLimitsY(-2, 102);
-        plot.Title(title == DefaultTitle ? "copy probe: accuracy against distance" : title);
-        plot.ShowLegend(ScottPlot.Alignment.LowerLeft);
-        PngFile.SaveAtomic(plot, png, "probe-compare");
+        CopyProbePlot.Save(results, edges, seqLen, title == DefaultTitle ? "copy probe: accuracy against distance" : title, png, "probe-compare");
         cli.Console.MarkupLine($"wrote {Markup.Escape(png)}");
         if (csvPath is not null)
         {
