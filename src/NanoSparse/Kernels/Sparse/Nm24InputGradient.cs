@@ -16,7 +16,8 @@ namespace NanoSparse.Kernels.Sparse;
 /// needs 1.25 and ran at about the dense GEMM's speed for half the work; so did W's columns as a CSR.)
 /// Activations stay row-major in the model (dy: rows × Out, dx: rows × In). One work item is one panel of 128 token
 /// rows: its rows of dy transposed into a workspace panel (Out × 128), dxᵀ (In × 128) accumulated block by block, then
-/// transposed into dx (times dxScale). The last panel's missing tokens are zeros and are never written out.
+/// transposed into dx (times dxScale), both transposes on 16×16 blocks in registers (TokenPanels). The last panel's
+/// missing tokens are zeros and are never written out.
 /// An instance holds the structure (fixed for the layer's life); values come per call in the layer's stored order
 /// (row-major, Out × In/2, the two of a group in ascending input order) and are copied into class order first.
 /// </summary>
@@ -170,8 +171,7 @@ public sealed unsafe class Nm24InputGradient
         int inF = a.In, outF = a.Out, blocks = (outF + OBlock - 1) / OBlock, groups = inF / 4;
         float* dyt = a.Panels + (long)p * PanelRows * outF;
         float* dxt = a.Panels + (long)Panels(a.Rows) * PanelRows * outF + (long)p * PanelRows * inF;
-        if (tokens < PanelRows) new Span<float>(dyt, outF * PanelRows).Clear();
-        Transpose.Serial(a.Dy + (long)t0 * outF, outF, outF, tokens, dyt, PanelRows);
+        TokenPanels.In(a.Dy + (long)t0 * outF, outF, outF, tokens, dyt, PanelRows);   // columns past tokens zero
         new Span<float>(dxt, inF * PanelRows).Clear();
         for (int b = 0; b < blocks; b++)
         {
@@ -193,7 +193,7 @@ public sealed unsafe class Nm24InputGradient
                 }
             }
         }
-        Transpose.Serial(dxt, PanelRows, tokens, inF, a.Dx + (long)t0 * inF, inF, scale: a.Scale == null ? null : a.Scale + (long)t0 * inF);
+        TokenPanels.Out(dxt, inF, tokens, a.Dx + (long)t0 * inF, inF, null, null, a.Scale == null ? null : a.Scale + (long)t0 * inF, PanelRows);
     }
 
     /// <summary>
