@@ -24,29 +24,83 @@ public static class RadixTopK
     static readonly bool UseVectors = Vector512.IsHardwareAccelerated;
 
     /// <summary>Writes into <paramref name="chosen"/> the indices of the k largest <paramref name="scores"/>, ascending.</summary>
-    public static void Largest(ReadOnlySpan<float> scores, int k, Span<int> chosen)
+    public static void Largest(ReadOnlySpan<float> scores, int k, Span<int> chosen) => Largest(scores, k, chosen, KeyBuffer(scores.Length));
+
+    /// <summary>
+    /// The same selection for large n (a topology update ranks millions of positions), with the caller's scratch of n
+    /// keys: 32 counting passes over all n keys cost more than a histogram. One pass maps the scores to keys; one counts
+    /// their top 11 bits (2,048 buckets), which fixes τ's top bits and how many keys lie above its bucket; the keys of
+    /// that bucket move to the front of the scratch (a forward compaction in place), and τ's lower 21 bits come from
+    /// counting passes over them only; the keys are then mapped again for the collecting pass. When one bucket
+    /// holds more than an eighth of the keys (many equal scores) the counting passes run over all of them instead.
+    /// About five passes over n against the quickselect's branchy partitions; for n below <see cref="HistogramMinimum"/>
+    /// the 32 counting passes over all keys.
+    /// </summary>
+    public static void Largest(ReadOnlySpan<float> scores, int k, Span<int> chosen, Span<uint> scratch)
     {
         int n = scores.Length;
         if ((uint)k > (uint)n) throw new ArgumentOutOfRangeException(nameof(k), k, $"k must lie in [0, {n}] (the number of scores)");
         if (chosen.Length < k) throw new ArgumentException($"chosen has {chosen.Length} elements, expected at least k = {k}", nameof(chosen));
+        if (scratch.Length < n) throw new ArgumentException($"scratch has {scratch.Length} elements, expected at least n = {n}", nameof(scratch));
         if (k == 0) return;
         if (k == n)
         {
             for (int i = 0; i < n; i++) chosen[i] = i;
             return;
         }
-        var keys = KeyBuffer(n);
+        var keys = scratch.Slice(0, n);
         Keys(scores, keys);
-        // τ, the k-th largest key: bit by bit from the top, keeping a bit where at least k keys reach the prefix with it
         uint tau = 0;
-        for (int b = 31; b >= 0; b--)
+        int above = 0;
+        bool compacted = false;
+        if (n >= HistogramMinimum)
         {
-            uint candidate = tau | 1u << b;
-            if (CountAtLeast(keys, candidate) >= k) tau = candidate;
+            Span<int> histogram = stackalloc int[1 << TopBits];
+            histogram.Clear();
+            foreach (uint key in keys) histogram[(int)(key >> (32 - TopBits))]++;
+            int bucket = histogram.Length - 1, reached = 0;
+            for (; bucket > 0 && reached + histogram[bucket] < k; bucket--) reached += histogram[bucket];
+            tau = (uint)bucket << (32 - TopBits);
+            int inBucket = histogram[bucket];
+            ReadOnlySpan<uint> candidates = keys;
+            if (inBucket <= n / 8)
+            {
+                int count = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    uint key = keys[i];
+                    keys[count] = key;
+                    count += (key >> (32 - TopBits)) == (uint)bucket ? 1 : 0;
+                }
+                candidates = keys.Slice(0, count);
+                compacted = true;
+                above = reached;   // the compacted keys are the bucket's only: count the ones above τ among them, plus these
+            }
+            for (int b = 31 - TopBits; b >= 0; b--)
+            {
+                uint candidate = tau | 1u << b;
+                if (above + CountAtLeast(candidates, candidate) >= k) tau = candidate;
+            }
+            above += tau == uint.MaxValue ? 0 : CountAtLeast(candidates, tau + 1);
         }
-        int above = tau == uint.MaxValue ? 0 : CountAtLeast(keys, tau + 1);
+        else
+        {
+            for (int b = 31; b >= 0; b--)
+            {
+                uint candidate = tau | 1u << b;
+                if (CountAtLeast(keys, candidate) >= k) tau = candidate;
+            }
+            above = tau == uint.MaxValue ? 0 : CountAtLeast(keys, tau + 1);
+        }
+        if (compacted) Keys(scores, keys);   // the collecting pass needs every key in place again
         Collect(keys, tau, k - above, k, chosen);
     }
+
+    /// <summary>Scores from which the histogram path runs (below, the 32 counting passes are cheap: the keys sit in L2).</summary>
+    public const int HistogramMinimum = 1 << 16;
+
+    /// <summary>Bits of the key the histogram pass buckets on.</summary>
+    const int TopBits = 11;
 
     [ThreadStatic] static uint[]? _keys;
 

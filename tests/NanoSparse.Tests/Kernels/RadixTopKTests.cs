@@ -43,6 +43,17 @@ public class RadixTopKTests
     [InlineData("ties", 15, 7)]          // shorter than one 16-key vector: the scalar passes alone
     [InlineData("zeros", 13, 5)]
     [InlineData("wide", 3072, 2900)]     // τ among the negatives
+    // From HistogramMinimum on: the histogram pass, then counting passes over τ's bucket moved to the front of the
+    // scratch ("wide", "inf", "zeros", "negative": no bucket holds an eighth of the keys) or over all keys ("narrow":
+    // one bucket holds all; "ties": each of the seven values holds a seventh).
+    [InlineData("wide", 70001, 7000)]
+    [InlineData("wide", 65536, 1)]
+    [InlineData("wide", 65536, 65535)]
+    [InlineData("narrow", 70000, 20000)]
+    [InlineData("ties", 70000, 9000)]
+    [InlineData("inf", 66000, 30000)]
+    [InlineData("zeros", 66003, 33000)]
+    [InlineData("negative", 65537, 100)]
     public void Largest_EqualsSortedReference(string kind, int n, int k)
     {
         for (int seed = 0; seed < 3; seed++)
@@ -50,7 +61,13 @@ public class RadixTopKTests
             var s = Scores(kind, n, seed);
             var chosen = new int[k];
             RadixTopK.Largest(s, k, chosen);
-            Assert.Equal(Reference(s, k), chosen);
+            var expected = Reference(s, k);
+            Assert.Equal(expected, chosen);
+            // The caller's scratch (the topology update's), filled with garbage first: it is all overwritten.
+            var scratch = Enumerable.Repeat(0xDEADBEEFu, n + 3).ToArray();
+            var withScratch = new int[k];
+            RadixTopK.Largest(s, k, withScratch, scratch);
+            Assert.Equal(expected, withScratch);
             var viaQuickselect = new int[k];
             TopK.Largest(s, k, new float[n], viaQuickselect);
             Assert.Equal(viaQuickselect, chosen);
@@ -63,5 +80,7 @@ public class RadixTopKTests
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => RadixTopK.Largest(new float[5], 6, new int[6]));
         Assert.Contains("k must lie in [0, 5]", e.Message);
         Assert.Throws<ArgumentException>(() => RadixTopK.Largest(new float[5], 3, new int[2]));
+        var shortScratch = Assert.Throws<ArgumentException>(() => RadixTopK.Largest(new float[5], 3, new int[3], new uint[4]));
+        Assert.Contains("scratch has 4 elements, expected at least n = 5", shortScratch.Message);
     }
 }

@@ -11,6 +11,7 @@ public sealed partial class CsrLinearWeight
 {
     readonly object _denseGradientLock = new();
     float[]? _denseGradient;   // (Out × In) while a capture is on (RigL's update step); null otherwise
+    bool _denseGradientWritten;   // the capture's first product went straight into the buffer
 
     /// <summary>
     /// While set (a buffer of Out·In floats), every <see cref="Backward"/> also adds the dense gradient dW = dyᵀ · x
@@ -25,16 +26,26 @@ public sealed partial class CsrLinearWeight
             if (value is not null && value.LongLength != (long)OutFeatures * InFeatures)
                 throw new ArgumentException($"dense gradient buffer has {value.LongLength} floats, expected out x in = {OutFeatures} x {InFeatures}", nameof(value));
             _denseGradient = value;
+            _denseGradientWritten = false;
         }
     }
 
-    // Called at the start of Backward: dW (Out × In) += dyᵀ (Out × rows) · x (rows × In). Each call's product is formed
-    // on its own (beta 0) and then added under the lock, so with one or two data-parallel shards the sum is the same
-    // whichever shard comes first (a + b = b + a exactly); with more shards the order of the additions may vary.
+    // Called at the start of Backward: dW (Out × In) += dyᵀ (Out × rows) · x (rows × In). The capture's first product
+    // is written into the buffer itself (beta 0: what 0 + product gives, without a second Out·In array to allocate,
+    // fault in and add); any later one (data-parallel shards, gradient accumulation) is formed on its own and then
+    // added under the lock, so with one or two shards the sum is the same whichever shard comes first (a + b = b + a
+    // exactly); with more shards the order of the additions may vary.
     void CaptureDenseGradient(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, int rows)
     {
         var sink = _denseGradient;
         if (sink is null || rows == 0) return;
+        lock (_denseGradientLock)
+            if (!_denseGradientWritten)
+            {
+                Gemm.Multiply(true, false, OutFeatures, InFeatures, rows, 1f, dy, OutFeatures, x, InFeatures, 0f, sink, InFeatures);
+                _denseGradientWritten = true;
+                return;
+            }
         var product = new float[sink.Length];   // update steps only
         Gemm.Multiply(true, false, OutFeatures, InFeatures, rows, 1f, dy, OutFeatures, x, InFeatures, 0f, product, InFeatures);
         lock (_denseGradientLock)

@@ -1,3 +1,7 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using NanoSparse.Nn.Parts;
 using NanoSparse.Numerics;
 
@@ -122,7 +126,8 @@ public sealed class TopologyUpdate
             // Drop: the group's k smallest |w| (ties: lower entry), as the k largest of −|w|.
             int k = (int)Math.Round(dropFraction * groupNnz);
             var keys = _scores.AsSpan(0, groupNnz);
-            for (int i = 0; i < groupNnz; i++) keys[i] = -Math.Abs(values[first + i]);
+            TensorPrimitives.Abs(values.Slice(first, groupNnz), keys);
+            TensorPrimitives.Negate(keys, keys);
             var dropped = _chosen.AsSpan(0, k);
             TopK.Largest(keys, k, _select, dropped);
             for (int i = 0; i < k; i++)
@@ -149,16 +154,19 @@ public sealed class TopologyUpdate
         {
             int p = rp[o], end = rp[o + 1];
             var rowState = state.Slice(o * cols, cols);
-            for (int j = 0; j < cols; j++)
+            // The row's stored cells (Kept, GrownNew, GrownDropped) in column order, 64 state bytes per mask.
+            for (int j0 = 0; j0 < cols; j0 += 64)
             {
-                byte st = rowState[j];
-                int old = -1;
-                if (p < end && s.ColumnIndex(p) == j) old = p++;
-                if (st is Kept or GrownNew or GrownDropped)
+                ulong mask = StoredMask(rowState.Slice(j0, Math.Min(64, cols - j0)));
+                for (; mask != 0; mask &= mask - 1)
                 {
+                    int j = j0 + BitOperations.TrailingZeroCount(mask);
+                    byte st = rowState[j];
+                    while (p < end && s.ColumnIndex(p) < j) p++;   // old entries before j were dropped
                     if (q == nnz) throw new InvalidOperationException($"topology update would store more than {nnz} values in layer {rows}x{cols}");
                     _columns[q] = j;
-                    _source[q] = st is Kept or GrownDropped ? old : -1;   // regrown after a drop: value and moments kept
+                    // Kept and regrown after a drop: the old entry at j, whose value and moments move along.
+                    _source[q] = st == GrownNew ? -1 : p;
                     if (st == GrownNew) changed++;
                     q++;
                 }
@@ -255,11 +263,47 @@ public sealed class TopologyUpdate
     // RigL's regrowth scores: inactive and just-dropped positions rank together by |g| (≥ 0), kept ones never (−∞).
     static float Score(byte state, float gradient) => state is Inactive or Dropped ? Math.Abs(gradient) : float.NegativeInfinity;
 
+    /// <summary>scores[c] = Score(state[c], gradient[c]) for every cell, 16 at a time (a layer has millions).</summary>
+    static unsafe void Scores(ReadOnlySpan<byte> state, ReadOnlySpan<float> gradient, Span<float> scores)
+    {
+        int n = state.Length, c = 0;
+        if (Avx512F.IsSupported)
+        {
+            fixed (byte* st = state)
+            fixed (float* g = gradient, o = scores)
+            {
+                var notGrowable = Vector512.Create(~(int)Dropped);   // Inactive (0) and Dropped (2) clear it; Kept, GrownNew, GrownDropped do not
+                var never = Vector512.Create(float.NegativeInfinity);
+                for (; c + 16 <= n; c += 16)
+                {
+                    var cell = Avx512F.ConvertToVector512Int32(Vector128.Load(st + c));
+                    var growable = Vector512.Equals(cell & notGrowable, Vector512<int>.Zero).AsSingle();
+                    Vector512.ConditionalSelect(growable, Vector512.Abs(Vector512.Load(g + c)), never).Store(o + c);
+                }
+            }
+        }
+        for (; c < n; c++) scores[c] = Score(state[c], gradient[c]);
+    }
+
+    /// <summary>Bit j set where state[j] (j &lt; 64) is stored in the new structure: Kept, GrownNew or GrownDropped.</summary>
+    static ulong StoredMask(ReadOnlySpan<byte> state)
+    {
+        if (state.Length == 64 && Vector512.IsHardwareAccelerated)
+        {
+            var v = Vector512.Create(state);
+            return ~Vector512.Equals(v & Vector512.Create(unchecked((byte)~Dropped)), Vector512<byte>.Zero).ExtractMostSignificantBits();
+        }
+        ulong mask = 0;
+        for (int j = 0; j < state.Length; j++)
+            if (state[j] is Kept or GrownNew or GrownDropped) mask |= 1UL << j;
+        return mask;
+    }
+
     // RigL: the k positions of largest score.
     void GrowByGradient(Span<byte> state, ReadOnlySpan<float> gradient, int k)
     {
         var scores = _scores.AsSpan(0, state.Length);
-        for (int c = 0; c < state.Length; c++) scores[c] = Score(state[c], gradient[c]);
+        Scores(state, gradient, scores);
         var grown = _chosen.AsSpan(0, k);
         TopK.Largest(scores, k, _select, grown);
         for (int i = 0; i < k; i++) state[grown[i]] = state[grown[i]] == Dropped ? GrownDropped : GrownNew;
@@ -284,7 +328,7 @@ public sealed class TopologyUpdate
         }
         // Salience: survivors plus what unstructured RigL would regrow in the row.
         var scores = _scores.AsSpan(0, state.Length);
-        for (int c = 0; c < state.Length; c++) scores[c] = Score(state[c], gradient[c]);
+        Scores(state, gradient, scores);
         var grow = _chosen.AsSpan(0, k);
         TopK.Largest(scores, k, _select, grow);
         wouldGrow.Clear();

@@ -11,6 +11,8 @@ public sealed class TopKTests
     [InlineData(50, 50)]
     [InlineData(1000, 333)]
     [InlineData(4096, 1)]
+    [InlineData(70000, 12345)]   // RadixTopK's histogram path (n ≥ HistogramMinimum), on the same scratch
+    [InlineData(70000, 69999)]
     public void LargestEqualsSortingByScoreDescendingThenIndex(int n, int k)
     {
         var rng = new Random(n * 31 + k);
