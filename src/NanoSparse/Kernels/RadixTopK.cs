@@ -50,9 +50,13 @@ public static class RadixTopK
         }
         var keys = scratch.Slice(0, n);
         Keys(scores, keys);
+        // τ, the k-th largest key, bit by bit from the top: a bit is kept where at least k keys reach the prefix with
+        // it. The histogram fixes the top bits at once for large n; the counting passes then need only the keys of τ's
+        // bucket when it is small enough to move them to the front (the keys above it are counted in `above`).
         uint tau = 0;
-        int above = 0;
+        int above = 0, topBit = 31;
         bool compacted = false;
+        ReadOnlySpan<uint> candidates = keys;
         if (n >= HistogramMinimum)
         {
             Span<int> histogram = stackalloc int[1 << TopBits];
@@ -61,9 +65,8 @@ public static class RadixTopK
             int bucket = histogram.Length - 1, reached = 0;
             for (; bucket > 0 && reached + histogram[bucket] < k; bucket--) reached += histogram[bucket];
             tau = (uint)bucket << (32 - TopBits);
-            int inBucket = histogram[bucket];
-            ReadOnlySpan<uint> candidates = keys;
-            if (inBucket <= n / 8)
+            topBit = 31 - TopBits;
+            if (histogram[bucket] <= n / 8)
             {
                 int count = 0;
                 for (int i = 0; i < n; i++)
@@ -74,24 +77,15 @@ public static class RadixTopK
                 }
                 candidates = keys.Slice(0, count);
                 compacted = true;
-                above = reached;   // the compacted keys are the bucket's only: count the ones above τ among them, plus these
+                above = reached;
             }
-            for (int b = 31 - TopBits; b >= 0; b--)
-            {
-                uint candidate = tau | 1u << b;
-                if (above + CountAtLeast(candidates, candidate) >= k) tau = candidate;
-            }
-            above += tau == uint.MaxValue ? 0 : CountAtLeast(candidates, tau + 1);
         }
-        else
+        for (int b = topBit; b >= 0; b--)
         {
-            for (int b = 31; b >= 0; b--)
-            {
-                uint candidate = tau | 1u << b;
-                if (CountAtLeast(keys, candidate) >= k) tau = candidate;
-            }
-            above = tau == uint.MaxValue ? 0 : CountAtLeast(keys, tau + 1);
+            uint candidate = tau | 1u << b;
+            if (above + CountAtLeast(candidates, candidate) >= k) tau = candidate;
         }
+        above += tau == uint.MaxValue ? 0 : CountAtLeast(candidates, tau + 1);
         if (compacted) Keys(scores, keys);   // the collecting pass needs every key in place again
         Collect(keys, tau, k - above, k, chosen);
     }
