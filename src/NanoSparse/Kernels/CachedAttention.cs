@@ -23,7 +23,7 @@ public static unsafe partial class CachedAttention
     struct Args
     {
         public float* Y, Q, Keys, Values, Scores;
-        public int Count, Width, HeadSize;
+        public int Count, Width, HeadSize, GroupHeads;
     }
 
     /// <summary>
@@ -44,10 +44,117 @@ public static unsafe partial class CachedAttention
         fixed (float* py = y, pq = q, pk = keys, pv = values, ps = scores)
         {
             var args = new Args { Y = py, Q = pq, Keys = pk, Values = pv, Scores = ps, Count = count, Width = width, HeadSize = width / heads };
-            if (count > StackPositions || (long)count * width < MinParallelFloats)
+            bool parallel = count <= StackPositions && (long)count * width >= MinParallelFloats;
+            int groups = parallel ? KernelThreads.ThreadsFor(heads) : 1;
+            if (Vector512.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Sse.IsSupported && args.HeadSize == 64
+                && heads % groups == 0 && (long)count * (heads / groups) <= GroupScoreFloats)
+            {
+                // Groups of heads side by side (one per thread): each reads its part of every row in one stretch.
+                args.GroupHeads = heads / groups;
+                if (groups == 1) Group(ref args, 0);
+                else KernelThreads.For(groups, ref args, &Group);
+            }
+            else if (!parallel)
                 for (int h = 0; h < heads; h++) Head(ref args, h);
             else
                 KernelThreads.For(heads, ref args, &Head);
+        }
+    }
+
+    /// <summary>Scores (positions × heads of a group) that <see cref="Group"/> keeps on its thread's stack: 128 KB.</summary>
+    const int GroupScoreFloats = 32 * 1024;
+
+    /// <summary>Positions ahead whose part of the row <see cref="Group"/> requests into L2 (prefetcht1).</summary>
+    const int PrefetchPositions = 16;
+
+    /// <summary>
+    /// Heads [g·G, (g + 1)·G), G = GroupHeads, hs = 64, at once: the key pass reads the group's G·64 floats of each row
+    /// (all of it with one group) and scores every head of the group, the value pass takes the heads two at a time (eight
+    /// accumulators); both request the part of the row <see cref="PrefetchPositions"/> ahead into L2. A decode step
+    /// streams the weights through the caches before every layer's attention, so the cache comes from DRAM; one head at a
+    /// time read four lines of each 3 KB row (at 768 wide), a strided walk the hardware prefetchers did not keep up with.
+    /// Measured on Zen 4 (scratch harness: 12 layers of a 768-wide, 12-head cache, 64–319 positions, 60 MB streamed
+    /// before each step, one thread, two runs): a head at a time 1.48–1.58 ms per step; with the L2 prefetch 1.11–1.18;
+    /// all 12 heads in one group 0.94–0.97, groups of 6 with the prefetch 0.99–1.05 (a group per thread at two threads).
+    /// Each head's sums run in the same order as in <see cref="Head"/>: the results are the same bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Group(ref Args a, int g)
+    {
+        const int hs = 64;
+        int n = a.Count, C = a.Width, G = a.GroupHeads, h0 = g * G;
+        float* s = stackalloc float[n * G];   // head i's scores at s + i·n
+        float* inverse = stackalloc float[G];
+        float* q = a.Q + h0 * hs, k = a.Keys + h0 * hs, v = a.Values + h0 * hs, y = a.Y + h0 * hs;
+        float scale = 1f / MathF.Sqrt(hs);
+        int span = G * hs;
+        for (int j = 0; j < n; j++)
+        {
+            float* kj = k + (long)j * C;
+            float* ahead = kj + (long)PrefetchPositions * C;
+            for (int c = 0; c < span; c += 16) System.Runtime.Intrinsics.X86.Sse.Prefetch1(ahead + c);
+            for (int i = 0; i < G; i++)
+            {
+                float* kh = kj + i * hs, qh = q + i * hs;
+                var acc0 = Vector512.Load(qh) * Vector512.Load(kh);
+                var acc1 = Vector512.Load(qh + 16) * Vector512.Load(kh + 16);
+                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 32), Vector512.Load(kh + 32), acc0);
+                acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 48), Vector512.Load(kh + 48), acc1);
+                s[i * n + j] = Vector512.Sum(acc0 + acc1) * scale;
+            }
+        }
+        for (int i = 0; i < G; i++)
+        {
+            var e = new Span<float>(s + i * n, n);
+            float max = TensorPrimitives.Max(e);
+            TensorPrimitives.Subtract(e, max, e);
+            TensorPrimitives.Exp(e, e);
+            inverse[i] = 1f / TensorPrimitives.Sum(e);
+        }
+        for (int i = 0; i < G; i += 2)
+        {
+            float* pa = s + i * n, vj = v + i * hs;
+            if (i + 1 == G)
+            {
+                Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+                for (int j = 0; j < n; j++, vj += C)
+                {
+                    var p = Vector512.Create(pa[j]);
+                    c0 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj), c0);
+                    c1 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 16), c1);
+                    c2 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 32), c2);
+                    c3 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 48), c3);
+                }
+                var nc = Vector512.Create(inverse[i]);
+                float* yc = y + i * hs;
+                (c0 * nc).Store(yc); (c1 * nc).Store(yc + 16); (c2 * nc).Store(yc + 32); (c3 * nc).Store(yc + 48);
+                break;
+            }
+            float* pb = pa + n;
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+            for (int j = 0; j < n; j++, vj += C)
+            {
+                if (i == 0)
+                {
+                    float* ahead = vj + (long)PrefetchPositions * C;
+                    for (int c = 0; c < span; c += 16) System.Runtime.Intrinsics.X86.Sse.Prefetch1(ahead + c);
+                }
+                var p = Vector512.Create(pa[j]);
+                var r = Vector512.Create(pb[j]);
+                a0 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj), a0);
+                a1 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 16), a1);
+                a2 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 32), a2);
+                a3 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 48), a3);
+                b0 = Vector512.FusedMultiplyAdd(r, Vector512.Load(vj + 64), b0);
+                b1 = Vector512.FusedMultiplyAdd(r, Vector512.Load(vj + 80), b1);
+                b2 = Vector512.FusedMultiplyAdd(r, Vector512.Load(vj + 96), b2);
+                b3 = Vector512.FusedMultiplyAdd(r, Vector512.Load(vj + 112), b3);
+            }
+            var na = Vector512.Create(inverse[i]);
+            var nb = Vector512.Create(inverse[i + 1]);
+            float* ya = y + i * hs;
+            (a0 * na).Store(ya); (a1 * na).Store(ya + 16); (a2 * na).Store(ya + 32); (a3 * na).Store(ya + 48);
+            (b0 * nb).Store(ya + 64); (b1 * nb).Store(ya + 80); (b2 * nb).Store(ya + 96); (b3 * nb).Store(ya + 112);
         }
     }
 

@@ -33,7 +33,12 @@ public class CachedAttentionTests
     [InlineData(1, 768, 12, 1)]     // gpt2 heads (hs 64), the first position
     [InlineData(300, 768, 12, 1)]
     [InlineData(300, 768, 12, 2)]   // heads split over two threads
-    [InlineData(5000, 64, 1, 2)]    // past the stack's scores: the caller's buffer, serially
+    [InlineData(2000, 768, 12, 2)]  // two groups of six heads, a long cache
+    [InlineData(3000, 768, 12, 1)]  // one group would hold 36,000 scores: a head at a time
+    [InlineData(50, 192, 3, 1)]     // a group of three heads: a pair and a single head in the value pass
+    [InlineData(50, 384, 6, 2)]     // two groups of three
+    [InlineData(5000, 64, 1, 2)]    // one group of one head, 5,000 scores on its stack
+    [InlineData(9000, 256, 4, 1)]   // past the stack's scores (36,000 in one group, 9,000 for a head): the caller's buffer, serially
     [InlineData(77, 192, 4, 2)]     // hs 48: a 64-wide pass is not possible, three 16-wide ones
     [InlineData(40, 384, 3, 1)]     // hs 128: two 64-wide passes
     [InlineData(33, 40, 5, 2)]      // hs 8: the span fallback
