@@ -11,7 +11,7 @@ namespace NanoSparse.Kernels;
 /// Every weight is read once per call and used N times, so the product is bound by memory bandwidth, not arithmetic;
 /// the blocked GEMM (packing W into panels for reuse it never gets) ran 7–9x slower than OpenBLAS sgemv at N = 1.
 /// At N = 1 W is read as one sequential stream, a row at a time (four Vector512 accumulators, 64 floats per step),
-/// with each line requested into L2 <see cref="PrefetchBytes"/> ahead (see <see cref="Row1"/>). At N = 2–4 four rows
+/// with W requested into L2 <see cref="PrefetchBytes"/> ahead (see <see cref="Row1"/>). At N = 2–4 four rows
 /// of W stream side by side against the rows of inp (in L1 for the whole call), each (W row, inp row) pair with its
 /// own accumulator. Sums are reduced once per output. Threads take coarse contiguous blocks of output rows
 /// (<see cref="RowParallel"/>), so each output is summed by one thread in a fixed order: the result does not depend
@@ -89,16 +89,20 @@ public static unsafe class Gemv
     /// How far ahead of the row being summed <see cref="Row1"/> asks for W's lines (into L2, prefetcht1). A decode step
     /// reads every weight of the model once (hundreds of MB), so W comes from DRAM, and one core's bandwidth is set by
     /// how many lines it has in flight. Measured on Zen 4 (scratch harness: the 48 block matrices of the gpt2-124m shape,
-    /// 340 MB, one pass per token-equivalent, medians of 7 rounds, three runs, one thread): four rows side by side
-    /// (four streams, the previous kernel) 17.1–18.1 GB/s; one row at a time (one stream) 21.1–22.6 GB/s; the same
-    /// with this prefetch 1 KB ahead 24.9–26.9 GB/s, 2 KB 24.6–26.9, 3 KB 24.2–25.2; prefetching into L1 (prefetcht0)
-    /// 1 KB ahead 18.8–21.1. Two threads: 28.9 GB/s four streams, 31.8 one stream, 33.6 with the L2 prefetch 2 KB ahead.
+    /// 340 MB, one pass per token-equivalent, medians of 7 rounds, one thread): four rows side by side (four streams,
+    /// the previous kernel) 17.1–18.2 GB/s; two rows side by side, both prefetched, 16.3–18.2; one row at a time (one
+    /// stream) 21.1–22.6; the same with every line prefetched 1 KB ahead 24.6–26.9 (2 KB 24.6–26.9, 3 KB 24.2–25.2;
+    /// into L1 instead 18.8–21.1); with every other line prefetched (the one taken here) 24.2–24.8. Every line cost
+    /// 8–17% against OpenBLAS on matrices that stay in L3 (`bench gemv`: 3072x768 0.136 against 0.126 ms), where the
+    /// prefetches only take load slots; every other line: 0.123 against 0.120 ms, and 50257x768 (from DRAM) 6.9 ms
+    /// against OpenBLAS's 10.1.
     /// </summary>
     const int PrefetchBytes = 1024;
 
     /// <summary>
-    /// One W row against one inp row: four accumulators, 64 floats of C per step, with W's line
-    /// <see cref="PrefetchBytes"/> ahead requested into L2 (past the end of W on the last rows: a prefetch never faults).
+    /// One W row against one inp row: four accumulators, 64 floats of C per step (four lines), with the first and third
+    /// of the four lines <see cref="PrefetchBytes"/> ahead requested into L2 (the hardware fetches their pairs; past the
+    /// end of W on the last rows: a prefetch never faults).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Row1(ref Args a, int o)
@@ -111,9 +115,7 @@ public static unsafe class Gemv
         for (; k + 64 <= C; k += 64, ahead += 256)
         {
             Sse.Prefetch1(ahead);
-            Sse.Prefetch1(ahead + 64);
             Sse.Prefetch1(ahead + 128);
-            Sse.Prefetch1(ahead + 192);
             a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(w + k), Vector512.Load(x + k), a0);
             a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(w + k + 16), Vector512.Load(x + k + 16), a1);
             a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(w + k + 32), Vector512.Load(x + k + 32), a2);
