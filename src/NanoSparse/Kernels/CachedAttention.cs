@@ -116,18 +116,7 @@ public static unsafe partial class CachedAttention
             float* pa = s + i * n, vj = v + i * hs;
             if (i + 1 == G)
             {
-                Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
-                for (int j = 0; j < n; j++, vj += C)
-                {
-                    var p = Vector512.Create(pa[j]);
-                    c0 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj), c0);
-                    c1 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 16), c1);
-                    c2 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 32), c2);
-                    c3 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 48), c3);
-                }
-                var nc = Vector512.Create(inverse[i]);
-                float* yc = y + i * hs;
-                (c0 * nc).Store(yc); (c1 * nc).Store(yc + 16); (c2 * nc).Store(yc + 32); (c3 * nc).Store(yc + 48);
+                WeightedRows64(pa, vj, n, C, Vector512.Create(inverse[i]), y + i * hs);
                 break;
             }
             float* pb = pa + n;
@@ -156,6 +145,25 @@ public static unsafe partial class CachedAttention
             (a0 * na).Store(ya); (a1 * na).Store(ya + 16); (a2 * na).Store(ya + 32); (a3 * na).Store(ya + 48);
             (b0 * nb).Store(ya + 64); (b1 * nb).Store(ya + 80); (b2 * nb).Store(ya + 96); (b3 * nb).Store(ya + 112);
         }
+    }
+
+    /// <summary>y[0..64) = norm · Σ_j p_j · v[j·C .. j·C + 64), four accumulators held across all n rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void WeightedRows64(float* p, float* v, int n, int C, Vector512<float> norm, float* y)
+    {
+        Vector512<float> y0 = default, y1 = default, y2 = default, y3 = default;
+        for (int j = 0; j < n; j++, v += C)
+        {
+            var w = Vector512.Create(p[j]);
+            y0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v), y0);
+            y1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 16), y1);
+            y2 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 32), y2);
+            y3 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 48), y3);
+        }
+        (y0 * norm).Store(y);
+        (y1 * norm).Store(y + 16);
+        (y2 * norm).Store(y + 32);
+        (y3 * norm).Store(y + 48);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -202,23 +210,7 @@ public static unsafe partial class CachedAttention
         {
             var norm = Vector512.Create(inverse);
             int c = 0;
-            for (; c + 64 <= hs; c += 64)
-            {
-                Vector512<float> y0 = default, y1 = default, y2 = default, y3 = default;
-                float* vj = v + c;
-                for (int j = 0; j < n; j++, vj += C)
-                {
-                    var p = Vector512.Create(s[j]);
-                    y0 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj), y0);
-                    y1 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 16), y1);
-                    y2 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 32), y2);
-                    y3 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 48), y3);
-                }
-                (y0 * norm).Store(y + c);
-                (y1 * norm).Store(y + c + 16);
-                (y2 * norm).Store(y + c + 32);
-                (y3 * norm).Store(y + c + 48);
-            }
+            for (; c + 64 <= hs; c += 64) WeightedRows64(s, v + c, n, C, norm, y + c);
             for (; c < hs; c += 16)
             {
                 Vector512<float> y0 = default;
