@@ -68,11 +68,12 @@ public static unsafe class Gemv
                     Store(ref a, n, o, TensorPrimitives.Dot(new ReadOnlySpan<float>(a.Weight + (long)o * a.C, a.C), new ReadOnlySpan<float>(a.Inp + (long)n * a.C, a.C)));
             return;
         }
-        for (; o + Block <= oEnd; o += Block)
+        if (a.N == 1)
         {
-            if (a.N == 1) { Row1(ref a, o); Row1(ref a, o + 1); Row1(ref a, o + 2); Row1(ref a, o + 3); }
-            else Block4xN(ref a, o);
+            for (; o < oEnd; o++) Row1(ref a, o);
+            return;
         }
+        for (; o + Block <= oEnd; o += Block) Block4xN(ref a, o);
         for (; o < oEnd; o++) Single(ref a, o);
     }
 
@@ -176,7 +177,7 @@ public static unsafe class Gemv
         }
     }
 
-    /// <summary>One W row (the last OC mod 4) against every inp row.</summary>
+    /// <summary>One W row (the last OC mod 4 at N = 2–4) against every inp row.</summary>
     static void Single(ref Args a, int o)
     {
         int C = a.C;
