@@ -15,19 +15,16 @@ namespace NanoSparse.Sparse;
 /// moves it to row-lane order with one permute per (slice, block).
 /// </para>
 /// <para>
-/// Two streams, so most loads stay 64-byte aligned: the full steps (u below the shortest lane's count f, all 16 lanes)
-/// go to <see cref="FullValues"/> / <see cref="FullIndices"/> as 16 floats and 16 bytes per step, aligned like SELL's;
-/// the tail steps (f ≤ u &lt; longest count) go to <see cref="TailValues"/> / <see cref="TailIndices"/>, k_u of each,
-/// packed. The kernel loads a tail step as 16 floats and zeroes lanes k_u and up with a mask; the arrays end with 16
-/// spare slots so that load never leaves them.
-/// </para>
-/// <para>
-/// Storage, for slice s and block b in order (b inside s): <see cref="Headers"/>[32·(s·Blocks + b) ..] holds 16 bytes
-/// of counts (block lane i's entries, non-increasing in i) and then 16 bytes of placement (byte j: the block lane that
-/// holds row lane j). A lane's entries come in increasing column order, step by step. <see cref="FullStart"/>[s] and
-/// <see cref="TailStart"/>[s]: full steps and tail slots of the slices before s. With a <see cref="RowOrder"/>
-/// (SELL-C-σ, <see cref="SellRowOrder"/>), row lane l of slice s is row RowOrder[16·s + l] of W; the row order cuts
-/// the steps (the kernel's compute), the packing cuts the bytes.
+/// One stream: <see cref="Values"/> and <see cref="Indices"/> hold, slice by slice, block by block (b inside s), step
+/// by step, the k_u slots of each step, block lane 0 first. <see cref="Steps"/> holds k_u, a byte per step, in the same
+/// order: the kernel reads a step's width from it instead of deriving it from the counts, so its only branch that
+/// depends on the data is the end of a block's steps. <see cref="Headers"/>[32·(s·Blocks + b) ..] holds 16 bytes of
+/// counts (block lane i's entries, non-increasing in i) and then 16 bytes of placement (byte j: the block lane that
+/// holds row lane j). A lane's entries come in increasing column order, step by step. <see cref="SlotStart"/>[s] and
+/// <see cref="StepStart"/>[s]: slots and steps of the slices before s. The steps and both starts follow from the
+/// counts; the constructor derives them. With a <see cref="RowOrder"/> (SELL-C-σ, <see cref="SellRowOrder"/>), row
+/// lane l of slice s is row RowOrder[16·s + l] of W; the row order cuts the steps (the kernel's compute), the packing
+/// cuts the bytes.
 /// </para>
 /// </summary>
 public sealed unsafe class SellPackedMatrix
@@ -39,9 +36,9 @@ public sealed unsafe class SellPackedMatrix
     /// <summary>Bytes of a (slice, block)'s header: 16 counts and 16 placements.</summary>
     public const int HeaderBytes = 32;
 
-    readonly byte[] _fullIndices, _tailIndices;
-    readonly float[] _fullValues, _tailValues;
-    readonly int _fullIndexStart, _tailIndexStart, _fullValueStart, _tailValueStart;
+    readonly byte[] _indices, _steps;
+    readonly float[] _values;
+    readonly int _indexStart, _valueStart, _stepStart;
 
     public int Rows { get; }
     public int Cols { get; }
@@ -51,51 +48,70 @@ public sealed unsafe class SellPackedMatrix
     /// <summary>Per (slice, block), slice-major: 16 lane counts, longest first, then 16 placements (row lane j is block lane Headers[.. + 16 + j]).</summary>
     public byte[] Headers { get; }
 
-    /// <summary>FullStart[s] = full steps of the slices before s (length Slices + 1).</summary>
-    public int[] FullStart { get; }
-
-    /// <summary>TailStart[s] = tail slots of the slices before s (length Slices + 1).</summary>
-    public int[] TailStart { get; }
-
-    /// <summary>SlotStart[s] = 16·FullStart[s] + TailStart[s]: the slots (values) before slice s, to split the work.</summary>
+    /// <summary>SlotStart[s] = the slots (values) of the slices before s (length Slices + 1): where slice s starts in the stream, and how the work is split.</summary>
     public int[] SlotStart { get; }
+
+    /// <summary>StepStart[s] = the steps of the slices before s (length Slices + 1): where slice s starts in <see cref="Steps"/>.</summary>
+    public int[] StepStart { get; }
 
     /// <summary>RowOrder[r] = the row of W at layout position r (a permutation of [0, Rows)); null: row r at r.</summary>
     public int[]? RowOrder { get; }
 
     public int NonZeroCount { get; }
 
-    /// <summary>Full steps' index bytes, 16 per step (64-byte aligned).</summary>
-    public ReadOnlySpan<byte> FullIndices => _fullIndices.AsSpan(_fullIndexStart, SliceHeight * FullStart[^1]);
-    /// <summary>Full steps' values, 16 per step (64-byte aligned).</summary>
-    public ReadOnlySpan<float> FullValues => _fullValues.AsSpan(_fullValueStart, SliceHeight * FullStart[^1]);
-    /// <summary>Tail steps' index bytes, k_u per step.</summary>
-    public ReadOnlySpan<byte> TailIndices => _tailIndices.AsSpan(_tailIndexStart, TailStart[^1]);
-    /// <summary>Tail steps' values, k_u per step.</summary>
-    public ReadOnlySpan<float> TailValues => _tailValues.AsSpan(_tailValueStart, TailStart[^1]);
+    /// <summary>The slots' column bytes (column within the block), one per entry.</summary>
+    public ReadOnlySpan<byte> Indices => _indices.AsSpan(_indexStart, NonZeroCount);
+    /// <summary>The slots' values, one per entry.</summary>
+    public ReadOnlySpan<float> Values => _values.AsSpan(_valueStart, NonZeroCount);
+    /// <summary>k_u per step: the block lanes that hold an entry at that step (1–16).</summary>
+    public ReadOnlySpan<byte> Steps => _steps.AsSpan(_stepStart, StepStart[^1]);
 
-    /// <summary>The arrays the kernel reads, with their starts (the tail arrays go on for 16 spare slots; see the class remarks).</summary>
-    internal (byte[] Array, int Start) FullIndexArray => (_fullIndices, _fullIndexStart);
-    internal (float[] Array, int Start) FullValueArray => (_fullValues, _fullValueStart);
-    internal (byte[] Array, int Start) TailIndexArray => (_tailIndices, _tailIndexStart);
-    internal (float[] Array, int Start) TailValueArray => (_tailValues, _tailValueStart);
+    /// <summary>The arrays the kernel reads, with their starts (each goes on for spare slots; see <see cref="Aligned"/>).</summary>
+    internal (byte[] Array, int Start) IndexArray => (_indices, _indexStart);
+    internal (float[] Array, int Start) ValueArray => (_values, _valueStart);
+    internal (byte[] Array, int Start) StepArray => (_steps, _stepStart);
 
-    public SellPackedMatrix(int rows, int cols, byte[] headers, int[] fullStart, int[] tailStart,
-        ReadOnlySpan<byte> fullIndices, ReadOnlySpan<float> fullValues, ReadOnlySpan<byte> tailIndices, ReadOnlySpan<float> tailValues,
-        int[]? rowOrder = null)
+    /// <summary>
+    /// The layout from its headers and its stream (see the class remarks); the steps and the starts are derived from the
+    /// headers. Throws <see cref="SparseFormatException"/> naming the broken invariant.
+    /// </summary>
+    public SellPackedMatrix(int rows, int cols, byte[] headers, ReadOnlySpan<byte> indices, ReadOnlySpan<float> values, int[]? rowOrder = null)
     {
         SparseFormatException.CheckShape(Format, rows, cols);
-        Rows = rows; Cols = cols; Headers = headers; FullStart = fullStart; TailStart = tailStart; RowOrder = rowOrder;
-        (_fullIndices, _fullIndexStart) = Aligned(fullIndices);
-        (_fullValues, _fullValueStart) = Aligned(fullValues);
-        (_tailIndices, _tailIndexStart) = Aligned(tailIndices);
-        (_tailValues, _tailValueStart) = Aligned(tailValues);
-        NonZeroCount = Validate();
-        SlotStart = new int[Slices + 1];
-        for (int s = 0; s <= Slices; s++) SlotStart[s] = checked(SliceHeight * FullStart[s] + TailStart[s]);
+        Rows = rows; Cols = cols; Headers = headers; RowOrder = rowOrder;
+        (_indices, _indexStart) = Aligned(indices);
+        (_values, _valueStart) = Aligned(values);
+        NonZeroCount = Validate(indices.Length, values.Length);
+        // The starts and the steps follow from the counts.
+        int slices = Slices, blocks = Blocks;
+        SlotStart = new int[slices + 1];
+        StepStart = new int[slices + 1];
+        for (int s = 0; s < slices; s++)
+        {
+            int slots = 0, steps = 0;
+            for (int b = 0; b < blocks; b++)
+            {
+                var h = headers.AsSpan(HeaderBytes * (s * blocks + b), SliceHeight);
+                steps += h[0];
+                foreach (byte c in h) slots += c;
+            }
+            SlotStart[s + 1] = SlotStart[s] + slots;
+            StepStart[s + 1] = checked(StepStart[s] + steps);
+        }
+        var k = new byte[StepStart[slices]];
+        int at = 0;
+        for (int sb = 0; sb < slices * blocks; sb++)
+        {
+            var h = headers.AsSpan(HeaderBytes * sb, SliceHeight);
+            // Steps u in [h[i], h[i - 1]) have i live lanes.
+            for (int i = SliceHeight; i > 0; i--)
+                for (int u = i == SliceHeight ? 0 : h[i]; u < h[i - 1]; u++) k[at++] = (byte)i;
+        }
+        (_steps, _stepStart) = Aligned<byte>(k);
     }
 
-    // Pinned (never moves), so an offset found now keeps the data 64-byte aligned; 64 spare bytes after the data.
+    // Pinned (never moves), so an offset found now keeps the data 64-byte aligned; 64 spare bytes after the data (the
+    // kernel loads 16 slots from where a step starts, and its last step may hold just one).
     static (T[] Array, int Start) Aligned<T>(ReadOnlySpan<T> data) where T : unmanaged
     {
         int slack = 128 / sizeof(T);
@@ -106,14 +122,14 @@ public sealed unsafe class SellPackedMatrix
     }
 
     /// <summary>Checks every invariant (throws <see cref="SparseFormatException"/> naming the broken one); returns the entry count.</summary>
-    public int Validate()
+    public int Validate() => Validate(NonZeroCount, NonZeroCount);
+
+    int Validate(int indexCount, int valueCount)
     {
         SparseFormatException.CheckShape(Format, Rows, Cols);
         int slices = Slices, blocks = Blocks;
         if (Headers.LongLength != (long)HeaderBytes * slices * blocks)
             SparseFormatException.Fail(Format, "headers length = 32 x slices x blocks", $"Headers.Length = {Headers.Length}, expected {(long)HeaderBytes * slices * blocks}");
-        if (FullStart.Length != slices + 1 || TailStart.Length != slices + 1)
-            SparseFormatException.Fail(Format, "full and tail starts of length slices + 1", $"lengths {FullStart.Length} and {TailStart.Length}, expected {slices + 1}");
         if (RowOrder is not null)
         {
             if (RowOrder.Length != Rows)
@@ -127,12 +143,13 @@ public sealed unsafe class SellPackedMatrix
                 seen[row] = true;
             }
         }
-        if (FullStart[0] != 0 || TailStart[0] != 0)
-            SparseFormatException.Fail(Format, "starts begin at 0", $"FullStart[0] = {FullStart[0]}, TailStart[0] = {TailStart[0]}");
-        long full = 0, tail = 0;
-        int count = 0;
-        var fullIdx = _fullIndices.AsSpan(_fullIndexStart);
-        var tailIdx = _tailIndices.AsSpan(_tailIndexStart);
+        long total = 0;
+        for (int sb = 0; sb < slices * blocks; sb++)
+            for (int i = 0; i < SliceHeight; i++) total += Headers[HeaderBytes * sb + i];
+        if (indexCount != total || valueCount != total)
+            SparseFormatException.Fail(Format, "streams = the headers' entries", $"{indexCount} index bytes and {valueCount} values, the counts add to {total}");
+        var idx = _indices.AsSpan(_indexStart, indexCount);
+        int slot = 0;
         Span<int> last = stackalloc int[SliceHeight];
         Span<bool> placed = stackalloc bool[SliceHeight];
         for (int s = 0; s < slices; s++)
@@ -158,47 +175,28 @@ public sealed unsafe class SellPackedMatrix
                     if (i > 0 && h[i] > h[i - 1])
                         SparseFormatException.Fail(Format, "lane counts longest first", $"{at}: block lane {i} holds {h[i]} after {h[i - 1]}");
                 }
-                int f = h[SliceHeight - 1], t = h[0];
                 last.Fill(-1);
-                for (int u = 0; u < t; u++)
-                {
-                    int k = 0;
-                    while (k < SliceHeight && h[k] > u) k++;
-                    for (int i = 0; i < k; i++)
+                for (int u = 0; u < h[0]; u++)
+                    for (int i = 0; i < SliceHeight && h[i] > u; i++)
                     {
-                        long slot = u < f ? SliceHeight * (full + u) + i : tail + i;
-                        var stream = u < f ? fullIdx : tailIdx;
-                        if (slot >= (u < f ? (long)SliceHeight * FullStart[^1] : TailStart[^1]))
-                            SparseFormatException.Fail(Format, "slots within the streams", $"{at}, step {u}, block lane {i}: slot {slot} past the end");
-                        int code = stream[(int)slot];
+                        int code = idx[slot++];
                         if (code <= last[i])
                             SparseFormatException.Fail(Format, "sorted unique columns per lane and block", $"{at}, step {u}, block lane {i}: column {b * BlockWidth + code} after {b * BlockWidth + last[i]}");
                         if (b * BlockWidth + code >= Cols)
                             SparseFormatException.Fail(Format, "column index in range", $"{at}, step {u}: column {b * BlockWidth + code} >= cols {Cols}");
                         last[i] = code;
                     }
-                    if (u >= f) tail += k;
-                    count += k;
-                }
-                full += f;
             }
-            if (FullStart[s + 1] != full || TailStart[s + 1] != tail)
-                SparseFormatException.Fail(Format, "starts = steps and slots of the slices before",
-                    $"FullStart[{s + 1}] = {FullStart[s + 1]}, TailStart[{s + 1}] = {TailStart[s + 1]}, expected {full} and {tail}");
         }
-        if (_fullIndices.Length - 128 != SliceHeight * full || _fullValues.Length - 32 != SliceHeight * full)
-            SparseFormatException.Fail(Format, "full streams = 16 x full steps", $"{_fullIndices.Length - 128} index bytes and {_fullValues.Length - 32} values, expected {SliceHeight * full}");
-        if (_tailIndices.Length - 128 != tail || _tailValues.Length - 32 != tail)
-            SparseFormatException.Fail(Format, "tail streams = tail slots", $"{_tailIndices.Length - 128} index bytes and {_tailValues.Length - 32} values, expected {tail}");
-        return count;
+        return slot;
     }
 
-    /// <summary>Bytes of every array (one SpMV reads all of them): headers, starts, row order, and a value and a byte per entry.</summary>
-    public long FootprintBytes => Headers.LongLength + 4L * (FullStart.Length + TailStart.Length + SlotStart.Length) + 4L * (RowOrder?.Length ?? 0)
-        + 5L * ((long)SliceHeight * FullStart[^1] + TailStart[^1]);
+    /// <summary>Bytes of every array (one SpMV reads all of them): headers, starts, row order, a value and a byte per entry, a byte per step.</summary>
+    public long FootprintBytes => Headers.LongLength + 4L * (SlotStart.Length + StepStart.Length) + 4L * (RowOrder?.Length ?? 0)
+        + 5L * NonZeroCount + StepStart[^1];
 
-    /// <summary>Bytes one SpMV reads: all of <see cref="FootprintBytes"/> but the full starts (the kernel walks the slot starts).</summary>
-    public long BytesRead => FootprintBytes - 4L * FullStart.Length;
+    /// <summary>Bytes one SpMV reads: all of <see cref="FootprintBytes"/>.</summary>
+    public long BytesRead => FootprintBytes;
 
     /// <summary>
     /// Builds the layout from W's CSR structure (rows × cols; row pointers, column of entry p) and values.
@@ -211,53 +209,31 @@ public sealed unsafe class SellPackedMatrix
         int[]? order = sortWindow == 1 ? null : SellRowOrder.Pack(rows, cols, rowPointers, column, BlockWidth, sortWindow);
         int slices = (rows + SliceHeight - 1) / SliceHeight, blocks = (cols + BlockWidth - 1) / BlockWidth;
         var headers = new byte[(long)HeaderBytes * slices * blocks];
-        var fullStart = new int[slices + 1];
-        var tailStart = new int[slices + 1];
         // Per (slice, block) and row lane: the first entry and the count in that block.
         var first = new int[SliceHeight * blocks];
         var counts = new int[SliceHeight * blocks];
         Span<int> lanes = stackalloc int[SliceHeight];   // block lane i -> row lane
-        // First pass: headers and the stream lengths.
+        var indices = new byte[rowPointers[rows]];
+        var stream = new float[indices.Length];
+        int slot = 0;
         for (int s = 0; s < slices; s++)
         {
             Count(s);
-            long full = 0, tail = 0;
             for (int b = 0; b < blocks; b++)
             {
                 Sort(b, lanes);
                 var h = headers.AsSpan(HeaderBytes * (s * blocks + b), HeaderBytes);
                 for (int i = 0; i < SliceHeight; i++) { h[i] = (byte)counts[SliceHeight * b + lanes[i]]; h[SliceHeight + lanes[i]] = (byte)i; }
-                full += h[SliceHeight - 1];
-                for (int i = 0; i < SliceHeight; i++) tail += h[i] - h[SliceHeight - 1];
-            }
-            fullStart[s + 1] = checked((int)(fullStart[s] + full));
-            tailStart[s + 1] = checked((int)(tailStart[s] + tail));
-        }
-        var fullIndices = new byte[checked(SliceHeight * fullStart[slices])];
-        var fullValues = new float[fullIndices.Length];
-        var tailIndices = new byte[tailStart[slices]];
-        var tailValues = new float[tailIndices.Length];
-        for (int s = 0; s < slices; s++)
-        {
-            Count(s);
-            int full = fullStart[s], tail = tailStart[s];
-            for (int b = 0; b < blocks; b++)
-            {
-                Sort(b, lanes);
-                var h = headers.AsSpan(HeaderBytes * (s * blocks + b), SliceHeight);
-                int f = h[SliceHeight - 1], t = h[0];
-                for (int u = 0; u < t; u++)
+                for (int u = 0; u < h[0]; u++)
                     for (int i = 0; i < SliceHeight && h[i] > u; i++)
                     {
                         int p = first[SliceHeight * b + lanes[i]] + u;
-                        byte code = (byte)(column(p) - b * BlockWidth);
-                        if (u < f) { fullIndices[SliceHeight * (full + u) + i] = code; fullValues[SliceHeight * (full + u) + i] = values[p]; }
-                        else { tailIndices[tail] = code; tailValues[tail++] = values[p]; }
+                        indices[slot] = (byte)(column(p) - b * BlockWidth);
+                        stream[slot++] = values[p];
                     }
-                full += f;
             }
         }
-        return new SellPackedMatrix(rows, cols, headers, fullStart, tailStart, fullIndices, fullValues, tailIndices, tailValues, order);
+        return new SellPackedMatrix(rows, cols, headers, indices, stream, order);
 
         void Count(int s)
         {
@@ -299,32 +275,19 @@ public sealed unsafe class SellPackedMatrix
     public float[] ToDense()
     {
         var dense = new float[(long)Rows * Cols];
-        int blocks = Blocks;
-        var fullIdx = FullIndices; var fullVal = FullValues; var tailIdx = TailIndices; var tailVal = TailValues;
+        int blocks = Blocks, slot = 0;
+        var idx = Indices; var val = Values;
+        Span<long> rowAt = stackalloc long[SliceHeight];   // block lane i -> where its row's block starts in dense
         for (int s = 0; s < Slices; s++)
-        {
-            int full = FullStart[s], tail = TailStart[s];
             for (int b = 0; b < blocks; b++)
             {
                 var h = Headers.AsSpan(HeaderBytes * (s * blocks + b), HeaderBytes);
-                int f = h[SliceHeight - 1], t = h[0];
-                for (int u = 0; u < t; u++)
-                {
-                    int k = 0;
-                    while (k < SliceHeight && h[k] > u) k++;
-                    for (int j = 0; j < SliceHeight && s * SliceHeight + j < Rows; j++)
-                    {
-                        int i = h[SliceHeight + j];
-                        if (i >= k) continue;
-                        long at = (long)(RowOrder?[s * SliceHeight + j] ?? s * SliceHeight + j) * Cols + b * BlockWidth;
-                        if (u < f) dense[at + fullIdx[SliceHeight * (full + u) + i]] = fullVal[SliceHeight * (full + u) + i];
-                        else dense[at + tailIdx[tail + i]] = tailVal[tail + i];
-                    }
-                    if (u >= f) tail += k;
-                }
-                full += f;
+                for (int j = 0; j < SliceHeight && s * SliceHeight + j < Rows; j++)
+                    rowAt[h[SliceHeight + j]] = (long)(RowOrder?[s * SliceHeight + j] ?? s * SliceHeight + j) * Cols + b * BlockWidth;
+                for (int u = 0; u < h[0]; u++)
+                    for (int i = 0; i < SliceHeight && h[i] > u; i++, slot++)
+                        dense[rowAt[i] + idx[slot]] = val[slot];
             }
-        }
         return dense;
     }
 }

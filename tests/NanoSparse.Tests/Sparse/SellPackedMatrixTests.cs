@@ -20,8 +20,14 @@ public class SellPackedMatrixTests
             var m = SellPackedMatrix.FromDense(dense, rows, cols, window);
             Assert.Equal(dense, m.ToDense());
             Assert.Equal(dense.Count(v => v != 0), m.NonZeroCount);
-            // No padding: the streams hold exactly the entries.
-            Assert.Equal(m.NonZeroCount, 16L * m.FullStart[^1] + m.TailStart[^1]);
+            // No padding: the stream holds exactly the entries, and the step bytes add up to them.
+            Assert.Equal(m.NonZeroCount, m.Values.Length);
+            Assert.Equal(m.NonZeroCount, m.SlotStart[^1]);
+            long steps = 0, slots = 0;
+            for (int sb = 0; sb < m.Slices * m.Blocks; sb++) steps += m.Headers[SellPackedMatrix.HeaderBytes * sb];
+            foreach (byte k in m.Steps) slots += k;
+            Assert.Equal(steps, m.Steps.Length);
+            Assert.Equal(m.NonZeroCount, slots);
         }
     }
 
@@ -51,33 +57,33 @@ public class SellPackedMatrixTests
         var dense = new float[20 * 300];
         dense[0] = 1; dense[5] = 2; dense[257] = 3; dense[300 + 9] = 5; dense[17 * 300 + 1] = 4;
         var good = SellPackedMatrix.FromDense(dense, 20, 300);
-        SellPackedMatrix Build(Action<byte[], int[], int[], byte[], float[], byte[], float[]> mutate, int[]? order = null)
+        SellPackedMatrix Build(Action<byte[], byte[], float[]> mutate, int[]? order = null)
         {
             var h = (byte[])good.Headers.Clone();
-            var fs = (int[])good.FullStart.Clone();
-            var ts = (int[])good.TailStart.Clone();
-            var fi = good.FullIndices.ToArray(); var fv = good.FullValues.ToArray();
-            var ti = good.TailIndices.ToArray(); var tv = good.TailValues.ToArray();
-            mutate(h, fs, ts, fi, fv, ti, tv);
-            return new SellPackedMatrix(20, 300, h, fs, ts, fi, fv, ti, tv, order);
+            var idx = good.Indices.ToArray(); var val = good.Values.ToArray();
+            mutate(h, idx, val);
+            return new SellPackedMatrix(20, 300, h, idx, val, order);
         }
-        Assert.Equal(5, Build((_, _, _, _, _, _, _) => { }).NonZeroCount);
-        // Slice 0, block 0: row lane 0 holds 2 entries, row lane 1 one: block lanes 0 and 1, all in the tail (the shortest lane is empty).
+        Assert.Equal(5, Build((_, _, _) => { }).NonZeroCount);
+        // Slice 0, block 0: row lane 0 holds 2 entries, row lane 1 one: block lanes 0 and 1. Then block 2 (row 0's
+        // column 257) and slice 1's block 0 (row 17's column 1): the stream is columns 0, 9 (step 0), 5 (step 1), 257, 1.
         Assert.Equal(new byte[] { 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, good.Headers.AsSpan(0, 16).ToArray());
-        Assert.Equal(0, good.FullStart[^1]);
-        Rejects("headers length = 32 x slices x blocks", () => new SellPackedMatrix(20, 300, new byte[32 * 5], [0, 0, 0], [0, 0, 0], [], [], [], []));
-        Rejects("full and tail starts of length slices + 1", () => new SellPackedMatrix(20, 300, new byte[32 * 6], [0, 0], [0, 0, 0], [], [], [], []));
-        Rejects("starts begin at 0", () => Build((_, fs, _, _, _, _, _) => fs[0] = 1));
-        Rejects("lane counts longest first", () => Build((h, _, _, _, _, _, _) => { h[0] = 1; h[1] = 2; }));
-        Rejects("placements are a permutation of the 16 lanes", () => Build((h, _, _, _, _, _, _) => h[17] = 0));
-        Rejects("placements are a permutation of the 16 lanes", () => Build((h, _, _, _, _, _, _) => h[17] = 16));
-        Rejects("sorted unique columns per lane and block", () => Build((_, _, _, _, _, ti, _) => ti[2] = 0));   // row 0's second entry: column 5 -> 0
-        Rejects("column index in range", () => Build((_, _, _, _, _, ti, _) => ti[3] = 50));                  // row 0's column 257 -> 306
+        Assert.Equal(new byte[] { 0, 9, 5, 1, 1 }, good.Indices.ToArray());
+        Assert.Equal(new float[] { 1, 5, 2, 3, 4 }, good.Values.ToArray());
+        Assert.Equal(new byte[] { 2, 1, 1, 1 }, good.Steps.ToArray());
+        Assert.Equal(new[] { 0, 4, 5 }, good.SlotStart);
+        Assert.Equal(new[] { 0, 3, 4 }, good.StepStart);
+        Rejects("headers length = 32 x slices x blocks", () => new SellPackedMatrix(20, 300, new byte[32 * 5], [], []));
+        Rejects("lane counts longest first", () => Build((h, _, _) => { h[0] = 1; h[1] = 2; }));
+        Rejects("placements are a permutation of the 16 lanes", () => Build((h, _, _) => h[17] = 0));
+        Rejects("placements are a permutation of the 16 lanes", () => Build((h, _, _) => h[17] = 16));
+        Rejects("sorted unique columns per lane and block", () => Build((_, idx, _) => idx[2] = 0));   // row 0's second entry: column 5 -> 0
+        Rejects("column index in range", () => Build((_, idx, _) => idx[3] = 50));                   // row 0's column 257 -> 306
         // slice 1, block 0: row lane 5 (row 21) swapped onto block lane 0, the lane with row 17's entry
-        Rejects("rows past the last hold no entries", () => Build((h, _, _, _, _, _, _) => { h[32 * 3 + 16 + 5] = 0; h[32 * 3 + 16 + 1] = 5; }));
-        Rejects("starts = steps and slots of the slices before", () => Build((_, _, ts, _, _, _, _) => ts[1]++));
-        Rejects("tail streams = tail slots", () => new SellPackedMatrix(20, 300, good.Headers, good.FullStart, good.TailStart, [], [],
-            [.. good.TailIndices.ToArray(), 0], [.. good.TailValues.ToArray(), 0f]));
-        Rejects("row order is a permutation of the rows", () => Build((_, _, _, _, _, _, _) => { }, order: new int[20]));
+        Rejects("rows past the last hold no entries", () => Build((h, _, _) => { h[32 * 3 + 16 + 5] = 0; h[32 * 3 + 16 + 1] = 5; }));
+        Rejects("streams = the headers' entries", () => new SellPackedMatrix(20, 300, good.Headers, [.. good.Indices.ToArray(), 0], [.. good.Values.ToArray(), 0f]));
+        Rejects("streams = the headers' entries", () => new SellPackedMatrix(20, 300, good.Headers, good.Indices, good.Values[..4]));
+        Rejects("streams = the headers' entries", () => Build((h, _, _) => h[1] = 2));   // a third entry counted in slice 0, block 0
+        Rejects("row order is a permutation of the rows", () => Build((_, _, _) => { }, order: new int[20]));
     }
 }
