@@ -59,6 +59,8 @@ static class SparseGemv
             Add("SELL-256-σ", packed.BytesRead, () => SellWideSpmv.Multiply(packed, xs, y));
             var unpadded = SellPackedMatrix.FromCsr(csr, SellRowOrder.DefaultWindow);   // the sell128packed decode copy
             Add("SELL-128-σ-packed", unpadded.BytesRead, () => SellPackedSpmv.Multiply(unpadded, xs, y));
+            var unpadded64 = SellPackedMatrix.FromCsr(csr, SellRowOrder.DefaultWindow, SellPackedMatrix.NarrowBlock);   // sell64packed
+            Add("SELL-64-σ-packed", unpadded64.BytesRead, () => SellPackedSpmv.Multiply(unpadded64, xs, y));
             var bitmap = BitmapMatrix.FromCsr(csr);
             Add("Bitmap", bitmap.FootprintBytes, () => BitmapSpmv.Multiply(bitmap, xs, y));
         }

@@ -64,7 +64,7 @@ public static class SparseModelBench
         var python = new Option<string>("--python") { Description = "Python with torch (training peer) and onnx + scipy (the ONNX export of the decode peers)", DefaultValueFactory = _ => TorchPeer.DefaultPython };
         var noPeer = new Option<bool>("--no-peer") { Description = "measure NanoSparse only (no PyTorch, no ONNX Runtime)" };
         var keepSell = new Option<bool>("--keep-sell") { Description = "decode/prefill: CSR layouts keep a decode copy for rows = 1 (SELL or SELL-256, see --decode-copy: faster SpMV, 3-7 more bytes per stored value)" };
-        var decodeCopy = new Option<DecodeCopyFormat>("--decode-copy") { Description = "with --keep-sell: the copy's format, auto (per weight, the least estimated time), sell (32-column blocks), sell128, sell256 (128-, 256-column blocks), bitmap, or sell128packed (SELL-128-σ without padding)", DefaultValueFactory = _ => DecodeCopyFormat.Auto };
+        var decodeCopy = new Option<DecodeCopyFormat>("--decode-copy") { Description = "with --keep-sell: the copy's format, auto (per weight, the least estimated time), sell (32-column blocks), sell128, sell256 (128-, 256-column blocks), bitmap, or sell128packed / sell64packed (SELL-128-σ / SELL-64-σ without padding)", DefaultValueFactory = _ => DecodeCopyFormat.Auto };
 
         var command = new Command("sparse-model", "a GPT with sparse weights vs the same GPT dense (and PyTorch): training step, decode, prefill, memory");
         foreach (var o in new Option[] { parts, densities, distributions, nm, threads, rounds, iters, warmup, reps, batch, trainVocab, decodeVocabs, decodeLayers, prompt, newTokens, prefill, json, plot, python, noPeer, keepSell, decodeCopy })

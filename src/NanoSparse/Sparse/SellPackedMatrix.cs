@@ -3,9 +3,10 @@ using System.Runtime.CompilerServices;
 namespace NanoSparse.Sparse;
 
 /// <summary>
-/// SELL-128 with its padding left out, for the decode SpMV (one token: y = W·x) at low density. Rows in slices of 16,
-/// columns in blocks of 128, a slot's column within its block one byte, as in <see cref="SellWideMatrix"/> (the kernel
-/// fetches x with the same four permutes and blend tree). What differs is how a (slice, block) is stored.
+/// SELL-128 (or SELL-64) with its padding left out, for the decode SpMV (one token: y = W·x) at low density. Rows in
+/// slices of 16, columns in blocks of 128 or 64 (<see cref="BlockWidth"/>), a slot's column within its block one byte,
+/// as in <see cref="SellWideMatrix"/> (the kernel fetches x from registers: four permutes and a blend tree per step for
+/// 128 columns, two permutes and one blend for 64). What differs is how a (slice, block) is stored.
 /// <para>
 /// Why: SELL pads every lane of a (slice, block) to its longest lane, and a decode step at 10% density reads ~6.5 bytes
 /// per value from SELL-128-σ (~30% of its slots are padding) against the 5 of a value and its byte. Here the block's
@@ -29,10 +30,15 @@ namespace NanoSparse.Sparse;
 /// </summary>
 public sealed unsafe class SellPackedMatrix
 {
-    const string Format = "SELL-128-packed";
+    const string Format = "SELL-packed";
 
     public const int SliceHeight = 16;
-    public const int BlockWidth = 128;
+    /// <summary>The column block widths the kernel has: 128 (the default) and 64.</summary>
+    public const int WideBlock = 128, NarrowBlock = 64;
+
+    /// <summary>Columns per block: 128 or 64. The 64-column layout stores ~15–25% more steps (its lanes' counts vary
+    /// more around their mean) but a step fetches x with half the permutes and a third of the blends.</summary>
+    public int BlockWidth { get; }
     /// <summary>Bytes of a (slice, block)'s header: 16 counts and 16 placements.</summary>
     public const int HeaderBytes = 32;
 
@@ -75,10 +81,13 @@ public sealed unsafe class SellPackedMatrix
     /// The layout from its headers and its stream (see the class remarks); the steps and the starts are derived from the
     /// headers. Throws <see cref="SparseFormatException"/> naming the broken invariant.
     /// </summary>
-    public SellPackedMatrix(int rows, int cols, byte[] headers, ReadOnlySpan<byte> indices, ReadOnlySpan<float> values, int[]? rowOrder = null)
+    public SellPackedMatrix(int rows, int cols, byte[] headers, ReadOnlySpan<byte> indices, ReadOnlySpan<float> values, int[]? rowOrder = null,
+        int blockWidth = WideBlock)
     {
         SparseFormatException.CheckShape(Format, rows, cols);
-        Rows = rows; Cols = cols; Headers = headers; RowOrder = rowOrder;
+        if (blockWidth is not (WideBlock or NarrowBlock))
+            SparseFormatException.Fail(Format, "block width 128 or 64", $"block width {blockWidth}");
+        Rows = rows; Cols = cols; Headers = headers; RowOrder = rowOrder; BlockWidth = blockWidth;
         (_indices, _indexStart) = Aligned(indices);
         (_values, _valueStart) = Aligned(values);
         NonZeroCount = Validate(indices.Length, values.Length);
@@ -171,7 +180,7 @@ public sealed unsafe class SellPackedMatrix
                 for (int i = 0; i < SliceHeight; i++)
                 {
                     if (h[i] > BlockWidth)
-                        SparseFormatException.Fail(Format, "lane count <= 128", $"{at}: block lane {i} holds {h[i]}");
+                        SparseFormatException.Fail(Format, "lane count <= block width", $"{at}: block lane {i} holds {h[i]} (block width {BlockWidth})");
                     if (i > 0 && h[i] > h[i - 1])
                         SparseFormatException.Fail(Format, "lane counts longest first", $"{at}: block lane {i} holds {h[i]} after {h[i - 1]}");
                 }
@@ -202,12 +211,15 @@ public sealed unsafe class SellPackedMatrix
     /// Builds the layout from W's CSR structure (rows × cols; row pointers, column of entry p) and values.
     /// <paramref name="sortWindow"/> = σ: 1 keeps W's row order; a multiple of 16 packs the rows of each window of σ
     /// into slices by <see cref="SellRowOrder.Pack"/> (fewer steps: the longest lanes of a slice come closer together).
+    /// <paramref name="blockWidth"/>: 128 or 64 columns per block.
     /// </summary>
     public static SellPackedMatrix FromCsr(int rows, int cols, int[] rowPointers, Func<int, int> column, ReadOnlySpan<float> values,
-        int sortWindow = 1)
+        int sortWindow = 1, int blockWidth = WideBlock)
     {
-        int[]? order = sortWindow == 1 ? null : SellRowOrder.Pack(rows, cols, rowPointers, column, BlockWidth, sortWindow);
-        int slices = (rows + SliceHeight - 1) / SliceHeight, blocks = (cols + BlockWidth - 1) / BlockWidth;
+        if (blockWidth is not (WideBlock or NarrowBlock))
+            SparseFormatException.Fail(Format, "block width 128 or 64", $"block width {blockWidth}");
+        int[]? order = sortWindow == 1 ? null : SellRowOrder.Pack(rows, cols, rowPointers, column, blockWidth, sortWindow);
+        int slices = (rows + SliceHeight - 1) / SliceHeight, blocks = (cols + blockWidth - 1) / blockWidth;
         var headers = new byte[(long)HeaderBytes * slices * blocks];
         // Per (slice, block) and row lane: the first entry and the count in that block.
         var first = new int[SliceHeight * blocks];
@@ -228,12 +240,12 @@ public sealed unsafe class SellPackedMatrix
                     for (int i = 0; i < SliceHeight && h[i] > u; i++)
                     {
                         int p = first[SliceHeight * b + lanes[i]] + u;
-                        indices[slot] = (byte)(column(p) - b * BlockWidth);
+                        indices[slot] = (byte)(column(p) - b * blockWidth);
                         stream[slot++] = values[p];
                     }
             }
         }
-        return new SellPackedMatrix(rows, cols, headers, indices, stream, order);
+        return new SellPackedMatrix(rows, cols, headers, indices, stream, order, blockWidth);
 
         void Count(int s)
         {
@@ -244,7 +256,7 @@ public sealed unsafe class SellPackedMatrix
                 // A row's entries are in column order, so its blocks come in order too.
                 for (int p = rowPointers[row + 1] - 1; p >= rowPointers[row]; p--)
                 {
-                    int b = column(p) / BlockWidth;
+                    int b = column(p) / blockWidth;
                     first[SliceHeight * b + l] = p;
                     counts[SliceHeight * b + l]++;
                 }
@@ -263,13 +275,13 @@ public sealed unsafe class SellPackedMatrix
         }
     }
 
-    public static SellPackedMatrix FromCsr(CsrMatrix csr, int sortWindow = 1) =>
-        FromCsr(csr.Rows, csr.Cols, csr.RowPointers, csr.ColumnIndex, csr.Values, sortWindow);
+    public static SellPackedMatrix FromCsr(CsrMatrix csr, int sortWindow = 1, int blockWidth = WideBlock) =>
+        FromCsr(csr.Rows, csr.Cols, csr.RowPointers, csr.ColumnIndex, csr.Values, sortWindow, blockWidth);
 
-    public static SellPackedMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols, int sortWindow = 1)
+    public static SellPackedMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols, int sortWindow = 1, int blockWidth = WideBlock)
     {
         SparseFormatException.CheckDense(Format, rows, cols, dense.Length);
-        return FromCsr(CsrMatrix.FromDense(dense, rows, cols), sortWindow);
+        return FromCsr(CsrMatrix.FromDense(dense, rows, cols), sortWindow, blockWidth);
     }
 
     public float[] ToDense()

@@ -14,10 +14,13 @@ public class SellPackedMatrixTests
     [InlineData(50, 70, 0.0)]       // no entries at all
     public void RoundTripsTheDenseMatrix(int rows, int cols, double density)
     {
+        foreach (int width in new[] { SellPackedMatrix.WideBlock, SellPackedMatrix.NarrowBlock })
         foreach (int window in new[] { 1, 32 })
         {
             var dense = SparseTestData.RandomDense(rows, cols, density, (ulong)(rows * 7 + cols));
-            var m = SellPackedMatrix.FromDense(dense, rows, cols, window);
+            var m = SellPackedMatrix.FromDense(dense, rows, cols, window, width);
+            Assert.Equal(width, m.BlockWidth);
+            Assert.Equal((cols + width - 1) / width, m.Blocks);
             Assert.Equal(dense, m.ToDense());
             Assert.Equal(dense.Count(v => v != 0), m.NonZeroCount);
             // No padding: the stream holds exactly the entries, and the step bytes add up to them.
@@ -85,5 +88,14 @@ public class SellPackedMatrixTests
         Rejects("streams = the headers' entries", () => new SellPackedMatrix(20, 300, good.Headers, good.Indices, good.Values[..4]));
         Rejects("streams = the headers' entries", () => Build((h, _, _) => h[1] = 2));   // a third entry counted in slice 0, block 0
         Rejects("row order is a permutation of the rows", () => Build((_, _, _) => { }, order: new int[20]));
+        Rejects("block width 128 or 64", () => new SellPackedMatrix(20, 300, good.Headers, good.Indices, good.Values, blockWidth: 96));
+        Rejects("block width 128 or 64", () => SellPackedMatrix.FromDense(dense, 20, 300, blockWidth: 32));
+        // The same headers read as 64-column blocks: 20x300 has five blocks of 64, so the header length no longer fits.
+        Rejects("headers length = 32 x slices x blocks", () => new SellPackedMatrix(20, 300, good.Headers, good.Indices, good.Values, blockWidth: 64));
+        // A 64-column layout whose lane claims 65 entries in one block.
+        var narrow = SellPackedMatrix.FromDense(new float[16 * 64], 16, 64, blockWidth: 64);
+        var full = (byte[])narrow.Headers.Clone();
+        full[0] = 65;
+        Rejects("lane count <= block width", () => new SellPackedMatrix(16, 64, full, new byte[65], new float[65], blockWidth: 64));
     }
 }

@@ -7,19 +7,21 @@ using NanoSparse.Sparse;
 namespace NanoSparse.Kernels.Sparse;
 
 /// <summary>
-/// y (M) = S·x with S in SELL-128 without padding (<see cref="SellPackedMatrix"/>): the decode SpMV at low density.
-/// Per (slice, block) x's 128 floats sit in eight Vector512 registers and a step fetches the x of its 16 slots with four
-/// two-table permutes and a blend tree on index bits 5 and 6 (two tests into mask registers, three masked blends). A
-/// step loads 16 values from where its k slots start and clears lanes k and up with the k-th of 17 prefix masks (k read
-/// from the matrix's step bytes: AVX-512 masked loads ran ~2.5x slower on a Zen 5), then moves on by k. One loop per
-/// (slice, block), so the end of its steps is the one branch that depends on the data: a Zen 4 core lost ~18 cycles
-/// per mispredicted branch here, and the layout this replaced (full steps, masked tail steps, then pairs of short
-/// steps) took three or four per block. The loop prefetches the value stream 8 KB ahead and the index stream 2 KB
-/// ahead into L2: a decode step reads the weights from DRAM, where the kernel reached 16 GB/s with the hardware
-/// prefetchers alone. The block's sums, in block-lane order, reach the slice's row lanes through one permute.
+/// y (M) = S·x with S in packed SELL (<see cref="SellPackedMatrix"/>): the decode SpMV at low density. Per (slice, block)
+/// x's block sits in registers (eight Vector512 for 128 columns, four for 64) and a step fetches the x of its 16 slots
+/// with two-table permutes (each reads index bits 0–4) and masked blends on bits 5 and 6: four permutes and three
+/// blends for 128 columns, two and one for 64. A step loads 16 values from where its k slots start and clears lanes k
+/// and up with the k-th of 17 prefix masks (k read from the matrix's step bytes: AVX-512 masked loads ran ~2.5x slower
+/// on a Zen 5), then moves on by k. One loop per (slice, block), so the end of its steps is the one branch that depends
+/// on the data: a Zen 4 core lost ~18 cycles per mispredicted branch here, and the layout this replaced (full steps,
+/// masked tail steps, then pairs of short steps) took three or four per block. The loop prefetches the value stream
+/// 2 KB ahead and the index stream 512 bytes ahead with the non-temporal hint, so the weights, read once per token,
+/// displace less of the KV cache that attention reads next. The block's sums, in block-lane order, reach the slice's row
+/// lanes through one permute.
 /// Measured on the 48 matrices of the gpt2-124m shape at 10% density (scratch harness, one thread, wall clock, Zen 4,
-/// medians of 7 passes over 44.2 MB): 2.11–2.15 ms a pass against 2.74–2.76 for the layout this replaced, 2.29–2.37
-/// without the prefetch; with the matrices of one layer in cache 0.151 against 0.194 ms.
+/// medians of 7 passes over 44.2 MB, 128 columns): 2.11–2.15 ms a pass with an L2 prefetch 8 KB ahead against 2.74–2.76
+/// for the layout this replaced; with the non-temporal prefetch instead (copies of the kernel differing only there) a
+/// 14 MB buffer read after the pass took 0.35 ms against 0.42, and the model decoded the 90%-sparse model at 330.8 and 333.9 tokens/s against 313.1 and 328.0 (alternated runs).
 /// When x holds an infinity or NaN, or without AVX-512, a scalar path reads the entries only (a cleared lane's 0 times
 /// an infinite x would be NaN). Slices are split over threads by slots.
 /// </summary>
@@ -28,8 +30,9 @@ public static unsafe class SellPackedSpmv
     /// <summary>Slots (~5 bytes each) from which a second thread joins: 32K slots are ~160 KB, as for <see cref="SellWideSpmv.MinParallelSteps"/>.</summary>
     public static long MinParallelSlots { get; set; } = 32_768;
 
-    /// <summary>How far ahead of a step the value stream is prefetched (the index stream a quarter as far).</summary>
-    const int PrefetchBytes = 8192;
+    /// <summary>How far ahead of a step the value stream is prefetched (the index stream a quarter as far): the
+    /// non-temporal hint fills L1, so the distance stays well inside its 32 KB.</summary>
+    const int PrefetchBytes = 2048;
 
     // Row k (0–16): lanes below k all ones. Pinned, so the kernel reads it through a pointer.
     static readonly int[] PrefixMasks = MakePrefixMasks();
@@ -47,7 +50,7 @@ public static unsafe class SellPackedSpmv
         if (x.Length != s.Cols) throw new ArgumentException($"x has {x.Length} elements, expected the matrix's {s.Cols} columns", nameof(x));
         if (y.Length != s.Rows) throw new ArgumentException($"y has {y.Length} elements, expected the matrix's {s.Rows} rows", nameof(y));
         if (s.Rows == 0) return;
-        int k = s.Cols, kPadded = s.Blocks * SellPackedMatrix.BlockWidth;
+        int k = s.Cols, kPadded = s.Blocks * s.BlockWidth;
         var (ia, iStart) = s.IndexArray;
         var (va, vStart) = s.ValueArray;
         var (sa, sStart) = s.StepArray;
@@ -59,12 +62,12 @@ public static unsafe class SellPackedSpmv
             {
                 Headers = headers, Indices = indices + iStart, Values = values + vStart, Steps = steps + sStart, Masks = (float*)masks,
                 SlotStart = slotStart, StepStart = stepStart, RowOrder = rowOrder, X = px, Y = py,
-                Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks,
+                Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks, BlockWidth = s.BlockWidth,
                 Exact = !Avx512F.IsSupported || !SpmvInput.AllFinite(px, k),
             };
             if (k != kPadded)
             {
-                // The last block's eight loads read a whole 128 floats: x copied into a zero-padded, aligned buffer.
+                // The last block's loads read a whole block of floats: x copied into a zero-padded, aligned buffer.
                 args.X = SpmvInput.ZeroPadded(px, k, kPadded);
             }
             long work = s.SlotStart[^1];
@@ -78,7 +81,7 @@ public static unsafe class SellPackedSpmv
         public byte* Headers, Indices, Steps;
         public float* Values, Masks, X, Y;
         public int* SlotStart, StepStart, RowOrder;   // RowOrder null: row lane l of slice s is row 16·s + l
-        public int Rows, Slices, Blocks, Chunks;
+        public int Rows, Slices, Blocks, BlockWidth, Chunks;
         public bool Exact;
     }
 
@@ -96,10 +99,12 @@ public static unsafe class SellPackedSpmv
             float* values = a.Values + a.SlotStart[s];
             byte* steps = a.Steps + a.StepStart[s];
             int lanes = Math.Min(H, a.Rows - s * H);
-            if (a.Exact) SliceExact(headers, a.Blocks, indices, values, steps, a.X, sums);
+            if (a.Exact) SliceExact(headers, a.Blocks, a.BlockWidth, indices, values, steps, a.X, sums);
             else
             {
-                var sum = Slice(headers, a.Blocks, indices, values, steps, a.X, a.Masks);
+                var sum = a.BlockWidth == SellPackedMatrix.NarrowBlock
+                    ? Slice64(headers, a.Blocks, indices, values, steps, a.X, a.Masks)
+                    : Slice(headers, a.Blocks, indices, values, steps, a.X, a.Masks);
                 if (a.RowOrder == null && lanes == H) { sum.Store(a.Y + (long)s * H); continue; }
                 sum.Store(sums);
             }
@@ -134,7 +139,7 @@ public static unsafe class SellPackedSpmv
     static Vector512<float> Slice(byte* headers, int blocks, byte* indices, float* values, byte* steps, float* x, float* masks)
     {
         var rows = Vector512<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += SellPackedMatrix.BlockWidth, headers += SellPackedMatrix.HeaderBytes)
+        for (int b = 0; b < blocks; b++, x += SellPackedMatrix.WideBlock, headers += SellPackedMatrix.HeaderBytes)
         {
             int t = headers[0];
             if (t == 0) continue;
@@ -146,8 +151,8 @@ public static unsafe class SellPackedSpmv
             for (byte* end = steps + t; steps < end; steps++)
             {
                 int k = *steps;
-                Sse.Prefetch1((byte*)values + PrefetchBytes);
-                Sse.Prefetch1(indices + PrefetchBytes / 4);
+                Sse.PrefetchNonTemporal((byte*)values + PrefetchBytes);
+                Sse.PrefetchNonTemporal(indices + PrefetchBytes / 4);
                 var v = Vector512.Load(values) & Vector512.Load(masks + 16 * k);
                 acc = Vector512.FusedMultiplyAdd(v, Fetch(Avx512F.ConvertToVector512Int32(Vector128.Load(indices)), x0, x1, x2, x3, x4, x5, x6, x7), acc);
                 values += k; indices += k;
@@ -158,13 +163,42 @@ public static unsafe class SellPackedSpmv
         return rows;
     }
 
+    /// <summary>The 16 row-lane sums of one slice of 64-column blocks: x's 64 floats in four registers, two permutes and one blend per step.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static Vector512<float> Slice64(byte* headers, int blocks, byte* indices, float* values, byte* steps, float* x, float* masks)
+    {
+        var rows = Vector512<float>.Zero;
+        var bit5 = Vector512.Create(32);
+        for (int b = 0; b < blocks; b++, x += SellPackedMatrix.NarrowBlock, headers += SellPackedMatrix.HeaderBytes)
+        {
+            int t = headers[0];
+            if (t == 0) continue;
+            var x0 = Vector512.Load(x); var x1 = Vector512.Load(x + 16);
+            var x2 = Vector512.Load(x + 32); var x3 = Vector512.Load(x + 48);
+            var acc = Vector512<float>.Zero;
+            for (byte* end = steps + t; steps < end; steps++)
+            {
+                int k = *steps;
+                Sse.PrefetchNonTemporal((byte*)values + PrefetchBytes);
+                Sse.PrefetchNonTemporal(indices + PrefetchBytes / 4);
+                var v = Vector512.Load(values) & Vector512.Load(masks + 16 * k);
+                var q = Avx512F.ConvertToVector512Int32(Vector128.Load(indices));
+                var r = Avx512F.BlendVariable(Avx512F.PermuteVar16x32x2(x0, q, x1), Avx512F.PermuteVar16x32x2(x2, q, x3), Vector512.Equals(q & bit5, bit5).AsSingle());
+                acc = Vector512.FusedMultiplyAdd(v, r, acc);
+                values += k; indices += k;
+            }
+            rows += Avx512F.PermuteVar16x32(acc, Avx512F.ConvertToVector512Int32(Vector128.Load(headers + SellPackedMatrix.SliceHeight)));
+        }
+        return rows;
+    }
+
     /// <summary>One slice, entries only: for x with infinities or NaN, and without AVX-512.</summary>
-    static void SliceExact(byte* headers, int blocks, byte* indices, float* values, byte* steps, float* x, float* sums)
+    static void SliceExact(byte* headers, int blocks, int blockWidth, byte* indices, float* values, byte* steps, float* x, float* sums)
     {
         const int H = SellPackedMatrix.SliceHeight;
         for (int j = 0; j < H; j++) sums[j] = 0;
         float* blockSums = stackalloc float[H];
-        for (int b = 0; b < blocks; b++, x += SellPackedMatrix.BlockWidth, headers += SellPackedMatrix.HeaderBytes)
+        for (int b = 0; b < blocks; b++, x += blockWidth, headers += SellPackedMatrix.HeaderBytes)
         {
             for (int i = 0; i < H; i++) blockSums[i] = 0;
             for (int u = 0; u < headers[0]; u++)

@@ -18,6 +18,8 @@ public enum DecodeCopyFormat
     Bitmap,
     /// <summary>SELL-C-σ with 128-column blocks and no padding (<see cref="SellPackedMatrix"/>, rows packed): ~5.2 bytes per value at 10% density.</summary>
     Sell128Packed,
+    /// <summary>SELL-C-σ with 64-column blocks and no padding (<see cref="SellPackedMatrix"/>, rows packed): more steps, each cheaper.</summary>
+    Sell64Packed,
 }
 
 /// <summary>
@@ -36,8 +38,8 @@ public sealed class DecodeCopy
         _sell = sell; _wide = wide; _bitmap = bitmap; _packed = packed;
     }
 
-    /// <summary>"sell", "sell128", "sell256", "bitmap" or "sell128packed".</summary>
-    public string Name => _sell is not null ? "sell" : _wide is not null ? $"sell{_wide.BlockWidth}" : _packed is not null ? "sell128packed" : "bitmap";
+    /// <summary>"sell", "sell128", "sell256", "bitmap", "sell128packed" or "sell64packed".</summary>
+    public string Name => _sell is not null ? "sell" : _wide is not null ? $"sell{_wide.BlockWidth}" : _packed is not null ? $"sell{_packed.BlockWidth}packed" : "bitmap";
 
     /// <summary>Bytes of every array the copy holds.</summary>
     public long FootprintBytes => _sell?.FootprintBytes ?? _wide?.FootprintBytes ?? _packed?.FootprintBytes ?? _bitmap!.FootprintBytes;
@@ -66,6 +68,8 @@ public sealed class DecodeCopy
             DecodeCopyFormat.Sell128 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 128, SellRowOrder.DefaultWindow), null),
             DecodeCopyFormat.Sell256 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 256, SellRowOrder.DefaultWindow), null),
             DecodeCopyFormat.Sell128Packed => new DecodeCopy(null, null, null, SellPackedMatrix.FromCsr(rows, cols, rowPointers, column, values, SellRowOrder.DefaultWindow)),
+            DecodeCopyFormat.Sell64Packed => new DecodeCopy(null, null, null,
+                SellPackedMatrix.FromCsr(rows, cols, rowPointers, column, values, SellRowOrder.DefaultWindow, SellPackedMatrix.NarrowBlock)),
             _ => new DecodeCopy(null, null, BitmapMatrix.FromCsr(Csr(rows, cols, rowPointers, column, values))),
         };
     }
@@ -77,12 +81,12 @@ public sealed class DecodeCopy
     // is fitted to decode A/B runs of the register-expand kernel against SELL-128-σ (4-layer gpt2 shape, one thread,
     // tokens per CPU-second, loaded Zen 5 machine): level at 30% and 50% (2.07 vs 2.08x and 1.26–1.35 vs 1.27x dense),
     // so auto takes the bitmap (fewer bytes held) where the model puts it ahead, at about 50% density and up.
-    // The packed SELL-128's step (tail steps masked, ~10 instructions more) measured 1.4–1.5x SELL-128's per value in
-    // cache (768×768 at 10%, one thread, CPU time, loaded Zen 5: 2.0–2.6 ns per step); 2.6, the top of that range, is
-    // also what keeps SELL-128-σ at 30%, where a whole-decode A/B (one thread, tokens per CPU-second, six alternated
-    // rounds) showed no gain for the packed copy's ~12% fewer bytes, and takes the packed copy at 10% (20% fewer).
+    // The packed layouts' steps (a lane mask per step from the step bytes, one loop per block) are what `bench gemv
+    // --shapes 3072x768,768x3072 --sparse 0.1,0.3,0.5 --threads-list 1 --cpu-time` measured in cache on one Zen 4 core,
+    // per stored step (block overhead included): 2.7–2.9 ns for 128 columns, 1.7–1.9 for 64 (half the permutes, a third
+    // of the blends); the 64-column layout stores 5–14% more steps and 32 header bytes per 64 columns.
     const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 1.5,
-        Sell128PackedStepNs = 2.6;
+        Sell128PackedStepNs = 2.8, Sell64PackedStepNs = 1.8;
 
     /// <summary>
     /// The format with the least estimated time, from the pattern alone. Bytes read: 16 slots of 4-byte value and
@@ -98,12 +102,14 @@ public sealed class DecodeCopy
         long sellSteps = Steps(rows, cols, rowPointers, column, SellMatrix.BlockWidth, null, out long sellBlocks);
         long steps128 = Steps(rows, cols, rowPointers, column, 128, SellRowOrder.Pack(rows, cols, rowPointers, column, 128), out long blocks128);
         long steps256 = Steps(rows, cols, rowPointers, column, 256, SellRowOrder.Pack(rows, cols, rowPointers, column, 256), out long blocks256);
+        long steps64 = Steps(rows, cols, rowPointers, column, 64, SellRowOrder.Pack(rows, cols, rowPointers, column, 64), out long blocks64);
         long words = (cols + 63) / 64;
         var candidates = new (DecodeCopyFormat Format, double Time)[]
         {
             (DecodeCopyFormat.Sell256, Time(80.0 * steps256 + 2.0 * blocks256 + 4.0 * rows, Sell256StepNs * steps256)),
             (DecodeCopyFormat.Sell128, Time(80.0 * steps128 + 2.0 * blocks128 + 4.0 * rows, Sell128StepNs * steps128)),
-            (DecodeCopyFormat.Sell128Packed, Time(5.0 * nnz + 32.0 * blocks128 + 4.0 * rows, Sell128PackedStepNs * steps128)),
+            (DecodeCopyFormat.Sell128Packed, Time(5.0 * nnz + steps128 + 32.0 * blocks128 + 4.0 * rows, Sell128PackedStepNs * steps128)),
+            (DecodeCopyFormat.Sell64Packed, Time(5.0 * nnz + steps64 + 32.0 * blocks64 + 4.0 * rows, Sell64PackedStepNs * steps64)),
             (DecodeCopyFormat.Sell, Time(80.0 * sellSteps + sellBlocks, SellStepNs * sellSteps)),
             (DecodeCopyFormat.Bitmap, Time(8.0 * words * rows + 4.0 * (rows + 1) + 4.0 * nnz, BitmapPieceNs * 4 * words * rows)),
         };

@@ -37,16 +37,17 @@ public class SellPackedSpmvTests
     [InlineData(200, 1100, 0.003)]  // mostly empty rows and blocks
     public void MatchesDoubleReference(int m, int k, double density)
     {
+        foreach (int width in new[] { SellPackedMatrix.WideBlock, SellPackedMatrix.NarrowBlock })
         foreach (int window in new[] { 1, 64, 256 })   // row order, and SELL-C-σ (rows packed, y written through the order)
-            Check(m, k, density, window);
+            Check(m, k, density, window, width);
     }
 
-    static void Check(int m, int k, double density, int window)
+    static void Check(int m, int k, double density, int window, int width)
     {
         var dense = SparseTestData.RandomDense(m, k, density, (ulong)(m * 31 + k));
         for (int r = 0; r < m; r += 7) dense.AsSpan(r * k, k).Clear();   // empty rows
         var x = SparseTestData.RandomDense(k, 1, 1, (ulong)(m + k * 7));
-        var packed = SellPackedMatrix.FromDense(dense, m, k, window);
+        var packed = SellPackedMatrix.FromDense(dense, m, k, window, width);
         var expected = Reference(dense, m, k, x, out var abs);
         int saved = KernelThreads.Max;
         long savedMin = SellPackedSpmv.MinParallelSlots;
@@ -62,7 +63,7 @@ public class SellPackedSpmvTests
                 SellPackedSpmv.Multiply(packed, x, y);
                 for (int i = 0; i < m; i++)
                     Assert.True(Math.Abs(y[i] - expected[i]) <= 1e-5 * abs[i] + 1e-6,
-                        $"{m}x{k} σ {window} threads {threads}: y[{i}] = {y[i]}, expected {expected[i]}");
+                        $"{m}x{k} σ {window} width {width} threads {threads}: y[{i}] = {y[i]}, expected {expected[i]}");
                 if (first is null) first = y;
                 else Assert.Equal(first, y);   // bit-identical to one thread
             }
@@ -71,9 +72,11 @@ public class SellPackedSpmvTests
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(256)]
-    public void NonFiniteXReachesOnlyTheRowsThatUseIt(int window)
+    [InlineData(1, 128)]
+    [InlineData(256, 128)]
+    [InlineData(1, 64)]
+    [InlineData(256, 64)]
+    public void NonFiniteXReachesOnlyTheRowsThatUseIt(int window, int width)
     {
         // Column 0 (+∞) and column 256 (NaN): a cleared lane of a tail step fetches x at whatever index byte follows in
         // the stream, so rows that do not store them must stay finite, rows that do get what their entries give.
@@ -82,7 +85,7 @@ public class SellPackedSpmvTests
         var x = SparseTestData.RandomDense(k, 1, 1, 8);
         x[0] = float.PositiveInfinity;
         x[256] = float.NaN;
-        var packed = SellPackedMatrix.FromDense(dense, m, k, window);
+        var packed = SellPackedMatrix.FromDense(dense, m, k, window, width);
         var y = new float[m];
         SellPackedSpmv.Multiply(packed, x, y);
         int finiteRows = 0;
@@ -102,8 +105,10 @@ public class SellPackedSpmvTests
         Assert.True(finiteRows > 250, $"only {finiteRows} rows avoid both columns");
     }
 
-    [Fact]
-    public void InfiniteWeightsStayInTheirRows()
+    [Theory]
+    [InlineData(128)]
+    [InlineData(64)]
+    public void InfiniteWeightsStayInTheirRows(int width)
     {
         // Stored values are entries only (no padding slots): an infinite or NaN weight reaches its own row and no other.
         int m = 48, k = 256;
@@ -113,7 +118,7 @@ public class SellPackedSpmvTests
         var x = SparseTestData.RandomDense(k, 1, 1, 10);
         for (int i = 0; i < k; i++) x[i] = Math.Abs(x[i]) + 0.5f;   // positive: +∞ · x stays +∞
         var y = new float[m];
-        SellPackedSpmv.Multiply(SellPackedMatrix.FromDense(dense, m, k), x, y);
+        SellPackedSpmv.Multiply(SellPackedMatrix.FromDense(dense, m, k, blockWidth: width), x, y);
         for (int i = 0; i < m; i++)
         {
             if (i == 3) Assert.Equal(float.PositiveInfinity, y[i]);

@@ -85,6 +85,7 @@ public class InferenceLayoutTests
     [InlineData(DecodeCopyFormat.Sell256)]
     [InlineData(DecodeCopyFormat.Bitmap)]
     [InlineData(DecodeCopyFormat.Sell128Packed)]
+    [InlineData(DecodeCopyFormat.Sell64Packed)]
     [InlineData(DecodeCopyFormat.Auto)]
     public void KeepingADecodeCopyGivesTheSameDecodeLogitsAndHoldsTheCopyBytes(DecodeCopyFormat format)
     {
@@ -98,7 +99,7 @@ public class InferenceLayoutTests
             var w = (CsrLinearWeight)p.Layout!;
             var columns = Enumerable.Range(0, p.Length).Select(i => w.Structure.ColumnIndex(i)).ToArray();
             var chosen = format == DecodeCopyFormat.Auto ? DecodeCopy.Choose(p.Shape[0], p.Shape[1], w.Structure.RowPointers, i => columns[i]) : format;
-            string name = chosen switch { DecodeCopyFormat.Sell => "sell", DecodeCopyFormat.Sell128 => "sell128", DecodeCopyFormat.Sell256 => "sell256", DecodeCopyFormat.Sell128Packed => "sell128packed", _ => "bitmap" };
+            string name = chosen switch { DecodeCopyFormat.Sell => "sell", DecodeCopyFormat.Sell128 => "sell128", DecodeCopyFormat.Sell256 => "sell256", DecodeCopyFormat.Sell128Packed => "sell128packed", DecodeCopyFormat.Sell64Packed => "sell64packed", _ => "bitmap" };
             Assert.Equal("csr16 + " + name, w.DecodeFormat);
             // The copy's own arrays, built independently from the weight's CSR, plus the 64-float fingerprint.
             var c = CsrMatrix.Create(p.Shape[0], p.Shape[1], w.Structure.RowPointers, columns, p.Value.ToArray());
@@ -108,6 +109,7 @@ public class InferenceLayoutTests
                 DecodeCopyFormat.Sell128 => SellWideMatrix.FromCsr(c, 128, SellRowOrder.DefaultWindow).FootprintBytes,
                 DecodeCopyFormat.Sell256 => SellWideMatrix.FromCsr(c, 256, SellRowOrder.DefaultWindow).FootprintBytes,
                 DecodeCopyFormat.Sell128Packed => SellPackedMatrix.FromCsr(c, SellRowOrder.DefaultWindow).FootprintBytes,
+                DecodeCopyFormat.Sell64Packed => SellPackedMatrix.FromCsr(c, SellRowOrder.DefaultWindow, SellPackedMatrix.NarrowBlock).FootprintBytes,
                 _ => BitmapMatrix.FromCsr(c).FootprintBytes,
             } + 4 * 64;
         }
