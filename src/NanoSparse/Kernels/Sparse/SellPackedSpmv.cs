@@ -103,8 +103,8 @@ public static unsafe class SellPackedSpmv
             else
             {
                 var sum = a.BlockWidth == SellPackedMatrix.NarrowBlock
-                    ? Slice64(headers, a.Blocks, indices, values, steps, a.X, a.Masks)
-                    : Slice(headers, a.Blocks, indices, values, steps, a.X, a.Masks);
+                    ? Slice<Block64>(headers, a.Blocks, indices, values, steps, a.X, a.Masks)
+                    : Slice<Block128>(headers, a.Blocks, indices, values, steps, a.X, a.Masks);
                 if (a.RowOrder == null && lanes == H) { sum.Store(a.Y + (long)s * H); continue; }
                 sum.Store(sums);
             }
@@ -118,35 +118,79 @@ public static unsafe class SellPackedSpmv
         }
     }
 
-    /// <summary>
-    /// x at the 16 columns of a step (block columns q &amp; 127): four permutes (each reads bits 0–4 of q), then bit 5
-    /// picks between the pairs of quarters and bit 6 between the halves, as masked blends.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Fetch(Vector512<int> q, Vector512<float> x0, Vector512<float> x1, Vector512<float> x2, Vector512<float> x3,
-        Vector512<float> x4, Vector512<float> x5, Vector512<float> x6, Vector512<float> x7)
+    /// <summary>x's floats of one column block, held in registers, and the fetch of a step's 16 slots from them.</summary>
+    interface IBlockX<TSelf> where TSelf : struct, IBlockX<TSelf>
     {
-        var bit5 = Vector512.Create(32);
-        var bit6 = Vector512.Create(64);
-        var in5 = Vector512.Equals(q & bit5, bit5).AsSingle();
-        var low = Avx512F.BlendVariable(Avx512F.PermuteVar16x32x2(x0, q, x1), Avx512F.PermuteVar16x32x2(x2, q, x3), in5);
-        var high = Avx512F.BlendVariable(Avx512F.PermuteVar16x32x2(x4, q, x5), Avx512F.PermuteVar16x32x2(x6, q, x7), in5);
-        return Avx512F.BlendVariable(low, high, Vector512.Equals(q & bit6, bit6).AsSingle());
+        static abstract int Width { get; }
+        static abstract TSelf Load(float* x);
+        /// <summary>x at the 16 block columns in q (each below <see cref="Width"/>).</summary>
+        Vector512<float> Fetch(Vector512<int> q);
     }
 
-    /// <summary>The 16 row-lane sums of one slice.</summary>
+    /// <summary>
+    /// 128 columns in eight registers: four permutes (each reads bits 0–4 of q), then bit 5 picks between the pairs of
+    /// quarters and bit 6 between the halves, as masked blends.
+    /// </summary>
+    struct Block128 : IBlockX<Block128>
+    {
+        Vector512<float> _x0, _x1, _x2, _x3, _x4, _x5, _x6, _x7;
+
+        public static int Width => SellPackedMatrix.WideBlock;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Block128 Load(float* x) => new()
+        {
+            _x0 = Vector512.Load(x), _x1 = Vector512.Load(x + 16), _x2 = Vector512.Load(x + 32), _x3 = Vector512.Load(x + 48),
+            _x4 = Vector512.Load(x + 64), _x5 = Vector512.Load(x + 80), _x6 = Vector512.Load(x + 96), _x7 = Vector512.Load(x + 112),
+        };
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly Vector512<float> Fetch(Vector512<int> q)
+        {
+            // The bit-5 compare is written out at each use: held in a local, the JIT moved the mask register into a
+            // vector and back (two instructions a step); written twice, it is computed once and stays in k.
+            var bit5 = Vector512.Create(32);
+            var bit6 = Vector512.Create(64);
+            var low = Avx512F.BlendVariable(Avx512F.PermuteVar16x32x2(_x0, q, _x1), Avx512F.PermuteVar16x32x2(_x2, q, _x3),
+                Vector512.Equals(q & bit5, bit5).AsSingle());
+            var high = Avx512F.BlendVariable(Avx512F.PermuteVar16x32x2(_x4, q, _x5), Avx512F.PermuteVar16x32x2(_x6, q, _x7),
+                Vector512.Equals(q & bit5, bit5).AsSingle());
+            return Avx512F.BlendVariable(low, high, Vector512.Equals(q & bit6, bit6).AsSingle());
+        }
+    }
+
+    /// <summary>64 columns in four registers: two permutes and one blend on bit 5.</summary>
+    struct Block64 : IBlockX<Block64>
+    {
+        Vector512<float> _x0, _x1, _x2, _x3;
+
+        public static int Width => SellPackedMatrix.NarrowBlock;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Block64 Load(float* x) => new()
+        {
+            _x0 = Vector512.Load(x), _x1 = Vector512.Load(x + 16), _x2 = Vector512.Load(x + 32), _x3 = Vector512.Load(x + 48),
+        };
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly Vector512<float> Fetch(Vector512<int> q)
+        {
+            var bit5 = Vector512.Create(32);
+            return Avx512F.BlendVariable(Avx512F.PermuteVar16x32x2(_x0, q, _x1), Avx512F.PermuteVar16x32x2(_x2, q, _x3), Vector512.Equals(q & bit5, bit5).AsSingle());
+        }
+    }
+
+    /// <summary>The 16 row-lane sums of one slice, blocks of <typeparamref name="TBlock"/>'s width.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static Vector512<float> Slice(byte* headers, int blocks, byte* indices, float* values, byte* steps, float* x, float* masks)
+    static Vector512<float> Slice<TBlock>(byte* headers, int blocks, byte* indices, float* values, byte* steps, float* x, float* masks)
+        where TBlock : struct, IBlockX<TBlock>
     {
         var rows = Vector512<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += SellPackedMatrix.WideBlock, headers += SellPackedMatrix.HeaderBytes)
+        for (int b = 0; b < blocks; b++, x += TBlock.Width, headers += SellPackedMatrix.HeaderBytes)
         {
             int t = headers[0];
             if (t == 0) continue;
-            var x0 = Vector512.Load(x); var x1 = Vector512.Load(x + 16);
-            var x2 = Vector512.Load(x + 32); var x3 = Vector512.Load(x + 48);
-            var x4 = Vector512.Load(x + 64); var x5 = Vector512.Load(x + 80);
-            var x6 = Vector512.Load(x + 96); var x7 = Vector512.Load(x + 112);
+            var block = TBlock.Load(x);
             var acc = Vector512<float>.Zero;
             for (byte* end = steps + t; steps < end; steps++)
             {
@@ -154,39 +198,10 @@ public static unsafe class SellPackedSpmv
                 Sse.PrefetchNonTemporal((byte*)values + PrefetchBytes);
                 Sse.PrefetchNonTemporal(indices + PrefetchBytes / 4);
                 var v = Vector512.Load(values) & Vector512.Load(masks + 16 * k);
-                acc = Vector512.FusedMultiplyAdd(v, Fetch(Avx512F.ConvertToVector512Int32(Vector128.Load(indices)), x0, x1, x2, x3, x4, x5, x6, x7), acc);
+                acc = Vector512.FusedMultiplyAdd(v, block.Fetch(Avx512F.ConvertToVector512Int32(Vector128.Load(indices))), acc);
                 values += k; indices += k;
             }
             // block lane i's sum to row lane j: rows[j] += acc[placement[j]]
-            rows += Avx512F.PermuteVar16x32(acc, Avx512F.ConvertToVector512Int32(Vector128.Load(headers + SellPackedMatrix.SliceHeight)));
-        }
-        return rows;
-    }
-
-    /// <summary>The 16 row-lane sums of one slice of 64-column blocks: x's 64 floats in four registers, two permutes and one blend per step.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static Vector512<float> Slice64(byte* headers, int blocks, byte* indices, float* values, byte* steps, float* x, float* masks)
-    {
-        var rows = Vector512<float>.Zero;
-        var bit5 = Vector512.Create(32);
-        for (int b = 0; b < blocks; b++, x += SellPackedMatrix.NarrowBlock, headers += SellPackedMatrix.HeaderBytes)
-        {
-            int t = headers[0];
-            if (t == 0) continue;
-            var x0 = Vector512.Load(x); var x1 = Vector512.Load(x + 16);
-            var x2 = Vector512.Load(x + 32); var x3 = Vector512.Load(x + 48);
-            var acc = Vector512<float>.Zero;
-            for (byte* end = steps + t; steps < end; steps++)
-            {
-                int k = *steps;
-                Sse.PrefetchNonTemporal((byte*)values + PrefetchBytes);
-                Sse.PrefetchNonTemporal(indices + PrefetchBytes / 4);
-                var v = Vector512.Load(values) & Vector512.Load(masks + 16 * k);
-                var q = Avx512F.ConvertToVector512Int32(Vector128.Load(indices));
-                var r = Avx512F.BlendVariable(Avx512F.PermuteVar16x32x2(x0, q, x1), Avx512F.PermuteVar16x32x2(x2, q, x3), Vector512.Equals(q & bit5, bit5).AsSingle());
-                acc = Vector512.FusedMultiplyAdd(v, r, acc);
-                values += k; indices += k;
-            }
             rows += Avx512F.PermuteVar16x32(acc, Avx512F.ConvertToVector512Int32(Vector128.Load(headers + SellPackedMatrix.SliceHeight)));
         }
         return rows;
