@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-
 namespace NanoSparse.Sparse;
 
 /// <summary>
@@ -75,19 +73,9 @@ public sealed unsafe class SellMatrix
     {
         SparseFormatException.CheckShape(Format, rows, cols);
         Rows = rows; Cols = cols; Steps = steps; StepStart = stepStart; GroupStart = groupStart;
-        (_indices, _indexStart) = Aligned<byte>(indices);
-        (_values, _valueStart) = Aligned<float>(values);
+        (_indices, _indexStart) = PinnedAligned.Copy<byte>(indices, 0);
+        (_values, _valueStart) = PinnedAligned.Copy<float>(values, 0);
         NonZeroCount = Validate();
-    }
-
-    static (T[] Array, int Start) Aligned<T>(ReadOnlySpan<T> data) where T : unmanaged
-    {
-        // Pinned (never moves), so an offset found now keeps the data 64-byte aligned.
-        int slack = 64 / sizeof(T);
-        var array = GC.AllocateUninitializedArray<T>(data.Length + slack, pinned: true);
-        int start = (int)((64 - ((nint)Unsafe.AsPointer(ref array[0]) & 63)) & 63) / sizeof(T);
-        data.CopyTo(array.AsSpan(start));
-        return (array, start);
     }
 
     /// <summary>Checks every invariant (throws <see cref="SparseFormatException"/> naming the broken one); returns the entry count.</summary>

@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-
 namespace NanoSparse.Sparse;
 
 /// <summary>
@@ -42,6 +40,10 @@ public sealed unsafe class SellPackedMatrix
     /// <summary>Bytes of a (slice, block)'s header: 16 counts and 16 placements.</summary>
     public const int HeaderBytes = 32;
 
+    /// <summary>Zeroed bytes after each stream: the kernel loads 16 slots from where a step starts, and the last step
+    /// may hold just one.</summary>
+    const int SpareBytes = 64;
+
     readonly byte[] _indices, _steps;
     readonly float[] _values;
     readonly int _indexStart, _valueStart, _stepStart;
@@ -72,7 +74,7 @@ public sealed unsafe class SellPackedMatrix
     /// <summary>k_u per step: the block lanes that hold an entry at that step (1–16).</summary>
     public ReadOnlySpan<byte> Steps => _steps.AsSpan(_stepStart, StepStart[^1]);
 
-    /// <summary>The arrays the kernel reads, with their starts (each goes on for spare slots; see <see cref="Aligned"/>).</summary>
+    /// <summary>The arrays the kernel reads, with their starts (each goes on for <see cref="SpareBytes"/> zeroed bytes).</summary>
     internal (byte[] Array, int Start) IndexArray => (_indices, _indexStart);
     internal (float[] Array, int Start) ValueArray => (_values, _valueStart);
     internal (byte[] Array, int Start) StepArray => (_steps, _stepStart);
@@ -88,8 +90,8 @@ public sealed unsafe class SellPackedMatrix
         if (blockWidth is not (WideBlock or NarrowBlock))
             SparseFormatException.Fail(Format, "block width 128 or 64", $"block width {blockWidth}");
         Rows = rows; Cols = cols; Headers = headers; RowOrder = rowOrder; BlockWidth = blockWidth;
-        (_indices, _indexStart) = Aligned(indices);
-        (_values, _valueStart) = Aligned(values);
+        (_indices, _indexStart) = PinnedAligned.Copy(indices, SpareBytes);
+        (_values, _valueStart) = PinnedAligned.Copy(values, SpareBytes);
         NonZeroCount = Validate(indices.Length, values.Length);
         // The starts and the steps follow from the counts.
         int slices = Slices, blocks = Blocks;
@@ -116,18 +118,7 @@ public sealed unsafe class SellPackedMatrix
             for (int i = SliceHeight; i > 0; i--)
                 for (int u = i == SliceHeight ? 0 : h[i]; u < h[i - 1]; u++) k[at++] = (byte)i;
         }
-        (_steps, _stepStart) = Aligned<byte>(k);
-    }
-
-    // Pinned (never moves), so an offset found now keeps the data 64-byte aligned; 64 spare bytes after the data (the
-    // kernel loads 16 slots from where a step starts, and its last step may hold just one).
-    static (T[] Array, int Start) Aligned<T>(ReadOnlySpan<T> data) where T : unmanaged
-    {
-        int slack = 128 / sizeof(T);
-        var array = GC.AllocateArray<T>(data.Length + slack, pinned: true);
-        int start = (int)((64 - ((nint)Unsafe.AsPointer(ref array[0]) & 63)) & 63) / sizeof(T);
-        data.CopyTo(array.AsSpan(start));
-        return (array, start);
+        (_steps, _stepStart) = PinnedAligned.Copy<byte>(k, SpareBytes);
     }
 
     /// <summary>Checks every invariant (throws <see cref="SparseFormatException"/> naming the broken one); returns the entry count.</summary>

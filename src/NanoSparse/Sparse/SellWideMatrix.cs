@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-
 namespace NanoSparse.Sparse;
 
 /// <summary>
@@ -77,19 +75,9 @@ public sealed unsafe class SellWideMatrix
             SparseFormatException.Fail(Format, "block width 128 or 256", $"block width {blockWidth}");
         BlockWidth = blockWidth;
         Rows = rows; Cols = cols; Steps = steps; LaneCounts = laneCounts; StepStart = stepStart; RowOrder = rowOrder;
-        (_indices, _indexStart) = Aligned(indices);
-        (_values, _valueStart) = Aligned(values);
+        (_indices, _indexStart) = PinnedAligned.Copy(indices, 0);
+        (_values, _valueStart) = PinnedAligned.Copy(values, 0);
         NonZeroCount = Validate();
-    }
-
-    static (T[] Array, int Start) Aligned<T>(ReadOnlySpan<T> data) where T : unmanaged
-    {
-        // Pinned (never moves), so an offset found now keeps the data 64-byte aligned.
-        int slack = 64 / sizeof(T);
-        var array = GC.AllocateUninitializedArray<T>(data.Length + slack, pinned: true);
-        int start = (int)((64 - ((nint)Unsafe.AsPointer(ref array[0]) & 63)) & 63) / sizeof(T);
-        data.CopyTo(array.AsSpan(start));
-        return (array, start);
     }
 
     /// <summary>Checks every invariant (throws <see cref="SparseFormatException"/> naming the broken one); returns the entry count.</summary>

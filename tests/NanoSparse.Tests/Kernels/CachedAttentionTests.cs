@@ -35,7 +35,7 @@ public class CachedAttentionTests
     [InlineData(300, 768, 12, 2)]   // heads split over two threads
     [InlineData(2000, 768, 12, 2)]  // two groups of six heads, a long cache
     [InlineData(3000, 768, 12, 1)]  // one group would hold 36,000 scores: a head at a time
-    [InlineData(50, 192, 3, 1)]     // a group of three heads: a pair and a single head in the value pass
+    [InlineData(50, 192, 3, 1)]     // a group of three heads (an odd count)
     [InlineData(50, 384, 6, 2)]     // two groups of three
     [InlineData(5000, 64, 1, 2)]    // one group of one head, 5,000 scores on its stack
     [InlineData(9000, 256, 4, 1)]   // past the stack's scores (36,000 in one group, 9,000 for a head): the caller's buffer, serially

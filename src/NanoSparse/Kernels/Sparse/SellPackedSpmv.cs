@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using NanoSparse.Sparse;
@@ -36,15 +35,14 @@ public static unsafe class SellPackedSpmv
 
     // Row k (0–16): lanes below k all ones, each row on its own 64-byte line (a row that straddles two lines costs a
     // second cache access every step). Pinned, so the kernel reads it through a pointer.
-    static readonly int[] PrefixMaskArray = GC.AllocateArray<int>(17 * 16 + 16, pinned: true);
-    static readonly int PrefixMaskStart = MakePrefixMasks();
+    static readonly (int[] Array, int Start) PrefixMasks = PinnedAligned.Copy<int>(MakePrefixMasks(), 0);
 
-    static int MakePrefixMasks()
+    static int[] MakePrefixMasks()
     {
-        int start = (int)((64 - ((nint)Unsafe.AsPointer(ref PrefixMaskArray[0]) & 63)) & 63) / sizeof(int);
+        var masks = new int[17 * 16];
         for (int k = 0; k <= 16; k++)
-            for (int i = 0; i < k; i++) PrefixMaskArray[start + 16 * k + i] = -1;
-        return start;
+            for (int i = 0; i < k; i++) masks[16 * k + i] = -1;
+        return masks;
     }
 
     public static void Multiply(SellPackedMatrix s, ReadOnlySpan<float> x, Span<float> y)
@@ -57,12 +55,12 @@ public static unsafe class SellPackedSpmv
         var (va, vStart) = s.ValueArray;
         var (sa, sStart) = s.StepArray;
         fixed (byte* headers = s.Headers, indices = ia, steps = sa)
-        fixed (int* slotStart = s.SlotStart, stepStart = s.StepStart, rowOrder = s.RowOrder, masks = PrefixMaskArray)
+        fixed (int* slotStart = s.SlotStart, stepStart = s.StepStart, rowOrder = s.RowOrder, masks = PrefixMasks.Array)
         fixed (float* values = va, px = x, py = y)
         {
             var args = new Args
             {
-                Headers = headers, Indices = indices + iStart, Values = values + vStart, Steps = steps + sStart, Masks = (float*)(masks + PrefixMaskStart),
+                Headers = headers, Indices = indices + iStart, Values = values + vStart, Steps = steps + sStart, Masks = (float*)(masks + PrefixMasks.Start),
                 SlotStart = slotStart, StepStart = stepStart, RowOrder = rowOrder, X = px, Y = py,
                 Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks, BlockWidth = s.BlockWidth,
                 Exact = !Avx512F.IsSupported || !SpmvInput.AllFinite(px, k),
