@@ -15,15 +15,21 @@ namespace NanoSparse.Sparse;
 /// </para>
 /// <para>
 /// One stream: <see cref="Values"/> and <see cref="Indices"/> hold, slice by slice, block by block (b inside s), step
-/// by step, the k_u slots of each step, block lane 0 first. <see cref="Steps"/> holds k_u, a byte per step, in the same
-/// order: the kernel reads a step's width from it instead of deriving it from the counts, so its only branch that
-/// depends on the data is the end of a block's steps. <see cref="Headers"/>[32·(s·Blocks + b) ..] holds 16 bytes of
-/// counts (block lane i's entries, non-increasing in i) and then 16 bytes of placement (byte j: the block lane that
-/// holds row lane j). A lane's entries come in increasing column order, step by step. <see cref="SlotStart"/>[s] and
-/// <see cref="StepStart"/>[s]: slots and steps of the slices before s. The steps and both starts follow from the
-/// counts; the constructor derives them. With a <see cref="RowOrder"/> (SELL-C-σ, <see cref="SellRowOrder"/>), row
-/// lane l of slice s is row RowOrder[16·s + l] of W; the row order cuts the steps (the kernel's compute), the packing
-/// cuts the bytes.
+/// by step, the k_u slots of each step, block lane 0 first. <see cref="Headers"/>[32·(s·Blocks + b) ..] holds 16 bytes
+/// of counts (block lane i's entries, non-increasing in i) and then 16 bytes of placement (byte j: the block lane that
+/// holds row lane j). A lane's entries come in increasing column order, step by step. With a <see cref="RowOrder"/>
+/// (SELL-C-σ, <see cref="SellRowOrder"/>), row lane l of slice s is row RowOrder[16·s + l] of W; the row order cuts
+/// the steps (the kernel's compute), the packing cuts the bytes.
+/// </para>
+/// <para>
+/// The kernel reads <see cref="Control"/> instead of the headers: per (slice, block) in stream order, a byte with the
+/// block's step count t (the longest lane's count); when t &gt; 0, the 16 placement bytes and then k_u for each of the t
+/// steps, a byte each. A step's width comes from there instead of from the counts, so the kernel's only branch that
+/// depends on the data is the end of a block's steps, and its metadata is one sequential stream of 17 + t bytes per
+/// block where the 32-byte headers cost 32 (the counts are only needed to build, check and expand the layout; at 10%
+/// density that is ~3% of the bytes a decode SpMV reads). <see cref="SlotStart"/>[s] and <see cref="ControlStart"/>[s]:
+/// where slice s starts in the slot stream and in <see cref="Control"/>. The control stream and both starts follow
+/// from the headers; the constructor derives them.
 /// </para>
 /// </summary>
 public sealed unsafe class SellPackedMatrix
@@ -44,9 +50,9 @@ public sealed unsafe class SellPackedMatrix
     /// may hold just one.</summary>
     const int SpareBytes = 64;
 
-    readonly byte[] _indices, _steps;
+    readonly byte[] _indices, _control;
     readonly float[] _values;
-    readonly int _indexStart, _valueStart, _stepStart;
+    readonly int _indexStart, _valueStart, _controlStart;
 
     public int Rows { get; }
     public int Cols { get; }
@@ -59,8 +65,11 @@ public sealed unsafe class SellPackedMatrix
     /// <summary>SlotStart[s] = the slots (values) of the slices before s (length Slices + 1): where slice s starts in the stream, and how the work is split.</summary>
     public int[] SlotStart { get; }
 
-    /// <summary>StepStart[s] = the steps of the slices before s (length Slices + 1): where slice s starts in <see cref="Steps"/>.</summary>
-    public int[] StepStart { get; }
+    /// <summary>ControlStart[s] = where slice s starts in <see cref="Control"/> (length Slices + 1).</summary>
+    public int[] ControlStart { get; }
+
+    /// <summary>Steps of all (slice, block)s: the sum of the headers' step counts.</summary>
+    public long StepCount { get; }
 
     /// <summary>RowOrder[r] = the row of W at layout position r (a permutation of [0, Rows)); null: row r at r.</summary>
     public int[]? RowOrder { get; }
@@ -71,13 +80,14 @@ public sealed unsafe class SellPackedMatrix
     public ReadOnlySpan<byte> Indices => _indices.AsSpan(_indexStart, NonZeroCount);
     /// <summary>The slots' values, one per entry.</summary>
     public ReadOnlySpan<float> Values => _values.AsSpan(_valueStart, NonZeroCount);
-    /// <summary>k_u per step: the block lanes that hold an entry at that step (1–16).</summary>
-    public ReadOnlySpan<byte> Steps => _steps.AsSpan(_stepStart, StepStart[^1]);
+    /// <summary>The kernel's metadata (see the class remarks): per (slice, block), t; then, when t &gt; 0, 16 placement
+    /// bytes and t step widths k_u (the block lanes that hold an entry at step u, 1–16).</summary>
+    public ReadOnlySpan<byte> Control => _control.AsSpan(_controlStart, ControlStart[^1]);
 
     /// <summary>The arrays the kernel reads, with their starts (each goes on for <see cref="SpareBytes"/> zeroed bytes).</summary>
     internal (byte[] Array, int Start) IndexArray => (_indices, _indexStart);
     internal (float[] Array, int Start) ValueArray => (_values, _valueStart);
-    internal (byte[] Array, int Start) StepArray => (_steps, _stepStart);
+    internal (byte[] Array, int Start) ControlArray => (_control, _controlStart);
 
     /// <summary>
     /// The layout from its headers and its stream (see the class remarks); the steps and the starts are derived from the
@@ -93,32 +103,39 @@ public sealed unsafe class SellPackedMatrix
         (_indices, _indexStart) = PinnedAligned.Copy(indices, SpareBytes);
         (_values, _valueStart) = PinnedAligned.Copy(values, SpareBytes);
         NonZeroCount = Validate(indices.Length, values.Length);
-        // The starts and the steps follow from the counts.
+        // The starts and the control stream follow from the headers.
         int slices = Slices, blocks = Blocks;
         SlotStart = new int[slices + 1];
-        StepStart = new int[slices + 1];
+        ControlStart = new int[slices + 1];
+        long steps = 0;
         for (int s = 0; s < slices; s++)
         {
-            int slots = 0, steps = 0;
+            int slots = 0, control = 0;
             for (int b = 0; b < blocks; b++)
             {
                 var h = headers.AsSpan(HeaderBytes * (s * blocks + b), SliceHeight);
                 steps += h[0];
+                control += h[0] == 0 ? 1 : 1 + SliceHeight + h[0];
                 foreach (byte c in h) slots += c;
             }
             SlotStart[s + 1] = SlotStart[s] + slots;
-            StepStart[s + 1] = checked(StepStart[s] + steps);
+            ControlStart[s + 1] = checked(ControlStart[s] + control);
         }
-        var k = new byte[StepStart[slices]];
+        StepCount = steps;
+        var stream = new byte[ControlStart[slices]];
         int at = 0;
         for (int sb = 0; sb < slices * blocks; sb++)
         {
-            var h = headers.AsSpan(HeaderBytes * sb, SliceHeight);
+            var h = headers.AsSpan(HeaderBytes * sb, HeaderBytes);
+            stream[at++] = h[0];
+            if (h[0] == 0) continue;
+            h.Slice(SliceHeight, SliceHeight).CopyTo(stream.AsSpan(at));
+            at += SliceHeight;
             // Steps u in [h[i], h[i - 1]) have i live lanes.
             for (int i = SliceHeight; i > 0; i--)
-                for (int u = i == SliceHeight ? 0 : h[i]; u < h[i - 1]; u++) k[at++] = (byte)i;
+                for (int u = i == SliceHeight ? 0 : h[i]; u < h[i - 1]; u++) stream[at++] = (byte)i;
         }
-        (_steps, _stepStart) = PinnedAligned.Copy<byte>(k, SpareBytes);
+        (_control, _controlStart) = PinnedAligned.Copy<byte>(stream, SpareBytes);
     }
 
     /// <summary>Checks every invariant (throws <see cref="SparseFormatException"/> naming the broken one); returns the entry count.</summary>
@@ -191,12 +208,11 @@ public sealed unsafe class SellPackedMatrix
         return slot;
     }
 
-    /// <summary>Bytes of every array (one SpMV reads all of them): headers, starts, row order, a value and a byte per entry, a byte per step.</summary>
-    public long FootprintBytes => Headers.LongLength + 4L * (SlotStart.Length + StepStart.Length) + 4L * (RowOrder?.Length ?? 0)
-        + 5L * NonZeroCount + StepStart[^1];
+    /// <summary>Bytes one SpMV reads: the control stream, the starts, the row order, a value and a byte per entry.</summary>
+    public long BytesRead => ControlStart[^1] + 4L * (SlotStart.Length + ControlStart.Length) + 4L * (RowOrder?.Length ?? 0) + 5L * NonZeroCount;
 
-    /// <summary>Bytes one SpMV reads: all of <see cref="FootprintBytes"/>.</summary>
-    public long BytesRead => FootprintBytes;
+    /// <summary>Bytes of every array: <see cref="BytesRead"/> and the headers (which the kernel does not read).</summary>
+    public long FootprintBytes => BytesRead + Headers.LongLength;
 
     /// <summary>
     /// Builds the layout from W's CSR structure (rows × cols; row pointers, column of entry p) and values.

@@ -23,15 +23,43 @@ public class SellPackedMatrixTests
             Assert.Equal((cols + width - 1) / width, m.Blocks);
             Assert.Equal(dense, m.ToDense());
             Assert.Equal(dense.Count(v => v != 0), m.NonZeroCount);
-            // No padding: the stream holds exactly the entries, and the step bytes add up to them.
+            // No padding: the stream holds exactly the entries, and the control stream's step widths add up to them.
             Assert.Equal(m.NonZeroCount, m.Values.Length);
             Assert.Equal(m.NonZeroCount, m.SlotStart[^1]);
-            long steps = 0, slots = 0;
-            for (int sb = 0; sb < m.Slices * m.Blocks; sb++) steps += m.Headers[SellPackedMatrix.HeaderBytes * sb];
-            foreach (byte k in m.Steps) slots += k;
-            Assert.Equal(steps, m.Steps.Length);
-            Assert.Equal(m.NonZeroCount, slots);
+            AssertControlMatchesHeaders(m);
         }
+    }
+
+    /// <summary>The kernel's control stream against the headers: per (slice, block) t = the longest count, the
+    /// placements, and widths k_u whose lanes-above-i counts give back each lane's count.</summary>
+    static void AssertControlMatchesHeaders(SellPackedMatrix m)
+    {
+        const int H = SellPackedMatrix.SliceHeight;
+        var control = m.Control;
+        int at = 0;
+        long steps = 0, slots = 0;
+        for (int s = 0; s < m.Slices; s++)
+        {
+            Assert.Equal(m.ControlStart[s], at);
+            for (int b = 0; b < m.Blocks; b++)
+            {
+                var h = m.Headers.AsSpan(SellPackedMatrix.HeaderBytes * (s * m.Blocks + b), SellPackedMatrix.HeaderBytes);
+                int t = control[at++];
+                Assert.Equal(h[0], t);
+                if (t == 0) continue;
+                Assert.Equal(h[H..].ToArray(), control.Slice(at, H).ToArray());
+                at += H;
+                var widths = control.Slice(at, t).ToArray();
+                at += t;
+                for (int i = 0; i < H; i++) Assert.Equal(h[i], widths.Count(k => k > i));
+                steps += t;
+                foreach (byte k in widths) slots += k;
+            }
+        }
+        Assert.Equal(m.ControlStart[^1], at);
+        Assert.Equal(control.Length, at);
+        Assert.Equal(m.StepCount, steps);
+        Assert.Equal(m.NonZeroCount, slots);
     }
 
     [Fact]
@@ -73,9 +101,15 @@ public class SellPackedMatrixTests
         Assert.Equal(new byte[] { 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, good.Headers.AsSpan(0, 16).ToArray());
         Assert.Equal(new byte[] { 0, 9, 5, 1, 1 }, good.Indices.ToArray());
         Assert.Equal(new float[] { 1, 5, 2, 3, 4 }, good.Values.ToArray());
-        Assert.Equal(new byte[] { 2, 1, 1, 1 }, good.Steps.ToArray());
+        // Control: per block t, then (t > 0) the 16 placements and t step widths. Slice 0: block 0 (identity
+        // placement, widths 2, 1), block 1 empty, block 2 (widths 1); slice 1: block 0 (row lane 1 first), blocks 1, 2 empty.
+        byte[] identity = [.. Enumerable.Range(0, 16).Select(i => (byte)i)];
+        byte[] rowLane1First = [1, 0, .. identity[2..]];
+        byte[] control = [2, .. identity, 2, 1, 0, 1, .. identity, 1, 1, .. rowLane1First, 1, 0, 0];
+        Assert.Equal(control, good.Control.ToArray());
         Assert.Equal(new[] { 0, 4, 5 }, good.SlotStart);
-        Assert.Equal(new[] { 0, 3, 4 }, good.StepStart);
+        Assert.Equal(new[] { 0, 38, 58 }, good.ControlStart);
+        Assert.Equal(4, good.StepCount);
         Rejects("headers length = 32 x slices x blocks", () => new SellPackedMatrix(20, 300, new byte[32 * 5], [], []));
         Rejects("lane counts longest first", () => Build((h, _, _) => { h[0] = 1; h[1] = 2; }));
         Rejects("placements are a permutation of the 16 lanes", () => Build((h, _, _) => h[17] = 0));
