@@ -177,23 +177,26 @@ public static unsafe class NmSpmm
         var bases = Vector512.Create(0u, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
         var three = Vector512.Create(3u);
         Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero;
-        int t = 0;
-        for (; t + 1 < iterations; t += 2)
+        // (w >> 2·lane) & 3 | base in one ternary-logic instruction (the fields and the bases share no bits), and the
+        // pointers advance instead of being recomputed from t: per pair, two vector instructions fewer and 4 scalar ones
+        // where there were 13. The 2:4 gpt2-shaped model decoded at 110.7–116.2 tokens/s against 110.2–112.1 before
+        // (scratch harness, 256 tokens after a 64-token prompt, one thread, Zen 4, three alternated runs of two).
+        const byte AndOr = 0xEA;   // A & B | C
+        uint* end = words + (iterations & ~1);
+        for (; words < end; words += 2, values += 32, x += 64)
         {
-            var c0 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(words[t]), shifts) & three) + bases;
-            var c1 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(words[t + 1]), shifts) & three) + bases;
-            float* x0 = x + 32 * t;
-            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(values + 16 * t),
-                Avx512F.PermuteVar16x32x2(Vector512.Load(x0), c0.AsInt32(), Vector512.Load(x0 + 16)), s0);
-            s1 = Avx512F.FusedMultiplyAdd(Vector512.Load(values + 16 * t + 16),
-                Avx512F.PermuteVar16x32x2(Vector512.Load(x0 + 32), c1.AsInt32(), Vector512.Load(x0 + 48)), s1);
+            var c0 = Avx512F.TernaryLogic(Avx512F.ShiftRightLogicalVariable(Vector512.Create(words[0]), shifts), three, bases, AndOr);
+            var c1 = Avx512F.TernaryLogic(Avx512F.ShiftRightLogicalVariable(Vector512.Create(words[1]), shifts), three, bases, AndOr);
+            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(values),
+                Avx512F.PermuteVar16x32x2(Vector512.Load(x), c0.AsInt32(), Vector512.Load(x + 16)), s0);
+            s1 = Avx512F.FusedMultiplyAdd(Vector512.Load(values + 16),
+                Avx512F.PermuteVar16x32x2(Vector512.Load(x + 32), c1.AsInt32(), Vector512.Load(x + 48)), s1);
         }
-        if (t < iterations)
+        if ((iterations & 1) != 0)
         {
-            var c0 = (Avx512F.ShiftRightLogicalVariable(Vector512.Create(words[t]), shifts) & three) + bases;
-            float* x0 = x + 32 * t;
-            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(values + 16 * t),
-                Avx512F.PermuteVar16x32x2(Vector512.Load(x0), c0.AsInt32(), Vector512.Load(x0 + 16)), s0);
+            var c0 = Avx512F.TernaryLogic(Avx512F.ShiftRightLogicalVariable(Vector512.Create(words[0]), shifts), three, bases, AndOr);
+            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(values),
+                Avx512F.PermuteVar16x32x2(Vector512.Load(x), c0.AsInt32(), Vector512.Load(x + 16)), s0);
         }
         return Vector512.Sum(s0 + s1);
     }

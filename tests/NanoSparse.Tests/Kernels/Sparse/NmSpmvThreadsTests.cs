@@ -7,7 +7,7 @@ namespace NanoSparse.Tests.Kernels.Sparse;
 
 /// <summary>
 /// The 2:4 decode SpMV over thread chunks (rows split evenly into 4 chunks per thread, odd row counts) at one and two
-/// threads, against a double product of the pruned dense matrix.
+/// threads, and rows of an odd number of 32-column stretches, against a double product of the pruned dense matrix.
 /// </summary>
 [Collection("KernelThreads")]
 public class NmSpmvThreadsTests
@@ -17,6 +17,9 @@ public class NmSpmvThreadsTests
     [InlineData(2, 1027, 768)]
     [InlineData(2, 771, 3072)]
     [InlineData(1, 771, 3072)]
+    [InlineData(1, 19, 32)]      // one 32-column stretch: the row kernel's odd tail alone
+    [InlineData(1, 37, 96)]      // three: one pair, then the tail
+    [InlineData(2, 37, 160)]
     public void TwoFourSpmv_EqualsDoubleReference(int threads, int rows, int cols)
     {
         int saved = KernelThreads.Max;
