@@ -81,10 +81,11 @@ public sealed class DecodeCopy
     // is fitted to decode A/B runs of the register-expand kernel against SELL-128-σ (4-layer gpt2 shape, one thread,
     // tokens per CPU-second, loaded Zen 5 machine): level at 30% and 50% (2.07 vs 2.08x and 1.26–1.35 vs 1.27x dense),
     // so auto takes the bitmap (fewer bytes held) where the model puts it ahead, at about 50% density and up.
-    // The packed layouts' steps (a lane mask per step from the step bytes, one loop per block) are what `bench gemv
+    // The packed layouts' steps (a lane mask per step from the control stream, one loop per block) are what `bench gemv
     // --shapes 3072x768,768x3072 --sparse 0.1,0.3,0.5 --threads-list 1 --cpu-time` measured in cache on one Zen 4 core,
     // per stored step (block overhead included): 2.7–2.9 ns for 128 columns, 1.7–1.9 for 64 (half the permutes, a third
-    // of the blends); the 64-column layout stores 5–14% more steps and 32 header bytes per 64 columns.
+    // of the blends); the 64-column layout stores 5–14% more steps and its 17 control bytes per (slice, block) (the step
+    // count and the placements) per 64 columns instead of 128.
     const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 1.5,
         Sell128PackedStepNs = 2.8, Sell64PackedStepNs = 1.8;
 
@@ -108,8 +109,8 @@ public sealed class DecodeCopy
         {
             (DecodeCopyFormat.Sell256, Time(80.0 * steps256 + 2.0 * blocks256 + 4.0 * rows, Sell256StepNs * steps256)),
             (DecodeCopyFormat.Sell128, Time(80.0 * steps128 + 2.0 * blocks128 + 4.0 * rows, Sell128StepNs * steps128)),
-            (DecodeCopyFormat.Sell128Packed, Time(5.0 * nnz + steps128 + 32.0 * blocks128 + 4.0 * rows, Sell128PackedStepNs * steps128)),
-            (DecodeCopyFormat.Sell64Packed, Time(5.0 * nnz + steps64 + 32.0 * blocks64 + 4.0 * rows, Sell64PackedStepNs * steps64)),
+            (DecodeCopyFormat.Sell128Packed, Time(5.0 * nnz + steps128 + 17.0 * blocks128 + 4.0 * rows, Sell128PackedStepNs * steps128)),
+            (DecodeCopyFormat.Sell64Packed, Time(5.0 * nnz + steps64 + 17.0 * blocks64 + 4.0 * rows, Sell64PackedStepNs * steps64)),
             (DecodeCopyFormat.Sell, Time(80.0 * sellSteps + sellBlocks, SellStepNs * sellSteps)),
             (DecodeCopyFormat.Bitmap, Time(8.0 * words * rows + 4.0 * (rows + 1) + 4.0 * nnz, BitmapPieceNs * 4 * words * rows)),
         };
