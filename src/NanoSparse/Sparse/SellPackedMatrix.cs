@@ -90,8 +90,8 @@ public sealed unsafe class SellPackedMatrix
     internal (byte[] Array, int Start) ControlArray => (_control, _controlStart);
 
     /// <summary>
-    /// The layout from its headers and its stream (see the class remarks); the steps and the starts are derived from the
-    /// headers. Throws <see cref="SparseFormatException"/> naming the broken invariant.
+    /// The layout from its headers and its stream (see the class remarks); the control stream and the starts are
+    /// derived from the headers. Throws <see cref="SparseFormatException"/> naming the broken invariant.
     /// </summary>
     public SellPackedMatrix(int rows, int cols, byte[] headers, ReadOnlySpan<byte> indices, ReadOnlySpan<float> values, int[]? rowOrder = null,
         int blockWidth = WideBlock)
