@@ -165,17 +165,17 @@ public static unsafe class NmSpmm
         }
     }
 
-    /// <summary>
-    /// 2:4 SpMV row without gathers: 16 kept values (8 groups) are one Vector512 of values and one 32-bit word of
-    /// 2-bit indices; the 8 groups span x[32t .. 32t + 32) (two registers), and a two-source permute (vpermt2ps) with
-    /// control 4·(lane / 2) + idx_lane picks x[4g + idx] for all 16 lanes at once. idx_lane = (word >> 2·lane) &amp; 3.
-    /// </summary>
     /// <summary>How far ahead of a pair of steps <see cref="RowDot24"/> requests the value stream into L2 (one line in
     /// two; the hardware fetches its pair). 1 KB ahead was level with no prefetch; 2 KB ahead, the 2:4 gpt2-shaped model
     /// decoded at 108.8–114.5 tokens/s against 103.7–111.0 without (scratch harness, one thread, Zen 4, three alternated
     /// runs of two; at two threads 157.6–178.4 against 146.3–179.0).</summary>
     const int RowPrefetchBytes = 2048;
 
+    /// <summary>
+    /// 2:4 SpMV row without gathers: 16 kept values (8 groups) are one Vector512 of values and one 32-bit word of
+    /// 2-bit indices; the 8 groups span x[32t .. 32t + 32) (two registers), and a two-source permute (vpermt2ps) with
+    /// control 4·(lane / 2) + idx_lane picks x[4g + idx] for all 16 lanes at once. idx_lane = (word >> 2·lane) &amp; 3.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float RowDot24(float* values, uint* words, int iterations, float* x)
     {

@@ -18,14 +18,14 @@ namespace NanoSparse.Kernels.Sparse;
 /// index register instead of copying a table) and k scales into byte offsets unsigned (no sign extensions); with the
 /// 32-byte headers replaced by the 17 + t byte control records, a pass over the gpt2-shaped blocks at 10% (harness
 /// below, machine loaded, four runs of 11 rounds alternating in one process) took 2.24–2.34 ms against 2.34–2.40 for a
-/// copy of the previous kernel and layout. The loop prefetches the value stream
-/// 2 KB ahead and the index stream 512 bytes ahead with the non-temporal hint, so the weights, read once per token,
-/// displace less of the KV cache that attention reads next. The block's sums, in block-lane order, reach the slice's row
-/// lanes through one permute.
+/// copy of the previous kernel and layout. The loop prefetches the value stream 2 KB ahead and the index stream 512
+/// bytes ahead with the non-temporal hint, so the weights, read once per token, displace less of the KV cache that
+/// attention reads next. The block's sums, in block-lane order, reach the slice's row lanes through one permute.
 /// Measured on the 48 matrices of the gpt2-124m shape at 10% density (scratch harness, one thread, wall clock, Zen 4,
 /// medians of 7 passes over 44.2 MB, 128 columns): 2.11–2.15 ms a pass with an L2 prefetch 8 KB ahead against 2.74–2.76
 /// for the layout this replaced; with the non-temporal prefetch instead (copies of the kernel differing only there) a
-/// 14 MB buffer read after the pass took 0.35 ms against 0.42, and the model decoded the 90%-sparse model at 330.8 and 333.9 tokens/s against 313.1 and 328.0 (alternated runs).
+/// 14 MB buffer read after the pass took 0.35 ms against 0.42, and the model decoded the 90%-sparse model at 330.8 and
+/// 333.9 tokens/s against 313.1 and 328.0 (alternated runs).
 /// When x holds an infinity or NaN, or without AVX-512, a scalar path reads the entries only (a cleared lane's 0 times
 /// an infinite x would be NaN). Slices are split over threads by slots.
 /// </summary>
