@@ -253,11 +253,14 @@ public static class LinearBench
                 Gemm.Multiply(false, false, rows, inF, outF, 1f, dy, outF, expanded, inF, 0f, dx, inF);
             }));
         }
-        if (Nm24InputGradient.Supported)
+        if (Nm24Gradients.Supported)
         {
-            var kernel = new Nm24InputGradient(outF, inF, q => indexTensor[q]);
-            var workspace = new float[kernel.WorkspaceFloats(rows)];
-            cases.Add(("dx", "Nm24InputGradient (transposes included)", () => kernel.Compute(dy, rows, values, default, dx, workspace)));
+            var kernel = new Nm24Gradients(outF, inF, q => indexTensor[q]);
+            var workspace = new float[kernel.InputGradientWorkspaceFloats(rows)];
+            cases.Add(("dx", "Nm24Gradients (transposes included)", () => kernel.InputGradient(dy, rows, values, default, dx, workspace)));
+            var gradientWorkspace = new float[kernel.WeightGradientWorkspaceFloats(rows)];
+            var dValues = new float[w.StoredCount];
+            cases.Add(("dW", "Nm24 class lists (transposes included)", () => kernel.WeightGradient(dy, x, rows, dValues, gradientWorkspace)));
         }
         // Every case once per round, rounds in turn (the machine's speed drifts); at least 0.05 s per timing.
         var inner = new int[cases.Count];

@@ -22,8 +22,8 @@ namespace NanoSparse.Kernels.Sparse;
 ///   Weight gradient:  dW[o, q] = Σ_t dy[t, o] · x[t, g·M + idx]           48 outputs × 4 slots in 12 registers,
 ///                                                                          their 12 permute controls held too
 /// The input gradient dx = dy · W has no such form (its reduction runs over outputs, whose patterns differ lane by
-/// lane); the layer runs it through <see cref="Nm24InputGradient"/> for 2:4 (tokens in the lanes) and otherwise as a
-/// dense GEMM on W expanded with zeros (`NmLinearWeight.ToDense`).
+/// lane); the layer runs it through <see cref="Nm24Gradients"/> for 2:4 (tokens in the lanes; dW too, faster there
+/// than the permute tiles here) and otherwise as a dense GEMM on W expanded with zeros (`NmLinearWeight.ToDense`).
 /// Group sizes 2, 4, 8, 16 on AVX-512 (<see cref="Supports"/>); callers use another path otherwise.
 /// </summary>
 public static unsafe class NmLinear

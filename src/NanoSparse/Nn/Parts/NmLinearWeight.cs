@@ -11,10 +11,11 @@ namespace NanoSparse.Nn.Parts;
 /// output row keeps exactly N weights (2:4, 1:4, 2:8, 4:8; N &lt; M, M divides In). Stored values: N per group,
 /// row-major, ascending input index within a group.
 /// Training (M of 2, 4, 8 or 16 on AVX-512, rows above <see cref="CsrLinearWeight.RowwiseMaxRows"/>) runs on x and dy
-/// as they are, token-major, through <see cref="NmLinear"/>: the forward product and dW at the stored positions with
-/// 16 outputs per vector and each lane's input picked by a permute; dx = dy · W through <see cref="Nm24InputGradient"/>
-/// for 2:4 (tokens in the lanes, output rows listed by their pattern per group), else as a dense GEMM on W expanded
-/// with zeros (its reduction runs over outputs, whose patterns differ lane by lane). Otherwise the forward pass is NmSpmm
+/// as they are, token-major, through <see cref="NmLinear"/>: the forward product (and dW at the stored positions, but
+/// for 2:4) with 16 outputs per vector and each lane's input picked by a permute. For 2:4 both gradients run through
+/// <see cref="Nm24Gradients"/> (tokens in the lanes, output rows listed by their pattern per group); for other N:M, dx
+/// = dy · W runs as a dense GEMM on W expanded with zeros (its reduction runs over outputs, whose patterns differ lane
+/// by lane). Otherwise the forward pass is NmSpmm
 /// (per row for a handful of rows, feature-major panels else) and dW a dense GEMM gathered at the stored positions.
 /// A model held only for inference (<see cref="ReleaseTrainingStructures"/>) keeps the packed in-group indices alone:
 /// ⌈log2 M⌉ bits per stored value (2 for 2:4) beside the values in the model's buffer; its forward pass is then NmSpmm.
@@ -28,7 +29,7 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     byte[]? _slotIndex;                    // in-group index of every stored value, row-major (ToDense, Gather); null
                                            // after ReleaseTrainingStructures
     int[]? _controls;                      // the same in NmLinear's panel layout (permute controls), when its kernels run
-    Nm24InputGradient? _dx24;              // 2:4 on AVX-512: the input gradient's kernel (its class lists)
+    Nm24Gradients? _grad24;                // 2:4 on AVX-512: the kernels of both gradients (their class lists)
     bool _released;                        // ReleaseTrainingStructures ran: Backward refused
     readonly int _slotsPerRow;
 
@@ -54,10 +55,10 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
             var slotIndex = _slotIndex;
             NmLinear.PackIndices(q => slotIndex[q], OutFeatures, _slotsPerRow, _controls);
         }
-        if (nm.N == 2 && nm.M == 4 && _controls != null && Nm24InputGradient.Supported)
+        if (nm.N == 2 && nm.M == 4 && _controls != null && Nm24Gradients.Supported)
         {
             var slotIndex = _slotIndex;
-            _dx24 = new Nm24InputGradient(OutFeatures, InFeatures, q => slotIndex[q]);
+            _grad24 = new Nm24Gradients(OutFeatures, InFeatures, q => slotIndex[q]);
         }
     }
 
@@ -78,7 +79,7 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     public string LayoutString => $"{Name}:{N}:{M}";
 
     /// <summary>The packed in-group indices, a byte per stored value and the kernels' 32-bit permute controls.</summary>
-    public long IndexBytesInMemory => _nm.Indices.Length + (_slotIndex?.Length ?? 0) + 4L * (_controls?.Length ?? 0) + (_dx24?.IndexBytes ?? 0);
+    public long IndexBytesInMemory => _nm.Indices.Length + (_slotIndex?.Length ?? 0) + 4L * (_controls?.Length ?? 0) + (_grad24?.IndexBytes ?? 0);
 
     /// <summary>Rebuilds the layout from a file's n, m and indices (N &lt; M, M | In, indices &lt; M ascending within each group).</summary>
     public static ISparseLinearStructure FromStructure(SparseStructure s)
@@ -221,8 +222,8 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         long forward = TokenMajor(rows) ? Math.Max(PanelFloats, featureMajor) : featureMajor;
         if (_released) return forward;
         long dense = (long)OutFeatures * InFeatures;
-        long dxFloats = _dx24 != null ? _dx24.WorkspaceFloats(rows) : dense;
-        long backward = _controls != null ? 2 * PanelFloats + NmLinear.GradientWorkspace(rows, InFeatures) + dxFloats : 2 * dense;
+        long backward = _grad24 != null ? Math.Max(_grad24.InputGradientWorkspaceFloats(rows), _grad24.WeightGradientWorkspaceFloats(rows))
+            : _controls != null ? 2 * PanelFloats + NmLinear.GradientWorkspace(rows, InFeatures) + dense : 2 * dense;
         return Math.Max(forward, backward);
     }
 
@@ -272,12 +273,21 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
             DenseDx(dx, dy, w, dxScale, rows, InFeatures, OutFeatures);
             return;
         }
+        if (_grad24 != null)
+        {
+            // 2:4: both gradients on the class lists, dW first (dx may alias x), each kernel spread over the threads
+            // itself, one after the other in the same workspace.
+            _grad24.WeightGradient(dy.Slice(0, rows * OutFeatures), x.Slice(0, rows * InFeatures), rows, dValues, workspace);
+            if (!dx.IsEmpty)
+                _grad24.InputGradient(dy.Slice(0, rows * OutFeatures), rows, values, dxScale.IsEmpty ? default : dxScale.Slice(0, rows * InFeatures),
+                    dx.Slice(0, rows * InFeatures), workspace);
+            return;
+        }
         int panel = (int)PanelFloats;
         var packedGradient = workspace.Slice(0, panel);
-        int dxFloats = (int)(_dx24 != null ? _dx24.WorkspaceFloats(rows) : denseLength);
-        var wDense = workspace.Slice(panel, dxFloats);   // W expanded for the dense dx, or the 2:4 kernel's workspace
-        var xBlock = workspace.Slice(panel + dxFloats, (int)NmLinear.GradientWorkspace(rows, InFeatures));
-        if (!dx.IsEmpty && _dx24 == null) ToDense(values, wDense);
+        var wDense = workspace.Slice(panel, (int)denseLength);   // W expanded for the dense dx
+        var xBlock = workspace.Slice(panel + (int)denseLength, (int)NmLinear.GradientWorkspace(rows, InFeatures));
+        if (!dx.IsEmpty) ToDense(values, wDense);
         fixed (float* pdx = dx, pdy = dy, px = x, pw = wDense, pg = packedGradient, pxb = xBlock, ps = dxScale)
         fixed (int* pc = _controls)
         {
@@ -287,14 +297,7 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
                 Rows = rows, In = InFeatures, Out = OutFeatures, N = N, M = M, Panel = panel,
                 HasDx = !dx.IsEmpty, HasScale = !dxScale.IsEmpty,
             };
-            if (_dx24 != null)
-            {
-                // dW first (dx may alias x), each kernel spread over the threads itself.
-                BackwardItem(ref a, 0);
-                if (a.HasDx) _dx24.Compute(dy.Slice(0, rows * OutFeatures), rows, values, dxScale.IsEmpty ? default : dxScale.Slice(0, rows * InFeatures),
-                    dx.Slice(0, rows * InFeatures), wDense);
-            }
-            else if (a.HasDx && KernelThreads.Max == 2 && !KernelThreads.InsideRegion && !dx.Overlaps(x))
+            if (a.HasDx && KernelThreads.Max == 2 && !KernelThreads.InsideRegion && !dx.Overlaps(x))
                 KernelThreads.For(2, ref a, &BackwardItem);
             else
             {
@@ -353,11 +356,11 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         _nm = _nm.PatternOnly();
         _slotIndex = null;
         _controls = null;
-        _dx24 = null;
+        _grad24 = null;
         _released = true;
     }
 
     /// <summary>Bytes of every array the layout holds: the packed indices, the pattern's values array, the index bytes and controls.</summary>
     public long HeldBytes => _nm.Indices.Length + 4L * _nm.Values.LongLength + (_slotIndex?.Length ?? 0L) + 4L * (_controls?.Length ?? 0)
-        + (_dx24?.IndexBytes ?? 0);
+        + (_grad24?.IndexBytes ?? 0);
 }

@@ -5,12 +5,12 @@ using NanoSparse.Numerics;
 namespace NanoSparse.Tests.Kernels.Sparse;
 
 /// <summary>
-/// The 2:4 input-gradient kernel (with and without dxScale) against a masked-dense double-precision reference written
-/// here: rows around the 128-token panel (1, 13, 127, 128, 129, 260), In of 8, 12 and 20 (odd group counts among
+/// The 2:4 gradient kernels against double-precision references written here: the input gradient (with and without
+/// dxScale) against the masked-dense product (the weight gradient's cases are on its test): rows around the 128-token panel (1, 13, 127, 128, 129, 260), In of 8, 12 and 20 (odd group counts among
 /// them), 68 and 200, Out around the 64-output blocks (1, 5, 63, 64, 65, 130), one and two threads.
 /// </summary>
 [Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
-public class Nm24InputGradientTests
+public class Nm24GradientsTests
 {
     /// <summary>A random 2:4 W: dense (Out × In, zeros off the pattern), values (Out × In/2) and in-group indices.</summary>
     static (float[] Dense, float[] Values, int[] Index) Pattern(int outFeatures, int inFeatures, Rng rng)
@@ -50,7 +50,7 @@ public class Nm24InputGradientTests
     [MemberData(nameof(Shapes))]
     public void InputGradientEqualsMaskedDenseDoubleReference(int inFeatures, int outFeatures)
     {
-        if (!Nm24InputGradient.Supported) return;
+        if (!Nm24Gradients.Supported) return;
         int saved = KernelThreads.Max;
         try
         {
@@ -61,7 +61,7 @@ public class Nm24InputGradientTests
                 KernelThreads.Max = threads;
                 var rng = new Rng((ulong)(inFeatures * 1000 + outFeatures * 10 + rows + (scaled ? 7 : 0)));
                 var (dense, values, index) = Pattern(outFeatures, inFeatures, rng);
-                var kernel = new Nm24InputGradient(outFeatures, inFeatures, q => index[q]);
+                var kernel = new Nm24Gradients(outFeatures, inFeatures, q => index[q]);
                 var dy = RandomArray(rng, rows * outFeatures);
                 var scale = scaled ? RandomArray(rng, rows * inFeatures) : [];
                 var expected = new double[rows * inFeatures];
@@ -79,11 +79,61 @@ public class Nm24InputGradientTests
                         expected[t * inFeatures + k] = sum * s;
                         abs[t * inFeatures + k] = a * Math.Abs(s);
                     }
-                var workspace = new float[kernel.WorkspaceFloats(rows)];
+                var workspace = new float[kernel.InputGradientWorkspaceFloats(rows)];
                 Array.Fill(workspace, float.NaN);
                 var dx = RandomArray(rng, rows * inFeatures);   // overwritten, not accumulated
-                kernel.Compute(dy, rows, values, scale, dx, workspace);
+                kernel.InputGradient(dy, rows, values, scale, dx, workspace);
                 Close(dx, expected, abs, $"dx (In {inFeatures}, Out {outFeatures}, rows {rows}, {threads} threads, scaled {scaled})");
+            }
+        }
+        finally { KernelThreads.Max = saved; }
+    }
+
+    /// <summary>
+    /// The weight gradient on the same class lists: dValues (random to start: the kernel adds) + Σ_t dy[t, o] ·
+    /// x[t, input of the slot], against a double-precision sum over the tokens; rows around the 256-token panel (one,
+    /// two and three panels, a short last one), every shape above (class lists of every length mod 4), one and two
+    /// threads.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void WeightGradientEqualsDoubleReference(int inFeatures, int outFeatures)
+    {
+        if (!Nm24Gradients.Supported) return;
+        int saved = KernelThreads.Max;
+        try
+        {
+            foreach (int threads in new[] { 1, 2 })
+            foreach (int rows in new[] { 1, 13, 255, 256, 257, 600 })
+            {
+                if (inFeatures * outFeatures > 100_000 && rows != 257) continue;   // the largest shape once (the reference is slow)
+                KernelThreads.Max = threads;
+                var rng = new Rng((ulong)(inFeatures * 1000 + outFeatures * 10 + rows + 3));
+                var (_, values, index) = Pattern(outFeatures, inFeatures, rng);
+                var kernel = new Nm24Gradients(outFeatures, inFeatures, q => index[q]);
+                var dy = RandomArray(rng, rows * outFeatures);
+                var x = RandomArray(rng, rows * inFeatures);
+                var dValues = RandomArray(rng, values.Length);
+                int groups = inFeatures / 4;
+                var expected = new double[values.Length];
+                var abs = new double[values.Length];
+                for (int o = 0; o < outFeatures; o++)
+                    for (int q = 0; q < 2 * groups; q++)
+                    {
+                        int slot = o * 2 * groups + q, input = q / 2 * 4 + index[slot];
+                        double sum = dValues[slot], a = Math.Abs(dValues[slot]);
+                        for (int t = 0; t < rows; t++)
+                        {
+                            double term = (double)dy[t * outFeatures + o] * x[t * inFeatures + input];
+                            sum += term; a += Math.Abs(term);
+                        }
+                        expected[slot] = sum;
+                        abs[slot] = a;
+                    }
+                var workspace = new float[kernel.WeightGradientWorkspaceFloats(rows)];
+                Array.Fill(workspace, float.NaN);
+                kernel.WeightGradient(dy, x, rows, dValues, workspace);
+                Close(dValues, expected, abs, $"dValues (In {inFeatures}, Out {outFeatures}, rows {rows}, {threads} threads)");
             }
         }
         finally { KernelThreads.Max = saved; }
@@ -92,9 +142,9 @@ public class Nm24InputGradientTests
     [Fact]
     public void IndicesThatAreNotTwoAscendingPerGroupAreRejected()
     {
-        if (!Nm24InputGradient.Supported) return;
+        if (!Nm24Gradients.Supported) return;
         var index = new[] { 0, 1, 2, 2 };   // row 0, group 1 holds 2 twice
-        var e = Assert.Throws<ArgumentException>(() => new Nm24InputGradient(1, 8, q => index[q]));
+        var e = Assert.Throws<ArgumentException>(() => new Nm24Gradients(1, 8, q => index[q]));
         Assert.Contains("row 0, group 1 are 2, 2", e.Message);
     }
 }

@@ -5,8 +5,10 @@ using System.Runtime.Intrinsics.X86;
 namespace NanoSparse.Kernels.Sparse;
 
 /// <summary>
-/// The input gradient dx = dy · W of a Linear layer whose weight W (Out × In) is 2:4 along In (every group of 4
-/// consecutive inputs of an output row keeps 2 weights), at training sizes, with tokens in the vector lanes:
+/// The two gradients of a Linear layer whose weight W (Out × In) is 2:4 along In (every group of 4 consecutive inputs
+/// of an output row keeps 2 weights), at training sizes, with tokens in the vector lanes, over one structure: the
+/// rows of each 64-output block listed by the pair of inputs they keep in each group. The weight gradient is in
+/// Nm24Gradients.Weight.cs; this file holds the structure and the input gradient:
 ///   dxᵀ[k, t] = Σ_o w[o, k] · dyᵀ[o, t]
 /// In a group g, every output row keeps one of 6 pairs of the group's 4 inputs (its class). The rows of a 64-output
 /// block are listed by class once, from the structure; a class's two dxᵀ rows (4g + i0, 4g + i1: 128 tokens, 16
@@ -21,7 +23,7 @@ namespace NanoSparse.Kernels.Sparse;
 /// An instance holds the structure (fixed for the layer's life); values come per call in the layer's stored order
 /// (row-major, Out × In/2, the two of a group in ascending input order) and are copied into class order first.
 /// </summary>
-public sealed unsafe class Nm24InputGradient
+public sealed unsafe partial class Nm24Gradients
 {
     /// <summary>Token rows per panel: 8 vectors per dyᵀ row, so each row's 8 loads feed 16 FMAs.</summary>
     public const int PanelRows = 128;
@@ -46,7 +48,7 @@ public sealed unsafe class Nm24InputGradient
     /// The structure of a 2:4 W (Out × In, In a multiple of 4) from the in-group index (0..3) of every stored value,
     /// row-major (Out × In/2), the two of a group ascending.
     /// </summary>
-    public Nm24InputGradient(int outFeatures, int inFeatures, Func<long, int> slotIndex)
+    public Nm24Gradients(int outFeatures, int inFeatures, Func<long, int> slotIndex)
     {
         ArgumentNullException.ThrowIfNull(slotIndex);
         if (outFeatures < 1) throw new ArgumentOutOfRangeException(nameof(outFeatures), outFeatures, "out features must be at least 1");
@@ -90,8 +92,8 @@ public sealed unsafe class Nm24InputGradient
 
     static int Panels(int rows) => (rows + PanelRows - 1) / PanelRows;
 
-    /// <summary>Workspace floats of <see cref="Compute"/>: the values in class order, dyᵀ and dxᵀ in 128-token panels.</summary>
-    public long WorkspaceFloats(int rows) => StoredCount + AlignFloats + (long)Panels(rows) * PanelRows * (OutFeatures + InFeatures);
+    /// <summary>Workspace floats of <see cref="InputGradient"/>: the values in class order, dyᵀ and dxᵀ in 128-token panels.</summary>
+    public long InputGradientWorkspaceFloats(int rows) => StoredCount + AlignFloats + (long)Panels(rows) * PanelRows * (OutFeatures + InFeatures);
 
     struct Args
     {
@@ -102,16 +104,16 @@ public sealed unsafe class Nm24InputGradient
 
     /// <summary>
     /// dx (rows, In) = (dy (rows, Out) · W) ⊙ dxScale (rows, In, or empty); dx must not overlap dy.
-    /// workspace: <see cref="WorkspaceFloats"/> floats.
+    /// workspace: <see cref="InputGradientWorkspaceFloats"/> floats.
     /// </summary>
-    public void Compute(ReadOnlySpan<float> dy, int rows, ReadOnlySpan<float> values, ReadOnlySpan<float> dxScale,
+    public void InputGradient(ReadOnlySpan<float> dy, int rows, ReadOnlySpan<float> values, ReadOnlySpan<float> dxScale,
         Span<float> dx, Span<float> workspace)
     {
         if (!Supported) throw new PlatformNotSupportedException("the 2:4 input-gradient kernel needs AVX-512");
         Check.Length(dy, (long)rows * OutFeatures, nameof(dy));
         Check.Length(dx, (long)rows * InFeatures, nameof(dx));
         Check.Length(values, StoredCount, nameof(values));
-        Check.Length(workspace, WorkspaceFloats(rows), nameof(workspace));
+        Check.Length(workspace, InputGradientWorkspaceFloats(rows), nameof(workspace));
         if (!dxScale.IsEmpty) Check.Length(dxScale, (long)rows * InFeatures, nameof(dxScale));
         if (rows == 0) return;
         if (dx.Slice(0, rows * InFeatures).Overlaps(dy.Slice(0, rows * OutFeatures)))
