@@ -8,11 +8,13 @@ namespace NanoSparse.Kernels.Sparse;
 /// The weight gradient of the 2:4 layer on the input gradient's class lists, with tokens in the vector lanes:
 ///   dW[o, s] = Σ_t dyᵀ[o, t] · xᵀ[4g + i_s, t]          (s = the row's two slots of group g)
 /// The rows of one class in a (64-output block, group) keep the same two inputs, so the class's two xᵀ rows (a
-/// 256-token panel: 16 vectors each) serve every one of its rows: four rows at a time, per token vector 2 loads of x
-/// and 4 of dy feed 8 FMAs into 8 accumulators (0.75 loads per FMA, no permutes), which a tree of 24 shuffles and adds
-/// per panel turns into the tile's 8 sums. (NmLinear's token-major kernel, outputs in the lanes, needs a permute per
-/// FMA: about the dense GEMM's time for half its work.) The sums go to a class-ordered copy of the gradient, added to
-/// the caller's values (row-major, Out × In/2) once every panel is done.
+/// 256-token panel: 16 vectors each) serve every one of its rows: eight rows at a time, per token vector 2 loads of x
+/// and 8 of dy feed 16 FMAs into 16 accumulators (0.625 loads per FMA, no permutes), which two trees of 24 shuffles
+/// and adds per panel (<see cref="Sddmm.Reduce8"/>) turn into the tile's 16 sums; a class's last rows go in tiles of
+/// 4, 2 and 1. (NmLinear's token-major kernel, outputs in the lanes, needs a permute per FMA: about the dense GEMM's
+/// time for half its work; this runs 1.3–1.5x faster than the GEMM on the `wide` shapes, see the README.) Panels of 128
+/// tokens (a block's dyᵀ in L1, twice the trees) and of 512 measured slower. The sums go to a class-ordered copy of
+/// the gradient, added to the caller's values (row-major, Out × In/2) once every panel is done.
 /// </summary>
 public sealed unsafe partial class Nm24Gradients
 {
@@ -130,7 +132,7 @@ public sealed unsafe partial class Nm24Gradients
             d = Vector512.Load(d3 + o);
             a30 = Avx512F.FusedMultiplyAdd(d, xa, a30); a31 = Avx512F.FusedMultiplyAdd(d, xb, a31);
         }
-        (Vector256.Load(g) + Sums8(a00, a01, a10, a11, a20, a21, a30, a31)).Store(g);
+        (Vector256.Load(g) + Sddmm.Reduce8(a00, a01, a10, a11, a20, a21, a30, a31)).Store(g);
     }
 
     /// <summary>Tile4 for eight class rows: g[0..16) += their dot products with x0 and x1, row by row.</summary>
@@ -164,8 +166,8 @@ public sealed unsafe partial class Nm24Gradients
             d = Vector512.Load(d7 + o);
             a70 = Avx512F.FusedMultiplyAdd(d, xa, a70); a71 = Avx512F.FusedMultiplyAdd(d, xb, a71);
         }
-        (Vector256.Load(g) + Sums8(a00, a01, a10, a11, a20, a21, a30, a31)).Store(g);
-        (Vector256.Load(g + 8) + Sums8(a40, a41, a50, a51, a60, a61, a70, a71)).Store(g + 8);
+        (Vector256.Load(g) + Sddmm.Reduce8(a00, a01, a10, a11, a20, a21, a30, a31)).Store(g);
+        (Vector256.Load(g + 8) + Sddmm.Reduce8(a40, a41, a50, a51, a60, a61, a70, a71)).Store(g + 8);
     }
 
     /// <summary>g[0..4) += two class rows' dot products with x0 and x1.</summary>
@@ -207,26 +209,6 @@ public sealed unsafe partial class Nm24Gradients
         }
         g[0] += Vector512.Sum(a0 + a1);
         g[1] += Vector512.Sum(b0 + b1);
-    }
-
-    /// <summary>The lane sums of eight vectors, in order: 128-bit halves added pairwise twice, then within each 128-bit lane.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<float> Sums8(Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3,
-        Vector512<float> v4, Vector512<float> v5, Vector512<float> v6, Vector512<float> v7)
-    {
-        // [v.l0 + v.l2, v.l1 + v.l3, w.l0 + w.l2, w.l1 + w.l3] for each pair (v, w)
-        var p0 = Avx512F.Shuffle4x128(v0, v1, 0x44) + Avx512F.Shuffle4x128(v0, v1, 0xEE);
-        var p1 = Avx512F.Shuffle4x128(v2, v3, 0x44) + Avx512F.Shuffle4x128(v2, v3, 0xEE);
-        var p2 = Avx512F.Shuffle4x128(v4, v5, 0x44) + Avx512F.Shuffle4x128(v4, v5, 0xEE);
-        var p3 = Avx512F.Shuffle4x128(v6, v7, 0x44) + Avx512F.Shuffle4x128(v6, v7, 0xEE);
-        // 128-bit lane k of q0: the four partial sums of v_k (k < 4); of q1: of v_(4+k)
-        var q0 = Avx512F.Shuffle4x128(p0, p1, 0x88) + Avx512F.Shuffle4x128(p0, p1, 0xDD);
-        var q1 = Avx512F.Shuffle4x128(p2, p3, 0x88) + Avx512F.Shuffle4x128(p2, p3, 0xDD);
-        // lane k: [q0₀ + q0₂, q1₀ + q1₂, q0₁ + q0₃, q1₁ + q1₃], then its 64-bit halves added: element 4k = sum v_k,
-        // 4k + 1 = sum v_(4+k)
-        var r = Avx512F.UnpackLow(q0, q1) + Avx512F.UnpackHigh(q0, q1);
-        var s = r + Avx512F.Permute4x32(r, 0x4E);
-        return Avx512F.PermuteVar16x32(s, Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0)).GetLower();
     }
 
     /// <summary>Block b of the class-ordered gradient added to the values: each listed row's two sums to its group's slots.</summary>
