@@ -145,7 +145,7 @@ public static class SparseModelBench
         var train = ModelPreset.Wide.ToConfig(options.Vocab);
         AnsiConsole.MarkupLine($"[bold]bench sparse-model[/]: variants {string.Join(", ", variants.Select(v => v.Label))}; threads {string.Join(" ", options.Threads)}; " +
                                $"{options.Rounds} round(s), every contender in turn; [yellow]random weights at the wanted density[/] (speed does not depend on the values); " +
-                               "embeddings and the tied lm_head stay dense");
+                               $"embeddings and the tied lm_head stay dense; {(HugePages.Enabled ? "2 MB pages advised for weights, decode copies and KV caches (NANOSPARSE_HUGE_PAGES=0: off)" : "huge pages off")}");
         var rows = new List<Row>();
         var memory = new JsonArray();
         int savedMax = KernelThreads.Max;
@@ -609,6 +609,7 @@ public static class SparseModelBench
             ["decode_model"] = JsonSerializer.SerializeToNode(new { o.DecodeLayers, n_head = 12, n_embd = 768, block_size = 1024, vocabs = o.DecodeVocabs, o.Prompt, o.NewTokens, o.Prefill }),
             ["threads"] = new JsonArray(o.Threads.Select(t => (JsonNode)t).ToArray()),
             ["rounds"] = o.Rounds, ["iters"] = o.Iters, ["warmup"] = o.Warmup, ["reps"] = o.Reps,
+            ["huge_pages"] = HugePages.Describe(),
             ["results"] = results,
             ["memory"] = memory,
             ["onnxruntime_checks"] = new JsonArray((peers?.Checks ?? []).Select(c => (JsonNode)new JsonObject

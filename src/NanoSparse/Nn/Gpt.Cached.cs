@@ -29,7 +29,9 @@ public sealed partial class Gpt
         }
         long workspace = 0;
         foreach (var w in _linearWeights) workspace = Math.Max(workspace, w.WorkspaceFloats(Tmax));
-        return new KvCache(Config, layers, scratch, workspace);
+        var cache = new KvCache(Config, layers, scratch, workspace);
+        Kernels.HugePages.CollapsePending();   // extents the GC had not fully committed when their first array was advised
+        return cache;
     }
 
     /// <summary>

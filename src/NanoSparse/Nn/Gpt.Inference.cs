@@ -32,6 +32,7 @@ public sealed partial class Gpt
         _workspaceShards = 1;
         _shardGrads = [];
         IsInferenceOnly = true;
+        Kernels.HugePages.CollapsePending();   // the decode copies' extents, now that all of them are built
     }
 
     /// <summary>

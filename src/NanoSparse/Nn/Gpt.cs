@@ -80,6 +80,7 @@ public sealed partial class Gpt
 
         ParameterCount = layout.ParameterFloats;
         _params = new float[layout.ParameterFloats];
+        Kernels.HugePages.Advise(_params);   // a decode step streams every weight once per token
         _grads = new float[_params.Length];
         _parameters = layout.Parameters.Select(p => new Parameter(p.Name, p.Shape, _params, _grads, p.Offset, p.Weight)).ToArray();
         _linearWeights = layout.LinearWeights.ToArray();

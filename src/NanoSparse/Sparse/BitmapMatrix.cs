@@ -24,6 +24,8 @@ public sealed class BitmapMatrix
     {
         Rows = rows; Cols = cols; Bits = bits; RowOffsets = rowOffsets; Values = values;
         Validate();
+        NanoSparse.Kernels.HugePages.Advise(bits);     // the decode copy streams both once per token
+        NanoSparse.Kernels.HugePages.Advise(values);
     }
 
     public void Validate()

@@ -29,6 +29,7 @@ public sealed class CsrMatrix
     {
         Rows = rows; Cols = cols; RowPointers = rowPointers; ColumnIndices32 = columnIndices; Values = values;
         Validate();
+        Kernels.HugePages.Advise(columnIndices);   // a CSR decode streams them once per token
     }
 
     public CsrMatrix(int rows, int cols, int[] rowPointers, ushort[] columnIndices, float[] values)
@@ -37,6 +38,7 @@ public sealed class CsrMatrix
         if (!ShortIndicesFit(cols))
             SparseFormatException.Fail(Format, "16-bit indices only when cols <= 65536", $"cols = {cols}");
         Validate();
+        Kernels.HugePages.Advise(columnIndices);
     }
 
     CsrMatrix(int rows, int cols, int[] rowPointers, ushort[]? columns16, int[]? columns32, bool structureOnly)

@@ -33,6 +33,7 @@ public sealed class NmSparseMatrix
     {
         Rows = rows; Cols = cols; N = n; M = m; Values = values; Indices = indices;
         Validate();
+        NanoSparse.Kernels.HugePages.Advise(indices);   // a decode step streams them once per token
     }
 
     NmSparseMatrix(int rows, int cols, int n, int m, byte[] indices)

@@ -15,6 +15,7 @@ internal static unsafe class PinnedAligned
         var array = GC.AllocateArray<T>(data.Length + (64 + spareBytes) / sizeof(T), pinned: true);
         int start = (int)((64 - ((nint)Unsafe.AsPointer(ref array[0]) & 63)) & 63) / sizeof(T);
         data.CopyTo(array.AsSpan(start));
+        Kernels.HugePages.Advise(array);   // the decode copies: streamed once per token
         return (array, start);
     }
 }

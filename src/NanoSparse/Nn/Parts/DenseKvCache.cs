@@ -12,6 +12,9 @@ public sealed class DenseKvCache : IKvCache
         Width = width;
         _keys = new float[(long)capacity * width];
         _values = new float[(long)capacity * width];
+        // attention streams both once per layer and token, right after the weights went through the caches
+        Kernels.HugePages.Advise(_keys);
+        Kernels.HugePages.Advise(_values);
     }
 
     public int Capacity { get; }

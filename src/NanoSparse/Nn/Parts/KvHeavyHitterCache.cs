@@ -38,6 +38,8 @@ public sealed class KvHeavyHitterCache : IKvCache
         _recent = Math.Min(recent, _budget - 1);
         _keys = new float[(long)heads * _budget * _headSize];
         _values = new float[(long)heads * _budget * _headSize];
+        Kernels.HugePages.Advise(_keys);
+        Kernels.HugePages.Advise(_values);
         _positions = new int[heads * _budget];
         _scores = new double[heads * _budget];
     }

@@ -38,6 +38,8 @@ public sealed class KvPageCache : IKvCache
         int pages = (capacity + pageSize - 1) / pageSize;
         _keys = new float[(long)capacity * width];
         _values = new float[(long)capacity * width];
+        Kernels.HugePages.Advise(_keys);
+        Kernels.HugePages.Advise(_values);
         _pageMin = new float[(long)pages * width];
         _pageMax = new float[(long)pages * width];
         _selected = new int[pages];

@@ -30,6 +30,8 @@ public sealed unsafe class KvPrunedCache : IKvCache
         _valueBits = new ulong[(long)capacity * heads * _words];
         _keyValues = new float[(long)capacity * heads * _keep];
         _valueValues = new float[(long)capacity * heads * _keep];
+        Kernels.HugePages.Advise(_keyValues);
+        Kernels.HugePages.Advise(_valueValues);
     }
 
     public int Capacity { get; }
