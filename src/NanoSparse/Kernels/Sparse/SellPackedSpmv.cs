@@ -8,14 +8,14 @@ namespace NanoSparse.Kernels.Sparse;
 /// <summary>
 /// y (M) = S·x with S in packed SELL (<see cref="SellPackedMatrix"/>): the decode SpMV at low density. Per (slice, block)
 /// x's block sits in registers (eight Vector512 for 128 columns, four for 64) and a step fetches the x of its 16 slots
-/// with two-table permutes (each reads index bits 0–4) and masked blends on bits 5 and 6: four permutes and three
-/// blends for 128 columns, two and one for 64. A step loads 16 values from where its k slots start and clears lanes k
+/// with two-table permutes (each reads index bits 0–4) and masked blends whose masks are compares of the index with a
+/// constant (q &gt; 31 and so on): four permutes and three blends for 128 columns, two and one for 64. A step loads 16 values from where its k slots start and clears lanes k
 /// and up with the k-th of 17 prefix masks (k read from the matrix's control stream: AVX-512 masked loads ran ~2.5x
 /// slower on a Zen 5), then moves on by k. One loop per (slice, block), so the end of its steps is the one branch that
 /// depends on the data: a Zen 4 core lost ~18 cycles per mispredicted branch here, and the layout this replaced (full
 /// steps, masked tail steps, then pairs of short steps) took three or four per block. Each instruction in the step
-/// counts: the blends select the low permute where the bit is clear (so the JIT's second permute may overwrite the
-/// index register instead of copying a table) and k scales into byte offsets unsigned (no sign extensions); with the
+/// counts: the blend's mask is one compare (vpcmpgtd into a mask register; testing bit 5 took an AND and a test), the
+/// JIT's second permute overwrites the index register instead of copying a table, and k scales into byte offsets unsigned (no sign extensions); with the
 /// 32-byte headers replaced by the 17 + t byte control records, a pass over the gpt2-shaped blocks at 10% (harness
 /// below, machine loaded, four runs of 11 rounds alternating in one process) took 2.24–2.34 ms against 2.34–2.40 for a
 /// copy of the previous kernel and layout. The loop prefetches the value stream 2 KB ahead and the index stream 512
@@ -132,8 +132,8 @@ public static unsafe class SellPackedSpmv
     }
 
     /// <summary>
-    /// 128 columns in eight registers: four permutes (each reads bits 0–4 of q), then bit 5 picks between the pairs of
-    /// quarters and bit 6 between the halves, as masked blends.
+    /// 128 columns in eight registers: four permutes (each reads bits 0–4 of q), then masked blends pick between the
+    /// pairs of quarters (q &gt; 31 in the low half, q &gt; 95 in the high half) and between the halves (q &gt; 63).
     /// </summary>
     struct Block128 : IBlockX<Block128>
     {
@@ -151,19 +151,18 @@ public static unsafe class SellPackedSpmv
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public readonly Vector512<float> Fetch(Vector512<int> q)
         {
-            // The bit-5 compare is written out at each use: held in a local, the JIT moved the mask register into a
-            // vector and back (two instructions a step); written twice, it is computed once and stays in k.
-            var bit5 = Vector512.Create(32);
-            var bit6 = Vector512.Create(64);
-            var low = Vector512.ConditionalSelect(Vector512.Equals(q & bit5, Vector512<int>.Zero).AsSingle(),
-                Avx512F.PermuteVar16x32x2(_x0, q, _x1), Avx512F.PermuteVar16x32x2(_x2, q, _x3));
-            var high = Vector512.ConditionalSelect(Vector512.Equals(q & bit5, Vector512<int>.Zero).AsSingle(),
-                Avx512F.PermuteVar16x32x2(_x4, q, _x5), Avx512F.PermuteVar16x32x2(_x6, q, _x7));
-            return Vector512.ConditionalSelect(Vector512.Equals(q & bit6, Vector512<int>.Zero).AsSingle(), low, high);
+            // Each blend's mask is one compare of q against a constant (q ≥ 32 picks the second pair of quarters in the
+            // low half, q ≥ 96 in the high half, q ≥ 64 the high half): one instruction each, where testing bits 5 and
+            // 6 took an AND and a test for each.
+            var low = Vector512.ConditionalSelect(Vector512.GreaterThan(q, Vector512.Create(31)).AsSingle(),
+                Avx512F.PermuteVar16x32x2(_x2, q, _x3), Avx512F.PermuteVar16x32x2(_x0, q, _x1));
+            var high = Vector512.ConditionalSelect(Vector512.GreaterThan(q, Vector512.Create(95)).AsSingle(),
+                Avx512F.PermuteVar16x32x2(_x6, q, _x7), Avx512F.PermuteVar16x32x2(_x4, q, _x5));
+            return Vector512.ConditionalSelect(Vector512.GreaterThan(q, Vector512.Create(63)).AsSingle(), high, low);
         }
     }
 
-    /// <summary>64 columns in four registers: two permutes and one blend on bit 5.</summary>
+    /// <summary>64 columns in four registers: two permutes and one blend on q &gt; 31.</summary>
     struct Block64 : IBlockX<Block64>
     {
         Vector512<float> _x0, _x1, _x2, _x3;
@@ -177,12 +176,9 @@ public static unsafe class SellPackedSpmv
         };
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public readonly Vector512<float> Fetch(Vector512<int> q)
-        {
-            var bit5 = Vector512.Create(32);
-            return Vector512.ConditionalSelect(Vector512.Equals(q & bit5, Vector512<int>.Zero).AsSingle(),
-                Avx512F.PermuteVar16x32x2(_x0, q, _x1), Avx512F.PermuteVar16x32x2(_x2, q, _x3));
-        }
+        public readonly Vector512<float> Fetch(Vector512<int> q) =>
+            Vector512.ConditionalSelect(Vector512.GreaterThan(q, Vector512.Create(31)).AsSingle(),
+                Avx512F.PermuteVar16x32x2(_x2, q, _x3), Avx512F.PermuteVar16x32x2(_x0, q, _x1));
     }
 
     /// <summary>The 16 row-lane sums of one slice, blocks of <typeparamref name="TBlock"/>'s width.</summary>
