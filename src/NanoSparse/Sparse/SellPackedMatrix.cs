@@ -14,19 +14,22 @@ namespace NanoSparse.Sparse;
 /// moves it to row-lane order with one permute per (slice, block).
 /// </para>
 /// <para>
-/// One stream: <see cref="Values"/> and <see cref="Indices"/> hold, slice by slice, block by block (b inside s), step
-/// by step, the k_u slots of each step, block lane 0 first. <see cref="Headers"/>[32·(s·Blocks + b) ..] holds 16 bytes
-/// of counts (block lane i's entries, non-increasing in i) and then 16 bytes of placement (byte j: the block lane that
-/// holds row lane j). A lane's entries come in increasing column order, step by step. With a <see cref="RowOrder"/>
-/// (SELL-C-σ, <see cref="SellRowOrder"/>), row lane l of slice s is row RowOrder[16·s + l] of W; the row order cuts
-/// the steps (the kernel's compute), the packing cuts the bytes.
+/// One stream: <see cref="Values"/> and <see cref="Indices"/> hold, slice by slice, the slice's blocks that hold
+/// entries in kernel order (below), step by step, the k_u slots of each step, block lane 0 first.
+/// <see cref="Headers"/>[32·(s·Blocks + b) ..] holds 16 bytes of counts (block lane i's entries, non-increasing in i)
+/// and then 16 bytes of placement (byte j: the block lane that holds row lane j). A lane's entries come in increasing
+/// column order, step by step. With a <see cref="RowOrder"/> (SELL-C-σ, <see cref="SellRowOrder"/>), row lane l of
+/// slice s is row RowOrder[16·s + l] of W; the row order cuts the steps (the kernel's compute), the packing cuts the bytes.
 /// </para>
 /// <para>
-/// The kernel reads <see cref="Control"/> instead of the headers: per (slice, block) in stream order, a byte with the
-/// block's step count t (the longest lane's count); when t &gt; 0, the 16 placement bytes and then k_u for each of the t
-/// steps, a byte each. A step's width comes from there instead of from the counts, so the kernel's only branch that
-/// depends on the data is the end of a block's steps, and its metadata is one sequential stream of 17 + t bytes per
-/// block where the 32-byte headers cost 32 (the counts are only needed to build, check and expand the layout; at 10%
+/// The kernel reads <see cref="Control"/> instead of the headers: per slice, a record for each block that holds
+/// entries, in kernel order: the block's step count t (its longest lane's count), the block (two bytes, low first), the
+/// 16 placement bytes, then k_u for each of the t steps, a byte each. Kernel order is t descending, ties by block: the
+/// end of a block's steps is the kernel's one branch that depends on the data, and a core predicts a loop's exit from
+/// the loops before it, so blocks of equal length one after another mispredict less than blocks in column order
+/// (measured in <see cref="Kernels.Sparse.SellPackedSpmv"/>).
+/// A step's width comes from there instead of from the counts, and the metadata is one sequential stream of 19 + t
+/// bytes per block that holds entries (the counts are only needed to build, check and expand the layout; at 10%
 /// density that is ~3% of the bytes a decode SpMV reads). <see cref="SlotStart"/>[s] and <see cref="ControlStart"/>[s]:
 /// where slice s starts in the slot stream and in <see cref="Control"/>. The control stream and both starts follow
 /// from the headers; the constructor derives them.
@@ -80,8 +83,9 @@ public sealed unsafe class SellPackedMatrix
     public ReadOnlySpan<byte> Indices => _indices.AsSpan(_indexStart, NonZeroCount);
     /// <summary>The slots' values, one per entry.</summary>
     public ReadOnlySpan<float> Values => _values.AsSpan(_valueStart, NonZeroCount);
-    /// <summary>The kernel's metadata (see the class remarks): per (slice, block), t; then, when t &gt; 0, 16 placement
-    /// bytes and t step widths k_u (the block lanes that hold an entry at step u, 1–16).</summary>
+    /// <summary>The kernel's metadata (see the class remarks): per slice, for each block that holds entries in kernel
+    /// order, t, the block (two bytes), 16 placement bytes and t step widths k_u (the block lanes that hold an entry at
+    /// step u, 1–16).</summary>
     public ReadOnlySpan<byte> Control => _control.AsSpan(_controlStart, ControlStart[^1]);
 
     /// <summary>The arrays the kernel reads, with their starts (each goes on for <see cref="SpareBytes"/> zeroed bytes).</summary>
@@ -100,6 +104,8 @@ public sealed unsafe class SellPackedMatrix
         if (blockWidth is not (WideBlock or NarrowBlock))
             SparseFormatException.Fail(Format, "block width 128 or 64", $"block width {blockWidth}");
         Rows = rows; Cols = cols; Headers = headers; RowOrder = rowOrder; BlockWidth = blockWidth;
+        if (Blocks > MaxBlocks)
+            SparseFormatException.Fail(Format, $"at most {MaxBlocks} blocks", $"{cols} columns in blocks of {blockWidth}: {Blocks} blocks");
         (_indices, _indexStart) = PinnedAligned.Copy(indices, SpareBytes);
         (_values, _valueStart) = PinnedAligned.Copy(values, SpareBytes);
         NonZeroCount = Validate(indices.Length, values.Length);
@@ -115,7 +121,7 @@ public sealed unsafe class SellPackedMatrix
             {
                 var h = headers.AsSpan(HeaderBytes * (s * blocks + b), SliceHeight);
                 steps += h[0];
-                control += h[0] == 0 ? 1 : 1 + SliceHeight + h[0];
+                if (h[0] != 0) control += RecordBytes + h[0];
                 foreach (byte c in h) slots += c;
             }
             SlotStart[s + 1] = SlotStart[s] + slots;
@@ -123,19 +129,52 @@ public sealed unsafe class SellPackedMatrix
         }
         StepCount = steps;
         var stream = new byte[ControlStart[slices]];
+        var order = new int[blocks];
         int at = 0;
-        for (int sb = 0; sb < slices * blocks; sb++)
+        for (int s = 0; s < slices; s++)
         {
-            var h = headers.AsSpan(HeaderBytes * sb, HeaderBytes);
-            stream[at++] = h[0];
-            if (h[0] == 0) continue;
-            h.Slice(SliceHeight, SliceHeight).CopyTo(stream.AsSpan(at));
-            at += SliceHeight;
-            // Steps u in [h[i], h[i - 1]) have i live lanes.
-            for (int i = SliceHeight; i > 0; i--)
-                for (int u = i == SliceHeight ? 0 : h[i]; u < h[i - 1]; u++) stream[at++] = (byte)i;
+            int live = KernelOrder(headers, s, blocks, order);
+            for (int o = 0; o < live; o++)
+            {
+                int b = order[o];
+                var h = headers.AsSpan(HeaderBytes * (s * blocks + b), HeaderBytes);
+                stream[at++] = h[0];
+                stream[at++] = (byte)b;
+                stream[at++] = (byte)(b >> 8);
+                h.Slice(SliceHeight, SliceHeight).CopyTo(stream.AsSpan(at));
+                at += SliceHeight;
+                // Steps u in [h[i], h[i - 1]) have i live lanes.
+                for (int i = SliceHeight; i > 0; i--)
+                    for (int u = i == SliceHeight ? 0 : h[i]; u < h[i - 1]; u++) stream[at++] = (byte)i;
+            }
         }
         (_control, _controlStart) = PinnedAligned.Copy<byte>(stream, SpareBytes);
+    }
+
+    /// <summary>Bytes of a block's control record before its step widths: t, the block (two bytes), 16 placements.</summary>
+    public const int RecordBytes = 3 + SliceHeight;
+
+    /// <summary>The most blocks a row may span: the record holds the block in two bytes.</summary>
+    public const int MaxBlocks = 1 << 16;
+
+    /// <summary>
+    /// The blocks of slice <paramref name="s"/> that hold entries, in stream order: step count t (the headers' first
+    /// count) descending, ties by block. Writes them to <paramref name="order"/> and returns how many there are.
+    /// </summary>
+    static int KernelOrder(ReadOnlySpan<byte> headers, int s, int blocks, Span<int> order)
+    {
+        // Counting sort on t (at most 128): stable, so ties keep the block order.
+        Span<int> count = stackalloc int[WideBlock + 2];
+        count.Clear();
+        for (int b = 0; b < blocks; b++) count[WideBlock - headers[HeaderBytes * (s * blocks + b)]]++;
+        int live = blocks - count[WideBlock];
+        for (int t = 0, sum = 0; t <= WideBlock; t++) { int c = count[t]; count[t] = sum; sum += c; }
+        for (int b = 0; b < blocks; b++)
+        {
+            int t = headers[HeaderBytes * (s * blocks + b)];
+            if (t != 0) order[count[WideBlock - t]++] = b;
+        }
+        return live;
     }
 
     /// <summary>Checks every invariant (throws <see cref="SparseFormatException"/> naming the broken one); returns the entry count.</summary>
@@ -169,6 +208,7 @@ public sealed unsafe class SellPackedMatrix
         int slot = 0;
         Span<int> last = stackalloc int[SliceHeight];
         Span<bool> placed = stackalloc bool[SliceHeight];
+        var order = new int[blocks];
         for (int s = 0; s < slices; s++)
         {
             for (int b = 0; b < blocks; b++)
@@ -192,6 +232,14 @@ public sealed unsafe class SellPackedMatrix
                     if (i > 0 && h[i] > h[i - 1])
                         SparseFormatException.Fail(Format, "lane counts longest first", $"{at}: block lane {i} holds {h[i]} after {h[i - 1]}");
                 }
+            }
+            // The stream holds the slice's blocks in kernel order.
+            int live = KernelOrder(Headers, s, blocks, order);
+            for (int o = 0; o < live; o++)
+            {
+                int b = order[o];
+                var h = Headers.AsSpan(HeaderBytes * (s * blocks + b), HeaderBytes);
+                string at = $"slice {s}, block {b}";
                 last.Fill(-1);
                 for (int u = 0; u < h[0]; u++)
                     for (int i = 0; i < SliceHeight && h[i] > u; i++)
@@ -225,6 +273,8 @@ public sealed unsafe class SellPackedMatrix
     {
         if (blockWidth is not (WideBlock or NarrowBlock))
             SparseFormatException.Fail(Format, "block width 128 or 64", $"block width {blockWidth}");
+        if ((cols + blockWidth - 1) / blockWidth > MaxBlocks)
+            SparseFormatException.Fail(Format, $"at most {MaxBlocks} blocks", $"{cols} columns in blocks of {blockWidth}: {(cols + blockWidth - 1) / blockWidth} blocks");
         int[]? order = sortWindow == 1 ? null : SellRowOrder.Pack(rows, cols, rowPointers, column, blockWidth, sortWindow);
         int slices = (rows + SliceHeight - 1) / SliceHeight, blocks = (cols + blockWidth - 1) / blockWidth;
         var headers = new byte[(long)HeaderBytes * slices * blocks];
@@ -235,6 +285,7 @@ public sealed unsafe class SellPackedMatrix
         var indices = new byte[rowPointers[rows]];
         var stream = new float[indices.Length];
         int slot = 0;
+        var blockOrder = new int[blocks];
         for (int s = 0; s < slices; s++)
         {
             Count(s);
@@ -243,6 +294,13 @@ public sealed unsafe class SellPackedMatrix
                 Sort(b, lanes);
                 var h = headers.AsSpan(HeaderBytes * (s * blocks + b), HeaderBytes);
                 for (int i = 0; i < SliceHeight; i++) { h[i] = (byte)counts[SliceHeight * b + lanes[i]]; h[SliceHeight + lanes[i]] = (byte)i; }
+            }
+            int live = KernelOrder(headers, s, blocks, blockOrder);
+            for (int o = 0; o < live; o++)
+            {
+                int b = blockOrder[o];
+                var h = headers.AsSpan(HeaderBytes * (s * blocks + b), HeaderBytes);
+                for (int j = 0; j < SliceHeight; j++) lanes[h[SliceHeight + j]] = j;
                 for (int u = 0; u < h[0]; u++)
                     for (int i = 0; i < SliceHeight && h[i] > u; i++)
                     {
@@ -297,9 +355,13 @@ public sealed unsafe class SellPackedMatrix
         int blocks = Blocks, slot = 0;
         var idx = Indices; var val = Values;
         Span<long> rowAt = stackalloc long[SliceHeight];   // block lane i -> where its row's block starts in dense
+        var order = new int[blocks];
         for (int s = 0; s < Slices; s++)
-            for (int b = 0; b < blocks; b++)
+        {
+            int live = KernelOrder(Headers, s, blocks, order);
+            for (int o = 0; o < live; o++)
             {
+                int b = order[o];
                 var h = Headers.AsSpan(HeaderBytes * (s * blocks + b), HeaderBytes);
                 for (int j = 0; j < SliceHeight && s * SliceHeight + j < Rows; j++)
                     rowAt[h[SliceHeight + j]] = (long)(RowOrder?[s * SliceHeight + j] ?? s * SliceHeight + j) * Cols + b * BlockWidth;
@@ -307,6 +369,7 @@ public sealed unsafe class SellPackedMatrix
                     for (int i = 0; i < SliceHeight && h[i] > u; i++, slot++)
                         dense[rowAt[i] + idx[slot]] = val[slot];
             }
+        }
         return dense;
     }
 }

@@ -12,6 +12,7 @@ public class SellPackedMatrixTests
     [InlineData(64, 256, 1.0)]      // full blocks: 128 entries per lane, every step full
     [InlineData(33, 520, 0.02)]     // many empty (slice, block)s and rows
     [InlineData(50, 70, 0.0)]       // no entries at all
+    [InlineData(20, 17000, 0.01)]   // 133 and 266 blocks: block numbers past one byte
     public void RoundTripsTheDenseMatrix(int rows, int cols, double density)
     {
         foreach (int width in new[] { SellPackedMatrix.WideBlock, SellPackedMatrix.NarrowBlock })
@@ -30,8 +31,9 @@ public class SellPackedMatrixTests
         }
     }
 
-    /// <summary>The kernel's control stream against the headers: per (slice, block) t = the longest count, the
-    /// placements, and widths k_u whose lanes-above-i counts give back each lane's count.</summary>
+    /// <summary>The kernel's control stream against the headers: per slice, a record for every block that holds
+    /// entries and none other, in kernel order (t descending, ties by block); each with t = the longest count, the
+    /// block, the placements, and widths k_u whose lanes-above-i counts give back each lane's count.</summary>
     static void AssertControlMatchesHeaders(SellPackedMatrix m)
     {
         const int H = SellPackedMatrix.SliceHeight;
@@ -41,12 +43,18 @@ public class SellPackedMatrixTests
         for (int s = 0; s < m.Slices; s++)
         {
             Assert.Equal(m.ControlStart[s], at);
-            for (int b = 0; b < m.Blocks; b++)
+            var seen = new HashSet<int>();
+            int lastT = int.MaxValue, lastB = -1;
+            while (at < m.ControlStart[s + 1])
             {
+                int t = control[at], b = control[at + 1] | control[at + 2] << 8;
+                at += 3;
+                Assert.True(b < m.Blocks && seen.Add(b), $"slice {s}: block {b} out of range or repeated");
+                Assert.True(t < lastT || (t == lastT && b > lastB), $"slice {s}: block {b} (t = {t}) after block {lastB} (t = {lastT})");
+                (lastT, lastB) = (t, b);
                 var h = m.Headers.AsSpan(SellPackedMatrix.HeaderBytes * (s * m.Blocks + b), SellPackedMatrix.HeaderBytes);
-                int t = control[at++];
                 Assert.Equal(h[0], t);
-                if (t == 0) continue;
+                Assert.True(t > 0);
                 Assert.Equal(h[H..].ToArray(), control.Slice(at, H).ToArray());
                 at += H;
                 var widths = control.Slice(at, t).ToArray();
@@ -55,11 +63,40 @@ public class SellPackedMatrixTests
                 steps += t;
                 foreach (byte k in widths) slots += k;
             }
+            for (int b = 0; b < m.Blocks; b++)
+                Assert.Equal(m.Headers[SellPackedMatrix.HeaderBytes * (s * m.Blocks + b)] > 0, seen.Contains(b));
         }
         Assert.Equal(m.ControlStart[^1], at);
         Assert.Equal(control.Length, at);
         Assert.Equal(m.StepCount, steps);
         Assert.Equal(m.NonZeroCount, slots);
+    }
+
+    [Fact]
+    public void StoresASlicesBlocksLongestFirst()
+    {
+        // 16×192 in 64-column blocks, all in row 0: block 0 one entry (t = 1), block 1 three (t = 3), block 2 two
+        // (t = 2). The stream and the control records take block 1, then 2, then 0; the kernel's product is unchanged.
+        var dense = new float[16 * 192];
+        dense[10] = 1;
+        dense[64 + 1] = 2; dense[64 + 2] = 3; dense[64 + 40] = 4;
+        dense[128 + 5] = 5; dense[128 + 63] = 6;
+        var m = SellPackedMatrix.FromDense(dense, 16, 192, blockWidth: SellPackedMatrix.NarrowBlock);
+        Assert.Equal(new float[] { 2, 3, 4, 5, 6, 1 }, m.Values.ToArray());
+        Assert.Equal(new byte[] { 1, 2, 40, 5, 63, 10 }, m.Indices.ToArray());
+        var control = m.Control;
+        Assert.Equal(new byte[] { 3, 1, 0 }, control[..3].ToArray());
+        Assert.Equal(new byte[] { 2, 2, 0 }, control.Slice(SellPackedMatrix.RecordBytes + 3, 3).ToArray());
+        Assert.Equal(new byte[] { 1, 0, 0 }, control.Slice(2 * SellPackedMatrix.RecordBytes + 5, 3).ToArray());
+        AssertControlMatchesHeaders(m);
+        Assert.Equal(dense, m.ToDense());
+        var x = Enumerable.Range(0, 192).Select(i => (float)(i % 7) - 3).ToArray();
+        var y = new float[16];
+        NanoSparse.Kernels.Sparse.SellPackedSpmv.Multiply(m, x, y);
+        double expected = 0;
+        for (int c = 0; c < 192; c++) expected += (double)dense[c] * x[c];
+        Assert.Equal((float)expected, y[0]);
+        Assert.All(y[1..], v => Assert.Equal(0f, v));
     }
 
     [Fact]
@@ -101,14 +138,14 @@ public class SellPackedMatrixTests
         Assert.Equal(new byte[] { 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, good.Headers.AsSpan(0, 16).ToArray());
         Assert.Equal(new byte[] { 0, 9, 5, 1, 1 }, good.Indices.ToArray());
         Assert.Equal(new float[] { 1, 5, 2, 3, 4 }, good.Values.ToArray());
-        // Control: per block t, then (t > 0) the 16 placements and t step widths. Slice 0: block 0 (identity
-        // placement, widths 2, 1), block 1 empty, block 2 (widths 1); slice 1: block 0 (row lane 1 first), blocks 1, 2 empty.
+        // Control: per block that holds entries, t, the block (two bytes), the 16 placements and t step widths. Slice 0:
+        // block 0 (t = 2, identity placement, widths 2, 1), then block 2 (t = 1, widths 1); slice 1: block 0 (row lane 1 first).
         byte[] identity = [.. Enumerable.Range(0, 16).Select(i => (byte)i)];
         byte[] rowLane1First = [1, 0, .. identity[2..]];
-        byte[] control = [2, .. identity, 2, 1, 0, 1, .. identity, 1, 1, .. rowLane1First, 1, 0, 0];
+        byte[] control = [2, 0, 0, .. identity, 2, 1, 1, 2, 0, .. identity, 1, 1, 0, 0, .. rowLane1First, 1];
         Assert.Equal(control, good.Control.ToArray());
         Assert.Equal(new[] { 0, 4, 5 }, good.SlotStart);
-        Assert.Equal(new[] { 0, 38, 58 }, good.ControlStart);
+        Assert.Equal(new[] { 0, 41, 61 }, good.ControlStart);
         Assert.Equal(4, good.StepCount);
         Rejects("headers length = 32 x slices x blocks", () => new SellPackedMatrix(20, 300, new byte[32 * 5], [], []));
         Rejects("lane counts longest first", () => Build((h, _, _) => { h[0] = 1; h[1] = 2; }));

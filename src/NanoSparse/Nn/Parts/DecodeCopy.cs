@@ -84,8 +84,8 @@ public sealed class DecodeCopy
     // The packed layouts' steps (a lane mask per step from the control stream, one loop per block) are what `bench gemv
     // --shapes 3072x768,768x3072 --sparse 0.1,0.3,0.5 --threads-list 1 --cpu-time` measured in cache on one Zen 4 core,
     // per stored step (block overhead included): 2.7–2.9 ns for 128 columns, 1.7–1.9 for 64 (half the permutes, a third
-    // of the blends); the 64-column layout stores 5–14% more steps and its 17 control bytes per (slice, block) (the step
-    // count and the placements) per 64 columns instead of 128.
+    // of the blends); the 64-column layout stores 5–14% more steps and its 19 control bytes per (slice, block) (the step
+    // count, the block and the placements) per 64 columns instead of 128.
     const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 1.5,
         Sell128PackedStepNs = 2.8, Sell64PackedStepNs = 1.8;
 
@@ -109,8 +109,8 @@ public sealed class DecodeCopy
         {
             (DecodeCopyFormat.Sell256, Time(80.0 * steps256 + 2.0 * blocks256 + 4.0 * rows, Sell256StepNs * steps256)),
             (DecodeCopyFormat.Sell128, Time(80.0 * steps128 + 2.0 * blocks128 + 4.0 * rows, Sell128StepNs * steps128)),
-            (DecodeCopyFormat.Sell128Packed, Time(5.0 * nnz + steps128 + 17.0 * blocks128 + 4.0 * rows, Sell128PackedStepNs * steps128)),
-            (DecodeCopyFormat.Sell64Packed, Time(5.0 * nnz + steps64 + 17.0 * blocks64 + 4.0 * rows, Sell64PackedStepNs * steps64)),
+            (DecodeCopyFormat.Sell128Packed, Time(5.0 * nnz + steps128 + 19.0 * blocks128 + 4.0 * rows, Sell128PackedStepNs * steps128)),
+            (DecodeCopyFormat.Sell64Packed, Time(5.0 * nnz + steps64 + 19.0 * blocks64 + 4.0 * rows, Sell64PackedStepNs * steps64)),
             (DecodeCopyFormat.Sell, Time(80.0 * sellSteps + sellBlocks, SellStepNs * sellSteps)),
             (DecodeCopyFormat.Bitmap, Time(8.0 * words * rows + 4.0 * (rows + 1) + 4.0 * nnz, BitmapPieceNs * 4 * words * rows)),
         };

@@ -35,6 +35,7 @@ public class SellPackedSpmvTests
     [InlineData(64, 256, 1.0)]      // dense: full steps only
     [InlineData(17, 33, 0.5)]
     [InlineData(200, 1100, 0.003)]  // mostly empty rows and blocks
+    [InlineData(40, 17000, 0.02)]   // 133 and 266 blocks: block numbers past one byte in the control records
     public void MatchesDoubleReference(int m, int k, double density)
     {
         foreach (int width in new[] { SellPackedMatrix.WideBlock, SellPackedMatrix.NarrowBlock })
