@@ -70,8 +70,8 @@ public static unsafe partial class CachedAttention
     /// <summary>
     /// Heads [g·G, (g + 1)·G), G = GroupHeads, hs = 64, at once: the key pass reads the group's G·64 floats of each row
     /// (all of it with one group) and scores every head of the group; the value pass reads the same stretch of each row
-    /// and adds it into the group's sums, held in L1 (G·64 floats); both request the part of the row
-    /// <see cref="PrefetchPositions"/> ahead into L2. A decode step
+    /// and adds it into the group's sums, held in L1 (G·64 floats); when the group reads part of each row (two or more
+    /// groups), both request its stretch of the row <see cref="PrefetchPositions"/> ahead into L2. A decode step
     /// streams the weights through the caches before every layer's attention, so the cache comes from DRAM; one head at a
     /// time read four lines of each 3 KB row (at 768 wide), a strided walk the hardware prefetchers did not keep up with.
     /// Measured on Zen 4 (scratch harness: 12 layers of a 768-wide, 12-head cache, 64–319 positions, 60 MB streamed
@@ -80,6 +80,13 @@ public static unsafe partial class CachedAttention
     /// The value pass first took the heads two at a time (eight register accumulators, 512 bytes of each 3 KB row per
     /// pass); whole rows with the sums in L1 took it from 0.38–0.41 to 0.28–0.31 ms per step (a copy of this kernel,
     /// 12 layers at 64–319 positions with the 90%-sparse model's SpMVs between layers, one thread, Zen 4, two runs).
+    /// With one group (whole rows) the hardware prefetchers keep up and the requests, one instruction per 64 bytes,
+    /// cost more than they saved: attention 0.53–0.61 ms per token without them against 0.59–0.81 with at one thread
+    /// (scratch harness above with the 90% model's SpMVs between layers, three alternated runs each, Zen 4), and the
+    /// 90%-sparse gpt2-shaped model decoded at 399–421 tokens/s against 382–394 (decode-only scratch harness, medians
+    /// of three passes of 256 tokens, three alternated runs). At two threads (groups of 6 heads, half rows) the
+    /// requests stay: without them 0.61–0.90 ms against 0.41–0.55; unrolled four to a loop step the attention harness
+    /// was level but whole decodes were ~7% slower (six alternated runs).
     /// Each head's sums run in the same order as in <see cref="Head"/>: the results are the same bits.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -92,11 +99,13 @@ public static unsafe partial class CachedAttention
         float* q = a.Q + h0 * hs, k = a.Keys + h0 * hs, v = a.Values + h0 * hs, y = a.Y + h0 * hs;
         float scale = 1f / MathF.Sqrt(hs);
         int span = G * hs;
+        // A group that reads part of each row walks a strided pattern the hardware prefetchers miss: it requests its
+        // stretch ahead into L2. A group that reads whole rows streams, and the hardware keeps up without the requests.
+        bool partial = span < C;
         for (int j = 0; j < n; j++)
         {
             float* kj = k + (long)j * C;
-            float* ahead = kj + (long)PrefetchPositions * C;
-            for (int c = 0; c < span; c += 16) System.Runtime.Intrinsics.X86.Sse.Prefetch1(ahead + c);
+            if (partial) PrefetchStretch(kj + (long)PrefetchPositions * C, span);
             for (int i = 0; i < G; i++)
             {
                 float* kh = kj + i * hs, qh = q + i * hs;
@@ -122,8 +131,7 @@ public static unsafe partial class CachedAttention
         float* vj = v;
         for (int j = 0; j < n; j++, vj += C)
         {
-            float* ahead = vj + (long)PrefetchPositions * C;
-            for (int c = 0; c < span; c += 16) System.Runtime.Intrinsics.X86.Sse.Prefetch1(ahead + c);
+            if (partial) PrefetchStretch(vj + (long)PrefetchPositions * C, span);
             for (int i = 0; i < G; i++)
             {
                 var p = Vector512.Create(s[i * n + j]);
@@ -139,6 +147,13 @@ public static unsafe partial class CachedAttention
             var norm = Vector512.Create(inverse[i]);
             for (int c = 0; c < hs; c += 16) (Vector512.Load(acc + i * hs + c) * norm).Store(y + i * hs + c);
         }
+    }
+
+    /// <summary>prefetcht1 of every line of floats [p, p + span) (span a multiple of 16).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void PrefetchStretch(float* p, int span)
+    {
+        for (int c = 0; c < span; c += 16) System.Runtime.Intrinsics.X86.Sse.Prefetch1(p + c);
     }
 
     /// <summary>y[0..64) = norm · Σ_j p_j · v[j·C .. j·C + 64), four accumulators held across all n rows.</summary>
