@@ -90,9 +90,11 @@ public static unsafe partial class CachedAttention
     /// Each head's sums run in the same order as in <see cref="Head"/>: the results are the same bits.
     /// </summary>
     // SkipLocalsInit: the stack buffers (up to 128 KB of scores) are written before they are read; the JIT zeroed them
-    // 16 bytes a loop step on every call. With the cache in L2 (one 768-wide layer, 64 positions, one thread) a call
-    // takes ~8 µs with this and the changes above; the 90% model decoded at 393–414 tokens/s against 373–402 at one
-    // thread and level at two (decode-only scratch harness, three alternated runs, medians of three passes).
+    // 16 bytes a loop step on every call. With the cache in cache (one 768-wide layer, 12 heads, one thread, a call
+    // repeated; scratch microbenchmark, two runs) a call took 10.3–10.6 µs at 64 positions and 47–51 at 320 before
+    // this session's changes, 7.2–7.6 and 34–38 without the requests and with the short sum, 7.1–7.4 and 34–36 with
+    // this too; the 90% model decoded at 393–414 tokens/s against 373–402 at one thread and level at two
+    // (decode-only scratch harness, three alternated runs, medians of three passes).
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     static void Group(ref Args a, int g)
     {
