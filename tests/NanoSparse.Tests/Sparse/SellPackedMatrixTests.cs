@@ -168,5 +168,9 @@ public class SellPackedMatrixTests
         var full = (byte[])narrow.Headers.Clone();
         full[0] = 65;
         Rejects("lane count <= block width", () => new SellPackedMatrix(16, 64, full, new byte[65], new float[65], blockWidth: 64));
+        // A control record holds its block in two bytes: a row of more than 65,536 blocks is refused by name.
+        int wide = 64 * (SellPackedMatrix.MaxBlocks + 1);
+        Rejects($"at most {SellPackedMatrix.MaxBlocks} blocks", () => new SellPackedMatrix(1, wide, new byte[32 * (SellPackedMatrix.MaxBlocks + 1)], [], [], blockWidth: 64));
+        Rejects($"at most {SellPackedMatrix.MaxBlocks} blocks", () => SellPackedMatrix.FromCsr(1, wide, [0, 0], _ => 0, [], blockWidth: 64));
     }
 }
