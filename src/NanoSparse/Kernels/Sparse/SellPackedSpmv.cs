@@ -71,7 +71,7 @@ public static unsafe class SellPackedSpmv
             {
                 Control = control + cStart, Indices = indices + iStart, Values = values + vStart, Masks = (float*)(masks + PrefixMasks.Start),
                 SlotStart = slotStart, ControlStart = controlStart, RowOrder = rowOrder, X = px, Y = py,
-                Rows = s.Rows, Slices = s.Slices, Blocks = s.Blocks, BlockWidth = s.BlockWidth,
+                Rows = s.Rows, Slices = s.Slices, BlockWidth = s.BlockWidth,
                 Exact = !Avx512F.IsSupported || !SpmvInput.AllFinite(px, k),
             };
             if (k != kPadded)
@@ -90,7 +90,7 @@ public static unsafe class SellPackedSpmv
         public byte* Control, Indices;
         public float* Values, Masks, X, Y;
         public int* SlotStart, ControlStart, RowOrder;   // RowOrder null: row lane l of slice s is row 16·s + l
-        public int Rows, Slices, Blocks, BlockWidth, Chunks;
+        public int Rows, Slices, BlockWidth, Chunks;
         public bool Exact;
     }
 
