@@ -45,7 +45,7 @@ public static class ActivationPredictorBench
         var prompt = new Option<int>("--prompt") { Description = "prompt tokens", DefaultValueFactory = _ => 64 };
         var newTokens = new Option<int>("--new-tokens") { Description = "tokens decoded one at a time", DefaultValueFactory = _ => 256 };
         var json = new Option<string>("--json") { Description = "JSON results", DefaultValueFactory = _ => "bench-results/activation-predictor.json" };
-        var plot = new Option<string>("--plot") { Description = "PNG of the speed-ups", DefaultValueFactory = _ => "bench-results/activation-predictor.png" };
+        var plot = new Option<string>("--plot") { Description = "PNG of the speed-ups (none: no plot)", DefaultValueFactory = _ => "bench-results/activation-predictor.png" };
         var command = new Command("activation-predictor", "decode tokens/s: dense vs Deja Vu predicted MLPs at 50/70/90% neuron sparsity (GPT-2 shape, char vocab)");
         foreach (var o in new Option[] { sparsities, rank, threads, rounds, reps, layers, vocab, prompt, newTokens, json, plot }) command.Options.Add(o);
         command.SetAction(r =>
@@ -192,6 +192,7 @@ public static class ActivationPredictorBench
 
     static void Plot(List<Row> rows, Options o)
     {
+        if (o.PlotPath == "none") { AnsiConsole.MarkupLine($"wrote {Markup.Escape(o.JsonPath)}"); return; }
         var plot = new ScottPlot.Plot();
         foreach (var g in rows.GroupBy(r => r.Threads))
         {

@@ -45,7 +45,7 @@ public static class DstBench
         var newTokens = new Option<int>("--new-tokens") { Description = "tokens decoded one at a time after a 64-token prompt", DefaultValueFactory = _ => 128 };
         var vocab = new Option<int?>("--vocab") { Description = "vocabulary (default: data/brown/meta.json, else the Brown char vocabulary)" };
         var json = new Option<FileInfo?>("--json") { Description = "also write the results to this JSON file" };
-        var plot = new Option<string>("--plot") { Description = "path of the PNG (speed-up and memory against density); its folder is created", DefaultValueFactory = _ => Path.Combine("bench-results", "dst-bench.png") };
+        var plot = new Option<string>("--plot") { Description = "path of the PNG (speed-up and memory against density; none: no plot); its folder is created", DefaultValueFactory = _ => Path.Combine("bench-results", "dst-bench.png") };
         var command = new Command("dst", "dynamic sparse training (RigL) step time, update cost and memory on `wide` vs dense; SRigL decode vs unstructured");
         foreach (var o in new Option[] { densities, threads, rounds, iters, updates, warmup, interval, drop, cpuTime, decodeDensities, decodeLayers, newTokens, vocab, json, plot })
             command.Options.Add(o);
@@ -302,6 +302,7 @@ public static class DstBench
 
     static void Plot(List<(double Density, int Threads, double Speedup, double Memory)> points, Options options)
     {
+        if (options.PlotPath == "none") return;
         var plot = new ScottPlot.Plot();
         foreach (var g in points.GroupBy(p => p.Threads))
         {
@@ -318,8 +319,6 @@ public static class DstBench
         plot.XLabel("sparsity of the block Linear weights");
         plot.YLabel("ratio to dense");
         plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
-        string? folder = Path.GetDirectoryName(Path.GetFullPath(options.PlotPath));
-        if (folder is not null) Directory.CreateDirectory(folder);
         if (Path.GetDirectoryName(Path.GetFullPath(options.PlotPath)) is { } dir) Directory.CreateDirectory(dir);
         plot.SavePng(options.PlotPath, 900, 560);
         AnsiConsole.MarkupLine($"wrote {Markup.Escape(options.PlotPath)}");

@@ -39,7 +39,7 @@ public static class MoeBench
         var cpuTime = new Option<bool>("--cpu-time") { Description = "time with the process's CPU time (all threads) instead of wall time" };
         var vocab = new Option<int?>("--vocab") { Description = "vocabulary (default: data/brown/meta.json, else the Brown char vocabulary)" };
         var json = new Option<FileInfo?>("--json") { Description = "also write the results to this JSON file", DefaultValueFactory = _ => new FileInfo(Path.Combine("bench-results", "moe-bench.json")) };
-        var plot = new Option<string>("--plot") { Description = "path of the PNG; its folder is created", DefaultValueFactory = _ => Path.Combine("bench-results", "moe-bench.png") };
+        var plot = new Option<string>("--plot") { Description = "path of the PNG (none: no plot); its folder is created", DefaultValueFactory = _ => Path.Combine("bench-results", "moe-bench.png") };
         var command = new Command("moe", "mixture of experts (8 experts, top-2) training step and decode vs dense models of equal active and equal total parameters");
         foreach (var o in new Option[] { threads, rounds, iters, warmup, layers, batch, experts, topK, hidden, capacity, newTokens, cpuTime, vocab, json, plot })
             command.Options.Add(o);
@@ -239,6 +239,7 @@ public static class MoeBench
 
     static void Plot(List<(string Label, int Threads, double StepRatio, double DecodeRatio)> bars, Options options)
     {
+        if (options.PlotPath == "none") return;
         var plot = new ScottPlot.Plot();
         var palette = new ScottPlot.Palettes.Category10();
         var list = new List<ScottPlot.Bar>();
