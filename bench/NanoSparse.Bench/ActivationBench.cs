@@ -102,7 +102,7 @@ public static partial class ActivationBench
         var thresholdFiles = new Option<string[]>("--thresholds") { Description = "with --checkpoint: threshold files (teal calibrate) to decode with, one row each", DefaultValueFactory = _ => [], AllowMultipleArgumentsPerToken = true };
         var json = new Option<FileInfo?>("--json") { Description = "results JSON (default: bench-results/activation.json)" };
         var cpuTime = new Option<bool>("--cpu-time") { Description = "kernel part: time calls by the process's CPU time instead of the wall clock (steadier on a shared machine; meaningful at one thread)" };
-        var plot = new Option<string?>("--plot") { Description = "PNG path prefix (default: the --json path without .json): PREFIX_decode.png, PREFIX_kernel.png" };
+        var plot = new Option<string?>("--plot") { Description = "PNG path prefix (default: the --json path without .json; a trailing .png is dropped): PREFIX_decode.png, PREFIX_kernel.png" };
         var command = new Command("activation", "activation sparsity (TEAL/WINA input thresholds, sparse-input kernel) vs dense: kernel and decode tokens/s");
         var models = ModelsOption();
         foreach (var o in new Option[] { parts, sparsities, methods, threads, rounds, reps, kernelReps, vocab, layers, prompt, newTokens, calWindows, calLength, checkpoint, thresholdFiles, json, plot, cpuTime, models })
@@ -112,7 +112,7 @@ public static partial class ActivationBench
             string jsonPath = r.GetValue(json)?.FullName ?? Path.Combine("bench-results", "activation.json");
             var options = new Options(r.GetValue(parts)!, r.GetValue(sparsities)!, r.GetValue(methods)!, r.GetValue(threads)!, r.GetValue(rounds),
                 r.GetValue(reps), r.GetValue(vocab), r.GetValue(layers), r.GetValue(prompt), r.GetValue(newTokens), r.GetValue(calWindows),
-                r.GetValue(calLength) ?? r.GetValue(prompt) + r.GetValue(newTokens), r.GetValue(checkpoint), r.GetValue(thresholdFiles)!, r.GetValue(plot) ?? Path.ChangeExtension(jsonPath, null),
+                r.GetValue(calLength) ?? r.GetValue(prompt) + r.GetValue(newTokens), r.GetValue(checkpoint), r.GetValue(thresholdFiles)!, SparseModelBench.PlotPrefix(r.GetValue(plot), new FileInfo(jsonPath)),
                 r.GetValue(kernelReps), r.GetValue(cpuTime), r.GetValue(models));
             var result = Run(options);
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(jsonPath))!);

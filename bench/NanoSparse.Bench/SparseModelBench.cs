@@ -33,11 +33,13 @@ public static class SparseModelBench
     public const int Gpt2Vocab = 50257;
 
     /// <summary>
-    /// Where the speed-up plots go (PREFIX_train.png, PREFIX_prefill.png, PREFIX_decode.png): --plot when given, else
+    /// Where the speed-up plots go (PREFIX_train.png, PREFIX_prefill.png, PREFIX_decode.png): --plot when given (a
+    /// trailing .png dropped, so `--plot out/x.png` writes out/x_decode.png rather than out/x.png_decode.png), else
     /// beside the --json file (its path without .json), else bench-results/sparse-model (the benches' results folder).
     /// </summary>
     public static string PlotPrefix(string? plot, FileInfo? json) =>
-        plot ?? (json is null ? Path.Combine("bench-results", "sparse-model") : Path.ChangeExtension(json.FullName, null));
+        plot is not null ? (plot.EndsWith(".png", StringComparison.OrdinalIgnoreCase) ? plot[..^4] : plot)
+        : json is null ? Path.Combine("bench-results", "sparse-model") : Path.ChangeExtension(json.FullName, null);
 
     public static Command CreateCommand()
     {
@@ -60,7 +62,7 @@ public static class SparseModelBench
         var newTokens = new Option<int>("--new-tokens") { Description = "tokens decoded one at a time", DefaultValueFactory = _ => 256 };
         var prefill = new Option<int>("--prefill") { Description = "prompt tokens of the prefill measurement", DefaultValueFactory = _ => 512 };
         var json = new Option<FileInfo?>("--json") { Description = "also write the results to this JSON file" };
-        var plot = new Option<string?>("--plot") { Description = "PNG path prefix of the speed-up plots, PREFIX_train.png etc. (default: the --json path without .json, else bench-results/sparse-model)" };
+        var plot = new Option<string?>("--plot") { Description = "PNG path prefix of the speed-up plots, PREFIX_train.png etc.; a trailing .png is dropped (default: the --json path without .json, else bench-results/sparse-model)" };
         var python = new Option<string>("--python") { Description = "Python with torch (training peer) and onnx + scipy (the ONNX export of the decode peers)", DefaultValueFactory = _ => TorchPeer.DefaultPython };
         var noPeer = new Option<bool>("--no-peer") { Description = "measure NanoSparse only (no PyTorch, no ONNX Runtime)" };
         var keepSell = new Option<bool>("--keep-sell") { Description = "decode/prefill: CSR layouts keep a decode copy for rows = 1 (SELL or SELL-256, see --decode-copy: faster SpMV, 3-7 more bytes per stored value)" };

@@ -24,6 +24,8 @@ public class BenchPlotPathTests
         string json = Path.Combine(Path.GetTempPath(), "runs", "sm.json");
         Assert.Equal(Path.Combine(Path.GetTempPath(), "runs", "sm"), SparseModelBench.PlotPrefix(null, new FileInfo(json)));
         Assert.Equal("mine", SparseModelBench.PlotPrefix("mine", new FileInfo(json)));
+        Assert.Equal(Path.Combine("out", "x"), SparseModelBench.PlotPrefix(Path.Combine("out", "x.png"), null));   // not out/x.png_decode.png
+        Assert.Equal("x", SparseModelBench.PlotPrefix("x.PNG", null));
         // The command's help names the default.
         var plot = SparseModelBench.CreateCommand().Options.Single(o => o.Name == "--plot");
         Assert.Contains("bench-results/sparse-model", plot.Description);
