@@ -101,11 +101,8 @@ public sealed unsafe class SellPackedMatrix
         int blockWidth = WideBlock)
     {
         SparseFormatException.CheckShape(Format, rows, cols);
-        if (blockWidth is not (WideBlock or NarrowBlock))
-            SparseFormatException.Fail(Format, "block width 128 or 64", $"block width {blockWidth}");
+        CheckBlocks(cols, blockWidth);
         Rows = rows; Cols = cols; Headers = headers; RowOrder = rowOrder; BlockWidth = blockWidth;
-        if (Blocks > MaxBlocks)
-            SparseFormatException.Fail(Format, $"at most {MaxBlocks} blocks", $"{cols} columns in blocks of {blockWidth}: {Blocks} blocks");
         (_indices, _indexStart) = PinnedAligned.Copy(indices, SpareBytes);
         (_values, _valueStart) = PinnedAligned.Copy(values, SpareBytes);
         NonZeroCount = Validate(indices.Length, values.Length);
@@ -156,6 +153,16 @@ public sealed unsafe class SellPackedMatrix
 
     /// <summary>The most blocks a row may span: the record holds the block in two bytes.</summary>
     public const int MaxBlocks = 1 << 16;
+
+    /// <summary>A block width the kernel has, and at most <see cref="MaxBlocks"/> blocks across the columns.</summary>
+    static void CheckBlocks(int cols, int blockWidth)
+    {
+        if (blockWidth is not (WideBlock or NarrowBlock))
+            SparseFormatException.Fail(Format, "block width 128 or 64", $"block width {blockWidth}");
+        int blocks = (cols + blockWidth - 1) / blockWidth;
+        if (blocks > MaxBlocks)
+            SparseFormatException.Fail(Format, $"at most {MaxBlocks} blocks", $"{cols} columns in blocks of {blockWidth}: {blocks} blocks");
+    }
 
     /// <summary>
     /// The blocks of slice <paramref name="s"/> that hold entries, in stream order: step count t (the headers' first
@@ -271,10 +278,7 @@ public sealed unsafe class SellPackedMatrix
     public static SellPackedMatrix FromCsr(int rows, int cols, int[] rowPointers, Func<int, int> column, ReadOnlySpan<float> values,
         int sortWindow = 1, int blockWidth = WideBlock)
     {
-        if (blockWidth is not (WideBlock or NarrowBlock))
-            SparseFormatException.Fail(Format, "block width 128 or 64", $"block width {blockWidth}");
-        if ((cols + blockWidth - 1) / blockWidth > MaxBlocks)
-            SparseFormatException.Fail(Format, $"at most {MaxBlocks} blocks", $"{cols} columns in blocks of {blockWidth}: {(cols + blockWidth - 1) / blockWidth} blocks");
+        CheckBlocks(cols, blockWidth);
         int[]? order = sortWindow == 1 ? null : SellRowOrder.Pack(rows, cols, rowPointers, column, blockWidth, sortWindow);
         int slices = (rows + SliceHeight - 1) / SliceHeight, blocks = (cols + blockWidth - 1) / blockWidth;
         var headers = new byte[(long)HeaderBytes * slices * blocks];
