@@ -127,8 +127,12 @@ public static class SparseModelBench
     /// <summary>A contender's samples; decode rows also carry tokens per second of this process's (or the peer
     /// process's) CPU time, which a machine loaded by others disturbs far less than wall time.</summary>
     public sealed record Row(string Part, string Model, string Variant, string Kind, double Density, string Contender, int Threads,
-        double[] Samples, double Median, string Unit, double[]? CpuSamples = null)
+        double[] Samples, double Median, string Unit, double[]? CpuSamples = null, int Round = 0)
     {
+        /// <summary>Speed-ups over our dense in each round (the round's median against dense's in the same round): the
+        /// machine's state drifts between rounds, and a ratio taken within one round pairs contenders that ran minutes
+        /// apart at most. Null for dense and the peers, and before rounds are merged.</summary>
+        public double[]? RoundSpeedups { get; init; }
         public double? CpuMedian => CpuSamples is { Length: > 0 } c ? BenchUtil.Median(c) : null;
     }
 
@@ -161,9 +165,11 @@ public static class SparseModelBench
             for (int round = 0; round < options.Rounds; round++)
             {
                 if (options.Rounds > 1) AnsiConsole.MarkupLine($"[grey]round {round + 1} of {options.Rounds}[/]");
-                if (options.Parts.Contains("train")) rows.AddRange(Train(variants, train, options, round));
+                int r = round;
+                if (options.Parts.Contains("train")) rows.AddRange(Train(variants, train, options, round).Select(x => x with { Round = r }));
                 if (options.Parts.Contains("decode") || options.Parts.Contains("prefill"))
-                    foreach (int vocab in options.DecodeVocabs) rows.AddRange(Decode(variants, options.DecodeConfig(vocab), options, round, peers));
+                    foreach (int vocab in options.DecodeVocabs)
+                        rows.AddRange(Decode(variants, options.DecodeConfig(vocab), options, round, peers).Select(x => x with { Round = r }));
             }
         }
         finally { KernelThreads.Max = savedMax; }
@@ -173,6 +179,7 @@ public static class SparseModelBench
             {
                 Samples = g.SelectMany(r => r.Samples).ToArray(), Median = BenchUtil.Median(g.SelectMany(r => r.Samples).ToArray()),
                 CpuSamples = g.All(r => r.CpuSamples != null) ? g.SelectMany(r => r.CpuSamples!).ToArray() : null,
+                RoundSpeedups = RoundSpeedups(rows, g.Key),
             })
             .ToList();
         var targets = Render(merged, options);
@@ -443,7 +450,7 @@ public static class SparseModelBench
 
     // ---- report ----
 
-    public sealed record Target(string Part, string Variant, double Wanted, double? Stretch, int Threads, double? Measured)
+    public sealed record Target(string Part, string Variant, double Wanted, double? Stretch, int Threads, double? Measured, double[]? PerRound = null)
     {
         public bool Met => Measured >= Wanted;
     }
@@ -502,7 +509,7 @@ public static class SparseModelBench
             void Add(string part, string model, string variant, double wanted, double? stretch)
             {
                 var r = rows.FirstOrDefault(x => x.Part == part && x.Model == model && x.Variant == variant && x.Contender == "NanoSparse" && x.Threads == t);
-                targets.Add(new Target(part, variant, wanted, stretch, t, r is null ? null : Speedup(rows, r)));
+                targets.Add(new Target(part, variant, wanted, stretch, t, r is null ? null : Speedup(rows, r), r?.RoundSpeedups));
             }
             Add("train", "wide", "uniform 0.1", 3, 4);
             Add("train", "wide", "uniform 0.2", 2, null);
@@ -514,12 +521,15 @@ public static class SparseModelBench
         }
         var tt = new Table().Border(TableBorder.Rounded).Title("issue 17 targets (speed-up over our dense, same threads)")
             .AddColumn("part").AddColumn("variant").AddColumn(new TableColumn("threads").RightAligned())
-            .AddColumn(new TableColumn("target").RightAligned()).AddColumn(new TableColumn("measured").RightAligned()).AddColumn("");
+            .AddColumn(new TableColumn("target").RightAligned()).AddColumn(new TableColumn("measured").RightAligned()).AddColumn("")
+            .AddColumn(new TableColumn("per round: median (min–max, rounds)").RightAligned());
         foreach (var x in targets.Where(x => x.Measured is not null))
             tt.AddRow(x.Part, x.Variant, x.Threads.ToString(), $"≥ {x.Wanted}x{(x.Stretch is double s ? $" (stretch {s}x)" : "")}",
-                $"{x.Measured:F2}x", x.Met ? "[green]met[/]" : "[red]missed[/]");
+                $"{x.Measured:F2}x", x.Met ? "[green]met[/]" : "[red]missed[/]",
+                Spread(x.PerRound));
         if (tt.Rows.Count > 0) AnsiConsole.Write(tt);
-        AnsiConsole.MarkupLine("[yellow]random weights at the wanted density[/]; medians over all rounds; memory target: block train vs dense at uniform 0.1 ≤ 0.2 (memory table)");
+        AnsiConsole.MarkupLine("[yellow]random weights at the wanted density[/]; measured = median over all rounds' samples against dense's; per round = " +
+                               "the ratio within each round (contenders minutes apart at most), its median and range; memory target: block train vs dense at uniform 0.1 ≤ 0.2 (memory table)");
         if (options.RunPeer && rows.Any(r => r.Part == "train" && r.Contender.StartsWith("PyTorch")))
         {
             var bestTorch = rows.Where(r => r.Part == "train" && r.Contender == "PyTorch").MinBy(r => r.Median)!;
@@ -530,6 +540,30 @@ public static class SparseModelBench
         }
         return targets;
     }
+
+    /// <summary>Per round, the speed-up of our contender (part, model, variant, threads) over our dense in that round
+    /// (each side the median of its samples there); null for dense, the peers, or a round without both.</summary>
+    public static double[]? RoundSpeedups(List<Row> perRound, (string Part, string Model, string Variant, string Contender, int Threads) key)
+    {
+        if (key.Contender != "NanoSparse") return null;
+        var mine = perRound.Where(x => x.Part == key.Part && x.Model == key.Model && x.Variant == key.Variant && x.Contender == "NanoSparse" && x.Threads == key.Threads).ToList();
+        if (mine.Count == 0 || mine[0].Kind == "dense") return null;
+        var ratios = new List<double>();
+        foreach (var m in mine)
+        {
+            var dense = perRound.FirstOrDefault(x => x.Part == key.Part && x.Model == key.Model && x.Contender == "NanoSparse" && x.Kind == "dense" &&
+                                                     x.Threads == key.Threads && x.Round == m.Round);
+            if (dense is null) return null;
+            double a = BenchUtil.Median(m.Samples), d = BenchUtil.Median(dense.Samples);
+            ratios.Add(key.Part == "train" ? d / a : a / d);
+        }
+        return ratios.ToArray();
+    }
+
+    /// <summary>"median (min–max, n)" of per-round speed-ups, or "-".</summary>
+    static string Spread(double[]? perRound) => perRound is { Length: > 0 } q
+        ? $"{BenchUtil.Median(q):F2}x ({q.Min():F2}–{q.Max():F2}, {q.Length})"
+        : "-";
 
     /// <summary>Speed-up of a row over NanoSparse dense at the same part, model and threads (time: dense / row; rate: row / dense).</summary>
     static double? Speedup(List<Row> rows, Row r)
@@ -599,6 +633,7 @@ public static class SparseModelBench
                 ["part"] = r.Part, ["model"] = r.Model, ["variant"] = r.Variant, ["kind"] = r.Kind, ["density"] = r.Density,
                 ["contender"] = r.Contender, ["threads"] = r.Threads, ["unit"] = r.Unit, ["median"] = r.Median,
                 ["samples"] = new JsonArray(r.Samples.Select(s => (JsonNode)s).ToArray()), ["speedup_vs_dense"] = Speedup(rows, r),
+                ["speedup_vs_dense_per_round"] = r.RoundSpeedups is null ? null : new JsonArray(r.RoundSpeedups.Select(v => (JsonNode)v).ToArray()),
                 ["ratio_vs_onnxruntime"] = VersusOrt(rows, r),
                 ["cpu_samples_tokens_per_cpu_s"] = r.CpuSamples is null ? null : new JsonArray(r.CpuSamples.Select(v => (JsonNode)v).ToArray()),
                 ["cpu_median_tokens_per_cpu_s"] = r.CpuMedian,
@@ -626,6 +661,7 @@ public static class SparseModelBench
             {
                 ["part"] = t.Part, ["variant"] = t.Variant, ["threads"] = t.Threads, ["target"] = t.Wanted, ["stretch"] = t.Stretch,
                 ["measured"] = t.Measured, ["met"] = t.Measured is null ? null : t.Met,
+                ["per_round"] = t.PerRound is null ? null : new JsonArray(t.PerRound.Select(v => (JsonNode)v).ToArray()),
             }).ToArray()),
             ["machine"] = $"{Environment.ProcessorCount} logical cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
         };
