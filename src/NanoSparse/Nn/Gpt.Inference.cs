@@ -17,7 +17,9 @@ public sealed partial class Gpt
     /// <see cref="GradientData"/> and every Parameter.Grad are empty after. Call it once the values are final (after loading).
     /// With <paramref name="keepSellCopy"/> the CSR layouts then build a decode copy of their values for rows = 1 in
     /// <paramref name="decodeCopy"/> (SELL or SELL-256; Auto: per weight, the fewer bytes read): a faster SpMV than
-    /// CSR's for 3-7 bytes more per stored value (the copy's padded values and 1-byte indices).
+    /// CSR's for 3-7 bytes more per stored value (the copy's padded values and 1-byte indices); the N:M layouts copy their
+    /// values onto a 64-byte boundary when the model's buffer does not put them on one (NmLinearWeight.PrepareForInference:
+    /// the 2:4 SpMV's loads then stay within a line).
     /// </summary>
     public void PrepareForInference(bool keepSellCopy = false, DecodeCopyFormat decodeCopy = DecodeCopyFormat.Auto)
     {
@@ -28,6 +30,7 @@ public sealed partial class Gpt
         if (keepSellCopy)
             foreach (var p in _parameters)
                 if (p.Layout is CsrLinearWeight csr) csr.PrepareForInference(p.Value.Span, decodeCopy);
+                else if (p.Layout is NmLinearWeight nm) nm.PrepareForInference(p.Value.Span);
         _workspaces = [WorkspaceFor(BatchSize * SeqLen)];
         _workspaceShards = 1;
         _shardGrads = [];

@@ -43,8 +43,7 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
     bool _inferenceOnly;
 
     DecodeCopy? _sell;                     // decode copy made by PrepareForInference (null: none, or invalidated)
-    nint _sellValuesAddress;
-    float[] _sellFingerprint = [];
+    DecodeCopyCheck? _sellCheck;           // whether the values passed to Forward are still those _sell was made from
 
     public string Layout => Name;
     public int OutFeatures { get; }
@@ -226,7 +225,7 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
         LinearChecks.Forward(this, y, x, values, bias, residual, rows, workspace);
         if (rows == 0) return;
         int n = InFeatures, m = OutFeatures;
-        if (rows == 1 && _sell is { } sell && SellMatches(values))
+        if (rows == 1 && _sell is { } sell && _sellCheck!.Matches(values))
         {
             var product = workspace.Slice(0, m);
             sell.Multiply(x.Slice(0, n), product);
@@ -342,41 +341,7 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
         CheckValues(values.Length);
         if (!_inferenceOnly) values.CopyTo(_w.Values);
         _sell = DecodeCopy.Build(OutFeatures, InFeatures, _w.RowPointers, _w.ColumnIndex, values.ToArray(), format);
-        _sellValuesAddress = Address(values);
-        _sellFingerprint = Fingerprint(values);
-    }
-
-    static nint Address(ReadOnlySpan<float> values) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(values));
-
-    /// <summary>Values the decode copy's fingerprint samples (all of them when there are fewer).</summary>
-    const int FingerprintShift = 6, FingerprintCount = 1 << FingerprintShift;
-
-    float[] Fingerprint(ReadOnlySpan<float> values)
-    {
-        int count = Math.Min(FingerprintCount, values.Length);
-        var sample = new float[count];
-        for (int i = 0; i < count; i++) sample[i] = values[SamplePosition(i, values.Length, count)];
-        return sample;
-    }
-
-    /// <summary>
-    /// Sample i of <paramref name="count"/> spread over <paramref name="n"/> values, ⌊i·n / count⌋: a shift where count
-    /// is 64, and i itself where count = n. The check ran a 64-bit division (idiv) per sample, 48 checks a token:
-    /// with the shift, the methods the check runs in (Forward, SellMatches, and CausalSelfAttention.Decode where it is
-    /// inlined) went from 1.69% to 1.43% of the perf samples of a 90%-sparse decode at one thread (decode-only scratch
-    /// harness, 8 passes, whole run); what remains is mostly waiting for the samples' lines, which a decode step never reads.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static int SamplePosition(int i, int n, int count) => count == FingerprintCount ? (int)(((long)i * n) >> FingerprintShift) : i;
-
-    bool SellMatches(ReadOnlySpan<float> values)
-    {
-        if (Address(values) != _sellValuesAddress) return false;
-        var sample = _sellFingerprint;
-        for (int i = 0; i < sample.Length; i++)
-            if (BitConverter.SingleToInt32Bits(values[SamplePosition(i, values.Length, sample.Length)]) != BitConverter.SingleToInt32Bits(sample[i]))
-                return false;
-        return true;
+        _sellCheck = DecodeCopyCheck.Of(values);
     }
 
     // ---- a model held for inference ----
@@ -404,7 +369,7 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
         _wtIndex32 = null;
         _wtSource = [];
         _sell = null;
-        _sellFingerprint = [];
+        _sellCheck = null;
         _inferenceOnly = true;
     }
 
@@ -413,5 +378,5 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
     public long HeldBytes =>
         4L * _w.RowPointers.Length + (_w.ColumnIndices16 is { } c16 ? 2L * c16.Length : 4L * _w.ColumnIndices32!.Length) + 4L * _w.Values.Length
         + 4L * _wtPointers.Length + 2L * (_wtIndex16?.Length ?? 0) + 4L * (_wtIndex32?.Length ?? 0) + 4L * _wtSource.Length
-        + (_sell?.FootprintBytes ?? 0) + 4L * _sellFingerprint.Length;
+        + (_sell?.FootprintBytes ?? 0) + (_sellCheck?.Bytes ?? 0);
 }
