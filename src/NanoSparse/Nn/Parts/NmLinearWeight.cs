@@ -19,6 +19,7 @@ namespace NanoSparse.Nn.Parts;
 /// (per row for a handful of rows, feature-major panels else) and dW a dense GEMM gathered at the stored positions.
 /// A model held only for inference (<see cref="ReleaseTrainingStructures"/>) keeps the packed in-group indices alone:
 /// ⌈log2 M⌉ bits per stored value (2 for 2:4) beside the values in the model's buffer; its forward pass is then NmSpmm.
+/// For decoding it may also hold a copy of its values on a 64-byte boundary (<see cref="PrepareForInference"/>).
 /// </summary>
 public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKernel, IInferenceLayout
 {
@@ -352,15 +353,17 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     public string DecodeFormat => $"nm {N}:{M} ({_nm.BitsPerIndex}-bit indices)" + (_aligned is null ? "" : " + aligned values");
 
     /// <summary>
-    /// A decode SpMV (rows = 1) reads each row's values with 64-byte loads, and the model's buffer puts them wherever
-    /// the heap placed it (24 bytes past a line on the development host), so every load spans two lines: the 2:4 SpMV over
-    /// the 48 gpt2-shaped matrices took 6.2–6.9 ms a pass with its values on 64-byte boundaries against 6.8–7.4 ms 24
-    /// bytes past them (scratch harness, one thread, 2 MB pages, medians of 11 passes, three runs on a Zen 4 host);
-    /// realigning in the kernel (aligned loads and a two-source permute per 16 values) took 8.0–8.5 ms. So this copies
-    /// the values onto a 64-byte boundary (on huge pages) when they are not on one already, for rows = 1, while the
-    /// values passed to Forward are the same memory with a sample of 64 of them unchanged (else the model's values are
-    /// read as before). Backward drops the copy. More bytes held (the values twice); the rows &gt; 1 kernels read the
-    /// model's values as before. Gpt.PrepareForInference(keepSellCopy: true) calls this for every N:M weight.
+    /// A decode SpMV (rows = 1) reads each row's values with 64-byte loads, and the model's buffer puts them wherever the
+    /// heap placed it (24 bytes past a line on the Zen 4 host), so every load spans two lines. The 2:4 SpMV over the 48
+    /// gpt2-shaped matrices (scratch harness, one thread, 2 MB pages, medians of 11 passes) took 8–16% longer with its
+    /// values 24 bytes past a line than on line boundaries in nine alternated runs (6.15–8.26 ms a pass aligned), and
+    /// realigning in the kernel (aligned loads and a two-source permute per 16 values) took 8.0–8.5 ms against 6.8–7.4
+    /// unaligned. So this copies the values onto a 64-byte boundary (on huge pages) when they are not on one already;
+    /// rows = 1 reads the copy while the values passed to Forward are the same memory with a sample of 64 of them
+    /// unchanged (else the model's values, as before). In the 2:4 gpt2-shaped model's decode at one thread the SpMV took
+    /// 7.19 and 7.36 ms a token against 7.86 and 7.95 without the copy (perf samples of the decode-only scratch harness,
+    /// two alternated runs of 6 passes of 256 tokens). Backward drops the copy; it holds the values twice. The rows &gt; 1
+    /// kernels read the model's values. Gpt.PrepareForInference(keepSellCopy: true) calls this for every N:M weight.
     /// </summary>
     public void PrepareForInference(ReadOnlySpan<float> values)
     {
