@@ -79,11 +79,6 @@ public class InferenceLayoutTests
         finally { NanoSparse.Kernels.KernelThreads.Max = saved; }
     }
 
-    static unsafe bool IsOnLine(ReadOnlySpan<float> values)
-    {
-        fixed (float* p = values) return ((nint)p & 63) == 0;
-    }
-
     [Theory]
     [InlineData(DecodeCopyFormat.Sell)]
     [InlineData(DecodeCopyFormat.Sell128)]
@@ -124,7 +119,7 @@ public class InferenceLayoutTests
         foreach (var p in withSell.Parameters.Where(p => p.Layout is NmLinearWeight))
         {
             bool copied = ((NmLinearWeight)p.Layout!).DecodeFormat.EndsWith(" + aligned values");
-            Assert.Equal(!IsOnLine(p.Value.Span), copied);
+            Assert.Equal(!NmDecodeCopyTests.IsOnLine(p.Value.Span), copied);
             if (copied) aligned += 4L * p.Length + 128 + 4L * Math.Min(64, p.Length);
         }
         Assert.Equal(plain.LinearWeightBytes + sell + aligned, withSell.LinearWeightBytes);

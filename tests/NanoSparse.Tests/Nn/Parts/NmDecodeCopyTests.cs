@@ -19,7 +19,7 @@ public class NmDecodeCopyTests
         return (buffer, start);
     }
 
-    static unsafe bool IsOnLine(ReadOnlySpan<float> values)
+    internal static unsafe bool IsOnLine(ReadOnlySpan<float> values)
     {
         fixed (float* p = values) return ((nint)p & 63) == 0;
     }
