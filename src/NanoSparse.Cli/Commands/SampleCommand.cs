@@ -1,6 +1,7 @@
 using System.CommandLine;
 using NanoSparse.Data;
 using NanoSparse.Nn;
+using NanoSparse.Nn.Parts;
 using NanoSparse.Numerics;
 using NanoSparse.Training;
 
@@ -22,9 +23,17 @@ public static class SampleCommand
                           "(0 = nanoGPT's exact full window, which recomputes the whole window for every further token)",
             DefaultValueFactory = _ => 0,
         };
+        var decodeCopy = new Option<string>("--decode-copy")
+        {
+            Description = "sparse weights' copies for one-token steps: auto (per CSR weight the format with the least estimated time, " +
+                          "N:M values on 64-byte lines), none (decode from the stored layouts: the least memory, a slower SpMV), " +
+                          "or one format for every CSR weight: sell, sell128, sell256, bitmap, sell128packed, sell64packed",
+            DefaultValueFactory = _ => "auto",
+        };
+        decodeCopy.AcceptOnlyFromAmong("auto", "none", "sell", "sell128", "sell256", "bitmap", "sell128packed", "sell64packed");
         var tokenizerOptions = new TokenizerOptions();
         var cmd = new Command("sample", "generate text from a checkpoint (trained, or imported with --tokenizer)");
-        foreach (var o in new Option[] { checkpoint, start, tokens, temperature, topK, seed, cropTo }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { checkpoint, start, tokens, temperature, topK, seed, cropTo, decodeCopy }) cmd.Options.Add(o);
         tokenizerOptions.AddTo(cmd);
         var kvOptions = new KvCacheOptions();
         kvOptions.AddTo(cmd);
@@ -51,7 +60,10 @@ public static class SampleCommand
             // Sampling runs ForwardCached only (the KV cache has its own buffers): the model's training-pass activations
             // are for one position, and sparse layouts drop their training structures.
             var gpt = Checkpoint.LoadAnyModel(dir, 1, 1, out var state);
-            gpt.PrepareForInference();
+            // Decode copies (as bench sparse-model --keep-sell measures): the SpMV formats a one-token step reads fastest.
+            string copy = parse.GetValue(decodeCopy)!;
+            if (copy == "none") gpt.PrepareForInference();
+            else gpt.PrepareForInference(keepSellCopy: true, Enum.Parse<DecodeCopyFormat>(copy, ignoreCase: true));
             // TEAL / WINA: decode reads the kept inputs' columns only; predictor: Deja Vu MLPs compute the predicted neurons only
             gpt = actSparsity.Apply(parse, dir, gpt, decodeCopies: true, out _, out _);
             var tokenizer = tokenizerOptions.Resolve(parse, dir, state);

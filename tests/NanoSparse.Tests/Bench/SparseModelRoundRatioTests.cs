@@ -21,8 +21,8 @@ public class SparseModelRoundRatioTests
             Row("train", "dense", "dense", 1, 0, 900),
             Row("train", "u 0.1", "uniform", 1, 0, 300),
         };
-        Assert.Equal([5.0, 5.0], SparseModelBench.RoundSpeedups(rows, ("decode", "m", "u 0.1", "NanoSparse", 1)));
-        Assert.Equal([3.0], SparseModelBench.RoundSpeedups(rows, ("train", "m", "u 0.1", "NanoSparse", 1)));
+        Assert.Equal([5.0, 5.0], SparseModelBench.RoundSpeedups(rows, ("decode", "m", "u 0.1", "NanoSparse", 1))!);
+        Assert.Equal([3.0], SparseModelBench.RoundSpeedups(rows, ("train", "m", "u 0.1", "NanoSparse", 1))!);
         Assert.Null(SparseModelBench.RoundSpeedups(rows, ("decode", "m", "dense", "NanoSparse", 1)));   // dense against itself
         Assert.Null(SparseModelBench.RoundSpeedups(rows, ("decode", "m", "u 0.1", "ONNX Runtime", 1)));
         // A round without our dense at those threads: no paired ratio at all.

@@ -100,6 +100,29 @@ public sealed class CliTests : IDisposable
         Assert.Equal(sample.Out, Run("sample", "--checkpoint", run, "--start", "the ", "--tokens", "20", "--seed", "3").Out);
     }
 
+    /// <summary>A sparse model samples through its decode copies by default, or from its stored layouts: the same argmax tokens.</summary>
+    [Fact]
+    public void SampleDecodesASparseModelWithOrWithoutDecodeCopies()
+    {
+        string cfg = ConfigFile("sparse");
+        var train = Run("train", "--config", cfg, "--set", "sparsity=0.7", "--threads", "1");
+        Assert.True(train.Code == 0, train.Err);
+        string run = _data.Run("sparse");
+        string[] common = ["sample", "--checkpoint", run, "--start", "the ", "--tokens", "30", "--top-k", "1", "--threads", "1"];
+        var copies = Run(common);
+        Assert.True(copies.Code == 0, copies.Err);
+        Assert.StartsWith("the ", copies.Out);
+        foreach (var format in new[] { "none", "sell64packed", "bitmap" })
+        {
+            var other = Run([.. common, "--decode-copy", format]);
+            Assert.True(other.Code == 0, other.Err);
+            Assert.Equal(copies.Out, other.Out);
+        }
+        var bad = Run([.. common, "--decode-copy", "sell512"]);
+        Assert.NotEqual(0, bad.Code);
+        Assert.Contains("sell512", bad.Err);
+    }
+
     [Fact]
     public void InspectPresetPrintsParameterTable()
     {
