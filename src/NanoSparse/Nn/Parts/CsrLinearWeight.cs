@@ -274,6 +274,7 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
         LinearChecks.Backward(this, dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
         CaptureDenseGradient(dy, x, rows);   // dynamic sparse training's update step only (before dx overwrites x)
         _sell = null;   // training: values are about to change
+        _sellCheck = null;
         if (rows == 0) return;
         int n = InFeatures, m = OutFeatures, nnz = StoredCount;
         var xT = workspace.Slice(0, (int)FeatureMajor.PanelFloats(rows, n));            // (In, columns) per panel; later dxᵀ

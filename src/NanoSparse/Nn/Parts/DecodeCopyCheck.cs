@@ -7,7 +7,9 @@ namespace NanoSparse.Nn.Parts;
 /// Whether a weight's decode copy (a second copy of its values made by PrepareForInference, read when rows = 1) still
 /// follows the values a forward pass is given: the same memory as when the copy was made, and 64 values sampled across
 /// it unchanged (bit for bit). A copy that fails the check is not used (the layout falls back to its own kernels on the
-/// values passed in), so values changed in place after the copy was made never decode stale.
+/// values passed in): values changed in place after the copy was made (an optimizer step changes all of them; pruning
+/// zeroes many) are read from the model, not from the stale copy. A change that misses all 64 samples goes unseen: after
+/// changing values by other means, call PrepareForInference again.
 /// </summary>
 internal sealed unsafe class DecodeCopyCheck
 {
