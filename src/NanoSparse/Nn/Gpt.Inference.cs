@@ -15,11 +15,8 @@ public sealed partial class Gpt
     /// (decoding) give the same logits as before; Backward throws InvalidOperationException from then on (this is not
     /// undone: load the model again to train it). The gradient buffer (as large as the parameters) goes too:
     /// <see cref="GradientData"/> and every Parameter.Grad are empty after. Call it once the values are final (after loading).
-    /// With <paramref name="keepSellCopy"/> the CSR layouts then build a decode copy of their values for rows = 1 in
-    /// <paramref name="decodeCopy"/> (SELL or SELL-256; Auto: per weight, the fewer bytes read): a faster SpMV than
-    /// CSR's for 3-7 bytes more per stored value (the copy's padded values and 1-byte indices); the N:M layouts copy their
-    /// values onto a 64-byte boundary when the model's buffer does not put them on one (NmLinearWeight.PrepareForInference:
-    /// the 2:4 SpMV's loads then stay within a line).
+    /// With <paramref name="keepSellCopy"/> the layouts then build their decode copies for rows = 1 (<see cref="IDecodeCopyLayout"/>:
+    /// CSR in <paramref name="decodeCopy"/>, a faster SpMV for 3-7 more bytes per stored value; N:M its values on 64-byte lines).
     /// </summary>
     public void PrepareForInference(bool keepSellCopy = false, DecodeCopyFormat decodeCopy = DecodeCopyFormat.Auto)
     {
@@ -29,8 +26,7 @@ public sealed partial class Gpt
             if (w is IInferenceLayout l) l.ReleaseTrainingStructures();
         if (keepSellCopy)
             foreach (var p in _parameters)
-                if (p.Layout is CsrLinearWeight csr) csr.PrepareForInference(p.Value.Span, decodeCopy);
-                else if (p.Layout is NmLinearWeight nm) nm.PrepareForInference(p.Value.Span);
+                if (p.Layout is IDecodeCopyLayout l) l.PrepareDecodeCopy(p.Value.Span, decodeCopy);
         _workspaces = [WorkspaceFor(BatchSize * SeqLen)];
         _workspaceShards = 1;
         _shardGrads = [];

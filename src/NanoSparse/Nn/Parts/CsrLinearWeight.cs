@@ -30,7 +30,7 @@ namespace NanoSparse.Nn.Parts;
 /// A model held only for inference drops what the backward pass needs (<see cref="ReleaseTrainingStructures"/>): it
 /// keeps W's row pointers and 16-bit column indices, 2 bytes per stored value beside the values in the model's buffer.
 /// </summary>
-public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISparseKernel, IInferenceLayout
+public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISparseKernel, IInferenceLayout, IDecodeCopyLayout
 {
     const string Name = "csr";
 
@@ -344,6 +344,8 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
         _sell = DecodeCopy.Build(OutFeatures, InFeatures, _w.RowPointers, _w.ColumnIndex, values.ToArray(), format);
         _sellCheck = DecodeCopyCheck.Of(values);
     }
+
+    void IDecodeCopyLayout.PrepareDecodeCopy(ReadOnlySpan<float> values, DecodeCopyFormat format) => PrepareForInference(values, format);
 
     // ---- a model held for inference ----
 

@@ -21,7 +21,7 @@ namespace NanoSparse.Nn.Parts;
 /// ⌈log2 M⌉ bits per stored value (2 for 2:4) beside the values in the model's buffer; its forward pass is then NmSpmm.
 /// For decoding it may also hold a copy of its values on a 64-byte boundary (<see cref="PrepareForInference"/>).
 /// </summary>
-public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKernel, IInferenceLayout
+public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKernel, IInferenceLayout, IDecodeCopyLayout
 {
     const string Name = "nm";
 
@@ -32,9 +32,11 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     int[]? _controls;                      // the same in NmLinear's panel layout (permute controls), when its kernels run
     Nm24Gradients? _grad24;                // 2:4 on AVX-512: the kernels of both gradients (their class lists)
     bool _released;                        // ReleaseTrainingStructures ran: Backward refused
-    float[]? _aligned;                     // decode copy of the values on a 64-byte boundary (PrepareForInference), from _alignedStart
-    int _alignedStart;
-    DecodeCopyCheck? _alignedCheck;        // whether the values passed to Forward are still those _aligned was made from
+    AlignedCopy? _aligned;                 // decode copy of the values on a 64-byte boundary (PrepareForInference)
+
+    /// <summary>The copy (from <paramref name="Start"/> in <paramref name="Array"/>) and whether the values passed to
+    /// Forward are still those it was made from.</summary>
+    sealed record AlignedCopy(float[] Array, int Start, DecodeCopyCheck Check);
     readonly int _slotsPerRow;
 
     public string Layout => Name;
@@ -236,7 +238,7 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     {
         LinearChecks.Forward(this, y, x, values, bias, residual, rows, workspace);
         if (rows == 0) return;
-        if (rows == 1 && _aligned is { } copy && _alignedCheck!.Matches(values)) values = copy.AsSpan(_alignedStart, StoredCount);
+        if (rows == 1 && _aligned is { } copy && copy.Check.Matches(values)) values = copy.Array.AsSpan(copy.Start, StoredCount);
         if (TokenMajor(rows))
         {
             var packed = workspace.Slice(0, (int)PanelFloats);
@@ -261,7 +263,6 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         if (_released) throw InferenceLayout.BackwardAfterRelease(this);
         LinearChecks.Backward(this, dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
         _aligned = null;   // training: values are about to change
-        _alignedCheck = null;
         if (rows > 0 && !dBias.IsEmpty)
             for (int t = 0; t < rows; t++) TensorPrimitives.Add(dBias, dy.Slice(t * OutFeatures, OutFeatures), dBias);
         if (rows == 0) return;
@@ -369,12 +370,13 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
     {
         if (values.Length != StoredCount) throw new ArgumentException($"{Name} weight ({OutFeatures}x{InFeatures}): values has {values.Length} elements, expected the {StoredCount} stored ones", nameof(values));
         _aligned = null;
-        _alignedCheck = null;
         fixed (float* p = values)
             if (((nint)p & 63) == 0) return;   // already on a line boundary: the model's values serve
-        (_aligned, _alignedStart) = PinnedAligned.Copy(values, 64);
-        _alignedCheck = DecodeCopyCheck.Of(values);
+        var (array, start) = PinnedAligned.Copy(values, 64);
+        _aligned = new AlignedCopy(array, start, DecodeCopyCheck.Of(values));
     }
+
+    void IDecodeCopyLayout.PrepareDecodeCopy(ReadOnlySpan<float> values, DecodeCopyFormat format) => PrepareForInference(values);
 
     /// <summary>
     /// Drops what only training needs (the per-value index bytes, the permute controls of the token-major kernels, the
@@ -389,12 +391,11 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         _controls = null;
         _grad24 = null;
         _aligned = null;
-        _alignedCheck = null;
         _released = true;
     }
 
     /// <summary>Bytes of every array the layout holds: the packed indices, the pattern's values array, the index bytes and
     /// controls, and the aligned decode copy of the values with its check.</summary>
     public long HeldBytes => _nm.Indices.Length + 4L * _nm.Values.LongLength + (_slotIndex?.Length ?? 0L) + 4L * (_controls?.Length ?? 0)
-        + (_grad24?.IndexBytes ?? 0) + 4L * (_aligned?.LongLength ?? 0) + (_alignedCheck?.Bytes ?? 0);
+        + (_grad24?.IndexBytes ?? 0) + (_aligned is { } c ? 4L * c.Array.LongLength + c.Check.Bytes : 0);
 }
