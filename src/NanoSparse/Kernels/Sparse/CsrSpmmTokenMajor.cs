@@ -16,8 +16,8 @@ namespace NanoSparse.Kernels.Sparse;
 /// walks the tokens 64 at a time (<see cref="Width"/>) and fuses both transposes into what it does anyway:
 ///   panel  (K × 64, 64-byte aligned, this thread's) = the 64 token rows of X transposed (zero past T): this replaces
 ///          CsrSpmm's copy of a panel of Xᵀ into the thread's buffer, so the transpose in costs nothing extra;
-///   tile   (rows × 64) = S[rows, :] · panel, SpmmMicroKernel.RowsWide (K in blocks with 16-bit indices, see
-///          KBlockRows);
+///   tile   (rows × 64) = S[rows, :] · panel, SpmmMicroKernel.RowsWide; with 16-bit indices and K in blocks (see
+///          KBlockRows) SpmmMicroKernel.RowsWideBlock, RowBlock rows at a time through every block;
 ///   Y      [64 tokens, rows] = tileᵀ with bias, add and scale applied on the way (Transpose's epilogue), while the
 ///          tile is in L2.
 /// Both transposes run on 16×16 blocks in AVX-512 registers (TokenPanels).
@@ -63,7 +63,8 @@ internal static unsafe class CsrSpmmTokenMajor
         if (!Supported) throw new PlatformNotSupportedException("CsrSpmmTokenMajor needs AVX-512");
         if (rows == 0 || tokens == 0) return;
         long nnz = rowPointers[rows];
-        int blockRows = typeof(TIndex) == typeof(ushort) ? KBlockRows(nnz, rows, k) : k;
+        // RowsWideBlock reads entry 0 for an empty slot: K blocks only with something stored.
+        int blockRows = typeof(TIndex) == typeof(ushort) && nnz > 0 ? KBlockRows(nnz, rows, k) : k;
         int blocks = (k + blockRows - 1) / blockRows;
         if (blocks > 1 && (long)rows * (blocks + 1) > CsrSpmm.MaxNarrowSplitInts) (blocks, blockRows) = (1, k);
         var args = new Args<TIndex>
@@ -99,6 +100,12 @@ internal static unsafe class CsrSpmmTokenMajor
     /// 0.398 at 768; this kernel in a busier run 3072×768 0.443 against 0.464: within the noise, so 90% keeps what it had. A whole CSR Linear at 80% (bench linear --cpu-time, T = 2048, one thread, five runs
     /// alternated with the unblocked binary, min / median ms): 768→3072 76.5 / 81.4 against 82.9 / 89.3, 3072→768
     /// 81.1 / 84.2 against 83.3 / 87.6, 768→2304 55.4 / 59.6 against 60.9 / 61.1.
+    /// On Zen 4 (32 KiB L1, half Zen 5's L2-to-L1 bandwidth) 256-row blocks pay at 90% too, so the threshold is 20
+    /// (was 40): scratch harness, one thread, one 64-token panel, medians of 40 calls, quiet machine, unblocked against
+    /// 256-row blocks through RowsWide against RowsWideBlock over RowBlock rows at a time: 3072×768 0.523 / 0.467 /
+    /// 0.441 ms, 768×3072 0.601 / 0.503 / 0.482, 2304×768 0.389 / 0.347 / 0.327, 768×2304 0.442 / 0.368 / 0.348,
+    /// 768×768 0.129 / 0.111 / 0.107. 128-row blocks (32 KiB, all of L1) were slower than 256 (0.467 and 0.520 ms for the
+    /// first two); 95% (13 nonzeros per block) stays unblocked (within 5% either way, noisy).
     /// </summary>
     internal static int KBlockRows(long nnz, int rows, int k)
     {
@@ -110,7 +117,10 @@ internal static unsafe class CsrSpmmTokenMajor
     internal const int DenseKBlock = 256;
 
     /// <summary>Average nonzeros per row and block from which <see cref="DenseKBlock"/> blocks pay (80%: 51; 90%: 26).</summary>
-    internal const int MinBlockNonzeros = 40;
+    internal const int MinBlockNonzeros = 20;
+
+    /// <summary>Rows per pass through the K blocks (their part of the tile: 64 KiB).</summary>
+    internal const int RowBlock = 256;
 
     static float* Aligned(ref float[]? buffer, long floats)
     {
@@ -157,8 +167,17 @@ internal static unsafe class CsrSpmmTokenMajor
                 int w = Math.Min(Width, last - t0);
                 // panel (K × 64) = X[t0 .. t0 + w, :]ᵀ, columns past w zero.
                 TokenPanels.In(a.X + (long)t0 * a.LdX, a.LdX, k, w, panel, Width);
-                for (int b = 0; b < nb; b++)
-                    SpmmMicroKernel.RowsWide(split + b, stride, count, a.Index, a.Values, panel, zero, tile, Width, add: b > 0);
+                if (nb == 1) SpmmMicroKernel.RowsWide(split, stride, count, a.Index, a.Values, panel, zero, tile, Width, add: false);
+                else
+                    // K blocks (16-bit indices only): RowBlock rows at a time through every block, so their part of
+                    // the tile stays in L1/L2 while each block of the panel is read.
+                    for (int r0 = 0; r0 < count; r0 += RowBlock)
+                    {
+                        int rows = Math.Min(RowBlock, count - r0);
+                        for (int b = 0; b < nb; b++)
+                            SpmmMicroKernel.RowsWideBlock(split + (long)r0 * stride + b, stride, rows, (ushort*)a.Index, a.Values, panel, zero,
+                                tile + (long)r0 * Width, add: b > 0);
+                    }
                 // Y[t0 .. t0 + w, from .. to) = tileᵀ (+ bias, + add, ⊙ scale).
                 long at = (long)t0 * a.LdY + from;
                 TokenPanels.Out(tile, count, w, a.Y + at, a.LdY,

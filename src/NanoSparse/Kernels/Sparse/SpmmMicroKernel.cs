@@ -207,6 +207,61 @@ internal static unsafe class SpmmMicroKernel
         }
     }
 
+    /// <summary>
+    /// As <see cref="RowsWide"/> over one K block of a 64-column panel (16-bit indices; the split table's entries b and
+    /// b + 1 of each row, stride nb + 1): y[r·64 + 0..64) (=|+=) Σ_p values[p]·panel[index[p]·64 + 0..64). A K block
+    /// holds a tenth of RowsWide's nonzeros per row at 90% (26 per 256 columns), so the per-row costs weigh more:
+    /// two nonzeros per step into eight accumulators (eight FMA chains, enough for two FMAs a cycle), y loaded into the
+    /// first four when adding (no separate add at the end), and the row's last nonzero, if any, in one more slot that
+    /// otherwise reads <paramref name="zero"/> with weight 0 (a mask, not a branch: the count is odd half the time).
+    /// Called by CsrSpmmTokenMajor for blocks of rows (RowBlock) so y stays in L1/L2 while the panel's block is read.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void RowsWideBlock(int* split, int stride, int count, ushort* index, float* values, float* panel, float* zero, float* y, bool add)
+    {
+        for (int row = 0; row < count; row++, split += stride)
+        {
+            int p = split[0], end = split[1];
+            float* yi = y + (long)row * 64;
+            Vector512<float> a0, a1, a2, a3;
+            if (add) { a0 = Vector512.Load(yi); a1 = Vector512.Load(yi + 16); a2 = Vector512.Load(yi + 32); a3 = Vector512.Load(yi + 48); }
+            else a0 = a1 = a2 = a3 = Vector512<float>.Zero;
+            Vector512<float> b0 = Vector512<float>.Zero, b1 = b0, b2 = b0, b3 = b0;
+            for (; p + 1 < end; p += 2)
+            {
+                uint q = *(uint*)(index + p);
+                float* r = panel + ((nint)(q & 0xFFFF) << 6);
+                float* s = panel + ((nint)(q >> 16) << 6);
+                var vr = Vector512.Create(values[p]);
+                var vs = Vector512.Create(values[p + 1]);
+                a0 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r), a0);
+                a1 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r + 16), a1);
+                a2 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r + 32), a2);
+                a3 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r + 48), a3);
+                b0 = Vector512.FusedMultiplyAdd(vs, Vector512.LoadAligned(s), b0);
+                b1 = Vector512.FusedMultiplyAdd(vs, Vector512.LoadAligned(s + 16), b1);
+                b2 = Vector512.FusedMultiplyAdd(vs, Vector512.LoadAligned(s + 32), b2);
+                b3 = Vector512.FusedMultiplyAdd(vs, Vector512.LoadAligned(s + 48), b3);
+            }
+            // end − p is 0 or 1. keep: all ones when entry p is the row's; else the slot reads entry p − 1 (an entry of
+            // this or an earlier row, or entry 0: never past the arrays, which hold at least one nonzero) under weight 0
+            // and the zero row.
+            int keep = p - end;
+            int at = p - 1 - keep;
+            at &= ~(at >> 31);
+            float* t = (float*)((nint)zero ^ (((nint)(panel + ((nint)index[at] << 6)) ^ (nint)zero) & (nint)keep));
+            var vt = Vector512.Create(BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(values[at]) & keep));
+            a0 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t), a0);
+            a1 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 32), a2);
+            a3 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 48), a3);
+            (a0 + b0).Store(yi);
+            (a1 + b1).Store(yi + 16);
+            (a2 + b2).Store(yi + 32);
+            (a3 + b3).Store(yi + 48);
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Row8<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
         where TIndex : unmanaged, IBinaryInteger<TIndex>

@@ -29,6 +29,7 @@ public class CsrSpmmTokenMajorTests
     [InlineData(40, 2000, 0.3, 513)]   // token panel ranges with K blocks (the split table shared by the ranges), 1-token last panel
     [InlineData(130, 3072, 0.1, 288)]  // 5 panels: token ranges at 2 threads, ranges of rows at 3
     [InlineData(70, 768, 0.1, 320)]    // 5 full panels, S's rows not a multiple of 16 (the tile's scalar edge)
+    [InlineData(20, 2000, 0.0, 70)]    // one nonzero in every 5th row, 768-row K blocks: most rows' blocks empty, row 0's too
     public void MatchesDoubleReference(int m, int k, double density, int tokens)
     {
         if (!CsrSpmmTokenMajor.Supported) return;   // the layouts fall back to FeatureMajor (their own tests)
@@ -84,9 +85,10 @@ public class CsrSpmmTokenMajorTests
 
     /// <summary>
     /// K in blocks chosen by density (CsrSpmmTokenMajor.KBlockRows): 256-row blocks of the panel where rows average at
-    /// least 40 nonzeros per block (full blocks, a short last block, one of 8 rows, twelve blocks), CsrSpmm's 768-row
-    /// blocks or none below that; the case asserts which blocking it exercises, then runs the reference comparison
-    /// above. Every 7th row is empty and every 5th holds one nonzero, so the densities here are ~0.66x the ones named.
+    /// least 20 nonzeros per block (full blocks, a short last block, one of 8 rows, twelve blocks; RowBlock rows at a
+    /// time, so 600 rows pass through the blocks in three groups), CsrSpmm's 768-row blocks or none below that; the case
+    /// asserts which blocking it exercises, then runs the reference comparison above. Every 7th row is empty and every
+    /// 5th holds one nonzero, so the densities here are ~0.66x the ones named.
     /// </summary>
     [Theory]
     [InlineData(100, 768, 0.3, 130, 256)]    // three full blocks, two full token panels and a 2-token one, 100 rows
@@ -94,7 +96,8 @@ public class CsrSpmmTokenMajorTests
     [InlineData(600, 520, 0.35, 70, 256)]    // a last block of 8 rows
     [InlineData(45, 3072, 0.5, 200, 256)]    // twelve blocks
     [InlineData(61, 2304, 0.45, 129, 256)]   // nine blocks, a 1-token last panel
-    [InlineData(300, 768, 0.2, 128, 768)]    // ~13% dense: 34 nonzeros per 256 columns, so unblocked
+    [InlineData(300, 768, 0.2, 128, 256)]    // ~13% dense: 34 nonzeros per 256 columns, blocked
+    [InlineData(300, 768, 0.1, 128, 768)]    // ~6.6% dense: 17 nonzeros per 256 columns, so unblocked
     [InlineData(130, 3072, 0.05, 64, 768)]   // 5%: CsrSpmm's 768-row blocks
     [InlineData(64, 1536, 0.1, 96, 1536)]    // 10% at K = 1536: unblocked
     public void MatchesDoubleReferenceWithKBlocksChosenByDensity(int m, int k, double density, int tokens, int blockRows)
@@ -108,6 +111,74 @@ public class CsrSpmmTokenMajorTests
         long nnz = dense.Count(v => v != 0);
         Assert.Equal(blockRows, CsrSpmmTokenMajor.KBlockRows(nnz, m, k));
         MatchesDoubleReference(m, k, density, tokens);
+    }
+
+    /// <summary>
+    /// An infinite x or an infinite weight reaches only the outputs whose stored terms hold it: the slots past a row's
+    /// (or a K block's) last nonzero read the zero row under weight 0, so neither 0·∞ nor ∞·0 turns another sum into NaN.
+    /// Rows 3 and 5 store column 20 (x[5, 20] = ∞) as the second of two entries and alone, rows 4 and 6 store an infinite
+    /// weight the same way: in K blocks (30% dense) and in whole rows (3%, unblocked) the padded slots read exactly those
+    /// entries. Finite outputs must match the double reference, the others must equal it (±∞).
+    /// </summary>
+    [Theory]
+    [InlineData(0.3, 256)]
+    [InlineData(0.03, 768)]
+    public void InfiniteInputsAndWeightsReachOnlyTheirOwnOutputs(double density, int blockRows)
+    {
+        if (!CsrSpmmTokenMajor.Supported) return;
+        int m = 48, k = 768, tokens = 64;
+        var dense = SparseTestData.RandomDense(m, k, density, 11);
+        foreach (int row in new[] { 3, 4, 5, 6 }) Array.Clear(dense, row * k, k);
+        dense[3 * k + 10] = 0.5f; dense[3 * k + 20] = -1.5f;
+        dense[5 * k + 20] = 2f;
+        dense[4 * k + 30] = 2f; dense[4 * k + 40] = float.PositiveInfinity;
+        dense[6 * k + 40] = float.PositiveInfinity;
+        var x = SparseTestData.RandomDense(tokens, k, 1, 12);
+        x[5 * k + 20] = float.PositiveInfinity;
+        var product = new double[tokens * m];
+        var abs = new double[tokens * m];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < k; j++)
+            {
+                double w = dense[i * k + j];
+                if (w == 0) continue;
+                for (int t = 0; t < tokens; t++) { product[t * m + i] += w * x[t * k + j]; abs[t * m + i] += Math.Abs(w * x[t * k + j]); }
+            }
+        Assert.Equal(blockRows, CsrSpmmTokenMajor.KBlockRows(dense.Count(v => v != 0), m, k));
+        int saved = KernelThreads.Max;
+        try
+        {
+            foreach (int threads in new[] { 1, 2 })
+            foreach (bool shortIndices in new[] { true, false })
+            {
+                KernelThreads.Max = threads;
+                var got = new float[tokens * m];
+                Run(CsrMatrix.FromDense(dense, m, k, shortIndices), x, tokens, got, null, null, null);
+                int infinite = 0;
+                for (int e = 0; e < got.Length; e++)
+                {
+                    if (double.IsFinite(product[e])) Assert.True(Math.Abs(got[e] - product[e]) <= 1e-5 * abs[e] + 1e-6, $"Y[{e / m},{e % m}] = {got[e]}, expected {product[e]}");
+                    else { Assert.Equal(product[e], (double)got[e]); infinite++; }
+                }
+                Assert.True(infinite >= 2 * tokens + 2, $"{infinite} infinite outputs");   // rows 4 and 6 everywhere, rows 3 and 5 at token 5
+            }
+        }
+        finally { KernelThreads.Max = saved; }
+    }
+
+    /// <summary>Nothing stored, K past 1536 (where K blocks would start): Y is bias + add alone, no entry is read.</summary>
+    [Fact]
+    public void NothingStoredGivesTheEpilogueAlone()
+    {
+        if (!CsrSpmmTokenMajor.Supported) return;
+        int m = 9, k = 2000, tokens = 70;
+        var csr = CsrMatrix.FromDense(new float[m * k], m, k, true);
+        var x = SparseTestData.RandomDense(tokens, k, 1, 5);
+        var bias = SparseTestData.RandomDense(1, m, 1, 6);
+        var add = SparseTestData.RandomDense(tokens, m, 1, 7);
+        var got = new float[tokens * m];
+        Run(csr, x, tokens, got, bias, add, null);
+        for (int e = 0; e < got.Length; e++) Assert.Equal(bias[e % m] + add[e], got[e]);
     }
 
     static unsafe void Run(CsrMatrix s, float[] x, int tokens, float[] y, float[]? bias, float[]? add, float[]? scale)

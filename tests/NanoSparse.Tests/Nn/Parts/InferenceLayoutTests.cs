@@ -92,37 +92,45 @@ public class InferenceLayoutTests
         var plain = Model(B: 1, T: 12);
         plain.PrepareForInference();
         var withSell = Model(B: 1, T: 12);
-        withSell.PrepareForInference(keepSellCopy: true, format);
-        long sell = 0;
-        foreach (var p in withSell.Parameters.Where(p => p.Layout is CsrLinearWeight))
+        // A small model's parameter buffer is an ordinary array (a GC may move it): pinned while the N:M copies are
+        // made and checked, so the copy's need and the check below see the same address.
+        unsafe
         {
-            var w = (CsrLinearWeight)p.Layout!;
-            var columns = Enumerable.Range(0, p.Length).Select(i => w.Structure.ColumnIndex(i)).ToArray();
-            var chosen = format == DecodeCopyFormat.Auto ? DecodeCopy.Choose(p.Shape[0], p.Shape[1], w.Structure.RowPointers, i => columns[i]) : format;
-            string name = chosen switch { DecodeCopyFormat.Sell => "sell", DecodeCopyFormat.Sell128 => "sell128", DecodeCopyFormat.Sell256 => "sell256", DecodeCopyFormat.Sell128Packed => "sell128packed", DecodeCopyFormat.Sell64Packed => "sell64packed", _ => "bitmap" };
-            Assert.Equal("csr16 + " + name, w.DecodeFormat);
-            // The copy's own arrays, built independently from the weight's CSR, plus the 64-float fingerprint.
-            var c = CsrMatrix.Create(p.Shape[0], p.Shape[1], w.Structure.RowPointers, columns, p.Value.ToArray());
-            sell += chosen switch
+        fixed (float* pinned = withSell.ParameterData)
+        {
+            withSell.PrepareForInference(keepSellCopy: true, format);
+            long sell = 0;
+            foreach (var p in withSell.Parameters.Where(p => p.Layout is CsrLinearWeight))
             {
-                DecodeCopyFormat.Sell => SellMatrix.FromCsr(c).FootprintBytes,
-                DecodeCopyFormat.Sell128 => SellWideMatrix.FromCsr(c, 128, SellRowOrder.DefaultWindow).FootprintBytes,
-                DecodeCopyFormat.Sell256 => SellWideMatrix.FromCsr(c, 256, SellRowOrder.DefaultWindow).FootprintBytes,
-                DecodeCopyFormat.Sell128Packed => SellPackedMatrix.FromCsr(c, SellRowOrder.DefaultWindow).FootprintBytes,
-                DecodeCopyFormat.Sell64Packed => SellPackedMatrix.FromCsr(c, SellRowOrder.DefaultWindow, SellPackedMatrix.NarrowBlock).FootprintBytes,
-                _ => BitmapMatrix.FromCsr(c).FootprintBytes,
-            } + 4 * 64;
+                var w = (CsrLinearWeight)p.Layout!;
+                var columns = Enumerable.Range(0, p.Length).Select(i => w.Structure.ColumnIndex(i)).ToArray();
+                var chosen = format == DecodeCopyFormat.Auto ? DecodeCopy.Choose(p.Shape[0], p.Shape[1], w.Structure.RowPointers, i => columns[i]) : format;
+                string name = chosen switch { DecodeCopyFormat.Sell => "sell", DecodeCopyFormat.Sell128 => "sell128", DecodeCopyFormat.Sell256 => "sell256", DecodeCopyFormat.Sell128Packed => "sell128packed", DecodeCopyFormat.Sell64Packed => "sell64packed", _ => "bitmap" };
+                Assert.Equal("csr16 + " + name, w.DecodeFormat);
+                // The copy's own arrays, built independently from the weight's CSR, plus the 64-float fingerprint.
+                var c = CsrMatrix.Create(p.Shape[0], p.Shape[1], w.Structure.RowPointers, columns, p.Value.ToArray());
+                sell += chosen switch
+                {
+                    DecodeCopyFormat.Sell => SellMatrix.FromCsr(c).FootprintBytes,
+                    DecodeCopyFormat.Sell128 => SellWideMatrix.FromCsr(c, 128, SellRowOrder.DefaultWindow).FootprintBytes,
+                    DecodeCopyFormat.Sell256 => SellWideMatrix.FromCsr(c, 256, SellRowOrder.DefaultWindow).FootprintBytes,
+                    DecodeCopyFormat.Sell128Packed => SellPackedMatrix.FromCsr(c, SellRowOrder.DefaultWindow).FootprintBytes,
+                    DecodeCopyFormat.Sell64Packed => SellPackedMatrix.FromCsr(c, SellRowOrder.DefaultWindow, SellPackedMatrix.NarrowBlock).FootprintBytes,
+                    _ => BitmapMatrix.FromCsr(c).FootprintBytes,
+                } + 4 * 64;
+            }
+            // The N:M weights copy their values onto a 64-byte boundary where the model's buffer has them off one: the copy
+            // (with PinnedAligned's 128 bytes of lead-in and spare) and its 64-value check.
+            long aligned = 0;
+            foreach (var p in withSell.Parameters.Where(p => p.Layout is NmLinearWeight))
+            {
+                bool copied = ((NmLinearWeight)p.Layout!).DecodeFormat.EndsWith(" + aligned values");
+                Assert.Equal(!NmDecodeCopyTests.IsOnLine(p.Value.Span), copied);
+                if (copied) aligned += 4L * p.Length + 128 + 4L * Math.Min(64, p.Length);
+            }
+            Assert.Equal(plain.LinearWeightBytes + sell + aligned, withSell.LinearWeightBytes);
         }
-        // The N:M weights copy their values onto a 64-byte boundary where the model's buffer has them off one: the copy
-        // (with PinnedAligned's 128 bytes of lead-in and spare) and its 64-value check.
-        long aligned = 0;
-        foreach (var p in withSell.Parameters.Where(p => p.Layout is NmLinearWeight))
-        {
-            bool copied = ((NmLinearWeight)p.Layout!).DecodeFormat.EndsWith(" + aligned values");
-            Assert.Equal(!NmDecodeCopyTests.IsOnLine(p.Value.Span), copied);
-            if (copied) aligned += 4L * p.Length + 128 + 4L * Math.Min(64, p.Length);
         }
-        Assert.Equal(plain.LinearWeightBytes + sell + aligned, withSell.LinearWeightBytes);
         // The copies sum in another order than CSR: the same logits within float rounding.
         var a = Run(plain).Decoded;
         var b = Run(withSell).Decoded;
