@@ -100,12 +100,14 @@ internal static unsafe class CsrSpmmTokenMajor
     /// 0.398 at 768; this kernel in a busier run 3072×768 0.443 against 0.464: within the noise, so 90% keeps what it had. A whole CSR Linear at 80% (bench linear --cpu-time, T = 2048, one thread, five runs
     /// alternated with the unblocked binary, min / median ms): 768→3072 76.5 / 81.4 against 82.9 / 89.3, 3072→768
     /// 81.1 / 84.2 against 83.3 / 87.6, 768→2304 55.4 / 59.6 against 60.9 / 61.1.
-    /// On Zen 4 (32 KiB L1, half Zen 5's L2-to-L1 bandwidth) 256-row blocks pay at 90% too, so the threshold is 20
-    /// (was 40): scratch harness, one thread, one 64-token panel, medians of 40 calls, quiet machine, unblocked against
-    /// 256-row blocks through RowsWide against RowsWideBlock over RowBlock rows at a time: 3072×768 0.523 / 0.467 /
+    /// On Zen 4 (32 KiB L1, half Zen 5's L2-to-L1 bandwidth) 256-row blocks pay at 90% and 95% too, so the threshold is
+    /// 10 (was 40): scratch harness, one thread, one 64-token panel, medians of 40 calls, quiet machine, unblocked against
+    /// 256-row blocks through RowsWide against RowsWideBlock over RowBlock rows at a time, 90%: 3072×768 0.523 / 0.467 /
     /// 0.441 ms, 768×3072 0.601 / 0.503 / 0.482, 2304×768 0.389 / 0.347 / 0.327, 768×2304 0.442 / 0.368 / 0.348,
-    /// 768×768 0.129 / 0.111 / 0.107. 128-row blocks (32 KiB, all of L1) were slower than 256 (0.467 and 0.520 ms for the
-    /// first two); 95% (13 nonzeros per block) stays unblocked (within 5% either way, noisy).
+    /// 768×768 0.129 / 0.111 / 0.107; 95%: 3072×768 0.264 / 0.259 / 0.242, 768×3072 0.309 / 0.281 / 0.259, 2304×768
+    /// 0.199 / 0.192 / 0.179, 768×2304 0.226 / 0.207 / 0.190; 96.5% (9 per block) 3072×768 0.189 unblocked against 0.182;
+    /// 98% (5 per block) 0.111 against 0.114, 768×3072 0.122 against 0.134 (unblocked there). 128-row blocks (32 KiB,
+    /// all of L1) were slower than 256 (90%: 0.467 and 0.520 ms for the first two).
     /// </summary>
     internal static int KBlockRows(long nnz, int rows, int k)
     {
@@ -116,8 +118,8 @@ internal static unsafe class CsrSpmmTokenMajor
     /// <summary>Panel rows per K block for rows dense enough (see <see cref="KBlockRows"/>).</summary>
     internal const int DenseKBlock = 256;
 
-    /// <summary>Average nonzeros per row and block from which <see cref="DenseKBlock"/> blocks pay (80%: 51; 90%: 26).</summary>
-    internal const int MinBlockNonzeros = 20;
+    /// <summary>Average nonzeros per row and block from which <see cref="DenseKBlock"/> blocks pay (80%: 51; 90%: 26; 95%: 13).</summary>
+    internal const int MinBlockNonzeros = 10;
 
     /// <summary>Rows per pass through the K blocks (their part of the tile: 64 KiB).</summary>
     internal const int RowBlock = 256;

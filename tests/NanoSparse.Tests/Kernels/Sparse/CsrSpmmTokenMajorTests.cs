@@ -85,7 +85,7 @@ public class CsrSpmmTokenMajorTests
 
     /// <summary>
     /// K in blocks chosen by density (CsrSpmmTokenMajor.KBlockRows): 256-row blocks of the panel where rows average at
-    /// least 20 nonzeros per block (full blocks, a short last block, one of 8 rows, twelve blocks; RowBlock rows at a
+    /// least 10 nonzeros per block (full blocks, a short last block, one of 8 rows, twelve blocks; RowBlock rows at a
     /// time, so 600 rows pass through the blocks in three groups), CsrSpmm's 768-row blocks or none below that; the case
     /// asserts which blocking it exercises, then runs the reference comparison above. Every 7th row is empty and every
     /// 5th holds one nonzero, so the densities here are ~0.66x the ones named.
@@ -96,10 +96,10 @@ public class CsrSpmmTokenMajorTests
     [InlineData(600, 520, 0.35, 70, 256)]    // a last block of 8 rows
     [InlineData(45, 3072, 0.5, 200, 256)]    // twelve blocks
     [InlineData(61, 2304, 0.45, 129, 256)]   // nine blocks, a 1-token last panel
-    [InlineData(300, 768, 0.2, 128, 256)]    // ~13% dense: 34 nonzeros per 256 columns, blocked
-    [InlineData(300, 768, 0.1, 128, 768)]    // ~6.6% dense: 17 nonzeros per 256 columns, so unblocked
+    [InlineData(300, 768, 0.1, 128, 256)]    // ~6.6% dense: 17 nonzeros per 256 columns, blocked
+    [InlineData(300, 768, 0.05, 128, 768)]   // ~3.3% dense: 8.5 nonzeros per 256 columns, so unblocked
     [InlineData(130, 3072, 0.05, 64, 768)]   // 5%: CsrSpmm's 768-row blocks
-    [InlineData(64, 1536, 0.1, 96, 1536)]    // 10% at K = 1536: unblocked
+    [InlineData(64, 1536, 0.05, 96, 1536)]   // 5% at K = 1536: unblocked
     public void MatchesDoubleReferenceWithKBlocksChosenByDensity(int m, int k, double density, int tokens, int blockRows)
     {
         var dense = SparseTestData.RandomDense(m, k, density, (ulong)(m * 31 + k));
