@@ -50,6 +50,8 @@ internal static unsafe class CsrSpmmTokenMajor
         public int Rows, K, Tokens, LdX, LdY, Chunks, Blocks, BlockRows;
         public long Call;
         public bool TokenSplit;
+        /// <summary>K blocks averaging below <see cref="MinWideNonzeros"/> nonzeros per row: RowsWideBlock, rows in groups.</summary>
+        public bool ShortBlocks;
     }
 
     [ThreadStatic] static float[]? _panel;
@@ -71,6 +73,7 @@ internal static unsafe class CsrSpmmTokenMajor
         {
             RowPointers = rowPointers, Index = index, Values = values, X = x, Y = y, Bias = bias, Add = add, Scale = scale,
             Rows = rows, K = k, Tokens = tokens, LdX = ldx, LdY = ldy, Blocks = blocks, BlockRows = blockRows, Call = AlignedPanels.NextCall(),
+            ShortBlocks = blocks > 1 && IsShort(nnz, rows, k, blockRows),
         };
         int chunks = SpmmMicroKernel.ChunkCount(rows, (nnz + rows) * tokens);
         int threads = chunks > 1 ? KernelThreads.ThreadsFor(chunks) : 1;
@@ -121,6 +124,18 @@ internal static unsafe class CsrSpmmTokenMajor
     /// <summary>Average nonzeros per row and block from which <see cref="DenseKBlock"/> blocks pay (80%: 51; 90%: 26; 95%: 13).</summary>
     internal const int MinBlockNonzeros = 10;
 
+    /// <summary>
+    /// Average nonzeros per row and K block from which the blocks run through RowsWide over all rows (four nonzeros
+    /// a step, the tile written once per block), as before 2026-12-06 at 80% and 50%; sparser blocks (90%, 95%) run
+    /// through RowsWideBlock, <see cref="RowBlock"/> rows at a time. At 50% (scratch harness, medians of 30 calls, noisy)
+    /// RowsWideBlock was level with RowsWide over 3072×768 and 2304×768 and 3–6% slower over 768×3072, and a `bench dst`
+    /// 50% step 5% slower in two alternated pairs; at 80% level.
+    /// </summary>
+    internal const int MinWideNonzeros = 40;
+
+    /// <summary>Whether K blocks of <paramref name="blockRows"/> rows hold fewer than <see cref="MinWideNonzeros"/> nonzeros per row on average.</summary>
+    internal static bool IsShort(long nnz, int rows, int k, int blockRows) => nnz * blockRows < (long)MinWideNonzeros * rows * k;
+
     /// <summary>Rows per pass through the K blocks (their part of the tile: 64 KiB).</summary>
     internal const int RowBlock = 256;
 
@@ -169,10 +184,12 @@ internal static unsafe class CsrSpmmTokenMajor
                 int w = Math.Min(Width, last - t0);
                 // panel (K × 64) = X[t0 .. t0 + w, :]ᵀ, columns past w zero.
                 TokenPanels.In(a.X + (long)t0 * a.LdX, a.LdX, k, w, panel, Width);
-                if (nb == 1) SpmmMicroKernel.RowsWide(split, stride, count, a.Index, a.Values, panel, zero, tile, Width, add: false);
+                if (!a.ShortBlocks)
+                    for (int b = 0; b < nb; b++)
+                        SpmmMicroKernel.RowsWide(split + b, stride, count, a.Index, a.Values, panel, zero, tile, Width, add: b > 0);
                 else
-                    // K blocks (16-bit indices only): RowBlock rows at a time through every block, so their part of
-                    // the tile stays in L1/L2 while each block of the panel is read.
+                    // Short K blocks (16-bit indices only): RowBlock rows at a time through every block, so their part
+                    // of the tile stays in L1/L2 while each block of the panel is read.
                     for (int r0 = 0; r0 < count; r0 += RowBlock)
                     {
                         int rows = Math.Min(RowBlock, count - r0);
