@@ -43,16 +43,7 @@ public class CsrSpmmTokenMajorTests
         var bias = SparseTestData.RandomDense(1, m, 1, 78);
         var add = SparseTestData.RandomDense(tokens, m, 1, 79);
         var scale = SparseTestData.RandomDense(tokens, m, 1, 80);
-        // product[t, i] = Σ_j S[i, j]·x[t, j] and Σ|terms| (the tolerance's scale), in double.
-        var product = new double[tokens * m];
-        var abs = new double[tokens * m];
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < k; j++)
-            {
-                double s = dense[i * k + j];
-                if (s == 0) continue;
-                for (int t = 0; t < tokens; t++) { product[t * m + i] += s * x[t * k + j]; abs[t * m + i] += Math.Abs(s * x[t * k + j]); }
-            }
+        var (product, abs) = Reference(dense, m, k, x, tokens);
         int saved = KernelThreads.Max;
         try
         {
@@ -139,15 +130,7 @@ public class CsrSpmmTokenMajorTests
         dense[6 * k + 40] = float.PositiveInfinity;
         var x = SparseTestData.RandomDense(tokens, k, 1, 12);
         x[5 * k + 20] = float.PositiveInfinity;
-        var product = new double[tokens * m];
-        var abs = new double[tokens * m];
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < k; j++)
-            {
-                double w = dense[i * k + j];
-                if (w == 0) continue;
-                for (int t = 0; t < tokens; t++) { product[t * m + i] += w * x[t * k + j]; abs[t * m + i] += Math.Abs(w * x[t * k + j]); }
-            }
+        var (product, abs) = Reference(dense, m, k, x, tokens);
         Assert.Equal(blockRows, CsrSpmmTokenMajor.KBlockRows(dense.Count(v => v != 0), m, k));
         int saved = KernelThreads.Max;
         try
@@ -183,6 +166,21 @@ public class CsrSpmmTokenMajorTests
         var got = new float[tokens * m];
         Run(csr, x, tokens, got, bias, add, null);
         for (int e = 0; e < got.Length; e++) Assert.Equal(bias[e % m] + add[e], got[e]);
+    }
+
+    /// <summary>product[t, i] = Σ_j S[i, j]·x[t, j] over S's stored entries and Σ|terms| (the tolerance's scale), in double.</summary>
+    static (double[] Product, double[] Abs) Reference(float[] dense, int m, int k, float[] x, int tokens)
+    {
+        var product = new double[tokens * m];
+        var abs = new double[tokens * m];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < k; j++)
+            {
+                double s = dense[i * k + j];
+                if (s == 0) continue;
+                for (int t = 0; t < tokens; t++) { product[t * m + i] += s * x[t * k + j]; abs[t * m + i] += Math.Abs(s * x[t * k + j]); }
+            }
+        return (product, abs);
     }
 
     static unsafe void Run(CsrMatrix s, float[] x, int tokens, float[] y, float[]? bias, float[]? add, float[]? scale)
