@@ -8,23 +8,32 @@ namespace NanoSparse.Tests.Nn.Parts;
 
 /// <summary>
 /// A CSR Linear wide enough for the token-major products to cut K into 256-row blocks in both directions (forward:
-/// K = In = 768; dx: K = Out = 600, a short last block), 30% dense, 100 tokens (a full 64-token panel and a short one),
-/// on one and two threads: dx and dValues against central finite differences of Σ g ⊙ y. The masked-dense double
+/// K = In = 768; dx: K = Out = 600, a short last block), 30% dense (blocks through RowsWide) and 10% dense (short
+/// blocks through RowsWideBlock, 256 rows at a time: three groups of 600 rows forward), 100 tokens (a full 64-token
+/// panel and a short one), on one and two threads: dx and dValues against central finite differences of Σ g ⊙ y. The masked-dense double
 /// references of the kernel are in CsrSpmmTokenMajorTests and of the whole training step in SparseTrainingTests.
 /// </summary>
 [Collection(nameof(GemmCollection))]   // sets KernelThreads.Max
 public class CsrLinearWeightKBlockTests
 {
     [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    public void GradientsWithKInBlocksMatchFiniteDifferences(int threads)
+    [InlineData(1, 0.3)]
+    [InlineData(2, 0.3)]
+    [InlineData(1, 0.1)]
+    [InlineData(2, 0.1)]
+    public void GradientsWithKInBlocksMatchFiniteDifferences(int threads, double density)
     {
         const int outFeatures = 600, inFeatures = 768, rows = 100;
-        var (w, values, _) = SparseLinearWeightTests.Make("csr", outFeatures, inFeatures, 5);
-        // The case must exercise the blocked kernel both ways (Make's CSR weights are 30% dense).
+        var rng = new Rng(5);
+        var dense = new float[outFeatures * inFeatures];
+        for (int i = 0; i < dense.Length; i++)
+            if (rng.NextDouble() < density) dense[i] = (float)rng.NextGaussian() + (rng.NextDouble() < 0.5 ? -0.5f : 0.5f);
+        var (w, values) = CsrLinearWeight.FromDense(outFeatures, inFeatures, dense);
+        // The case must exercise the blocked kernel both ways, through the kernel its density picks.
         Assert.Equal(CsrSpmmTokenMajor.DenseKBlock, CsrSpmmTokenMajor.KBlockRows(w.StoredCount, outFeatures, inFeatures));
         Assert.Equal(CsrSpmmTokenMajor.DenseKBlock, CsrSpmmTokenMajor.KBlockRows(w.StoredCount, inFeatures, outFeatures));
+        Assert.Equal(density < 0.15, CsrSpmmTokenMajor.IsShort(w.StoredCount, outFeatures, inFeatures, CsrSpmmTokenMajor.DenseKBlock));
+        Assert.Equal(density < 0.15, CsrSpmmTokenMajor.IsShort(w.StoredCount, inFeatures, outFeatures, CsrSpmmTokenMajor.DenseKBlock));
         var random = new Random(23);
         var x = GradCheck.RandomArray(random, rows * inFeatures);
         var lossWeights = GradCheck.RandomArray(random, rows * outFeatures);
