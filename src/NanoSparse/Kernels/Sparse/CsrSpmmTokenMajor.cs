@@ -50,8 +50,6 @@ internal static unsafe class CsrSpmmTokenMajor
         public int Rows, K, Tokens, LdX, LdY, Chunks, Blocks, BlockRows;
         public long Call;
         public bool TokenSplit;
-        /// <summary>K blocks averaging below <see cref="MinWideNonzeros"/> nonzeros per row: RowsWideBlock, rows in groups.</summary>
-        public bool ShortBlocks;
     }
 
     [ThreadStatic] static float[]? _panel;
@@ -73,7 +71,6 @@ internal static unsafe class CsrSpmmTokenMajor
         {
             RowPointers = rowPointers, Index = index, Values = values, X = x, Y = y, Bias = bias, Add = add, Scale = scale,
             Rows = rows, K = k, Tokens = tokens, LdX = ldx, LdY = ldy, Blocks = blocks, BlockRows = blockRows, Call = AlignedPanels.NextCall(),
-            ShortBlocks = blocks > 1 && IsShort(nnz, rows, k, blockRows),
         };
         int chunks = SpmmMicroKernel.ChunkCount(rows, (nnz + rows) * tokens);
         int threads = chunks > 1 ? KernelThreads.ThreadsFor(chunks) : 1;
@@ -110,7 +107,12 @@ internal static unsafe class CsrSpmmTokenMajor
     /// 768×768 0.129 / 0.111 / 0.107; 95%: 3072×768 0.264 / 0.259 / 0.242, 768×3072 0.309 / 0.281 / 0.259, 2304×768
     /// 0.199 / 0.192 / 0.179, 768×2304 0.226 / 0.207 / 0.190; 96.5% (9 per block) 3072×768 0.189 unblocked against 0.182;
     /// 98% (5 per block) 0.111 against 0.114, 768×3072 0.122 against 0.134 (unblocked there). 128-row blocks (32 KiB,
-    /// all of L1) were slower than 256 (90%: 0.467 and 0.520 ms for the first two).
+    /// all of L1) were slower than 256 (90%: 0.467 and 0.520 ms for the first two). Where blocks were already used
+    /// RowsWideBlock (256 rows at a time) replaced RowsWide over all rows (one pass per block): in a quiet spell, 80%
+    /// 3072×768 0.867–0.868 against 0.878–0.884 ms, 768×3072 0.925–0.931 against 0.954–0.964, 2304×768 0.662–0.682
+    /// against 0.682, 768×2304 0.678–0.679 against 0.694–0.697, 768×768 0.210 against 0.216; 70% 3072×768 1.344–1.359
+    /// against 1.342–1.349; 50% 3072×768 2.497–2.503 against 2.524–2.576, 768×3072 2.658–2.667 against 2.652–2.711,
+    /// 2304×768 1.864–1.873 against 1.880–1.887 (two alternations each; a noisier run had 50% 3–6% slower).
     /// </summary>
     internal static int KBlockRows(long nnz, int rows, int k)
     {
@@ -123,18 +125,6 @@ internal static unsafe class CsrSpmmTokenMajor
 
     /// <summary>Average nonzeros per row and block from which <see cref="DenseKBlock"/> blocks pay (80%: 51; 90%: 26; 95%: 13).</summary>
     internal const int MinBlockNonzeros = 10;
-
-    /// <summary>
-    /// Average nonzeros per row and K block from which the blocks run through RowsWide over all rows (four nonzeros
-    /// a step, the tile written once per block), as before 2026-12-06 at 80% and 50%; sparser blocks (90%, 95%) run
-    /// through RowsWideBlock, <see cref="RowBlock"/> rows at a time. At 50% (scratch harness, medians of 30 calls, noisy)
-    /// RowsWideBlock was level with RowsWide over 3072×768 and 2304×768 and 3–6% slower over 768×3072, and a `bench dst`
-    /// 50% step 5% slower in two alternated pairs; at 80% level.
-    /// </summary>
-    internal const int MinWideNonzeros = 40;
-
-    /// <summary>Whether K blocks of <paramref name="blockRows"/> rows hold fewer than <see cref="MinWideNonzeros"/> nonzeros per row on average.</summary>
-    internal static bool IsShort(long nnz, int rows, int k, int blockRows) => nnz * blockRows < (long)MinWideNonzeros * rows * k;
 
     /// <summary>Rows per pass through the K blocks (their part of the tile: 64 KiB).</summary>
     internal const int RowBlock = 256;
@@ -184,12 +174,10 @@ internal static unsafe class CsrSpmmTokenMajor
                 int w = Math.Min(Width, last - t0);
                 // panel (K × 64) = X[t0 .. t0 + w, :]ᵀ, columns past w zero.
                 TokenPanels.In(a.X + (long)t0 * a.LdX, a.LdX, k, w, panel, Width);
-                if (!a.ShortBlocks)
-                    for (int b = 0; b < nb; b++)
-                        SpmmMicroKernel.RowsWide(split + b, stride, count, a.Index, a.Values, panel, zero, tile, Width, add: b > 0);
+                if (nb == 1) SpmmMicroKernel.RowsWide(split, stride, count, a.Index, a.Values, panel, zero, tile, Width, add: false);
                 else
-                    // Short K blocks (16-bit indices only): RowBlock rows at a time through every block, so their part
-                    // of the tile stays in L1/L2 while each block of the panel is read.
+                    // K blocks (16-bit indices only): RowBlock rows at a time through every block, so their part of
+                    // the tile stays in L1/L2 while each block of the panel is read.
                     for (int r0 = 0; r0 < count; r0 += RowBlock)
                     {
                         int rows = Math.Min(RowBlock, count - r0);
