@@ -69,7 +69,7 @@ public sealed class DecodeCopy
             DecodeCopyFormat.Sell256 => new DecodeCopy(null, SellWideMatrix.FromCsr(rows, cols, rowPointers, column, values, 256, SellRowOrder.DefaultWindow), null),
             DecodeCopyFormat.Sell128Packed => new DecodeCopy(null, null, null, SellPackedMatrix.FromCsr(rows, cols, rowPointers, column, values, SellRowOrder.DefaultWindow)),
             DecodeCopyFormat.Sell64Packed => new DecodeCopy(null, null, null,
-                SellPackedMatrix.FromCsr(rows, cols, rowPointers, column, values, SellRowOrder.DefaultWindow, SellPackedMatrix.NarrowBlock)),
+                SellPackedMatrix.FromCsr(rows, cols, rowPointers, column, values, Sell64PackedWindow(rowPointers[rows], rows, cols), SellPackedMatrix.NarrowBlock)),
             _ => new DecodeCopy(null, null, BitmapMatrix.FromCsr(Csr(rows, cols, rowPointers, column, values))),
         };
     }
@@ -86,6 +86,19 @@ public sealed class DecodeCopy
     // per stored step (block overhead included): 2.7–2.9 ns for 128 columns, 1.7–1.9 for 64 (half the permutes, a third
     // of the blends); the 64-column layout stores 5–14% more steps and its 19 control bytes per (slice, block) (the step
     // count, the block and the placements) per 64 columns instead of 128.
+    /// <summary>
+    /// σ of the 64-column packed copy: below 20% density W's row order (σ = 1), so each slice's 16 sums are stored as
+    /// one vector instead of 16 scattered floats (the packed layout pads nothing, so the row order saves only steps);
+    /// from 20% on SellRowOrder's windows as before. SpMV scratch harness, the 48 gpt2-shaped matrices, one thread,
+    /// medians of 9 passes, two runs in opposite orders: 10% 1.829 and 1.890 ms a pass against 1.898 and 1.969 with
+    /// σ = 256; 30% 5.038 and 5.196 against 5.035 and 5.300. The gpt2-shaped model's decode (decode-only scratch
+    /// harness, one thread, medians of 8 passes of 256 tokens, three alternated runs, Zen 4): 10% 422.8, 416.5, 416.5
+    /// tokens/s against 381.9, 406.8, 406.5; 30% 167.8, 167.3, 170.2 against 170.7, 170.1, 168.4 (level to 1% behind,
+    /// so 30% keeps σ = 256).
+    /// </summary>
+    internal static int Sell64PackedWindow(long nnz, int rows, int cols) =>
+        nnz < 0.2 * rows * cols ? 1 : SellRowOrder.DefaultWindow;
+
     const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 1.5,
         Sell128PackedStepNs = 2.8, Sell64PackedStepNs = 1.8;
 
@@ -103,14 +116,16 @@ public sealed class DecodeCopy
         long sellSteps = Steps(rows, cols, rowPointers, column, SellMatrix.BlockWidth, null, out long sellBlocks);
         long steps128 = Steps(rows, cols, rowPointers, column, 128, SellRowOrder.Pack(rows, cols, rowPointers, column, 128), out long blocks128);
         long steps256 = Steps(rows, cols, rowPointers, column, 256, SellRowOrder.Pack(rows, cols, rowPointers, column, 256), out long blocks256);
-        long steps64 = Steps(rows, cols, rowPointers, column, 64, SellRowOrder.Pack(rows, cols, rowPointers, column, 64), out long blocks64);
+        int window64 = Sell64PackedWindow(nnz, rows, cols);
+        long steps64 = Steps(rows, cols, rowPointers, column, 64,
+            window64 == 1 ? null : SellRowOrder.Pack(rows, cols, rowPointers, column, 64, window64), out long blocks64);
         long words = (cols + 63) / 64;
         var candidates = new (DecodeCopyFormat Format, double Time)[]
         {
             (DecodeCopyFormat.Sell256, Time(80.0 * steps256 + 2.0 * blocks256 + 4.0 * rows, Sell256StepNs * steps256)),
             (DecodeCopyFormat.Sell128, Time(80.0 * steps128 + 2.0 * blocks128 + 4.0 * rows, Sell128StepNs * steps128)),
             (DecodeCopyFormat.Sell128Packed, Time(5.0 * nnz + steps128 + 19.0 * blocks128 + 4.0 * rows, Sell128PackedStepNs * steps128)),
-            (DecodeCopyFormat.Sell64Packed, Time(5.0 * nnz + steps64 + 19.0 * blocks64 + 4.0 * rows, Sell64PackedStepNs * steps64)),
+            (DecodeCopyFormat.Sell64Packed, Time(5.0 * nnz + steps64 + 19.0 * blocks64 + (window64 == 1 ? 0 : 4.0 * rows), Sell64PackedStepNs * steps64)),
             (DecodeCopyFormat.Sell, Time(80.0 * sellSteps + sellBlocks, SellStepNs * sellSteps)),
             (DecodeCopyFormat.Bitmap, Time(8.0 * words * rows + 4.0 * (rows + 1) + 4.0 * nnz, BitmapPieceNs * 4 * words * rows)),
         };

@@ -115,7 +115,7 @@ public class InferenceLayoutTests
                     DecodeCopyFormat.Sell128 => SellWideMatrix.FromCsr(c, 128, SellRowOrder.DefaultWindow).FootprintBytes,
                     DecodeCopyFormat.Sell256 => SellWideMatrix.FromCsr(c, 256, SellRowOrder.DefaultWindow).FootprintBytes,
                     DecodeCopyFormat.Sell128Packed => SellPackedMatrix.FromCsr(c, SellRowOrder.DefaultWindow).FootprintBytes,
-                    DecodeCopyFormat.Sell64Packed => SellPackedMatrix.FromCsr(c, SellRowOrder.DefaultWindow, SellPackedMatrix.NarrowBlock).FootprintBytes,
+                    DecodeCopyFormat.Sell64Packed => SellPackedMatrix.FromCsr(c, DecodeCopy.Sell64PackedWindow(c.NonZeroCount, c.Rows, c.Cols), SellPackedMatrix.NarrowBlock).FootprintBytes,
                     _ => BitmapMatrix.FromCsr(c).FootprintBytes,
                 } + 4 * 64;
             }
