@@ -74,18 +74,6 @@ public sealed class DecodeCopy
         };
     }
 
-    // Estimated time per SpMV = bytes read / 22 GB/s + 0.43 · compute, fitted to decode runs of the gpt2-124m-shaped
-    // model (one thread, tokens per CPU-second: SELL and SELL-256 at 10% and 50% density); a decode step streams a model
-    // larger than the cache, and the kernels' compute overlaps that stream only in part. Compute per 16-slot step is what
-    // `bench gemv --sparse` measured with the matrix in cache, one Zen 4 core. The bitmap's cost per 16 weights (1.5 ns)
-    // is fitted to decode A/B runs of the register-expand kernel against SELL-128-σ (4-layer gpt2 shape, one thread,
-    // tokens per CPU-second, loaded Zen 5 machine): level at 30% and 50% (2.07 vs 2.08x and 1.26–1.35 vs 1.27x dense),
-    // so auto takes the bitmap (fewer bytes held) where the model puts it ahead, at about 50% density and up.
-    // The packed layouts' steps (a lane mask per step from the control stream, one loop per block) are what `bench gemv
-    // --shapes 3072x768,768x3072 --sparse 0.1,0.3,0.5 --threads-list 1 --cpu-time` measured in cache on one Zen 4 core,
-    // per stored step (block overhead included): 2.7–2.9 ns for 128 columns, 1.7–1.9 for 64 (half the permutes, a third
-    // of the blends); the 64-column layout stores 5–14% more steps and its 19 control bytes per (slice, block) (the step
-    // count, the block and the placements) per 64 columns instead of 128.
     /// <summary>
     /// σ of the 64-column packed copy: below 20% density W's row order (σ = 1), so each slice's 16 sums are stored as
     /// one vector instead of 16 scattered floats (the packed layout pads nothing, so the row order saves only steps);
@@ -99,6 +87,18 @@ public sealed class DecodeCopy
     internal static int Sell64PackedWindow(long nnz, int rows, int cols) =>
         nnz < 0.2 * rows * cols ? 1 : SellRowOrder.DefaultWindow;
 
+    // Estimated time per SpMV = bytes read / 22 GB/s + 0.43 · compute, fitted to decode runs of the gpt2-124m-shaped
+    // model (one thread, tokens per CPU-second: SELL and SELL-256 at 10% and 50% density); a decode step streams a model
+    // larger than the cache, and the kernels' compute overlaps that stream only in part. Compute per 16-slot step is what
+    // `bench gemv --sparse` measured with the matrix in cache, one Zen 4 core. The bitmap's cost per 16 weights (1.5 ns)
+    // is fitted to decode A/B runs of the register-expand kernel against SELL-128-σ (4-layer gpt2 shape, one thread,
+    // tokens per CPU-second, loaded Zen 5 machine): level at 30% and 50% (2.07 vs 2.08x and 1.26–1.35 vs 1.27x dense),
+    // so auto takes the bitmap (fewer bytes held) where the model puts it ahead, at about 50% density and up.
+    // The packed layouts' steps (a lane mask per step from the control stream, one loop per block) are what `bench gemv
+    // --shapes 3072x768,768x3072 --sparse 0.1,0.3,0.5 --threads-list 1 --cpu-time` measured in cache on one Zen 4 core,
+    // per stored step (block overhead included): 2.7–2.9 ns for 128 columns, 1.7–1.9 for 64 (half the permutes, a third
+    // of the blends); the 64-column layout stores 5–14% more steps and its 19 control bytes per (slice, block) (the step
+    // count, the block and the placements) per 64 columns instead of 128.
     const double BytesPerNs = 22, ComputeShare = 0.43, SellStepNs = 1.0, Sell128StepNs = 1.45, Sell256StepNs = 2.6, BitmapPieceNs = 1.5,
         Sell128PackedStepNs = 2.8, Sell64PackedStepNs = 1.8;
 
