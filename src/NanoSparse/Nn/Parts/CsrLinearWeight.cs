@@ -42,8 +42,10 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
     int[] _wtSource;                       // entry q of Wᵀ is entry _wtSource[q] of W
     bool _inferenceOnly;
 
-    DecodeCopy? _sell;                     // decode copy made by PrepareForInference (null: none, or invalidated)
-    DecodeCopyCheck? _sellCheck;           // whether the values passed to Forward are still those _sell was made from
+    HeldCopy? _sell;                       // decode copy made by PrepareForInference (null: none, or invalidated)
+
+    /// <summary>The decode copy and whether the values passed to Forward are still those it was made from.</summary>
+    sealed record HeldCopy(DecodeCopy Copy, DecodeCopyCheck Check);
 
     public string Layout => Name;
     public int OutFeatures { get; }
@@ -225,10 +227,10 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
         LinearChecks.Forward(this, y, x, values, bias, residual, rows, workspace);
         if (rows == 0) return;
         int n = InFeatures, m = OutFeatures;
-        if (rows == 1 && _sell is { } sell && _sellCheck!.Matches(values))
+        if (rows == 1 && _sell is { } held && held.Check.Matches(values))
         {
             var product = workspace.Slice(0, m);
-            sell.Multiply(x.Slice(0, n), product);
+            held.Copy.Multiply(x.Slice(0, n), product);
             LinearChecks.AddBiasResidual(y, product, bias, residual, 1, m);
             return;
         }
@@ -274,7 +276,6 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
         LinearChecks.Backward(this, dx, dValues, dBias, dy, x, values, dxScale, rows, workspace);
         CaptureDenseGradient(dy, x, rows);   // dynamic sparse training's update step only (before dx overwrites x)
         _sell = null;   // training: values are about to change
-        _sellCheck = null;
         if (rows == 0) return;
         int n = InFeatures, m = OutFeatures, nnz = StoredCount;
         var xT = workspace.Slice(0, (int)FeatureMajor.PanelFloats(rows, n));            // (In, columns) per panel; later dxᵀ
@@ -341,8 +342,8 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
     {
         CheckValues(values.Length);
         if (!_inferenceOnly) values.CopyTo(_w.Values);
-        _sell = DecodeCopy.Build(OutFeatures, InFeatures, _w.RowPointers, _w.ColumnIndex, values.ToArray(), format);
-        _sellCheck = DecodeCopyCheck.Of(values);
+        _sell = new HeldCopy(DecodeCopy.Build(OutFeatures, InFeatures, _w.RowPointers, _w.ColumnIndex, values.ToArray(), format),
+            DecodeCopyCheck.Of(values));
     }
 
     void IDecodeCopyLayout.PrepareDecodeCopy(ReadOnlySpan<float> values, DecodeCopyFormat format) => PrepareForInference(values, format);
@@ -353,7 +354,7 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
 
     /// <summary>"csr16" (or "csr32" when In > 65536): decoding runs the CSR SpMV on this structure; "csr16 + sell" while a
     /// SELL copy made by <see cref="PrepareForInference"/> serves rows = 1.</summary>
-    public string DecodeFormat => (_w.HasShortIndices ? "csr16" : "csr32") + (_sell is null ? "" : " + " + _sell.Name);
+    public string DecodeFormat => (_w.HasShortIndices ? "csr16" : "csr32") + (_sell is null ? "" : " + " + _sell.Copy.Name);
 
     /// <summary>
     /// Drops the structures only training uses: the values copy inside the CSR structure, Wᵀ's structure and value
@@ -372,7 +373,6 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
         _wtIndex32 = null;
         _wtSource = [];
         _sell = null;
-        _sellCheck = null;
         _inferenceOnly = true;
     }
 
@@ -381,5 +381,5 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
     public long HeldBytes =>
         4L * _w.RowPointers.Length + (_w.ColumnIndices16 is { } c16 ? 2L * c16.Length : 4L * _w.ColumnIndices32!.Length) + 4L * _w.Values.Length
         + 4L * _wtPointers.Length + 2L * (_wtIndex16?.Length ?? 0) + 4L * (_wtIndex32?.Length ?? 0) + 4L * _wtSource.Length
-        + (_sell?.FootprintBytes ?? 0) + (_sellCheck?.Bytes ?? 0);
+        + (_sell is { } held ? held.Copy.FootprintBytes + held.Check.Bytes : 0);
 }
