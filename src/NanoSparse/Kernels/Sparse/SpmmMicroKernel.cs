@@ -176,11 +176,11 @@ internal static unsafe class SpmmMicroKernel
                 int keep1 = -one, keep2 = -two;                           // all ones where the slot is a real nonzero
                 int p1 = p + one, p2 = p + (two << 1);
                 float* r = panel + ((nint)(uint)At(index, p) << 6);
-                float* s = (float*)((nint)zero ^ (((nint)(panel + ((nint)(uint)At(index, p1) << 6)) ^ (nint)zero) & keep1));
-                float* t = (float*)((nint)zero ^ (((nint)(panel + ((nint)(uint)At(index, p2) << 6)) ^ (nint)zero) & keep2));
+                float* s = RowOrZero(panel + ((nint)(uint)At(index, p1) << 6), zero, keep1);
+                float* t = RowOrZero(panel + ((nint)(uint)At(index, p2) << 6), zero, keep2);
                 var vr = Vector512.Create(values[p]);
-                var vs = Vector512.Create(BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(values[p1]) & keep1));
-                var vt = Vector512.Create(BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(values[p2]) & keep2));
+                var vs = Vector512.Create(WeightOrZero(values[p1], keep1));
+                var vt = Vector512.Create(WeightOrZero(values[p2], keep2));
                 a0 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r), a0);
                 a1 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r + 16), a1);
                 a2 = Vector512.FusedMultiplyAdd(vr, Vector512.LoadAligned(r + 32), a2);
@@ -252,8 +252,8 @@ internal static unsafe class SpmmMicroKernel
             int keep = p - end;
             int at = p - 1 - keep;
             at &= ~(at >> 31);
-            float* t = (float*)((nint)zero ^ (((nint)(panel + ((nint)index[at] << 6)) ^ (nint)zero) & (nint)keep));
-            var vt = Vector512.Create(BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(values[at]) & keep));
+            float* t = RowOrZero(panel + ((nint)index[at] << 6), zero, keep);
+            var vt = Vector512.Create(WeightOrZero(values[at], keep));
             a0 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t), a0);
             a1 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 16), a1);
             a2 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 32), a2);
@@ -264,6 +264,14 @@ internal static unsafe class SpmmMicroKernel
             (a3 + b3).Store(yi + 48);
         }
     }
+
+    /// <summary><paramref name="row"/> where <paramref name="keep"/> is all ones, else <paramref name="zero"/>: a padded slot's operand, without a branch.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float* RowOrZero(float* row, float* zero, nint keep) => (float*)((nint)zero ^ (((nint)row ^ (nint)zero) & keep));
+
+    /// <summary><paramref name="w"/> where <paramref name="keep"/> is all ones, else +0: a padded slot's weight (so an infinite w never meets the zero row).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float WeightOrZero(float w, int keep) => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(w) & keep);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Row8<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
