@@ -7,10 +7,11 @@ namespace NanoSparse.Kernels;
 /// <summary>
 /// Attention of one new position over a dense KV cache (decoding one token): for each head h,
 /// y_h = Σ_j exp(s_j − max s) · v_j,h / Σ_j exp(s_j − max s) with s_j = q_h · k_j,h / √hs over the cached positions j.
-/// One pass over the keys writes the head's scores, one pass over the values accumulates y in registers (four
-/// Vector512 accumulators cover a 64-wide head, so v is read once and y stored once), and the heads run in parallel on
-/// <see cref="KernelThreads"/>: a decode step at a few hundred cached positions spends as long here as in a 90%-sparse
-/// layer's SpMVs, and a per-(head, position) call into a span helper costs more than its 64 multiply-adds.
+/// At hs = 64 (AVX-512) the positions go in fixed chunks over the threads (<see cref="Chunked"/>: one or two threads
+/// give the same bits); other head sizes take one head per work item (<see cref="Head"/>): one pass over the keys
+/// writes the head's scores, one pass over the values accumulates y in registers. A decode step at a few hundred
+/// cached positions spends as long here as in a 90%-sparse layer's SpMVs, and a per-(head, position) call into a span
+/// helper costs more than its 64 multiply-adds.
 /// </summary>
 public static unsafe partial class CachedAttention
 {
@@ -23,7 +24,8 @@ public static unsafe partial class CachedAttention
     struct Args
     {
         public float* Y, Q, Keys, Values, Scores;
-        public int Count, Width, HeadSize, GroupHeads;
+        public float* RunY, RunM, RunL, ChunkStats, ChunkSums;
+        public int Count, Width, HeadSize, Heads, Items;
     }
 
     /// <summary>
@@ -45,15 +47,8 @@ public static unsafe partial class CachedAttention
         {
             var args = new Args { Y = py, Q = pq, Keys = pk, Values = pv, Scores = ps, Count = count, Width = width, HeadSize = width / heads };
             bool parallel = count <= StackPositions && (long)count * width >= MinParallelFloats;
-            int groups = parallel ? KernelThreads.ThreadsFor(heads) : 1;
-            if (Vector512.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Sse.IsSupported && args.HeadSize == 64
-                && heads % groups == 0 && (long)count * (heads / groups) <= GroupScoreFloats)
-            {
-                // Groups of heads side by side (one per thread): each reads its part of every row in one stretch.
-                args.GroupHeads = heads / groups;
-                if (groups == 1) Group(ref args, 0);
-                else KernelThreads.For(groups, ref args, &Group);
-            }
+            if (Vector512.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Sse.IsSupported && args.HeadSize == 64 && heads <= ChunkMaxHeads)
+                Chunked(ref args, heads);
             else if (!parallel)
                 for (int h = 0; h < heads; h++) Head(ref args, h);
             else
@@ -61,98 +56,191 @@ public static unsafe partial class CachedAttention
         }
     }
 
-    /// <summary>Scores (positions × heads of a group) that <see cref="Group"/> keeps on its thread's stack: 128 KB.</summary>
-    const int GroupScoreFloats = 32 * 1024;
+    /// <summary>Positions per chunk (<see cref="Chunked"/>): the unit of the softmax and of the merge.</summary>
+    const int ChunkPositions = 32;
 
-    /// <summary>Positions ahead whose part of the row <see cref="Group"/> requests into L2 (prefetcht1).</summary>
-    const int PrefetchPositions = 16;
+    /// <summary>Chunks a work item scores before it reads their values: 256 positions, so the key and the value pass
+    /// each read up to 256 rows as one stream.</summary>
+    const int BlockChunks = 8;
+
+    /// <summary>Heads up to this many take the chunked path (a work item keeps 256 positions × H, H rounded up to 16, scores on its stack).</summary>
+    const int ChunkMaxHeads = 64;
+
+    [ThreadStatic] static float[]? _partials;
 
     /// <summary>
-    /// Heads [g·G, (g + 1)·G), G = GroupHeads, hs = 64, at once: the key pass reads the group's G·64 floats of each row
-    /// (all of it with one group) and scores every head of the group; the value pass reads the same stretch of each row
-    /// and adds it into the group's sums, held in L1 (G·64 floats); when the group reads part of each row (two or more
-    /// groups), both request its stretch of the row <see cref="PrefetchPositions"/> ahead into L2. A decode step
-    /// streams the weights through the caches before every layer's attention, so the cache comes from DRAM; one head at a
-    /// time read four lines of each 3 KB row (at 768 wide), a strided walk the hardware prefetchers did not keep up with.
-    /// Measured on Zen 4 (scratch harness: 12 layers of a 768-wide, 12-head cache, 64–319 positions, 60 MB streamed
-    /// before each step, one thread, two runs): a head at a time 1.48–1.58 ms per step; with the L2 prefetch 1.11–1.18;
-    /// all 12 heads in one group 0.94–0.97, groups of 6 with the prefetch 0.99–1.05 (a group per thread at two threads).
-    /// The value pass first took the heads two at a time (eight register accumulators, 512 bytes of each 3 KB row per
-    /// pass); whole rows with the sums in L1 took it from 0.38–0.41 to 0.28–0.31 ms per step (a copy of this kernel,
-    /// 12 layers at 64–319 positions with the 90%-sparse model's SpMVs between layers, one thread, Zen 4, two runs).
-    /// With one group (whole rows) the hardware prefetchers keep up and the requests, one instruction per 64 bytes,
-    /// cost more than they saved: attention 0.53–0.61 ms per token without them against 0.59–0.81 with at one thread
-    /// (scratch harness above with the 90% model's SpMVs between layers, three alternated runs each, Zen 4), and the
-    /// 90%-sparse gpt2-shaped model decoded at 399–421 tokens/s against 382–394 (decode-only scratch harness, medians
-    /// of three passes of 256 tokens, three alternated runs). At two threads (groups of 6 heads, half rows) the
-    /// requests stay: without them 0.61–0.90 ms against 0.41–0.55; unrolled four to a loop step the attention harness
-    /// was level but whole decodes were ~7% slower (six alternated runs).
-    /// Each head's sums run in the same order as in <see cref="Head"/>: the results are the same bits.
+    /// hs = 64: the cached positions in chunks of <see cref="ChunkPositions"/> (flash-decoding). Chunk c takes the
+    /// softmax of its own scores (its maximum m_c,h, e = exp(s − m_c,h), l_c,h = Σ e) and adds e · v over its rows into
+    /// o_c,h; the chunks are then merged in order, online: M' = max(M, m_c), α = exp(M − M'), β = exp(m_c − M'),
+    /// L = α·L + β·l_c, Y = α·Y + β·o_c, and y_h = Y_h / L_h. The chunks do not depend on the thread count and merge in
+    /// the same order with the same operations, so one and two threads give the same bits. A work item is a contiguous
+    /// range of chunks, one per thread, walked <see cref="BlockChunks"/> chunks at a time: the key pass reads their rows
+    /// whole (every head scored from one stretch of each row), then the value pass reads the same rows of the values.
+    /// One item (one thread) merges each chunk as it ends, so its sums stay in one buffer in L1; with two, the chunks'
+    /// sums go to a buffer that the caller merges once both items are done. Scores are kept position by position (the
+    /// heads side by side), so a chunk's softmax takes sixteen heads per vector.
+    /// With two threads each core streams its own half of the rows. The head groups this replaced (six heads per
+    /// thread, half of every row each, requested ahead into L2) barely scaled with a second thread. Decode-only scratch
+    /// harness (90%-sparse gpt2-shaped model, 256 tokens after a 64-token prompt, attention timed per call, Zen 4,
+    /// alternated runs): two threads 0.35–0.38 ms per token against 0.39–0.68 for the head groups (three runs; the
+    /// decode 585–628 tokens/s against 476–609); one thread 0.47–0.60 against 0.48–0.55 (seven runs: level). Versions
+    /// that merged every chunk at the end from a buffer per chunk, or walked 32 rows of keys then 32 of values, were
+    /// 6–10% slower at one thread.
     /// </summary>
-    // SkipLocalsInit: the stack buffers (up to 128 KB of scores) are written before they are read; the JIT zeroed them
-    // 16 bytes a loop step on every call. With the cache in cache (one 768-wide layer, 12 heads, one thread, a call
-    // repeated; scratch microbenchmark, two runs) a call took 10.3–10.6 µs at 64 positions and 47–51 at 320 before
-    // this session's changes, 7.2–7.6 and 34–38 without the requests and with the short sum, 7.1–7.4 and 34–36 with
-    // this too; the 90% model decoded at 393–414 tokens/s against 373–402 at one thread and level at two
-    // (decode-only scratch harness, three alternated runs, medians of three passes).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    static void Group(ref Args a, int g)
+    static void Chunked(ref Args a, int heads)
     {
         const int hs = 64;
-        int n = a.Count, C = a.Width, G = a.GroupHeads, h0 = g * G;
-        float* s = stackalloc float[n * G];   // head i's scores at s + i·n
-        float* inverse = stackalloc float[G];
-        float* q = a.Q + h0 * hs, k = a.Keys + h0 * hs, v = a.Values + h0 * hs, y = a.Y + h0 * hs;
+        int n = a.Count, chunks = (n + ChunkPositions - 1) / ChunkPositions;
+        int items = (long)n * a.Width < MinParallelFloats ? 1 : KernelThreads.ThreadsFor(chunks);
+        // The running state (Y: H·64, M and L: H each, padded to whole vectors), each chunk's maximum and sum (2H),
+        // and with two or more items every chunk's sums (H·64 each; with one item, one chunk's).
+        int lanes = (heads + 15) & ~15;
+        long floats = (long)heads * hs + 2L * lanes + (long)chunks * 2 * heads + (long)(items == 1 ? 1 : chunks) * heads * hs + 16;
+        if (_partials is null || _partials.Length < floats) _partials = GC.AllocateUninitializedArray<float>(checked((int)floats), pinned: true);
+        fixed (float* buffer = _partials)
+        {
+            float* run = (float*)(((nint)buffer + 63) & ~(nint)63);
+            a.RunY = run;
+            a.RunM = run + heads * hs;
+            a.RunL = a.RunM + lanes;
+            a.ChunkStats = a.RunL + lanes;
+            a.ChunkSums = a.ChunkStats + (long)chunks * 2 * heads;
+            a.Heads = heads;
+            a.Items = items;
+            new Span<float>(a.RunY, heads * hs).Clear();
+            new Span<float>(a.RunM, lanes).Fill(float.NegativeInfinity);
+            new Span<float>(a.RunL, lanes).Clear();
+            if (items == 1) Item(ref a, 0);
+            else
+            {
+                KernelThreads.For(items, ref a, &Item);
+                for (int c = 0; c < chunks; c++) MergeChunk(ref a, c, a.ChunkSums + (long)c * heads * hs);
+            }
+            for (int h = 0; h < heads; h++)
+            {
+                var norm = Vector512.Create(1f / a.RunL[h]);
+                float* yh = a.Y + h * hs, run_h = a.RunY + h * hs;
+                for (int i = 0; i < hs; i += 16) (Vector512.Load(run_h + i) * norm).Store(yh + i);
+            }
+        }
+    }
+
+    /// <summary>Work item i: chunks [i·chunks/items, (i + 1)·chunks/items), see <see cref="Chunked"/>.</summary>
+    // SkipLocalsInit: the scores are written before they are read (the JIT would zero them on every call).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    static void Item(ref Args a, int item)
+    {
+        const int hs = 64, P = ChunkPositions, B = BlockChunks * ChunkPositions;
+        int H = a.Heads, Hp = (H + 15) & ~15, C = a.Width, n = a.Count, chunks = (n + P - 1) / P;
+        int first = (int)((long)chunks * item / a.Items), last = (int)((long)chunks * (item + 1) / a.Items);
+        float* s = stackalloc float[Hp * B];   // position j's scores, head by head, at s + j·Hp (lanes past H unused)
         float scale = 1f / MathF.Sqrt(hs);
-        int span = G * hs;
-        // A group that reads part of each row walks a strided pattern the hardware prefetchers miss: it requests its
-        // stretch ahead into L2. A group that reads whole rows streams, and the hardware keeps up without the requests.
-        bool partial = span < C;
-        for (int j = 0; j < n; j++)
+        for (int c0 = first; c0 < last; c0 += BlockChunks)
         {
-            float* kj = k + (long)j * C;
-            if (partial) PrefetchStretch(kj + (long)PrefetchPositions * C, span);
-            for (int i = 0; i < G; i++)
+            int c1 = Math.Min(last, c0 + BlockChunks), j0 = c0 * P, j1 = Math.Min(n, c1 * P);
+            float* q = a.Q, k = a.Keys + (long)j0 * C;
+            for (int j = 0; j < j1 - j0; j++)
             {
-                float* kh = kj + i * hs, qh = q + i * hs;
-                var acc0 = Vector512.Load(qh) * Vector512.Load(kh);
-                var acc1 = Vector512.Load(qh + 16) * Vector512.Load(kh + 16);
-                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 32), Vector512.Load(kh + 32), acc0);
-                acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 48), Vector512.Load(kh + 48), acc1);
-                s[i * n + j] = Sum(acc0 + acc1) * scale;
+                float* kj = k + (long)j * C, sj = s + j * Hp;
+                for (int h = 0; h < H; h++)
+                {
+                    float* kh = kj + h * hs, qh = q + h * hs;
+                    var acc0 = Vector512.Load(qh) * Vector512.Load(kh);
+                    var acc1 = Vector512.Load(qh + 16) * Vector512.Load(kh + 16);
+                    acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 32), Vector512.Load(kh + 32), acc0);
+                    acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 48), Vector512.Load(kh + 48), acc1);
+                    sj[h] = Sum(acc0 + acc1) * scale;
+                }
+            }
+            // Each chunk's softmax within the chunk, sixteen heads at a time (one vector per position).
+            for (int c = c0; c < c1; c++)
+            {
+                int from = (c - c0) * P, to = Math.Min(n, (c + 1) * P) - j0;
+                float* m = a.ChunkStats + (long)c * 2 * H, l = m + H;
+                for (int h0 = 0; h0 < H; h0 += 16)
+                {
+                    var max = Vector512.Load(s + from * Hp + h0);
+                    for (int j = from + 1; j < to; j++) max = Vector512.Max(max, Vector512.Load(s + j * Hp + h0));
+                    var sum = Vector512<float>.Zero;
+                    for (int j = from; j < to; j++)
+                    {
+                        var e = VectorExp.Exp(Vector512.Load(s + j * Hp + h0) - max);
+                        e.Store(s + j * Hp + h0);
+                        sum += e;
+                    }
+                    for (int h = h0; h < Math.Min(H, h0 + 16); h++)
+                    {
+                        m[h] = max.GetElement(h - h0);
+                        l[h] = sum.GetElement(h - h0);
+                    }
+                }
+            }
+            // o_c,h = Σ_j e_j,h · v_j,h over chunk c's rows, the rows of the block read in order.
+            float* vj = a.Values + (long)j0 * C;
+            for (int c = c0; c < c1; c++)
+            {
+                float* o = a.ChunkSums + (a.Items == 1 ? 0 : (long)c * H * hs);
+                for (int i = 0; i < H * hs; i += 16) Vector512<float>.Zero.Store(o + i);
+                int at = (c - c0) * P, end = Math.Min(n, (c + 1) * P) - j0;
+                for (int j = at; j < end; j++, vj += C)
+                {
+                    float* sj = s + j * Hp;
+                    for (int h = 0; h < H; h++)
+                    {
+                        var p = Vector512.Create(sj[h]);
+                        float* oh = o + h * hs, vh = vj + h * hs;
+                        Vector512.FusedMultiplyAdd(p, Vector512.Load(vh), Vector512.Load(oh)).Store(oh);
+                        Vector512.FusedMultiplyAdd(p, Vector512.Load(vh + 16), Vector512.Load(oh + 16)).Store(oh + 16);
+                        Vector512.FusedMultiplyAdd(p, Vector512.Load(vh + 32), Vector512.Load(oh + 32)).Store(oh + 32);
+                        Vector512.FusedMultiplyAdd(p, Vector512.Load(vh + 48), Vector512.Load(oh + 48)).Store(oh + 48);
+                    }
+                }
+                if (a.Items == 1) MergeChunk(ref a, c, o);
             }
         }
-        for (int i = 0; i < G; i++)
+    }
+
+    /// <summary>The running state after chunk c (sums o, H·64): see <see cref="Chunked"/>. Sixteen heads at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void MergeChunk(ref Args a, int c, float* o)
+    {
+        const int hs = 64;
+        int H = a.Heads;
+        float* m = a.ChunkStats + (long)c * 2 * H, l = m + H;
+        float* alpha = stackalloc float[16], beta = stackalloc float[16];
+        var lanes = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        for (int h0 = 0; h0 < H; h0 += 16)
         {
-            var e = new Span<float>(s + i * n, n);
-            float max = TensorPrimitives.Max(e);
-            TensorPrimitives.Subtract(e, max, e);
-            TensorPrimitives.Exp(e, e);
-            inverse[i] = 1f / TensorPrimitives.Sum(e);
-        }
-        // The value pass reads whole rows too: the group's sums (G·64 floats) stay in L1, each position adds p_i · v_j,i
-        // to head i's 64, in the same order per lane as WeightedRows64.
-        float* acc = stackalloc float[span];
-        for (int c = 0; c < span; c += 16) Vector512<float>.Zero.Store(acc + c);
-        float* vj = v;
-        for (int j = 0; j < n; j++, vj += C)
-        {
-            if (partial) PrefetchStretch(vj + (long)PrefetchPositions * C, span);
-            for (int i = 0; i < G; i++)
+            var valid = Vector512.LessThan(lanes, Vector512.Create(H - h0)).AsSingle();
+            var mc = Vector512.ConditionalSelect(valid, Vector512.Load(m + h0), Vector512<float>.Zero);   // lanes past H: never used
+            var lc = Vector512.ConditionalSelect(valid, Vector512.Load(l + h0), Vector512<float>.Zero);
+            var run = Vector512.Load(a.RunM + h0);
+            var next = Vector512.Max(run, mc);
+            var al = VectorExp.Exp(run - next);   // the first chunk: exp(−∞) = its floor, times Y = 0 and L = 0
+            var be = VectorExp.Exp(mc - next);
+            next.Store(a.RunM + h0);
+            Vector512.FusedMultiplyAdd(be, lc, al * Vector512.Load(a.RunL + h0)).Store(a.RunL + h0);
+            al.Store(alpha);
+            be.Store(beta);
+            for (int h = h0; h < Math.Min(H, h0 + 16); h++)
             {
-                var p = Vector512.Create(s[i * n + j]);
-                float* ai = acc + i * hs, vi = vj + i * hs;
-                Vector512.FusedMultiplyAdd(p, Vector512.Load(vi), Vector512.Load(ai)).Store(ai);
-                Vector512.FusedMultiplyAdd(p, Vector512.Load(vi + 16), Vector512.Load(ai + 16)).Store(ai + 16);
-                Vector512.FusedMultiplyAdd(p, Vector512.Load(vi + 32), Vector512.Load(ai + 32)).Store(ai + 32);
-                Vector512.FusedMultiplyAdd(p, Vector512.Load(vi + 48), Vector512.Load(ai + 48)).Store(ai + 48);
+                var av = Vector512.Create(alpha[h - h0]);
+                var bv = Vector512.Create(beta[h - h0]);
+                float* yh = a.RunY + h * hs, oh = o + h * hs;
+                for (int i = 0; i < hs; i += 16)
+                    Vector512.FusedMultiplyAdd(bv, Vector512.Load(oh + i), av * Vector512.Load(yh + i)).Store(yh + i);
             }
         }
-        for (int i = 0; i < G; i++)
-        {
-            var norm = Vector512.Create(inverse[i]);
-            for (int c = 0; c < hs; c += 16) (Vector512.Load(acc + i * hs + c) * norm).Store(y + i * hs + c);
-        }
+    }
+
+    /// <summary>The largest of v's 16 lanes (halves folded down, as <see cref="Sum"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Max(Vector512<float> v)
+    {
+        var s8 = Vector256.Max(v.GetLower(), v.GetUpper());
+        var s4 = Vector128.Max(s8.GetLower(), s8.GetUpper());
+        var s2 = Vector128.Max(s4, System.Runtime.Intrinsics.X86.Sse.MoveHighToLow(s4, s4));
+        return MathF.Max(s2.ToScalar(), s2.GetElement(1));
     }
 
     /// <summary>
@@ -168,13 +256,6 @@ public static unsafe partial class CachedAttention
         var s4 = s8.GetLower() + s8.GetUpper();
         var s2 = s4 + System.Runtime.Intrinsics.X86.Sse.MoveHighToLow(s4, s4);
         return (s2 + System.Runtime.Intrinsics.X86.Sse.Shuffle(s2, s2, 1)).ToScalar();
-    }
-
-    /// <summary>prefetcht1 of every line of floats [p, p + span) (span a multiple of 16).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void PrefetchStretch(float* p, int span)
-    {
-        for (int c = 0; c < span; c += 16) System.Runtime.Intrinsics.X86.Sse.Prefetch1(p + c);
     }
 
     /// <summary>y[0..64) = norm · Σ_j p_j · v[j·C .. j·C + 64), four accumulators held across all n rows.</summary>

@@ -62,6 +62,41 @@ public class CachedAttentionTests
         finally { KernelThreads.Max = saved; }
     }
 
+    /// <summary>
+    /// hs = 64 runs in fixed chunks of positions merged in order whatever the thread count: one and two threads give the
+    /// same bits (a chunk, a partial chunk, one and several blocks of 256 positions, a single head).
+    /// </summary>
+    [Theory]
+    [InlineData(1, 768, 12)]
+    [InlineData(45, 768, 12)]
+    [InlineData(300, 768, 12)]
+    [InlineData(1000, 768, 12)]
+    [InlineData(700, 64, 1)]
+    [InlineData(200, 1280, 20)]     // more heads than one vector of scores
+    public void OneAndTwoThreadsGiveTheSameBits(int count, int width, int heads)
+    {
+        int saved = KernelThreads.Max;
+        try
+        {
+            var r = new Random(count + heads);
+            var q = RandomVector(r, width, 2.0);
+            var keys = RandomVector(r, count * width, 1.0);
+            var values = RandomVector(r, count * width, 1.0);
+            var one = new float[width];
+            var two = new float[width];
+            KernelThreads.Max = 1;
+            CachedAttention.Forward(one, q, keys, values, count, width, heads, new float[count]);
+            KernelThreads.Max = 2;
+            CachedAttention.Forward(two, q, keys, values, count, width, heads, new float[count]);
+            for (int i = 0; i < width; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(one[i]) == BitConverter.SingleToInt32Bits(two[i]), $"y[{i}]: {one[i]} at one thread, {two[i]} at two");
+            var expected = Reference(q, keys, values, count, width, heads);
+            for (int i = 0; i < width; i++)
+                Assert.True(Math.Abs(one[i] - expected[i]) <= 1e-5 + 1e-4 * Math.Abs(expected[i]), $"y[{i}] = {one[i]}, expected {expected[i]}");
+        }
+        finally { KernelThreads.Max = saved; }
+    }
+
     [Fact]
     public void RejectsWidthNotAMultipleOfHeadsAndShortBuffers()
     {
