@@ -84,8 +84,8 @@ public static unsafe partial class CachedAttention
     /// harness (90%-sparse gpt2-shaped model, 256 tokens after a 64-token prompt, attention timed per call, Zen 4,
     /// alternated runs): two threads 0.35–0.38 ms per token against 0.39–0.68 for the head groups (three runs; the
     /// decode 585–628 tokens/s against 476–609); one thread 0.47–0.60 against 0.48–0.55 (seven runs: level). Versions
-    /// that merged every chunk at the end from a buffer per chunk, or walked 32 rows of keys then 32 of values, were
-    /// 6–10% slower at one thread.
+    /// that walked 32 rows of keys then 32 of values, merged every chunk at the end from a buffer per chunk, or kept
+    /// the scores head by head were 6–11% slower at one thread.
     /// </summary>
     static void Chunked(ref Args a, int heads)
     {
