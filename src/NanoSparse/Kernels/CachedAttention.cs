@@ -95,7 +95,8 @@ public static unsafe partial class CachedAttention
         // The running state (Y: H·64, M and L: H each, padded to whole vectors), each chunk's maximum and sum (2H),
         // and with two or more items every chunk's sums (H·64 each; with one item, one chunk's).
         int lanes = (heads + 15) & ~15;
-        long floats = (long)heads * hs + 2L * lanes + (long)chunks * 2 * heads + (long)(items == 1 ? 1 : chunks) * heads * hs + 16;
+        long stats = ((long)chunks * 2 * heads + 15) & ~15L;   // whole lines, so the sums after them start on one
+        long floats = (long)heads * hs + 2L * lanes + stats + (long)(items == 1 ? 1 : chunks) * heads * hs + 16;
         if (_partials is null || _partials.Length < floats) _partials = GC.AllocateUninitializedArray<float>(checked((int)floats), pinned: true);
         fixed (float* buffer = _partials)
         {
@@ -104,7 +105,7 @@ public static unsafe partial class CachedAttention
             a.RunM = run + heads * hs;
             a.RunL = a.RunM + lanes;
             a.ChunkStats = a.RunL + lanes;
-            a.ChunkSums = a.ChunkStats + (long)chunks * 2 * heads;
+            a.ChunkSums = a.ChunkStats + stats;
             a.Heads = heads;
             a.Items = items;
             new Span<float>(a.RunY, heads * hs).Clear();
