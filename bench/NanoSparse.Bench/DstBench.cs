@@ -40,7 +40,11 @@ public static class DstBench
         var interval = new Option<int>("--interval") { Description = "ΔT: steps per update the update step is amortised over", DefaultValueFactory = _ => 100 };
         var drop = new Option<double>("--drop-fraction") { Description = "fraction dropped and regrown per update", DefaultValueFactory = _ => 0.3 };
         var cpuTime = new Option<bool>("--cpu-time") { Description = "time with the process's CPU time (all threads) instead of wall time" };
-        var decodeDensities = new Option<double[]>("--decode-densities") { Description = "densities of the SRigL decode comparison (none: empty)", DefaultValueFactory = _ => [0.1], AllowMultipleArgumentsPerToken = true };
+        var decodeDensities = new Option<double[]>("--decode-densities")
+        {
+            Description = "densities of the SRigL decode comparison (the option with no value: none)", DefaultValueFactory = _ => [0.1],
+            AllowMultipleArgumentsPerToken = true, Arity = ArgumentArity.ZeroOrMore,
+        };
         var decodeLayers = new Option<int>("--decode-layers") { Description = "n_layer of the decode model (gpt2-124m: 12)", DefaultValueFactory = _ => 12 };
         var newTokens = new Option<int>("--new-tokens") { Description = "tokens decoded one at a time after a 64-token prompt", DefaultValueFactory = _ => 128 };
         var vocab = new Option<int?>("--vocab") { Description = "vocabulary (default: data/brown/meta.json, else the Brown char vocabulary)" };
