@@ -29,7 +29,10 @@ namespace NanoSparse.Bench;
 /// </summary>
 public static class DstBench
 {
-    public static Command CreateCommand()
+    public static Command CreateCommand() => CreateCommand(Run);
+
+    /// <summary>The `bench dst` command with <paramref name="run"/> in place of <see cref="Run"/> (tests read the parsed options).</summary>
+    public static Command CreateCommand(Func<Options, JsonObject> run)
     {
         var densities = new Option<double[]>("--densities") { Description = "densities of the block Linear weights for RigL (1 - sparsity)", DefaultValueFactory = _ => [0.5, 0.2, 0.1, 0.05], AllowMultipleArgumentsPerToken = true };
         var threads = new Option<int[]>("--threads") { Description = "thread counts, each for every contender", DefaultValueFactory = _ => [2], AllowMultipleArgumentsPerToken = true };
@@ -56,9 +59,11 @@ public static class DstBench
         command.SetAction(r =>
         {
             var o = new Options(r.GetValue(densities)!, r.GetValue(threads)!, r.GetValue(rounds), r.GetValue(iters), r.GetValue(updates), r.GetValue(warmup),
-                r.GetValue(interval), r.GetValue(drop), r.GetValue(cpuTime), r.GetValue(decodeDensities)!, r.GetValue(decodeLayers), r.GetValue(newTokens),
+                r.GetValue(interval), r.GetValue(drop), r.GetValue(cpuTime),
+                // Given with no value: none (the parser would hand back the default).
+                r.GetResult(decodeDensities) is { Implicit: false, Tokens.Count: 0 } ? [] : r.GetValue(decodeDensities)!, r.GetValue(decodeLayers), r.GetValue(newTokens),
                 r.GetValue(vocab) ?? ModelPreset.DefaultVocab(), r.GetValue(plot)!);
-            var result = Run(o);
+            var result = run(o);
             if (r.GetValue(json) is { } file) TrainBench.WriteJson(file.FullName, result);
             return 0;
         });
