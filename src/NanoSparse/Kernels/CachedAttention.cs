@@ -234,16 +234,6 @@ public static unsafe partial class CachedAttention
         }
     }
 
-    /// <summary>The largest of v's 16 lanes (halves folded down, as <see cref="Sum"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float Max(Vector512<float> v)
-    {
-        var s8 = Vector256.Max(v.GetLower(), v.GetUpper());
-        var s4 = Vector128.Max(s8.GetLower(), s8.GetUpper());
-        var s2 = Vector128.Max(s4, System.Runtime.Intrinsics.X86.Sse.MoveHighToLow(s4, s4));
-        return MathF.Max(s2.ToScalar(), s2.GetElement(1));
-    }
-
     /// <summary>
     /// The sum of v's 16 lanes: halves added down to four lanes, then two shuffles (7 instructions; the JIT's
     /// Vector512.Sum reduces each 128-bit quarter on its own, ~24). The 90%-sparse gpt2-shaped model decoded at
