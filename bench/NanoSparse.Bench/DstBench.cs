@@ -100,6 +100,29 @@ public static class DstBench
         public long HeldBytes, UpdateAllocatedBytes;
         public int StepCount;
         public readonly Dictionary<int, List<double>> Step = [], Update = [];
+        /// <summary>Per thread count, each round's timed ordinary and update steps (the dense model's updates are its steps).</summary>
+        public readonly Dictionary<int, List<(double[] Steps, double[] Updates)>> Rounds = [];
+    }
+
+    /// <summary>
+    /// ms/iter with the update step amortised over <paramref name="interval"/> steps: the median ordinary step plus
+    /// (median update step − median ordinary step) / interval.
+    /// </summary>
+    public static double Amortised(IReadOnlyList<double> steps, IReadOnlyList<double> updates, int interval)
+    {
+        double step = BenchUtil.Median(steps);
+        return step + (BenchUtil.Median(updates) - step) / interval;
+    }
+
+    /// <summary>
+    /// The speed-up over dense within each round (the dense model's median step that round over the contender's
+    /// amortised ms/iter that round): on a shared host whose speed drifts between rounds, the spread of these says how
+    /// far the all-rounds median can be trusted.
+    /// </summary>
+    public static double[] RoundSpeedups(IReadOnlyList<double[]> denseSteps, IReadOnlyList<(double[] Steps, double[] Updates)> rounds, int interval)
+    {
+        if (denseSteps.Count != rounds.Count) throw new ArgumentException($"{denseSteps.Count} dense rounds against {rounds.Count} of the contender");
+        return rounds.Select((r, i) => BenchUtil.Median(denseSteps[i]) / Amortised(r.Steps, r.Updates, interval)).ToArray();
     }
 
     public static JsonObject Run(Options options)
@@ -195,6 +218,7 @@ public static class DstBench
         if (c.Dst is null) updates = steps.ToArray();   // dense: no update step
         (c.Step.TryGetValue(threads, out var s) ? s : c.Step[threads] = []).AddRange(steps);
         (c.Update.TryGetValue(threads, out var u) ? u : c.Update[threads] = []).AddRange(updates);
+        (c.Rounds.TryGetValue(threads, out var r) ? r : c.Rounds[threads] = []).Add((steps, updates));
         AnsiConsole.MarkupLine($"[grey]  {Markup.Escape(c.Label)} {threads} thread(s): step {BenchUtil.Median(steps):F0} ms, update step {BenchUtil.Median(updates):F0} ms" +
                                (c.Dst?.Updates.LastOrDefault() is { } last ? $" (topology {last.Milliseconds:F0} ms, changed {last.ChangedFraction:P1})" : "") + "[/]");
     }
@@ -259,27 +283,33 @@ public static class DstBench
             .AddColumn(new TableColumn("step ms").RightAligned()).AddColumn(new TableColumn("update step ms").RightAligned())
             .AddColumn(new TableColumn($"amortised ms/iter (ΔT {options.Interval})").RightAligned()).AddColumn(new TableColumn("speed-up vs dense").RightAligned())
             .AddColumn(new TableColumn("target").RightAligned())
+            .AddColumn(new TableColumn("per round: median (min–max, rounds)").RightAligned())
             .AddColumn(new TableColumn("held MB (vs dense)").RightAligned()).AddColumn(new TableColumn("+ update allocations MB (vs dense)").RightAligned());
         var rows = new JsonArray();
         var points = new List<(double Density, int Threads, double Speedup, double Memory)>();
         foreach (int threads in options.Threads)
         {
             double denseMs = BenchUtil.Median(dense.Step[threads]);
+            var denseRounds = dense.Rounds[threads].Select(r => r.Steps).ToList();
             foreach (var c in contenders)
             {
                 double step = BenchUtil.Median(c.Step[threads]), update = BenchUtil.Median(c.Update[threads]);
-                double amortised = step + (update - step) / options.Interval;
+                double amortised = Amortised(c.Step[threads], c.Update[threads], options.Interval);
                 double speedup = denseMs / amortised;
+                var perRound = c.Dst is null ? null : RoundSpeedups(denseRounds, c.Rounds[threads], options.Interval);
+                string spread = perRound is null ? "" : $"{BenchUtil.Median(perRound):F2}x ({perRound.Min():F2}–{perRound.Max():F2}, {perRound.Length})";
                 double peak = c.HeldBytes + c.UpdateAllocatedBytes;
                 string target = c.Density switch { 0.1 => speedup >= 3 ? "≥ 3x: met" : "≥ 3x: missed", 0.2 => speedup >= 2 ? "≥ 2x: met" : "≥ 2x: missed", _ => "" };
                 table.AddRow(Markup.Escape(c.Label), threads.ToString(inv), step.ToString("F0", inv), c.Dst is null ? "-" : update.ToString("F0", inv),
-                    amortised.ToString("F1", inv), $"{speedup:F2}x", target,
+                    amortised.ToString("F1", inv), $"{speedup:F2}x", target, spread,
                     $"{c.HeldBytes / 1e6:F0} ({(double)c.HeldBytes / dense.HeldBytes:F2}x)", $"{peak / 1e6:F0} ({peak / dense.HeldBytes:F2}x)");
                 points.Add((c.Density, threads, speedup, peak / dense.HeldBytes));
                 rows.Add(new JsonObject
                 {
                     ["model"] = c.Label, ["density"] = c.Density, ["threads"] = threads, ["step_ms"] = step, ["update_step_ms"] = c.Dst is null ? null : update,
-                    ["amortised_ms"] = amortised, ["speedup_vs_dense"] = speedup, ["held_bytes"] = c.HeldBytes,
+                    ["amortised_ms"] = amortised, ["speedup_vs_dense"] = speedup,
+                    ["per_round_speedups"] = perRound is null ? null : new JsonArray(perRound.Select(v => (JsonNode)v).ToArray()),
+                    ["held_bytes"] = c.HeldBytes,
                     ["update_allocated_bytes"] = c.UpdateAllocatedBytes, ["peak_vs_dense"] = peak / dense.HeldBytes,
                     ["step_samples"] = new JsonArray(c.Step[threads].Select(x => (JsonNode)x).ToArray()),
                     ["update_samples"] = new JsonArray(c.Update[threads].Select(x => (JsonNode)x).ToArray()),
@@ -287,6 +317,8 @@ public static class DstBench
             }
         }
         AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine("speed-up = our dense step's median over all rounds / the amortised ms/iter from the contender's medians; per round = the same " +
+                               "within each round (contenders minutes apart at most): its median and range");
         var decodeJson = new JsonArray();
         if (decode.Count > 0)
         {
