@@ -89,6 +89,14 @@ public sealed partial class Gpt
             throw new ArgumentException($"activations for batch_size {batchSize} × seq_len {seqLen} need {layout.ActivationFloats + scratch} floats, more than one array holds");
         _acts = new float[layout.ActivationFloats];
         _scratch = new float[scratch];
+        // Training streams all three every step (hundreds of MB at `wide`), so they go on 2 MB pages too. Measured on
+        // a Zen 5 host (one process alternating two `wide` models, one with this advice; forward and backward steps,
+        // medians of 6–16 steps each; runs of a noisy host): the step with it faster by, at one / two threads, dense
+        // 1.0–2.1% (three runs) / 1.8% (one); 80% sparse 1.8–2.6% / 1.6–4.2% (two); 90% 1.1–2.8% (three) / −1.7 to
+        // +3.7% (four).
+        Kernels.HugePages.Advise(_grads);
+        Kernels.HugePages.Advise(_acts);
+        Kernels.HugePages.Advise(_scratch);
         _scratchWidth = layout.ScratchWidth;
         _tokens = new int[batchSize * seqLen];
         _targets = new int[batchSize * seqLen];
