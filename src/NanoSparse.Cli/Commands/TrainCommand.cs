@@ -177,6 +177,7 @@ public static class TrainCommand
         table.AddRow("parameters", summary.ParameterCount.ToString("N0", CultureInfo.InvariantCulture));
         table.AddRow("time", TimeSpan.FromSeconds(summary.Seconds).ToString(@"hh\:mm\:ss"));
         table.AddRow("mean ms/iter", summary.MeanMsPerIter.ToString("F1", CultureInfo.InvariantCulture));
+        table.AddRow("median ms/iter", summary.MedianMsPerIter.ToString("F1", CultureInfo.InvariantCulture));
         table.AddRow("tokens/s", summary.TokensPerSecond.ToString("F0", CultureInfo.InvariantCulture));
         if (summary.SwitchStep is int switchStep) table.AddRow("switch to sparse layout", $"step {switchStep}");
         if (summary.DenseMsPerIter is double denseMs) table.AddRow("ms/iter dense (masked)", denseMs.ToString("F1", CultureInfo.InvariantCulture));

@@ -21,6 +21,11 @@ public sealed record EvalReport(int Step, float TrainLoss, float ValLoss, double
 public sealed record TrainSummary(int StartStep, int FinalStep, float LastLoss, float BestValLoss, EvalReport? LastEval,
     double Seconds, double MeanMsPerIter, double TokensPerSecond, long ParameterCount, string OutDir)
 {
+    /// <summary>
+    /// Median ms/iter of this session's iterations (0 without any): unlike the mean, not moved by the first steps'
+    /// just-in-time compilation or by a stall of a shared machine.
+    /// </summary>
+    public double MedianMsPerIter { get; init; }
     /// <summary>Gradual pruning: mean ms/iter of this session's iterations on dense (masked) weights and on the sparse layout.</summary>
     public double? DenseMsPerIter { get; init; }
     public double? SparseMsPerIter { get; init; }
@@ -254,6 +259,7 @@ public sealed class Trainer : IDisposable
         float lastLoss = float.NaN;
         EvalReport? lastEval = null;
         Losses.EnsureCapacity(Math.Clamp(Config.MaxIters - start, 0, 1 << 20));   // grows further if max_iters is larger
+        var iterationMs = new List<double>(Math.Clamp(Config.MaxIters - start, 0, 1 << 20));
 
         double sparseSeconds = 0, cpuSeconds = 0, sparseCpuSeconds = 0;
         int sparseIterations = 0;
@@ -292,6 +298,7 @@ public sealed class Trainer : IDisposable
             int it = Step;
             Step++;
             double ms = seconds * 1e3, tps = TokensPerIteration / Math.Max(seconds, 1e-9);
+            iterationMs.Add(ms);
             if (it % Config.LogInterval == 0)
             {
                 LastActivationSparsity = tracksActivationZeros ? ActivationStats.LastPassZeros(Model) : double.NaN;
@@ -307,6 +314,7 @@ public sealed class Trainer : IDisposable
             iterations > 0 ? (double)TokensPerIteration * iterations / trainSeconds : 0,
             Model.ParameterCount, Config.OutDir)
         {
+            MedianMsPerIter = iterationMs.Count > 0 ? DstQuality.Median(iterationMs) : 0,
             DenseMsPerIter = Pruning is not null && denseIterations > 0 ? (trainSeconds - sparseSeconds) * 1e3 / denseIterations : null,
             SparseMsPerIter = Pruning is not null && sparseIterations > 0 ? sparseSeconds * 1e3 / sparseIterations : null,
             DenseCpuMsPerIter = Pruning is not null && denseIterations > 0 ? (cpuSeconds - sparseCpuSeconds) * 1e3 / denseIterations : null,

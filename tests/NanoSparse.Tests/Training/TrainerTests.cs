@@ -23,6 +23,19 @@ public sealed class TrainerTests : IDisposable
         return (t.Losses, t.Evaluations, t.Model.ParameterData.ToArray());
     }
 
+    [Fact]
+    public void TheSummarysMedianAndMeanAreThoseOfTheStepsReported()
+    {
+        using var t = new Trainer(_data.Config("timing", maxIters: 7));
+        var reported = new List<double>();
+        t.StepCompleted = r => reported.Add(r.MsPerIter);
+        var summary = t.Run();
+        Assert.Equal(7, reported.Count);
+        var sorted = reported.Order().ToArray();
+        Assert.Equal(sorted[3], summary.MedianMsPerIter, 9);
+        Assert.Equal(reported.Average(), summary.MeanMsPerIter, 6);
+    }
+
     [Theory]
     [InlineData(1, true)]
     [InlineData(2, true)]
