@@ -93,7 +93,8 @@ public class Nm24GradientsTests
     /// The weight gradient on the same class lists: dValues (random to start: the kernel adds) + Σ_t dy[t, o] ·
     /// x[t, input of the slot], against a double-precision sum over the tokens; rows around the 256-token panel (one,
     /// two and three panels, a short last one), every shape above (class lists of every length mod 4), one and two
-    /// threads.
+    /// threads, with both panel widths a host may use (256 and 128 tokens: up to five panels). The workspace starts as
+    /// NaN, so a first panel that added to it instead of storing would show.
     /// </summary>
     [Theory]
     [MemberData(nameof(Shapes))]
@@ -103,6 +104,7 @@ public class Nm24GradientsTests
         int saved = KernelThreads.Max;
         try
         {
+            foreach (int panelRows in new[] { 256, 128 })
             foreach (int threads in new[] { 1, 2 })
             foreach (int rows in new[] { 1, 13, 255, 256, 257, 600 })
             {
@@ -110,7 +112,7 @@ public class Nm24GradientsTests
                 KernelThreads.Max = threads;
                 var rng = new Rng((ulong)(inFeatures * 1000 + outFeatures * 10 + rows + 3));
                 var (_, values, index) = Pattern(outFeatures, inFeatures, rng);
-                var kernel = new Nm24Gradients(outFeatures, inFeatures, q => index[q]);
+                var kernel = new Nm24Gradients(outFeatures, inFeatures, q => index[q]) { GradientPanelRows = panelRows };
                 var dy = RandomArray(rng, rows * outFeatures);
                 var x = RandomArray(rng, rows * inFeatures);
                 var dValues = RandomArray(rng, values.Length);
@@ -133,7 +135,7 @@ public class Nm24GradientsTests
                 var workspace = new float[kernel.WeightGradientWorkspaceFloats(rows)];
                 Array.Fill(workspace, float.NaN);
                 kernel.WeightGradient(dy, x, rows, dValues, workspace);
-                Close(dValues, expected, abs, $"dValues (In {inFeatures}, Out {outFeatures}, rows {rows}, {threads} threads)");
+                Close(dValues, expected, abs, $"dValues (In {inFeatures}, Out {outFeatures}, rows {rows}, {threads} threads, {panelRows}-token panels)");
             }
         }
         finally { KernelThreads.Max = saved; }
