@@ -11,7 +11,9 @@ namespace NanoSparse.Kernels.Sparse;
 /// of 256 or 128 tokens, see <see cref="DefaultGradientPanelRows"/>: 16 or 8 vectors each) serve every one of its rows:
 /// eight rows at a time, per token vector 2 loads of x and 8 of dy feed 16 FMAs into 16 accumulators (0.625 loads per
 /// FMA, no permutes), which two trees of 24 shuffles and adds per panel (<see cref="Sddmm.Reduce8"/>) turn into the
-/// tile's 16 sums; a class's last rows go in tiles of 4, 2 and 1. (NmLinear's token-major kernel, outputs in the lanes,
+/// tile's 16 sums; a class's last rows go in tiles of 4, 2 and 1 (those of 2 and 1 reduce their four accumulators
+/// in one transposing tree, Sddmm.Reduce4, instead of a horizontal sum each: in one process alternating both on the
+/// 2:4 `wide` step, Zen 5, medians of 16 paired steps, 1.3% and 1.5% faster at one thread, 1.0% and 2.0% at two). (NmLinear's token-major kernel, outputs in the lanes,
 /// needs a permute per FMA: about the dense GEMM's time for half its work on Zen 4; there this ran 1.3–1.5x faster than
 /// the GEMM on the `wide` shapes, on Zen 5 1.08–1.19x with 128-token panels, see the README.) Panels of 512 tokens
 /// measured slower. The sums go to a class-ordered copy of the gradient (stored by the first panel, added by the
@@ -182,6 +184,10 @@ public sealed unsafe partial class Nm24Gradients
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Put(float* g, Vector256<float> sums, bool first) => (first ? sums : Vector256.Load(g) + sums).Store(g);
 
+    /// <summary>g[0..4) = sums (the first panel) or g[0..4) + sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Put(float* g, Vector128<float> sums, bool first) => (first ? sums : Vector128.Load(g) + sums).Store(g);
+
     /// <summary>g[0] = s (the first panel) or g[0] + s.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Put(float* g, float s, bool first) => *g = first ? s : *g + s;
@@ -235,8 +241,7 @@ public sealed unsafe partial class Nm24Gradients
             d = Vector512.Load(d1 + o);
             a10 = Avx512F.FusedMultiplyAdd(d, xa, a10); a11 = Avx512F.FusedMultiplyAdd(d, xb, a11);
         }
-        Put(g, Vector512.Sum(a00), first); Put(g + 1, Vector512.Sum(a01), first);
-        Put(g + 2, Vector512.Sum(a10), first); Put(g + 3, Vector512.Sum(a11), first);
+        Put(g, Sddmm.Reduce4(a00, a01, a10, a11), first);
     }
 
     /// <summary>g[0..2) (= | +=) one class row's dot products with the class's two xᵀ rows (two accumulators each).</summary>
@@ -258,7 +263,8 @@ public sealed unsafe partial class Nm24Gradients
             var da = Vector512.Load(d + o);
             a0 = Avx512F.FusedMultiplyAdd(da, Vector512.Load(x0 + o), a0); b0 = Avx512F.FusedMultiplyAdd(da, Vector512.Load(x1 + o), b0);
         }
-        Put(g, Vector512.Sum(a0 + a1), first);
-        Put(g + 1, Vector512.Sum(b0 + b1), first);
+        var sums = Sddmm.Reduce4(a0, b0, a1, b1);
+        Put(g, sums.GetElement(0) + sums.GetElement(2), first);
+        Put(g + 1, sums.GetElement(1) + sums.GetElement(3), first);
     }
 }

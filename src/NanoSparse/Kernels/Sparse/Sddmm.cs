@@ -308,6 +308,19 @@ public static unsafe class Sddmm
         return sums.GetLower();
     }
 
+    /// <summary>[Σc0, Σc1, Σc2, Σc3]: four horizontal sums in one transposing reduction (Reduce8's first two steps).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<float> Reduce4(Vector512<float> c0, Vector512<float> c1, Vector512<float> c2, Vector512<float> c3)
+    {
+        var s01 = Avx512F.Shuffle4x128(c0, c1, 0b01_00_01_00) + Avx512F.Shuffle4x128(c0, c1, 0b11_10_11_10);
+        var s23 = Avx512F.Shuffle4x128(c2, c3, 0b01_00_01_00) + Avx512F.Shuffle4x128(c2, c3, 0b11_10_11_10);
+        // Lane m of v holds four partial sums of c_m; two in-lane steps put each lane's total in its element 0.
+        var v = Avx512F.Shuffle4x128(s01, s23, 0b10_00_10_00) + Avx512F.Shuffle4x128(s01, s23, 0b11_01_11_01);
+        var w = v + Avx512F.Permute4x32(v, 0b01_00_11_10);
+        var r = w + Avx512F.Permute4x32(w, 0b10_11_00_01);
+        return Avx512F.PermuteVar16x32(r, Vector512.Create(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)).GetLower().GetLower();
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Dot4(float* x, float* b0, float* b1, float* b2, float* b3, int d, float* output)
     {
