@@ -4,8 +4,9 @@ using NanoSparse.Kernels.Sparse;
 namespace NanoSparse.Tests.Kernels;
 
 /// <summary>
-/// The L1 size from CPUID: unknown (0) or a size some x86 core has (a whole number of KiB between 8 KiB and 512 KiB,
-/// read the same way twice), and the 2:4 weight gradient's panel width follows it as documented.
+/// The L1 size from CPUID: unknown (0) or a size some x86 core has (a whole number of KiB between 8 KiB and 512 KiB),
+/// and the 2:4 weight gradient's panel width follows it as documented; widths that are not a positive multiple of 16
+/// are refused.
 /// </summary>
 public class CpuCachesTests
 {

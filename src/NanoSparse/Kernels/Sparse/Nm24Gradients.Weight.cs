@@ -11,17 +11,18 @@ namespace NanoSparse.Kernels.Sparse;
 /// of 256 or 128 tokens, see <see cref="DefaultGradientPanelRows"/>: 16 or 8 vectors each) serve every one of its rows:
 /// eight rows at a time, per token vector 2 loads of x and 8 of dy feed 16 FMAs into 16 accumulators (0.625 loads per
 /// FMA, no permutes), which two trees of 24 shuffles and adds per panel (<see cref="Sddmm.Reduce8"/>) turn into the
-/// tile's 16 sums; a class's last rows go in tiles of 4, 2 and 1 (those of 2 and 1 reduce their four accumulators
-/// in one transposing tree, Sddmm.Reduce4, instead of a horizontal sum each: in one process alternating both on the
-/// 2:4 `wide` step, Zen 5, medians of 16 paired steps, 1.3% and 1.5% faster at one thread, 1.0% and 2.0% at two). (NmLinear's token-major kernel, outputs in the lanes,
-/// needs a permute per FMA: about the dense GEMM's time for half its work on Zen 4; there this ran 1.3–1.5x faster than
-/// the GEMM on the `wide` shapes, on Zen 5 1.08–1.19x with 128-token panels, see the README.) Panels of 512 tokens
-/// measured slower. The sums go to a class-ordered copy of the gradient (stored by the first panel, added by the
-/// others); in the last panel each (block, group)'s part of it, still in L1, is added to the caller's values
-/// (row-major, Out × In/2) as soon as the group is done. (Before, the copy was cleared before the first panel and
-/// added to the values in a separate pass after the last one, which read it back from memory. In one-thread profiles
-/// of the 2:4 `wide` step on Zen 5 that pass had 1.7% of the samples and memset 0.8%; after, memset 0.6% and
-/// GradientBlock, where the adds now run, 1.7 points more than before: the scattered adds cost what they did.)
+/// tile's 16 sums; a class's last rows go in tiles of 4, 2 and 1. Those of 2 and 1 reduce their four accumulators in
+/// one transposing tree (Sddmm.Reduce4) instead of a horizontal sum each: in one process alternating both forms on the
+/// 2:4 `wide` step on Zen 5 (medians of 16 paired steps, two runs) 1.3% and 1.5% faster at one thread, 1.0% and 2.0%
+/// at two. (NmLinear's token-major kernel, outputs in the lanes, needs a permute per FMA: about the dense GEMM's time
+/// for half its work on Zen 4, where this ran 1.3–1.5x faster than the GEMM on the `wide` shapes; on Zen 5 1.09–1.19x
+/// with 128-token panels, see the README.) Panels of 512 tokens measured slower. The sums go to a class-ordered copy
+/// of the gradient (stored by the first panel, added by the others); in the last panel each (block, group)'s part of
+/// it, still in L1, is added to the caller's values (row-major, Out × In/2) as soon as the group is done. (Before, the
+/// copy was cleared before the first panel and added to the values in a separate pass after the last one, which read
+/// it back from memory. In one-thread profiles of the 2:4 `wide` step on Zen 5 that pass had 1.7% of the samples and
+/// memset 0.8%; after, memset 0.6% and GradientBlock, where the adds now run, 1.7 points more than before: the
+/// scattered adds cost what they did.)
 /// </summary>
 public sealed unsafe partial class Nm24Gradients
 {
@@ -32,8 +33,8 @@ public sealed unsafe partial class Nm24Gradients
     /// row's sums are reduced half as often). Measured: on Zen 5 (48 KiB L1, two 512-bit FMAs a cycle) the 2:4 `wide`
     /// step alternating both widths in one process (one model, medians of 20 paired steps) ran 2.1% (one thread) and
     /// 0.9% (two) faster with 128, and in two `bench linear --parts` runs dW on the class lists took 1.05–1.38x the
-    /// permute kernel's time of the same run with 256 and 1.01–1.03x with 128; on Zen 4 (32 KiB L1, half the FMA rate) 256 measured 1.49–1.54x the GEMM
-    /// against 1.29–1.37x for 128.
+    /// permute kernel's time of the same run with 256 and 1.01–1.03x with 128; on Zen 4 (32 KiB L1, half the FMA
+    /// rate) 256 measured 1.49–1.54x the GEMM against 1.29–1.37x for 128.
     /// </summary>
     public static int DefaultGradientPanelRows { get; } = CpuCaches.L1DataBytes >= 48 * 1024 ? 128 : 256;
 
@@ -43,7 +44,8 @@ public sealed unsafe partial class Nm24Gradients
         get => _gradientPanelRows;
         init
         {
-            if (value < 16 || value % 16 != 0) throw new ArgumentOutOfRangeException(nameof(value), value, "panel rows must be a positive multiple of 16");
+            if (value < 16 || value % 16 != 0)
+                throw new ArgumentOutOfRangeException(nameof(value), value, "panel rows must be a positive multiple of 16");
             _gradientPanelRows = value;
         }
     }
@@ -155,8 +157,8 @@ public sealed unsafe partial class Nm24Gradients
     }
 
     /// <summary>
-    /// g[0..8) (= on the first panel, else +=) the dot products over the panel of four class rows' dyᵀ (rows[0..4)) with the class's two xᵀ rows,
-    /// in the order (row 0: x0, x1), (row 1: x0, x1), ...
+    /// g[0..8) (= on the first panel, else +=) the dot products over the panel of four class rows' dyᵀ (rows[0..4))
+    /// with the class's two xᵀ rows, in the order (row 0: x0, x1), (row 1: x0, x1), ...
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Tile4(float* x0, float* x1, float* dyb, byte* rows, float* g, int vectors, int width, bool first)
