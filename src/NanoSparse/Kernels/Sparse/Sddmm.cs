@@ -292,14 +292,14 @@ public static unsafe class Sddmm
     internal static Vector256<float> Reduce8(Vector512<float> c0, Vector512<float> c1, Vector512<float> c2, Vector512<float> c3,
         Vector512<float> c4, Vector512<float> c5, Vector512<float> c6, Vector512<float> c7)
     {
-        // 128-bit lanes L0..L3. Step 1: [ci.L0+ci.L2, ci.L1+ci.L3, cj.L0+cj.L2, cj.L1+cj.L3] for pairs (i, j).
-        var s01 = Avx512F.Shuffle4x128(c0, c1, 0b01_00_01_00) + Avx512F.Shuffle4x128(c0, c1, 0b11_10_11_10);
-        var s23 = Avx512F.Shuffle4x128(c2, c3, 0b01_00_01_00) + Avx512F.Shuffle4x128(c2, c3, 0b11_10_11_10);
-        var s45 = Avx512F.Shuffle4x128(c4, c5, 0b01_00_01_00) + Avx512F.Shuffle4x128(c4, c5, 0b11_10_11_10);
-        var s67 = Avx512F.Shuffle4x128(c6, c7, 0b01_00_01_00) + Avx512F.Shuffle4x128(c6, c7, 0b11_10_11_10);
+        // Step 1 (FoldPair) for pairs (i, j) of the inputs.
+        var s01 = FoldPair(c0, c1);
+        var s23 = FoldPair(c2, c3);
+        var s45 = FoldPair(c4, c5);
+        var s67 = FoldPair(c6, c7);
         // Step 2: lane m of v0123 holds four partial sums of c_m (m = 0..3); v4567 likewise for c_{4+m}.
-        var v0123 = Avx512F.Shuffle4x128(s01, s23, 0b10_00_10_00) + Avx512F.Shuffle4x128(s01, s23, 0b11_01_11_01);
-        var v4567 = Avx512F.Shuffle4x128(s45, s67, 0b10_00_10_00) + Avx512F.Shuffle4x128(s45, s67, 0b11_01_11_01);
+        var v0123 = FoldQuad(s01, s23);
+        var v4567 = FoldQuad(s45, s67);
         // Step 3, within lanes: w lane m = [c_m(0+2), c_{4+m}(0+2), c_m(1+3), c_{4+m}(1+3)].
         var w = Avx512F.UnpackLow(v0123, v4567) + Avx512F.UnpackHigh(v0123, v4567);
         // Step 4: lane m = [Σc_m, Σc_{4+m}, …]; gather elements 0 of each lane then elements 1.
@@ -308,14 +308,23 @@ public static unsafe class Sddmm
         return sums.GetLower();
     }
 
-    /// <summary>[Σc0, Σc1, Σc2, Σc3]: four horizontal sums in one transposing reduction (Reduce8's first two steps).</summary>
+    /// <summary>[ci.L0+ci.L2, ci.L1+ci.L3, cj.L0+cj.L2, cj.L1+cj.L3] (128-bit lanes L0..L3): the first step of the reductions.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> FoldPair(Vector512<float> ci, Vector512<float> cj) =>
+        Avx512F.Shuffle4x128(ci, cj, 0b01_00_01_00) + Avx512F.Shuffle4x128(ci, cj, 0b11_10_11_10);
+
+    /// <summary>From FoldPair(c0, c1) and FoldPair(c2, c3): lane m holds four partial sums of c_m.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> FoldQuad(Vector512<float> s01, Vector512<float> s23) =>
+        Avx512F.Shuffle4x128(s01, s23, 0b10_00_10_00) + Avx512F.Shuffle4x128(s01, s23, 0b11_01_11_01);
+
+    /// <summary>[Σc0, Σc1, Σc2, Σc3]: four horizontal sums in one transposing reduction.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector128<float> Reduce4(Vector512<float> c0, Vector512<float> c1, Vector512<float> c2, Vector512<float> c3)
     {
-        var s01 = Avx512F.Shuffle4x128(c0, c1, 0b01_00_01_00) + Avx512F.Shuffle4x128(c0, c1, 0b11_10_11_10);
-        var s23 = Avx512F.Shuffle4x128(c2, c3, 0b01_00_01_00) + Avx512F.Shuffle4x128(c2, c3, 0b11_10_11_10);
-        // Lane m of v holds four partial sums of c_m; two in-lane steps put each lane's total in its element 0.
-        var v = Avx512F.Shuffle4x128(s01, s23, 0b10_00_10_00) + Avx512F.Shuffle4x128(s01, s23, 0b11_01_11_01);
+        // Lane m of v holds four partial sums of c_m (Reduce8's first two steps); two in-lane steps put each lane's
+        // total in its element 0.
+        var v = FoldQuad(FoldPair(c0, c1), FoldPair(c2, c3));
         var w = v + Avx512F.Permute4x32(v, 0b01_00_11_10);
         var r = w + Avx512F.Permute4x32(w, 0b10_11_00_01);
         return Avx512F.PermuteVar16x32(r, Vector512.Create(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)).GetLower().GetLower();
