@@ -212,7 +212,7 @@ internal static unsafe class SddmmTiled
         return Vector512.FusedMultiplyAdd(x3, Vector512.LoadAligned(b + 48), c);
     }
 
-    /// <summary>out[p..end) (= | +=) (x0..x3) · t row index[p], eight at a time, the last 1–7 in one masked step of eight.</summary>
+    /// <summary>out[p..end) (= | +=) (x0..x3) · t row index[p], eight at a time, the last 1–4 in one masked step of four, 5–7 in one of eight.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Run<TIndex>(Vector512<float> x0, Vector512<float> x1, Vector512<float> x2, Vector512<float> x3, float* t, TIndex* index,
         int p, int end, float* output, bool first) where TIndex : unmanaged, IBinaryInteger<TIndex>
@@ -240,9 +240,21 @@ internal static unsafe class SddmmTiled
             sums.Store(output + p);
         }
         int rest = end - p;   // 0..7
-        if (rest > 0)
+        if (rest is > 0 and <= 4)
         {
-            // The last 1–7 nonzeros in one more step of eight (the 4-step and single-nonzero loops cost mispredicted
+            // The last 1–4 in one step of four (Reduce4): a step of eight for them computed 4–7 dot products for
+            // nothing, about 7% of the work at 80% sparsity (51 nonzeros a row per 256-row tile) and 13% at 90% (26).
+            int last = end - 1;
+            float* b0 = Row(t, index, p), b1 = Row(t, index, Math.Min(p + 1, last));
+            float* b2 = Row(t, index, Math.Min(p + 2, last)), b3 = Row(t, index, Math.Min(p + 3, last));
+            var sums = Sddmm.Reduce4(Dot(x0, x1, x2, x3, b0), Dot(x0, x1, x2, x3, b1), Dot(x0, x1, x2, x3, b2), Dot(x0, x1, x2, x3, b3));
+            var mask = Vector128.LessThan(Vector128.Create(0, 1, 2, 3), Vector128.Create(rest)).AsSingle();
+            if (!first) sums += Avx.MaskLoad(output + p, mask);
+            Avx.MaskStore(output + p, mask, sums);
+        }
+        else if (rest > 0)
+        {
+            // The last 5–7 nonzeros in one more step of eight (the 4-step and single-nonzero loops cost mispredicted
             // exits and a full horizontal sum per single): slots past the end repeat the row's last entry (in range),
             // and their lanes are neither loaded nor stored (masked), so nothing outside [p, end) is read or written.
             int last = end - 1;
