@@ -12,8 +12,9 @@ namespace NanoSparse.Kernels.Sparse;
 /// row's 64-column piece of A (four vectors) stays in registers across the row's run of nonzeros in the tile. Each
 /// nonzero is then four FMAs per tile whose B operands come from L1/L2 in whole lines, against Sddmm's 16 FMAs per
 /// nonzero at D = 256 with B rows 1 KiB apart streamed from L2 (the gradient of a sparse Linear at 256-row panels).
-/// out[p] collects the D / 64 partial dot products (stored by the first, added by the rest; all added when accumulating); eight nonzeros share one
-/// transposing reduction (Sddmm.Reduce8), then four, then one at a time.
+/// out[p] collects the D / 64 partial dot products (stored by the first, added by the rest; all added when
+/// accumulating); eight nonzeros share one transposing reduction (Sddmm.Reduce8); a run's last 1–4 take one masked
+/// step of four (Sddmm.Reduce4), its last 5–7 one masked step of eight.
 /// Measured on Zen 5 (scratch, one thread, D = 256, best of 20–30 rounds): 90% sparse 3072×768 1.63 ms against 2.53–2.70
 /// ms for Sddmm's rows, 768×3072 1.95 against 3.17–3.29 ms; 80% sparse 3072×768 2.87 against 9.6 ms (noisy machine).
 /// Tiles of 192, 384 and 512 rows measured within 5% of 256; 128 rows 20% slower.
@@ -243,7 +244,8 @@ internal static unsafe class SddmmTiled
         if (rest is > 0 and <= 4)
         {
             // The last 1–4 in one step of four (Reduce4): a step of eight for them computed 4–7 dot products for
-            // nothing, about 7% of the work at 80% sparsity (51 nonzeros a row per 256-row tile) and 13% at 90% (26).
+            // nothing, by count an expected 7% of the work at 80% sparsity (51 nonzeros a row per 256-row tile) and 13%
+            // at 90% (26). Measured on the wide step: 0.4–0.7% faster at 80%, 1.0–1.8% at 90% (README, 22nd session).
             int last = end - 1;
             float* b0 = Row(t, index, p), b1 = Row(t, index, Math.Min(p + 1, last));
             float* b2 = Row(t, index, Math.Min(p + 2, last)), b3 = Row(t, index, Math.Min(p + 3, last));

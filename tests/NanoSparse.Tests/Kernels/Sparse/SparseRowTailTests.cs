@@ -9,8 +9,9 @@ namespace NanoSparse.Tests.Kernels.Sparse;
 /// <summary>
 /// The last partial step of a row in the token-major training kernels: SpmmMicroKernel.RowsWide takes a row's last 1–3
 /// nonzeros in one step of four whose spare slots read a zero panel row with weight 0; SddmmTiled takes a run's last 1–4
-/// in one step of four and its last 5–7 in one step of eight, with masked loads and stores. Rows of every length 0..13 (every remainder, with and without whole
-/// steps before it), at 1 and 2 threads, both index widths, K in one block and in 768-row blocks:
+/// in one step of four and its last 5–7 in one step of eight, with masked loads and stores. Rows of every length 0..13
+/// (every remainder, with and without whole steps before it), at 1 and 2 threads, both index widths, K in one block and
+/// in 768-row blocks:
 ///   - against a double-precision reference;
 ///   - an infinite activation in one column reaches only the rows that store that column (a spare slot reading a real
 ///     panel row with weight 0 would turn it into NaN elsewhere), and an infinite last weight gives ±∞, not NaN (its
