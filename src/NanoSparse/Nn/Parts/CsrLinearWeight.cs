@@ -248,6 +248,13 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
     }
 
     /// <summary>
+    /// Whether a one-thread backward (a data-parallel shard, or one kernel thread) with 16-bit Wᵀ indices computes dW,
+    /// dBias and dx in one pass over W's nonzeros (CsrBackwardTokenMajor) instead of the SDDMM and the dx product each
+    /// making its own; the results are the same bits. On by default; off only to measure or test the two-kernel path.
+    /// </summary>
+    internal static bool FuseBackward { get; set; } = true;
+
+    /// <summary>
     /// From this many rows on, forward and dx run on the activations as they are (CsrSpmmTokenMajor: the transposes
     /// fused into the kernel's panel loads and tile stores); fewer rows go through FeatureMajor's padded panels.
     /// </summary>
@@ -285,6 +292,21 @@ public sealed unsafe partial class CsrLinearWeight : ISparseLinearStructure, ISp
         if (!dx.IsEmpty) IndexGather.Run(values, _wtSource, transposed);
         // dx from dy as it is (no transposes) once every panel's weight gradient has read x (dx may alias x).
         bool tokenMajor = rows >= TokenMajorMinRows && CsrSpmmTokenMajor.Supported;
+        if (tokenMajor && !dx.IsEmpty && _wtIndex16 is { } fused16 && FuseBackward && CsrBackwardTokenMajor.Takes(nnz, n, m)
+            && SddmmTiled.Takes(nnz, n, 64) && KernelThreads.ThreadsFor(2) == 1)
+        {
+            // One thread: dW, dBias and dx in one pass over W's nonzeros per 64 tokens (the same bits as the two kernels
+            // below); the weight gradient is summed in Wᵀ's order, gathered from dValues and scattered back.
+            IndexGather.Run(dValues, _wtSource, gradient);
+            fixed (int* tp = _wtPointers, src = _wtSource)
+            fixed (ushort* ti = fused16)
+            fixed (float* tv = transposed, pdy = dy, px = x, pg = gradient, pdb = dBias, pdx = dx, ps = dxScale, pdv = dValues)
+            {
+                CsrBackwardTokenMajor.Run(m, n, tp, ti, tv, pdy, px, rows, pg, pdb, pdx, ps);
+                for (int q = 0; q < nnz; q++) pdv[src[q]] = pg[q];
+            }
+            return;
+        }
         if (tokenMajor && SddmmTiled.Takes(nnz, n, 64))
         {
             // dW and dBias straight from dy and x as they are (the transposes fused into the SDDMM's tiles).
