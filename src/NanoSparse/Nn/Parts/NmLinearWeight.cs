@@ -213,6 +213,13 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         return group / groups * InFeatures + group % groups * _nm.M + _nm.Index(q);
     }
 
+    /// <summary>
+    /// Whether a one-thread 2:4 backward (a data-parallel shard, or one kernel thread) runs both gradients in one pass
+    /// over the class lists (Nm24Gradients.Backward) where that gives the same bits as the two kernels; off only to
+    /// measure or test the two-kernel path.
+    /// </summary>
+    internal static bool FuseBackward { get; set; } = true;
+
     bool TokenMajor(int rows) => _controls != null && rows > CsrLinearWeight.RowwiseMaxRows;
 
     long PanelFloats => _controls?.Length ?? 0;
@@ -228,7 +235,8 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         long forward = TokenMajor(rows) ? Math.Max(PanelFloats, featureMajor) : featureMajor;
         if (_released) return forward;
         long dense = (long)OutFeatures * InFeatures;
-        long backward = _grad24 != null ? Math.Max(_grad24.InputGradientWorkspaceFloats(rows), _grad24.WeightGradientWorkspaceFloats(rows))
+        long backward = _grad24 != null ? Math.Max(Math.Max(_grad24.InputGradientWorkspaceFloats(rows), _grad24.WeightGradientWorkspaceFloats(rows)),
+                _grad24.BackwardWorkspaceFloats(rows))
             : _controls != null ? 2 * PanelFloats + NmLinear.GradientWorkspace(rows, InFeatures) + dense : 2 * dense;
         return Math.Max(forward, backward);
     }
@@ -283,6 +291,14 @@ public sealed unsafe class NmLinearWeight : ISparseLinearStructure, ISparseKerne
         }
         if (_grad24 != null)
         {
+            if (!dx.IsEmpty && FuseBackward && _grad24.FusedMatchesTwoKernels && KernelThreads.ThreadsFor(2) == 1
+                && !dx.Slice(0, rows * InFeatures).Overlaps(dy.Slice(0, rows * OutFeatures)))
+            {
+                // One thread (a data-parallel shard): both gradients in one pass over the class lists, the same bits.
+                _grad24.Backward(dy.Slice(0, rows * OutFeatures), x.Slice(0, rows * InFeatures), rows, values,
+                    dxScale.IsEmpty ? default : dxScale.Slice(0, rows * InFeatures), dx.Slice(0, rows * InFeatures), dValues, workspace);
+                return;
+            }
             // 2:4: both gradients on the class lists, dW first (dx may alias x), each kernel spread over the threads
             // itself, one after the other in the same workspace.
             _grad24.WeightGradient(dy.Slice(0, rows * OutFeatures), x.Slice(0, rows * InFeatures), rows, dValues, workspace);

@@ -141,6 +141,94 @@ public class Nm24GradientsTests
         finally { KernelThreads.Max = saved; }
     }
 
+    /// <summary>
+    /// The one-pass backward (both gradients per class row, one thread): against the double-precision references of
+    /// both gradients, and bit for bit against WeightGradient (128-token panels) then InputGradient on the same
+    /// inputs; every shape above, rows around the 128-token panel, with and without dxScale, dx a buffer of its own or
+    /// x itself, dValues random to start (the kernel adds), the workspace NaN to start.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void OnePassBackwardEqualsDoubleReferencesAndTheTwoKernelsBitForBit(int inFeatures, int outFeatures)
+    {
+        if (!Nm24Gradients.Supported) return;
+        int saved = KernelThreads.Max;
+        try
+        {
+            KernelThreads.Max = 1;
+            foreach (int rows in new[] { 1, 13, 128, 129, 300 })
+            foreach (bool scaled in new[] { false, true })
+            foreach (bool alias in new[] { false, true })
+            {
+                if (inFeatures * outFeatures > 100_000 && rows != 129) continue;   // the largest shape once (the reference is slow)
+                string at = $"In {inFeatures}, Out {outFeatures}, rows {rows}, scaled {scaled}, dx aliasing x {alias}";
+                var rng = new Rng((ulong)(inFeatures * 1000 + outFeatures * 10 + rows + (scaled ? 5 : 0) + (alias ? 50 : 0)));
+                var (dense, values, index) = Pattern(outFeatures, inFeatures, rng);
+                var kernel = new Nm24Gradients(outFeatures, inFeatures, q => index[q]) { GradientPanelRows = 128 };
+                Assert.True(kernel.FusedMatchesTwoKernels);
+                var dy = RandomArray(rng, rows * outFeatures);
+                var x = RandomArray(rng, rows * inFeatures);
+                var scale = scaled ? RandomArray(rng, rows * inFeatures) : [];
+                var dValues0 = RandomArray(rng, values.Length);
+
+                var xs = (float[])x.Clone();
+                var dx = alias ? xs : RandomArray(rng, rows * inFeatures);   // overwritten, not accumulated
+                var dValues = (float[])dValues0.Clone();
+                var workspace = new float[kernel.BackwardWorkspaceFloats(rows)];
+                Array.Fill(workspace, float.NaN);
+                kernel.Backward(dy, xs, rows, values, scale, dx, dValues, workspace);
+                if (!alias) Assert.Equal(x, xs);
+
+                var twoDx = new float[rows * inFeatures];
+                var twoDValues = (float[])dValues0.Clone();
+                var ws = new float[Math.Max(kernel.WeightGradientWorkspaceFloats(rows), kernel.InputGradientWorkspaceFloats(rows))];
+                kernel.WeightGradient(dy, x, rows, twoDValues, ws);
+                kernel.InputGradient(dy, rows, values, scale, twoDx, ws);
+                for (int i = 0; i < twoDx.Length; i++)
+                    if (BitConverter.SingleToInt32Bits(twoDx[i]) != BitConverter.SingleToInt32Bits(dx[i]))
+                        Assert.Fail($"dx[{i}] ({at}): one pass {dx[i]:g9}, two kernels {twoDx[i]:g9}");
+                for (int i = 0; i < twoDValues.Length; i++)
+                    if (BitConverter.SingleToInt32Bits(twoDValues[i]) != BitConverter.SingleToInt32Bits(dValues[i]))
+                        Assert.Fail($"dValues[{i}] ({at}): one pass {dValues[i]:g9}, two kernels {twoDValues[i]:g9}");
+
+                int groups = inFeatures / 4;
+                var expectedDx = new double[rows * inFeatures];
+                var absDx = new double[expectedDx.Length];
+                for (int t = 0; t < rows; t++)
+                    for (int k = 0; k < inFeatures; k++)
+                    {
+                        double sum = 0, a = 0;
+                        for (int o = 0; o < outFeatures; o++)
+                        {
+                            double term = (double)dy[t * outFeatures + o] * dense[o * inFeatures + k];
+                            sum += term; a += Math.Abs(term);
+                        }
+                        double s = scaled ? scale[t * inFeatures + k] : 1;
+                        expectedDx[t * inFeatures + k] = sum * s;
+                        absDx[t * inFeatures + k] = a * Math.Abs(s);
+                    }
+                Close(dx, expectedDx, absDx, $"dx ({at})");
+                var expectedDv = new double[values.Length];
+                var absDv = new double[values.Length];
+                for (int o = 0; o < outFeatures; o++)
+                    for (int q = 0; q < 2 * groups; q++)
+                    {
+                        int slot = o * 2 * groups + q, input = q / 2 * 4 + index[slot];
+                        double sum = dValues0[slot], a = Math.Abs(dValues0[slot]);
+                        for (int t = 0; t < rows; t++)
+                        {
+                            double term = (double)dy[t * outFeatures + o] * x[t * inFeatures + input];
+                            sum += term; a += Math.Abs(term);
+                        }
+                        expectedDv[slot] = sum;
+                        absDv[slot] = a;
+                    }
+                Close(dValues, expectedDv, absDv, $"dValues ({at})");
+            }
+        }
+        finally { KernelThreads.Max = saved; }
+    }
+
     [Fact]
     public void IndicesThatAreNotTwoAscendingPerGroupAreRejected()
     {
