@@ -22,6 +22,8 @@ namespace NanoSparse.Nn.Parts;
 ///             dxᵀ (In × rows) = Wᵀ · dyᵀ         CsrSpmm on a CSR copy of Wᵀ's structure (made once), its values
 ///                                                gathered from the values span each call (nnz floats, a few % of the
 ///                                                product at training sizes); transposed back with dxScale applied.
+///             on one thread (a data-parallel shard), where CsrBackwardTokenMajor.Takes the shape, all three in one pass over
+///             Wᵀ's nonzeros per 64 tokens instead (CsrBackwardTokenMajor, <see cref="FuseBackward"/>): the same bits.
 ///   decode    (rows = 1) SpMV; after <see cref="PrepareForInference"/> a SELL or SELL-256 copy (<see cref="DecodeCopy"/>:
 ///             permutes fetch x for 16 rows) while the values still match the ones it was made from.
 /// </para>
