@@ -120,6 +120,26 @@ internal static unsafe class CsrBackwardTokenMajor
         return Vector512.FusedMultiplyAdd(d3, x3, c);
     }
 
+    /// <summary>row's dot product with x (four vectors), <see cref="Dot"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> RowDot(float* row, Vector512<float> x0, Vector512<float> x1, Vector512<float> x2, Vector512<float> x3) =>
+        Dot(Vector512.LoadAligned(row), Vector512.LoadAligned(row + 16), Vector512.LoadAligned(row + 32), Vector512.LoadAligned(row + 48), x0, x1, x2, x3);
+
+    /// <summary>One nonzero w at dy's panel row <paramref name="row"/>: (c0..c3) += w·row (dx) and its dot product with x (dW).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Nonzero(float* row, float w, Vector512<float> x0, Vector512<float> x1, Vector512<float> x2, Vector512<float> x3,
+        ref Vector512<float> c0, ref Vector512<float> c1, ref Vector512<float> c2, ref Vector512<float> c3, out Vector512<float> dot)
+    {
+        var vw = Vector512.Create(w);
+        var d0 = Vector512.LoadAligned(row); var d1 = Vector512.LoadAligned(row + 16);
+        var d2 = Vector512.LoadAligned(row + 32); var d3 = Vector512.LoadAligned(row + 48);
+        c0 = Vector512.FusedMultiplyAdd(vw, d0, c0);
+        c1 = Vector512.FusedMultiplyAdd(vw, d1, c1);
+        c2 = Vector512.FusedMultiplyAdd(vw, d2, c2);
+        c3 = Vector512.FusedMultiplyAdd(vw, d3, c3);
+        dot = Dot(d0, d1, d2, d3, x0, x1, x2, x3);
+    }
+
     /// <summary>
     /// Rows [0, count) of Wᵀ (row r's nonzeros in this K block: [split[r·stride], split[r·stride + 1])): tile row r (=
     /// | += when <paramref name="add"/>) Σ w·dyPanel row i, RowsWideBlock's way; gradient[q] += xRows row r · dyPanel
@@ -147,38 +167,10 @@ internal static unsafe class CsrBackwardTokenMajor
                 for (; p + 3 < end; p += 4)
                 {
                     ulong q = *(ulong*)(index + p);
-                    float* r = panel + ((nint)(q & 0xFFFF) << 6);
-                    float* s = panel + ((nint)((q >> 16) & 0xFFFF) << 6);
-                    float* u = panel + ((nint)((q >> 32) & 0xFFFF) << 6);
-                    float* v = panel + ((nint)(q >> 48) << 6);
-                    var vr = Vector512.Create(values[p]);
-                    var vs = Vector512.Create(values[p + 1]);
-                    var r0 = Vector512.LoadAligned(r); var r1 = Vector512.LoadAligned(r + 16); var r2 = Vector512.LoadAligned(r + 32); var r3 = Vector512.LoadAligned(r + 48);
-                    var s0 = Vector512.LoadAligned(s); var s1 = Vector512.LoadAligned(s + 16); var s2 = Vector512.LoadAligned(s + 32); var s3 = Vector512.LoadAligned(s + 48);
-                    a0 = Vector512.FusedMultiplyAdd(vr, r0, a0);
-                    a1 = Vector512.FusedMultiplyAdd(vr, r1, a1);
-                    a2 = Vector512.FusedMultiplyAdd(vr, r2, a2);
-                    a3 = Vector512.FusedMultiplyAdd(vr, r3, a3);
-                    b0 = Vector512.FusedMultiplyAdd(vs, s0, b0);
-                    b1 = Vector512.FusedMultiplyAdd(vs, s1, b1);
-                    b2 = Vector512.FusedMultiplyAdd(vs, s2, b2);
-                    b3 = Vector512.FusedMultiplyAdd(vs, s3, b3);
-                    var cr = Dot(r0, r1, r2, r3, x0, x1, x2, x3);
-                    var cs = Dot(s0, s1, s2, s3, x0, x1, x2, x3);
-                    var vu = Vector512.Create(values[p + 2]);
-                    var vv = Vector512.Create(values[p + 3]);
-                    var u0 = Vector512.LoadAligned(u); var u1 = Vector512.LoadAligned(u + 16); var u2 = Vector512.LoadAligned(u + 32); var u3 = Vector512.LoadAligned(u + 48);
-                    var v0 = Vector512.LoadAligned(v); var v1 = Vector512.LoadAligned(v + 16); var v2 = Vector512.LoadAligned(v + 32); var v3 = Vector512.LoadAligned(v + 48);
-                    a0 = Vector512.FusedMultiplyAdd(vu, u0, a0);
-                    a1 = Vector512.FusedMultiplyAdd(vu, u1, a1);
-                    a2 = Vector512.FusedMultiplyAdd(vu, u2, a2);
-                    a3 = Vector512.FusedMultiplyAdd(vu, u3, a3);
-                    b0 = Vector512.FusedMultiplyAdd(vv, v0, b0);
-                    b1 = Vector512.FusedMultiplyAdd(vv, v1, b1);
-                    b2 = Vector512.FusedMultiplyAdd(vv, v2, b2);
-                    b3 = Vector512.FusedMultiplyAdd(vv, v3, b3);
-                    var cu = Dot(u0, u1, u2, u3, x0, x1, x2, x3);
-                    var cv = Dot(v0, v1, v2, v3, x0, x1, x2, x3);
+                    Nonzero(panel + ((nint)(q & 0xFFFF) << 6), values[p], x0, x1, x2, x3, ref a0, ref a1, ref a2, ref a3, out var cr);
+                    Nonzero(panel + ((nint)((q >> 16) & 0xFFFF) << 6), values[p + 1], x0, x1, x2, x3, ref b0, ref b1, ref b2, ref b3, out var cs);
+                    Nonzero(panel + ((nint)((q >> 32) & 0xFFFF) << 6), values[p + 2], x0, x1, x2, x3, ref a0, ref a1, ref a2, ref a3, out var cu);
+                    Nonzero(panel + ((nint)(q >> 48) << 6), values[p + 3], x0, x1, x2, x3, ref b0, ref b1, ref b2, ref b3, out var cv);
                     (Vector128.Load(gradient + p) + Sddmm.Reduce4(cr, cs, cu, cv)).Store(gradient + p);
                 }
                 int rest = end - p;   // 0..3
@@ -190,27 +182,17 @@ internal static unsafe class CsrBackwardTokenMajor
                     float* r = panel + ((nint)index[p] << 6);
                     float* s = panel + ((nint)index[Math.Min(p + 1, last)] << 6);
                     float* u = panel + ((nint)index[Math.Min(p + 2, last)] << 6);
-                    var r0 = Vector512.LoadAligned(r); var r1 = Vector512.LoadAligned(r + 16); var r2 = Vector512.LoadAligned(r + 32); var r3 = Vector512.LoadAligned(r + 48);
-                    var s0 = Vector512.LoadAligned(s); var s1 = Vector512.LoadAligned(s + 16); var s2 = Vector512.LoadAligned(s + 32); var s3 = Vector512.LoadAligned(s + 48);
-                    var cr = Dot(r0, r1, r2, r3, x0, x1, x2, x3);
-                    var cs = Dot(s0, s1, s2, s3, x0, x1, x2, x3);
-                    var cu = Dot(Vector512.LoadAligned(u), Vector512.LoadAligned(u + 16), Vector512.LoadAligned(u + 32), Vector512.LoadAligned(u + 48), x0, x1, x2, x3);
-                    var mask = Vector128.LessThan(Vector128.Create(0, 1, 2, 3), Vector128.Create(rest)).AsSingle();
-                    Avx.MaskStore(gradient + p, mask, Avx.MaskLoad(gradient + p, mask) + Sddmm.Reduce4(cr, cs, cu, cu));
+                    Vector512<float> cr, cs;
                     if (rest >= 2)
                     {
-                        var vr = Vector512.Create(values[p]);
-                        var vs = Vector512.Create(values[p + 1]);
-                        a0 = Vector512.FusedMultiplyAdd(vr, r0, a0);
-                        a1 = Vector512.FusedMultiplyAdd(vr, r1, a1);
-                        a2 = Vector512.FusedMultiplyAdd(vr, r2, a2);
-                        a3 = Vector512.FusedMultiplyAdd(vr, r3, a3);
-                        b0 = Vector512.FusedMultiplyAdd(vs, s0, b0);
-                        b1 = Vector512.FusedMultiplyAdd(vs, s1, b1);
-                        b2 = Vector512.FusedMultiplyAdd(vs, s2, b2);
-                        b3 = Vector512.FusedMultiplyAdd(vs, s3, b3);
-                        p += 2;
+                        Nonzero(r, values[p], x0, x1, x2, x3, ref a0, ref a1, ref a2, ref a3, out cr);
+                        Nonzero(s, values[p + 1], x0, x1, x2, x3, ref b0, ref b1, ref b2, ref b3, out cs);
                     }
+                    else cr = cs = RowDot(r, x0, x1, x2, x3);   // s is r
+                    var cu = RowDot(u, x0, x1, x2, x3);
+                    var mask = Vector128.LessThan(Vector128.Create(0, 1, 2, 3), Vector128.Create(rest)).AsSingle();
+                    Avx.MaskStore(gradient + p, mask, Avx.MaskLoad(gradient + p, mask) + Sddmm.Reduce4(cr, cs, cu, cu));
+                    if (rest >= 2) p += 2;
                 }
             }
             // end − p is 0 or 1: RowsWideBlock's last slot (entry p under its weight, or weight 0 on the zero row), so
@@ -218,8 +200,8 @@ internal static unsafe class CsrBackwardTokenMajor
             int keep = p - end;
             int at = p - 1 - keep;
             at &= ~(at >> 31);
-            float* t = (float*)((nint)zero ^ (((nint)(panel + ((nint)index[at] << 6)) ^ (nint)zero) & keep));
-            var vt = Vector512.Create(BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(values[at]) & keep));
+            float* t = SpmmMicroKernel.RowOrZero(panel + ((nint)index[at] << 6), zero, keep);
+            var vt = Vector512.Create(SpmmMicroKernel.WeightOrZero(values[at], keep));
             a0 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t), a0);
             a1 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 16), a1);
             a2 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 32), a2);

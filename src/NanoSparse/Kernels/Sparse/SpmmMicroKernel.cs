@@ -267,11 +267,11 @@ internal static unsafe class SpmmMicroKernel
 
     /// <summary><paramref name="row"/> where <paramref name="keep"/> is all ones, else <paramref name="zero"/>: a padded slot's operand, without a branch.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float* RowOrZero(float* row, float* zero, nint keep) => (float*)((nint)zero ^ (((nint)row ^ (nint)zero) & keep));
+    internal static float* RowOrZero(float* row, float* zero, nint keep) => (float*)((nint)zero ^ (((nint)row ^ (nint)zero) & keep));
 
     /// <summary><paramref name="w"/> where <paramref name="keep"/> is all ones, else +0: a padded slot's weight (so an infinite w never meets the zero row).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float WeightOrZero(float w, int keep) => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(w) & keep);
+    internal static float WeightOrZero(float w, int keep) => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(w) & keep);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Row8<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)

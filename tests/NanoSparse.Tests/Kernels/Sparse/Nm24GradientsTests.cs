@@ -39,6 +39,49 @@ public class Nm24GradientsTests
     static float[] RandomArray(Rng rng, int length) => NmLinearTests.RandomArray(rng, length);
     static void Close(ReadOnlySpan<float> actual, double[] expected, double[] abs, string what) => NmLinearTests.Close(actual, expected, abs, what);
 
+    /// <summary>(dy · dense) ⊙ scale (or unscaled when scale is empty) in double, and each output's Σ|terms|·|scale|.</summary>
+    static (double[] Expected, double[] Abs) InputGradientReference(float[] dy, float[] dense, float[] scale, int rows, int inFeatures, int outFeatures)
+    {
+        var expected = new double[rows * inFeatures];
+        var abs = new double[expected.Length];
+        for (int t = 0; t < rows; t++)
+            for (int k = 0; k < inFeatures; k++)
+            {
+                double sum = 0, a = 0;
+                for (int o = 0; o < outFeatures; o++)
+                {
+                    double term = (double)dy[t * outFeatures + o] * dense[o * inFeatures + k];
+                    sum += term; a += Math.Abs(term);
+                }
+                double s = scale.Length > 0 ? scale[t * inFeatures + k] : 1;
+                expected[t * inFeatures + k] = sum * s;
+                abs[t * inFeatures + k] = a * Math.Abs(s);
+            }
+        return (expected, abs);
+    }
+
+    /// <summary>dValues + Σ_t dy[t, o] · x[t, input of the slot] for every stored slot, in double, and each one's Σ|terms|.</summary>
+    static (double[] Expected, double[] Abs) WeightGradientReference(float[] dy, float[] x, float[] dValues, int[] index, int rows, int inFeatures, int outFeatures)
+    {
+        int groups = inFeatures / 4;
+        var expected = new double[dValues.Length];
+        var abs = new double[dValues.Length];
+        for (int o = 0; o < outFeatures; o++)
+            for (int q = 0; q < 2 * groups; q++)
+            {
+                int slot = o * 2 * groups + q, input = q / 2 * 4 + index[slot];
+                double sum = dValues[slot], a = Math.Abs(dValues[slot]);
+                for (int t = 0; t < rows; t++)
+                {
+                    double term = (double)dy[t * outFeatures + o] * x[t * inFeatures + input];
+                    sum += term; a += Math.Abs(term);
+                }
+                expected[slot] = sum;
+                abs[slot] = a;
+            }
+        return (expected, abs);
+    }
+
     public static TheoryData<int, int> Shapes => new()
     {
         { 8, 1 }, { 8, 63 }, { 12, 5 }, { 12, 64 }, { 20, 65 }, { 68, 63 }, { 68, 130 }, { 200, 5 }, { 200, 65 },
@@ -64,21 +107,7 @@ public class Nm24GradientsTests
                 var kernel = new Nm24Gradients(outFeatures, inFeatures, q => index[q]);
                 var dy = RandomArray(rng, rows * outFeatures);
                 var scale = scaled ? RandomArray(rng, rows * inFeatures) : [];
-                var expected = new double[rows * inFeatures];
-                var abs = new double[expected.Length];
-                for (int t = 0; t < rows; t++)
-                    for (int k = 0; k < inFeatures; k++)
-                    {
-                        double sum = 0, a = 0;
-                        for (int o = 0; o < outFeatures; o++)
-                        {
-                            double term = (double)dy[t * outFeatures + o] * dense[o * inFeatures + k];
-                            sum += term; a += Math.Abs(term);
-                        }
-                        double s = scaled ? scale[t * inFeatures + k] : 1;
-                        expected[t * inFeatures + k] = sum * s;
-                        abs[t * inFeatures + k] = a * Math.Abs(s);
-                    }
+                var (expected, abs) = InputGradientReference(dy, dense, scale, rows, inFeatures, outFeatures);
                 var workspace = new float[kernel.InputGradientWorkspaceFloats(rows)];
                 Array.Fill(workspace, float.NaN);
                 var dx = RandomArray(rng, rows * inFeatures);   // overwritten, not accumulated
@@ -116,22 +145,7 @@ public class Nm24GradientsTests
                 var dy = RandomArray(rng, rows * outFeatures);
                 var x = RandomArray(rng, rows * inFeatures);
                 var dValues = RandomArray(rng, values.Length);
-                int groups = inFeatures / 4;
-                var expected = new double[values.Length];
-                var abs = new double[values.Length];
-                for (int o = 0; o < outFeatures; o++)
-                    for (int q = 0; q < 2 * groups; q++)
-                    {
-                        int slot = o * 2 * groups + q, input = q / 2 * 4 + index[slot];
-                        double sum = dValues[slot], a = Math.Abs(dValues[slot]);
-                        for (int t = 0; t < rows; t++)
-                        {
-                            double term = (double)dy[t * outFeatures + o] * x[t * inFeatures + input];
-                            sum += term; a += Math.Abs(term);
-                        }
-                        expected[slot] = sum;
-                        abs[slot] = a;
-                    }
+                var (expected, abs) = WeightGradientReference(dy, x, dValues, index, rows, inFeatures, outFeatures);
                 var workspace = new float[kernel.WeightGradientWorkspaceFloats(rows)];
                 Array.Fill(workspace, float.NaN);
                 kernel.WeightGradient(dy, x, rows, dValues, workspace);
@@ -191,38 +205,9 @@ public class Nm24GradientsTests
                     if (BitConverter.SingleToInt32Bits(twoDValues[i]) != BitConverter.SingleToInt32Bits(dValues[i]))
                         Assert.Fail($"dValues[{i}] ({at}): one pass {dValues[i]:g9}, two kernels {twoDValues[i]:g9}");
 
-                int groups = inFeatures / 4;
-                var expectedDx = new double[rows * inFeatures];
-                var absDx = new double[expectedDx.Length];
-                for (int t = 0; t < rows; t++)
-                    for (int k = 0; k < inFeatures; k++)
-                    {
-                        double sum = 0, a = 0;
-                        for (int o = 0; o < outFeatures; o++)
-                        {
-                            double term = (double)dy[t * outFeatures + o] * dense[o * inFeatures + k];
-                            sum += term; a += Math.Abs(term);
-                        }
-                        double s = scaled ? scale[t * inFeatures + k] : 1;
-                        expectedDx[t * inFeatures + k] = sum * s;
-                        absDx[t * inFeatures + k] = a * Math.Abs(s);
-                    }
+                var (expectedDx, absDx) = InputGradientReference(dy, dense, scale, rows, inFeatures, outFeatures);
                 Close(dx, expectedDx, absDx, $"dx ({at})");
-                var expectedDv = new double[values.Length];
-                var absDv = new double[values.Length];
-                for (int o = 0; o < outFeatures; o++)
-                    for (int q = 0; q < 2 * groups; q++)
-                    {
-                        int slot = o * 2 * groups + q, input = q / 2 * 4 + index[slot];
-                        double sum = dValues0[slot], a = Math.Abs(dValues0[slot]);
-                        for (int t = 0; t < rows; t++)
-                        {
-                            double term = (double)dy[t * outFeatures + o] * x[t * inFeatures + input];
-                            sum += term; a += Math.Abs(term);
-                        }
-                        expectedDv[slot] = sum;
-                        absDv[slot] = a;
-                    }
+                var (expectedDv, absDv) = WeightGradientReference(dy, x, dValues0, index, rows, inFeatures, outFeatures);
                 Close(dValues, expectedDv, absDv, $"dValues ({at})");
             }
         }
