@@ -197,19 +197,7 @@ internal static unsafe class CsrBackwardTokenMajor
             }
             // end − p is 0 or 1: RowsWideBlock's last slot (entry p under its weight, or weight 0 on the zero row), so
             // dx's accumulators see exactly its operations.
-            int keep = p - end;
-            int at = p - 1 - keep;
-            at &= ~(at >> 31);
-            float* t = SpmmMicroKernel.RowOrZero(panel + ((nint)index[at] << 6), zero, keep);
-            var vt = Vector512.Create(SpmmMicroKernel.WeightOrZero(values[at], keep));
-            a0 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t), a0);
-            a1 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 16), a1);
-            a2 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 32), a2);
-            a3 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 48), a3);
-            (a0 + b0).Store(yi);
-            (a1 + b1).Store(yi + 16);
-            (a2 + b2).Store(yi + 32);
-            (a3 + b3).Store(yi + 48);
+            SpmmMicroKernel.LastSlotAndStore(p, end, index, values, panel, zero, a0, a1, a2, a3, b0, b1, b2, b3, yi);
         }
     }
 }

@@ -246,32 +246,42 @@ internal static unsafe class SpmmMicroKernel
                 b2 = Vector512.FusedMultiplyAdd(vs, Vector512.LoadAligned(s + 32), b2);
                 b3 = Vector512.FusedMultiplyAdd(vs, Vector512.LoadAligned(s + 48), b3);
             }
-            // end − p is 0 or 1. keep: all ones when entry p is the row's; else the slot reads entry p − 1 (an entry of
-            // this or an earlier row, or entry 0: never past the arrays, which hold at least one nonzero) under weight 0
-            // and the zero row.
-            int keep = p - end;
-            int at = p - 1 - keep;
-            at &= ~(at >> 31);
-            float* t = RowOrZero(panel + ((nint)index[at] << 6), zero, keep);
-            var vt = Vector512.Create(WeightOrZero(values[at], keep));
-            a0 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t), a0);
-            a1 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 16), a1);
-            a2 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 32), a2);
-            a3 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 48), a3);
-            (a0 + b0).Store(yi);
-            (a1 + b1).Store(yi + 16);
-            (a2 + b2).Store(yi + 32);
-            (a3 + b3).Store(yi + 48);
+            LastSlotAndStore(p, end, index, values, panel, zero, a0, a1, a2, a3, b0, b1, b2, b3, yi);
         }
+    }
+
+    /// <summary>
+    /// RowsWideBlock's end of a row (also CsrBackwardTokenMajor's): end − p is 0 or 1; one more slot into (a0..a3), then
+    /// yi = a + b. keep: all ones when entry p is the row's; else the slot reads entry p − 1 (an entry of this or an
+    /// earlier row, or entry 0: never past the arrays, which hold at least one nonzero) under weight 0 and the zero row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void LastSlotAndStore(int p, int end, ushort* index, float* values, float* panel, float* zero,
+        Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3,
+        Vector512<float> b0, Vector512<float> b1, Vector512<float> b2, Vector512<float> b3, float* yi)
+    {
+        int keep = p - end;
+        int at = p - 1 - keep;
+        at &= ~(at >> 31);
+        float* t = RowOrZero(panel + ((nint)index[at] << 6), zero, keep);
+        var vt = Vector512.Create(WeightOrZero(values[at], keep));
+        a0 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t), a0);
+        a1 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 16), a1);
+        a2 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 32), a2);
+        a3 = Vector512.FusedMultiplyAdd(vt, Vector512.LoadAligned(t + 48), a3);
+        (a0 + b0).Store(yi);
+        (a1 + b1).Store(yi + 16);
+        (a2 + b2).Store(yi + 32);
+        (a3 + b3).Store(yi + 48);
     }
 
     /// <summary><paramref name="row"/> where <paramref name="keep"/> is all ones, else <paramref name="zero"/>: a padded slot's operand, without a branch.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float* RowOrZero(float* row, float* zero, nint keep) => (float*)((nint)zero ^ (((nint)row ^ (nint)zero) & keep));
+    static float* RowOrZero(float* row, float* zero, nint keep) => (float*)((nint)zero ^ (((nint)row ^ (nint)zero) & keep));
 
     /// <summary><paramref name="w"/> where <paramref name="keep"/> is all ones, else +0: a padded slot's weight (so an infinite w never meets the zero row).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float WeightOrZero(float w, int keep) => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(w) & keep);
+    static float WeightOrZero(float w, int keep) => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(w) & keep);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Row8<TIndex>(TIndex* index, float* values, int count, float* x, int ldx, float* y, bool add)
