@@ -42,25 +42,12 @@ internal static unsafe class CsrBackwardTokenMajor
     /// </summary>
     public static bool Takes(long nnz, int inFeatures, int outFeatures) => Supported && Blocks(nnz, inFeatures, outFeatures).Blocks > 1;
 
-    static (int Blocks, int BlockRows) Blocks(long nnz, int n, int m)
-    {
-        // The K blocks of the dx product as CsrSpmmTokenMajor picks them for Wᵀ.
-        if (nnz == 0) return (1, m);
-        int blockRows = CsrSpmmTokenMajor.KBlockRows(nnz, n, m);
-        int nb = (m + blockRows - 1) / blockRows;
-        return nb > 1 && (long)n * (nb + 1) > CsrSpmm.MaxNarrowSplitInts ? (1, m) : (nb, blockRows);
-    }
+    /// <summary>The K blocks of the dx product as CsrSpmmTokenMajor picks them for Wᵀ (In × Out, 16-bit indices).</summary>
+    static (int Blocks, int BlockRows) Blocks(long nnz, int n, int m) => CsrSpmmTokenMajor.Blocks(nnz, n, m, shortIndices: true);
 
     [ThreadStatic] static float[]? _dyPanel;
     [ThreadStatic] static float[]? _xPanel;
     [ThreadStatic] static float[]? _tile;
-
-    static float* Aligned(ref float[]? buffer, long floats)
-    {
-        if (buffer is null || buffer.Length < floats + 16) buffer = GC.AllocateUninitializedArray<float>(checked((int)(floats + 16)), pinned: true);
-        // Pinned and referenced by the thread-static field: the pointer stays valid.
-        return (float*)(((nint)Unsafe.AsPointer(ref buffer[0]) + 63) & ~(nint)63);
-    }
 
     /// <summary>
     /// See the class summary. Wᵀ is <paramref name="inFeatures"/> × <paramref name="outFeatures"/> (row pointers
@@ -75,11 +62,11 @@ internal static unsafe class CsrBackwardTokenMajor
         if (!Takes(nnz, n, m)) throw new ArgumentException($"CsrBackwardTokenMajor does not take Wᵀ {n}x{m} with {nnz} nonzeros (see Takes)");
         if (tokens == 0) return;
         var (nb, blockRows) = Blocks(nnz, n, m);
-        float* dyPanel = Aligned(ref _dyPanel, (long)(m + 1) * Width);
+        float* dyPanel = CsrSpmmTokenMajor.Aligned(ref _dyPanel, (long)(m + 1) * Width);
         float* zero = dyPanel + (long)m * Width;   // RowsWideBlock's zero row (a row's padded last slot)
         new Span<float>(zero, Width).Clear();
-        float* xPanel = Aligned(ref _xPanel, (long)n * Width);
-        float* tile = Aligned(ref _tile, (long)n * Width);
+        float* xPanel = CsrSpmmTokenMajor.Aligned(ref _xPanel, (long)n * Width);
+        float* tile = CsrSpmmTokenMajor.Aligned(ref _tile, (long)n * Width);
         int stride = nb + 1;
         int[] table = CsrSpmm.SplitTable(tp, 0, n, ti, nb, AlignedPanels.NextCall(), 0, blockRows);
         fixed (int* split = table)
@@ -89,12 +76,7 @@ internal static unsafe class CsrBackwardTokenMajor
                 int w = Math.Min(Width, tokens - t0);
                 // dyPanel (Out × 64) = dy[t0 .. t0 + w, :]ᵀ and xPanel (In × 64) = x[t0 .. t0 + w, :]ᵀ, zero past w.
                 TokenPanels.In(dy + (long)t0 * m, m, m, w, dyPanel, Width);
-                if (biasGradient != null)
-                    for (int r = 0; r < m; r++)
-                    {
-                        float* q = dyPanel + (long)r * Width;
-                        biasGradient[r] += Vector512.Sum((Vector512.LoadAligned(q) + Vector512.LoadAligned(q + 16)) + (Vector512.LoadAligned(q + 32) + Vector512.LoadAligned(q + 48)));
-                    }
+                if (biasGradient != null) SddmmTiled.AddRowSums(dyPanel, m, biasGradient);
                 TokenPanels.In(x + (long)t0 * n, n, n, w, xPanel, Width);
                 for (int r0 = 0; r0 < n; r0 += CsrSpmmTokenMajor.RowBlock)
                 {

@@ -63,10 +63,7 @@ internal static unsafe class CsrSpmmTokenMajor
         if (!Supported) throw new PlatformNotSupportedException("CsrSpmmTokenMajor needs AVX-512");
         if (rows == 0 || tokens == 0) return;
         long nnz = rowPointers[rows];
-        // RowsWideBlock reads entry 0 for an empty slot: K blocks only with something stored.
-        int blockRows = typeof(TIndex) == typeof(ushort) && nnz > 0 ? KBlockRows(nnz, rows, k) : k;
-        int blocks = (k + blockRows - 1) / blockRows;
-        if (blocks > 1 && (long)rows * (blocks + 1) > CsrSpmm.MaxNarrowSplitInts) (blocks, blockRows) = (1, k);
+        var (blocks, blockRows) = Blocks(nnz, rows, k, shortIndices: typeof(TIndex) == typeof(ushort));
         var args = new Args<TIndex>
         {
             RowPointers = rowPointers, Index = index, Values = values, X = x, Y = y, Bias = bias, Add = add, Scale = scale,
@@ -84,6 +81,18 @@ internal static unsafe class CsrSpmmTokenMajor
         }
         else args.Chunks = threads;   // one range of rows per thread (few tokens): as CsrSpmm's narrow panels
         KernelThreads.For(args.Chunks, ref args, &Body);
+    }
+
+    /// <summary>
+    /// The K blocks (count, panel rows per block) the product of an S with these sizes runs in: <see cref="KBlockRows"/>
+    /// with 16-bit indices and something stored (RowsWideBlock reads entry 0 for an empty slot), one block of all of K
+    /// otherwise or when the split table would pass CsrSpmm.MaxNarrowSplitInts. CsrBackwardTokenMajor takes the same.
+    /// </summary>
+    internal static (int Blocks, int BlockRows) Blocks(long nnz, int rows, int k, bool shortIndices)
+    {
+        int blockRows = shortIndices && nnz > 0 ? KBlockRows(nnz, rows, k) : k;
+        int blocks = (k + blockRows - 1) / blockRows;
+        return blocks > 1 && (long)rows * (blocks + 1) > CsrSpmm.MaxNarrowSplitInts ? (1, k) : (blocks, blockRows);
     }
 
     /// <summary>
@@ -129,7 +138,8 @@ internal static unsafe class CsrSpmmTokenMajor
     /// <summary>Rows per pass through the K blocks (their part of the tile: 64 KiB).</summary>
     internal const int RowBlock = 256;
 
-    static float* Aligned(ref float[]? buffer, long floats)
+    /// <summary>buffer (grown to at least floats + 16) from its first 64-byte boundary.</summary>
+    internal static float* Aligned(ref float[]? buffer, long floats)
     {
         if (buffer is null || buffer.Length < floats + 16) buffer = GC.AllocateUninitializedArray<float>(checked((int)(floats + 16)), pinned: true);
         // Pinned and referenced by the thread-static field: the pointer stays valid.

@@ -175,12 +175,7 @@ internal static unsafe class SddmmTiled
             int w = Math.Min(Width, a.Tokens - t0);
             // dyPanel (count × 64) = dy[t0 .. t0 + w, from .. to)ᵀ, zero past w.
             TokenPanels.In(a.Dy + (long)t0 * a.LdDy + from, a.LdDy, count, w, dyPanel, Width);
-            if (a.BiasGradient != null)
-                for (int r = 0; r < count; r++)
-                {
-                    float* q = dyPanel + (long)r * Width;
-                    a.BiasGradient[from + r] += Vector512.Sum((Vector512.LoadAligned(q) + Vector512.LoadAligned(q + 16)) + (Vector512.LoadAligned(q + 32) + Vector512.LoadAligned(q + 48)));
-                }
+            if (a.BiasGradient != null) AddRowSums(dyPanel, count, a.BiasGradient + from);
             for (int blk = 0; blk < nb; blk++)
             {
                 int k0 = blk * KBlock, kc = Math.Min(KBlock, a.Cols - k0);
@@ -197,6 +192,16 @@ internal static unsafe class SddmmTiled
                         t, index, p, end, a.Output, first: false);
                 }
             }
+        }
+    }
+
+    /// <summary>biasGradient[r] += the sum of the panel's row r (64 aligned floats) for r &lt; count (CsrBackwardTokenMajor too).</summary>
+    internal static void AddRowSums(float* panel, int count, float* biasGradient)
+    {
+        for (int r = 0; r < count; r++)
+        {
+            float* q = panel + (long)r * Width;
+            biasGradient[r] += Vector512.Sum((Vector512.LoadAligned(q) + Vector512.LoadAligned(q + 16)) + (Vector512.LoadAligned(q + 32) + Vector512.LoadAligned(q + 48)));
         }
     }
 
